@@ -1,0 +1,425 @@
+//! The schema catalog the compiler binds queries against: tables, their columns and
+//! types, and their primary keys. Built from DDL text at compile time (the crate's
+//! migrations) or from the live database by the runtime.
+
+use crate::error::{Diagnostic, Error, Result};
+use crate::spec::QualifiedName;
+use sqlparser::ast::{
+    AlterTableOperation, ColumnOption, DataType, ObjectName, Statement, TableConstraint,
+};
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::parser::Parser;
+
+/// A column of a table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Column {
+    /// The column's name, as PostgreSQL stores it.
+    pub name: String,
+    /// The type as PostgreSQL's `format_type` prints it (e.g. `numeric(10,2)`, `integer`).
+    pub sql_type: String,
+    /// Whether the column may hold NULL.
+    pub nullable: bool,
+}
+
+/// A table (or a stream table, which is a table too).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Table {
+    /// Schema and name.
+    pub name: QualifiedName,
+    /// Columns in order.
+    pub columns: Vec<Column>,
+    /// Names of the primary key columns; empty when the table has none.
+    pub primary_key: Vec<String>,
+    /// The table's OID, when the catalog was read from a live database.
+    pub oid: Option<u32>,
+}
+
+impl Table {
+    /// The index of a column by name.
+    pub fn column_index(&self, name: &str) -> Option<usize> {
+        self.columns.iter().position(|c| c.name == name)
+    }
+}
+
+/// A set of tables.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Catalog {
+    tables: Vec<Table>,
+}
+
+impl Catalog {
+    /// An empty catalog.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Add or replace a table.
+    pub fn add_table(&mut self, table: Table) {
+        self.tables.retain(|t| t.name != table.name);
+        self.tables.push(table);
+    }
+
+    /// All tables.
+    pub fn tables(&self) -> &[Table] {
+        &self.tables
+    }
+
+    /// Look up a table by optional schema and name; an unqualified name is searched in
+    /// `public` (the default search path).
+    pub fn lookup(&self, schema: Option<&str>, name: &str) -> Option<&Table> {
+        let schema = schema.unwrap_or("public");
+        self.tables.iter().find(|t| t.name.schema == schema && t.name.name == name)
+    }
+
+    /// The table names closest to `name`, for "did you mean" help.
+    pub fn nearest_table(&self, name: &str) -> Option<String> {
+        nearest(name, self.tables.iter().map(|t| t.name.name.as_str()))
+    }
+
+    /// Build a catalog from DDL text (see [`Catalog::apply_ddl`]).
+    pub fn from_ddl(sql: &str) -> Result<Self> {
+        let mut c = Catalog::new();
+        c.apply_ddl(sql)?;
+        Ok(c)
+    }
+
+    /// Apply the table-shaping statements of a DDL script: CREATE TABLE, ALTER TABLE
+    /// (ADD/DROP/RENAME COLUMN, ALTER COLUMN TYPE, RENAME TO, ADD PRIMARY KEY), DROP
+    /// TABLE. Other statements (indexes, inserts, functions, comments, ...) are skipped.
+    /// Statements that sqlparser cannot parse are skipped one by one, so a migration
+    /// that defines a PL/pgSQL function does not hide the tables around it.
+    pub fn apply_ddl(&mut self, sql: &str) -> Result<()> {
+        for stmt_text in split_statements(sql) {
+            let stmts = match Parser::parse_sql(&PostgreSqlDialect {}, &stmt_text) {
+                Ok(s) => s,
+                Err(_) => continue,
+            };
+            for stmt in stmts {
+                self.apply_statement(stmt)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_statement(&mut self, stmt: Statement) -> Result<()> {
+        match stmt {
+            Statement::CreateTable(ct) => {
+                let name = qualified(&ct.name);
+                let mut columns = Vec::new();
+                let mut pk = Vec::new();
+                for col in &ct.columns {
+                    let mut nullable = true;
+                    for opt in &col.options {
+                        match &opt.option {
+                            ColumnOption::NotNull => nullable = false,
+                            ColumnOption::Unique { is_primary: true, .. } => {
+                                nullable = false;
+                                pk.push(col.name.value.clone());
+                            }
+                            _ => {}
+                        }
+                    }
+                    let (sql_type, serial) = normalize_type(&col.data_type);
+                    if serial {
+                        nullable = false;
+                    }
+                    columns.push(Column { name: col.name.value.clone(), sql_type, nullable });
+                }
+                for c in &ct.constraints {
+                    if let TableConstraint::PrimaryKey { columns: cols, .. } = c {
+                        for ident in cols {
+                            pk.push(ident.value.clone());
+                        }
+                    }
+                }
+                for k in &pk {
+                    if let Some(c) = columns.iter_mut().find(|c| &c.name == k) {
+                        c.nullable = false;
+                    }
+                }
+                if ct.if_not_exists && self.lookup(Some(&name.schema), &name.name).is_some() {
+                    return Ok(());
+                }
+                self.add_table(Table { name, columns, primary_key: pk, oid: None });
+            }
+            Statement::Drop { names, .. } => {
+                for n in names {
+                    let q = qualified(&n);
+                    self.tables.retain(|t| t.name != q);
+                }
+            }
+            Statement::AlterTable { name, operations, .. } => {
+                let q = qualified(&name);
+                let Some(idx) = self.tables.iter().position(|t| t.name == q) else {
+                    return Ok(());
+                };
+                for op in operations {
+                    let t = &mut self.tables[idx];
+                    match op {
+                        AlterTableOperation::AddColumn { column_def, .. } => {
+                            let (sql_type, serial) = normalize_type(&column_def.data_type);
+                            let mut nullable = !serial;
+                            for o in &column_def.options {
+                                if matches!(o.option, ColumnOption::NotNull) {
+                                    nullable = false;
+                                }
+                                if let ColumnOption::Unique { is_primary: true, .. } = o.option {
+                                    nullable = false;
+                                    t.primary_key.push(column_def.name.value.clone());
+                                }
+                            }
+                            t.columns.push(Column { name: column_def.name.value.clone(), sql_type, nullable });
+                        }
+                        AlterTableOperation::DropColumn { column_name, .. } => {
+                            t.columns.retain(|c| c.name != column_name.value);
+                            t.primary_key.retain(|c| *c != column_name.value);
+                        }
+                        AlterTableOperation::RenameColumn { old_column_name, new_column_name } => {
+                            for c in t.columns.iter_mut().filter(|c| c.name == old_column_name.value) {
+                                c.name = new_column_name.value.clone();
+                            }
+                            for c in t.primary_key.iter_mut().filter(|c| **c == old_column_name.value) {
+                                *c = new_column_name.value.clone();
+                            }
+                        }
+                        AlterTableOperation::RenameTable { table_name } => {
+                            t.name = QualifiedName::new(t.name.schema.clone(), last_ident(&table_name));
+                        }
+                        AlterTableOperation::AlterColumn { column_name, op } => {
+                            use sqlparser::ast::AlterColumnOperation as A;
+                            if let Some(c) = t.columns.iter_mut().find(|c| c.name == column_name.value) {
+                                match op {
+                                    A::SetNotNull => c.nullable = false,
+                                    A::DropNotNull => c.nullable = true,
+                                    A::SetDataType { data_type, .. } => c.sql_type = normalize_type(&data_type).0,
+                                    _ => {}
+                                }
+                            }
+                        }
+                        AlterTableOperation::AddConstraint(TableConstraint::PrimaryKey { columns, .. }) => {
+                            t.primary_key = columns.iter().map(|i| i.value.clone()).collect();
+                            for c in t.columns.iter_mut().filter(|c| t.primary_key.contains(&c.name)) {
+                                c.nullable = false;
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// The name of `name` split into schema (default `public`) and table.
+pub(crate) fn qualified(name: &ObjectName) -> QualifiedName {
+    let parts: Vec<String> = name.0.iter().filter_map(|p| p.as_ident()).map(ident_value).collect();
+    match parts.as_slice() {
+        [n] => QualifiedName::new("public", n.clone()),
+        [.., s, n] => QualifiedName::new(s.clone(), n.clone()),
+        [] => QualifiedName::new("public", ""),
+    }
+}
+
+fn last_ident(name: &ObjectName) -> String {
+    name.0.last().and_then(|p| p.as_ident()).map(ident_value).unwrap_or_default()
+}
+
+/// An identifier's value as PostgreSQL stores it: unquoted identifiers fold to lower case.
+pub(crate) fn ident_value(i: &sqlparser::ast::Ident) -> String {
+    if i.quote_style.is_some() {
+        i.value.clone()
+    } else {
+        i.value.to_lowercase()
+    }
+}
+
+/// Map a parsed data type to the spelling PostgreSQL's `format_type` uses; the flag
+/// says whether it was a `serial` pseudo-type (which implies NOT NULL).
+fn normalize_type(dt: &DataType) -> (String, bool) {
+    let text = dt.to_string().to_lowercase();
+    let t = text.trim();
+    let mapped = match t {
+        "serial" | "serial4" => return ("integer".into(), true),
+        "bigserial" | "serial8" => return ("bigint".into(), true),
+        "smallserial" | "serial2" => return ("smallint".into(), true),
+        "int" | "int4" | "integer" => "integer".to_string(),
+        "int8" | "bigint" => "bigint".to_string(),
+        "int2" | "smallint" => "smallint".to_string(),
+        "float8" | "double precision" | "double" => "double precision".to_string(),
+        "float4" | "real" => "real".to_string(),
+        "bool" | "boolean" => "boolean".to_string(),
+        "decimal" | "numeric" => "numeric".to_string(),
+        "varchar" | "character varying" => "character varying".to_string(),
+        "timestamptz" | "timestamp with time zone" => "timestamp with time zone".to_string(),
+        "timestamp" | "timestamp without time zone" => "timestamp without time zone".to_string(),
+        other => {
+            if let Some(rest) = other.strip_prefix("decimal") {
+                format!("numeric{}", rest.replace(' ', ""))
+            } else if other.starts_with("numeric") {
+                other.replace(' ', "")
+            } else if let Some(rest) = other.strip_prefix("varchar") {
+                format!("character varying{rest}")
+            } else {
+                other.to_string()
+            }
+        }
+    };
+    (mapped, false)
+}
+
+/// Split a script into statements on top-level semicolons, respecting quotes,
+/// dollar quotes and comments.
+pub fn split_statements(sql: &str) -> Vec<String> {
+    let b = sql.as_bytes();
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'\'' | b'"' => {
+                let q = b[i];
+                i += 1;
+                while i < b.len() {
+                    if b[i] == q {
+                        if i + 1 < b.len() && b[i + 1] == q {
+                            i += 2;
+                            continue;
+                        }
+                        break;
+                    }
+                    i += 1;
+                }
+            }
+            b'-' if i + 1 < b.len() && b[i + 1] == b'-' => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'/' if i + 1 < b.len() && b[i + 1] == b'*' => {
+                i += 2;
+                while i + 1 < b.len() && !(b[i] == b'*' && b[i + 1] == b'/') {
+                    i += 1;
+                }
+                i += 1;
+            }
+            b'$' => {
+                // dollar quote: $tag$ ... $tag$
+                let rest = &sql[i + 1..];
+                if let Some(end) = rest.find('$') {
+                    let tag = &rest[..end];
+                    if tag.chars().all(|c| c.is_alphanumeric() || c == '_') {
+                        let delim = format!("${tag}$");
+                        if let Some(close) = sql[i + delim.len()..].find(&delim) {
+                            i += delim.len() + close + delim.len() - 1;
+                        }
+                    }
+                }
+            }
+            b';' => {
+                let s = sql[start..i].trim();
+                if !s.is_empty() {
+                    out.push(s.to_string());
+                }
+                start = i + 1;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    let s = sql[start.min(sql.len())..].trim();
+    if !s.is_empty() {
+        out.push(s.to_string());
+    }
+    out
+}
+
+/// The candidate closest to `name` by edit distance, if it is close enough to help.
+pub fn nearest<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) -> Option<String> {
+    let mut best: Option<(usize, &str)> = None;
+    for c in candidates {
+        let d = edit_distance(&name.to_lowercase(), &c.to_lowercase());
+        if best.map(|(bd, _)| d < bd).unwrap_or(true) {
+            best = Some((d, c));
+        }
+    }
+    best.filter(|(d, c)| *d <= 2.max(c.len() / 3)).map(|(_, c)| c.to_string())
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for i in 1..=a.len() {
+        let mut cur = vec![i; b.len() + 1];
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            cur[j] = (prev[j] + 1).min(cur[j - 1] + 1).min(prev[j - 1] + cost);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+impl From<Diagnostic> for Error {
+    fn from(d: Diagnostic) -> Self {
+        Error::Invalid(d)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TUTORIAL: &str = r#"
+        -- Department hierarchy (self-referencing tree)
+        CREATE TABLE departments (
+            id         SERIAL PRIMARY KEY,
+            name       TEXT NOT NULL,
+            parent_id  INT REFERENCES departments(id)
+        );
+        CREATE TABLE employees (
+            id            SERIAL PRIMARY KEY,
+            name          TEXT NOT NULL,
+            department_id INT NOT NULL REFERENCES departments(id),
+            salary        NUMERIC(10,2) NOT NULL
+        );
+        CREATE INDEX ON employees (department_id);
+        CREATE FUNCTION f() RETURNS int AS $$ SELECT 1; $$ LANGUAGE sql;
+    "#;
+
+    #[test]
+    fn tutorial_schema() {
+        let c = Catalog::from_ddl(TUTORIAL).unwrap();
+        let e = c.lookup(None, "employees").unwrap();
+        assert_eq!(e.primary_key, vec!["id"]);
+        assert_eq!(e.columns[3].sql_type, "numeric(10,2)");
+        assert!(!e.columns[0].nullable);
+        let d = c.lookup(Some("public"), "departments").unwrap();
+        assert_eq!(d.columns[2].sql_type, "integer");
+        assert!(d.columns[2].nullable);
+    }
+
+    #[test]
+    fn alter_and_drop() {
+        let c = Catalog::from_ddl(
+            "CREATE TABLE s.t (a int, b text, PRIMARY KEY (a));
+             ALTER TABLE s.t ADD COLUMN c bigint NOT NULL;
+             ALTER TABLE s.t RENAME COLUMN b TO bb;
+             ALTER TABLE s.t DROP COLUMN c;
+             CREATE TABLE gone (x int); DROP TABLE gone;",
+        )
+        .unwrap();
+        let t = c.lookup(Some("s"), "t").unwrap();
+        assert_eq!(t.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["a", "bb"]);
+        assert!(c.lookup(None, "gone").is_none());
+    }
+
+    #[test]
+    fn splits_scripts() {
+        let s = split_statements("a; 'x;y'; $$ ; $$; -- c;\n b");
+        assert_eq!(s, vec!["a", "'x;y'", "$$ ; $$", "-- c;\n b"]);
+        assert_eq!(nearest("employe", ["departments", "employees"].into_iter()).as_deref(), Some("employees"));
+    }
+}

@@ -1,0 +1,31 @@
+//! Names shared by the compiler's SQL and the runtime's DDL. The compiler renders
+//! refresh statements that read these objects; the runtime creates them.
+//!
+//! - `pgstream.pgs_frontiers (st_id bigint, source_oid oid, frontier pg_snapshot)`:
+//!   one row per (stream table, source table); `frontier` is the snapshot of the
+//!   last refresh (NULL before the first one).
+//! - `pgstream_changes.changes_<source oid>`: the change buffer of a source table:
+//!   [`CHANGE_ID`] `bigint generated always as identity`, [`XID`] `xid8 not null
+//!   default pg_current_xact_id()`, [`WEIGHT`] `smallint not null` (+1 for a new
+//!   image, −1 for an old image; an UPDATE writes both), then every column of the
+//!   source with its name and type.
+
+/// Schema of the catalog.
+pub const CATALOG_SCHEMA: &str = "pgstream";
+/// Schema of the change buffers.
+pub const CHANGES_SCHEMA: &str = "pgstream_changes";
+/// Table of frontiers.
+pub const FRONTIERS_TABLE: &str = "pgs_frontiers";
+/// Buffer column: capture order.
+pub const CHANGE_ID: &str = "__pgs_change_id";
+/// Buffer column: top-level transaction id of the writer.
+pub const XID: &str = "__pgs_xid";
+/// Buffer column: +1 (new image) or −1 (old image).
+pub const WEIGHT: &str = "__pgs_w";
+/// Hidden storage column: hash of the row's identity.
+pub const ROW_ID: &str = "__pgs_row_id";
+
+/// The name of a source table's change buffer.
+pub fn buffer_table(source_oid: u32) -> String {
+    format!("changes_{source_oid}")
+}

@@ -1,0 +1,75 @@
+//! # pgstream-core
+//!
+//! The pgstream compiler. It turns the defining query of a stream table into the SQL
+//! that creates its storage table and keeps it up to date:
+//!
+//! ```text
+//! parse ─▶ bind (against a Catalog) ─▶ operator tree ─▶ strategy per node ─▶ render SQL
+//! ```
+//!
+//! Pure: no I/O, no async. The macro calls it at compile time against the schema of
+//! the crate's migrations; the runtime calls it again against the live schema, with
+//! the object ids that only the database knows (see [`RenderContext`]).
+
+pub mod catalog;
+pub mod contract;
+pub mod error;
+pub mod spec;
+
+mod bind;
+mod expr;
+mod plan;
+mod quote;
+mod render;
+
+pub use catalog::{Catalog, Column, Table};
+pub use error::{Diagnostic, Error, Result};
+pub use plan::{Compiled, OutputColumn, Strategy};
+pub use quote::{quote_ident, quote_literal, quote_qualified};
+pub use render::{Artifacts, RenderContext, SourceBinding};
+pub use spec::{Mode, QualifiedName, Schedule, StreamTableSpec};
+
+/// Compile a stream table's definition against a catalog.
+///
+/// Errors name the offending fragment of the query (see [`Diagnostic`]). In
+/// [`Mode::Differential`], a construct that cannot be maintained incrementally is an
+/// [`Error::Unsupported`] that suggests FULL mode.
+pub fn compile(spec: &StreamTableSpec, catalog: &Catalog) -> Result<Compiled> {
+    plan::compile(spec, catalog)
+}
+
+/// The static description of a stream table that `#[stream_table]` emits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamTableDef {
+    /// Schema of the storage table (`public` unless the name says otherwise).
+    pub schema: &'static str,
+    /// Name of the storage table.
+    pub name: &'static str,
+    /// The defining query.
+    pub query: &'static str,
+    /// The schedule as written (`30s`, `5m`, ...), validated at compile time.
+    pub schedule: &'static str,
+    /// The refresh mode.
+    pub mode: Mode,
+    /// The output columns the query was compiled to, in order.
+    pub columns: &'static [&'static str],
+}
+
+impl StreamTableDef {
+    /// The spec to hand to [`compile`]. Panics only if the macro let an invalid
+    /// schedule through, which it does not.
+    pub fn spec(&self) -> StreamTableSpec {
+        StreamTableSpec {
+            name: QualifiedName::new(self.schema, self.name),
+            query: self.query.to_string(),
+            schedule: self.schedule.parse().expect("schedule validated at compile time"),
+            mode: self.mode,
+        }
+    }
+}
+
+/// Implemented by `#[stream_table]` for each declared struct.
+pub trait StreamTable {
+    /// The definition compiled into the program.
+    const DEF: StreamTableDef;
+}
