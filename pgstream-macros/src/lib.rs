@@ -1,5 +1,117 @@
-//! placeholder
+//! The `#[stream_table]` attribute of [pgstream](https://docs.rs/pgstream).
+//!
+//! Use it through the `pgstream` crate (`#[pgstream::stream_table(...)]`): the code it
+//! generates refers to `::pgstream::__private`. This crate is only the entry point;
+//! the work is done by [`pgstream_core`], the compiler, at build time:
+//!
+//! ```text
+//! attr ─▶ ast ─▶ schema (migrations/) ─▶ pgstream_core::compile ─▶ check ─▶ expand
+//! ```
+
+mod ast;
+mod attr;
+mod check;
+mod ctxt;
+mod diagnostic;
+mod expand;
+mod schema;
+
 use proc_macro::TokenStream;
-/// placeholder
+
+/// Declare a stream table: a table defined by a query and kept up to date
+/// incrementally by the pgstream runtime.
+///
+/// The struct's fields are the query's output columns (matched by name, in any
+/// order). At build time the macro compiles the query against the schema that the
+/// crate's migrations define, so a typo in a table or column name, a field without a
+/// column, or a query that cannot be maintained in the requested mode is a compile
+/// error. No database is needed to build.
+///
+/// ```ignore
+/// #[pgstream::stream_table(
+///     query = "
+///         SELECT d.id AS department_id, d.name AS department_name,
+///                COUNT(e.id) AS headcount,
+///                COALESCE(SUM(e.salary), 0) AS total_salary,
+///                COALESCE(AVG(e.salary), 0) AS avg_salary
+///         FROM departments d
+///         LEFT JOIN employees e ON e.department_id = d.id
+///         GROUP BY d.id, d.name",
+///     schedule = "30s",
+/// )]
+/// pub struct DepartmentStats {
+///     pub department_id: i32,
+///     pub department_name: String,
+///     pub headcount: i64,
+///     pub total_salary: rust_decimal::Decimal,
+///     pub avg_salary: rust_decimal::Decimal,
+/// }
+///
+/// // The struct is unchanged; it gains two impls:
+/// use pgstream::StreamTable;
+/// assert_eq!(DepartmentStats::DEF.name, "department_stats");
+/// // and `sqlx::FromRow`, to read the stream table like any table:
+/// let rows: Vec<DepartmentStats> = sqlx::query_as("SELECT * FROM department_stats")
+///     .fetch_all(&pool)
+///     .await?;
+/// ```
+///
+/// # Arguments
+///
+/// Every argument is `key = "string"`.
+///
+/// | key | required | meaning |
+/// |---|---|---|
+/// | `query` | one of `query`, `query_file` | The defining query (PostgreSQL SQL). |
+/// | `query_file` | one of `query`, `query_file` | A file holding the defining query, relative to the crate's directory (the one holding `Cargo.toml`); absolute paths are refused. |
+/// | `schedule` | no, default `"1m"` | The staleness bound: the scheduler refreshes the table when its changes are older than this. `500ms`, `30s`, `5m`, `1h`, `1d`, or combined (`1h30m`). |
+/// | `mode` | no, default `"differential"` | `"differential"`: apply only the effect of the captured changes; a query that cannot be maintained that way is a compile error that suggests `"full"`. `"full"`: recompute the query at each refresh and apply only the difference. |
+/// | `name` | no, default: the struct's name in snake case | The storage table, `"table"` (in `public`) or `"schema.table"`. |
+/// | `schema` | no, default `"migrations"` | The directory of `.sql` migrations the query is checked against, relative to the crate's directory. Files are applied in version order (`0001_init.sql`, `0002_...`; `*.down.sql` are skipped); the one `sqlx::migrate!()` reads is the default. |
+///
+/// ```ignore
+/// // A filter, stored as `reporting.well_paid`, recomputed in full every five minutes,
+/// // with the query in a file and the schema in another directory.
+/// #[pgstream::stream_table(
+///     query_file = "queries/well_paid.sql",
+///     name = "reporting.well_paid",
+///     mode = "full",
+///     schedule = "5m",
+///     schema = "db/migrations",
+/// )]
+/// pub struct WellPaid {
+///     pub id: i32,
+///     pub name: String,
+/// }
+/// ```
+///
+/// # What it generates
+///
+/// The struct, unchanged, plus `impl pgstream::StreamTable` (its `DEF` constant holds
+/// the storage table's name, the query, the schedule, the mode and the output columns,
+/// for the runtime to register) and `impl sqlx::FromRow<'_, PgRow>` reading each field
+/// from the column of its name. Each file read (migrations, `query_file`) is included
+/// with `include_str!`, so editing one rebuilds the crate. Cargo does not notice a
+/// *new* migration file by itself; as with `sqlx::migrate!()`, add a `build.rs` with
+/// `println!("cargo:rerun-if-changed=migrations");`.
+///
+/// # Errors
+///
+/// All problems are reported in one build, each on the tokens it concerns: unknown,
+/// duplicate or malformed arguments; a missing query; an invalid schedule, mode or
+/// name; an unreadable migrations directory or query file; an error of the query
+/// (quoted, with the offending fragment underlined); an output column without a field
+/// (on the struct's name) or a field without a column (on the field). The struct is
+/// still emitted, so code that uses it does not fail a second time.
 #[proc_macro_attribute]
-pub fn stream_table(_a: TokenStream, i: TokenStream) -> TokenStream { i }
+pub fn stream_table(args: TokenStream, item: TokenStream) -> TokenStream {
+    let original = proc_macro2::TokenStream::from(item.clone());
+    let result = match syn::parse::<syn::DeriveInput>(item) {
+        Ok(input) => expand::expand(args.into(), &input),
+        Err(_) => Err(expand::not_a_struct()),
+    };
+    match result {
+        Ok(tokens) => tokens.into(),
+        Err(err) => expand::token_stream_with_error(original, err).into(),
+    }
+}

@@ -1,0 +1,244 @@
+//! The expansion of `#[stream_table]`: parse, model, load the schema, compile, check,
+//! then generate.
+//!
+//! The struct is emitted unchanged, followed by
+//!
+//! ```text
+//! const _: () = {
+//!     const _: &str = include_str!("<migration>");   // one per file read
+//!     impl ::pgstream::__private::StreamTable for X { const DEF: StreamTableDef = ...; }
+//!     impl<'r> ::pgstream::__private::sqlx::FromRow<'r, PgRow> for X { ... }
+//! };
+//! ```
+//!
+//! Generated code names only `::pgstream::__private::…`, so the user's crate needs no
+//! other dependency.
+
+use crate::ast::Container;
+use crate::attr::{Attrs, QuerySource};
+use crate::ctxt::Ctxt;
+use crate::{check, diagnostic, schema};
+use pgstream_core::{compile, Compiled, Mode, QualifiedName, Schedule, StreamTableSpec};
+use proc_macro2::{Span, TokenStream};
+use quote::{quote, quote_spanned};
+use std::path::PathBuf;
+use syn::spanned::Spanned;
+use syn::DeriveInput;
+
+/// Everything the expansion needs once all checks passed.
+struct Expansion<'a> {
+    cont: Container<'a>,
+    name: QualifiedName,
+    query: String,
+    schedule: String,
+    mode: Mode,
+    compiled: Compiled,
+    tracked: Vec<PathBuf>,
+}
+
+/// Expand `#[stream_table(args)]` on `input`; `Err` holds every error found.
+pub(crate) fn expand(args: TokenStream, input: &DeriveInput) -> syn::Result<TokenStream> {
+    let cx = Ctxt::new();
+    let expansion = analyse(&cx, args, input);
+    cx.check()?;
+    let expansion = expansion.expect("no errors reported, so the analysis completed");
+    Ok(generate(input, &expansion))
+}
+
+/// Run every check, reporting to `cx`; `Some` only if nothing failed.
+fn analyse<'a>(cx: &Ctxt, args: TokenStream, input: &'a DeriveInput) -> Option<Expansion<'a>> {
+    let attrs = Attrs::from_args(cx, args);
+    let cont = Container::from_ast(cx, input);
+
+    let schedule = match &attrs.schedule {
+        Some(lit) => match lit.value().parse::<Schedule>() {
+            Ok(_) => Some(lit.value().trim().to_string()),
+            Err(msg) => {
+                cx.error_at(lit.span(), msg);
+                None
+            }
+        },
+        None => Some(Schedule::default().to_string()),
+    };
+    let mode = match &attrs.mode {
+        Some(lit) => match lit.value().parse::<Mode>() {
+            Ok(mode) => Some(mode),
+            Err(msg) => {
+                cx.error_at(lit.span(), msg);
+                None
+            }
+        },
+        None => Some(Mode::Differential),
+    };
+    let name = match &attrs.name {
+        Some(lit) => match QualifiedName::parse(&lit.value()) {
+            Ok(name) => Some(name),
+            Err(msg) => {
+                cx.error_at(lit.span(), msg);
+                None
+            }
+        },
+        None => Some(QualifiedName::new("public", snake_case(&input.ident.to_string()))),
+    };
+
+    let mut tracked = Vec::new();
+    let query = match &attrs.query {
+        Some(QuerySource::Inline(lit)) => Some(lit.value()),
+        Some(QuerySource::File(lit)) => match schema::read_query_file(lit) {
+            Ok((text, path)) => {
+                tracked.push(path);
+                Some(text)
+            }
+            Err(err) => {
+                cx.syn_error(err);
+                None
+            }
+        },
+        None => None,
+    };
+    let schema = match schema::load(attrs.schema.as_ref()) {
+        Ok(schema) => Some(schema),
+        Err(err) => {
+            cx.syn_error(err);
+            None
+        }
+    };
+
+    let (Some(query_src), Some(query), Some(schema), Some(schedule), Some(mode), Some(name)) =
+        (&attrs.query, query, schema, schedule, mode, name)
+    else {
+        return None;
+    };
+    tracked.extend(schema.files);
+
+    let spec = StreamTableSpec {
+        name: name.clone(),
+        query: query.clone(),
+        schedule: schedule.parse().ok()?,
+        mode,
+    };
+    let compiled = match compile(&spec, &schema.catalog) {
+        Ok(compiled) => compiled,
+        Err(err) => {
+            let from_file = matches!(query_src, QuerySource::File(_));
+            cx.syn_error(diagnostic::compile_error(&err, &query, query_src.literal(), from_file));
+            return None;
+        }
+    };
+
+    let cont = cont?;
+    check::check_fields(cx, &cont, &compiled.columns);
+    Some(Expansion { cont, name, query, schedule, mode, compiled, tracked })
+}
+
+fn generate(input: &DeriveInput, e: &Expansion<'_>) -> TokenStream {
+    let ident = e.cont.ident;
+    let schema = &e.name.schema;
+    let name = &e.name.name;
+    let query = &e.query;
+    let schedule = &e.schedule;
+    let mode = match e.mode {
+        Mode::Differential => quote!(::pgstream::__private::Mode::Differential),
+        Mode::Full => quote!(::pgstream::__private::Mode::Full),
+    };
+    let columns = e.compiled.columns.iter().map(|c| &c.name);
+    let tracked = e.tracked.iter().map(|p| {
+        let p = p.to_string_lossy();
+        quote!(const _: &str = ::core::include_str!(#p);)
+    });
+    let reads = e.cont.fields.iter().map(|f| {
+        let member = f.member;
+        let column = &f.column;
+        let ty = f.ty;
+        quote_spanned! {ty.span()=>
+            #member: ::pgstream::__private::sqlx::Row::try_get::<#ty, _>(__row, #column)?
+        }
+    });
+
+    quote! {
+        #input
+
+        const _: () = {
+            #(#tracked)*
+
+            #[automatically_derived]
+            impl ::pgstream::__private::StreamTable for #ident {
+                const DEF: ::pgstream::__private::StreamTableDef = ::pgstream::__private::StreamTableDef {
+                    schema: #schema,
+                    name: #name,
+                    query: #query,
+                    schedule: #schedule,
+                    mode: #mode,
+                    columns: &[#(#columns),*],
+                };
+            }
+
+            #[automatically_derived]
+            impl<'__r> ::pgstream::__private::sqlx::FromRow<'__r, ::pgstream::__private::sqlx::postgres::PgRow>
+                for #ident
+            {
+                fn from_row(
+                    __row: &'__r ::pgstream::__private::sqlx::postgres::PgRow,
+                ) -> ::core::result::Result<Self, ::pgstream::__private::sqlx::Error> {
+                    ::core::result::Result::Ok(#ident {
+                        #(#reads,)*
+                    })
+                }
+            }
+        };
+    }
+}
+
+/// `DepartmentStats` → `department_stats`, `HTTPRequests` → `http_requests`.
+pub(crate) fn snake_case(ident: &str) -> String {
+    let ident = ident.strip_prefix("r#").unwrap_or(ident);
+    let chars: Vec<char> = ident.chars().collect();
+    let mut out = String::with_capacity(ident.len() + 4);
+    for (i, &c) in chars.iter().enumerate() {
+        if c.is_uppercase() {
+            let prev = i.checked_sub(1).map(|j| chars[j]);
+            let next = chars.get(i + 1).copied();
+            let boundary = match prev {
+                None | Some('_') => false,
+                Some(p) if p.is_lowercase() || p.is_ascii_digit() => true,
+                Some(p) => p.is_uppercase() && next.is_some_and(|n| n.is_lowercase()),
+            };
+            if boundary {
+                out.push('_');
+            }
+            out.extend(c.to_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The original item followed by the errors, so that code using the struct does not
+/// fail a second time (tokio-macros' `token_stream_with_error`).
+pub(crate) fn token_stream_with_error(mut item: TokenStream, error: syn::Error) -> TokenStream {
+    item.extend(error.into_compile_error());
+    item
+}
+
+/// The error for an item that is not even a struct, enum or union.
+pub(crate) fn not_a_struct() -> syn::Error {
+    syn::Error::new(
+        Span::call_site(),
+        "#[stream_table] applies to a struct with named fields, one per output column of the query",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::snake_case;
+
+    #[test]
+    fn snake_case_names() {
+        assert_eq!(snake_case("DepartmentStats"), "department_stats");
+        assert_eq!(snake_case("HTTPRequests"), "http_requests");
+        assert_eq!(snake_case("Stats2024Q1"), "stats2024_q1");
+        assert_eq!(snake_case("already_snake"), "already_snake");
+        assert_eq!(snake_case("A"), "a");
+    }
+}
