@@ -1,1 +1,45 @@
-//! placeholder
+//! # pgstream-runtime
+//!
+//! The runtime of pgstream: installs the `pgstream` catalog schema and its SQL
+//! functions, change capture (buffers and statement triggers) on source tables,
+//! creates stream tables from the compiler's artifacts, and refreshes them on a
+//! schedule from inside the application process.
+//!
+//! ```no_run
+//! # async fn example(pool: sqlx::PgPool) -> pgstream_runtime::Result<()> {
+//! use pgstream_runtime::{Mode, Runtime};
+//! let runtime = Runtime::builder(pool).start().await?;
+//! runtime
+//!     .create_stream_table("big_orders", "SELECT id, total FROM orders WHERE total > 100", "30s", Mode::Differential)
+//!     .await?;
+//! let outcome = runtime.refresh("big_orders").await?;
+//! println!("{} rows changed", outcome.rows_changed);
+//! runtime.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
+//! Everything is also reachable from SQL (`psql`): `pgstream.refresh_stream_table`,
+//! `pgstream.drop_stream_table`, `pgstream.pgs_status()`, the view
+//! `pgstream.pg_stat_stream_tables` and the catalog table `pgstream.pgs_stream_tables`.
+//! The free functions ([`install`], [`create_stream_table`], [`refresh()`],
+//! [`drop_stream_table`], [`status()`]) serve the command line without a scheduler.
+
+mod builder;
+mod catalog;
+mod create;
+mod error;
+mod install;
+mod refresh;
+mod runtime;
+mod scheduler;
+mod status;
+
+pub use builder::RuntimeBuilder;
+pub use catalog::{display_name, load_catalog};
+pub use create::{create_stream_table, drop_stream_table};
+pub use error::{Error, Result, Subject};
+pub use install::{install, SCHEMA_VERSION};
+pub use pgstream_core::{Mode, StreamTable, StreamTableDef, StreamTableSpec};
+pub use refresh::{refresh, RefreshOutcome};
+pub use runtime::{spec, Runtime, RuntimeHandle};
+pub use status::{status, StreamTableStatus};

@@ -1,0 +1,92 @@
+//! Reading the live schema (for the compiler) and pgstream's own catalog rows.
+
+use crate::error::{Result, Step};
+use pgstream_core::{Catalog, Column, QualifiedName, Table};
+use sqlx::PgConnection;
+
+/// The user tables of the database (ordinary and partitioned, outside the system
+/// schemas and pgstream's own), with columns, types as `format_type` prints them,
+/// NOT NULL flags, primary keys and OIDs.
+pub async fn load_catalog(conn: &mut PgConnection) -> Result<Catalog> {
+    let rows: Vec<(i64, String, String, Vec<String>, Vec<String>, Vec<bool>, Vec<String>)> = sqlx::query_as(
+        "SELECT c.oid::int8, n.nspname::text, c.relname::text,
+                array_agg(a.attname::text ORDER BY a.attnum),
+                array_agg(format_type(a.atttypid, a.atttypmod) ORDER BY a.attnum),
+                array_agg(a.attnotnull ORDER BY a.attnum),
+                coalesce((SELECT array_agg(k.attname::text ORDER BY array_position(i.indkey::int2[], k.attnum))
+                            FROM pg_catalog.pg_index i
+                            JOIN pg_catalog.pg_attribute k
+                              ON k.attrelid = i.indrelid AND k.attnum = ANY (i.indkey::int2[])
+                           WHERE i.indrelid = c.oid AND i.indisprimary), '{}')
+           FROM pg_catalog.pg_class c
+           JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+           JOIN pg_catalog.pg_attribute a
+             ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+          WHERE c.relkind IN ('r', 'p')
+            AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgstream', 'pgstream_changes')
+            AND n.nspname NOT LIKE 'pg\\_toast%'
+            AND n.nspname NOT LIKE 'pg\\_temp\\_%'
+          GROUP BY c.oid, n.nspname, c.relname
+          ORDER BY n.nspname, c.relname",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .step(None, "reading the database schema")?;
+
+    let mut catalog = Catalog::new();
+    for (oid, schema, name, names, types, notnull, pk) in rows {
+        let columns = names
+            .into_iter()
+            .zip(types)
+            .zip(notnull)
+            .map(|((name, sql_type), notnull)| Column { name, sql_type, nullable: !notnull })
+            .collect();
+        catalog.add_table(Table {
+            name: QualifiedName::new(schema, name),
+            columns,
+            primary_key: pk,
+            oid: u32::try_from(oid).ok(),
+        });
+    }
+    Ok(catalog)
+}
+
+/// The stored definition of a stream table.
+#[derive(Debug, Clone)]
+pub(crate) struct StoredDefinition {
+    /// Id in `pgstream.pgs_stream_tables`.
+    pub id: i64,
+    /// The defining query as created.
+    pub query: String,
+    /// `DIFFERENTIAL` or `FULL`.
+    pub mode: String,
+    /// The schedule as written.
+    pub schedule: String,
+}
+
+/// Look up a stream table's stored definition by name.
+pub(crate) async fn stored_definition(
+    conn: &mut PgConnection,
+    name: &QualifiedName,
+) -> Result<Option<StoredDefinition>> {
+    let row: Option<(i64, String, String, String)> = sqlx::query_as(
+        "SELECT id, query, mode, schedule FROM pgstream.pgs_stream_tables
+          WHERE schema_name = $1 AND table_name = $2",
+    )
+    .bind(&name.schema)
+    .bind(&name.name)
+    .fetch_optional(&mut *conn)
+    .await
+    .step(Some(&display_name(name)), "reading the stream table catalog")?;
+    Ok(row.map(|(id, query, mode, schedule)| StoredDefinition { id, query, mode, schedule }))
+}
+
+/// How pgstream shows a stream table's name: `name` in `public`, else `schema.name`
+/// (the same text `pgstream.refresh_stream_table` accepts).
+pub fn display_name(name: &QualifiedName) -> String {
+    if name.schema == "public" {
+        name.name.clone()
+    } else {
+        name.to_string()
+    }
+}

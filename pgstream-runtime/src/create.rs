@@ -1,0 +1,330 @@
+//! Creating and dropping stream tables, and installing change capture on sources.
+//!
+//! A creation runs in ONE transaction: capture (triggers first), catalog row,
+//! frontier rows, storage table, initial full refresh, stats row. Any failure rolls
+//! everything back, so nothing is ever half-installed.
+
+use crate::catalog::{display_name, load_catalog, stored_definition};
+use crate::error::{Error, Result, Step};
+use crate::install::{install, CREATE_LOCK_CLASS};
+use pgstream_core::contract::{buffer_table, CHANGES_SCHEMA, CHANGE_ID, WEIGHT, XID};
+use pgstream_core::{compile, quote_ident, quote_qualified, RenderContext, SourceBinding, StreamTableSpec, Table};
+use sea_query::{Alias, ColumnDef, Expr, Index, PostgresQueryBuilder};
+use sqlx::postgres::types::Oid;
+use sqlx::{PgConnection, PgPool};
+
+/// Names of the capture triggers pgstream installs on a source table (also used by
+/// `pgstream._drop_capture`).
+pub(crate) const TRIGGER_INSERT: &str = "__pgs_capture_ins";
+pub(crate) const TRIGGER_UPDATE: &str = "__pgs_capture_upd";
+pub(crate) const TRIGGER_DELETE: &str = "__pgs_capture_del";
+pub(crate) const TRIGGER_TRUNCATE: &str = "__pgs_capture_trunc";
+
+/// Create a stream table: compile its query against the live schema, install change
+/// capture on its sources, create and populate the storage table, register it.
+///
+/// Installs the catalog first if needed. All in one transaction: on error nothing
+/// is left behind.
+pub async fn create_stream_table(pool: &PgPool, spec: &StreamTableSpec) -> Result<()> {
+    install(pool).await?;
+    let name = display_name(&spec.name);
+    let mut tx = pool.begin().await.step(Some(&name), "starting the creation")?;
+    create_in(&mut tx, spec, &name).await?;
+    tx.commit().await.step(Some(&name), "committing the creation")?;
+    tracing::info!(stream_table = %name, "created stream table");
+    Ok(())
+}
+
+async fn create_in(conn: &mut PgConnection, spec: &StreamTableSpec, name: &str) -> Result<()> {
+    let subject = Some(name);
+    // Serialise creations of one name, so the existence check below is reliable.
+    sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
+        .bind(CREATE_LOCK_CLASS)
+        .bind(spec.name.to_string())
+        .execute(&mut *conn)
+        .await
+        .step(subject, "locking the name")?;
+    if stored_definition(conn, &spec.name).await?.is_some() {
+        return Err(Error::AlreadyExists(name.to_string()));
+    }
+    let taken: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+        .bind(quote_qualified(&spec.name))
+        .fetch_one(&mut *conn)
+        .await
+        .step(subject, "checking the storage table name")?;
+    if taken {
+        return Err(Error::NameTaken(name.to_string()));
+    }
+
+    let catalog = load_catalog(conn).await?;
+    let compiled = compile(spec, &catalog).map_err(|e| Error::Compile {
+        name: name.to_string(),
+        rendered: e.render(&spec.query),
+        source: e,
+    })?;
+
+    // Capture first: changes committed after the initial refresh's snapshot must
+    // land in a buffer (PRIOR_ART: pg_ivm fix #121).
+    let mut bindings = Vec::with_capacity(compiled.sources.len());
+    for source in &compiled.sources {
+        let oid = source_oid(conn, source, name).await?;
+        install_capture(conn, source, oid, name).await?;
+        bindings.push(SourceBinding { oid });
+    }
+
+    let id: i64 = sqlx::query_scalar("SELECT nextval(pg_get_serial_sequence('pgstream.pgs_stream_tables', 'id'))")
+        .fetch_one(&mut *conn)
+        .await
+        .step(subject, "allocating the stream table id")?;
+    let artifacts = compiled.render(&RenderContext { st_id: id, sources: bindings.clone() });
+
+    sqlx::query(
+        "INSERT INTO pgstream.pgs_stream_tables
+                (id, schema_name, table_name, query, mode, schedule, schedule_interval,
+                 full_refresh_sql, differential_refresh_sql)
+         VALUES ($1, $2, $3, $4, $5, $6, $7::float8 * interval '1 millisecond', $8, $9)",
+    )
+    .bind(id)
+    .bind(&spec.name.schema)
+    .bind(&spec.name.name)
+    .bind(&spec.query)
+    .bind(spec.mode.as_str())
+    .bind(spec.schedule.to_string())
+    .bind(spec.schedule.duration().as_secs_f64() * 1000.0)
+    .bind(&artifacts.full_refresh)
+    .bind(&artifacts.differential_refresh)
+    .execute(&mut *conn)
+    .await
+    .step(subject, "registering the stream table")?;
+
+    for b in &bindings {
+        sqlx::query("INSERT INTO pgstream.pgs_frontiers (st_id, source_oid) VALUES ($1, $2)")
+            .bind(id)
+            .bind(Oid(b.oid))
+            .execute(&mut *conn)
+            .await
+            .step(subject, "registering the frontiers")?;
+    }
+
+    for ddl in &artifacts.storage_ddl {
+        sqlx::raw_sql(ddl).execute(&mut *conn).await.step(subject, "creating storage table")?;
+    }
+
+    // The initial population sets the frontiers to its own snapshot.
+    let rows: Option<i64> = sqlx::query_scalar(&artifacts.full_refresh)
+        .persistent(false)
+        .fetch_one(&mut *conn)
+        .await
+        .step(subject, "initial refresh")?;
+    tracing::debug!(stream_table = %name, rows = rows.unwrap_or(0), "initial refresh");
+
+    sqlx::query(
+        "UPDATE pgstream.pgs_stream_tables SET last_refresh_at = now(), data_timestamp = now()
+          WHERE id = $1",
+    )
+    .bind(id)
+    .execute(&mut *conn)
+    .await
+    .step(subject, "registering the stream table")?;
+    sqlx::query("INSERT INTO pgstream.pgs_refresh_stats (st_id) VALUES ($1)")
+        .bind(id)
+        .execute(&mut *conn)
+        .await
+        .step(subject, "registering the stream table")?;
+    Ok(())
+}
+
+async fn source_oid(conn: &mut PgConnection, source: &Table, name: &str) -> Result<u32> {
+    if let Some(oid) = source.oid {
+        return Ok(oid);
+    }
+    let oid: Option<Oid> = sqlx::query_scalar("SELECT to_regclass($1)::oid")
+        .bind(quote_qualified(&source.name))
+        .fetch_one(&mut *conn)
+        .await
+        .step(Some(name), "resolving a source table")?;
+    oid.map(|o| o.0).ok_or_else(|| Error::Invalid(format!("stream table {name}: source table {} does not exist", source.name)))
+}
+
+/// Install change capture on a source table unless it is already installed: the
+/// buffer `pgstream_changes.changes_<oid>`, the trigger function
+/// `pgstream_changes.capture_<oid>()` and the four statement triggers.
+///
+/// Locks the source's `pgstream.pgs_sources` row until the transaction ends, so
+/// buffer trimming waits for this creation (its frontier is not committed yet).
+pub(crate) async fn install_capture(conn: &mut PgConnection, source: &Table, oid: u32, name: &str) -> Result<()> {
+    let subject = Some(name);
+    const STEP: &str = "installing change capture";
+    sqlx::query(
+        "INSERT INTO pgstream.pgs_sources (source_oid, schema_name, table_name) VALUES ($1, $2, $3)
+         ON CONFLICT (source_oid) DO NOTHING",
+    )
+    .bind(Oid(oid))
+    .bind(&source.name.schema)
+    .bind(&source.name.name)
+    .execute(&mut *conn)
+    .await
+    .step(subject, STEP)?;
+    sqlx::query("SELECT 1 FROM pgstream.pgs_sources WHERE source_oid = $1 FOR UPDATE")
+        .bind(Oid(oid))
+        .execute(&mut *conn)
+        .await
+        .step(subject, STEP)?;
+
+    let buffer = buffer_table(oid);
+    let buffer_q = format!("{}.{}", quote_ident(CHANGES_SCHEMA), quote_ident(&buffer));
+    let has_buffer: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+        .bind(&buffer_q)
+        .fetch_one(&mut *conn)
+        .await
+        .step(subject, STEP)?;
+    if !has_buffer {
+        for ddl in buffer_ddl(source, oid) {
+            sqlx::raw_sql(&ddl).execute(&mut *conn).await.step(subject, "creating the change buffer")?;
+        }
+    }
+    sqlx::raw_sql(&capture_function_ddl(source, oid))
+        .execute(&mut *conn)
+        .await
+        .step(subject, "creating the capture trigger function")?;
+
+    let existing: Vec<String> = sqlx::query_scalar("SELECT tgname::text FROM pg_catalog.pg_trigger WHERE tgrelid = $1")
+        .bind(Oid(oid))
+        .fetch_all(&mut *conn)
+        .await
+        .step(subject, STEP)?;
+    for (trigger, ddl) in trigger_ddl(source, oid) {
+        if !existing.iter().any(|t| t == trigger) {
+            sqlx::raw_sql(&ddl).execute(&mut *conn).await.step(subject, "creating the capture triggers")?;
+        }
+    }
+    Ok(())
+}
+
+/// The change buffer of a source and its index on the transaction id, built with
+/// sea-query. sea-query has no `GENERATED ALWAYS AS IDENTITY` nor `xid8`: the
+/// identity goes through `ColumnDef::extra` and the types through `custom` (the type
+/// text is PostgreSQL's own `format_type`, not user input).
+pub(crate) fn buffer_ddl(source: &Table, oid: u32) -> Vec<String> {
+    let buffer = buffer_table(oid);
+    let mut create = sea_query::Table::create();
+    create
+        .table((Alias::new(CHANGES_SCHEMA), Alias::new(&buffer)))
+        .col(ColumnDef::new(Alias::new(CHANGE_ID)).big_integer().not_null().extra("GENERATED ALWAYS AS IDENTITY"))
+        .col(
+            ColumnDef::new(Alias::new(XID))
+                .custom(Alias::new("xid8"))
+                .not_null()
+                .default(Expr::cust("pg_catalog.pg_current_xact_id()")),
+        )
+        .col(ColumnDef::new(Alias::new(WEIGHT)).small_integer().not_null());
+    for c in &source.columns {
+        create.col(ColumnDef::new(Alias::new(&c.name)).custom(Alias::new(&c.sql_type)));
+    }
+    let index = Index::create()
+        .name(format!("{buffer}_xid_idx"))
+        .table((Alias::new(CHANGES_SCHEMA), Alias::new(&buffer)))
+        .col(Alias::new(XID))
+        .to_string(PostgresQueryBuilder);
+    vec![create.to_string(PostgresQueryBuilder), index]
+}
+
+/// A dollar-quote tag that does not occur in `body`.
+fn dollar_tag(body: &str) -> String {
+    let mut tag = "$pgs$".to_string();
+    let mut i = 0;
+    while body.contains(&tag) {
+        i += 1;
+        tag = format!("$pgs{i}$");
+    }
+    tag
+}
+
+/// The capture trigger function of a source. Function DDL is beyond sea-query, so
+/// the text is assembled here; every identifier goes through `quote_ident`.
+pub(crate) fn capture_function_ddl(source: &Table, oid: u32) -> String {
+    let buffer = format!("{}.{}", quote_ident(CHANGES_SCHEMA), quote_ident(&buffer_table(oid)));
+    let cols = source.columns.iter().map(|c| quote_ident(&c.name)).collect::<Vec<_>>().join(", ");
+    let w = quote_ident(WEIGHT);
+    let body = format!(
+        "
+BEGIN
+    -- Statement-level capture from the transition tables. An UPDATE is the old
+    -- images (weight -1) then the new ones (+1), in change_id order.
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO {buffer} ({w}, {cols}) SELECT 1, {cols} FROM __pgs_new;
+    ELSIF TG_OP = 'UPDATE' THEN
+        INSERT INTO {buffer} ({w}, {cols}) SELECT -1, {cols} FROM __pgs_old;
+        INSERT INTO {buffer} ({w}, {cols}) SELECT 1, {cols} FROM __pgs_new;
+    ELSIF TG_OP = 'DELETE' THEN
+        INSERT INTO {buffer} ({w}, {cols}) SELECT -1, {cols} FROM __pgs_old;
+    END IF;
+    RETURN NULL;
+END
+"
+    );
+    let tag = dollar_tag(&body);
+    format!(
+        "CREATE OR REPLACE FUNCTION {}.{}() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER \
+         SET search_path = pg_catalog, pg_temp AS {tag}{body}{tag}",
+        quote_ident(CHANGES_SCHEMA),
+        quote_ident(&format!("capture_{oid}")),
+    )
+}
+
+/// The four capture triggers of a source: `(name, DDL)`. Trigger DDL is beyond
+/// sea-query; identifiers go through `quote_ident`. PostgreSQL allows one event per
+/// trigger with transition tables, hence one trigger each.
+pub(crate) fn trigger_ddl(source: &Table, oid: u32) -> Vec<(&'static str, String)> {
+    let table = quote_qualified(&source.name);
+    let func = format!("{}.{}()", quote_ident(CHANGES_SCHEMA), quote_ident(&format!("capture_{oid}")));
+    let t = |name: &'static str, rest: String| (name, format!("CREATE TRIGGER {} {rest}", quote_ident(name)));
+    vec![
+        t(
+            TRIGGER_INSERT,
+            format!("AFTER INSERT ON {table} REFERENCING NEW TABLE AS __pgs_new FOR EACH STATEMENT EXECUTE FUNCTION {func}"),
+        ),
+        t(
+            TRIGGER_UPDATE,
+            format!(
+                "AFTER UPDATE ON {table} REFERENCING OLD TABLE AS __pgs_old NEW TABLE AS __pgs_new \
+                 FOR EACH STATEMENT EXECUTE FUNCTION {func}"
+            ),
+        ),
+        t(
+            TRIGGER_DELETE,
+            format!("AFTER DELETE ON {table} REFERENCING OLD TABLE AS __pgs_old FOR EACH STATEMENT EXECUTE FUNCTION {func}"),
+        ),
+        t(
+            TRIGGER_TRUNCATE,
+            format!("AFTER TRUNCATE ON {table} FOR EACH STATEMENT EXECUTE FUNCTION pgstream._on_truncate()"),
+        ),
+    ]
+}
+
+/// Drop a stream table (see `pgstream.drop_stream_table`): storage table, catalog
+/// rows, and the capture of sources no other stream table reads.
+pub async fn drop_stream_table(pool: &PgPool, name: &str) -> Result<()> {
+    let r = sqlx::query("SELECT pgstream.drop_stream_table($1)")
+        .bind(name)
+        .execute(pool)
+        .await;
+    match r {
+        Ok(_) => {
+            tracing::info!(stream_table = %name, "dropped stream table");
+            Ok(())
+        }
+        Err(e) if is_not_found(&e) => Err(Error::NotFound(name.to_string())),
+        Err(e) => Err(Error::db(Some(name), "dropping", e)),
+    }
+}
+
+/// Whether an error is `pgstream._resolve`'s "stream table X does not exist".
+pub(crate) fn is_not_found(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(db) => {
+            db.code().as_deref() == Some("42P01") && db.message().starts_with("stream table ")
+        }
+        _ => false,
+    }
+}

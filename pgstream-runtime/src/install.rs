@@ -1,0 +1,74 @@
+//! Installation and upgrade of the `pgstream` catalog schema and SQL functions.
+//!
+//! Idempotent: the schemas and `pgstream.pgs_meta` are created with `IF NOT EXISTS`
+//! under a transaction-scoped advisory lock, so concurrent installers (several
+//! application replicas starting at once) run one after the other; the versioned
+//! part runs only when `pgs_meta.schema_version` is older than [`SCHEMA_VERSION`].
+
+use crate::error::{Error, Result, Step};
+use sqlx::PgPool;
+
+/// The version of the catalog schema this runtime installs.
+pub const SCHEMA_VERSION: i32 = 1;
+
+/// First key of every pgstream advisory lock (`'pgst'`); the second key is the
+/// stream table id, or 0 for installation.
+pub(crate) const LOCK_CLASS: i32 = 0x7067_7374;
+/// First key of the advisory lock that serialises creations of one name.
+pub(crate) const CREATE_LOCK_CLASS: i32 = LOCK_CLASS + 1;
+
+const BOOTSTRAP: &str = "
+CREATE SCHEMA IF NOT EXISTS pgstream;
+CREATE SCHEMA IF NOT EXISTS pgstream_changes;
+CREATE TABLE IF NOT EXISTS pgstream.pgs_meta (schema_version integer NOT NULL);
+";
+
+/// The versioned migrations: `(version, script)`, applied in order.
+const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("sql/schema_v1.sql"))];
+
+/// The SQL functions and views, recreated at every upgrade.
+const FUNCTIONS: &str = include_str!("sql/functions.sql");
+
+const STEP: &str = "installing the pgstream catalog";
+
+/// Install or upgrade the `pgstream` catalog in the database: the schemas
+/// `pgstream` and `pgstream_changes`, the catalog tables and the SQL functions
+/// (`pgstream.refresh_stream_table`, `pgstream.drop_stream_table`,
+/// `pgstream.pgs_status`, the view `pgstream.pg_stat_stream_tables`).
+///
+/// Safe to call any number of times, also concurrently.
+pub async fn install(pool: &PgPool) -> Result<()> {
+    let mut tx = pool.begin().await.step(None, STEP)?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1, 0)")
+        .bind(LOCK_CLASS)
+        .execute(&mut *tx)
+        .await
+        .step(None, STEP)?;
+    sqlx::raw_sql(BOOTSTRAP).execute(&mut *tx).await.step(None, STEP)?;
+    let current: Option<i32> = sqlx::query_scalar("SELECT max(schema_version) FROM pgstream.pgs_meta")
+        .fetch_one(&mut *tx)
+        .await
+        .step(None, STEP)?;
+    let current = current.unwrap_or(0);
+    if current > SCHEMA_VERSION {
+        return Err(Error::Invalid(format!(
+            "the pgstream catalog in this database has schema version {current}, newer than \
+             this runtime's {SCHEMA_VERSION}: upgrade the application"
+        )));
+    }
+    if current < SCHEMA_VERSION {
+        for (version, script) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
+            tracing::info!(version, "upgrading the pgstream catalog");
+            sqlx::raw_sql(script).execute(&mut *tx).await.step(None, STEP)?;
+        }
+        sqlx::raw_sql(FUNCTIONS).execute(&mut *tx).await.step(None, STEP)?;
+        sqlx::query("DELETE FROM pgstream.pgs_meta").execute(&mut *tx).await.step(None, STEP)?;
+        sqlx::query("INSERT INTO pgstream.pgs_meta (schema_version) VALUES ($1)")
+            .bind(SCHEMA_VERSION)
+            .execute(&mut *tx)
+            .await
+            .step(None, STEP)?;
+    }
+    tx.commit().await.step(None, STEP)?;
+    Ok(())
+}

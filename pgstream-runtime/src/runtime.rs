@@ -1,0 +1,129 @@
+//! [`Runtime`] and [`RuntimeHandle`].
+
+use crate::builder::RuntimeBuilder;
+use crate::error::{Error, Result};
+use crate::refresh::RefreshOutcome;
+use crate::status::StreamTableStatus;
+use pgstream_core::{Mode, QualifiedName, Schedule, StreamTableSpec};
+use sqlx::PgPool;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// The embedded pgstream runtime: the catalog is installed, the registered stream
+/// tables exist, and (unless disabled) a scheduler task refreshes them.
+///
+/// # Shutdown
+///
+/// [`Runtime::shutdown`] stops the scheduler and waits for it: a refresh in
+/// progress finishes (it is one transaction; nothing is lost if the process dies
+/// instead). Dropping the runtime signals the scheduler to stop without waiting.
+#[derive(Debug)]
+pub struct Runtime {
+    handle: RuntimeHandle,
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+}
+
+impl Runtime {
+    /// Start configuring a runtime over a connection pool.
+    pub fn builder(pool: PgPool) -> RuntimeBuilder {
+        RuntimeBuilder::new(pool)
+    }
+
+    pub(crate) fn spawn(pool: PgPool, tick: Duration, scheduler: bool) -> Self {
+        let cancel = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        if scheduler {
+            tracker.spawn(crate::scheduler::run(pool.clone(), tick, cancel.clone()));
+        }
+        tracker.close();
+        Runtime { handle: RuntimeHandle { pool }, cancel, tracker }
+    }
+
+    /// A cloneable handle for refreshes and status, usable after the runtime is gone.
+    pub fn handle(&self) -> RuntimeHandle {
+        self.handle.clone()
+    }
+
+    /// The connection pool.
+    pub fn pool(&self) -> &PgPool {
+        &self.handle.pool
+    }
+
+    /// See [`RuntimeHandle::refresh`].
+    pub async fn refresh(&self, name: &str) -> Result<RefreshOutcome> {
+        self.handle.refresh(name).await
+    }
+
+    /// See [`RuntimeHandle::status`].
+    pub async fn status(&self) -> Result<Vec<StreamTableStatus>> {
+        self.handle.status().await
+    }
+
+    /// See [`RuntimeHandle::create_stream_table`].
+    pub async fn create_stream_table(&self, name: &str, sql: &str, schedule: &str, mode: Mode) -> Result<()> {
+        self.handle.create_stream_table(name, sql, schedule, mode).await
+    }
+
+    /// See [`RuntimeHandle::drop_stream_table`].
+    pub async fn drop_stream_table(&self, name: &str) -> Result<()> {
+        self.handle.drop_stream_table(name).await
+    }
+
+    /// Stop the scheduler and wait until it has stopped; a refresh in progress
+    /// finishes first.
+    pub async fn shutdown(self) {
+        self.cancel.cancel();
+        self.tracker.wait().await;
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+/// A cheap, cloneable handle to refresh, inspect, create and drop stream tables.
+#[derive(Debug, Clone)]
+pub struct RuntimeHandle {
+    pool: PgPool,
+}
+
+impl RuntimeHandle {
+    /// A handle over a pool, without a runtime (no scheduler).
+    pub fn new(pool: PgPool) -> Self {
+        RuntimeHandle { pool }
+    }
+
+    /// Refresh a stream table now (`name` or `schema.name`). See [`crate::refresh()`].
+    pub async fn refresh(&self, name: &str) -> Result<RefreshOutcome> {
+        crate::refresh::refresh(&self.pool, name).await
+    }
+
+    /// The status of every stream table.
+    pub async fn status(&self) -> Result<Vec<StreamTableStatus>> {
+        crate::status::status(&self.pool).await
+    }
+
+    /// Create a stream table at run time from SQL, through the same compiler as
+    /// `#[stream_table]`. `name` is `name` or `schema.name`; `schedule` is `30s`,
+    /// `5m`, ...
+    pub async fn create_stream_table(&self, name: &str, sql: &str, schedule: &str, mode: Mode) -> Result<()> {
+        let spec = spec(name, sql, schedule, mode)?;
+        crate::create::create_stream_table(&self.pool, &spec).await
+    }
+
+    /// Drop a stream table (see [`crate::drop_stream_table`]).
+    pub async fn drop_stream_table(&self, name: &str) -> Result<()> {
+        crate::create::drop_stream_table(&self.pool, name).await
+    }
+}
+
+/// Build a spec from text arguments, with clear errors.
+pub fn spec(name: &str, sql: &str, schedule: &str, mode: Mode) -> Result<StreamTableSpec> {
+    let name = QualifiedName::parse(name).map_err(Error::Invalid)?;
+    let schedule: Schedule = schedule.parse().map_err(Error::Invalid)?;
+    Ok(StreamTableSpec { name, query: sql.to_string(), schedule, mode })
+}

@@ -1,0 +1,355 @@
+-- pgstream SQL functions. Recreated (CREATE OR REPLACE) at every schema upgrade.
+-- Every function pins search_path and quotes identifiers with format('%I').
+-- Advisory locks use the two-key form: (1885828980 = 'pgst', stream table id);
+-- key (1885828980, 0) guards installation.
+
+-- Display name of a stream table: `name` in public, `schema.name` elsewhere.
+CREATE OR REPLACE FUNCTION pgstream._display_name(schema_name text, table_name text)
+RETURNS text LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT CASE WHEN schema_name = 'public' THEN table_name
+                ELSE schema_name || '.' || table_name END
+$fn$;
+
+-- Resolve `name` or `schema.name` (taken literally; a bare name is in public).
+CREATE OR REPLACE FUNCTION pgstream._resolve(name text)
+RETURNS bigint LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    s text;
+    t text;
+    st_id bigint;
+BEGIN
+    IF name IS NULL THEN
+        RAISE EXCEPTION 'pgstream: stream table name must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF strpos(name, '.') > 0 THEN
+        s := split_part(name, '.', 1);
+        t := substr(name, strpos(name, '.') + 1);
+    ELSE
+        s := 'public';
+        t := name;
+    END IF;
+    SELECT st.id INTO st_id FROM pgstream.pgs_stream_tables st
+     WHERE st.schema_name = s AND st.table_name = t;
+    IF st_id IS NULL THEN
+        RAISE EXCEPTION 'stream table % does not exist', name
+            USING ERRCODE = 'undefined_table',
+                  HINT = 'SELECT name FROM pgstream.pgs_status() lists the stream tables';
+    END IF;
+    RETURN st_id;
+END
+$fn$;
+
+-- Delete the buffer rows of one source that every consumer's frontier already
+-- covers. A consumer whose frontier is NULL (never refreshed) keeps every row: it
+-- has not yet stated what it has seen, so nothing may be discarded on its behalf.
+CREATE OR REPLACE FUNCTION pgstream._trim_buffer(src oid)
+RETURNS bigint LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    n bigint;
+BEGIN
+    -- Wait for a creation that is adding a consumer of this source (it holds the
+    -- row FOR UPDATE until it commits); the DELETE below then takes a new snapshot
+    -- that sees the new consumer's frontier.
+    PERFORM 1 FROM pgstream.pgs_sources s WHERE s.source_oid = src FOR SHARE;
+    IF NOT FOUND OR to_regclass(format('%I.%I', 'pgstream_changes', 'changes_' || src)) IS NULL THEN
+        RETURN 0;
+    END IF;
+    EXECUTE format(
+        'DELETE FROM %I.%I b WHERE NOT EXISTS ('
+        '  SELECT 1 FROM pgstream.pgs_frontiers f'
+        '   WHERE f.source_oid = $1'
+        '     AND (f.frontier IS NULL OR NOT pg_catalog.pg_visible_in_snapshot(b.__pgs_xid, f.frontier)))',
+        'pgstream_changes', 'changes_' || src)
+        USING src;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END
+$fn$;
+
+-- Refresh one stream table by id. With wait = false, returns NULL at once when
+-- another session is refreshing it (the scheduler's mode).
+CREATE OR REPLACE FUNCTION pgstream.refresh_stream_table_by_id(st_id bigint, wait boolean DEFAULT true)
+RETURNS bigint LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    st pgstream.pgs_stream_tables;
+    n bigint;
+    t0 timestamptz;
+    ms double precision;
+    src oid;
+    full_mode boolean;
+    msg text;
+    det text;
+    hnt text;
+    state text;
+BEGIN
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION 'pgstream: cannot refresh a stream table in a % transaction',
+                upper(current_setting('transaction_isolation'))
+            USING ERRCODE = 'invalid_transaction_state',
+                  DETAIL = 'A REPEATABLE READ or SERIALIZABLE transaction took its snapshot before the refresh lock, so the refresh could apply a window of changes to a state it cannot see.',
+                  HINT = 'Call pgstream.refresh_stream_table outside an explicit transaction, or in a READ COMMITTED one.';
+    END IF;
+
+    IF wait THEN
+        PERFORM pg_advisory_xact_lock(1885828980, st_id::integer);
+    ELSIF NOT pg_try_advisory_xact_lock(1885828980, st_id::integer) THEN
+        RETURN NULL;
+    END IF;
+
+    -- Re-read the catalog row after the lock: it may have changed while we waited.
+    SELECT * INTO st FROM pgstream.pgs_stream_tables s WHERE s.id = st_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'stream table with id % does not exist (dropped concurrently?)', st_id
+            USING ERRCODE = 'undefined_table';
+    END IF;
+
+    full_mode := st.mode = 'FULL' OR st.needs_full OR st.differential_refresh_sql IS NULL;
+    t0 := clock_timestamp();
+    BEGIN
+        IF full_mode THEN
+            EXECUTE st.full_refresh_sql INTO n;
+        ELSE
+            EXECUTE st.differential_refresh_sql INTO n;
+        END IF;
+    EXCEPTION WHEN OTHERS THEN
+        GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL,
+                                hnt = PG_EXCEPTION_HINT, state = RETURNED_SQLSTATE;
+        msg := format('refreshing stream table %s (%s refresh): %s',
+                      pgstream._display_name(st.schema_name, st.table_name),
+                      CASE WHEN full_mode THEN 'full' ELSE 'differential' END, msg);
+        -- RAISE has no way to leave an option unset conditionally.
+        IF coalesce(det, '') = '' AND coalesce(hnt, '') = '' THEN
+            RAISE EXCEPTION USING ERRCODE = state, MESSAGE = msg;
+        ELSIF coalesce(hnt, '') = '' THEN
+            RAISE EXCEPTION USING ERRCODE = state, MESSAGE = msg, DETAIL = det;
+        ELSIF coalesce(det, '') = '' THEN
+            RAISE EXCEPTION USING ERRCODE = state, MESSAGE = msg, HINT = hnt;
+        ELSE
+            RAISE EXCEPTION USING ERRCODE = state, MESSAGE = msg, DETAIL = det, HINT = hnt;
+        END IF;
+    END;
+    n := coalesce(n, 0);
+
+    IF st.needs_full AND full_mode THEN
+        UPDATE pgstream.pgs_stream_tables s SET needs_full = false WHERE s.id = st.id;
+    END IF;
+
+    FOR src IN SELECT f.source_oid FROM pgstream.pgs_frontiers f WHERE f.st_id = st.id LOOP
+        PERFORM pgstream._trim_buffer(src);
+    END LOOP;
+
+    ms := extract(epoch FROM clock_timestamp() - t0) * 1000.0;
+    UPDATE pgstream.pgs_stream_tables s
+       SET last_refresh_at = now(), data_timestamp = now()
+     WHERE s.id = st.id;
+    INSERT INTO pgstream.pgs_refresh_stats AS r
+           (st_id, refresh_count, total_ms, min_ms, max_ms, last_ms, rows_affected, last_rows)
+    VALUES (st.id, 1, ms, ms, ms, ms, n, n)
+    ON CONFLICT ON CONSTRAINT pgs_refresh_stats_pkey DO UPDATE
+       SET refresh_count = r.refresh_count + 1,
+           total_ms = r.total_ms + ms,
+           min_ms = least(r.min_ms, ms),
+           max_ms = greatest(r.max_ms, ms),
+           last_ms = ms,
+           rows_affected = r.rows_affected + n,
+           last_rows = n;
+    RETURN n;
+END
+$fn$;
+
+-- Refresh a stream table (`name` or `schema.name`); returns the number of rows
+-- changed. With wait = false, returns NULL when another session is refreshing it.
+CREATE OR REPLACE FUNCTION pgstream.refresh_stream_table(name text, wait boolean DEFAULT true)
+RETURNS bigint LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    RETURN pgstream.refresh_stream_table_by_id(pgstream._resolve(name), wait);
+END
+$fn$;
+
+-- Remove the change capture of a source: triggers, trigger function, buffer.
+CREATE OR REPLACE FUNCTION pgstream._drop_capture(src oid)
+RETURNS void LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    trig text;
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = src) THEN
+        FOREACH trig IN ARRAY ARRAY['__pgs_capture_ins', '__pgs_capture_upd',
+                                    '__pgs_capture_del', '__pgs_capture_trunc'] LOOP
+            EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', trig, src::regclass);
+        END LOOP;
+    END IF;
+    EXECUTE format('DROP FUNCTION IF EXISTS %I.%I()', 'pgstream_changes', 'capture_' || src);
+    EXECUTE format('DROP TABLE IF EXISTS %I.%I', 'pgstream_changes', 'changes_' || src);
+    DELETE FROM pgstream.pgs_sources s WHERE s.source_oid = src;
+END
+$fn$;
+
+-- Drop a stream table: its storage table, catalog, frontier and stats rows, and the
+-- capture of every source that no other stream table reads.
+CREATE OR REPLACE FUNCTION pgstream.drop_stream_table(name text)
+RETURNS void LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    id bigint;
+    st pgstream.pgs_stream_tables;
+    storage oid;
+    dependant text;
+    srcs oid[];
+    src oid;
+BEGIN
+    id := pgstream._resolve(name);
+    -- Wait for a refresh in progress.
+    PERFORM pg_advisory_xact_lock(1885828980, id::integer);
+    SELECT * INTO st FROM pgstream.pgs_stream_tables s WHERE s.id = drop_stream_table.id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'stream table % does not exist', name USING ERRCODE = 'undefined_table';
+    END IF;
+
+    storage := to_regclass(format('%I.%I', st.schema_name, st.table_name));
+    IF storage IS NOT NULL THEN
+        SELECT string_agg(pgstream._display_name(d.schema_name, d.table_name), ', ')
+          INTO dependant
+          FROM pgstream.pgs_stream_tables d
+          JOIN pgstream.pgs_frontiers f ON f.st_id = d.id
+         WHERE f.source_oid = storage AND d.id <> st.id;
+        IF dependant IS NOT NULL THEN
+            RAISE EXCEPTION 'cannot drop stream table %: stream table(s) % read it', name, dependant
+                USING ERRCODE = 'dependent_objects_still_exist',
+                      HINT = 'Drop the dependent stream tables first.';
+        END IF;
+    END IF;
+
+    SELECT array_agg(f.source_oid) INTO srcs FROM pgstream.pgs_frontiers f WHERE f.st_id = st.id;
+    DELETE FROM pgstream.pgs_refresh_stats r WHERE r.st_id = st.id;
+    DELETE FROM pgstream.pgs_frontiers f WHERE f.st_id = st.id;
+    DELETE FROM pgstream.pgs_stream_tables s WHERE s.id = st.id;
+    IF storage IS NOT NULL THEN
+        -- Capture on the storage table itself (nobody reads it any more, see above).
+        IF EXISTS (SELECT 1 FROM pgstream.pgs_sources s WHERE s.source_oid = storage) THEN
+            PERFORM pgstream._drop_capture(storage);
+        END IF;
+        EXECUTE format('DROP TABLE %I.%I', st.schema_name, st.table_name);
+    END IF;
+
+    FOREACH src IN ARRAY coalesce(srcs, '{}') LOOP
+        PERFORM 1 FROM pgstream.pgs_sources s WHERE s.source_oid = src FOR UPDATE;
+        IF NOT EXISTS (SELECT 1 FROM pgstream.pgs_frontiers f WHERE f.source_oid = src) THEN
+            PERFORM pgstream._drop_capture(src);
+        ELSE
+            PERFORM pgstream._trim_buffer(src);
+        END IF;
+    END LOOP;
+END
+$fn$;
+
+-- Statement trigger for TRUNCATE on a source: every stream table reading it needs a
+-- full refresh (TRUNCATE fires no row-level capture).
+CREATE OR REPLACE FUNCTION pgstream._on_truncate()
+RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    UPDATE pgstream.pgs_stream_tables s SET needs_full = true
+     WHERE EXISTS (SELECT 1 FROM pgstream.pgs_frontiers f
+                    WHERE f.st_id = s.id AND f.source_oid = TG_RELID);
+    RETURN NULL;
+END
+$fn$;
+
+-- Number of buffered changes of one stream table that its frontiers do not cover.
+CREATE OR REPLACE FUNCTION pgstream._pending_changes(st_id bigint)
+RETURNS bigint LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    f record;
+    n bigint;
+    total bigint := 0;
+BEGIN
+    FOR f IN SELECT fr.source_oid, fr.frontier FROM pgstream.pgs_frontiers fr
+              WHERE fr.st_id = _pending_changes.st_id LOOP
+        IF to_regclass(format('%I.%I', 'pgstream_changes', 'changes_' || f.source_oid)) IS NULL THEN
+            CONTINUE;
+        END IF;
+        EXECUTE format(
+            'SELECT count(*) FROM %I.%I b WHERE $1 IS NULL OR NOT pg_catalog.pg_visible_in_snapshot(b.__pgs_xid, $1)',
+            'pgstream_changes', 'changes_' || f.source_oid)
+            INTO n USING f.frontier;
+        total := total + n;
+    END LOOP;
+    RETURN total;
+END
+$fn$;
+
+-- One row per stream table. `stale`: it must be refreshed to honour its schedule:
+-- a TRUNCATE of a source is pending, or changes are pending and the last refresh is
+-- older than the schedule, or it was never refreshed and the schedule has elapsed.
+CREATE OR REPLACE FUNCTION pgstream.pgs_status()
+RETURNS TABLE (
+    name             text,
+    schedule         text,
+    refresh_mode     text,
+    status           text,
+    last_refresh_at  timestamptz,
+    stale            boolean,
+    pending_changes  bigint,
+    needs_full       boolean,
+    created_at       timestamptz,
+    id               bigint
+) LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
+    SELECT pgstream._display_name(s.schema_name, s.table_name),
+           s.schedule,
+           s.mode,
+           s.status,
+           s.last_refresh_at,
+           (s.needs_full
+            OR (s.last_refresh_at IS NULL AND now() - s.created_at > s.schedule_interval)
+            OR (p.n > 0 AND (s.last_refresh_at IS NULL
+                             OR now() - s.last_refresh_at > s.schedule_interval))),
+           p.n,
+           s.needs_full,
+           s.created_at,
+           s.id
+      FROM pgstream.pgs_stream_tables s
+     CROSS JOIN LATERAL (SELECT pgstream._pending_changes(s.id) AS n) p
+     ORDER BY s.schema_name, s.table_name;
+END
+$fn$;
+
+CREATE OR REPLACE VIEW pgstream.pg_stat_stream_tables AS
+SELECT pgstream._display_name(s.schema_name, s.table_name) AS name,
+       s.mode AS refresh_mode,
+       s.status,
+       coalesce(r.refresh_count, 0) AS refresh_count,
+       CASE WHEN r.refresh_count > 0 THEN r.total_ms / r.refresh_count END AS avg_duration_ms,
+       r.min_ms AS min_duration_ms,
+       r.max_ms AS max_duration_ms,
+       r.last_ms AS last_duration_ms,
+       coalesce(r.rows_affected, 0) AS rows_affected,
+       r.last_rows,
+       coalesce(r.error_count, 0) AS error_count,
+       r.last_error,
+       r.last_error_at,
+       s.last_refresh_at,
+       s.id
+  FROM pgstream.pgs_stream_tables s
+  LEFT JOIN pgstream.pgs_refresh_stats r ON r.st_id = s.id;

@@ -1,0 +1,85 @@
+//! Monitoring: `pgstream.pgs_status()` joined with `pgstream.pg_stat_stream_tables`.
+
+use crate::error::{Result, Step};
+use sqlx::types::chrono::{DateTime, Utc};
+use sqlx::{PgPool, Row};
+
+/// The state and statistics of one stream table.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct StreamTableStatus {
+    /// `name` in `public`, else `schema.name`.
+    pub name: String,
+    /// The schedule as written (`30s`).
+    pub schedule: String,
+    /// `DIFFERENTIAL` or `FULL`.
+    pub refresh_mode: String,
+    /// `ACTIVE`.
+    pub status: String,
+    /// End of the last successful refresh (transaction start time).
+    pub last_refresh_at: Option<DateTime<Utc>>,
+    /// Whether it must be refreshed to honour its schedule.
+    pub stale: bool,
+    /// Captured changes not yet applied.
+    pub pending_changes: i64,
+    /// Whether a TRUNCATE of a source forces the next refresh to be a full one.
+    pub needs_full: bool,
+    /// Successful refreshes since creation (the initial population excluded).
+    pub refresh_count: i64,
+    /// Mean refresh duration in milliseconds.
+    pub avg_duration_ms: Option<f64>,
+    /// Shortest refresh in milliseconds.
+    pub min_duration_ms: Option<f64>,
+    /// Longest refresh in milliseconds.
+    pub max_duration_ms: Option<f64>,
+    /// Last refresh's duration in milliseconds.
+    pub last_duration_ms: Option<f64>,
+    /// Rows changed by all refreshes.
+    pub rows_affected: i64,
+    /// Failed refreshes recorded.
+    pub error_count: i64,
+    /// Message of the last failure.
+    pub last_error: Option<String>,
+    /// Time of the last failure.
+    pub last_error_at: Option<DateTime<Utc>>,
+}
+
+/// The status of every stream table, ordered by name.
+pub async fn status(pool: &PgPool) -> Result<Vec<StreamTableStatus>> {
+    let rows = sqlx::query(
+        "SELECT s.name, s.schedule, s.refresh_mode, s.status, s.last_refresh_at, s.stale,
+                s.pending_changes, s.needs_full, v.refresh_count, v.avg_duration_ms,
+                v.min_duration_ms, v.max_duration_ms, v.last_duration_ms, v.rows_affected,
+                v.error_count, v.last_error, v.last_error_at
+           FROM pgstream.pgs_status() s
+           JOIN pgstream.pg_stat_stream_tables v ON v.id = s.id
+          ORDER BY s.name",
+    )
+    .fetch_all(pool)
+    .await
+    .step(None, "reading the status")?;
+    rows.iter()
+        .map(|r| {
+            Ok(StreamTableStatus {
+                name: r.try_get("name")?,
+                schedule: r.try_get("schedule")?,
+                refresh_mode: r.try_get("refresh_mode")?,
+                status: r.try_get("status")?,
+                last_refresh_at: r.try_get("last_refresh_at")?,
+                stale: r.try_get("stale")?,
+                pending_changes: r.try_get("pending_changes")?,
+                needs_full: r.try_get("needs_full")?,
+                refresh_count: r.try_get("refresh_count")?,
+                avg_duration_ms: r.try_get("avg_duration_ms")?,
+                min_duration_ms: r.try_get("min_duration_ms")?,
+                max_duration_ms: r.try_get("max_duration_ms")?,
+                last_duration_ms: r.try_get("last_duration_ms")?,
+                rows_affected: r.try_get("rows_affected")?,
+                error_count: r.try_get("error_count")?,
+                last_error: r.try_get("last_error")?,
+                last_error_at: r.try_get("last_error_at")?,
+            })
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()
+        .step(None, "reading the status")
+}
