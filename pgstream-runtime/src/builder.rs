@@ -32,7 +32,12 @@ pub struct RuntimeBuilder {
 
 impl RuntimeBuilder {
     pub(crate) fn new(pool: PgPool) -> Self {
-        RuntimeBuilder { pool, specs: Vec::new(), tick: Duration::from_secs(1), scheduler: true }
+        RuntimeBuilder {
+            pool,
+            specs: Vec::new(),
+            tick: Duration::from_secs(1),
+            scheduler: true,
+        }
     }
 
     /// Register a stream table declared with `#[stream_table]`: [`start`] creates
@@ -62,7 +67,10 @@ impl RuntimeBuilder {
     /// Panics if `tick` is zero.
     #[track_caller]
     pub fn tick(mut self, tick: Duration) -> Self {
-        assert!(!tick.is_zero(), "pgstream: the scheduler tick must be greater than zero");
+        assert!(
+            !tick.is_zero(),
+            "pgstream: the scheduler tick must be greater than zero"
+        );
         self.tick = tick;
         self
     }
@@ -107,12 +115,18 @@ async fn ensure(pool: &PgPool, spec: &StreamTableSpec) -> Result<()> {
 /// `Ok(true)` if it exists with the same definition, `Ok(false)` if it does not exist.
 async fn check_existing(pool: &PgPool, spec: &StreamTableSpec) -> Result<bool> {
     let name = display_name(&spec.name);
-    let mut conn = pool.acquire().await.step(Some(&name), "reading the stream table catalog")?;
+    let mut conn = pool
+        .acquire()
+        .await
+        .step(Some(&name), "reading the stream table catalog")?;
     let Some(stored) = stored_definition(&mut conn, &spec.name).await? else {
         return Ok(false);
     };
     if stored.query != spec.query {
-        return Err(Error::DefinitionChanged { name, what: "the query differs".into() });
+        return Err(Error::DefinitionChanged {
+            name,
+            what: "the query differs".into(),
+        });
     }
     if stored.mode != spec.mode.as_str() {
         return Err(Error::DefinitionChanged {

@@ -39,7 +39,11 @@ pub async fn load_catalog(conn: &mut PgConnection) -> Result<Catalog> {
             .into_iter()
             .zip(types)
             .zip(notnull)
-            .map(|((name, sql_type), notnull)| Column { name, sql_type, nullable: !notnull })
+            .map(|((name, sql_type), notnull)| Column {
+                name,
+                sql_type,
+                nullable: !notnull,
+            })
             .collect();
         catalog.add_table(Table {
             name: QualifiedName::new(schema, name),
@@ -77,8 +81,16 @@ pub(crate) async fn stored_definition(
     .bind(&name.name)
     .fetch_optional(&mut *conn)
     .await
-    .step(Some(&display_name(name)), "reading the stream table catalog")?;
-    Ok(row.map(|(id, query, mode, schedule)| StoredDefinition { id, query, mode, schedule }))
+    .step(
+        Some(&display_name(name)),
+        "reading the stream table catalog",
+    )?;
+    Ok(row.map(|(id, query, mode, schedule)| StoredDefinition {
+        id,
+        query,
+        mode,
+        schedule,
+    }))
 }
 
 /// How pgstream shows a stream table's name: `name` in `public`, else `schema.name`

@@ -8,7 +8,9 @@ use crate::catalog::{display_name, load_catalog, stored_definition};
 use crate::error::{Error, Result, Step};
 use crate::install::{install, CREATE_LOCK_CLASS};
 use pgstream_core::contract::{buffer_table, CHANGES_SCHEMA, CHANGE_ID, WEIGHT, XID};
-use pgstream_core::{compile, quote_ident, quote_qualified, RenderContext, SourceBinding, StreamTableSpec, Table};
+use pgstream_core::{
+    compile, quote_ident, quote_qualified, RenderContext, SourceBinding, StreamTableSpec, Table,
+};
 use sea_query::{Alias, ColumnDef, Expr, Index, PostgresQueryBuilder};
 use sqlx::postgres::types::Oid;
 use sqlx::{PgConnection, PgPool};
@@ -28,9 +30,14 @@ pub(crate) const TRIGGER_TRUNCATE: &str = "__pgs_capture_trunc";
 pub async fn create_stream_table(pool: &PgPool, spec: &StreamTableSpec) -> Result<()> {
     install(pool).await?;
     let name = display_name(&spec.name);
-    let mut tx = pool.begin().await.step(Some(&name), "starting the creation")?;
+    let mut tx = pool
+        .begin()
+        .await
+        .step(Some(&name), "starting the creation")?;
     create_in(&mut tx, spec, &name).await?;
-    tx.commit().await.step(Some(&name), "committing the creation")?;
+    tx.commit()
+        .await
+        .step(Some(&name), "committing the creation")?;
     tracing::info!(stream_table = %name, "created stream table");
     Ok(())
 }
@@ -72,11 +79,16 @@ async fn create_in(conn: &mut PgConnection, spec: &StreamTableSpec, name: &str) 
         bindings.push(SourceBinding { oid });
     }
 
-    let id: i64 = sqlx::query_scalar("SELECT nextval(pg_get_serial_sequence('pgstream.pgs_stream_tables', 'id'))")
-        .fetch_one(&mut *conn)
-        .await
-        .step(subject, "allocating the stream table id")?;
-    let artifacts = compiled.render(&RenderContext { st_id: id, sources: bindings.clone() });
+    let id: i64 = sqlx::query_scalar(
+        "SELECT nextval(pg_get_serial_sequence('pgstream.pgs_stream_tables', 'id'))",
+    )
+    .fetch_one(&mut *conn)
+    .await
+    .step(subject, "allocating the stream table id")?;
+    let artifacts = compiled.render(&RenderContext {
+        st_id: id,
+        sources: bindings.clone(),
+    });
 
     sqlx::query(
         "INSERT INTO pgstream.pgs_stream_tables
@@ -107,7 +119,10 @@ async fn create_in(conn: &mut PgConnection, spec: &StreamTableSpec, name: &str) 
     }
 
     for ddl in &artifacts.storage_ddl {
-        sqlx::raw_sql(ddl).execute(&mut *conn).await.step(subject, "creating storage table")?;
+        sqlx::raw_sql(ddl)
+            .execute(&mut *conn)
+            .await
+            .step(subject, "creating storage table")?;
     }
 
     // The initial population sets the frontiers to its own snapshot.
@@ -143,7 +158,12 @@ async fn source_oid(conn: &mut PgConnection, source: &Table, name: &str) -> Resu
         .fetch_one(&mut *conn)
         .await
         .step(Some(name), "resolving a source table")?;
-    oid.map(|o| o.0).ok_or_else(|| Error::Invalid(format!("stream table {name}: source table {} does not exist", source.name)))
+    oid.map(|o| o.0).ok_or_else(|| {
+        Error::Invalid(format!(
+            "stream table {name}: source table {} does not exist",
+            source.name
+        ))
+    })
 }
 
 /// Install change capture on a source table unless it is already installed: the
@@ -152,7 +172,12 @@ async fn source_oid(conn: &mut PgConnection, source: &Table, name: &str) -> Resu
 ///
 /// Locks the source's `pgstream.pgs_sources` row until the transaction ends, so
 /// buffer trimming waits for this creation (its frontier is not committed yet).
-pub(crate) async fn install_capture(conn: &mut PgConnection, source: &Table, oid: u32, name: &str) -> Result<()> {
+pub(crate) async fn install_capture(
+    conn: &mut PgConnection,
+    source: &Table,
+    oid: u32,
+    name: &str,
+) -> Result<()> {
     let subject = Some(name);
     const STEP: &str = "installing change capture";
     sqlx::query(
@@ -180,7 +205,10 @@ pub(crate) async fn install_capture(conn: &mut PgConnection, source: &Table, oid
         .step(subject, STEP)?;
     if !has_buffer {
         for ddl in buffer_ddl(source, oid) {
-            sqlx::raw_sql(&ddl).execute(&mut *conn).await.step(subject, "creating the change buffer")?;
+            sqlx::raw_sql(&ddl)
+                .execute(&mut *conn)
+                .await
+                .step(subject, "creating the change buffer")?;
         }
     }
     sqlx::raw_sql(&capture_function_ddl(source, oid))
@@ -188,14 +216,18 @@ pub(crate) async fn install_capture(conn: &mut PgConnection, source: &Table, oid
         .await
         .step(subject, "creating the capture trigger function")?;
 
-    let existing: Vec<String> = sqlx::query_scalar("SELECT tgname::text FROM pg_catalog.pg_trigger WHERE tgrelid = $1")
-        .bind(Oid(oid))
-        .fetch_all(&mut *conn)
-        .await
-        .step(subject, STEP)?;
+    let existing: Vec<String> =
+        sqlx::query_scalar("SELECT tgname::text FROM pg_catalog.pg_trigger WHERE tgrelid = $1")
+            .bind(Oid(oid))
+            .fetch_all(&mut *conn)
+            .await
+            .step(subject, STEP)?;
     for (trigger, ddl) in trigger_ddl(source, oid) {
         if !existing.iter().any(|t| t == trigger) {
-            sqlx::raw_sql(&ddl).execute(&mut *conn).await.step(subject, "creating the capture triggers")?;
+            sqlx::raw_sql(&ddl)
+                .execute(&mut *conn)
+                .await
+                .step(subject, "creating the capture triggers")?;
         }
     }
     Ok(())
@@ -210,14 +242,23 @@ pub(crate) fn buffer_ddl(source: &Table, oid: u32) -> Vec<String> {
     let mut create = sea_query::Table::create();
     create
         .table((Alias::new(CHANGES_SCHEMA), Alias::new(&buffer)))
-        .col(ColumnDef::new(Alias::new(CHANGE_ID)).big_integer().not_null().extra("GENERATED ALWAYS AS IDENTITY"))
+        .col(
+            ColumnDef::new(Alias::new(CHANGE_ID))
+                .big_integer()
+                .not_null()
+                .extra("GENERATED ALWAYS AS IDENTITY"),
+        )
         .col(
             ColumnDef::new(Alias::new(XID))
                 .custom(Alias::new("xid8"))
                 .not_null()
                 .default(Expr::cust("pg_catalog.pg_current_xact_id()")),
         )
-        .col(ColumnDef::new(Alias::new(WEIGHT)).small_integer().not_null());
+        .col(
+            ColumnDef::new(Alias::new(WEIGHT))
+                .small_integer()
+                .not_null(),
+        );
     for c in &source.columns {
         create.col(ColumnDef::new(Alias::new(&c.name)).custom(Alias::new(&c.sql_type)));
     }
@@ -243,8 +284,17 @@ fn dollar_tag(body: &str) -> String {
 /// The capture trigger function of a source. Function DDL is beyond sea-query, so
 /// the text is assembled here; every identifier goes through `quote_ident`.
 pub(crate) fn capture_function_ddl(source: &Table, oid: u32) -> String {
-    let buffer = format!("{}.{}", quote_ident(CHANGES_SCHEMA), quote_ident(&buffer_table(oid)));
-    let cols = source.columns.iter().map(|c| quote_ident(&c.name)).collect::<Vec<_>>().join(", ");
+    let buffer = format!(
+        "{}.{}",
+        quote_ident(CHANGES_SCHEMA),
+        quote_ident(&buffer_table(oid))
+    );
+    let cols = source
+        .columns
+        .iter()
+        .map(|c| quote_ident(&c.name))
+        .collect::<Vec<_>>()
+        .join(", ");
     let w = quote_ident(WEIGHT);
     let body = format!(
         "
@@ -277,8 +327,14 @@ END
 /// trigger with transition tables, hence one trigger each.
 pub(crate) fn trigger_ddl(source: &Table, oid: u32) -> Vec<(&'static str, String)> {
     let table = quote_qualified(&source.name);
-    let func = format!("{}.{}()", quote_ident(CHANGES_SCHEMA), quote_ident(&format!("capture_{oid}")));
-    let t = |name: &'static str, rest: String| (name, format!("CREATE TRIGGER {} {rest}", quote_ident(name)));
+    let func = format!(
+        "{}.{}()",
+        quote_ident(CHANGES_SCHEMA),
+        quote_ident(&format!("capture_{oid}"))
+    );
+    let t = |name: &'static str, rest: String| {
+        (name, format!("CREATE TRIGGER {} {rest}", quote_ident(name)))
+    };
     vec![
         t(
             TRIGGER_INSERT,

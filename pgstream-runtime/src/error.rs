@@ -88,7 +88,10 @@ impl Error {
     /// The PostgreSQL SQLSTATE code, when the error came from the server.
     pub fn sqlstate(&self) -> Option<String> {
         match self {
-            Error::Database { source: sqlx::Error::Database(e), .. } => e.code().map(|c| c.into_owned()),
+            Error::Database {
+                source: sqlx::Error::Database(e),
+                ..
+            } => e.code().map(|c| c.into_owned()),
             _ => None,
         }
     }

@@ -44,11 +44,15 @@ pub async fn install(pool: &PgPool) -> Result<()> {
         .execute(&mut *tx)
         .await
         .step(None, STEP)?;
-    sqlx::raw_sql(BOOTSTRAP).execute(&mut *tx).await.step(None, STEP)?;
-    let current: Option<i32> = sqlx::query_scalar("SELECT max(schema_version) FROM pgstream.pgs_meta")
-        .fetch_one(&mut *tx)
+    sqlx::raw_sql(BOOTSTRAP)
+        .execute(&mut *tx)
         .await
         .step(None, STEP)?;
+    let current: Option<i32> =
+        sqlx::query_scalar("SELECT max(schema_version) FROM pgstream.pgs_meta")
+            .fetch_one(&mut *tx)
+            .await
+            .step(None, STEP)?;
     let current = current.unwrap_or(0);
     if current > SCHEMA_VERSION {
         return Err(Error::Invalid(format!(
@@ -59,10 +63,19 @@ pub async fn install(pool: &PgPool) -> Result<()> {
     if current < SCHEMA_VERSION {
         for (version, script) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
             tracing::info!(version, "upgrading the pgstream catalog");
-            sqlx::raw_sql(script).execute(&mut *tx).await.step(None, STEP)?;
+            sqlx::raw_sql(script)
+                .execute(&mut *tx)
+                .await
+                .step(None, STEP)?;
         }
-        sqlx::raw_sql(FUNCTIONS).execute(&mut *tx).await.step(None, STEP)?;
-        sqlx::query("DELETE FROM pgstream.pgs_meta").execute(&mut *tx).await.step(None, STEP)?;
+        sqlx::raw_sql(FUNCTIONS)
+            .execute(&mut *tx)
+            .await
+            .step(None, STEP)?;
+        sqlx::query("DELETE FROM pgstream.pgs_meta")
+            .execute(&mut *tx)
+            .await
+            .step(None, STEP)?;
         sqlx::query("INSERT INTO pgstream.pgs_meta (schema_version) VALUES ($1)")
             .bind(SCHEMA_VERSION)
             .execute(&mut *tx)

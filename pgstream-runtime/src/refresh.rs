@@ -26,10 +26,11 @@ pub async fn refresh(pool: &PgPool, name: &str) -> Result<RefreshOutcome> {
     let span = refresh_span(name);
     async {
         let start = Instant::now();
-        let r: Result<Option<i64>, sqlx::Error> = sqlx::query_scalar("SELECT pgstream.refresh_stream_table($1)")
-            .bind(name)
-            .fetch_one(pool)
-            .await;
+        let r: Result<Option<i64>, sqlx::Error> =
+            sqlx::query_scalar("SELECT pgstream.refresh_stream_table($1)")
+                .bind(name)
+                .fetch_one(pool)
+                .await;
         match r {
             Ok(n) => Ok(finish(n.unwrap_or(0), start)),
             Err(e) if is_not_found(&e) => Err(Error::NotFound(name.to_string())),
@@ -46,15 +47,20 @@ pub async fn refresh(pool: &PgPool, name: &str) -> Result<RefreshOutcome> {
 
 /// Refresh by id unless another session is refreshing it (then `Ok(None)`). Used
 /// by the scheduler; does not record errors (the caller does).
-pub(crate) async fn try_refresh_by_id(pool: &PgPool, id: i64, name: &str) -> Result<Option<RefreshOutcome>> {
+pub(crate) async fn try_refresh_by_id(
+    pool: &PgPool,
+    id: i64,
+    name: &str,
+) -> Result<Option<RefreshOutcome>> {
     let span = refresh_span(name);
     async {
         let start = Instant::now();
-        let n: Option<i64> = sqlx::query_scalar("SELECT pgstream.refresh_stream_table_by_id($1, false)")
-            .bind(id)
-            .fetch_one(pool)
-            .await
-            .map_err(|e| Error::db(Some(name), "refreshing", e))?;
+        let n: Option<i64> =
+            sqlx::query_scalar("SELECT pgstream.refresh_stream_table_by_id($1, false)")
+                .bind(id)
+                .fetch_one(pool)
+                .await
+                .map_err(|e| Error::db(Some(name), "refreshing", e))?;
         Ok(n.map(|n| finish(n, start)))
     }
     .instrument(span)
@@ -75,8 +81,15 @@ fn finish(rows_changed: i64, start: Instant) -> RefreshOutcome {
     let span = tracing::Span::current();
     span.record("rows_changed", rows_changed);
     span.record("duration_ms", duration.as_secs_f64() * 1000.0);
-    tracing::debug!(rows_changed, duration_ms = duration.as_secs_f64() * 1000.0, "refreshed");
-    RefreshOutcome { rows_changed, duration }
+    tracing::debug!(
+        rows_changed,
+        duration_ms = duration.as_secs_f64() * 1000.0,
+        "refreshed"
+    );
+    RefreshOutcome {
+        rows_changed,
+        duration,
+    }
 }
 
 /// Record a refresh failure in `pgstream.pgs_refresh_stats`, in its own transaction
@@ -100,7 +113,11 @@ pub(crate) async fn record_error(pool: &PgPool, id: i64, message: &str) {
 
 async fn record_error_by_name(pool: &PgPool, name: &str, message: &str) {
     // `pgstream._resolve` raises for an unknown name: nothing to record then.
-    match sqlx::query_scalar::<_, i64>("SELECT pgstream._resolve($1)").bind(name).fetch_one(pool).await {
+    match sqlx::query_scalar::<_, i64>("SELECT pgstream._resolve($1)")
+        .bind(name)
+        .fetch_one(pool)
+        .await
+    {
         Ok(id) => record_error(pool, id, message).await,
         Err(e) => tracing::debug!(error = %describe(&e), "refresh error not recorded"),
     }

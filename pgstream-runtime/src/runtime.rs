@@ -38,7 +38,11 @@ impl Runtime {
             tracker.spawn(crate::scheduler::run(pool.clone(), tick, cancel.clone()));
         }
         tracker.close();
-        Runtime { handle: RuntimeHandle { pool }, cancel, tracker }
+        Runtime {
+            handle: RuntimeHandle { pool },
+            cancel,
+            tracker,
+        }
     }
 
     /// A cloneable handle for refreshes and status, usable after the runtime is gone.
@@ -62,8 +66,16 @@ impl Runtime {
     }
 
     /// See [`RuntimeHandle::create_stream_table`].
-    pub async fn create_stream_table(&self, name: &str, sql: &str, schedule: &str, mode: Mode) -> Result<()> {
-        self.handle.create_stream_table(name, sql, schedule, mode).await
+    pub async fn create_stream_table(
+        &self,
+        name: &str,
+        sql: &str,
+        schedule: &str,
+        mode: Mode,
+    ) -> Result<()> {
+        self.handle
+            .create_stream_table(name, sql, schedule, mode)
+            .await
     }
 
     /// See [`RuntimeHandle::drop_stream_table`].
@@ -110,7 +122,13 @@ impl RuntimeHandle {
     /// Create a stream table at run time from SQL, through the same compiler as
     /// `#[stream_table]`. `name` is `name` or `schema.name`; `schedule` is `30s`,
     /// `5m`, ...
-    pub async fn create_stream_table(&self, name: &str, sql: &str, schedule: &str, mode: Mode) -> Result<()> {
+    pub async fn create_stream_table(
+        &self,
+        name: &str,
+        sql: &str,
+        schedule: &str,
+        mode: Mode,
+    ) -> Result<()> {
         let spec = spec(name, sql, schedule, mode)?;
         crate::create::create_stream_table(&self.pool, &spec).await
     }
@@ -125,5 +143,10 @@ impl RuntimeHandle {
 pub fn spec(name: &str, sql: &str, schedule: &str, mode: Mode) -> Result<StreamTableSpec> {
     let name = QualifiedName::parse(name).map_err(Error::Invalid)?;
     let schedule: Schedule = schedule.parse().map_err(Error::Invalid)?;
-    Ok(StreamTableSpec { name, query: sql.to_string(), schedule, mode })
+    Ok(StreamTableSpec {
+        name,
+        query: sql.to_string(),
+        schedule,
+        mode,
+    })
 }

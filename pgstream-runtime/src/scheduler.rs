@@ -11,7 +11,10 @@ use tokio_util::sync::CancellationToken;
 
 /// Run until `cancel` fires. A refresh in progress finishes first.
 pub(crate) async fn run(pool: PgPool, tick: Duration, cancel: CancellationToken) {
-    tracing::debug!(tick_ms = tick.as_millis() as u64, "pgstream scheduler started");
+    tracing::debug!(
+        tick_ms = tick.as_millis() as u64,
+        "pgstream scheduler started"
+    );
     let mut interval = tokio::time::interval(tick);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

@@ -204,17 +204,17 @@ RETURNS void LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
-    id bigint;
+    sid bigint;
     st pgstream.pgs_stream_tables;
     storage oid;
     dependant text;
     srcs oid[];
     src oid;
 BEGIN
-    id := pgstream._resolve(name);
+    sid := pgstream._resolve(name);
     -- Wait for a refresh in progress.
-    PERFORM pg_advisory_xact_lock(1885828980, id::integer);
-    SELECT * INTO st FROM pgstream.pgs_stream_tables s WHERE s.id = drop_stream_table.id;
+    PERFORM pg_advisory_xact_lock(1885828980, sid::integer);
+    SELECT * INTO st FROM pgstream.pgs_stream_tables s WHERE s.id = sid;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'stream table % does not exist', name USING ERRCODE = 'undefined_table';
     END IF;
