@@ -1,8 +1,1076 @@
-//! Equivalence oracle (work in progress).
+//! The equivalence oracle: random DML batches, refresh, compare the stream table with
+//! its defining query as multisets (`EXCEPT ALL` both ways).
+//!
+//! The random DML is generic: it reads the base tables' columns, types, nullability and
+//! primary keys from the catalog and draws values from small domains so that joins and
+//! groups collide and updates/deletes hit existing rows. Everything is driven by one
+//! `StdRng` seeded from [`Oracle::seed`] (or `PGS_ORACLE_SEED`), which is printed.
+//!
+//! ```no_run
+//! # async fn f(pool: &sqlx::PgPool) {
+//! use pgstream_tests::oracle::{Domain, Oracle};
+//! let oracle = Oracle::new(
+//!     "dept_sizes",
+//!     "SELECT d.name, count(*) AS n FROM departments d JOIN employees e \
+//!      ON e.department_id = d.id GROUP BY d.name",
+//! )
+//! .table("departments", "CREATE TABLE departments (id int PRIMARY KEY, name text)")
+//! .table(
+//!     "employees",
+//!     "CREATE TABLE employees (id int PRIMARY KEY, name text NOT NULL, \
+//!      department_id int, salary numeric(10,2))",
+//! )
+//! .domain("employees", "department_id", Domain::existing("departments", "id", &["999"]))
+//! .batches(20);
+//! oracle.setup(pool).await; // creates the tables and initial rows
+//! // ... create the stream table `dept_sizes` here ...
+//! oracle.assert_equivalent(pool).await; // batches of DML, refresh, compare; panics on a difference
+//! # }
+//! ```
 
-/// The equivalence oracle.
-pub struct Oracle;
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 
-/// A detected difference.
-#[derive(Debug)]
-pub struct OracleFailure;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use sqlx::{PgConnection, PgPool, Row};
+
+type RefreshFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
+type RefreshFn = Arc<dyn Fn(PgPool) -> RefreshFuture + Send + Sync>;
+
+/// Words text values are drawn from (few, so that groups and joins collide).
+pub const WORDS: &[&str] = &["alpha", "beta", "gamma", "delta", "epsilon"];
+
+/// Where the values of one column come from (overrides the type-based default).
+#[derive(Debug, Clone)]
+pub enum Domain {
+    /// Integers in `lo..=hi`.
+    Ints(i64, i64),
+    /// One of these SQL literals (e.g. `"'x'"`, `"NULL"`, `"1.50"`), cast to the column type.
+    Literals(Vec<String>),
+    /// A value currently present in `table.column` (read at the start of each
+    /// transaction) or one of `extra` (SQL literals, e.g. a missing id).
+    Existing {
+        /// Table to read from.
+        table: String,
+        /// Column to read.
+        column: String,
+        /// Additional SQL literals.
+        extra: Vec<String>,
+    },
+}
+
+impl Domain {
+    /// [`Domain::Existing`] from string slices.
+    pub fn existing(table: &str, column: &str, extra: &[&str]) -> Domain {
+        Domain::Existing {
+            table: table.into(),
+            column: column.into(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    /// [`Domain::Literals`] from string slices.
+    pub fn literals(values: &[&str]) -> Domain {
+        Domain::Literals(values.iter().map(|s| s.to_string()).collect())
+    }
+}
+
+/// Why an oracle run failed.
+#[derive(Debug, Clone)]
+pub enum FailureKind {
+    /// The stream table and the query differ.
+    Mismatch {
+        /// Number of rows of `(query) EXCEPT ALL (stream table)`.
+        missing_count: i64,
+        /// First 20 of them, as row text.
+        missing: Vec<String>,
+        /// Number of rows of `(stream table) EXCEPT ALL (query)`.
+        extra_count: i64,
+        /// First 20 of them, as row text.
+        extra: Vec<String>,
+    },
+    /// The refresh returned an error.
+    Refresh(String),
+    /// A generated DML statement failed with an unexpected error.
+    Dml(String),
+    /// Setup, catalog read or comparison query failed.
+    Other(String),
+}
+
+/// A failed oracle run: everything needed to reproduce it.
+#[derive(Debug, Clone)]
+pub struct OracleFailure {
+    /// The seed of the run.
+    pub seed: u64,
+    /// The batch (0 = the refresh before any DML).
+    pub batch: usize,
+    /// The stream table.
+    pub stream_table: String,
+    /// What went wrong.
+    pub kind: FailureKind,
+    /// The DML statements of the failing batch, in order (`-- rolled back:` marks
+    /// statements that hit a constraint and were undone by a savepoint).
+    pub statements: Vec<String>,
+}
+
+impl fmt::Display for OracleFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "oracle failure on stream table `{}`: seed {} (PGS_ORACLE_SEED={} reproduces), batch {}",
+            self.stream_table, self.seed, self.seed, self.batch
+        )?;
+        match &self.kind {
+            FailureKind::Mismatch {
+                missing_count,
+                missing,
+                extra_count,
+                extra,
+            } => {
+                writeln!(
+                    f,
+                    "{missing_count} row(s) of the query are missing from the stream table (first 20):"
+                )?;
+                for r in missing {
+                    writeln!(f, "  - {r}")?;
+                }
+                writeln!(
+                    f,
+                    "{extra_count} row(s) of the stream table are not in the query (first 20):"
+                )?;
+                for r in extra {
+                    writeln!(f, "  + {r}")?;
+                }
+            }
+            FailureKind::Refresh(e) => writeln!(f, "refresh failed: {e}")?,
+            FailureKind::Dml(e) => writeln!(f, "generated DML failed: {e}")?,
+            FailureKind::Other(e) => writeln!(f, "{e}")?,
+        }
+        writeln!(
+            f,
+            "DML of this batch ({} statements):",
+            self.statements.len()
+        )?;
+        for s in &self.statements {
+            writeln!(f, "  {s}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for OracleFailure {}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Kind {
+    Int,
+    Numeric,
+    Float,
+    Text,
+    Bool,
+    Date,
+    Timestamp,
+    Other,
+}
+
+#[derive(Debug, Clone)]
+struct Column {
+    name: String,
+    sql_type: String,
+    kind: Kind,
+    nullable: bool,
+    is_key: bool,
+}
+
+#[derive(Debug, Clone)]
+struct Table {
+    name: String,
+    /// Columns a generated INSERT sets (no identity/generated columns).
+    columns: Vec<Column>,
+    /// Primary key columns (or the first column if none).
+    key: Vec<usize>,
+    has_pk: bool,
+}
+
+/// The equivalence oracle for one stream table. Build with [`Oracle::new`] and the
+/// builder methods, then [`Oracle::setup`] and [`Oracle::run`] /
+/// [`Oracle::assert_equivalent`].
+#[derive(Clone)]
+pub struct Oracle {
+    stream_table: String,
+    query: String,
+    tables: Vec<(String, Option<String>)>,
+    refresh: Option<RefreshFn>,
+    seed: Option<u64>,
+    batches: usize,
+    initial_rows: usize,
+    key_range: i64,
+    truncate_probability: f64,
+    null_probability: f64,
+    float_digits: Option<u32>,
+    domains: HashMap<(String, String), Domain>,
+    visible_columns: Option<Vec<String>>,
+    quiet: bool,
+}
+
+impl fmt::Debug for Oracle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Oracle")
+            .field("stream_table", &self.stream_table)
+            .field("query", &self.query)
+            .field("tables", &self.tables)
+            .field("seed", &self.seed)
+            .field("batches", &self.batches)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Oracle {
+    /// An oracle for the stream table `stream_table` defined by `query`.
+    ///
+    /// Defaults: 20 batches, 20 initial rows per table, keys in `0..20`, no TRUNCATE,
+    /// 15 % NULLs in nullable columns, exact comparison, refresh by
+    /// `SELECT pgstream.refresh_stream_table($1)`.
+    pub fn new(stream_table: &str, query: &str) -> Oracle {
+        Oracle {
+            stream_table: stream_table.into(),
+            query: query.into(),
+            tables: Vec::new(),
+            refresh: None,
+            seed: None,
+            batches: 20,
+            initial_rows: 20,
+            key_range: 20,
+            truncate_probability: 0.0,
+            null_probability: 0.15,
+            float_digits: None,
+            domains: HashMap::new(),
+            visible_columns: None,
+            quiet: false,
+        }
+    }
+
+    /// A base table and the DDL that creates it (run by [`Oracle::setup`], in the
+    /// order given: parents before children).
+    pub fn table(mut self, name: &str, ddl: &str) -> Self {
+        self.tables.push((name.into(), Some(ddl.into())));
+        self
+    }
+
+    /// A base table that already exists (setup only inserts initial rows).
+    pub fn existing_table(mut self, name: &str) -> Self {
+        self.tables.push((name.into(), None));
+        self
+    }
+
+    /// The seed (`PGS_ORACLE_SEED` in the environment wins; default: random).
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// Number of DML batches (`PGS_ORACLE_BATCHES` in the environment wins).
+    pub fn batches(mut self, n: usize) -> Self {
+        self.batches = n;
+        self
+    }
+
+    /// Rows inserted per table by [`Oracle::setup`].
+    pub fn initial_rows(mut self, n: usize) -> Self {
+        self.initial_rows = n;
+        self
+    }
+
+    /// Key values (primary key columns) are drawn from `0..n` (`k0..k{n-1}` for text).
+    pub fn key_range(mut self, n: i64) -> Self {
+        self.key_range = n.max(1);
+        self
+    }
+
+    /// Probability that a transaction truncates one table (default 0).
+    pub fn truncate_probability(mut self, p: f64) -> Self {
+        self.truncate_probability = p;
+        self
+    }
+
+    /// Probability of NULL in a nullable column (default 0.15).
+    pub fn null_probability(mut self, p: f64) -> Self {
+        self.null_probability = p;
+        self
+    }
+
+    /// Compare floating-point (`real`, `double precision`) columns of the stream table
+    /// rounded to `digits` decimal places (both sides).
+    pub fn float_tolerance(mut self, digits: u32) -> Self {
+        self.float_digits = Some(digits);
+        self
+    }
+
+    /// Values of `table.column` come from `domain`.
+    pub fn domain(mut self, table: &str, column: &str, domain: Domain) -> Self {
+        self.domains.insert((table.into(), column.into()), domain);
+        self
+    }
+
+    /// The stream table columns compared with the query's output, in the query's
+    /// order (default: all columns whose names do not start with `__pgs`, in order).
+    pub fn visible_columns(mut self, columns: &[&str]) -> Self {
+        self.visible_columns = Some(columns.iter().map(|s| s.to_string()).collect());
+        self
+    }
+
+    /// Don't print the seed and progress.
+    pub fn quiet(mut self) -> Self {
+        self.quiet = true;
+        self
+    }
+
+    /// How to refresh: an async function given (a clone of) the pool, e.g.
+    /// `|pool| async move { sqlx::query("SELECT pgstream.refresh_stream_table('st')")
+    /// .execute(&pool).await.map(|_| ()) }`.
+    pub fn refresh_with<F, Fut, E>(mut self, f: F) -> Self
+    where
+        F: Fn(PgPool) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), E>> + Send + 'static,
+        E: fmt::Display,
+    {
+        let f = Arc::new(f);
+        self.refresh = Some(Arc::new(move |pool: PgPool| {
+            let fut = f(pool);
+            Box::pin(async move { fut.await.map_err(|e| e.to_string()) }) as RefreshFuture
+        }));
+        self
+    }
+
+    /// Refresh by running this SQL (simple protocol, several statements allowed).
+    pub fn refresh_sql(self, sql: &str) -> Self {
+        let sql = sql.to_string();
+        self.refresh_with(move |pool: PgPool| {
+            let sql = sql.clone();
+            async move { sqlx::raw_sql(&sql).execute(&pool).await.map(|_| ()) }
+        })
+    }
+
+    /// The seed this run uses (environment, builder, or a fresh random one).
+    fn effective_seed(&self) -> u64 {
+        if let Some(s) = std::env::var("PGS_ORACLE_SEED")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+        {
+            return s;
+        }
+        self.seed.unwrap_or_else(rand::random)
+    }
+
+    fn effective_batches(&self) -> usize {
+        std::env::var("PGS_ORACLE_BATCHES")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(self.batches)
+    }
+
+    /// Creates the tables (those given with DDL) and inserts the initial rows
+    /// (deterministic: uses the builder seed, or 0). Panics on error.
+    pub async fn setup(&self, pool: &PgPool) {
+        if let Err(e) = self.try_setup(pool).await {
+            panic!("oracle setup failed: {e}");
+        }
+    }
+
+    /// Like [`Oracle::setup`], returning the error.
+    pub async fn try_setup(&self, pool: &PgPool) -> Result<(), String> {
+        for (name, ddl) in &self.tables {
+            if let Some(ddl) = ddl {
+                sqlx::raw_sql(ddl)
+                    .execute(pool)
+                    .await
+                    .map_err(|e| format!("DDL of {name} failed: {e}\n{ddl}"))?;
+            }
+        }
+        let tables = self.load_tables(pool).await?;
+        let mut rng = StdRng::seed_from_u64(self.seed.unwrap_or(0) ^ 0x5eed);
+        let mut conn = pool.acquire().await.map_err(|e| e.to_string())?;
+        let mut log = Vec::new();
+        for t in &tables {
+            let cache = self.load_existing(&mut conn, t).await?;
+            let mut left = self.initial_rows;
+            while left > 0 {
+                let n = left.min(10);
+                left -= n;
+                let sql = self.insert_sql(&mut rng, t, n, &cache);
+                exec_dml(&mut conn, &sql, &mut log, false)
+                    .await
+                    .map_err(|e| format!("initial rows of {}: {e}", t.name))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs: refresh + compare (batch 0), then for each batch: 1–4 transactions of
+    /// random DML, refresh, compare. Returns the first failure.
+    pub async fn run(&self, pool: &PgPool) -> Result<(), OracleFailure> {
+        let seed = self.effective_seed();
+        let batches = self.effective_batches();
+        if !self.quiet {
+            eprintln!(
+                "oracle `{}`: seed {seed}, {batches} batches (PGS_ORACLE_SEED={seed} reproduces)",
+                self.stream_table
+            );
+        }
+        let fail = |batch: usize, kind: FailureKind, statements: Vec<String>| OracleFailure {
+            seed,
+            batch,
+            stream_table: self.stream_table.clone(),
+            kind,
+            statements,
+        };
+        let tables = self
+            .load_tables(pool)
+            .await
+            .map_err(|e| fail(0, FailureKind::Other(e), vec![]))?;
+        let mut rng = StdRng::seed_from_u64(seed);
+        for batch in 0..=batches {
+            let mut log = Vec::new();
+            if batch > 0 {
+                let txs = rng.gen_range(1..=4);
+                for _ in 0..txs {
+                    self.transaction(pool, &mut rng, &tables, &mut log)
+                        .await
+                        .map_err(|e| fail(batch, FailureKind::Dml(e), log.clone()))?;
+                }
+            }
+            self.do_refresh(pool)
+                .await
+                .map_err(|e| fail(batch, FailureKind::Refresh(e), log.clone()))?;
+            match self.compare(pool).await {
+                Ok(None) => {}
+                Ok(Some(kind)) => return Err(fail(batch, kind, log)),
+                Err(e) => return Err(fail(batch, FailureKind::Other(e), log)),
+            }
+        }
+        Ok(())
+    }
+
+    /// [`Oracle::run`], panicking with the full report on failure.
+    pub async fn assert_equivalent(&self, pool: &PgPool) {
+        if let Err(f) = self.run(pool).await {
+            panic!("{f}");
+        }
+    }
+
+    /// Compares the stream table with the query now (no DML, no refresh).
+    pub async fn check(&self, pool: &PgPool) -> Result<(), OracleFailure> {
+        let fail = |kind| OracleFailure {
+            seed: self.seed.unwrap_or(0),
+            batch: 0,
+            stream_table: self.stream_table.clone(),
+            kind,
+            statements: vec![],
+        };
+        match self.compare(pool).await {
+            Ok(None) => Ok(()),
+            Ok(Some(kind)) => Err(fail(kind)),
+            Err(e) => Err(fail(FailureKind::Other(e))),
+        }
+    }
+
+    async fn do_refresh(&self, pool: &PgPool) -> Result<(), String> {
+        match &self.refresh {
+            Some(f) => f(pool.clone()).await,
+            None => sqlx::query("SELECT pgstream.refresh_stream_table($1)")
+                .bind(&self.stream_table)
+                .execute(pool)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+        }
+    }
+
+    // ----------------------------------------------------------------- comparison
+
+    /// `None` if equal, else the mismatch.
+    async fn compare(&self, pool: &PgPool) -> Result<Option<FailureKind>, String> {
+        let st_cols = self.stream_columns(pool).await?;
+        let n = st_cols.len();
+        let aliases: Vec<String> = (1..=n).map(|i| format!("c{i}")).collect();
+        let wrap = |expr: String, float: bool| match (float, self.float_digits) {
+            (true, Some(d)) => format!("round(({expr})::numeric, {d})"),
+            _ => expr,
+        };
+        let q_side = format!(
+            "SELECT {} FROM ({}) AS q({})",
+            st_cols
+                .iter()
+                .zip(&aliases)
+                .map(|((_, float), a)| wrap(format!("q.{a}"), *float))
+                .collect::<Vec<_>>()
+                .join(", "),
+            self.query,
+            aliases.join(", ")
+        );
+        let s_side = format!(
+            "SELECT {} FROM {}",
+            st_cols
+                .iter()
+                .map(|(c, float)| wrap(quote_ident(c), *float))
+                .collect::<Vec<_>>()
+                .join(", "),
+            self.stream_table
+        );
+        let missing_sql = format!("({q_side}) EXCEPT ALL ({s_side})");
+        let extra_sql = format!("({s_side}) EXCEPT ALL ({q_side})");
+        let count = |sql: String| async move {
+            sqlx::query_scalar::<_, i64>(&format!("SELECT count(*) FROM ({sql}) x"))
+                .fetch_one(pool)
+                .await
+                .map_err(|e| format!("comparison query failed: {e}\n{sql}"))
+        };
+        let missing_count = count(missing_sql.clone()).await?;
+        let extra_count = count(extra_sql.clone()).await?;
+        if missing_count == 0 && extra_count == 0 {
+            return Ok(None);
+        }
+        let sample = |sql: String| async move {
+            sqlx::query_scalar::<_, String>(&format!(
+                "SELECT x::text FROM ({sql}) x ORDER BY 1 LIMIT 20"
+            ))
+            .fetch_all(pool)
+            .await
+            .map_err(|e| format!("sample query failed: {e}"))
+        };
+        Ok(Some(FailureKind::Mismatch {
+            missing_count,
+            missing: sample(missing_sql).await?,
+            extra_count,
+            extra: sample(extra_sql).await?,
+        }))
+    }
+
+    /// Visible columns of the stream table and whether each is floating-point.
+    async fn stream_columns(&self, pool: &PgPool) -> Result<Vec<(String, bool)>, String> {
+        let rows = sqlx::query(
+            "SELECT a.attname::text, t.typname::text FROM pg_attribute a \
+             JOIN pg_type t ON t.oid = a.atttypid \
+             WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped \
+             ORDER BY a.attnum",
+        )
+        .bind(&self.stream_table)
+        .fetch_all(pool)
+        .await
+        .map_err(|e| format!("cannot read columns of {}: {e}", self.stream_table))?;
+        let all: Vec<(String, bool)> = rows
+            .iter()
+            .map(|r| {
+                let name: String = r.get(0);
+                let ty: String = r.get(1);
+                (name, ty == "float4" || ty == "float8")
+            })
+            .collect();
+        match &self.visible_columns {
+            Some(cols) => cols
+                .iter()
+                .map(|c| {
+                    all.iter()
+                        .find(|(n, _)| n == c)
+                        .cloned()
+                        .ok_or_else(|| format!("{} has no column {c}", self.stream_table))
+                })
+                .collect(),
+            None => Ok(all
+                .into_iter()
+                .filter(|(n, _)| !n.starts_with("__pgs"))
+                .collect()),
+        }
+    }
+
+    // ----------------------------------------------------------------- metadata
+
+    async fn load_tables(&self, pool: &PgPool) -> Result<Vec<Table>, String> {
+        let mut out = Vec::new();
+        for (name, _) in &self.tables {
+            let rows = sqlx::query(
+                "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), t.typname::text, \
+                        a.attnotnull, (a.attidentity <> '' OR a.attgenerated <> ''), \
+                        COALESCE(a.attnum = ANY (i.indkey::int2[]), false) \
+                 FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid \
+                 LEFT JOIN pg_index i ON i.indrelid = a.attrelid AND i.indisprimary \
+                 WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped \
+                 ORDER BY a.attnum",
+            )
+            .bind(name)
+            .fetch_all(pool)
+            .await
+            .map_err(|e| format!("cannot read columns of {name}: {e}"))?;
+            let mut columns = Vec::new();
+            for r in &rows {
+                let skip: bool = r.get(4);
+                if skip {
+                    continue;
+                }
+                let typname: String = r.get(2);
+                let kind = match typname.as_str() {
+                    "int2" | "int4" | "int8" => Kind::Int,
+                    "numeric" => Kind::Numeric,
+                    "float4" | "float8" => Kind::Float,
+                    "text" | "varchar" | "bpchar" | "name" => Kind::Text,
+                    "bool" => Kind::Bool,
+                    "date" => Kind::Date,
+                    "timestamp" | "timestamptz" => Kind::Timestamp,
+                    _ => Kind::Other,
+                };
+                let col = Column {
+                    name: r.get(0),
+                    sql_type: r.get(1),
+                    kind,
+                    nullable: !r.get::<bool, _>(3),
+                    is_key: r.get(5),
+                };
+                if kind == Kind::Other
+                    && !col.nullable
+                    && !self.domains.contains_key(&(name.clone(), col.name.clone()))
+                {
+                    return Err(format!(
+                        "{name}.{}: no value generator for type {}; give a Domain",
+                        col.name, col.sql_type
+                    ));
+                }
+                columns.push(col);
+            }
+            if columns.is_empty() {
+                return Err(format!("{name} has no insertable columns"));
+            }
+            let mut key: Vec<usize> = (0..columns.len()).filter(|&i| columns[i].is_key).collect();
+            let has_pk = !key.is_empty();
+            if !has_pk {
+                key.push(0);
+            }
+            out.push(Table {
+                name: name.clone(),
+                columns,
+                key,
+                has_pk,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Current values of the [`Domain::Existing`] columns of `t`.
+    async fn load_existing(
+        &self,
+        conn: &mut PgConnection,
+        t: &Table,
+    ) -> Result<HashMap<String, Vec<String>>, String> {
+        let mut cache = HashMap::new();
+        for c in &t.columns {
+            if let Some(Domain::Existing {
+                table,
+                column,
+                extra,
+            }) = self.domains.get(&(t.name.clone(), c.name.clone()))
+            {
+                let sql = format!(
+                    "SELECT DISTINCT {col}::text FROM {table} WHERE {col} IS NOT NULL ORDER BY 1",
+                    col = quote_ident(column)
+                );
+                let vals: Vec<String> = sqlx::query_scalar(&sql)
+                    .fetch_all(&mut *conn)
+                    .await
+                    .map_err(|e| format!("{sql}: {e}"))?;
+                let mut lits: Vec<String> = vals.iter().map(|v| quote_literal(v)).collect();
+                lits.extend(extra.iter().cloned());
+                cache.insert(c.name.clone(), lits);
+            }
+        }
+        Ok(cache)
+    }
+
+    // ----------------------------------------------------------------- DML
+
+    fn value(
+        &self,
+        rng: &mut StdRng,
+        t: &Table,
+        c: &Column,
+        cache: &HashMap<String, Vec<String>>,
+    ) -> String {
+        let lit = self.raw_value(rng, t, c, cache);
+        if lit == "NULL" {
+            format!("NULL::{}", c.sql_type)
+        } else {
+            format!("({lit})::{}", c.sql_type)
+        }
+    }
+
+    fn raw_value(
+        &self,
+        rng: &mut StdRng,
+        t: &Table,
+        c: &Column,
+        cache: &HashMap<String, Vec<String>>,
+    ) -> String {
+        if let Some(d) = self.domains.get(&(t.name.clone(), c.name.clone())) {
+            return match d {
+                Domain::Ints(lo, hi) => rng.gen_range(*lo..=*hi).to_string(),
+                Domain::Literals(v) => v.choose(rng).cloned().unwrap_or_else(|| "NULL".into()),
+                Domain::Existing { .. } => cache
+                    .get(&c.name)
+                    .and_then(|v| v.choose(rng).cloned())
+                    .unwrap_or_else(|| "NULL".into()),
+            };
+        }
+        if c.nullable && rng.gen_bool(self.null_probability) {
+            return "NULL".into();
+        }
+        let key = c.is_key;
+        match c.kind {
+            Kind::Int if key => rng.gen_range(0..self.key_range).to_string(),
+            Kind::Int => rng.gen_range(0..10).to_string(),
+            Kind::Text if key => format!("'k{}'", rng.gen_range(0..self.key_range)),
+            Kind::Text => quote_literal(WORDS.choose(rng).expect("words")),
+            Kind::Numeric if key => rng.gen_range(0..self.key_range).to_string(),
+            Kind::Numeric => {
+                // Few distinct values, two decimals, sometimes negative.
+                let cents = rng.gen_range(-2..40) * 25;
+                format!("{}", cents as f64 / 100.0)
+            }
+            Kind::Float => {
+                let v = rng.gen_range(-3..20) as f64 * 0.1;
+                format!("'{v}'")
+            }
+            Kind::Bool => if rng.gen_bool(0.5) { "true" } else { "false" }.into(),
+            Kind::Date => format!("'2024-01-{:02}'", rng.gen_range(1..=(10 + key as u32 * 18))),
+            Kind::Timestamp => format!(
+                "'2024-01-01 {:02}:{:02}:00'",
+                rng.gen_range(0..24),
+                [0, 30][rng.gen_range(0..2)]
+            ),
+            Kind::Other => "NULL".into(),
+        }
+    }
+
+    fn row(&self, rng: &mut StdRng, t: &Table, cache: &HashMap<String, Vec<String>>) -> String {
+        let vals: Vec<String> = t
+            .columns
+            .iter()
+            .map(|c| self.value(rng, t, c, cache))
+            .collect();
+        format!("({})", vals.join(", "))
+    }
+
+    fn col_list(t: &Table) -> String {
+        t.columns
+            .iter()
+            .map(|c| quote_ident(&c.name))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    fn insert_sql(
+        &self,
+        rng: &mut StdRng,
+        t: &Table,
+        n: usize,
+        cache: &HashMap<String, Vec<String>>,
+    ) -> String {
+        let mut rows: Vec<String> = Vec::new();
+        for _ in 0..n {
+            if !rows.is_empty() && rng.gen_bool(0.15) {
+                let dup = rows.choose(rng).expect("nonempty").clone();
+                rows.push(dup); // exact duplicate row
+            } else {
+                rows.push(self.row(rng, t, cache));
+            }
+        }
+        let conflict = if t.has_pk {
+            " ON CONFLICT DO NOTHING"
+        } else {
+            ""
+        };
+        format!(
+            "INSERT INTO {} ({}) VALUES {}{conflict}",
+            t.name,
+            Self::col_list(t),
+            rows.join(", ")
+        )
+    }
+
+    /// A predicate selecting some rows of `t`.
+    fn predicate(
+        &self,
+        rng: &mut StdRng,
+        t: &Table,
+        cache: &HashMap<String, Vec<String>>,
+    ) -> String {
+        let roll = rng.gen_range(0..10);
+        if roll < 5 {
+            // By key.
+            let parts: Vec<String> = t
+                .key
+                .iter()
+                .map(|&i| {
+                    let c = &t.columns[i];
+                    format!(
+                        "{} = {}",
+                        quote_ident(&c.name),
+                        self.value(rng, t, c, cache)
+                    )
+                })
+                .collect();
+            parts.join(" AND ")
+        } else if roll < 9 {
+            // By some column's value (often several rows), or IS NULL.
+            let c = t.columns.choose(rng).expect("columns");
+            if c.nullable && rng.gen_bool(0.2) {
+                format!("{} IS NULL", quote_ident(&c.name))
+            } else {
+                format!(
+                    "{} = {}",
+                    quote_ident(&c.name),
+                    self.value(rng, t, c, cache)
+                )
+            }
+        } else {
+            // A random subset of everything.
+            let m = rng.gen_range(2..5);
+            let r = rng.gen_range(0..m);
+            format!(
+                "abs(hashtext(ROW({})::text || '{}')) % {m} = {r}",
+                Self::col_list(t),
+                rng.gen::<u16>()
+            )
+        }
+    }
+
+    fn update_sql(
+        &self,
+        rng: &mut StdRng,
+        t: &Table,
+        cache: &HashMap<String, Vec<String>>,
+    ) -> String {
+        let mut idx: Vec<usize> = (0..t.columns.len()).collect();
+        idx.shuffle(rng);
+        let k = rng.gen_range(1..=idx.len());
+        let sets: Vec<String> = idx[..k]
+            .iter()
+            .map(|&i| {
+                let c = &t.columns[i];
+                let name = quote_ident(&c.name);
+                if rng.gen_bool(0.1) {
+                    format!("{name} = {name}") // no-op update
+                } else {
+                    format!("{name} = {}", self.value(rng, t, c, cache))
+                }
+            })
+            .collect();
+        format!(
+            "UPDATE {} SET {} WHERE {}",
+            t.name,
+            sets.join(", "),
+            self.predicate(rng, t, cache)
+        )
+    }
+
+    async fn transaction(
+        &self,
+        pool: &PgPool,
+        rng: &mut StdRng,
+        tables: &[Table],
+        log: &mut Vec<String>,
+    ) -> Result<(), String> {
+        let mut conn = pool.acquire().await.map_err(|e| e.to_string())?;
+        sqlx::raw_sql("BEGIN")
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| e.to_string())?;
+        log.push("BEGIN".into());
+        let result = self.statements(&mut conn, rng, tables, log).await;
+        let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
+        log.push(end.into());
+        let r2 = sqlx::raw_sql(end).execute(&mut *conn).await;
+        result?;
+        r2.map(|_| ()).map_err(|e| format!("{end}: {e}"))
+    }
+
+    async fn statements(
+        &self,
+        conn: &mut PgConnection,
+        rng: &mut StdRng,
+        tables: &[Table],
+        log: &mut Vec<String>,
+    ) -> Result<(), String> {
+        let n = rng.gen_range(1..=6);
+        for _ in 0..n {
+            let t = tables.choose(rng).expect("at least one table");
+            let cache = self.load_existing(conn, t).await?;
+            if self.truncate_probability > 0.0 && rng.gen_bool(self.truncate_probability.min(1.0)) {
+                exec_dml(conn, &format!("TRUNCATE {}", t.name), log, true).await?;
+                continue;
+            }
+            match rng.gen_range(0..100) {
+                0..=39 => {
+                    let rows = rng.gen_range(1..=5);
+                    let sql = self.insert_sql(rng, t, rows, &cache);
+                    exec_dml(conn, &sql, log, true).await?;
+                }
+                40..=44 if t.has_pk => {
+                    // Upsert.
+                    let keys: Vec<String> = t
+                        .key
+                        .iter()
+                        .map(|&i| quote_ident(&t.columns[i].name))
+                        .collect();
+                    let sets: Vec<String> = t
+                        .columns
+                        .iter()
+                        .filter(|c| !c.is_key)
+                        .map(|c| format!("{0} = EXCLUDED.{0}", quote_ident(&c.name)))
+                        .collect();
+                    let action = if sets.is_empty() {
+                        "NOTHING".to_string()
+                    } else {
+                        format!("UPDATE SET {}", sets.join(", "))
+                    };
+                    let sql = format!(
+                        "INSERT INTO {} ({}) VALUES {} ON CONFLICT ({}) DO {action}",
+                        t.name,
+                        Self::col_list(t),
+                        self.row(rng, t, &cache),
+                        keys.join(", ")
+                    );
+                    exec_dml(conn, &sql, log, true).await?;
+                }
+                40..=69 => {
+                    let sql = self.update_sql(rng, t, &cache);
+                    exec_dml(conn, &sql, log, true).await?;
+                }
+                70..=89 => {
+                    let sql = format!(
+                        "DELETE FROM {} WHERE {}",
+                        t.name,
+                        self.predicate(rng, t, &cache)
+                    );
+                    exec_dml(conn, &sql, log, true).await?;
+                }
+                _ => {
+                    // Delete and re-insert one key in this transaction.
+                    let key_vals: Vec<(usize, String)> = t
+                        .key
+                        .iter()
+                        .map(|&i| (i, self.value(rng, t, &t.columns[i], &cache)))
+                        .collect();
+                    let key_pred: Vec<String> = key_vals
+                        .iter()
+                        .map(|(i, v)| format!("{} = {v}", quote_ident(&t.columns[*i].name)))
+                        .collect();
+                    let key_pred = key_pred.join(" AND ");
+                    if rng.gen_bool(0.5) {
+                        let cols = Self::col_list(t);
+                        let sql = format!(
+                            "WITH d AS (DELETE FROM {t} WHERE {key_pred} RETURNING {cols}) \
+                             INSERT INTO {t} ({cols}) SELECT {cols} FROM d",
+                            t = t.name
+                        );
+                        exec_dml(conn, &sql, log, true).await?;
+                    } else {
+                        let del = format!("DELETE FROM {} WHERE {key_pred}", t.name);
+                        exec_dml(conn, &del, log, true).await?;
+                        // Same key, new other values.
+                        let vals: Vec<String> = t
+                            .columns
+                            .iter()
+                            .enumerate()
+                            .map(|(i, c)| {
+                                if let Some((_, v)) = key_vals.iter().find(|(k, _)| *k == i) {
+                                    v.clone()
+                                } else {
+                                    self.value(rng, t, c, &cache)
+                                }
+                            })
+                            .collect();
+                        let ins = format!(
+                            "INSERT INTO {} ({}) VALUES ({})",
+                            t.name,
+                            Self::col_list(t),
+                            vals.join(", ")
+                        );
+                        exec_dml(conn, &ins, log, true).await?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Runs one generated statement. With `savepoint`, constraint violations and data
+/// exceptions (SQLSTATE classes 23, 22; 0A for TRUNCATE of a referenced table) are
+/// rolled back to a savepoint and logged; other errors are returned.
+async fn exec_dml(
+    conn: &mut PgConnection,
+    sql: &str,
+    log: &mut Vec<String>,
+    savepoint: bool,
+) -> Result<(), String> {
+    if savepoint {
+        sqlx::raw_sql("SAVEPOINT pgs_oracle")
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    match sqlx::raw_sql(sql).execute(&mut *conn).await {
+        Ok(r) => {
+            log.push(format!("{sql}; -- {} row(s)", r.rows_affected()));
+            if savepoint {
+                sqlx::raw_sql("RELEASE SAVEPOINT pgs_oracle")
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            Ok(())
+        }
+        Err(e) => {
+            let code = e
+                .as_database_error()
+                .and_then(|d| d.code().map(|c| c.to_string()))
+                .unwrap_or_default();
+            let tolerated = code.starts_with("23")
+                || code.starts_with("22")
+                || (code.starts_with("0A") && sql.starts_with("TRUNCATE"));
+            if savepoint && tolerated {
+                log.push(format!("-- rolled back: {sql}; -- {e}"));
+                sqlx::raw_sql("ROLLBACK TO SAVEPOINT pgs_oracle")
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(())
+            } else {
+                log.push(format!("-- FAILED: {sql}; -- {e}"));
+                Err(format!("{e} (SQLSTATE {code})\n{sql}"))
+            }
+        }
+    }
+}
+
+/// Double-quotes an identifier if needed (lower-case names pass unchanged).
+pub fn quote_ident(s: &str) -> String {
+    let plain = s
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if plain {
+        s.to_string()
+    } else {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    }
+}
+
+/// A SQL string literal.
+pub fn quote_literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
