@@ -1,1 +1,900 @@
-//! Binding.
+//! Binding: resolve the defining query's tables and columns against the catalog and
+//! build the block the planner works on: a join tree of leaves (table occurrences),
+//! a filter, and either a projection or an aggregation. Column references become
+//! markers (see `expr.rs`); anything DIFFERENTIAL mode cannot maintain is an
+//! `Unsupported` error that names the construct and suggests FULL mode.
+
+use crate::catalog::{ident_value, nearest, qualified, Catalog, Table};
+use crate::error::{Diagnostic, Error, Result};
+use crate::expr::{
+    self, as_marker, column_markers, expr_range, function_name, is_aggregate, marker, single_arg,
+    Marker, VOLATILE,
+};
+use sqlparser::ast::{
+    Expr, GroupByExpr, Ident, JoinConstraint, JoinOperator, Query, Select, SelectItem,
+    SelectItemQualifiedWildcardKind, SetExpr, Spanned, TableFactor, TableWithJoins, Value,
+    VisitMut, VisitorMut,
+};
+use std::ops::ControlFlow;
+
+/// One occurrence of a source table in the FROM clause.
+#[derive(Debug, Clone)]
+pub(crate) struct Leaf {
+    /// Index into `Compiled::sources`.
+    pub source: usize,
+    /// The alias the query uses (the table name when it has none).
+    pub alias: String,
+    /// The table.
+    pub table: Table,
+}
+
+/// Kinds of join.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum JoinKind {
+    Inner,
+    Left,
+    Right,
+    Full,
+}
+
+impl JoinKind {
+    pub fn sql(self) -> &'static str {
+        match self {
+            JoinKind::Inner => "JOIN",
+            JoinKind::Left => "LEFT JOIN",
+            JoinKind::Right => "RIGHT JOIN",
+            JoinKind::Full => "FULL JOIN",
+        }
+    }
+}
+
+/// The FROM clause as a tree.
+#[derive(Debug, Clone)]
+pub(crate) enum Tree {
+    Leaf(usize),
+    Join {
+        kind: JoinKind,
+        left: Box<Tree>,
+        right: Box<Tree>,
+        on: Expr,
+        on_text: String,
+    },
+}
+
+impl Tree {
+    /// Leaves of this subtree, left to right.
+    pub fn leaves(&self) -> Vec<usize> {
+        match self {
+            Tree::Leaf(i) => vec![*i],
+            Tree::Join { left, right, .. } => {
+                let mut v = left.leaves();
+                v.extend(right.leaves());
+                v
+            }
+        }
+    }
+}
+
+/// Aggregate functions with a counter strategy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AggFunc {
+    CountStar,
+    Count,
+    Sum,
+    Avg,
+}
+
+/// One aggregate call of an aggregate block.
+#[derive(Debug, Clone)]
+pub(crate) struct AggCall {
+    pub func: AggFunc,
+    /// The bound argument (`None` for `count(*)`).
+    pub arg: Option<Expr>,
+    /// The bound call as a whole (used by the full-refresh query).
+    pub call: Expr,
+    /// The call as the user wrote it.
+    pub text: String,
+}
+
+/// Projection or aggregation on top of the join tree.
+#[derive(Debug, Clone)]
+pub(crate) enum Shape {
+    Project,
+    Aggregate {
+        groups: Vec<Expr>,
+        group_texts: Vec<String>,
+        aggs: Vec<AggCall>,
+    },
+}
+
+/// A bound SELECT block.
+#[derive(Debug, Clone)]
+pub(crate) struct Block {
+    pub leaves: Vec<Leaf>,
+    pub tree: Tree,
+    pub filter: Option<Expr>,
+    pub filter_text: Option<String>,
+    /// Output columns: name and bound expression (markers for aggregates/groups in
+    /// an aggregate block).
+    pub items: Vec<(String, Expr)>,
+    pub shape: Shape,
+}
+
+pub(crate) fn unsupported(query: &str, what: &str, node: Option<&dyn SpannedDyn>) -> Error {
+    unsupported_at(query, what, node.map(|n| n.span_dyn()))
+}
+
+pub(crate) fn unsupported_at(
+    query: &str,
+    what: &str,
+    span: Option<sqlparser::tokenizer::Span>,
+) -> Error {
+    let span = span.and_then(|s| expr::span_range(query, s));
+    Error::Unsupported(
+        Diagnostic::new(format!("DIFFERENTIAL mode cannot maintain {what} yet"))
+            .with_span(span)
+            .with_help("use FULL mode (mode = \"full\"), which recomputes the query on each refresh and applies only the difference"),
+    )
+}
+
+/// Object-safe access to a node's span.
+pub(crate) trait SpannedDyn {
+    fn span_dyn(&self) -> sqlparser::tokenizer::Span;
+}
+impl<T: Spanned> SpannedDyn for T {
+    fn span_dyn(&self) -> sqlparser::tokenizer::Span {
+        self.span()
+    }
+}
+
+pub(crate) struct Binder<'a> {
+    pub query: &'a str,
+    pub catalog: &'a Catalog,
+    pub sources: &'a mut Vec<Table>,
+    pub leaves: Vec<Leaf>,
+}
+
+impl<'a> Binder<'a> {
+    /// Resolve a table name against the catalog; register it as a source.
+    pub fn table(&mut self, name: &sqlparser::ast::ObjectName) -> Result<usize> {
+        let q = qualified(name);
+        let explicit_schema = name.0.len() > 1;
+        let found = self
+            .catalog
+            .lookup(explicit_schema.then_some(q.schema.as_str()), &q.name);
+        let Some(t) = found else {
+            let mut d = Diagnostic::new(format!("unknown table `{}`", name))
+                .with_span(expr::span_range(self.query, name.span()));
+            if let Some(n) = self.catalog.nearest_table(&q.name) {
+                d = d.with_help(format!("a table named `{n}` exists"));
+            } else {
+                d = d.with_help("create it in a migration, or check the schema the stream table is compiled against");
+            }
+            return Err(Error::Invalid(d));
+        };
+        if let Some(i) = self.sources.iter().position(|s| s.name == t.name) {
+            Ok(i)
+        } else {
+            self.sources.push(t.clone());
+            Ok(self.sources.len() - 1)
+        }
+    }
+
+    /// Bind a query that DIFFERENTIAL mode maintains with delta rules.
+    pub fn bind_query(&mut self, q: &Query) -> Result<Block> {
+        if let Some(w) = &q.with {
+            return Err(unsupported_at(
+                self.query,
+                "a WITH clause (common table expression)",
+                Some(w.with_token.0.span),
+            ));
+        }
+        if let Some(l) = &q.limit {
+            return Err(unsupported(self.query, "LIMIT", Some(l)));
+        }
+        if q.offset.is_some() || q.fetch.is_some() {
+            return Err(unsupported(self.query, "OFFSET/FETCH", None));
+        }
+        let select = match q.body.as_ref() {
+            SetExpr::Select(s) => s,
+            SetExpr::Query(inner) => return self.bind_query(inner),
+            other => {
+                let what = match other {
+                    SetExpr::SetOperation { op, .. } => format!("{op}"),
+                    SetExpr::Values(_) => "VALUES".to_string(),
+                    _ => "this kind of query".to_string(),
+                };
+                return Err(unsupported(self.query, &what, Some(other)));
+            }
+        };
+        self.bind_select(select)
+    }
+
+    fn bind_select(&mut self, s: &Select) -> Result<Block> {
+        if let Some(d) = &s.distinct {
+            let _ = d;
+            return Err(unsupported_at(
+                self.query,
+                "DISTINCT",
+                Some(s.select_token.0.span),
+            ));
+        }
+        if let Some(h) = &s.having {
+            return Err(unsupported(self.query, "HAVING", Some(h)));
+        }
+        if !s.named_window.is_empty() {
+            return Err(unsupported(self.query, "WINDOW clauses", None));
+        }
+        if s.from.is_empty() {
+            return Err(unsupported_at(
+                self.query,
+                "a query without FROM",
+                Some(s.select_token.0.span),
+            ));
+        }
+        // FROM
+        let mut tree: Option<Tree> = None;
+        for twj in &s.from {
+            let t = self.bind_table_with_joins(twj)?;
+            tree = Some(match tree {
+                None => t,
+                Some(prev) => Tree::Join {
+                    kind: JoinKind::Inner,
+                    left: Box::new(prev),
+                    right: Box::new(t),
+                    on: Expr::Value(Value::Boolean(true).into()),
+                    on_text: "TRUE".into(),
+                },
+            });
+        }
+        let tree = tree.expect("non-empty FROM");
+        // WHERE
+        let filter = match &s.selection {
+            Some(w) => Some(self.bind_expr(w, false)?),
+            None => None,
+        };
+        // SELECT list
+        let mut items: Vec<(String, Expr, Expr)> = Vec::new(); // name, bound, original
+        for item in &s.projection {
+            match item {
+                SelectItem::UnnamedExpr(e) => {
+                    items.push((output_name(e), self.bind_expr(e, true)?, e.clone()));
+                }
+                SelectItem::ExprWithAlias { expr: e, alias } => {
+                    items.push((ident_value(alias), self.bind_expr(e, true)?, e.clone()));
+                }
+                SelectItem::Wildcard(_) => {
+                    for (li, leaf) in self.leaves.iter().enumerate() {
+                        for (ci, c) in leaf.table.columns.iter().enumerate() {
+                            let m = marker(Marker::Col { leaf: li, col: ci });
+                            items.push((c.name.clone(), m.clone(), m));
+                        }
+                    }
+                }
+                SelectItem::QualifiedWildcard(
+                    SelectItemQualifiedWildcardKind::ObjectName(n),
+                    _,
+                ) => {
+                    let alias =
+                        n.0.last()
+                            .and_then(|p| p.as_ident())
+                            .map(ident_value)
+                            .unwrap_or_default();
+                    let Some(li) = self.leaves.iter().position(|l| l.alias == alias) else {
+                        return Err(Error::Invalid(
+                            Diagnostic::new(format!("unknown table or alias `{n}` in `{n}.*`"))
+                                .with_span(expr::span_range(self.query, n.span())),
+                        ));
+                    };
+                    for (ci, c) in self.leaves[li].table.columns.iter().enumerate() {
+                        let m = marker(Marker::Col { leaf: li, col: ci });
+                        items.push((c.name.clone(), m.clone(), m));
+                    }
+                }
+                SelectItem::QualifiedWildcard(k, _) => {
+                    return Err(unsupported(self.query, "this wildcard", Some(k)));
+                }
+            }
+        }
+        // duplicate output names
+        for (i, (n, _, orig)) in items.iter().enumerate() {
+            if items[..i].iter().any(|(m, _, _)| m == n) {
+                return Err(Error::Invalid(
+                    Diagnostic::new(format!("the output column `{n}` appears twice; a stream table needs distinct column names"))
+                        .with_span(expr_range(self.query, orig))
+                        .with_help("give one of them another name with AS"),
+                ));
+            }
+        }
+        // GROUP BY
+        let group_exprs: Vec<Expr> = match &s.group_by {
+            GroupByExpr::Expressions(exprs, mods) => {
+                if !mods.is_empty() {
+                    return Err(unsupported(
+                        self.query,
+                        "GROUP BY modifiers (ROLLUP/CUBE/GROUPING SETS)",
+                        None,
+                    ));
+                }
+                exprs.clone()
+            }
+            GroupByExpr::All(_) => return Err(unsupported(self.query, "GROUP BY ALL", None)),
+        };
+        let has_agg = items.iter().any(|(_, b, _)| contains_aggregate(b));
+        if group_exprs.is_empty() && !has_agg {
+            let items = items.into_iter().map(|(n, b, _)| (n, b)).collect();
+            return Ok(Block {
+                leaves: std::mem::take(&mut self.leaves),
+                tree,
+                filter_text: s.selection.as_ref().map(|e| e.to_string()),
+                filter,
+                items,
+                shape: Shape::Project,
+            });
+        }
+        // bind group keys (positional and output-alias references allowed)
+        let mut groups: Vec<Expr> = Vec::new();
+        let mut group_texts = Vec::new();
+        for g in &group_exprs {
+            let bound = match g {
+                Expr::Value(sqlparser::ast::ValueWithSpan {
+                    value: Value::Number(n, _),
+                    ..
+                }) => {
+                    let idx: usize = n.parse().unwrap_or(0);
+                    if idx == 0 || idx > items.len() {
+                        return Err(Error::Invalid(
+                            Diagnostic::new(format!(
+                                "GROUP BY position {n} is not in the select list"
+                            ))
+                            .with_span(expr_range(self.query, g)),
+                        ));
+                    }
+                    items[idx - 1].1.clone()
+                }
+                Expr::Identifier(id)
+                    if self.try_resolve(g).is_none()
+                        && items.iter().any(|(n, _, _)| *n == ident_value(id)) =>
+                {
+                    items
+                        .iter()
+                        .find(|(n, _, _)| *n == ident_value(id))
+                        .unwrap()
+                        .1
+                        .clone()
+                }
+                _ => self.bind_expr(g, false)?,
+            };
+            if contains_aggregate(&bound) {
+                return Err(Error::Invalid(
+                    Diagnostic::new("aggregate functions are not allowed in GROUP BY")
+                        .with_span(expr_range(self.query, g)),
+                ));
+            }
+            if !groups.contains(&bound) {
+                groups.push(bound);
+                group_texts.push(g.to_string());
+            }
+        }
+        // rewrite items over group slots and aggregate slots
+        let mut aggs: Vec<AggCall> = Vec::new();
+        let mut out_items = Vec::new();
+        for (name, bound, orig) in items {
+            let rewritten = self.rewrite_aggregate_item(
+                &bound,
+                &orig,
+                &mut groups,
+                &mut group_texts,
+                &mut aggs,
+            )?;
+            out_items.push((name, rewritten));
+        }
+        Ok(Block {
+            leaves: std::mem::take(&mut self.leaves),
+            tree,
+            filter_text: s.selection.as_ref().map(|e| e.to_string()),
+            filter,
+            items: out_items,
+            shape: Shape::Aggregate {
+                groups,
+                group_texts,
+                aggs,
+            },
+        })
+    }
+
+    fn rewrite_aggregate_item(
+        &self,
+        bound: &Expr,
+        orig: &Expr,
+        groups: &mut Vec<Expr>,
+        group_texts: &mut Vec<String>,
+        aggs: &mut Vec<AggCall>,
+    ) -> Result<Expr> {
+        struct Rw<'b> {
+            groups: &'b [Expr],
+            aggs: &'b mut Vec<AggCall>,
+            err: Option<Error>,
+            query: &'b str,
+            orig: &'b Expr,
+        }
+        impl VisitorMut for Rw<'_> {
+            type Break = ();
+            fn pre_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
+                if let Some(k) = self.groups.iter().position(|g| g == e) {
+                    *e = marker(Marker::Grp(k));
+                    return ControlFlow::Continue(());
+                }
+                if let Expr::Function(f) = &*e {
+                    if is_aggregate(f) {
+                        match classify_aggregate(f) {
+                            Ok((func, arg)) => {
+                                let whole = e.clone();
+                                let k = match self.aggs.iter().position(|a| a.call == whole) {
+                                    Some(k) => k,
+                                    None => {
+                                        let text = display_call(f);
+                                        self.aggs.push(AggCall {
+                                            func,
+                                            arg,
+                                            call: whole,
+                                            text,
+                                        });
+                                        self.aggs.len() - 1
+                                    }
+                                };
+                                *e = marker(Marker::Agg(k));
+                            }
+                            Err(what) => {
+                                self.err = Some(unsupported(self.query, &what, Some(self.orig)));
+                                return ControlFlow::Break(());
+                            }
+                        }
+                    }
+                }
+                ControlFlow::Continue(())
+            }
+        }
+        let mut e = bound.clone();
+        {
+            let mut rw = Rw {
+                groups,
+                aggs,
+                err: None,
+                query: self.query,
+                orig,
+            };
+            let _ = e.visit(&mut rw);
+            if let Some(err) = rw.err {
+                return Err(err);
+            }
+        }
+        // Columns left outside aggregates must be functionally dependent on the group
+        // keys (PostgreSQL allows columns of a table whose primary key is grouped).
+        let loose = column_markers(&e);
+        if loose.is_empty() {
+            return Ok(e);
+        }
+        for (leaf, col) in loose {
+            let l = &self.leaves[leaf];
+            let pk_grouped = !l.table.primary_key.is_empty()
+                && l.table.primary_key.iter().all(|k| {
+                    let ci = l.table.column_index(k).unwrap_or(usize::MAX);
+                    groups.contains(&marker(Marker::Col { leaf, col: ci }))
+                });
+            if !pk_grouped {
+                return Err(Error::Invalid(
+                    Diagnostic::new(format!(
+                        "column `{}.{}` must appear in the GROUP BY clause or be used in an aggregate function",
+                        l.alias, l.table.columns[col].name
+                    ))
+                    .with_span(expr_range(self.query, orig)),
+                ));
+            }
+            let m = marker(Marker::Col { leaf, col });
+            if !groups.contains(&m) {
+                groups.push(m);
+                group_texts.push(format!("{}.{}", l.alias, l.table.columns[col].name));
+            }
+        }
+        self.rewrite_aggregate_item(bound, orig, groups, group_texts, aggs)
+    }
+
+    fn bind_table_with_joins(&mut self, twj: &TableWithJoins) -> Result<Tree> {
+        let mut tree = self.bind_factor(&twj.relation)?;
+        for j in &twj.joins {
+            let right = self.bind_factor(&j.relation)?;
+            let (kind, constraint) = match &j.join_operator {
+                JoinOperator::Join(c) | JoinOperator::Inner(c) => (JoinKind::Inner, Some(c)),
+                JoinOperator::Left(c) | JoinOperator::LeftOuter(c) => (JoinKind::Left, Some(c)),
+                JoinOperator::Right(c) | JoinOperator::RightOuter(c) => (JoinKind::Right, Some(c)),
+                JoinOperator::FullOuter(c) => (JoinKind::Full, Some(c)),
+                JoinOperator::CrossJoin => (JoinKind::Inner, None),
+                other => {
+                    let what = format!("{other:?}")
+                        .split('(')
+                        .next()
+                        .unwrap_or("this join")
+                        .to_string();
+                    return Err(unsupported(
+                        self.query,
+                        &format!("{what} joins"),
+                        Some(&j.relation),
+                    ));
+                }
+            };
+            let (on, on_text) = match constraint {
+                None | Some(JoinConstraint::None) => {
+                    (Expr::Value(Value::Boolean(true).into()), "TRUE".to_string())
+                }
+                Some(JoinConstraint::On(e)) => (self.bind_expr(e, false)?, e.to_string()),
+                Some(JoinConstraint::Using(_)) => {
+                    return Err(unsupported(
+                        self.query,
+                        "JOIN ... USING (write the condition with ON)",
+                        Some(&j.relation),
+                    ))
+                }
+                Some(JoinConstraint::Natural) => {
+                    return Err(unsupported(
+                        self.query,
+                        "NATURAL JOIN (write the condition with ON)",
+                        Some(&j.relation),
+                    ))
+                }
+            };
+            tree = Tree::Join {
+                kind,
+                left: Box::new(tree),
+                right: Box::new(right),
+                on,
+                on_text,
+            };
+        }
+        Ok(tree)
+    }
+
+    fn bind_factor(&mut self, f: &TableFactor) -> Result<Tree> {
+        match f {
+            TableFactor::Table {
+                name, alias, args, ..
+            } => {
+                if args.is_some() {
+                    return Err(unsupported(self.query, "table functions in FROM", Some(f)));
+                }
+                let source = self.table(name)?;
+                let table = self.sources[source].clone();
+                let alias_name = match alias {
+                    Some(a) => {
+                        if !a.columns.is_empty() {
+                            return Err(unsupported(
+                                self.query,
+                                "column aliases on a table",
+                                Some(f),
+                            ));
+                        }
+                        ident_value(&a.name)
+                    }
+                    None => table.name.name.clone(),
+                };
+                if self.leaves.iter().any(|l| l.alias == alias_name) {
+                    return Err(Error::Invalid(
+                        Diagnostic::new(format!(
+                            "table name `{alias_name}` specified more than once"
+                        ))
+                        .with_span(expr::span_range(self.query, f.span()))
+                        .with_help("give each occurrence its own alias"),
+                    ));
+                }
+                self.leaves.push(Leaf {
+                    source,
+                    alias: alias_name,
+                    table,
+                });
+                Ok(Tree::Leaf(self.leaves.len() - 1))
+            }
+            TableFactor::NestedJoin {
+                table_with_joins,
+                alias: None,
+            } => self.bind_table_with_joins(table_with_joins),
+            TableFactor::Derived { .. } => {
+                Err(unsupported(self.query, "subqueries in FROM", Some(f)))
+            }
+            _ => Err(unsupported(self.query, "this kind of FROM item", Some(f))),
+        }
+    }
+
+    /// Resolve a column reference; `None` when it is not one, or not found.
+    fn try_resolve(&self, e: &Expr) -> Option<Marker> {
+        self.resolve(e).ok().flatten()
+    }
+
+    /// Resolve `col`, `alias.col` or `schema.table.col`.
+    fn resolve(&self, e: &Expr) -> Result<Option<Marker>> {
+        let parts: Vec<&Ident> = match e {
+            Expr::Identifier(i) => vec![i],
+            Expr::CompoundIdentifier(ids) => ids.iter().collect(),
+            _ => return Ok(None),
+        };
+        let names: Vec<String> = parts.iter().map(|i| ident_value(i)).collect();
+        let span = expr_range(self.query, e);
+        let (qual, col) = match names.as_slice() {
+            [c] => (None, c.clone()),
+            [t, c] => (Some((None, t.clone())), c.clone()),
+            [s, t, c] => (Some((Some(s.clone()), t.clone())), c.clone()),
+            _ => {
+                return Err(Error::Invalid(
+                    Diagnostic::new(format!("cannot resolve `{e}`")).with_span(span),
+                ));
+            }
+        };
+        let mut hits = Vec::new();
+        for (li, l) in self.leaves.iter().enumerate() {
+            if let Some((schema, t)) = &qual {
+                let matches = match schema {
+                    Some(s) => {
+                        *s == l.table.name.schema
+                            && *t == l.table.name.name
+                            && l.alias == l.table.name.name
+                    }
+                    None => *t == l.alias,
+                };
+                if !matches {
+                    continue;
+                }
+            }
+            if let Some(ci) = l.table.column_index(&col) {
+                hits.push((li, ci));
+            }
+        }
+        match hits.as_slice() {
+            [(leaf, col)] => Ok(Some(Marker::Col {
+                leaf: *leaf,
+                col: *col,
+            })),
+            [] => {
+                if let Some((_, t)) = &qual {
+                    if !self.leaves.iter().any(|l| l.alias == *t) {
+                        let help = nearest(t, self.leaves.iter().map(|l| l.alias.as_str()))
+                            .map(|n| format!("did you mean `{n}`?"))
+                            .unwrap_or_else(|| format!("the FROM clause has {}", self.aliases()));
+                        return Err(Error::Invalid(
+                            Diagnostic::new(format!("missing FROM-clause entry for table `{t}`"))
+                                .with_span(span)
+                                .with_help(help),
+                        ));
+                    }
+                }
+                let candidates: Vec<&str> = self
+                    .leaves
+                    .iter()
+                    .filter(|l| qual.as_ref().map(|(_, t)| *t == l.alias).unwrap_or(true))
+                    .flat_map(|l| l.table.columns.iter().map(|c| c.name.as_str()))
+                    .collect();
+                let mut d = Diagnostic::new(format!("unknown column `{e}`")).with_span(span);
+                if let Some(n) = nearest(&col, candidates.into_iter()) {
+                    d = d.with_help(format!("a column named `{n}` exists"));
+                }
+                Err(Error::Invalid(d))
+            }
+            many => {
+                let tables: Vec<String> = many
+                    .iter()
+                    .map(|(l, _)| format!("`{}`", self.leaves[*l].alias))
+                    .collect();
+                Err(Error::Invalid(
+                    Diagnostic::new(format!(
+                        "column reference `{e}` is ambiguous: {} have it",
+                        tables.join(" and ")
+                    ))
+                    .with_span(span)
+                    .with_help(format!(
+                        "qualify it, e.g. `{}.{col}`",
+                        self.leaves[many[0].0].alias
+                    )),
+                ))
+            }
+        }
+    }
+
+    fn aliases(&self) -> String {
+        self.leaves
+            .iter()
+            .map(|l| format!("`{}`", l.alias))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// Bind an expression: resolve columns into markers, reject what deltas cannot
+    /// re-evaluate. Aggregates are allowed only where `allow_agg`.
+    pub fn bind_expr(&self, e: &Expr, allow_agg: bool) -> Result<Expr> {
+        struct B<'b, 'c> {
+            binder: &'b Binder<'c>,
+            allow_agg: bool,
+            in_agg: usize,
+            err: Option<Error>,
+        }
+        impl VisitorMut for B<'_, '_> {
+            type Break = ();
+            fn pre_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
+                let q = self.binder.query;
+                let fail = |s: &mut Self, err: Error| {
+                    s.err = Some(err);
+                    ControlFlow::Break(())
+                };
+                match e {
+                    Expr::Identifier(_) | Expr::CompoundIdentifier(_) => {
+                        match self.binder.resolve(e) {
+                            Ok(Some(m)) => *e = marker(m),
+                            Ok(None) => {}
+                            Err(err) => return fail(self, err),
+                        }
+                    }
+                    Expr::Subquery(_) | Expr::Exists { .. } | Expr::InSubquery { .. } => {
+                        return fail(self, unsupported(q, "subqueries in expressions", Some(&*e)));
+                    }
+                    Expr::Function(f) => {
+                        let name = function_name(f);
+                        if f.over.is_some() {
+                            return fail(
+                                self,
+                                unsupported(
+                                    q,
+                                    &format!("the window function `{name}(...) OVER (...)`"),
+                                    Some(&*e),
+                                ),
+                            );
+                        }
+                        if VOLATILE.contains(&name.as_str()) {
+                            let err = Error::Unsupported(
+                                Diagnostic::new(format!(
+                                    "`{name}` is volatile (its value changes between evaluations), so DIFFERENTIAL mode cannot maintain it"
+                                ))
+                                .with_span(expr_range(q, &*e))
+                                .with_help("use FULL mode (mode = \"full\"), or compute the value when writing the source rows"),
+                            );
+                            return fail(self, err);
+                        }
+                        if is_aggregate(f) {
+                            if !self.allow_agg {
+                                let err = Error::Invalid(
+                                    Diagnostic::new(format!(
+                                        "aggregate functions are not allowed here (`{name}`)"
+                                    ))
+                                    .with_span(expr_range(q, &*e)),
+                                );
+                                return fail(self, err);
+                            }
+                            if self.in_agg > 0 {
+                                let err = Error::Invalid(
+                                    Diagnostic::new("aggregate function calls cannot be nested")
+                                        .with_span(expr_range(q, &*e)),
+                                );
+                                return fail(self, err);
+                            }
+                            self.in_agg += 1;
+                        }
+                    }
+                    _ => {}
+                }
+                ControlFlow::Continue(())
+            }
+            fn post_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
+                if let Expr::Function(f) = e {
+                    if is_aggregate(f) && self.in_agg > 0 {
+                        self.in_agg -= 1;
+                    }
+                }
+                ControlFlow::Continue(())
+            }
+        }
+        let mut out = e.clone();
+        let mut b = B {
+            binder: self,
+            allow_agg,
+            in_agg: 0,
+            err: None,
+        };
+        let _ = out.visit(&mut b);
+        if let Some(err) = b.err {
+            return Err(err);
+        }
+        // anything still looking like an identifier was not resolved
+        Ok(out)
+    }
+}
+
+/// Does a bound expression contain an aggregate call?
+pub(crate) fn contains_aggregate(e: &Expr) -> bool {
+    struct F(bool);
+    impl VisitorMut for F {
+        type Break = ();
+        fn pre_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
+            if let Expr::Function(f) = e {
+                if is_aggregate(f) {
+                    self.0 = true;
+                    return ControlFlow::Break(());
+                }
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut e = e.clone();
+    let mut f = F(false);
+    let _ = e.visit(&mut f);
+    f.0
+}
+
+fn display_call(f: &sqlparser::ast::Function) -> String {
+    // render markers back to something readable for explain
+    let e = Expr::Function(f.clone());
+    expr::render_with(&e, &mut |m| match m {
+        Marker::Col { leaf, col } => Some(expr::raw(format!("${leaf}.{col}"))),
+        _ => None,
+    })
+}
+
+/// Map an aggregate call to a counter strategy, or say why there is none.
+fn classify_aggregate(
+    f: &sqlparser::ast::Function,
+) -> std::result::Result<(AggFunc, Option<Expr>), String> {
+    let name = function_name(f);
+    if f.filter.is_some() {
+        return Err(format!("`{name}(...) FILTER (WHERE ...)`"));
+    }
+    if !f.within_group.is_empty() {
+        return Err(format!("`{name}(...) WITHIN GROUP (...)`"));
+    }
+    if let sqlparser::ast::FunctionArguments::List(l) = &f.args {
+        if l.duplicate_treatment == Some(sqlparser::ast::DuplicateTreatment::Distinct) {
+            return Err(format!("`{name}(DISTINCT ...)`"));
+        }
+        if !l.clauses.is_empty() {
+            return Err(format!("`{name}(... ORDER BY ...)`"));
+        }
+    }
+    let arg = single_arg(f).map_err(|_| format!("`{name}` with these arguments"))?;
+    match (name.as_str(), arg) {
+        ("count", None) => Ok((AggFunc::CountStar, None)),
+        ("count", Some(a)) => Ok((AggFunc::Count, Some(a.clone()))),
+        ("sum", Some(a)) => Ok((AggFunc::Sum, Some(a.clone()))),
+        ("avg", Some(a)) => Ok((AggFunc::Avg, Some(a.clone()))),
+        _ => Err(format!("the aggregate `{name}`")),
+    }
+}
+
+/// The name PostgreSQL gives an unaliased output column.
+pub(crate) fn output_name(e: &Expr) -> String {
+    match e {
+        Expr::Identifier(i) => ident_value(i),
+        Expr::CompoundIdentifier(ids) => ids.last().map(ident_value).unwrap_or_default(),
+        Expr::Function(f) => function_name(f),
+        Expr::Cast { expr, .. } => match expr.as_ref() {
+            Expr::Identifier(_)
+            | Expr::CompoundIdentifier(_)
+            | Expr::Function(_)
+            | Expr::Cast { .. } => output_name(expr),
+            _ => {
+                if let Expr::Cast { data_type, .. } = e {
+                    data_type
+                        .to_string()
+                        .to_lowercase()
+                        .split('(')
+                        .next()
+                        .unwrap_or("?column?")
+                        .to_string()
+                } else {
+                    "?column?".into()
+                }
+            }
+        },
+        Expr::Nested(inner) => output_name(inner),
+        Expr::Case { .. } => "case".into(),
+        _ => "?column?".into(),
+    }
+}
+
+#[allow(dead_code)]
+pub(crate) fn is_marker(e: &Expr) -> bool {
+    as_marker(e).is_some()
+}

@@ -68,7 +68,9 @@ impl Catalog {
     /// `public` (the default search path).
     pub fn lookup(&self, schema: Option<&str>, name: &str) -> Option<&Table> {
         let schema = schema.unwrap_or("public");
-        self.tables.iter().find(|t| t.name.schema == schema && t.name.name == name)
+        self.tables
+            .iter()
+            .find(|t| t.name.schema == schema && t.name.name == name)
     }
 
     /// The table names closest to `name`, for "did you mean" help.
@@ -112,7 +114,9 @@ impl Catalog {
                     for opt in &col.options {
                         match &opt.option {
                             ColumnOption::NotNull => nullable = false,
-                            ColumnOption::Unique { is_primary: true, .. } => {
+                            ColumnOption::Unique {
+                                is_primary: true, ..
+                            } => {
                                 nullable = false;
                                 pk.push(col.name.value.clone());
                             }
@@ -123,7 +127,11 @@ impl Catalog {
                     if serial {
                         nullable = false;
                     }
-                    columns.push(Column { name: col.name.value.clone(), sql_type, nullable });
+                    columns.push(Column {
+                        name: col.name.value.clone(),
+                        sql_type,
+                        nullable,
+                    });
                 }
                 for c in &ct.constraints {
                     if let TableConstraint::PrimaryKey { columns: cols, .. } = c {
@@ -140,7 +148,12 @@ impl Catalog {
                 if ct.if_not_exists && self.lookup(Some(&name.schema), &name.name).is_some() {
                     return Ok(());
                 }
-                self.add_table(Table { name, columns, primary_key: pk, oid: None });
+                self.add_table(Table {
+                    name,
+                    columns,
+                    primary_key: pk,
+                    oid: None,
+                });
             }
             Statement::Drop { names, .. } => {
                 for n in names {
@@ -148,7 +161,9 @@ impl Catalog {
                     self.tables.retain(|t| t.name != q);
                 }
             }
-            Statement::AlterTable { name, operations, .. } => {
+            Statement::AlterTable {
+                name, operations, ..
+            } => {
                 let q = qualified(&name);
                 let Some(idx) = self.tables.iter().position(|t| t.name == q) else {
                     return Ok(());
@@ -163,42 +178,72 @@ impl Catalog {
                                 if matches!(o.option, ColumnOption::NotNull) {
                                     nullable = false;
                                 }
-                                if let ColumnOption::Unique { is_primary: true, .. } = o.option {
+                                if let ColumnOption::Unique {
+                                    is_primary: true, ..
+                                } = o.option
+                                {
                                     nullable = false;
                                     t.primary_key.push(column_def.name.value.clone());
                                 }
                             }
-                            t.columns.push(Column { name: column_def.name.value.clone(), sql_type, nullable });
+                            t.columns.push(Column {
+                                name: column_def.name.value.clone(),
+                                sql_type,
+                                nullable,
+                            });
                         }
                         AlterTableOperation::DropColumn { column_name, .. } => {
                             t.columns.retain(|c| c.name != column_name.value);
                             t.primary_key.retain(|c| *c != column_name.value);
                         }
-                        AlterTableOperation::RenameColumn { old_column_name, new_column_name } => {
-                            for c in t.columns.iter_mut().filter(|c| c.name == old_column_name.value) {
+                        AlterTableOperation::RenameColumn {
+                            old_column_name,
+                            new_column_name,
+                        } => {
+                            for c in t
+                                .columns
+                                .iter_mut()
+                                .filter(|c| c.name == old_column_name.value)
+                            {
                                 c.name = new_column_name.value.clone();
                             }
-                            for c in t.primary_key.iter_mut().filter(|c| **c == old_column_name.value) {
+                            for c in t
+                                .primary_key
+                                .iter_mut()
+                                .filter(|c| **c == old_column_name.value)
+                            {
                                 *c = new_column_name.value.clone();
                             }
                         }
                         AlterTableOperation::RenameTable { table_name } => {
-                            t.name = QualifiedName::new(t.name.schema.clone(), last_ident(&table_name));
+                            t.name =
+                                QualifiedName::new(t.name.schema.clone(), last_ident(&table_name));
                         }
                         AlterTableOperation::AlterColumn { column_name, op } => {
                             use sqlparser::ast::AlterColumnOperation as A;
-                            if let Some(c) = t.columns.iter_mut().find(|c| c.name == column_name.value) {
+                            if let Some(c) =
+                                t.columns.iter_mut().find(|c| c.name == column_name.value)
+                            {
                                 match op {
                                     A::SetNotNull => c.nullable = false,
                                     A::DropNotNull => c.nullable = true,
-                                    A::SetDataType { data_type, .. } => c.sql_type = normalize_type(&data_type).0,
+                                    A::SetDataType { data_type, .. } => {
+                                        c.sql_type = normalize_type(&data_type).0
+                                    }
                                     _ => {}
                                 }
                             }
                         }
-                        AlterTableOperation::AddConstraint(TableConstraint::PrimaryKey { columns, .. }) => {
+                        AlterTableOperation::AddConstraint(TableConstraint::PrimaryKey {
+                            columns,
+                            ..
+                        }) => {
                             t.primary_key = columns.iter().map(|i| i.value.clone()).collect();
-                            for c in t.columns.iter_mut().filter(|c| t.primary_key.contains(&c.name)) {
+                            for c in t
+                                .columns
+                                .iter_mut()
+                                .filter(|c| t.primary_key.contains(&c.name))
+                            {
                                 c.nullable = false;
                             }
                         }
@@ -214,7 +259,12 @@ impl Catalog {
 
 /// The name of `name` split into schema (default `public`) and table.
 pub(crate) fn qualified(name: &ObjectName) -> QualifiedName {
-    let parts: Vec<String> = name.0.iter().filter_map(|p| p.as_ident()).map(ident_value).collect();
+    let parts: Vec<String> = name
+        .0
+        .iter()
+        .filter_map(|p| p.as_ident())
+        .map(ident_value)
+        .collect();
     match parts.as_slice() {
         [n] => QualifiedName::new("public", n.clone()),
         [.., s, n] => QualifiedName::new(s.clone(), n.clone()),
@@ -223,7 +273,11 @@ pub(crate) fn qualified(name: &ObjectName) -> QualifiedName {
 }
 
 fn last_ident(name: &ObjectName) -> String {
-    name.0.last().and_then(|p| p.as_ident()).map(ident_value).unwrap_or_default()
+    name.0
+        .last()
+        .and_then(|p| p.as_ident())
+        .map(ident_value)
+        .unwrap_or_default()
 }
 
 /// An identifier's value as PostgreSQL stores it: unquoted identifiers fold to lower case.
@@ -344,7 +398,8 @@ pub fn nearest<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) -> Opt
             best = Some((d, c));
         }
     }
-    best.filter(|(d, c)| *d <= 2.max(c.len() / 3)).map(|(_, c)| c.to_string())
+    best.filter(|(d, c)| *d <= 2.max(c.len() / 3))
+        .map(|(_, c)| c.to_string())
 }
 
 fn edit_distance(a: &str, b: &str) -> usize {
@@ -412,7 +467,13 @@ mod tests {
         )
         .unwrap();
         let t = c.lookup(Some("s"), "t").unwrap();
-        assert_eq!(t.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["a", "bb"]);
+        assert_eq!(
+            t.columns
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect::<Vec<_>>(),
+            ["a", "bb"]
+        );
         assert!(c.lookup(None, "gone").is_none());
     }
 
@@ -420,6 +481,9 @@ mod tests {
     fn splits_scripts() {
         let s = split_statements("a; 'x;y'; $$ ; $$; -- c;\n b");
         assert_eq!(s, vec!["a", "'x;y'", "$$ ; $$", "-- c;\n b"]);
-        assert_eq!(nearest("employe", ["departments", "employees"].into_iter()).as_deref(), Some("employees"));
+        assert_eq!(
+            nearest("employe", ["departments", "employees"].into_iter()).as_deref(),
+            Some("employees")
+        );
     }
 }

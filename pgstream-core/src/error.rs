@@ -17,7 +17,11 @@ pub struct Diagnostic {
 impl Diagnostic {
     /// A diagnostic with a message only.
     pub fn new(message: impl Into<String>) -> Self {
-        Diagnostic { message: message.into(), span: None, help: None }
+        Diagnostic {
+            message: message.into(),
+            span: None,
+            help: None,
+        }
     }
     /// Attach the byte range of the offending fragment.
     pub fn with_span(mut self, span: Option<Range<usize>>) -> Self {
@@ -37,11 +41,17 @@ impl Diagnostic {
             if span.start <= span.end && span.end <= query.len() {
                 // find the line that holds span.start
                 let line_start = query[..span.start].rfind('\n').map(|i| i + 1).unwrap_or(0);
-                let line_end = query[span.start..].find('\n').map(|i| span.start + i).unwrap_or(query.len());
+                let line_end = query[span.start..]
+                    .find('\n')
+                    .map(|i| span.start + i)
+                    .unwrap_or(query.len());
                 let line = &query[line_start..line_end];
                 let lineno = query[..line_start].matches('\n').count() + 1;
                 let col = query[line_start..span.start].chars().count();
-                let width = query[span.start..span.end.min(line_end)].chars().count().max(1);
+                let width = query[span.start..span.end.min(line_end)]
+                    .chars()
+                    .count()
+                    .max(1);
                 out.push_str(&format!(
                     "\n  --> query line {lineno}, column {}\n   | {}\n   | {}{}",
                     col + 1,
@@ -87,9 +97,6 @@ impl Error {
             Error::Unsupported(d) => format!("unsupported: {}", d.render(query)),
             Error::Internal(m) => format!("internal error in pgstream: {m}"),
         }
-    }
-    pub(crate) fn invalid(msg: impl Into<String>) -> Self {
-        Error::Invalid(Diagnostic::new(msg))
     }
 }
 

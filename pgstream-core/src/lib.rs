@@ -62,7 +62,10 @@ impl StreamTableDef {
         StreamTableSpec {
             name: QualifiedName::new(self.schema, self.name),
             query: self.query.to_string(),
-            schedule: self.schedule.parse().expect("schedule validated at compile time"),
+            schedule: self
+                .schedule
+                .parse()
+                .expect("schedule validated at compile time"),
             mode: self.mode,
         }
     }

@@ -1,9 +1,19 @@
-//! The operator tree and the strategy chosen per node.
+//! Planning: parse, bind, and choose a maintenance strategy for the operator tree.
 
-use crate::catalog::{Catalog, Table};
-use crate::error::{Error, Result};
+use crate::bind::{AggFunc, Binder, Block, JoinKind, Shape, Tree};
+use crate::catalog::{ident_value, Catalog, Table};
+use crate::error::{Diagnostic, Error, Result};
+use crate::expr;
 use crate::render::{Artifacts, RenderContext, SourceBinding};
-use crate::spec::StreamTableSpec;
+use crate::spec::{Mode, StreamTableSpec};
+use sqlparser::ast::{
+    Expr, Ident, ObjectName, ObjectNamePart, Query, SelectItem, SetExpr, Statement, TableFactor,
+    Visit, Visitor,
+};
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::parser::{Parser, ParserError};
+use std::collections::HashSet;
+use std::ops::ControlFlow;
 
 /// An output column of the defining query.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +36,15 @@ pub enum Strategy {
     Full,
 }
 
+/// What the renderer works from.
+#[derive(Debug, Clone)]
+pub(crate) enum Body {
+    /// A bound block maintained by delta rules.
+    Incremental(Block),
+    /// The user's query with every table reference schema-qualified and quoted.
+    Recompute { query_sql: String },
+}
+
 /// A compiled stream table.
 #[derive(Debug, Clone)]
 pub struct Compiled {
@@ -37,6 +56,7 @@ pub struct Compiled {
     pub sources: Vec<Table>,
     /// The strategy of the root.
     pub strategy: Strategy,
+    pub(crate) body: Body,
 }
 
 impl Compiled {
@@ -44,20 +64,520 @@ impl Compiled {
     pub fn render(&self, ctx: &RenderContext) -> Artifacts {
         crate::render::render(self, ctx)
     }
-    /// A render context with placeholder ids (stream table 0, source oids 0, 1, ...),
-    /// for `explain` and snapshot tests.
+
+    /// A render context with placeholder ids (stream table 0; source oids taken from
+    /// the catalog when known, else 0, 1, ...), for `explain` and snapshot tests.
     pub fn placeholder_context(&self) -> RenderContext {
         RenderContext {
             st_id: 0,
-            sources: (0..self.sources.len()).map(|i| SourceBinding { oid: i as u32 }).collect(),
+            sources: self
+                .sources
+                .iter()
+                .enumerate()
+                .map(|(i, t)| SourceBinding {
+                    oid: t.oid.unwrap_or(i as u32),
+                })
+                .collect(),
         }
     }
-    /// The operator tree with the strategy per node, and the generated SQL.
+
+    /// The operator tree with the strategy per node, followed by the generated SQL.
     pub fn explain(&self) -> String {
-        String::new()
+        let mut out = String::new();
+        out.push_str(&format!(
+            "stream table {} ({} mode)\n",
+            self.spec.name, self.spec.mode
+        ));
+        out.push_str(&format!(
+            "output columns: {}\n\n",
+            self.columns
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        out.push_str("operator tree:\n");
+        match &self.body {
+            Body::Incremental(b) => explain_block(b, &mut out),
+            Body::Recompute { .. } => {
+                let why = match &self.strategy {
+                    Strategy::RecomputeDiff { reason } => {
+                        format!("recompute-and-diff when a source changed ({reason})")
+                    }
+                    _ => "recompute-and-diff on every refresh (FULL mode)".to_string(),
+                };
+                out.push_str(&format!(
+                    "  Query                                   strategy: {why}\n"
+                ));
+                for s in &self.sources {
+                    out.push_str(&format!("    Scan {}                 strategy: change buffer (used to detect changes)\n", s.name));
+                }
+            }
+        }
+        let a = self.render(&self.placeholder_context());
+        out.push_str("\nstorage table:\n");
+        for s in &a.storage_ddl {
+            out.push_str(&format!("  {s};\n"));
+        }
+        out.push_str("\nfull refresh:\n");
+        out.push_str(&indent(&a.full_refresh));
+        if let Some(d) = &a.differential_refresh {
+            out.push_str("\ndifferential refresh:\n");
+            out.push_str(&indent(d));
+        }
+        out
     }
 }
 
-pub(crate) fn compile(_spec: &StreamTableSpec, _catalog: &Catalog) -> Result<Compiled> {
-    Err(Error::Internal("compiler under construction".into()))
+fn indent(s: &str) -> String {
+    s.lines().map(|l| format!("  {l}\n")).collect()
+}
+
+fn explain_block(b: &Block, out: &mut String) {
+    let mut lines: Vec<(usize, String, String)> = Vec::new();
+    let mut depth = 0;
+    match &b.shape {
+        Shape::Aggregate {
+            group_texts, aggs, ..
+        } => {
+            let calls: Vec<String> = aggs.iter().map(|a| a.text.clone()).collect();
+            let group = if group_texts.is_empty() {
+                "(global: exactly one row)".to_string()
+            } else {
+                group_texts.join(", ")
+            };
+            lines.push((
+                depth,
+                format!("Aggregate group by {group}: {}", calls.join(", ")),
+                "per-group counters in hidden columns (__pgs_count, sums and non-NULL counts)"
+                    .into(),
+            ));
+            depth += 1;
+        }
+        Shape::Project => {
+            lines.push((
+                depth,
+                format!(
+                    "Project {}",
+                    b.items
+                        .iter()
+                        .map(|(n, _)| n.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                "apply to delta rows; net effect per source primary keys".into(),
+            ));
+            depth += 1;
+        }
+    }
+    if let Some(f) = &b.filter_text {
+        lines.push((
+            depth,
+            format!("Filter {f}"),
+            "apply to delta rows, weights carried".into(),
+        ));
+        depth += 1;
+    }
+    fn tree(t: &Tree, b: &Block, depth: usize, lines: &mut Vec<(usize, String, String)>) {
+        match t {
+            Tree::Leaf(i) => {
+                let l = &b.leaves[*i];
+                lines.push((
+                    depth,
+                    format!("Scan {} AS {}", l.table.name, l.alias),
+                    "change buffer window (Z-set: -old, +new)".into(),
+                ))
+            }
+            Tree::Join {
+                kind,
+                left,
+                right,
+                on_text,
+                ..
+            } => {
+                let strat = match kind {
+                    JoinKind::Inner => "bilinear: dL⋈R + L⋈dR - dL⋈dR",
+                    JoinKind::Left | JoinKind::Right => {
+                        "bilinear inner part + dangling rows recounted for affected keys"
+                    }
+                    JoinKind::Full => "bilinear inner part + dangling rows of both sides recounted",
+                };
+                lines.push((depth, format!("{} ON {on_text}", kind.sql()), strat.into()));
+                tree(left, b, depth + 1, lines);
+                tree(right, b, depth + 1, lines);
+            }
+        }
+    }
+    tree(&b.tree, b, depth, &mut lines);
+    for (d, op, strat) in lines {
+        let left = format!("{}{}", "  ".repeat(d + 1), op);
+        out.push_str(&format!("{left:<60} strategy: {strat}\n"));
+    }
+}
+
+pub(crate) fn compile(spec: &StreamTableSpec, catalog: &Catalog) -> Result<Compiled> {
+    let text = spec.query.as_str();
+    let stmts =
+        Parser::parse_sql(&PostgreSqlDialect {}, text).map_err(|e| syntax_error(text, e))?;
+    let mut query = match stmts.as_slice() {
+        [Statement::Query(q)] => q.clone(),
+        [] => return Err(Error::Syntax(Diagnostic::new("the query is empty"))),
+        [_] => {
+            return Err(Error::Invalid(
+                Diagnostic::new("a stream table is defined by a SELECT query")
+                    .with_help("write the defining query as SELECT ... FROM ..."),
+            ))
+        }
+        _ => {
+            return Err(Error::Invalid(Diagnostic::new(
+                "the definition holds more than one statement; give exactly one SELECT",
+            )))
+        }
+    };
+    if spec.name.name.starts_with("__pgs") || spec.name.name.is_empty() {
+        return Err(Error::Invalid(Diagnostic::new(format!(
+            "invalid stream table name `{}`",
+            spec.name
+        ))));
+    }
+
+    // Source tables: every table reference that is not a CTE.
+    let ctes = cte_names(&query);
+    let mut sources: Vec<Table> = Vec::new();
+    {
+        let mut binder = Binder {
+            query: text,
+            catalog,
+            sources: &mut sources,
+            leaves: Vec::new(),
+        };
+        let mut names: Vec<ObjectName> = Vec::new();
+        let _ = sqlparser::ast::visit_relations(&*query, |n| {
+            names.push(n.clone());
+            ControlFlow::<()>::Continue(())
+        });
+        for n in &names {
+            if n.0.len() == 1 && ctes.contains(&ident_value(n.0[0].as_ident().expect("ident"))) {
+                continue;
+            }
+            binder.table(n)?;
+        }
+    }
+    if sources.is_empty() {
+        return Err(Error::Invalid(
+            Diagnostic::new("the query reads no table, so there is nothing to maintain")
+                .with_help("use a view for constant queries"),
+        ));
+    }
+    if let Some(t) = sources.iter().find(|t| t.name == spec.name) {
+        return Err(Error::Invalid(Diagnostic::new(format!(
+            "the stream table `{}` cannot read itself",
+            t.name
+        ))));
+    }
+
+    // Try delta rules.
+    let mut bind_sources = sources.clone();
+    let bound = {
+        let mut binder = Binder {
+            query: text,
+            catalog,
+            sources: &mut bind_sources,
+            leaves: Vec::new(),
+        };
+        binder.bind_query(&query)
+    };
+    let bound = bound.and_then(|b| check_keys(text, b));
+    let is_recursive = query.with.as_ref().map(|w| w.recursive).unwrap_or(false);
+
+    let (strategy, body, columns) = match (spec.mode, bound) {
+        (Mode::Differential, Ok(block)) => {
+            let columns = block
+                .items
+                .iter()
+                .map(|(n, _)| OutputColumn { name: n.clone() })
+                .collect();
+            // binding may order sources differently; keep the binder's order
+            sources = bind_sources;
+            (Strategy::Incremental, Body::Incremental(block), columns)
+        }
+        (Mode::Differential, Err(Error::Unsupported(_))) if is_recursive => {
+            let columns = output_columns(text, &query, catalog)?;
+            qualify_tables(&mut query, &ctes, &sources);
+            (
+                Strategy::RecomputeDiff {
+                    reason: "WITH RECURSIVE has no delta rule".into(),
+                },
+                Body::Recompute {
+                    query_sql: query.to_string(),
+                },
+                columns,
+            )
+        }
+        (Mode::Differential, Err(e)) => return Err(e),
+        (Mode::Full, Err(e @ (Error::Invalid(_) | Error::Syntax(_)))) => return Err(e),
+        (Mode::Full, _) => {
+            let columns = output_columns(text, &query, catalog)?;
+            qualify_tables(&mut query, &ctes, &sources);
+            (
+                Strategy::Full,
+                Body::Recompute {
+                    query_sql: query.to_string(),
+                },
+                columns,
+            )
+        }
+    };
+    for (i, c) in columns.iter().enumerate() {
+        if c.name.starts_with("__pgs") {
+            return Err(Error::Invalid(Diagnostic::new(format!(
+                "the output column `{}` uses the prefix `__pgs`, which pgstream reserves for hidden columns",
+                c.name
+            ))));
+        }
+        if columns[..i].iter().any(|d| d.name == c.name) {
+            return Err(Error::Invalid(
+                Diagnostic::new(format!("the output column `{}` appears twice; a stream table needs distinct column names", c.name))
+                    .with_help("give one of them another name with AS"),
+            ));
+        }
+    }
+    Ok(Compiled {
+        spec: spec.clone(),
+        columns,
+        sources,
+        strategy,
+        body,
+    })
+}
+
+/// Delta rules for a query without GROUP BY identify output rows by the sources'
+/// primary keys.
+fn check_keys(text: &str, b: Block) -> Result<Block> {
+    if let Shape::Project = b.shape {
+        if let Some(l) = b.leaves.iter().find(|l| l.table.primary_key.is_empty()) {
+            let _ = text;
+            return Err(Error::Unsupported(
+                Diagnostic::new(format!(
+                    "DIFFERENTIAL mode cannot yet maintain a query without GROUP BY over `{}`, which has no primary key",
+                    l.table.name
+                ))
+                .with_help("add a primary key to the source table, or use FULL mode (mode = \"full\")"),
+            ));
+        }
+    }
+    if let Shape::Aggregate { aggs, .. } = &b.shape {
+        for a in aggs {
+            if matches!(a.func, AggFunc::Sum | AggFunc::Avg) {
+                if let Some(Expr::Function(_)) = &a.arg {
+                    // fine: any expression
+                }
+            }
+        }
+    }
+    Ok(b)
+}
+
+fn syntax_error(text: &str, e: ParserError) -> Error {
+    let msg = match &e {
+        ParserError::ParserError(m) | ParserError::TokenizerError(m) => m.clone(),
+        ParserError::RecursionLimitExceeded => "the query nests too deeply".to_string(),
+    };
+    // sqlparser appends " at Line: L, Column: C"
+    let mut span = None;
+    let mut clean = msg.clone();
+    if let Some(pos) = msg.rfind(" at Line: ") {
+        let loc = &msg[pos + " at Line: ".len()..];
+        let mut it = loc.split(", Column: ");
+        if let (Some(l), Some(c)) = (it.next(), it.next()) {
+            if let (Ok(l), Ok(c)) = (l.trim().parse::<u64>(), c.trim().parse::<u64>()) {
+                let s = sqlparser::tokenizer::Span::new(
+                    sqlparser::tokenizer::Location::new(l, c),
+                    sqlparser::tokenizer::Location::new(l, c + 1),
+                );
+                span = expr::span_range(text, s);
+                clean = msg[..pos].to_string();
+            }
+        }
+    }
+    Error::Syntax(Diagnostic::new(clean).with_span(span))
+}
+
+fn cte_names(q: &Query) -> HashSet<String> {
+    struct V(HashSet<String>);
+    impl Visitor for V {
+        type Break = ();
+        fn pre_visit_query(&mut self, q: &Query) -> ControlFlow<()> {
+            if let Some(w) = &q.with {
+                for c in &w.cte_tables {
+                    self.0.insert(ident_value(&c.alias.name));
+                }
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut v = V(HashSet::new());
+    let _ = q.visit(&mut v);
+    v.0
+}
+
+/// Rewrite every table reference to its schema-qualified, quoted name, so the query
+/// means the same under the pinned `search_path` of the refresh.
+fn qualify_tables(q: &mut Query, ctes: &HashSet<String>, sources: &[Table]) {
+    let _ = sqlparser::ast::visit_relations_mut(q, |n: &mut ObjectName| {
+        if n.0.len() == 1 && ctes.contains(&ident_value(n.0[0].as_ident().expect("ident"))) {
+            return ControlFlow::<()>::Continue(());
+        }
+        let q = crate::catalog::qualified(n);
+        let explicit = n.0.len() > 1;
+        if let Some(t) = sources
+            .iter()
+            .find(|t| t.name.name == q.name && (!explicit || t.name.schema == q.schema))
+        {
+            *n = ObjectName(vec![
+                ObjectNamePart::Identifier(Ident::with_quote('"', t.name.schema.clone())),
+                ObjectNamePart::Identifier(Ident::with_quote('"', t.name.name.clone())),
+            ]);
+        }
+        ControlFlow::Continue(())
+    });
+    // Unaliased references like `departments.id` keep working: PostgreSQL names the
+    // relation by its table name whether or not the schema is written.
+}
+
+/// Output column names of a query maintained by recomputation, as PostgreSQL names them.
+fn output_columns(text: &str, q: &Query, catalog: &Catalog) -> Result<Vec<OutputColumn>> {
+    let names = query_names(q, catalog, &[]).map_err(|m| Error::Invalid(Diagnostic::new(m)))?;
+    let _ = text;
+    Ok(names
+        .into_iter()
+        .map(|name| OutputColumn { name })
+        .collect())
+}
+
+type CteScope = Vec<(String, Vec<String>)>;
+
+fn query_names(
+    q: &Query,
+    catalog: &Catalog,
+    outer: &[(String, Vec<String>)],
+) -> std::result::Result<Vec<String>, String> {
+    let mut scope: CteScope = outer.to_vec();
+    if let Some(w) = &q.with {
+        for c in &w.cte_tables {
+            let name = ident_value(&c.alias.name);
+            let cols = if !c.alias.columns.is_empty() {
+                c.alias
+                    .columns
+                    .iter()
+                    .map(|cd| ident_value(&cd.name))
+                    .collect()
+            } else {
+                // a recursive CTE names its columns by its non-recursive term
+                query_names(&c.query, catalog, &scope)?
+            };
+            scope.push((name, cols));
+        }
+    }
+    set_names(&q.body, catalog, &scope)
+}
+
+fn set_names(
+    body: &SetExpr,
+    catalog: &Catalog,
+    scope: &CteScope,
+) -> std::result::Result<Vec<String>, String> {
+    match body {
+        SetExpr::Select(s) => {
+            let mut out = Vec::new();
+            for item in &s.projection {
+                match item {
+                    SelectItem::UnnamedExpr(e) => out.push(crate::bind::output_name(e)),
+                    SelectItem::ExprWithAlias { alias, .. } => out.push(ident_value(alias)),
+                    SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..) => {
+                        let qual = match item {
+                            SelectItem::QualifiedWildcard(k, _) => {
+                                Some(k.to_string().to_lowercase())
+                            }
+                            _ => None,
+                        };
+                        for twj in &s.from {
+                            let mut factors = vec![&twj.relation];
+                            factors.extend(twj.joins.iter().map(|j| &j.relation));
+                            for f in factors {
+                                out.extend(factor_names(f, catalog, scope, qual.as_deref())?);
+                            }
+                        }
+                    }
+                }
+            }
+            Ok(out)
+        }
+        SetExpr::Query(q) => query_names(q, catalog, scope),
+        SetExpr::SetOperation { left, .. } => set_names(left, catalog, scope),
+        SetExpr::Values(v) => Ok((1..=v.rows.first().map(|r| r.len()).unwrap_or(0))
+            .map(|i| format!("column{i}"))
+            .collect()),
+        _ => Err("cannot determine the output columns of this query".into()),
+    }
+}
+
+fn factor_names(
+    f: &TableFactor,
+    catalog: &Catalog,
+    scope: &CteScope,
+    qual: Option<&str>,
+) -> std::result::Result<Vec<String>, String> {
+    match f {
+        TableFactor::Table { name, alias, .. } => {
+            let q = crate::catalog::qualified(name);
+            let alias_name = alias
+                .as_ref()
+                .map(|a| ident_value(&a.name))
+                .unwrap_or_else(|| q.name.clone());
+            if let Some(qual) = qual {
+                if qual != alias_name {
+                    return Ok(vec![]);
+                }
+            }
+            if let Some(a) = alias {
+                if !a.columns.is_empty() {
+                    return Ok(a.columns.iter().map(|c| ident_value(&c.name)).collect());
+                }
+            }
+            if name.0.len() == 1 {
+                if let Some((_, cols)) = scope.iter().rev().find(|(n, _)| *n == q.name) {
+                    return Ok(cols.clone());
+                }
+            }
+            let t = catalog
+                .lookup((name.0.len() > 1).then_some(q.schema.as_str()), &q.name)
+                .ok_or_else(|| format!("unknown table `{name}`"))?;
+            Ok(t.columns.iter().map(|c| c.name.clone()).collect())
+        }
+        TableFactor::Derived {
+            subquery, alias, ..
+        } => {
+            let alias_name = alias.as_ref().map(|a| ident_value(&a.name));
+            if let Some(qual) = qual {
+                if alias_name.as_deref() != Some(qual) {
+                    return Ok(vec![]);
+                }
+            }
+            query_names(subquery, catalog, scope)
+        }
+        TableFactor::NestedJoin {
+            table_with_joins, ..
+        } => {
+            let mut out = factor_names(&table_with_joins.relation, catalog, scope, qual)?;
+            for j in &table_with_joins.joins {
+                out.extend(factor_names(&j.relation, catalog, scope, qual)?);
+            }
+            Ok(out)
+        }
+        _ => Err(
+            "cannot determine the output columns of `*` over this FROM item; list the columns"
+                .into(),
+        ),
+    }
 }

@@ -1,6 +1,18 @@
 //! Rendering: the only place in the core that writes SQL text.
+//!
+//! Every relation a delta term reads exposes the columns of its leaves under
+//! uniform names, `__pgs_c<leaf>_<col>`, so any bound expression can be rendered
+//! against any of them. Deltas are Z-sets: each row carries a weight `__pgs_w`
+//! (+1 or −1). All refresh statements are a single SQL statement (data-modifying
+//! CTEs) that returns the number of storage rows changed and advances the frontiers:
+//! whatever the caller's isolation level, one statement sees one snapshot.
 
-use crate::plan::Compiled;
+use crate::bind::{AggFunc, Block, JoinKind, Shape, Tree};
+use crate::contract;
+use crate::expr::{self, raw, Marker};
+use crate::plan::{Body, Compiled, Strategy};
+use crate::quote::{quote_ident as qi, quote_qualified};
+use sqlparser::ast::Expr;
 
 /// Object ids that only the database knows, supplied by the runtime.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +46,723 @@ pub struct Artifacts {
     pub hidden_columns: Vec<String>,
 }
 
-pub(crate) fn render(_c: &Compiled, _ctx: &RenderContext) -> Artifacts {
-    Artifacts { storage_ddl: vec![], full_refresh: String::new(), differential_refresh: None, hidden_columns: vec![] }
+const W: &str = "\"__pgs_w\"";
+
+fn col(leaf: usize, col: usize) -> String {
+    qi(&format!("__pgs_c{leaf}_{col}"))
+}
+
+fn row_id_of(exprs: &[String]) -> String {
+    if exprs.is_empty() {
+        "0::bigint".to_string()
+    } else {
+        format!(
+            "pg_catalog.hashtextextended(ROW({})::text, 0)",
+            exprs.join(", ")
+        )
+    }
+}
+
+pub(crate) fn render(c: &Compiled, ctx: &RenderContext) -> Artifacts {
+    let st = quote_qualified(&c.spec.name);
+    match &c.body {
+        Body::Incremental(block) => Inc {
+            c,
+            b: block,
+            ctx,
+            ctes: Vec::new(),
+            st: st.clone(),
+        }
+        .artifacts(),
+        Body::Recompute { query_sql } => recompute_artifacts(c, ctx, &st, query_sql),
+    }
+}
+
+fn frontier_advance(ctx: &RenderContext) -> String {
+    format!(
+        "UPDATE {}.{} SET \"frontier\" = pg_catalog.pg_current_snapshot() WHERE \"st_id\" = {} RETURNING 1",
+        qi(contract::CATALOG_SCHEMA),
+        qi(contract::FRONTIERS_TABLE),
+        ctx.st_id
+    )
+}
+
+fn window_sql(ctx: &RenderContext, source: usize) -> String {
+    let oid = ctx.sources[source].oid;
+    format!(
+        "SELECT b.* FROM {}.{} AS b WHERE NOT pg_catalog.pg_visible_in_snapshot(b.{}, (SELECT f.\"frontier\" FROM {}.{} AS f WHERE f.\"st_id\" = {} AND f.\"source_oid\" = {}))",
+        qi(contract::CHANGES_SCHEMA),
+        qi(&contract::buffer_table(oid)),
+        qi(contract::XID),
+        qi(contract::CATALOG_SCHEMA),
+        qi(contract::FRONTIERS_TABLE),
+        ctx.st_id,
+        oid
+    )
+}
+
+/// The statement that recomputes `new_rows` (which yields exactly the storage
+/// table's columns, `__pgs_row_id` among them) and applies the difference: storage
+/// rows equal to a new row (same row id, same text of the whole row) are kept, the
+/// others deleted, the missing ones inserted.
+fn diff_statement(
+    st: &str,
+    ctx: &RenderContext,
+    leading_ctes: &[(String, String)],
+    new_rows: &str,
+    gate: Option<&str>,
+) -> String {
+    let mut ctes: Vec<String> = leading_ctes
+        .iter()
+        .map(|(n, b)| format!("{} AS MATERIALIZED ({b})", qi(n)))
+        .collect();
+    let gate_where = gate.map(|g| format!(" WHERE {g}")).unwrap_or_default();
+    let gate_and = gate.map(|g| format!("{g} AND ")).unwrap_or_default();
+    ctes.push(format!("\"__pgs_adv\" AS ({})", frontier_advance(ctx)));
+    ctes.push(format!(
+        "\"__pgs_new\" AS MATERIALIZED (SELECT nr.* FROM ({new_rows}) AS nr{gate_where})"
+    ));
+    let same = "n.\"__pgs_row_id\" = st.\"__pgs_row_id\" AND n::text = st::text";
+    ctes.push(format!(
+        "\"__pgs_del\" AS (DELETE FROM {st} AS st WHERE {gate_and}NOT EXISTS (SELECT 1 FROM \"__pgs_new\" AS n WHERE {same}) RETURNING 1)"
+    ));
+    ctes.push(format!(
+        "\"__pgs_ins\" AS (INSERT INTO {st} SELECT n.* FROM \"__pgs_new\" AS n WHERE NOT EXISTS (SELECT 1 FROM {st} AS st WHERE {same}) RETURNING 1)"
+    ));
+    format!(
+        "WITH {}\nSELECT (SELECT count(*) FROM \"__pgs_del\") + (SELECT count(*) FROM \"__pgs_ins\") AS \"rows_changed\"",
+        ctes.join(",\n")
+    )
+}
+
+fn storage_ddl(st: &str, new_rows: &str) -> Vec<String> {
+    vec![
+        format!("CREATE TABLE {st} AS SELECT nr.* FROM ({new_rows}) AS nr WITH NO DATA"),
+        format!("CREATE INDEX ON {st} (\"__pgs_row_id\")"),
+    ]
+}
+
+fn recompute_artifacts(c: &Compiled, ctx: &RenderContext, st: &str, query_sql: &str) -> Artifacts {
+    // Duplicate rows are told apart by their ordinal among equal rows.
+    let new_rows = format!(
+        "SELECT q2.*, pg_catalog.hashtextextended(ROW(q2.*)::text, q2.\"__pgs_n\") AS \"__pgs_row_id\" FROM (SELECT q.*, row_number() OVER (PARTITION BY ROW(q.*)::text) AS \"__pgs_n\" FROM ({query_sql}) AS q) AS q2"
+    );
+    let full = diff_statement(st, ctx, &[], &new_rows, None);
+    let differential = match c.strategy {
+        Strategy::RecomputeDiff { .. } => {
+            let wins: Vec<(String, String)> = (0..c.sources.len())
+                .map(|s| (format!("__pgs_win{s}"), window_sql(ctx, s)))
+                .collect();
+            let gate = format!(
+                "(SELECT {})",
+                wins.iter()
+                    .map(|(n, _)| format!("EXISTS (SELECT 1 FROM {})", qi(n)))
+                    .collect::<Vec<_>>()
+                    .join(" OR ")
+            );
+            Some(diff_statement(st, ctx, &wins, &new_rows, Some(&gate)))
+        }
+        _ => None,
+    };
+    Artifacts {
+        storage_ddl: storage_ddl(st, &new_rows),
+        full_refresh: full,
+        differential_refresh: differential,
+        hidden_columns: vec!["__pgs_n".into(), contract::ROW_ID.into()],
+    }
+}
+
+/// Renderer of a block maintained by delta rules.
+struct Inc<'a> {
+    c: &'a Compiled,
+    b: &'a Block,
+    ctx: &'a RenderContext,
+    ctes: Vec<(String, String)>,
+    st: String,
+}
+
+impl Inc<'_> {
+    /// Columns of a subtree: (leaf, col) pairs in order.
+    fn cols(&self, t: &Tree) -> Vec<(usize, usize)> {
+        t.leaves()
+            .into_iter()
+            .flat_map(|l| (0..self.b.leaves[l].table.columns.len()).map(move |c| (l, c)))
+            .collect()
+    }
+
+    /// A subquery with the current contents of a subtree.
+    fn new_rel(&self, t: &Tree) -> String {
+        match t {
+            Tree::Leaf(i) => {
+                let l = &self.b.leaves[*i];
+                let cols: Vec<String> = l
+                    .table
+                    .columns
+                    .iter()
+                    .enumerate()
+                    .map(|(j, c)| format!("t.{} AS {}", qi(&c.name), col(*i, j)))
+                    .collect();
+                format!(
+                    "(SELECT {} FROM {} AS t)",
+                    cols.join(", "),
+                    quote_qualified(&l.table.name)
+                )
+            }
+            Tree::Join {
+                kind,
+                left,
+                right,
+                on,
+                ..
+            } => {
+                let (ll, rl) = (left.leaves(), right.leaves());
+                let sel = self.select_list(t, &ll, "l", "r");
+                format!(
+                    "(SELECT {sel} FROM {} AS l {} {} AS r ON {})",
+                    self.new_rel(left),
+                    kind.sql(),
+                    self.new_rel(right),
+                    self.on(on, &ll, &rl)
+                )
+            }
+        }
+    }
+
+    fn select_list(&self, t: &Tree, left_leaves: &[usize], lq: &str, rq: &str) -> String {
+        self.cols(t)
+            .into_iter()
+            .map(|(l, c)| {
+                format!(
+                    "{}.{}",
+                    if left_leaves.contains(&l) { lq } else { rq },
+                    col(l, c)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    fn padded_list(&self, t: &Tree, keep: &[usize], q: &str) -> String {
+        self.cols(t)
+            .into_iter()
+            .map(|(l, c)| {
+                if keep.contains(&l) {
+                    format!("{q}.{}", col(l, c))
+                } else {
+                    format!(
+                        "NULL::{} AS {}",
+                        self.b.leaves[l].table.columns[c].sql_type,
+                        col(l, c)
+                    )
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    fn on(&self, on: &Expr, left_leaves: &[usize], _right: &[usize]) -> String {
+        expr::render_with(on, &mut |m| match m {
+            Marker::Col { leaf, col: c } => Some(raw(format!(
+                "{}.{}",
+                if left_leaves.contains(&leaf) {
+                    "l"
+                } else {
+                    "r"
+                },
+                col(leaf, c)
+            ))),
+            _ => None,
+        })
+    }
+
+    /// The name of a CTE holding the delta of a subtree (creating it).
+    fn delta(&mut self, t: &Tree) -> String {
+        match t {
+            Tree::Leaf(i) => {
+                let l = &self.b.leaves[*i];
+                let win = format!("__pgs_win{}", l.source);
+                if !self.ctes.iter().any(|(n, _)| *n == win) {
+                    self.ctes
+                        .push((win.clone(), window_sql(self.ctx, l.source)));
+                }
+                let cols: Vec<String> = l
+                    .table
+                    .columns
+                    .iter()
+                    .enumerate()
+                    .map(|(j, c)| format!("b.{} AS {}", qi(&c.name), col(*i, j)))
+                    .collect();
+                let name = format!("__pgs_d{i}");
+                self.ctes.push((
+                    name.clone(),
+                    format!("SELECT {}, b.{W} FROM {} AS b", cols.join(", "), qi(&win)),
+                ));
+                name
+            }
+            Tree::Join {
+                kind,
+                left,
+                right,
+                on,
+                ..
+            } => {
+                let dl = self.delta(left);
+                let dr = self.delta(right);
+                let (ll, rl) = (left.leaves(), right.leaves());
+                let (nl, nr) = (self.new_rel(left), self.new_rel(right));
+                let sel = self.select_list(t, &ll, "l", "r");
+                let on_lr = self.on(on, &ll, &rl);
+                let (dl, dr) = (qi(&dl), qi(&dr));
+                let mut terms = vec![
+                    format!("SELECT {sel}, l.{W} AS {W} FROM {dl} AS l JOIN {nr} AS r ON {on_lr}"),
+                    format!("SELECT {sel}, r.{W} AS {W} FROM {nl} AS l JOIN {dr} AS r ON {on_lr}"),
+                    format!("SELECT {sel}, -(l.{W} * r.{W}) AS {W} FROM {dl} AS l JOIN {dr} AS r ON {on_lr}"),
+                ];
+                if matches!(kind, JoinKind::Left | JoinKind::Full) {
+                    terms.extend(self.dangling(t, &ll, &nl, &dl, &nr, &dr, &on_lr, true));
+                }
+                if matches!(kind, JoinKind::Right | JoinKind::Full) {
+                    terms.extend(self.dangling(t, &rl, &nr, &dr, &nl, &dl, &on_lr, false));
+                }
+                let name = format!("__pgs_dn{}", self.ctes.len());
+                self.ctes.push((name.clone(), terms.join("\nUNION ALL ")));
+                name
+            }
+        }
+    }
+
+    /// Delta of the dangling (NULL-padded) rows of the preserved side `p` of an outer
+    /// join against the other side `o`:
+    /// `ΔP ▷ O_new  +  Σ_{a ∈ P_old matching ΔO} P_old(a)·([cnt_new(a)=0] − [cnt_old(a)=0])`
+    /// where `cnt_old = cnt_new − Σ weights of matching ΔO rows` and `P_old = P_new − ΔP`.
+    #[allow(clippy::too_many_arguments)]
+    fn dangling(
+        &self,
+        t: &Tree,
+        p_leaves: &[usize],
+        np: &str,
+        dp: &str,
+        no: &str,
+        d_o: &str,
+        on_lr: &str,
+        p_is_left: bool,
+    ) -> Vec<String> {
+        let (pq, oq) = if p_is_left { ("l", "r") } else { ("r", "l") };
+        let padded = self.padded_list(t, p_leaves, pq);
+        let pcols: Vec<String> = self
+            .cols_of(p_leaves)
+            .into_iter()
+            .map(|(l, c)| col(l, c))
+            .collect();
+        let pcols_list = pcols.join(", ");
+        let p_old = format!(
+            "(SELECT {pcols_list}, 1 AS {W} FROM {np} AS p0 UNION ALL SELECT {pcols_list}, -{W} FROM {dp})"
+        );
+        vec![
+            format!("SELECT {padded}, {pq}.{W} AS {W} FROM {dp} AS {pq} WHERE NOT EXISTS (SELECT 1 FROM {no} AS {oq} WHERE {on_lr})"),
+            format!(
+                "SELECT {padded}, {pq}.{W} * ((c.n = 0)::int - (c.n - d.n = 0)::int) AS {W} FROM {p_old} AS {pq} \
+                 CROSS JOIN LATERAL (SELECT count(*) AS n FROM {no} AS {oq} WHERE {on_lr}) AS c \
+                 CROSS JOIN LATERAL (SELECT COALESCE(sum({oq}.{W}), 0) AS n FROM {d_o} AS {oq} WHERE {on_lr}) AS d \
+                 WHERE EXISTS (SELECT 1 FROM {d_o} AS {oq} WHERE {on_lr}) AND (c.n = 0) <> (c.n - d.n = 0)"
+            ),
+        ]
+    }
+
+    fn cols_of(&self, leaves: &[usize]) -> Vec<(usize, usize)> {
+        leaves
+            .iter()
+            .flat_map(|&l| (0..self.b.leaves[l].table.columns.len()).map(move |c| (l, c)))
+            .collect()
+    }
+
+    /// Render a bound expression against relation alias `q` (uniform column names).
+    fn x(&self, e: &Expr, q: &str) -> String {
+        expr::render_with(e, &mut |m| match m {
+            Marker::Col { leaf, col: c } => Some(raw(format!("{q}.{}", col(leaf, c)))),
+            _ => None,
+        })
+    }
+
+    fn where_clause(&self, q: &str) -> String {
+        self.b
+            .filter
+            .as_ref()
+            .map(|f| format!(" WHERE {}", self.x(f, q)))
+            .unwrap_or_default()
+    }
+
+    fn artifacts(mut self) -> Artifacts {
+        match &self.b.shape {
+            Shape::Project => self.project(),
+            Shape::Aggregate { .. } => self.aggregate(),
+        }
+    }
+
+    fn key_exprs(&self, q: &str) -> Vec<String> {
+        let mut keys = Vec::new();
+        for (i, l) in self.b.leaves.iter().enumerate() {
+            for k in &l.table.primary_key {
+                let c = l.table.column_index(k).expect("primary key column");
+                keys.push(format!("{q}.{}", col(i, c)));
+            }
+        }
+        keys
+    }
+
+    fn finish(&self, body_ctes: Vec<String>, tail: &str) -> String {
+        let mut all: Vec<String> = self
+            .ctes
+            .iter()
+            .map(|(n, b)| {
+                format!(
+                    "{} AS {}({b})",
+                    qi(n),
+                    if n.starts_with("__pgs_win") {
+                        "MATERIALIZED "
+                    } else {
+                        ""
+                    }
+                )
+            })
+            .collect();
+        all.extend(body_ctes);
+        format!("WITH {}\n{tail}", all.join(",\n"))
+    }
+
+    fn project(&mut self) -> Artifacts {
+        let st = self.st.clone();
+        let names: Vec<String> = self.b.items.iter().map(|(n, _)| qi(n)).collect();
+        let keys_x = self.key_exprs("x");
+        let knames: Vec<String> = (0..keys_x.len())
+            .map(|k| qi(&format!("__pgs_k{k}")))
+            .collect();
+        let hidden: Vec<String> = (0..keys_x.len())
+            .map(|k| format!("__pgs_k{k}"))
+            .chain([contract::ROW_ID.to_string()])
+            .collect();
+        // full
+        let vis_x: Vec<String> = self
+            .b
+            .items
+            .iter()
+            .map(|(n, e)| format!("{} AS {}", self.x(e, "x"), qi(n)))
+            .collect();
+        let key_sel: Vec<String> = keys_x
+            .iter()
+            .zip(&knames)
+            .map(|(e, n)| format!("{e} AS {n}"))
+            .collect();
+        let new_rows = format!(
+            "SELECT {}, {}, {} AS \"__pgs_row_id\" FROM {} AS x{}",
+            vis_x.join(", "),
+            key_sel.join(", "),
+            row_id_of(&keys_x),
+            self.new_rel(&self.b.tree),
+            self.where_clause("x")
+        );
+        // differential
+        let root = self.delta(&self.b.tree);
+        let all_cols: Vec<String> = names.iter().chain(&knames).cloned().collect();
+        let kn_s: Vec<String> = knames.iter().map(|k| format!("s.{k}")).collect();
+        let matchp: Vec<String> =
+            std::iter::once("st.\"__pgs_row_id\" = s.\"__pgs_row_id\"".to_string())
+                .chain(
+                    knames
+                        .iter()
+                        .map(|k| format!("st.{k} IS NOT DISTINCT FROM s.{k}")),
+                )
+                .collect();
+        let matchp = matchp.join(" AND ");
+        let body = vec![
+            format!(
+                "\"__pgs_delta\" AS (SELECT {}, {}, x.{W} FROM {} AS x{})",
+                vis_x.join(", "),
+                key_sel.join(", "),
+                qi(&root),
+                self.where_clause("x")
+            ),
+            format!(
+                "\"__pgs_net\" AS (SELECT {cols}, sum({W}) AS {W} FROM \"__pgs_delta\" GROUP BY {cols} HAVING sum({W}) <> 0)",
+                cols = all_cols.join(", ")
+            ),
+            format!(
+                "\"__pgs_src\" AS MATERIALIZED (SELECT DISTINCT ON ({k}) s.*, {rid} AS \"__pgs_row_id\" FROM \"__pgs_net\" AS s ORDER BY {k}, s.{W} DESC)",
+                k = kn_s.join(", "),
+                rid = row_id_of(&kn_s)
+            ),
+            format!("\"__pgs_adv\" AS ({})", frontier_advance(self.ctx)),
+            format!("\"__pgs_del\" AS (DELETE FROM {st} AS st USING \"__pgs_src\" AS s WHERE s.{W} < 0 AND {matchp} RETURNING 1)"),
+            format!(
+                "\"__pgs_upd\" AS (UPDATE {st} AS st SET {} FROM \"__pgs_src\" AS s WHERE s.{W} > 0 AND {matchp} RETURNING 1)",
+                names.iter().map(|n| format!("{n} = s.{n}")).collect::<Vec<_>>().join(", ")
+            ),
+            format!(
+                "\"__pgs_ins\" AS (INSERT INTO {st} ({cols}, \"__pgs_row_id\") SELECT {scols}, s.\"__pgs_row_id\" FROM \"__pgs_src\" AS s WHERE s.{W} > 0 AND NOT EXISTS (SELECT 1 FROM {st} AS st WHERE {matchp}) RETURNING 1)",
+                cols = all_cols.join(", "),
+                scols = all_cols.iter().map(|c| format!("s.{c}")).collect::<Vec<_>>().join(", ")
+            ),
+        ];
+        let diff = self.finish(
+            body,
+            "SELECT (SELECT count(*) FROM \"__pgs_del\") + (SELECT count(*) FROM \"__pgs_upd\") + (SELECT count(*) FROM \"__pgs_ins\") AS \"rows_changed\"",
+        );
+        Artifacts {
+            storage_ddl: storage_ddl(&st, &new_rows),
+            full_refresh: diff_statement(&st, self.ctx, &[], &new_rows, None),
+            differential_refresh: Some(diff),
+            hidden_columns: hidden,
+        }
+    }
+
+    fn aggregate(&mut self) -> Artifacts {
+        let Shape::Aggregate { groups, aggs, .. } = &self.b.shape else {
+            unreachable!()
+        };
+        let st = self.st.clone();
+        let global = groups.is_empty();
+        let gnames: Vec<String> = (0..groups.len())
+            .map(|k| qi(&format!("__pgs_g{k}")))
+            .collect();
+        let names: Vec<String> = self.b.items.iter().map(|(n, _)| qi(n)).collect();
+        // hidden state columns, in storage order
+        let mut state_cols: Vec<String> = vec![qi("__pgs_count")];
+        let mut state_full: Vec<String> = vec!["count(*) AS \"__pgs_count\"".into()];
+        for (k, a) in aggs.iter().enumerate() {
+            let arg = a.arg.as_ref().map(|e| self.x(e, "x"));
+            match a.func {
+                AggFunc::CountStar => {}
+                AggFunc::Count => {
+                    state_cols.push(qi(&format!("__pgs_a{k}_n")));
+                    state_full.push(format!(
+                        "count({}) AS {}",
+                        arg.unwrap(),
+                        qi(&format!("__pgs_a{k}_n"))
+                    ));
+                }
+                AggFunc::Sum | AggFunc::Avg => {
+                    let arg = arg.unwrap();
+                    state_cols.push(qi(&format!("__pgs_a{k}_n")));
+                    state_cols.push(qi(&format!("__pgs_a{k}_s")));
+                    state_full.push(format!("count({arg}) AS {}", qi(&format!("__pgs_a{k}_n"))));
+                    state_full.push(format!("sum({arg}) AS {}", qi(&format!("__pgs_a{k}_s"))));
+                }
+            }
+        }
+        let groups_x: Vec<String> = groups.iter().map(|g| self.x(g, "x")).collect();
+        // Full: the items exactly as written (aggregates evaluated by PostgreSQL).
+        let vis_full: Vec<String> = self
+            .b
+            .items
+            .iter()
+            .map(|(n, e)| {
+                let s = expr::render_with(e, &mut |m| match m {
+                    Marker::Agg(k) => Some(raw(self.x(&aggs[k].call, "x"))),
+                    Marker::Grp(k) => Some(raw(format!("({})", groups_x[k]))),
+                    Marker::Col { leaf, col: c } => Some(raw(format!("x.{}", col(leaf, c)))),
+                });
+                format!("{s} AS {}", qi(n))
+            })
+            .collect();
+        let gsel: Vec<String> = groups_x
+            .iter()
+            .zip(&gnames)
+            .map(|(e, n)| format!("{e} AS {n}"))
+            .collect();
+        let group_by = if global {
+            String::new()
+        } else {
+            format!(" GROUP BY {}", groups_x.join(", "))
+        };
+        let new_rows = format!(
+            "SELECT {}, {}{}{}, {} AS \"__pgs_row_id\" FROM {} AS x{}{group_by}",
+            vis_full.join(", "),
+            gsel.join(", "),
+            if gsel.is_empty() { "" } else { ", " },
+            state_full.join(", "),
+            row_id_of(&groups_x),
+            self.new_rel(&self.b.tree),
+            self.where_clause("x")
+        );
+
+        // Differential
+        let root = self.delta(&self.b.tree);
+        let mut dsel: Vec<String> = gsel.clone();
+        for (k, a) in aggs.iter().enumerate() {
+            if let Some(arg) = &a.arg {
+                dsel.push(format!(
+                    "{} AS {}",
+                    self.x(arg, "x"),
+                    qi(&format!("__pgs_arg{k}"))
+                ));
+            }
+        }
+        dsel.push(format!("x.{W}"));
+        let mut asel: Vec<String> = gnames.clone();
+        asel.push(format!("sum({W})::bigint AS \"__pgs_dcount\""));
+        for (k, a) in aggs.iter().enumerate() {
+            let arg = qi(&format!("__pgs_arg{k}"));
+            match a.func {
+                AggFunc::CountStar => {}
+                AggFunc::Count | AggFunc::Sum | AggFunc::Avg => {
+                    asel.push(format!(
+                        "sum(CASE WHEN {arg} IS NOT NULL THEN {W} ELSE 0 END)::bigint AS {}",
+                        qi(&format!("__pgs_dn{k}"))
+                    ));
+                    if a.func != AggFunc::Count {
+                        asel.push(format!(
+                            "sum({arg}) FILTER (WHERE {W} > 0) AS {}",
+                            qi(&format!("__pgs_dp{k}"))
+                        ));
+                        asel.push(format!(
+                            "sum({arg}) FILTER (WHERE {W} < 0) AS {}",
+                            qi(&format!("__pgs_dm{k}"))
+                        ));
+                    }
+                }
+            }
+        }
+        let a_groups: Vec<String> = gnames.iter().map(|g| format!("a.{g}")).collect();
+        let st_match_a: Vec<String> =
+            std::iter::once(format!("st.\"__pgs_row_id\" = {}", row_id_of(&a_groups)))
+                .chain(
+                    gnames
+                        .iter()
+                        .map(|g| format!("st.{g} IS NOT DISTINCT FROM a.{g}")),
+                )
+                .collect();
+        let mut ssel: Vec<String> = a_groups.clone();
+        ssel.push("(st.\"__pgs_row_id\" IS NOT NULL) AS \"__pgs_exists\"".into());
+        ssel.push(format!("{} AS \"__pgs_row_id\"", row_id_of(&a_groups)));
+        ssel.push("COALESCE(st.\"__pgs_count\", 0) + a.\"__pgs_dcount\" AS \"__pgs_count\"".into());
+        for (k, a) in aggs.iter().enumerate() {
+            let n = qi(&format!("__pgs_a{k}_n"));
+            let s = qi(&format!("__pgs_a{k}_s"));
+            let (dn, dp, dm) = (
+                qi(&format!("__pgs_dn{k}")),
+                qi(&format!("__pgs_dp{k}")),
+                qi(&format!("__pgs_dm{k}")),
+            );
+            match a.func {
+                AggFunc::CountStar => {}
+                AggFunc::Count => ssel.push(format!("COALESCE(st.{n}, 0) + a.{dn} AS {n}")),
+                AggFunc::Sum | AggFunc::Avg => {
+                    ssel.push(format!("COALESCE(st.{n}, 0) + a.{dn} AS {n}"));
+                    ssel.push(format!(
+                        "CASE WHEN COALESCE(st.{n}, 0) + a.{dn} = 0 THEN NULL ELSE COALESCE(st.{s}, 0) + COALESCE(a.{dp}, 0) - COALESCE(a.{dm}, 0) END AS {s}"
+                    ));
+                }
+            }
+        }
+        let vis_s: Vec<String> = self
+            .b
+            .items
+            .iter()
+            .map(|(name, e)| {
+                let s = expr::render_with(e, &mut |m| match m {
+                    Marker::Grp(k) => Some(raw(format!("s.{}", gnames[k]))),
+                    Marker::Agg(k) => {
+                        let n = format!("s.{}", qi(&format!("__pgs_a{k}_n")));
+                        let sum = format!("s.{}", qi(&format!("__pgs_a{k}_s")));
+                        Some(raw(match aggs[k].func {
+                            AggFunc::CountStar => "s.\"__pgs_count\"".to_string(),
+                            AggFunc::Count => n,
+                            AggFunc::Sum => format!("(CASE WHEN {n} > 0 THEN {sum} END)"),
+                            AggFunc::Avg => {
+                                format!("(CASE WHEN {n} > 0 THEN {sum} / {n}::numeric END)")
+                            }
+                        }))
+                    }
+                    Marker::Col { .. } => None,
+                });
+                format!("{s} AS {}", qi(name))
+            })
+            .collect();
+        let stored: Vec<String> = names
+            .iter()
+            .chain(&gnames)
+            .chain(&state_cols)
+            .cloned()
+            .collect();
+        let matchp: Vec<String> =
+            std::iter::once("st.\"__pgs_row_id\" = s.\"__pgs_row_id\"".to_string())
+                .chain(
+                    gnames
+                        .iter()
+                        .map(|g| format!("st.{g} IS NOT DISTINCT FROM s.{g}")),
+                )
+                .collect();
+        let matchp = matchp.join(" AND ");
+        let set_list: Vec<String> = names
+            .iter()
+            .chain(&state_cols)
+            .map(|c| format!("{c} = s.{c}"))
+            .collect();
+        let changed = format!(
+            "ROW({})::text IS DISTINCT FROM ROW({})::text",
+            names
+                .iter()
+                .chain(&state_cols)
+                .map(|c| format!("st.{c}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            names
+                .iter()
+                .chain(&state_cols)
+                .map(|c| format!("s.{c}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let mut body = vec![
+            format!("\"__pgs_delta\" AS (SELECT {} FROM {} AS x{})", dsel.join(", "), qi(&root), self.where_clause("x")),
+            format!(
+                "\"__pgs_agg\" AS (SELECT {} FROM \"__pgs_delta\"{})",
+                asel.join(", "),
+                if global { String::new() } else { format!(" GROUP BY {}", gnames.join(", ")) }
+            ),
+            format!(
+                "\"__pgs_src\" AS MATERIALIZED (SELECT s.*, {} FROM (SELECT {} FROM \"__pgs_agg\" AS a LEFT JOIN {st} AS st ON {}) AS s)",
+                vis_s.join(", "),
+                ssel.join(", "),
+                st_match_a.join(" AND ")
+            ),
+            format!("\"__pgs_adv\" AS ({})", frontier_advance(self.ctx)),
+        ];
+        let tail;
+        if global {
+            body.push(format!(
+                "\"__pgs_upd\" AS (UPDATE {st} AS st SET {} FROM \"__pgs_src\" AS s WHERE {matchp} AND {changed} RETURNING 1)",
+                set_list.join(", ")
+            ));
+            tail = "SELECT (SELECT count(*) FROM \"__pgs_upd\") AS \"rows_changed\"".to_string();
+        } else {
+            body.push(format!(
+                "\"__pgs_del\" AS (DELETE FROM {st} AS st USING \"__pgs_src\" AS s WHERE s.\"__pgs_exists\" AND s.\"__pgs_count\" = 0 AND {matchp} RETURNING 1)"
+            ));
+            body.push(format!(
+                "\"__pgs_upd\" AS (UPDATE {st} AS st SET {} FROM \"__pgs_src\" AS s WHERE s.\"__pgs_exists\" AND s.\"__pgs_count\" <> 0 AND {matchp} AND {changed} RETURNING 1)",
+                set_list.join(", ")
+            ));
+            body.push(format!(
+                "\"__pgs_ins\" AS (INSERT INTO {st} ({cols}, \"__pgs_row_id\") SELECT {scols}, s.\"__pgs_row_id\" FROM \"__pgs_src\" AS s WHERE NOT s.\"__pgs_exists\" AND s.\"__pgs_count\" > 0 RETURNING 1)",
+                cols = stored.join(", "),
+                scols = stored.iter().map(|c| format!("s.{c}")).collect::<Vec<_>>().join(", ")
+            ));
+            tail = "SELECT (SELECT count(*) FROM \"__pgs_del\") + (SELECT count(*) FROM \"__pgs_upd\") + (SELECT count(*) FROM \"__pgs_ins\") AS \"rows_changed\"".to_string();
+        }
+        let diff = self.finish(body, &tail);
+        let hidden = gnames
+            .iter()
+            .chain(&state_cols)
+            .map(|c| c.trim_matches('"').to_string())
+            .chain([contract::ROW_ID.to_string()])
+            .collect();
+        let _ = self.c;
+        Artifacts {
+            storage_ddl: storage_ddl(&st, &new_rows),
+            full_refresh: diff_statement(&st, self.ctx, &[], &new_rows, None),
+            differential_refresh: Some(diff),
+            hidden_columns: hidden,
+        }
+    }
 }

@@ -36,7 +36,9 @@ impl FromStr for Mode {
         match s.to_ascii_lowercase().as_str() {
             "differential" => Ok(Mode::Differential),
             "full" => Ok(Mode::Full),
-            other => Err(format!("unknown refresh mode `{other}`: expected `differential` or `full`")),
+            other => Err(format!(
+                "unknown refresh mode `{other}`: expected `differential` or `full`"
+            )),
         }
     }
 }
@@ -91,13 +93,21 @@ impl FromStr for Schedule {
         let mut total = Duration::ZERO;
         let mut rest = t;
         while !rest.is_empty() {
-            let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+            let digits = rest
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(rest.len());
             if digits == 0 {
-                return Err(format!("invalid schedule `{text}`: expected a duration such as `30s`, `5m` or `1h`"));
+                return Err(format!(
+                    "invalid schedule `{text}`: expected a duration such as `30s`, `5m` or `1h`"
+                ));
             }
-            let n: u64 = rest[..digits].parse().map_err(|_| format!("invalid schedule `{text}`: number too large"))?;
+            let n: u64 = rest[..digits]
+                .parse()
+                .map_err(|_| format!("invalid schedule `{text}`: number too large"))?;
             rest = &rest[digits..];
-            let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+            let unit_len = rest
+                .find(|c: char| c.is_ascii_digit())
+                .unwrap_or(rest.len());
             let unit = &rest[..unit_len];
             rest = &rest[unit_len..];
             let d = match unit {
@@ -106,13 +116,23 @@ impl FromStr for Schedule {
                 "m" | "min" | "mins" => Duration::from_secs(n * 60),
                 "h" => Duration::from_secs(n * 3600),
                 "d" => Duration::from_secs(n * 86400),
-                "" => return Err(format!("invalid schedule `{text}`: missing unit (ms, s, m, h or d)")),
-                u => return Err(format!("invalid schedule `{text}`: unknown unit `{u}` (use ms, s, m, h or d)")),
+                "" => {
+                    return Err(format!(
+                        "invalid schedule `{text}`: missing unit (ms, s, m, h or d)"
+                    ))
+                }
+                u => {
+                    return Err(format!(
+                        "invalid schedule `{text}`: unknown unit `{u}` (use ms, s, m, h or d)"
+                    ))
+                }
             };
             total += d;
         }
         if total.is_zero() {
-            return Err(format!("invalid schedule `{text}`: must be greater than zero"));
+            return Err(format!(
+                "invalid schedule `{text}`: must be greater than zero"
+            ));
         }
         Ok(Schedule(total))
     }
@@ -130,7 +150,10 @@ pub struct QualifiedName {
 impl QualifiedName {
     /// A qualified name from its parts.
     pub fn new(schema: impl Into<String>, name: impl Into<String>) -> Self {
-        QualifiedName { schema: schema.into(), name: name.into() }
+        QualifiedName {
+            schema: schema.into(),
+            name: name.into(),
+        }
     }
     /// Parse `name` or `schema.name` (no quoting; names are taken literally, as
     /// PostgreSQL stores them). A bare name is in `public`.
@@ -140,7 +163,9 @@ impl QualifiedName {
         match parts.as_slice() {
             [n] if !n.is_empty() => Ok(QualifiedName::new("public", *n)),
             [s, n] if !s.is_empty() && !n.is_empty() => Ok(QualifiedName::new(*s, *n)),
-            _ => Err(format!("invalid stream table name `{text}`: expected `name` or `schema.name`")),
+            _ => Err(format!(
+                "invalid stream table name `{text}`: expected `name` or `schema.name`"
+            )),
         }
     }
 }
@@ -170,15 +195,30 @@ mod tests {
 
     #[test]
     fn schedules_parse_and_print() {
-        assert_eq!("30s".parse::<Schedule>().unwrap().duration(), Duration::from_secs(30));
-        assert_eq!("5m".parse::<Schedule>().unwrap().duration(), Duration::from_secs(300));
-        assert_eq!("1h30m".parse::<Schedule>().unwrap().duration(), Duration::from_secs(5400));
-        assert_eq!("250ms".parse::<Schedule>().unwrap().duration(), Duration::from_millis(250));
+        assert_eq!(
+            "30s".parse::<Schedule>().unwrap().duration(),
+            Duration::from_secs(30)
+        );
+        assert_eq!(
+            "5m".parse::<Schedule>().unwrap().duration(),
+            Duration::from_secs(300)
+        );
+        assert_eq!(
+            "1h30m".parse::<Schedule>().unwrap().duration(),
+            Duration::from_secs(5400)
+        );
+        assert_eq!(
+            "250ms".parse::<Schedule>().unwrap().duration(),
+            Duration::from_millis(250)
+        );
         assert_eq!("1h".parse::<Schedule>().unwrap().to_string(), "1h");
         assert!("".parse::<Schedule>().is_err());
         assert!("30".parse::<Schedule>().is_err());
         assert!("0s".parse::<Schedule>().is_err());
-        assert!("5y".parse::<Schedule>().unwrap_err().contains("unknown unit"));
+        assert!("5y"
+            .parse::<Schedule>()
+            .unwrap_err()
+            .contains("unknown unit"));
     }
 
     #[test]
@@ -186,8 +226,14 @@ mod tests {
         assert_eq!("DIFFERENTIAL".parse::<Mode>().unwrap(), Mode::Differential);
         assert_eq!("full".parse::<Mode>().unwrap(), Mode::Full);
         assert!("fast".parse::<Mode>().is_err());
-        assert_eq!(QualifiedName::parse("a.b").unwrap(), QualifiedName::new("a", "b"));
-        assert_eq!(QualifiedName::parse("b").unwrap(), QualifiedName::new("public", "b"));
+        assert_eq!(
+            QualifiedName::parse("a.b").unwrap(),
+            QualifiedName::new("a", "b")
+        );
+        assert_eq!(
+            QualifiedName::parse("b").unwrap(),
+            QualifiedName::new("public", "b")
+        );
         assert!(QualifiedName::parse("a.b.c").is_err());
     }
 }
