@@ -412,6 +412,7 @@ impl<'a> Binder<'a> {
         aggs: &mut Vec<AggCall>,
     ) -> Result<Expr> {
         struct Rw<'b> {
+            leaves: &'b [Leaf],
             groups: &'b [Expr],
             aggs: &'b mut Vec<AggCall>,
             err: Option<Error>,
@@ -433,7 +434,7 @@ impl<'a> Binder<'a> {
                                 let k = match self.aggs.iter().position(|a| a.call == whole) {
                                     Some(k) => k,
                                     None => {
-                                        let text = display_call(f);
+                                        let text = display_call(f, self.leaves);
                                         self.aggs.push(AggCall {
                                             func,
                                             arg,
@@ -458,6 +459,7 @@ impl<'a> Binder<'a> {
         let mut e = bound.clone();
         {
             let mut rw = Rw {
+                leaves: &self.leaves,
                 groups,
                 aggs,
                 err: None,
@@ -825,13 +827,22 @@ pub(crate) fn contains_aggregate(e: &Expr) -> bool {
     f.0
 }
 
-fn display_call(f: &sqlparser::ast::Function) -> String {
-    // render markers back to something readable for explain
-    let e = Expr::Function(f.clone());
-    expr::render_with(&e, &mut |m| match m {
-        Marker::Col { leaf, col } => Some(expr::raw(format!("${leaf}.{col}"))),
+/// A bound expression rendered back to `alias.column` form, for explain.
+pub(crate) fn display(e: &Expr, leaves: &[Leaf]) -> String {
+    expr::render_with(e, &mut |m| match m {
+        Marker::Col { leaf, col } => {
+            let l = &leaves[leaf];
+            Some(expr::raw(format!(
+                "{}.{}",
+                l.alias, l.table.columns[col].name
+            )))
+        }
         _ => None,
     })
+}
+
+fn display_call(f: &sqlparser::ast::Function, leaves: &[Leaf]) -> String {
+    display(&Expr::Function(f.clone()), leaves)
 }
 
 /// Map an aggregate call to a counter strategy, or say why there is none.

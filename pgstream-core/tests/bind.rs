@@ -1,0 +1,242 @@
+//! Binding and strategy choice.
+mod common;
+use common::*;
+use pgstream_core::*;
+
+fn columns(c: &Compiled) -> Vec<&str> {
+    c.columns.iter().map(|c| c.name.as_str()).collect()
+}
+
+#[test]
+fn tutorial_stats_is_incremental() {
+    let c = diff(DEPARTMENT_STATS).unwrap();
+    assert_eq!(c.strategy, Strategy::Incremental);
+    assert_eq!(
+        columns(&c),
+        [
+            "department_id",
+            "department_name",
+            "headcount",
+            "total_salary",
+            "avg_salary"
+        ]
+    );
+    let names: Vec<String> = c.sources.iter().map(|t| t.name.to_string()).collect();
+    assert_eq!(names, ["public.departments", "public.employees"]);
+}
+
+#[test]
+fn recursive_query_is_recompute_diff() {
+    let c = diff(DEPARTMENT_TREE).unwrap();
+    assert!(matches!(c.strategy, Strategy::RecomputeDiff { .. }));
+    assert_eq!(columns(&c), ["id", "name", "parent_id", "path", "depth"]);
+    assert_eq!(c.sources.len(), 1);
+}
+
+#[test]
+fn full_mode_takes_anything_postgres_takes() {
+    let q = "SELECT DISTINCT name, random() AS r FROM departments ORDER BY name LIMIT 3";
+    let c = compile(&spec(q, Mode::Full), &catalog()).unwrap();
+    assert_eq!(c.strategy, Strategy::Full);
+    assert_eq!(columns(&c), ["name", "r"]);
+    let a = c.render(&c.placeholder_context());
+    assert!(a.differential_refresh.is_none());
+    assert!(a.full_refresh.contains("\"public\".\"departments\""));
+}
+
+#[test]
+fn full_mode_still_reports_unknown_columns() {
+    let e = compile(&spec("SELECT nme FROM departments", Mode::Full), &catalog()).unwrap_err();
+    assert!(matches!(e, Error::Invalid(_)), "{e}");
+}
+
+#[test]
+fn projections_filters_and_joins_are_incremental() {
+    for q in [
+        "SELECT id, name FROM departments WHERE parent_id IS NOT NULL",
+        "SELECT e.name, e.salary * 2 AS double_salary, upper(d.name) AS dept FROM employees e JOIN departments d ON d.id = e.department_id",
+        "SELECT a.name AS child, b.name AS parent FROM departments a LEFT JOIN departments b ON a.parent_id = b.id",
+        "SELECT e.name, d.name AS dname FROM employees e RIGHT JOIN departments d ON d.id = e.department_id",
+        "SELECT e.name, d.name AS dname FROM employees e FULL JOIN departments d ON d.id = e.department_id AND e.salary > 100",
+        "SELECT e.name, d.name AS dname FROM employees e, departments d WHERE d.id = e.department_id",
+        "SELECT * FROM employees",
+        "SELECT d.* FROM departments d",
+        "SELECT count(*) AS n, sum(salary) AS s FROM employees",
+        "SELECT department_id, count(*) AS n, avg(salary) + 1 AS a FROM employees GROUP BY department_id",
+        "SELECT d.name, count(*) AS n FROM departments d JOIN employees e ON e.department_id = d.id GROUP BY d.id",
+        "SELECT kind, sum(amount) AS total, count(amount) AS n FROM events GROUP BY kind",
+    ] {
+        let c = diff(q).unwrap_or_else(|e| panic!("{q}: {}", e.render(q)));
+        assert_eq!(c.strategy, Strategy::Incremental, "{q}");
+        let a = c.render(&c.placeholder_context());
+        assert!(a.differential_refresh.is_some());
+    }
+}
+
+#[test]
+fn output_names_follow_postgres() {
+    let c =
+        diff("SELECT e.name, count(*), sum(e.salary) FROM employees e GROUP BY e.name").unwrap();
+    assert_eq!(columns(&c), ["name", "count", "sum"]);
+}
+
+#[test]
+fn group_by_position_and_alias() {
+    let c = diff("SELECT department_id AS d, count(*) AS n FROM employees GROUP BY 1").unwrap();
+    assert_eq!(columns(&c), ["d", "n"]);
+    diff("SELECT department_id AS d, count(*) AS n FROM employees GROUP BY d").unwrap();
+}
+
+fn message(e: &Error) -> String {
+    e.diagnostic()
+        .map(|d| format!("{} | {}", d.message, d.help.clone().unwrap_or_default()))
+        .unwrap_or_default()
+}
+
+#[test]
+fn unknown_table_suggests_nearest() {
+    let e = err("SELECT id FROM employes");
+    assert!(matches!(e, Error::Invalid(_)));
+    assert!(message(&e).contains("unknown table `employes`"), "{e}");
+    assert!(message(&e).contains("employees"), "{e}");
+    let d = e.diagnostic().unwrap();
+    let q = "SELECT id FROM employes";
+    assert_eq!(&q[d.span.clone().unwrap()], "employes");
+}
+
+#[test]
+fn unknown_column_suggests_nearest_and_points_at_it() {
+    let q = "SELECT e.nam FROM employees e";
+    let e = err(q);
+    assert!(message(&e).contains("unknown column `e.nam`"), "{e}");
+    assert!(message(&e).contains("`name`"), "{e}");
+    assert_eq!(&q[e.diagnostic().unwrap().span.clone().unwrap()], "e.nam");
+    let rendered = e.render(q);
+    assert!(rendered.contains("^^^^^"), "{rendered}");
+}
+
+#[test]
+fn ambiguous_column_names_the_tables() {
+    let e = err("SELECT name FROM employees e JOIN departments d ON d.id = e.department_id");
+    assert!(message(&e).contains("ambiguous"), "{e}");
+    assert!(
+        message(&e).contains("`e`") && message(&e).contains("`d`"),
+        "{e}"
+    );
+}
+
+#[test]
+fn syntax_error_has_a_span() {
+    let q = "SELECT id FROM departments WHERE";
+    let e = err(q);
+    assert!(matches!(e, Error::Syntax(_)), "{e}");
+    let q2 = "SELEC id FROM departments";
+    assert!(matches!(err(q2), Error::Syntax(_)));
+}
+
+#[test]
+fn unsupported_constructs_name_themselves_and_suggest_full() {
+    for (q, what) in [
+        ("SELECT DISTINCT name FROM departments", "DISTINCT"),
+        (
+            "SELECT department_id, min(salary) AS m FROM employees GROUP BY department_id",
+            "min",
+        ),
+        ("SELECT id, random() AS r FROM departments", "random"),
+        ("SELECT id, now() AS t FROM departments", "now"),
+        (
+            "SELECT id, row_number() OVER (ORDER BY id) AS r FROM departments",
+            "window function",
+        ),
+        (
+            "SELECT id FROM departments WHERE id IN (SELECT department_id FROM employees)",
+            "subqueries",
+        ),
+        ("SELECT id FROM departments ORDER BY id LIMIT 3", "LIMIT"),
+        (
+            "SELECT id FROM departments UNION SELECT id FROM employees",
+            "UNION",
+        ),
+        (
+            "SELECT department_id, count(DISTINCT name) AS n FROM employees GROUP BY department_id",
+            "DISTINCT",
+        ),
+        (
+            "SELECT department_id FROM employees GROUP BY department_id HAVING count(*) > 1",
+            "HAVING",
+        ),
+        ("SELECT kind FROM events", "primary key"),
+    ] {
+        let e = err(q);
+        assert!(matches!(e, Error::Unsupported(_)), "{q}: {e}");
+        let m = message(&e);
+        assert!(m.contains(what), "{q}: {m}");
+        assert!(m.contains("FULL mode"), "{q}: {m}");
+    }
+}
+
+#[test]
+fn columns_outside_group_by_need_a_grouped_primary_key() {
+    let e = err("SELECT e.name, count(*) AS n FROM employees e GROUP BY e.department_id");
+    assert!(message(&e).contains("must appear in the GROUP BY"), "{e}");
+    // d.name depends on d.id, the primary key
+    diff("SELECT d.id, d.name, count(*) AS n FROM departments d GROUP BY d.id").unwrap();
+}
+
+#[test]
+fn aggregates_are_rejected_in_where() {
+    let e = err("SELECT id FROM employees WHERE sum(salary) > 1");
+    assert!(matches!(e, Error::Invalid(_)));
+}
+
+#[test]
+fn duplicate_output_names_and_reserved_prefix() {
+    assert!(message(&err("SELECT id, id FROM departments")).contains("appears twice"));
+    assert!(message(&err("SELECT id AS __pgs_x FROM departments")).contains("reserves"));
+}
+
+#[test]
+fn self_join_needs_distinct_aliases_and_shares_one_source() {
+    let c = diff(
+        "SELECT a.id, b.id AS pid FROM departments a JOIN departments b ON a.parent_id = b.id",
+    )
+    .unwrap();
+    assert_eq!(c.sources.len(), 1);
+    let a = c.render(&c.placeholder_context());
+    let d = a.differential_refresh.unwrap();
+    assert_eq!(
+        d.matches("\"__pgs_win0\" AS MATERIALIZED").count(),
+        1,
+        "{d}"
+    );
+    assert!(d.contains("__pgs_d0") && d.contains("__pgs_d1"));
+}
+
+#[test]
+fn identifiers_are_quoted_everywhere() {
+    let cat =
+        Catalog::from_ddl("CREATE TABLE \"Weird\"\"Name\" (\"a b\" int PRIMARY KEY, \"x;y\" text)")
+            .unwrap();
+    let s = StreamTableSpec {
+        name: QualifiedName::new("my schema", "st\"x"),
+        query: "SELECT \"a b\", \"x;y\" FROM \"Weird\"\"Name\"".into(),
+        schedule: Schedule::default(),
+        mode: Mode::Differential,
+    };
+    let c = compile(&s, &cat).unwrap();
+    let a = c.render(&c.placeholder_context());
+    assert!(
+        a.storage_ddl[0].starts_with("CREATE TABLE \"my schema\".\"st\"\"x\""),
+        "{}",
+        a.storage_ddl[0]
+    );
+    assert!(a.full_refresh.contains("\"public\".\"Weird\"\"Name\""));
+    assert_eq!(c.columns[0].name, "a b");
+}
+
+#[test]
+fn a_definition_is_one_select() {
+    assert!(matches!(err("DELETE FROM employees"), Error::Invalid(_)));
+    assert!(matches!(err("SELECT 1; SELECT 2"), Error::Invalid(_)));
+    assert!(err("SELECT 1").to_string().contains("reads no table"));
+}

@@ -1,0 +1,55 @@
+//! Shared fixtures for the core's tests.
+#![allow(dead_code)]
+
+use pgstream_core::*;
+
+pub const TUTORIAL_SCHEMA: &str = "
+CREATE TABLE departments (id SERIAL PRIMARY KEY, name TEXT NOT NULL, parent_id INT REFERENCES departments(id));
+CREATE TABLE employees (id SERIAL PRIMARY KEY, name TEXT NOT NULL,
+    department_id INT NOT NULL REFERENCES departments(id), salary NUMERIC(10,2) NOT NULL);
+CREATE TABLE events (at timestamptz, kind text, amount int);
+";
+
+pub const DEPARTMENT_STATS: &str = "SELECT
+        d.id AS department_id,
+        d.name AS department_name,
+        COUNT(e.id) AS headcount,
+        COALESCE(SUM(e.salary), 0) AS total_salary,
+        COALESCE(AVG(e.salary), 0) AS avg_salary
+    FROM departments d
+    LEFT JOIN employees e ON e.department_id = d.id
+    GROUP BY d.id, d.name";
+
+pub const DEPARTMENT_TREE: &str = "WITH RECURSIVE tree AS (
+        SELECT id, name, parent_id, name AS path, 0 AS depth
+        FROM departments
+        WHERE parent_id IS NULL
+        UNION ALL
+        SELECT d.id, d.name, d.parent_id,
+               tree.path || ' > ' || d.name AS path,
+               tree.depth + 1
+        FROM departments d
+        JOIN tree ON d.parent_id = tree.id
+    )
+    SELECT id, name, parent_id, path, depth FROM tree";
+
+pub fn catalog() -> Catalog {
+    Catalog::from_ddl(TUTORIAL_SCHEMA).unwrap()
+}
+
+pub fn spec(query: &str, mode: Mode) -> StreamTableSpec {
+    StreamTableSpec {
+        name: QualifiedName::new("public", "st"),
+        query: query.to_string(),
+        schedule: Schedule::default(),
+        mode,
+    }
+}
+
+pub fn diff(query: &str) -> Result<Compiled> {
+    compile(&spec(query, Mode::Differential), &catalog())
+}
+
+pub fn err(query: &str) -> Error {
+    diff(query).expect_err("expected a compile error")
+}

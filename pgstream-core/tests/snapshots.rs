@@ -1,0 +1,49 @@
+//! Snapshots of the SQL generated for the tutorial's two stream tables. Review
+//! changes with `cargo insta review`.
+mod common;
+use common::*;
+use pgstream_core::*;
+
+fn artifacts(query: &str) -> (Compiled, Artifacts) {
+    let c = diff(query).unwrap();
+    let ctx = RenderContext {
+        st_id: 7,
+        sources: (0..c.sources.len())
+            .map(|i| SourceBinding {
+                oid: 16400 + i as u32,
+            })
+            .collect(),
+    };
+    let a = c.render(&ctx);
+    (c, a)
+}
+
+#[test]
+fn department_stats_sql() {
+    let (c, a) = artifacts(DEPARTMENT_STATS);
+    insta::assert_snapshot!("department_stats_storage", a.storage_ddl.join(";\n"));
+    insta::assert_snapshot!("department_stats_full", a.full_refresh);
+    insta::assert_snapshot!(
+        "department_stats_differential",
+        a.differential_refresh.unwrap()
+    );
+    insta::assert_snapshot!(
+        "department_stats_explain",
+        c.explain().split("\nstorage table:").next().unwrap()
+    );
+}
+
+#[test]
+fn department_tree_sql() {
+    let (c, a) = artifacts(DEPARTMENT_TREE);
+    insta::assert_snapshot!("department_tree_storage", a.storage_ddl.join(";\n"));
+    insta::assert_snapshot!("department_tree_full", a.full_refresh);
+    insta::assert_snapshot!(
+        "department_tree_differential",
+        a.differential_refresh.unwrap()
+    );
+    insta::assert_snapshot!(
+        "department_tree_explain",
+        c.explain().split("\nstorage table:").next().unwrap()
+    );
+}
