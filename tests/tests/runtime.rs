@@ -590,3 +590,163 @@ async fn scheduler_records_errors_and_continues() {
         .error_count;
     assert_eq!(after, before + 1);
 }
+
+#[tokio::test]
+async fn concurrent_writers_and_refreshers_lose_nothing() {
+    let db = test_db().await;
+    db.exec(
+        "CREATE TABLE t (id int PRIMARY KEY, name text NOT NULL, x int NOT NULL);
+         INSERT INTO t SELECT g, 'n' || g, g % 4 FROM generate_series(1, 200) g;",
+    )
+    .await;
+    let pool = db.new_pool(12).await;
+    let rt = Runtime::builder(pool.clone())
+        .tick(Duration::from_millis(50))
+        .start()
+        .await
+        .unwrap();
+    rt.create_stream_table("st", Q, "100ms", Mode::Differential)
+        .await
+        .unwrap();
+    rt.create_stream_table(
+        "st_full",
+        "SELECT id, name FROM t WHERE x < 2",
+        "100ms",
+        Mode::Full,
+    )
+    .await
+    .unwrap();
+
+    let stop_at = Instant::now() + Duration::from_millis(1500);
+    let mut tasks = Vec::new();
+    for w in 0..3u64 {
+        let pool = pool.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut seed = 0x9E37_79B9_7F4A_7C15u64 ^ (w + 1);
+            let mut next = move |m: u64| {
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                (seed >> 33) % m
+            };
+            let mut i = 0i64;
+            while Instant::now() < stop_at {
+                i += 1;
+                let mut tx = pool.begin().await.unwrap();
+                let id = next(300) as i32 + 1;
+                sqlx::query("UPDATE t SET x = (x + 1) % 4, name = name || '.' WHERE id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await
+                    .unwrap();
+                // Keep some transactions open across a refresh.
+                if next(3) == 0 {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                let new_id = (1000 + w as i64 * 100_000 + i) as i32;
+                sqlx::query("INSERT INTO t VALUES ($1, 'w', $2)")
+                    .bind(new_id)
+                    .bind(next(4) as i32)
+                    .execute(&mut *tx)
+                    .await
+                    .unwrap();
+                if next(2) == 0 {
+                    sqlx::query("DELETE FROM t WHERE id = $1")
+                        .bind(next(300) as i32 + 1)
+                        .execute(&mut *tx)
+                        .await
+                        .unwrap();
+                }
+                tx.commit().await.unwrap();
+            }
+        }));
+    }
+    for _ in 0..2 {
+        let h = rt.handle();
+        tasks.push(tokio::spawn(async move {
+            while Instant::now() < stop_at {
+                h.refresh("st").await.unwrap();
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    rt.shutdown().await;
+    let h = RuntimeHandle::new(pool.clone());
+    h.refresh("st").await.unwrap();
+    h.refresh("st_full").await.unwrap();
+    assert_eq!(difference(&pool, Q, "st").await, 0);
+    assert_eq!(
+        difference(&pool, "SELECT id, name FROM t WHERE x < 2", "st_full").await,
+        0
+    );
+    // Every consumer is past every change: the buffer is empty.
+    assert_eq!(
+        h.status()
+            .await
+            .unwrap()
+            .iter()
+            .map(|s| s.pending_changes)
+            .sum::<i64>(),
+        0
+    );
+}
+
+#[tokio::test]
+async fn stream_table_over_stream_table() {
+    let db = test_db().await;
+    setup_t(&db).await;
+    let h = RuntimeHandle::new(db.pool.clone());
+    h.create_stream_table("up", Q, "30s", Mode::Differential)
+        .await
+        .unwrap();
+    // DIFFERENTIAL over a storage table needs a key the compiler accepts (see report).
+    h.create_stream_table(
+        "down",
+        "SELECT id, name FROM up WHERE id > 5",
+        "30s",
+        Mode::Full,
+    )
+    .await
+    .unwrap();
+    assert_eq!(capture_triggers(&db.pool, "up").await, 4);
+    db.exec("INSERT INTO t VALUES (50, 'fifty', 3); DELETE FROM t WHERE id = 6")
+        .await;
+    h.refresh("up").await.unwrap();
+    h.refresh("down").await.unwrap();
+    assert_eq!(
+        difference(
+            &db.pool,
+            "SELECT id, name FROM t WHERE x > 1 AND id > 5",
+            "down"
+        )
+        .await,
+        0
+    );
+
+    // The upstream cannot be dropped while read.
+    let err = h.drop_stream_table("up").await.unwrap_err();
+    assert!(err.to_string().contains("down"), "{err}");
+    h.drop_stream_table("down").await.unwrap();
+    h.drop_stream_table("up").await.unwrap();
+    assert_eq!(capture_triggers(&db.pool, "t").await, 0);
+    assert_eq!(buffers(&db.pool).await, 0);
+}
+
+#[tokio::test]
+async fn create_from_sql_explains_how() {
+    let db = test_db().await;
+    pgstream_runtime::install(&db.pool).await.unwrap();
+    let err =
+        sqlx::query("SELECT pgstream.create_stream_table('x', 'SELECT 1', '30s', 'DIFFERENTIAL')")
+            .execute(&db.pool)
+            .await
+            .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("cannot create stream table x from SQL"),
+        "{err}"
+    );
+}

@@ -353,3 +353,19 @@ SELECT pgstream._display_name(s.schema_name, s.table_name) AS name,
        s.id
   FROM pgstream.pgs_stream_tables s
   LEFT JOIN pgstream.pgs_refresh_stats r ON r.st_id = s.id;
+
+-- Creating a stream table needs the compiler, which lives in the application (Rust),
+-- not in the database: say so instead of "function does not exist".
+CREATE OR REPLACE FUNCTION pgstream.create_stream_table(name text, query text,
+                                                        schedule text DEFAULT '1m',
+                                                        refresh_mode text DEFAULT 'DIFFERENTIAL')
+RETURNS void LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    RAISE EXCEPTION 'pgstream: cannot create stream table % from SQL: the pgstream compiler runs in the application', name
+        USING ERRCODE = 'feature_not_supported',
+              HINT = 'Use the command-line tool (`pgstream create`, with DATABASE_URL set), '
+                     'Runtime::create_stream_table, or a #[stream_table] struct in Rust.';
+END
+$fn$;
