@@ -10,6 +10,7 @@ async fn version_works() {
         .await
         .unwrap();
     assert!(v.starts_with("PostgreSQL"), "{v}");
+    eprintln!("server: {v}");
     let current: String = sqlx::query_scalar("SELECT current_database()")
         .fetch_one(&db.pool)
         .await
