@@ -4,11 +4,22 @@ use crate::error::{Result, Step};
 use pgstream_core::{Catalog, Column, QualifiedName, Table};
 use sqlx::PgConnection;
 
+/// oid, schema, name, column names, types, NOT NULL flags, primary key.
+type TableRow = (
+    i64,
+    String,
+    String,
+    Vec<String>,
+    Vec<String>,
+    Vec<bool>,
+    Vec<String>,
+);
+
 /// The user tables of the database (ordinary and partitioned, outside the system
 /// schemas and pgstream's own), with columns, types as `format_type` prints them,
 /// NOT NULL flags, primary keys and OIDs.
 pub async fn load_catalog(conn: &mut PgConnection) -> Result<Catalog> {
-    let rows: Vec<(i64, String, String, Vec<String>, Vec<String>, Vec<bool>, Vec<String>)> = sqlx::query_as(
+    let rows: Vec<TableRow> = sqlx::query_as(
         "SELECT c.oid::int8, n.nspname::text, c.relname::text,
                 array_agg(a.attname::text ORDER BY a.attnum),
                 array_agg(format_type(a.atttypid, a.atttypmod) ORDER BY a.attnum),

@@ -67,7 +67,7 @@ async fn create_in(conn: &mut PgConnection, spec: &StreamTableSpec, name: &str) 
     let compiled = compile(spec, &catalog).map_err(|e| Error::Compile {
         name: name.to_string(),
         rendered: e.render(&spec.query),
-        source: e,
+        source: Box::new(e),
     })?;
 
     // Capture first: changes committed after the initial refresh's snapshot must

@@ -46,7 +46,7 @@ pub enum Error {
         rendered: String,
         /// The compiler's error.
         #[source]
-        source: pgstream_core::Error,
+        source: Box<pgstream_core::Error>,
     },
     /// No stream table of that name exists.
     #[error("stream table {0} does not exist")]
