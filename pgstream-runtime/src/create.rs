@@ -210,6 +210,27 @@ pub(crate) async fn install_capture(
                 .await
                 .step(subject, "creating the change buffer")?;
         }
+    } else {
+        // Reused buffer: a column added to the source since it was created must be
+        // captured too (the trigger function below is regenerated with all columns).
+        let have: Vec<String> = sqlx::query_scalar(
+            "SELECT attname::text FROM pg_catalog.pg_attribute
+              WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped",
+        )
+        .bind(&buffer_q)
+        .fetch_all(&mut *conn)
+        .await
+        .step(subject, STEP)?;
+        for c in source.columns.iter().filter(|c| !have.contains(&c.name)) {
+            let ddl = sea_query::Table::alter()
+                .table((Alias::new(CHANGES_SCHEMA), Alias::new(&buffer)))
+                .add_column(ColumnDef::new(Alias::new(&c.name)).custom(Alias::new(&c.sql_type)))
+                .to_string(PostgresQueryBuilder);
+            sqlx::raw_sql(&ddl)
+                .execute(&mut *conn)
+                .await
+                .step(subject, "extending the change buffer")?;
+        }
     }
     sqlx::raw_sql(&capture_function_ddl(source, oid))
         .execute(&mut *conn)
