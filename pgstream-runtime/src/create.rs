@@ -125,10 +125,28 @@ async fn create_in(conn: &mut PgConnection, spec: &StreamTableSpec, name: &str) 
             .step(subject, "creating storage table")?;
     }
 
+    // Only refreshes may write to the storage table (PRIOR_ART #21).
+    let storage = quote_qualified(&spec.name);
+    sqlx::raw_sql(&format!(
+        "CREATE TRIGGER \"__pgs_guard\" BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON {storage} \
+         FOR EACH STATEMENT EXECUTE FUNCTION pgstream._guard_storage()"
+    ))
+    .execute(&mut *conn)
+    .await
+    .step(subject, "creating the storage guard trigger")?;
+    sqlx::query("SELECT set_config('pgstream.refreshing', 'on', true)")
+        .execute(&mut *conn)
+        .await
+        .step(subject, "initial refresh")?;
+
     // The initial population sets the frontiers to its own snapshot.
     let rows: Option<i64> = sqlx::query_scalar(&artifacts.full_refresh)
         .persistent(false)
         .fetch_one(&mut *conn)
+        .await
+        .step(subject, "initial refresh")?;
+    sqlx::query("SELECT set_config('pgstream.refreshing', '', true)")
+        .execute(&mut *conn)
         .await
         .step(subject, "initial refresh")?;
     tracing::debug!(stream_table = %name, rows = rows.unwrap_or(0), "initial refresh");

@@ -36,7 +36,7 @@ async fn difference(pool: &PgPool, query: &str, table: &str) -> i64 {
 async fn capture_triggers(pool: &PgPool, table: &str) -> i64 {
     scalar_i64(
         pool,
-        &format!("SELECT count(*) FROM pg_trigger WHERE tgrelid = '{table}'::regclass AND tgname LIKE '\\_\\_pgs%'"),
+        &format!("SELECT count(*) FROM pg_trigger WHERE tgrelid = '{table}'::regclass AND tgname LIKE '\\_\\_pgs\\_capture%'"),
     )
     .await
 }
@@ -193,6 +193,19 @@ async fn create_capture_refresh_status_drop() {
         .await,
         2
     );
+
+    // Direct writes to the storage table are refused.
+    for sql in [
+        "INSERT INTO st VALUES (999, 'x')",
+        "DELETE FROM st",
+        "TRUNCATE st",
+    ] {
+        let err = sqlx::raw_sql(sql).execute(&db.pool).await.unwrap_err();
+        assert!(
+            err.to_string().contains("maintained by pgstream"),
+            "{sql}: {err}"
+        );
+    }
 
     // Creating it again is refused.
     match h

@@ -115,11 +115,14 @@ BEGIN
     full_mode := st.mode = 'FULL' OR st.needs_full OR st.differential_refresh_sql IS NULL;
     t0 := clock_timestamp();
     BEGIN
+        -- Lets the guard trigger on the storage table through (see _guard_storage).
+        PERFORM set_config('pgstream.refreshing', 'on', true);
         IF full_mode THEN
             EXECUTE st.full_refresh_sql INTO n;
         ELSE
             EXECUTE st.differential_refresh_sql INTO n;
         END IF;
+        PERFORM set_config('pgstream.refreshing', '', true);
     EXCEPTION WHEN OTHERS THEN
         GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL,
                                 hnt = PG_EXCEPTION_HINT, state = RETURNED_SQLSTATE;
@@ -367,5 +370,21 @@ BEGIN
         USING ERRCODE = 'feature_not_supported',
               HINT = 'Use the command-line tool (`pgstream create`, with DATABASE_URL set), '
                      'Runtime::create_stream_table, or a #[stream_table] struct in Rust.';
+END
+$fn$;
+
+-- Statement trigger on every storage table: direct writes would make the stored rows
+-- diverge from what the deltas assume, so only a refresh may write.
+CREATE OR REPLACE FUNCTION pgstream._guard_storage()
+RETURNS trigger LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    IF coalesce(current_setting('pgstream.refreshing', true), '') <> 'on' THEN
+        RAISE EXCEPTION 'cannot % stream table %.%: it is maintained by pgstream', TG_OP, TG_TABLE_SCHEMA, TG_TABLE_NAME
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Write to its source tables and refresh it, or drop it with pgstream.drop_stream_table.';
+    END IF;
+    RETURN NULL;
 END
 $fn$;
