@@ -73,9 +73,16 @@ impl<'a> Container<'a> {
             .iter()
             .map(|f| {
                 let member = f.ident.as_ref().expect("named field");
-                Field { member, column: member.unraw().to_string(), ty: &f.ty }
+                Field {
+                    member,
+                    column: member.unraw().to_string(),
+                    ty: &f.ty,
+                }
             })
             .collect();
-        Some(Container { ident: &item.ident, fields })
+        Some(Container {
+            ident: &item.ident,
+            fields,
+        })
     }
 }

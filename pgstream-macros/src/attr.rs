@@ -53,12 +53,17 @@ struct Attr<'c> {
 
 impl<'c> Attr<'c> {
     fn none(cx: &'c Ctxt, name: Symbol) -> Self {
-        Attr { cx, name, value: None }
+        Attr {
+            cx,
+            name,
+            value: None,
+        }
     }
 
     fn set(&mut self, key: &Path, value: LitStr) {
         if self.value.is_some() {
-            self.cx.error_spanned_by(key, format!("duplicate `{}` argument", self.name));
+            self.cx
+                .error_spanned_by(key, format!("duplicate `{}` argument", self.name));
         } else {
             self.value = Some(value);
         }
@@ -128,7 +133,9 @@ impl Attrs {
             };
             let value = match meta {
                 Meta::NameValue(nv) => match nv.value {
-                    Expr::Lit(ExprLit { lit: Lit::Str(s), .. }) => s,
+                    Expr::Lit(ExprLit {
+                        lit: Lit::Str(s), ..
+                    }) => s,
                     other => {
                         cx.error_spanned_by(
                             other,
@@ -186,8 +193,14 @@ impl Attrs {
 }
 
 fn unknown_key_message(key: &Path) -> String {
-    let shown = quote::ToTokens::to_token_stream(key).to_string().replace(' ', "");
-    let valid = KEYS.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ");
+    let shown = quote::ToTokens::to_token_stream(key)
+        .to_string()
+        .replace(' ', "");
+    let valid = KEYS
+        .iter()
+        .map(|k| format!("`{k}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
     let mut msg = format!("unknown argument `{shown}`; expected one of: {valid}");
     if let Some(near) = pgstream_core::catalog::nearest(&shown, KEYS.iter().map(|k| k.0)) {
         msg.push_str(&format!("\n  = help: did you mean `{near}`?"));

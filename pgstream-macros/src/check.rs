@@ -18,7 +18,10 @@ pub(crate) fn check_fields(cx: &Ctxt, cont: &Container<'_>, columns: &[OutputCol
             );
             if let Some(near) = pgstream_core::catalog::nearest(
                 &field.column,
-                columns.iter().map(|c| c.name.as_str()).filter(|c| !cont.fields.iter().any(|f| f.column == *c)),
+                columns
+                    .iter()
+                    .map(|c| c.name.as_str())
+                    .filter(|c| !cont.fields.iter().any(|f| f.column == *c)),
             ) {
                 msg.push_str(&format!("\n  = help: did you mean `{near}`?"));
             }
@@ -32,7 +35,11 @@ pub(crate) fn check_fields(cx: &Ctxt, cont: &Container<'_>, columns: &[OutputCol
         .filter(|c| !cont.fields.iter().any(|f| f.column == *c))
         .collect();
     if !missing.is_empty() {
-        let (noun, these) = if missing.len() == 1 { ("column", "it") } else { ("columns", "them") };
+        let (noun, these) = if missing.len() == 1 {
+            ("column", "it")
+        } else {
+            ("columns", "them")
+        };
         cx.error_spanned_by(
             cont.ident,
             format!(
@@ -47,7 +54,10 @@ pub(crate) fn check_fields(cx: &Ctxt, cont: &Container<'_>, columns: &[OutputCol
         if columns[..i].iter().any(|p| p.name == c.name) {
             cx.error_spanned_by(
                 cont.ident,
-                format!("the query has two output columns named `{}`: give one an alias with `AS`", c.name),
+                format!(
+                    "the query has two output columns named `{}`: give one an alias with `AS`",
+                    c.name
+                ),
             );
         }
     }

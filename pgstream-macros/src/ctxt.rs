@@ -18,7 +18,9 @@ pub(crate) struct Ctxt {
 impl Ctxt {
     /// A context with no errors yet.
     pub(crate) fn new() -> Self {
-        Ctxt { errors: RefCell::new(Some(Vec::new())) }
+        Ctxt {
+            errors: RefCell::new(Some(Vec::new())),
+        }
     }
 
     /// Report an error spanning the given tokens.
@@ -33,7 +35,11 @@ impl Ctxt {
 
     /// Report a `syn::Error` (which may already hold several errors).
     pub(crate) fn syn_error(&self, err: syn::Error) {
-        self.errors.borrow_mut().as_mut().expect("Ctxt used after check").push(err);
+        self.errors
+            .borrow_mut()
+            .as_mut()
+            .expect("Ctxt used after check")
+            .push(err);
     }
 
     /// Whether an error has been reported so far.
@@ -43,7 +49,12 @@ impl Ctxt {
 
     /// Consume the context: `Err` with every reported error combined, if any.
     pub(crate) fn check(self) -> syn::Result<()> {
-        let mut errors = self.errors.borrow_mut().take().expect("Ctxt checked twice").into_iter();
+        let mut errors = self
+            .errors
+            .borrow_mut()
+            .take()
+            .expect("Ctxt checked twice")
+            .into_iter();
         let Some(mut combined) = errors.next() else {
             return Ok(());
         };

@@ -22,6 +22,7 @@ use pgstream_core::{compile, Compiled, Mode, QualifiedName, Schedule, StreamTabl
 use proc_macro2::{Span, TokenStream};
 use quote::{quote, quote_spanned};
 use std::path::PathBuf;
+use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 use syn::DeriveInput;
 
@@ -50,35 +51,39 @@ fn analyse<'a>(cx: &Ctxt, args: TokenStream, input: &'a DeriveInput) -> Option<E
     let attrs = Attrs::from_args(cx, args);
     let cont = Container::from_ast(cx, input);
 
+    // An invalid value is reported, and a stand-in keeps the checks going so that one
+    // build reports every problem; nothing is generated after an error anyway.
     let schedule = match &attrs.schedule {
-        Some(lit) => match lit.value().parse::<Schedule>() {
-            Ok(_) => Some(lit.value().trim().to_string()),
-            Err(msg) => {
-                cx.error_at(lit.span(), msg);
-                None
+        Some(lit) => {
+            match lit.value().parse::<Schedule>() {
+                Ok(_) => lit.value().trim().to_string(),
+                Err(msg) => {
+                    cx.error_at(
+                    lit.span(),
+                    format!("{msg}\n  = help: write a duration such as `30s`, `5m`, `1h` or `1h30m`"),
+                );
+                    Schedule::default().to_string()
+                }
             }
-        },
-        None => Some(Schedule::default().to_string()),
+        }
+        None => Schedule::default().to_string(),
     };
     let mode = match &attrs.mode {
-        Some(lit) => match lit.value().parse::<Mode>() {
-            Ok(mode) => Some(mode),
-            Err(msg) => {
-                cx.error_at(lit.span(), msg);
-                None
-            }
-        },
-        None => Some(Mode::Differential),
+        Some(lit) => lit.value().parse::<Mode>().unwrap_or_else(|msg| {
+            cx.error_at(lit.span(), msg);
+            // FULL accepts every valid query: no follow-on "unsupported" error.
+            Mode::Full
+        }),
+        None => Mode::Differential,
     };
+    let default_name =
+        || QualifiedName::new("public", snake_case(&input.ident.unraw().to_string()));
     let name = match &attrs.name {
-        Some(lit) => match QualifiedName::parse(&lit.value()) {
-            Ok(name) => Some(name),
-            Err(msg) => {
-                cx.error_at(lit.span(), msg);
-                None
-            }
-        },
-        None => Some(QualifiedName::new("public", snake_case(&input.ident.to_string()))),
+        Some(lit) => QualifiedName::parse(&lit.value()).unwrap_or_else(|msg| {
+            cx.error_at(lit.span(), msg);
+            default_name()
+        }),
+        None => default_name(),
     };
 
     let mut tracked = Vec::new();
@@ -104,9 +109,7 @@ fn analyse<'a>(cx: &Ctxt, args: TokenStream, input: &'a DeriveInput) -> Option<E
         }
     };
 
-    let (Some(query_src), Some(query), Some(schema), Some(schedule), Some(mode), Some(name)) =
-        (&attrs.query, query, schema, schedule, mode, name)
-    else {
+    let (Some(query_src), Some(query), Some(schema)) = (&attrs.query, query, schema) else {
         return None;
     };
     tracked.extend(schema.files);
@@ -114,21 +117,34 @@ fn analyse<'a>(cx: &Ctxt, args: TokenStream, input: &'a DeriveInput) -> Option<E
     let spec = StreamTableSpec {
         name: name.clone(),
         query: query.clone(),
-        schedule: schedule.parse().ok()?,
+        schedule: schedule.parse().unwrap_or_default(),
         mode,
     };
     let compiled = match compile(&spec, &schema.catalog) {
         Ok(compiled) => compiled,
         Err(err) => {
             let from_file = matches!(query_src, QuerySource::File(_));
-            cx.syn_error(diagnostic::compile_error(&err, &query, query_src.literal(), from_file));
+            cx.syn_error(diagnostic::compile_error(
+                &err,
+                &query,
+                query_src.literal(),
+                from_file,
+            ));
             return None;
         }
     };
 
     let cont = cont?;
     check::check_fields(cx, &cont, &compiled.columns);
-    Some(Expansion { cont, name, query, schedule, mode, compiled, tracked })
+    Some(Expansion {
+        cont,
+        name,
+        query,
+        schedule,
+        mode,
+        compiled,
+        tracked,
+    })
 }
 
 fn generate(input: &DeriveInput, e: &Expansion<'_>) -> TokenStream {
@@ -144,7 +160,9 @@ fn generate(input: &DeriveInput, e: &Expansion<'_>) -> TokenStream {
     let columns = e.compiled.columns.iter().map(|c| &c.name);
     let tracked = e.tracked.iter().map(|p| {
         let p = p.to_string_lossy();
-        quote!(const _: &str = ::core::include_str!(#p);)
+        quote!(
+            const _: &str = ::core::include_str!(#p);
+        )
     });
     let reads = e.cont.fields.iter().map(|f| {
         let member = f.member;
@@ -191,7 +209,6 @@ fn generate(input: &DeriveInput, e: &Expansion<'_>) -> TokenStream {
 
 /// `DepartmentStats` → `department_stats`, `HTTPRequests` → `http_requests`.
 pub(crate) fn snake_case(ident: &str) -> String {
-    let ident = ident.strip_prefix("r#").unwrap_or(ident);
     let chars: Vec<char> = ident.chars().collect();
     let mut out = String::with_capacity(ident.len() + 4);
     for (i, &c) in chars.iter().enumerate() {

@@ -29,7 +29,10 @@ fn manifest_dir(span: Span) -> syn::Result<PathBuf> {
         .or_else(|| std::env::var_os("CARGO_MANIFEST_DIR"))
         .map(PathBuf::from)
         .ok_or_else(|| {
-            syn::Error::new(span, "CARGO_MANIFEST_DIR is not set: build with cargo to use #[stream_table]")
+            syn::Error::new(
+                span,
+                "CARGO_MANIFEST_DIR is not set: build with cargo to use #[stream_table]",
+            )
         })
 }
 
@@ -74,14 +77,23 @@ pub(crate) fn load(dir: Option<&LitStr>) -> syn::Result<Schema> {
     let mut files: Vec<(u64, String, PathBuf)> = Vec::new();
     for entry in entries {
         let entry = entry.map_err(|err| {
-            syn::Error::new(span, format!("cannot list the migrations directory `{shown}`: {}", io_reason(&err)))
+            syn::Error::new(
+                span,
+                format!(
+                    "cannot list the migrations directory `{shown}`: {}",
+                    io_reason(&err)
+                ),
+            )
         })?;
         let name = entry.file_name().to_string_lossy().into_owned();
         // `<version>_<description>.sql` or `.up.sql`; `.down.sql` undoes a migration.
         if !name.ends_with(".sql") || name.ends_with(".down.sql") || !entry.path().is_file() {
             continue;
         }
-        let version = name.split(|c: char| !c.is_ascii_digit()).next().and_then(|v| v.parse().ok());
+        let version = name
+            .split(|c: char| !c.is_ascii_digit())
+            .next()
+            .and_then(|v| v.parse().ok());
         files.push((version.unwrap_or(u64::MAX), name, entry.path()));
     }
     files.sort();
@@ -90,14 +102,26 @@ pub(crate) fn load(dir: Option<&LitStr>) -> syn::Result<Schema> {
     let mut applied = Vec::with_capacity(files.len());
     for (_, name, file) in files {
         let text = std::fs::read_to_string(&file).map_err(|err| {
-            syn::Error::new(span, format!("cannot read migration `{shown}/{name}`: {}", io_reason(&err)))
+            syn::Error::new(
+                span,
+                format!(
+                    "cannot read migration `{shown}/{name}`: {}",
+                    io_reason(&err)
+                ),
+            )
         })?;
         catalog.apply_ddl(&text).map_err(|err| {
-            syn::Error::new(span, format!("in migration `{shown}/{name}`: {}", err.render(&text)))
+            syn::Error::new(
+                span,
+                format!("in migration `{shown}/{name}`: {}", err.render(&text)),
+            )
         })?;
         applied.push(file);
     }
-    Ok(Schema { catalog, files: applied })
+    Ok(Schema {
+        catalog,
+        files: applied,
+    })
 }
 
 /// Read the query of `query_file = "..."`; returns its text and absolute path.

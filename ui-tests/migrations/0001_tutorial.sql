@@ -1,0 +1,16 @@
+-- The tables of the getting-started tutorial, the schema every ui case compiles against.
+
+-- Department hierarchy (self-referencing tree)
+CREATE TABLE departments (
+    id         SERIAL PRIMARY KEY,
+    name       TEXT NOT NULL,
+    parent_id  INT REFERENCES departments(id)
+);
+
+-- Employees belong to a department
+CREATE TABLE employees (
+    id            SERIAL PRIMARY KEY,
+    name          TEXT NOT NULL,
+    department_id INT NOT NULL REFERENCES departments(id),
+    salary        NUMERIC(10,2) NOT NULL
+);

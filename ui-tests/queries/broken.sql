@@ -1,0 +1,3 @@
+SELECT e.id, e.nmae
+FROM employees e
+WHERE e.salary > 100000

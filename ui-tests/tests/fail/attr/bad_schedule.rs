@@ -1,0 +1,11 @@
+#[pgstream::stream_table(query = "SELECT id FROM employees", schedule = "30 seconds")]
+struct Ids {
+    id: i32,
+}
+
+#[pgstream::stream_table(query = "SELECT id FROM employees", schedule = "30")]
+struct NoUnit {
+    id: i32,
+}
+
+fn main() {}
