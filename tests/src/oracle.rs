@@ -232,7 +232,7 @@ impl fmt::Debug for Oracle {
 impl Oracle {
     /// An oracle for the stream table `stream_table` defined by `query`.
     ///
-    /// Defaults: 20 batches, 20 initial rows per table, keys in `0..20`, no TRUNCATE,
+    /// Defaults: 20 batches, 20 initial rows per table, keys in `0..30`, no TRUNCATE,
     /// 15 % NULLs in nullable columns, exact comparison, refresh by
     /// `SELECT pgstream.refresh_stream_table($1)`.
     pub fn new(stream_table: &str, query: &str) -> Oracle {
@@ -244,7 +244,7 @@ impl Oracle {
             seed: None,
             batches: 20,
             initial_rows: 20,
-            key_range: 20,
+            key_range: 30,
             truncate_probability: 0.0,
             null_probability: 0.15,
             float_digits: None,
@@ -274,6 +274,7 @@ impl Oracle {
     }
 
     /// Number of DML batches (`PGS_ORACLE_BATCHES` in the environment wins).
+    /// `PGS_ORACLE_LOG=1` prints the DML of every batch.
     pub fn batches(mut self, n: usize) -> Self {
         self.batches = n;
         self
@@ -433,6 +434,8 @@ impl Oracle {
             .await
             .map_err(|e| fail(0, FailureKind::Other(e), vec![]))?;
         let mut rng = StdRng::seed_from_u64(seed);
+        let mut st_cols: Option<Vec<(String, bool)>> = None;
+        let verbose = std::env::var_os("PGS_ORACLE_LOG").is_some();
         for batch in 0..=batches {
             let mut log = Vec::new();
             if batch > 0 {
@@ -443,10 +446,23 @@ impl Oracle {
                         .map_err(|e| fail(batch, FailureKind::Dml(e), log.clone()))?;
                 }
             }
+            if verbose {
+                eprintln!("-- oracle batch {batch}:\n  {}", log.join("\n  "));
+            }
             self.do_refresh(pool)
                 .await
                 .map_err(|e| fail(batch, FailureKind::Refresh(e), log.clone()))?;
-            match self.compare(pool).await {
+            if st_cols.is_none() {
+                st_cols = Some(
+                    self.stream_columns(pool)
+                        .await
+                        .map_err(|e| fail(batch, FailureKind::Other(e), log.clone()))?,
+                );
+            }
+            match self
+                .compare(pool, st_cols.as_deref().unwrap_or_default())
+                .await
+            {
                 Ok(None) => {}
                 Ok(Some(kind)) => return Err(fail(batch, kind, log)),
                 Err(e) => return Err(fail(batch, FailureKind::Other(e), log)),
@@ -471,7 +487,11 @@ impl Oracle {
             kind,
             statements: vec![],
         };
-        match self.compare(pool).await {
+        let cols = self
+            .stream_columns(pool)
+            .await
+            .map_err(|e| fail(FailureKind::Other(e)))?;
+        match self.compare(pool, &cols).await {
             Ok(None) => Ok(()),
             Ok(Some(kind)) => Err(fail(kind)),
             Err(e) => Err(fail(FailureKind::Other(e))),
@@ -493,8 +513,11 @@ impl Oracle {
     // ----------------------------------------------------------------- comparison
 
     /// `None` if equal, else the mismatch.
-    async fn compare(&self, pool: &PgPool) -> Result<Option<FailureKind>, String> {
-        let st_cols = self.stream_columns(pool).await?;
+    async fn compare(
+        &self,
+        pool: &PgPool,
+        st_cols: &[(String, bool)],
+    ) -> Result<Option<FailureKind>, String> {
         let n = st_cols.len();
         let aliases: Vec<String> = (1..=n).map(|i| format!("c{i}")).collect();
         let wrap = |expr: String, float: bool| match (float, self.float_digits) {
@@ -523,14 +546,13 @@ impl Oracle {
         );
         let missing_sql = format!("({q_side}) EXCEPT ALL ({s_side})");
         let extra_sql = format!("({s_side}) EXCEPT ALL ({q_side})");
-        let count = |sql: String| async move {
-            sqlx::query_scalar::<_, i64>(&format!("SELECT count(*) FROM ({sql}) x"))
-                .fetch_one(pool)
-                .await
-                .map_err(|e| format!("comparison query failed: {e}\n{sql}"))
-        };
-        let missing_count = count(missing_sql.clone()).await?;
-        let extra_count = count(extra_sql.clone()).await?;
+        let count_sql = format!(
+            "SELECT (SELECT count(*) FROM ({missing_sql}) x), (SELECT count(*) FROM ({extra_sql}) y)"
+        );
+        let (missing_count, extra_count): (i64, i64) = sqlx::query_as(&count_sql)
+            .fetch_one(pool)
+            .await
+            .map_err(|e| format!("comparison query failed: {e}\n{count_sql}"))?;
         if missing_count == 0 && extra_count == 0 {
             return Ok(None);
         }
@@ -1015,21 +1037,16 @@ async fn exec_dml(
     log: &mut Vec<String>,
     savepoint: bool,
 ) -> Result<(), String> {
-    if savepoint {
-        sqlx::raw_sql("SAVEPOINT pgs_oracle")
-            .execute(&mut *conn)
-            .await
-            .map_err(|e| e.to_string())?;
-    }
-    match sqlx::raw_sql(sql).execute(&mut *conn).await {
+    // One round trip: the savepoint and the statement (the savepoint is not
+    // released; savepoints of the same name nest and ROLLBACK TO finds the last).
+    let full = if savepoint {
+        format!("SAVEPOINT pgs_oracle; {sql}")
+    } else {
+        sql.to_string()
+    };
+    match sqlx::raw_sql(&full).execute(&mut *conn).await {
         Ok(r) => {
             log.push(format!("{sql}; -- {} row(s)", r.rows_affected()));
-            if savepoint {
-                sqlx::raw_sql("RELEASE SAVEPOINT pgs_oracle")
-                    .execute(&mut *conn)
-                    .await
-                    .map_err(|e| e.to_string())?;
-            }
             Ok(())
         }
         Err(e) => {

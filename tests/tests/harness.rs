@@ -79,3 +79,26 @@ async fn futures_join_all(n: usize) -> Vec<pgstream_tests::TestDb> {
     }
     out
 }
+
+/// The private cluster of `embedded_cluster` (used by the example) works and is
+/// stopped and deleted when its guard is dropped.
+#[tokio::test]
+async fn embedded_cluster_starts_and_cleans_up() {
+    let (guard, url) = pgstream_tests::embedded_cluster().await.unwrap();
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    let one: i32 = sqlx::query_scalar("SELECT 1")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(one, 1);
+    pool.close().await;
+    let dir = guard.cluster.dir.clone();
+    let pid = guard.cluster.pid;
+    assert!(dir.join("data").is_dir());
+    drop(guard);
+    assert!(!dir.exists(), "{} still exists", dir.display());
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "postmaster {pid} still running"
+    );
+}
