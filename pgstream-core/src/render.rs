@@ -599,14 +599,14 @@ impl Inc<'_> {
         }
         dsel.push(format!("x.{W}"));
         let mut asel: Vec<String> = gnames.clone();
-        asel.push(format!("sum({W})::bigint AS \"__pgs_dcount\""));
+        asel.push(format!("COALESCE(sum({W}), 0)::bigint AS \"__pgs_dcount\""));
         for (k, a) in aggs.iter().enumerate() {
             let arg = qi(&format!("__pgs_arg{k}"));
             match a.func {
                 AggFunc::CountStar => {}
                 AggFunc::Count | AggFunc::Sum | AggFunc::Avg => {
                     asel.push(format!(
-                        "sum(CASE WHEN {arg} IS NOT NULL THEN {W} ELSE 0 END)::bigint AS {}",
+                        "COALESCE(sum(CASE WHEN {arg} IS NOT NULL THEN {W} ELSE 0 END), 0)::bigint AS {}",
                         qi(&format!("__pgs_dn{k}"))
                     ));
                     if a.func != AggFunc::Count {
