@@ -25,7 +25,8 @@ use std::time::Duration;
 #[must_use = "a builder does nothing until `start` is awaited"]
 pub struct RuntimeBuilder {
     pool: PgPool,
-    specs: Vec<StreamTableSpec>,
+    /// Each registered spec, with the output columns compiled into the program.
+    specs: Vec<(StreamTableSpec, Option<&'static [&'static str]>)>,
     tick: Duration,
     scheduler: bool,
 }
@@ -49,13 +50,19 @@ impl RuntimeBuilder {
     }
 
     /// Register a stream table from its static definition.
-    pub fn register_def(self, def: StreamTableDef) -> Self {
-        self.register_spec(def.spec())
+    ///
+    /// [`start`] checks that the query still gives the output columns compiled
+    /// into the program ([`Error::SchemaDrift`] otherwise).
+    ///
+    /// [`start`]: RuntimeBuilder::start
+    pub fn register_def(mut self, def: StreamTableDef) -> Self {
+        self.specs.push((def.spec(), Some(def.columns)));
+        self
     }
 
     /// Register a stream table from a spec built at run time.
     pub fn register_spec(mut self, spec: StreamTableSpec) -> Self {
-        self.specs.push(spec);
+        self.specs.push((spec, None));
         self
     }
 
@@ -90,20 +97,20 @@ impl RuntimeBuilder {
     /// [`Error::DefinitionChanged`]: stored data is never dropped silently.
     pub async fn start(self) -> Result<Runtime> {
         crate::install::install(&self.pool).await?;
-        for spec in &self.specs {
-            ensure(&self.pool, spec).await?;
+        for (spec, columns) in &self.specs {
+            ensure(&self.pool, spec, *columns).await?;
         }
         Ok(Runtime::spawn(self.pool, self.tick, self.scheduler))
     }
 }
 
 /// Create the stream table unless it exists; check the definition if it does.
-async fn ensure(pool: &PgPool, spec: &StreamTableSpec) -> Result<()> {
+async fn ensure(pool: &PgPool, spec: &StreamTableSpec, columns: Option<&[&str]>) -> Result<()> {
     for _ in 0..2 {
-        if check_existing(pool, spec).await? {
+        if check_existing(pool, spec, columns).await? {
             return Ok(());
         }
-        match crate::create::create_stream_table(pool, spec).await {
+        match crate::create::create_checked(pool, spec, columns).await {
             // Another replica created it meanwhile: check its definition.
             Err(Error::AlreadyExists(_)) => continue,
             other => return other,
@@ -113,7 +120,11 @@ async fn ensure(pool: &PgPool, spec: &StreamTableSpec) -> Result<()> {
 }
 
 /// `Ok(true)` if it exists with the same definition, `Ok(false)` if it does not exist.
-async fn check_existing(pool: &PgPool, spec: &StreamTableSpec) -> Result<bool> {
+async fn check_existing(
+    pool: &PgPool,
+    spec: &StreamTableSpec,
+    columns: Option<&[&str]>,
+) -> Result<bool> {
     let name = display_name(&spec.name);
     let mut conn = pool
         .acquire()
@@ -133,6 +144,20 @@ async fn check_existing(pool: &PgPool, spec: &StreamTableSpec) -> Result<bool> {
             name,
             what: format!("mode {} instead of {}", stored.mode, spec.mode),
         });
+    }
+    if let Some(expected) = columns {
+        let found: Vec<String> = sqlx::query_scalar(
+            "SELECT attname::text FROM pg_catalog.pg_attribute
+              WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped
+                AND attname::text NOT LIKE '\\_\\_pgs\\_%'
+              ORDER BY attnum",
+        )
+        .bind(pgstream_core::quote_qualified(&spec.name))
+        .fetch_all(&mut *conn)
+        .await
+        .step(Some(&name), "checking the storage table's columns")?;
+        let found: Vec<&str> = found.iter().map(String::as_str).collect();
+        crate::create::check_columns(&name, expected, &found)?;
     }
     let schedule = spec.schedule.to_string();
     if stored.schedule != schedule {

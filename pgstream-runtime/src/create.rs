@@ -28,13 +28,24 @@ pub(crate) const TRIGGER_TRUNCATE: &str = "__pgs_capture_trunc";
 /// Installs the catalog first if needed. All in one transaction: on error nothing
 /// is left behind.
 pub async fn create_stream_table(pool: &PgPool, spec: &StreamTableSpec) -> Result<()> {
+    create_checked(pool, spec, None).await
+}
+
+/// [`create_stream_table`], refusing (before anything is installed) when the query
+/// compiles against the live schema to other output columns than `expected` (those
+/// compiled into the program: the schema drifted).
+pub(crate) async fn create_checked(
+    pool: &PgPool,
+    spec: &StreamTableSpec,
+    expected: Option<&[&str]>,
+) -> Result<()> {
     install(pool).await?;
     let name = display_name(&spec.name);
     let mut tx = pool
         .begin()
         .await
         .step(Some(&name), "starting the creation")?;
-    create_in(&mut tx, spec, &name).await?;
+    create_in(&mut tx, spec, &name, expected).await?;
     tx.commit()
         .await
         .step(Some(&name), "committing the creation")?;
@@ -42,7 +53,12 @@ pub async fn create_stream_table(pool: &PgPool, spec: &StreamTableSpec) -> Resul
     Ok(())
 }
 
-async fn create_in(conn: &mut PgConnection, spec: &StreamTableSpec, name: &str) -> Result<()> {
+async fn create_in(
+    conn: &mut PgConnection,
+    spec: &StreamTableSpec,
+    name: &str,
+    expected: Option<&[&str]>,
+) -> Result<()> {
     let subject = Some(name);
     // Serialise creations of one name, so the existence check below is reliable.
     sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
@@ -69,6 +85,10 @@ async fn create_in(conn: &mut PgConnection, spec: &StreamTableSpec, name: &str) 
         rendered: e.render(&spec.query),
         source: Box::new(e),
     })?;
+    if let Some(expected) = expected {
+        let found: Vec<&str> = compiled.columns.iter().map(|c| c.name.as_str()).collect();
+        check_columns(name, expected, &found)?;
+    }
 
     // Capture first: changes committed after the initial refresh's snapshot must
     // land in a buffer (PRIOR_ART: pg_ivm fix #121).
@@ -422,4 +442,16 @@ pub(crate) fn is_not_found(e: &sqlx::Error) -> bool {
         }
         _ => false,
     }
+}
+
+/// Compare the output columns compiled into the program with the database's.
+pub(crate) fn check_columns(name: &str, expected: &[&str], found: &[&str]) -> Result<()> {
+    if expected == found {
+        return Ok(());
+    }
+    Err(Error::SchemaDrift {
+        name: name.to_string(),
+        expected: expected.iter().map(|s| s.to_string()).collect(),
+        found: found.iter().map(|s| s.to_string()).collect(),
+    })
 }

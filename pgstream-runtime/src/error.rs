@@ -69,6 +69,21 @@ pub enum Error {
         /// What differs (`query`, `mode`).
         what: String,
     },
+    /// The output columns compiled into the program differ from what the query
+    /// gives against the live database (or from the stored table's columns).
+    #[error(
+        "stream table {name}: the schema drifted: compiled to columns ({}), but the database gives ({})",
+        expected.join(", "),
+        found.join(", ")
+    )]
+    SchemaDrift {
+        /// The stream table.
+        name: String,
+        /// Columns compiled into the program.
+        expected: Vec<String>,
+        /// Columns found in the database.
+        found: Vec<String>,
+    },
     /// An argument was invalid (a name, a schedule, a mode).
     #[error("{0}")]
     Invalid(String),

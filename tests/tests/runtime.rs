@@ -807,3 +807,64 @@ async fn partitioned_source() {
     h.refresh("ps").await.unwrap();
     assert_eq!(difference(&db.pool, q, "ps").await, 0);
 }
+
+#[tokio::test]
+async fn start_detects_schema_drift() {
+    use pgstream_runtime::StreamTableDef;
+    const GOOD: StreamTableDef = StreamTableDef {
+        schema: "public",
+        name: "st",
+        query: Q,
+        schedule: "30s",
+        mode: Mode::Differential,
+        columns: &["id", "name"],
+    };
+    let db = test_db().await;
+    setup_t(&db).await;
+    Runtime::builder(db.pool.clone())
+        .scheduler(false)
+        .register_def(GOOD)
+        .start()
+        .await
+        .unwrap();
+    // Restart with the same definition: kept.
+    Runtime::builder(db.pool.clone())
+        .scheduler(false)
+        .register_def(GOOD)
+        .start()
+        .await
+        .unwrap();
+
+    // The program was compiled against another schema.
+    let stale = StreamTableDef {
+        columns: &["id", "label"],
+        ..GOOD
+    };
+    let err = Runtime::builder(db.pool.clone())
+        .scheduler(false)
+        .register_def(stale)
+        .start()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::SchemaDrift { .. }), "{err}");
+    assert!(err.to_string().contains("label"), "{err}");
+
+    // A new one with drifted columns is refused before anything is installed.
+    let new = StreamTableDef {
+        name: "st2",
+        columns: &["id"],
+        ..GOOD
+    };
+    let err = Runtime::builder(db.pool.clone())
+        .scheduler(false)
+        .register_def(new)
+        .start()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::SchemaDrift { .. }), "{err}");
+    assert!(!scalar_bool(&db.pool, "SELECT to_regclass('public.st2') IS NOT NULL").await);
+    assert_eq!(
+        scalar_i64(&db.pool, "SELECT count(*) FROM pgstream.pgs_stream_tables").await,
+        1
+    );
+}

@@ -1,6 +1,6 @@
 -- pgstream SQL functions. Recreated (CREATE OR REPLACE) at every schema upgrade.
 -- Every function pins search_path and quotes identifiers with format('%I').
--- Advisory locks use the two-key form: (1885828980 = 'pgst', stream table id);
+-- Advisory locks use the two-key form: (1885828980 = 'pgst', stream table id mod 2^31);
 -- key (1885828980, 0) guards installation.
 
 -- Display name of a stream table: `name` in public, `schema.name` elsewhere.
@@ -100,8 +100,8 @@ BEGIN
     END IF;
 
     IF wait THEN
-        PERFORM pg_advisory_xact_lock(1885828980, st_id::integer);
-    ELSIF NOT pg_try_advisory_xact_lock(1885828980, st_id::integer) THEN
+        PERFORM pg_advisory_xact_lock(1885828980, (st_id % 2147483648)::integer);
+    ELSIF NOT pg_try_advisory_xact_lock(1885828980, (st_id % 2147483648)::integer) THEN
         RETURN NULL;
     END IF;
 
@@ -216,7 +216,7 @@ DECLARE
 BEGIN
     sid := pgstream._resolve(name);
     -- Wait for a refresh in progress.
-    PERFORM pg_advisory_xact_lock(1885828980, sid::integer);
+    PERFORM pg_advisory_xact_lock(1885828980, (sid % 2147483648)::integer);
     SELECT * INTO st FROM pgstream.pgs_stream_tables s WHERE s.id = sid;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'stream table % does not exist', name USING ERRCODE = 'undefined_table';
