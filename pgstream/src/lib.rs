@@ -73,7 +73,7 @@
 //!     sqlx::query("INSERT INTO employees (name, department_id, salary) VALUES ('Heidi', 6, 105000)")
 //!         .execute(&pool)
 //!         .await?;
-//!     runtime.handle().refresh("department_stats").await?;
+//!     runtime.refresh("department_stats").await?; // or wait for the scheduler
 //!
 //!     let stats: Vec<DepartmentStats> =
 //!         sqlx::query_as("SELECT * FROM department_stats ORDER BY department_name")

@@ -27,6 +27,15 @@ pub struct DepartmentStats {
 
 fn assert_from_row<T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>>() {}
 
+// The struct registers with the runtime through the facade (not run: no database here).
+#[allow(dead_code)]
+async fn start(pool: sqlx::PgPool) -> pgstream::Result<pgstream::Runtime> {
+    pgstream::Runtime::builder(pool)
+        .register::<DepartmentStats>()
+        .start()
+        .await
+}
+
 fn main() {
     assert_from_row::<DepartmentStats>();
     let def = DepartmentStats::DEF;
