@@ -23,7 +23,9 @@ CREATE SCHEMA IF NOT EXISTS pgstream_changes;
 CREATE TABLE IF NOT EXISTS pgstream.pgs_meta (schema_version integer NOT NULL);
 ";
 
-/// The versioned migrations: `(version, script)`, applied in order.
+/// The versioned migrations: `(version, script)`, applied in order. To change only
+/// the SQL functions, bump [`SCHEMA_VERSION`] and add an empty script: the functions
+/// are recreated at every upgrade and only then.
 const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("sql/schema_v1.sql"))];
 
 /// The SQL functions and views, recreated at every upgrade.
