@@ -50,6 +50,7 @@ impl JoinKind {
 
 /// The FROM clause as a tree.
 #[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Tree {
     Leaf(usize),
     Join {

@@ -38,6 +38,7 @@ pub enum Strategy {
 
 /// What the renderer works from.
 #[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Body {
     /// A bound block maintained by delta rules.
     Incremental(Block),

@@ -728,13 +728,12 @@ impl Inc<'_> {
             ),
             format!("\"__pgs_adv\" AS ({})", frontier_advance(self.ctx)),
         ];
-        let tail;
-        if global {
+        let tail = if global {
             body.push(format!(
                 "\"__pgs_upd\" AS (UPDATE {st} AS st SET {} FROM \"__pgs_src\" AS s WHERE {matchp} AND {changed} RETURNING 1)",
                 set_list.join(", ")
             ));
-            tail = "SELECT (SELECT count(*) FROM \"__pgs_upd\") AS \"rows_changed\"".to_string();
+            "SELECT (SELECT count(*) FROM \"__pgs_upd\") AS \"rows_changed\"".to_string()
         } else {
             body.push(format!(
                 "\"__pgs_del\" AS (DELETE FROM {st} AS st USING \"__pgs_src\" AS s WHERE s.\"__pgs_exists\" AND s.\"__pgs_count\" = 0 AND {matchp} RETURNING 1)"
@@ -748,8 +747,8 @@ impl Inc<'_> {
                 cols = stored.join(", "),
                 scols = stored.iter().map(|c| format!("s.{c}")).collect::<Vec<_>>().join(", ")
             ));
-            tail = "SELECT (SELECT count(*) FROM \"__pgs_del\") + (SELECT count(*) FROM \"__pgs_upd\") + (SELECT count(*) FROM \"__pgs_ins\") AS \"rows_changed\"".to_string();
-        }
+            "SELECT (SELECT count(*) FROM \"__pgs_del\") + (SELECT count(*) FROM \"__pgs_upd\") + (SELECT count(*) FROM \"__pgs_ins\") AS \"rows_changed\"".to_string()
+        };
         let diff = self.finish(body, &tail);
         let hidden = gnames
             .iter()

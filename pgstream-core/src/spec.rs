@@ -70,11 +70,11 @@ impl fmt::Display for Schedule {
         let ms = self.0.subsec_millis();
         if ms != 0 {
             write!(f, "{}ms", self.0.as_millis())
-        } else if s % 86400 == 0 && s > 0 {
+        } else if s.is_multiple_of(86400) && s > 0 {
             write!(f, "{}d", s / 86400)
-        } else if s % 3600 == 0 && s > 0 {
+        } else if s.is_multiple_of(3600) && s > 0 {
             write!(f, "{}h", s / 3600)
-        } else if s % 60 == 0 && s > 0 {
+        } else if s.is_multiple_of(60) && s > 0 {
             write!(f, "{}m", s / 60)
         } else {
             write!(f, "{s}s")
