@@ -21,7 +21,11 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 
 #[derive(Parser)]
-#[command(name = "pgstream", version, about = "Stream tables for PostgreSQL: tables defined by a query, maintained incrementally")]
+#[command(
+    name = "pgstream",
+    version,
+    about = "Stream tables for PostgreSQL: tables defined by a query, maintained incrementally"
+)]
 struct Cli {
     /// PostgreSQL connection URL.
     #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
@@ -85,7 +89,8 @@ enum Command {
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn")),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn")),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -113,7 +118,12 @@ async fn connect(url: Option<String>) -> Result<PgPool, Box<dyn std::error::Erro
 
 async fn run(cli: Cli) -> Res {
     match cli.command {
-        Command::Explain { query, schema, mode, name } => {
+        Command::Explain {
+            query,
+            schema,
+            mode,
+            name,
+        } => {
             let catalog = load_schema(&schema)?;
             let mode: Mode = mode.parse()?;
             let spec = pgstream::StreamTableSpec {
@@ -126,7 +136,12 @@ async fn run(cli: Cli) -> Res {
             print!("{}", compiled.explain());
             Ok(())
         }
-        Command::Create { name, query, schedule, mode } => {
+        Command::Create {
+            name,
+            query,
+            schedule,
+            mode,
+        } => {
             let pool = connect(cli.database_url).await?;
             let mode: Mode = mode.parse()?;
             let spec = pgstream::spec(&name, &query, &schedule, mode)?;
@@ -138,7 +153,11 @@ async fn run(cli: Cli) -> Res {
         Command::Refresh { name } => {
             let pool = connect(cli.database_url).await?;
             let out = pgstream::refresh(&pool, &name).await?;
-            println!("refreshed {name}: {} rows changed in {:.1} ms", out.rows_changed, out.duration.as_secs_f64() * 1000.0);
+            println!(
+                "refreshed {name}: {} rows changed in {:.1} ms",
+                out.rows_changed,
+                out.duration.as_secs_f64() * 1000.0
+            );
             Ok(())
         }
         Command::Drop { name } => {
@@ -169,7 +188,8 @@ async fn run(cli: Cli) -> Res {
 async fn shutdown_signal() {
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
@@ -185,19 +205,35 @@ fn load_schema(dir: &Path) -> Result<pgstream::Catalog, String> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| format!("cannot read the schema directory {}: {e}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "sql") && !p.to_string_lossy().ends_with(".down.sql"))
+        .filter(|p| {
+            p.extension().is_some_and(|x| x == "sql") && !p.to_string_lossy().ends_with(".down.sql")
+        })
         .collect();
     files.sort();
     let mut catalog = pgstream::Catalog::new();
     for f in files {
-        let text = std::fs::read_to_string(&f).map_err(|e| format!("cannot read {}: {e}", f.display()))?;
-        catalog.apply_ddl(&text).map_err(|e| format!("{}: {e}", f.display()))?;
+        let text =
+            std::fs::read_to_string(&f).map_err(|e| format!("cannot read {}: {e}", f.display()))?;
+        catalog
+            .apply_ddl(&text)
+            .map_err(|e| format!("{}: {e}", f.display()))?;
     }
     Ok(catalog)
 }
 
 fn print_status(rows: &[pgstream::StreamTableStatus]) {
-    let header = ["name", "mode", "schedule", "status", "stale", "pending", "last refresh", "refreshes", "avg ms", "last error"];
+    let header = [
+        "name",
+        "mode",
+        "schedule",
+        "status",
+        "stale",
+        "pending",
+        "last refresh",
+        "refreshes",
+        "avg ms",
+        "last error",
+    ];
     let table: Vec<Vec<String>> = rows
         .iter()
         .map(|s| {
@@ -208,9 +244,13 @@ fn print_status(rows: &[pgstream::StreamTableStatus]) {
                 s.status.clone(),
                 if s.stale { "t" } else { "f" }.to_string(),
                 s.pending_changes.to_string(),
-                s.last_refresh_at.map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string()).unwrap_or_default(),
+                s.last_refresh_at
+                    .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+                    .unwrap_or_default(),
                 s.refresh_count.to_string(),
-                s.avg_duration_ms.map(|d| format!("{d:.2}")).unwrap_or_default(),
+                s.avg_duration_ms
+                    .map(|d| format!("{d:.2}"))
+                    .unwrap_or_default(),
                 s.last_error.clone().unwrap_or_default(),
             ]
         })
@@ -228,11 +268,33 @@ fn aligned(header: &[&str], rows: &[Vec<String>]) -> String {
     }
     let mut out = String::new();
     let line = |cells: Vec<String>| format!(" {}\n", cells.join(" | ").trim_end());
-    out.push_str(&line(header.iter().enumerate().map(|(i, h)| format!("{h:^w$}", w = widths[i])).collect()));
-    out.push_str(&format!("{}\n", widths.iter().map(|w| "-".repeat(w + 2)).collect::<Vec<_>>().join("+")));
+    out.push_str(&line(
+        header
+            .iter()
+            .enumerate()
+            .map(|(i, h)| format!("{h:^w$}", w = widths[i]))
+            .collect(),
+    ));
+    out.push_str(&format!(
+        "{}\n",
+        widths
+            .iter()
+            .map(|w| "-".repeat(w + 2))
+            .collect::<Vec<_>>()
+            .join("+")
+    ));
     for r in rows {
-        out.push_str(&line(r.iter().enumerate().map(|(i, c)| format!("{c:<w$}", w = widths[i])).collect()));
+        out.push_str(&line(
+            r.iter()
+                .enumerate()
+                .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
+                .collect(),
+        ));
     }
-    out.push_str(&format!("({} row{})\n", rows.len(), if rows.len() == 1 { "" } else { "s" }));
+    out.push_str(&format!(
+        "({} row{})\n",
+        rows.len(),
+        if rows.len() == 1 { "" } else { "s" }
+    ));
     out
 }
