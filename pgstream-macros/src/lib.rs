@@ -67,7 +67,7 @@ use proc_macro::TokenStream;
 /// | `schedule` | no, default `"1m"` | The staleness bound: the scheduler refreshes the table when its changes are older than this. `500ms`, `30s`, `5m`, `1h`, `1d`, or combined (`1h30m`). |
 /// | `mode` | no, default `"differential"` | `"differential"`: apply only the effect of the captured changes; a query that cannot be maintained that way is a compile error that suggests `"full"`. `"full"`: recompute the query at each refresh and apply only the difference. |
 /// | `name` | no, default: the struct's name in snake case | The storage table, `"table"` (in `public`) or `"schema.table"`. |
-/// | `schema` | no, default `"migrations"` | The directory of `.sql` migrations the query is checked against, relative to the crate's directory. Files are applied in version order (`0001_init.sql`, `0002_...`; `*.down.sql` are skipped); the one `sqlx::migrate!()` reads is the default. |
+/// | `schema` | no, default `"migrations"` | The directory of `.sql` migrations the query is checked against, relative to the crate's directory. Files are applied in file-name order (`0001_init.sql`, `0002_...`; `*.down.sql` are skipped); the one `sqlx::migrate!()` reads is the default. |
 ///
 /// ```ignore
 /// // A filter, stored as `reporting.well_paid`, recomputed in full every five minutes,

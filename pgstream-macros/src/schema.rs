@@ -74,7 +74,7 @@ pub(crate) fn load(dir: Option<&LitStr>) -> syn::Result<Schema> {
         )
     })?;
 
-    let mut files: Vec<(u64, String, PathBuf)> = Vec::new();
+    let mut files: Vec<(String, PathBuf)> = Vec::new();
     for entry in entries {
         let entry = entry.map_err(|err| {
             syn::Error::new(
@@ -90,17 +90,15 @@ pub(crate) fn load(dir: Option<&LitStr>) -> syn::Result<Schema> {
         if !name.ends_with(".sql") || name.ends_with(".down.sql") || !entry.path().is_file() {
             continue;
         }
-        let version = name
-            .split(|c: char| !c.is_ascii_digit())
-            .next()
-            .and_then(|v| v.parse().ok());
-        files.push((version.unwrap_or(u64::MAX), name, entry.path()));
+        files.push((name, entry.path()));
     }
+    // File-name order, as the command line's `--schema` reads them: zero-padded
+    // versions (`0001_`, or sqlx's timestamps) sort as numbers do.
     files.sort();
 
     let mut catalog = Catalog::new();
     let mut applied = Vec::with_capacity(files.len());
-    for (_, name, file) in files {
+    for (name, file) in files {
         let text = std::fs::read_to_string(&file).map_err(|err| {
             syn::Error::new(
                 span,
