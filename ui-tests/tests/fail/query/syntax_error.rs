@@ -5,3 +5,9 @@ struct Broken {
 }
 
 fn main() {}
+
+#[pgstream::stream_table(query = "SELECT id name, FROM employees GROUP department_id")]
+struct Garbled {
+    id: i32,
+    name: String,
+}
