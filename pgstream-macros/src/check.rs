@@ -40,14 +40,23 @@ pub(crate) fn check_fields(cx: &Ctxt, cont: &Container<'_>, columns: &[OutputCol
         } else {
             ("columns", "them")
         };
-        cx.error_spanned_by(
+        let mut msg = format!(
+            "struct `{}` has no field for the query's output {noun} {}\n  = note: query columns: {column_list}\n  = note: struct fields:  {field_list}\n  = help: add a field per column, or remove {these} from the query",
             cont.ident,
-            format!(
-                "struct `{}` has no field for the query's output {noun} {}\n  = note: query columns: {column_list}\n  = note: struct fields:  {field_list}\n  = help: add a field per column, or remove {these} from the query",
-                cont.ident,
-                list(missing.iter().copied()),
-            ),
+            list(missing.iter().copied()),
         );
+        let unnamable: Vec<&str> = missing
+            .iter()
+            .copied()
+            .filter(|c| !is_field_name(c))
+            .collect();
+        if !unnamable.is_empty() {
+            msg.push_str(&format!(
+                "\n  = help: no field can be named {}: give the expression an alias in the query (`... AS total`)",
+                list(unnamable.into_iter()),
+            ));
+        }
+        cx.error_spanned_by(cont.ident, msg);
     }
 
     for (i, c) in columns.iter().enumerate() {
@@ -70,4 +79,10 @@ fn list<'a>(names: impl Iterator<Item = &'a str>) -> String {
     } else {
         v.join(", ")
     }
+}
+
+/// Whether a column name can be a field's name (possibly raw: `r#type`).
+fn is_field_name(column: &str) -> bool {
+    syn::parse_str::<syn::Ident>(column).is_ok()
+        || syn::parse_str::<syn::Ident>(&format!("r#{column}")).is_ok()
 }

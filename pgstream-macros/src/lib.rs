@@ -90,7 +90,8 @@ use proc_macro::TokenStream;
 /// The struct, unchanged, plus `impl pgstream::StreamTable` (its `DEF` constant holds
 /// the storage table's name, the query, the schedule, the mode and the output columns,
 /// for the runtime to register) and `impl sqlx::FromRow<'_, PgRow>` reading each field
-/// from the column of its name. Each file read (migrations, `query_file`) is included
+/// from the column of its name (so do not also derive `sqlx::FromRow`; the crate needs no
+/// direct sqlx dependency for it). Each file read (migrations, `query_file`) is included
 /// with `include_str!`, so editing one rebuilds the crate. Cargo does not notice a
 /// *new* migration file by itself; as with `sqlx::migrate!()`, add a `build.rs` with
 /// `println!("cargo:rerun-if-changed=migrations");`.
