@@ -1,0 +1,206 @@
+//! Change capture and the snapshot frontier against the traps in PRIOR_ART.md:
+//! a transaction that stays open across a refresh (a high-water mark would lose its
+//! rows), writes inside savepoints (sub-transaction ids), rolled-back savepoints, and
+//! concurrent refreshes of one stream table.
+
+use pgstream::Mode;
+use pgstream_tests::{test_db, TestDb};
+use sqlx::{Acquire, PgPool};
+
+const Q: &str = "SELECT k, count(*) AS n, sum(v) AS s FROM items GROUP BY k";
+
+async fn setup() -> TestDb {
+    let db = test_db().await;
+    db.exec("CREATE TABLE items (id int PRIMARY KEY, k int, v int); INSERT INTO items SELECT g, g % 3, g FROM generate_series(1, 9) g;")
+        .await;
+    pgstream::create_stream_table(
+        &db.pool,
+        &pgstream::spec("sums", Q, "1h", Mode::Differential).unwrap(),
+    )
+    .await
+    .unwrap();
+    db
+}
+
+async fn refresh(pool: &PgPool) -> i64 {
+    sqlx::query_scalar::<_, i64>("SELECT pgstream.refresh_stream_table('sums')")
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+/// Rows that differ between the stream table and its query, both ways.
+async fn difference(pool: &PgPool) -> i64 {
+    sqlx::query_scalar::<_, i64>(&format!(
+        "SELECT (SELECT count(*) FROM (({Q}) EXCEPT ALL (SELECT k, n, s FROM sums)) a)
+              + (SELECT count(*) FROM ((SELECT k, n, s FROM sums) EXCEPT ALL ({Q})) b)"
+    ))
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+async fn total(pool: &PgPool) -> i64 {
+    sqlx::query_scalar::<_, i64>("SELECT sum(n)::bigint FROM sums")
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_transaction_open_across_a_refresh_is_picked_up_by_the_next() {
+    let db = setup().await;
+    let mut a = db.connect().await;
+    let mut ta = a.begin().await.unwrap();
+    // A writes first (its buffer row gets the lower change id) and stays open.
+    sqlx::query("INSERT INTO items VALUES (100, 1, 100)")
+        .execute(&mut *ta)
+        .await
+        .unwrap();
+    // B writes later and commits.
+    sqlx::query("INSERT INTO items VALUES (101, 1, 101)")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    refresh(&db.pool).await;
+    assert_eq!(total(&db.pool).await, 10, "B's row only");
+    assert_eq!(difference(&db.pool).await, 0);
+    ta.commit().await.unwrap();
+    refresh(&db.pool).await;
+    assert_eq!(
+        total(&db.pool).await,
+        11,
+        "A's row arrives with the next refresh"
+    );
+    assert_eq!(difference(&db.pool).await, 0);
+    // and it is not applied twice
+    refresh(&db.pool).await;
+    assert_eq!(total(&db.pool).await, 11);
+}
+
+#[tokio::test]
+async fn writes_inside_savepoints_wait_for_the_top_level_commit() {
+    let db = setup().await;
+    let mut a = db.connect().await;
+    let mut ta = a.begin().await.unwrap();
+    let mut sp = ta.begin().await.unwrap(); // SAVEPOINT
+    sqlx::query("INSERT INTO items VALUES (200, 2, 5)")
+        .execute(&mut *sp)
+        .await
+        .unwrap();
+    sp.commit().await.unwrap(); // RELEASE SAVEPOINT
+    let mut sp2 = ta.begin().await.unwrap();
+    sqlx::query("INSERT INTO items VALUES (201, 2, 7)")
+        .execute(&mut *sp2)
+        .await
+        .unwrap();
+    sp2.rollback().await.unwrap(); // ROLLBACK TO SAVEPOINT: never happened
+                                   // A PL/pgSQL exception block is a sub-transaction too.
+    sqlx::raw_sql(
+        "DO $$ BEGIN BEGIN INSERT INTO items VALUES (202, 2, 9); EXCEPTION WHEN others THEN NULL; END; END $$",
+    )
+    .execute(&mut *ta)
+    .await
+    .unwrap();
+    refresh(&db.pool).await; // A still open: nothing of it may appear
+    assert_eq!(total(&db.pool).await, 9);
+    assert_eq!(difference(&db.pool).await, 0);
+    ta.commit().await.unwrap();
+    refresh(&db.pool).await;
+    assert_eq!(
+        total(&db.pool).await,
+        11,
+        "rows 200 and 202, not the rolled-back 201"
+    );
+    assert_eq!(difference(&db.pool).await, 0);
+}
+
+#[tokio::test]
+async fn a_rolled_back_writer_leaves_no_trace() {
+    let db = setup().await;
+    let mut a = db.connect().await;
+    let mut ta = a.begin().await.unwrap();
+    sqlx::query("UPDATE items SET k = k + 1")
+        .execute(&mut *ta)
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM items WHERE id < 4")
+        .execute(&mut *ta)
+        .await
+        .unwrap();
+    ta.rollback().await.unwrap();
+    assert_eq!(refresh(&db.pool).await, 0);
+    assert_eq!(difference(&db.pool).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_refreshes_of_one_stream_table_apply_each_change_once() {
+    let db = setup().await;
+    let pool = db.new_pool(8).await;
+    for round in 0..20 {
+        sqlx::query("UPDATE items SET v = v + 1, k = (k + 1) % 4 WHERE id % 2 = $1")
+            .bind(round % 2)
+            .execute(&pool)
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO items VALUES ($1, $1 % 5, 1)")
+            .bind(1000 + round)
+            .execute(&pool)
+            .await
+            .unwrap();
+        let mut handles = Vec::new();
+        for _ in 0..4 {
+            let p = pool.clone();
+            handles.push(tokio::spawn(async move { refresh(&p).await }));
+        }
+        for h in handles {
+            h.await.unwrap();
+        }
+        assert_eq!(difference(&pool).await, 0, "round {round}");
+    }
+}
+
+#[tokio::test]
+async fn buffers_are_trimmed_after_every_consumer_has_seen_the_changes() {
+    let db = setup().await;
+    pgstream::create_stream_table(
+        &db.pool,
+        &pgstream::spec(
+            "big",
+            "SELECT id, v FROM items WHERE v > 5",
+            "1h",
+            Mode::Differential,
+        )
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+    let buffered = |pool: PgPool| async move {
+        let oid: i64 = sqlx::query_scalar("SELECT 'items'::regclass::oid::bigint")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        sqlx::query_scalar::<_, i64>(&format!(
+            "SELECT count(*) FROM pgstream_changes.changes_{oid}"
+        ))
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+    };
+    sqlx::query("UPDATE items SET v = v + 10")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        buffered(db.pool.clone()).await,
+        18,
+        "-old and +new of 9 rows"
+    );
+    refresh(&db.pool).await; // `sums` saw them; `big` did not yet
+    assert_eq!(buffered(db.pool.clone()).await, 18);
+    sqlx::query_scalar::<_, i64>("SELECT pgstream.refresh_stream_table('big')")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(buffered(db.pool.clone()).await, 0);
+}
