@@ -85,6 +85,27 @@ impl Catalog {
         Ok(c)
     }
 
+    /// Build a catalog from migration files given as `(file name, text)`: the files
+    /// sqlx names `<version>_<description>.sql` (or `.up.sql`), applied in file-name
+    /// order; other files and `.down.sql` are ignored. One loader for the macro, the
+    /// command line and the runtime, so they agree on the schema.
+    pub fn from_migrations<I>(files: I) -> std::result::Result<Self, MigrationError>
+    where
+        I: IntoIterator<Item = (String, String)>,
+    {
+        let mut files: Vec<(String, String)> = files
+            .into_iter()
+            .filter(|(n, _)| is_migration_file(n))
+            .collect();
+        files.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut c = Catalog::new();
+        for (file, text) in files {
+            c.apply_ddl(&text)
+                .map_err(|error| MigrationError { file, error })?;
+        }
+        Ok(c)
+    }
+
     /// Apply the table-shaping statements of a DDL script: CREATE TABLE, ALTER TABLE
     /// (ADD/DROP/RENAME COLUMN, ALTER COLUMN TYPE, RENAME TO, ADD PRIMARY KEY), DROP
     /// TABLE. Other statements (indexes, inserts, functions, comments, ...) are skipped.
@@ -256,6 +277,29 @@ impl Catalog {
         Ok(())
     }
 }
+
+/// Whether a file of a migrations folder is a migration to apply (`*.sql`, but not
+/// the `*.down.sql` that undoes one).
+pub fn is_migration_file(name: &str) -> bool {
+    name.ends_with(".sql") && !name.ends_with(".down.sql")
+}
+
+/// A migration that could not be applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrationError {
+    /// The file's name.
+    pub file: String,
+    /// What went wrong.
+    pub error: Error,
+}
+
+impl std::fmt::Display for MigrationError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "in migration `{}`: {}", self.file, self.error)
+    }
+}
+
+impl std::error::Error for MigrationError {}
 
 /// The name of `name` split into schema (default `public`) and table.
 pub(crate) fn qualified(name: &ObjectName) -> QualifiedName {
@@ -475,6 +519,27 @@ mod tests {
             ["a", "bb"]
         );
         assert!(c.lookup(None, "gone").is_none());
+    }
+
+    #[test]
+    fn migrations_apply_in_file_name_order_without_down_files() {
+        let c = Catalog::from_migrations([
+            (
+                "0002_add.sql".to_string(),
+                "ALTER TABLE t ADD COLUMN b int;".to_string(),
+            ),
+            (
+                "0001_init.up.sql".to_string(),
+                "CREATE TABLE t (a int);".to_string(),
+            ),
+            (
+                "0001_init.down.sql".to_string(),
+                "DROP TABLE t;".to_string(),
+            ),
+            ("README.md".to_string(), "not sql".to_string()),
+        ])
+        .unwrap();
+        assert_eq!(c.lookup(None, "t").unwrap().columns.len(), 2);
     }
 
     #[test]

@@ -21,6 +21,7 @@ mod expr;
 mod plan;
 mod quote;
 mod render;
+mod typecheck;
 
 pub use catalog::{Catalog, Column, Table};
 pub use error::{Diagnostic, Error, Result};

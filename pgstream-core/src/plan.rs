@@ -277,6 +277,8 @@ pub(crate) fn compile(spec: &StreamTableSpec, catalog: &Catalog) -> Result<Compi
         ))));
     }
 
+    crate::typecheck::check(text, &query, catalog)?;
+
     // Try delta rules.
     let mut bind_sources = sources.clone();
     let bound = {
@@ -399,6 +401,19 @@ fn syntax_error(text: &str, e: ParserError) -> Error {
                 span = expr::span_range(text, s);
                 clean = msg[..pos].to_string();
             }
+        }
+    }
+    if span.is_none() && clean.contains("EOF") {
+        // the query ended too early: point at its last character
+        let end = text.trim_end().len();
+        if end > 0 {
+            let start = text[..end]
+                .char_indices()
+                .last()
+                .map(|(i, _)| i)
+                .unwrap_or(0);
+            span = Some(start..end);
+            clean = clean.replace("found: EOF", "found: the end of the query");
         }
     }
     Error::Syntax(Diagnostic::new(clean).with_span(span))

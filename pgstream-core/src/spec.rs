@@ -90,6 +90,11 @@ impl FromStr for Schedule {
         if t.is_empty() {
             return Err("empty schedule: expected a duration such as `30s`, `5m` or `1h`".into());
         }
+        if t.contains(char::is_whitespace) {
+            return Err(format!(
+                "invalid schedule `{text}`: write a duration without spaces, such as `30s`, `5m`, `1h` or `1h30m`"
+            ));
+        }
         let mut total = Duration::ZERO;
         let mut rest = t;
         while !rest.is_empty() {

@@ -240,3 +240,44 @@ fn a_definition_is_one_select() {
     assert!(matches!(err("SELECT 1; SELECT 2"), Error::Invalid(_)));
     assert!(err("SELECT 1").to_string().contains("reads no table"));
 }
+
+#[test]
+fn the_tutorials_comparison_trap_is_a_compile_error() {
+    let q = DEPARTMENT_TREE.replace("' > '", "'' > ''");
+    let e = err(&q);
+    assert!(matches!(e, Error::Invalid(_)), "{e}");
+    let d = e.diagnostic().unwrap();
+    assert!(d.message.contains("UNION"), "{}", d.message);
+    assert!(
+        d.message.contains("text") && d.message.contains("boolean"),
+        "{}",
+        d.message
+    );
+    assert!(d.help.as_ref().unwrap().contains("' > '"));
+    assert!(
+        q[d.span.clone().unwrap()].contains("'' > ''"),
+        "{:?}",
+        &q[d.span.clone().unwrap()]
+    );
+    // the same trap in FULL mode
+    assert!(compile(&spec(&q, Mode::Full), &catalog()).is_err());
+    // matching branches pass
+    diff(DEPARTMENT_TREE).unwrap();
+    compile(
+        &spec(
+            "SELECT id, name FROM departments UNION SELECT id, name FROM employees",
+            Mode::Full,
+        ),
+        &catalog(),
+    )
+    .unwrap();
+}
+
+#[test]
+fn syntax_error_at_the_end_points_at_the_end() {
+    let q = "SELECT id FROM departments WHERE";
+    let e = err(q);
+    let d = e.diagnostic().unwrap();
+    assert_eq!(&q[d.span.clone().unwrap()], "E");
+    assert!(d.message.contains("end of the query"), "{}", d.message);
+}

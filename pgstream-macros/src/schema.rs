@@ -86,20 +86,14 @@ pub(crate) fn load(dir: Option<&LitStr>) -> syn::Result<Schema> {
             )
         })?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        // `<version>_<description>.sql` or `.up.sql`; `.down.sql` undoes a migration.
-        if !name.ends_with(".sql") || name.ends_with(".down.sql") || !entry.path().is_file() {
+        if !pgstream_core::catalog::is_migration_file(&name) || !entry.path().is_file() {
             continue;
         }
         files.push((name, entry.path()));
     }
-    // File-name order, as the command line's `--schema` reads them: zero-padded
-    // versions (`0001_`, or sqlx's timestamps) sort as numbers do.
-    files.sort();
-
-    let mut catalog = Catalog::new();
-    let mut applied = Vec::with_capacity(files.len());
-    for (name, file) in files {
-        let text = std::fs::read_to_string(&file).map_err(|err| {
+    let mut texts = Vec::with_capacity(files.len());
+    for (name, file) in &files {
+        let text = std::fs::read_to_string(file).map_err(|err| {
             syn::Error::new(
                 span,
                 format!(
@@ -108,17 +102,26 @@ pub(crate) fn load(dir: Option<&LitStr>) -> syn::Result<Schema> {
                 ),
             )
         })?;
-        catalog.apply_ddl(&text).map_err(|err| {
-            syn::Error::new(
-                span,
-                format!("in migration `{shown}/{name}`: {}", err.render(&text)),
-            )
-        })?;
-        applied.push(file);
+        texts.push((name.clone(), text));
     }
+    // The core's loader applies them in file-name order, as the runtime and the
+    // command line do.
+    let by_name: std::collections::HashMap<String, String> = texts.iter().cloned().collect();
+    let catalog = Catalog::from_migrations(texts).map_err(|err| {
+        let text = by_name.get(&err.file).map(String::as_str).unwrap_or("");
+        syn::Error::new(
+            span,
+            format!(
+                "in migration `{shown}/{}`: {}",
+                err.file,
+                err.error.render(text)
+            ),
+        )
+    })?;
+    files.sort();
     Ok(Schema {
         catalog,
-        files: applied,
+        files: files.into_iter().map(|(_, p)| p).collect(),
     })
 }
 

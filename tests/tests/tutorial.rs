@@ -422,7 +422,7 @@ async fn tutorial_through_sql_functions() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_tutorials_comparison_trap_fails_with_postgres_reason_and_leaves_nothing() {
+async fn the_tutorials_comparison_trap_fails_with_the_reason_and_leaves_nothing() {
     let db = test_db().await;
     step1(&db).await;
     let trap = DepartmentTree::DEF.query.replace("' > '", "'' > ''");

@@ -202,23 +202,22 @@ async fn shutdown_signal() {
 }
 
 fn load_schema(dir: &Path) -> Result<pgstream::Catalog, String> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir)
         .map_err(|e| format!("cannot read the schema directory {}: {e}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.extension().is_some_and(|x| x == "sql") && !p.to_string_lossy().ends_with(".down.sql")
-        })
-        .collect();
-    files.sort();
-    let mut catalog = pgstream::Catalog::new();
-    for f in files {
-        let text =
-            std::fs::read_to_string(&f).map_err(|e| format!("cannot read {}: {e}", f.display()))?;
-        catalog
-            .apply_ddl(&text)
-            .map_err(|e| format!("{}: {e}", f.display()))?;
+    {
+        let path = entry.map_err(|e| e.to_string())?.path();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if pgstream::compiler::catalog::is_migration_file(&name) && path.is_file() {
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            files.push((name, text));
+        }
     }
-    Ok(catalog)
+    pgstream::Catalog::from_migrations(files).map_err(|e| e.to_string())
 }
 
 fn print_status(rows: &[pgstream::StreamTableStatus]) {
