@@ -434,10 +434,10 @@ async fn the_tutorials_comparison_trap_fails_with_the_reason_and_leaves_nothing(
     .expect_err("PostgreSQL rejects the tutorial's query as written");
     let msg = err.to_string();
     assert!(msg.contains("department_tree"), "{msg}");
-    assert!(
-        msg.contains("UNION types text and boolean cannot be matched"),
-        "{msg}"
-    );
+    // Caught before anything is installed, with PostgreSQL's reason and the fix.
+    assert!(msg.contains("UNION types cannot be matched"), "{msg}");
+    assert!(msg.contains("text") && msg.contains("boolean"), "{msg}");
+    assert!(msg.contains("write the string literal ' > '"), "{msg}");
     assert_eq!(
         count(
             &db.pool,
