@@ -201,7 +201,9 @@ impl<'a> Binder<'a> {
             SetExpr::Query(inner) => return self.bind_query(inner),
             other => {
                 let what = match other {
-                    SetExpr::SetOperation { op, .. } => format!("{op}"),
+                    SetExpr::SetOperation {
+                        op, set_quantifier, ..
+                    } => format!("{op} {set_quantifier}").trim().to_string(),
                     SetExpr::Values(_) => "VALUES".to_string(),
                     _ => "this kind of query".to_string(),
                 };
@@ -266,7 +268,13 @@ impl<'a> Binder<'a> {
                 }
                 SelectItem::Wildcard(_) => {
                     for (li, leaf) in self.leaves.iter().enumerate() {
-                        for (ci, c) in leaf.table.columns.iter().enumerate() {
+                        for (ci, c) in leaf
+                            .table
+                            .columns
+                            .iter()
+                            .enumerate()
+                            .filter(|(_, c)| !c.name.starts_with("__pgs_"))
+                        {
                             let m = marker(Marker::Col { leaf: li, col: ci });
                             items.push((c.name.clone(), m.clone(), m));
                         }
@@ -287,7 +295,13 @@ impl<'a> Binder<'a> {
                                 .with_span(expr::span_range(self.query, n.span())),
                         ));
                     };
-                    for (ci, c) in self.leaves[li].table.columns.iter().enumerate() {
+                    for (ci, c) in self.leaves[li]
+                        .table
+                        .columns
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, c)| !c.name.starts_with("__pgs_"))
+                    {
                         let m = marker(Marker::Col { leaf: li, col: ci });
                         items.push((c.name.clone(), m.clone(), m));
                     }
@@ -337,6 +351,13 @@ impl<'a> Binder<'a> {
         let mut groups: Vec<Expr> = Vec::new();
         let mut group_texts = Vec::new();
         for g in &group_exprs {
+            if matches!(g, Expr::Rollup(_) | Expr::Cube(_) | Expr::GroupingSets(_)) {
+                return Err(unsupported(
+                    self.query,
+                    "GROUP BY ROLLUP/CUBE/GROUPING SETS",
+                    Some(g),
+                ));
+            }
             let bound = match g {
                 Expr::Value(sqlparser::ast::ValueWithSpan {
                     value: Value::Number(n, _),

@@ -252,11 +252,23 @@ pub(crate) fn compile(spec: &StreamTableSpec, catalog: &Catalog) -> Result<Compi
             sources: &mut sources,
             leaves: Vec::new(),
         };
-        let mut names: Vec<ObjectName> = Vec::new();
-        let _ = sqlparser::ast::visit_relations(&*query, |n| {
-            names.push(n.clone());
-            ControlFlow::<()>::Continue(())
-        });
+        // Table references (not table functions such as `generate_series(...)`).
+        struct Tables(Vec<ObjectName>);
+        impl Visitor for Tables {
+            type Break = ();
+            fn pre_visit_table_factor(&mut self, f: &TableFactor) -> ControlFlow<()> {
+                if let TableFactor::Table {
+                    name, args: None, ..
+                } = f
+                {
+                    self.0.push(name.clone());
+                }
+                ControlFlow::Continue(())
+            }
+        }
+        let mut tables = Tables(Vec::new());
+        let _ = query.visit(&mut tables);
+        let names = tables.0;
         for n in &names {
             if n.0.len() == 1 && ctes.contains(&ident_value(n.0[0].as_ident().expect("ident"))) {
                 continue;
@@ -305,6 +317,7 @@ pub(crate) fn compile(spec: &StreamTableSpec, catalog: &Catalog) -> Result<Compi
             (Strategy::Incremental, Body::Incremental(block), columns)
         }
         (Mode::Differential, Err(Error::Unsupported(_))) if is_recursive => {
+            reject_volatile(text, &query)?;
             let columns = output_columns(text, &query, catalog)?;
             qualify_tables(&mut query, &ctes, &sources);
             (
@@ -379,6 +392,34 @@ fn check_keys(text: &str, b: Block) -> Result<Block> {
         }
     }
     Ok(b)
+}
+
+/// Recomputation re-evaluates the whole query, so a volatile function would make
+/// every refresh rewrite rows that did not change: rejected in DIFFERENTIAL mode.
+fn reject_volatile(text: &str, q: &Query) -> Result<()> {
+    struct V<'a>(&'a str, Option<Error>);
+    impl Visitor for V<'_> {
+        type Break = ();
+        fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
+            if let Expr::Function(f) = e {
+                let name = expr::function_name(f);
+                if expr::VOLATILE.contains(&name.as_str()) {
+                    self.1 = Some(Error::Unsupported(
+                        Diagnostic::new(format!(
+                            "`{name}` is volatile (its value changes between evaluations), so DIFFERENTIAL mode cannot maintain it"
+                        ))
+                        .with_span(expr::expr_range(self.0, e))
+                        .with_help("use FULL mode (mode = \"full\"), or compute the value when writing the source rows"),
+                    ));
+                    return ControlFlow::Break(());
+                }
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut v = V(text, None);
+    let _ = q.visit(&mut v);
+    v.1.map_or(Ok(()), Err)
 }
 
 fn syntax_error(text: &str, e: ParserError) -> Error {

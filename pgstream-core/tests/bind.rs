@@ -281,3 +281,28 @@ fn syntax_error_at_the_end_points_at_the_end() {
     assert_eq!(&q[d.span.clone().unwrap()], "E");
     assert!(d.message.contains("end of the query"), "{}", d.message);
 }
+
+#[test]
+fn full_mode_takes_table_functions_and_grouping_sets() {
+    for q in [
+        "SELECT g, d.name FROM generate_series(1, 3) AS g JOIN departments d ON d.id = g",
+        "SELECT parent_id, count(*) AS n FROM departments GROUP BY ROLLUP (parent_id)",
+    ] {
+        compile(&spec(q, Mode::Full), &catalog()).unwrap_or_else(|e| panic!("{q}: {e}"));
+        let e = diff(q).unwrap_err();
+        assert!(matches!(e, Error::Unsupported(_)), "{q}: {e}");
+    }
+}
+
+#[test]
+fn volatile_functions_are_rejected_in_recursive_queries_too() {
+    let q = DEPARTMENT_TREE.replace("0 AS depth", "random() AS depth");
+    let e = err(&q);
+    assert!(e.to_string().contains("random"), "{e}");
+}
+
+#[test]
+fn union_all_is_named_as_such() {
+    let e = err("SELECT id FROM departments UNION ALL SELECT id FROM employees");
+    assert!(e.to_string().contains("UNION ALL"), "{e}");
+}

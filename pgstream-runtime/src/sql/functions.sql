@@ -1,7 +1,8 @@
 -- pgstream SQL functions. Recreated (CREATE OR REPLACE) at every schema upgrade.
 -- Every function pins search_path and quotes identifiers with format('%I').
--- Advisory locks use the two-key form: (1885828980 = 'pgst', stream table id mod 2^31);
--- key (1885828980, 0) guards installation.
+-- Advisory locks use the two-key form: (1885828980, stream table id mod 2^31) serialises
+-- refreshes and drops of one stream table; installation takes (1885827956 = 'pgst', 0)
+-- (LOCK_CLASS in install.rs). The first keys differ, so the two never collide.
 
 -- Display name of a stream table: `name` in public, `schema.name` elsewhere.
 CREATE OR REPLACE FUNCTION pgstream._display_name(schema_name text, table_name text)
