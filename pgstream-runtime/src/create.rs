@@ -45,6 +45,12 @@ pub(crate) async fn create_checked(
         .begin()
         .await
         .step(Some(&name), "starting the creation")?;
+    // The same search_path as every refresh: a query that would fail there fails now,
+    // and types outside pg_catalog come back schema-qualified from format_type.
+    sqlx::query("SET LOCAL search_path TO pg_catalog, pg_temp")
+        .execute(&mut *tx)
+        .await
+        .step(Some(&name), "pinning search_path")?;
     create_in(&mut tx, spec, &name, expected).await?;
     tx.commit()
         .await

@@ -204,3 +204,48 @@ async fn buffers_are_trimmed_after_every_consumer_has_seen_the_changes() {
         .unwrap();
     assert_eq!(buffered(db.pool.clone()).await, 0);
 }
+
+#[tokio::test]
+async fn unqualified_user_functions_fail_at_creation_and_qualified_ones_work() {
+    let db = test_db().await;
+    db.exec(
+        "CREATE TABLE items (id int PRIMARY KEY, k int, v int); INSERT INTO items VALUES (1, 1, 1);
+         CREATE FUNCTION public.twice(x int) RETURNS int IMMUTABLE LANGUAGE sql AS 'SELECT 2 * x';",
+    )
+    .await;
+    let bad = pgstream::spec(
+        "t1",
+        "SELECT id, twice(v) AS w FROM items",
+        "1h",
+        Mode::Differential,
+    )
+    .unwrap();
+    let err = pgstream::create_stream_table(&db.pool, &bad)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("twice"), "{err}");
+    let good = pgstream::spec(
+        "t2",
+        "SELECT id, public.twice(v) AS w FROM items",
+        "1h",
+        Mode::Differential,
+    )
+    .unwrap();
+    pgstream::create_stream_table(&db.pool, &good)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO items VALUES (2, 1, 21)")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    sqlx::query("SELECT pgstream.refresh_stream_table('t2')")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let w: i32 = sqlx::query_scalar("SELECT w FROM t2 WHERE id = 2")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(w, 42);
+}
