@@ -83,6 +83,9 @@ pub(crate) enum AggFunc {
     Count,
     Sum,
     Avg,
+    /// Any other aggregate (MIN, MAX, string_agg, count(DISTINCT ...), FILTER, ...):
+    /// maintained by recomputing the affected groups.
+    Other,
 }
 
 /// One aggregate call of an aggregate block.
@@ -105,6 +108,11 @@ pub(crate) enum Shape {
         groups: Vec<Expr>,
         group_texts: Vec<String>,
         aggs: Vec<AggCall>,
+        /// HAVING, over group and aggregate markers.
+        having: Option<Expr>,
+        /// Recompute the affected groups instead of maintaining counters (some
+        /// aggregate has no counter rule, or there is a HAVING clause).
+        recompute: bool,
     },
 }
 
@@ -214,17 +222,17 @@ impl<'a> Binder<'a> {
     }
 
     fn bind_select(&mut self, s: &Select) -> Result<Block> {
-        if let Some(d) = &s.distinct {
-            let _ = d;
-            return Err(unsupported_at(
-                self.query,
-                "DISTINCT",
-                Some(s.select_token.0.span),
-            ));
-        }
-        if let Some(h) = &s.having {
-            return Err(unsupported(self.query, "HAVING", Some(h)));
-        }
+        let distinct = match &s.distinct {
+            None => false,
+            Some(sqlparser::ast::Distinct::Distinct) => true,
+            Some(sqlparser::ast::Distinct::On(_)) => {
+                return Err(unsupported_at(
+                    self.query,
+                    "DISTINCT ON",
+                    Some(s.select_token.0.span),
+                ));
+            }
+        };
         if !s.named_window.is_empty() {
             return Err(unsupported(self.query, "WINDOW clauses", None));
         }
@@ -336,7 +344,21 @@ impl<'a> Binder<'a> {
             GroupByExpr::All(_) => return Err(unsupported(self.query, "GROUP BY ALL", None)),
         };
         let has_agg = items.iter().any(|(_, b, _)| contains_aggregate(b));
-        if group_exprs.is_empty() && !has_agg {
+        let group_exprs = if distinct {
+            // SELECT DISTINCT a, b  ≡  SELECT a, b ... GROUP BY a, b: a row stays while
+            // its multiplicity (__pgs_count) is positive.
+            if has_agg || !group_exprs.is_empty() || s.having.is_some() {
+                return Err(unsupported_at(
+                    self.query,
+                    "DISTINCT together with GROUP BY or aggregates",
+                    Some(s.select_token.0.span),
+                ));
+            }
+            items.iter().map(|(_, _, orig)| orig.clone()).collect()
+        } else {
+            group_exprs
+        };
+        if group_exprs.is_empty() && !has_agg && s.having.is_none() {
             let items = items.into_iter().map(|(n, b, _)| (n, b)).collect();
             return Ok(Block {
                 leaves: std::mem::take(&mut self.leaves),
@@ -411,6 +433,20 @@ impl<'a> Binder<'a> {
             )?;
             out_items.push((name, rewritten));
         }
+        let having = match &s.having {
+            Some(h) => {
+                let bound = self.bind_expr(h, true)?;
+                Some(self.rewrite_aggregate_item(
+                    &bound,
+                    h,
+                    &mut groups,
+                    &mut group_texts,
+                    &mut aggs,
+                )?)
+            }
+            None => None,
+        };
+        let recompute = having.is_some() || aggs.iter().any(|a| a.func == AggFunc::Other);
         Ok(Block {
             leaves: std::mem::take(&mut self.leaves),
             tree,
@@ -421,6 +457,8 @@ impl<'a> Binder<'a> {
                 groups,
                 group_texts,
                 aggs,
+                having,
+                recompute,
             },
         })
     }
@@ -872,27 +910,22 @@ fn classify_aggregate(
     f: &sqlparser::ast::Function,
 ) -> std::result::Result<(AggFunc, Option<Expr>), String> {
     let name = function_name(f);
-    if f.filter.is_some() {
-        return Err(format!("`{name}(...) FILTER (WHERE ...)`"));
-    }
-    if !f.within_group.is_empty() {
-        return Err(format!("`{name}(...) WITHIN GROUP (...)`"));
-    }
-    if let sqlparser::ast::FunctionArguments::List(l) = &f.args {
-        if l.duplicate_treatment == Some(sqlparser::ast::DuplicateTreatment::Distinct) {
-            return Err(format!("`{name}(DISTINCT ...)`"));
-        }
-        if !l.clauses.is_empty() {
-            return Err(format!("`{name}(... ORDER BY ...)`"));
-        }
-    }
-    let arg = single_arg(f).map_err(|_| format!("`{name}` with these arguments"))?;
-    match (name.as_str(), arg) {
-        ("count", None) => Ok((AggFunc::CountStar, None)),
-        ("count", Some(a)) => Ok((AggFunc::Count, Some(a.clone()))),
-        ("sum", Some(a)) => Ok((AggFunc::Sum, Some(a.clone()))),
-        ("avg", Some(a)) => Ok((AggFunc::Avg, Some(a.clone()))),
-        _ => Err(format!("the aggregate `{name}`")),
+    let plain = f.filter.is_none()
+        && f.within_group.is_empty()
+        && match &f.args {
+            sqlparser::ast::FunctionArguments::List(l) => {
+                l.duplicate_treatment != Some(sqlparser::ast::DuplicateTreatment::Distinct)
+                    && l.clauses.is_empty()
+            }
+            _ => true,
+        };
+    let arg = single_arg(f).ok();
+    match (plain, name.as_str(), arg) {
+        (true, "count", Some(None)) => Ok((AggFunc::CountStar, None)),
+        (true, "count", Some(Some(a))) => Ok((AggFunc::Count, Some(a.clone()))),
+        (true, "sum", Some(Some(a))) => Ok((AggFunc::Sum, Some(a.clone()))),
+        (true, "avg", Some(Some(a))) => Ok((AggFunc::Avg, Some(a.clone()))),
+        _ => Ok((AggFunc::Other, None)),
     }
 }
 

@@ -139,7 +139,11 @@ fn explain_block(b: &Block, out: &mut String) {
     let mut depth = 0;
     match &b.shape {
         Shape::Aggregate {
-            group_texts, aggs, ..
+            group_texts,
+            aggs,
+            recompute,
+            having,
+            ..
         } => {
             let calls: Vec<String> = aggs.iter().map(|a| a.text.clone()).collect();
             let group = if group_texts.is_empty() {
@@ -147,11 +151,16 @@ fn explain_block(b: &Block, out: &mut String) {
             } else {
                 group_texts.join(", ")
             };
+            let having = having.as_ref().map(|_| " HAVING ...").unwrap_or("");
+            let strategy = if *recompute {
+                "recompute only the groups the changes touch, apply the difference"
+            } else {
+                "per-group counters in hidden columns (__pgs_count, sums and non-NULL counts)"
+            };
             lines.push((
                 depth,
-                format!("Aggregate group by {group}: {}", calls.join(", ")),
-                "per-group counters in hidden columns (__pgs_count, sums and non-NULL counts)"
-                    .into(),
+                format!("Aggregate group by {group}: {}{having}", calls.join(", ")),
+                strategy.into(),
             ));
             depth += 1;
         }

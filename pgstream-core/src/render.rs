@@ -395,6 +395,9 @@ impl Inc<'_> {
     fn artifacts(mut self) -> Artifacts {
         match &self.b.shape {
             Shape::Project => self.project(),
+            Shape::Aggregate {
+                recompute: true, ..
+            } => self.aggregate_recompute(),
             Shape::Aggregate { .. } => self.aggregate(),
         }
     }
@@ -515,6 +518,164 @@ impl Inc<'_> {
         }
     }
 
+    /// Aggregates without counter rules (MIN, MAX, string_agg, FILTER, DISTINCT
+    /// aggregates, HAVING, ...): the group keys that the window touches are collected
+    /// from the delta (old and new images), those groups alone are recomputed from the
+    /// current sources, and the difference is applied. Cost: the changes plus the rows
+    /// of the affected groups.
+    fn aggregate_recompute(&mut self) -> Artifacts {
+        let Shape::Aggregate {
+            groups,
+            aggs,
+            having,
+            ..
+        } = &self.b.shape
+        else {
+            unreachable!()
+        };
+        let st = self.st.clone();
+        let gnames: Vec<String> = (0..groups.len())
+            .map(|k| qi(&format!("__pgs_g{k}")))
+            .collect();
+        let groups_x: Vec<String> = groups.iter().map(|g| self.x(g, "x")).collect();
+        let full = |e: &Expr| {
+            expr::render_with(e, &mut |m| match m {
+                Marker::Agg(k) => Some(raw(self.x(&aggs[k].call, "x"))),
+                Marker::Grp(k) => Some(raw(format!("({})", groups_x[k]))),
+                Marker::Col { leaf, col: c } => Some(raw(format!("x.{}", col(leaf, c)))),
+            })
+        };
+        let vis: Vec<String> = self
+            .b
+            .items
+            .iter()
+            .map(|(n, e)| format!("{} AS {}", full(e), qi(n)))
+            .collect();
+        let gsel: Vec<String> = groups_x
+            .iter()
+            .zip(&gnames)
+            .map(|(e, n)| format!("{e} AS {n}"))
+            .collect();
+        let group_by = if groups.is_empty() {
+            String::new()
+        } else {
+            format!(" GROUP BY {}", groups_x.join(", "))
+        };
+        let having_sql = having
+            .as_ref()
+            .map(|h| format!(" HAVING {}", full(h)))
+            .unwrap_or_default();
+        let select_list = format!(
+            "{}{}{}, {} AS \"__pgs_row_id\"",
+            vis.join(", "),
+            if gsel.is_empty() { "" } else { ", " },
+            gsel.join(", "),
+            row_id_of(&groups_x)
+        );
+        let base = self.new_rel(&self.b.tree);
+        let filter = self.b.filter.as_ref().map(|f| self.x(f, "x"));
+        let new_rows = format!(
+            "SELECT {select_list} FROM {base} AS x{}{group_by}{having_sql}",
+            filter
+                .as_ref()
+                .map(|f| format!(" WHERE {f}"))
+                .unwrap_or_default()
+        );
+        // Differential: affected keys, then those groups recomputed.
+        let root = self.delta(&self.b.tree);
+        let and_filter = filter
+            .as_ref()
+            .map(|f| format!(" AND ({f})"))
+            .unwrap_or_default();
+        let mut body = vec![format!(
+            "\"__pgs_keys\" AS MATERIALIZED (SELECT DISTINCT {} FROM {} AS x{})",
+            if gsel.is_empty() {
+                "1 AS \"__pgs_any\"".to_string()
+            } else {
+                gsel.join(", ")
+            },
+            qi(&root),
+            self.where_clause("x")
+        )];
+        let fresh = if groups.is_empty() {
+            // a global aggregate: recompute its one row when anything changed
+            // (the gate sits outside: an aggregate over no rows still yields a row)
+            format!(
+                "SELECT f.* FROM ({new_rows}) AS f WHERE (SELECT EXISTS (SELECT 1 FROM \"__pgs_keys\"))"
+            )
+        } else {
+            let tuple = |q: &[String]| {
+                if q.len() == 1 {
+                    q[0].clone()
+                } else {
+                    format!("({})", q.join(", "))
+                }
+            };
+            let k_cols: Vec<String> = gnames.iter().map(|g| format!("k.{g}")).collect();
+            let all_set = gnames
+                .iter()
+                .map(|g| format!("k.{g} IS NOT NULL"))
+                .collect::<Vec<_>>()
+                .join(" AND ");
+            let any_null = gnames
+                .iter()
+                .map(|g| format!("k.{g} IS NULL"))
+                .collect::<Vec<_>>()
+                .join(" OR ");
+            let nd = groups_x
+                .iter()
+                .zip(&gnames)
+                .map(|(e, g)| format!("k.{g} IS NOT DISTINCT FROM {e}"))
+                .collect::<Vec<_>>()
+                .join(" AND ");
+            // Keys without NULLs use IN (index-friendly); keys with a NULL use a
+            // NULL-safe match, skipped unless such a key exists.
+            format!(
+                "SELECT {select_list} FROM {base} AS x WHERE {} IN (SELECT {} FROM \"__pgs_keys\" AS k WHERE {all_set}){and_filter}{group_by}{having_sql} \
+                 UNION ALL SELECT {select_list} FROM {base} AS x WHERE (SELECT EXISTS (SELECT 1 FROM \"__pgs_keys\" AS k WHERE {any_null})) \
+                 AND EXISTS (SELECT 1 FROM \"__pgs_keys\" AS k WHERE ({any_null}) AND {nd}){and_filter}{group_by}{having_sql}",
+                tuple(&groups_x),
+                k_cols.join(", ")
+            )
+        };
+        body.push(format!("\"__pgs_fresh\" AS MATERIALIZED ({fresh})"));
+        body.push(format!("\"__pgs_adv\" AS ({})", frontier_advance(self.ctx)));
+        let in_keys = if groups.is_empty() {
+            "EXISTS (SELECT 1 FROM \"__pgs_keys\")".to_string()
+        } else {
+            format!(
+                "EXISTS (SELECT 1 FROM \"__pgs_keys\" AS k WHERE {})",
+                gnames
+                    .iter()
+                    .map(|g| format!("st.{g} IS NOT DISTINCT FROM k.{g}"))
+                    .collect::<Vec<_>>()
+                    .join(" AND ")
+            )
+        };
+        let same = "n.\"__pgs_row_id\" = st.\"__pgs_row_id\" AND n::text = st::text";
+        body.push(format!(
+            "\"__pgs_del\" AS (DELETE FROM {st} AS st WHERE {in_keys} AND NOT EXISTS (SELECT 1 FROM \"__pgs_fresh\" AS n WHERE {same}) RETURNING 1)"
+        ));
+        body.push(format!(
+            "\"__pgs_ins\" AS (INSERT INTO {st} SELECT n.* FROM \"__pgs_fresh\" AS n WHERE NOT EXISTS (SELECT 1 FROM {st} AS st WHERE {same}) RETURNING 1)"
+        ));
+        let diff = self.finish(
+            body,
+            "SELECT (SELECT count(*) FROM \"__pgs_del\") + (SELECT count(*) FROM \"__pgs_ins\") AS \"rows_changed\"",
+        );
+        let hidden = gnames
+            .iter()
+            .map(|c| c.trim_matches('"').to_string())
+            .chain([contract::ROW_ID.to_string()])
+            .collect();
+        Artifacts {
+            storage_ddl: storage_ddl(&st, &new_rows),
+            full_refresh: diff_statement(&st, self.ctx, &[], &new_rows, None),
+            differential_refresh: Some(diff),
+            hidden_columns: hidden,
+        }
+    }
+
     fn aggregate(&mut self) -> Artifacts {
         let Shape::Aggregate { groups, aggs, .. } = &self.b.shape else {
             unreachable!()
@@ -531,6 +692,7 @@ impl Inc<'_> {
         for (k, a) in aggs.iter().enumerate() {
             let arg = a.arg.as_ref().map(|e| self.x(e, "x"));
             match a.func {
+                AggFunc::Other => unreachable!("maintained by group recompute"),
                 AggFunc::CountStar => {}
                 AggFunc::Count => {
                     state_cols.push(qi(&format!("__pgs_a{k}_n")));
@@ -603,6 +765,7 @@ impl Inc<'_> {
         for (k, a) in aggs.iter().enumerate() {
             let arg = qi(&format!("__pgs_arg{k}"));
             match a.func {
+                AggFunc::Other => unreachable!("maintained by group recompute"),
                 AggFunc::CountStar => {}
                 AggFunc::Count | AggFunc::Sum | AggFunc::Avg => {
                     asel.push(format!(
@@ -644,6 +807,7 @@ impl Inc<'_> {
                 qi(&format!("__pgs_dm{k}")),
             );
             match a.func {
+                AggFunc::Other => unreachable!("maintained by group recompute"),
                 AggFunc::CountStar => {}
                 AggFunc::Count => ssel.push(format!("COALESCE(st.{n}, 0) + a.{dn} AS {n}")),
                 AggFunc::Sum | AggFunc::Avg => {
@@ -665,6 +829,7 @@ impl Inc<'_> {
                         let n = format!("s.{}", qi(&format!("__pgs_a{k}_n")));
                         let sum = format!("s.{}", qi(&format!("__pgs_a{k}_s")));
                         Some(raw(match aggs[k].func {
+                            AggFunc::Other => unreachable!("maintained by group recompute"),
                             AggFunc::CountStar => "s.\"__pgs_count\"".to_string(),
                             AggFunc::Count => n,
                             AggFunc::Sum => format!("(CASE WHEN {n} > 0 THEN {sum} END)"),

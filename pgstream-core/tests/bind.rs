@@ -137,10 +137,13 @@ fn syntax_error_has_a_span() {
 #[test]
 fn unsupported_constructs_name_themselves_and_suggest_full() {
     for (q, what) in [
-        ("SELECT DISTINCT name FROM departments", "DISTINCT"),
         (
-            "SELECT department_id, min(salary) AS m FROM employees GROUP BY department_id",
-            "min",
+            "SELECT DISTINCT ON (name) name FROM departments",
+            "DISTINCT ON",
+        ),
+        (
+            "SELECT DISTINCT department_id, count(*) AS n FROM employees GROUP BY department_id",
+            "DISTINCT together with GROUP BY",
         ),
         ("SELECT id, random() AS r FROM departments", "random"),
         ("SELECT id, now() AS t FROM departments", "now"),
@@ -156,14 +159,6 @@ fn unsupported_constructs_name_themselves_and_suggest_full() {
         (
             "SELECT id FROM departments UNION SELECT id FROM employees",
             "UNION",
-        ),
-        (
-            "SELECT department_id, count(DISTINCT name) AS n FROM employees GROUP BY department_id",
-            "DISTINCT",
-        ),
-        (
-            "SELECT department_id FROM employees GROUP BY department_id HAVING count(*) > 1",
-            "HAVING",
         ),
         ("SELECT kind FROM events", "primary key"),
     ] {
@@ -305,4 +300,21 @@ fn volatile_functions_are_rejected_in_recursive_queries_too() {
 fn union_all_is_named_as_such() {
     let e = err("SELECT id FROM departments UNION ALL SELECT id FROM employees");
     assert!(e.to_string().contains("UNION ALL"), "{e}");
+}
+
+#[test]
+fn other_aggregates_and_having_recompute_affected_groups() {
+    for q in [
+        "SELECT department_id, min(salary) AS lo, max(salary) AS hi FROM employees GROUP BY department_id",
+        "SELECT department_id, count(DISTINCT name) AS n FROM employees GROUP BY department_id",
+        "SELECT department_id, count(*) FILTER (WHERE salary > 10) AS rich FROM employees GROUP BY department_id",
+        "SELECT department_id, string_agg(name, ',' ORDER BY name) AS names FROM employees GROUP BY department_id",
+        "SELECT department_id, count(*) AS n FROM employees GROUP BY department_id HAVING count(*) > 1",
+        "SELECT max(salary) AS top FROM employees",
+    ] {
+        let c = diff(q).unwrap_or_else(|e| panic!("{q}: {}", e.render(q)));
+        assert!(c.explain().contains("recompute only the groups"), "{q}");
+    }
+    let c = diff("SELECT DISTINCT department_id FROM employees").unwrap();
+    assert!(c.explain().contains("per-group counters"));
 }
