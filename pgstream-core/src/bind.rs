@@ -102,6 +102,7 @@ pub(crate) struct AggCall {
 
 /// Projection or aggregation on top of the join tree.
 #[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Shape {
     Project,
     Aggregate {
