@@ -22,6 +22,7 @@ mod plan;
 mod quote;
 mod render;
 mod typecheck;
+mod types;
 
 pub use catalog::{Catalog, Column, Table};
 pub use error::{Diagnostic, Error, Result};
@@ -35,8 +36,31 @@ pub use spec::{Mode, QualifiedName, Schedule, StreamTableSpec};
 /// Errors name the offending fragment of the query (see [`Diagnostic`]). In
 /// [`Mode::Differential`], a construct that cannot be maintained incrementally is an
 /// [`Error::Unsupported`] that suggests FULL mode.
+///
+/// Each [`OutputColumn`] carries the SQL type and nullability that could be inferred
+/// (see `types.rs`). A comparison PostgreSQL cannot make (`GROUP BY`, `DISTINCT`,
+/// `UNION` or `=` on `json`, `xml` or `point`) is an [`Error::Invalid`] in both modes,
+/// reported in preference to an `Unsupported` error, since FULL mode would not help.
 pub fn compile(spec: &StreamTableSpec, catalog: &Catalog) -> Result<Compiled> {
-    plan::compile(spec, catalog)
+    match plan::compile(spec, catalog) {
+        Ok(mut compiled) => {
+            types::check(&spec.query, catalog)?;
+            types::annotate(&spec.query, catalog, &mut compiled.columns);
+            Ok(compiled)
+        }
+        Err(e @ Error::Unsupported(_)) => {
+            types::check(&spec.query, catalog)?;
+            Err(e)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The SQL type without modifiers: `numeric(10,2)` → `numeric`,
+/// `timestamp(3) with time zone` → `timestamp with time zone`, `character varying(20)[]`
+/// → `character varying[]`.
+pub fn base_type(sql_type: &str) -> String {
+    types::base(sql_type)
 }
 
 /// The static description of a stream table that `#[stream_table]` emits.

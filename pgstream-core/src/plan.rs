@@ -20,6 +20,11 @@ use std::ops::ControlFlow;
 pub struct OutputColumn {
     /// The column name in the storage table.
     pub name: String,
+    /// The SQL type as `format_type` prints it (`integer`, `numeric(10,2)`, `text[]`),
+    /// when pgstream could infer it; `None` is checked at start-up instead.
+    pub sql_type: Option<String>,
+    /// Whether the column can be NULL, when pgstream could infer it.
+    pub nullable: Option<bool>,
 }
 
 /// How the stream table as a whole is maintained.
@@ -319,7 +324,11 @@ pub(crate) fn compile(spec: &StreamTableSpec, catalog: &Catalog) -> Result<Compi
             let columns = block
                 .items
                 .iter()
-                .map(|(n, _)| OutputColumn { name: n.clone() })
+                .map(|(n, _)| OutputColumn {
+                    name: n.clone(),
+                    sql_type: None,
+                    nullable: None,
+                })
                 .collect();
             // binding may order sources differently; keep the binder's order
             sources = bind_sources;
@@ -517,7 +526,11 @@ fn output_columns(text: &str, q: &Query, catalog: &Catalog) -> Result<Vec<Output
     let _ = text;
     Ok(names
         .into_iter()
-        .map(|name| OutputColumn { name })
+        .map(|name| OutputColumn {
+            name,
+            sql_type: None,
+            nullable: None,
+        })
         .collect())
 }
 

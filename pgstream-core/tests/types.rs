@@ -1,0 +1,352 @@
+//! Output types: the SQL type and nullability inferred for each output column, and
+//! the comparisons PostgreSQL cannot make. Each expected type is what PostgreSQL 15's
+//! `pg_typeof` reports for the same expression.
+mod common;
+use common::*;
+use pgstream_core::*;
+
+const SCHEMA: &str = "
+CREATE TABLE t (
+    id bigserial PRIMARY KEY,
+    s smallint NOT NULL, i int NOT NULL, b bigint, n numeric(10,2) NOT NULL, r real, d float8 NOT NULL,
+    txt text NOT NULL, vc varchar(20), flag boolean NOT NULL,
+    day date NOT NULL, ts timestamp, tstz timestamptz NOT NULL, u uuid NOT NULL,
+    j json, jb jsonb NOT NULL, x xml, p point, tags text[] NOT NULL
+);
+CREATE TABLE o (id int PRIMARY KEY, t_id bigint NOT NULL, qty int NOT NULL);
+";
+
+fn compiled(query: &str, mode: Mode) -> Result<Compiled> {
+    compile(&spec(query, mode), &Catalog::from_ddl(SCHEMA).unwrap())
+}
+
+/// `(name, type, nullable)` of each output column of `query` in FULL mode.
+fn types(query: &str) -> Vec<(String, Option<String>, Option<bool>)> {
+    columns_of(&compiled(query, Mode::Full).unwrap())
+}
+
+fn columns_of(c: &Compiled) -> Vec<(String, Option<String>, Option<bool>)> {
+    c.columns
+        .iter()
+        .map(|c| (c.name.clone(), c.sql_type.clone(), c.nullable))
+        .collect()
+}
+
+/// The type and nullability of the single output column of `SELECT <expr> FROM t`.
+fn one(expr: &str) -> (Option<String>, Option<bool>) {
+    let mut v = types(&format!("SELECT {expr} AS c FROM t"));
+    assert_eq!(v.len(), 1);
+    let (_, t, n) = v.remove(0);
+    (t, n)
+}
+
+fn ty(t: &str, nullable: bool) -> (Option<String>, Option<bool>) {
+    (Some(t.to_string()), Some(nullable))
+}
+
+#[test]
+fn column_references_take_the_catalog_type_and_nullability() {
+    assert_eq!(one("i"), ty("integer", false));
+    assert_eq!(one("t.b"), ty("bigint", true));
+    assert_eq!(one("n"), ty("numeric(10,2)", false));
+    assert_eq!(one("vc"), ty("character varying(20)", true));
+    assert_eq!(one("tstz"), ty("timestamp with time zone", false));
+    assert_eq!(one("ts"), ty("timestamp without time zone", true));
+    assert_eq!(one("tags"), ty("text[]", false));
+    assert_eq!(one("public.t.id"), ty("bigint", false));
+}
+
+#[test]
+fn wildcard_expands_in_table_order() {
+    let v = types("SELECT * FROM o");
+    assert_eq!(
+        v,
+        [
+            ("id".to_string(), Some("integer".to_string()), Some(false)),
+            ("t_id".to_string(), Some("bigint".to_string()), Some(false)),
+            ("qty".to_string(), Some("integer".to_string()), Some(false)),
+        ]
+    );
+}
+
+#[test]
+fn literals() {
+    assert_eq!(one("1"), ty("integer", false));
+    assert_eq!(one("3000000000"), ty("bigint", false));
+    assert_eq!(one("1.5"), ty("numeric", false));
+    assert_eq!(one("1e3"), ty("numeric", false));
+    assert_eq!(one("'abc'"), ty("text", false));
+    assert_eq!(one("true"), ty("boolean", false));
+    assert_eq!(one("NULL"), ty("text", true));
+    assert_eq!(one("DATE '2024-01-01'"), ty("date", false));
+    assert_eq!(one("INTERVAL '1 day'"), ty("interval", false));
+}
+
+#[test]
+fn casts_keep_nullability() {
+    assert_eq!(one("b::int"), ty("integer", true));
+    assert_eq!(one("CAST(i AS bigint)"), ty("bigint", false));
+    assert_eq!(one("txt::varchar(5)"), ty("character varying(5)", false));
+    assert_eq!(one("j::jsonb"), ty("jsonb", true));
+    assert_eq!(one("'1'::float8"), ty("double precision", false));
+}
+
+#[test]
+fn arithmetic_follows_the_numeric_ladder() {
+    assert_eq!(one("i + i"), ty("integer", false));
+    assert_eq!(one("s + s"), ty("smallint", false));
+    assert_eq!(one("s + i"), ty("integer", false));
+    assert_eq!(one("i + b"), ty("bigint", true));
+    assert_eq!(one("i * n"), ty("numeric", false));
+    assert_eq!(one("i / 2"), ty("integer", false));
+    assert_eq!(one("b * 1.5"), ty("numeric", true));
+    assert_eq!(one("r + 1"), ty("double precision", true));
+    assert_eq!(one("r + r"), ty("real", true));
+    assert_eq!(one("d + n"), ty("double precision", false));
+    assert_eq!(one("-s"), ty("smallint", false));
+    assert_eq!(one("day + 1"), ty("date", false));
+    assert_eq!(one("day - day"), ty("integer", false));
+    assert_eq!(
+        one("tstz + INTERVAL '1 hour'"),
+        ty("timestamp with time zone", false)
+    );
+    assert_eq!(one("tstz - tstz"), ty("interval", false));
+}
+
+#[test]
+fn strings_comparisons_and_predicates() {
+    assert_eq!(one("txt || '!'"), ty("text", false));
+    assert_eq!(one("vc || txt"), ty("text", true));
+    assert_eq!(one("txt || i"), ty("text", false));
+    assert_eq!(one("tags || txt"), ty("text[]", false));
+    assert_eq!(one("jb || jb"), ty("jsonb", false));
+    assert_eq!(one("i > 1"), ty("boolean", false));
+    assert_eq!(one("b > 1"), ty("boolean", true));
+    assert_eq!(one("i > 1 AND flag"), ty("boolean", false));
+    assert_eq!(one("NOT flag"), ty("boolean", false));
+    assert_eq!(one("b IS NULL"), ty("boolean", false));
+    assert_eq!(one("b IS DISTINCT FROM 1"), ty("boolean", false));
+    assert_eq!(one("txt LIKE 'a%'"), ty("boolean", false));
+    assert_eq!(one("i IN (1, 2)"), ty("boolean", false));
+    assert_eq!(one("i BETWEEN 1 AND b"), ty("boolean", true));
+    assert_eq!(
+        one("EXISTS (SELECT 1 FROM o WHERE o.t_id = t.id)"),
+        ty("boolean", false)
+    );
+    assert_eq!(one("jb ->> 'k'"), ty("text", true));
+    assert_eq!(one("jb -> 'k'"), ty("jsonb", true));
+    // the tutorial's trap: a comparison is a boolean
+    assert_eq!(one("txt || '' > '' || txt"), ty("boolean", false));
+}
+
+#[test]
+fn case_coalesce_nullif() {
+    assert_eq!(
+        one("CASE WHEN flag THEN 1 ELSE 2 END"),
+        ty("integer", false)
+    );
+    assert_eq!(one("CASE WHEN flag THEN 1 END"), ty("integer", true));
+    assert_eq!(one("CASE WHEN flag THEN i ELSE b END"), ty("bigint", true));
+    assert_eq!(
+        one("CASE WHEN flag THEN 1 ELSE 2.5 END"),
+        ty("numeric", false)
+    );
+    assert_eq!(
+        one("CASE WHEN flag THEN 'a' ELSE txt END"),
+        ty("text", false)
+    );
+    assert_eq!(
+        one("CASE WHEN flag THEN 'a' ELSE 'b' END"),
+        ty("text", false)
+    );
+    assert_eq!(one("COALESCE(b, 0)"), ty("bigint", false));
+    assert_eq!(one("COALESCE(b, i)"), ty("bigint", false));
+    assert_eq!(one("COALESCE(b, NULL)"), ty("bigint", true));
+    assert_eq!(one("COALESCE(1, 2.5)"), ty("numeric", false));
+    assert_eq!(one("NULLIF(i, 0)"), ty("integer", true));
+    assert_eq!(one("GREATEST(i, b)"), ty("bigint", false));
+    assert_eq!(one("concat(vc, txt)"), ty("text", false));
+    assert_eq!(one("lower(vc)"), ty("text", true));
+    assert_eq!(one("length(txt)"), ty("integer", false));
+    assert_eq!(one("now()"), ty("timestamp with time zone", false));
+    assert_eq!(
+        one("date_trunc('day', tstz)"),
+        ty("timestamp with time zone", false)
+    );
+    assert_eq!(one("EXTRACT(YEAR FROM tstz)"), ty("numeric", false));
+}
+
+#[test]
+fn unknown_is_none() {
+    assert_eq!(one("my_schema.my_func(i)"), (None, None));
+    assert_eq!(one("$1"), (None, None));
+}
+
+#[test]
+fn global_aggregates_are_nullable_except_count() {
+    let v = types(
+        "SELECT count(*) AS c, count(b) AS cb, sum(s) AS s2, sum(i) AS s4, sum(b) AS s8,
+                sum(n) AS sn, sum(r) AS sr, sum(d) AS sd, avg(i) AS ai, avg(n) AS an,
+                avg(r) AS ar, avg(d) AS ad, min(txt) AS mt, max(tstz) AS mx,
+                min(n) AS mn, bool_and(flag) AS ba, string_agg(txt, ',') AS sa
+         FROM t",
+    );
+    let expect = [
+        ("c", "bigint", false),
+        ("cb", "bigint", false),
+        ("s2", "bigint", true),
+        ("s4", "bigint", true),
+        ("s8", "numeric", true),
+        ("sn", "numeric", true),
+        ("sr", "real", true),
+        ("sd", "double precision", true),
+        ("ai", "numeric", true),
+        ("an", "numeric", true),
+        ("ar", "double precision", true),
+        ("ad", "double precision", true),
+        ("mt", "text", true),
+        ("mx", "timestamp with time zone", true),
+        ("mn", "numeric", true),
+        ("ba", "boolean", true),
+        ("sa", "text", true),
+    ];
+    assert_eq!(v.len(), expect.len());
+    for ((name, t, n), (en, et, enull)) in v.iter().zip(expect) {
+        assert_eq!(
+            (name.as_str(), t.as_deref(), *n),
+            (en, Some(et), Some(enull)),
+            "column {en}"
+        );
+    }
+}
+
+#[test]
+fn grouped_aggregates_of_non_null_arguments_are_not_null() {
+    // every group has at least one row, so SUM of a NOT NULL column is never NULL
+    let v = types(
+        "SELECT s, sum(i) AS si, sum(b) AS sb, max(txt) AS mt,
+                sum(i) FILTER (WHERE flag) AS sf, count(*) AS c
+         FROM t GROUP BY s",
+    );
+    let got: Vec<(&str, Option<bool>)> = v.iter().map(|(n, _, x)| (n.as_str(), *x)).collect();
+    assert_eq!(
+        got,
+        [
+            ("s", Some(false)),
+            ("si", Some(false)),
+            ("sb", Some(true)),
+            ("mt", Some(false)),
+            ("sf", Some(true)),
+            ("c", Some(false)),
+        ]
+    );
+}
+
+#[test]
+fn rollup_makes_grouped_columns_nullable() {
+    let v = types("SELECT s, count(*) AS c FROM t GROUP BY ROLLUP (s)");
+    assert_eq!(v[0].2, Some(true));
+    assert_eq!(v[1].2, Some(false));
+}
+
+#[test]
+fn outer_joins_pad_with_null() {
+    let v = types("SELECT t.id AS a, o.qty AS b FROM t LEFT JOIN o ON o.t_id = t.id");
+    assert_eq!(v[0].2, Some(false));
+    assert_eq!(v[1].2, Some(true));
+    let v = types("SELECT t.id AS a, o.qty AS b FROM t RIGHT JOIN o ON o.t_id = t.id");
+    assert_eq!((v[0].2, v[1].2), (Some(true), Some(false)));
+    let v = types("SELECT t.id AS a, o.qty AS b FROM t FULL JOIN o ON o.t_id = t.id");
+    assert_eq!((v[0].2, v[1].2), (Some(true), Some(true)));
+    let v = types("SELECT t.id AS a, o.qty AS b FROM t JOIN o ON o.t_id = t.id");
+    assert_eq!((v[0].2, v[1].2), (Some(false), Some(false)));
+    // the padded side's nullability reaches aggregates
+    let v = types("SELECT t.id, sum(o.qty) AS q FROM t LEFT JOIN o ON o.t_id = t.id GROUP BY t.id");
+    assert_eq!(v[1], ("q".into(), Some("bigint".into()), Some(true)));
+}
+
+#[test]
+fn subqueries_ctes_and_set_operations() {
+    let v = types("SELECT x.k FROM (SELECT i + 1 AS k FROM t) x");
+    assert_eq!(v[0].1.as_deref(), Some("integer"));
+    let v = types("WITH c AS (SELECT b AS k FROM t) SELECT k FROM c");
+    assert_eq!(v[0], ("k".into(), Some("bigint".into()), Some(true)));
+    let v = types("SELECT i AS k FROM t UNION SELECT qty FROM o");
+    assert_eq!(v[0], ("k".into(), Some("integer".into()), Some(false)));
+    let v = types("SELECT i AS k FROM t UNION ALL SELECT t_id FROM o");
+    assert_eq!(v[0].1.as_deref(), Some("bigint"));
+    let v = types("SELECT i AS k FROM t UNION ALL SELECT NULL FROM o");
+    assert_eq!(v[0], ("k".into(), Some("integer".into()), Some(true)));
+    let v = types("SELECT (SELECT max(qty) FROM o WHERE o.t_id = t.id) AS m FROM t");
+    assert_eq!(v[0], ("m".into(), Some("integer".into()), Some(true)));
+}
+
+#[test]
+fn tutorial_department_stats() {
+    let c = diff(DEPARTMENT_STATS).unwrap();
+    assert_eq!(
+        columns_of(&c),
+        [
+            ("department_id".into(), Some("integer".into()), Some(false)),
+            ("department_name".into(), Some("text".into()), Some(false)),
+            ("headcount".into(), Some("bigint".into()), Some(false)),
+            ("total_salary".into(), Some("numeric".into()), Some(false)),
+            ("avg_salary".into(), Some("numeric".into()), Some(false)),
+        ]
+    );
+}
+
+#[test]
+fn tutorial_department_tree_recursive() {
+    let c = diff(DEPARTMENT_TREE).unwrap();
+    assert_eq!(
+        columns_of(&c),
+        [
+            ("id".into(), Some("integer".into()), Some(false)),
+            ("name".into(), Some("text".into()), Some(false)),
+            ("parent_id".into(), Some("integer".into()), Some(true)),
+            ("path".into(), Some("text".into()), Some(false)),
+            ("depth".into(), Some("integer".into()), Some(false)),
+        ]
+    );
+}
+
+#[test]
+fn no_equality_for_json_xml_point() {
+    for (query, what) in [
+        ("SELECT j, count(*) AS c FROM t GROUP BY j", "json"),
+        ("SELECT DISTINCT x FROM t", "xml"),
+        ("SELECT p, count(*) AS c FROM t GROUP BY 1", "point"),
+        ("SELECT t.id FROM t JOIN t AS t2 ON t.j = t2.j", "json"),
+        ("SELECT j FROM t UNION SELECT j FROM t", "json"),
+    ] {
+        for mode in [Mode::Full, Mode::Differential] {
+            let e = compiled(query, mode).expect_err(query);
+            let Error::Invalid(d) = &e else {
+                panic!("{query}: {e:?}")
+            };
+            assert!(
+                d.message
+                    .contains(&format!("cannot compare two values of type `{what}`")),
+                "{query}: {}",
+                d.message
+            );
+            assert!(d.help.is_some());
+        }
+    }
+    let e = compiled("SELECT j, count(*) AS c FROM t GROUP BY j", Mode::Full).unwrap_err();
+    let d = e.diagnostic().unwrap();
+    assert_eq!(
+        &"SELECT j, count(*) AS c FROM t GROUP BY j"[d.span.clone().unwrap()],
+        "j"
+    );
+    assert!(d.help.as_deref().unwrap().contains("jsonb"));
+    // jsonb has equality; UNION ALL does not compare
+    compiled("SELECT jb, count(*) AS c FROM t GROUP BY jb", Mode::Full).unwrap();
+    compiled("SELECT j FROM t UNION ALL SELECT j FROM t", Mode::Full).unwrap();
+    compiled(
+        "SELECT j::jsonb AS k, count(*) AS c FROM t GROUP BY j::jsonb",
+        Mode::Full,
+    )
+    .unwrap();
+}
