@@ -2,6 +2,7 @@
 
 use crate::catalog::{display_name, stored_definition};
 use crate::error::{Error, Result, Step};
+use crate::refresh::FailurePolicy;
 use crate::runtime::Runtime;
 use pgstream_core::{StreamTable, StreamTableDef, StreamTableSpec};
 use sqlx::PgPool;
@@ -29,6 +30,7 @@ pub struct RuntimeBuilder {
     specs: Vec<(StreamTableSpec, Option<&'static [&'static str]>)>,
     tick: Duration,
     scheduler: bool,
+    policy: FailurePolicy,
 }
 
 impl RuntimeBuilder {
@@ -38,6 +40,7 @@ impl RuntimeBuilder {
             specs: Vec::new(),
             tick: Duration::from_secs(1),
             scheduler: true,
+            policy: FailurePolicy::default(),
         }
     }
 
@@ -89,6 +92,25 @@ impl RuntimeBuilder {
         self
     }
 
+    /// After how many failed scheduled refreshes in a row a stream table is
+    /// suspended (status `SUSPENDED`, until `pgstream.resume_stream_table` or
+    /// [`Runtime::resume`]). Default: 5. `0` never suspends. Failures of the
+    /// connection or the server (a terminated backend, a restart) do not count.
+    pub fn max_consecutive_failures(mut self, n: u32) -> Self {
+        self.policy.max_failures = n;
+        self
+    }
+
+    /// The exponential backoff between retries of a failing stream table: the first
+    /// retry after `base`, then 2·base, 4·base, ... at most `max`. Default: 1 s and
+    /// 5 min. (Until the retry time, the stream table is not refreshed by the
+    /// scheduler; a manual refresh still works.)
+    pub fn retry_backoff(mut self, base: Duration, max: Duration) -> Self {
+        self.policy.backoff_base = base;
+        self.policy.backoff_max = max.max(base);
+        self
+    }
+
     /// Install or upgrade the catalog, create each registered stream table that
     /// does not exist yet (one transaction each), then start the scheduler.
     ///
@@ -100,7 +122,13 @@ impl RuntimeBuilder {
         for (spec, columns) in &self.specs {
             ensure(&self.pool, spec, *columns).await?;
         }
-        Ok(Runtime::spawn(self.pool, self.tick, self.scheduler))
+        check_drift(&self.pool).await?;
+        Ok(Runtime::spawn(
+            self.pool,
+            self.tick,
+            self.scheduler,
+            self.policy,
+        ))
     }
 }
 
@@ -174,4 +202,26 @@ async fn check_existing(
         .step(Some(&name), "updating the schedule")?;
     }
     Ok(true)
+}
+
+/// At start-up, put every stream table whose source columns drifted (dropped,
+/// renamed, retyped since creation) in the `ERROR` state, with the reason.
+async fn check_drift(pool: &PgPool) -> Result<()> {
+    let drifted: Vec<(String, String)> = sqlx::query_as(
+        "WITH d AS (
+             SELECT s.id, pgstream._display_name(s.schema_name, s.table_name) AS name,
+                    pgstream._drift(s.id) AS msg
+               FROM pgstream.pgs_stream_tables s WHERE s.status <> 'ERROR')
+         UPDATE pgstream.pgs_stream_tables s
+            SET status = 'ERROR', status_reason = d.msg
+           FROM d WHERE d.id = s.id AND d.msg IS NOT NULL
+         RETURNING d.name, d.msg",
+    )
+    .fetch_all(pool)
+    .await
+    .step(None, "checking the sources for schema drift")?;
+    for (name, msg) in drifted {
+        tracing::error!(stream_table = %name, reason = %msg, "schema drift: stream table put in the ERROR state");
+    }
+    Ok(())
 }

@@ -9,7 +9,8 @@ use crate::error::{Error, Result, Step};
 use crate::install::{install, CREATE_LOCK_CLASS};
 use pgstream_core::contract::{buffer_table, CHANGES_SCHEMA, CHANGE_ID, WEIGHT, XID};
 use pgstream_core::{
-    compile, quote_ident, quote_qualified, RenderContext, SourceBinding, StreamTableSpec, Table,
+    compile, quote_ident, quote_qualified, Catalog, Compiled, QualifiedName, RenderContext,
+    SourceBinding, Strategy, StreamTableSpec, Table,
 };
 use sea_query::{Alias, ColumnDef, Expr, Index, PostgresQueryBuilder};
 use sqlx::postgres::types::Oid;
@@ -95,6 +96,7 @@ async fn create_in(
         let found: Vec<&str> = compiled.columns.iter().map(|c| c.name.as_str()).collect();
         check_columns(name, expected, &found)?;
     }
+    let used = used_columns(spec, &catalog, &compiled);
 
     // Capture first: changes committed after the initial refresh's snapshot must
     // land in a buffer (PRIOR_ART: pg_ivm fix #121).
@@ -104,6 +106,8 @@ async fn create_in(
         install_capture(conn, source, oid, name).await?;
         bindings.push(SourceBinding { oid });
     }
+    let source_oids: Vec<u32> = bindings.iter().map(|b| b.oid).collect();
+    check_cycle(conn, spec, name, &source_oids).await?;
 
     let id: i64 = sqlx::query_scalar(
         "SELECT nextval(pg_get_serial_sequence('pgstream.pgs_stream_tables', 'id'))",
@@ -134,6 +138,36 @@ async fn create_in(
     .execute(&mut *conn)
     .await
     .step(subject, "registering the stream table")?;
+
+    // The source columns the query uses, with their attnum and type: drift checks
+    // compare them with the live catalog (pgstream._drift).
+    let (used_oids, used_names): (Vec<i64>, Vec<String>) = used
+        .iter()
+        .filter_map(|(src, col)| {
+            let i = compiled.sources.iter().position(|t| t.name == *src)?;
+            Some((i64::from(bindings[i].oid), col.clone()))
+        })
+        .unzip();
+    sqlx::query(
+        "UPDATE pgstream.pgs_stream_tables SET source_columns = (
+            SELECT coalesce(jsonb_agg(jsonb_build_object(
+                       'oid', a.attrelid::int8, 'table', n.nspname || '.' || c.relname,
+                       'attnum', a.attnum, 'column', a.attname::text,
+                       'type', pg_catalog.format_type(a.atttypid, a.atttypmod))
+                     ORDER BY u.ord), '[]')
+              FROM unnest($2::int8[], $3::text[]) WITH ORDINALITY AS u(oid, col, ord)
+              JOIN pg_catalog.pg_attribute a
+                ON a.attrelid = u.oid::oid AND a.attname = u.col AND NOT a.attisdropped
+              JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+              JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace)
+          WHERE id = $1",
+    )
+    .bind(id)
+    .bind(&used_oids)
+    .bind(&used_names)
+    .execute(&mut *conn)
+    .await
+    .step(subject, "recording the source columns")?;
 
     for b in &bindings {
         sqlx::query("INSERT INTO pgstream.pgs_frontiers (st_id, source_oid) VALUES ($1, $2)")
@@ -276,7 +310,8 @@ pub(crate) async fn install_capture(
                 .step(subject, "extending the change buffer")?;
         }
     }
-    sqlx::raw_sql(&capture_function_ddl(source, oid))
+    sqlx::query("SELECT pgstream._build_capture($1)")
+        .bind(Oid(oid))
         .execute(&mut *conn)
         .await
         .step(subject, "creating the capture trigger function")?;
@@ -335,58 +370,6 @@ pub(crate) fn buffer_ddl(source: &Table, oid: u32) -> Vec<String> {
     vec![create.to_string(PostgresQueryBuilder), index]
 }
 
-/// A dollar-quote tag that does not occur in `body`.
-fn dollar_tag(body: &str) -> String {
-    let mut tag = "$pgs$".to_string();
-    let mut i = 0;
-    while body.contains(&tag) {
-        i += 1;
-        tag = format!("$pgs{i}$");
-    }
-    tag
-}
-
-/// The capture trigger function of a source. Function DDL is beyond sea-query, so
-/// the text is assembled here; every identifier goes through `quote_ident`.
-pub(crate) fn capture_function_ddl(source: &Table, oid: u32) -> String {
-    let buffer = format!(
-        "{}.{}",
-        quote_ident(CHANGES_SCHEMA),
-        quote_ident(&buffer_table(oid))
-    );
-    let cols = source
-        .columns
-        .iter()
-        .map(|c| quote_ident(&c.name))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let w = quote_ident(WEIGHT);
-    let body = format!(
-        "
-BEGIN
-    -- Statement-level capture from the transition tables. An UPDATE is the old
-    -- images (weight -1) then the new ones (+1), in change_id order.
-    IF TG_OP = 'INSERT' THEN
-        INSERT INTO {buffer} ({w}, {cols}) SELECT 1, {cols} FROM __pgs_new;
-    ELSIF TG_OP = 'UPDATE' THEN
-        INSERT INTO {buffer} ({w}, {cols}) SELECT -1, {cols} FROM __pgs_old;
-        INSERT INTO {buffer} ({w}, {cols}) SELECT 1, {cols} FROM __pgs_new;
-    ELSIF TG_OP = 'DELETE' THEN
-        INSERT INTO {buffer} ({w}, {cols}) SELECT -1, {cols} FROM __pgs_old;
-    END IF;
-    RETURN NULL;
-END
-"
-    );
-    let tag = dollar_tag(&body);
-    format!(
-        "CREATE OR REPLACE FUNCTION {}.{}() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER \
-         SET search_path = pg_catalog, pg_temp AS {tag}{body}{tag}",
-        quote_ident(CHANGES_SCHEMA),
-        quote_ident(&format!("capture_{oid}")),
-    )
-}
-
 /// The four capture triggers of a source: `(name, DDL)`. Trigger DDL is beyond
 /// sea-query; identifiers go through `quote_ident`. PostgreSQL allows one event per
 /// trigger with transition tables, hence one trigger each.
@@ -424,10 +407,21 @@ pub(crate) fn trigger_ddl(source: &Table, oid: u32) -> Vec<(&'static str, String
 }
 
 /// Drop a stream table (see `pgstream.drop_stream_table`): storage table, catalog
-/// rows, and the capture of sources no other stream table reads.
+/// rows, and the capture of sources no other stream table reads. Fails, naming
+/// them, when other stream tables read it; see [`drop_stream_table_cascade`].
 pub async fn drop_stream_table(pool: &PgPool, name: &str) -> Result<()> {
-    let r = sqlx::query("SELECT pgstream.drop_stream_table($1)")
+    drop_with(pool, name, false).await
+}
+
+/// Drop a stream table and, first, every stream table that reads it (recursively).
+pub async fn drop_stream_table_cascade(pool: &PgPool, name: &str) -> Result<()> {
+    drop_with(pool, name, true).await
+}
+
+async fn drop_with(pool: &PgPool, name: &str, cascade: bool) -> Result<()> {
+    let r = sqlx::query("SELECT pgstream.drop_stream_table($1, $2)")
         .bind(name)
+        .bind(cascade)
         .execute(pool)
         .await;
     match r {
@@ -460,4 +454,175 @@ pub(crate) fn check_columns(name: &str, expected: &[&str], found: &[&str]) -> Re
         expected: expected.iter().map(|s| s.to_string()).collect(),
         found: found.iter().map(|s| s.to_string()).collect(),
     })
+}
+
+/// The `(source table, column)` pairs the defining query uses. A column is used when
+/// the query no longer compiles, or compiles to other output columns, once that column
+/// is removed from the catalog. Queries not maintained incrementally may be bound only
+/// partly by the compiler; for them a column is also used when its name occurs in the
+/// query as a word (conservative: a false positive only makes drift checks stricter).
+fn used_columns(
+    spec: &StreamTableSpec,
+    catalog: &Catalog,
+    compiled: &Compiled,
+) -> Vec<(QualifiedName, String)> {
+    let words = query_words(&spec.query);
+    let incremental = compiled.strategy == Strategy::Incremental;
+    let mut used = Vec::new();
+    for source in &compiled.sources {
+        for col in &source.columns {
+            let mut probe = catalog.clone();
+            let mut t = source.clone();
+            t.columns.retain(|c| c.name != col.name);
+            t.primary_key.retain(|k| *k != col.name);
+            probe.add_table(t);
+            let uses = match compile(spec, &probe) {
+                Err(_) => true,
+                Ok(c) => c.columns != compiled.columns,
+            } || (!incremental
+                && (words.contains(&col.name) || words.contains(&col.name.to_lowercase())));
+            if uses {
+                used.push((source.name.clone(), col.name.clone()));
+            }
+        }
+    }
+    used
+}
+
+/// Identifier-like words of a query, lower-cased, plus quoted identifiers verbatim.
+fn query_words(query: &str) -> Vec<String> {
+    let mut words: Vec<String> = query
+        .split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '$'))
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .collect();
+    let mut rest = query;
+    while let Some(i) = rest.find('"') {
+        let after = &rest[i + 1..];
+        let Some(j) = after.find('"') else { break };
+        words.push(after[..j].to_string());
+        rest = &after[j + 1..];
+    }
+    words
+}
+
+/// Refuse a creation that would close a cycle of stream tables: walking upstream
+/// from the new stream table's sources (a source is a stream table when it is another
+/// stream table's storage table) must not come back to the new storage table's name.
+async fn check_cycle(
+    conn: &mut PgConnection,
+    spec: &StreamTableSpec,
+    name: &str,
+    sources: &[u32],
+) -> Result<()> {
+    // Edges: (stream table's storage oid, its name, source oid).
+    let edges: Vec<(Option<i64>, String, i64)> = sqlx::query_as(
+        "SELECT to_regclass(pg_catalog.format('%I.%I', s.schema_name, s.table_name))::oid::int8,
+                pgstream._display_name(s.schema_name, s.table_name), f.source_oid::int8
+           FROM pgstream.pgs_stream_tables s
+           JOIN pgstream.pgs_frontiers f ON f.st_id = s.id",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .step(Some(name), "checking for cycles")?;
+    let target = quote_qualified(&spec.name);
+    let own: Option<i64> = sqlx::query_scalar("SELECT to_regclass($1)::oid::int8")
+        .bind(&target)
+        .fetch_one(&mut *conn)
+        .await
+        .step(Some(name), "checking for cycles")?;
+    let graph: Vec<(i64, String, i64)> = edges
+        .into_iter()
+        .filter_map(|(st, n, src)| Some((st?, n, src)))
+        .collect();
+    let start: Vec<i64> = sources.iter().map(|&o| i64::from(o)).collect();
+    if let Some(path) = find_cycle(&graph, own, name, &start, name) {
+        return Err(Error::Invalid(format!(
+            "stream table {name}: creating it would make a cycle of stream tables: {}",
+            path.join(" -> ")
+        )));
+    }
+    Ok(())
+}
+
+/// Depth-first search upstream from `start` (source oids). `graph` holds
+/// `(storage oid, stream table name, source oid)`. Returns the names on a path that
+/// reaches `own` (the new storage table's oid, if the name exists) or a stream table
+/// named like the new one, starting and ending with `name`.
+pub(crate) fn find_cycle(
+    graph: &[(i64, String, i64)],
+    own: Option<i64>,
+    own_name: &str,
+    start: &[i64],
+    name: &str,
+) -> Option<Vec<String>> {
+    fn walk(
+        graph: &[(i64, String, i64)],
+        own: Option<i64>,
+        own_name: &str,
+        node: i64,
+        path: &mut Vec<String>,
+        seen: &mut Vec<i64>,
+    ) -> bool {
+        if Some(node) == own {
+            return true;
+        }
+        if seen.contains(&node) {
+            return false;
+        }
+        seen.push(node);
+        // `node` is a stream table's storage table: continue with its sources.
+        let Some((_, n, _)) = graph.iter().find(|(st, _, _)| *st == node) else {
+            return false;
+        };
+        if n == own_name {
+            return true;
+        }
+        path.push(n.clone());
+        for (_, _, src) in graph.iter().filter(|(st, _, _)| *st == node) {
+            if walk(graph, own, own_name, *src, path, seen) {
+                return true;
+            }
+        }
+        path.pop();
+        false
+    }
+    let mut seen = Vec::new();
+    for &s in start {
+        let mut path = vec![name.to_string()];
+        if walk(graph, own, own_name, s, &mut path, &mut seen) {
+            path.push(name.to_string());
+            return Some(path);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{find_cycle, query_words};
+
+    #[test]
+    fn cycles_are_found_with_their_names() {
+        // a (oid 10) reads t (1); b (11) reads a; c (12) reads b.
+        let g = vec![
+            (10, "a".to_string(), 1),
+            (11, "b".to_string(), 10),
+            (12, "c".to_string(), 11),
+        ];
+        // A new stream table "a2" reading c: no cycle.
+        assert_eq!(find_cycle(&g, None, "a2", &[12], "a2"), None);
+        // Re-creating "a" (storage oid 10 exists) to read c closes a -> c -> b -> a.
+        assert_eq!(
+            find_cycle(&g, Some(10), "a", &[12], "a").unwrap(),
+            vec!["a", "c", "b", "a"]
+        );
+    }
+
+    #[test]
+    fn words() {
+        let w = query_words("SELECT \"Mixed Case\", sum(x) FROM t WHERE y_1 > 0");
+        assert!(w.contains(&"x".to_string()) && w.contains(&"y_1".to_string()));
+        assert!(w.contains(&"Mixed Case".to_string()));
+    }
 }

@@ -9,7 +9,7 @@ use crate::error::{Error, Result, Step};
 use sqlx::PgPool;
 
 /// The version of the catalog schema this runtime installs.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// First key of every pgstream advisory lock (`'pgst'`); the second key is the
 /// stream table id, or 0 for installation.
@@ -26,7 +26,10 @@ CREATE TABLE IF NOT EXISTS pgstream.pgs_meta (schema_version integer NOT NULL);
 /// The versioned migrations: `(version, script)`, applied in order. To change only
 /// the SQL functions, bump [`SCHEMA_VERSION`] and add an empty script: the functions
 /// are recreated at every upgrade and only then.
-const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("sql/schema_v1.sql"))];
+const MIGRATIONS: &[(i32, &str)] = &[
+    (1, include_str!("sql/schema_v1.sql")),
+    (2, include_str!("sql/schema_v2.sql")),
+];
 
 /// The SQL functions and views, recreated at every upgrade.
 const FUNCTIONS: &str = include_str!("sql/functions.sql");

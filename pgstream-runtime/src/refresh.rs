@@ -35,9 +35,9 @@ pub async fn refresh(pool: &PgPool, name: &str) -> Result<RefreshOutcome> {
             Ok(n) => Ok(finish(n.unwrap_or(0), start)),
             Err(e) if is_not_found(&e) => Err(Error::NotFound(name.to_string())),
             Err(e) => {
-                let msg = describe(&e);
-                record_error_by_name(pool, name, &msg).await;
-                Err(Error::db(Some(name), "refreshing", e))
+                let err = Error::db(Some(name), "refreshing", e);
+                record_error_by_name(pool, name, &err).await;
+                Err(err)
             }
         }
     }
@@ -92,9 +92,66 @@ fn finish(rows_changed: i64, start: Instant) -> RefreshOutcome {
     }
 }
 
-/// Record a refresh failure in `pgstream.pgs_refresh_stats`, in its own transaction
-/// (the failed one rolled back). Failing to record is logged, not returned.
-pub(crate) async fn record_error(pool: &PgPool, id: i64, message: &str) {
+/// What the scheduler does after a failed refresh: retry with exponential backoff,
+/// suspend after `max_failures` failures in a row (0: never).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FailurePolicy {
+    pub max_failures: u32,
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+}
+
+impl Default for FailurePolicy {
+    fn default() -> Self {
+        FailurePolicy {
+            max_failures: 5,
+            backoff_base: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(300),
+        }
+    }
+}
+
+/// SQLSTATE of pgstream's schema-drift error (`pgstream._drift`).
+pub(crate) const DRIFT_SQLSTATE: &str = "PGS01";
+
+/// Whether a failure is about the connection or the server (terminated backend,
+/// restart, network, pool) rather than the stream table: it is retried after the
+/// base backoff and does not count towards suspension.
+pub(crate) fn is_transient(e: &Error) -> bool {
+    match e {
+        Error::Database { source, .. } => match source {
+            sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::Tls(_) => true,
+            sqlx::Error::Database(db) => db.code().is_some_and(|c| {
+                // connection exception, insufficient resources, operator
+                // intervention (terminated backend, shutdown), serialization/deadlock.
+                ["08", "53", "57", "40"].iter().any(|p| c.starts_with(p))
+            }),
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+/// Record a refresh failure in `pgstream.pgs_refresh_stats` (`error_count`,
+/// `last_error`), in its own transaction (the failed one rolled back). A schema-drift
+/// error puts the stream table in the `ERROR` state. With a policy (the scheduler),
+/// also counts consecutive failures, sets the next retry time (exponential backoff)
+/// and suspends the stream table at the policy's limit. Failing to record is logged,
+/// not returned.
+pub(crate) async fn record_error(
+    pool: &PgPool,
+    id: i64,
+    err: &Error,
+    policy: Option<&FailurePolicy>,
+) {
+    let message = match err {
+        Error::Database { source, .. } => describe(source),
+        other => other.to_string(),
+    };
     let r = sqlx::query(
         "INSERT INTO pgstream.pgs_refresh_stats AS r (st_id, error_count, last_error, last_error_at)
          SELECT s.id, 1, $2, now() FROM pgstream.pgs_stream_tables s WHERE s.id = $1
@@ -103,22 +160,93 @@ pub(crate) async fn record_error(pool: &PgPool, id: i64, message: &str) {
                 last_error_at = EXCLUDED.last_error_at",
     )
     .bind(id)
-    .bind(message)
+    .bind(&message)
     .execute(pool)
     .await;
     if let Err(e) = r {
         tracing::warn!(error = %describe(&e), "could not record a refresh error");
+        return;
+    }
+    let drift = err.sqlstate().as_deref() == Some(DRIFT_SQLSTATE);
+    let transient = is_transient(err);
+    let (max, base_ms, max_ms) = match policy {
+        Some(p) => (
+            i32::try_from(p.max_failures).unwrap_or(i32::MAX),
+            p.backoff_base.as_secs_f64() * 1000.0,
+            p.backoff_max.as_secs_f64() * 1000.0,
+        ),
+        None if !drift => return,
+        None => (0, 0.0, 0.0),
+    };
+    let counts = policy.is_some() && !transient;
+    let r = sqlx::query(
+        "UPDATE pgstream.pgs_stream_tables s
+            SET consecutive_failures = s.consecutive_failures + CASE WHEN $4 THEN 1 ELSE 0 END,
+                next_retry_at = now() + least(
+                    $5::float8 * pg_catalog.power(2::float8,
+                        CASE WHEN $4 THEN least(s.consecutive_failures, 30) ELSE 0 END),
+                    $6::float8) * interval '1 millisecond',
+                status = CASE
+                    WHEN $3 THEN 'ERROR'
+                    WHEN $4 AND $7 > 0 AND s.status = 'ACTIVE'
+                         AND s.consecutive_failures + 1 >= $7 THEN 'SUSPENDED'
+                    ELSE s.status END,
+                status_reason = CASE
+                    WHEN $3 THEN $2
+                    WHEN $4 AND $7 > 0 AND s.status = 'ACTIVE'
+                         AND s.consecutive_failures + 1 >= $7
+                    THEN pg_catalog.format('suspended after %s consecutive failures; last: %s',
+                                           s.consecutive_failures + 1, $2)
+                    ELSE s.status_reason END
+          WHERE s.id = $1
+          RETURNING s.status",
+    )
+    .bind(id)
+    .bind(&message)
+    .bind(drift)
+    .bind(counts)
+    .bind(base_ms)
+    .bind(max_ms)
+    .bind(max)
+    .fetch_optional(pool)
+    .await;
+    match r {
+        Ok(Some(status)) => {
+            let status: String = sqlx::Row::get(&status, 0);
+            if status != "ACTIVE" {
+                tracing::warn!(id, %status, error = %message, "stream table is no longer refreshed by the scheduler");
+            }
+        }
+        Ok(None) => {}
+        Err(e) => tracing::warn!(error = %describe(&e), "could not record a refresh error"),
     }
 }
 
-async fn record_error_by_name(pool: &PgPool, name: &str, message: &str) {
+async fn record_error_by_name(pool: &PgPool, name: &str, err: &Error) {
     // `pgstream._resolve` raises for an unknown name: nothing to record then.
     match sqlx::query_scalar::<_, i64>("SELECT pgstream._resolve($1)")
         .bind(name)
         .fetch_one(pool)
         .await
     {
-        Ok(id) => record_error(pool, id, message).await,
+        Ok(id) => record_error(pool, id, err, None).await,
         Err(e) => tracing::debug!(error = %describe(&e), "refresh error not recorded"),
+    }
+}
+
+/// Resume a stream table that the scheduler suspended (or that is in the `ERROR`
+/// state after a schema drift that was undone): see `pgstream.resume_stream_table`.
+pub async fn resume_stream_table(pool: &PgPool, name: &str) -> Result<()> {
+    match sqlx::query("SELECT pgstream.resume_stream_table($1)")
+        .bind(name)
+        .execute(pool)
+        .await
+    {
+        Ok(_) => {
+            tracing::info!(stream_table = %name, "resumed stream table");
+            Ok(())
+        }
+        Err(e) if is_not_found(&e) => Err(Error::NotFound(name.to_string())),
+        Err(e) => Err(Error::db(Some(name), "resuming", e)),
     }
 }

@@ -2,7 +2,7 @@
 
 use crate::builder::RuntimeBuilder;
 use crate::error::{Error, Result};
-use crate::refresh::RefreshOutcome;
+use crate::refresh::{FailurePolicy, RefreshOutcome};
 use crate::status::StreamTableStatus;
 use pgstream_core::{Mode, QualifiedName, Schedule, StreamTableSpec};
 use sqlx::PgPool;
@@ -31,11 +31,21 @@ impl Runtime {
         RuntimeBuilder::new(pool)
     }
 
-    pub(crate) fn spawn(pool: PgPool, tick: Duration, scheduler: bool) -> Self {
+    pub(crate) fn spawn(
+        pool: PgPool,
+        tick: Duration,
+        scheduler: bool,
+        policy: FailurePolicy,
+    ) -> Self {
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
         if scheduler {
-            tracker.spawn(crate::scheduler::run(pool.clone(), tick, cancel.clone()));
+            tracker.spawn(crate::scheduler::run(
+                pool.clone(),
+                tick,
+                policy,
+                cancel.clone(),
+            ));
         }
         tracker.close();
         Runtime {
@@ -81,6 +91,16 @@ impl Runtime {
     /// See [`RuntimeHandle::drop_stream_table`].
     pub async fn drop_stream_table(&self, name: &str) -> Result<()> {
         self.handle.drop_stream_table(name).await
+    }
+
+    /// See [`RuntimeHandle::drop_stream_table_cascade`].
+    pub async fn drop_stream_table_cascade(&self, name: &str) -> Result<()> {
+        self.handle.drop_stream_table_cascade(name).await
+    }
+
+    /// See [`RuntimeHandle::resume`].
+    pub async fn resume(&self, name: &str) -> Result<()> {
+        self.handle.resume(name).await
     }
 
     /// Stop the scheduler and wait until it has stopped; a refresh in progress
@@ -133,9 +153,21 @@ impl RuntimeHandle {
         crate::create::create_stream_table(&self.pool, &spec).await
     }
 
-    /// Drop a stream table (see [`crate::drop_stream_table`]).
+    /// Drop a stream table (see [`crate::drop_stream_table`]). Fails, naming them,
+    /// when other stream tables read it.
     pub async fn drop_stream_table(&self, name: &str) -> Result<()> {
         crate::create::drop_stream_table(&self.pool, name).await
+    }
+
+    /// Drop a stream table and every stream table that reads it, recursively.
+    pub async fn drop_stream_table_cascade(&self, name: &str) -> Result<()> {
+        crate::create::drop_stream_table_cascade(&self.pool, name).await
+    }
+
+    /// Resume a stream table the scheduler suspended after repeated failures (see
+    /// [`crate::resume_stream_table`]).
+    pub async fn resume(&self, name: &str) -> Result<()> {
+        crate::refresh::resume_stream_table(&self.pool, name).await
     }
 }
 

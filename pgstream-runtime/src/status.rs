@@ -14,8 +14,15 @@ pub struct StreamTableStatus {
     pub schedule: String,
     /// `DIFFERENTIAL` or `FULL`.
     pub refresh_mode: String,
-    /// `ACTIVE`.
+    /// `ACTIVE`; `SUSPENDED` after repeated failures (resume it); `ERROR` when a
+    /// source column it uses drifted (see `status_reason`).
     pub status: String,
+    /// Why the status is not `ACTIVE`.
+    pub status_reason: Option<String>,
+    /// Scheduled refreshes that failed in a row.
+    pub consecutive_failures: i32,
+    /// The scheduler does not retry before this time (backoff after a failure).
+    pub next_retry_at: Option<DateTime<Utc>>,
     /// End of the last successful refresh (transaction start time).
     pub last_refresh_at: Option<DateTime<Utc>>,
     /// Whether it must be refreshed to honour its schedule.
@@ -50,7 +57,8 @@ pub async fn status(pool: &PgPool) -> Result<Vec<StreamTableStatus>> {
         "SELECT s.name, s.schedule, s.refresh_mode, s.status, s.last_refresh_at, s.stale,
                 s.pending_changes, s.needs_full, v.refresh_count, v.avg_duration_ms,
                 v.min_duration_ms, v.max_duration_ms, v.last_duration_ms, v.rows_affected,
-                v.error_count, v.last_error, v.last_error_at
+                v.error_count, v.last_error, v.last_error_at, v.status_reason,
+                v.consecutive_failures, v.next_retry_at
            FROM pgstream.pgs_status() s
            JOIN pgstream.pg_stat_stream_tables v ON v.id = s.id
           ORDER BY s.name",
@@ -65,6 +73,9 @@ pub async fn status(pool: &PgPool) -> Result<Vec<StreamTableStatus>> {
                 schedule: r.try_get("schedule")?,
                 refresh_mode: r.try_get("refresh_mode")?,
                 status: r.try_get("status")?,
+                status_reason: r.try_get("status_reason")?,
+                consecutive_failures: r.try_get("consecutive_failures")?,
+                next_retry_at: r.try_get("next_retry_at")?,
                 last_refresh_at: r.try_get("last_refresh_at")?,
                 stale: r.try_get("stale")?,
                 pending_changes: r.try_get("pending_changes")?,

@@ -113,6 +113,17 @@ BEGIN
             USING ERRCODE = 'undefined_table';
     END IF;
 
+    -- Schema drift: a source column the query uses was dropped, renamed or retyped.
+    -- Apply nothing; the caller (Rust) puts the stream table in the ERROR state.
+    msg := CASE WHEN st.status = 'ERROR' THEN st.status_reason END;
+    msg := coalesce(msg, pgstream._drift(st.id));
+    IF msg IS NOT NULL THEN
+        RAISE EXCEPTION 'stream table %: %', pgstream._display_name(st.schema_name, st.table_name), msg
+            USING ERRCODE = 'PGS01',
+                  HINT = 'Drop the stream table and create it again for the new schema '
+                         '(or undo the change and call pgstream.resume_stream_table).';
+    END IF;
+
     full_mode := st.mode = 'FULL' OR st.needs_full OR st.differential_refresh_sql IS NULL;
     t0 := clock_timestamp();
     BEGIN
@@ -153,7 +164,8 @@ BEGIN
 
     ms := extract(epoch FROM clock_timestamp() - t0) * 1000.0;
     UPDATE pgstream.pgs_stream_tables s
-       SET last_refresh_at = now(), data_timestamp = now()
+       SET last_refresh_at = now(), data_timestamp = now(),
+           consecutive_failures = 0, next_retry_at = NULL
      WHERE s.id = st.id;
     INSERT INTO pgstream.pgs_refresh_stats AS r
            (st_id, refresh_count, total_ms, min_ms, max_ms, last_ms, rows_affected, last_rows)
@@ -202,8 +214,10 @@ END
 $fn$;
 
 -- Drop a stream table: its storage table, catalog, frontier and stats rows, and the
--- capture of every source that no other stream table reads.
-CREATE OR REPLACE FUNCTION pgstream.drop_stream_table(name text)
+-- capture of every source that no other stream table reads. Stream tables that read
+-- this one are dropped first with cascade = true; without it their names are in the
+-- error.
+CREATE OR REPLACE FUNCTION pgstream.drop_stream_table(name text, cascade boolean DEFAULT false)
 RETURNS void LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $fn$
@@ -212,6 +226,7 @@ DECLARE
     st pgstream.pgs_stream_tables;
     storage oid;
     dependant text;
+    dep text;
     srcs oid[];
     src oid;
 BEGIN
@@ -225,7 +240,19 @@ BEGIN
 
     storage := to_regclass(format('%I.%I', st.schema_name, st.table_name));
     IF storage IS NOT NULL THEN
-        SELECT string_agg(pgstream._display_name(d.schema_name, d.table_name), ', ')
+        IF cascade THEN
+            FOR dep IN SELECT DISTINCT pgstream._display_name(d.schema_name, d.table_name)
+                         FROM pgstream.pgs_stream_tables d
+                         JOIN pgstream.pgs_frontiers f ON f.st_id = d.id
+                        WHERE f.source_oid = storage AND d.id <> st.id LOOP
+                -- A dependant may have been dropped by an earlier one's cascade.
+                IF EXISTS (SELECT 1 FROM pgstream.pgs_stream_tables d
+                            WHERE pgstream._display_name(d.schema_name, d.table_name) = dep) THEN
+                    PERFORM pgstream.drop_stream_table(dep, true);
+                END IF;
+            END LOOP;
+        END IF;
+        SELECT string_agg(DISTINCT pgstream._display_name(d.schema_name, d.table_name), ', ')
           INTO dependant
           FROM pgstream.pgs_stream_tables d
           JOIN pgstream.pgs_frontiers f ON f.st_id = d.id
@@ -233,7 +260,8 @@ BEGIN
         IF dependant IS NOT NULL THEN
             RAISE EXCEPTION 'cannot drop stream table %: stream table(s) % read it', name, dependant
                 USING ERRCODE = 'dependent_objects_still_exist',
-                      HINT = 'Drop the dependent stream tables first.';
+                      HINT = 'Drop the dependent stream tables first, or pass cascade => true '
+                             '(pgstream drop --cascade) to drop them too.';
         END IF;
     END IF;
 
@@ -259,6 +287,158 @@ BEGIN
     END LOOP;
 END
 $fn$;
+
+-- Resume a SUSPENDED (or ERROR) stream table: the scheduler refreshes it again from
+-- its next tick. An ERROR caused by schema drift that is still there stays.
+CREATE OR REPLACE FUNCTION pgstream.resume_stream_table(name text)
+RETURNS void LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    sid bigint;
+    msg text;
+BEGIN
+    sid := pgstream._resolve(name);
+    msg := pgstream._drift(sid);
+    IF msg IS NOT NULL THEN
+        UPDATE pgstream.pgs_stream_tables s SET status = 'ERROR', status_reason = msg
+         WHERE s.id = sid;
+        RAISE EXCEPTION 'cannot resume stream table %: %', name, msg
+            USING ERRCODE = 'PGS01',
+                  HINT = 'Drop the stream table and create it again for the new schema.';
+    END IF;
+    UPDATE pgstream.pgs_stream_tables s
+       SET status = 'ACTIVE', status_reason = NULL, consecutive_failures = 0, next_retry_at = NULL
+     WHERE s.id = sid;
+END
+$fn$;
+
+-- Schema drift of one stream table: NULL when every source column its query uses
+-- (pgs_stream_tables.source_columns, recorded at creation) still exists with the same
+-- name and type, else a message naming the table and the column.
+CREATE OR REPLACE FUNCTION pgstream._drift(st_id bigint)
+RETURNS text LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    c record;
+    live record;
+BEGIN
+    FOR c IN SELECT (e->>'oid')::oid AS oid, e->>'table' AS tbl, (e->>'attnum')::int2 AS attnum,
+                    e->>'column' AS col, e->>'type' AS typ
+               FROM pgstream.pgs_stream_tables s, jsonb_array_elements(s.source_columns) e
+              WHERE s.id = _drift.st_id LOOP
+        IF NOT EXISTS (SELECT 1 FROM pg_class r WHERE r.oid = c.oid) THEN
+            RETURN format('source table %s was dropped', c.tbl);
+        END IF;
+        SELECT a.attname::text AS name, a.attisdropped AS dropped,
+               format_type(a.atttypid, a.atttypmod) AS typ
+          INTO live
+          FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum = c.attnum;
+        IF NOT FOUND OR live.dropped THEN
+            IF EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = c.col
+                          AND NOT a.attisdropped AND a.attnum > 0) THEN
+                -- Dropped and added again: another column now.
+                RETURN format('source column %s.%s was dropped and added again', c.tbl, c.col);
+            END IF;
+            RETURN format('source column %s.%s was dropped', c.tbl, c.col);
+        END IF;
+        IF live.name <> c.col THEN
+            RETURN format('source column %s.%s was renamed to %s', c.tbl, c.col, live.name);
+        END IF;
+        IF live.typ <> c.typ THEN
+            RETURN format('source column %s.%s changed type from %s to %s', c.tbl, c.col, c.typ, live.typ);
+        END IF;
+    END LOOP;
+    RETURN NULL;
+END
+$fn$;
+
+-- (Re)create the capture trigger function of a source from the live catalog: it
+-- copies the columns that the source and its buffer both have with the same type.
+-- Called at creation and by the DDL event trigger, so writes to a source keep working
+-- after one of its columns is dropped, renamed or retyped (the buffer keeps the old
+-- column, filled with NULL; the stream tables that use it are in the ERROR state).
+CREATE OR REPLACE FUNCTION pgstream._build_capture(src oid)
+RETURNS void LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    buf text := format('%I.%I', 'pgstream_changes', 'changes_' || src);
+    cols text;
+    body text;
+BEGIN
+    IF to_regclass(buf) IS NULL OR NOT EXISTS (SELECT 1 FROM pg_class r WHERE r.oid = src) THEN
+        RETURN;
+    END IF;
+    SELECT coalesce(string_agg(', ' || quote_ident(a.attname), '' ORDER BY a.attnum), '')
+      INTO cols
+      FROM pg_attribute a
+      JOIN pg_attribute b
+        ON b.attrelid = to_regclass(buf) AND b.attname = a.attname AND NOT b.attisdropped
+       AND b.atttypid = a.atttypid AND b.atttypmod = a.atttypmod
+     WHERE a.attrelid = src AND a.attnum > 0 AND NOT a.attisdropped;
+    body := format($b$
+BEGIN
+    -- Statement-level capture from the transition tables. An UPDATE is the old
+    -- images (weight -1) then the new ones (+1), in change_id order.
+    -- Generated by pgstream._build_capture.
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO %1$s (__pgs_w%2$s) SELECT 1%2$s FROM __pgs_new;
+    ELSIF TG_OP = 'UPDATE' THEN
+        INSERT INTO %1$s (__pgs_w%2$s) SELECT -1%2$s FROM __pgs_old;
+        INSERT INTO %1$s (__pgs_w%2$s) SELECT 1%2$s FROM __pgs_new;
+    ELSIF TG_OP = 'DELETE' THEN
+        INSERT INTO %1$s (__pgs_w%2$s) SELECT -1%2$s FROM __pgs_old;
+    END IF;
+    RETURN NULL;
+END
+$b$, buf, cols);
+    EXECUTE format('CREATE OR REPLACE FUNCTION %I.%I() RETURNS trigger LANGUAGE plpgsql '
+                   'SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS %L',
+                   'pgstream_changes', 'capture_' || src, body);
+END
+$fn$;
+
+-- Event trigger (ddl_command_end, ALTER TABLE): rebuild the capture function of an
+-- altered source and put the stream tables whose columns drifted in the ERROR state,
+-- in the DDL's own transaction. SECURITY DEFINER: the capture functions belong to
+-- pgstream's owner, not to the table's.
+CREATE OR REPLACE FUNCTION pgstream._on_ddl()
+RETURNS event_trigger LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    src oid;
+    st record;
+    msg text;
+BEGIN
+    FOR src IN SELECT DISTINCT c.objid FROM pg_event_trigger_ddl_commands() c
+                WHERE c.classid = 'pg_class'::regclass
+                  AND EXISTS (SELECT 1 FROM pgstream.pgs_sources s WHERE s.source_oid = c.objid) LOOP
+        PERFORM pgstream._build_capture(src);
+        FOR st IN SELECT DISTINCT f.st_id FROM pgstream.pgs_frontiers f WHERE f.source_oid = src LOOP
+            msg := pgstream._drift(st.st_id);
+            IF msg IS NOT NULL THEN
+                UPDATE pgstream.pgs_stream_tables s SET status = 'ERROR', status_reason = msg
+                 WHERE s.id = st.st_id AND s.status IS DISTINCT FROM 'ERROR';
+            END IF;
+        END LOOP;
+    END LOOP;
+END
+$fn$;
+
+-- Event triggers need a superuser: without one, drift is still found at the next
+-- refresh, but writes to a source fail after a column it captures is dropped.
+DO $do$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolname = current_user AND r.rolsuper)
+       AND NOT EXISTS (SELECT 1 FROM pg_event_trigger e WHERE e.evtname = 'pgstream_ddl') THEN
+        CREATE EVENT TRIGGER pgstream_ddl ON ddl_command_end WHEN TAG IN ('ALTER TABLE')
+            EXECUTE FUNCTION pgstream._on_ddl();
+    END IF;
+END
+$do$;
 
 -- Statement trigger for TRUNCATE on a source: every stream table reading it needs a
 -- full refresh (TRUNCATE fires no row-level capture).
@@ -354,7 +534,10 @@ SELECT pgstream._display_name(s.schema_name, s.table_name) AS name,
        r.last_error,
        r.last_error_at,
        s.last_refresh_at,
-       s.id
+       s.id,
+       s.consecutive_failures,
+       s.next_retry_at,
+       s.status_reason
   FROM pgstream.pgs_stream_tables s
   LEFT JOIN pgstream.pgs_refresh_stats r ON r.st_id = s.id;
 

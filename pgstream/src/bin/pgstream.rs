@@ -59,6 +59,15 @@ enum Command {
     Drop {
         /// Name of the stream table.
         name: String,
+        /// Also drop the stream tables that read it (recursively); without it, the
+        /// drop fails and names them.
+        #[arg(long)]
+        cascade: bool,
+    },
+    /// Resume a stream table the scheduler suspended after repeated failures.
+    Resume {
+        /// Name of the stream table.
+        name: String,
     },
     /// Show every stream table with its schedule, freshness and statistics.
     Status,
@@ -160,10 +169,21 @@ async fn run(cli: Cli) -> Res {
             );
             Ok(())
         }
-        Command::Drop { name } => {
+        Command::Drop { name, cascade } => {
             let pool = connect(cli.database_url).await?;
-            pgstream::drop_stream_table(&pool, &name).await?;
-            println!("dropped stream table {name}");
+            if cascade {
+                pgstream::drop_stream_table_cascade(&pool, &name).await?;
+                println!("dropped stream table {name} and the stream tables reading it");
+            } else {
+                pgstream::drop_stream_table(&pool, &name).await?;
+                println!("dropped stream table {name}");
+            }
+            Ok(())
+        }
+        Command::Resume { name } => {
+            let pool = connect(cli.database_url).await?;
+            pgstream::resume_stream_table(&pool, &name).await?;
+            println!("resumed stream table {name}");
             Ok(())
         }
         Command::Status => {
@@ -250,7 +270,10 @@ fn print_status(rows: &[pgstream::StreamTableStatus]) {
                 s.avg_duration_ms
                     .map(|d| format!("{d:.2}"))
                     .unwrap_or_default(),
-                s.last_error.clone().unwrap_or_default(),
+                s.status_reason
+                    .clone()
+                    .or_else(|| s.last_error.clone())
+                    .unwrap_or_default(),
             ]
         })
         .collect();
