@@ -35,6 +35,10 @@ pub(crate) enum JoinKind {
     Left,
     Right,
     Full,
+    /// `EXISTS` / `IN (subquery)`: left rows with a match, once each.
+    Semi,
+    /// `NOT EXISTS` / `NOT IN (subquery)`: left rows without a match.
+    Anti,
 }
 
 impl JoinKind {
@@ -44,6 +48,8 @@ impl JoinKind {
             JoinKind::Left => "LEFT JOIN",
             JoinKind::Right => "RIGHT JOIN",
             JoinKind::Full => "FULL JOIN",
+            JoinKind::Semi => "SEMI JOIN",
+            JoinKind::Anti => "ANTI JOIN",
         }
     }
 }
@@ -63,6 +69,24 @@ pub(crate) enum Tree {
 }
 
 impl Tree {
+    /// Leaves whose columns this subtree outputs (a semi or anti join outputs only
+    /// its left side).
+    pub fn out_leaves(&self) -> Vec<usize> {
+        match self {
+            Tree::Leaf(i) => vec![*i],
+            Tree::Join {
+                kind: JoinKind::Semi | JoinKind::Anti,
+                left,
+                ..
+            } => left.out_leaves(),
+            Tree::Join { left, right, .. } => {
+                let mut v = left.out_leaves();
+                v.extend(right.out_leaves());
+                v
+            }
+        }
+    }
+
     /// Leaves of this subtree, left to right.
     pub fn leaves(&self) -> Vec<usize> {
         match self {
@@ -162,6 +186,9 @@ pub(crate) struct Binder<'a> {
     pub catalog: &'a Catalog,
     pub sources: &'a mut Vec<Table>,
     pub leaves: Vec<Leaf>,
+    /// Name scopes, outermost first: the leaves of the query, then of each subquery
+    /// being bound. A name resolves in the innermost scope that has it.
+    pub frames: Vec<Vec<usize>>,
 }
 
 impl<'a> Binder<'a> {
@@ -260,9 +287,34 @@ impl<'a> Binder<'a> {
             });
         }
         let tree = tree.expect("non-empty FROM");
-        // WHERE
-        let filter = match &s.selection {
-            Some(w) => Some(self.bind_expr(w, false)?),
+        let _ = &tree;
+        // WHERE: EXISTS / IN subqueries among its top-level conjuncts become semi and
+        // anti joins; the rest is the filter.
+        let mut tree = tree;
+        let mut rest: Vec<Expr> = Vec::new();
+        if let Some(w) = &s.selection {
+            for c in conjuncts(w) {
+                match self.subquery_join(c)? {
+                    Some((kind, right, on)) => {
+                        let on_text = c.to_string();
+                        tree = Tree::Join {
+                            kind,
+                            left: Box::new(tree),
+                            right: Box::new(right),
+                            on,
+                            on_text,
+                        };
+                    }
+                    None => rest.push(c.clone()),
+                }
+            }
+        }
+        let filter = match rest.into_iter().reduce(|a, b| Expr::BinaryOp {
+            left: Box::new(a),
+            op: sqlparser::ast::BinaryOperator::And,
+            right: Box::new(b),
+        }) {
+            Some(w) => Some(self.bind_expr(&w, false)?),
             None => None,
         };
         // SELECT list
@@ -276,7 +328,8 @@ impl<'a> Binder<'a> {
                     items.push((ident_value(alias), self.bind_expr(e, true)?, e.clone()));
                 }
                 SelectItem::Wildcard(_) => {
-                    for (li, leaf) in self.leaves.iter().enumerate() {
+                    let outer: Vec<usize> = self.frames.first().cloned().unwrap_or_default();
+                    for (li, leaf) in outer.iter().map(|&i| (i, &self.leaves[i])) {
                         for (ci, c) in leaf
                             .table
                             .columns
@@ -563,6 +616,132 @@ impl<'a> Binder<'a> {
         self.rewrite_aggregate_item(bound, orig, groups, group_texts, aggs)
     }
 
+    /// `EXISTS (q)`, `NOT EXISTS (q)`, `x IN (q)`, `x NOT IN (q)` as a semi or anti
+    /// join of the subquery's FROM, with its WHERE (and the IN comparison) as the
+    /// join condition. `NOT IN` follows SQL: a NULL comparison counts as a match, so
+    /// `x NOT IN (q)` keeps a row only when every comparison is false.
+    fn subquery_join(&mut self, c: &Expr) -> Result<Option<(JoinKind, Tree, Expr)>> {
+        let (negated, subquery, lhs) = match c {
+            Expr::Exists { subquery, negated } => (*negated, subquery, None),
+            Expr::UnaryOp {
+                op: sqlparser::ast::UnaryOperator::Not,
+                expr,
+            } => match expr.as_ref() {
+                Expr::Exists { subquery, negated } => (!*negated, subquery, None),
+                Expr::Nested(inner) => match inner.as_ref() {
+                    Expr::Exists { subquery, negated } => (!*negated, subquery, None),
+                    _ => return Ok(None),
+                },
+                _ => return Ok(None),
+            },
+            Expr::InSubquery {
+                expr,
+                subquery,
+                negated,
+            } => (*negated, subquery, Some(expr.as_ref())),
+            _ => return Ok(None),
+        };
+        let q = subquery.as_ref();
+        let SetExpr::Select(sel) = q.body.as_ref() else {
+            return Err(unsupported(
+                self.query,
+                "this kind of subquery (only SELECT ... FROM ... WHERE ...)",
+                Some(c),
+            ));
+        };
+        let simple = q.with.is_none()
+            && q.limit.is_none()
+            && q.offset.is_none()
+            && q.order_by.is_none()
+            && sel.distinct.is_none()
+            && sel.having.is_none()
+            && !sel.from.is_empty()
+            && matches!(&sel.group_by, GroupByExpr::Expressions(g, _) if g.is_empty())
+            && !sel.projection.iter().any(|i| match i {
+                SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => {
+                    contains_aggregate(e)
+                }
+                _ => false,
+            });
+        if !simple {
+            return Err(unsupported(
+                self.query,
+                "subqueries with GROUP BY, aggregates, DISTINCT, LIMIT or WITH in EXISTS/IN",
+                Some(c),
+            ));
+        }
+        self.frames.push(Vec::new());
+        let result = (|| {
+            let mut right: Option<Tree> = None;
+            for twj in &sel.from {
+                let t = self.bind_table_with_joins(twj)?;
+                right = Some(match right {
+                    None => t,
+                    Some(prev) => Tree::Join {
+                        kind: JoinKind::Inner,
+                        left: Box::new(prev),
+                        right: Box::new(t),
+                        on: Expr::Value(Value::Boolean(true).into()),
+                        on_text: "TRUE".into(),
+                    },
+                });
+            }
+            let right = right.expect("non-empty FROM");
+            let mut conds: Vec<Expr> = Vec::new();
+            if let Some(w) = &sel.selection {
+                conds.push(self.bind_expr(w, false)?);
+            }
+            if let Some(lhs) = lhs {
+                let item = match sel.projection.as_slice() {
+                    [SelectItem::UnnamedExpr(e)] | [SelectItem::ExprWithAlias { expr: e, .. }] => e,
+                    _ => {
+                        return Err(Error::Invalid(
+                            Diagnostic::new("a subquery after IN must return exactly one column")
+                                .with_span(expr_range(self.query, c)),
+                        ))
+                    }
+                };
+                let inner = self.bind_expr(item, false)?;
+                // the left-hand side belongs to the outer query
+                let saved = self.frames.pop();
+                let outer = self.bind_expr(lhs, false);
+                if let Some(f) = saved {
+                    self.frames.push(f);
+                }
+                let eq = Expr::BinaryOp {
+                    left: Box::new(Expr::Nested(Box::new(outer?))),
+                    op: sqlparser::ast::BinaryOperator::Eq,
+                    right: Box::new(Expr::Nested(Box::new(inner))),
+                };
+                conds.push(if negated {
+                    Expr::IsNotFalse(Box::new(Expr::Nested(Box::new(eq))))
+                } else {
+                    eq
+                });
+            }
+            let on = conds
+                .into_iter()
+                .map(|e| Expr::Nested(Box::new(e)))
+                .reduce(|a, b| Expr::BinaryOp {
+                    left: Box::new(a),
+                    op: sqlparser::ast::BinaryOperator::And,
+                    right: Box::new(b),
+                })
+                .unwrap_or(Expr::Value(Value::Boolean(true).into()));
+            Ok((
+                if negated {
+                    JoinKind::Anti
+                } else {
+                    JoinKind::Semi
+                },
+                right,
+                on,
+            ))
+        })();
+        self.frames.pop();
+        result.map(Some)
+    }
+
     fn bind_table_with_joins(&mut self, twj: &TableWithJoins) -> Result<Tree> {
         let mut tree = self.bind_factor(&twj.relation)?;
         for j in &twj.joins {
@@ -640,7 +819,12 @@ impl<'a> Binder<'a> {
                     }
                     None => table.name.name.clone(),
                 };
-                if self.leaves.iter().any(|l| l.alias == alias_name) {
+                let frame_has_alias = self
+                    .frames
+                    .last()
+                    .map(|f| f.iter().any(|&i| self.leaves[i].alias == alias_name))
+                    .unwrap_or(false);
+                if frame_has_alias {
                     return Err(Error::Invalid(
                         Diagnostic::new(format!(
                             "table name `{alias_name}` specified more than once"
@@ -654,6 +838,10 @@ impl<'a> Binder<'a> {
                     alias: alias_name,
                     table,
                 });
+                let idx = self.leaves.len() - 1;
+                if let Some(frame) = self.frames.last_mut() {
+                    frame.push(idx);
+                }
                 Ok(Tree::Leaf(self.leaves.len() - 1))
             }
             TableFactor::NestedJoin {
@@ -692,8 +880,25 @@ impl<'a> Binder<'a> {
             }
         };
         let mut hits = Vec::new();
-        for (li, l) in self.leaves.iter().enumerate() {
-            if let Some((schema, t)) = &qual {
+        for frame in self.frames.iter().rev() {
+            self.hits_in(frame, &qual, &col, &mut hits);
+            if !hits.is_empty() {
+                break;
+            }
+        }
+        self.finish_resolve(e, span, qual, col, hits)
+    }
+
+    fn hits_in(
+        &self,
+        frame: &[usize],
+        qual: &Option<(Option<String>, String)>,
+        col: &str,
+        hits: &mut Vec<(usize, usize)>,
+    ) {
+        for &li in frame {
+            let l = &self.leaves[li];
+            if let Some((schema, t)) = qual {
                 let matches = match schema {
                     Some(s) => {
                         *s == l.table.name.schema
@@ -706,10 +911,20 @@ impl<'a> Binder<'a> {
                     continue;
                 }
             }
-            if let Some(ci) = l.table.column_index(&col) {
+            if let Some(ci) = l.table.column_index(col) {
                 hits.push((li, ci));
             }
         }
+    }
+
+    fn finish_resolve(
+        &self,
+        e: &Expr,
+        span: Option<std::ops::Range<usize>>,
+        qual: Option<(Option<String>, String)>,
+        col: String,
+        hits: Vec<(usize, usize)>,
+    ) -> Result<Option<Marker>> {
         match hits.as_slice() {
             [(leaf, col)] => Ok(Some(Marker::Col {
                 leaf: *leaf,
@@ -864,6 +1079,33 @@ impl<'a> Binder<'a> {
         }
         // anything still looking like an identifier was not resolved
         Ok(out)
+    }
+}
+
+/// The top-level AND-ed parts of a condition.
+fn conjuncts(e: &Expr) -> Vec<&Expr> {
+    match e {
+        Expr::BinaryOp {
+            left,
+            op: sqlparser::ast::BinaryOperator::And,
+            right,
+        } => {
+            let mut v = conjuncts(left);
+            v.extend(conjuncts(right));
+            v
+        }
+        Expr::Nested(inner)
+            if matches!(
+                inner.as_ref(),
+                Expr::BinaryOp {
+                    op: sqlparser::ast::BinaryOperator::And,
+                    ..
+                }
+            ) =>
+        {
+            conjuncts(inner)
+        }
+        _ => vec![e],
     }
 }
 

@@ -211,6 +211,12 @@ fn explain_block(b: &Block, out: &mut String) {
                 ..
             } => {
                 let strat = match kind {
+                    JoinKind::Semi => {
+                        "left delta minus the anti-join delta (matches counted, not multiplied)"
+                    }
+                    JoinKind::Anti => {
+                        "left rows without a match: recounted for the keys the changes touch"
+                    }
                     JoinKind::Inner => "bilinear: dL⋈R + L⋈dR - dL⋈dR",
                     JoinKind::Left | JoinKind::Right => {
                         "bilinear inner part + dangling rows recounted for affected keys"
@@ -265,6 +271,7 @@ pub(crate) fn compile(spec: &StreamTableSpec, catalog: &Catalog) -> Result<Compi
             catalog,
             sources: &mut sources,
             leaves: Vec::new(),
+            frames: vec![Vec::new()],
         };
         // Table references (not table functions such as `generate_series(...)`).
         struct Tables(Vec<ObjectName>);
@@ -313,6 +320,7 @@ pub(crate) fn compile(spec: &StreamTableSpec, catalog: &Catalog) -> Result<Compi
             catalog,
             sources: &mut bind_sources,
             leaves: Vec::new(),
+            frames: vec![Vec::new()],
         };
         binder.bind_query(&query)
     };
@@ -389,7 +397,12 @@ pub(crate) fn compile(spec: &StreamTableSpec, catalog: &Catalog) -> Result<Compi
 /// primary keys.
 fn check_keys(text: &str, b: Block) -> Result<Block> {
     if let Shape::Project = b.shape {
-        if let Some(l) = b.leaves.iter().find(|l| l.table.primary_key.is_empty()) {
+        let out = b.tree.out_leaves();
+        if let Some(l) = out
+            .iter()
+            .map(|&i| &b.leaves[i])
+            .find(|l| l.table.primary_key.is_empty())
+        {
             let _ = text;
             return Err(Error::Unsupported(
                 Diagnostic::new(format!(

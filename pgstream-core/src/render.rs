@@ -184,7 +184,7 @@ struct Inc<'a> {
 impl Inc<'_> {
     /// Columns of a subtree: (leaf, col) pairs in order.
     fn cols(&self, t: &Tree) -> Vec<(usize, usize)> {
-        t.leaves()
+        t.out_leaves()
             .into_iter()
             .flat_map(|l| (0..self.b.leaves[l].table.columns.len()).map(move |c| (l, c)))
             .collect()
@@ -217,6 +217,15 @@ impl Inc<'_> {
             } => {
                 let (ll, rl) = (left.leaves(), right.leaves());
                 let sel = self.select_list(t, &ll, "l", "r");
+                if matches!(kind, JoinKind::Semi | JoinKind::Anti) {
+                    return format!(
+                        "(SELECT {sel} FROM {} AS l WHERE {}EXISTS (SELECT 1 FROM {} AS r WHERE {}))",
+                        self.new_rel(left),
+                        if *kind == JoinKind::Anti { "NOT " } else { "" },
+                        self.new_rel(right),
+                        self.on(on, &ll, &rl)
+                    );
+                }
                 format!(
                     "(SELECT {sel} FROM {} AS l {} {} AS r ON {})",
                     self.new_rel(left),
@@ -313,16 +322,34 @@ impl Inc<'_> {
                 let sel = self.select_list(t, &ll, "l", "r");
                 let on_lr = self.on(on, &ll, &rl);
                 let (dl, dr) = (qi(&dl), qi(&dr));
+                let (lo, ro) = (left.out_leaves(), right.out_leaves());
+                if matches!(kind, JoinKind::Semi | JoinKind::Anti) {
+                    // Anti: the dangling rows of the left side. Semi: ΔL − Δ(anti).
+                    let semi = *kind == JoinKind::Semi;
+                    let mut terms = Vec::new();
+                    if semi {
+                        terms.push(format!("SELECT {sel}, l.{W} AS {W} FROM {dl} AS l"));
+                    }
+                    terms
+                        .extend(self.dangling(t, &ll, &lo, &nl, &dl, &nr, &dr, &on_lr, true, semi));
+                    let name = format!("__pgs_dn{}", self.ctes.len());
+                    self.ctes.push((name.clone(), terms.join("\nUNION ALL ")));
+                    return name;
+                }
                 let mut terms = vec![
                     format!("SELECT {sel}, l.{W} AS {W} FROM {dl} AS l JOIN {nr} AS r ON {on_lr}"),
                     format!("SELECT {sel}, r.{W} AS {W} FROM {nl} AS l JOIN {dr} AS r ON {on_lr}"),
                     format!("SELECT {sel}, -(l.{W} * r.{W}) AS {W} FROM {dl} AS l JOIN {dr} AS r ON {on_lr}"),
                 ];
                 if matches!(kind, JoinKind::Left | JoinKind::Full) {
-                    terms.extend(self.dangling(t, &ll, &nl, &dl, &nr, &dr, &on_lr, true));
+                    terms.extend(
+                        self.dangling(t, &ll, &lo, &nl, &dl, &nr, &dr, &on_lr, true, false),
+                    );
                 }
                 if matches!(kind, JoinKind::Right | JoinKind::Full) {
-                    terms.extend(self.dangling(t, &rl, &nr, &dr, &nl, &dl, &on_lr, false));
+                    terms.extend(
+                        self.dangling(t, &rl, &ro, &nr, &dr, &nl, &dl, &on_lr, false, false),
+                    );
                 }
                 let name = format!("__pgs_dn{}", self.ctes.len());
                 self.ctes.push((name.clone(), terms.join("\nUNION ALL ")));
@@ -340,17 +367,20 @@ impl Inc<'_> {
         &self,
         t: &Tree,
         p_leaves: &[usize],
+        p_out: &[usize],
         np: &str,
         dp: &str,
         no: &str,
         d_o: &str,
         on_lr: &str,
         p_is_left: bool,
+        negate: bool,
     ) -> Vec<String> {
         let (pq, oq) = if p_is_left { ("l", "r") } else { ("r", "l") };
+        let sign = if negate { "-" } else { "" };
         let padded = self.padded_list(t, p_leaves, pq);
         let pcols: Vec<String> = self
-            .cols_of(p_leaves)
+            .cols_of(p_out)
             .into_iter()
             .map(|(l, c)| col(l, c))
             .collect();
@@ -359,9 +389,9 @@ impl Inc<'_> {
             "(SELECT {pcols_list}, 1 AS {W} FROM {np} AS p0 UNION ALL SELECT {pcols_list}, -{W} FROM {dp})"
         );
         vec![
-            format!("SELECT {padded}, {pq}.{W} AS {W} FROM {dp} AS {pq} WHERE NOT EXISTS (SELECT 1 FROM {no} AS {oq} WHERE {on_lr})"),
+            format!("SELECT {padded}, {sign}{pq}.{W} AS {W} FROM {dp} AS {pq} WHERE NOT EXISTS (SELECT 1 FROM {no} AS {oq} WHERE {on_lr})"),
             format!(
-                "SELECT {padded}, {pq}.{W} * ((c.n = 0)::int - (c.n - d.n = 0)::int) AS {W} FROM {p_old} AS {pq} \
+                "SELECT {padded}, {sign}{pq}.{W} * ((c.n = 0)::int - (c.n - d.n = 0)::int) AS {W} FROM {p_old} AS {pq} \
                  CROSS JOIN LATERAL (SELECT count(*) AS n FROM {no} AS {oq} WHERE {on_lr}) AS c \
                  CROSS JOIN LATERAL (SELECT COALESCE(sum({oq}.{W}), 0) AS n FROM {d_o} AS {oq} WHERE {on_lr}) AS d \
                  WHERE EXISTS (SELECT 1 FROM {d_o} AS {oq} WHERE {on_lr}) AND (c.n = 0) <> (c.n - d.n = 0)"
@@ -404,7 +434,8 @@ impl Inc<'_> {
 
     fn key_exprs(&self, q: &str) -> Vec<String> {
         let mut keys = Vec::new();
-        for (i, l) in self.b.leaves.iter().enumerate() {
+        for i in self.b.tree.out_leaves() {
+            let l = &self.b.leaves[i];
             for k in &l.table.primary_key {
                 let c = l.table.column_index(k).expect("primary key column");
                 keys.push(format!("{q}.{}", col(i, c)));

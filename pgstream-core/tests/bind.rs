@@ -152,7 +152,7 @@ fn unsupported_constructs_name_themselves_and_suggest_full() {
             "window function",
         ),
         (
-            "SELECT id FROM departments WHERE id IN (SELECT department_id FROM employees)",
+            "SELECT id, (SELECT count(*) FROM employees) AS n FROM departments",
             "subqueries",
         ),
         ("SELECT id FROM departments ORDER BY id LIMIT 3", "LIMIT"),
@@ -317,4 +317,26 @@ fn other_aggregates_and_having_recompute_affected_groups() {
     }
     let c = diff("SELECT DISTINCT department_id FROM employees").unwrap();
     assert!(c.explain().contains("per-group counters"));
+}
+
+#[test]
+fn exists_and_in_become_semi_and_anti_joins() {
+    for q in [
+        "SELECT d.id FROM departments d WHERE EXISTS (SELECT 1 FROM employees e WHERE e.department_id = d.id)",
+        "SELECT d.id FROM departments d WHERE NOT EXISTS (SELECT 1 FROM employees e WHERE e.department_id = d.id) AND d.id > 1",
+        "SELECT id, name FROM departments WHERE id IN (SELECT department_id FROM employees WHERE salary > 10)",
+        "SELECT id FROM departments WHERE id NOT IN (SELECT department_id FROM employees)",
+        // an unqualified name resolves in the innermost scope that has it
+        "SELECT id, name FROM departments WHERE EXISTS (SELECT 1 FROM employees WHERE department_id = departments.id AND name <> 'x')",
+    ] {
+        let c = diff(q).unwrap_or_else(|e| panic!("{q}: {}", e.render(q)));
+        assert_eq!(c.strategy, Strategy::Incremental);
+        assert!(c.explain().contains("SEMI JOIN") || c.explain().contains("ANTI JOIN"), "{q}");
+    }
+    // * expands to the outer tables only
+    let c = diff("SELECT * FROM departments d WHERE EXISTS (SELECT 1 FROM employees e WHERE e.department_id = d.id)").unwrap();
+    assert_eq!(c.columns.len(), 3);
+    // a subquery under OR is not a join
+    let e = err("SELECT id FROM departments d WHERE id = 1 OR EXISTS (SELECT 1 FROM employees e WHERE e.department_id = d.id)");
+    assert!(matches!(e, Error::Unsupported(_)), "{e}");
 }
