@@ -464,7 +464,84 @@ impl Inc<'_> {
         format!("WITH {}\n{tail}", all.join(",\n"))
     }
 
+    /// A query without GROUP BY over a source without a primary key is a bag: each
+    /// copy of a row is a storage row, numbered `__pgs_n` = 1..c among equal rows, and
+    /// all copies share the row id (a hash of the row's text). The window's net change
+    /// per distinct row removes the highest-numbered copies or appends new ones.
+    fn project_bag(&mut self) -> Artifacts {
+        let st = self.st.clone();
+        let names: Vec<String> = self.b.items.iter().map(|(n, _)| qi(n)).collect();
+        let vis_x: Vec<String> = self
+            .b
+            .items
+            .iter()
+            .map(|(n, e)| format!("{} AS {}", self.x(e, "x"), qi(n)))
+            .collect();
+        let text_of = |q: &str| {
+            format!(
+                "ROW({})::text",
+                names
+                    .iter()
+                    .map(|n| format!("{q}.{n}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
+        let new_rows = format!(
+            "SELECT q2.*, pg_catalog.hashtextextended({}, 0) AS \"__pgs_row_id\" FROM (SELECT q.*, row_number() OVER (PARTITION BY {}) AS \"__pgs_n\" FROM (SELECT {} FROM {} AS x{}) AS q) AS q2",
+            text_of("q2"),
+            text_of("q"),
+            vis_x.join(", "),
+            self.new_rel(&self.b.tree),
+            self.where_clause("x")
+        );
+        let root = self.delta(&self.b.tree);
+        let cols = names.join(", ");
+        let same_value = format!(
+            "st.\"__pgs_row_id\" = s.\"__pgs_rid\" AND {} = s.\"__pgs_t\"",
+            text_of("st")
+        );
+        let body = vec![
+            format!("\"__pgs_delta\" AS (SELECT {}, x.{W} FROM {} AS x{})", vis_x.join(", "), qi(&root), self.where_clause("x")),
+            format!(
+                "\"__pgs_net\" AS (SELECT d.*, {} AS \"__pgs_t\" FROM (SELECT {cols}, sum({W}) AS {W} FROM \"__pgs_delta\" GROUP BY {cols} HAVING sum({W}) <> 0) AS d)",
+                text_of("d")
+            ),
+            format!(
+                "\"__pgs_src\" AS MATERIALIZED (SELECT s0.*, (SELECT count(*) FROM {st} AS st WHERE {}) AS \"__pgs_c\" FROM (SELECT n.*, pg_catalog.hashtextextended(n.\"__pgs_t\", 0) AS \"__pgs_rid\" FROM \"__pgs_net\" AS n) AS s0)",
+                same_value.replace("s.", "s0.")
+            ),
+            format!("\"__pgs_adv\" AS ({})", frontier_advance(self.ctx)),
+            format!(
+                "\"__pgs_del\" AS (DELETE FROM {st} AS st USING \"__pgs_src\" AS s WHERE s.{W} < 0 AND {same_value} AND st.\"__pgs_n\" > s.\"__pgs_c\" + s.{W} RETURNING 1)"
+            ),
+            format!(
+                "\"__pgs_ins\" AS (INSERT INTO {st} ({cols}, \"__pgs_n\", \"__pgs_row_id\") SELECT {}, s.\"__pgs_c\" + g.i, s.\"__pgs_rid\" FROM \"__pgs_src\" AS s CROSS JOIN LATERAL pg_catalog.generate_series(1, s.{W}::bigint) AS g(i) WHERE s.{W} > 0 RETURNING 1)",
+                names.iter().map(|n| format!("s.{n}")).collect::<Vec<_>>().join(", ")
+            ),
+        ];
+        let diff = self.finish(
+            body,
+            "SELECT (SELECT count(*) FROM \"__pgs_del\") + (SELECT count(*) FROM \"__pgs_ins\") AS \"rows_changed\"",
+        );
+        Artifacts {
+            storage_ddl: storage_ddl(&st, &new_rows),
+            full_refresh: diff_statement(&st, self.ctx, &[], &new_rows, None),
+            differential_refresh: Some(diff),
+            hidden_columns: vec!["__pgs_n".into(), contract::ROW_ID.into()],
+        }
+    }
+
     fn project(&mut self) -> Artifacts {
+        if self
+            .b
+            .tree
+            .out_leaves()
+            .iter()
+            .any(|&i| self.b.leaves[i].table.primary_key.is_empty())
+        {
+            return self.project_bag();
+        }
         let st = self.st.clone();
         let names: Vec<String> = self.b.items.iter().map(|(n, _)| qi(n)).collect();
         let keys_x = self.key_exprs("x");

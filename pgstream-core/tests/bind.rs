@@ -160,7 +160,6 @@ fn unsupported_constructs_name_themselves_and_suggest_full() {
             "SELECT id FROM departments UNION SELECT id FROM employees",
             "UNION",
         ),
-        ("SELECT kind FROM events", "primary key"),
     ] {
         let e = err(q);
         assert!(matches!(e, Error::Unsupported(_)), "{q}: {e}");
@@ -339,4 +338,12 @@ fn exists_and_in_become_semi_and_anti_joins() {
     // a subquery under OR is not a join
     let e = err("SELECT id FROM departments d WHERE id = 1 OR EXISTS (SELECT 1 FROM employees e WHERE e.department_id = d.id)");
     assert!(matches!(e, Error::Unsupported(_)), "{e}");
+}
+
+#[test]
+fn keyless_sources_are_maintained_as_bags() {
+    let c = diff("SELECT kind, amount FROM events WHERE amount > 1").unwrap();
+    let a = c.render(&c.placeholder_context());
+    assert!(a.hidden_columns.contains(&"__pgs_n".to_string()));
+    assert!(a.differential_refresh.unwrap().contains("generate_series"));
 }

@@ -110,3 +110,12 @@ oracle!(
 );
 oracle!(self_referencing_exists, D, Org, 207,
     "SELECT a.id FROM departments a WHERE EXISTS (SELECT 1 FROM departments b WHERE b.parent_id = a.id)");
+oracle!(
+    keyless_source_bag,
+    D,
+    Events,
+    208,
+    "SELECT kind, amount FROM events WHERE amount IS NULL OR amount > 2"
+);
+oracle!(keyless_join_bag, D, Events, 209,
+    "SELECT a.kind, b.amount FROM events a JOIN events b ON a.kind = b.kind AND a.amount < b.amount");
