@@ -95,6 +95,27 @@ impl Cluster {
         }
     }
 
+    /// Restarts the server on the same data directory and port, as after a crash:
+    /// an immediate shutdown (every connection is cut, crash recovery runs at the
+    /// next start), then a start. Blocking (about a second).
+    pub fn restart(&mut self) -> Result<(), Error> {
+        remove_live(self.pid);
+        stop_postmaster(self.pid);
+        let user = if unsafe { libc::geteuid() } == 0 {
+            Some(postgres_user()?)
+        } else {
+            None
+        };
+        let pid = spawn_postmaster(&self.bindir, &self.dir, user, self.port)?;
+        if let Err(e) = wait_ready(&self.dir, pid) {
+            stop_postmaster(pid);
+            remove_live(pid);
+            return Err(Error::new(format!("{e}\nserver log:\n{}", self.log())));
+        }
+        self.pid = pid;
+        Ok(())
+    }
+
     /// The server log (for diagnostics).
     pub fn log(&self) -> String {
         fs::read_to_string(self.dir.join("postgres.log")).unwrap_or_default()
