@@ -59,6 +59,12 @@ impl JoinKind {
 #[allow(clippy::large_enum_variant)]
 pub(crate) enum Tree {
     Leaf(usize),
+    /// The WHERE of an inlined subquery or CTE, applied inside the join tree.
+    Filter {
+        input: Box<Tree>,
+        pred: Expr,
+        text: String,
+    },
     Join {
         kind: JoinKind,
         left: Box<Tree>,
@@ -74,6 +80,7 @@ impl Tree {
     pub fn out_leaves(&self) -> Vec<usize> {
         match self {
             Tree::Leaf(i) => vec![*i],
+            Tree::Filter { input, .. } => input.out_leaves(),
             Tree::Join {
                 kind: JoinKind::Semi | JoinKind::Anti,
                 left,
@@ -91,6 +98,7 @@ impl Tree {
     pub fn leaves(&self) -> Vec<usize> {
         match self {
             Tree::Leaf(i) => vec![*i],
+            Tree::Filter { input, .. } => input.leaves(),
             Tree::Join { left, right, .. } => {
                 let mut v = left.leaves();
                 v.extend(right.leaves());
@@ -171,6 +179,13 @@ pub(crate) fn unsupported_at(
     )
 }
 
+/// A name resolved to a table column or a column of an inlined subquery.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Hit {
+    Col(usize, usize),
+    Virtual(usize, usize),
+}
+
 /// Object-safe access to a node's span.
 pub(crate) trait SpannedDyn {
     fn span_dyn(&self) -> sqlparser::tokenizer::Span;
@@ -188,7 +203,27 @@ pub(crate) struct Binder<'a> {
     pub leaves: Vec<Leaf>,
     /// Name scopes, outermost first: the leaves of the query, then of each subquery
     /// being bound. A name resolves in the innermost scope that has it.
-    pub frames: Vec<Vec<usize>>,
+    pub frames: Vec<Vec<Entry>>,
+    /// Output columns of inlined subqueries and CTEs.
+    pub virtuals: Vec<Virtual>,
+    /// Non-recursive CTEs of the query, inlined where they are referenced.
+    pub ctes: Vec<(String, Query)>,
+}
+
+/// What a name scope holds, in FROM order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Entry {
+    /// A table occurrence (index into the leaves).
+    Leaf(usize),
+    /// An inlined subquery (index into the virtual relations).
+    Virtual(usize),
+}
+
+/// An inlined subquery or CTE: its alias and its output columns as bound expressions.
+#[derive(Debug, Clone)]
+pub(crate) struct Virtual {
+    pub alias: String,
+    pub items: Vec<(String, Expr)>,
 }
 
 impl<'a> Binder<'a> {
@@ -220,11 +255,33 @@ impl<'a> Binder<'a> {
     /// Bind a query that DIFFERENTIAL mode maintains with delta rules.
     pub fn bind_query(&mut self, q: &Query) -> Result<Block> {
         if let Some(w) = &q.with {
-            return Err(unsupported_at(
-                self.query,
-                "a WITH clause (common table expression)",
-                Some(w.with_token.0.span),
-            ));
+            if w.recursive {
+                return Err(unsupported_at(
+                    self.query,
+                    "WITH RECURSIVE (it is maintained by recompute-and-diff)",
+                    Some(w.with_token.0.span),
+                ));
+            }
+            for c in &w.cte_tables {
+                let mut body = (*c.query).clone();
+                if !c.alias.columns.is_empty() {
+                    // WITH x(a, b) AS (...): rename the output columns
+                    if let SetExpr::Select(sel) = body.body.as_mut() {
+                        for (item, col) in sel.projection.iter_mut().zip(&c.alias.columns) {
+                            let e = match item {
+                                SelectItem::UnnamedExpr(e)
+                                | SelectItem::ExprWithAlias { expr: e, .. } => e.clone(),
+                                _ => continue,
+                            };
+                            *item = SelectItem::ExprWithAlias {
+                                expr: e,
+                                alias: col.name.clone(),
+                            };
+                        }
+                    }
+                }
+                self.ctes.push((ident_value(&c.alias.name), body));
+            }
         }
         if let Some(l) = &q.limit {
             return Err(unsupported(self.query, "LIMIT", Some(l)));
@@ -328,8 +385,18 @@ impl<'a> Binder<'a> {
                     items.push((ident_value(alias), self.bind_expr(e, true)?, e.clone()));
                 }
                 SelectItem::Wildcard(_) => {
-                    let outer: Vec<usize> = self.frames.first().cloned().unwrap_or_default();
-                    for (li, leaf) in outer.iter().map(|&i| (i, &self.leaves[i])) {
+                    let outer: Vec<Entry> = self.frames.last().cloned().unwrap_or_default();
+                    for entry in outer {
+                        let li = match entry {
+                            Entry::Leaf(li) => li,
+                            Entry::Virtual(vi) => {
+                                for (n, e) in &self.virtuals[vi].items {
+                                    items.push((n.clone(), e.clone(), e.clone()));
+                                }
+                                continue;
+                            }
+                        };
+                        let leaf = &self.leaves[li];
                         for (ci, c) in leaf
                             .table
                             .columns
@@ -742,6 +809,159 @@ impl<'a> Binder<'a> {
         result.map(Some)
     }
 
+    /// Inline a subquery in FROM (or a CTE reference): its tables join the tree, its
+    /// WHERE becomes a filter node, and its output columns become expressions that
+    /// references to `alias.column` are replaced with.
+    fn bind_derived(
+        &mut self,
+        q: &Query,
+        alias: String,
+        col_names: &[String],
+        f: &TableFactor,
+    ) -> Result<Tree> {
+        let SetExpr::Select(sel) = q.body.as_ref() else {
+            return Err(unsupported(
+                self.query,
+                "subqueries in FROM other than SELECT ... FROM ... WHERE ...",
+                Some(f),
+            ));
+        };
+        let simple = q.with.is_none()
+            && q.limit.is_none()
+            && q.offset.is_none()
+            && sel.distinct.is_none()
+            && sel.having.is_none()
+            && !sel.from.is_empty()
+            && matches!(&sel.group_by, GroupByExpr::Expressions(g, _) if g.is_empty())
+            && !sel.projection.iter().any(|i| match i {
+                SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => {
+                    contains_aggregate(e)
+                }
+                _ => false,
+            });
+        if !simple {
+            return Err(unsupported(
+                self.query,
+                "subqueries in FROM (or CTEs) with GROUP BY, aggregates, DISTINCT, LIMIT or WITH",
+                Some(f),
+            ));
+        }
+        if self.frame_has_alias(&alias) {
+            return Err(Error::Invalid(
+                Diagnostic::new(format!("table name `{alias}` specified more than once"))
+                    .with_span(expr::span_range(self.query, f.span())),
+            ));
+        }
+        self.frames.push(Vec::new());
+        let result = (|| {
+            let mut tree: Option<Tree> = None;
+            for twj in &sel.from {
+                let t = self.bind_table_with_joins(twj)?;
+                tree = Some(match tree {
+                    None => t,
+                    Some(prev) => Tree::Join {
+                        kind: JoinKind::Inner,
+                        left: Box::new(prev),
+                        right: Box::new(t),
+                        on: Expr::Value(Value::Boolean(true).into()),
+                        on_text: "TRUE".into(),
+                    },
+                });
+            }
+            let mut tree = tree.expect("non-empty FROM");
+            let mut rest = Vec::new();
+            if let Some(w) = &sel.selection {
+                for c in conjuncts(w) {
+                    match self.subquery_join(c)? {
+                        Some((kind, right, on)) => {
+                            tree = Tree::Join {
+                                kind,
+                                left: Box::new(tree),
+                                right: Box::new(right),
+                                on,
+                                on_text: c.to_string(),
+                            };
+                        }
+                        None => rest.push(c.clone()),
+                    }
+                }
+            }
+            if let Some(w) = rest.into_iter().reduce(|a, b| Expr::BinaryOp {
+                left: Box::new(a),
+                op: sqlparser::ast::BinaryOperator::And,
+                right: Box::new(b),
+            }) {
+                let text = w.to_string();
+                let pred = self.bind_expr(&w, false)?;
+                tree = Tree::Filter {
+                    input: Box::new(tree),
+                    pred,
+                    text,
+                };
+            }
+            let mut items: Vec<(String, Expr)> = Vec::new();
+            for item in &sel.projection {
+                match item {
+                    SelectItem::UnnamedExpr(e) => {
+                        items.push((output_name(e), self.bind_expr(e, false)?))
+                    }
+                    SelectItem::ExprWithAlias { expr: e, alias } => {
+                        items.push((ident_value(alias), self.bind_expr(e, false)?))
+                    }
+                    SelectItem::Wildcard(_) => {
+                        for entry in self.frames.last().cloned().unwrap_or_default() {
+                            match entry {
+                                Entry::Leaf(li) => {
+                                    for (ci, c) in self.leaves[li].table.columns.iter().enumerate()
+                                    {
+                                        if !c.name.starts_with("__pgs_") {
+                                            items.push((
+                                                c.name.clone(),
+                                                marker(Marker::Col { leaf: li, col: ci }),
+                                            ));
+                                        }
+                                    }
+                                }
+                                Entry::Virtual(vi) => items.extend(self.virtuals[vi].items.clone()),
+                            }
+                        }
+                    }
+                    other => {
+                        return Err(unsupported(
+                            self.query,
+                            "this select item in a subquery",
+                            Some(other),
+                        ))
+                    }
+                }
+            }
+            Ok((tree, items))
+        })();
+        self.frames.pop();
+        let (tree, mut items) = result?;
+        if !col_names.is_empty() {
+            if col_names.len() > items.len() {
+                return Err(Error::Invalid(
+                    Diagnostic::new(format!(
+                        "`{alias}` has {} columns but {} names were given",
+                        items.len(),
+                        col_names.len()
+                    ))
+                    .with_span(expr::span_range(self.query, f.span())),
+                ));
+            }
+            for (item, n) in items.iter_mut().zip(col_names) {
+                item.0 = n.clone();
+            }
+        }
+        self.virtuals.push(Virtual { alias, items });
+        let vi = self.virtuals.len() - 1;
+        if let Some(frame) = self.frames.last_mut() {
+            frame.push(Entry::Virtual(vi));
+        }
+        Ok(tree)
+    }
+
     fn bind_table_with_joins(&mut self, twj: &TableWithJoins) -> Result<Tree> {
         let mut tree = self.bind_factor(&twj.relation)?;
         for j in &twj.joins {
@@ -804,6 +1024,19 @@ impl<'a> Binder<'a> {
                 if args.is_some() {
                     return Err(unsupported(self.query, "table functions in FROM", Some(f)));
                 }
+                if name.0.len() == 1 {
+                    let n = ident_value(name.0[0].as_ident().expect("ident"));
+                    if let Some((_, q)) = self.ctes.iter().find(|(c, _)| *c == n).cloned() {
+                        let (a, cols) = match alias {
+                            Some(a) => (
+                                ident_value(&a.name),
+                                a.columns.iter().map(|c| ident_value(&c.name)).collect(),
+                            ),
+                            None => (n.clone(), Vec::new()),
+                        };
+                        return self.bind_derived(&q, a, &cols, f);
+                    }
+                }
                 let source = self.table(name)?;
                 let table = self.sources[source].clone();
                 let alias_name = match alias {
@@ -819,11 +1052,7 @@ impl<'a> Binder<'a> {
                     }
                     None => table.name.name.clone(),
                 };
-                let frame_has_alias = self
-                    .frames
-                    .last()
-                    .map(|f| f.iter().any(|&i| self.leaves[i].alias == alias_name))
-                    .unwrap_or(false);
+                let frame_has_alias = self.frame_has_alias(&alias_name);
                 if frame_has_alias {
                     return Err(Error::Invalid(
                         Diagnostic::new(format!(
@@ -840,7 +1069,7 @@ impl<'a> Binder<'a> {
                 });
                 let idx = self.leaves.len() - 1;
                 if let Some(frame) = self.frames.last_mut() {
-                    frame.push(idx);
+                    frame.push(Entry::Leaf(idx));
                 }
                 Ok(Tree::Leaf(self.leaves.len() - 1))
             }
@@ -848,20 +1077,45 @@ impl<'a> Binder<'a> {
                 table_with_joins,
                 alias: None,
             } => self.bind_table_with_joins(table_with_joins),
+            TableFactor::Derived {
+                lateral: false,
+                subquery,
+                alias,
+            } => {
+                let Some(alias) = alias else {
+                    return Err(Error::Invalid(
+                        Diagnostic::new("a subquery in FROM must have an alias")
+                            .with_span(expr::span_range(self.query, f.span())),
+                    ));
+                };
+                let cols: Vec<String> =
+                    alias.columns.iter().map(|c| ident_value(&c.name)).collect();
+                self.bind_derived(subquery, ident_value(&alias.name), &cols, f)
+            }
             TableFactor::Derived { .. } => {
-                Err(unsupported(self.query, "subqueries in FROM", Some(f)))
+                Err(unsupported(self.query, "LATERAL subqueries", Some(f)))
             }
             _ => Err(unsupported(self.query, "this kind of FROM item", Some(f))),
         }
     }
 
     /// Resolve a column reference; `None` when it is not one, or not found.
-    fn try_resolve(&self, e: &Expr) -> Option<Marker> {
+    fn hit_alias(&self, h: &Hit) -> &str {
+        match *h {
+            Hit::Col(l, _) => &self.leaves[l].alias,
+            Hit::Virtual(v, _) => &self.virtuals[v].alias,
+        }
+    }
+
+    fn try_resolve(&self, e: &Expr) -> Option<Expr> {
         self.resolve(e).ok().flatten()
     }
 
     /// Resolve `col`, `alias.col` or `schema.table.col`.
-    fn resolve(&self, e: &Expr) -> Result<Option<Marker>> {
+    fn resolve(&self, e: &Expr) -> Result<Option<Expr>> {
+        if as_marker(e).is_some() {
+            return Ok(None);
+        }
         let parts: Vec<&Ident> = match e {
             Expr::Identifier(i) => vec![i],
             Expr::CompoundIdentifier(ids) => ids.iter().collect(),
@@ -882,6 +1136,7 @@ impl<'a> Binder<'a> {
         let mut hits = Vec::new();
         for frame in self.frames.iter().rev() {
             self.hits_in(frame, &qual, &col, &mut hits);
+            self.virtual_hits_in(frame, &qual, &col, &mut hits);
             if !hits.is_empty() {
                 break;
             }
@@ -889,14 +1144,48 @@ impl<'a> Binder<'a> {
         self.finish_resolve(e, span, qual, col, hits)
     }
 
-    fn hits_in(
+    fn frame_has_alias(&self, alias: &str) -> bool {
+        self.frames
+            .last()
+            .map(|f| {
+                f.iter().any(|e| match *e {
+                    Entry::Leaf(i) => self.leaves[i].alias == alias,
+                    Entry::Virtual(v) => self.virtuals[v].alias == alias,
+                })
+            })
+            .unwrap_or(false)
+    }
+
+    fn virtual_hits_in(
         &self,
-        frame: &[usize],
+        frame: &[Entry],
         qual: &Option<(Option<String>, String)>,
         col: &str,
-        hits: &mut Vec<(usize, usize)>,
+        hits: &mut Vec<Hit>,
     ) {
-        for &li in frame {
+        for e in frame {
+            let Entry::Virtual(vi) = *e else { continue };
+            let v = &self.virtuals[vi];
+            match qual {
+                Some((None, t)) if *t != v.alias => continue,
+                Some((Some(_), _)) => continue,
+                _ => {}
+            }
+            if let Some(ii) = v.items.iter().position(|(n, _)| n == col) {
+                hits.push(Hit::Virtual(vi, ii));
+            }
+        }
+    }
+
+    fn hits_in(
+        &self,
+        frame: &[Entry],
+        qual: &Option<(Option<String>, String)>,
+        col: &str,
+        hits: &mut Vec<Hit>,
+    ) {
+        for e in frame {
+            let Entry::Leaf(li) = *e else { continue };
             let l = &self.leaves[li];
             if let Some((schema, t)) = qual {
                 let matches = match schema {
@@ -912,7 +1201,7 @@ impl<'a> Binder<'a> {
                 }
             }
             if let Some(ci) = l.table.column_index(col) {
-                hits.push((li, ci));
+                hits.push(Hit::Col(li, ci));
             }
         }
     }
@@ -923,13 +1212,16 @@ impl<'a> Binder<'a> {
         span: Option<std::ops::Range<usize>>,
         qual: Option<(Option<String>, String)>,
         col: String,
-        hits: Vec<(usize, usize)>,
-    ) -> Result<Option<Marker>> {
+        hits: Vec<Hit>,
+    ) -> Result<Option<Expr>> {
         match hits.as_slice() {
-            [(leaf, col)] => Ok(Some(Marker::Col {
+            [Hit::Col(leaf, col)] => Ok(Some(marker(Marker::Col {
                 leaf: *leaf,
                 col: *col,
-            })),
+            }))),
+            [Hit::Virtual(vi, ii)] => Ok(Some(Expr::Nested(Box::new(
+                self.virtuals[*vi].items[*ii].1.clone(),
+            )))),
             [] => {
                 if let Some((_, t)) = &qual {
                     if !self.leaves.iter().any(|l| l.alias == *t) {
@@ -958,7 +1250,7 @@ impl<'a> Binder<'a> {
             many => {
                 let tables: Vec<String> = many
                     .iter()
-                    .map(|(l, _)| format!("`{}`", self.leaves[*l].alias))
+                    .map(|h| format!("`{}`", self.hit_alias(h)))
                     .collect();
                 Err(Error::Invalid(
                     Diagnostic::new(format!(
@@ -968,7 +1260,7 @@ impl<'a> Binder<'a> {
                     .with_span(span)
                     .with_help(format!(
                         "qualify it, e.g. `{}.{col}`",
-                        self.leaves[many[0].0].alias
+                        self.hit_alias(&many[0])
                     )),
                 ))
             }
@@ -1003,7 +1295,7 @@ impl<'a> Binder<'a> {
                 match e {
                     Expr::Identifier(_) | Expr::CompoundIdentifier(_) => {
                         match self.binder.resolve(e) {
-                            Ok(Some(m)) => *e = marker(m),
+                            Ok(Some(x)) => *e = x,
                             Ok(None) => {}
                             Err(err) => return fail(self, err),
                         }

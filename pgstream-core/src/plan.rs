@@ -195,6 +195,14 @@ fn explain_block(b: &Block, out: &mut String) {
     }
     fn tree(t: &Tree, b: &Block, depth: usize, lines: &mut Vec<(usize, String, String)>) {
         match t {
+            Tree::Filter { input, text, .. } => {
+                lines.push((
+                    depth,
+                    format!("Filter {text}"),
+                    "apply to delta rows, weights carried".into(),
+                ));
+                tree(input, b, depth + 1, lines);
+            }
             Tree::Leaf(i) => {
                 let l = &b.leaves[*i];
                 lines.push((
@@ -272,6 +280,8 @@ pub(crate) fn compile(spec: &StreamTableSpec, catalog: &Catalog) -> Result<Compi
             sources: &mut sources,
             leaves: Vec::new(),
             frames: vec![Vec::new()],
+            virtuals: Vec::new(),
+            ctes: Vec::new(),
         };
         // Table references (not table functions such as `generate_series(...)`).
         struct Tables(Vec<ObjectName>);
@@ -321,6 +331,8 @@ pub(crate) fn compile(spec: &StreamTableSpec, catalog: &Catalog) -> Result<Compi
             sources: &mut bind_sources,
             leaves: Vec::new(),
             frames: vec![Vec::new()],
+            virtuals: Vec::new(),
+            ctes: Vec::new(),
         };
         binder.bind_query(&query)
     };

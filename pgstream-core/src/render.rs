@@ -193,6 +193,19 @@ impl Inc<'_> {
     /// A subquery with the current contents of a subtree.
     fn new_rel(&self, t: &Tree) -> String {
         match t {
+            Tree::Filter { input, pred, .. } => {
+                let sel: Vec<String> = self
+                    .cols(t)
+                    .into_iter()
+                    .map(|(l, c)| format!("l.{}", col(l, c)))
+                    .collect();
+                format!(
+                    "(SELECT {} FROM {} AS l WHERE {})",
+                    sel.join(", "),
+                    self.new_rel(input),
+                    self.x(pred, "l")
+                )
+            }
             Tree::Leaf(i) => {
                 let l = &self.b.leaves[*i];
                 let cols: Vec<String> = l
@@ -287,6 +300,17 @@ impl Inc<'_> {
     /// The name of a CTE holding the delta of a subtree (creating it).
     fn delta(&mut self, t: &Tree) -> String {
         match t {
+            Tree::Filter { input, pred, .. } => {
+                let d = self.delta(input);
+                let name = format!("__pgs_dn{}", self.ctes.len());
+                let body = format!(
+                    "SELECT l.* FROM {} AS l WHERE {}",
+                    qi(&d),
+                    self.x(pred, "l")
+                );
+                self.ctes.push((name.clone(), body));
+                name
+            }
             Tree::Leaf(i) => {
                 let l = &self.b.leaves[*i];
                 let win = format!("__pgs_win{}", l.source);

@@ -138,6 +138,10 @@ fn syntax_error_has_a_span() {
 fn unsupported_constructs_name_themselves_and_suggest_full() {
     for (q, what) in [
         (
+            "SELECT x.n FROM (SELECT count(*) AS n FROM employees) AS x",
+            "aggregates",
+        ),
+        (
             "SELECT DISTINCT ON (name) name FROM departments",
             "DISTINCT ON",
         ),
@@ -346,4 +350,34 @@ fn keyless_sources_are_maintained_as_bags() {
     let a = c.render(&c.placeholder_context());
     assert!(a.hidden_columns.contains(&"__pgs_n".to_string()));
     assert!(a.differential_refresh.unwrap().contains("generate_series"));
+}
+
+#[test]
+fn subqueries_in_from_and_ctes_are_inlined() {
+    for q in [
+        "SELECT r.name, r.salary FROM (SELECT name, salary FROM employees WHERE salary > 10) AS r",
+        "WITH rich AS (SELECT id, department_id FROM employees WHERE salary > 15) \
+         SELECT a.id, b.id AS other FROM rich a JOIN rich b ON a.department_id = b.department_id",
+        "SELECT d.name, e.n FROM departments d LEFT JOIN (SELECT department_id, name AS n FROM employees WHERE salary > 10) e ON e.department_id = d.id",
+        "WITH t(dept, pay) AS (SELECT department_id, salary FROM employees) SELECT dept, sum(pay) AS total FROM t GROUP BY dept",
+        "SELECT * FROM (SELECT id, name FROM departments) AS s(i, n) WHERE i > 2",
+    ] {
+        let c = diff(q).unwrap_or_else(|e| panic!("{q}: {}", e.render(q)));
+        assert_eq!(c.strategy, Strategy::Incremental, "{q}");
+    }
+    let c = diff("SELECT * FROM (SELECT id, name FROM departments) AS s(i, n)").unwrap();
+    assert_eq!(
+        c.columns
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect::<Vec<_>>(),
+        ["i", "n"]
+    );
+    // a CTE referenced twice gets one occurrence (and delta term) per reference
+    let c = diff("WITH d AS (SELECT id, parent_id FROM departments) SELECT a.id FROM d a JOIN d b ON a.parent_id = b.id").unwrap();
+    let sql = c
+        .render(&c.placeholder_context())
+        .differential_refresh
+        .unwrap();
+    assert!(sql.contains("__pgs_d0") && sql.contains("__pgs_d1"));
 }

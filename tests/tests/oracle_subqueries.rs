@@ -3,7 +3,8 @@
 //! both sides of joins, delete-and-reinsert and TRUNCATE; refresh through
 //! `pgstream.refresh_stream_table`; compare with the query evaluated afresh.
 //!
-//! This file: semi and anti joins from EXISTS, NOT EXISTS, IN and NOT IN subqueries.
+//! This file: semi and anti joins from EXISTS, NOT EXISTS, IN and NOT IN subqueries;
+//! subqueries in FROM and CTEs (inlined); sources without a primary key (bags).
 //!
 //! `PGS_ORACLE_BATCHES` overrides the number of batches, `PGS_ORACLE_SEED` the seed.
 
@@ -119,3 +120,17 @@ oracle!(
 );
 oracle!(keyless_join_bag, D, Events, 209,
     "SELECT a.kind, b.amount FROM events a JOIN events b ON a.kind = b.kind AND a.amount < b.amount");
+oracle!(subquery_in_from_under_left_join, D, Org, 210,
+    "SELECT d.id, d.name, e.n FROM departments d LEFT JOIN \
+     (SELECT department_id, name AS n FROM employees WHERE salary > 15) e ON e.department_id = d.id");
+oracle!(cte_referenced_twice, D, Org, 211,
+    "WITH rich AS (SELECT id, department_id FROM employees WHERE salary > 15) \
+     SELECT a.id, b.id AS other FROM rich a JOIN rich b ON a.department_id = b.department_id AND a.id <> b.id");
+oracle!(
+    aggregate_over_cte_with_column_names,
+    D,
+    Org,
+    212,
+    "WITH t(dept, pay) AS (SELECT department_id, salary FROM employees WHERE name IS NOT NULL) \
+     SELECT dept, sum(pay) AS total, count(*) AS n FROM t GROUP BY dept"
+);
