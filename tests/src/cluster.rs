@@ -95,12 +95,27 @@ impl Cluster {
         }
     }
 
-    /// Restarts the server on the same data directory and port, as after a crash:
-    /// an immediate shutdown (every connection is cut, crash recovery runs at the
-    /// next start), then a start. Blocking (about a second).
+    /// Restarts the server on the same data directory and port: a fast shutdown
+    /// (every connection is cut, what was committed is kept: the cluster runs with
+    /// `synchronous_commit=off`, so an immediate shutdown could lose the last
+    /// commits), then a start. Blocking (about a second).
     pub fn restart(&mut self) -> Result<(), Error> {
+        self.restart_after(Duration::ZERO)
+    }
+
+    /// [`Cluster::restart`], with the server down for `downtime` in between.
+    pub fn restart_after(&mut self, downtime: Duration) -> Result<(), Error> {
         remove_live(self.pid);
+        // SAFETY: signalling a postmaster we started.
+        unsafe {
+            libc::kill(self.pid, libc::SIGINT);
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !exited(self.pid) && alive(self.pid) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         stop_postmaster(self.pid);
+        std::thread::sleep(downtime);
         let user = if unsafe { libc::geteuid() } == 0 {
             Some(postgres_user()?)
         } else {
