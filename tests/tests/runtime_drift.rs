@@ -1,0 +1,200 @@
+//! Schema drift of a source: a column a stream table uses is dropped, renamed or
+//! retyped. The stream table goes to the ERROR state with a message naming the table
+//! and the column, nothing is applied, other stream tables on the same source keep
+//! working, and writes to the source keep working (the DDL event trigger rebuilds the
+//! capture function). Without the event trigger, the next refresh and the next
+//! start-up find the drift.
+
+use pgstream_runtime::{Error, Mode, Runtime, RuntimeHandle, StreamTableStatus};
+use pgstream_tests::{test_db, TestDb};
+use sqlx::PgPool;
+
+async fn scalar_i64(pool: &PgPool, sql: &str) -> i64 {
+    sqlx::query_scalar::<_, i64>(sql)
+        .fetch_one(pool)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+async fn difference(pool: &PgPool, query: &str, cols: &str, table: &str) -> i64 {
+    scalar_i64(
+        pool,
+        &format!(
+            "SELECT (SELECT count(*) FROM (({query}) EXCEPT ALL (SELECT {cols} FROM {table})) a)
+                  + (SELECT count(*) FROM ((SELECT {cols} FROM {table}) EXCEPT ALL ({query})) b)"
+        ),
+    )
+    .await
+}
+
+async fn status_of(pool: &PgPool, name: &str) -> StreamTableStatus {
+    pgstream_runtime::status(pool)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|s| s.name == name)
+        .unwrap_or_else(|| panic!("no status for {name}"))
+}
+
+async fn rows(pool: &PgPool, table: &str) -> Vec<String> {
+    sqlx::query_scalar(&format!(
+        "SELECT s::text FROM (SELECT * FROM {table}) s ORDER BY 1"
+    ))
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+const QA: &str = "SELECT id, a FROM t WHERE a > 0";
+const QB: &str = "SELECT b, count(*) AS n FROM t GROUP BY b";
+const QC: &str = "SELECT id, c FROM t";
+const QD: &str = "SELECT id, d FROM t";
+
+async fn setup(db: &TestDb) -> RuntimeHandle {
+    db.exec(
+        "CREATE TABLE t (id int PRIMARY KEY, a int NOT NULL, b int NOT NULL, c int NOT NULL,
+                         d int NOT NULL, unused text);
+         INSERT INTO t SELECT i, i % 3, i % 4, i, i FROM generate_series(1, 40) i;",
+    )
+    .await;
+    let h = RuntimeHandle::new(db.pool.clone());
+    h.create_stream_table("sa", QA, "1h", Mode::Differential)
+        .await
+        .unwrap();
+    h.create_stream_table("sb", QB, "1h", Mode::Differential)
+        .await
+        .unwrap();
+    h.create_stream_table("sc", QC, "1h", Mode::Full)
+        .await
+        .unwrap();
+    h.create_stream_table("sd", QD, "1h", Mode::Differential)
+        .await
+        .unwrap();
+    h
+}
+
+async fn assert_error(db: &TestDb, h: &RuntimeHandle, name: &str, reason: &str) {
+    let s = status_of(&db.pool, name).await;
+    assert_eq!(s.status, "ERROR", "{s:?}");
+    assert_eq!(s.status_reason.as_deref(), Some(reason));
+    let before = rows(&db.pool, name).await;
+    let err = h.refresh(name).await.unwrap_err();
+    assert_eq!(err.sqlstate().as_deref(), Some("PGS01"), "{err}");
+    assert!(
+        err.to_string()
+            .contains(&format!("stream table {name}: {reason}")),
+        "{err}"
+    );
+    assert_eq!(rows(&db.pool, name).await, before, "nothing applied");
+}
+
+#[tokio::test]
+async fn drop_rename_retype_put_only_their_readers_in_error() {
+    let db = test_db().await;
+    let h = setup(&db).await;
+    // A column no stream table uses: no drift.
+    db.exec("ALTER TABLE t DROP COLUMN unused").await;
+    for n in ["sa", "sb", "sc", "sd"] {
+        assert_eq!(status_of(&db.pool, n).await.status, "ACTIVE", "{n}");
+    }
+
+    db.exec("ALTER TABLE t DROP COLUMN a").await;
+    // Writes to the source keep working right after the DROP COLUMN.
+    db.exec(
+        "INSERT INTO t (id, b, c, d) VALUES (100, 1, 100, 100);
+         UPDATE t SET b = 2 WHERE id = 1;
+         DELETE FROM t WHERE id = 2;",
+    )
+    .await;
+    assert_error(&db, &h, "sa", "source column public.t.a was dropped").await;
+    for n in ["sb", "sc", "sd"] {
+        assert_eq!(status_of(&db.pool, n).await.status, "ACTIVE", "{n}");
+    }
+    h.refresh("sb").await.unwrap();
+    assert_eq!(difference(&db.pool, QB, "b, n", "sb").await, 0);
+
+    db.exec("ALTER TABLE t RENAME COLUMN b TO b2").await;
+    db.exec("INSERT INTO t (id, b2, c, d) VALUES (101, 1, 101, 101)")
+        .await;
+    assert_error(&db, &h, "sb", "source column public.t.b was renamed to b2").await;
+
+    db.exec("ALTER TABLE t ALTER COLUMN c TYPE bigint").await;
+    db.exec("UPDATE t SET c = c + 1, d = d + 1 WHERE id < 10")
+        .await;
+    assert_error(
+        &db,
+        &h,
+        "sc",
+        "source column public.t.c changed type from integer to bigint",
+    )
+    .await;
+
+    // The untouched stream table saw every change, through all three DDLs.
+    assert_eq!(status_of(&db.pool, "sd").await.status, "ACTIVE");
+    h.refresh("sd").await.unwrap();
+    assert_eq!(difference(&db.pool, QD, "id, d", "sd").await, 0);
+
+    // resume refuses while the drift is there.
+    let err = h.resume("sa").await.unwrap_err();
+    assert!(err.to_string().contains("public.t.a was dropped"), "{err}");
+    assert_eq!(status_of(&db.pool, "sa").await.status, "ERROR");
+
+    // The scheduler leaves ERROR stream tables alone and refreshes the others.
+    let rt = Runtime::builder(db.pool.clone())
+        .tick(std::time::Duration::from_millis(50))
+        .start()
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    rt.shutdown().await;
+    for n in ["sa", "sb", "sc"] {
+        assert_eq!(status_of(&db.pool, n).await.status, "ERROR", "{n}");
+    }
+}
+
+/// Without the event trigger (e.g. installed by a non-superuser), drift is found by
+/// the next refresh (which then records the ERROR state) and at start-up.
+#[tokio::test]
+async fn drift_found_at_refresh_and_start_up_without_event_trigger() {
+    let db = test_db().await;
+    let h = setup(&db).await;
+    db.exec("DROP EVENT TRIGGER pgstream_ddl").await;
+
+    db.exec("ALTER TABLE t RENAME COLUMN c TO c2").await;
+    assert_eq!(status_of(&db.pool, "sc").await.status, "ACTIVE");
+    let err = h.refresh("sc").await.unwrap_err();
+    assert_eq!(err.sqlstate().as_deref(), Some("PGS01"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("stream table sc: source column public.t.c was renamed to c2"),
+        "{err}"
+    );
+    let s = status_of(&db.pool, "sc").await;
+    assert_eq!(s.status, "ERROR");
+    assert_eq!(s.error_count, 1);
+
+    db.exec("ALTER TABLE t ALTER COLUMN d TYPE numeric").await;
+    assert_eq!(status_of(&db.pool, "sd").await.status, "ACTIVE");
+    let rt = Runtime::builder(db.pool.clone())
+        .scheduler(false)
+        .start()
+        .await
+        .unwrap();
+    let s = status_of(&db.pool, "sd").await;
+    assert_eq!(s.status, "ERROR");
+    assert_eq!(
+        s.status_reason.as_deref(),
+        Some("source column public.t.d changed type from integer to numeric")
+    );
+    rt.shutdown().await;
+
+    // Undo the rename: resume works again and the stream table catches up.
+    db.exec("ALTER TABLE t RENAME COLUMN c2 TO c").await;
+    h.resume("sc").await.unwrap();
+    h.refresh("sc").await.unwrap();
+    assert_eq!(difference(&db.pool, QC, "id, c", "sc").await, 0);
+    match h.resume("nope").await {
+        Err(Error::NotFound(_)) => {}
+        other => panic!("{other:?}"),
+    }
+}
