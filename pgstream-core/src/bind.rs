@@ -137,6 +137,11 @@ pub(crate) struct AggCall {
 #[allow(clippy::large_enum_variant)]
 pub(crate) enum Shape {
     Project,
+    /// Window functions: recompute the partitions (keys, bound) the changes touch;
+    /// no keys means the whole result.
+    Window {
+        partition: Vec<Expr>,
+    },
     Aggregate {
         groups: Vec<Expr>,
         group_texts: Vec<String>,
@@ -208,6 +213,8 @@ pub(crate) struct Binder<'a> {
     pub virtuals: Vec<Virtual>,
     /// Non-recursive CTEs of the query, inlined where they are referenced.
     pub ctes: Vec<(String, Query)>,
+    /// Window functions are allowed while the select list is bound.
+    pub allow_windows: std::cell::Cell<bool>,
 }
 
 /// What a name scope holds, in FROM order.
@@ -375,6 +382,18 @@ impl<'a> Binder<'a> {
             None => None,
         };
         // SELECT list
+        self.allow_windows.set(true);
+        let items = self.bind_items(s);
+        self.allow_windows.set(false);
+        let items = items?;
+        let has_window = items
+            .iter()
+            .any(|(_, b, _)| !window_partitions(b).is_empty());
+        let _ = has_window;
+        self.finish_select(s, tree, filter, items, distinct)
+    }
+
+    fn bind_items(&mut self, s: &Select) -> Result<Vec<(String, Expr, Expr)>> {
         let mut items: Vec<(String, Expr, Expr)> = Vec::new(); // name, bound, original
         for item in &s.projection {
             match item {
@@ -450,6 +469,17 @@ impl<'a> Binder<'a> {
                 ));
             }
         }
+        Ok(items)
+    }
+
+    fn finish_select(
+        &mut self,
+        s: &Select,
+        tree: Tree,
+        filter: Option<Expr>,
+        items: Vec<(String, Expr, Expr)>,
+        distinct: bool,
+    ) -> Result<Block> {
         // GROUP BY
         let group_exprs: Vec<Expr> = match &s.group_by {
             GroupByExpr::Expressions(exprs, mods) => {
@@ -479,6 +509,35 @@ impl<'a> Binder<'a> {
         } else {
             group_exprs
         };
+        let windows: Vec<Vec<Expr>> = items
+            .iter()
+            .flat_map(|(_, b, _)| window_partitions(b))
+            .collect();
+        if !windows.is_empty() {
+            if has_agg || !group_exprs.is_empty() || s.having.is_some() {
+                return Err(unsupported_at(
+                    self.query,
+                    "window functions together with GROUP BY or aggregates",
+                    Some(s.select_token.0.span),
+                ));
+            }
+            // Partitions are independent: recompute the ones the changes touch. Windows
+            // with different partitions share the keys they have in common; none in
+            // common (or no PARTITION BY) means the whole result.
+            let mut common: Vec<Expr> = windows[0].clone();
+            for w in &windows[1..] {
+                common.retain(|e| w.contains(e));
+            }
+            let items = items.into_iter().map(|(n, b, _)| (n, b)).collect();
+            return Ok(Block {
+                leaves: std::mem::take(&mut self.leaves),
+                tree,
+                filter_text: s.selection.as_ref().map(|e| e.to_string()),
+                filter,
+                items,
+                shape: Shape::Window { partition: common },
+            });
+        }
         if group_exprs.is_empty() && !has_agg && s.having.is_none() {
             let items = items.into_iter().map(|(n, b, _)| (n, b)).collect();
             return Ok(Block {
@@ -1305,7 +1364,24 @@ impl<'a> Binder<'a> {
                     }
                     Expr::Function(f) => {
                         let name = function_name(f);
-                        if f.over.is_some() {
+                        if f.over.is_some() && self.binder.allow_windows.get() && self.in_agg == 0 {
+                            if let Some(sqlparser::ast::WindowType::NamedWindow(_)) = &f.over {
+                                return fail(
+                                    self,
+                                    unsupported(
+                                        q,
+                                        "named windows (write the window inline)",
+                                        Some(&*e),
+                                    ),
+                                );
+                            }
+                            if VOLATILE.contains(&name.as_str()) {
+                                // checked below
+                            } else {
+                                return ControlFlow::Continue(());
+                            }
+                        }
+                        if f.over.is_some() && !VOLATILE.contains(&name.as_str()) {
                             return fail(
                                 self,
                                 unsupported(
@@ -1372,6 +1448,27 @@ impl<'a> Binder<'a> {
         // anything still looking like an identifier was not resolved
         Ok(out)
     }
+}
+
+/// The PARTITION BY lists of the window functions in a bound expression (one entry
+/// per window function; an empty list for a window without PARTITION BY).
+pub(crate) fn window_partitions(e: &Expr) -> Vec<Vec<Expr>> {
+    struct F(Vec<Vec<Expr>>);
+    impl VisitorMut for F {
+        type Break = ();
+        fn pre_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
+            if let Expr::Function(f) = e {
+                if let Some(sqlparser::ast::WindowType::WindowSpec(spec)) = &f.over {
+                    self.0.push(spec.partition_by.clone());
+                }
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut e = e.clone();
+    let mut f = F(Vec::new());
+    let _ = e.visit(&mut f);
+    f.0
 }
 
 /// The top-level AND-ed parts of a condition.

@@ -169,6 +169,26 @@ fn explain_block(b: &Block, out: &mut String) {
             ));
             depth += 1;
         }
+        Shape::Window { partition } => {
+            let strategy = if partition.is_empty() {
+                "recompute the whole result when anything changed (no PARTITION BY)"
+            } else {
+                "recompute the partitions the changes touch, apply the difference"
+            };
+            lines.push((
+                depth,
+                format!(
+                    "Window {}",
+                    b.items
+                        .iter()
+                        .map(|(n, _)| n.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                strategy.into(),
+            ));
+            depth += 1;
+        }
         Shape::Project => {
             lines.push((
                 depth,
@@ -282,6 +302,7 @@ pub(crate) fn compile(spec: &StreamTableSpec, catalog: &Catalog) -> Result<Compi
             frames: vec![Vec::new()],
             virtuals: Vec::new(),
             ctes: Vec::new(),
+            allow_windows: std::cell::Cell::new(false),
         };
         // Table references (not table functions such as `generate_series(...)`).
         struct Tables(Vec<ObjectName>);
@@ -333,6 +354,7 @@ pub(crate) fn compile(spec: &StreamTableSpec, catalog: &Catalog) -> Result<Compi
             frames: vec![Vec::new()],
             virtuals: Vec::new(),
             ctes: Vec::new(),
+            allow_windows: std::cell::Cell::new(false),
         };
         binder.bind_query(&query)
     };

@@ -449,6 +449,7 @@ impl Inc<'_> {
     fn artifacts(mut self) -> Artifacts {
         match &self.b.shape {
             Shape::Project => self.project(),
+            Shape::Window { .. } => self.window(),
             Shape::Aggregate {
                 recompute: true, ..
             } => self.aggregate_recompute(),
@@ -736,38 +737,10 @@ impl Inc<'_> {
                 "SELECT f.* FROM ({new_rows}) AS f WHERE (SELECT EXISTS (SELECT 1 FROM \"__pgs_keys\"))"
             )
         } else {
-            let tuple = |q: &[String]| {
-                if q.len() == 1 {
-                    q[0].clone()
-                } else {
-                    format!("({})", q.join(", "))
-                }
-            };
-            let k_cols: Vec<String> = gnames.iter().map(|g| format!("k.{g}")).collect();
-            let all_set = gnames
-                .iter()
-                .map(|g| format!("k.{g} IS NOT NULL"))
-                .collect::<Vec<_>>()
-                .join(" AND ");
-            let any_null = gnames
-                .iter()
-                .map(|g| format!("k.{g} IS NULL"))
-                .collect::<Vec<_>>()
-                .join(" OR ");
-            let nd = groups_x
-                .iter()
-                .zip(&gnames)
-                .map(|(e, g)| format!("k.{g} IS NOT DISTINCT FROM {e}"))
-                .collect::<Vec<_>>()
-                .join(" AND ");
-            // Keys without NULLs use IN (index-friendly); keys with a NULL use a
-            // NULL-safe match, skipped unless such a key exists.
+            let (by_in, by_null) = Self::key_predicates(&groups_x, &gnames);
             format!(
-                "SELECT {select_list} FROM {base} AS x WHERE {} IN (SELECT {} FROM \"__pgs_keys\" AS k WHERE {all_set}){and_filter}{group_by}{having_sql} \
-                 UNION ALL SELECT {select_list} FROM {base} AS x WHERE (SELECT EXISTS (SELECT 1 FROM \"__pgs_keys\" AS k WHERE {any_null})) \
-                 AND EXISTS (SELECT 1 FROM \"__pgs_keys\" AS k WHERE ({any_null}) AND {nd}){and_filter}{group_by}{having_sql}",
-                tuple(&groups_x),
-                k_cols.join(", ")
+                "SELECT {select_list} FROM {base} AS x WHERE {by_in}{and_filter}{group_by}{having_sql} \
+                 UNION ALL SELECT {select_list} FROM {base} AS x WHERE {by_null}{and_filter}{group_by}{having_sql}"
             )
         };
         body.push(format!("\"__pgs_fresh\" AS MATERIALIZED ({fresh})"));
@@ -799,6 +772,150 @@ impl Inc<'_> {
             .iter()
             .map(|c| c.trim_matches('"').to_string())
             .chain([contract::ROW_ID.to_string()])
+            .collect();
+        Artifacts {
+            storage_ddl: storage_ddl(&st, &new_rows),
+            full_refresh: diff_statement(&st, self.ctx, &[], &new_rows, None),
+            differential_refresh: Some(diff),
+            hidden_columns: hidden,
+        }
+    }
+
+    /// The two predicates that keep only the rows whose keys (`exprs`, named `names`
+    /// in `__pgs_keys`) the changes touched: keys without NULLs by `IN` (which can
+    /// use indexes), keys with a NULL by a NULL-safe match, skipped unless such a key
+    /// exists.
+    fn key_predicates(exprs: &[String], names: &[String]) -> (String, String) {
+        let tuple = if exprs.len() == 1 {
+            exprs[0].clone()
+        } else {
+            format!("({})", exprs.join(", "))
+        };
+        let k_cols: Vec<String> = names.iter().map(|g| format!("k.{g}")).collect();
+        let all_set = names
+            .iter()
+            .map(|g| format!("k.{g} IS NOT NULL"))
+            .collect::<Vec<_>>()
+            .join(" AND ");
+        let any_null = names
+            .iter()
+            .map(|g| format!("k.{g} IS NULL"))
+            .collect::<Vec<_>>()
+            .join(" OR ");
+        let nd = exprs
+            .iter()
+            .zip(names)
+            .map(|(e, g)| format!("k.{g} IS NOT DISTINCT FROM {e}"))
+            .collect::<Vec<_>>()
+            .join(" AND ");
+        (
+            format!("{tuple} IN (SELECT {} FROM \"__pgs_keys\" AS k WHERE {all_set})", k_cols.join(", ")),
+            format!(
+                "(SELECT EXISTS (SELECT 1 FROM \"__pgs_keys\" AS k WHERE {any_null})) AND EXISTS (SELECT 1 FROM \"__pgs_keys\" AS k WHERE ({any_null}) AND {nd})"
+            ),
+        )
+    }
+
+    /// Window functions: the partitions the changes touch are recomputed whole (the
+    /// WHERE applies before the windows, so restricting the input to those
+    /// partitions is exact) and the difference is applied. Rows are identified by
+    /// their content and an ordinal among equal rows.
+    fn window(&mut self) -> Artifacts {
+        let Shape::Window { partition } = &self.b.shape else {
+            unreachable!()
+        };
+        let st = self.st.clone();
+        let pnames: Vec<String> = (0..partition.len())
+            .map(|k| qi(&format!("__pgs_p{k}")))
+            .collect();
+        let part_x: Vec<String> = partition.iter().map(|p| self.x(p, "x")).collect();
+        let mut sel: Vec<String> = self
+            .b
+            .items
+            .iter()
+            .map(|(n, e)| format!("{} AS {}", self.x(e, "x"), qi(n)))
+            .collect();
+        sel.extend(
+            part_x
+                .iter()
+                .zip(&pnames)
+                .map(|(e, n)| format!("{e} AS {n}")),
+        );
+        let base = self.new_rel(&self.b.tree);
+        let filter = self.b.filter.as_ref().map(|f| self.x(f, "x"));
+        let inner = |extra: Option<&str>| {
+            let mut conds: Vec<String> = filter.iter().map(|f| format!("({f})")).collect();
+            conds.extend(extra.map(|e| e.to_string()));
+            let w = if conds.is_empty() {
+                String::new()
+            } else {
+                format!(" WHERE {}", conds.join(" AND "))
+            };
+            format!("SELECT {} FROM {base} AS x{w}", sel.join(", "))
+        };
+        let numbered = |inner_sql: &str| {
+            format!(
+                "SELECT q2.*, pg_catalog.hashtextextended(ROW(q2.*)::text, q2.\"__pgs_n\") AS \"__pgs_row_id\" FROM (SELECT q.*, row_number() OVER (PARTITION BY ROW(q.*)::text) AS \"__pgs_n\" FROM ({inner_sql}) AS q) AS q2"
+            )
+        };
+        let new_rows = numbered(&inner(None));
+        let root = self.delta(&self.b.tree);
+        let mut body = vec![format!(
+            "\"__pgs_keys\" AS MATERIALIZED (SELECT DISTINCT {} FROM {} AS x{})",
+            if part_x.is_empty() {
+                "1 AS \"__pgs_any\"".to_string()
+            } else {
+                part_x
+                    .iter()
+                    .zip(&pnames)
+                    .map(|(e, n)| format!("{e} AS {n}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            },
+            qi(&root),
+            self.where_clause("x")
+        )];
+        let (fresh, in_keys) = if partition.is_empty() {
+            (
+                format!("SELECT f.* FROM ({new_rows}) AS f WHERE (SELECT EXISTS (SELECT 1 FROM \"__pgs_keys\"))"),
+                "EXISTS (SELECT 1 FROM \"__pgs_keys\")".to_string(),
+            )
+        } else {
+            let (by_in, by_null) = Self::key_predicates(&part_x, &pnames);
+            let restricted = format!(
+                "{} UNION ALL {}",
+                inner(Some(&by_in)),
+                inner(Some(&by_null))
+            );
+            (
+                numbered(&restricted),
+                format!(
+                    "EXISTS (SELECT 1 FROM \"__pgs_keys\" AS k WHERE {})",
+                    pnames
+                        .iter()
+                        .map(|g| format!("st.{g} IS NOT DISTINCT FROM k.{g}"))
+                        .collect::<Vec<_>>()
+                        .join(" AND ")
+                ),
+            )
+        };
+        body.push(format!("\"__pgs_fresh\" AS MATERIALIZED ({fresh})"));
+        body.push(format!("\"__pgs_adv\" AS ({})", frontier_advance(self.ctx)));
+        let same = "n.\"__pgs_row_id\" = st.\"__pgs_row_id\" AND n::text = st::text";
+        body.push(format!(
+            "\"__pgs_del\" AS (DELETE FROM {st} AS st WHERE {in_keys} AND NOT EXISTS (SELECT 1 FROM \"__pgs_fresh\" AS n WHERE {same}) RETURNING 1)"
+        ));
+        body.push(format!(
+            "\"__pgs_ins\" AS (INSERT INTO {st} SELECT n.* FROM \"__pgs_fresh\" AS n WHERE NOT EXISTS (SELECT 1 FROM {st} AS st WHERE {same}) RETURNING 1)"
+        ));
+        let diff = self.finish(
+            body,
+            "SELECT (SELECT count(*) FROM \"__pgs_del\") + (SELECT count(*) FROM \"__pgs_ins\") AS \"rows_changed\"",
+        );
+        let hidden = pnames
+            .iter()
+            .map(|c| c.trim_matches('"').to_string())
+            .chain(["__pgs_n".to_string(), contract::ROW_ID.to_string()])
             .collect();
         Artifacts {
             storage_ddl: storage_ddl(&st, &new_rows),

@@ -151,10 +151,7 @@ fn unsupported_constructs_name_themselves_and_suggest_full() {
         ),
         ("SELECT id, random() AS r FROM departments", "random"),
         ("SELECT id, now() AS t FROM departments", "now"),
-        (
-            "SELECT id, row_number() OVER (ORDER BY id) AS r FROM departments",
-            "window function",
-        ),
+        ("SELECT parent_id, count(*) AS n, rank() OVER (ORDER BY parent_id) AS r FROM departments GROUP BY parent_id", "window functions together with GROUP BY"),
         (
             "SELECT id, (SELECT count(*) FROM employees) AS n FROM departments",
             "subqueries",
@@ -380,4 +377,19 @@ fn subqueries_in_from_and_ctes_are_inlined() {
         .differential_refresh
         .unwrap();
     assert!(sql.contains("__pgs_d0") && sql.contains("__pgs_d1"));
+}
+
+#[test]
+fn window_functions_recompute_partitions() {
+    let c = diff(
+        "SELECT id, rank() OVER (PARTITION BY department_id ORDER BY salary) AS r FROM employees",
+    )
+    .unwrap();
+    assert!(
+        c.explain().contains("recompute the partitions"),
+        "{}",
+        c.explain()
+    );
+    let c = diff("SELECT id, row_number() OVER (ORDER BY id) AS r FROM employees").unwrap();
+    assert!(c.explain().contains("recompute the whole result"));
 }

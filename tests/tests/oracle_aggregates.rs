@@ -4,7 +4,8 @@
 //! `pgstream.refresh_stream_table`; compare with the query evaluated afresh.
 //!
 //! This file: DISTINCT, aggregates maintained by affected-group recompute (MIN, MAX,
-//! ordered aggregates, DISTINCT aggregates, FILTER, statistics) and HAVING.
+//! ordered aggregates, DISTINCT aggregates, FILTER, statistics), HAVING, and window
+//! functions by partition recompute.
 //!
 //! `PGS_ORACLE_BATCHES` overrides the number of batches, `PGS_ORACLE_SEED` the seed.
 
@@ -131,3 +132,11 @@ oracle!(
     111,
     "SELECT count(*) AS n FROM employees HAVING count(*) > 18"
 );
+oracle!(window_partitioned, D, Org, 112,
+    "SELECT id, department_id, salary, rank() OVER (PARTITION BY department_id ORDER BY salary, id) AS r, \
+     sum(salary) OVER (PARTITION BY department_id) AS dept_total FROM employees");
+oracle!(window_over_join, D, Org, 113,
+    "SELECT d.name, e.id, count(*) OVER (PARTITION BY d.id) AS n, lag(e.id) OVER (PARTITION BY d.id ORDER BY e.id) AS prev \
+     FROM departments d JOIN employees e ON e.department_id = d.id WHERE e.salary IS NOT NULL");
+oracle!(window_without_partition, D, Org, 114,
+    "SELECT id, row_number() OVER (ORDER BY id) AS rn, lead(salary) OVER (ORDER BY id) AS next FROM employees");
