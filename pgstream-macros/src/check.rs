@@ -1,4 +1,5 @@
-//! Rules that span the struct and the compiled query: one field per output column.
+//! Rules that span the struct and the compiled query: one field per output column, and
+//! each field's type matches its column's SQL type and nullability.
 
 use crate::ast::Container;
 use crate::ctxt::Ctxt;
@@ -85,4 +86,233 @@ fn list<'a>(names: impl Iterator<Item = &'a str>) -> String {
 fn is_field_name(column: &str) -> bool {
     syn::parse_str::<syn::Ident>(column).is_ok()
         || syn::parse_str::<syn::Ident>(&format!("r#{column}")).is_ok()
+}
+
+/// Each field's Rust type against the SQL type and nullability inferred for its
+/// column: the type sqlx decodes the column into, and `Option<T>` exactly where the
+/// column can be NULL. Matching is on the last path segment (`Decimal`,
+/// `rust_decimal::Decimal`), so a user type of another name is accepted, and so is a
+/// column whose type pgstream could not infer: the runtime checks those at start-up.
+pub(crate) fn check_types(cx: &Ctxt, cont: &Container<'_>, columns: &[OutputColumn]) {
+    for field in &cont.fields {
+        let Some(col) = columns.iter().find(|c| c.name == field.column) else {
+            continue;
+        };
+        let (is_option, inner) = match option_inner(field.ty) {
+            Some(inner) => (true, inner),
+            None => (false, field.ty),
+        };
+        let shown = show(field.ty);
+        let column = &col.name;
+
+        if let Some(sql) = &col.sql_type {
+            let base = pgstream_core::base_type(sql);
+            if let (Some(rust), Some(fix)) = (rust_sql_type(inner), suggestion(&base)) {
+                if !accepts(&rust, &base) {
+                    let option = col.nullable.unwrap_or(is_option);
+                    let fixed = if option {
+                        format!("Option<{fix}>")
+                    } else {
+                        fix.clone()
+                    };
+                    let null = match col.nullable {
+                        Some(true) => ", nullable",
+                        Some(false) => ", NOT NULL",
+                        None => "",
+                    };
+                    let comparison = if base == "boolean" && accepts(&rust, "text") {
+                        "\n  = note: a boolean column is a comparison or a condition; if it should be text, check the \
+                         operators of its expression: `a || '' > '' || b` compares two strings, where `a || ' > ' || b` \
+                         concatenates them"
+                    } else {
+                        ""
+                    };
+                    cx.error_spanned_by(
+                        field.ty,
+                        format!(
+                            "field `{column}` has type `{shown}`, but the query's column `{column}` is `{sql}`{null}{comparison}\n  \
+                             = note: `{shown}` reads {}\n  \
+                             = help: declare the field as `{fixed}`, or cast the column in the query to a SQL type the field reads",
+                            rust.describe(),
+                        ),
+                    );
+                    continue;
+                }
+            }
+        }
+
+        let sql = col
+            .sql_type
+            .as_deref()
+            .map(|t| format!(" ({t})"))
+            .unwrap_or_default();
+        match (col.nullable, is_option) {
+            (Some(true), false) => cx.error_spanned_by(
+                field.ty,
+                format!(
+                    "the query's column `{column}`{sql} can be NULL, but field `{column}` has type `{shown}`, which cannot hold NULL\n  \
+                     = note: a column can be NULL when its source column is nullable, when an outer join pads it, \
+                     or when an aggregate other than count sees no rows\n  \
+                     = help: declare the field as `Option<{shown}>`, or give the column a value for NULL in the query: `COALESCE(..., <default>) AS {column}`"
+                ),
+            ),
+            (Some(false), true) => cx.error_spanned_by(
+                field.ty,
+                format!(
+                    "the query's column `{column}`{sql} is never NULL, but field `{column}` has type `{shown}`\n  \
+                     = help: declare the field as `{}`",
+                    show(inner)
+                ),
+            ),
+            _ => {}
+        }
+    }
+}
+
+/// `T` of `Option<T>` (matched on the last path segment).
+fn option_inner(ty: &syn::Type) -> Option<&syn::Type> {
+    let (name, args) = last_segment(ty)?;
+    if name != "Option" {
+        return None;
+    }
+    single_arg(args)
+}
+
+fn last_segment(ty: &syn::Type) -> Option<(String, &syn::PathArguments)> {
+    match ty {
+        syn::Type::Path(p) if p.qself.is_none() => {
+            let seg = p.path.segments.last()?;
+            Some((seg.ident.to_string(), &seg.arguments))
+        }
+        syn::Type::Group(g) => last_segment(&g.elem),
+        syn::Type::Paren(p) => last_segment(&p.elem),
+        _ => None,
+    }
+}
+
+fn single_arg(args: &syn::PathArguments) -> Option<&syn::Type> {
+    let syn::PathArguments::AngleBracketed(a) = args else {
+        return None;
+    };
+    let mut types = a.args.iter().filter_map(|a| match a {
+        syn::GenericArgument::Type(t) => Some(t),
+        _ => None,
+    });
+    let t = types.next()?;
+    types.next().is_none().then_some(t)
+}
+
+/// The SQL types a Rust type decodes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum RustSql {
+    /// One of these base types.
+    Scalar(&'static [&'static str]),
+    /// An array of the element's types.
+    Array(Box<RustSql>),
+}
+
+impl RustSql {
+    fn describe(&self) -> String {
+        match self {
+            RustSql::Scalar(types) => {
+                let v: Vec<String> = types.iter().map(|t| format!("`{t}`")).collect();
+                match v.as_slice() {
+                    [one] => format!("the SQL type {one}"),
+                    [init @ .., last] => format!("the SQL types {} and {last}", init.join(", ")),
+                    [] => "nothing".into(),
+                }
+            }
+            RustSql::Array(elem) => format!("arrays of {}", elem.describe()),
+        }
+    }
+}
+
+/// The SQL types of a Rust type that sqlx decodes, `None` for a type this check does
+/// not know (a user type: accepted).
+fn rust_sql_type(ty: &syn::Type) -> Option<RustSql> {
+    let (name, args) = last_segment(ty)?;
+    let types: &'static [&'static str] = match name.as_str() {
+        "i16" => &["smallint"],
+        "i32" => &["integer"],
+        "i64" => &["bigint"],
+        "f32" => &["real"],
+        "f64" => &["double precision"],
+        "bool" => &["boolean"],
+        "String" => &["text", "character varying", "character", "name", "citext"],
+        "Decimal" | "BigDecimal" => &["numeric"],
+        "NaiveDate" | "Date" => &["date"],
+        "NaiveDateTime" | "PrimitiveDateTime" => &["timestamp without time zone"],
+        "DateTime" | "OffsetDateTime" => &["timestamp with time zone"],
+        "NaiveTime" | "Time" => &["time without time zone"],
+        "Uuid" => &["uuid"],
+        "Value" | "JsonValue" | "Json" => &["json", "jsonb"],
+        "PgInterval" => &["interval"],
+        "Vec" => {
+            let elem = single_arg(args)?;
+            if last_segment(elem).is_some_and(|(n, _)| n == "u8") {
+                return Some(RustSql::Scalar(&["bytea"]));
+            }
+            return Some(RustSql::Array(Box::new(rust_sql_type(elem)?)));
+        }
+        _ => return None,
+    };
+    Some(RustSql::Scalar(types))
+}
+
+fn accepts(rust: &RustSql, base: &str) -> bool {
+    match (rust, base.strip_suffix("[]")) {
+        (RustSql::Scalar(types), None) => types.contains(&base),
+        (RustSql::Array(elem), Some(e)) => accepts(elem, e),
+        _ => false,
+    }
+}
+
+/// The Rust type to declare for a SQL type, `None` for a type this check does not
+/// know (then any field type is accepted).
+fn suggestion(base: &str) -> Option<String> {
+    if let Some(elem) = base.strip_suffix("[]") {
+        return suggestion(elem).map(|e| format!("Vec<{e}>"));
+    }
+    Some(
+        match base {
+            "smallint" => "i16",
+            "integer" => "i32",
+            "bigint" => "i64",
+            "real" => "f32",
+            "double precision" => "f64",
+            "boolean" => "bool",
+            "text" | "character varying" | "character" | "name" | "citext" => "String",
+            "numeric" => "rust_decimal::Decimal",
+            "date" => "chrono::NaiveDate",
+            "timestamp without time zone" => "chrono::NaiveDateTime",
+            "timestamp with time zone" => "chrono::DateTime<chrono::Utc>",
+            "time without time zone" => "chrono::NaiveTime",
+            "uuid" => "uuid::Uuid",
+            "json" | "jsonb" => "serde_json::Value",
+            "interval" => "sqlx::postgres::types::PgInterval",
+            "bytea" => "Vec<u8>",
+            _ => return None,
+        }
+        .to_string(),
+    )
+}
+
+/// A type as the user would write it: `Option<i32>`, not `Option < i32 >`.
+fn show(ty: &syn::Type) -> String {
+    let s = quote::quote!(#ty).to_string();
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == ' ' {
+            let prev = out.chars().last();
+            let next = chars.peek().copied();
+            let glue = matches!(prev, Some('<' | ':' | '&'))
+                || matches!(next, Some('<' | '>' | ':' | ','));
+            if glue {
+                continue;
+            }
+        }
+        out.push(c);
+    }
+    out
 }

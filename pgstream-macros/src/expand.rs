@@ -30,6 +30,8 @@ use syn::DeriveInput;
 struct Expansion<'a> {
     cont: Container<'a>,
     name: QualifiedName,
+    /// Where the name comes from: the `name = "..."` literal, else the struct's name.
+    name_span: Span,
     query: String,
     schedule: String,
     mode: Mode,
@@ -136,9 +138,15 @@ fn analyse<'a>(cx: &Ctxt, args: TokenStream, input: &'a DeriveInput) -> Option<E
 
     let cont = cont?;
     check::check_fields(cx, &cont, &compiled.columns);
+    check::check_types(cx, &cont, &compiled.columns);
+    let name_span = match &attrs.name {
+        Some(lit) => lit.span(),
+        None => cont.ident.span(),
+    };
     Some(Expansion {
         cont,
         name,
+        name_span,
         query,
         schedule,
         mode,
@@ -173,8 +181,27 @@ fn generate(input: &DeriveInput, e: &Expansion<'_>) -> TokenStream {
         }
     });
 
+    // Two stream tables of one name in one module define this constant twice: E0428
+    // "the name `__pgstream_stream_table_named__public__x` is defined multiple times",
+    // pointing at both. Across modules the runtime's builder catches it at start-up.
+    let marker = proc_macro2::Ident::new(
+        &format!(
+            "__pgstream_stream_table_named__{}__{}",
+            ident_safe(schema),
+            ident_safe(name)
+        ),
+        e.name_span,
+    );
+    let marker = quote_spanned! {e.name_span=>
+        #[doc(hidden)]
+        #[allow(dead_code, non_upper_case_globals)]
+        const #marker: () = ();
+    };
+
     quote! {
         #input
+
+        #marker
 
         const _: () = {
             #(#tracked)*
@@ -205,6 +232,19 @@ fn generate(input: &DeriveInput, e: &Expansion<'_>) -> TokenStream {
             }
         };
     }
+}
+
+/// A name as identifier characters: others become `_xHH_`.
+fn ident_safe(name: &str) -> String {
+    let mut out = String::new();
+    for c in name.chars() {
+        if c.is_ascii_alphanumeric() || c == '_' {
+            out.push(c);
+        } else {
+            out.push_str(&format!("_x{:x}_", c as u32));
+        }
+    }
+    out
 }
 
 /// `DepartmentStats` → `department_stats`, `HTTPRequests` → `http_requests`.
