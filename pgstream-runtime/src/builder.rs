@@ -28,6 +28,8 @@ pub struct RuntimeBuilder {
     pool: PgPool,
     /// Each registered spec, with the output columns compiled into the program.
     specs: Vec<(StreamTableSpec, Option<&'static [&'static str]>)>,
+    /// Where each spec came from (the struct's type name), for duplicate-name errors.
+    origins: Vec<String>,
     tick: Duration,
     scheduler: bool,
     policy: FailurePolicy,
@@ -38,6 +40,7 @@ impl RuntimeBuilder {
         RuntimeBuilder {
             pool,
             specs: Vec::new(),
+            origins: Vec::new(),
             tick: Duration::from_secs(1),
             scheduler: true,
             policy: FailurePolicy::default(),
@@ -49,7 +52,11 @@ impl RuntimeBuilder {
     ///
     /// [`start`]: RuntimeBuilder::start
     pub fn register<T: StreamTable>(self) -> Self {
-        self.register_def(T::DEF)
+        let mut b = self.register_def(T::DEF);
+        if let Some(o) = b.origins.last_mut() {
+            *o = format!("`{}`", std::any::type_name::<T>());
+        }
+        b
     }
 
     /// Register a stream table from its static definition.
@@ -60,11 +67,14 @@ impl RuntimeBuilder {
     /// [`start`]: RuntimeBuilder::start
     pub fn register_def(mut self, def: StreamTableDef) -> Self {
         self.specs.push((def.spec(), Some(def.columns)));
+        self.origins
+            .push(format!("the definition of `{}`", def.name));
         self
     }
 
     /// Register a stream table from a spec built at run time.
     pub fn register_spec(mut self, spec: StreamTableSpec) -> Self {
+        self.origins.push(format!("the spec of `{}`", spec.name));
         self.specs.push((spec, None));
         self
     }
@@ -117,7 +127,11 @@ impl RuntimeBuilder {
     /// A registered stream table that exists with the same query and mode is kept
     /// (a changed schedule is updated); one whose query or mode differs is an
     /// [`Error::DefinitionChanged`]: stored data is never dropped silently.
+    ///
+    /// Two registered stream tables with one name (and different definitions) are an
+    /// [`Error::Invalid`] naming both, returned before anything is installed.
     pub async fn start(self) -> Result<Runtime> {
+        check_unique_names(&self.specs, &self.origins)?;
         crate::install::install(&self.pool).await?;
         for (spec, columns) in &self.specs {
             ensure(&self.pool, spec, *columns).await?;
@@ -130,6 +144,31 @@ impl RuntimeBuilder {
             self.policy,
         ))
     }
+}
+
+/// Two registrations of one name would make the second replace or fight the first.
+/// Registering the same definition twice is harmless and allowed.
+fn check_unique_names(
+    specs: &[(StreamTableSpec, Option<&'static [&'static str]>)],
+    origins: &[String],
+) -> Result<()> {
+    for (i, (a, _)) in specs.iter().enumerate() {
+        for (j, (b, _)) in specs.iter().enumerate().take(i) {
+            let same = a.query == b.query && a.mode == b.mode && a.schedule == b.schedule;
+            if a.name == b.name && !same {
+                return Err(Error::Invalid(format!(
+                    "two registered stream tables are both named {}: {} (query `{}`) and {} (query `{}`); \
+                     give one another name with #[stream_table(name = \"...\")]. Nothing was installed.",
+                    display_name(&a.name),
+                    origins[j],
+                    b.query.split_whitespace().collect::<Vec<_>>().join(" "),
+                    origins[i],
+                    a.query.split_whitespace().collect::<Vec<_>>().join(" "),
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Create the stream table unless it exists; check the definition if it does.
@@ -224,4 +263,53 @@ async fn check_drift(pool: &PgPool) -> Result<()> {
         tracing::error!(stream_table = %name, reason = %msg, "schema drift: stream table put in the ERROR state");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pgstream_core::{Mode, QualifiedName};
+
+    fn spec(name: &str, query: &str) -> StreamTableSpec {
+        StreamTableSpec {
+            name: QualifiedName::new("public", name),
+            query: query.into(),
+            schedule: Default::default(),
+            mode: Mode::Differential,
+        }
+    }
+
+    #[tokio::test]
+    async fn duplicate_names_fail_before_anything_is_installed() {
+        // A pool that cannot connect: start must fail before it uses it.
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .acquire_timeout(Duration::from_millis(100))
+            .connect_lazy("postgres://nobody@127.0.0.1:1/none")
+            .unwrap();
+        let err = Runtime::builder(pool.clone())
+            .register_spec(spec("stats", "SELECT id FROM a"))
+            .register_spec(spec("other", "SELECT id FROM a"))
+            .register_spec(spec("stats", "SELECT id FROM b"))
+            .start()
+            .await
+            .unwrap_err();
+        let msg = err.to_string();
+        println!("{msg}");
+        assert!(matches!(err, Error::Invalid(_)), "{msg}");
+        assert!(msg.contains("both named stats:"), "{msg}");
+        assert!(
+            msg.contains("SELECT id FROM a") && msg.contains("SELECT id FROM b"),
+            "{msg}"
+        );
+        assert!(msg.contains("Nothing was installed"), "{msg}");
+
+        // the same definition twice is not a conflict (it fails later, on connecting)
+        let err = Runtime::builder(pool)
+            .register_spec(spec("stats", "SELECT id FROM a"))
+            .register_spec(spec("stats", "SELECT id FROM a"))
+            .start()
+            .await
+            .unwrap_err();
+        assert!(!matches!(err, Error::Invalid(_)), "{err}");
+    }
 }
