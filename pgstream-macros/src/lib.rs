@@ -101,9 +101,14 @@ use proc_macro::TokenStream;
 /// All problems are reported in one build, each on the tokens it concerns: unknown,
 /// duplicate or malformed arguments; a missing query; an invalid schedule, mode or
 /// name; an unreadable migrations directory or query file; an error of the query
-/// (quoted, with the offending fragment underlined); an output column without a field
-/// (on the struct's name) or a field without a column (on the field). The struct is
-/// still emitted, so code that uses it does not fail a second time.
+/// (quoted, with the offending fragment underlined), including `GROUP BY`, `DISTINCT`,
+/// `UNION` or a join comparing `json`, `xml` or `point` values; an output column
+/// without a field (on the struct's name) or a field without a column (on the field);
+/// a field whose type cannot hold its column's inferred SQL type, or that is not
+/// `Option<T>` exactly where the column can be NULL (on the field's type); two stream
+/// tables of one name in one module. The struct is still emitted, so code that uses
+/// it does not fail a second time. The facade's documentation (`pgstream`, "Attribute
+/// reference") has the table of SQL and Rust types and examples that compile.
 #[proc_macro_attribute]
 pub fn stream_table(args: TokenStream, item: TokenStream) -> TokenStream {
     let original = proc_macro2::TokenStream::from(item.clone());

@@ -88,6 +88,211 @@
 //! }
 //! ```
 //!
+//! ## Attribute reference
+//!
+//! `#[pgstream::stream_table(key = "value", ...)]` goes on a struct with named fields,
+//! one per output column of the query (matched by name, in any order). Every argument
+//! is `key = "string"`:
+//!
+//! | key | default | meaning |
+//! |---|---|---|
+//! | `query` | one of `query` and `query_file` is required | The defining query (PostgreSQL SQL). |
+//! | `query_file` | | A file holding the defining query, relative to the crate's directory (the one with `Cargo.toml`); absolute paths are refused. |
+//! | `schedule` | `"1m"` | The staleness bound: the scheduler refreshes the stream table when its changes are older than this. `500ms`, `30s`, `5m`, `1h`, `1d`, or combined (`1h30m`). |
+//! | `mode` | `"differential"` | `"differential"`: apply only the effect of the captured changes; a query that cannot be maintained that way is a compile error that suggests `"full"`. `"full"`: recompute at each refresh, apply only the difference. |
+//! | `name` | the struct's name in snake case | The storage table: `"table"` (in `public`) or `"schema.table"`. |
+//! | `schema` | `"migrations"` | The directory of `.sql` migrations the query is checked against, relative to the crate's directory, applied in file-name order (`*.down.sql` skipped): the folder `sqlx::migrate!()` reads. |
+//!
+//! The examples below set `schema = "doc-migrations"` because they are compiled in
+//! this crate's directory, which holds that folder; in your crate, leave `schema` out
+//! and the query is checked against `migrations/`.
+//!
+//! ### `query`, `schedule`, `mode`
+//!
+//! ```
+//! use pgstream::StreamTable;
+//! use sqlx::types::Decimal;
+//!
+//! #[pgstream::stream_table(
+//!     query = "
+//!         SELECT d.id AS department_id, d.name AS department_name,
+//!                COUNT(e.id) AS headcount,
+//!                COALESCE(SUM(e.salary), 0) AS total_salary
+//!         FROM departments d
+//!         LEFT JOIN employees e ON e.department_id = d.id
+//!         GROUP BY d.id, d.name",
+//!     schedule = "30s",
+//!     mode = "differential",
+//!     schema = "doc-migrations",
+//! )]
+//! pub struct DepartmentStats {
+//!     pub department_id: i32,
+//!     pub department_name: String,
+//!     pub headcount: i64,
+//!     pub total_salary: Decimal,
+//! }
+//!
+//! // The struct is unchanged. It implements `StreamTable`, whose `DEF` is what
+//! // `Runtime::builder(pool).register::<DepartmentStats>()` installs:
+//! assert_eq!(DepartmentStats::DEF.name, "department_stats");
+//! assert_eq!(DepartmentStats::DEF.schedule, "30s");
+//! assert_eq!(
+//!     DepartmentStats::DEF.columns,
+//!     ["department_id", "department_name", "headcount", "total_salary"]
+//! );
+//! // and `sqlx::FromRow`, to read the stream table like any table:
+//! fn reads<T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>>() {}
+//! reads::<DepartmentStats>();
+//! ```
+//!
+//! ### `query_file`, `name`, FULL mode
+//!
+//! ```
+//! use pgstream::StreamTable;
+//!
+//! // doc-queries/well_paid.sql: SELECT id, name, salary FROM employees WHERE salary > 100000
+//! #[pgstream::stream_table(
+//!     query_file = "doc-queries/well_paid.sql",
+//!     name = "reporting.well_paid",
+//!     mode = "full",
+//!     schedule = "5m",
+//!     schema = "doc-migrations",
+//! )]
+//! pub struct WellPaid {
+//!     pub id: i32,
+//!     pub name: String,
+//!     pub salary: sqlx::types::Decimal,
+//! }
+//!
+//! assert_eq!((WellPaid::DEF.schema, WellPaid::DEF.name), ("reporting", "well_paid"));
+//! assert_eq!(WellPaid::DEF.mode, pgstream::Mode::Full);
+//! ```
+//!
+//! ### Field types
+//!
+//! The macro infers the SQL type and nullability of each output column (column
+//! references, literals, casts, arithmetic, `||`, comparisons, `CASE`, `COALESCE`,
+//! `NULLIF`, aggregates, outer joins) and checks the field against it, matching the
+//! last segment of the type's path:
+//!
+//! | SQL type | field type |
+//! |---|---|
+//! | `smallint`, `integer`, `bigint` | `i16`, `i32`, `i64` |
+//! | `real`, `double precision` | `f32`, `f64` |
+//! | `numeric` | `rust_decimal::Decimal` or `bigdecimal::BigDecimal` |
+//! | `boolean` | `bool` |
+//! | `text`, `varchar`, `char` | `String` |
+//! | `date`, `time`, `timestamp`, `timestamptz` | chrono's `NaiveDate`, `NaiveTime`, `NaiveDateTime`, `DateTime<Utc>`, or time's `Date`, `Time`, `PrimitiveDateTime`, `OffsetDateTime` |
+//! | `uuid` | `uuid::Uuid` |
+//! | `json`, `jsonb` | `serde_json::Value` (or `sqlx::types::Json<T>`) |
+//! | `T[]` | `Vec<T>` (`bytea`: `Vec<u8>`) |
+//!
+//! A field is `Option<T>` exactly where the column can be NULL: a nullable source
+//! column, the padded side of an outer join, and aggregates other than `count` over no
+//! rows (a query without `GROUP BY` has one row even when its source is empty, so its
+//! `SUM` is NULL then). `COALESCE(x, default)` makes a column NOT NULL. Where the type
+//! cannot be inferred (a function of your own, a type of your own), any field type is
+//! accepted; sqlx checks it when a row is read.
+//!
+//! ```
+//! use sqlx::types::chrono::{DateTime, Utc};
+//! use sqlx::types::{JsonValue, Uuid};
+//!
+//! #[pgstream::stream_table(
+//!     query = "
+//!         SELECT r.id, r.sensor, r.taken_at, r.value, r.tags, r.attrs,
+//!                COALESCE(r.value, 0) AS value_or_zero, e.name AS technician
+//!         FROM readings r
+//!         LEFT JOIN employees e ON e.id = (r.attrs ->> 'technician')::int",
+//!     mode = "full",
+//!     schema = "doc-migrations",
+//! )]
+//! pub struct Reading {
+//!     pub id: i64,
+//!     pub sensor: Uuid,
+//!     pub taken_at: DateTime<Utc>,
+//!     pub value: Option<f64>,          // DOUBLE PRECISION without NOT NULL
+//!     pub tags: Vec<String>,           // TEXT[]
+//!     pub attrs: JsonValue,            // JSONB
+//!     pub value_or_zero: f64,          // COALESCE: never NULL
+//!     pub technician: Option<String>,  // NOT NULL in employees, but LEFT JOIN pads it
+//! }
+//! ```
+//!
+//! A field that cannot hold its column is an error on the field's type, naming the
+//! SQL type, the Rust type and the fix:
+//!
+//! ```compile_fail
+//! #[pgstream::stream_table(
+//!     query = "SELECT COUNT(*) AS staff, SUM(salary) AS payroll FROM employees",
+//!     schema = "doc-migrations",
+//! )]
+//! pub struct Payroll {
+//!     pub staff: i32,                        // error: COUNT is a bigint: declare `i64`
+//!     pub payroll: sqlx::types::Decimal,     // error: can be NULL: declare `Option<Decimal>`
+//! }
+//! ```
+//!
+//! ### Compile errors
+//!
+//! Everything below is reported at build time, all problems of a struct in one build,
+//! each on the tokens it concerns; SQL errors quote the query and underline the
+//! fragment:
+//!
+//! - an unknown, duplicate or malformed argument; no `query`; both `query` and
+//!   `query_file`; an invalid `schedule`, `mode` or `name`; a `query_file` or
+//!   `schema` directory that cannot be read;
+//! - a syntax error; an unknown table or column (with the nearest name); an ambiguous
+//!   column;
+//! - an output column without a field, a field without a column; a field type that
+//!   does not match the column's SQL type or nullability;
+//! - `GROUP BY`, `DISTINCT`, `UNION` or a join comparing `json`, `xml` or `point`
+//!   values, which have no equality operator (use `jsonb`, or cast);
+//! - in DIFFERENTIAL mode, a construct or volatile function it cannot maintain (with
+//!   the suggestion to use FULL mode);
+//! - two stream tables with one name in one module. Across modules, the runtime's
+//!   [`RuntimeBuilder::start`] refuses to start, before installing anything.
+//!
+//! ```compile_fail
+//! #[pgstream::stream_table(
+//!     query = "SELECT id, nmae FROM employees",   // error: unknown column `nmae`, did you mean `name`?
+//!     schema = "doc-migrations",
+//! )]
+//! pub struct Staff {
+//!     pub id: i32,
+//!     pub name: String,
+//! }
+//! ```
+//!
+//! ```compile_fail
+//! #[pgstream::stream_table(
+//!     query = "SELECT payload, COUNT(*) AS n FROM readings GROUP BY payload", // json: no `=`
+//!     mode = "full",
+//!     schema = "doc-migrations",
+//! )]
+//! pub struct ByPayload {
+//!     pub payload: Option<sqlx::types::JsonValue>,
+//!     pub n: i64,
+//! }
+//! ```
+//!
+//! ### Rebuilding when migrations change
+//!
+//! Each migration file and `query_file` the macro reads is included in the build with
+//! `include_str!`, so editing one rebuilds the crate. Cargo cannot be told from a
+//! macro, on stable Rust, to watch a directory, so it does not notice a *new*
+//! migration file by itself. As with `sqlx::migrate!()`, add a `build.rs` next to
+//! `Cargo.toml`:
+//!
+//! ```no_run
+//! // build.rs
+//! fn main() {
+//!     // rerun (and so rebuild the crate) when a file in migrations/ is added,
+//!     // removed or changed; name the `schema = "..."` directory if you set one
+//!     println!("cargo:rerun-if-changed=migrations");
+//! }
+//! ```
+//!
 //! ## Crates
 //!
 //! | crate | role |
@@ -97,7 +302,7 @@
 //! | `pgstream_macros` | `#[stream_table]` |
 //! | [`pgstream_runtime`] | the tokio + sqlx runtime |
 
-/// Declare a stream table. See the attribute reference below.
+/// Declare a stream table. See the [attribute reference](crate#attribute-reference).
 pub use pgstream_macros::stream_table;
 
 pub use pgstream_core::{

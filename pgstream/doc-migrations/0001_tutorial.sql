@@ -1,0 +1,13 @@
+-- The schema the examples of pgstream's documentation compile against (doctests set
+-- `schema = "doc-migrations"`; a crate of your own uses its `migrations/`).
+CREATE TABLE departments (
+    id        SERIAL PRIMARY KEY,
+    name      TEXT NOT NULL,
+    parent_id INT REFERENCES departments(id)
+);
+CREATE TABLE employees (
+    id            SERIAL PRIMARY KEY,
+    name          TEXT NOT NULL,
+    department_id INT NOT NULL REFERENCES departments(id),
+    salary        NUMERIC(10,2) NOT NULL
+);
