@@ -284,7 +284,7 @@
 //! migration file by itself. As with `sqlx::migrate!()`, add a `build.rs` next to
 //! `Cargo.toml`:
 //!
-//! ```no_run
+//! ```ignore
 //! // build.rs
 //! fn main() {
 //!     // rerun (and so rebuild the crate) when a file in migrations/ is added,
