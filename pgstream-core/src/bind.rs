@@ -670,6 +670,17 @@ impl<'a> Binder<'a> {
                     if is_aggregate(f) {
                         match classify_aggregate(f) {
                             Ok((func, arg)) => {
+                                // A counter keeps the largest scale it ever saw, so a SUM or
+                                // AVG over values of varying numeric scale is recomputed to
+                                // reproduce PostgreSQL's result exactly.
+                                let func = match (&func, &arg) {
+                                    (AggFunc::Sum | AggFunc::Avg, Some(a))
+                                        if varying_scale(a, self.leaves) =>
+                                    {
+                                        AggFunc::Other
+                                    }
+                                    _ => func,
+                                };
                                 let whole = e.clone();
                                 let k = match self.aggs.iter().position(|a| a.call == whole) {
                                     Some(k) => k,
@@ -1469,6 +1480,36 @@ pub(crate) fn window_partitions(e: &Expr) -> Vec<Vec<Expr>> {
     let mut f = F(Vec::new());
     let _ = e.visit(&mut f);
     f.0
+}
+
+/// Whether the values of a bound expression may carry different numeric scales: it
+/// reads a `numeric` column without a declared scale, or mixes decimal literals of
+/// different scales.
+fn varying_scale(e: &Expr, leaves: &[Leaf]) -> bool {
+    if column_markers(e)
+        .into_iter()
+        .any(|(l, c)| leaves[l].table.columns[c].sql_type == "numeric")
+    {
+        return true;
+    }
+    struct S(std::collections::HashSet<usize>);
+    impl VisitorMut for S {
+        type Break = ();
+        fn pre_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
+            if let Expr::Value(v) = e {
+                if let Value::Number(n, _) = &v.value {
+                    if let Some(dot) = n.find('.') {
+                        self.0.insert(n.len() - dot - 1);
+                    }
+                }
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut e = e.clone();
+    let mut s = S(Default::default());
+    let _ = e.visit(&mut s);
+    s.0.len() > 1
 }
 
 /// The top-level AND-ed parts of a condition.

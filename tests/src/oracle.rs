@@ -520,9 +520,12 @@ impl Oracle {
     ) -> Result<Option<FailureKind>, String> {
         let n = st_cols.len();
         let aliases: Vec<String> = (1..=n).map(|i| format!("c{i}")).collect();
+        // Exact comparison: each value's text, so numeric scale (1.50 vs 1.500), NULLs
+        // and types without an equality operator (json) are compared exactly; only
+        // floating-point columns may be rounded (`float_tolerance`).
         let wrap = |expr: String, float: bool| match (float, self.float_digits) {
             (true, Some(d)) => format!("round(({expr})::numeric, {d})"),
-            _ => expr,
+            _ => format!("({expr})::text"),
         };
         let q_side = format!(
             "SELECT {} FROM ({}) AS q({})",
@@ -542,7 +545,11 @@ impl Oracle {
                 .map(|(c, float)| wrap(quote_ident(c), *float))
                 .collect::<Vec<_>>()
                 .join(", "),
-            self.stream_table
+            if self.stream_table.contains('.') {
+                self.stream_table.clone()
+            } else {
+                quote_ident(&self.stream_table)
+            }
         );
         let missing_sql = format!("({q_side}) EXCEPT ALL ({s_side})");
         let extra_sql = format!("({s_side}) EXCEPT ALL ({q_side})");

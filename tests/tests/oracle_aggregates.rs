@@ -19,16 +19,19 @@ const EMPLOYEES: &str =
     "CREATE TABLE employees (id int PRIMARY KEY, name text, department_id int, salary numeric(10,2))";
 const PROJECTS: &str =
     "CREATE TABLE projects (id int PRIMARY KEY, department_id int NOT NULL, budget int)";
+const LEDGER: &str = "CREATE TABLE ledger (id int PRIMARY KEY, acct int, amount numeric)";
 const EVENTS: &str = "CREATE TABLE events (kind text, amount int, weight double precision)";
 
 const BATCHES: usize = 200;
 
 /// Which base tables a case needs.
 #[derive(Clone, Copy)]
+#[allow(dead_code)] // each file uses some of the shared fixtures
 enum Tables {
     Org,
     OrgProjects,
     Events,
+    Ledger,
 }
 
 async fn check(name: &str, query: &str, mode: Mode, tables: Tables, seed: u64) {
@@ -58,6 +61,16 @@ async fn check(name: &str, query: &str, mode: Mode, tables: Tables, seed: u64) {
                     Domain::Ints(0, 10),
                 );
             }
+        }
+        Tables::Ledger => {
+            o = o
+                .table("ledger", LEDGER)
+                .domain("ledger", "acct", Domain::Ints(0, 4))
+                .domain(
+                    "ledger",
+                    "amount",
+                    Domain::literals(&["1.5", "2.25", "3", "0.125", "7.10", "NULL"]),
+                );
         }
         Tables::Events => {
             o = o
@@ -140,3 +153,10 @@ oracle!(window_over_join, D, Org, 113,
      FROM departments d JOIN employees e ON e.department_id = d.id WHERE e.salary IS NOT NULL");
 oracle!(window_without_partition, D, Org, 114,
     "SELECT id, row_number() OVER (ORDER BY id) AS rn, lead(salary) OVER (ORDER BY id) AS next FROM employees");
+oracle!(
+    exact_scale_of_unconstrained_numeric,
+    D,
+    Ledger,
+    115,
+    "SELECT acct, sum(amount) AS s, avg(amount) AS a, count(amount) AS n FROM ledger GROUP BY acct"
+);

@@ -21,6 +21,7 @@ const BATCHES: usize = 200;
 
 /// Which base tables a case needs.
 #[derive(Clone, Copy)]
+#[allow(dead_code)] // each file uses some of the shared fixtures
 enum Tables {
     Org,
     OrgProjects,
