@@ -191,6 +191,11 @@ async fn stress_writers_replicas_and_terminations() {
         .unwrap_or(12);
     eprintln!("stress: seed {seed} (PGS_STRESS_SEED), {secs} s (PGS_STRESS_SECS)");
     let db = test_db().await;
+    let version: String = sqlx::query_scalar("SELECT version()")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    eprintln!("stress: on {version}");
     db.exec(
         "CREATE TABLE src (id int PRIMARY KEY, g int NOT NULL, x int);
          CREATE TABLE dim (g int PRIMARY KEY, label text NOT NULL);
