@@ -237,7 +237,9 @@ fn common(types: &[Option<String>]) -> Option<String> {
     let Some(first) = known.first() else {
         return Some("unknown".into());
     };
-    if known.iter().all(|t| t == first) {
+    // an untyped NULL or literal has no type modifier, so the result has none either
+    let unknowns = known.len() < types.len();
+    if known.iter().all(|t| t == first) && !unknowns {
         return Some(first.to_string());
     }
     let bases: Vec<String> = known.iter().map(|t| base(t)).collect();
@@ -253,7 +255,8 @@ fn common(types: &[Option<String>]) -> Option<String> {
         return Some(bases[ranks.iter().position(|r| *r == max).expect("max")].clone());
     }
     if bases.iter().all(|b| is_string(b)) {
-        return Some("text".into());
+        // text and varchar convert to each other implicitly: the first one stays
+        return Some(bases[0].clone());
     }
     let ts = |b: &str| {
         matches!(
@@ -1215,10 +1218,17 @@ impl<'a> Infer<'a> {
             }
             let sql = aggregate_type(&name, ab, star);
             let every_group_has_a_row = ctx.grouped && f.filter.is_none();
-            let null = if every_group_has_a_row && arg.null == Some(false) {
-                Some(false)
-            } else {
-                Some(true)
+            let null = match name.as_str() {
+                // NULL over no rows, and over rows that are all NULL: not NULL when
+                // every group has a row and the argument is never NULL
+                "sum" | "avg" | "min" | "max" | "array_agg" | "string_agg" | "bool_and"
+                | "bool_or" | "every" | "bit_and" | "bit_or" | "bit_xor" | "json_agg"
+                | "jsonb_agg" | "stddev_pop" | "var_pop" => {
+                    Some(!(every_group_has_a_row && arg.null == Some(false)))
+                }
+                // NULL for a single row too
+                "stddev" | "stddev_samp" | "variance" | "var_samp" => Some(true),
+                _ => None,
             };
             return Ty { sql, null };
         }

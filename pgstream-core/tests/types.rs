@@ -350,3 +350,20 @@ fn no_equality_for_json_xml_point() {
     )
     .unwrap();
 }
+
+#[test]
+fn aggregates_that_are_null_for_one_row_or_unknown() {
+    let v = types(
+        "SELECT s, stddev(d) AS sd, stddev_pop(d) AS sp, corr(d, d) AS c
+         FROM t GROUP BY s",
+    );
+    assert_eq!(
+        v[1],
+        ("sd".into(), Some("double precision".into()), Some(true))
+    );
+    assert_eq!(
+        v[2],
+        ("sp".into(), Some("double precision".into()), Some(false))
+    );
+    assert_eq!(v[3].2, None);
+}
