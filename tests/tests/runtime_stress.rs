@@ -175,7 +175,8 @@ async fn replicas_never_overlap_and_share_the_work() {
     }
 }
 
-/// Issue 4's "done when": 4 writer connections doing random DML, two runtimes
+/// Issue 4's "done when": 4 writer connections doing random DML (and a rare
+/// TRUNCATE), two runtimes
 /// refreshing every 100 ms, a third connection terminating refresh backends at
 /// random; at the end, after a final refresh, every stream table equals its query and
 /// the counting stream table matches exactly. About 12 s of load.
@@ -242,11 +243,13 @@ async fn stress_writers_replicas_and_terminations() {
 
     let stop = Arc::new(AtomicBool::new(false));
     let statements = Arc::new(AtomicU64::new(0));
+    let truncates = Arc::new(AtomicU64::new(0));
     let mut writers = Vec::new();
     for w in 0..4u64 {
         let pool = named_pool(&db, &format!("writer_{w}"), 1).await;
         let stop = stop.clone();
         let statements = statements.clone();
+        let truncates = truncates.clone();
         writers.push(tokio::spawn(async move {
             let mut rng = rand::rngs::StdRng::seed_from_u64(seed.wrapping_add(w));
             while !stop.load(Ordering::Relaxed) {
@@ -275,6 +278,8 @@ async fn stress_writers_replicas_and_terminations() {
                         rng.gen_range(0..10)
                     ),
                     95..=97 => format!("UPDATE src SET x = NULL WHERE id = {id}"),
+                    // Now and then a TRUNCATE (its readers get a full refresh).
+                    _ if w == 0 && rng.gen_bool(0.1) => "TRUNCATE src".to_string(),
                     _ => format!("INSERT INTO dim VALUES ({}, 'new') ON CONFLICT DO NOTHING", rng.gen_range(10..12)),
                 };
                 match sqlx::raw_sql(&sql).execute(&pool).await {
@@ -284,6 +289,9 @@ async fn stress_writers_replicas_and_terminations() {
                     Err(e) => panic!("writer {w}: {e}\n{sql}"),
                 }
                 statements.fetch_add(1, Ordering::Relaxed);
+                if sql.starts_with("TRUNCATE") {
+                    truncates.fetch_add(1, Ordering::Relaxed);
+                }
             }
             pool.close().await;
         }));
@@ -340,8 +348,9 @@ async fn stress_writers_replicas_and_terminations() {
     .await
     .unwrap();
     eprintln!(
-        "stress: {} statements, {kills} refresh backends terminated; per stream table (name, refreshes, errors, status): {stats:?}",
-        statements.load(Ordering::Relaxed)
+        "stress: {} statements ({} TRUNCATE), {kills} refresh backends terminated; per stream table (name, refreshes, errors, status): {stats:?}",
+        statements.load(Ordering::Relaxed),
+        truncates.load(Ordering::Relaxed)
     );
     assert!(kills > 0, "the killer terminated no refresh");
     for (name, refreshes, _, status) in &stats {
