@@ -142,6 +142,13 @@ pub(crate) enum Shape {
     Window {
         partition: Vec<Expr>,
     },
+    /// UNION [ALL], INTERSECT [ALL], EXCEPT [ALL] of projection blocks (the block's
+    /// own tree, filter and items are those of the first branch).
+    SetOp {
+        op: SetOpKind,
+        all: bool,
+        branches: Vec<Block>,
+    },
     Aggregate {
         groups: Vec<Expr>,
         group_texts: Vec<String>,
@@ -152,6 +159,24 @@ pub(crate) enum Shape {
         /// aggregate has no counter rule, or there is a HAVING clause).
         recompute: bool,
     },
+}
+
+/// Set operators.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SetOpKind {
+    Union,
+    Intersect,
+    Except,
+}
+
+impl SetOpKind {
+    pub fn sql(self) -> &'static str {
+        match self {
+            SetOpKind::Union => "UNION",
+            SetOpKind::Intersect => "INTERSECT",
+            SetOpKind::Except => "EXCEPT",
+        }
+    }
 }
 
 /// A bound SELECT block.
@@ -299,6 +324,7 @@ impl<'a> Binder<'a> {
         let select = match q.body.as_ref() {
             SetExpr::Select(s) => s,
             SetExpr::Query(inner) => return self.bind_query(inner),
+            SetExpr::SetOperation { .. } => return self.bind_set_operation(q.body.as_ref()),
             other => {
                 let what = match other {
                     SetExpr::SetOperation {
@@ -311,6 +337,107 @@ impl<'a> Binder<'a> {
             }
         };
         self.bind_select(select)
+    }
+
+    /// `a UNION [ALL] b UNION [ALL] c ...` (one operator throughout): each branch is
+    /// a projection block in its own name scope; table occurrences are numbered across
+    /// branches so their delta terms never collide.
+    fn bind_set_operation(&mut self, body: &SetExpr) -> Result<Block> {
+        fn flatten<'e>(
+            e: &'e SetExpr,
+            out: &mut Vec<&'e SetExpr>,
+            ops: &mut Vec<(sqlparser::ast::SetOperator, bool)>,
+        ) {
+            match e {
+                SetExpr::SetOperation {
+                    op,
+                    set_quantifier,
+                    left,
+                    right,
+                } => {
+                    flatten(left, out, ops);
+                    let all = matches!(set_quantifier, sqlparser::ast::SetQuantifier::All);
+                    ops.push((*op, all));
+                    flatten(right, out, ops);
+                }
+                SetExpr::Query(q)
+                    if q.with.is_none() && q.order_by.is_none() && q.limit.is_none() =>
+                {
+                    flatten(&q.body, out, ops)
+                }
+                other => out.push(other),
+            }
+        }
+        let mut parts = Vec::new();
+        let mut ops = Vec::new();
+        flatten(body, &mut parts, &mut ops);
+        let (op0, all0) = ops[0];
+        if ops.iter().any(|&(o, a)| o != op0 || a != all0) {
+            return Err(unsupported(
+                self.query,
+                "a mix of set operators (use FULL mode)",
+                Some(body),
+            ));
+        }
+        let op = match op0 {
+            sqlparser::ast::SetOperator::Union => SetOpKind::Union,
+            sqlparser::ast::SetOperator::Intersect => SetOpKind::Intersect,
+            sqlparser::ast::SetOperator::Except => SetOpKind::Except,
+            _ => return Err(unsupported(self.query, &format!("{op0}"), Some(body))),
+        };
+        if op != SetOpKind::Union && parts.len() > 2 {
+            return Err(unsupported(
+                self.query,
+                &format!("{} of more than two queries", op.sql()),
+                Some(body),
+            ));
+        }
+        let mut branches: Vec<Block> = Vec::new();
+        for part in parts {
+            let SetExpr::Select(sel) = part else {
+                return Err(unsupported(
+                    self.query,
+                    "this branch of a set operation",
+                    Some(part),
+                ));
+            };
+            self.frames.push(Vec::new());
+            let b = self.bind_select(sel);
+            self.frames.pop();
+            let b = b?;
+            if !matches!(b.shape, Shape::Project) {
+                return Err(unsupported(
+                    self.query,
+                    "GROUP BY, aggregates, DISTINCT or window functions inside a branch of a set operation",
+                    Some(part),
+                ));
+            }
+            if let Some(first) = branches.first() {
+                if first.items.len() != b.items.len() {
+                    return Err(Error::Invalid(
+                        Diagnostic::new(format!(
+                            "each {} query must have the same number of columns",
+                            op.sql()
+                        ))
+                        .with_span(expr::span_range(self.query, part.span())),
+                    ));
+                }
+            }
+            branches.push(b);
+        }
+        for b in &mut branches {
+            b.leaves = self.leaves.clone();
+        }
+        let first = branches[0].clone();
+        Ok(Block {
+            leaves: self.leaves.clone(),
+            shape: Shape::SetOp {
+                op,
+                all: all0,
+                branches,
+            },
+            ..first
+        })
     }
 
     fn bind_select(&mut self, s: &Select) -> Result<Block> {
@@ -530,7 +657,7 @@ impl<'a> Binder<'a> {
             }
             let items = items.into_iter().map(|(n, b, _)| (n, b)).collect();
             return Ok(Block {
-                leaves: std::mem::take(&mut self.leaves),
+                leaves: self.leaves.clone(),
                 tree,
                 filter_text: s.selection.as_ref().map(|e| e.to_string()),
                 filter,
@@ -541,7 +668,7 @@ impl<'a> Binder<'a> {
         if group_exprs.is_empty() && !has_agg && s.having.is_none() {
             let items = items.into_iter().map(|(n, b, _)| (n, b)).collect();
             return Ok(Block {
-                leaves: std::mem::take(&mut self.leaves),
+                leaves: self.leaves.clone(),
                 tree,
                 filter_text: s.selection.as_ref().map(|e| e.to_string()),
                 filter,
@@ -628,7 +755,7 @@ impl<'a> Binder<'a> {
         };
         let recompute = having.is_some() || aggs.iter().any(|a| a.func == AggFunc::Other);
         Ok(Block {
-            leaves: std::mem::take(&mut self.leaves),
+            leaves: self.leaves.clone(),
             tree,
             filter_text: s.selection.as_ref().map(|e| e.to_string()),
             filter,

@@ -189,6 +189,26 @@ fn explain_block(b: &Block, out: &mut String) {
             ));
             depth += 1;
         }
+        Shape::SetOp { op, all, branches } => {
+            let strategy = match (op, all) {
+                (crate::bind::SetOpKind::Union, true) => {
+                    "bag of the branches' delta rows (multiplicities)"
+                }
+                (crate::bind::SetOpKind::Union, false) => "multiplicity counter per distinct row",
+                _ => "recompute the rows whose values the changes touch, apply the difference",
+            };
+            lines.push((
+                depth,
+                format!(
+                    "{}{} of {} queries",
+                    op.sql(),
+                    if *all { " ALL" } else { "" },
+                    branches.len()
+                ),
+                strategy.into(),
+            ));
+            depth += 1;
+        }
         Shape::Project => {
             lines.push((
                 depth,
@@ -204,14 +224,6 @@ fn explain_block(b: &Block, out: &mut String) {
             ));
             depth += 1;
         }
-    }
-    if let Some(f) = &b.filter_text {
-        lines.push((
-            depth,
-            format!("Filter {f}"),
-            "apply to delta rows, weights carried".into(),
-        ));
-        depth += 1;
     }
     fn tree(t: &Tree, b: &Block, depth: usize, lines: &mut Vec<(usize, String, String)>) {
         match t {
@@ -257,7 +269,31 @@ fn explain_block(b: &Block, out: &mut String) {
             }
         }
     }
-    tree(&b.tree, b, depth, &mut lines);
+    let branches: Vec<&Block> = match &b.shape {
+        Shape::SetOp { branches, .. } => branches.iter().collect(),
+        _ => vec![b],
+    };
+    let several = branches.len() > 1;
+    for (i, br) in branches.iter().enumerate() {
+        let mut d = depth;
+        if several {
+            lines.push((
+                d,
+                format!("Branch {}", i + 1),
+                "its delta rows, weights carried".into(),
+            ));
+            d += 1;
+        }
+        if let Some(f) = &br.filter_text {
+            lines.push((
+                d,
+                format!("Filter {f}"),
+                "apply to delta rows, weights carried".into(),
+            ));
+            d += 1;
+        }
+        tree(&br.tree, br, d, &mut lines);
+    }
     for (d, op, strat) in lines {
         let left = format!("{}{}", "  ".repeat(d + 1), op);
         out.push_str(&format!("{left:<60} strategy: {strat}\n"));

@@ -7,7 +7,7 @@
 //! CTEs) that returns the number of storage rows changed and advances the frontiers:
 //! whatever the caller's isolation level, one statement sees one snapshot.
 
-use crate::bind::{AggFunc, Block, JoinKind, Shape, Tree};
+use crate::bind::{AggFunc, Block, JoinKind, SetOpKind, Shape, Tree};
 use crate::contract;
 use crate::expr::{self, raw, Marker};
 use crate::plan::{Body, Compiled, Strategy};
@@ -450,6 +450,7 @@ impl Inc<'_> {
         match &self.b.shape {
             Shape::Project => self.project(),
             Shape::Window { .. } => self.window(),
+            Shape::SetOp { .. } => self.setop(),
             Shape::Aggregate {
                 recompute: true, ..
             } => self.aggregate_recompute(),
@@ -494,14 +495,47 @@ impl Inc<'_> {
     /// all copies share the row id (a hash of the row's text). The window's net change
     /// per distinct row removes the highest-numbered copies or appends new ones.
     fn project_bag(&mut self) -> Artifacts {
-        let st = self.st.clone();
-        let names: Vec<String> = self.b.items.iter().map(|(n, _)| qi(n)).collect();
-        let vis_x: Vec<String> = self
-            .b
+        let b = self.b;
+        let root = self.delta(&b.tree);
+        let names: Vec<String> = b.items.iter().map(|(n, _)| n.clone()).collect();
+        let (new_vis, delta_vis) = self.branch_selects(b, &root, &names);
+        self.bag(&new_vis, &delta_vis)
+    }
+
+    /// The current rows (visible columns) and the delta (visible columns and weight)
+    /// of a projection block whose tree delta is the CTE `root`.
+    /// The output columns are named `names` (a set operation's branches all take the
+    /// first branch's names).
+    fn branch_selects(&self, b: &Block, root: &str, names: &[String]) -> (String, String) {
+        let vis_x: Vec<String> = b
             .items
             .iter()
-            .map(|(n, e)| format!("{} AS {}", self.x(e, "x"), qi(n)))
+            .zip(names)
+            .map(|((_, e), n)| format!("{} AS {}", self.x(e, "x"), qi(n)))
             .collect();
+        let w = b
+            .filter
+            .as_ref()
+            .map(|f| format!(" WHERE {}", self.x(f, "x")))
+            .unwrap_or_default();
+        (
+            format!(
+                "SELECT {} FROM {} AS x{w}",
+                vis_x.join(", "),
+                self.new_rel(&b.tree)
+            ),
+            format!(
+                "SELECT {}, x.{W} FROM {} AS x{w}",
+                vis_x.join(", "),
+                qi(root)
+            ),
+        )
+    }
+
+    /// Bag maintenance from the current rows and the delta (see `project_bag`).
+    fn bag(&mut self, new_vis: &str, delta_vis: &str) -> Artifacts {
+        let st = self.st.clone();
+        let names: Vec<String> = self.b.items.iter().map(|(n, _)| qi(n)).collect();
         let text_of = |q: &str| {
             format!(
                 "ROW({})::text",
@@ -513,21 +547,17 @@ impl Inc<'_> {
             )
         };
         let new_rows = format!(
-            "SELECT q2.*, pg_catalog.hashtextextended({}, 0) AS \"__pgs_row_id\" FROM (SELECT q.*, row_number() OVER (PARTITION BY {}) AS \"__pgs_n\" FROM (SELECT {} FROM {} AS x{}) AS q) AS q2",
+            "SELECT q2.*, pg_catalog.hashtextextended({}, 0) AS \"__pgs_row_id\" FROM (SELECT q.*, row_number() OVER (PARTITION BY {}) AS \"__pgs_n\" FROM ({new_vis}) AS q) AS q2",
             text_of("q2"),
             text_of("q"),
-            vis_x.join(", "),
-            self.new_rel(&self.b.tree),
-            self.where_clause("x")
         );
-        let root = self.delta(&self.b.tree);
         let cols = names.join(", ");
         let same_value = format!(
             "st.\"__pgs_row_id\" = s.\"__pgs_rid\" AND {} = s.\"__pgs_t\"",
             text_of("st")
         );
         let body = vec![
-            format!("\"__pgs_delta\" AS (SELECT {}, x.{W} FROM {} AS x{})", vis_x.join(", "), qi(&root), self.where_clause("x")),
+            format!("\"__pgs_delta\" AS ({delta_vis})"),
             format!(
                 "\"__pgs_net\" AS (SELECT d.*, {} AS \"__pgs_t\" FROM (SELECT {cols}, sum({W}) AS {W} FROM \"__pgs_delta\" GROUP BY {cols} HAVING sum({W}) <> 0) AS d)",
                 text_of("d")
@@ -923,6 +953,150 @@ impl Inc<'_> {
             differential_refresh: Some(diff),
             hidden_columns: hidden,
         }
+    }
+
+    /// Set operations. UNION ALL is a bag of the branches' rows; UNION keeps each
+    /// distinct row with its multiplicity in `__pgs_count`; INTERSECT and EXCEPT
+    /// [ALL] recompute just the rows whose values the changes touch.
+    fn setop(&mut self) -> Artifacts {
+        let b = self.b;
+        let Shape::SetOp { op, all, branches } = &b.shape else {
+            unreachable!()
+        };
+        let mut news = Vec::new();
+        let mut deltas = Vec::new();
+        let out_names: Vec<String> = b.items.iter().map(|(n, _)| n.clone()).collect();
+        for br in branches {
+            let root = self.delta(&br.tree);
+            let (n, d) = self.branch_selects(br, &root, &out_names);
+            news.push(n);
+            deltas.push(d);
+        }
+        let names: Vec<String> = b.items.iter().map(|(n, _)| qi(n)).collect();
+        let cols = names.join(", ");
+        let st = self.st.clone();
+        match (op, all) {
+            (SetOpKind::Union, true) => {
+                let new_vis = news.join(" UNION ALL ");
+                let delta_vis = deltas.join(" UNION ALL ");
+                self.bag(&new_vis, &delta_vis)
+            }
+            (SetOpKind::Union, false) => {
+                let u_names: Vec<String> = names.iter().map(|n| format!("u.{n}")).collect();
+                let new_rows = format!(
+                    "SELECT {cols}, count(*) AS \"__pgs_count\", {} AS \"__pgs_row_id\" FROM ({}) AS u GROUP BY {cols}",
+                    row_id_of(&u_names),
+                    news.join(" UNION ALL ")
+                );
+                let a_names: Vec<String> = names.iter().map(|n| format!("a.{n}")).collect();
+                let matchp: Vec<String> =
+                    std::iter::once("st.\"__pgs_row_id\" = s.\"__pgs_row_id\"".to_string())
+                        .chain(
+                            names
+                                .iter()
+                                .map(|n| format!("st.{n} IS NOT DISTINCT FROM s.{n}")),
+                        )
+                        .collect();
+                let matchp = matchp.join(" AND ");
+                let st_a: Vec<String> =
+                    std::iter::once(format!("st.\"__pgs_row_id\" = {}", row_id_of(&a_names)))
+                        .chain(
+                            names
+                                .iter()
+                                .map(|n| format!("st.{n} IS NOT DISTINCT FROM a.{n}")),
+                        )
+                        .collect();
+                let body = vec![
+                    format!("\"__pgs_delta\" AS ({})", deltas.join(" UNION ALL ")),
+                    format!("\"__pgs_agg\" AS (SELECT {cols}, sum({W})::bigint AS \"__pgs_dcount\" FROM \"__pgs_delta\" GROUP BY {cols})"),
+                    format!(
+                        "\"__pgs_src\" AS MATERIALIZED (SELECT {}, {} AS \"__pgs_row_id\", (st.\"__pgs_row_id\" IS NOT NULL) AS \"__pgs_exists\", COALESCE(st.\"__pgs_count\", 0) + a.\"__pgs_dcount\" AS \"__pgs_count\" FROM \"__pgs_agg\" AS a LEFT JOIN {st} AS st ON {})",
+                        a_names.join(", "),
+                        row_id_of(&a_names),
+                        st_a.join(" AND ")
+                    ),
+                    format!("\"__pgs_adv\" AS ({})", frontier_advance(self.ctx)),
+                    format!("\"__pgs_del\" AS (DELETE FROM {st} AS st USING \"__pgs_src\" AS s WHERE s.\"__pgs_exists\" AND s.\"__pgs_count\" = 0 AND {matchp} RETURNING 1)"),
+                    format!("\"__pgs_upd\" AS (UPDATE {st} AS st SET \"__pgs_count\" = s.\"__pgs_count\" FROM \"__pgs_src\" AS s WHERE s.\"__pgs_exists\" AND s.\"__pgs_count\" <> 0 AND st.\"__pgs_count\" <> s.\"__pgs_count\" AND {matchp} RETURNING 1)"),
+                    format!(
+                        "\"__pgs_ins\" AS (INSERT INTO {st} ({cols}, \"__pgs_count\", \"__pgs_row_id\") SELECT {}, s.\"__pgs_count\", s.\"__pgs_row_id\" FROM \"__pgs_src\" AS s WHERE NOT s.\"__pgs_exists\" AND s.\"__pgs_count\" > 0 RETURNING 1)",
+                        names.iter().map(|n| format!("s.{n}")).collect::<Vec<_>>().join(", ")
+                    ),
+                ];
+                // rows changed: only visible changes count (a multiplicity update is bookkeeping)
+                let diff = self.finish(
+                    body,
+                    "SELECT (SELECT count(*) FROM \"__pgs_del\") + (SELECT count(*) FROM \"__pgs_ins\") + 0 * (SELECT count(*) FROM \"__pgs_upd\") AS \"rows_changed\"",
+                );
+                Artifacts {
+                    storage_ddl: storage_ddl(&st, &new_rows),
+                    full_refresh: diff_statement(&st, self.ctx, &[], &new_rows, None),
+                    differential_refresh: Some(diff),
+                    hidden_columns: vec!["__pgs_count".into(), contract::ROW_ID.into()],
+                }
+            }
+            (kind, all) => {
+                let sql_op = format!("{}{}", kind.sql(), if *all { " ALL" } else { "" });
+                let numbered = |inner: &str| {
+                    format!(
+                        "SELECT q2.*, pg_catalog.hashtextextended(ROW(q2.*)::text, q2.\"__pgs_n\") AS \"__pgs_row_id\" FROM (SELECT q.*, row_number() OVER (PARTITION BY ROW(q.*)::text) AS \"__pgs_n\" FROM ({inner}) AS q) AS q2"
+                    )
+                };
+                let new_rows = numbered(&format!("({}) {sql_op} ({})", news[0], news[1]));
+                let b_names: Vec<String> = names.iter().map(|n| format!("b.{n}")).collect();
+                let (by_in, by_null) = Self::key_predicates(&b_names, &names);
+                let restrict = |n: &str| {
+                    format!("SELECT b.* FROM ({n}) AS b WHERE {by_in} UNION ALL SELECT b.* FROM ({n}) AS b WHERE {by_null}")
+                };
+                let fresh = numbered(&format!(
+                    "({}) {sql_op} ({})",
+                    restrict(&news[0]),
+                    restrict(&news[1])
+                ));
+                let keys = format!(
+                    "SELECT DISTINCT {cols} FROM ({}) AS d",
+                    deltas.join(" UNION ALL ")
+                );
+                let in_keys = format!(
+                    "EXISTS (SELECT 1 FROM \"__pgs_keys\" AS k WHERE {})",
+                    names
+                        .iter()
+                        .map(|n| format!("st.{n} IS NOT DISTINCT FROM k.{n}"))
+                        .collect::<Vec<_>>()
+                        .join(" AND ")
+                );
+                let diff = self.recompute_keys(&keys, &fresh, &in_keys, &st);
+                Artifacts {
+                    storage_ddl: storage_ddl(&st, &new_rows),
+                    full_refresh: diff_statement(&st, self.ctx, &[], &new_rows, None),
+                    differential_refresh: Some(diff),
+                    hidden_columns: vec!["__pgs_n".into(), contract::ROW_ID.into()],
+                }
+            }
+        }
+    }
+
+    /// The statement shared by the recompute strategies: collect the keys the changes
+    /// touch, recompute the rows of those keys (`fresh`, with the storage table's
+    /// columns), delete the stored rows of those keys (`in_keys`, over `st`) that are
+    /// not among them, insert the missing ones.
+    fn recompute_keys(&mut self, keys: &str, fresh: &str, in_keys: &str, st: &str) -> String {
+        let same = "n.\"__pgs_row_id\" = st.\"__pgs_row_id\" AND n::text = st::text";
+        let body = vec![
+            format!("\"__pgs_keys\" AS MATERIALIZED ({keys})"),
+            format!("\"__pgs_fresh\" AS MATERIALIZED ({fresh})"),
+            format!("\"__pgs_adv\" AS ({})", frontier_advance(self.ctx)),
+            format!(
+                "\"__pgs_del\" AS (DELETE FROM {st} AS st WHERE {in_keys} AND NOT EXISTS (SELECT 1 FROM \"__pgs_fresh\" AS n WHERE {same}) RETURNING 1)"
+            ),
+            format!(
+                "\"__pgs_ins\" AS (INSERT INTO {st} SELECT n.* FROM \"__pgs_fresh\" AS n WHERE NOT EXISTS (SELECT 1 FROM {st} AS st WHERE {same}) RETURNING 1)"
+            ),
+        ];
+        self.finish(
+            body,
+            "SELECT (SELECT count(*) FROM \"__pgs_del\") + (SELECT count(*) FROM \"__pgs_ins\") AS \"rows_changed\"",
+        )
     }
 
     fn aggregate(&mut self) -> Artifacts {

@@ -157,10 +157,7 @@ fn unsupported_constructs_name_themselves_and_suggest_full() {
             "subqueries",
         ),
         ("SELECT id FROM departments ORDER BY id LIMIT 3", "LIMIT"),
-        (
-            "SELECT id FROM departments UNION SELECT id FROM employees",
-            "UNION",
-        ),
+        ("SELECT id FROM departments UNION SELECT id FROM employees EXCEPT SELECT 1 FROM events", "mix of set operators"),
     ] {
         let e = err(q);
         assert!(matches!(e, Error::Unsupported(_)), "{q}: {e}");
@@ -297,9 +294,20 @@ fn volatile_functions_are_rejected_in_recursive_queries_too() {
 }
 
 #[test]
-fn union_all_is_named_as_such() {
-    let e = err("SELECT id FROM departments UNION ALL SELECT id FROM employees");
-    assert!(e.to_string().contains("UNION ALL"), "{e}");
+fn set_operations_are_maintained() {
+    for q in [
+        "SELECT id FROM departments UNION ALL SELECT id FROM employees",
+        "SELECT id, name FROM departments UNION SELECT department_id, name FROM employees",
+        "SELECT id FROM departments INTERSECT SELECT department_id FROM employees",
+        "SELECT id FROM departments EXCEPT ALL SELECT department_id FROM employees",
+    ] {
+        let c = diff(q).unwrap_or_else(|e| panic!("{q}: {}", e.render(q)));
+        assert_eq!(c.strategy, Strategy::Incremental, "{q}");
+    }
+    let e = err("SELECT id FROM departments UNION ALL SELECT count(*) FROM employees");
+    assert!(e.to_string().contains("inside a branch"), "{e}");
+    let e = err("SELECT id, name FROM departments UNION SELECT id FROM employees");
+    assert!(e.to_string().contains("same number of columns"), "{e}");
 }
 
 #[test]
@@ -392,4 +400,11 @@ fn window_functions_recompute_partitions() {
     );
     let c = diff("SELECT id, row_number() OVER (ORDER BY id) AS r FROM employees").unwrap();
     assert!(c.explain().contains("recompute the whole result"));
+}
+
+#[test]
+fn intersect_all_with_other_table() {
+    let q =
+        "SELECT department_id AS k FROM employees INTERSECT ALL SELECT parent_id FROM departments";
+    diff(q).unwrap_or_else(|e| panic!("{}", e.render(q)));
 }

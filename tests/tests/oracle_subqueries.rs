@@ -4,7 +4,8 @@
 //! `pgstream.refresh_stream_table`; compare with the query evaluated afresh.
 //!
 //! This file: semi and anti joins from EXISTS, NOT EXISTS, IN and NOT IN subqueries;
-//! subqueries in FROM and CTEs (inlined); sources without a primary key (bags).
+//! subqueries in FROM and CTEs (inlined); sources without a primary key (bags); set
+//! operations.
 //!
 //! `PGS_ORACLE_BATCHES` overrides the number of batches, `PGS_ORACLE_SEED` the seed.
 
@@ -135,3 +136,43 @@ oracle!(
     "WITH t(dept, pay) AS (SELECT department_id, salary FROM employees WHERE name IS NOT NULL) \
      SELECT dept, sum(pay) AS total, count(*) AS n FROM t GROUP BY dept"
 );
+oracle!(union_all, D, Org, 213,
+    "SELECT department_id AS k, name FROM employees WHERE salary > 15 UNION ALL SELECT parent_id, name FROM departments");
+oracle!(
+    union_distinct,
+    D,
+    Org,
+    214,
+    "SELECT department_id AS k FROM employees UNION SELECT parent_id FROM departments WHERE id > 3"
+);
+oracle!(
+    set_intersect,
+    D,
+    Org,
+    215,
+    "SELECT department_id AS k FROM employees INTERSECT SELECT parent_id FROM departments"
+);
+oracle!(
+    intersect_all,
+    D,
+    Org,
+    216,
+    "SELECT department_id AS k FROM employees INTERSECT ALL SELECT parent_id FROM departments"
+);
+oracle!(
+    set_except,
+    D,
+    Org,
+    217,
+    "SELECT id AS k FROM departments EXCEPT SELECT department_id FROM employees WHERE salary > 15"
+);
+oracle!(
+    except_all,
+    D,
+    Org,
+    218,
+    "SELECT department_id AS k FROM employees EXCEPT ALL SELECT parent_id FROM departments"
+);
+oracle!(union_all_of_joins, D, OrgProjects, 219,
+    "SELECT e.id, d.name FROM employees e JOIN departments d ON d.id = e.department_id \
+     UNION ALL SELECT p.id, d.name FROM projects p LEFT JOIN departments d ON d.id = p.department_id");
