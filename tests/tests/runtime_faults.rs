@@ -154,6 +154,11 @@ async fn terminated_refresh_keeps_previous_state_and_loses_nothing() {
     assert_eq!(s.status, "ACTIVE");
 
     // The next refresh catches up.
+    let s = status_of(&db.pool, "st").await;
+    eprintln!(
+        "after the kill: {} refreshes committed, {} changes pending",
+        s.refresh_count, s.pending_changes
+    );
     db.exec("DROP TRIGGER slow ON st").await;
     h.refresh("st").await.unwrap();
     assert_eq!(difference(&db.pool, Q, "id, x", "st").await, 0);
@@ -340,4 +345,115 @@ async fn runtime_reconnects_after_database_restart() {
     assert_eq!(difference(&pool, Q, "id, x", "st").await, 0);
     rt.shutdown().await;
     pool.close().await;
+}
+
+/// The child process of `killed_runtime_process_loses_nothing`: a runtime whose
+/// scheduler refreshes `st` (slowed by a trigger) until the parent kills it. Runs only
+/// with `PGS_CHILD_URL` set.
+#[tokio::test]
+#[ignore = "child process of killed_runtime_process_loses_nothing"]
+async fn child_runtime_process() {
+    let Ok(url) = std::env::var("PGS_CHILD_URL") else {
+        return;
+    };
+    let opts = PgConnectOptions::from_str(&url)
+        .unwrap()
+        .application_name("pgs_child");
+    let pool = PgPoolOptions::new()
+        .max_connections(2)
+        .connect_with(opts)
+        .await
+        .unwrap();
+    let _rt = Runtime::builder(pool)
+        .tick(Duration::from_millis(100))
+        .start()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(60)).await;
+}
+
+/// The process running the runtime is killed (SIGKILL) while its scheduler is in the
+/// middle of a refresh: the refresh is applied wholly or not at all, and the next
+/// refresh makes the stream table equal to its query.
+#[tokio::test]
+async fn killed_runtime_process_loses_nothing() {
+    let db = test_db().await;
+    db.exec(
+        "CREATE TABLE t (id int PRIMARY KEY, x int NOT NULL);
+         INSERT INTO t SELECT i, i % 4 FROM generate_series(1, 100) i;",
+    )
+    .await;
+    let h = RuntimeHandle::new(db.pool.clone());
+    h.create_stream_table("st", Q, "100ms", Mode::Differential)
+        .await
+        .unwrap();
+    db.exec(
+        "CREATE FUNCTION public.slow() RETURNS trigger LANGUAGE plpgsql AS
+           $$ BEGIN PERFORM pg_sleep(1); RETURN NULL; END $$;
+         CREATE TRIGGER slow BEFORE INSERT ON st FOR EACH STATEMENT EXECUTE FUNCTION public.slow();
+         INSERT INTO t SELECT i, 1 FROM generate_series(101, 150) i;
+         DELETE FROM t WHERE id <= 10;",
+    )
+    .await;
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--ignored",
+            "--exact",
+            "child_runtime_process",
+            "--nocapture",
+        ])
+        .env("PGS_CHILD_URL", &db.url)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pool = db.pool.clone();
+    wait_until(
+        "the child's refresh to reach pg_sleep",
+        Duration::from_secs(30),
+        || {
+            let pool = pool.clone();
+            async move {
+                scalar_i64(
+                    &pool,
+                    "SELECT count(*) FROM pg_stat_activity
+                  WHERE application_name = 'pgs_child' AND wait_event = 'PgSleep'",
+                )
+                .await
+                    == 1
+            }
+        },
+    )
+    .await;
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    // Writes continue meanwhile.
+    db.exec("UPDATE t SET x = x + 1 WHERE id BETWEEN 50 AND 60")
+        .await;
+    // Whatever the orphaned backend does (it may still finish and commit its one
+    // statement, or roll back), the stream table is consistent afterwards.
+    wait_until(
+        "the child's backend to end",
+        Duration::from_secs(30),
+        || {
+            let pool = pool.clone();
+            async move {
+                scalar_i64(
+                    &pool,
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgs_child'",
+                )
+                .await
+                    == 0
+            }
+        },
+    )
+    .await;
+    let s = status_of(&db.pool, "st").await;
+    eprintln!(
+        "after the kill: {} refreshes committed, {} changes pending",
+        s.refresh_count, s.pending_changes
+    );
+    db.exec("DROP TRIGGER slow ON st").await;
+    h.refresh("st").await.unwrap();
+    assert_eq!(difference(&db.pool, Q, "id, x", "st").await, 0);
+    assert_eq!(status_of(&db.pool, "st").await.pending_changes, 0);
 }
