@@ -136,6 +136,7 @@ impl RuntimeBuilder {
         for (spec, columns) in &self.specs {
             ensure(&self.pool, spec, *columns).await?;
         }
+        crate::create::backfill_source_columns(&self.pool).await?;
         check_drift(&self.pool).await?;
         Ok(Runtime::spawn(
             self.pool,

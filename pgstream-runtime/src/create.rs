@@ -139,35 +139,8 @@ async fn create_in(
     .await
     .step(subject, "registering the stream table")?;
 
-    // The source columns the query uses, with their attnum and type: drift checks
-    // compare them with the live catalog (pgstream._drift).
-    let (used_oids, used_names): (Vec<i64>, Vec<String>) = used
-        .iter()
-        .filter_map(|(src, col)| {
-            let i = compiled.sources.iter().position(|t| t.name == *src)?;
-            Some((i64::from(bindings[i].oid), col.clone()))
-        })
-        .unzip();
-    sqlx::query(
-        "UPDATE pgstream.pgs_stream_tables SET source_columns = (
-            SELECT coalesce(jsonb_agg(jsonb_build_object(
-                       'oid', a.attrelid::int8, 'table', n.nspname || '.' || c.relname,
-                       'attnum', a.attnum, 'column', a.attname::text,
-                       'type', pg_catalog.format_type(a.atttypid, a.atttypmod))
-                     ORDER BY u.ord), '[]')
-              FROM unnest($2::int8[], $3::text[]) WITH ORDINALITY AS u(oid, col, ord)
-              JOIN pg_catalog.pg_attribute a
-                ON a.attrelid = u.oid::oid AND a.attname = u.col AND NOT a.attisdropped
-              JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
-              JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace)
-          WHERE id = $1",
-    )
-    .bind(id)
-    .bind(&used_oids)
-    .bind(&used_names)
-    .execute(&mut *conn)
-    .await
-    .step(subject, "recording the source columns")?;
+    let oids: Vec<u32> = bindings.iter().map(|b| b.oid).collect();
+    store_source_columns(conn, id, &compiled, &oids, &used, name).await?;
 
     for b in &bindings {
         sqlx::query("INSERT INTO pgstream.pgs_frontiers (st_id, source_oid) VALUES ($1, $2)")
@@ -454,6 +427,99 @@ pub(crate) fn check_columns(name: &str, expected: &[&str], found: &[&str]) -> Re
         expected: expected.iter().map(|s| s.to_string()).collect(),
         found: found.iter().map(|s| s.to_string()).collect(),
     })
+}
+
+/// Record the source columns the query uses, with their attnum and type, in
+/// `pgs_stream_tables.source_columns`: drift checks (`pgstream._drift`) compare them
+/// with the live catalog. `oids[i]` is the oid of `compiled.sources[i]`.
+async fn store_source_columns(
+    conn: &mut PgConnection,
+    id: i64,
+    compiled: &Compiled,
+    oids: &[u32],
+    used: &[(QualifiedName, String)],
+    name: &str,
+) -> Result<()> {
+    let (used_oids, used_names): (Vec<i64>, Vec<String>) = used
+        .iter()
+        .filter_map(|(src, col)| {
+            let i = compiled.sources.iter().position(|t| t.name == *src)?;
+            Some((i64::from(*oids.get(i)?), col.clone()))
+        })
+        .unzip();
+    sqlx::query(
+        "UPDATE pgstream.pgs_stream_tables SET source_columns = (
+            SELECT coalesce(jsonb_agg(jsonb_build_object(
+                       'oid', a.attrelid::int8, 'table', n.nspname || '.' || c.relname,
+                       'attnum', a.attnum, 'column', a.attname::text,
+                       'type', pg_catalog.format_type(a.atttypid, a.atttypmod))
+                     ORDER BY u.ord), '[]')
+              FROM unnest($2::int8[], $3::text[]) WITH ORDINALITY AS u(oid, col, ord)
+              JOIN pg_catalog.pg_attribute a
+                ON a.attrelid = u.oid::oid AND a.attname = u.col AND NOT a.attisdropped
+              JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+              JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace)
+          WHERE id = $1",
+    )
+    .bind(id)
+    .bind(&used_oids)
+    .bind(&used_names)
+    .execute(&mut *conn)
+    .await
+    .step(Some(name), "recording the source columns")?;
+    Ok(())
+}
+
+/// Stream tables created before catalog version 2 have no recorded source columns:
+/// compile each one's stored query against the live schema and record them, so that
+/// drift is detected from now on. A query that no longer compiles is left as it is
+/// (logged); its next refresh reports the failure.
+pub(crate) async fn backfill_source_columns(pool: &PgPool) -> Result<()> {
+    let rows: Vec<(i64, String, String, String, String, String)> = sqlx::query_as(
+        "SELECT s.id, s.schema_name, s.table_name, s.query, s.mode, s.schedule
+           FROM pgstream.pgs_stream_tables s
+          WHERE s.source_columns = '[]'::jsonb
+            AND EXISTS (SELECT 1 FROM pgstream.pgs_frontiers f WHERE f.st_id = s.id)",
+    )
+    .fetch_all(pool)
+    .await
+    .step(None, "reading the stream table catalog")?;
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut conn = pool
+        .acquire()
+        .await
+        .step(None, "recording the source columns")?;
+    let catalog = load_catalog(&mut conn).await?;
+    for (id, schema, table, query, mode, schedule) in rows {
+        let name = display_name(&QualifiedName::new(schema.clone(), table.clone()));
+        let spec = match (mode.parse(), schedule.parse()) {
+            (Ok(mode), Ok(schedule)) => StreamTableSpec {
+                name: QualifiedName::new(schema, table),
+                query,
+                schedule,
+                mode,
+            },
+            _ => continue,
+        };
+        let compiled = match compile(&spec, &catalog) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(stream_table = %name, error = %e.render(&spec.query),
+                    "cannot record the source columns: the query does not compile");
+                continue;
+            }
+        };
+        let oids: Vec<u32> = compiled
+            .sources
+            .iter()
+            .map(|t| t.oid.unwrap_or(0))
+            .collect();
+        let used = used_columns(&spec, &catalog, &compiled);
+        store_source_columns(&mut conn, id, &compiled, &oids, &used, &name).await?;
+    }
+    Ok(())
 }
 
 /// The `(source table, column)` pairs the defining query uses. A column is used when

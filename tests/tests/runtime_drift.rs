@@ -198,3 +198,32 @@ async fn drift_found_at_refresh_and_start_up_without_event_trigger() {
         other => panic!("{other:?}"),
     }
 }
+
+/// Stream tables created before catalog version 2 have no recorded source columns:
+/// start-up records them from the stored query, and drift is detected from then on.
+#[tokio::test]
+async fn start_up_records_missing_source_columns() {
+    let db = test_db().await;
+    let _h = setup(&db).await;
+    let recorded = "SELECT string_agg(table_name || ':' || source_columns::text, ' ' ORDER BY id)
+                      FROM pgstream.pgs_stream_tables";
+    let before: String = sqlx::query_scalar(recorded)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert!(before.contains(r#""column": "a""#), "{before}");
+    assert!(!before.contains(r#""column": "unused""#), "{before}");
+    db.exec("UPDATE pgstream.pgs_stream_tables SET source_columns = '[]'")
+        .await;
+    let rt = Runtime::builder(db.pool.clone())
+        .scheduler(false)
+        .start()
+        .await
+        .unwrap();
+    rt.shutdown().await;
+    let after: String = sqlx::query_scalar(recorded)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(before, after);
+}
