@@ -187,3 +187,65 @@ async fn drop_with_dependants_names_them_unless_cascade() {
         other => panic!("expected NotFound, got {other:?}"),
     }
 }
+
+/// The order follows the dependency graph, not creation order: with a dependency edge
+/// from the older `a` to the newer `b` (added to the catalog by hand, since the API
+/// cannot create one), one pass refreshes `b` before `a`. Statement triggers on the
+/// storage tables record when each refresh wrote.
+#[tokio::test]
+async fn order_follows_dependencies_not_ids() {
+    let db = test_db().await;
+    db.exec(
+        "CREATE TABLE t (id int PRIMARY KEY, x int NOT NULL);
+         INSERT INTO t SELECT i, i FROM generate_series(1, 10) i;
+         CREATE TABLE probe (st text PRIMARY KEY, at timestamptz);
+         CREATE FUNCTION public.probe() RETURNS trigger LANGUAGE plpgsql
+         SET search_path = public, pg_catalog AS $$
+         BEGIN
+             INSERT INTO probe VALUES (TG_TABLE_NAME, clock_timestamp()) ON CONFLICT DO NOTHING;
+             RETURN NULL;
+         END $$;",
+    )
+    .await;
+    let h = RuntimeHandle::new(db.pool.clone());
+    h.create_stream_table("a", "SELECT id, x FROM t", "1s", Mode::Differential)
+        .await
+        .unwrap();
+    h.create_stream_table(
+        "b",
+        "SELECT id, x FROM t WHERE x > 5",
+        "1s",
+        Mode::Differential,
+    )
+    .await
+    .unwrap();
+    db.exec(
+        "CREATE TRIGGER probe BEFORE INSERT OR UPDATE OR DELETE ON a FOR EACH STATEMENT EXECUTE FUNCTION public.probe();
+         CREATE TRIGGER probe BEFORE INSERT OR UPDATE OR DELETE ON b FOR EACH STATEMENT EXECUTE FUNCTION public.probe();
+         INSERT INTO pgstream.pgs_sources (source_oid, schema_name, table_name) VALUES ('b'::regclass, 'public', 'b');
+         INSERT INTO pgstream.pgs_frontiers (st_id, source_oid)
+              SELECT id, 'b'::regclass FROM pgstream.pgs_stream_tables WHERE table_name = 'a';
+         INSERT INTO t VALUES (11, 11);",
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let rt = Runtime::builder(db.pool.clone())
+        .tick(Duration::from_secs(3600))
+        .start()
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while scalar_i64(&db.pool, "SELECT count(*) FROM probe").await < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the scheduler pass did not finish"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    rt.shutdown().await;
+    let order: Vec<String> = sqlx::query_scalar("SELECT st FROM probe ORDER BY at")
+        .fetch_all(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(order, ["b", "a"]);
+}
