@@ -16,6 +16,18 @@ pub mod contract;
 pub mod error;
 pub mod spec;
 
+/// Switches for pgstream's own tests. Not part of the API.
+#[doc(hidden)]
+pub mod testing {
+    /// Make row ids collide (a hash reduced to three values) in everything compiled
+    /// afterwards by this process, to prove that a collision never merges two rows
+    /// (DESIGN.md invariant 4): every id match is confirmed on the key columns or the
+    /// whole row.
+    pub fn set_weak_row_hash(on: bool) {
+        crate::render::WEAK_ROW_HASH.store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 mod bind;
 mod expr;
 mod plan;

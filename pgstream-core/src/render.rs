@@ -52,14 +52,35 @@ fn col(leaf: usize, col: usize) -> String {
     qi(&format!("__pgs_c{leaf}_{col}"))
 }
 
+/// Test only: make row ids collide (see [`crate::testing`]).
+pub(crate) static WEAK_ROW_HASH: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// The hash a row id is made of: `hashtextextended(text, seed)`, or, when the test
+/// switch is on, the same reduced to three values, so that different rows share ids
+/// and the key and content checks that follow every id match must keep them apart.
+fn row_hash(text: &str, seed: &str) -> String {
+    if WEAK_ROW_HASH.load(std::sync::atomic::Ordering::Relaxed) {
+        format!("(pg_catalog.hashtextextended({text}, {seed}) % 3)")
+    } else {
+        format!("pg_catalog.hashtextextended({text}, {seed})")
+    }
+}
+
+/// Rows of `inner` numbered among equal rows (`__pgs_n`), with a row id from the
+/// whole row's text and that number: the identity of rows that have no key.
+fn numbered(inner: &str) -> String {
+    format!(
+        "SELECT q2.*, {} AS \"__pgs_row_id\" FROM (SELECT q.*, row_number() OVER (PARTITION BY ROW(q.*)::text) AS \"__pgs_n\" FROM ({inner}) AS q) AS q2",
+        row_hash("ROW(q2.*)::text", "q2.\"__pgs_n\"")
+    )
+}
+
 fn row_id_of(exprs: &[String]) -> String {
     if exprs.is_empty() {
         "0::bigint".to_string()
     } else {
-        format!(
-            "pg_catalog.hashtextextended(ROW({})::text, 0)",
-            exprs.join(", ")
-        )
+        row_hash(&format!("ROW({})::text", exprs.join(", ")), "0")
     }
 }
 
@@ -144,9 +165,7 @@ fn storage_ddl(st: &str, new_rows: &str) -> Vec<String> {
 
 fn recompute_artifacts(c: &Compiled, ctx: &RenderContext, st: &str, query_sql: &str) -> Artifacts {
     // Duplicate rows are told apart by their ordinal among equal rows.
-    let new_rows = format!(
-        "SELECT q2.*, pg_catalog.hashtextextended(ROW(q2.*)::text, q2.\"__pgs_n\") AS \"__pgs_row_id\" FROM (SELECT q.*, row_number() OVER (PARTITION BY ROW(q.*)::text) AS \"__pgs_n\" FROM ({query_sql}) AS q) AS q2"
-    );
+    let new_rows = numbered(query_sql);
     let full = diff_statement(st, ctx, &[], &new_rows, None);
     let differential = match c.strategy {
         Strategy::RecomputeDiff { .. } => {
@@ -547,8 +566,8 @@ impl Inc<'_> {
             )
         };
         let new_rows = format!(
-            "SELECT q2.*, pg_catalog.hashtextextended({}, 0) AS \"__pgs_row_id\" FROM (SELECT q.*, row_number() OVER (PARTITION BY {}) AS \"__pgs_n\" FROM ({new_vis}) AS q) AS q2",
-            text_of("q2"),
+            "SELECT q2.*, {} AS \"__pgs_row_id\" FROM (SELECT q.*, row_number() OVER (PARTITION BY {}) AS \"__pgs_n\" FROM ({new_vis}) AS q) AS q2",
+            row_hash(&text_of("q2"), "0"),
             text_of("q"),
         );
         let cols = names.join(", ");
@@ -563,8 +582,9 @@ impl Inc<'_> {
                 text_of("d")
             ),
             format!(
-                "\"__pgs_src\" AS MATERIALIZED (SELECT s0.*, (SELECT count(*) FROM {st} AS st WHERE {}) AS \"__pgs_c\" FROM (SELECT n.*, pg_catalog.hashtextextended(n.\"__pgs_t\", 0) AS \"__pgs_rid\" FROM \"__pgs_net\" AS n) AS s0)",
-                same_value.replace("s.", "s0.")
+                "\"__pgs_src\" AS MATERIALIZED (SELECT s0.*, (SELECT count(*) FROM {st} AS st WHERE {}) AS \"__pgs_c\" FROM (SELECT n.*, {} AS \"__pgs_rid\" FROM \"__pgs_net\" AS n) AS s0)",
+                same_value.replace("s.", "s0."),
+                row_hash("n.\"__pgs_t\"", "0")
             ),
             format!("\"__pgs_adv\" AS ({})", frontier_advance(self.ctx)),
             format!(
@@ -883,11 +903,6 @@ impl Inc<'_> {
             };
             format!("SELECT {} FROM {base} AS x{w}", sel.join(", "))
         };
-        let numbered = |inner_sql: &str| {
-            format!(
-                "SELECT q2.*, pg_catalog.hashtextextended(ROW(q2.*)::text, q2.\"__pgs_n\") AS \"__pgs_row_id\" FROM (SELECT q.*, row_number() OVER (PARTITION BY ROW(q.*)::text) AS \"__pgs_n\" FROM ({inner_sql}) AS q) AS q2"
-            )
-        };
         let new_rows = numbered(&inner(None));
         let root = self.delta(&self.b.tree);
         let mut body = vec![format!(
@@ -1037,11 +1052,6 @@ impl Inc<'_> {
             }
             (kind, all) => {
                 let sql_op = format!("{}{}", kind.sql(), if *all { " ALL" } else { "" });
-                let numbered = |inner: &str| {
-                    format!(
-                        "SELECT q2.*, pg_catalog.hashtextextended(ROW(q2.*)::text, q2.\"__pgs_n\") AS \"__pgs_row_id\" FROM (SELECT q.*, row_number() OVER (PARTITION BY ROW(q.*)::text) AS \"__pgs_n\" FROM ({inner}) AS q) AS q2"
-                    )
-                };
                 let new_rows = numbered(&format!("({}) {sql_op} ({})", news[0], news[1]));
                 let b_names: Vec<String> = names.iter().map(|n| format!("b.{n}")).collect();
                 let (by_in, by_null) = Self::key_predicates(&b_names, &names);

@@ -5,85 +5,9 @@
 //!
 //! `PGS_ORACLE_BATCHES` overrides the number of batches, `PGS_ORACLE_SEED` the seed.
 
-use pgstream_core::{Mode, QualifiedName, Schedule, StreamTableSpec};
-use pgstream_tests::oracle::{Domain, Oracle};
-use pgstream_tests::test_db;
-
-const DEPARTMENTS: &str =
-    "CREATE TABLE departments (id int PRIMARY KEY, name text NOT NULL, parent_id int)";
-const EMPLOYEES: &str =
-    "CREATE TABLE employees (id int PRIMARY KEY, name text, department_id int, salary numeric(10,2))";
-const PROJECTS: &str =
-    "CREATE TABLE projects (id int PRIMARY KEY, department_id int NOT NULL, budget int)";
-const EVENTS: &str = "CREATE TABLE events (kind text, amount int, weight double precision)";
-
-const BATCHES: usize = 200;
-
-/// Which base tables a case needs.
-#[derive(Clone, Copy)]
-#[allow(dead_code)] // each file uses some of the shared fixtures
-enum Tables {
-    Org,
-    OrgProjects,
-    Events,
-}
-
-async fn check(name: &str, query: &str, mode: Mode, tables: Tables, seed: u64) {
-    let db = test_db().await;
-    let mut o = Oracle::new(name, query)
-        .seed(seed)
-        .batches(BATCHES)
-        .truncate_probability(0.02)
-        .key_range(16);
-    match tables {
-        Tables::Org | Tables::OrgProjects => {
-            o = o
-                .table("departments", DEPARTMENTS)
-                .table("employees", EMPLOYEES)
-                .domain("employees", "department_id", Domain::Ints(0, 10))
-                .domain("departments", "parent_id", Domain::Ints(0, 10))
-                .domain("departments", "id", Domain::Ints(0, 12))
-                .domain(
-                    "employees",
-                    "salary",
-                    Domain::literals(&["10.50", "20", "30.25", "100", "NULL"]),
-                );
-            if let Tables::OrgProjects = tables {
-                o = o.table("projects", PROJECTS).domain(
-                    "projects",
-                    "department_id",
-                    Domain::Ints(0, 10),
-                );
-            }
-        }
-        Tables::Events => {
-            o = o
-                .table("events", EVENTS)
-                .domain("events", "amount", Domain::Ints(-3, 9))
-                .float_tolerance(6);
-        }
-    }
-    o.setup(&db.pool).await;
-    let spec = StreamTableSpec {
-        name: QualifiedName::new("public", name),
-        query: query.to_string(),
-        schedule: Schedule::default(),
-        mode,
-    };
-    if let Err(e) = pgstream_runtime::create_stream_table(&db.pool, &spec).await {
-        panic!("creating {name} failed: {e}");
-    }
-    o.assert_equivalent(&db.pool).await;
-}
-
-macro_rules! oracle {
-    ($test:ident, $mode:expr, $tables:expr, $seed:expr, $query:expr) => {
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn $test() {
-            check(stringify!($test), $query, $mode, $tables, $seed).await;
-        }
-    };
-}
+mod common;
+use common::Tables;
+use pgstream_core::Mode;
 
 use Mode::{Differential as D, Full as F};
 use Tables::*;
