@@ -84,6 +84,26 @@ async fn writer_role_needs_no_rights_on_change_buffers() {
         assert!(err.to_string().contains("permission denied"), "{err}");
         app.close().await.unwrap();
     }
+    // Even with USAGE on the schema pgstream, the functions run with the caller's
+    // rights: no refresh of, nor reading through, a stream table it has no rights on.
+    db.exec(&format!("GRANT USAGE ON SCHEMA pgstream TO {role}"))
+        .await;
+    {
+        let mut app = sqlx::PgConnection::connect_with(&db.connect_options().username(&role))
+            .await
+            .unwrap();
+        for sql in [
+            "SELECT pgstream.refresh_stream_table('st')",
+            "SELECT * FROM pgstream.pgs_status()",
+        ] {
+            let err = sqlx::query(sql).execute(&mut app).await.unwrap_err();
+            assert!(
+                err.to_string().contains("permission denied"),
+                "{sql}: {err}"
+            );
+        }
+        app.close().await.unwrap();
+    }
 
     h.refresh("st").await.unwrap();
     h.refresh("total").await.unwrap();

@@ -332,8 +332,36 @@ async fn stress_writers_replicas_and_terminations() {
         })
     };
 
+    // Sample the source's buffer size every 500 ms (reported, not asserted: a
+    // consumer that keeps being terminated holds its rows).
+    let sampler = {
+        let pool = named_pool(&db, "sampler", 1).await;
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let buffer: String = sqlx::query_scalar(
+                "SELECT 'pgstream_changes.changes_' || 'src'::regclass::oid::text",
+            )
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+            let mut samples = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                let n: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {buffer}"))
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap();
+                samples.push(n);
+            }
+            pool.close().await;
+            samples
+        })
+    };
+
     tokio::time::sleep(Duration::from_secs(secs)).await;
     stop.store(true, Ordering::Relaxed);
+    let samples = sampler.await.unwrap();
+    eprintln!("stress: buffer rows of src every 500 ms: {samples:?}");
     for w in writers {
         w.await.unwrap();
     }
