@@ -137,3 +137,56 @@ async fn writer_role_needs_no_rights_on_change_buffers() {
     db.exec(&format!("DROP OWNED BY {role}; DROP ROLE {role};"))
         .await;
 }
+
+/// The owner of a source (not a superuser) alters it: the DDL event trigger rebuilds
+/// the capture function (it is SECURITY DEFINER, the capture belongs to pgstream's
+/// owner), so the ALTER works and the owner's writes keep being captured.
+#[tokio::test]
+async fn table_owner_alters_a_captured_source() {
+    let db = test_db().await;
+    let role = format!("own_{}", db.name);
+    db.exec(&format!(
+        "CREATE ROLE {role} LOGIN;
+         GRANT CREATE, USAGE ON SCHEMA public TO {role};"
+    ))
+    .await;
+    let mut owner = sqlx::PgConnection::connect_with(&db.connect_options().username(&role))
+        .await
+        .unwrap();
+    sqlx::raw_sql(
+        "CREATE TABLE o (id int PRIMARY KEY, x int NOT NULL, extra text);
+         INSERT INTO o SELECT i, i, 'e' FROM generate_series(1, 10) i;",
+    )
+    .execute(&mut owner)
+    .await
+    .unwrap();
+    let h = RuntimeHandle::new(db.pool.clone());
+    let q = "SELECT id, x FROM o";
+    h.create_stream_table("so", q, "1h", Mode::Differential)
+        .await
+        .unwrap();
+    sqlx::raw_sql(
+        "ALTER TABLE o DROP COLUMN extra;
+         INSERT INTO o VALUES (11, 11);
+         UPDATE o SET x = x * 2 WHERE id <= 3;",
+    )
+    .execute(&mut owner)
+    .await
+    .expect("the owner alters and writes its table");
+    owner.close().await.unwrap();
+    h.refresh("so").await.unwrap();
+    let diff = scalar_i64(
+        &db.pool,
+        &format!(
+            "SELECT (SELECT count(*) FROM (({q}) EXCEPT ALL (SELECT id, x FROM so)) a)
+                  + (SELECT count(*) FROM ((SELECT id, x FROM so) EXCEPT ALL ({q})) b)"
+        ),
+    )
+    .await;
+    assert_eq!(diff, 0);
+    h.drop_stream_table("so").await.unwrap();
+    db.exec(&format!(
+        "DROP TABLE o; DROP OWNED BY {role}; DROP ROLE {role};"
+    ))
+    .await;
+}
