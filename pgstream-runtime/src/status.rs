@@ -57,8 +57,12 @@ pub async fn status(pool: &PgPool) -> Result<Vec<StreamTableStatus>> {
         "SELECT s.name, s.schedule, s.refresh_mode, s.status, s.last_refresh_at, s.stale,
                 s.pending_changes, s.needs_full, v.refresh_count, v.avg_duration_ms,
                 v.min_duration_ms, v.max_duration_ms, v.last_duration_ms, v.rows_affected,
-                v.error_count, v.last_error, v.last_error_at, v.status_reason,
-                v.consecutive_failures, v.next_retry_at
+                v.error_count, v.last_error, v.last_error_at,
+                -- Columns of catalog version 2, read so that a catalog not yet
+                -- upgraded (status does not install) still gives its status.
+                to_jsonb(v) ->> 'status_reason' AS status_reason,
+                coalesce((to_jsonb(v) ->> 'consecutive_failures')::int4, 0) AS consecutive_failures,
+                (to_jsonb(v) ->> 'next_retry_at')::timestamptz AS next_retry_at
            FROM pgstream.pgs_status() s
            JOIN pgstream.pg_stat_stream_tables v ON v.id = s.id
           ORDER BY s.name",
