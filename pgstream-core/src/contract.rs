@@ -1,9 +1,13 @@
 //! Names shared by the compiler's SQL and the runtime's DDL. The compiler renders
 //! refresh statements that read these objects; the runtime creates them.
 //!
-//! - `pgstream.pgs_frontiers (st_id bigint, source_oid oid, frontier pg_snapshot)`:
-//!   one row per (stream table, source table); `frontier` is the snapshot of the
-//!   last refresh (NULL before the first one).
+//! - `pgstream.pgs_frontiers (st_id bigint, source_oid oid, frontier pg_snapshot,
+//!   own_xid xid8, own_change bigint)`: one row per (stream table, source table);
+//!   `frontier` is the snapshot of the last refresh (NULL before the first one);
+//!   `own_xid`/`own_change` are the last refresh's transaction and the highest change
+//!   id of that transaction it consumed from this source (its own rows, which its
+//!   snapshot does not count as committed). The window of a refresh is the buffer
+//!   rows not visible in `frontier`, less the rows of `own_xid` up to `own_change`.
 //! - `pgstream_changes.changes_<source oid>`: the change buffer of a source table:
 //!   [`CHANGE_ID`] `bigint generated always as identity`, [`XID`] `xid8 not null
 //!   default pg_current_xact_id()`, [`WEIGHT`] `smallint not null` (+1 for a new

@@ -426,6 +426,22 @@ pub(crate) fn compile(spec: &StreamTableSpec, catalog: &Catalog) -> Result<Compi
                 columns,
             )
         }
+        (Mode::Differential, Err(Error::Unsupported(_))) if is_top_k(&query) => {
+            // A top-k depends on rows outside the changes; the k rows are recomputed
+            // when a source changed and only the difference is applied.
+            reject_volatile(text, &query)?;
+            let columns = output_columns(text, &query, catalog)?;
+            qualify_tables(&mut query, &ctes, &sources);
+            (
+                Strategy::RecomputeDiff {
+                    reason: "ORDER BY ... LIMIT: the top rows are recomputed".into(),
+                },
+                Body::Recompute {
+                    query_sql: query.to_string(),
+                },
+                columns,
+            )
+        }
         (Mode::Differential, Err(e)) => return Err(e),
         (Mode::Full, Err(e @ (Error::Invalid(_) | Error::Syntax(_)))) => return Err(e),
         (Mode::Full, _) => {
@@ -468,6 +484,18 @@ pub(crate) fn compile(spec: &StreamTableSpec, catalog: &Catalog) -> Result<Compi
 /// with multiplicities.
 fn check_keys(_text: &str, b: Block) -> Result<Block> {
     Ok(b)
+}
+
+/// `... ORDER BY ... LIMIT n` at the top of the query (without OFFSET): deterministic
+/// enough to maintain when the ORDER BY is.
+fn is_top_k(q: &Query) -> bool {
+    q.limit.is_some()
+        && q.offset.is_none()
+        && q.fetch.is_none()
+        && q.order_by.as_ref().is_some_and(|o| match &o.kind {
+            sqlparser::ast::OrderByKind::Expressions(e) => !e.is_empty(),
+            _ => false,
+        })
 }
 
 /// Recomputation re-evaluates the whole query, so a volatile function would make

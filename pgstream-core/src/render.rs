@@ -99,11 +99,32 @@ pub(crate) fn render(c: &Compiled, ctx: &RenderContext) -> Artifacts {
     }
 }
 
+/// Advance every frontier of the stream table to the statement's snapshot. A
+/// transaction that wrote source rows before this refresh sees them and applies them
+/// here, but its snapshot counts its own xid as uncommitted, so the next window would
+/// hold them again: the refresh records its xid and, per source, the highest change
+/// id of its own rows it consumed (all of them that it can see), which windows skip.
 fn frontier_advance(ctx: &RenderContext) -> String {
+    let own = "pg_catalog.pg_current_xact_id_if_assigned()";
+    let per_source: Vec<String> = ctx
+        .sources
+        .iter()
+        .map(|b| {
+            format!(
+                "WHEN {} THEN (SELECT max(c.{}) FROM {}.{} AS c WHERE c.{} = {own})",
+                b.oid,
+                qi(contract::CHANGE_ID),
+                qi(contract::CHANGES_SCHEMA),
+                qi(&contract::buffer_table(b.oid)),
+                qi(contract::XID)
+            )
+        })
+        .collect();
     format!(
-        "UPDATE {}.{} SET \"frontier\" = pg_catalog.pg_current_snapshot() WHERE \"st_id\" = {} RETURNING 1",
+        "UPDATE {}.{} AS f SET \"frontier\" = pg_catalog.pg_current_snapshot(), \"own_xid\" = {own}, \"own_change\" = CASE f.\"source_oid\" {} END WHERE f.\"st_id\" = {} RETURNING 1",
         qi(contract::CATALOG_SCHEMA),
         qi(contract::FRONTIERS_TABLE),
+        per_source.join(" "),
         ctx.st_id
     )
 }
@@ -111,14 +132,17 @@ fn frontier_advance(ctx: &RenderContext) -> String {
 fn window_sql(ctx: &RenderContext, source: usize) -> String {
     let oid = ctx.sources[source].oid;
     format!(
-        "SELECT b.* FROM {}.{} AS b WHERE NOT pg_catalog.pg_visible_in_snapshot(b.{}, (SELECT f.\"frontier\" FROM {}.{} AS f WHERE f.\"st_id\" = {} AND f.\"source_oid\" = {}))",
+        "SELECT b.* FROM {}.{} AS b, (SELECT f.\"frontier\", f.\"own_xid\", f.\"own_change\" FROM {}.{} AS f WHERE f.\"st_id\" = {} AND f.\"source_oid\" = {}) AS f \
+         WHERE NOT pg_catalog.pg_visible_in_snapshot(b.{xid}, f.\"frontier\") \
+         AND NOT COALESCE(b.{xid} = f.\"own_xid\" AND b.{cid} <= f.\"own_change\", false)",
         qi(contract::CHANGES_SCHEMA),
         qi(&contract::buffer_table(oid)),
-        qi(contract::XID),
         qi(contract::CATALOG_SCHEMA),
         qi(contract::FRONTIERS_TABLE),
         ctx.st_id,
-        oid
+        oid,
+        xid = qi(contract::XID),
+        cid = qi(contract::CHANGE_ID),
     )
 }
 

@@ -156,7 +156,7 @@ fn unsupported_constructs_name_themselves_and_suggest_full() {
             "SELECT id, (SELECT count(*) FROM employees) AS n FROM departments",
             "subqueries",
         ),
-        ("SELECT id FROM departments ORDER BY id LIMIT 3", "LIMIT"),
+        ("SELECT id FROM departments LIMIT 3", "LIMIT"),
         ("SELECT id FROM departments UNION SELECT id FROM employees EXCEPT SELECT 1 FROM events", "mix of set operators"),
     ] {
         let e = err(q);
@@ -407,4 +407,11 @@ fn intersect_all_with_other_table() {
     let q =
         "SELECT department_id AS k FROM employees INTERSECT ALL SELECT parent_id FROM departments";
     diff(q).unwrap_or_else(|e| panic!("{}", e.render(q)));
+}
+
+#[test]
+fn top_k_is_recomputed_when_a_source_changes() {
+    let c = diff("SELECT id, salary FROM employees ORDER BY salary DESC, id LIMIT 3").unwrap();
+    assert!(matches!(c.strategy, Strategy::RecomputeDiff { .. }));
+    assert!(c.explain().contains("ORDER BY ... LIMIT"));
 }

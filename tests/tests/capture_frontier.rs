@@ -249,3 +249,35 @@ async fn unqualified_user_functions_fail_at_creation_and_qualified_ones_work() {
         .unwrap();
     assert_eq!(w, 42);
 }
+
+/// A transaction that changes a source and then refreshes sees its own changes and
+/// applies them; the frontier it stores must count them as seen, or the next refresh
+/// would apply them a second time (exactly once, DESIGN.md invariant 2).
+#[tokio::test]
+async fn changes_and_a_refresh_in_one_transaction_are_applied_once() {
+    let db = setup().await;
+    let mut c = db.connect().await;
+    let mut tx = c.begin().await.unwrap();
+    sqlx::query("INSERT INTO items VALUES (300, 1, 5), (301, 2, 6)")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE items SET v = v + 1 WHERE id = 1")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    sqlx::query("SELECT pgstream.refresh_stream_table('sums')")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO items VALUES (302, 0, 7)")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    refresh(&db.pool).await;
+    assert_eq!(total(&db.pool).await, 12, "9 + 3 rows, each counted once");
+    assert_eq!(difference(&db.pool).await, 0);
+    refresh(&db.pool).await;
+    assert_eq!(difference(&db.pool).await, 0);
+}

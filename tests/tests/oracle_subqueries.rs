@@ -100,3 +100,47 @@ oracle!(
 oracle!(union_all_of_joins, D, OrgProjects, 219,
     "SELECT e.id, d.name FROM employees e JOIN departments d ON d.id = e.department_id \
      UNION ALL SELECT p.id, d.name FROM projects p LEFT JOIN departments d ON d.id = p.department_id");
+oracle!(
+    top_k,
+    D,
+    Org,
+    220,
+    "SELECT id, salary FROM employees ORDER BY salary DESC NULLS LAST, id LIMIT 5"
+);
+
+/// A DIFFERENTIAL stream table over another one (whose storage table has no primary
+/// key and hidden columns), refreshed upstream first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_table_over_stream_table() {
+    use pgstream_core::{QualifiedName, Schedule, StreamTableSpec};
+    use pgstream_tests::oracle::{Domain, Oracle};
+    let db = pgstream_tests::test_db().await;
+    let o = Oracle::new(
+        "rich_departments",
+        "SELECT department_id, n, total FROM (SELECT department_id, count(*) AS n, sum(salary) AS total \
+         FROM employees GROUP BY department_id) s WHERE n > 1",
+    )
+    .table("employees", common::EMPLOYEES)
+    .domain("employees", "department_id", Domain::Ints(0, 6))
+    .domain("employees", "salary", Domain::literals(&["10.50", "20", "NULL"]))
+    .seed(221)
+    .batches(common::BATCHES)
+    .truncate_probability(0.02)
+    .refresh_sql(
+        "SELECT pgstream.refresh_stream_table('dept_totals'); SELECT pgstream.refresh_stream_table('rich_departments');",
+    );
+    o.setup(&db.pool).await;
+    for (name, query) in [
+        ("dept_totals", "SELECT department_id, count(*) AS n, sum(salary) AS total FROM employees GROUP BY department_id"),
+        ("rich_departments", "SELECT * FROM dept_totals WHERE n > 1"),
+    ] {
+        let spec = StreamTableSpec {
+            name: QualifiedName::new("public", name),
+            query: query.into(),
+            schedule: Schedule::default(),
+            mode: Mode::Differential,
+        };
+        pgstream_runtime::create_stream_table(&db.pool, &spec).await.unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+    o.assert_equivalent(&db.pool).await;
+}
