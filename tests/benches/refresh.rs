@@ -25,6 +25,8 @@
 //! - `PGS_BENCH_SIZES=10000,100000`: table sizes; `PGS_BENCH_KS=1,10,100`: change counts;
 //! - `PGS_BENCH_REPS=5`: repetitions per point; `PGS_BENCH_QUERIES=join_agg,filter`;
 //! - `PGS_BENCH_PHASES=refresh,write,freshness`: which phases run;
+//! - `PGS_BENCH_LARGE=1000000`, `PGS_BENCH_LARGE_KS=10` (or `all`): from that size on, the
+//!   methods that recompute the whole query are measured at those k only;
 //! - `PGS_BENCH_OUT=dir`: output directory.
 #![allow(missing_docs)]
 
@@ -61,6 +63,9 @@ struct Config {
     clients: u32,
     fresh_samples: usize,
     fresh_rows: i64,
+    /// From this size on, FULL / RMV / RMVC are measured at `large_ks` only.
+    large_size: i64,
+    large_ks: Vec<i64>,
 }
 
 fn env_list(name: &str) -> Option<Vec<String>> {
@@ -136,8 +141,19 @@ impl Config {
             None if quick => root.join("target").join("bench-quick"),
             None => root.join("docs"),
         };
+        let large_size = match std::env::var("PGS_BENCH_LARGE") {
+            Ok(v) => v.replace('_', "").parse()?,
+            Err(_) => 1_000_000,
+        };
+        let large_ks = match env_list("PGS_BENCH_LARGE_KS") {
+            Some(v) if v == ["all"] => Vec::new(),
+            Some(v) => parse(v)?,
+            None => vec![10],
+        };
         Ok(Config {
             quick,
+            large_size,
+            large_ks,
             sizes,
             ks,
             reps: reps.max(1),
@@ -454,21 +470,38 @@ struct Explain {
     size: i64,
     k: i64,
     method: Method,
-    planning_ms: f64,
     execution_ms: f64,
     plan_only_ms: f64,
+    /// Client-side time of `EXPLAIN (SUMMARY)`: parse, analysis, rewrite, planning.
+    explain_wall_ms: f64,
+    /// Client-side time of the statement alone (rolled back), median of 5.
+    statement_ms: f64,
     window_lines: Vec<String>,
+    plan: String,
+}
+
+#[derive(Debug, Clone)]
+struct BigPlan {
+    scenario: &'static str,
+    size: i64,
+    k: i64,
+    execution_ms: f64,
+    /// (loops × time per loop, plan line) of the heaviest repeated nodes.
+    heavy: Vec<(f64, String)>,
     plan: String,
 }
 
 #[derive(Debug, Default)]
 struct Results {
+    big_plans: Vec<BigPlan>,
     machine: Vec<(String, String)>,
     /// (scenario, size, k, method) -> times in ms.
     refresh: BTreeMap<(&'static str, i64, i64, Method), Vec<f64>>,
     /// (scenario, size, method) -> creation / initial population time in ms.
     creation: BTreeMap<(&'static str, i64, Method), f64>,
     rejected: BTreeMap<&'static str, String>,
+    /// (scenario, size) where the recomputing methods ran at `large_ks` only.
+    restricted: std::collections::BTreeSet<(&'static str, i64)>,
     verify: Vec<(&'static str, i64, Method, i64)>,
     explains: Vec<Explain>,
     /// (no triggers, with pgstream capture) tps per run.
@@ -892,7 +925,29 @@ async fn run_scenario(
         res.refresh.insert((sc.key, size, 0, m), v);
     }
 
-    for &k in cfg.ks.iter().filter(|&&k| k >= 1 && k <= size) {
+    explain_point(pool, res, sc, size, 0, &methods, rng, round).await?;
+
+    // On large tables the methods that recompute the whole query (their cost does not
+    // depend on k) are measured at `large_ks` only, first; then they are dropped.
+    let restricted = size >= cfg.large_size && !cfg.large_ks.is_empty();
+    let recomputes = |m: Method| {
+        matches!(m, Method::Full | Method::Rmv | Method::Rmvc)
+            || (m == Method::Diff && sc.source == Source::Nodes)
+    };
+    let mut ks: Vec<i64> = cfg
+        .ks
+        .iter()
+        .copied()
+        .filter(|&k| k >= 1 && k <= size)
+        .collect();
+    if restricted {
+        ks.sort_by_key(|k| (!cfg.large_ks.contains(k), *k));
+        res.restricted.insert((sc.key, size));
+    }
+    let last_large = ks.iter().rposition(|k| cfg.large_ks.contains(k));
+    // The plan of a large window: the largest k up to 10,000.
+    let big_k = ks.iter().copied().filter(|&k| k <= 10_000).max();
+    for (ki, &k) in ks.iter().enumerate() {
         let mut times: BTreeMap<Method, Vec<f64>> = BTreeMap::new();
         for rep in 0..cfg.reps {
             // Slow points (full recomputations of large tables) stop at 3 repetitions.
@@ -929,42 +984,84 @@ async fn run_scenario(
             round += 1;
             explain_point(pool, res, sc, size, k, &methods, rng, round).await?;
         }
+        if Some(k) == big_k && methods.contains(&Method::Diff) {
+            round += 1;
+            big_window_plan(pool, res, sc, size, k, &methods, rng, round).await?;
+        }
+        if restricted && Some(ki) == last_large {
+            for m in methods.clone() {
+                if recomputes(m) {
+                    verify(pool, res, sc, size, m).await?;
+                    drop_method(pool, sc, m).await?;
+                    methods.retain(|x| *x != m);
+                }
+            }
+        }
     }
 
     // Equivalence: every maintained copy equals the query (both directions of EXCEPT ALL).
-    for &(m, table) in &[
-        (Method::Diff, "st_diff"),
-        (Method::Full, "st_full"),
-        (Method::Rmv, "bench_mv"),
-        (Method::Hand, "hand_t"),
-    ] {
-        if !methods.contains(&m) {
-            continue;
-        }
-        let q = format!(
-            "SELECT (SELECT count(*) FROM (({q}) EXCEPT ALL SELECT {c} FROM {table}) a)
-                  + (SELECT count(*) FROM (SELECT {c} FROM {table} EXCEPT ALL ({q})) b)",
-            q = sc.query,
-            c = sc.columns
-        );
-        let diff: i64 = sqlx::query_scalar(&q).fetch_one(pool).await?;
-        if diff != 0 {
-            log(format!(
-                "WARNING: {} n={size}: {} differs from the query in {diff} rows",
-                sc.key,
-                m.label()
-            ));
-        }
-        res.verify.push((sc.key, size, m, diff));
+    for m in methods.clone() {
+        verify(pool, res, sc, size, m).await?;
     }
+    for m in methods {
+        drop_method(pool, sc, m).await?;
+    }
+    Ok(())
+}
 
-    // Tear-down.
-    if methods.contains(&Method::Diff) {
-        pgstream::drop_stream_table(pool, "st_diff").await?;
+fn method_table(m: Method) -> &'static str {
+    match m {
+        Method::Diff => "st_diff",
+        Method::Full => "st_full",
+        Method::Rmv | Method::Rmvc => "bench_mv",
+        Method::Hand => "hand_t",
     }
-    pgstream::drop_stream_table(pool, "st_full").await?;
-    pool.execute("DROP MATERIALIZED VIEW bench_mv").await?;
-    pool.execute(hand_teardown_sql(sc).as_str()).await?;
+}
+
+/// Compares a maintained copy with the query (both directions of `EXCEPT ALL`).
+async fn verify(
+    pool: &PgPool,
+    res: &mut Results,
+    sc: &'static Scenario,
+    size: i64,
+    m: Method,
+) -> Res<()> {
+    if m == Method::Rmvc {
+        return Ok(()); // the same matview as RMV
+    }
+    let table = method_table(m);
+    let q = format!(
+        "SELECT (SELECT count(*) FROM (({q}) EXCEPT ALL SELECT {c} FROM {table}) a)
+              + (SELECT count(*) FROM (SELECT {c} FROM {table} EXCEPT ALL ({q})) b)",
+        q = sc.query,
+        c = sc.columns
+    );
+    let diff: i64 = sqlx::query_scalar(&q).fetch_one(pool).await?;
+    if diff != 0 {
+        log(format!(
+            "WARNING: {} n={size}: {} differs from the query in {diff} rows",
+            sc.key,
+            m.label()
+        ));
+    }
+    res.verify.push((sc.key, size, m, diff));
+    Ok(())
+}
+
+async fn drop_method(pool: &PgPool, sc: &Scenario, m: Method) -> Res<()> {
+    match m {
+        Method::Diff | Method::Full => {
+            pgstream::drop_stream_table(pool, method_table(m)).await?;
+        }
+        Method::Rmv => {
+            pool.execute("DROP MATERIALIZED VIEW IF EXISTS bench_mv")
+                .await?;
+        }
+        Method::Rmvc => {}
+        Method::Hand => {
+            pool.execute(hand_teardown_sql(sc).as_str()).await?;
+        }
+    }
     Ok(())
 }
 
@@ -999,12 +1096,26 @@ async fn explain_point(
     targets.push((Method::Hand, sc.hand_refresh.to_string()));
     for (m, sql) in targets {
         let mut plan_only = Vec::new();
+        let mut explain_wall = Vec::new();
         for _ in 0..5 {
+            let t = Instant::now();
             let rows = sqlx::raw_sql(&format!("EXPLAIN (SUMMARY) {sql}"))
                 .fetch_all(pool)
                 .await?;
+            explain_wall.push(ms(t.elapsed()));
             let text = plan_text(&rows);
             plan_only.push(find_ms(&text, "Planning Time:").unwrap_or(f64::NAN));
+        }
+        let mut statement = Vec::new();
+        for _ in 0..5 {
+            let mut conn = pool.acquire().await?;
+            conn.execute("BEGIN").await?;
+            conn.execute("SET LOCAL pgstream.refreshing = 'on'").await?;
+            let t = Instant::now();
+            let r = conn.execute(sql.as_str()).await;
+            statement.push(ms(t.elapsed()));
+            conn.execute("ROLLBACK").await?;
+            r?;
         }
         let mut conn = pool.acquire().await?;
         conn.execute("BEGIN").await?;
@@ -1025,14 +1136,82 @@ async fn explain_point(
             size,
             k,
             method: m,
-            planning_ms: find_ms(&text, "Planning Time:").unwrap_or(f64::NAN),
             execution_ms: find_ms(&text, "Execution Time:").unwrap_or(f64::NAN),
             plan_only_ms: median(&plan_only),
+            explain_wall_ms: median(&explain_wall),
+            statement_ms: median(&statement),
             window_lines,
             plan: text,
         });
     }
     // Consume the changes (not timed).
+    for &m in methods {
+        refresh_one(pool, sc, m).await?;
+    }
+    Ok(())
+}
+
+/// `EXPLAIN ANALYZE` of the differential statement after k changes (rolled back): where
+/// a large window spends its time. Keeps the plan and its nodes executed many times.
+#[allow(clippy::too_many_arguments)]
+async fn big_window_plan(
+    pool: &PgPool,
+    res: &mut Results,
+    sc: &'static Scenario,
+    size: i64,
+    k: i64,
+    methods: &[Method],
+    rng: &mut StdRng,
+    round: i32,
+) -> Res<()> {
+    apply_changes(pool, sc, size, k, rng, round).await?;
+    let sql: String = sqlx::query_scalar(
+        "SELECT differential_refresh_sql FROM pgstream.pgs_stream_tables WHERE table_name = 'st_diff'",
+    )
+    .fetch_one(pool)
+    .await?;
+    let mut conn = pool.acquire().await?;
+    conn.execute("BEGIN").await?;
+    conn.execute("SET LOCAL pgstream.refreshing = 'on'").await?;
+    let rows = sqlx::raw_sql(&format!("EXPLAIN (ANALYZE, SUMMARY) {sql}"))
+        .fetch_all(&mut *conn)
+        .await;
+    conn.execute("ROLLBACK").await?;
+    drop(conn);
+    let text = plan_text(&rows?);
+    let exec = find_ms(&text, "Execution Time:").unwrap_or(f64::NAN);
+    // Nodes run once per outer row (loops > 1) with their total time, the heaviest first.
+    let mut heavy: Vec<(f64, String)> = text
+        .lines()
+        .filter_map(|l| {
+            let loops: f64 = l
+                .split("loops=")
+                .nth(1)?
+                .trim_end_matches(')')
+                .parse()
+                .ok()?;
+            let t: f64 = l
+                .split("actual time=")
+                .nth(1)?
+                .split("..")
+                .nth(1)?
+                .split(' ')
+                .next()?
+                .parse()
+                .ok()?;
+            (loops > 1.0).then(|| (t * loops, l.trim().to_string()))
+        })
+        .collect();
+    heavy.sort_by(|a, b| b.0.total_cmp(&a.0));
+    heavy.truncate(3);
+    res.big_plans.push(BigPlan {
+        scenario: sc.key,
+        size,
+        k,
+        execution_ms: exec,
+        heavy,
+        plan: text,
+    });
     for &m in methods {
         refresh_one(pool, sc, m).await?;
     }
@@ -1495,6 +1674,14 @@ fn write_outputs(cfg: &Config, res: &Results) -> Res<()> {
         }
     }
 
+    for bp in &res.big_plans {
+        if Some(bp.size) == max_size {
+            std::fs::write(
+                bench_dir.join(format!("plan_{}_diff_k{}.txt", bp.scenario, bp.k)),
+                &bp.plan,
+            )?;
+        }
+    }
     let md = markdown(cfg, res, &sizes, &plots);
     std::fs::write(cfg.out.join("BENCHMARKS.md"), md)?;
     log(format!(
@@ -1799,6 +1986,16 @@ fn markdown(
                 continue;
             }
             let _ = writeln!(w, "**{} rows** (median ms)\n", fmt_n(z));
+            if res.restricted.contains(&(sc.key, z)) {
+                let _ = writeln!(
+                    w,
+                    "At this size the methods that recompute the whole query (FULL, RMV, RMVC{}) are \
+                     measured at k = {} only, to keep the run short: their cost does not depend on k \
+                     (see the smaller sizes). They are the dashed levels in the plot.\n",
+                    if sc.source == Source::Nodes { ", and DIFF, which recomputes for this query" } else { "" },
+                    cfg.large_ks.iter().map(|k| fmt_n(*k)).collect::<Vec<_>>().join(", ")
+                );
+            }
             let _ = writeln!(
                 w,
                 "| k | DIFF | FULL | RMV | RMVC | hand | RMV ÷ DIFF | DIFF ÷ hand | DIFF ÷ FULL |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
@@ -1850,15 +2047,18 @@ fn markdown(
     let _ = writeln!(w, "## Where the time goes: levers\n");
     let _ = writeln!(
         w,
-        "`EXPLAIN (ANALYZE, SUMMARY, BUFFERS)` of the stored differential statement after 10 changes, \
-         in a rolled-back transaction (with `pgstream.refreshing = on`), and of the hand-written statement; \
-         *plan only* is the median planning time of 5 `EXPLAIN (SUMMARY)`. The refresh column is the \
-         median client-side refresh time at k = 10 from the tables above; the rest of it is the wrapper \
-         (`refresh_stream_table`: lock, catalog read, buffer trim, statistics) and the round trip.\n"
+        "For the stored differential statement (DIFF) and the hand-written statement (hand), with \
+         no change (k = 0) and after 10 changes (k = 10), median of 5 each: *statement* is the \
+         client-side time of the statement alone, run in a transaction that is rolled back (with \
+         `pgstream.refreshing = on`); *parse + plan* is the client-side time of `EXPLAIN (SUMMARY)` \
+         (parse, analysis, rewrite and planning, plus a round trip) and *planner* its `Planning Time`; \
+         *execution* is the `Execution Time` of one `EXPLAIN (ANALYZE, SUMMARY, BUFFERS)` (rolled back). \
+         *refresh* is the median refresh time from the tables above and *wrapper* = refresh − statement: \
+         what `refresh_stream_table` adds (lock, catalog and drift checks, buffer trim, statistics).\n"
     );
     let _ = writeln!(
         w,
-        "| query | rows | method | refresh ms | planning ms | plan only ms | execution ms | planning share |\n|---|---:|---|---:|---:|---:|---:|---:|"
+        "| query | rows | k | method | refresh | statement | parse + plan | planner | execution | wrapper | parse + plan share of refresh |\n|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|"
     );
     for ex in &res.explains {
         let r = res
@@ -1866,15 +2066,22 @@ fn markdown(
             .unwrap_or(f64::NAN);
         let _ = writeln!(
             w,
-            "| {} | {} | {} | {} | {} | {} | {} | {:.0}% |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0}% |",
             ex.scenario,
             fmt_n(ex.size),
+            ex.k,
             ex.method.short(),
             fmt_ms(r),
-            fmt_ms(ex.planning_ms),
+            fmt_ms(ex.statement_ms),
+            fmt_ms(ex.explain_wall_ms),
             fmt_ms(ex.plan_only_ms),
             fmt_ms(ex.execution_ms),
-            100.0 * ex.planning_ms / r
+            if r >= ex.statement_ms {
+                fmt_ms(r - ex.statement_ms)
+            } else {
+                "≈0".into()
+            },
+            100.0 * ex.explain_wall_ms / r
         );
     }
     let _ = writeln!(w);
@@ -1888,7 +2095,7 @@ fn markdown(
     for ex in res
         .explains
         .iter()
-        .filter(|e| e.size == big && e.method == Method::Diff)
+        .filter(|e| e.size == big && e.method == Method::Diff && e.k == 10)
     {
         let _ = writeln!(w, "- {}:", ex.scenario);
         let _ = writeln!(w, "  ```");
@@ -1921,10 +2128,12 @@ fn markdown(
             ks.sort();
             ks.dedup();
             for k in &ks {
-                if let (Some(d), Some(f)) = (
-                    res.median(sc.key, z, *k, Method::Diff),
-                    res.median(sc.key, z, *k, Method::Full),
-                ) {
+                let full = res.median(sc.key, z, *k, Method::Full).or_else(|| {
+                    cfg.large_ks
+                        .iter()
+                        .find_map(|kk| res.median(sc.key, z, *kk, Method::Full))
+                });
+                if let (Some(d), Some(f)) = (res.median(sc.key, z, *k, Method::Diff), full) {
                     if d > f {
                         cross = Some(*k);
                         break;
@@ -2063,62 +2272,59 @@ fn levers_text(res: &Results, sizes: &[i64]) -> String {
     let mut s = String::new();
     let big = sizes.iter().copied().max().unwrap_or(0);
     let _ = writeln!(s, "What the figures point to:\n");
-    // Planning share.
-    let diffs: Vec<&Explain> = res
-        .explains
-        .iter()
-        .filter(|e| e.size == big && e.method == Method::Diff)
-        .collect();
-    if !diffs.is_empty() {
-        let parts: Vec<String> = diffs
+    let breakdown = |k: i64| -> Vec<String> {
+        res.explains
             .iter()
+            .filter(|e| e.size == big && e.method == Method::Diff && e.k == k)
             .map(|e| {
                 let r = res
                     .median(e.scenario, e.size, e.k, e.method)
                     .unwrap_or(f64::NAN);
                 format!(
-                    "{} {} of {} ms",
+                    "{}: refresh {} = statement {} (parse + plan {}, planner {}; execution {}) + wrapper {}",
                     e.scenario,
+                    fmt_ms(r),
+                    fmt_ms(e.statement_ms),
+                    fmt_ms(e.explain_wall_ms),
                     fmt_ms(e.plan_only_ms),
-                    fmt_ms(r)
+                    fmt_ms(e.execution_ms),
+                    fmt_ms(r - e.statement_ms)
                 )
             })
-            .collect();
+            .collect()
+    };
+    let b10 = breakdown(10);
+    if !b10.is_empty() {
         let _ = writeln!(
             s,
-            "1. **Plan caching.** Planning the differential statement at k = 10 on {} rows takes \
-             {} (plan only, ms). The statement is run with `EXECUTE` in PL/pgSQL, so it is planned \
-             on every refresh. A prepared statement or a generated function per stream table \
-             would remove this part for small windows (generic plans need care: the window size \
-             varies from 0 to the whole table).",
+            "1. **Plan caching.** At k = 10 on {} rows (ms):\n{}\n\n   The differential statement is a \
+             long `WITH` of many CTEs, run with `EXECUTE` in PL/pgSQL, so it is parsed, analysed and \
+             planned on every refresh; for small windows that costs about as much as executing it, \
+             and more than the whole hand-written delta. A prepared statement or a generated \
+             PL/pgSQL function per stream table (plan cache; generic plans need care because the \
+             window size varies from 0 to the whole table) removes most of it.",
             fmt_n(big),
-            parts.join("; ")
+            b10.iter()
+                .map(|x| format!("   - {x}"))
+                .collect::<Vec<_>>()
+                .join("\n")
         );
     }
-    // No-change refresh.
-    let no_change: Vec<String> = sizes
-        .iter()
-        .filter_map(|&z| {
-            res.median("join_agg", z, 0, Method::Diff)
-                .map(|d| format!("{} ms on {} rows", fmt_ms(d), fmt_n(z)))
-        })
-        .collect();
-    if !no_change.is_empty() {
-        let hand: Vec<String> = sizes
-            .iter()
-            .filter_map(|&z| {
-                res.median("join_agg", z, 0, Method::Hand)
-                    .map(|d| format!("{} ms", fmt_ms(d)))
-            })
-            .collect();
+    let b0 = breakdown(0);
+    if !b0.is_empty() {
         let _ = writeln!(
             s,
-            "2. **No-change refresh.** join_agg with an empty window: {} (hand-written: {}). \
-             The full differential statement is planned and run even when the window is empty; \
-             a cheap `EXISTS` on the window before planning it (as the recursive strategy already \
-             does) would make the scheduler's idle calls cost one index probe.",
-            no_change.join(", "),
-            hand.join(", ")
+            "2. **No-change refresh.** With an empty window, {} rows (ms):\n{}\n\n   The \
+             statement is parsed, planned and run in full even when every window is empty (only \
+             the recursive strategy checks first). A cheap `EXISTS` on the windows before the \
+             statement, and then only the frontier update, would bring the scheduler's idle calls \
+             down to the wrapper; the wrapper itself (catalog and drift checks, two buffer trims \
+             with dynamic SQL, statistics) is the rest.",
+            fmt_n(big),
+            b0.iter()
+                .map(|x| format!("   - {x}"))
+                .collect::<Vec<_>>()
+                .join("\n")
         );
     }
     let _ = writeln!(
@@ -2129,11 +2335,41 @@ fn levers_text(res: &Results, sizes: &[i64]) -> String {
          after every refresh this is small; with a lagging consumer, or dead rows before VACUUM, it grows. \
          A range condition on `__pgs_xid` (≥ the frontier's xmin) that the index can serve would bound it."
     );
+    let big_plans: Vec<&BigPlan> = res.big_plans.iter().filter(|b| b.size == big).collect();
+    let mut ev = String::new();
+    for b in &big_plans {
+        let r = res
+            .median(b.scenario, b.size, b.k, Method::Diff)
+            .unwrap_or(f64::NAN);
+        let _ = writeln!(
+            ev,
+            "   - {} (k = {}, refresh {} ms, execution {} ms; plan `bench/plan_{}_diff_k{}.txt`), heaviest repeated nodes (loops × time per loop):",
+            b.scenario,
+            fmt_n(b.k),
+            fmt_ms(r),
+            fmt_ms(b.execution_ms),
+            b.scenario,
+            b.k
+        );
+        let _ = writeln!(ev, "     ```");
+        for (t, l) in &b.heavy {
+            let _ = writeln!(ev, "     {:>9.1} ms  {}", t, l);
+        }
+        let _ = writeln!(ev, "     ```");
+    }
     let _ = writeln!(
         s,
-        "4. **Large windows.** See the crossover table: past it, DIFF is slower than FULL; an adaptive \
-         switch to FULL when the window is larger than the measured crossover fraction would cap the \
-         cost at about FULL."
+        "4. **Large windows: correlated scans of the delta CTEs.** See the crossover table: past \
+         it, DIFF is slower than FULL, and on the join + aggregate far slower than the hand-written \
+         delta. The plans of a large window on {} rows show where the time goes:\n{}\n   For the \
+         LEFT JOIN, the dangling-row term counts the window rows per affected key with a correlated \
+         subquery over a CTE (`CTE Scan on __pgs_d1 ... Filter: (__pgs_c1_2 = ...)`, once per \
+         affected department), which costs O(affected keys × window): aggregating the window once \
+         per key (`GROUP BY` the join key) and joining that by hash makes it linear. Beyond that, \
+         an adaptive switch to FULL when the window exceeds the measured crossover fraction would \
+         cap the cost at about FULL.",
+        fmt_n(big),
+        ev
     );
     s
 }
@@ -2142,8 +2378,8 @@ fn levers_text(res: &Results, sizes: &[i64]) -> String {
 // SVG
 
 fn svg_plot(title: &str, xlabel: &str, series: &[(Method, Vec<(f64, f64)>)]) -> String {
-    let (w, h) = (720.0, 440.0);
-    let (l, r, t, b) = (70.0, 250.0, 40.0, 50.0);
+    let (w, h) = (820.0, 440.0);
+    let (l, r, t, b) = (70.0, 330.0, 40.0, 50.0);
     let pw = w - l - r;
     let ph = h - t - b;
     let pts: Vec<(f64, f64)> = series
@@ -2258,11 +2494,23 @@ fn svg_plot(title: &str, xlabel: &str, series: &[(Method, Vec<(f64, f64)>)]) -> 
             .map(|(x, y)| format!("{:.1},{:.1}", px(*x), py(*y)))
             .collect();
         let c = m.color();
-        let _ = writeln!(
-            svg,
-            r#"<polyline fill="none" stroke="{c}" stroke-width="2" points="{}"/>"#,
-            pts.join(" ")
-        );
+        let mut label = m.label().to_string();
+        if v.len() == 1 {
+            // Measured at one x only (a cost that does not depend on x): a dashed level.
+            let y = py(v[0].1);
+            let _ = writeln!(
+                svg,
+                r#"<line x1="{l}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="{c}" stroke-width="2" stroke-dasharray="6 4"/>"#,
+                l + pw
+            );
+            label = format!("{label} (at {} only)", fmt_n(v[0].0 as i64));
+        } else {
+            let _ = writeln!(
+                svg,
+                r#"<polyline fill="none" stroke="{c}" stroke-width="2" points="{}"/>"#,
+                pts.join(" ")
+            );
+        }
         for (x, y) in &v {
             let _ = writeln!(
                 svg,
@@ -2281,7 +2529,7 @@ fn svg_plot(title: &str, xlabel: &str, series: &[(Method, Vec<(f64, f64)>)]) -> 
             lx + 20.0,
             lx + 26.0,
             ly + 4.0,
-            xml(m.label())
+            xml(&label)
         );
     }
     svg.push_str("</svg>\n");
