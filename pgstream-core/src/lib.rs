@@ -112,4 +112,49 @@ impl StreamTableDef {
 pub trait StreamTable {
     /// The definition compiled into the program.
     const DEF: StreamTableDef;
+    /// The struct's fields with the SQL types each can read, for the runtime to check
+    /// against the live schema at start-up (empty for a hand-written implementation:
+    /// nothing to check).
+    const FIELDS: &'static [FieldDef] = &[];
+}
+
+/// A field of a `#[stream_table]` struct, as the start-up type check sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FieldDef {
+    /// The column the field reads.
+    pub column: &'static str,
+    /// The field's type as written (`Option<i64>`), for messages.
+    pub rust_type: &'static str,
+    /// The SQL types (without modifiers, as `format_type` spells them: `bigint`,
+    /// `text[]`) the type reads. Empty when pgstream does not know the Rust type: any.
+    pub sql_types: &'static [&'static str],
+    /// Whether the field is an `Option`, so it can hold NULL.
+    pub option: bool,
+}
+
+impl FieldDef {
+    /// Why this field cannot read a column of `sql_type` (as `format_type` prints it)
+    /// and the given nullability, or `None` if it can. Unknown types and nullability
+    /// are accepted.
+    pub fn mismatch(&self, sql_type: Option<&str>, nullable: Option<bool>) -> Option<String> {
+        if let Some(t) = sql_type {
+            let b = types::base(t);
+            if !self.sql_types.is_empty() && !self.sql_types.contains(&b.as_str()) {
+                return Some(format!(
+                    "column `{}` is `{t}`, but field `{}` is `{}`, which reads {}",
+                    self.column,
+                    self.column,
+                    self.rust_type,
+                    self.sql_types.join(" or ")
+                ));
+            }
+        }
+        if nullable == Some(true) && !self.option {
+            return Some(format!(
+                "column `{}` can be NULL, but field `{}` is `{}`, which cannot hold NULL",
+                self.column, self.column, self.rust_type
+            ));
+        }
+        None
+    }
 }

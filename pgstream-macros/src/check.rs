@@ -169,6 +169,25 @@ pub(crate) fn check_types(cx: &Ctxt, cont: &Container<'_>, columns: &[OutputColu
     }
 }
 
+/// What the runtime's start-up check needs of a field: whether it is an `Option`, its
+/// type as written, and the SQL types (without modifiers) it reads, empty for a type
+/// this check does not know.
+pub(crate) fn field_def(ty: &syn::Type) -> (bool, String, Vec<String>) {
+    let (option, inner) = match option_inner(ty) {
+        Some(inner) => (true, inner),
+        None => (false, ty),
+    };
+    let types = match rust_sql_type(inner) {
+        Some(RustSql::Scalar(types)) => types.iter().map(|t| t.to_string()).collect(),
+        Some(RustSql::Array(elem)) => match *elem {
+            RustSql::Scalar(types) => types.iter().map(|t| format!("{t}[]")).collect(),
+            RustSql::Array(_) => Vec::new(),
+        },
+        None => Vec::new(),
+    };
+    (option, show(ty), types)
+}
+
 /// `T` of `Option<T>` (matched on the last path segment).
 fn option_inner(ty: &syn::Type) -> Option<&syn::Type> {
     let (name, args) = last_segment(ty)?;

@@ -172,6 +172,18 @@ fn generate(input: &DeriveInput, e: &Expansion<'_>) -> TokenStream {
             const _: &str = ::core::include_str!(#p);
         )
     });
+    let fields = e.cont.fields.iter().map(|f| {
+        let column = &f.column;
+        let (option, rust_type, sql_types) = check::field_def(f.ty);
+        quote! {
+            ::pgstream::__private::FieldDef {
+                column: #column,
+                rust_type: #rust_type,
+                sql_types: &[#(#sql_types),*],
+                option: #option,
+            }
+        }
+    });
     let reads = e.cont.fields.iter().map(|f| {
         let member = f.member;
         let column = &f.column;
@@ -216,6 +228,7 @@ fn generate(input: &DeriveInput, e: &Expansion<'_>) -> TokenStream {
                     mode: #mode,
                     columns: &[#(#columns),*],
                 };
+                const FIELDS: &'static [::pgstream::__private::FieldDef] = &[#(#fields),*];
             }
 
             #[automatically_derived]

@@ -4,7 +4,7 @@ use crate::catalog::{display_name, stored_definition};
 use crate::error::{Error, Result, Step};
 use crate::refresh::FailurePolicy;
 use crate::runtime::Runtime;
-use pgstream_core::{StreamTable, StreamTableDef, StreamTableSpec};
+use pgstream_core::{FieldDef, StreamTable, StreamTableDef, StreamTableSpec};
 use sqlx::PgPool;
 use std::time::Duration;
 
@@ -30,6 +30,9 @@ pub struct RuntimeBuilder {
     specs: Vec<(StreamTableSpec, Option<&'static [&'static str]>)>,
     /// Where each spec came from (the struct's type name), for duplicate-name errors.
     origins: Vec<String>,
+    /// The struct's fields of each spec registered with [`RuntimeBuilder::register`]
+    /// (empty otherwise), for the start-up type check.
+    fields: Vec<&'static [FieldDef]>,
     tick: Duration,
     scheduler: bool,
     policy: FailurePolicy,
@@ -41,6 +44,7 @@ impl RuntimeBuilder {
             pool,
             specs: Vec::new(),
             origins: Vec::new(),
+            fields: Vec::new(),
             tick: Duration::from_secs(1),
             scheduler: true,
             policy: FailurePolicy::default(),
@@ -56,6 +60,9 @@ impl RuntimeBuilder {
         if let Some(o) = b.origins.last_mut() {
             *o = format!("`{}`", std::any::type_name::<T>());
         }
+        if let Some(f) = b.fields.last_mut() {
+            *f = T::FIELDS;
+        }
         b
     }
 
@@ -69,12 +76,14 @@ impl RuntimeBuilder {
         self.specs.push((def.spec(), Some(def.columns)));
         self.origins
             .push(format!("the definition of `{}`", def.name));
+        self.fields.push(&[]);
         self
     }
 
     /// Register a stream table from a spec built at run time.
     pub fn register_spec(mut self, spec: StreamTableSpec) -> Self {
         self.origins.push(format!("the spec of `{}`", spec.name));
+        self.fields.push(&[]);
         self.specs.push((spec, None));
         self
     }
@@ -130,13 +139,22 @@ impl RuntimeBuilder {
     ///
     /// Two registered stream tables with one name (and different definitions) are an
     /// [`Error::Invalid`] naming both, returned before anything is installed.
+    ///
+    /// For a struct registered with [`register`](RuntimeBuilder::register), each
+    /// field's type is checked against the column's type and nullability that the query
+    /// gives against the live schema (before the stream table is created), then against
+    /// the storage table's column types (which covers the types the macro could not
+    /// infer): a difference is an [`Error::SchemaDrift`] naming the column, the SQL type
+    /// found and the field's type.
     pub async fn start(self) -> Result<Runtime> {
         check_unique_names(&self.specs, &self.origins)?;
         crate::install::install(&self.pool).await?;
+        check_field_types(&self.pool, &self.specs, &self.fields, false).await?;
         for (spec, columns) in &self.specs {
             ensure(&self.pool, spec, *columns).await?;
         }
         crate::create::backfill_source_columns(&self.pool).await?;
+        check_field_types(&self.pool, &self.specs, &self.fields, true).await?;
         check_drift(&self.pool).await?;
         Ok(Runtime::spawn(
             self.pool,
@@ -167,6 +185,87 @@ fn check_unique_names(
                     a.query.split_whitespace().collect::<Vec<_>>().join(" "),
                 )));
             }
+        }
+    }
+    Ok(())
+}
+
+/// Each field's type against the live schema: with `storage`, against the storage
+/// table's column types; otherwise against the query's output types and nullability
+/// inferred from the live catalog (a query that does not compile is left to `ensure`).
+async fn check_field_types(
+    pool: &PgPool,
+    specs: &[(StreamTableSpec, Option<&'static [&'static str]>)],
+    fields: &[&'static [FieldDef]],
+    storage: bool,
+) -> Result<()> {
+    if fields.iter().all(|f| f.is_empty()) {
+        return Ok(());
+    }
+    let mut conn = pool
+        .acquire()
+        .await
+        .step(None, "checking the field types of the stream tables")?;
+    let catalog = if storage {
+        None
+    } else {
+        Some(crate::catalog::load_catalog(&mut conn).await?)
+    };
+    for ((spec, _), fields) in specs.iter().zip(fields).filter(|(_, f)| !f.is_empty()) {
+        let name = display_name(&spec.name);
+        let found: Vec<(String, Option<String>, Option<bool>)> = match &catalog {
+            Some(catalog) => match pgstream_core::compile(spec, catalog) {
+                Ok(c) => c
+                    .columns
+                    .into_iter()
+                    .map(|c| (c.name, c.sql_type, c.nullable))
+                    .collect(),
+                Err(_) => continue,
+            },
+            None => sqlx::query_as::<_, (String, String)>(
+                "SELECT attname::text, pg_catalog.format_type(atttypid, atttypmod)
+                   FROM pg_catalog.pg_attribute
+                  WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped",
+            )
+            .bind(pgstream_core::quote_qualified(&spec.name))
+            .fetch_all(&mut *conn)
+            .await
+            .step(Some(&name), "reading the storage table's column types")?
+            .into_iter()
+            .map(|(n, t)| (n, Some(t), None))
+            .collect(),
+        };
+        let (mut expected, mut got) = (Vec::new(), Vec::new());
+        for f in fields.iter() {
+            let Some((_, sql_type, nullable)) = found.iter().find(|(n, _, _)| n == f.column) else {
+                continue;
+            };
+            if let Some(why) = f.mismatch(sql_type.as_deref(), *nullable) {
+                let reads = if f.sql_types.is_empty() {
+                    String::new()
+                } else {
+                    format!(", which reads {}", f.sql_types.join(" or "))
+                };
+                expected.push(format!("{} as `{}`{reads}", f.column, f.rust_type));
+                got.push(format!(
+                    "{} {}{}",
+                    f.column,
+                    sql_type.as_deref().unwrap_or("of unknown type"),
+                    if *nullable == Some(true) {
+                        " that can be NULL"
+                    } else {
+                        ""
+                    }
+                ));
+                tracing::error!(stream_table = %name, "{why}");
+            }
+        }
+        if !expected.is_empty() {
+            return Err(Error::SchemaDrift {
+                name,
+                expected,
+                found: got,
+            });
         }
     }
     Ok(())
@@ -295,7 +394,6 @@ mod tests {
             .await
             .unwrap_err();
         let msg = err.to_string();
-        println!("{msg}");
         assert!(matches!(err, Error::Invalid(_)), "{msg}");
         assert!(msg.contains("both named stats:"), "{msg}");
         assert!(

@@ -191,8 +191,15 @@
 //! column, the padded side of an outer join, and aggregates other than `count` over no
 //! rows (a query without `GROUP BY` has one row even when its source is empty, so its
 //! `SUM` is NULL then). `COALESCE(x, default)` makes a column NOT NULL. Where the type
-//! cannot be inferred (a function of your own, a type of your own), any field type is
-//! accepted; sqlx checks it when a row is read.
+//! cannot be inferred (a function of your own), any field type is accepted at build
+//! time, and so is a Rust type pgstream does not know (a type of your own).
+//!
+//! At start-up, [`RuntimeBuilder::start`] checks each field of a struct registered
+//! with [`register`](RuntimeBuilder::register) again, against the live database: the
+//! types the query gives there (before creating the stream table), then the storage
+//! table's column types (which covers what could not be inferred). A difference, such
+//! as a column whose type a later migration changed, is an [`Error::SchemaDrift`]
+//! naming the column, the SQL type found and the field's type.
 //!
 //! ```
 //! use sqlx::types::chrono::{DateTime, Utc};
@@ -306,7 +313,8 @@
 pub use pgstream_macros::stream_table;
 
 pub use pgstream_core::{
-    compile, Catalog, Mode, QualifiedName, Schedule, StreamTable, StreamTableDef, StreamTableSpec,
+    compile, Catalog, FieldDef, Mode, QualifiedName, Schedule, StreamTable, StreamTableDef,
+    StreamTableSpec,
 };
 
 /// The compiler, for tools that compile stream tables at run time (errors, diagnostics,
@@ -318,6 +326,6 @@ pub use pgstream_runtime::*;
 /// Not public API: the paths `#[stream_table]` generates code against.
 #[doc(hidden)]
 pub mod __private {
-    pub use pgstream_core::{Mode, StreamTable, StreamTableDef};
+    pub use pgstream_core::{FieldDef, Mode, StreamTable, StreamTableDef};
     pub use sqlx;
 }
