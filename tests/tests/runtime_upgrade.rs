@@ -1,0 +1,96 @@
+//! Upgrading a catalog of schema version 1 (the first release) to the current one:
+//! the migrations add the new columns (v2: failure and drift columns, v3: the
+//! frontier's own-transaction columns), replace `drop_stream_table(text)` by
+//! `drop_stream_table(text, boolean)`, extends the statistics view, installs the DDL
+//! event trigger; status works before and after.
+
+use pgstream_runtime::{Mode, RuntimeHandle, SCHEMA_VERSION};
+use pgstream_tests::test_db;
+
+/// The parts of version 1 that version 2 changes (the rest of its functions are
+/// recreated by every upgrade anyway).
+const V1_FUNCTIONS: &str = "
+CREATE FUNCTION pgstream._display_name(schema_name text, table_name text)
+RETURNS text LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp
+AS $fn$ SELECT CASE WHEN schema_name = 'public' THEN table_name ELSE schema_name || '.' || table_name END $fn$;
+CREATE FUNCTION pgstream.drop_stream_table(name text) RETURNS void LANGUAGE plpgsql
+AS $fn$ BEGIN RAISE EXCEPTION 'version 1'; END $fn$;
+CREATE FUNCTION pgstream.pgs_status()
+RETURNS TABLE (name text, schedule text, refresh_mode text, status text, last_refresh_at timestamptz,
+               stale boolean, pending_changes bigint, needs_full boolean, created_at timestamptz, id bigint)
+LANGUAGE sql STABLE AS $fn$
+    SELECT pgstream._display_name(s.schema_name, s.table_name), s.schedule, s.mode, s.status,
+           s.last_refresh_at, false, 0::int8, s.needs_full, s.created_at, s.id
+      FROM pgstream.pgs_stream_tables s $fn$;
+CREATE VIEW pgstream.pg_stat_stream_tables AS
+SELECT pgstream._display_name(s.schema_name, s.table_name) AS name,
+       s.mode AS refresh_mode,
+       s.status,
+       coalesce(r.refresh_count, 0) AS refresh_count,
+       CASE WHEN r.refresh_count > 0 THEN r.total_ms / r.refresh_count END AS avg_duration_ms,
+       r.min_ms AS min_duration_ms,
+       r.max_ms AS max_duration_ms,
+       r.last_ms AS last_duration_ms,
+       coalesce(r.rows_affected, 0) AS rows_affected,
+       r.last_rows,
+       coalesce(r.error_count, 0) AS error_count,
+       r.last_error,
+       r.last_error_at,
+       s.last_refresh_at,
+       s.id
+  FROM pgstream.pgs_stream_tables s
+  LEFT JOIN pgstream.pgs_refresh_stats r ON r.st_id = s.id;
+";
+
+#[tokio::test]
+async fn version_1_catalog_upgrades() {
+    let db = test_db().await;
+    db.exec(
+        "CREATE SCHEMA pgstream; CREATE SCHEMA pgstream_changes;
+         CREATE TABLE pgstream.pgs_meta (schema_version integer NOT NULL);
+         INSERT INTO pgstream.pgs_meta VALUES (1);",
+    )
+    .await;
+    db.exec(include_str!("../../pgstream-runtime/src/sql/schema_v1.sql"))
+        .await;
+    db.exec(V1_FUNCTIONS).await;
+    // status does not install: it reads a version-1 catalog as it is.
+    assert!(pgstream_runtime::status(&db.pool).await.unwrap().is_empty());
+
+    pgstream_runtime::install(&db.pool).await.unwrap();
+    let version: i32 = sqlx::query_scalar("SELECT max(schema_version) FROM pgstream.pgs_meta")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(version, SCHEMA_VERSION);
+    let drops: Vec<String> = sqlx::query_scalar(
+        "SELECT pg_get_function_arguments(oid) FROM pg_proc WHERE proname = 'drop_stream_table'",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(drops, ["name text, cascade boolean DEFAULT false"]);
+    let event_trigger: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM pg_event_trigger WHERE evtname = 'pgstream_ddl'")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(event_trigger, 1);
+
+    db.exec(
+        "CREATE TABLE t (id int PRIMARY KEY, x int NOT NULL);
+         INSERT INTO t VALUES (1, 1), (2, 2);",
+    )
+    .await;
+    let h = RuntimeHandle::new(db.pool.clone());
+    h.create_stream_table("st", "SELECT id, x FROM t", "1s", Mode::Differential)
+        .await
+        .unwrap();
+    db.exec("INSERT INTO t VALUES (3, 3)").await;
+    h.refresh("st").await.unwrap();
+    let s = pgstream_runtime::status(&db.pool).await.unwrap();
+    assert_eq!(s.len(), 1);
+    assert_eq!(s[0].status, "ACTIVE");
+    assert_eq!(s[0].consecutive_failures, 0);
+    h.drop_stream_table("st").await.unwrap();
+}
