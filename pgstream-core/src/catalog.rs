@@ -139,7 +139,7 @@ impl Catalog {
                                 is_primary: true, ..
                             } => {
                                 nullable = false;
-                                pk.push(col.name.value.clone());
+                                pk.push(ident_value(&col.name));
                             }
                             // an identity column is NOT NULL (a generated one is not)
                             ColumnOption::Generated {
@@ -154,7 +154,7 @@ impl Catalog {
                         nullable = false;
                     }
                     columns.push(Column {
-                        name: col.name.value.clone(),
+                        name: ident_value(&col.name),
                         sql_type,
                         nullable,
                     });
@@ -162,7 +162,7 @@ impl Catalog {
                 for c in &ct.constraints {
                     if let TableConstraint::PrimaryKey { columns: cols, .. } = c {
                         for ident in cols {
-                            pk.push(ident.value.clone());
+                            pk.push(ident_value(ident));
                         }
                     }
                 }
@@ -209,18 +209,18 @@ impl Catalog {
                                 } = o.option
                                 {
                                     nullable = false;
-                                    t.primary_key.push(column_def.name.value.clone());
+                                    t.primary_key.push(ident_value(&column_def.name));
                                 }
                             }
                             t.columns.push(Column {
-                                name: column_def.name.value.clone(),
+                                name: ident_value(&column_def.name),
                                 sql_type,
                                 nullable,
                             });
                         }
                         AlterTableOperation::DropColumn { column_name, .. } => {
-                            t.columns.retain(|c| c.name != column_name.value);
-                            t.primary_key.retain(|c| *c != column_name.value);
+                            t.columns.retain(|c| c.name != ident_value(&column_name));
+                            t.primary_key.retain(|c| *c != ident_value(&column_name));
                         }
                         AlterTableOperation::RenameColumn {
                             old_column_name,
@@ -229,16 +229,16 @@ impl Catalog {
                             for c in t
                                 .columns
                                 .iter_mut()
-                                .filter(|c| c.name == old_column_name.value)
+                                .filter(|c| c.name == ident_value(&old_column_name))
                             {
-                                c.name = new_column_name.value.clone();
+                                c.name = ident_value(&new_column_name);
                             }
                             for c in t
                                 .primary_key
                                 .iter_mut()
-                                .filter(|c| **c == old_column_name.value)
+                                .filter(|c| **c == ident_value(&old_column_name))
                             {
-                                *c = new_column_name.value.clone();
+                                *c = ident_value(&new_column_name);
                             }
                         }
                         AlterTableOperation::RenameTable { table_name } => {
@@ -247,8 +247,10 @@ impl Catalog {
                         }
                         AlterTableOperation::AlterColumn { column_name, op } => {
                             use sqlparser::ast::AlterColumnOperation as A;
-                            if let Some(c) =
-                                t.columns.iter_mut().find(|c| c.name == column_name.value)
+                            if let Some(c) = t
+                                .columns
+                                .iter_mut()
+                                .find(|c| c.name == ident_value(&column_name))
                             {
                                 match op {
                                     A::SetNotNull => c.nullable = false,
@@ -264,7 +266,7 @@ impl Catalog {
                             columns,
                             ..
                         }) => {
-                            t.primary_key = columns.iter().map(|i| i.value.clone()).collect();
+                            t.primary_key = columns.iter().map(ident_value).collect();
                             for c in t
                                 .columns
                                 .iter_mut()
@@ -503,6 +505,21 @@ mod tests {
         let d = c.lookup(Some("public"), "departments").unwrap();
         assert_eq!(d.columns[2].sql_type, "integer");
         assert!(d.columns[2].nullable);
+    }
+
+    #[test]
+    fn unquoted_column_names_fold_to_lower_case() {
+        let c = Catalog::from_ddl(
+            r#"CREATE TABLE Staff (Id INT, Name TEXT NOT NULL, "Quoted" INT, PRIMARY KEY (ID));
+               ALTER TABLE staff ADD COLUMN Extra INT;
+               ALTER TABLE staff RENAME COLUMN EXTRA TO More;"#,
+        )
+        .unwrap();
+        let t = c.lookup(None, "staff").unwrap();
+        let names: Vec<&str> = t.columns.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["id", "name", "Quoted", "more"]);
+        assert_eq!(t.primary_key, ["id"]);
+        assert!(!t.columns[0].nullable);
     }
 
     #[test]
