@@ -68,6 +68,13 @@ pub fn compile(spec: &StreamTableSpec, catalog: &Catalog) -> Result<Compiled> {
     }
 }
 
+/// Why the output column `column` of `query` can be NULL, in words (an outer join, a
+/// nullable source column, an aggregate over no rows, ...), for error messages; `None`
+/// when no single cause is found.
+pub fn nullable_reason(query: &str, catalog: &Catalog, column: &str) -> Option<String> {
+    types::null_reason(query, catalog, column)
+}
+
 /// The SQL type without modifiers: `numeric(10,2)` → `numeric`,
 /// `timestamp(3) with time zone` → `timestamp with time zone`, `character varying(20)[]`
 /// → `character varying[]`.

@@ -367,3 +367,20 @@ fn aggregates_that_are_null_for_one_row_or_unknown() {
     );
     assert_eq!(v[3].2, None);
 }
+
+#[test]
+fn nullable_reasons_name_the_cause() {
+    let c = Catalog::from_ddl(SCHEMA).unwrap();
+    let reason = |q: &str, col: &str| nullable_reason(q, &c, col).unwrap_or_default();
+    assert!(reason(
+        "SELECT t.id, o.qty FROM t LEFT JOIN o ON o.t_id = t.id",
+        "qty"
+    )
+    .contains("the LEFT JOIN pads `o` with NULL"));
+    assert!(reason("SELECT b FROM t", "b").contains("`t.b` can be NULL"));
+    assert!(reason("SELECT sum(i) AS s FROM t", "s").contains("without GROUP BY"));
+    assert!(
+        reason("SELECT CASE WHEN flag THEN 1 END AS c FROM t", "c").contains("CASE without ELSE")
+    );
+    assert_eq!(nullable_reason("SELECT i FROM t", &c, "i"), None);
+}

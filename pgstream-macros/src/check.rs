@@ -93,7 +93,12 @@ fn is_field_name(column: &str) -> bool {
 /// column can be NULL. Matching is on the last path segment (`Decimal`,
 /// `rust_decimal::Decimal`), so a user type of another name is accepted, and so is a
 /// column whose type pgstream could not infer: the runtime checks those at start-up.
-pub(crate) fn check_types(cx: &Ctxt, cont: &Container<'_>, columns: &[OutputColumn]) {
+pub(crate) fn check_types(
+    cx: &Ctxt,
+    cont: &Container<'_>,
+    columns: &[OutputColumn],
+    null_reason: impl Fn(&str) -> Option<String>,
+) {
     for field in &cont.fields {
         let Some(col) = columns.iter().find(|c| c.name == field.column) else {
             continue;
@@ -151,9 +156,13 @@ pub(crate) fn check_types(cx: &Ctxt, cont: &Container<'_>, columns: &[OutputColu
                 field.ty,
                 format!(
                     "the query's column `{column}`{sql} can be NULL, but field `{column}` has type `{shown}`, which cannot hold NULL\n  \
-                     = note: a column can be NULL when its source column is nullable, when an outer join pads it, \
-                     or when an aggregate other than count sees no rows\n  \
-                     = help: declare the field as `Option<{shown}>`, or give the column a value for NULL in the query: `COALESCE(..., <default>) AS {column}`"
+                     = note: {}\n  \
+                     = help: declare the field as `Option<{shown}>`, or give the column a value for NULL in the query: `COALESCE(..., <default>) AS {column}`",
+                    null_reason(column).unwrap_or_else(|| {
+                        "a column can be NULL when its source column is nullable, when an outer join pads it, \
+                         or when an aggregate other than count sees no rows"
+                            .to_string()
+                    })
                 ),
             ),
             (Some(false), true) => cx.error_spanned_by(

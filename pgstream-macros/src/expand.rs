@@ -138,7 +138,9 @@ fn analyse<'a>(cx: &Ctxt, args: TokenStream, input: &'a DeriveInput) -> Option<E
 
     let cont = cont?;
     check::check_fields(cx, &cont, &compiled.columns);
-    check::check_types(cx, &cont, &compiled.columns);
+    check::check_types(cx, &cont, &compiled.columns, |column| {
+        pgstream_core::nullable_reason(&query, &schema.catalog, column)
+    });
     let name_span = match &attrs.name {
         Some(lit) => lit.span(),
         None => cont.ident.span(),
