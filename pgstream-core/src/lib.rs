@@ -125,6 +125,32 @@ pub trait StreamTable {
     const FIELDS: &'static [FieldDef] = &[];
 }
 
+/// The SQL types (without modifiers) whose Rust counterparts the field check knows;
+/// a column of another type is accepted whatever the field's type.
+pub const KNOWN_TYPES: &[&str] = &[
+    "smallint",
+    "integer",
+    "bigint",
+    "real",
+    "double precision",
+    "boolean",
+    "text",
+    "character varying",
+    "character",
+    "name",
+    "citext",
+    "numeric",
+    "date",
+    "timestamp without time zone",
+    "timestamp with time zone",
+    "time without time zone",
+    "uuid",
+    "json",
+    "jsonb",
+    "interval",
+    "bytea",
+];
+
 /// A field of a `#[stream_table]` struct, as the start-up type check sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FieldDef {
@@ -146,7 +172,10 @@ impl FieldDef {
     pub fn mismatch(&self, sql_type: Option<&str>, nullable: Option<bool>) -> Option<String> {
         if let Some(t) = sql_type {
             let b = types::base(t);
-            if !self.sql_types.is_empty() && !self.sql_types.contains(&b.as_str()) {
+            // a type pgstream does not know (a domain, an enum, an extension's type) may
+            // well decode into the field: accepted, as at build time
+            let known = KNOWN_TYPES.contains(&b.trim_end_matches("[]"));
+            if known && !self.sql_types.is_empty() && !self.sql_types.contains(&b.as_str()) {
                 return Some(format!(
                     "column `{}` is `{t}`, but field `{}` is `{}`, which reads {}",
                     self.column,

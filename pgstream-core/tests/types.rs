@@ -384,3 +384,24 @@ fn nullable_reasons_name_the_cause() {
     );
     assert_eq!(nullable_reason("SELECT i FROM t", &c, "i"), None);
 }
+
+#[test]
+fn field_def_mismatch_accepts_unknown_types() {
+    let f = FieldDef {
+        column: "v",
+        rust_type: "i32",
+        sql_types: &["integer"],
+        option: false,
+    };
+    assert_eq!(f.mismatch(Some("integer"), Some(false)), None);
+    assert_eq!(f.mismatch(Some("positive_int"), Some(false)), None); // a domain
+    assert_eq!(f.mismatch(None, None), None);
+    assert!(f
+        .mismatch(Some("bigint"), None)
+        .unwrap()
+        .contains("`bigint`"));
+    assert!(f
+        .mismatch(Some("integer"), Some(true))
+        .unwrap()
+        .contains("NULL"));
+}
