@@ -913,21 +913,7 @@ impl<'a> Binder<'a> {
                 Some(c),
             ));
         };
-        let simple = q.with.is_none()
-            && q.limit.is_none()
-            && q.offset.is_none()
-            && q.order_by.is_none()
-            && sel.distinct.is_none()
-            && sel.having.is_none()
-            && !sel.from.is_empty()
-            && matches!(&sel.group_by, GroupByExpr::Expressions(g, _) if g.is_empty())
-            && !sel.projection.iter().any(|i| match i {
-                SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => {
-                    contains_aggregate(e)
-                }
-                _ => false,
-            });
-        if !simple {
+        if !is_simple_spj(q, sel) || q.order_by.is_some() {
             return Err(unsupported(
                 self.query,
                 "subqueries with GROUP BY, aggregates, DISTINCT, LIMIT or WITH in EXISTS/IN",
@@ -1023,20 +1009,7 @@ impl<'a> Binder<'a> {
                 Some(f),
             ));
         };
-        let simple = q.with.is_none()
-            && q.limit.is_none()
-            && q.offset.is_none()
-            && sel.distinct.is_none()
-            && sel.having.is_none()
-            && !sel.from.is_empty()
-            && matches!(&sel.group_by, GroupByExpr::Expressions(g, _) if g.is_empty())
-            && !sel.projection.iter().any(|i| match i {
-                SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => {
-                    contains_aggregate(e)
-                }
-                _ => false,
-            });
-        if !simple {
+        if !is_simple_spj(q, sel) {
             return Err(unsupported(
                 self.query,
                 "subqueries in FROM (or CTEs) with GROUP BY, aggregates, DISTINCT, LIMIT or WITH",
@@ -1637,6 +1610,25 @@ fn varying_scale(e: &Expr, leaves: &[Leaf]) -> bool {
     let mut s = S(Default::default());
     let _ = e.visit(&mut s);
     s.0.len() > 1
+}
+
+/// Whether a subquery is a plain select-project-join (what can be inlined or turned
+/// into a semi/anti join): no WITH, LIMIT, OFFSET, DISTINCT, GROUP BY, HAVING or
+/// aggregates, and a FROM clause.
+fn is_simple_spj(q: &Query, sel: &Select) -> bool {
+    q.with.is_none()
+        && q.limit.is_none()
+        && q.offset.is_none()
+        && sel.distinct.is_none()
+        && sel.having.is_none()
+        && !sel.from.is_empty()
+        && matches!(&sel.group_by, GroupByExpr::Expressions(g, _) if g.is_empty())
+        && !sel.projection.iter().any(|i| match i {
+            SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => {
+                contains_aggregate(e)
+            }
+            _ => false,
+        })
 }
 
 /// The top-level AND-ed parts of a condition.

@@ -129,11 +129,19 @@ fn frontier_advance(ctx: &RenderContext) -> String {
     )
 }
 
-fn window_sql(ctx: &RenderContext, source: usize) -> String {
+/// The buffer rows of one source in this refresh's window: not visible in the last
+/// frontier, less the rows of the last refresh's own transaction that it consumed.
+/// `xid >= xmin(frontier)` excludes nothing (older xids are visible in it) and lets
+/// the buffer's index on the xid serve the scan. For a source with a primary key the
+/// window is reduced to its net effect per key: the first old image (when the key
+/// existed before the window) and the last new image (when it exists after), so a row
+/// updated many times weighs like one update in every join term.
+fn window_sql(ctx: &RenderContext, source: usize, primary_key: &[String]) -> String {
     let oid = ctx.sources[source].oid;
-    format!(
+    let raw = format!(
         "SELECT b.* FROM {}.{} AS b, (SELECT f.\"frontier\", f.\"own_xid\", f.\"own_change\" FROM {}.{} AS f WHERE f.\"st_id\" = {} AND f.\"source_oid\" = {}) AS f \
-         WHERE NOT pg_catalog.pg_visible_in_snapshot(b.{xid}, f.\"frontier\") \
+         WHERE b.{xid} >= pg_catalog.pg_snapshot_xmin(f.\"frontier\") \
+         AND NOT pg_catalog.pg_visible_in_snapshot(b.{xid}, f.\"frontier\") \
          AND NOT COALESCE(b.{xid} = f.\"own_xid\" AND b.{cid} <= f.\"own_change\", false)",
         qi(contract::CHANGES_SCHEMA),
         qi(&contract::buffer_table(oid)),
@@ -143,6 +151,20 @@ fn window_sql(ctx: &RenderContext, source: usize) -> String {
         oid,
         xid = qi(contract::XID),
         cid = qi(contract::CHANGE_ID),
+    );
+    if primary_key.is_empty() {
+        return raw;
+    }
+    let key = primary_key
+        .iter()
+        .map(|k| format!("w.{}", qi(k)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let cid = qi(contract::CHANGE_ID);
+    format!(
+        "SELECT n.* FROM (SELECT w.*, row_number() OVER (PARTITION BY {key} ORDER BY w.{cid}) AS \"__pgs_first\", \
+         row_number() OVER (PARTITION BY {key} ORDER BY w.{cid} DESC) AS \"__pgs_last\" FROM ({raw}) AS w) AS n \
+         WHERE (n.\"__pgs_first\" = 1 AND n.{W} < 0) OR (n.\"__pgs_last\" = 1 AND n.{W} > 0)"
     )
 }
 
@@ -194,7 +216,7 @@ fn recompute_artifacts(c: &Compiled, ctx: &RenderContext, st: &str, query_sql: &
     let differential = match c.strategy {
         Strategy::RecomputeDiff { .. } => {
             let wins: Vec<(String, String)> = (0..c.sources.len())
-                .map(|s| (format!("__pgs_win{s}"), window_sql(ctx, s)))
+                .map(|s| (format!("__pgs_win{s}"), window_sql(ctx, s, &[])))
                 .collect();
             let gate = format!(
                 "(SELECT {})",
@@ -358,8 +380,10 @@ impl Inc<'_> {
                 let l = &self.b.leaves[*i];
                 let win = format!("__pgs_win{}", l.source);
                 if !self.ctes.iter().any(|(n, _)| *n == win) {
-                    self.ctes
-                        .push((win.clone(), window_sql(self.ctx, l.source)));
+                    self.ctes.push((
+                        win.clone(),
+                        window_sql(self.ctx, l.source, &l.table.primary_key),
+                    ));
                 }
                 let cols: Vec<String> = l
                     .table
@@ -794,8 +818,8 @@ impl Inc<'_> {
             .as_ref()
             .map(|f| format!(" AND ({f})"))
             .unwrap_or_default();
-        let mut body = vec![format!(
-            "\"__pgs_keys\" AS MATERIALIZED (SELECT DISTINCT {} FROM {} AS x{})",
+        let keys = format!(
+            "SELECT DISTINCT {} FROM {} AS x{}",
             if gsel.is_empty() {
                 "1 AS \"__pgs_any\"".to_string()
             } else {
@@ -803,7 +827,7 @@ impl Inc<'_> {
             },
             qi(&root),
             self.where_clause("x")
-        )];
+        );
         let fresh = if groups.is_empty() {
             // a global aggregate: recompute its one row when anything changed
             // (the gate sits outside: an aggregate over no rows still yields a row)
@@ -817,31 +841,12 @@ impl Inc<'_> {
                  UNION ALL SELECT {select_list} FROM {base} AS x WHERE {by_null}{and_filter}{group_by}{having_sql}"
             )
         };
-        body.push(format!("\"__pgs_fresh\" AS MATERIALIZED ({fresh})"));
-        body.push(format!("\"__pgs_adv\" AS ({})", frontier_advance(self.ctx)));
         let in_keys = if groups.is_empty() {
             "EXISTS (SELECT 1 FROM \"__pgs_keys\")".to_string()
         } else {
-            format!(
-                "EXISTS (SELECT 1 FROM \"__pgs_keys\" AS k WHERE {})",
-                gnames
-                    .iter()
-                    .map(|g| format!("st.{g} IS NOT DISTINCT FROM k.{g}"))
-                    .collect::<Vec<_>>()
-                    .join(" AND ")
-            )
+            Self::touched_keys(&gnames)
         };
-        let same = "n.\"__pgs_row_id\" = st.\"__pgs_row_id\" AND n::text = st::text";
-        body.push(format!(
-            "\"__pgs_del\" AS (DELETE FROM {st} AS st WHERE {in_keys} AND NOT EXISTS (SELECT 1 FROM \"__pgs_fresh\" AS n WHERE {same}) RETURNING 1)"
-        ));
-        body.push(format!(
-            "\"__pgs_ins\" AS (INSERT INTO {st} SELECT n.* FROM \"__pgs_fresh\" AS n WHERE NOT EXISTS (SELECT 1 FROM {st} AS st WHERE {same}) RETURNING 1)"
-        ));
-        let diff = self.finish(
-            body,
-            "SELECT (SELECT count(*) FROM \"__pgs_del\") + (SELECT count(*) FROM \"__pgs_ins\") AS \"rows_changed\"",
-        );
+        let diff = self.recompute_keys(&keys, &fresh, &in_keys, &st);
         let hidden = gnames
             .iter()
             .map(|c| c.trim_matches('"').to_string())
@@ -929,8 +934,8 @@ impl Inc<'_> {
         };
         let new_rows = numbered(&inner(None));
         let root = self.delta(&self.b.tree);
-        let mut body = vec![format!(
-            "\"__pgs_keys\" AS MATERIALIZED (SELECT DISTINCT {} FROM {} AS x{})",
+        let keys = format!(
+            "SELECT DISTINCT {} FROM {} AS x{}",
             if part_x.is_empty() {
                 "1 AS \"__pgs_any\"".to_string()
             } else {
@@ -943,7 +948,7 @@ impl Inc<'_> {
             },
             qi(&root),
             self.where_clause("x")
-        )];
+        );
         let (fresh, in_keys) = if partition.is_empty() {
             (
                 format!("SELECT f.* FROM ({new_rows}) AS f WHERE (SELECT EXISTS (SELECT 1 FROM \"__pgs_keys\"))"),
@@ -956,31 +961,9 @@ impl Inc<'_> {
                 inner(Some(&by_in)),
                 inner(Some(&by_null))
             );
-            (
-                numbered(&restricted),
-                format!(
-                    "EXISTS (SELECT 1 FROM \"__pgs_keys\" AS k WHERE {})",
-                    pnames
-                        .iter()
-                        .map(|g| format!("st.{g} IS NOT DISTINCT FROM k.{g}"))
-                        .collect::<Vec<_>>()
-                        .join(" AND ")
-                ),
-            )
+            (numbered(&restricted), Self::touched_keys(&pnames))
         };
-        body.push(format!("\"__pgs_fresh\" AS MATERIALIZED ({fresh})"));
-        body.push(format!("\"__pgs_adv\" AS ({})", frontier_advance(self.ctx)));
-        let same = "n.\"__pgs_row_id\" = st.\"__pgs_row_id\" AND n::text = st::text";
-        body.push(format!(
-            "\"__pgs_del\" AS (DELETE FROM {st} AS st WHERE {in_keys} AND NOT EXISTS (SELECT 1 FROM \"__pgs_fresh\" AS n WHERE {same}) RETURNING 1)"
-        ));
-        body.push(format!(
-            "\"__pgs_ins\" AS (INSERT INTO {st} SELECT n.* FROM \"__pgs_fresh\" AS n WHERE NOT EXISTS (SELECT 1 FROM {st} AS st WHERE {same}) RETURNING 1)"
-        ));
-        let diff = self.finish(
-            body,
-            "SELECT (SELECT count(*) FROM \"__pgs_del\") + (SELECT count(*) FROM \"__pgs_ins\") AS \"rows_changed\"",
-        );
+        let diff = self.recompute_keys(&keys, &fresh, &in_keys, &st);
         let hidden = pnames
             .iter()
             .map(|c| c.trim_matches('"').to_string())
@@ -1091,14 +1074,7 @@ impl Inc<'_> {
                     "SELECT DISTINCT {cols} FROM ({}) AS d",
                     deltas.join(" UNION ALL ")
                 );
-                let in_keys = format!(
-                    "EXISTS (SELECT 1 FROM \"__pgs_keys\" AS k WHERE {})",
-                    names
-                        .iter()
-                        .map(|n| format!("st.{n} IS NOT DISTINCT FROM k.{n}"))
-                        .collect::<Vec<_>>()
-                        .join(" AND ")
-                );
+                let in_keys = Self::touched_keys(&names);
                 let diff = self.recompute_keys(&keys, &fresh, &in_keys, &st);
                 Artifacts {
                     storage_ddl: storage_ddl(&st, &new_rows),
@@ -1108,6 +1084,19 @@ impl Inc<'_> {
                 }
             }
         }
+    }
+
+    /// `EXISTS` over `__pgs_keys`: the stored row's keys (columns `names` of `st`)
+    /// are among those the changes touched.
+    fn touched_keys(names: &[String]) -> String {
+        format!(
+            "EXISTS (SELECT 1 FROM \"__pgs_keys\" AS k WHERE {})",
+            names
+                .iter()
+                .map(|g| format!("st.{g} IS NOT DISTINCT FROM k.{g}"))
+                .collect::<Vec<_>>()
+                .join(" AND ")
+        )
     }
 
     /// The statement shared by the recompute strategies: collect the keys the changes
