@@ -62,6 +62,9 @@ pub struct Compiled {
     pub sources: Vec<Table>,
     /// The strategy of the root.
     pub strategy: Strategy,
+    /// The functions the query calls (`(schema, name)`, lower case; the schema when
+    /// written), for the runtime to check their volatility in the live database.
+    pub functions: Vec<(Option<String>, String)>,
     pub(crate) body: Body,
 }
 
@@ -475,6 +478,7 @@ pub(crate) fn compile(spec: &StreamTableSpec, catalog: &Catalog) -> Result<Compi
         columns,
         sources,
         strategy,
+        functions: called_functions(&query),
         body,
     })
 }
@@ -496,6 +500,37 @@ fn is_top_k(q: &Query) -> bool {
             sqlparser::ast::OrderByKind::Expressions(e) => !e.is_empty(),
             _ => false,
         })
+}
+
+/// Every function the query calls, as `(schema, name)`.
+fn called_functions(q: &Query) -> Vec<(Option<String>, String)> {
+    struct V(Vec<(Option<String>, String)>);
+    impl Visitor for V {
+        type Break = ();
+        fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
+            if let Expr::Function(f) = e {
+                let parts: Vec<String> = f
+                    .name
+                    .0
+                    .iter()
+                    .filter_map(|p| p.as_ident())
+                    .map(ident_value)
+                    .collect();
+                let entry = match parts.as_slice() {
+                    [n] => (None, n.clone()),
+                    [.., s, n] => (Some(s.clone()), n.clone()),
+                    [] => return ControlFlow::Continue(()),
+                };
+                if !self.0.contains(&entry) {
+                    self.0.push(entry);
+                }
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut v = V(Vec::new());
+    let _ = q.visit(&mut v);
+    v.0
 }
 
 /// Recomputation re-evaluates the whole query, so a volatile function would make

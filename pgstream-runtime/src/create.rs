@@ -92,6 +92,7 @@ async fn create_in(
         rendered: e.render(&spec.query),
         source: Box::new(e),
     })?;
+    reject_volatile_functions(conn, spec, name, &compiled).await?;
     if let Some(expected) = expected {
         let found: Vec<&str> = compiled.columns.iter().map(|c| c.name.as_str()).collect();
         check_columns(name, expected, &found)?;
@@ -691,4 +692,55 @@ mod tests {
         assert!(w.contains(&"x".to_string()) && w.contains(&"y_1".to_string()));
         assert!(w.contains(&"Mixed Case".to_string()));
     }
+}
+
+/// In DIFFERENTIAL mode, a function marked VOLATILE (a user function, or a built-in the
+/// compiler does not list) would be re-evaluated inconsistently by delta queries: only
+/// the database knows volatility, so it is checked here, before anything is installed.
+/// Unqualified names resolve in `pg_catalog`: creation and refreshes pin `search_path`.
+async fn reject_volatile_functions(
+    conn: &mut PgConnection,
+    spec: &StreamTableSpec,
+    name: &str,
+    compiled: &pgstream_core::Compiled,
+) -> Result<()> {
+    if spec.mode != pgstream_core::Mode::Differential || compiled.functions.is_empty() {
+        return Ok(());
+    }
+    let schemas: Vec<String> = compiled
+        .functions
+        .iter()
+        .map(|(s, _)| s.clone().unwrap_or_else(|| "pg_catalog".to_string()))
+        .collect();
+    let names: Vec<String> = compiled.functions.iter().map(|(_, n)| n.clone()).collect();
+    let volatile: Option<String> = sqlx::query_scalar(
+        "SELECT format('%I.%I', n.nspname, p.proname)
+           FROM unnest($1::text[], $2::text[]) AS f(schema_name, function_name)
+           JOIN pg_catalog.pg_namespace n ON n.nspname = f.schema_name
+           JOIN pg_catalog.pg_proc p ON p.pronamespace = n.oid AND p.proname = f.function_name
+          WHERE p.provolatile = 'v' AND p.prokind = 'f'
+          LIMIT 1",
+    )
+    .bind(&schemas)
+    .bind(&names)
+    .fetch_optional(&mut *conn)
+    .await
+    .step(
+        Some(name),
+        "checking the volatility of the query's functions",
+    )?;
+    if let Some(f) = volatile {
+        let err = pgstream_core::Error::Unsupported(
+            pgstream_core::Diagnostic::new(format!(
+                "`{f}` is marked VOLATILE (its value can change between evaluations), so DIFFERENTIAL mode cannot maintain it"
+            ))
+            .with_help("use FULL mode (mode = \"full\"), or mark the function IMMUTABLE or STABLE if it is"),
+        );
+        return Err(Error::Compile {
+            name: name.to_string(),
+            rendered: err.render(&spec.query),
+            source: Box::new(err),
+        });
+    }
+    Ok(())
 }

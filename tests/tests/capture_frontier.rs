@@ -281,3 +281,44 @@ async fn changes_and_a_refresh_in_one_transaction_are_applied_once() {
     refresh(&db.pool).await;
     assert_eq!(difference(&db.pool).await, 0);
 }
+
+#[tokio::test]
+async fn user_functions_marked_volatile_are_rejected_in_differential_mode() {
+    let db = test_db().await;
+    db.exec(
+        "CREATE TABLE items (id int PRIMARY KEY, k int, v int); INSERT INTO items VALUES (1, 1, 1);
+         CREATE FUNCTION public.jitter(x int) RETURNS int VOLATILE LANGUAGE sql AS 'SELECT x';
+         CREATE FUNCTION public.steady(x int) RETURNS int STABLE LANGUAGE sql AS 'SELECT x';",
+    )
+    .await;
+    let q = "SELECT id, public.jitter(v) AS j FROM items";
+    let err = pgstream::create_stream_table(
+        &db.pool,
+        &pgstream::spec("j1", q, "1h", Mode::Differential).unwrap(),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("public.jitter") && err.contains("VOLATILE") && err.contains("FULL mode"),
+        "{err}"
+    );
+    let tables: i64 = sqlx::query_scalar("SELECT count(*) FROM pgstream.pgs_stream_tables")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(tables, 0, "nothing installed");
+    pgstream::create_stream_table(
+        &db.pool,
+        &pgstream::spec("j2", q, "1h", Mode::Full).unwrap(),
+    )
+    .await
+    .unwrap();
+    let stable = "SELECT id, public.steady(v) AS s FROM items";
+    pgstream::create_stream_table(
+        &db.pool,
+        &pgstream::spec("s1", stable, "1h", Mode::Differential).unwrap(),
+    )
+    .await
+    .unwrap();
+}
