@@ -665,35 +665,6 @@ pub(crate) fn find_cycle(
     None
 }
 
-#[cfg(test)]
-mod tests {
-    use super::{find_cycle, query_words};
-
-    #[test]
-    fn cycles_are_found_with_their_names() {
-        // a (oid 10) reads t (1); b (11) reads a; c (12) reads b.
-        let g = vec![
-            (10, "a".to_string(), 1),
-            (11, "b".to_string(), 10),
-            (12, "c".to_string(), 11),
-        ];
-        // A new stream table "a2" reading c: no cycle.
-        assert_eq!(find_cycle(&g, None, "a2", &[12], "a2"), None);
-        // Re-creating "a" (storage oid 10 exists) to read c closes a -> c -> b -> a.
-        assert_eq!(
-            find_cycle(&g, Some(10), "a", &[12], "a").unwrap(),
-            vec!["a", "c", "b", "a"]
-        );
-    }
-
-    #[test]
-    fn words() {
-        let w = query_words("SELECT \"Mixed Case\", sum(x) FROM t WHERE y_1 > 0");
-        assert!(w.contains(&"x".to_string()) && w.contains(&"y_1".to_string()));
-        assert!(w.contains(&"Mixed Case".to_string()));
-    }
-}
-
 /// In DIFFERENTIAL mode, a function marked VOLATILE (a user function, or a built-in the
 /// compiler does not list) would be re-evaluated inconsistently by delta queries: only
 /// the database knows volatility, so it is checked here, before anything is installed.
@@ -743,4 +714,33 @@ async fn reject_volatile_functions(
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{find_cycle, query_words};
+
+    #[test]
+    fn cycles_are_found_with_their_names() {
+        // a (oid 10) reads t (1); b (11) reads a; c (12) reads b.
+        let g = vec![
+            (10, "a".to_string(), 1),
+            (11, "b".to_string(), 10),
+            (12, "c".to_string(), 11),
+        ];
+        // A new stream table "a2" reading c: no cycle.
+        assert_eq!(find_cycle(&g, None, "a2", &[12], "a2"), None);
+        // Re-creating "a" (storage oid 10 exists) to read c closes a -> c -> b -> a.
+        assert_eq!(
+            find_cycle(&g, Some(10), "a", &[12], "a").unwrap(),
+            vec!["a", "c", "b", "a"]
+        );
+    }
+
+    #[test]
+    fn words() {
+        let w = query_words("SELECT \"Mixed Case\", sum(x) FROM t WHERE y_1 > 0");
+        assert!(w.contains(&"x".to_string()) && w.contains(&"y_1".to_string()));
+        assert!(w.contains(&"Mixed Case".to_string()));
+    }
 }
