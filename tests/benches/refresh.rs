@@ -727,6 +727,17 @@ async fn machine_info(pool: &PgPool, res: &mut Results, embedded: bool) -> Res<(
         .filter(|o| o.status.success())
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_else(|| "unknown".into());
+    let dirty = Command::new("git")
+        .args(["status", "--porcelain", "--untracked-files=no"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .is_some_and(|o| !o.stdout.is_empty());
+    let commit = if dirty {
+        format!("{commit} + uncommitted changes in the working tree")
+    } else {
+        commit
+    };
     let date = Command::new("date")
         .args(["-u", "+%Y-%m-%d %H:%M UTC"])
         .output()
@@ -1116,6 +1127,10 @@ async fn explain_point(
             statement.push(ms(t.elapsed()));
             conn.execute("ROLLBACK").await?;
             r?;
+            // A statement that recomputes a large query is timed once.
+            if statement[0] > 500.0 {
+                break;
+            }
         }
         let mut conn = pool.acquire().await?;
         conn.execute("BEGIN").await?;
@@ -1556,6 +1571,8 @@ fn fmt_ms(x: f64) -> String {
 fn fmt_ratio(x: f64) -> String {
     if x.is_nan() || x.is_infinite() {
         "–".into()
+    } else if x < 0.01 {
+        "<0.01×".into()
     } else if x < 10.0 {
         format!("{x:.2}×")
     } else {
@@ -2048,7 +2065,7 @@ fn markdown(
     let _ = writeln!(
         w,
         "For the stored differential statement (DIFF) and the hand-written statement (hand), with \
-         no change (k = 0) and after 10 changes (k = 10), median of 5 each: *statement* is the \
+         no change (k = 0) and after 10 changes (k = 10), median of 5 each (1 for a statement over 500 ms): *statement* is the \
          client-side time of the statement alone, run in a transaction that is rolled back (with \
          `pgstream.refreshing = on`); *parse + plan* is the client-side time of `EXPLAIN (SUMMARY)` \
          (parse, analysis, rewrite and planning, plus a round trip) and *planner* its `Planning Time`; \
@@ -2288,7 +2305,11 @@ fn levers_text(res: &Results, sizes: &[i64]) -> String {
                     fmt_ms(e.explain_wall_ms),
                     fmt_ms(e.plan_only_ms),
                     fmt_ms(e.execution_ms),
-                    fmt_ms(r - e.statement_ms)
+                    if r >= e.statement_ms {
+                        fmt_ms(r - e.statement_ms)
+                    } else {
+                        "≈0".into()
+                    }
                 )
             })
             .collect()
@@ -2329,11 +2350,11 @@ fn levers_text(res: &Results, sizes: &[i64]) -> String {
     }
     let _ = writeln!(
         s,
-        "3. **The buffer window scan.** The window predicate `NOT pg_visible_in_snapshot(__pgs_xid, frontier)` \
-         cannot use the index on `__pgs_xid`, so every refresh reads the whole buffer (see the scan lines \
-         above: rows removed by the filter are buffer rows outside the window). With the buffer trimmed \
-         after every refresh this is small; with a lagging consumer, or dead rows before VACUUM, it grows. \
-         A range condition on `__pgs_xid` (≥ the frontier's xmin) that the index can serve would bound it."
+        "3. **The buffer window scan.** At k = 10 the scans of the change buffers take \
+         microseconds (the scan lines above): each refresh trims the buffers, so they hold little \
+         more than the window. The window scan is not a lever at these sizes; it grows when a \
+         consumer lags behind, because a buffer keeps its rows until every stream table that reads \
+         the source has passed them."
     );
     let big_plans: Vec<&BigPlan> = res.big_plans.iter().filter(|b| b.size == big).collect();
     let mut ev = String::new();
