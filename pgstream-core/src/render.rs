@@ -129,8 +129,10 @@ fn frontier_advance(ctx: &RenderContext) -> String {
     )
 }
 
-/// The buffer rows of one source in this refresh's window: not visible in the last
-/// frontier, less the rows of the last refresh's own transaction that it consumed.
+/// The buffer rows of one source in this refresh's window: for the last refresh's own
+/// transaction, its rows after the change id that refresh consumed (its snapshot may
+/// or may not count its own xid as seen: PostgreSQL 18 does, 15 does not); for every
+/// other transaction, the rows not visible in the last frontier.
 /// `xid >= xmin(frontier)` excludes nothing (older xids are visible in it) and lets
 /// the buffer's index on the xid serve the scan. For a source with a primary key the
 /// window is reduced to its net effect per key: the first old image (when the key
@@ -141,8 +143,8 @@ fn window_sql(ctx: &RenderContext, source: usize, primary_key: &[String]) -> Str
     let raw = format!(
         "SELECT b.* FROM {}.{} AS b, (SELECT f.\"frontier\", f.\"own_xid\", f.\"own_change\" FROM {}.{} AS f WHERE f.\"st_id\" = {} AND f.\"source_oid\" = {}) AS f \
          WHERE b.{xid} >= pg_catalog.pg_snapshot_xmin(f.\"frontier\") \
-         AND NOT pg_catalog.pg_visible_in_snapshot(b.{xid}, f.\"frontier\") \
-         AND NOT COALESCE(b.{xid} = f.\"own_xid\" AND b.{cid} <= f.\"own_change\", false)",
+         AND CASE WHEN b.{xid} = f.\"own_xid\" THEN b.{cid} > COALESCE(f.\"own_change\", -1) \
+         ELSE NOT pg_catalog.pg_visible_in_snapshot(b.{xid}, f.\"frontier\") END",
         qi(contract::CHANGES_SCHEMA),
         qi(&contract::buffer_table(oid)),
         qi(contract::CATALOG_SCHEMA),

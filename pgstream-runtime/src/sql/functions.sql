@@ -46,7 +46,9 @@ END
 $fn$;
 
 -- Delete the buffer rows of one source that every consumer's frontier already
--- covers. A consumer whose frontier is NULL (never refreshed) keeps every row: it
+-- covers. Rows of a consumer's last refresh transaction (own_xid) after the change id
+-- it consumed are kept whatever the snapshot says (a snapshot may count its own
+-- transaction as seen). A consumer whose frontier is NULL (never refreshed) keeps every row: it
 -- has not yet stated what it has seen, so nothing may be discarded on its behalf.
 CREATE OR REPLACE FUNCTION pgstream._trim_buffer(src oid)
 RETURNS bigint LANGUAGE plpgsql
@@ -66,7 +68,8 @@ BEGIN
         'DELETE FROM %I.%I b WHERE NOT EXISTS ('
         '  SELECT 1 FROM pgstream.pgs_frontiers f'
         '   WHERE f.source_oid = $1'
-        '     AND (f.frontier IS NULL OR NOT pg_catalog.pg_visible_in_snapshot(b.__pgs_xid, f.frontier)))',
+        '     AND (f.frontier IS NULL OR NOT pg_catalog.pg_visible_in_snapshot(b.__pgs_xid, f.frontier)'
+        '          OR (b.__pgs_xid = f.own_xid AND b.__pgs_change_id > COALESCE(f.own_change, -1))))',
         'pgstream_changes', 'changes_' || src)
         USING src;
     GET DIAGNOSTICS n = ROW_COUNT;
