@@ -463,48 +463,11 @@ impl<'a> Binder<'a> {
             ));
         }
         // FROM
-        let mut tree: Option<Tree> = None;
-        for twj in &s.from {
-            let t = self.bind_table_with_joins(twj)?;
-            tree = Some(match tree {
-                None => t,
-                Some(prev) => Tree::Join {
-                    kind: JoinKind::Inner,
-                    left: Box::new(prev),
-                    right: Box::new(t),
-                    on: Expr::Value(Value::Boolean(true).into()),
-                    on_text: "TRUE".into(),
-                },
-            });
-        }
-        let tree = tree.expect("non-empty FROM");
-        let _ = &tree;
+        let tree = self.bind_from(&s.from)?;
         // WHERE: EXISTS / IN subqueries among its top-level conjuncts become semi and
         // anti joins; the rest is the filter.
-        let mut tree = tree;
-        let mut rest: Vec<Expr> = Vec::new();
-        if let Some(w) = &s.selection {
-            for c in conjuncts(w) {
-                match self.subquery_join(c)? {
-                    Some((kind, right, on)) => {
-                        let on_text = c.to_string();
-                        tree = Tree::Join {
-                            kind,
-                            left: Box::new(tree),
-                            right: Box::new(right),
-                            on,
-                            on_text,
-                        };
-                    }
-                    None => rest.push(c.clone()),
-                }
-            }
-        }
-        let filter = match rest.into_iter().reduce(|a, b| Expr::BinaryOp {
-            left: Box::new(a),
-            op: sqlparser::ast::BinaryOperator::And,
-            right: Box::new(b),
-        }) {
+        let (tree, rest) = self.where_joins(tree, s.selection.as_ref())?;
+        let filter = match rest {
             Some(w) => Some(self.bind_expr(&w, false)?),
             None => None,
         };
@@ -922,21 +885,7 @@ impl<'a> Binder<'a> {
         }
         self.frames.push(Vec::new());
         let result = (|| {
-            let mut right: Option<Tree> = None;
-            for twj in &sel.from {
-                let t = self.bind_table_with_joins(twj)?;
-                right = Some(match right {
-                    None => t,
-                    Some(prev) => Tree::Join {
-                        kind: JoinKind::Inner,
-                        left: Box::new(prev),
-                        right: Box::new(t),
-                        on: Expr::Value(Value::Boolean(true).into()),
-                        on_text: "TRUE".into(),
-                    },
-                });
-            }
-            let right = right.expect("non-empty FROM");
+            let right = self.bind_from(&sel.from)?;
             let mut conds: Vec<Expr> = Vec::new();
             if let Some(w) = &sel.selection {
                 conds.push(self.bind_expr(w, false)?);
@@ -1024,43 +973,9 @@ impl<'a> Binder<'a> {
         }
         self.frames.push(Vec::new());
         let result = (|| {
-            let mut tree: Option<Tree> = None;
-            for twj in &sel.from {
-                let t = self.bind_table_with_joins(twj)?;
-                tree = Some(match tree {
-                    None => t,
-                    Some(prev) => Tree::Join {
-                        kind: JoinKind::Inner,
-                        left: Box::new(prev),
-                        right: Box::new(t),
-                        on: Expr::Value(Value::Boolean(true).into()),
-                        on_text: "TRUE".into(),
-                    },
-                });
-            }
-            let mut tree = tree.expect("non-empty FROM");
-            let mut rest = Vec::new();
-            if let Some(w) = &sel.selection {
-                for c in conjuncts(w) {
-                    match self.subquery_join(c)? {
-                        Some((kind, right, on)) => {
-                            tree = Tree::Join {
-                                kind,
-                                left: Box::new(tree),
-                                right: Box::new(right),
-                                on,
-                                on_text: c.to_string(),
-                            };
-                        }
-                        None => rest.push(c.clone()),
-                    }
-                }
-            }
-            if let Some(w) = rest.into_iter().reduce(|a, b| Expr::BinaryOp {
-                left: Box::new(a),
-                op: sqlparser::ast::BinaryOperator::And,
-                right: Box::new(b),
-            }) {
+            let tree = self.bind_from(&sel.from)?;
+            let (mut tree, rest) = self.where_joins(tree, sel.selection.as_ref())?;
+            if let Some(w) = rest {
                 let text = w.to_string();
                 let pred = self.bind_expr(&w, false)?;
                 tree = Tree::Filter {
@@ -1130,6 +1045,57 @@ impl<'a> Binder<'a> {
             frame.push(Entry::Virtual(vi));
         }
         Ok(tree)
+    }
+
+    /// A FROM list as a tree: its items cross-joined left to right.
+    fn bind_from(&mut self, from: &[TableWithJoins]) -> Result<Tree> {
+        let mut tree: Option<Tree> = None;
+        for twj in from {
+            let t = self.bind_table_with_joins(twj)?;
+            tree = Some(match tree {
+                None => t,
+                Some(prev) => Tree::Join {
+                    kind: JoinKind::Inner,
+                    left: Box::new(prev),
+                    right: Box::new(t),
+                    on: Expr::Value(Value::Boolean(true).into()),
+                    on_text: "TRUE".into(),
+                },
+            });
+        }
+        Ok(tree.expect("non-empty FROM"))
+    }
+
+    /// Turn the EXISTS / IN subqueries among a WHERE clause's top-level conjuncts into
+    /// semi and anti joins over `tree`; the other conjuncts come back, AND-ed, unbound.
+    fn where_joins(
+        &mut self,
+        mut tree: Tree,
+        selection: Option<&Expr>,
+    ) -> Result<(Tree, Option<Expr>)> {
+        let mut rest: Vec<Expr> = Vec::new();
+        if let Some(w) = selection {
+            for c in conjuncts(w) {
+                match self.subquery_join(c)? {
+                    Some((kind, right, on)) => {
+                        tree = Tree::Join {
+                            kind,
+                            left: Box::new(tree),
+                            right: Box::new(right),
+                            on,
+                            on_text: c.to_string(),
+                        };
+                    }
+                    None => rest.push(c.clone()),
+                }
+            }
+        }
+        let rest = rest.into_iter().reduce(|a, b| Expr::BinaryOp {
+            left: Box::new(a),
+            op: sqlparser::ast::BinaryOperator::And,
+            right: Box::new(b),
+        });
+        Ok((tree, rest))
     }
 
     fn bind_table_with_joins(&mut self, twj: &TableWithJoins) -> Result<Tree> {

@@ -649,12 +649,12 @@ impl Inc<'_> {
             body,
             "SELECT (SELECT count(*) FROM \"__pgs_del\") + (SELECT count(*) FROM \"__pgs_ins\") AS \"rows_changed\"",
         );
-        Artifacts {
-            storage_ddl: storage_ddl(&st, &new_rows),
-            full_refresh: diff_statement(&st, self.ctx, &[], &new_rows, None),
-            differential_refresh: Some(diff),
-            hidden_columns: vec!["__pgs_n".into(), contract::ROW_ID.into()],
-        }
+        self.maintained(
+            &st,
+            &new_rows,
+            diff,
+            vec!["__pgs_n".into(), contract::ROW_ID.into()],
+        )
     }
 
     fn project(&mut self) -> Artifacts {
@@ -743,12 +743,7 @@ impl Inc<'_> {
             body,
             "SELECT (SELECT count(*) FROM \"__pgs_del\") + (SELECT count(*) FROM \"__pgs_upd\") + (SELECT count(*) FROM \"__pgs_ins\") AS \"rows_changed\"",
         );
-        Artifacts {
-            storage_ddl: storage_ddl(&st, &new_rows),
-            full_refresh: diff_statement(&st, self.ctx, &[], &new_rows, None),
-            differential_refresh: Some(diff),
-            hidden_columns: hidden,
-        }
+        self.maintained(&st, &new_rows, diff, hidden)
     }
 
     /// Aggregates without counter rules (MIN, MAX, string_agg, FILTER, DISTINCT
@@ -854,12 +849,7 @@ impl Inc<'_> {
             .map(|c| c.trim_matches('"').to_string())
             .chain([contract::ROW_ID.to_string()])
             .collect();
-        Artifacts {
-            storage_ddl: storage_ddl(&st, &new_rows),
-            full_refresh: diff_statement(&st, self.ctx, &[], &new_rows, None),
-            differential_refresh: Some(diff),
-            hidden_columns: hidden,
-        }
+        self.maintained(&st, &new_rows, diff, hidden)
     }
 
     /// The two predicates that keep only the rows whose keys (`exprs`, named `names`
@@ -971,12 +961,7 @@ impl Inc<'_> {
             .map(|c| c.trim_matches('"').to_string())
             .chain(["__pgs_n".to_string(), contract::ROW_ID.to_string()])
             .collect();
-        Artifacts {
-            storage_ddl: storage_ddl(&st, &new_rows),
-            full_refresh: diff_statement(&st, self.ctx, &[], &new_rows, None),
-            differential_refresh: Some(diff),
-            hidden_columns: hidden,
-        }
+        self.maintained(&st, &new_rows, diff, hidden)
     }
 
     /// Set operations. UNION ALL is a bag of the branches' rows; UNION keeps each
@@ -1052,12 +1037,12 @@ impl Inc<'_> {
                     body,
                     "SELECT (SELECT count(*) FROM \"__pgs_del\") + (SELECT count(*) FROM \"__pgs_ins\") + 0 * (SELECT count(*) FROM \"__pgs_upd\") AS \"rows_changed\"",
                 );
-                Artifacts {
-                    storage_ddl: storage_ddl(&st, &new_rows),
-                    full_refresh: diff_statement(&st, self.ctx, &[], &new_rows, None),
-                    differential_refresh: Some(diff),
-                    hidden_columns: vec!["__pgs_count".into(), contract::ROW_ID.into()],
-                }
+                self.maintained(
+                    &st,
+                    &new_rows,
+                    diff,
+                    vec!["__pgs_count".into(), contract::ROW_ID.into()],
+                )
             }
             (kind, all) => {
                 let sql_op = format!("{}{}", kind.sql(), if *all { " ALL" } else { "" });
@@ -1078,12 +1063,12 @@ impl Inc<'_> {
                 );
                 let in_keys = Self::touched_keys(&names);
                 let diff = self.recompute_keys(&keys, &fresh, &in_keys, &st);
-                Artifacts {
-                    storage_ddl: storage_ddl(&st, &new_rows),
-                    full_refresh: diff_statement(&st, self.ctx, &[], &new_rows, None),
-                    differential_refresh: Some(diff),
-                    hidden_columns: vec!["__pgs_n".into(), contract::ROW_ID.into()],
-                }
+                self.maintained(
+                    &st,
+                    &new_rows,
+                    diff,
+                    vec!["__pgs_n".into(), contract::ROW_ID.into()],
+                )
             }
         }
     }
@@ -1099,6 +1084,24 @@ impl Inc<'_> {
                 .collect::<Vec<_>>()
                 .join(" AND ")
         )
+    }
+
+    /// The artifacts of a strategy: the storage table and the full refresh both come
+    /// from `new_rows` (the query's rows with the storage table's columns), the
+    /// differential refresh is the strategy's own statement.
+    fn maintained(
+        &self,
+        st: &str,
+        new_rows: &str,
+        diff: String,
+        hidden_columns: Vec<String>,
+    ) -> Artifacts {
+        Artifacts {
+            storage_ddl: storage_ddl(st, new_rows),
+            full_refresh: diff_statement(st, self.ctx, &[], new_rows, None),
+            differential_refresh: Some(diff),
+            hidden_columns,
+        }
     }
 
     /// The statement shared by the recompute strategies: collect the keys the changes
@@ -1370,11 +1373,6 @@ impl Inc<'_> {
             .chain([contract::ROW_ID.to_string()])
             .collect();
         let _ = self.c;
-        Artifacts {
-            storage_ddl: storage_ddl(&st, &new_rows),
-            full_refresh: diff_statement(&st, self.ctx, &[], &new_rows, None),
-            differential_refresh: Some(diff),
-            hidden_columns: hidden,
-        }
+        self.maintained(&st, &new_rows, diff, hidden)
     }
 }
