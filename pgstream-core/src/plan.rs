@@ -90,6 +90,46 @@ impl Compiled {
         }
     }
 
+    /// One line saying how the stream table is maintained (the root's strategy, as in
+    /// [`Compiled::explain`]); the runtime records it for `pgstream.pgs_status()`.
+    pub fn strategy_summary(&self) -> String {
+        match (&self.body, &self.strategy) {
+            (_, Strategy::Full) => {
+                "full: recompute and apply the difference on every refresh".into()
+            }
+            (_, Strategy::RecomputeDiff { reason }) => {
+                format!("recompute and apply the difference when a source changed ({reason})")
+            }
+            (Body::Incremental(b), _) => match &b.shape {
+                Shape::Project => "incremental: delta rules".into(),
+                Shape::Aggregate {
+                    recompute: false, ..
+                } => "incremental: delta rules, per-group counters".into(),
+                Shape::Aggregate {
+                    recompute: true, ..
+                } => "incremental: delta rules, recompute the groups the changes touch".into(),
+                Shape::Window { partition } if partition.is_empty() => {
+                    "recompute the whole result when anything changed (window without PARTITION BY)"
+                        .into()
+                }
+                Shape::Window { .. } => {
+                    "incremental: recompute the partitions the changes touch".into()
+                }
+                Shape::SetOp { op, all, .. } => match (op, all) {
+                    (crate::bind::SetOpKind::Union, _) => {
+                        "incremental: delta rules, multiplicities".into()
+                    }
+                    _ => format!(
+                        "incremental: recompute the rows the changes touch ({}{})",
+                        op.sql(),
+                        if *all { " ALL" } else { "" }
+                    ),
+                },
+            },
+            (Body::Recompute { .. }, Strategy::Incremental) => "incremental".into(),
+        }
+    }
+
     /// The operator tree with the strategy per node, followed by the generated SQL.
     pub fn explain(&self) -> String {
         let mut out = String::new();
@@ -105,6 +145,7 @@ impl Compiled {
                 .collect::<Vec<_>>()
                 .join(", ")
         ));
+        out.push_str(&format!("strategy: {}\n\n", self.strategy_summary()));
         out.push_str("operator tree:\n");
         match &self.body {
             Body::Incremental(b) => explain_block(b, &mut out),

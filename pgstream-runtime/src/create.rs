@@ -7,7 +7,7 @@
 use crate::catalog::{display_name, load_catalog, stored_definition};
 use crate::error::{Error, Result, Step};
 use crate::install::{install, CREATE_LOCK_CLASS};
-use pgstream_core::contract::{buffer_table, CHANGES_SCHEMA, CHANGE_ID, WEIGHT, XID};
+use pgstream_core::contract::{self, buffer_table, CHANGES_SCHEMA, CHANGE_ID, WEIGHT, XID};
 use pgstream_core::{
     compile, quote_ident, quote_qualified, Catalog, Compiled, QualifiedName, RenderContext,
     SourceBinding, Strategy, StreamTableSpec, Table,
@@ -124,8 +124,8 @@ async fn create_in(
     sqlx::query(
         "INSERT INTO pgstream.pgs_stream_tables
                 (id, schema_name, table_name, query, mode, schedule, schedule_interval,
-                 full_refresh_sql, differential_refresh_sql)
-         VALUES ($1, $2, $3, $4, $5, $6, $7::float8 * interval '1 millisecond', $8, $9)",
+                 full_refresh_sql, differential_refresh_sql, refresh_function, strategy)
+         VALUES ($1, $2, $3, $4, $5, $6, $7::float8 * interval '1 millisecond', $8, $9, $10, $11)",
     )
     .bind(id)
     .bind(&spec.name.schema)
@@ -136,6 +136,14 @@ async fn create_in(
     .bind(spec.schedule.duration().as_secs_f64() * 1000.0)
     .bind(&artifacts.full_refresh)
     .bind(&artifacts.differential_refresh)
+    .bind(artifacts.refresh_function.as_ref().map(|_| {
+        format!(
+            "{}.{}",
+            quote_ident(contract::CATALOG_SCHEMA),
+            quote_ident(&contract::refresh_function(id))
+        )
+    }))
+    .bind(compiled.strategy_summary())
     .execute(&mut *conn)
     .await
     .step(subject, "registering the stream table")?;
@@ -157,6 +165,13 @@ async fn create_in(
             .execute(&mut *conn)
             .await
             .step(subject, "creating storage table")?;
+    }
+
+    if let Some(function) = &artifacts.refresh_function {
+        sqlx::raw_sql(function)
+            .execute(&mut *conn)
+            .await
+            .step(subject, "creating the refresh function")?;
     }
 
     // Only refreshes may write to the storage table (PRIOR_ART #21).

@@ -9,7 +9,7 @@ use crate::error::{Error, Result, Step};
 use sqlx::PgPool;
 
 /// The version of the catalog schema this runtime installs.
-pub const SCHEMA_VERSION: i32 = 4;
+pub const SCHEMA_VERSION: i32 = 5;
 
 /// First key of every pgstream advisory lock (`'pgst'`); the second key is the
 /// stream table id, or 0 for installation.
@@ -31,6 +31,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (2, include_str!("sql/schema_v2.sql")),
     (3, include_str!("sql/schema_v3.sql")),
     (4, include_str!("sql/schema_v4.sql")),
+    (5, include_str!("sql/schema_v5.sql")),
 ];
 
 /// The SQL functions and views, recreated at every upgrade.

@@ -42,6 +42,16 @@ oracle!(right_join, D, Org, 10,
     "SELECT e.id AS eid, d.id AS did, d.name FROM employees e RIGHT JOIN departments d ON d.id = e.department_id");
 oracle!(full_join, D, Org, 11,
     "SELECT e.id AS eid, d.id AS did FROM employees e FULL JOIN departments d ON d.id = e.department_id AND e.salary > 15");
+// Dangling rows of outer joins under two strategies: the keyed one (equalities
+// between the other side's columns and the preserved side, plus conditions on either
+// side alone, as above) and the general one (any other condition, here a range and
+// an expression key).
+oracle!(left_join_non_equi, D, Org, 70,
+    "SELECT d.id, e.id AS eid FROM departments d LEFT JOIN employees e ON e.department_id > d.id AND e.salary < d.id * 4");
+oracle!(full_join_expression_key, D, Org, 71,
+    "SELECT e.id AS eid, d.id AS did FROM employees e FULL JOIN departments d ON d.id + 1 = e.department_id + 1 AND d.parent_id IS NOT NULL");
+oracle!(left_join_keyed_by_expression, D, Org, 72,
+    "SELECT d.id, e.id AS eid FROM departments d LEFT JOIN employees e ON e.department_id = COALESCE(d.parent_id, d.id) AND e.name IS NOT NULL");
 oracle!(inner_join_under_left_join, D, OrgProjects, 12,
     "SELECT d.id, e.id AS eid, p.id AS pid FROM departments d LEFT JOIN (employees e JOIN projects p ON p.department_id = e.department_id) ON e.department_id = d.id");
 oracle!(

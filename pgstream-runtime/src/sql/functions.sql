@@ -90,6 +90,9 @@ DECLARE
     ms double precision;
     src oid;
     full_mode boolean;
+    how text;
+    win bigint;
+    cap bigint;
     msg text;
     det text;
     hnt text;
@@ -128,12 +131,34 @@ BEGIN
     END IF;
 
     full_mode := st.mode = 'FULL' OR st.needs_full OR st.differential_refresh_sql IS NULL;
+    how := CASE WHEN full_mode THEN 'FULL' ELSE 'DIFFERENTIAL' END;
     t0 := clock_timestamp();
     BEGIN
         -- Lets the guard trigger on the storage table through (see _guard_storage).
         PERFORM set_config('pgstream.refreshing', 'on', true);
         IF full_mode THEN
             EXECUTE st.full_refresh_sql INTO n;
+        ELSIF st.refresh_function IS NOT NULL THEN
+            -- The generated function counts the windows' rows up to the cap and
+            -- refreshes when there are some, but fewer: with none there is nothing
+            -- to do (the frontiers stay: a transaction still in progress is as
+            -- invisible to them as to a new snapshot); at the cap a full refresh is
+            -- cheaper than the differential one.
+            IF st.full_refresh_ratio IS NOT NULL THEN
+                SELECT greatest(1000, ceil(st.full_refresh_ratio * coalesce(sum(greatest(c.reltuples, 0)), 0)))::bigint
+                  INTO cap
+                  FROM pgstream.pgs_frontiers f JOIN pg_class c ON c.oid = f.source_oid
+                 WHERE f.st_id = st.id;
+            END IF;
+            EXECUTE format('SELECT * FROM %s($1)', st.refresh_function)
+               INTO n, win USING coalesce(cap, 9223372036854775807);
+            IF win = 0 THEN
+                how := 'NO CHANGES';
+                n := 0;
+            ELSIF n IS NULL THEN
+                how := 'FULL (adaptive)';
+                EXECUTE st.full_refresh_sql INTO n;
+            END IF;
         ELSE
             EXECUTE st.differential_refresh_sql INTO n;
         END IF;
@@ -143,7 +168,7 @@ BEGIN
                                 hnt = PG_EXCEPTION_HINT, state = RETURNED_SQLSTATE;
         msg := format('refreshing stream table %s (%s refresh): %s',
                       pgstream._display_name(st.schema_name, st.table_name),
-                      CASE WHEN full_mode THEN 'full' ELSE 'differential' END, msg);
+                      CASE WHEN how = 'DIFFERENTIAL' THEN 'differential' ELSE 'full' END, msg);
         -- RAISE has no way to leave an option unset conditionally.
         IF coalesce(det, '') = '' AND coalesce(hnt, '') = '' THEN
             RAISE EXCEPTION USING ERRCODE = state, MESSAGE = msg;
@@ -161,9 +186,12 @@ BEGIN
         UPDATE pgstream.pgs_stream_tables s SET needs_full = false WHERE s.id = st.id;
     END IF;
 
-    FOR src IN SELECT f.source_oid FROM pgstream.pgs_frontiers f WHERE f.st_id = st.id LOOP
-        PERFORM pgstream._trim_buffer(src);
-    END LOOP;
+    -- Nothing was consumed when there were no changes: trimming can wait.
+    IF how <> 'NO CHANGES' THEN
+        FOR src IN SELECT f.source_oid FROM pgstream.pgs_frontiers f WHERE f.st_id = st.id LOOP
+            PERFORM pgstream._trim_buffer(src);
+        END LOOP;
+    END IF;
 
     ms := extract(epoch FROM clock_timestamp() - t0) * 1000.0;
     UPDATE pgstream.pgs_stream_tables s
@@ -171,8 +199,12 @@ BEGIN
            consecutive_failures = 0, next_retry_at = NULL
      WHERE s.id = st.id;
     INSERT INTO pgstream.pgs_refresh_stats AS r
-           (st_id, refresh_count, total_ms, min_ms, max_ms, last_ms, rows_affected, last_rows)
-    VALUES (st.id, 1, ms, ms, ms, ms, n, n)
+           (st_id, refresh_count, total_ms, min_ms, max_ms, last_ms, rows_affected, last_rows,
+            last_strategy, last_window_rows, differential_count, full_count,
+            adaptive_full_count, no_change_count)
+    VALUES (st.id, 1, ms, ms, ms, ms, n, n, how, win,
+            (how = 'DIFFERENTIAL')::int, (how LIKE 'FULL%')::int,
+            (how = 'FULL (adaptive)')::int, (how = 'NO CHANGES')::int)
     ON CONFLICT ON CONSTRAINT pgs_refresh_stats_pkey DO UPDATE
        SET refresh_count = r.refresh_count + 1,
            total_ms = r.total_ms + ms,
@@ -180,7 +212,13 @@ BEGIN
            max_ms = greatest(r.max_ms, ms),
            last_ms = ms,
            rows_affected = r.rows_affected + n,
-           last_rows = n;
+           last_rows = n,
+           last_strategy = EXCLUDED.last_strategy,
+           last_window_rows = EXCLUDED.last_window_rows,
+           differential_count = r.differential_count + EXCLUDED.differential_count,
+           full_count = r.full_count + EXCLUDED.full_count,
+           adaptive_full_count = r.adaptive_full_count + EXCLUDED.adaptive_full_count,
+           no_change_count = r.no_change_count + EXCLUDED.no_change_count;
     RETURN n;
 END
 $fn$;
@@ -268,6 +306,9 @@ BEGIN
         END IF;
     END IF;
 
+    IF st.refresh_function IS NOT NULL THEN
+        EXECUTE format('DROP FUNCTION IF EXISTS %s(bigint)', st.refresh_function);
+    END IF;
     SELECT array_agg(f.source_oid) INTO srcs FROM pgstream.pgs_frontiers f WHERE f.st_id = st.id;
     DELETE FROM pgstream.pgs_refresh_stats r WHERE r.st_id = st.id;
     DELETE FROM pgstream.pgs_frontiers f WHERE f.st_id = st.id;
@@ -323,37 +364,35 @@ CREATE OR REPLACE FUNCTION pgstream._drift(st_id bigint)
 RETURNS text LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
-DECLARE
-    c record;
-    live record;
 BEGIN
-    FOR c IN SELECT (e->>'oid')::oid AS oid, e->>'table' AS tbl, (e->>'attnum')::int2 AS attnum,
-                    e->>'column' AS col, e->>'type' AS typ
-               FROM pgstream.pgs_stream_tables s, jsonb_array_elements(s.source_columns) e
-              WHERE s.id = _drift.st_id LOOP
-        IF NOT EXISTS (SELECT 1 FROM pg_class r WHERE r.oid = c.oid) THEN
-            RETURN format('source table %s was dropped', c.tbl);
-        END IF;
-        SELECT a.attname::text AS name, a.attisdropped AS dropped,
-               format_type(a.atttypid, a.atttypmod) AS typ
-          INTO live
-          FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum = c.attnum;
-        IF NOT FOUND OR live.dropped THEN
-            IF EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = c.col
-                          AND NOT a.attisdropped AND a.attnum > 0) THEN
-                -- Dropped and added again: another column now.
-                RETURN format('source column %s.%s was dropped and added again', c.tbl, c.col);
-            END IF;
-            RETURN format('source column %s.%s was dropped', c.tbl, c.col);
-        END IF;
-        IF live.name <> c.col THEN
-            RETURN format('source column %s.%s was renamed to %s', c.tbl, c.col, live.name);
-        END IF;
-        IF live.typ <> c.typ THEN
-            RETURN format('source column %s.%s changed type from %s to %s', c.tbl, c.col, c.typ, live.typ);
-        END IF;
-    END LOOP;
-    RETURN NULL;
+    -- One statement (its plan is kept by the session): it runs at every refresh.
+    RETURN (
+        SELECT CASE
+                 WHEN r.oid IS NULL THEN format('source table %s was dropped', c.tbl)
+                 WHEN a.attnum IS NULL OR a.attisdropped THEN
+                     CASE WHEN EXISTS (SELECT 1 FROM pg_attribute x
+                                        WHERE x.attrelid = c.oid AND x.attname = c.col
+                                          AND NOT x.attisdropped AND x.attnum > 0)
+                          -- Dropped and added again: another column now.
+                          THEN format('source column %s.%s was dropped and added again', c.tbl, c.col)
+                          ELSE format('source column %s.%s was dropped', c.tbl, c.col) END
+                 WHEN a.attname::text <> c.col THEN
+                     format('source column %s.%s was renamed to %s', c.tbl, c.col, a.attname)
+                 ELSE format('source column %s.%s changed type from %s to %s', c.tbl, c.col, c.typ,
+                             format_type(a.atttypid, a.atttypmod))
+               END
+          FROM pgstream.pgs_stream_tables s
+         CROSS JOIN LATERAL jsonb_array_elements(s.source_columns) WITH ORDINALITY AS e(v, ord)
+         CROSS JOIN LATERAL (SELECT (e.v->>'oid')::oid AS oid, e.v->>'table' AS tbl,
+                                    (e.v->>'attnum')::int2 AS attnum, e.v->>'column' AS col,
+                                    e.v->>'type' AS typ) AS c
+          LEFT JOIN pg_class r ON r.oid = c.oid
+          LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = c.attnum
+         WHERE s.id = _drift.st_id
+           AND (r.oid IS NULL OR a.attnum IS NULL OR a.attisdropped OR a.attname::text <> c.col
+                OR format_type(a.atttypid, a.atttypmod) <> c.typ)
+         ORDER BY e.ord
+         LIMIT 1);
 END
 $fn$;
 
@@ -496,7 +535,8 @@ RETURNS TABLE (
     pending_changes  bigint,
     needs_full       boolean,
     created_at       timestamptz,
-    id               bigint
+    id               bigint,
+    strategy         text
 ) LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
@@ -515,7 +555,8 @@ BEGIN
            p.n,
            s.needs_full,
            s.created_at,
-           s.id
+           s.id,
+           s.strategy
       FROM pgstream.pgs_stream_tables s
      CROSS JOIN LATERAL (SELECT pgstream._pending_changes(s.id) AS n) p
      ORDER BY s.schema_name, s.table_name;
@@ -540,7 +581,14 @@ SELECT pgstream._display_name(s.schema_name, s.table_name) AS name,
        s.id,
        s.consecutive_failures,
        s.next_retry_at,
-       s.status_reason
+       s.status_reason,
+       r.last_strategy,
+       r.last_window_rows,
+       coalesce(r.differential_count, 0) AS differential_count,
+       coalesce(r.full_count, 0) AS full_count,
+       coalesce(r.adaptive_full_count, 0) AS adaptive_full_count,
+       coalesce(r.no_change_count, 0) AS no_change_count,
+       s.full_refresh_ratio
   FROM pgstream.pgs_stream_tables s
   LEFT JOIN pgstream.pgs_refresh_stats r ON r.st_id = s.id;
 
@@ -573,5 +621,21 @@ BEGIN
                   HINT = 'Write to its source tables and refresh it, or drop it with pgstream.drop_stream_table.';
     END IF;
     RETURN NULL;
+END
+$fn$;
+
+-- Set the fraction of the sources' rows from which a differential refresh runs as a
+-- full refresh instead (NULL: never). See pgs_stream_tables.full_refresh_ratio.
+CREATE OR REPLACE FUNCTION pgstream.set_full_refresh_ratio(name text, ratio double precision)
+RETURNS void LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    IF ratio IS NOT NULL AND NOT (ratio > 0) THEN
+        RAISE EXCEPTION 'pgstream: full refresh ratio must be greater than 0 (or NULL: never), not %', ratio
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    UPDATE pgstream.pgs_stream_tables s SET full_refresh_ratio = ratio
+     WHERE s.id = pgstream._resolve(name);
 END
 $fn$;
