@@ -49,6 +49,24 @@ pub struct StreamTableStatus {
     pub last_error: Option<String>,
     /// Time of the last failure.
     pub last_error_at: Option<DateTime<Utc>>,
+    /// How the query is maintained, as `pgstream explain` says (NULL before catalog
+    /// version 5).
+    pub strategy: Option<String>,
+    /// How the last refresh ran: `DIFFERENTIAL`, `FULL`, `FULL (adaptive)` (the
+    /// window was too large for a differential refresh to pay off) or `NO CHANGES`.
+    pub last_strategy: Option<String>,
+    /// Buffer rows in the last refresh's windows (an UPDATE counts two), counted up
+    /// to the adaptive switch's threshold.
+    pub last_window_rows: Option<i64>,
+    /// Refreshes that ran differentially.
+    pub differential_count: i64,
+    /// Refreshes that ran as full refreshes (FULL mode, after a TRUNCATE, or by the
+    /// adaptive switch).
+    pub full_count: i64,
+    /// Of those, the ones the adaptive switch chose.
+    pub adaptive_full_count: i64,
+    /// Refreshes that found no changes (and did nothing).
+    pub no_change_count: i64,
 }
 
 /// The status of every stream table, ordered by name.
@@ -62,7 +80,15 @@ pub async fn status(pool: &PgPool) -> Result<Vec<StreamTableStatus>> {
                 -- upgraded (status does not install) still gives its status.
                 to_jsonb(v) ->> 'status_reason' AS status_reason,
                 coalesce((to_jsonb(v) ->> 'consecutive_failures')::int4, 0) AS consecutive_failures,
-                (to_jsonb(v) ->> 'next_retry_at')::timestamptz AS next_retry_at
+                (to_jsonb(v) ->> 'next_retry_at')::timestamptz AS next_retry_at,
+                -- Version 5.
+                to_jsonb(s) ->> 'strategy' AS strategy,
+                to_jsonb(v) ->> 'last_strategy' AS last_strategy,
+                (to_jsonb(v) ->> 'last_window_rows')::int8 AS last_window_rows,
+                coalesce((to_jsonb(v) ->> 'differential_count')::int8, 0) AS differential_count,
+                coalesce((to_jsonb(v) ->> 'full_count')::int8, 0) AS full_count,
+                coalesce((to_jsonb(v) ->> 'adaptive_full_count')::int8, 0) AS adaptive_full_count,
+                coalesce((to_jsonb(v) ->> 'no_change_count')::int8, 0) AS no_change_count
            FROM pgstream.pgs_status() s
            JOIN pgstream.pg_stat_stream_tables v ON v.id = s.id
           ORDER BY s.name",
@@ -93,6 +119,13 @@ pub async fn status(pool: &PgPool) -> Result<Vec<StreamTableStatus>> {
                 error_count: r.try_get("error_count")?,
                 last_error: r.try_get("last_error")?,
                 last_error_at: r.try_get("last_error_at")?,
+                strategy: r.try_get("strategy")?,
+                last_strategy: r.try_get("last_strategy")?,
+                last_window_rows: r.try_get("last_window_rows")?,
+                differential_count: r.try_get("differential_count")?,
+                full_count: r.try_get("full_count")?,
+                adaptive_full_count: r.try_get("adaptive_full_count")?,
+                no_change_count: r.try_get("no_change_count")?,
             })
         })
         .collect::<Result<Vec<_>, sqlx::Error>>()

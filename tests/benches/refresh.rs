@@ -27,7 +27,9 @@
 //! - `PGS_BENCH_PHASES=refresh,write,freshness`: which phases run;
 //! - `PGS_BENCH_LARGE=1000000`, `PGS_BENCH_LARGE_KS=10` (or `all`): from that size on, the
 //!   methods that recompute the whole query are measured at those k only;
-//! - `PGS_BENCH_OUT=dir`: output directory.
+//! - `PGS_BENCH_OUT=dir`: output directory;
+//! - `PGS_BENCH_FULL_RATIO=none` (or a fraction): the DIFF stream table's adaptive
+//!   switch to a full refresh (`pgstream.set_full_refresh_ratio`); unset: the default.
 #![allow(missing_docs)]
 
 use std::collections::BTreeMap;
@@ -50,6 +52,9 @@ type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 #[derive(Debug, Clone)]
 struct Config {
     quick: bool,
+    /// `PGS_BENCH_FULL_RATIO`: the adaptive switch of the DIFF stream table (`None`:
+    /// the catalog default; `Some(None)`: never switch).
+    full_ratio: Option<Option<f64>>,
     sizes: Vec<i64>,
     ks: Vec<i64>,
     reps: usize,
@@ -150,8 +155,14 @@ impl Config {
             Some(v) => parse(v)?,
             None => vec![10],
         };
+        let full_ratio = match std::env::var("PGS_BENCH_FULL_RATIO") {
+            Ok(v) if v == "none" => Some(None),
+            Ok(v) => Some(Some(v.parse()?)),
+            Err(_) => None,
+        };
         Ok(Config {
             quick,
+            full_ratio,
             large_size,
             large_ks,
             sizes,
@@ -879,6 +890,12 @@ async fn run_scenario(
             res.creation
                 .insert((sc.key, size, Method::Diff), ms(t.elapsed()));
             methods.push(Method::Diff);
+            if let Some(ratio) = cfg.full_ratio {
+                sqlx::query("SELECT pgstream.set_full_refresh_ratio('st_diff', $1)")
+                    .bind(ratio)
+                    .execute(pool)
+                    .await?;
+            }
         }
         Err(e) => {
             let msg = e.to_string();

@@ -251,6 +251,8 @@ fn print_status(rows: &[pgstream::StreamTableStatus]) {
         "last refresh",
         "refreshes",
         "avg ms",
+        "last refresh was",
+        "strategy",
         "last error",
     ];
     let table: Vec<Vec<String>> = rows
@@ -270,6 +272,8 @@ fn print_status(rows: &[pgstream::StreamTableStatus]) {
                 s.avg_duration_ms
                     .map(|d| format!("{d:.2}"))
                     .unwrap_or_default(),
+                s.last_strategy.clone().unwrap_or_default(),
+                s.strategy.clone().unwrap_or_default(),
                 s.status_reason
                     .clone()
                     .or_else(|| s.last_error.clone())
