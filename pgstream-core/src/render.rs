@@ -185,8 +185,9 @@ fn frontier_advance(ctx: &RenderContext) -> String {
 /// transaction, its rows after the change id that refresh consumed (its snapshot may
 /// or may not count its own xid as seen: PostgreSQL 18 does, 15 does not); for every
 /// other transaction, the rows not visible in the last frontier.
-/// `xid >= xmin(frontier)` excludes nothing (older xids are visible in it) and lets
-/// the buffer's index on the xid serve the scan. For a source with a primary key the
+/// `xid >= xmin(frontier)` excludes nothing (older xids are visible in it); it lets an
+/// index on the xid serve the scan where a buffer has one (created before catalog v5).
+/// For a source with a primary key the
 /// window is reduced to its net effect per key: the first old image (when the key
 /// existed before the window) and the last new image (when it exists after), so a row
 /// updated many times weighs like one update in every join term.

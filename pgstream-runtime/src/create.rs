@@ -12,7 +12,7 @@ use pgstream_core::{
     compile, quote_ident, quote_qualified, Catalog, Compiled, QualifiedName, RenderContext,
     SourceBinding, Strategy, StreamTableSpec, Table,
 };
-use sea_query::{Alias, ColumnDef, Expr, Index, PostgresQueryBuilder};
+use sea_query::{Alias, ColumnDef, Expr, PostgresQueryBuilder};
 use sqlx::postgres::types::Oid;
 use sqlx::{PgConnection, PgPool};
 
@@ -351,12 +351,19 @@ pub(crate) fn buffer_ddl(source: &Table, oid: u32) -> Vec<String> {
     for c in &source.columns {
         create.col(ColumnDef::new(Alias::new(&c.name)).custom(Alias::new(&c.sql_type)));
     }
-    let index = Index::create()
-        .name(format!("{buffer}_xid_idx"))
-        .table((Alias::new(CHANGES_SCHEMA), Alias::new(&buffer)))
-        .col(Alias::new(XID))
-        .to_string(PostgresQueryBuilder);
-    vec![create.to_string(PostgresQueryBuilder), index]
+    // No index: maintaining a b-tree on the xid cost ~35% of a bulk write (measured,
+    // docs/BENCHMARKS.md), while a trimmed buffer holds little more than the next
+    // window, which a sequential scan reads at the same cost. Its dead rows (trimmed
+    // changes) are what a scan also reads, so autovacuum visits a buffer after 1,000
+    // of them rather than after 20% of its size.
+    let storage = format!(
+        "ALTER TABLE {}.{} SET (autovacuum_vacuum_threshold = 1000, autovacuum_vacuum_scale_factor = 0, \
+         autovacuum_vacuum_insert_threshold = 10000, autovacuum_vacuum_insert_scale_factor = 0, \
+         autovacuum_analyze_threshold = 1000, autovacuum_analyze_scale_factor = 0)",
+        quote_ident(CHANGES_SCHEMA),
+        quote_ident(&buffer)
+    );
+    vec![create.to_string(PostgresQueryBuilder), storage]
 }
 
 /// The four capture triggers of a source: `(name, DDL)`. Trigger DDL is beyond

@@ -293,3 +293,52 @@ async fn stream_tables_without_a_generated_function_still_refresh() {
     );
     h.drop_stream_table("st").await.unwrap();
 }
+
+#[tokio::test]
+async fn the_switch_follows_the_measured_costs() {
+    let db = test_db().await;
+    let h = setup(&db).await;
+    // Measured costs: a full refresh takes 10 ms, a differential one 0.1 ms per window
+    // row: a full refresh pays from 100 rows on (the least the model allows).
+    db.exec(
+        "UPDATE pgstream.pgs_refresh_stats r SET full_ms_avg = 10, diff_ms_per_row = 0.1
+          FROM pgstream.pgs_stream_tables s WHERE s.id = r.st_id AND s.table_name = 'st'",
+    )
+    .await;
+    db.exec("UPDATE e SET x = x + 1 WHERE id <= 60").await;
+    h.refresh("st").await.unwrap();
+    let s = status(&db.pool).await;
+    assert_eq!(s.last_strategy.as_deref(), Some("FULL (adaptive)"));
+    assert_eq!(s.last_window_rows, Some(100));
+    assert_eq!(difference(&db.pool).await, 0);
+    // The full refresh's duration entered the average.
+    let full_ms: f64 = sqlx::query_scalar(
+        "SELECT r.full_ms_avg FROM pgstream.pgs_refresh_stats r
+           JOIN pgstream.pgs_stream_tables s ON s.id = r.st_id WHERE s.table_name = 'st'",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert!(full_ms > 7.0 && full_ms != 10.0, "{full_ms}");
+
+    // A full refresh that costs a lot: the same window (and a larger one) is applied
+    // differentially, and its cost per row is learned.
+    db.exec(
+        "UPDATE pgstream.pgs_refresh_stats r SET full_ms_avg = 1e9, diff_ms_per_row = 0.1
+          FROM pgstream.pgs_stream_tables s WHERE s.id = r.st_id AND s.table_name = 'st'",
+    )
+    .await;
+    db.exec("UPDATE e SET x = x + 1 WHERE id <= 700").await;
+    h.refresh("st").await.unwrap();
+    let s = status(&db.pool).await;
+    assert_eq!(s.last_strategy.as_deref(), Some("DIFFERENTIAL"));
+    assert_eq!(s.last_window_rows, Some(1400));
+    assert_eq!(difference(&db.pool).await, 0);
+    let per_row: f64 = sqlx::query_scalar(
+        "SELECT diff_ms_per_row FROM pgstream.pg_stat_stream_tables WHERE name = 'st'",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert!(per_row > 0.0 && per_row != 0.1, "{per_row}");
+}

@@ -145,10 +145,20 @@ BEGIN
             -- invisible to them as to a new snapshot); at the cap a full refresh is
             -- cheaper than the differential one.
             IF st.full_refresh_ratio IS NOT NULL THEN
-                SELECT greatest(1000, ceil(st.full_refresh_ratio * coalesce(sum(greatest(c.reltuples, 0)), 0)))::bigint
+                -- The window size at which a differential refresh costs as much as a
+                -- full one: from the measured costs when both are known (at least 100
+                -- rows), else the ratio of the sources' rows (at least 1,000 rows).
+                SELECT CASE WHEN r.full_ms_avg > 0 AND r.diff_ms_per_row > 0
+                            THEN greatest(100, least(r.full_ms_avg / r.diff_ms_per_row, 9e18))::bigint
+                       END
                   INTO cap
-                  FROM pgstream.pgs_frontiers f JOIN pg_class c ON c.oid = f.source_oid
-                 WHERE f.st_id = st.id;
+                  FROM pgstream.pgs_refresh_stats r WHERE r.st_id = st.id;
+                IF cap IS NULL THEN
+                    SELECT greatest(1000, ceil(st.full_refresh_ratio * coalesce(sum(greatest(c.reltuples, 0)), 0)))::bigint
+                      INTO cap
+                      FROM pgstream.pgs_frontiers f JOIN pg_class c ON c.oid = f.source_oid
+                     WHERE f.st_id = st.id;
+                END IF;
             END IF;
             EXECUTE format('SELECT * FROM %s($1)', st.refresh_function)
                INTO n, win USING coalesce(cap, 9223372036854775807);
@@ -218,7 +228,14 @@ BEGIN
            differential_count = r.differential_count + EXCLUDED.differential_count,
            full_count = r.full_count + EXCLUDED.full_count,
            adaptive_full_count = r.adaptive_full_count + EXCLUDED.adaptive_full_count,
-           no_change_count = r.no_change_count + EXCLUDED.no_change_count;
+           no_change_count = r.no_change_count + EXCLUDED.no_change_count,
+           -- Moving averages (weight 0.3 for the newest) of the cost model.
+           full_ms_avg = CASE WHEN how LIKE 'FULL%'
+                              THEN coalesce(0.7 * r.full_ms_avg + 0.3 * ms, ms)
+                              ELSE r.full_ms_avg END,
+           diff_ms_per_row = CASE WHEN how = 'DIFFERENTIAL' AND win >= 100
+                                  THEN coalesce(0.7 * r.diff_ms_per_row + 0.3 * ms / win, ms / win)
+                                  ELSE r.diff_ms_per_row END;
     RETURN n;
 END
 $fn$;
@@ -588,7 +605,9 @@ SELECT pgstream._display_name(s.schema_name, s.table_name) AS name,
        coalesce(r.full_count, 0) AS full_count,
        coalesce(r.adaptive_full_count, 0) AS adaptive_full_count,
        coalesce(r.no_change_count, 0) AS no_change_count,
-       s.full_refresh_ratio
+       s.full_refresh_ratio,
+       r.full_ms_avg,
+       r.diff_ms_per_row
   FROM pgstream.pgs_stream_tables s
   LEFT JOIN pgstream.pgs_refresh_stats r ON r.st_id = s.id;
 
