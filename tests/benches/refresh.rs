@@ -50,6 +50,10 @@ type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 // Configuration
 
 #[derive(Debug, Clone)]
+/// Single-row UPDATE tps (no triggers, pgstream's capture, row-level capture) and
+/// the tool's description.
+type SingleTps = (Vec<f64>, Vec<f64>, Vec<f64>, String);
+
 struct Config {
     quick: bool,
     /// `PGS_BENCH_FULL_RATIO`: the adaptive switch of the DIFF stream table (`None`:
@@ -517,7 +521,7 @@ struct Results {
     explains: Vec<Explain>,
     /// (no triggers, with pgstream capture) tps per run.
     /// Single-row UPDATE tps: no triggers, pgstream's capture, row-level capture.
-    single_tps: Option<(Vec<f64>, Vec<f64>, Vec<f64>, String)>,
+    single_tps: Option<SingleTps>,
     /// (no triggers, with pgstream capture, hand trigger) ms per run.
     /// Bulk INSERT ms: no triggers, pgstream's capture, row-level capture.
     bulk_ms: Option<(Vec<f64>, Vec<f64>, Vec<f64>)>,
