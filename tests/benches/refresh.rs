@@ -49,11 +49,11 @@ type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 // ------------------------------------------------------------------------------------
 // Configuration
 
-#[derive(Debug, Clone)]
 /// Single-row UPDATE tps (no triggers, pgstream's capture, row-level capture) and
 /// the tool's description.
 type SingleTps = (Vec<f64>, Vec<f64>, Vec<f64>, String);
 
+#[derive(Debug, Clone)]
 struct Config {
     quick: bool,
     /// `PGS_BENCH_FULL_RATIO`: the adaptive switch of the DIFF stream table (`None`:
