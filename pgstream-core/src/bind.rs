@@ -11,9 +11,9 @@ use crate::expr::{
     Marker, VOLATILE,
 };
 use sqlparser::ast::{
-    Expr, GroupByExpr, Ident, JoinConstraint, JoinOperator, Query, Select, SelectItem,
-    SelectItemQualifiedWildcardKind, SetExpr, Spanned, TableFactor, TableWithJoins, Value,
-    VisitMut, VisitorMut,
+    Expr, GroupByExpr, Ident, JoinConstraint, JoinOperator, OrderBy, OrderByKind, Query, Select,
+    SelectItem, SelectItemQualifiedWildcardKind, SetExpr, Spanned, TableFactor, TableWithJoins,
+    Value, VisitMut, VisitorMut,
 };
 use std::ops::ControlFlow;
 
@@ -141,6 +141,10 @@ pub(crate) enum Shape {
     /// no keys means the whole result.
     Window {
         partition: Vec<Expr>,
+        /// `SELECT DISTINCT ON (partition) ... ORDER BY ...`: one row per partition,
+        /// the first in this order (bound expressions, each with its `ASC`/`DESC`
+        /// and `NULLS` options as SQL text). The items hold no window function then.
+        distinct_on: Option<Vec<(Expr, String)>>,
     },
     /// UNION [ALL], INTERSECT [ALL], EXCEPT [ALL] of projection blocks (the block's
     /// own tree, filter and items are those of the first branch).
@@ -322,6 +326,9 @@ impl<'a> Binder<'a> {
             return Err(unsupported(self.query, "OFFSET/FETCH", None));
         }
         let select = match q.body.as_ref() {
+            SetExpr::Select(s) if matches!(s.distinct, Some(sqlparser::ast::Distinct::On(_))) => {
+                return self.bind_distinct_on(s, q.order_by.as_ref());
+            }
             SetExpr::Select(s) => s,
             SetExpr::Query(inner) => return self.bind_query(inner),
             SetExpr::SetOperation { .. } => return self.bind_set_operation(q.body.as_ref()),
@@ -437,6 +444,77 @@ impl<'a> Binder<'a> {
                 branches,
             },
             ..first
+        })
+    }
+
+    /// `SELECT DISTINCT ON (keys) ... ORDER BY ...` at the top of the query: a projection
+    /// block kept as one row per key, maintained like a partitioned window (the keys
+    /// the changes touch are recomputed). Keys and `ORDER BY` items may name an output
+    /// column or its position, as in PostgreSQL.
+    fn bind_distinct_on(&mut self, s: &Select, order_by: Option<&OrderBy>) -> Result<Block> {
+        let Some(sqlparser::ast::Distinct::On(on)) = &s.distinct else {
+            unreachable!("called for DISTINCT ON")
+        };
+        let mut plain = s.clone();
+        plain.distinct = None;
+        let block = self.bind_select(&plain)?;
+        if !matches!(block.shape, Shape::Project) {
+            return Err(unsupported_at(
+                self.query,
+                "DISTINCT ON together with GROUP BY, aggregates or window functions",
+                Some(s.select_token.0.span),
+            ));
+        }
+        let resolve = |this: &Self, e: &Expr| -> Result<Expr> {
+            match e {
+                Expr::Value(sqlparser::ast::ValueWithSpan {
+                    value: Value::Number(n, _),
+                    ..
+                }) => {
+                    let idx: usize = n.parse().unwrap_or(0);
+                    match block.items.get(idx.wrapping_sub(1)) {
+                        Some((_, b)) => Ok(b.clone()),
+                        None => Err(Error::Invalid(
+                            Diagnostic::new(format!(
+                                "position {n} is not in the select list (1 to {})",
+                                block.items.len()
+                            ))
+                            .with_span(expr_range(this.query, e)),
+                        )),
+                    }
+                }
+                Expr::Identifier(id) => {
+                    let name = ident_value(id);
+                    match block.items.iter().find(|(n, _)| *n == name) {
+                        Some((_, b)) => Ok(b.clone()),
+                        None => this.bind_expr(e, false),
+                    }
+                }
+                _ => this.bind_expr(e, false),
+            }
+        };
+        let mut keys = Vec::new();
+        for e in on {
+            keys.push(resolve(self, e)?);
+        }
+        let mut order = Vec::new();
+        if let Some(ob) = order_by {
+            let OrderByKind::Expressions(exprs) = &ob.kind else {
+                return Err(unsupported(self.query, "ORDER BY ALL", None));
+            };
+            for o in exprs {
+                if o.with_fill.is_some() {
+                    return Err(unsupported(self.query, "ORDER BY ... WITH FILL", None));
+                }
+                order.push((resolve(self, &o.expr)?, o.options.to_string()));
+            }
+        }
+        Ok(Block {
+            shape: Shape::Window {
+                partition: keys,
+                distinct_on: Some(order),
+            },
+            ..block
         })
     }
 
@@ -625,7 +703,10 @@ impl<'a> Binder<'a> {
                 filter_text: s.selection.as_ref().map(|e| e.to_string()),
                 filter,
                 items,
-                shape: Shape::Window { partition: common },
+                shape: Shape::Window {
+                    partition: common,
+                    distinct_on: None,
+                },
             });
         }
         if group_exprs.is_empty() && !has_agg && s.having.is_none() {

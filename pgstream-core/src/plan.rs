@@ -108,7 +108,11 @@ impl Compiled {
                 Shape::Aggregate {
                     recompute: true, ..
                 } => "incremental: delta rules, recompute the groups the changes touch".into(),
-                Shape::Window { partition } if partition.is_empty() => {
+                Shape::Window {
+                    distinct_on: Some(_),
+                    ..
+                } => "incremental: recompute the DISTINCT ON keys the changes touch".into(),
+                Shape::Window { partition, .. } if partition.is_empty() => {
                     "recompute the whole result when anything changed (window without PARTITION BY)"
                         .into()
                 }
@@ -213,8 +217,13 @@ fn explain_block(b: &Block, out: &mut String) {
             ));
             depth += 1;
         }
-        Shape::Window { partition } => {
-            let strategy = if partition.is_empty() {
+        Shape::Window {
+            partition,
+            distinct_on,
+        } => {
+            let strategy = if distinct_on.is_some() {
+                "recompute the DISTINCT ON keys the changes touch, apply the difference"
+            } else if partition.is_empty() {
                 "recompute the whole result when anything changed (no PARTITION BY)"
             } else {
                 "recompute the partitions the changes touch, apply the difference"
@@ -222,7 +231,12 @@ fn explain_block(b: &Block, out: &mut String) {
             lines.push((
                 depth,
                 format!(
-                    "Window {}",
+                    "{} {}",
+                    if distinct_on.is_some() {
+                        "DistinctOn"
+                    } else {
+                        "Window"
+                    },
                     b.items
                         .iter()
                         .map(|(n, _)| n.as_str())

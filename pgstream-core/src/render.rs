@@ -1059,6 +1059,8 @@ impl Inc<'_> {
     /// use indexes), keys with a NULL by a NULL-safe match, skipped unless such a key
     /// exists.
     fn key_predicates(exprs: &[String], names: &[String]) -> (String, String) {
+        // Each key expression in parentheses: `a IS NULL` must not bind to what follows.
+        let exprs: Vec<String> = exprs.iter().map(|e| format!("({e})")).collect();
         let tuple = if exprs.len() == 1 {
             exprs[0].clone()
         } else {
@@ -1094,7 +1096,11 @@ impl Inc<'_> {
     /// partitions is exact) and the difference is applied. Rows are identified by
     /// their content and an ordinal among equal rows.
     fn window(&mut self) -> Artifacts {
-        let Shape::Window { partition } = &self.b.shape else {
+        let Shape::Window {
+            partition,
+            distinct_on,
+        } = &self.b.shape
+        else {
             unreachable!()
         };
         let st = self.st.clone();
@@ -1116,6 +1122,21 @@ impl Inc<'_> {
         );
         let base = self.new_rel(&self.b.tree);
         let filter = self.b.filter.as_ref().map(|f| self.x(f, "x"));
+        // DISTINCT ON: each (restricted) recomputation keeps the first row per key.
+        let order_by: Option<String> = distinct_on.as_ref().map(|order| {
+            if order.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " ORDER BY {}",
+                    order
+                        .iter()
+                        .map(|(e, opts)| format!("{}{opts}", self.x(e, "x")))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            }
+        });
         let inner = |extra: Option<&str>| {
             let mut conds: Vec<String> = filter.iter().map(|f| format!("({f})")).collect();
             conds.extend(extra.map(|e| e.to_string()));
@@ -1124,7 +1145,14 @@ impl Inc<'_> {
             } else {
                 format!(" WHERE {}", conds.join(" AND "))
             };
-            format!("SELECT {} FROM {base} AS x{w}", sel.join(", "))
+            match &order_by {
+                None => format!("SELECT {} FROM {base} AS x{w}", sel.join(", ")),
+                Some(order) => format!(
+                    "(SELECT DISTINCT ON ({}) {} FROM {base} AS x{w}{order})",
+                    part_x.join(", "),
+                    sel.join(", ")
+                ),
+            }
         };
         let new_rows = numbered(&inner(None));
         let root = self.delta(&self.b.tree);

@@ -142,8 +142,12 @@ fn unsupported_constructs_name_themselves_and_suggest_full() {
             "aggregates",
         ),
         (
-            "SELECT DISTINCT ON (name) name FROM departments",
-            "DISTINCT ON",
+            "SELECT DISTINCT ON (name) name, count(*) AS n FROM departments GROUP BY name",
+            "DISTINCT ON together with GROUP BY",
+        ),
+        (
+            "SELECT x.name FROM (SELECT DISTINCT ON (name) name FROM departments) AS x",
+            "subqueries in FROM (or CTEs) with GROUP BY, aggregates, DISTINCT",
         ),
         (
             "SELECT DISTINCT department_id, count(*) AS n FROM employees GROUP BY department_id",

@@ -63,6 +63,32 @@ oracle!(window_partitioned, D, Org, 112,
 oracle!(window_over_join, D, Org, 113,
     "SELECT d.name, e.id, count(*) OVER (PARTITION BY d.id) AS n, lag(e.id) OVER (PARTITION BY d.id ORDER BY e.id) AS prev \
      FROM departments d JOIN employees e ON e.department_id = d.id WHERE e.salary IS NOT NULL");
+// DISTINCT ON: one row per key, the first in ORDER BY (which ends with a key here, so
+// the row is determined); keys and ORDER BY items by expression, output name or
+// position; NULL keys and NULL sort values.
+oracle!(
+    distinct_on_per_key,
+    D,
+    Org,
+    116,
+    "SELECT DISTINCT ON (department_id) department_id, id, salary FROM employees \
+     ORDER BY department_id, salary DESC NULLS LAST, id"
+);
+oracle!(
+    distinct_on_over_join_by_output_name,
+    D,
+    Org,
+    117,
+    "SELECT DISTINCT ON (dname) d.name AS dname, e.id AS eid, e.salary FROM departments d \
+     JOIN employees e ON e.department_id = d.id ORDER BY dname, e.salary NULLS FIRST, 2 DESC"
+);
+oracle!(distinct_on_expression_and_position, D, Org, 118,
+    "SELECT DISTINCT ON (1, salary IS NULL) COALESCE(department_id, -1) AS dept, id, salary FROM employees \
+     WHERE id > 2 ORDER BY 1, salary IS NULL, id DESC");
+oracle!(window_partitioned_by_predicate, D, Org, 119,
+    "SELECT id, salary IS NULL AS unpaid, count(*) OVER (PARTITION BY salary IS NULL) AS n FROM employees");
+oracle!(min_grouped_by_predicate, D, Org, 120,
+    "SELECT salary IS NULL AS unpaid, min(id) AS lo, max(name) AS hi FROM employees GROUP BY salary IS NULL");
 oracle!(window_without_partition, D, Org, 114,
     "SELECT id, row_number() OVER (ORDER BY id) AS rn, lead(salary) OVER (ORDER BY id) AS next FROM employees");
 oracle!(
