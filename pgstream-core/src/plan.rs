@@ -90,6 +90,42 @@ impl Compiled {
         }
     }
 
+    /// The columns of source `source` (an index into [`Compiled::sources`]) that the
+    /// differential refresh reads from its change buffer, in the table's column order:
+    /// every column the query uses, and the primary key (the net effect per key is
+    /// computed on it). A buffer holds the union of what its consumers need: the
+    /// capture copies only those columns. Columns it does not read are NULL in the
+    /// deltas.
+    pub fn buffer_columns(&self, source: usize) -> Vec<String> {
+        let Some(table) = self.sources.get(source) else {
+            return Vec::new();
+        };
+        let mut used = vec![false; table.columns.len()];
+        for (i, c) in table.columns.iter().enumerate() {
+            used[i] = table.primary_key.contains(&c.name);
+        }
+        if let Body::Incremental(b) = &self.body {
+            let mut marks = Vec::new();
+            block_markers(b, &mut marks);
+            for (leaf, col) in marks {
+                if let Some(l) = b.leaves.get(leaf) {
+                    if l.source == source {
+                        if let Some(u) = used.get_mut(col) {
+                            *u = true;
+                        }
+                    }
+                }
+            }
+        }
+        table
+            .columns
+            .iter()
+            .zip(used)
+            .filter(|(_, u)| *u)
+            .map(|(c, _)| c.name.clone())
+            .collect()
+    }
+
     /// One line saying how the stream table is maintained (the root's strategy, as in
     /// [`Compiled::explain`]); the runtime records it for `pgstream.pgs_status()`.
     pub fn strategy_summary(&self) -> String {
@@ -834,5 +870,68 @@ fn factor_names(
             "cannot determine the output columns of `*` over this FROM item; list the columns"
                 .into(),
         ),
+    }
+}
+
+/// Every column marker (leaf, column) in a block: its join tree, filter, output
+/// items, and the expressions of its shape (set-operation branches included).
+fn block_markers(b: &Block, out: &mut Vec<(usize, usize)>) {
+    fn tree(t: &Tree, out: &mut Vec<(usize, usize)>) {
+        match t {
+            Tree::Leaf(_) => {}
+            Tree::Filter { input, pred, .. } => {
+                out.extend(expr::column_markers(pred));
+                tree(input, out);
+            }
+            Tree::Join {
+                left, right, on, ..
+            } => {
+                out.extend(expr::column_markers(on));
+                tree(left, out);
+                tree(right, out);
+            }
+        }
+    }
+    tree(&b.tree, out);
+    if let Some(f) = &b.filter {
+        out.extend(expr::column_markers(f));
+    }
+    for (_, e) in &b.items {
+        out.extend(expr::column_markers(e));
+    }
+    match &b.shape {
+        Shape::Project => {}
+        Shape::Window {
+            partition,
+            distinct_on,
+        } => {
+            for e in partition {
+                out.extend(expr::column_markers(e));
+            }
+            for (e, _) in distinct_on.iter().flatten() {
+                out.extend(expr::column_markers(e));
+            }
+        }
+        Shape::SetOp { branches, .. } => {
+            for br in branches {
+                block_markers(br, out);
+            }
+        }
+        Shape::Aggregate {
+            groups,
+            aggs,
+            having,
+            ..
+        } => {
+            for e in groups.iter().chain(having) {
+                out.extend(expr::column_markers(e));
+            }
+            for a in aggs {
+                if let Some(e) = &a.arg {
+                    out.extend(expr::column_markers(e));
+                }
+                out.extend(expr::column_markers(&a.call));
+            }
+        }
     }
 }

@@ -447,12 +447,21 @@ impl Inc<'_> {
                         window_sql(self.ctx, l.source, &l.table.primary_key),
                     ));
                 }
+                // The buffer holds the columns some consumer reads; this one reads
+                // `buffer_columns`, the others are never looked at.
+                let needed = self.c.buffer_columns(l.source);
                 let cols: Vec<String> = l
                     .table
                     .columns
                     .iter()
                     .enumerate()
-                    .map(|(j, c)| format!("b.{} AS {}", qi(&c.name), col(*i, j)))
+                    .map(|(j, c)| {
+                        if needed.contains(&c.name) {
+                            format!("b.{} AS {}", qi(&c.name), col(*i, j))
+                        } else {
+                            format!("NULL::{} AS {}", c.sql_type, col(*i, j))
+                        }
+                    })
                     .collect();
                 let name = format!("__pgs_d{i}");
                 self.ctes.push((

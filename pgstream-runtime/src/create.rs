@@ -102,9 +102,9 @@ async fn create_in(
     // Capture first: changes committed after the initial refresh's snapshot must
     // land in a buffer (PRIOR_ART: pg_ivm fix #121).
     let mut bindings = Vec::with_capacity(compiled.sources.len());
-    for source in &compiled.sources {
+    for (i, source) in compiled.sources.iter().enumerate() {
         let oid = source_oid(conn, source, name).await?;
-        install_capture(conn, source, oid, name).await?;
+        install_capture(conn, source, oid, &compiled.buffer_columns(i), name).await?;
         bindings.push(SourceBinding { oid });
     }
     let source_oids: Vec<u32> = bindings.iter().map(|b| b.oid).collect();
@@ -234,8 +234,14 @@ async fn source_oid(conn: &mut PgConnection, source: &Table, name: &str) -> Resu
 }
 
 /// Install change capture on a source table unless it is already installed: the
-/// buffer `pgstream_changes.changes_<oid>`, the trigger function
-/// `pgstream_changes.capture_<oid>()` and the four statement triggers.
+/// buffer `pgstream_changes.changes_<oid>` with the columns `needed` (a buffer that
+/// exists already gains those it lacks: it holds the union of what its consumers
+/// read), the trigger function `pgstream_changes.capture_<oid>()` (regenerated: it
+/// copies the columns the buffer has) and the four statement triggers.
+///
+/// A consumer that adds columns starts from the snapshot of its own initial refresh:
+/// `ALTER TABLE` waits for the writers in progress, whose rows (without the new
+/// columns) that snapshot then sees, so its windows never hold them.
 ///
 /// Locks the source's `pgstream.pgs_sources` row until the transaction ends, so
 /// buffer trimming waits for this creation (its frontier is not committed yet).
@@ -243,6 +249,7 @@ pub(crate) async fn install_capture(
     conn: &mut PgConnection,
     source: &Table,
     oid: u32,
+    needed: &[String],
     name: &str,
 ) -> Result<()> {
     let subject = Some(name);
@@ -271,15 +278,15 @@ pub(crate) async fn install_capture(
         .await
         .step(subject, STEP)?;
     if !has_buffer {
-        for ddl in buffer_ddl(source, oid) {
+        for ddl in buffer_ddl(source, oid, needed) {
             sqlx::raw_sql(&ddl)
                 .execute(&mut *conn)
                 .await
                 .step(subject, "creating the change buffer")?;
         }
     } else {
-        // Reused buffer: a column added to the source since it was created must be
-        // captured too (the trigger function below is regenerated with all columns).
+        // Reused buffer: the columns this consumer reads that no earlier one did (the
+        // trigger function below is regenerated with every column of the buffer).
         let have: Vec<String> = sqlx::query_scalar(
             "SELECT attname::text FROM pg_catalog.pg_attribute
               WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped",
@@ -288,7 +295,11 @@ pub(crate) async fn install_capture(
         .fetch_all(&mut *conn)
         .await
         .step(subject, STEP)?;
-        for c in source.columns.iter().filter(|c| !have.contains(&c.name)) {
+        for c in source
+            .columns
+            .iter()
+            .filter(|c| needed.contains(&c.name) && !have.contains(&c.name))
+        {
             let ddl = sea_query::Table::alter()
                 .table((Alias::new(CHANGES_SCHEMA), Alias::new(&buffer)))
                 .add_column(ColumnDef::new(Alias::new(&c.name)).custom(Alias::new(&c.sql_type)))
@@ -322,11 +333,11 @@ pub(crate) async fn install_capture(
     Ok(())
 }
 
-/// The change buffer of a source and its index on the transaction id, built with
-/// sea-query. sea-query has no `GENERATED ALWAYS AS IDENTITY` nor `xid8`: the
+/// The change buffer of a source with the columns `needed` (in the table's order)
+/// and its autovacuum settings, built with sea-query. sea-query has no `GENERATED ALWAYS AS IDENTITY` nor `xid8`: the
 /// identity goes through `ColumnDef::extra` and the types through `custom` (the type
 /// text is PostgreSQL's own `format_type`, not user input).
-pub(crate) fn buffer_ddl(source: &Table, oid: u32) -> Vec<String> {
+pub(crate) fn buffer_ddl(source: &Table, oid: u32, needed: &[String]) -> Vec<String> {
     let buffer = buffer_table(oid);
     let mut create = sea_query::Table::create();
     create
@@ -348,7 +359,7 @@ pub(crate) fn buffer_ddl(source: &Table, oid: u32) -> Vec<String> {
                 .small_integer()
                 .not_null(),
         );
-    for c in &source.columns {
+    for c in source.columns.iter().filter(|c| needed.contains(&c.name)) {
         create.col(ColumnDef::new(Alias::new(&c.name)).custom(Alias::new(&c.sql_type)));
     }
     // No index: maintaining a b-tree on the xid cost ~35% of a bulk write (measured,

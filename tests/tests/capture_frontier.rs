@@ -322,3 +322,87 @@ async fn user_functions_marked_volatile_are_rejected_in_differential_mode() {
     .await
     .unwrap();
 }
+
+/// Columns of a change buffer, in order (without pgstream's own).
+async fn buffer_columns(pool: &PgPool, table: &str) -> Vec<String> {
+    sqlx::query_scalar(&format!(
+        "SELECT attname::text FROM pg_attribute
+          WHERE attrelid = ('pgstream_changes.changes_' || '{table}'::regclass::oid)::regclass
+            AND attnum > 0 AND NOT attisdropped AND attname NOT LIKE '\\_\\_pgs\\_%'
+          ORDER BY attnum"
+    ))
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_buffer_holds_the_union_of_the_columns_its_consumers_read() {
+    let db = test_db().await;
+    db.exec(
+        "CREATE TABLE wide (id int PRIMARY KEY, a int, b text, c int, note text);
+         INSERT INTO wide SELECT g, g % 3, 'b' || g, g, 'n' || g FROM generate_series(1, 30) g;",
+    )
+    .await;
+    let create = |name: &'static str, q: &'static str| {
+        let pool = db.pool.clone();
+        async move {
+            pgstream::create_stream_table(
+                &pool,
+                &pgstream::spec(name, q, "1h", Mode::Differential).unwrap(),
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let qa = "SELECT a, count(*) AS n FROM wide GROUP BY a";
+    let qb = "SELECT id, b FROM wide WHERE c > 10";
+    create("by_a", qa).await;
+    // The primary key (net effect per key) and what the query reads.
+    assert_eq!(buffer_columns(&db.pool, "wide").await, ["id", "a"]);
+
+    // A writer is in the middle of a transaction when the second consumer, which
+    // needs more columns, is created: the creation waits for it, and its rows
+    // (captured without those columns) are in the new consumer's initial state.
+    let mut writer = db.pool.begin().await.unwrap();
+    sqlx::query("UPDATE wide SET a = a + 1, b = b || '!', c = c + 100 WHERE id <= 5")
+        .execute(&mut *writer)
+        .await
+        .unwrap();
+    let creating = create("by_b", qb);
+    tokio::pin!(creating);
+    tokio::select! {
+        _ = &mut creating => panic!("the creation must wait for the writer"),
+        _ = tokio::time::sleep(std::time::Duration::from_millis(300)) => {}
+    }
+    writer.commit().await.unwrap();
+    creating.await;
+    assert_eq!(
+        buffer_columns(&db.pool, "wide").await,
+        ["id", "a", "b", "c"]
+    );
+
+    db.exec(
+        "UPDATE wide SET b = 'x' || id, c = c - 15 WHERE id % 4 = 0;
+         DELETE FROM wide WHERE id = 7; INSERT INTO wide VALUES (99, 2, 'new', 50, 'z');",
+    )
+    .await;
+    for (name, q, cols) in [("by_a", qa, "a, n"), ("by_b", qb, "id, b")] {
+        sqlx::query_scalar::<_, i64>(&format!("SELECT pgstream.refresh_stream_table('{name}')"))
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+        let diff: i64 = sqlx::query_scalar(&format!(
+            "SELECT (SELECT count(*) FROM (({q}) EXCEPT ALL (SELECT {cols} FROM {name})) x)
+                  + (SELECT count(*) FROM ((SELECT {cols} FROM {name}) EXCEPT ALL ({q})) y)"
+        ))
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+        assert_eq!(diff, 0, "{name}");
+    }
+    // `note` is read by nobody and never captured.
+    assert!(!buffer_columns(&db.pool, "wide")
+        .await
+        .contains(&"note".to_string()));
+}
