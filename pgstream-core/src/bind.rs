@@ -244,6 +244,9 @@ pub(crate) struct Binder<'a> {
     pub ctes: Vec<(String, Query)>,
     /// Window functions are allowed while the select list is bound.
     pub allow_windows: std::cell::Cell<bool>,
+    /// The WHERE of a `LATERAL` subquery just bound, waiting to become part of the
+    /// condition of the join that brings it in (it may name the join's left side).
+    pub lateral_pred: Option<Expr>,
 }
 
 /// What a name scope holds, in FROM order.
@@ -1025,6 +1028,63 @@ impl<'a> Binder<'a> {
     /// Inline a subquery in FROM (or a CTE reference): its tables join the tree, its
     /// WHERE becomes a filter node, and its output columns become expressions that
     /// references to `alias.column` are replaced with.
+    /// `LATERAL (SELECT ... FROM ... WHERE ...) AS alias`: like a subquery in FROM,
+    /// except that its WHERE may name the tables to its left. The WHERE is left in
+    /// `lateral_pred` for the join that brings the subquery in (its condition), so it
+    /// is evaluated where both sides are known; anything else in the subquery must
+    /// stay within it.
+    fn bind_lateral(
+        &mut self,
+        q: &Query,
+        alias: String,
+        col_names: &[String],
+        f: &TableFactor,
+    ) -> Result<Tree> {
+        let SetExpr::Select(sel) = q.body.as_ref() else {
+            return Err(unsupported(
+                self.query,
+                "LATERAL subqueries other than SELECT ... FROM ... WHERE ...",
+                Some(f),
+            ));
+        };
+        if !is_simple_spj(q, sel) {
+            return Err(unsupported(
+                self.query,
+                "LATERAL subqueries with GROUP BY, aggregates, DISTINCT, LIMIT or WITH (they need a delta rule for an aggregate below a join)",
+                Some(f),
+            ));
+        }
+        let mut body = sel.as_ref().clone();
+        let pred = body.selection.take();
+        let q2 = Query {
+            body: Box::new(SetExpr::Select(Box::new(body))),
+            ..q.clone()
+        };
+        let first_leaf = self.leaves.len();
+        let tree = self.bind_derived(&q2, alias, col_names, f)?;
+        // Joins inside the subquery are delta-maintained on their own: their
+        // conditions must not name the tables outside it.
+        let inside: Vec<usize> = (first_leaf..self.leaves.len()).collect();
+        let mut marks = Vec::new();
+        tree_condition_markers(&tree, &mut marks);
+        if marks.iter().any(|(l, _)| !inside.contains(l)) {
+            return Err(unsupported(
+                self.query,
+                "LATERAL subqueries that name the outer tables outside their WHERE",
+                Some(f),
+            ));
+        }
+        if let Some(w) = pred {
+            // Bound in the scope of the subquery's tables, the outer ones visible.
+            let frame: Vec<Entry> = inside.iter().map(|&l| Entry::Leaf(l)).collect();
+            self.frames.push(frame);
+            let bound = self.bind_expr(&w, false);
+            self.frames.pop();
+            self.lateral_pred = Some(bound?);
+        }
+        Ok(tree)
+    }
+
     fn bind_derived(
         &mut self,
         q: &Query,
@@ -1133,13 +1193,22 @@ impl<'a> Binder<'a> {
         let mut tree: Option<Tree> = None;
         for twj in from {
             let t = self.bind_table_with_joins(twj)?;
+            let lateral = self.lateral_pred.take();
             tree = Some(match tree {
-                None => t,
+                None => match lateral {
+                    // LATERAL first in FROM: nothing to its left, a plain filter.
+                    Some(pred) => Tree::Filter {
+                        input: Box::new(t),
+                        text: "LATERAL ... WHERE".into(),
+                        pred,
+                    },
+                    None => t,
+                },
                 Some(prev) => Tree::Join {
                     kind: JoinKind::Inner,
                     left: Box::new(prev),
                     right: Box::new(t),
-                    on: Expr::Value(Value::Boolean(true).into()),
+                    on: lateral.unwrap_or_else(|| Expr::Value(Value::Boolean(true).into())),
                     on_text: "TRUE".into(),
                 },
             });
@@ -1181,8 +1250,11 @@ impl<'a> Binder<'a> {
 
     fn bind_table_with_joins(&mut self, twj: &TableWithJoins) -> Result<Tree> {
         let mut tree = self.bind_factor(&twj.relation)?;
+        // A LATERAL first factor joins what precedes it in the FROM list (bind_from).
+        let first_lateral = self.lateral_pred.take();
         for j in &twj.joins {
             let right = self.bind_factor(&j.relation)?;
+            let lateral = self.lateral_pred.take();
             let (kind, constraint) = match &j.join_operator {
                 JoinOperator::Join(c) | JoinOperator::Inner(c) => (JoinKind::Inner, Some(c)),
                 JoinOperator::Left(c) | JoinOperator::LeftOuter(c) => (JoinKind::Left, Some(c)),
@@ -1222,6 +1294,24 @@ impl<'a> Binder<'a> {
                     ))
                 }
             };
+            let on = match lateral {
+                None => on,
+                Some(_) if matches!(kind, JoinKind::Right | JoinKind::Full) => {
+                    return Err(Error::Invalid(
+                        Diagnostic::new(
+                            "a LATERAL subquery cannot be on the right of a RIGHT or FULL JOIN",
+                        )
+                        .with_span(expr::span_range(self.query, j.relation.span())),
+                    ))
+                }
+                // The subquery's rows for a left row are its WHERE's matches: inner and
+                // left joins with it are joins on that WHERE and the ON condition.
+                Some(pred) => Expr::BinaryOp {
+                    left: Box::new(Expr::Nested(Box::new(pred))),
+                    op: sqlparser::ast::BinaryOperator::And,
+                    right: Box::new(Expr::Nested(Box::new(on))),
+                },
+            };
             tree = Tree::Join {
                 kind,
                 left: Box::new(tree),
@@ -1230,6 +1320,7 @@ impl<'a> Binder<'a> {
                 on_text,
             };
         }
+        self.lateral_pred = first_lateral;
         Ok(tree)
     }
 
@@ -1309,8 +1400,20 @@ impl<'a> Binder<'a> {
                     alias.columns.iter().map(|c| ident_value(&c.name)).collect();
                 self.bind_derived(subquery, ident_value(&alias.name), &cols, f)
             }
-            TableFactor::Derived { .. } => {
-                Err(unsupported(self.query, "LATERAL subqueries", Some(f)))
+            TableFactor::Derived {
+                lateral: true,
+                subquery,
+                alias,
+            } => {
+                let Some(alias) = alias else {
+                    return Err(Error::Invalid(
+                        Diagnostic::new("a subquery in FROM must have an alias")
+                            .with_span(expr::span_range(self.query, f.span())),
+                    ));
+                };
+                let cols: Vec<String> =
+                    alias.columns.iter().map(|c| ident_value(&c.name)).collect();
+                self.bind_lateral(subquery, ident_value(&alias.name), &cols, f)
             }
             _ => Err(unsupported(self.query, "this kind of FROM item", Some(f))),
         }
@@ -1802,4 +1905,22 @@ pub(crate) fn output_name(e: &Expr) -> String {
 #[allow(dead_code)]
 pub(crate) fn is_marker(e: &Expr) -> bool {
     as_marker(e).is_some()
+}
+
+/// Column markers of the join conditions and filters inside a tree.
+fn tree_condition_markers(t: &Tree, out: &mut Vec<(usize, usize)>) {
+    match t {
+        Tree::Leaf(_) => {}
+        Tree::Filter { input, pred, .. } => {
+            out.extend(expr::column_markers(pred));
+            tree_condition_markers(input, out);
+        }
+        Tree::Join {
+            left, right, on, ..
+        } => {
+            out.extend(expr::column_markers(on));
+            tree_condition_markers(left, out);
+            tree_condition_markers(right, out);
+        }
+    }
 }

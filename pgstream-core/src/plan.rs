@@ -433,6 +433,7 @@ pub(crate) fn compile(spec: &StreamTableSpec, catalog: &Catalog) -> Result<Compi
             virtuals: Vec::new(),
             ctes: Vec::new(),
             allow_windows: std::cell::Cell::new(false),
+            lateral_pred: None,
         };
         // Table references (not table functions such as `generate_series(...)`).
         struct Tables(Vec<ObjectName>);
@@ -485,6 +486,7 @@ pub(crate) fn compile(spec: &StreamTableSpec, catalog: &Catalog) -> Result<Compi
             virtuals: Vec::new(),
             ctes: Vec::new(),
             allow_windows: std::cell::Cell::new(false),
+            lateral_pred: None,
         };
         binder.bind_query(&query)
     };

@@ -142,6 +142,14 @@ fn unsupported_constructs_name_themselves_and_suggest_full() {
             "aggregates",
         ),
         (
+            "SELECT d.id, s.n FROM departments d, LATERAL (SELECT count(*) AS n FROM employees e WHERE e.department_id = d.id) AS s",
+            "LATERAL subqueries with GROUP BY, aggregates",
+        ),
+        (
+            "SELECT d.id, s.eid FROM departments d CROSS JOIN LATERAL (SELECT e.id AS eid FROM employees e JOIN departments d2 ON d2.id = d.parent_id) AS s",
+            "LATERAL subqueries that name the outer tables outside their WHERE",
+        ),
+        (
             "SELECT DISTINCT ON (name) name, count(*) AS n FROM departments GROUP BY name",
             "DISTINCT ON together with GROUP BY",
         ),

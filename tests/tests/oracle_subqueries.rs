@@ -144,3 +144,19 @@ async fn stream_table_over_stream_table() {
     }
     o.assert_equivalent(&db.pool).await;
 }
+
+// LATERAL subqueries (select-project-join bodies): the WHERE, which names the tables
+// to the left, becomes part of the join condition.
+oracle!(lateral_comma, D, Org, 230,
+    "SELECT d.id, s.eid, s.salary FROM departments d, \
+     LATERAL (SELECT e.id AS eid, e.salary FROM employees e WHERE e.department_id = d.id AND e.salary > 15) AS s");
+oracle!(left_join_lateral, D, Org, 231,
+    "SELECT d.id, d.name, s.eid, s.twice FROM departments d LEFT JOIN LATERAL \
+     (SELECT e.id AS eid, e.salary * 2 AS twice FROM employees e WHERE e.department_id = d.parent_id) AS s ON s.twice > 25");
+oracle!(cross_join_lateral_over_join, D, OrgProjects, 232,
+    "SELECT d.id, s.eid, s.pid FROM departments d CROSS JOIN LATERAL \
+     (SELECT e.id AS eid, p.id AS pid FROM employees e JOIN projects p ON p.department_id = e.department_id \
+      WHERE e.department_id = d.id) AS s");
+oracle!(lateral_under_aggregate, D, Org, 233,
+    "SELECT d.name, count(s.eid) AS n, sum(s.salary) AS total FROM departments d LEFT JOIN LATERAL \
+     (SELECT e.id AS eid, e.salary FROM employees e WHERE e.department_id = d.id) AS s ON true GROUP BY d.name");
