@@ -35,11 +35,13 @@ pub fn buffer_table(source_oid: u32) -> String {
 }
 
 /// The name (in [`CATALOG_SCHEMA`]) of a stream table's generated refresh function,
-/// `_refresh_<id>(cap bigint, OUT rows_changed bigint, OUT window_rows bigint)`: it
+/// `_refresh_<id>(cap bigint, OUT rows_changed bigint, OUT window_rows bigint, OUT
+/// strategy text)`: it
 /// counts the rows in the windows (up to `cap`) and, when there are some but fewer
 /// than `cap`, runs the differential refresh as a static statement, whose plan each
 /// session keeps. `rows_changed` is NULL when it did not refresh (no changes, or
-/// `cap` reached: a full refresh is cheaper).
+/// `cap` reached: a full refresh is cheaper); `strategy` names a special path taken
+/// (the semi-naive one of a recursive query), else NULL.
 pub fn refresh_function(st_id: i64) -> String {
     format!("_refresh_{st_id}")
 }

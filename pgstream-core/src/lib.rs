@@ -33,6 +33,7 @@ mod expr;
 mod plan;
 mod quote;
 mod render;
+mod seminaive;
 mod typecheck;
 mod types;
 

@@ -48,7 +48,11 @@ pub(crate) enum Body {
     /// A bound block maintained by delta rules.
     Incremental(Block),
     /// The user's query with every table reference schema-qualified and quoted.
-    Recompute { query_sql: String },
+    Recompute {
+        query_sql: String,
+        /// A recursive query that insert-only windows extend semi-naively.
+        seminaive: Option<crate::seminaive::SemiNaive>,
+    },
 }
 
 /// A compiled stream table.
@@ -103,6 +107,13 @@ impl Compiled {
         let mut used = vec![false; table.columns.len()];
         for (i, c) in table.columns.iter().enumerate() {
             used[i] = table.primary_key.contains(&c.name);
+        }
+        if let Body::Recompute {
+            seminaive: Some(_), ..
+        } = &self.body
+        {
+            // The inserted rows of the windows are joined like the tables.
+            return table.columns.iter().map(|c| c.name.clone()).collect();
         }
         if let Body::Incremental(b) = &self.body {
             let mut marks = Vec::new();
@@ -510,14 +521,21 @@ pub(crate) fn compile(spec: &StreamTableSpec, catalog: &Catalog) -> Result<Compi
         }
         (Mode::Differential, Err(Error::Unsupported(_))) if is_recursive => {
             reject_volatile(text, &query)?;
-            let columns = output_columns(text, &query, catalog)?;
+            let columns: Vec<OutputColumn> = output_columns(text, &query, catalog)?;
             qualify_tables(&mut query, &ctes, &sources);
+            let names: Vec<String> = columns.iter().map(|c| c.name.clone()).collect();
+            let seminaive = crate::seminaive::analyze(&query, &sources, &names);
             (
                 Strategy::RecomputeDiff {
-                    reason: "WITH RECURSIVE has no delta rule".into(),
+                    reason: if seminaive.is_some() {
+                        "WITH RECURSIVE: new rows derived semi-naively when the changes are all inserts, else recomputed".into()
+                    } else {
+                        "WITH RECURSIVE has no delta rule".into()
+                    },
                 },
                 Body::Recompute {
                     query_sql: query.to_string(),
+                    seminaive,
                 },
                 columns,
             )
@@ -534,6 +552,7 @@ pub(crate) fn compile(spec: &StreamTableSpec, catalog: &Catalog) -> Result<Compi
                 },
                 Body::Recompute {
                     query_sql: query.to_string(),
+                    seminaive: None,
                 },
                 columns,
             )
@@ -547,6 +566,7 @@ pub(crate) fn compile(spec: &StreamTableSpec, catalog: &Catalog) -> Result<Compi
                 Strategy::Full,
                 Body::Recompute {
                     query_sql: query.to_string(),
+                    seminaive: None,
                 },
                 columns,
             )

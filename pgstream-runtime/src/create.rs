@@ -48,7 +48,8 @@ pub(crate) async fn create_checked(
         .step(Some(&name), "starting the creation")?;
     // The same search_path as every refresh: a query that would fail there fails now,
     // and types outside pg_catalog come back schema-qualified from format_type.
-    sqlx::query("SET LOCAL search_path TO pg_catalog, pg_temp")
+    // JIT off as in every refresh (see refresh_stream_table_by_id).
+    sqlx::raw_sql("SET LOCAL search_path TO pg_catalog, pg_temp; SET LOCAL jit = off")
         .execute(&mut *tx)
         .await
         .step(Some(&name), "pinning search_path")?;

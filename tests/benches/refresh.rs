@@ -197,6 +197,8 @@ impl Config {
 enum Source {
     Employees,
     Nodes,
+    /// New leaves added to the tree of `nodes` (insert-only changes).
+    NodeInserts,
 }
 
 struct Scenario {
@@ -272,6 +274,10 @@ best AS (SELECT DISTINCT ON (id) id, name, path FROM sub ORDER BY id, sdepth)
 UPDATE hand_t t SET name = b.name, path = b.path FROM best b
 WHERE t.id = b.id AND (t.path, t.name) IS DISTINCT FROM (b.path, b.name)";
 
+const H_TREE_INSERT: &str = "WITH d AS (DELETE FROM hand_buf RETURNING id)
+INSERT INTO hand_t SELECT n.id, n.name, p.path || ' > ' || n.name, p.depth + 1
+FROM d JOIN nodes n ON n.id = d.id JOIN hand_t p ON p.id = n.parent_id";
+
 const H_MINMAX: &str = "WITH d AS (DELETE FROM hand_buf RETURNING department_id),
 s AS (SELECT g.department_id, m.mn, m.mx, m.c FROM (SELECT DISTINCT department_id FROM d) g
       CROSS JOIN LATERAL (SELECT min(e.salary) AS mn, max(e.salary) AS mx, count(*) AS c
@@ -321,6 +327,16 @@ const SCENARIOS: &[Scenario] = &[
         source: Source::Nodes,
         hand_refresh: H_TREE,
         hand_note: "renames only: recomputes the paths of the renamed nodes' subtrees",
+    },
+    Scenario {
+        key: "tree_insert",
+        title: "Recursive tree, insert-only changes (the same WITH RECURSIVE query; k new leaves under random nodes)",
+        query: Q_TREE,
+        columns: "id, name, path, depth",
+        key_cols: "id",
+        source: Source::NodeInserts,
+        hand_refresh: H_TREE_INSERT,
+        hand_note: "new leaves only: each joins its parent's stored path",
     },
     Scenario {
         key: "minmax",
@@ -407,6 +423,12 @@ CREATE TRIGGER hand_upd AFTER UPDATE ON nodes REFERENCING NEW TABLE AS new_t
   FOR EACH STATEMENT EXECUTE FUNCTION hand_cap_node();
 ",
         ),
+        Source::NodeInserts => s.push_str(
+            "CREATE TABLE hand_buf (id int NOT NULL);
+CREATE TRIGGER hand_ins AFTER INSERT ON nodes REFERENCING NEW TABLE AS new_t
+  FOR EACH STATEMENT EXECUTE FUNCTION hand_cap_node();
+",
+        ),
     }
     write!(
         s,
@@ -420,7 +442,7 @@ CREATE TRIGGER hand_upd AFTER UPDATE ON nodes REFERENCING NEW TABLE AS new_t
 fn hand_teardown_sql(sc: &Scenario) -> String {
     let table = match sc.source {
         Source::Employees => "employees",
-        Source::Nodes => "nodes",
+        Source::Nodes | Source::NodeInserts => "nodes",
     };
     let mut s = String::from("DROP TABLE IF EXISTS hand_t, hand_buf;\n");
     for t in ["hand_ins", "hand_upd", "hand_del"] {
@@ -792,7 +814,9 @@ async fn refresh_phase(cfg: &Config, pool: &PgPool, res: &mut Results) -> Res<()
         .iter()
         .filter(|s| cfg.queries.iter().any(|q| q == s.key))
         .collect();
-    let with_nodes = scenarios.iter().any(|s| s.source == Source::Nodes);
+    let with_nodes = scenarios
+        .iter()
+        .any(|s| matches!(s.source, Source::Nodes | Source::NodeInserts));
     let mut rng = StdRng::seed_from_u64(20_261_130);
     for &size in &cfg.sizes {
         let t = Instant::now();
@@ -847,6 +871,19 @@ async fn apply_changes(
                 .bind(round)
                 .execute(pool)
                 .await?;
+        }
+        Source::NodeInserts => {
+            // k new leaves, each under a random node of the original tree.
+            sqlx::query(
+                "INSERT INTO nodes (id, parent_id, name)
+                 SELECT m.base + g.i, p.parent, 'leaf ' || (m.base + g.i)
+                   FROM (SELECT max(id) AS base FROM nodes) m,
+                        unnest($1::int[]) WITH ORDINALITY AS p(parent, i)
+                   JOIN LATERAL (SELECT p.i AS i) g ON true",
+            )
+            .bind(&ids)
+            .execute(pool)
+            .await?;
         }
     }
     Ok(())

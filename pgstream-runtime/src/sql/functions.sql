@@ -79,9 +79,13 @@ $fn$;
 
 -- Refresh one stream table by id. With wait = false, returns NULL at once when
 -- another session is refreshing it (the scheduler's mode).
+-- JIT is off while refreshing: the estimates of refresh statements (many CTEs,
+-- recursive ones) cross jit_above_cost while they run in milliseconds, and compiling
+-- them took seconds.
 CREATE OR REPLACE FUNCTION pgstream.refresh_stream_table_by_id(st_id bigint, wait boolean DEFAULT true)
 RETURNS bigint LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET jit = off
 AS $fn$
 DECLARE
     st pgstream.pgs_stream_tables;
@@ -91,6 +95,7 @@ DECLARE
     src oid;
     full_mode boolean;
     how text;
+    fhow text;
     win bigint;
     cap bigint;
     msg text;
@@ -161,7 +166,8 @@ BEGIN
                 END IF;
             END IF;
             EXECUTE format('SELECT * FROM %s($1)', st.refresh_function)
-               INTO n, win USING coalesce(cap, 9223372036854775807);
+               INTO n, win, fhow USING coalesce(cap, 9223372036854775807);
+            how := coalesce(fhow, how);
             IF win = 0 THEN
                 how := 'NO CHANGES';
                 n := 0;
@@ -178,7 +184,7 @@ BEGIN
                                 hnt = PG_EXCEPTION_HINT, state = RETURNED_SQLSTATE;
         msg := format('refreshing stream table %s (%s refresh): %s',
                       pgstream._display_name(st.schema_name, st.table_name),
-                      CASE WHEN how = 'DIFFERENTIAL' THEN 'differential' ELSE 'full' END, msg);
+                      CASE WHEN how LIKE 'DIFFERENTIAL%' THEN 'differential' ELSE 'full' END, msg);
         -- RAISE has no way to leave an option unset conditionally.
         IF coalesce(det, '') = '' AND coalesce(hnt, '') = '' THEN
             RAISE EXCEPTION USING ERRCODE = state, MESSAGE = msg;
@@ -213,7 +219,7 @@ BEGIN
             last_strategy, last_window_rows, differential_count, full_count,
             adaptive_full_count, no_change_count)
     VALUES (st.id, 1, ms, ms, ms, ms, n, n, how, win,
-            (how = 'DIFFERENTIAL')::int, (how LIKE 'FULL%')::int,
+            (how LIKE 'DIFFERENTIAL%')::int, (how LIKE 'FULL%')::int,
             (how = 'FULL (adaptive)')::int, (how = 'NO CHANGES')::int)
     ON CONFLICT ON CONSTRAINT pgs_refresh_stats_pkey DO UPDATE
        SET refresh_count = r.refresh_count + 1,
@@ -233,7 +239,7 @@ BEGIN
            full_ms_avg = CASE WHEN how LIKE 'FULL%'
                               THEN coalesce(0.7 * r.full_ms_avg + 0.3 * ms, ms)
                               ELSE r.full_ms_avg END,
-           diff_ms_per_row = CASE WHEN how = 'DIFFERENTIAL' AND win >= 100
+           diff_ms_per_row = CASE WHEN how LIKE 'DIFFERENTIAL%' AND win >= 100
                                   THEN coalesce(0.7 * r.diff_ms_per_row + 0.3 * ms / win, ms / win)
                                   ELSE r.diff_ms_per_row END;
     RETURN n;

@@ -1,0 +1,472 @@
+//! Semi-naive maintenance of `WITH RECURSIVE` under insert-only windows.
+//!
+//! A recursive query `WITH RECURSIVE r AS (base UNION ALL step) SELECT <r's columns>
+//! FROM r` is linear in `r`, and `base` and `step` are inner joins: each is a product
+//! of its factors, so for inserted rows `ΔS` of the sources the new derivations are,
+//! by the product rule over the factors in any fixed order (here `r` first),
+//!
+//! ```text
+//! Δr = Δbase + Σ_i step(r_old, S_1 old .. S_{i-1} old, ΔS_i, S_{i+1} new ..) + step(Δr, S new ..)
+//! ```
+//!
+//! where `S old = S new − ΔS` and `r_old` is the stored result. The last term is the
+//! recursive one, so one recursive CTE seeded with the others computes every new row;
+//! they are appended to the storage table. This holds when every window holds only
+//! inserts (a delete or update may remove derivations: the refresh then recomputes
+//! and applies the difference, as before). Under bag semantics (`UNION ALL`) each new
+//! derivation is a new row; appended copies of a row that exists continue its
+//! numbering (`__pgs_n`).
+
+use crate::catalog::{ident_value, Table};
+use crate::contract;
+use crate::quote::quote_ident as qi;
+use sqlparser::ast::{
+    Expr, Ident, JoinOperator, ObjectName, ObjectNamePart, Query, Select, SelectItem, SetExpr,
+    SetOperator, SetQuantifier, TableAlias, TableFactor,
+};
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::parser::Parser;
+
+/// A recursive query that can be maintained semi-naively, analysed.
+#[derive(Debug, Clone)]
+pub(crate) struct SemiNaive {
+    /// The recursive CTE's name and its columns.
+    cte: String,
+    cte_cols: Vec<String>,
+    /// Output column `i` is CTE column `perm[i]`.
+    perm: Vec<usize>,
+    /// The base case and the recursive step (table names qualified).
+    base: Select,
+    step: Select,
+}
+
+/// One factor of a join: the recursive CTE, or a source table (index into the
+/// compiled sources), with the alias the query gives it (or its name).
+#[derive(Debug, Clone, PartialEq)]
+enum Factor {
+    Cte { alias: String },
+    Source { index: usize, alias: String },
+}
+
+/// Which state of a factor a term reads.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Version {
+    Old,
+    Delta,
+    New,
+}
+
+/// `Some` when the (qualified) query has the shape this module maintains.
+pub(crate) fn analyze(q: &Query, sources: &[Table], outputs: &[String]) -> Option<SemiNaive> {
+    let with = q.with.as_ref()?;
+    if !with.recursive || with.cte_tables.len() != 1 || q.order_by.is_some() || q.limit.is_some() {
+        return None;
+    }
+    let cte = &with.cte_tables[0];
+    let name = ident_value(&cte.alias.name);
+    let body = &cte.query;
+    if body.with.is_some() || body.order_by.is_some() || body.limit.is_some() {
+        return None;
+    }
+    let SetExpr::SetOperation {
+        op: SetOperator::Union,
+        set_quantifier: SetQuantifier::All,
+        left,
+        right,
+    } = body.body.as_ref()
+    else {
+        return None;
+    };
+    let (SetExpr::Select(base), SetExpr::Select(step)) = (left.as_ref(), right.as_ref()) else {
+        return None;
+    };
+    let plain = |s: &Select| {
+        s.distinct.is_none()
+            && s.having.is_none()
+            && matches!(&s.group_by, sqlparser::ast::GroupByExpr::Expressions(e, m) if e.is_empty() && m.is_empty())
+            && s.named_window.is_empty()
+            && s.qualify.is_none()
+            && s.projection.iter().all(|i| {
+                matches!(
+                    i,
+                    SelectItem::UnnamedExpr(_) | SelectItem::ExprWithAlias { .. }
+                )
+            })
+    };
+    if !plain(base) || !plain(step) {
+        return None;
+    }
+    let base_factors = factors(base, &name, sources)?;
+    let step_factors = factors(step, &name, sources)?;
+    let ctes_in = |f: &[Factor]| f.iter().filter(|x| matches!(x, Factor::Cte { .. })).count();
+    if ctes_in(&base_factors) != 0 || ctes_in(&step_factors) != 1 {
+        return None;
+    }
+    // No subqueries anywhere in the base or the step (they could read `r` or a
+    // source outside the factors).
+    if has_subquery(base) || has_subquery(step) {
+        return None;
+    }
+    // The CTE's columns: its column list, else the base case's output names.
+    let cte_cols: Vec<String> = if !cte.alias.columns.is_empty() {
+        cte.alias
+            .columns
+            .iter()
+            .map(|c| ident_value(&c.name))
+            .collect()
+    } else {
+        base.projection
+            .iter()
+            .map(|i| match i {
+                SelectItem::ExprWithAlias { alias, .. } => Some(ident_value(alias)),
+                SelectItem::UnnamedExpr(Expr::Identifier(id)) => Some(ident_value(id)),
+                SelectItem::UnnamedExpr(Expr::CompoundIdentifier(p)) => p.last().map(ident_value),
+                _ => None,
+            })
+            .collect::<Option<Vec<_>>>()?
+    };
+    if cte_cols.len() != base.projection.len() || cte_cols.len() != step.projection.len() {
+        return None;
+    }
+    // The outer query: every CTE column once, plainly, from the CTE alone.
+    let SetExpr::Select(outer) = q.body.as_ref() else {
+        return None;
+    };
+    if !plain(outer) || outer.selection.is_some() || outer.from.len() != 1 {
+        return None;
+    }
+    let from = &outer.from[0];
+    if !from.joins.is_empty() {
+        return None;
+    }
+    let TableFactor::Table {
+        name: rel, alias, ..
+    } = &from.relation
+    else {
+        return None;
+    };
+    if rel.0.len() != 1 || rel.0[0].as_ident().map(ident_value) != Some(name.clone()) {
+        return None;
+    }
+    if alias.as_ref().is_some_and(|a| !a.columns.is_empty()) {
+        return None;
+    }
+    let mut perm = Vec::new();
+    for item in &outer.projection {
+        let e = match item {
+            SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => e,
+            _ => return None,
+        };
+        let col = match e {
+            Expr::Identifier(id) => ident_value(id),
+            Expr::CompoundIdentifier(p) if p.len() == 2 => ident_value(&p[1]),
+            _ => return None,
+        };
+        perm.push(cte_cols.iter().position(|c| *c == col)?);
+    }
+    let mut seen = perm.clone();
+    seen.sort_unstable();
+    seen.dedup();
+    if seen.len() != cte_cols.len() || perm.len() != outputs.len() {
+        return None;
+    }
+    Some(SemiNaive {
+        cte: name,
+        cte_cols,
+        perm,
+        base: base.as_ref().clone(),
+        step: step.as_ref().clone(),
+    })
+}
+
+/// The factors of an inner-join FROM clause, in order; `None` for anything else.
+fn factors(s: &Select, cte: &str, sources: &[Table]) -> Option<Vec<Factor>> {
+    let mut out = Vec::new();
+    for twj in &s.from {
+        out.push(factor(&twj.relation, cte, sources)?);
+        for j in &twj.joins {
+            match &j.join_operator {
+                JoinOperator::Join(_) | JoinOperator::Inner(_) | JoinOperator::CrossJoin => {}
+                _ => return None,
+            }
+            out.push(factor(&j.relation, cte, sources)?);
+        }
+    }
+    Some(out)
+}
+
+fn factor(f: &TableFactor, cte: &str, sources: &[Table]) -> Option<Factor> {
+    let TableFactor::Table {
+        name, alias, args, ..
+    } = f
+    else {
+        return None;
+    };
+    if args.is_some() || alias.as_ref().is_some_and(|a| !a.columns.is_empty()) {
+        return None;
+    }
+    let parts: Vec<String> = name
+        .0
+        .iter()
+        .map(|p| p.as_ident().map(ident_value))
+        .collect::<Option<_>>()?;
+    let alias = alias.as_ref().map(|a| ident_value(&a.name));
+    match parts.as_slice() {
+        [n] if n == cte => Some(Factor::Cte {
+            alias: alias.unwrap_or_else(|| n.clone()),
+        }),
+        [schema, n] => {
+            let index = sources
+                .iter()
+                .position(|t| t.name.schema == *schema && t.name.name == *n)?;
+            Some(Factor::Source {
+                index,
+                alias: alias.unwrap_or_else(|| n.clone()),
+            })
+        }
+        _ => None,
+    }
+}
+
+fn has_subquery(s: &Select) -> bool {
+    use sqlparser::ast::{Visit, Visitor};
+    struct Finder(bool);
+    impl Visitor for Finder {
+        type Break = ();
+        fn pre_visit_query(&mut self, _q: &Query) -> std::ops::ControlFlow<()> {
+            self.0 = true;
+            std::ops::ControlFlow::Break(())
+        }
+    }
+    let mut f = Finder(false);
+    let _ = s.visit(&mut f);
+    f.0
+}
+
+/// What the renderer supplies: per source, SQL for its window's inserted rows
+/// (columns named as the table's), and the storage table.
+pub(crate) struct Inputs<'a> {
+    pub sources: &'a [Table],
+    /// Per source: `SELECT b.* FROM <buffer> ... WHERE <window>` (every image).
+    pub windows: Vec<String>,
+    /// The storage table, quoted and qualified.
+    pub storage: &'a str,
+    /// The output column names, in order.
+    pub outputs: &'a [String],
+    /// Renders a row id from a row text and a number (the renderer's hash).
+    pub row_hash: &'a dyn Fn(&str, &str) -> String,
+    /// The frontier advance of the stream table (a data-modifying statement).
+    pub advance: String,
+}
+
+const DELTA: &str = "__pgs_d";
+
+impl SemiNaive {
+    /// The insert-only refresh: one statement that appends the new rows, advances
+    /// the frontiers and returns the number of rows inserted.
+    pub(crate) fn render(&self, inp: &Inputs<'_>) -> String {
+        let base_f = factors(&self.base, &self.cte, inp.sources).expect("analysed");
+        let step_f = factors(&self.step, &self.cte, inp.sources).expect("analysed");
+        let mut seed = Vec::new();
+        // Δbase: factor i reads its delta, those before it their old state.
+        for i in 0..base_f.len() {
+            let versions: Vec<Version> = (0..base_f.len())
+                .map(|j| match j.cmp(&i) {
+                    std::cmp::Ordering::Less => Version::Old,
+                    std::cmp::Ordering::Equal => Version::Delta,
+                    std::cmp::Ordering::Greater => Version::New,
+                })
+                .collect();
+            seed.push(self.term(&self.base, &base_f, &versions, inp));
+        }
+        // The step over the stored result: r old, then the sources in order.
+        let sources_in_step: Vec<usize> = step_f
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| matches!(f, Factor::Source { .. }))
+            .map(|(j, _)| j)
+            .collect();
+        for (k, &i) in sources_in_step.iter().enumerate() {
+            let versions: Vec<Version> = step_f
+                .iter()
+                .enumerate()
+                .map(|(j, f)| match f {
+                    Factor::Cte { .. } => Version::Old,
+                    Factor::Source { .. } => {
+                        let pos = sources_in_step.iter().position(|&x| x == j).unwrap_or(0);
+                        match pos.cmp(&k) {
+                            std::cmp::Ordering::Less => Version::Old,
+                            std::cmp::Ordering::Equal => Version::Delta,
+                            std::cmp::Ordering::Greater => Version::New,
+                        }
+                    }
+                })
+                .collect();
+            let _ = i;
+            seed.push(self.term(&self.step, &step_f, &versions, inp));
+        }
+        // The recursive term: the new rows of r through the current sources.
+        let rec_versions: Vec<Version> = step_f
+            .iter()
+            .map(|f| match f {
+                Factor::Cte { .. } => Version::Delta,
+                Factor::Source { .. } => Version::New,
+            })
+            .collect();
+        let recursive = self.term(&self.step, &step_f, &rec_versions, inp);
+        let cols = self
+            .cte_cols
+            .iter()
+            .map(|c| qi(c))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let outs: Vec<String> = inp.outputs.iter().map(|c| qi(c)).collect();
+        let new_items = self
+            .perm
+            .iter()
+            .zip(&outs)
+            .map(|(&j, o)| format!("d.{} AS {o}", qi(&self.cte_cols[j])))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let q_cols = outs
+            .iter()
+            .map(|o| format!("q.{o}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let st = inp.storage;
+        let n = "\"__pgs_n\"";
+        // Copies already stored of a row: numbered 1..c; probe c + 1 until absent.
+        let text_k = format!("ROW({q_cols}, p.k + 1)::text");
+        let stored = format!(
+            "(WITH RECURSIVE p(k) AS (SELECT 0::bigint UNION ALL SELECT p.k + 1 FROM p WHERE EXISTS \
+             (SELECT 1 FROM {st} AS s WHERE s.\"__pgs_row_id\" = {} AND s.{n} = p.k + 1 AND ROW({}, s.{n})::text = {text_k})) \
+             SELECT max(p.k) FROM p)",
+            (inp.row_hash)(&text_k, "p.k + 1"),
+            outs.iter()
+                .map(|o| format!("s.{o}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+        );
+        let numbered = format!(
+            "SELECT q.*, {stored} + row_number() OVER (PARTITION BY ROW({q_cols})::text) AS {n} FROM \"__pgs_new\" AS q"
+        );
+        let x_cols = outs
+            .iter()
+            .map(|o| format!("x.{o}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!(
+            "WITH RECURSIVE {d} ({cols}) AS ({seed}\nUNION ALL {recursive}),\n\
+             \"__pgs_adv\" AS ({adv}),\n\
+             \"__pgs_new\" AS MATERIALIZED (SELECT {new_items} FROM {d} AS d),\n\
+             \"__pgs_ins\" AS (INSERT INTO {st} ({out_list}, {n}, \"__pgs_row_id\") \
+             SELECT {x_cols}, x.{n}, {id} FROM ({numbered}) AS x RETURNING 1)\n\
+             SELECT count(*) AS \"rows_changed\" FROM \"__pgs_ins\"",
+            d = qi(DELTA),
+            seed = seed.join("\nUNION ALL "),
+            adv = inp.advance,
+            out_list = outs.join(", "),
+            id = (inp.row_hash)(&format!("ROW({x_cols}, x.{n})::text"), &format!("x.{n}")),
+        )
+    }
+
+    /// One term: the Select with each factor replaced by the chosen state.
+    fn term(&self, s: &Select, fs: &[Factor], versions: &[Version], inp: &Inputs<'_>) -> String {
+        let mut s = s.clone();
+        let mut k = 0;
+        for twj in &mut s.from {
+            replace(&mut twj.relation, &fs[k], versions[k], self, inp);
+            k += 1;
+            for j in &mut twj.joins {
+                replace(&mut j.relation, &fs[k], versions[k], self, inp);
+                k += 1;
+            }
+        }
+        s.to_string()
+    }
+
+    /// The stored result as the CTE's columns.
+    fn old_result(&self, inp: &Inputs<'_>) -> String {
+        let items = (0..self.cte_cols.len())
+            .map(|j| {
+                let i = self.perm.iter().position(|&p| p == j).expect("permutation");
+                format!("s.{} AS {}", qi(&inp.outputs[i]), qi(&self.cte_cols[j]))
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!("SELECT {items} FROM {} AS s", inp.storage)
+    }
+}
+
+/// The inserted rows of a source's window, with the table's columns.
+fn inserted(t: &Table, window: &str) -> String {
+    let cols = t
+        .columns
+        .iter()
+        .map(|c| format!("w.{}", qi(&c.name)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "SELECT {cols} FROM ({window}) AS w WHERE w.{} > 0",
+        qi(contract::WEIGHT)
+    )
+}
+
+fn replace(rel: &mut TableFactor, f: &Factor, v: Version, sn: &SemiNaive, inp: &Inputs<'_>) {
+    let (sql, alias) = match (f, v) {
+        (Factor::Cte { alias }, Version::Delta) => {
+            *rel = TableFactor::Table {
+                name: ObjectName(vec![ObjectNamePart::Identifier(Ident::with_quote(
+                    '"', DELTA,
+                ))]),
+                alias: Some(TableAlias {
+                    name: Ident::with_quote('"', alias.clone()),
+                    columns: vec![],
+                }),
+                args: None,
+                with_hints: vec![],
+                version: None,
+                with_ordinality: false,
+                partitions: vec![],
+                json_path: None,
+                sample: None,
+                index_hints: vec![],
+            };
+            return;
+        }
+        (Factor::Cte { alias }, _) => (sn.old_result(inp), alias),
+        (Factor::Source { .. }, Version::New) => return,
+        (Factor::Source { index, alias }, Version::Delta) => {
+            (inserted(&inp.sources[*index], &inp.windows[*index]), alias)
+        }
+        (Factor::Source { index, alias }, Version::Old) => {
+            let t = &inp.sources[*index];
+            let table = format!("{}.{}", qi(&t.name.schema), qi(&t.name.name));
+            let ins = inserted(t, &inp.windows[*index]);
+            let sql = if t.primary_key.is_empty() {
+                format!("SELECT * FROM {table} EXCEPT ALL {ins}")
+            } else {
+                let on = t
+                    .primary_key
+                    .iter()
+                    .map(|k| format!("i.{k} = o.{k}", k = qi(k)))
+                    .collect::<Vec<_>>()
+                    .join(" AND ");
+                format!("SELECT o.* FROM {table} AS o WHERE NOT EXISTS (SELECT 1 FROM ({ins}) AS i WHERE {on})")
+            };
+            (sql, alias)
+        }
+    };
+    let sub: Query = *Parser::new(&PostgreSqlDialect {})
+        .try_with_sql(&sql)
+        .and_then(|mut p| p.parse_query())
+        .expect("pgstream renders valid SQL");
+    *rel = TableFactor::Derived {
+        lateral: false,
+        subquery: Box::new(sub),
+        alias: Some(TableAlias {
+            name: Ident::with_quote('"', alias.clone()),
+            columns: vec![],
+        }),
+    };
+}
