@@ -157,6 +157,18 @@ impl FromStr for Schedule {
             );
         }
         if t.starts_with('@') || t.contains(char::is_whitespace) {
+            let fields = t.split_whitespace().count();
+            let duration_like = t.starts_with(|c: char| c.is_ascii_digit())
+                && t.contains(|c: char| c.is_ascii_alphabetic());
+            if fields < 5 && duration_like {
+                // `30 seconds` is a duration with a space, not a short cron expression.
+                return Err(format!(
+                    "invalid schedule `{}`: write a duration without spaces, such as `30s`, `5m`, `1h` \
+                     or `1h30m`; a cron expression has 5 fields (minute hour day-of-month month \
+                     day-of-week), not {fields}",
+                    t.split_whitespace().collect::<Vec<_>>().join(" ")
+                ));
+            }
             return Cron::parse(t).map(Schedule::cron);
         }
         let mut total = Duration::ZERO;
@@ -310,7 +322,11 @@ mod tests {
         assert!("30 seconds"
             .parse::<Schedule>()
             .unwrap_err()
-            .contains("a duration is written without spaces"));
+            .contains("write a duration without spaces"));
+        assert!("* * *"
+            .parse::<Schedule>()
+            .unwrap_err()
+            .starts_with("invalid cron expression `* * *`: expected 5 fields"));
         assert!("*/5"
             .parse::<Schedule>()
             .unwrap_err()
