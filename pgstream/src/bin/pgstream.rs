@@ -154,9 +154,10 @@ async fn run(cli: Cli) -> Res {
             schedule,
             mode,
         } => {
-            let pool = connect(cli.database_url).await?;
+            // Arguments first: a bad name, mode or schedule changes nothing.
             let mode: Mode = mode.parse()?;
             let spec = pgstream::spec(&name, &query, &schedule, mode)?;
+            let pool = connect(cli.database_url).await?;
             pgstream::install(&pool).await?;
             pgstream::create_stream_table(&pool, &spec).await?;
             let when = if spec.schedule.is_cron() {
