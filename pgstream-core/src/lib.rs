@@ -13,6 +13,7 @@
 
 pub mod catalog;
 pub mod contract;
+pub mod cron;
 pub mod error;
 pub mod spec;
 
@@ -38,6 +39,7 @@ mod typecheck;
 mod types;
 
 pub use catalog::{Catalog, Column, Table};
+pub use cron::Cron;
 pub use error::{Diagnostic, Error, Result};
 pub use plan::{Compiled, OutputColumn, Strategy};
 pub use quote::{quote_ident, quote_literal, quote_qualified};

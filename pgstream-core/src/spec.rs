@@ -1,9 +1,10 @@
 //! The syn-free description of a stream table: what the macro, the runtime and the
 //! command line all build before calling the compiler.
 
+use crate::cron::Cron;
 use std::fmt;
 use std::str::FromStr;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 /// How a stream table is maintained.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -43,33 +44,93 @@ impl FromStr for Mode {
     }
 }
 
-/// How stale a stream table may become before the scheduler refreshes it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Schedule(Duration);
+/// When the scheduler refreshes a stream table: a staleness bound written as a
+/// duration (`30s`, `5m`, `1h30m`: refresh once the last refresh is older than that),
+/// or a [cron expression](crate::cron) (`*/5 * * * *`, `0 3 * * MON-FRI`, `@daily`:
+/// refresh at each fire time, UTC).
+///
+/// `Display` prints what `FromStr` reads: durations in their largest whole unit,
+/// cron expressions as written.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Schedule(Kind);
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Kind {
+    Every(Duration),
+    Cron(Cron),
+}
 
 impl Schedule {
     /// A schedule of the given staleness bound.
     pub fn new(every: Duration) -> Self {
-        Schedule(every)
+        Schedule(Kind::Every(every))
     }
-    /// The staleness bound.
-    pub fn duration(self) -> Duration {
-        self.0
+    /// A schedule that fires at the times of a cron expression.
+    pub fn cron(cron: Cron) -> Self {
+        Schedule(Kind::Cron(cron))
+    }
+    /// The staleness bound, if the schedule is a duration.
+    pub fn as_duration(&self) -> Option<Duration> {
+        match &self.0 {
+            Kind::Every(d) => Some(*d),
+            Kind::Cron(_) => None,
+        }
+    }
+    /// The cron expression, if the schedule is one.
+    pub fn as_cron(&self) -> Option<&Cron> {
+        match &self.0 {
+            Kind::Every(_) => None,
+            Kind::Cron(c) => Some(c),
+        }
+    }
+    /// Whether the schedule is a cron expression.
+    pub fn is_cron(&self) -> bool {
+        matches!(self.0, Kind::Cron(_))
+    }
+    /// The schedule as one duration, for places that need one (the catalog's
+    /// `schedule_interval`, the `stale` flag of `pgstream.pgs_status()`): the
+    /// duration itself, or for a cron expression the longest time between two
+    /// consecutive fire times ([`Cron::longest_gap`]), which bounds how stale the
+    /// stream table becomes.
+    pub fn nominal_interval(&self) -> Duration {
+        match &self.0 {
+            Kind::Every(d) => *d,
+            Kind::Cron(c) => c.longest_gap(),
+        }
+    }
+    /// For a cron schedule, the first fire time strictly after `after` (whole
+    /// seconds, UTC). For a duration, `after` plus the duration. `None` only if the
+    /// time cannot be represented.
+    pub fn next_after(&self, after: SystemTime) -> Option<SystemTime> {
+        match &self.0 {
+            Kind::Every(d) => after.checked_add(*d),
+            Kind::Cron(c) => c.next_after(after),
+        }
+    }
+    /// Whether a refresh is due at `now`, given the last refresh (or, if there was
+    /// none, the creation time) at `since`: a fire time (or the end of the staleness
+    /// bound) lies in `(since, now]`.
+    pub fn is_due(&self, since: SystemTime, now: SystemTime) -> bool {
+        self.next_after(since).is_some_and(|t| t <= now)
     }
 }
 
 impl Default for Schedule {
     fn default() -> Self {
-        Schedule(Duration::from_secs(60))
+        Schedule::new(Duration::from_secs(60))
     }
 }
 
 impl fmt::Display for Schedule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let s = self.0.as_secs();
-        let ms = self.0.subsec_millis();
+        let d = match &self.0 {
+            Kind::Cron(c) => return fmt::Display::fmt(c, f),
+            Kind::Every(d) => d,
+        };
+        let s = d.as_secs();
+        let ms = d.subsec_millis();
         if ms != 0 {
-            write!(f, "{}ms", self.0.as_millis())
+            write!(f, "{}ms", d.as_millis())
         } else if s.is_multiple_of(86400) && s > 0 {
             write!(f, "{}d", s / 86400)
         } else if s.is_multiple_of(3600) && s > 0 {
@@ -84,16 +145,31 @@ impl fmt::Display for Schedule {
 
 impl FromStr for Schedule {
     type Err = String;
-    /// Parse `500ms`, `30s`, `5m`, `1h`, `1d` (also combined: `1h30m`).
+    /// Parse a duration, `500ms`, `30s`, `5m`, `1h`, `1d` (also combined: `1h30m`),
+    /// or a cron expression: anything with spaces or starting with `@`
+    /// (see [`Cron::parse`]).
     fn from_str(text: &str) -> Result<Self, String> {
         let t = text.trim();
         if t.is_empty() {
-            return Err("empty schedule: expected a duration such as `30s`, `5m` or `1h`".into());
+            return Err(
+                "empty schedule: expected a duration such as `30s`, `5m` or `1h`, or a cron expression such as `*/5 * * * *`"
+                    .into(),
+            );
         }
-        if t.contains(char::is_whitespace) {
-            return Err(format!(
-                "invalid schedule `{text}`: write a duration without spaces, such as `30s`, `5m`, `1h` or `1h30m`"
-            ));
+        if t.starts_with('@') || t.contains(char::is_whitespace) {
+            let fields = t.split_whitespace().count();
+            let duration_like = t.starts_with(|c: char| c.is_ascii_digit())
+                && t.contains(|c: char| c.is_ascii_alphabetic());
+            if fields < 5 && duration_like {
+                // `30 seconds` is a duration with a space, not a short cron expression.
+                return Err(format!(
+                    "invalid schedule `{}`: write a duration without spaces, such as `30s`, `5m`, `1h` \
+                     or `1h30m`; a cron expression has 5 fields (minute hour day-of-month month \
+                     day-of-week), not {fields}",
+                    t.split_whitespace().collect::<Vec<_>>().join(" ")
+                ));
+            }
+            return Cron::parse(t).map(Schedule::cron);
         }
         let mut total = Duration::ZERO;
         let mut rest = t;
@@ -103,7 +179,8 @@ impl FromStr for Schedule {
                 .unwrap_or(rest.len());
             if digits == 0 {
                 return Err(format!(
-                    "invalid schedule `{text}`: expected a duration such as `30s`, `5m` or `1h`"
+                    "invalid schedule `{text}`: expected a duration such as `30s`, `5m` or `1h`, \
+                     or a cron expression such as `*/5 * * * *`"
                 ));
             }
             let n: u64 = rest[..digits]
@@ -139,7 +216,7 @@ impl FromStr for Schedule {
                 "invalid schedule `{text}`: must be greater than zero"
             ));
         }
-        Ok(Schedule(total))
+        Ok(Schedule::new(total))
     }
 }
 
@@ -188,7 +265,7 @@ pub struct StreamTableSpec {
     pub name: QualifiedName,
     /// The defining query.
     pub query: String,
-    /// The staleness bound the scheduler keeps.
+    /// When the scheduler refreshes it.
     pub schedule: Schedule,
     /// How it is maintained.
     pub mode: Mode,
@@ -201,19 +278,19 @@ mod tests {
     #[test]
     fn schedules_parse_and_print() {
         assert_eq!(
-            "30s".parse::<Schedule>().unwrap().duration(),
+            "30s".parse::<Schedule>().unwrap().as_duration().unwrap(),
             Duration::from_secs(30)
         );
         assert_eq!(
-            "5m".parse::<Schedule>().unwrap().duration(),
+            "5m".parse::<Schedule>().unwrap().as_duration().unwrap(),
             Duration::from_secs(300)
         );
         assert_eq!(
-            "1h30m".parse::<Schedule>().unwrap().duration(),
+            "1h30m".parse::<Schedule>().unwrap().as_duration().unwrap(),
             Duration::from_secs(5400)
         );
         assert_eq!(
-            "250ms".parse::<Schedule>().unwrap().duration(),
+            "250ms".parse::<Schedule>().unwrap().as_duration().unwrap(),
             Duration::from_millis(250)
         );
         assert_eq!("1h".parse::<Schedule>().unwrap().to_string(), "1h");
@@ -224,6 +301,48 @@ mod tests {
             .parse::<Schedule>()
             .unwrap_err()
             .contains("unknown unit"));
+    }
+
+    #[test]
+    fn cron_schedules() {
+        let s: Schedule = " */5  * * * * ".parse().unwrap();
+        assert!(s.is_cron());
+        assert_eq!(s.as_duration(), None);
+        assert_eq!(s.to_string(), "*/5 * * * *");
+        assert_eq!(s.to_string().parse::<Schedule>().unwrap(), s);
+        assert_eq!(s.nominal_interval(), Duration::from_secs(300));
+        assert_eq!(
+            "@hourly".parse::<Schedule>().unwrap().to_string(),
+            "@hourly"
+        );
+        assert_eq!(
+            "*/5 25 * * *".parse::<Schedule>().unwrap_err(),
+            "invalid cron expression `*/5 25 * * *`: hour `25` is out of range 0-23"
+        );
+        assert!("30 seconds"
+            .parse::<Schedule>()
+            .unwrap_err()
+            .contains("write a duration without spaces"));
+        assert!("* * *"
+            .parse::<Schedule>()
+            .unwrap_err()
+            .starts_with("invalid cron expression `* * *`: expected 5 fields"));
+        assert!("*/5"
+            .parse::<Schedule>()
+            .unwrap_err()
+            .contains("or a cron expression such as `*/5 * * * *`"));
+
+        // Due once a fire time lies in (since, now].
+        let base = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000); // 22:13:20
+        let at = |s: u64| base + Duration::from_secs(s);
+        assert_eq!(s.next_after(base), Some(at(100)));
+        assert!(!s.is_due(base, at(99)));
+        assert!(s.is_due(base, at(100)));
+        assert!(!s.is_due(at(100), at(399)));
+        let every: Schedule = "30s".parse().unwrap();
+        assert!(!every.is_due(base, at(29)));
+        assert!(every.is_due(base, at(30)));
+        assert_eq!(every.nominal_interval(), Duration::from_secs(30));
     }
 
     #[test]

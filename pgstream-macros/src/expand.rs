@@ -48,6 +48,17 @@ pub(crate) fn expand(args: TokenStream, input: &DeriveInput) -> syn::Result<Toke
     Ok(generate(input, &expansion))
 }
 
+/// The help line under an invalid `schedule`: the cron syntax for an error inside a
+/// cron expression, otherwise both forms.
+fn schedule_help(msg: &str) -> &'static str {
+    if msg.starts_with("invalid cron expression") && !msg.contains("expected 5 fields") {
+        "a cron expression is `minute hour day-of-month month day-of-week` (UTC), such as \
+         `*/5 * * * *` or `0 3 * * MON-FRI`; a sixth field in front is the second"
+    } else {
+        "write a duration such as `30s`, `5m`, `1h` or `1h30m`, or a cron expression such as `*/5 * * * *`"
+    }
+}
+
 /// Run every check, reporting to `cx`; `Some` only if nothing failed.
 fn analyse<'a>(cx: &Ctxt, args: TokenStream, input: &'a DeriveInput) -> Option<Expansion<'a>> {
     let attrs = Attrs::from_args(cx, args);
@@ -56,18 +67,16 @@ fn analyse<'a>(cx: &Ctxt, args: TokenStream, input: &'a DeriveInput) -> Option<E
     // An invalid value is reported, and a stand-in keeps the checks going so that one
     // build reports every problem; nothing is generated after an error anyway.
     let schedule = match &attrs.schedule {
-        Some(lit) => {
-            match lit.value().parse::<Schedule>() {
-                Ok(_) => lit.value().trim().to_string(),
-                Err(msg) => {
-                    cx.error_at(
+        Some(lit) => match lit.value().parse::<Schedule>() {
+            Ok(_) => lit.value().trim().to_string(),
+            Err(msg) => {
+                cx.error_at(
                     lit.span(),
-                    format!("{msg}\n  = help: write a duration such as `30s`, `5m`, `1h` or `1h30m`"),
+                    format!("{msg}\n  = help: {}", schedule_help(&msg)),
                 );
-                    Schedule::default().to_string()
-                }
+                Schedule::default().to_string()
             }
-        }
+        },
         None => Schedule::default().to_string(),
     };
     let mode = match &attrs.mode {

@@ -64,7 +64,7 @@ use proc_macro::TokenStream;
 /// |---|---|---|
 /// | `query` | one of `query`, `query_file` | The defining query (PostgreSQL SQL). |
 /// | `query_file` | one of `query`, `query_file` | A file holding the defining query, relative to the crate's directory (the one holding `Cargo.toml`); absolute paths are refused. |
-/// | `schedule` | no, default `"1m"` | The staleness bound: the scheduler refreshes the table when its changes are older than this. `500ms`, `30s`, `5m`, `1h`, `1d`, or combined (`1h30m`). |
+/// | `schedule` | no, default `"1m"` | When the scheduler refreshes the table. A duration is a staleness bound: refresh when the last refresh is older than this (`500ms`, `30s`, `5m`, `1h`, `1d`, or combined: `1h30m`). A cron expression refreshes at each fire time, UTC: five fields `minute hour day-of-month month day-of-week` (`"*/5 * * * *"`, `"0 3 * * MON-FRI"`) with `*`, lists, ranges, steps and `JAN`–`DEC`/`SUN`–`SAT` names, six with a seconds field first (`"*/10 * * * * *"`), or `@hourly`, `@daily`, `@weekly`, `@monthly`, `@yearly`. An invalid one is a compile error naming the field and its range. |
 /// | `mode` | no, default `"differential"` | `"differential"`: apply only the effect of the captured changes; a query that cannot be maintained that way is a compile error that suggests `"full"`. `"full"`: recompute the query at each refresh and apply only the difference. |
 /// | `name` | no, default: the struct's name in snake case | The storage table, `"table"` (in `public`) or `"schema.table"`. |
 /// | `schema` | no, default `"migrations"` | The directory of `.sql` migrations the query is checked against, relative to the crate's directory. Files are applied in file-name order (`0001_init.sql`, `0002_...`; `*.down.sql` are skipped); the one `sqlx::migrate!()` reads is the default. |
@@ -100,7 +100,8 @@ use proc_macro::TokenStream;
 ///
 /// All problems are reported in one build, each on the tokens it concerns: unknown,
 /// duplicate or malformed arguments; a missing query; an invalid schedule, mode or
-/// name; an unreadable migrations directory or query file; an error of the query
+/// name (a cron expression's error names the field, the bad part and the allowed
+/// range); an unreadable migrations directory or query file; an error of the query
 /// (quoted, with the offending fragment underlined), including `GROUP BY`, `DISTINCT`,
 /// `UNION` or a join comparing `json`, `xml` or `point` values; an output column
 /// without a field (on the struct's name) or a field without a column (on the field);

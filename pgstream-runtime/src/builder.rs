@@ -335,7 +335,7 @@ async fn check_existing(
         )
         .bind(stored.id)
         .bind(&schedule)
-        .bind(spec.schedule.duration().as_secs_f64() * 1000.0)
+        .bind(spec.schedule.nominal_interval().as_secs_f64() * 1000.0)
         .execute(&mut *conn)
         .await
         .step(Some(&name), "updating the schedule")?;

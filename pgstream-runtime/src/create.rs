@@ -134,7 +134,7 @@ async fn create_in(
     .bind(&spec.query)
     .bind(spec.mode.as_str())
     .bind(spec.schedule.to_string())
-    .bind(spec.schedule.duration().as_secs_f64() * 1000.0)
+    .bind(spec.schedule.nominal_interval().as_secs_f64() * 1000.0)
     .bind(&artifacts.full_refresh)
     .bind(&artifacts.differential_refresh)
     .bind(artifacts.refresh_function.as_ref().map(|_| {

@@ -140,8 +140,10 @@ impl RuntimeHandle {
     }
 
     /// Create a stream table at run time from SQL, through the same compiler as
-    /// `#[stream_table]`. `name` is `name` or `schema.name`; `schedule` is `30s`,
-    /// `5m`, ...
+    /// `#[stream_table]`. `name` is `name` or `schema.name`; `schedule` is a
+    /// staleness bound (`30s`, `5m`, ...) or a cron expression (`*/5 * * * *`,
+    /// `@daily`; see [`pgstream_core::cron`]). An invalid schedule is
+    /// [`Error::Invalid`] and nothing is created.
     pub async fn create_stream_table(
         &self,
         name: &str,

@@ -10,7 +10,7 @@ use sqlx::{PgPool, Row};
 pub struct StreamTableStatus {
     /// `name` in `public`, else `schema.name`.
     pub name: String,
-    /// The schedule as written (`30s`).
+    /// The schedule as written (`30s`, `*/5 * * * *`).
     pub schedule: String,
     /// `DIFFERENTIAL` or `FULL`.
     pub refresh_mode: String,
@@ -25,7 +25,11 @@ pub struct StreamTableStatus {
     pub next_retry_at: Option<DateTime<Utc>>,
     /// End of the last successful refresh (transaction start time).
     pub last_refresh_at: Option<DateTime<Utc>>,
-    /// Whether it must be refreshed to honour its schedule.
+    /// Whether it must be refreshed to honour its schedule: changes are pending and
+    /// the last refresh is older than the schedule (a TRUNCATE is pending). For a
+    /// cron schedule the comparison is with the longest time between two fire times
+    /// ([`Schedule::nominal_interval`](pgstream_core::Schedule::nominal_interval)):
+    /// exact for evenly spaced schedules, late for uneven ones.
     pub stale: bool,
     /// Captured changes not yet applied.
     pub pending_changes: i64,

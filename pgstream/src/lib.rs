@@ -98,7 +98,7 @@
 //! |---|---|---|
 //! | `query` | one of `query` and `query_file` is required | The defining query (PostgreSQL SQL). |
 //! | `query_file` | | A file holding the defining query, relative to the crate's directory (the one with `Cargo.toml`); absolute paths are refused. |
-//! | `schedule` | `"1m"` | The staleness bound: the scheduler refreshes the stream table when its changes are older than this. `500ms`, `30s`, `5m`, `1h`, `1d`, or combined (`1h30m`). |
+//! | `schedule` | `"1m"` | When the scheduler refreshes the stream table. A duration is a staleness bound: refresh when the last refresh is older than this (`500ms`, `30s`, `5m`, `1h`, `1d`, or combined: `1h30m`). A cron expression refreshes at each fire time, UTC: five fields `minute hour day-of-month month day-of-week` (`"*/5 * * * *"`, `"0 3 * * MON-FRI"`), six with a seconds field first, or `@hourly`, `@daily`, `@weekly`, `@monthly`, `@yearly` (syntax: [`compiler::cron`]). |
 //! | `mode` | `"differential"` | `"differential"`: apply only the effect of the captured changes; a query that cannot be maintained that way is a compile error that suggests `"full"`. `"full"`: recompute at each refresh, apply only the difference. |
 //! | `name` | the struct's name in snake case | The storage table: `"table"` (in `public`) or `"schema.table"`. |
 //! | `schema` | `"migrations"` | The directory of `.sql` migrations the query is checked against, relative to the crate's directory, applied in file-name order (`*.down.sql` skipped): the folder `sqlx::migrate!()` reads. |
@@ -166,6 +166,28 @@
 //!
 //! assert_eq!((WellPaid::DEF.schema, WellPaid::DEF.name), ("reporting", "well_paid"));
 //! assert_eq!(WellPaid::DEF.mode, pgstream::Mode::Full);
+//! ```
+//!
+//! ### A cron schedule
+//!
+//! ```
+//! use pgstream::StreamTable;
+//!
+//! // Refreshed at 03:00 UTC on weekdays, whatever changed in between.
+//! #[pgstream::stream_table(
+//!     query = "SELECT department_id, COUNT(*) AS headcount FROM employees GROUP BY department_id",
+//!     schedule = "0 3 * * MON-FRI",
+//!     schema = "doc-migrations",
+//! )]
+//! pub struct NightlyHeadcount {
+//!     pub department_id: i32,
+//!     pub headcount: i64,
+//! }
+//!
+//! assert_eq!(NightlyHeadcount::DEF.schedule, "0 3 * * MON-FRI");
+//! let schedule: pgstream::Schedule = NightlyHeadcount::DEF.schedule.parse().unwrap();
+//! // The longest wait between two refreshes: Friday 03:00 to Monday 03:00.
+//! assert_eq!(schedule.nominal_interval().as_secs(), 3 * 24 * 3600);
 //! ```
 //!
 //! ### Field types
@@ -247,7 +269,8 @@
 //! fragment:
 //!
 //! - an unknown, duplicate or malformed argument; no `query`; both `query` and
-//!   `query_file`; an invalid `schedule`, `mode` or `name`; a `query_file` or
+//!   `query_file`; an invalid `schedule` (for a cron expression, the message names
+//!   the field, the bad part and the allowed range), `mode` or `name`; a `query_file` or
 //!   `schema` directory that cannot be read;
 //! - a syntax error; an unknown table or column (with the nearest name); an ambiguous
 //!   column;

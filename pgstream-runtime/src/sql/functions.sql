@@ -547,6 +547,10 @@ $fn$;
 -- One row per stream table. `stale`: it must be refreshed to honour its schedule:
 -- a TRUNCATE of a source is pending, or changes are pending and the last refresh is
 -- older than the schedule, or it was never refreshed and the schedule has elapsed.
+-- For a cron schedule, `schedule_interval` is the longest time between two fire
+-- times (exact for evenly spaced ones such as `*/5 * * * *`), so `stale` says that a
+-- fire time certainly passed without a refresh; for unevenly spaced schedules
+-- (`0 9 * * MON-FRI`) it is an approximation that can lag behind a missed fire time.
 CREATE OR REPLACE FUNCTION pgstream.pgs_status()
 RETURNS TABLE (
     name             text,

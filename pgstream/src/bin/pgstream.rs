@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! pgstream create department_stats --query "SELECT ..." --schedule 30s --mode differential
+//! pgstream create nightly_totals --query "SELECT ..." --schedule "0 3 * * *"   # cron, UTC
 //! pgstream refresh department_stats
 //! pgstream status
 //! pgstream run                      # refresh on schedule until Ctrl-C / SIGTERM
@@ -43,7 +44,9 @@ enum Command {
         /// The defining query.
         #[arg(long)]
         query: String,
-        /// Staleness bound for the scheduler (`30s`, `5m`, `1h`).
+        /// When the scheduler refreshes it: a staleness bound (`30s`, `5m`, `1h`) or a
+        /// cron expression, UTC (`"*/5 * * * *"`, `"0 3 * * MON-FRI"`, `@daily`; six
+        /// fields with seconds first also work).
         #[arg(long, default_value = "1m")]
         schedule: String,
         /// `differential` (incremental) or `full`.
@@ -151,12 +154,18 @@ async fn run(cli: Cli) -> Res {
             schedule,
             mode,
         } => {
-            let pool = connect(cli.database_url).await?;
+            // Arguments first: a bad name, mode or schedule changes nothing.
             let mode: Mode = mode.parse()?;
             let spec = pgstream::spec(&name, &query, &schedule, mode)?;
+            let pool = connect(cli.database_url).await?;
             pgstream::install(&pool).await?;
             pgstream::create_stream_table(&pool, &spec).await?;
-            println!("created stream table {name} ({mode}, every {schedule})");
+            let when = if spec.schedule.is_cron() {
+                format!("cron `{}`", spec.schedule)
+            } else {
+                format!("every {}", spec.schedule)
+            };
+            println!("created stream table {name} ({mode}, {when})");
             Ok(())
         }
         Command::Refresh { name } => {
@@ -193,9 +202,14 @@ async fn run(cli: Cli) -> Res {
             Ok(())
         }
         Command::Run { tick } => {
-            let tick: pgstream::Schedule = tick.parse()?;
+            let tick = tick
+                .parse::<pgstream::Schedule>()?
+                .as_duration()
+                .ok_or_else(|| {
+                    format!("--tick must be a duration such as `1s` or `500ms`, not `{tick}`")
+                })?;
             let pool = connect(cli.database_url).await?;
-            let runtime = Runtime::builder(pool).tick(tick.duration()).start().await?;
+            let runtime = Runtime::builder(pool).tick(tick).start().await?;
             tracing::info!("pgstream scheduler running; Ctrl-C or SIGTERM stops it");
             shutdown_signal().await;
             tracing::info!("stopping: waiting for refreshes in progress");
