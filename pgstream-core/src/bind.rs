@@ -277,7 +277,14 @@ impl<'a> Binder<'a> {
             let mut d = Diagnostic::new(format!("unknown table `{}`", name))
                 .with_span(expr::span_range(self.query, name.span()));
             if let Some(n) = self.catalog.nearest_table(&q.name) {
-                d = d.with_help(format!("a table named `{n}` exists"));
+                let kind = if self.catalog.views().iter().any(|v| v.name.name == n)
+                    && !self.catalog.tables().iter().any(|t| t.name.name == n)
+                {
+                    "view"
+                } else {
+                    "table"
+                };
+                d = d.with_help(format!("a {kind} named `{n}` exists"));
             } else {
                 d = d.with_help("create it in a migration, or check the schema the stream table is compiled against");
             }

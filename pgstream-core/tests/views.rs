@@ -267,3 +267,10 @@ fn nullability_reason_through_a_view() {
     let r = nullable_reason("SELECT region FROM big_orders", &cat(), "region");
     assert!(r.is_some());
 }
+
+#[test]
+fn a_misspelt_view_gets_a_hint() {
+    let q = "SELECT id FROM big_ordrs";
+    let r = compile_q(q, Mode::Differential).unwrap_err().render(q);
+    assert!(r.contains("a view named `big_orders` exists"), "{r}");
+}
