@@ -123,7 +123,8 @@ async fn capture_and_drift_are_on_the_base_tables() {
     .unwrap();
     assert_eq!(view_triggers, 0);
     let recorded: String = sqlx::query_scalar(
-        "SELECT string_agg(e->>'table' || '.' || (e->>'column'), ' ' ORDER BY 1)
+        "SELECT string_agg(e->>'table' || '.' || (e->>'column'), ' '
+                          ORDER BY e->>'table', e->>'column')
            FROM pgstream.pgs_stream_tables, jsonb_array_elements(source_columns) e",
     )
     .fetch_one(&db.pool)
