@@ -277,7 +277,14 @@ impl<'a> Binder<'a> {
             let mut d = Diagnostic::new(format!("unknown table `{}`", name))
                 .with_span(expr::span_range(self.query, name.span()));
             if let Some(n) = self.catalog.nearest_table(&q.name) {
-                d = d.with_help(format!("a table named `{n}` exists"));
+                let kind = if self.catalog.views().iter().any(|v| v.name.name == n)
+                    && !self.catalog.tables().iter().any(|t| t.name.name == n)
+                {
+                    "view"
+                } else {
+                    "table"
+                };
+                d = d.with_help(format!("a {kind} named `{n}` exists"));
             } else {
                 d = d.with_help("create it in a migration, or check the schema the stream table is compiled against");
             }
@@ -1102,7 +1109,7 @@ impl<'a> Binder<'a> {
         if !is_simple_spj(q, sel) {
             return Err(unsupported(
                 self.query,
-                "subqueries in FROM (or CTEs) with GROUP BY, aggregates, DISTINCT, LIMIT or WITH",
+                "subqueries in FROM, CTEs or views with GROUP BY, aggregates, DISTINCT, LIMIT or WITH",
                 Some(f),
             ));
         }
@@ -1543,9 +1550,33 @@ impl<'a> Binder<'a> {
                 self.virtuals[*vi].items[*ii].1.clone(),
             )))),
             [] => {
+                // The relations in scope, innermost first: table occurrences and
+                // inlined subqueries, CTEs and views.
+                let visible: Vec<(&str, Vec<&str>)> = self
+                    .frames
+                    .iter()
+                    .rev()
+                    .flatten()
+                    .map(|entry| match *entry {
+                        Entry::Leaf(li) => {
+                            let l = &self.leaves[li];
+                            (
+                                l.alias.as_str(),
+                                l.table.columns.iter().map(|c| c.name.as_str()).collect(),
+                            )
+                        }
+                        Entry::Virtual(vi) => {
+                            let v = &self.virtuals[vi];
+                            (
+                                v.alias.as_str(),
+                                v.items.iter().map(|(n, _)| n.as_str()).collect(),
+                            )
+                        }
+                    })
+                    .collect();
                 if let Some((_, t)) = &qual {
-                    if !self.leaves.iter().any(|l| l.alias == *t) {
-                        let help = nearest(t, self.leaves.iter().map(|l| l.alias.as_str()))
+                    if !visible.iter().any(|(a, _)| a == t) {
+                        let help = nearest(t, visible.iter().map(|(a, _)| *a))
                             .map(|n| format!("did you mean `{n}`?"))
                             .unwrap_or_else(|| format!("the FROM clause has {}", self.aliases()));
                         return Err(Error::Invalid(
@@ -1555,11 +1586,11 @@ impl<'a> Binder<'a> {
                         ));
                     }
                 }
-                let candidates: Vec<&str> = self
-                    .leaves
+                let candidates: Vec<&str> = visible
                     .iter()
-                    .filter(|l| qual.as_ref().map(|(_, t)| *t == l.alias).unwrap_or(true))
-                    .flat_map(|l| l.table.columns.iter().map(|c| c.name.as_str()))
+                    .filter(|(a, _)| qual.as_ref().map(|(_, t)| t == a).unwrap_or(true))
+                    .flat_map(|(_, cols)| cols.iter().copied())
+                    .filter(|c| !c.starts_with("__pgs_"))
                     .collect();
                 let mut d = Diagnostic::new(format!("unknown column `{e}`")).with_span(span);
                 if let Some(n) = nearest(&col, candidates.into_iter()) {
@@ -1588,9 +1619,14 @@ impl<'a> Binder<'a> {
     }
 
     fn aliases(&self) -> String {
-        self.leaves
+        self.frames
             .iter()
-            .map(|l| format!("`{}`", l.alias))
+            .rev()
+            .flatten()
+            .map(|entry| match *entry {
+                Entry::Leaf(li) => format!("`{}`", self.leaves[li].alias),
+                Entry::Virtual(vi) => format!("`{}`", self.virtuals[vi].alias),
+            })
             .collect::<Vec<_>>()
             .join(", ")
     }

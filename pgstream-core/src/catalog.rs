@@ -1,11 +1,12 @@
 //! The schema catalog the compiler binds queries against: tables, their columns and
-//! types, and their primary keys. Built from DDL text at compile time (the crate's
+//! types, and their primary keys; and views, whose defining queries are expanded in
+//! place where a query reads them. Built from DDL text at compile time (the crate's
 //! migrations) or from the live database by the runtime.
 
 use crate::error::{Diagnostic, Error, Result};
 use crate::spec::QualifiedName;
 use sqlparser::ast::{
-    AlterTableOperation, ColumnOption, DataType, ObjectName, Statement, TableConstraint,
+    AlterTableOperation, ColumnOption, DataType, ObjectName, ObjectType, Statement, TableConstraint,
 };
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
@@ -41,10 +42,33 @@ impl Table {
     }
 }
 
-/// A set of tables.
+/// A view. A defining query that reads it is compiled as if the view's body had been
+/// written in its place as a subquery (`(body) AS alias`), so change capture goes on
+/// the tables the body reads. A materialized view cannot be read that way: it is kept
+/// only to say so.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct View {
+    /// Schema and name.
+    pub name: QualifiedName,
+    /// The body: the query after `AS`. From migrations, every table and view it reads
+    /// is schema-qualified when the view is created (PostgreSQL binds a view's names
+    /// then too); from the live database, `pg_get_viewdef` under pgstream's pinned
+    /// `search_path`.
+    pub query: String,
+    /// Output column names that rename the body's outputs by position
+    /// (`CREATE VIEW v (a, b) AS ...`, or the live view's columns); may be shorter
+    /// than the body's select list, or empty.
+    pub columns: Vec<String>,
+    /// A materialized view: its contents change only on `REFRESH MATERIALIZED VIEW`,
+    /// which no trigger can capture, so a stream table cannot read it.
+    pub materialized: bool,
+}
+
+/// A set of tables and views.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Catalog {
     tables: Vec<Table>,
+    views: Vec<View>,
 }
 
 impl Catalog {
@@ -73,9 +97,58 @@ impl Catalog {
             .find(|t| t.name.schema == schema && t.name.name == name)
     }
 
-    /// The table names closest to `name`, for "did you mean" help.
+    /// The table (or view) names closest to `name`, for "did you mean" help.
     pub fn nearest_table(&self, name: &str) -> Option<String> {
-        nearest(name, self.tables.iter().map(|t| t.name.name.as_str()))
+        nearest(
+            name,
+            self.tables
+                .iter()
+                .map(|t| t.name.name.as_str())
+                .chain(self.views.iter().map(|v| v.name.name.as_str())),
+        )
+    }
+
+    /// Add or replace a view (`CREATE OR REPLACE VIEW`).
+    pub fn add_view(&mut self, view: View) {
+        self.views.retain(|v| v.name != view.name);
+        self.views.push(view);
+    }
+
+    /// All views, materialized ones included.
+    pub fn views(&self) -> &[View] {
+        &self.views
+    }
+
+    /// Look up a view by optional schema and name, like [`Catalog::lookup`]. A table of
+    /// the same name wins (PostgreSQL does not allow both).
+    pub fn lookup_view(&self, schema: Option<&str>, name: &str) -> Option<&View> {
+        let schema = schema.unwrap_or("public");
+        self.views
+            .iter()
+            .find(|v| v.name.schema == schema && v.name.name == name)
+    }
+
+    /// Remove the views that read `name` (directly or through other views), as
+    /// `DROP ... CASCADE` does.
+    fn drop_dependent_views(&mut self, name: &QualifiedName) {
+        let mut gone = vec![name.clone()];
+        while let Some(n) = gone.pop() {
+            let (dependent, rest): (Vec<View>, Vec<View>) = std::mem::take(&mut self.views)
+                .into_iter()
+                .partition(|v| crate::view::reads(&v.query).contains(&n));
+            self.views = rest;
+            gone.extend(dependent.into_iter().map(|v| v.name));
+        }
+    }
+
+    /// Rename a table or view in the bodies of the views that read it (PostgreSQL's
+    /// views follow a renamed relation).
+    fn rename_in_views(&mut self, old: &QualifiedName, new: &QualifiedName) {
+        for v in &mut self.views {
+            if let Some(q) = crate::view::rename_relation(&v.query, old, new) {
+                v.query = q;
+            }
+        }
     }
 
     /// Build a catalog from DDL text (see [`Catalog::apply_ddl`]).
@@ -108,11 +181,17 @@ impl Catalog {
 
     /// Apply the table-shaping statements of a DDL script: CREATE TABLE, ALTER TABLE
     /// (ADD/DROP/RENAME COLUMN, ALTER COLUMN TYPE, RENAME TO, ADD PRIMARY KEY), DROP
-    /// TABLE. Other statements (indexes, inserts, functions, comments, ...) are skipped.
-    /// Statements that sqlparser cannot parse are skipped one by one, so a migration
-    /// that defines a PL/pgSQL function does not hide the tables around it.
+    /// TABLE; and the view statements: CREATE [OR REPLACE] [MATERIALIZED] VIEW (with a
+    /// column list or without), ALTER [MATERIALIZED] VIEW ... RENAME TO / RENAME
+    /// COLUMN / SET SCHEMA, DROP [MATERIALIZED] VIEW. Other statements (indexes,
+    /// inserts, functions, comments, ...) are skipped. Statements that sqlparser cannot
+    /// parse are skipped one by one, so a migration that defines a PL/pgSQL function
+    /// does not hide the tables around it.
     pub fn apply_ddl(&mut self, sql: &str) -> Result<()> {
         for stmt_text in split_statements(sql) {
+            if self.apply_view_statement(&stmt_text) {
+                continue;
+            }
             let stmts = match Parser::parse_sql(&PostgreSqlDialect {}, &stmt_text) {
                 Ok(s) => s,
                 Err(_) => continue,
@@ -122,6 +201,166 @@ impl Catalog {
             }
         }
         Ok(())
+    }
+
+    /// Rename a view (and the references to it in other views' bodies).
+    fn rename_view(&mut self, old: &QualifiedName, new: QualifiedName) {
+        let Some(v) = self.views.iter_mut().find(|v| v.name == *old) else {
+            return;
+        };
+        v.name = new.clone();
+        self.rename_in_views(old, &new);
+    }
+
+    /// The view statements sqlparser does not parse (or not as PostgreSQL means
+    /// them), read from the tokens: `CREATE MATERIALIZED VIEW name ...`,
+    /// `ALTER [MATERIALIZED] VIEW [IF EXISTS] name RENAME TO new` / `RENAME [COLUMN] a
+    /// TO b` / `SET SCHEMA s`, `DROP MATERIALIZED VIEW [IF EXISTS] names [CASCADE]`.
+    /// Whether the statement was one of them.
+    fn apply_view_statement(&mut self, text: &str) -> bool {
+        use sqlparser::tokenizer::{Token, Tokenizer};
+        let Ok(tokens) = Tokenizer::new(&PostgreSqlDialect {}, text).tokenize() else {
+            return false;
+        };
+        let tokens: Vec<Token> = tokens
+            .into_iter()
+            .filter(|t| !matches!(t, Token::Whitespace(_)))
+            .collect();
+        let mut pos = 0;
+        let kw = |pos: &mut usize, word: &str| -> bool {
+            match tokens.get(*pos) {
+                Some(Token::Word(w))
+                    if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(word) =>
+                {
+                    *pos += 1;
+                    true
+                }
+                _ => false,
+            }
+        };
+        let ident = |pos: &mut usize| -> Option<String> {
+            match tokens.get(*pos) {
+                Some(Token::Word(w)) => {
+                    *pos += 1;
+                    Some(ident_value(&sqlparser::ast::Ident {
+                        value: w.value.clone(),
+                        quote_style: w.quote_style,
+                        span: sqlparser::tokenizer::Span::empty(),
+                    }))
+                }
+                _ => None,
+            }
+        };
+        let name = |pos: &mut usize| -> Option<QualifiedName> {
+            let mut parts = vec![ident(pos)?];
+            while matches!(tokens.get(*pos), Some(Token::Period)) {
+                *pos += 1;
+                parts.push(ident(pos)?);
+            }
+            let n = parts.pop()?;
+            Some(QualifiedName::new(
+                parts.pop().unwrap_or_else(|| "public".into()),
+                n,
+            ))
+        };
+        if kw(&mut pos, "create") {
+            if !(kw(&mut pos, "materialized") && kw(&mut pos, "view")) {
+                return false;
+            }
+            let _ = kw(&mut pos, "if") && kw(&mut pos, "not") && kw(&mut pos, "exists");
+            let Some(n) = name(&mut pos) else {
+                return false;
+            };
+            self.add_view(View {
+                name: n,
+                query: String::new(),
+                columns: Vec::new(),
+                materialized: true,
+            });
+            return true;
+        }
+        if kw(&mut pos, "drop") {
+            if !(kw(&mut pos, "materialized") && kw(&mut pos, "view")) {
+                return false;
+            }
+            let _ = kw(&mut pos, "if") && kw(&mut pos, "exists");
+            let mut names = Vec::new();
+            while let Some(n) = name(&mut pos) {
+                names.push(n);
+                if !matches!(tokens.get(pos), Some(Token::Comma)) {
+                    break;
+                }
+                pos += 1;
+            }
+            let cascade = kw(&mut pos, "cascade");
+            for n in names {
+                self.views.retain(|v| v.name != n);
+                if cascade {
+                    self.drop_dependent_views(&n);
+                }
+            }
+            return true;
+        }
+        if !kw(&mut pos, "alter") {
+            return false;
+        }
+        let _ = kw(&mut pos, "materialized");
+        if !kw(&mut pos, "view") {
+            return false;
+        }
+        let _ = kw(&mut pos, "if") && kw(&mut pos, "exists");
+        let Some(old) = name(&mut pos) else {
+            return false;
+        };
+        if kw(&mut pos, "set") {
+            if !kw(&mut pos, "schema") {
+                return false;
+            }
+            if let Some(schema) = ident(&mut pos) {
+                self.rename_view(&old, QualifiedName::new(schema, old.name.clone()));
+            }
+            return true;
+        }
+        if !kw(&mut pos, "rename") {
+            return false;
+        }
+        if kw(&mut pos, "to") {
+            if let Some(n) = ident(&mut pos) {
+                self.rename_view(&old, QualifiedName::new(old.schema.clone(), n));
+            }
+            return true;
+        }
+        let _ = kw(&mut pos, "column");
+        let (Some(from), true, Some(to)) = (ident(&mut pos), kw(&mut pos, "to"), ident(&mut pos))
+        else {
+            return false;
+        };
+        // The body keeps its names; the column list renames the outputs by position.
+        let Some(names) = self.view_columns(&old) else {
+            return true;
+        };
+        if let Some(v) = self.views.iter_mut().find(|v| v.name == old) {
+            v.columns = names
+                .into_iter()
+                .map(|n| if n == from { to.clone() } else { n })
+                .collect();
+        }
+        true
+    }
+
+    /// The output column names of a (non-materialized) view, when they can be told
+    /// from its body and the catalog.
+    pub fn view_columns(&self, name: &QualifiedName) -> Option<Vec<String>> {
+        let v = self
+            .views
+            .iter()
+            .find(|v| v.name == *name && !v.materialized)?;
+        let q = crate::view::parse_body(&v.query)?;
+        let mut names = crate::plan::query_names(&q, self, &[]).ok()?;
+        for (n, c) in names.iter_mut().zip(&v.columns) {
+            *n = c.clone();
+        }
+        Some(names)
     }
 
     fn apply_statement(&mut self, stmt: Statement) -> Result<()> {
@@ -181,10 +420,46 @@ impl Catalog {
                     oid: None,
                 });
             }
-            Statement::Drop { names, .. } => {
+            Statement::CreateView {
+                materialized,
+                name,
+                columns,
+                query,
+                temporary: false,
+                ..
+            } => self.add_view(View {
+                name: qualified(&name),
+                query: crate::view::qualify_relations(*query),
+                columns: columns.iter().map(|c| ident_value(&c.name)).collect(),
+                materialized,
+            }),
+            Statement::AlterView {
+                name,
+                columns,
+                query,
+                ..
+            } => self.add_view(View {
+                name: qualified(&name),
+                query: crate::view::qualify_relations(*query),
+                columns: columns.iter().map(ident_value).collect(),
+                materialized: false,
+            }),
+            Statement::Drop {
+                object_type,
+                names,
+                cascade,
+                ..
+            } => {
                 for n in names {
                     let q = qualified(&n);
-                    self.tables.retain(|t| t.name != q);
+                    match object_type {
+                        ObjectType::Table => self.tables.retain(|t| t.name != q),
+                        ObjectType::View => self.views.retain(|v| v.name != q),
+                        _ => continue,
+                    }
+                    if cascade {
+                        self.drop_dependent_views(&q);
+                    }
                 }
             }
             Statement::AlterTable {
@@ -192,6 +467,13 @@ impl Catalog {
             } => {
                 let q = qualified(&name);
                 let Some(idx) = self.tables.iter().position(|t| t.name == q) else {
+                    // ALTER TABLE works on a view too, for RENAME TO
+                    for op in operations {
+                        if let AlterTableOperation::RenameTable { table_name } = op {
+                            let new = QualifiedName::new(q.schema.clone(), last_ident(&table_name));
+                            self.rename_view(&q, new);
+                        }
+                    }
                     return Ok(());
                 };
                 for op in operations {
@@ -242,8 +524,11 @@ impl Catalog {
                             }
                         }
                         AlterTableOperation::RenameTable { table_name } => {
+                            let old = t.name.clone();
                             t.name =
                                 QualifiedName::new(t.name.schema.clone(), last_ident(&table_name));
+                            let new = t.name.clone();
+                            self.rename_in_views(&old, &new);
                         }
                         AlterTableOperation::AlterColumn { column_name, op } => {
                             use sqlparser::ast::AlterColumnOperation as A;
@@ -584,5 +869,75 @@ mod tests {
             nearest("employe", ["departments", "employees"].into_iter()).as_deref(),
             Some("employees")
         );
+    }
+
+    #[test]
+    fn views_from_migrations() {
+        let c = Catalog::from_migrations([
+            (
+                "0001_init.sql".to_string(),
+                "CREATE TABLE t (a int PRIMARY KEY, b text);
+                 CREATE VIEW v AS SELECT a, b FROM t WHERE a > 0;
+                 CREATE VIEW app.w (x, y) AS WITH c AS (SELECT a FROM t) SELECT a, 1 FROM c;
+                 CREATE MATERIALIZED VIEW m AS SELECT a FROM t WITH NO DATA;"
+                    .to_string(),
+            ),
+            (
+                "0002_more.sql".to_string(),
+                "CREATE OR REPLACE VIEW v AS SELECT a, b, upper(b) AS c FROM t;
+                 ALTER TABLE t RENAME TO t2;
+                 ALTER VIEW v RENAME TO v2;
+                 CREATE VIEW over AS SELECT * FROM v2;
+                 ALTER VIEW over RENAME COLUMN c TO cc;
+                 DROP MATERIALIZED VIEW IF EXISTS m;"
+                    .to_string(),
+            ),
+        ])
+        .unwrap();
+        assert!(c.lookup_view(None, "v").is_none());
+        let v = c.lookup_view(None, "v2").unwrap();
+        // the body's tables are qualified, and follow the rename
+        assert_eq!(v.query, "SELECT a, b, upper(b) AS c FROM \"public\".\"t2\"");
+        assert!(!v.materialized);
+        let w = c.lookup_view(Some("app"), "w").unwrap();
+        assert_eq!(w.columns, ["x", "y"]);
+        assert!(
+            w.query.contains("FROM c"),
+            "a CTE stays unqualified: {}",
+            w.query
+        );
+        let over = c.lookup_view(None, "over").unwrap();
+        assert!(over.query.contains("public.v2"), "{}", over.query);
+        assert_eq!(
+            c.view_columns(&over.name).unwrap(),
+            ["a", "b", "cc"],
+            "RENAME COLUMN renames by position"
+        );
+        assert!(c.lookup_view(None, "m").is_none());
+        assert_eq!(c.nearest_table("ovr").as_deref(), Some("over"));
+    }
+
+    #[test]
+    fn drop_view_and_cascade() {
+        let c = Catalog::from_ddl(
+            "CREATE TABLE t (a int);
+             CREATE VIEW v AS SELECT a FROM t;
+             CREATE VIEW w AS SELECT a FROM v;
+             CREATE VIEW u AS SELECT a FROM t;
+             DROP VIEW u;
+             CREATE MATERIALIZED VIEW m AS SELECT a FROM t;
+             DROP TABLE t CASCADE;",
+        )
+        .unwrap();
+        assert!(c.lookup(None, "t").is_none());
+        assert!(c.views().iter().all(|v| v.materialized), "{:?}", c.views());
+        assert!(c.lookup_view(None, "m").unwrap().materialized);
+        // DROP VIEW does not drop a table of that name, nor DROP TABLE a view
+        let c = Catalog::from_ddl(
+            "CREATE TABLE t (a int); CREATE VIEW v AS SELECT a FROM t; DROP VIEW t; DROP TABLE v;",
+        )
+        .unwrap();
+        assert!(c.lookup(None, "t").is_some());
+        assert!(c.lookup_view(None, "v").is_some());
     }
 }

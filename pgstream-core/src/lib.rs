@@ -37,8 +37,9 @@ mod render;
 mod seminaive;
 mod typecheck;
 mod types;
+mod view;
 
-pub use catalog::{Catalog, Column, Table};
+pub use catalog::{Catalog, Column, Table, View};
 pub use cron::Cron;
 pub use error::{Diagnostic, Error, Result};
 pub use plan::{Compiled, OutputColumn, Strategy};
@@ -57,17 +58,28 @@ pub use spec::{Mode, QualifiedName, Schedule, StreamTableSpec};
 /// `UNION` or `=` on `json`, `xml` or `point`) is an [`Error::Invalid`] in both modes,
 /// reported in preference to an `Unsupported` error, since FULL mode would not help.
 pub fn compile(spec: &StreamTableSpec, catalog: &Catalog) -> Result<Compiled> {
-    match plan::compile(spec, catalog) {
+    // Views are expanded in the text first: everything below sees only tables, and
+    // its diagnostics are mapped back to the user's text.
+    let expansion = view::expand(&spec.query, catalog)?;
+    let text = expansion.text.as_str();
+    let expanded = StreamTableSpec {
+        query: expansion.text.clone(),
+        ..spec.clone()
+    };
+    let map = |e| expansion.map_error(e);
+    match plan::compile(&expanded, catalog) {
         Ok(mut compiled) => {
-            types::check(&spec.query, catalog)?;
-            types::annotate(&spec.query, catalog, &mut compiled.columns);
+            types::check(text, catalog).map_err(map)?;
+            types::annotate(text, catalog, &mut compiled.columns);
+            compiled.spec = spec.clone();
+            compiled.expanded_query = expansion.text.clone();
             Ok(compiled)
         }
         Err(e @ Error::Unsupported(_)) => {
-            types::check(&spec.query, catalog)?;
-            Err(e)
+            types::check(text, catalog).map_err(map)?;
+            Err(map(e))
         }
-        Err(e) => Err(e),
+        Err(e) => Err(map(e)),
     }
 }
 
@@ -75,7 +87,8 @@ pub fn compile(spec: &StreamTableSpec, catalog: &Catalog) -> Result<Compiled> {
 /// nullable source column, an aggregate over no rows, ...), for error messages; `None`
 /// when no single cause is found.
 pub fn nullable_reason(query: &str, catalog: &Catalog, column: &str) -> Option<String> {
-    types::null_reason(query, catalog, column)
+    let expansion = view::expand(query, catalog).ok()?;
+    types::null_reason(&expansion.text, catalog, column)
 }
 
 /// The SQL type without modifiers: `numeric(10,2)` → `numeric`,

@@ -69,6 +69,10 @@ pub struct Compiled {
     /// The functions the query calls (`(schema, name)`, lower case; the schema when
     /// written), for the runtime to check their volatility in the live database.
     pub functions: Vec<(Option<String>, String)>,
+    /// The defining query as compiled: the views it reads expanded in place into
+    /// their bodies as subqueries (`(body) AS alias`); the query itself when it reads
+    /// no view.
+    pub expanded_query: String,
     pub(crate) body: Body,
 }
 
@@ -592,6 +596,7 @@ pub(crate) fn compile(spec: &StreamTableSpec, catalog: &Catalog) -> Result<Compi
         sources,
         strategy,
         functions: called_functions(&query),
+        expanded_query: spec.query.clone(),
         body,
     })
 }
@@ -770,7 +775,7 @@ fn output_columns(text: &str, q: &Query, catalog: &Catalog) -> Result<Vec<Output
 
 type CteScope = Vec<(String, Vec<String>)>;
 
-fn query_names(
+pub(crate) fn query_names(
     q: &Query,
     catalog: &Catalog,
     outer: &[(String, Vec<String>)],
@@ -863,10 +868,14 @@ fn factor_names(
                     return Ok(cols.clone());
                 }
             }
-            let t = catalog
-                .lookup((name.0.len() > 1).then_some(q.schema.as_str()), &q.name)
-                .ok_or_else(|| format!("unknown table `{name}`"))?;
-            Ok(t.columns.iter().map(|c| c.name.clone()).collect())
+            let schema = (name.0.len() > 1).then_some(q.schema.as_str());
+            if let Some(t) = catalog.lookup(schema, &q.name) {
+                return Ok(t.columns.iter().map(|c| c.name.clone()).collect());
+            }
+            catalog
+                .lookup_view(schema, &q.name)
+                .and_then(|v| catalog.view_columns(&v.name))
+                .ok_or_else(|| format!("unknown table `{name}`"))
         }
         TableFactor::Derived {
             subquery, alias, ..
@@ -877,7 +886,13 @@ fn factor_names(
                     return Ok(vec![]);
                 }
             }
-            query_names(subquery, catalog, scope)
+            let mut names = query_names(subquery, catalog, scope)?;
+            if let Some(a) = alias {
+                for (n, c) in names.iter_mut().zip(&a.columns) {
+                    *n = ident_value(&c.name);
+                }
+            }
+            Ok(names)
         }
         TableFactor::NestedJoin {
             table_with_joins, ..

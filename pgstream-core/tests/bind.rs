@@ -155,7 +155,7 @@ fn unsupported_constructs_name_themselves_and_suggest_full() {
         ),
         (
             "SELECT x.name FROM (SELECT DISTINCT ON (name) name FROM departments) AS x",
-            "subqueries in FROM (or CTEs) with GROUP BY, aggregates, DISTINCT",
+            "subqueries in FROM, CTEs or views with GROUP BY, aggregates, DISTINCT",
         ),
         (
             "SELECT DISTINCT department_id, count(*) AS n FROM employees GROUP BY department_id",

@@ -1,8 +1,8 @@
 //! Reading the live schema (for the compiler) and pgstream's own catalog rows.
 
 use crate::error::{Result, Step};
-use pgstream_core::{Catalog, Column, QualifiedName, Table};
-use sqlx::PgConnection;
+use pgstream_core::{Catalog, Column, QualifiedName, Table, View};
+use sqlx::{Connection, PgConnection};
 
 /// oid, schema, name, column names, types, NOT NULL flags, primary key.
 type TableRow = (
@@ -15,9 +15,15 @@ type TableRow = (
     Vec<String>,
 );
 
+/// schema, name, relkind (`v` or `m`), definition (of a view), column names.
+type ViewRow = (String, String, String, Option<String>, Vec<String>);
+
 /// The user tables of the database (ordinary and partitioned, outside the system
 /// schemas and pgstream's own), with columns, types as `format_type` prints them,
-/// NOT NULL flags, primary keys and OIDs.
+/// NOT NULL flags, primary keys and OIDs; and the views and materialized views, each
+/// view with its body as `pg_get_viewdef` prints it under the `search_path` of every
+/// refresh (`pg_catalog, pg_temp`), so every name outside `pg_catalog` in the body is
+/// schema-qualified.
 pub async fn load_catalog(conn: &mut PgConnection) -> Result<Catalog> {
     let rows: Vec<TableRow> = sqlx::query_as(
         "SELECT c.oid::int8, n.nspname::text, c.relname::text,
@@ -63,7 +69,50 @@ pub async fn load_catalog(conn: &mut PgConnection) -> Result<Catalog> {
             oid: u32::try_from(oid).ok(),
         });
     }
+    for view in load_views(conn).await? {
+        catalog.add_view(view);
+    }
     Ok(catalog)
+}
+
+/// The views and materialized views (see [`load_catalog`]). The `search_path` is
+/// pinned in a transaction of its own (a savepoint when the caller is in one), rolled
+/// back afterwards, so the caller's setting is left as it was.
+async fn load_views(conn: &mut PgConnection) -> Result<Vec<View>> {
+    let step = "reading the views of the database";
+    let mut tx = conn.begin().await.step(None, step)?;
+    sqlx::query("SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true)")
+        .execute(&mut *tx)
+        .await
+        .step(None, step)?;
+    let rows: Vec<ViewRow> = sqlx::query_as(
+        "SELECT n.nspname::text, c.relname::text, c.relkind::text,
+                CASE WHEN c.relkind = 'v' THEN pg_catalog.pg_get_viewdef(c.oid) END,
+                coalesce((SELECT array_agg(a.attname::text ORDER BY a.attnum)
+                            FROM pg_catalog.pg_attribute a
+                           WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
+                         '{}')
+           FROM pg_catalog.pg_class c
+           JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+          WHERE c.relkind IN ('v', 'm')
+            AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgstream', 'pgstream_changes')
+            AND n.nspname NOT LIKE 'pg\\_toast%'
+            AND n.nspname NOT LIKE 'pg\\_temp\\_%'
+          ORDER BY n.nspname, c.relname",
+    )
+    .fetch_all(&mut *tx)
+    .await
+    .step(None, step)?;
+    tx.rollback().await.step(None, step)?;
+    Ok(rows
+        .into_iter()
+        .map(|(schema, name, kind, definition, columns)| View {
+            name: QualifiedName::new(schema, name),
+            query: definition.unwrap_or_default(),
+            columns,
+            materialized: kind == "m",
+        })
+        .collect())
 }
 
 /// The stored definition of a stream table.

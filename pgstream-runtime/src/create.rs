@@ -561,13 +561,14 @@ pub(crate) async fn backfill_source_columns(pool: &PgPool) -> Result<()> {
 /// the query no longer compiles, or compiles to other output columns, once that column
 /// is removed from the catalog. Queries not maintained incrementally may be bound only
 /// partly by the compiler; for them a column is also used when its name occurs in the
-/// query as a word (conservative: a false positive only makes drift checks stricter).
+/// query (with the views it reads expanded) as a word (conservative: a false positive only makes drift checks stricter).
 fn used_columns(
     spec: &StreamTableSpec,
     catalog: &Catalog,
     compiled: &Compiled,
 ) -> Vec<(QualifiedName, String)> {
-    let words = query_words(&spec.query);
+    // the words of the views' bodies too
+    let words = query_words(&compiled.expanded_query);
     let incremental = compiled.strategy == Strategy::Incremental;
     let mut used = Vec::new();
     for source in &compiled.sources {

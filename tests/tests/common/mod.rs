@@ -28,6 +28,19 @@ pub enum Tables {
 }
 
 pub async fn check(name: &str, query: &str, mode: Mode, tables: Tables, seed: u64) {
+    check_with_ddl(name, query, mode, tables, seed, &[]).await
+}
+
+/// [`check`], running `ddl` (views, functions, ...) after the base tables are created
+/// and filled and before the stream table is created.
+pub async fn check_with_ddl(
+    name: &str,
+    query: &str,
+    mode: Mode,
+    tables: Tables,
+    seed: u64,
+    ddl: &[&str],
+) {
     let db = test_db().await;
     let mut o = Oracle::new(name, query)
         .seed(seed)
@@ -73,6 +86,11 @@ pub async fn check(name: &str, query: &str, mode: Mode, tables: Tables, seed: u6
         }
     }
     o.setup(&db.pool).await;
+    for stmt in ddl {
+        if let Err(e) = sqlx::raw_sql(stmt).execute(&db.pool).await {
+            panic!("{stmt} failed: {e}");
+        }
+    }
     let spec = StreamTableSpec {
         name: QualifiedName::new("public", name),
         query: query.to_string(),
@@ -93,6 +111,20 @@ pub async fn check(name: &str, query: &str, mode: Mode, tables: Tables, seed: u6
 
 #[macro_export]
 macro_rules! oracle {
+    ($test:ident, $mode:expr, $tables:expr, $seed:expr, ddl = [$($ddl:expr),* $(,)?], $query:expr) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $test() {
+            $crate::common::check_with_ddl(
+                stringify!($test),
+                $query,
+                $mode,
+                $tables,
+                $seed,
+                &[$($ddl),*],
+            )
+            .await;
+        }
+    };
     ($test:ident, $mode:expr, $tables:expr, $seed:expr, $query:expr) => {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn $test() {
