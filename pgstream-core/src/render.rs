@@ -101,6 +101,17 @@ pub(crate) fn render(c: &Compiled, ctx: &RenderContext) -> Artifacts {
         .artifacts(),
         Body::Recompute { query_sql, .. } => recompute_artifacts(c, ctx, &st, query_sql),
     };
+    if let Body::Recompute {
+        seminaive: Some(sn),
+        ..
+    } = &c.body
+    {
+        // The semi-naive step joins the stored result on these columns.
+        for col in &sn.lookup_columns {
+            a.storage_ddl
+                .push(format!("CREATE INDEX ON {st} ({})", qi(col)));
+        }
+    }
     let insert_only = match &c.body {
         Body::Recompute {
             seminaive: Some(sn),

@@ -21,8 +21,8 @@ use crate::catalog::{ident_value, Table};
 use crate::contract;
 use crate::quote::quote_ident as qi;
 use sqlparser::ast::{
-    Expr, Ident, JoinOperator, ObjectName, ObjectNamePart, Query, Select, SelectItem, SetExpr,
-    SetOperator, SetQuantifier, TableAlias, TableFactor,
+    Expr, Ident, JoinConstraint, JoinOperator, ObjectName, ObjectNamePart, Query, Select,
+    SelectItem, SetExpr, SetOperator, SetQuantifier, TableAlias, TableFactor,
 };
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
@@ -38,6 +38,9 @@ pub(crate) struct SemiNaive {
     /// The base case and the recursive step (table names qualified).
     base: Select,
     step: Select,
+    /// Output columns that the step compares by equality with the sources: the
+    /// storage table gets an index on each, so joining the stored result is a lookup.
+    pub(crate) lookup_columns: Vec<String>,
 }
 
 /// One factor of a join: the recursive CTE, or a source table (index into the
@@ -170,13 +173,92 @@ pub(crate) fn analyze(q: &Query, sources: &[Table], outputs: &[String]) -> Optio
     if seen.len() != cte_cols.len() || perm.len() != outputs.len() {
         return None;
     }
+    let cte_alias = step_factors.iter().find_map(|f| match f {
+        Factor::Cte { alias } => Some(alias.clone()),
+        _ => None,
+    })?;
+    let mut conds: Vec<&Expr> = step.selection.iter().collect();
+    for twj in &step.from {
+        for j in &twj.joins {
+            if let JoinOperator::Join(JoinConstraint::On(e))
+            | JoinOperator::Inner(JoinConstraint::On(e)) = &j.join_operator
+            {
+                conds.push(e);
+            }
+        }
+    }
+    let mut lookup_columns = Vec::new();
+    for c in conds {
+        for col in equalities_on(c, &cte_alias) {
+            if let Some(j) = cte_cols.iter().position(|x| *x == col) {
+                if let Some(i) = perm.iter().position(|&p| p == j) {
+                    if !lookup_columns.contains(&outputs[i]) {
+                        lookup_columns.push(outputs[i].clone());
+                    }
+                }
+            }
+        }
+    }
     Some(SemiNaive {
         cte: name,
         cte_cols,
         perm,
         base: base.as_ref().clone(),
         step: step.as_ref().clone(),
+        lookup_columns,
     })
+}
+
+/// The columns of `alias` that a conjunct of `e` compares by `=` with an expression
+/// that does not name `alias`.
+fn equalities_on(e: &Expr, alias: &str) -> Vec<String> {
+    use sqlparser::ast::BinaryOperator;
+    let names_alias = |x: &Expr| {
+        use sqlparser::ast::{Visit, Visitor};
+        struct F<'a>(&'a str, bool);
+        impl Visitor for F<'_> {
+            type Break = ();
+            fn pre_visit_expr(&mut self, e: &Expr) -> std::ops::ControlFlow<()> {
+                if let Expr::CompoundIdentifier(p) = e {
+                    if p.len() == 2 && ident_value(&p[0]) == self.0 {
+                        self.1 = true;
+                    }
+                }
+                std::ops::ControlFlow::Continue(())
+            }
+        }
+        let mut f = F(alias, false);
+        let _ = x.visit(&mut f);
+        f.1
+    };
+    let col_of = |x: &Expr| match x {
+        Expr::CompoundIdentifier(p) if p.len() == 2 && ident_value(&p[0]) == alias => {
+            Some(ident_value(&p[1]))
+        }
+        _ => None,
+    };
+    match e {
+        Expr::Nested(inner) => equalities_on(inner, alias),
+        Expr::BinaryOp {
+            left,
+            op: BinaryOperator::And,
+            right,
+        } => {
+            let mut v = equalities_on(left, alias);
+            v.extend(equalities_on(right, alias));
+            v
+        }
+        Expr::BinaryOp {
+            left,
+            op: BinaryOperator::Eq,
+            right,
+        } => match (col_of(left), col_of(right)) {
+            (Some(c), None) if !names_alias(right) => vec![c],
+            (None, Some(c)) if !names_alias(left) => vec![c],
+            _ => Vec::new(),
+        },
+        _ => Vec::new(),
+    }
 }
 
 /// The factors of an inner-join FROM clause, in order; `None` for anything else.

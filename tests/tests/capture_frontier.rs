@@ -406,3 +406,77 @@ async fn a_buffer_holds_the_union_of_the_columns_its_consumers_read() {
         .await
         .contains(&"note".to_string()));
 }
+
+#[tokio::test]
+async fn buffers_stay_bounded_by_the_slowest_consumer_under_steady_writes() {
+    // Steady writes; one consumer refreshes after every round, another every fifth
+    // round. After each refresh the buffer holds exactly the images the slower one
+    // has not consumed: never more than five rounds' worth, and none once both caught up.
+    let db = test_db().await;
+    db.exec(
+        "CREATE TABLE steady (id int PRIMARY KEY, v int NOT NULL);
+         INSERT INTO steady SELECT g, g FROM generate_series(1, 100) g;",
+    )
+    .await;
+    for (name, q) in [
+        ("fast", "SELECT id, v FROM steady WHERE v % 2 = 0"),
+        (
+            "slow",
+            "SELECT v % 10 AS k, count(*) AS n FROM steady GROUP BY v % 10",
+        ),
+    ] {
+        pgstream::create_stream_table(
+            &db.pool,
+            &pgstream::spec(name, q, "1h", Mode::Differential).unwrap(),
+        )
+        .await
+        .unwrap();
+    }
+    let buffered = || async {
+        sqlx::query_scalar::<_, i64>(&format!(
+            "SELECT count(*) FROM pgstream_changes.changes_{}",
+            sqlx::query_scalar::<_, i64>("SELECT 'steady'::regclass::oid::int8")
+                .fetch_one(&db.pool)
+                .await
+                .unwrap()
+        ))
+        .fetch_one(&db.pool)
+        .await
+        .unwrap()
+    };
+    let refresh = |name: &'static str| {
+        let pool = db.pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>("SELECT pgstream.refresh_stream_table($1)")
+                .bind(name)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        }
+    };
+    // Per round: 5 inserts (one image each) and 10 updates (two images each).
+    const PER_ROUND: i64 = 5 + 2 * 10;
+    let mut next = 101;
+    let mut since_slow = 0i64;
+    for round in 1..=40 {
+        db.exec(&format!(
+            "INSERT INTO steady SELECT g, g FROM generate_series({next}, {}) g;
+             UPDATE steady SET v = v + 1 WHERE id BETWEEN {} AND {};",
+            next + 4,
+            1 + (round % 9) * 10,
+            10 + (round % 9) * 10
+        ))
+        .await;
+        next += 5;
+        since_slow += PER_ROUND;
+        refresh("fast").await;
+        if round % 5 == 0 {
+            refresh("slow").await;
+            since_slow = 0;
+        }
+        let n = buffered().await;
+        assert_eq!(n, since_slow, "round {round}");
+        assert!(n <= 5 * PER_ROUND, "round {round}: {n}");
+    }
+    assert_eq!(buffered().await, 0);
+}
