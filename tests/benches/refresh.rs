@@ -2528,15 +2528,13 @@ fn levers_text(res: &Results, sizes: &[i64]) -> String {
     }
     let _ = writeln!(
         s,
-        "4. **Large windows: correlated scans of the delta CTEs.** See the crossover table: past \
-         it, DIFF is slower than FULL, and on the join + aggregate far slower than the hand-written \
-         delta. The plans of a large window on {} rows show where the time goes:\n{}\n   For the \
-         LEFT JOIN, the dangling-row term counts the window rows per affected key with a correlated \
-         subquery over a CTE (`CTE Scan on __pgs_d1 ... Filter: (__pgs_c1_2 = ...)`, once per \
-         affected department), which costs O(affected keys × window): aggregating the window once \
-         per key (`GROUP BY` the join key) and joining that by hash makes it linear. Beyond that, \
-         an adaptive switch to FULL when the window exceeds the measured crossover fraction would \
-         cap the cost at about FULL.",
+        "4. **Large windows.** See the crossover table: past it, a differential refresh would be \
+         slower than FULL, and the adaptive switch runs a full refresh instead (DIFF above is \
+         measured with it). The plans of a large window on {} rows show where the time goes:\n{}\n   \
+         The LEFT JOIN's dangling-row term sums the window per join key and joins those sums by \
+         index, with match counts capped at the change's weight + 1 (it was a correlated sum over \
+         the window per preserved row, quadratic in k). What remains is per-row work: index \
+         lookups per changed key, and for the insert-only tree one row-id probe per new row.",
         fmt_n(big),
         ev
     );
