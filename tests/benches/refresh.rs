@@ -2466,7 +2466,7 @@ fn levers_text(res: &Results, sizes: &[i64]) -> String {
     if !b10.is_empty() {
         let _ = writeln!(
             s,
-            "1. **Plan caching.** At k = 10 on {} rows (ms):\n{}\n\n   "statement" is the differential \
+            "1. **Plan caching.** At k = 10 on {} rows (ms):\n{}\n\n   `statement` is the differential \
              statement run on its own with `EXPLAIN ANALYZE`, which parses and plans it each time. \
              A refresh runs it from the stream table's generated PL/pgSQL function, where each \
              session plans it once, so the refresh time above is less than parse + plan + \
