@@ -94,6 +94,24 @@ impl Tree {
         }
     }
 
+    /// Column markers of the join conditions and filters inside this subtree.
+    pub fn condition_markers(&self, out: &mut Vec<(usize, usize)>) {
+        match self {
+            Tree::Leaf(_) => {}
+            Tree::Filter { input, pred, .. } => {
+                out.extend(expr::column_markers(pred));
+                input.condition_markers(out);
+            }
+            Tree::Join {
+                left, right, on, ..
+            } => {
+                out.extend(expr::column_markers(on));
+                left.condition_markers(out);
+                right.condition_markers(out);
+            }
+        }
+    }
+
     /// Leaves of this subtree, left to right.
     pub fn leaves(&self) -> Vec<usize> {
         match self {
@@ -1032,9 +1050,29 @@ impl<'a> Binder<'a> {
         result.map(Some)
     }
 
-    /// Inline a subquery in FROM (or a CTE reference): its tables join the tree, its
-    /// WHERE becomes a filter node, and its output columns become expressions that
-    /// references to `alias.column` are replaced with.
+    /// The SELECT of a subquery that is inlined (select-project-join, without WITH),
+    /// else the error naming `what` (`subqueries in FROM`, `LATERAL subqueries`) or
+    /// `complex` (what makes it more than that).
+    fn spj_select<'q>(
+        &self,
+        q: &'q Query,
+        f: &TableFactor,
+        what: &str,
+        complex: &str,
+    ) -> Result<&'q Select> {
+        let SetExpr::Select(sel) = q.body.as_ref() else {
+            return Err(unsupported(
+                self.query,
+                &format!("{what} other than SELECT ... FROM ... WHERE ..."),
+                Some(f),
+            ));
+        };
+        if !is_simple_spj(q, sel) {
+            return Err(unsupported(self.query, complex, Some(f)));
+        }
+        Ok(sel)
+    }
+
     /// `LATERAL (SELECT ... FROM ... WHERE ...) AS alias`: like a subquery in FROM,
     /// except that its WHERE may name the tables to its left. The WHERE is left in
     /// `lateral_pred` for the join that brings the subquery in (its condition), so it
@@ -1047,21 +1085,13 @@ impl<'a> Binder<'a> {
         col_names: &[String],
         f: &TableFactor,
     ) -> Result<Tree> {
-        let SetExpr::Select(sel) = q.body.as_ref() else {
-            return Err(unsupported(
-                self.query,
-                "LATERAL subqueries other than SELECT ... FROM ... WHERE ...",
-                Some(f),
-            ));
-        };
-        if !is_simple_spj(q, sel) {
-            return Err(unsupported(
-                self.query,
-                "LATERAL subqueries with GROUP BY, aggregates, DISTINCT, LIMIT or WITH (they need a delta rule for an aggregate below a join)",
-                Some(f),
-            ));
-        }
-        let mut body = sel.as_ref().clone();
+        let sel = self.spj_select(
+            q,
+            f,
+            "LATERAL subqueries",
+            "LATERAL subqueries with GROUP BY, aggregates, DISTINCT, LIMIT or WITH (they need a delta rule for an aggregate below a join)",
+        )?;
+        let mut body = sel.clone();
         let pred = body.selection.take();
         let q2 = Query {
             body: Box::new(SetExpr::Select(Box::new(body))),
@@ -1073,7 +1103,7 @@ impl<'a> Binder<'a> {
         // conditions must not name the tables outside it.
         let inside: Vec<usize> = (first_leaf..self.leaves.len()).collect();
         let mut marks = Vec::new();
-        tree_condition_markers(&tree, &mut marks);
+        tree.condition_markers(&mut marks);
         if marks.iter().any(|(l, _)| !inside.contains(l)) {
             return Err(unsupported(
                 self.query,
@@ -1092,6 +1122,9 @@ impl<'a> Binder<'a> {
         Ok(tree)
     }
 
+    /// Inline a subquery in FROM (or a CTE reference): its tables join the tree, its
+    /// WHERE becomes a filter node, and its output columns become expressions that
+    /// references to `alias.column` are replaced with.
     fn bind_derived(
         &mut self,
         q: &Query,
@@ -1099,20 +1132,12 @@ impl<'a> Binder<'a> {
         col_names: &[String],
         f: &TableFactor,
     ) -> Result<Tree> {
-        let SetExpr::Select(sel) = q.body.as_ref() else {
-            return Err(unsupported(
-                self.query,
-                "subqueries in FROM other than SELECT ... FROM ... WHERE ...",
-                Some(f),
-            ));
-        };
-        if !is_simple_spj(q, sel) {
-            return Err(unsupported(
-                self.query,
-                "subqueries in FROM, CTEs or views with GROUP BY, aggregates, DISTINCT, LIMIT or WITH",
-                Some(f),
-            ));
-        }
+        let sel = self.spj_select(
+            q,
+            f,
+            "subqueries in FROM",
+            "subqueries in FROM, CTEs or views with GROUP BY, aggregates, DISTINCT, LIMIT or WITH",
+        )?;
         if self.frame_has_alias(&alias) {
             return Err(Error::Invalid(
                 Diagnostic::new(format!("table name `{alias}` specified more than once"))
@@ -1941,22 +1966,4 @@ pub(crate) fn output_name(e: &Expr) -> String {
 #[allow(dead_code)]
 pub(crate) fn is_marker(e: &Expr) -> bool {
     as_marker(e).is_some()
-}
-
-/// Column markers of the join conditions and filters inside a tree.
-fn tree_condition_markers(t: &Tree, out: &mut Vec<(usize, usize)>) {
-    match t {
-        Tree::Leaf(_) => {}
-        Tree::Filter { input, pred, .. } => {
-            out.extend(expr::column_markers(pred));
-            tree_condition_markers(input, out);
-        }
-        Tree::Join {
-            left, right, on, ..
-        } => {
-            out.extend(expr::column_markers(on));
-            tree_condition_markers(left, out);
-            tree_condition_markers(right, out);
-        }
-    }
 }

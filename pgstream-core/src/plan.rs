@@ -717,7 +717,8 @@ fn syntax_error(text: &str, e: ParserError) -> Error {
     Error::Syntax(Diagnostic::new(clean).with_span(span))
 }
 
-fn cte_names(q: &Query) -> HashSet<String> {
+/// Names of the CTEs a query defines, at any depth.
+pub(crate) fn cte_names(q: &Query) -> HashSet<String> {
     struct V(HashSet<String>);
     impl Visitor for V {
         type Break = ();
@@ -913,23 +914,7 @@ fn factor_names(
 /// Every column marker (leaf, column) in a block: its join tree, filter, output
 /// items, and the expressions of its shape (set-operation branches included).
 fn block_markers(b: &Block, out: &mut Vec<(usize, usize)>) {
-    fn tree(t: &Tree, out: &mut Vec<(usize, usize)>) {
-        match t {
-            Tree::Leaf(_) => {}
-            Tree::Filter { input, pred, .. } => {
-                out.extend(expr::column_markers(pred));
-                tree(input, out);
-            }
-            Tree::Join {
-                left, right, on, ..
-            } => {
-                out.extend(expr::column_markers(on));
-                tree(left, out);
-                tree(right, out);
-            }
-        }
-    }
-    tree(&b.tree, out);
+    b.tree.condition_markers(out);
     if let Some(f) = &b.filter {
         out.extend(expr::column_markers(f));
     }

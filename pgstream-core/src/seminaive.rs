@@ -30,14 +30,16 @@ use sqlparser::parser::Parser;
 /// A recursive query that can be maintained semi-naively, analysed.
 #[derive(Debug, Clone)]
 pub(crate) struct SemiNaive {
-    /// The recursive CTE's name and its columns.
-    cte: String,
+    /// The recursive CTE's columns.
     cte_cols: Vec<String>,
     /// Output column `i` is CTE column `perm[i]`.
     perm: Vec<usize>,
     /// The base case and the recursive step (table names qualified).
     base: Select,
     step: Select,
+    /// Their factors, in FROM order.
+    base_factors: Vec<Factor>,
+    step_factors: Vec<Factor>,
     /// Output columns that the step compares by equality with the sources: the
     /// storage table gets an index on each, so joining the stored result is a lookup.
     pub(crate) lookup_columns: Vec<String>,
@@ -200,11 +202,12 @@ pub(crate) fn analyze(q: &Query, sources: &[Table], outputs: &[String]) -> Optio
         }
     }
     Some(SemiNaive {
-        cte: name,
         cte_cols,
         perm,
         base: base.as_ref().clone(),
         step: step.as_ref().clone(),
+        base_factors,
+        step_factors,
         lookup_columns,
     })
 }
@@ -347,8 +350,7 @@ impl SemiNaive {
     /// The insert-only refresh: one statement that appends the new rows, advances
     /// the frontiers and returns the number of rows inserted.
     pub(crate) fn render(&self, inp: &Inputs<'_>) -> String {
-        let base_f = factors(&self.base, &self.cte, inp.sources).expect("analysed");
-        let step_f = factors(&self.step, &self.cte, inp.sources).expect("analysed");
+        let (base_f, step_f) = (&self.base_factors, &self.step_factors);
         let mut seed = Vec::new();
         // Δbase: factor i reads its delta, those before it their old state.
         for i in 0..base_f.len() {
@@ -359,7 +361,7 @@ impl SemiNaive {
                     std::cmp::Ordering::Greater => Version::New,
                 })
                 .collect();
-            seed.push(self.term(&self.base, &base_f, &versions, inp));
+            seed.push(self.term(&self.base, base_f, &versions, inp));
         }
         // The step over the stored result: r old, then the sources in order.
         let sources_in_step: Vec<usize> = step_f
@@ -368,7 +370,7 @@ impl SemiNaive {
             .filter(|(_, f)| matches!(f, Factor::Source { .. }))
             .map(|(j, _)| j)
             .collect();
-        for (k, &i) in sources_in_step.iter().enumerate() {
+        for k in 0..sources_in_step.len() {
             let versions: Vec<Version> = step_f
                 .iter()
                 .enumerate()
@@ -384,8 +386,7 @@ impl SemiNaive {
                     }
                 })
                 .collect();
-            let _ = i;
-            seed.push(self.term(&self.step, &step_f, &versions, inp));
+            seed.push(self.term(&self.step, step_f, &versions, inp));
         }
         // The recursive term: the new rows of r through the current sources.
         let rec_versions: Vec<Version> = step_f
@@ -395,7 +396,7 @@ impl SemiNaive {
                 Factor::Source { .. } => Version::New,
             })
             .collect();
-        let recursive = self.term(&self.step, &step_f, &rec_versions, inp);
+        let recursive = self.term(&self.step, step_f, &rec_versions, inp);
         let cols = self
             .cte_cols
             .iter()

@@ -12,6 +12,7 @@
 use crate::catalog::{ident_value, qualified, Catalog, View};
 use crate::error::{Diagnostic, Error, Result};
 use crate::expr::span_range;
+use crate::plan::cte_names;
 use crate::quote::quote_ident;
 use crate::spec::QualifiedName;
 use sqlparser::ast::{
@@ -55,25 +56,6 @@ pub(crate) fn parse_body(text: &str) -> Option<Query> {
         [Statement::Query(q)] => Some((**q).clone()),
         _ => None,
     }
-}
-
-/// Names of the CTEs a query defines, at any depth.
-fn cte_names(q: &Query) -> HashSet<String> {
-    struct V(HashSet<String>);
-    impl Visitor for V {
-        type Break = ();
-        fn pre_visit_query(&mut self, q: &Query) -> ControlFlow<()> {
-            if let Some(w) = &q.with {
-                for c in &w.cte_tables {
-                    self.0.insert(ident_value(&c.alias.name));
-                }
-            }
-            ControlFlow::Continue(())
-        }
-    }
-    let mut v = V(HashSet::new());
-    let _ = q.visit(&mut v);
-    v.0
 }
 
 fn is_cte(n: &ObjectName, ctes: &HashSet<String>) -> bool {

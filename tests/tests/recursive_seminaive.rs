@@ -62,6 +62,13 @@ const CHAIN: &str = "WITH RECURSIVE r (id, label, lvl) AS (
       FROM emps e JOIN r ON e.boss = r.id JOIN teams t ON t.id = e.team WHERE r.lvl < 6)
   SELECT lvl, label, id FROM r";
 
+/// The stream tables under test: name, query, output columns.
+const STREAM_TABLES: [(&str, &str, &str); 3] = [
+    ("paths", PATHS, "id, path, name, depth"),
+    ("reach", REACH, "id, name, depth"),
+    ("chain", CHAIN, "lvl, label, id"),
+];
+
 #[tokio::test]
 async fn insert_only_batches_extend_the_result_semi_naively() {
     let db = test_db().await;
@@ -76,7 +83,7 @@ async fn insert_only_batches_extend_the_result_semi_naively() {
          INSERT INTO edges VALUES (1, 1, 2), (2, 1, 3), (3, 2, 4), (4, 3, 4);",
     )
     .await;
-    for (name, q) in [("paths", PATHS), ("chain", CHAIN), ("reach", REACH)] {
+    for (name, q, _) in STREAM_TABLES {
         pgstream::create_stream_table(
             &db.pool,
             &pgstream::spec(name, q, "1h", Mode::Differential).unwrap(),
@@ -144,11 +151,7 @@ async fn insert_only_batches_extend_the_result_semi_naively() {
             }
             db.exec(&format!("BEGIN; {sql} COMMIT;")).await;
         }
-        for (name, q, cols) in [
-            ("paths", PATHS, "id, path, name, depth"),
-            ("reach", REACH, "id, name, depth"),
-            ("chain", CHAIN, "lvl, label, id"),
-        ] {
+        for (name, q, cols) in STREAM_TABLES {
             refresh(&db.pool, name).await;
             assert_eq!(
                 difference(&db.pool, q, name, cols).await,
@@ -174,11 +177,7 @@ async fn insert_only_batches_extend_the_result_semi_naively() {
     // An update or a delete: recompute and apply the difference; then inserts again.
     db.exec("UPDATE nodes SET name = 'z' WHERE id % 7 = 0; DELETE FROM emps WHERE id % 5 = 0; DELETE FROM edges WHERE id % 3 = 0;")
         .await;
-    for (name, q, cols) in [
-        ("paths", PATHS, "id, path, name, depth"),
-        ("reach", REACH, "id, name, depth"),
-        ("chain", CHAIN, "lvl, label, id"),
-    ] {
+    for (name, q, cols) in STREAM_TABLES {
         refresh(&db.pool, name).await;
         assert_eq!(
             last_strategy(&db.pool, name).await,
@@ -196,11 +195,7 @@ async fn insert_only_batches_extend_the_result_semi_naively() {
         next_node + 1
     ))
     .await;
-    for (name, q, cols) in [
-        ("paths", PATHS, "id, path, name, depth"),
-        ("reach", REACH, "id, name, depth"),
-        ("chain", CHAIN, "lvl, label, id"),
-    ] {
+    for (name, q, cols) in STREAM_TABLES {
         refresh(&db.pool, name).await;
         assert_eq!(
             last_strategy(&db.pool, name).await,
