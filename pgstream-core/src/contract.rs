@@ -36,12 +36,14 @@ pub fn buffer_table(source_oid: u32) -> String {
 
 /// The name (in [`CATALOG_SCHEMA`]) of a stream table's generated refresh function,
 /// `_refresh_<id>(cap bigint, OUT rows_changed bigint, OUT window_rows bigint, OUT
-/// strategy text)`: it
+/// strategy text, OUT trimmed boolean)`: it
 /// counts the rows in the windows (up to `cap`) and, when there are some but fewer
 /// than `cap`, runs the differential refresh as a static statement, whose plan each
-/// session keeps. `rows_changed` is NULL when it did not refresh (no changes, or
-/// `cap` reached: a full refresh is cheaper); `strategy` names a special path taken
-/// (the semi-naive one of a recursive query), else NULL.
+/// session keeps, then trims the sources' buffers (`trimmed`). `rows_changed` is
+/// NULL when it did not refresh (no changes, or `cap` reached: a full refresh is
+/// cheaper); `strategy` names a special path taken (the semi-naive one of a
+/// recursive query), else NULL. Functions generated before the trims were moved in
+/// have no `trimmed` column; the caller trims for them.
 pub fn refresh_function(st_id: i64) -> String {
     format!("_refresh_{st_id}")
 }

@@ -157,6 +157,10 @@ fn refresh_function(ctx: &RenderContext, differential: &str, insert_only: Option
         })
         .collect::<Vec<_>>()
         .join("\n        + ");
+    let trims = (0..ctx.sources.len())
+        .map(|s| trim_sql(ctx.sources[s].oid))
+        .collect::<Vec<_>>()
+        .join("\n");
     let body = format!(
         "
 #variable_conflict use_column
@@ -168,6 +172,9 @@ BEGIN
         RETURN;
     END IF;
 {apply}
+    -- Trim the buffers: static statements too (see pgstream._trim_buffer).
+{trims}
+    pgs_trimmed := true;
 END
 ",
         id = ctx.st_id,
@@ -199,10 +206,30 @@ END
         tag = format!("$pgs{i}$");
     }
     format!(
-        "CREATE FUNCTION {}.{}(bigint, OUT pgs_rows_changed bigint, OUT pgs_window_rows bigint, OUT pgs_strategy text) \
+        "CREATE FUNCTION {}.{}(bigint, OUT pgs_rows_changed bigint, OUT pgs_window_rows bigint, OUT pgs_strategy text, OUT pgs_trimmed boolean) \
          LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp SET jit = off AS {tag}{body}{tag}",
         qi(contract::CATALOG_SCHEMA),
         qi(&contract::refresh_function(ctx.st_id)),
+    )
+}
+
+/// Delete the buffer rows of one source that every consumer's frontier covers: the
+/// static form of `pgstream._trim_buffer` (which documents the rule), run by the
+/// refresh function after a differential refresh. It first waits for a creation
+/// that is adding a consumer of the source (that holds the source's row in
+/// `pgs_sources` FOR UPDATE until it commits); the DELETE then sees its frontier.
+fn trim_sql(oid: u32) -> String {
+    format!(
+        "    PERFORM 1 FROM {cat}.\"pgs_sources\" AS s WHERE s.\"source_oid\" = {oid} FOR SHARE;
+    DELETE FROM {chg}.{buf} AS b WHERE NOT EXISTS (SELECT 1 FROM {cat}.{fr} AS f WHERE f.\"source_oid\" = {oid} \
+AND (f.\"frontier\" IS NULL OR NOT pg_catalog.pg_visible_in_snapshot(b.{xid}, f.\"frontier\") \
+OR (b.{xid} = f.\"own_xid\" AND b.{cid} > COALESCE(f.\"own_change\", -1))));",
+        cat = qi(contract::CATALOG_SCHEMA),
+        chg = qi(contract::CHANGES_SCHEMA),
+        buf = qi(&contract::buffer_table(oid)),
+        fr = qi(contract::FRONTIERS_TABLE),
+        xid = qi(contract::XID),
+        cid = qi(contract::CHANGE_ID),
     )
 }
 
@@ -1542,6 +1569,7 @@ impl Inc<'_> {
                 .collect();
         let mut ssel: Vec<String> = a_groups.clone();
         ssel.push("(st.\"__pgs_row_id\" IS NOT NULL) AS \"__pgs_exists\"".into());
+        ssel.push("st.\"__pgs_ctid\"".into());
         ssel.push(format!("{} AS \"__pgs_row_id\"", row_id_of(&a_groups)));
         ssel.push("COALESCE(st.\"__pgs_count\", 0) + a.\"__pgs_dcount\" AS \"__pgs_count\"".into());
         for (k, a) in aggs.iter().enumerate() {
@@ -1631,8 +1659,15 @@ impl Inc<'_> {
                 asel.join(", "),
                 if global { String::new() } else { format!(" GROUP BY {}", gnames.join(", ")) }
             ),
+            // Each affected group's stored row is looked up through the row-id index
+            // (a LATERAL the planner cannot flatten into a hash join over the whole
+            // storage table, which the fan-out estimates of the delta terms often
+            // made it choose), and its ctid carried to the DELETE and the UPDATE,
+            // which then fetch the rows by TID. The ctids are stable for the
+            // statement: only refreshes, serialised by the stream table's lock,
+            // write the storage table.
             format!(
-                "\"__pgs_src\" AS MATERIALIZED (SELECT s.*, {} FROM (SELECT {} FROM \"__pgs_agg\" AS a LEFT JOIN {st} AS st ON {}) AS s)",
+                "\"__pgs_src\" AS MATERIALIZED (SELECT s.*, {} FROM (SELECT {} FROM \"__pgs_agg\" AS a LEFT JOIN LATERAL (SELECT st.ctid AS \"__pgs_ctid\", st.* FROM {st} AS st WHERE {} OFFSET 0) AS st ON true) AS s)",
                 vis_s.join(", "),
                 ssel.join(", "),
                 st_match_a.join(" AND ")
@@ -1646,12 +1681,19 @@ impl Inc<'_> {
             ));
             "SELECT (SELECT count(*) FROM \"__pgs_upd\") AS \"rows_changed\"".to_string()
         } else {
+            let by_tid = |cond: &str| {
+                format!(
+                    "st.ctid = ANY (ARRAY(SELECT t.\"__pgs_ctid\" FROM \"__pgs_src\" AS t WHERE t.\"__pgs_exists\" AND t.\"__pgs_count\" {cond}))"
+                )
+            };
             body.push(format!(
-                "\"__pgs_del\" AS (DELETE FROM {st} AS st USING \"__pgs_src\" AS s WHERE s.\"__pgs_exists\" AND s.\"__pgs_count\" = 0 AND {matchp} RETURNING 1)"
+                "\"__pgs_del\" AS (DELETE FROM {st} AS st WHERE {} RETURNING 1)",
+                by_tid("= 0")
             ));
             body.push(format!(
-                "\"__pgs_upd\" AS (UPDATE {st} AS st SET {} FROM \"__pgs_src\" AS s WHERE s.\"__pgs_exists\" AND s.\"__pgs_count\" <> 0 AND {matchp} AND {changed} RETURNING 1)",
-                set_list.join(", ")
+                "\"__pgs_upd\" AS (UPDATE {st} AS st SET {} FROM \"__pgs_src\" AS s WHERE s.\"__pgs_exists\" AND s.\"__pgs_count\" <> 0 AND {} AND st.ctid = s.\"__pgs_ctid\" AND {changed} RETURNING 1)",
+                set_list.join(", "),
+                by_tid("<> 0")
             ));
             body.push(format!(
                 "\"__pgs_ins\" AS (INSERT INTO {st} ({cols}, \"__pgs_row_id\") SELECT {scols}, s.\"__pgs_row_id\" FROM \"__pgs_src\" AS s WHERE NOT s.\"__pgs_exists\" AND s.\"__pgs_count\" > 0 RETURNING 1)",

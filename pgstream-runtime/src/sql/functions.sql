@@ -77,6 +77,15 @@ BEGIN
 END
 $fn$;
 
+-- The full (full = true) or the differential refresh statement of a stream table.
+CREATE OR REPLACE FUNCTION pgstream._stored_refresh_sql(st_id bigint, "full" boolean)
+RETURNS text LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT CASE WHEN "full" THEN s.full_refresh_sql ELSE s.differential_refresh_sql END
+      FROM pgstream.pgs_stream_tables s WHERE s.id = st_id
+$fn$;
+
 -- Refresh one stream table by id. With wait = false, returns NULL at once when
 -- another session is refreshing it (the scheduler's mode).
 -- JIT is off while refreshing: the estimates of refresh statements (many CTEs,
@@ -88,7 +97,9 @@ SET search_path = pg_catalog, pg_temp
 SET jit = off
 AS $fn$
 DECLARE
-    st pgstream.pgs_stream_tables;
+    st record;
+    res record;
+    trimmed boolean := false;
     n bigint;
     t0 timestamptz;
     ms double precision;
@@ -118,7 +129,19 @@ BEGIN
     END IF;
 
     -- Re-read the catalog row after the lock: it may have changed while we waited.
-    SELECT * INTO st FROM pgstream.pgs_stream_tables s WHERE s.id = st_id;
+    -- Only the columns needed here: the refresh statements' text is large (TOASTed),
+    -- and is read below only on the paths that execute it. The learned cap (see
+    -- below) comes with it.
+    SELECT s.id, s.schema_name, s.table_name, s.mode, s.needs_full, s.status,
+           s.status_reason, s.refresh_function, s.full_refresh_ratio,
+           s.differential_refresh_sql IS NULL AS no_differential,
+           CASE WHEN r.full_ms_avg > 0 AND r.diff_ms_per_row > 0
+                THEN greatest(100, least(r.full_ms_avg / r.diff_ms_per_row, 9e18))::bigint
+           END AS learned_cap
+      INTO st
+      FROM pgstream.pgs_stream_tables s
+      LEFT JOIN pgstream.pgs_refresh_stats r ON r.st_id = s.id
+     WHERE s.id = refresh_stream_table_by_id.st_id;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'stream table with id % does not exist (dropped concurrently?)', st_id
             USING ERRCODE = 'undefined_table';
@@ -135,14 +158,14 @@ BEGIN
                          '(or undo the change and call pgstream.resume_stream_table).';
     END IF;
 
-    full_mode := st.mode = 'FULL' OR st.needs_full OR st.differential_refresh_sql IS NULL;
+    full_mode := st.mode = 'FULL' OR st.needs_full OR st.no_differential;
     how := CASE WHEN full_mode THEN 'FULL' ELSE 'DIFFERENTIAL' END;
     t0 := clock_timestamp();
     BEGIN
         -- Lets the guard trigger on the storage table through (see _guard_storage).
         PERFORM set_config('pgstream.refreshing', 'on', true);
         IF full_mode THEN
-            EXECUTE st.full_refresh_sql INTO n;
+            EXECUTE pgstream._stored_refresh_sql(st.id, true) INTO n;
         ELSIF st.refresh_function IS NOT NULL THEN
             -- The generated function counts the windows' rows up to the cap and
             -- refreshes when there are some, but fewer: with none there is nothing
@@ -153,11 +176,7 @@ BEGIN
                 -- The window size at which a differential refresh costs as much as a
                 -- full one: from the measured costs when both are known (at least 100
                 -- rows), else the ratio of the sources' rows (at least 1,000 rows).
-                SELECT CASE WHEN r.full_ms_avg > 0 AND r.diff_ms_per_row > 0
-                            THEN greatest(100, least(r.full_ms_avg / r.diff_ms_per_row, 9e18))::bigint
-                       END
-                  INTO cap
-                  FROM pgstream.pgs_refresh_stats r WHERE r.st_id = st.id;
+                cap := st.learned_cap;
                 IF cap IS NULL THEN
                     SELECT greatest(1000, ceil(st.full_refresh_ratio * coalesce(sum(greatest(c.reltuples, 0)), 0)))::bigint
                       INTO cap
@@ -166,17 +185,22 @@ BEGIN
                 END IF;
             END IF;
             EXECUTE format('SELECT * FROM %s($1)', st.refresh_function)
-               INTO n, win, fhow USING coalesce(cap, 9223372036854775807);
-            how := coalesce(fhow, how);
+               INTO res USING coalesce(cap, 9223372036854775807);
+            n := res.pgs_rows_changed;
+            win := res.pgs_window_rows;
+            how := coalesce(res.pgs_strategy, how);
+            -- Functions generated since catalog v5 trim the buffers themselves;
+            -- older ones have no `pgs_trimmed` column.
+            trimmed := coalesce((to_jsonb(res) ->> 'pgs_trimmed')::boolean, false);
             IF win = 0 THEN
                 how := 'NO CHANGES';
                 n := 0;
             ELSIF n IS NULL THEN
                 how := 'FULL (adaptive)';
-                EXECUTE st.full_refresh_sql INTO n;
+                EXECUTE pgstream._stored_refresh_sql(st.id, true) INTO n;
             END IF;
         ELSE
-            EXECUTE st.differential_refresh_sql INTO n;
+            EXECUTE pgstream._stored_refresh_sql(st.id, false) INTO n;
         END IF;
         PERFORM set_config('pgstream.refreshing', '', true);
     EXCEPTION WHEN OTHERS THEN
@@ -203,7 +227,7 @@ BEGIN
     END IF;
 
     -- Nothing was consumed when there were no changes: trimming can wait.
-    IF how <> 'NO CHANGES' THEN
+    IF how <> 'NO CHANGES' AND NOT trimmed THEN
         FOR src IN SELECT f.source_oid FROM pgstream.pgs_frontiers f WHERE f.st_id = st.id LOOP
             PERFORM pgstream._trim_buffer(src);
         END LOOP;
