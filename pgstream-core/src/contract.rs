@@ -9,7 +9,8 @@
 //!   snapshot does not count as committed). The window of a refresh is the buffer
 //!   rows not visible in `frontier`, less the rows of `own_xid` up to `own_change`.
 //! - `pgstream_changes.changes_<source oid>`: the change buffer of a source table:
-//!   [`CHANGE_ID`] `bigint generated always as identity`, [`XID`] `xid8 not null
+//!   [`CHANGE_ID`] `bigint generated always as identity` (the capture draws one
+//!   value per statement and writes it explicitly into all the statement's rows), [`XID`] `xid8 not null
 //!   default pg_current_xact_id()`, [`WEIGHT`] `smallint not null` (+1 for a new
 //!   image, −1 for an old image; an UPDATE writes both), then every column of the
 //!   source with its name and type.

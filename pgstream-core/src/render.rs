@@ -272,7 +272,10 @@ fn frontier_advance(ctx: &RenderContext) -> String {
 /// For a source with a primary key the
 /// window is reduced to its net effect per key: the first old image (when the key
 /// existed before the window) and the last new image (when it exists after), so a row
-/// updated many times weighs like one update in every join term.
+/// updated many times weighs like one update in every join term. A key's images are
+/// ordered by change id, then weight: the capture gives all rows of one statement
+/// one change id, and a statement holds at most one old and one new image of a key,
+/// the old one first.
 fn window_sql(ctx: &RenderContext, source: usize, primary_key: &[String]) -> String {
     let raw = window_rows_sql(ctx, source);
     if primary_key.is_empty() {
@@ -285,8 +288,8 @@ fn window_sql(ctx: &RenderContext, source: usize, primary_key: &[String]) -> Str
         .join(", ");
     let cid = qi(contract::CHANGE_ID);
     format!(
-        "SELECT n.* FROM (SELECT w.*, row_number() OVER (PARTITION BY {key} ORDER BY w.{cid}) AS \"__pgs_first\", \
-         row_number() OVER (PARTITION BY {key} ORDER BY w.{cid} DESC) AS \"__pgs_last\" FROM ({raw}) AS w) AS n \
+        "SELECT n.* FROM (SELECT w.*, row_number() OVER (PARTITION BY {key} ORDER BY w.{cid}, w.{W}) AS \"__pgs_first\", \
+         row_number() OVER (PARTITION BY {key} ORDER BY w.{cid} DESC, w.{W} DESC) AS \"__pgs_last\" FROM ({raw}) AS w) AS n \
          WHERE (n.\"__pgs_first\" = 1 AND n.{W} < 0) OR (n.\"__pgs_last\" = 1 AND n.{W} > 0)"
     )
 }

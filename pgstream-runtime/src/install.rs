@@ -4,6 +4,12 @@
 //! under a transaction-scoped advisory lock, so concurrent installers (several
 //! application replicas starting at once) run one after the other; the versioned
 //! part runs only when `pgs_meta.schema_version` is older than [`SCHEMA_VERSION`].
+//! The SQL functions (`functions.sql`) are installed again whenever they differ from
+//! the ones in the database (a release can change them without a schema change):
+//! `pgstream._functions_hash()` records the hash of the installed text. Functions of
+//! neighbouring releases are compatible with the same schema version, so replicas of
+//! two releases can run side by side; the functions are those of the last runtime
+//! that started.
 
 use crate::error::{Error, Result, Step};
 use sqlx::PgPool;
@@ -68,6 +74,19 @@ pub async fn install(pool: &PgPool) -> Result<()> {
              this runtime's {SCHEMA_VERSION}: upgrade the application"
         )));
     }
+    let hash = functions_hash();
+    let installed: Option<String> = sqlx::query_scalar(
+        "SELECT p.prosrc FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+          WHERE n.nspname = 'pgstream' AND p.proname = '_functions_hash'",
+    )
+    .fetch_optional(&mut *tx)
+    .await
+    .step(None, STEP)?;
+    let functions_current = installed.as_deref() == Some(hash_function_body(&hash).as_str());
+    if current == SCHEMA_VERSION && !functions_current {
+        tracing::info!("installing this release's pgstream SQL functions");
+        install_functions(&mut tx, &hash).await?;
+    }
     if current < SCHEMA_VERSION {
         for (version, script) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
             tracing::info!(version, "upgrading the pgstream catalog");
@@ -76,10 +95,7 @@ pub async fn install(pool: &PgPool) -> Result<()> {
                 .await
                 .step(None, STEP)?;
         }
-        sqlx::raw_sql(FUNCTIONS)
-            .execute(&mut *tx)
-            .await
-            .step(None, STEP)?;
+        install_functions(&mut tx, &hash).await?;
         sqlx::query("DELETE FROM pgstream.pgs_meta")
             .execute(&mut *tx)
             .await
@@ -91,5 +107,41 @@ pub async fn install(pool: &PgPool) -> Result<()> {
             .step(None, STEP)?;
     }
     tx.commit().await.step(None, STEP)?;
+    Ok(())
+}
+
+/// FNV-1a (64 bits) of `functions.sql`, in hex: identifies the installed functions.
+fn functions_hash() -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in FUNCTIONS.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+/// The body of `pgstream._functions_hash()` for a hash (hex digits only).
+fn hash_function_body(hash: &str) -> String {
+    format!("SELECT '{hash}'::text")
+}
+
+/// Install `functions.sql`, rebuild the capture functions of the sources (their text
+/// comes from `pgstream._build_capture`), and record the hash.
+async fn install_functions(tx: &mut sqlx::PgConnection, hash: &str) -> Result<()> {
+    sqlx::raw_sql(FUNCTIONS)
+        .execute(&mut *tx)
+        .await
+        .step(None, STEP)?;
+    sqlx::query("SELECT pgstream._build_capture(s.source_oid) FROM pgstream.pgs_sources s")
+        .execute(&mut *tx)
+        .await
+        .step(None, STEP)?;
+    sqlx::raw_sql(&format!(
+        "CREATE OR REPLACE FUNCTION pgstream._functions_hash() RETURNS text LANGUAGE sql IMMUTABLE AS $h${}$h$",
+        hash_function_body(hash)
+    ))
+    .execute(&mut *tx)
+    .await
+    .step(None, STEP)?;
     Ok(())
 }

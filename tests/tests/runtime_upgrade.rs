@@ -94,3 +94,79 @@ async fn version_1_catalog_upgrades() {
     assert_eq!(s[0].consecutive_failures, 0);
     h.drop_stream_table("st").await.unwrap();
 }
+
+/// A release can change the SQL functions without a schema change: `install` puts
+/// this release's functions in place (and rebuilds the capture functions) whenever
+/// the installed ones differ, and leaves them alone otherwise.
+#[tokio::test]
+async fn functions_of_another_release_are_replaced_at_install() {
+    let db = test_db().await;
+    db.exec(
+        "CREATE TABLE t (id int PRIMARY KEY, x int NOT NULL);
+         INSERT INTO t VALUES (1, 1), (2, 2);",
+    )
+    .await;
+    let h = RuntimeHandle::new(db.pool.clone());
+    h.create_stream_table("st", "SELECT id, x FROM t", "1h", Mode::Differential)
+        .await
+        .unwrap();
+    let capture = || async {
+        sqlx::query_scalar::<_, String>(
+            "SELECT p.prosrc FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+              WHERE n.nspname = 'pgstream_changes' AND p.proname LIKE 'capture\\_%'",
+        )
+        .fetch_one(&db.pool)
+        .await
+        .unwrap()
+    };
+    let this_release = capture().await;
+    // Another release: a different refresh function and capture function, and its hash.
+    db.exec(
+        "CREATE OR REPLACE FUNCTION pgstream.refresh_stream_table(name text, wait boolean DEFAULT true)
+         RETURNS bigint LANGUAGE sql AS $$ SELECT -7::bigint $$;
+         CREATE OR REPLACE FUNCTION pgstream._functions_hash() RETURNS text LANGUAGE sql
+         AS $$ SELECT 'another release'::text $$;",
+    )
+    .await;
+    let oid: i64 = sqlx::query_scalar("SELECT 't'::regclass::oid::int8")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    db.exec(&format!(
+        "CREATE OR REPLACE FUNCTION pgstream_changes.capture_{oid}() RETURNS trigger LANGUAGE plpgsql
+         AS $$ BEGIN RETURN NULL; END $$"
+    ))
+    .await;
+    let refreshed: i64 = sqlx::query_scalar("SELECT pgstream.refresh_stream_table('st')")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(refreshed, -7);
+
+    pgstream_runtime::install(&db.pool).await.unwrap();
+    assert_eq!(capture().await, this_release);
+    db.exec("INSERT INTO t VALUES (3, 3)").await;
+    let refreshed: i64 = sqlx::query_scalar("SELECT pgstream.refresh_stream_table('st')")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(refreshed, 1);
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM st")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(n, 3);
+
+    // The same release again: nothing is reinstalled (a function changed by hand stays).
+    db.exec(
+        "CREATE OR REPLACE FUNCTION pgstream.refresh_stream_table(name text, wait boolean DEFAULT true)
+         RETURNS bigint LANGUAGE sql AS $$ SELECT -7::bigint $$;",
+    )
+    .await;
+    pgstream_runtime::install(&db.pool).await.unwrap();
+    let refreshed: i64 = sqlx::query_scalar("SELECT pgstream.refresh_stream_table('st')")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(refreshed, -7);
+}
