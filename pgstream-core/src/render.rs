@@ -335,12 +335,22 @@ fn diff_statement(
     ctes.push(format!(
         "\"__pgs_new\" AS MATERIALIZED (SELECT nr.* FROM ({new_rows}) AS nr{gate_where})"
     ));
-    let same = "n.\"__pgs_row_id\" = st.\"__pgs_row_id\" AND n::text = st::text";
+    // Each row's text (what tells rows apart, whatever their types) is computed once
+    // per side and kept: the stored rows' with their ctid, by which the DELETE then
+    // fetches the rows that have no equal among the new ones.
     ctes.push(format!(
-        "\"__pgs_del\" AS (DELETE FROM {st} AS st WHERE {gate_and}NOT EXISTS (SELECT 1 FROM \"__pgs_new\" AS n WHERE {same}) RETURNING 1)"
+        "\"__pgs_old\" AS MATERIALIZED (SELECT st.ctid AS \"__pgs_tid\", st.\"__pgs_row_id\" AS \"__pgs_id\", st::text AS \"__pgs_txt\" FROM {st} AS st{gate_where})"
+    ));
+    ctes.push(
+        "\"__pgs_newt\" AS MATERIALIZED (SELECT n.\"__pgs_row_id\" AS \"__pgs_id\", n::text AS \"__pgs_txt\" FROM \"__pgs_new\" AS n)".to_string(),
+    );
+    ctes.push(format!(
+        "\"__pgs_del\" AS (DELETE FROM {st} AS st WHERE {gate_and}st.ctid = ANY (ARRAY(SELECT o.\"__pgs_tid\" FROM \"__pgs_old\" AS o \
+         WHERE NOT EXISTS (SELECT 1 FROM \"__pgs_newt\" AS n WHERE n.\"__pgs_id\" = o.\"__pgs_id\" AND n.\"__pgs_txt\" = o.\"__pgs_txt\"))) RETURNING 1)"
     ));
     ctes.push(format!(
-        "\"__pgs_ins\" AS (INSERT INTO {st} SELECT n.* FROM \"__pgs_new\" AS n WHERE NOT EXISTS (SELECT 1 FROM {st} AS st WHERE {same}) RETURNING 1)"
+        "\"__pgs_ins\" AS (INSERT INTO {st} SELECT n.* FROM \"__pgs_new\" AS n WHERE NOT EXISTS (SELECT 1 FROM \"__pgs_old\" AS o \
+         WHERE o.\"__pgs_id\" = n.\"__pgs_row_id\" AND o.\"__pgs_txt\" = n::text) RETURNING 1)"
     ));
     format!(
         "WITH {}\nSELECT (SELECT count(*) FROM \"__pgs_del\") + (SELECT count(*) FROM \"__pgs_ins\") AS \"rows_changed\"",
