@@ -73,6 +73,7 @@ pub fn compile(spec: &StreamTableSpec, catalog: &Catalog) -> Result<Compiled> {
             types::annotate(text, catalog, &mut compiled.columns);
             compiled.spec = spec.clone();
             compiled.expanded_query = expansion.text.clone();
+            compiled.views = expansion.views();
             Ok(compiled)
         }
         Err(e @ Error::Unsupported(_)) => {

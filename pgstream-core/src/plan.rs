@@ -5,7 +5,7 @@ use crate::catalog::{ident_value, Catalog, Table};
 use crate::error::{Diagnostic, Error, Result};
 use crate::expr;
 use crate::render::{Artifacts, RenderContext, SourceBinding};
-use crate::spec::{Mode, StreamTableSpec};
+use crate::spec::{Mode, QualifiedName, StreamTableSpec};
 use sqlparser::ast::{
     Expr, Ident, ObjectName, ObjectNamePart, Query, SelectItem, SetExpr, Statement, TableFactor,
     Visit, Visitor,
@@ -73,6 +73,11 @@ pub struct Compiled {
     /// their bodies as subqueries (`(body) AS alias`); the query itself when it reads
     /// no view.
     pub expanded_query: String,
+    /// The views the query reads, expanded into `expanded_query`: those it names and
+    /// those their bodies read, each once, in order of first appearance. The runtime
+    /// records their definitions at creation: a stream table maintains the bodies as
+    /// they were then, so a later redefinition is drift (`pgstream._drift`).
+    pub views: Vec<QualifiedName>,
     pub(crate) body: Body,
 }
 
@@ -597,6 +602,7 @@ pub(crate) fn compile(spec: &StreamTableSpec, catalog: &Catalog) -> Result<Compi
         strategy,
         functions: called_functions(&query),
         expanded_query: spec.query.clone(),
+        views: Vec::new(),
         body,
     })
 }

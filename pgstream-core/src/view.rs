@@ -351,6 +351,20 @@ fn in_view(e: Error, view: &QualifiedName, at: Range<usize>) -> Error {
 }
 
 impl Expansion {
+    /// The views expanded, nested ones included, each once, in order of first
+    /// appearance in the expanded text (a view before the views its body reads).
+    pub fn views(&self) -> Vec<QualifiedName> {
+        let mut regions: Vec<&Region> = self.regions.iter().collect();
+        regions.sort_by_key(|r| r.whole.start);
+        let mut out: Vec<QualifiedName> = Vec::new();
+        for r in regions {
+            if !out.contains(&r.view) {
+                out.push(r.view.clone());
+            }
+        }
+        out
+    }
+
     /// A position in the expanded text mapped to the user's text: inside a
     /// replacement, its reference's start (or end).
     fn map_pos(&self, p: usize, end: bool) -> usize {

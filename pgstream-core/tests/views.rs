@@ -82,6 +82,18 @@ fn views_over_views_expand_recursively() {
     assert_eq!(sources(&c), ["public.orders", "public.customers"]);
     let x = c.explain();
     assert!(x.contains("Filter region = 'north'"), "{x}");
+    // The views expanded, nested ones too, each once, outer first.
+    let views: Vec<String> = c.views.iter().map(|v| v.to_string()).collect();
+    assert_eq!(views, ["public.north", "public.big_orders"]);
+    let c = compile_q(
+        "SELECT a.id FROM north a JOIN big_orders b ON a.id = b.id",
+        Mode::Full,
+    )
+    .unwrap();
+    let views: Vec<String> = c.views.iter().map(|v| v.to_string()).collect();
+    assert_eq!(views, ["public.north", "public.big_orders"]);
+    let c = compile_q("SELECT id FROM orders", Mode::Differential).unwrap();
+    assert!(c.views.is_empty());
 }
 
 #[test]

@@ -154,6 +154,7 @@ impl RuntimeBuilder {
             ensure(&self.pool, spec, *columns).await?;
         }
         crate::create::backfill_source_columns(&self.pool).await?;
+        crate::create::backfill_views(&self.pool).await?;
         check_field_types(&self.pool, &self.specs, &self.fields, true).await?;
         check_drift(&self.pool).await?;
         Ok(Runtime::spawn(

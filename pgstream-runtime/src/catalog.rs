@@ -23,7 +23,8 @@ type ViewRow = (String, String, String, Option<String>, Vec<String>);
 /// NOT NULL flags, primary keys and OIDs; and the views and materialized views, each
 /// view with its body as `pg_get_viewdef` prints it under the `search_path` of every
 /// refresh (`pg_catalog, pg_temp`), so every name outside `pg_catalog` in the body is
-/// schema-qualified.
+/// schema-qualified (the text `pgstream.pgs_views.definition` records and
+/// `pgstream._drift` compares).
 pub async fn load_catalog(conn: &mut PgConnection) -> Result<Catalog> {
     let rows: Vec<TableRow> = sqlx::query_as(
         "SELECT c.oid::int8, n.nspname::text, c.relname::text,
@@ -81,10 +82,15 @@ pub async fn load_catalog(conn: &mut PgConnection) -> Result<Catalog> {
 async fn load_views(conn: &mut PgConnection) -> Result<Vec<View>> {
     let step = "reading the views of the database";
     let mut tx = conn.begin().await.step(None, step)?;
-    sqlx::query("SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true)")
-        .execute(&mut *tx)
-        .await
-        .step(None, step)?;
+    // quote_all_identifiers too: pgstream._drift compares the recorded definitions
+    // with pg_get_viewdef under the same settings.
+    sqlx::query(
+        "SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true),
+                pg_catalog.set_config('quote_all_identifiers', 'off', true)",
+    )
+    .execute(&mut *tx)
+    .await
+    .step(None, step)?;
     let rows: Vec<ViewRow> = sqlx::query_as(
         "SELECT n.nspname::text, c.relname::text, c.relkind::text,
                 CASE WHEN c.relkind = 'v' THEN pg_catalog.pg_get_viewdef(c.oid) END,

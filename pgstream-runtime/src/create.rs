@@ -14,7 +14,7 @@ use pgstream_core::{
 };
 use sea_query::{Alias, ColumnDef, Expr, PostgresQueryBuilder};
 use sqlx::postgres::types::Oid;
-use sqlx::{PgConnection, PgPool};
+use sqlx::{Connection, PgConnection, PgPool};
 
 /// Names of the capture triggers pgstream installs on a source table (also used by
 /// `pgstream._drop_capture`).
@@ -151,6 +151,7 @@ async fn create_in(
 
     let oids: Vec<u32> = bindings.iter().map(|b| b.oid).collect();
     store_source_columns(conn, id, &compiled, &oids, &used, name).await?;
+    store_views(conn, id, &compiled, &catalog, name).await?;
 
     for b in &bindings {
         sqlx::query("INSERT INTO pgstream.pgs_frontiers (st_id, source_oid) VALUES ($1, $2)")
@@ -502,6 +503,130 @@ async fn store_source_columns(
     .execute(&mut *conn)
     .await
     .step(Some(name), "recording the source columns")?;
+    Ok(())
+}
+
+/// Record the views the query reads (expanded into it: [`Compiled::views`]) in
+/// `pgstream.pgs_views`: oid, name, column names, the xmin of the `_RETURN` rule and
+/// the definition as compiled (`pg_get_viewdef`, from `catalog`), and mark the stream
+/// table's views as recorded: `pgstream._drift` reports a view redefined, renamed or
+/// dropped since. Runs in the caller's transaction, whose settings it pins like
+/// `_drift` does (`search_path`, `quote_all_identifiers`: `pg_get_viewdef`'s text
+/// depends on them). A view whose definition now differs from the one compiled (it was
+/// replaced since the catalog was read) fails the creation.
+async fn store_views(
+    conn: &mut PgConnection,
+    id: i64,
+    compiled: &Compiled,
+    catalog: &Catalog,
+    name: &str,
+) -> Result<()> {
+    let step = "recording the views the query reads";
+    let mut schemas = Vec::new();
+    let mut names = Vec::new();
+    let mut definitions = Vec::new();
+    for v in &compiled.views {
+        let Some(view) = catalog.lookup_view(Some(&v.schema), &v.name) else {
+            return Err(Error::Invalid(format!(
+                "stream table {name}: the view {v} it reads is not in the catalog"
+            )));
+        };
+        schemas.push(v.schema.clone());
+        names.push(v.name.clone());
+        definitions.push(view.query.clone());
+    }
+    sqlx::query(
+        "SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true),
+                pg_catalog.set_config('quote_all_identifiers', 'off', true)",
+    )
+    .execute(&mut *conn)
+    .await
+    .step(Some(name), step)?;
+    // `regclass` fails with "relation does not exist" if a view was dropped meanwhile.
+    let changed: Option<String> = sqlx::query_scalar(
+        "WITH u AS (
+             SELECT pg_catalog.format('%I.%I', u.s, u.n)::regclass::oid AS oid, u.s, u.n, u.d, u.ord
+               FROM unnest($2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS u(s, n, d, ord)),
+         ins AS (
+             INSERT INTO pgstream.pgs_views
+                    (st_id, view_oid, ord, schema_name, view_name, definition, columns, rule_xmin)
+             SELECT $1, u.oid, u.ord, u.s, u.n, u.d,
+                    ARRAY(SELECT a.attname::text FROM pg_catalog.pg_attribute a
+                           WHERE a.attrelid = u.oid AND a.attnum > 0 AND NOT a.attisdropped
+                           ORDER BY a.attnum),
+                    (SELECT r.xmin FROM pg_catalog.pg_rewrite r
+                      WHERE r.ev_class = u.oid AND r.rulename = '_RETURN')
+               FROM u
+             ON CONFLICT DO NOTHING)
+         SELECT u.s || '.' || u.n FROM u
+          WHERE pg_catalog.pg_get_viewdef(u.oid) IS DISTINCT FROM u.d
+          ORDER BY u.ord LIMIT 1",
+    )
+    .bind(id)
+    .bind(&schemas)
+    .bind(&names)
+    .bind(&definitions)
+    .fetch_optional(&mut *conn)
+    .await
+    .step(Some(name), step)?;
+    if let Some(view) = changed {
+        return Err(Error::Invalid(format!(
+            "stream table {name}: the view {view} was redefined while the stream table was \
+             being created; create it again"
+        )));
+    }
+    sqlx::query("UPDATE pgstream.pgs_stream_tables SET views_recorded = true WHERE id = $1")
+        .bind(id)
+        .execute(&mut *conn)
+        .await
+        .step(Some(name), step)?;
+    Ok(())
+}
+
+/// Stream tables created before catalog version 6 have no recorded views: compile
+/// each one's stored query against the live schema and record the views it reads with
+/// their definitions of now (a redefinition made before the upgrade cannot be known),
+/// so that later ones are detected. A query that no longer compiles is left as it is
+/// (logged) and tried again at the next start-up.
+pub(crate) async fn backfill_views(pool: &PgPool) -> Result<()> {
+    let rows: Vec<(i64, String, String, String, String, String)> = sqlx::query_as(
+        "SELECT s.id, s.schema_name, s.table_name, s.query, s.mode, s.schedule
+           FROM pgstream.pgs_stream_tables s
+          WHERE NOT s.views_recorded",
+    )
+    .fetch_all(pool)
+    .await
+    .step(None, "reading the stream table catalog")?;
+    if rows.is_empty() {
+        return Ok(());
+    }
+    const STEP: &str = "recording the views the queries read";
+    let mut conn = pool.acquire().await.step(None, STEP)?;
+    let catalog = load_catalog(&mut conn).await?;
+    for (id, schema, table, query, mode, schedule) in rows {
+        let name = display_name(&QualifiedName::new(schema.clone(), table.clone()));
+        let spec = match (mode.parse(), schedule.parse()) {
+            (Ok(mode), Ok(schedule)) => StreamTableSpec {
+                name: QualifiedName::new(schema, table),
+                query,
+                schedule,
+                mode,
+            },
+            _ => continue,
+        };
+        match compile(&spec, &catalog) {
+            Ok(compiled) => {
+                // In a transaction of its own: store_views pins settings for it.
+                let mut tx = conn.begin().await.step(Some(&name), STEP)?;
+                store_views(&mut tx, id, &compiled, &catalog, &name).await?;
+                tx.commit().await.step(Some(&name), STEP)?;
+            }
+            Err(e) => {
+                tracing::warn!(stream_table = %name, error = %e.render(&spec.query),
+                    "cannot record the views the query reads: the query does not compile");
+            }
+        }
+    }
     Ok(())
 }
 

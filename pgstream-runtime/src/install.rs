@@ -15,7 +15,7 @@ use crate::error::{Error, Result, Step};
 use sqlx::PgPool;
 
 /// The version of the catalog schema this runtime installs.
-pub const SCHEMA_VERSION: i32 = 5;
+pub const SCHEMA_VERSION: i32 = 6;
 
 /// First key of every pgstream advisory lock (`'pgst'`); the second key is the
 /// stream table id, or 0 for installation.
@@ -38,6 +38,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (3, include_str!("sql/schema_v3.sql")),
     (4, include_str!("sql/schema_v4.sql")),
     (5, include_str!("sql/schema_v5.sql")),
+    (6, include_str!("sql/schema_v6.sql")),
 ];
 
 /// The SQL functions and views, recreated at every upgrade.

@@ -32,7 +32,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -52,6 +52,18 @@ pub enum Domain {
     Ints(i64, i64),
     /// One of these SQL literals (e.g. `"'x'"`, `"NULL"`, `"1.50"`), cast to the column type.
     Literals(Vec<String>),
+    /// A key of `table` (whose primary key is one integer column): in
+    /// [`Oracle::insert_only`] mode one of the keys issued so far or of the next
+    /// `ahead` ones (a row that arrives later), else one in `0..key_range + ahead`;
+    /// NULL with probability `null`.
+    KeyOf {
+        /// The table whose keys are drawn.
+        table: String,
+        /// How many keys beyond those issued so far may be drawn.
+        ahead: i64,
+        /// Probability of NULL.
+        null: f64,
+    },
     /// A value currently present in `table.column` (read at the start of each
     /// transaction) or one of `extra` (SQL literals, e.g. a missing id).
     Existing {
@@ -71,6 +83,15 @@ impl Domain {
             table: table.into(),
             column: column.into(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    /// [`Domain::KeyOf`].
+    pub fn key_of(table: &str, ahead: i64, null: f64) -> Domain {
+        Domain::KeyOf {
+            table: table.into(),
+            ahead,
+            null,
         }
     }
 
@@ -215,6 +236,11 @@ pub struct Oracle {
     domains: HashMap<(String, String), Domain>,
     visible_columns: Option<Vec<String>>,
     quiet: bool,
+    insert_only: bool,
+    expect_strategy: Option<String>,
+    /// In insert-only mode, the next fresh key of each table whose primary key is one
+    /// integer column (set by `run`).
+    next_keys: Arc<Mutex<HashMap<String, i64>>>,
 }
 
 impl fmt::Debug for Oracle {
@@ -251,6 +277,9 @@ impl Oracle {
             domains: HashMap::new(),
             visible_columns: None,
             quiet: false,
+            insert_only: false,
+            expect_strategy: None,
+            next_keys: Arc::new(Mutex::new(HashMap::new())),
         }
     }
 
@@ -321,6 +350,26 @@ impl Oracle {
     /// order (default: all columns whose names do not start with `__pgs`, in order).
     pub fn visible_columns(mut self, columns: &[&str]) -> Self {
         self.visible_columns = Some(columns.iter().map(|s| s.to_string()).collect());
+        self
+    }
+
+    /// Batches made only of INSERTs (no UPDATE, DELETE or TRUNCATE): rows with
+    /// duplicates (within a statement, and equal rows under other keys), NULLs where
+    /// the columns allow them, and keys that exist already (a conflict, `ON CONFLICT
+    /// DO NOTHING`) one time in ten. A primary key of one integer column takes fresh
+    /// values (one more than the largest so far), so that [`Domain::KeyOf`] can name
+    /// rows that arrive in later batches.
+    pub fn insert_only(mut self) -> Self {
+        self.insert_only = true;
+        self
+    }
+
+    /// After each refresh of a batch with changes, `pgstream.pg_stat_stream_tables`
+    /// must show this `last_strategy` (or `NO CHANGES` when every insert of the batch
+    /// conflicted), and at least nine batches in ten must have taken it: a test of a
+    /// strategy cannot pass by falling back to another one.
+    pub fn expect_strategy(mut self, strategy: &str) -> Self {
+        self.expect_strategy = Some(strategy.into());
         self
     }
 
@@ -433,9 +482,15 @@ impl Oracle {
             .load_tables(pool)
             .await
             .map_err(|e| fail(0, FailureKind::Other(e), vec![]))?;
+        if self.insert_only {
+            self.init_next_keys(pool, &tables)
+                .await
+                .map_err(|e| fail(0, FailureKind::Other(e), vec![]))?;
+        }
         let mut rng = StdRng::seed_from_u64(seed);
         let mut st_cols: Option<Vec<(String, bool)>> = None;
         let verbose = std::env::var_os("PGS_ORACLE_LOG").is_some();
+        let mut expected_taken = 0;
         for batch in 0..=batches {
             let mut log = Vec::new();
             if batch > 0 {
@@ -452,6 +507,29 @@ impl Oracle {
             self.do_refresh(pool)
                 .await
                 .map_err(|e| fail(batch, FailureKind::Refresh(e), log.clone()))?;
+            if let (Some(expected), true) = (&self.expect_strategy, batch > 0) {
+                let taken: Option<String> = sqlx::query_scalar(
+                    "SELECT last_strategy FROM pgstream.pg_stat_stream_tables WHERE name = $1",
+                )
+                .bind(&self.stream_table)
+                .fetch_optional(pool)
+                .await
+                .map_err(|e| fail(batch, FailureKind::Other(e.to_string()), log.clone()))?
+                .flatten();
+                match taken.as_deref() {
+                    Some(t) if t == expected => expected_taken += 1,
+                    Some("NO CHANGES") => {}
+                    other => {
+                        return Err(fail(
+                            batch,
+                            FailureKind::Other(format!(
+                                "the refresh took strategy {other:?}, not {expected:?}"
+                            )),
+                            log,
+                        ))
+                    }
+                }
+            }
             if st_cols.is_none() {
                 st_cols = Some(
                     self.stream_columns(pool)
@@ -468,6 +546,41 @@ impl Oracle {
                 Err(e) => return Err(fail(batch, FailureKind::Other(e), log)),
             }
         }
+        if let Some(expected) = &self.expect_strategy {
+            if expected_taken * 10 < batches * 9 {
+                return Err(fail(
+                    batches,
+                    FailureKind::Other(format!(
+                        "only {expected_taken} of {batches} refreshes took strategy {expected:?}"
+                    )),
+                    vec![],
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The next fresh key of each table whose primary key is one integer column.
+    async fn init_next_keys(&self, pool: &PgPool, tables: &[Table]) -> Result<(), String> {
+        let mut next = HashMap::new();
+        for t in tables {
+            if let [k] = t.key[..] {
+                let c = &t.columns[k];
+                if t.has_pk && c.kind == Kind::Int {
+                    let sql = format!(
+                        "SELECT coalesce(max({})::int8 + 1, 0) FROM {}",
+                        quote_ident(&c.name),
+                        t.name
+                    );
+                    let n: i64 = sqlx::query_scalar(&sql)
+                        .fetch_one(pool)
+                        .await
+                        .map_err(|e| format!("{sql}: {e}"))?;
+                    next.insert(t.name.clone(), n);
+                }
+            }
+        }
+        *self.next_keys.lock().expect("next keys") = next;
         Ok(())
     }
 
@@ -741,9 +854,33 @@ impl Oracle {
         c: &Column,
         cache: &HashMap<String, Vec<String>>,
     ) -> String {
+        if self.insert_only && c.is_key && t.key.len() == 1 {
+            let mut next = self.next_keys.lock().expect("next keys");
+            if let Some(n) = next.get_mut(&t.name) {
+                // A fresh key, or one in use one time in ten (a conflict).
+                if *n > 0 && rng.gen_bool(0.1) {
+                    return rng.gen_range(0..*n).to_string();
+                }
+                *n += 1;
+                return (*n - 1).to_string();
+            }
+        }
         if let Some(d) = self.domains.get(&(t.name.clone(), c.name.clone())) {
             return match d {
                 Domain::Ints(lo, hi) => rng.gen_range(*lo..=*hi).to_string(),
+                Domain::KeyOf { table, ahead, null } => {
+                    if *null > 0.0 && rng.gen_bool(null.min(1.0)) {
+                        return "NULL".into();
+                    }
+                    let issued = self
+                        .next_keys
+                        .lock()
+                        .expect("next keys")
+                        .get(table)
+                        .copied()
+                        .unwrap_or(self.key_range);
+                    rng.gen_range(0..(issued + ahead).max(1)).to_string()
+                }
                 Domain::Literals(v) => v.choose(rng).cloned().unwrap_or_else(|| "NULL".into()),
                 Domain::Existing { .. } => cache
                     .get(&c.name)
@@ -935,6 +1072,12 @@ impl Oracle {
         for _ in 0..n {
             let t = tables.choose(rng).expect("at least one table");
             let cache = self.load_existing(conn, t).await?;
+            if self.insert_only {
+                let rows = rng.gen_range(1..=5);
+                let sql = self.insert_sql(rng, t, rows, &cache);
+                exec_dml(conn, &sql, log, true).await?;
+                continue;
+            }
             if self.truncate_probability > 0.0 && rng.gen_bool(self.truncate_probability.min(1.0)) {
                 exec_dml(conn, &format!("TRUNCATE {}", t.name), log, true).await?;
                 continue;

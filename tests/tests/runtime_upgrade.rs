@@ -2,9 +2,12 @@
 //! the migrations add the new columns (v2: failure and drift columns, v3: the
 //! frontier's own-transaction columns), replace `drop_stream_table(text)` by
 //! `drop_stream_table(text, boolean)`, extends the statistics view, installs the DDL
-//! event trigger; status works before and after.
+//! event trigger; status works before and after. A catalog of version 5 upgrades to
+//! version 6: the views of existing stream tables are recorded at start-up and the
+//! event trigger of version 5 (ALTER TABLE only) is replaced by one that follows
+//! view DDL.
 
-use pgstream_runtime::{Mode, RuntimeHandle, SCHEMA_VERSION};
+use pgstream_runtime::{Mode, Runtime, RuntimeHandle, SCHEMA_VERSION};
 use pgstream_tests::test_db;
 
 /// The parts of version 1 that version 2 changes (the rest of its functions are
@@ -76,6 +79,7 @@ async fn version_1_catalog_upgrades() {
             .await
             .unwrap();
     assert_eq!(event_trigger, 1);
+    assert_eq!(event_trigger_tags(&db.pool).await, EVENT_TRIGGER_TAGS);
 
     db.exec(
         "CREATE TABLE t (id int PRIMARY KEY, x int NOT NULL);
@@ -169,4 +173,86 @@ async fn functions_of_another_release_are_replaced_at_install() {
         .await
         .unwrap();
     assert_eq!(refreshed, -7);
+}
+
+const EVENT_TRIGGER_TAGS: &[&str] = &[
+    "ALTER SCHEMA",
+    "ALTER TABLE",
+    "ALTER VIEW",
+    "CREATE VIEW",
+    "DROP OWNED",
+    "DROP SCHEMA",
+    "DROP TABLE",
+    "DROP VIEW",
+];
+
+async fn event_trigger_tags(pool: &sqlx::PgPool) -> Vec<String> {
+    sqlx::query_scalar(
+        "SELECT t FROM pg_event_trigger e, unnest(e.evttags) t
+          WHERE e.evtname = 'pgstream_ddl' ORDER BY 1",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn version_5_catalog_upgrades_and_records_views() {
+    let db = test_db().await;
+    db.exec(
+        "CREATE TABLE t (id int PRIMARY KEY, x int NOT NULL);
+         INSERT INTO t VALUES (1, 1), (2, 2);
+         CREATE VIEW v AS SELECT id, x FROM t WHERE x > 1;",
+    )
+    .await;
+    let h = RuntimeHandle::new(db.pool.clone());
+    h.create_stream_table("st", "SELECT id, x FROM v", "1s", Mode::Differential)
+        .await
+        .unwrap();
+    // Back to version 5: what version 6 added is gone, and the event trigger is the
+    // one of version 5.
+    db.exec(
+        "DROP EVENT TRIGGER pgstream_ddl;
+         DROP TABLE pgstream.pgs_views;
+         ALTER TABLE pgstream.pgs_stream_tables DROP COLUMN views_recorded;
+         CREATE EVENT TRIGGER pgstream_ddl ON ddl_command_end WHEN TAG IN ('ALTER TABLE')
+             EXECUTE FUNCTION pgstream._on_ddl();
+         UPDATE pgstream.pgs_meta SET schema_version = 5;",
+    )
+    .await;
+
+    let rt = Runtime::builder(db.pool.clone())
+        .scheduler(false)
+        .start()
+        .await
+        .unwrap();
+    rt.shutdown().await;
+    let version: i32 = sqlx::query_scalar("SELECT max(schema_version) FROM pgstream.pgs_meta")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(version, SCHEMA_VERSION);
+    assert_eq!(event_trigger_tags(&db.pool).await, EVENT_TRIGGER_TAGS);
+    let views: Vec<String> = sqlx::query_scalar(
+        "SELECT v.schema_name || '.' || v.view_name FROM pgstream.pgs_views v
+           JOIN pgstream.pgs_stream_tables s ON s.id = v.st_id AND s.views_recorded",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(views, ["public.v"]);
+
+    db.exec("INSERT INTO t VALUES (3, 3)").await;
+    h.refresh("st").await.unwrap();
+    db.exec("CREATE OR REPLACE VIEW v AS SELECT id, x FROM t")
+        .await;
+    let s = pgstream_runtime::status(&db.pool).await.unwrap();
+    assert_eq!(s[0].status, "ERROR");
+    assert_eq!(
+        s[0].status_reason.as_deref(),
+        Some(
+            "view public.v was redefined after stream table st was created, \
+             which maintains the definition the view had then"
+        )
+    );
 }

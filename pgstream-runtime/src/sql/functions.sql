@@ -153,9 +153,7 @@ BEGIN
     msg := coalesce(msg, pgstream._drift(st.id));
     IF msg IS NOT NULL THEN
         RAISE EXCEPTION 'stream table %: %', pgstream._display_name(st.schema_name, st.table_name), msg
-            USING ERRCODE = 'PGS01',
-                  HINT = 'Drop the stream table and create it again for the new schema '
-                         '(or undo the change and call pgstream.resume_stream_table).';
+            USING ERRCODE = 'PGS01', HINT = pgstream._drift_hint(msg);
     END IF;
 
     full_mode := st.mode = 'FULL' OR st.needs_full OR st.no_differential;
@@ -395,8 +393,7 @@ BEGIN
         UPDATE pgstream.pgs_stream_tables s SET status = 'ERROR', status_reason = msg
          WHERE s.id = sid;
         RAISE EXCEPTION 'cannot resume stream table %: %', name, msg
-            USING ERRCODE = 'PGS01',
-                  HINT = 'Drop the stream table and create it again for the new schema.';
+            USING ERRCODE = 'PGS01', HINT = pgstream._drift_hint(msg);
     END IF;
     UPDATE pgstream.pgs_stream_tables s
        SET status = 'ACTIVE', status_reason = NULL, consecutive_failures = 0, next_retry_at = NULL
@@ -406,14 +403,21 @@ $fn$;
 
 -- Schema drift of one stream table: NULL when every source column its query uses
 -- (pgs_stream_tables.source_columns, recorded at creation) still exists with the same
--- name and type, else a message naming the table and the column.
+-- name and type, and every view it reads (pgs_views, recorded at creation) still
+-- exists with the same name and definition; else a message naming the table and the
+-- column, or the view. quote_all_identifiers is pinned: pg_get_viewdef's text (the
+-- recorded definition) depends on it.
 CREATE OR REPLACE FUNCTION pgstream._drift(st_id bigint)
 RETURNS text LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
+SET quote_all_identifiers = off
 AS $fn$
+DECLARE
+    msg text;
 BEGIN
-    -- One statement (its plan is kept by the session): it runs at every refresh.
-    RETURN (
+    -- One statement per check (their plans are kept by the session): they run at
+    -- every refresh. A stream table that reads no view costs one index probe more.
+    msg := (
         SELECT CASE
                  WHEN r.oid IS NULL THEN format('source table %s was dropped', c.tbl)
                  WHEN a.attnum IS NULL OR a.attisdropped THEN
@@ -444,7 +448,67 @@ BEGIN
                 OR format_type(a.atttypid, a.atttypmod) <> c.typ)
          ORDER BY e.ord
          LIMIT 1);
+    IF msg IS NOT NULL THEN
+        RETURN msg;
+    END IF;
+    -- Views: expanded into their bodies at creation, so the stream table maintains
+    -- the definitions recorded then. A view redefined (CREATE OR REPLACE VIEW, ALTER
+    -- VIEW ... RENAME COLUMN), renamed or moved (its query names it by the old name),
+    -- or dropped is drift.
+    RETURN (
+        SELECT CASE
+                 WHEN c.oid IS NULL OR c.relkind <> 'v' THEN
+                     format('view %s.%s was dropped after stream table %s was created',
+                            v.schema_name, v.view_name, pgstream._display_name(s.schema_name, s.table_name))
+                 WHEN c.nspname <> v.schema_name OR c.relname <> v.view_name THEN
+                     format('view %s.%s was renamed to %s.%s after stream table %s was created, '
+                            'whose query names it by its old name',
+                            v.schema_name, v.view_name, c.nspname, c.relname,
+                            pgstream._display_name(s.schema_name, s.table_name))
+                 ELSE format('view %s.%s was redefined after stream table %s was created, '
+                             'which maintains the definition the view had then',
+                             v.schema_name, v.view_name, pgstream._display_name(s.schema_name, s.table_name))
+               END
+          FROM pgstream.pgs_views v
+          JOIN pgstream.pgs_stream_tables s ON s.id = v.st_id
+          LEFT JOIN LATERAL (SELECT x.oid, x.relkind, x.relname::text AS relname,
+                                    (SELECT n.nspname::text FROM pg_namespace n
+                                      WHERE n.oid = x.relnamespace) AS nspname,
+                                    (SELECT r.xmin FROM pg_rewrite r
+                                      WHERE r.ev_class = x.oid AND r.rulename = '_RETURN') AS rule_xmin,
+                                    ARRAY(SELECT a.attname::text FROM pg_attribute a
+                                           WHERE a.attrelid = x.oid AND a.attnum > 0
+                                             AND NOT a.attisdropped ORDER BY a.attnum) AS columns
+                               FROM pg_class x WHERE x.oid = v.view_oid OFFSET 0) c ON true
+         WHERE v.st_id = _drift.st_id
+           AND (c.oid IS NULL OR c.relkind <> 'v' OR c.nspname <> v.schema_name
+                OR c.relname <> v.view_name OR c.columns <> v.columns
+                -- The rule was replaced (the definition is compared only then).
+                OR (NOT coalesce(c.rule_xmin = v.rule_xmin, false)
+                    AND pg_get_viewdef(v.view_oid) IS DISTINCT FROM v.definition))
+         -- A view renamed or dropped first: the views that read it print its new
+         -- name, so they look redefined too.
+         ORDER BY (c.oid IS NULL OR c.relkind <> 'v' OR c.nspname <> v.schema_name
+                   OR c.relname <> v.view_name) DESC, v.ord
+         LIMIT 1);
 END
+$fn$;
+
+-- The hint of a drift error (_drift's message): how to recover.
+CREATE OR REPLACE FUNCTION pgstream._drift_hint(msg text)
+RETURNS text LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT CASE
+             WHEN msg LIKE 'view %' THEN
+                 'To maintain the view''s new definition, drop the stream table '
+                 '(pgstream.drop_stream_table) and create it again (a #[stream_table] is '
+                 'created again when the program starts); to keep the old one, restore the '
+                 'view (CREATE OR REPLACE VIEW with its former body, or rename it back) and '
+                 'call pgstream.resume_stream_table.'
+             ELSE 'Drop the stream table and create it again for the new schema '
+                  '(or undo the change and call pgstream.resume_stream_table).'
+           END
 $fn$;
 
 -- (Re)create the capture trigger function of a source from the live catalog: it
@@ -506,19 +570,38 @@ $b$, buf, cols, seq);
 END
 $fn$;
 
--- Event trigger (ddl_command_end, ALTER TABLE): rebuild the capture function of an
--- altered source and put the stream tables whose columns drifted in the ERROR state,
--- in the DDL's own transaction. SECURITY DEFINER: the capture functions belong to
+-- Event trigger (ddl_command_end, ALTER TABLE and the DDL that can change a view):
+-- rebuild the capture function of an altered source and put the stream tables whose
+-- columns or views drifted in the ERROR state, in the DDL's own transaction. SECURITY DEFINER: the capture functions belong to
 -- pgstream's owner, not to the table's.
 CREATE OR REPLACE FUNCTION pgstream._on_ddl()
 RETURNS event_trigger LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET quote_all_identifiers = off
 AS $fn$
 DECLARE
     src oid;
     st record;
     msg text;
 BEGIN
+    -- Views that stream tables read (few, and DDL is rare): any of the commands this
+    -- trigger fires on may redefine, rename or drop one, directly or not (DROP ...
+    -- CASCADE, ALTER SCHEMA ... RENAME), and drops are not listed by
+    -- pg_event_trigger_ddl_commands(): check every stream table that reads a view.
+    FOR st IN SELECT DISTINCT v.st_id FROM pgstream.pgs_views v LOOP
+        msg := pgstream._drift(st.st_id);
+        IF msg IS NOT NULL THEN
+            UPDATE pgstream.pgs_stream_tables s SET status = 'ERROR', status_reason = msg
+             WHERE s.id = st.st_id AND s.status IS DISTINCT FROM 'ERROR';
+        END IF;
+    END LOOP;
+    -- A view replaced by the same definition: its new rule is the recorded one again,
+    -- so _drift need not compare the definition at every refresh.
+    UPDATE pgstream.pgs_views v SET rule_xmin = r.xmin
+      FROM pg_rewrite r
+     WHERE r.ev_class = v.view_oid AND r.rulename = '_RETURN'
+       AND NOT (r.xmin = v.rule_xmin)
+       AND pg_get_viewdef(v.view_oid) = v.definition;
     FOR src IN SELECT DISTINCT c.objid FROM pg_event_trigger_ddl_commands() c
                 WHERE c.classid = 'pg_class'::regclass
                   AND EXISTS (SELECT 1 FROM pgstream.pgs_sources s WHERE s.source_oid = c.objid) LOOP
@@ -535,12 +618,24 @@ END
 $fn$;
 
 -- Event triggers need a superuser: without one, drift is still found at the next
--- refresh, but writes to a source fail after a column it captures is dropped.
+-- refresh, but writes to a source fail after a column it captures is dropped. An
+-- event trigger of an older version (catalog < 6: ALTER TABLE only) is replaced.
 DO $do$
+DECLARE
+    tags text[] := ARRAY['ALTER TABLE', 'CREATE VIEW', 'ALTER VIEW', 'DROP VIEW', 'DROP TABLE',
+                         'DROP SCHEMA', 'ALTER SCHEMA', 'DROP OWNED'];
 BEGIN
-    IF EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolname = current_user AND r.rolsuper)
-       AND NOT EXISTS (SELECT 1 FROM pg_event_trigger e WHERE e.evtname = 'pgstream_ddl') THEN
-        CREATE EVENT TRIGGER pgstream_ddl ON ddl_command_end WHEN TAG IN ('ALTER TABLE')
+    IF NOT EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolname = current_user AND r.rolsuper) THEN
+        RETURN;
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_event_trigger e WHERE e.evtname = 'pgstream_ddl'
+                  AND NOT (e.evttags @> tags AND e.evttags <@ tags)) THEN
+        DROP EVENT TRIGGER pgstream_ddl;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_event_trigger e WHERE e.evtname = 'pgstream_ddl') THEN
+        CREATE EVENT TRIGGER pgstream_ddl ON ddl_command_end
+            WHEN TAG IN ('ALTER TABLE', 'CREATE VIEW', 'ALTER VIEW', 'DROP VIEW', 'DROP TABLE',
+                         'DROP SCHEMA', 'ALTER SCHEMA', 'DROP OWNED')
             EXECUTE FUNCTION pgstream._on_ddl();
     END IF;
 END
