@@ -238,6 +238,9 @@ OR (b.{xid} = f.\"own_xid\" AND b.{cid} > COALESCE(f.\"own_change\", -1))));",
 /// here, but its snapshot counts its own xid as uncommitted, so the next window would
 /// hold them again: the refresh records its xid and, per source, the highest change
 /// id of its own rows it consumed (all of them that it can see), which windows skip.
+/// A refresh whose transaction had no xid when it started has no such rows: the
+/// caller then sets `pgstream.no_own_rows` to `on`, and the scans of the buffers for
+/// them are skipped (their subqueries are init plans, run only when reached).
 fn frontier_advance(ctx: &RenderContext) -> String {
     let own = "pg_catalog.pg_current_xact_id_if_assigned()";
     let per_source: Vec<String> = ctx
@@ -255,7 +258,7 @@ fn frontier_advance(ctx: &RenderContext) -> String {
         })
         .collect();
     format!(
-        "UPDATE {}.{} AS f SET \"frontier\" = pg_catalog.pg_current_snapshot(), \"own_xid\" = {own}, \"own_change\" = CASE f.\"source_oid\" {} END WHERE f.\"st_id\" = {} RETURNING 1",
+        "UPDATE {}.{} AS f SET \"frontier\" = pg_catalog.pg_current_snapshot(), \"own_xid\" = {own}, \"own_change\" = CASE WHEN pg_catalog.current_setting('pgstream.no_own_rows', true) = 'on' THEN NULL ELSE CASE f.\"source_oid\" {} END END WHERE f.\"st_id\" = {} RETURNING 1",
         qi(contract::CATALOG_SCHEMA),
         qi(contract::FRONTIERS_TABLE),
         per_source.join(" "),

@@ -185,10 +185,14 @@ async fn create_in(
     .execute(&mut *conn)
     .await
     .step(subject, "creating the storage guard trigger")?;
-    sqlx::query("SELECT set_config('pgstream.refreshing', 'on', true)")
-        .execute(&mut *conn)
-        .await
-        .step(subject, "initial refresh")?;
+    // `no_own_rows` off: the population looks for this transaction's own buffer rows
+    // (see `pgstream.refresh_stream_table_by_id`).
+    sqlx::query(
+        "SELECT set_config('pgstream.refreshing', 'on', true), set_config('pgstream.no_own_rows', '', true)",
+    )
+    .execute(&mut *conn)
+    .await
+    .step(subject, "initial refresh")?;
 
     // The initial population sets the frontiers to its own snapshot.
     let rows: Option<i64> = sqlx::query_scalar(&artifacts.full_refresh)

@@ -122,6 +122,13 @@ BEGIN
                   HINT = 'Call pgstream.refresh_stream_table outside an explicit transaction, or in a READ COMMITTED one.';
     END IF;
 
+    -- Whether this transaction wrote anything before the refresh: when it has no xid
+    -- yet, the buffers hold none of its rows, and the refresh statements skip looking
+    -- for them (see frontier_advance in pgstream-core's render.rs). Set on every
+    -- refresh, before any statement that reads it.
+    PERFORM set_config('pgstream.no_own_rows',
+                       CASE WHEN pg_current_xact_id_if_assigned() IS NULL THEN 'on' ELSE '' END,
+                       true);
     IF wait THEN
         PERFORM pg_advisory_xact_lock(1885828980, (st_id % 2147483648)::integer);
     ELSIF NOT pg_try_advisory_xact_lock(1885828980, (st_id % 2147483648)::integer) THEN
@@ -264,6 +271,7 @@ BEGIN
            diff_ms_per_row = CASE WHEN how LIKE 'DIFFERENTIAL%' AND win >= 100
                                   THEN coalesce(0.7 * r.diff_ms_per_row + 0.3 * ms / win, ms / win)
                                   ELSE r.diff_ms_per_row END;
+    PERFORM set_config('pgstream.no_own_rows', '', true);
     RETURN n;
 END
 $fn$;
