@@ -195,11 +195,13 @@ async fn create_in(
     .step(subject, "initial refresh")?;
 
     // The initial population sets the frontiers to its own snapshot.
+    let started = std::time::Instant::now();
     let rows: Option<i64> = sqlx::query_scalar(&artifacts.full_refresh)
         .persistent(false)
         .fetch_one(&mut *conn)
         .await
         .step(subject, "initial refresh")?;
+    let population_ms = started.elapsed().as_secs_f64() * 1000.0;
     sqlx::query("SELECT set_config('pgstream.refreshing', '', true)")
         .execute(&mut *conn)
         .await
@@ -214,8 +216,12 @@ async fn create_in(
     .execute(&mut *conn)
     .await
     .step(subject, "registering the stream table")?;
-    sqlx::query("INSERT INTO pgstream.pgs_refresh_stats (st_id) VALUES ($1)")
+    // The population is a full refresh: its duration seeds the cost model of the
+    // adaptive switch (`full_ms_avg`), which would otherwise learn the cost of a full
+    // refresh only from the first one it chose with the fallback ratio.
+    sqlx::query("INSERT INTO pgstream.pgs_refresh_stats (st_id, full_ms_avg) VALUES ($1, $2)")
         .bind(id)
+        .bind(population_ms)
         .execute(&mut *conn)
         .await
         .step(subject, "registering the stream table")?;

@@ -342,3 +342,24 @@ async fn the_switch_follows_the_measured_costs() {
     .unwrap();
     assert!(per_row > 0.0 && per_row != 0.1, "{per_row}");
 }
+
+/// The initial population is a full refresh: its duration seeds `full_ms_avg`, so the
+/// switch uses measured costs as soon as a differential refresh has been measured too,
+/// without waiting for a full refresh chosen by the fallback ratio. Nothing counts as a
+/// refresh yet.
+#[tokio::test]
+async fn creation_seeds_the_cost_of_a_full_refresh() {
+    let db = test_db().await;
+    let _h = setup(&db).await;
+    let (full_ms, count): (Option<f64>, i64) = sqlx::query_as(
+        "SELECT r.full_ms_avg, r.refresh_count FROM pgstream.pgs_refresh_stats r
+           JOIN pgstream.pgs_stream_tables s ON s.id = r.st_id WHERE s.table_name = 'st'",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert!(full_ms.is_some_and(|ms| ms > 0.0), "{full_ms:?}");
+    assert_eq!(count, 0);
+    let s = status(&db.pool).await;
+    assert_eq!((s.full_count, s.adaptive_full_count), (0, 0));
+}
