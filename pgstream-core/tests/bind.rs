@@ -138,12 +138,28 @@ fn syntax_error_has_a_span() {
 fn unsupported_constructs_name_themselves_and_suggest_full() {
     for (q, what) in [
         (
-            "SELECT x.n FROM (SELECT count(*) AS n FROM employees) AS x",
-            "aggregates",
+            "SELECT x.id FROM (SELECT id FROM employees LIMIT 3) AS x",
+            "LIMIT or OFFSET without ORDER BY in a subquery",
         ),
         (
-            "SELECT d.id, s.n FROM departments d, LATERAL (SELECT count(*) AS n FROM employees e WHERE e.department_id = d.id) AS s",
-            "LATERAL subqueries with GROUP BY, aggregates",
+            "SELECT d.id, (SELECT e.id FROM employees e WHERE e.department_id = d.id) AS n FROM departments d",
+            "scalar subqueries that may return more than one row",
+        ),
+        (
+            "SELECT d.id, (SELECT max(e.id) FROM employees e GROUP BY e.salary) AS n FROM departments d",
+            "scalar subqueries that may return more than one row",
+        ),
+        (
+            "SELECT d.id, (SELECT e.id FROM employees e LIMIT 1) AS n FROM departments d",
+            "LIMIT or OFFSET without ORDER BY",
+        ),
+        (
+            "SELECT x.n FROM (SELECT count(*) AS n, random() AS r FROM employees) AS x",
+            "random",
+        ),
+        (
+            "SELECT d.id, (SELECT max(e.salary) * random() FROM employees e WHERE e.department_id = d.id) AS m FROM departments d",
+            "random",
         ),
         (
             "SELECT d.id, s.eid FROM departments d CROSS JOIN LATERAL (SELECT e.id AS eid FROM employees e JOIN departments d2 ON d2.id = d.parent_id) AS s",
@@ -155,7 +171,7 @@ fn unsupported_constructs_name_themselves_and_suggest_full() {
         ),
         (
             "SELECT x.name FROM (SELECT DISTINCT ON (name) name FROM departments) AS x",
-            "subqueries in FROM, CTEs or views with GROUP BY, aggregates, DISTINCT",
+            "subqueries in FROM, CTEs or views with DISTINCT ON",
         ),
         (
             "SELECT DISTINCT department_id, count(*) AS n FROM employees GROUP BY department_id",
@@ -164,10 +180,6 @@ fn unsupported_constructs_name_themselves_and_suggest_full() {
         ("SELECT id, random() AS r FROM departments", "random"),
         ("SELECT id, now() AS t FROM departments", "now"),
         ("SELECT parent_id, count(*) AS n, rank() OVER (ORDER BY parent_id) AS r FROM departments GROUP BY parent_id", "window functions together with GROUP BY"),
-        (
-            "SELECT id, (SELECT count(*) FROM employees) AS n FROM departments",
-            "subqueries",
-        ),
         ("SELECT id FROM departments LIMIT 3", "LIMIT"),
         ("SELECT id FROM departments UNION SELECT id FROM employees EXCEPT SELECT 1 FROM events", "mix of set operators"),
     ] {
@@ -426,4 +438,69 @@ fn top_k_is_recomputed_when_a_source_changes() {
     let c = diff("SELECT id, salary FROM employees ORDER BY salary DESC, id LIMIT 3").unwrap();
     assert!(matches!(c.strategy, Strategy::RecomputeDiff { .. }));
     assert!(c.explain().contains("ORDER BY ... LIMIT"));
+}
+
+#[test]
+fn aggregates_below_the_top_and_scalar_subqueries_are_recomputed() {
+    for (q, why) in [
+        (
+            "SELECT x.n FROM (SELECT count(*) AS n FROM employees) AS x",
+            "GROUP BY or an aggregate in a subquery",
+        ),
+        (
+            "SELECT d.name, t.total FROM departments d JOIN (SELECT department_id, sum(salary) AS total FROM employees GROUP BY department_id) t ON t.department_id = d.id",
+            "GROUP BY or an aggregate in a subquery",
+        ),
+        (
+            "SELECT d.id, s.n FROM departments d, LATERAL (SELECT count(*) AS n FROM employees e WHERE e.department_id = d.id) AS s",
+            "GROUP BY or an aggregate in a subquery",
+        ),
+        (
+            "WITH t AS (SELECT department_id, count(*) AS n FROM employees GROUP BY department_id) SELECT a.department_id, b.n FROM t a JOIN t b ON a.n = b.n",
+            "GROUP BY or an aggregate in a subquery",
+        ),
+        (
+            "SELECT x.name FROM (SELECT DISTINCT name FROM departments) AS x JOIN employees e ON e.name = x.name",
+            "DISTINCT in a subquery",
+        ),
+        (
+            "SELECT x.id FROM (SELECT id FROM employees ORDER BY id LIMIT 3) AS x",
+            "ORDER BY ... LIMIT in a subquery",
+        ),
+        (
+            "SELECT id, (SELECT count(*) FROM employees) AS n FROM departments",
+            "scalar subquery",
+        ),
+        (
+            "SELECT d.id, (SELECT max(e.salary) FROM employees e WHERE e.department_id = d.id) AS m FROM departments d",
+            "scalar subquery",
+        ),
+        (
+            "SELECT d.id FROM departments d WHERE d.id > (SELECT avg(e.department_id) FROM employees e)",
+            "scalar subquery",
+        ),
+        (
+            "SELECT d.id, (SELECT e.name FROM employees e WHERE e.department_id = d.id ORDER BY e.id LIMIT 1) AS first FROM departments d",
+            "scalar subquery",
+        ),
+    ] {
+        let c = diff(q).unwrap_or_else(|e| panic!("{q}: {e}"));
+        match &c.strategy {
+            Strategy::RecomputeDiff { reason } => assert!(reason.contains(why), "{q}: {reason}"),
+            s => panic!("{q}: {s:?}"),
+        }
+        let summary = c.strategy_summary();
+        assert!(summary.starts_with("recompute and apply the difference"), "{summary}");
+        assert!(c.explain().contains(why), "{q}");
+        let a = c.render(&c.placeholder_context());
+        assert!(a.differential_refresh.is_some(), "{q}");
+    }
+}
+
+#[test]
+fn a_scalar_count_is_not_null() {
+    let c = diff("SELECT d.id, (SELECT count(*) FROM employees e WHERE e.department_id = d.id) AS n, (SELECT max(e.salary) FROM employees e WHERE e.department_id = d.id) AS m FROM departments d").unwrap();
+    assert_eq!(c.columns[1].nullable, Some(false), "{:?}", c.columns);
+    assert_eq!(c.columns[1].sql_type.as_deref(), Some("bigint"));
+    assert_eq!(c.columns[2].nullable, Some(true), "{:?}", c.columns);
 }

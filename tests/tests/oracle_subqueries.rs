@@ -160,3 +160,48 @@ oracle!(cross_join_lateral_over_join, D, OrgProjects, 232,
 oracle!(lateral_under_aggregate, D, Org, 233,
     "SELECT d.name, count(s.eid) AS n, sum(s.salary) AS total FROM departments d LEFT JOIN LATERAL \
      (SELECT e.id AS eid, e.salary FROM employees e WHERE e.department_id = d.id) AS s ON true GROUP BY d.name");
+
+// Aggregates, DISTINCT and ORDER BY ... LIMIT below the top of the query, and scalar
+// subqueries (see `docs/SQL_SUPPORT.md` for the strategy of each).
+oracle!(
+    aggregate_subquery_joined_on_its_group_key,
+    D,
+    Org,
+    240,
+    "SELECT d.id, d.name, t.total, t.n, t.top FROM departments d JOIN \
+     (SELECT department_id, sum(salary) AS total, count(*) AS n, max(salary) AS top \
+      FROM employees GROUP BY department_id) t ON t.department_id = d.parent_id"
+);
+oracle!(
+    aggregate_subquery_under_left_join,
+    D,
+    Org,
+    241,
+    "SELECT d.id, t.total, t.n FROM departments d LEFT JOIN \
+     (SELECT department_id, sum(salary) AS total, count(salary) AS n FROM employees \
+      WHERE name IS NOT NULL GROUP BY department_id) t ON t.department_id = d.id"
+);
+oracle!(cte_with_group_by_referenced_twice, D, Org, 242,
+    "WITH t AS (SELECT department_id, count(*) AS n, max(salary) AS top FROM employees GROUP BY department_id) \
+     SELECT a.department_id, a.n, a.top, b.department_id AS other FROM t a JOIN t b \
+     ON a.n = b.n AND a.department_id < b.department_id");
+oracle!(
+    distinct_subquery_joined,
+    D,
+    Org,
+    243,
+    "SELECT d.id, x.name FROM departments d JOIN \
+     (SELECT DISTINCT department_id, name FROM employees) x ON x.department_id = d.id"
+);
+oracle!(limit_subquery_ordered_by_a_unique_key, D, Org, 244,
+    "SELECT x.id, x.salary, d.name FROM (SELECT id, department_id, salary FROM employees ORDER BY id LIMIT 5) x \
+     LEFT JOIN departments d ON d.id = x.department_id");
+oracle!(correlated_scalar_count, D, Org, 245,
+    "SELECT d.id, d.name, (SELECT count(*) FROM employees e WHERE e.department_id = d.id) AS n FROM departments d");
+oracle!(correlated_scalar_max, D, Org, 246,
+    "SELECT d.id, (SELECT max(e.salary) FROM employees e WHERE e.department_id = d.parent_id) AS top FROM departments d");
+oracle!(uncorrelated_scalar_in_where, D, Org, 247,
+    "SELECT e.id, e.name, e.salary FROM employees e WHERE e.salary > (SELECT avg(salary) FROM employees)");
+oracle!(lateral_aggregate, D, Org, 248,
+    "SELECT d.id, s.n, s.total FROM departments d CROSS JOIN LATERAL \
+     (SELECT count(*) AS n, sum(e.salary) AS total FROM employees e WHERE e.department_id = d.id) s");
