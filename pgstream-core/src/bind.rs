@@ -24,8 +24,31 @@ pub(crate) struct Leaf {
     pub source: usize,
     /// The alias the query uses (the table name when it has none).
     pub alias: String,
-    /// The table.
+    /// The table. For an aggregate subquery, its output columns, the group keys as
+    /// the primary key.
     pub table: Table,
+    /// An aggregate subquery in FROM (`(SELECT g, agg(x) FROM t GROUP BY g) AS s`)
+    /// maintained as one relation: its delta recomputes the groups the changes of
+    /// `t` (the source) touch.
+    pub agg: Option<AggLeaf>,
+}
+
+/// An aggregate subquery over one table, kept as a leaf: `SELECT items FROM source
+/// AS alias [WHERE filter] GROUP BY groups [HAVING having]`, all as SQL text over the
+/// table's columns.
+#[derive(Debug, Clone)]
+pub(crate) struct AggLeaf {
+    /// The alias of the table inside the subquery.
+    pub alias: String,
+    /// The output expressions, in order (their names are the leaf table's columns).
+    pub items: Vec<String>,
+    pub filter: Option<String>,
+    pub groups: Vec<String>,
+    pub having: Option<String>,
+    /// The output columns that are the group keys (one per GROUP BY expression).
+    pub key_cols: Vec<usize>,
+    /// The subquery as written, for explain.
+    pub text: String,
 }
 
 /// Kinds of join.
@@ -1132,6 +1155,9 @@ impl<'a> Binder<'a> {
         col_names: &[String],
         f: &TableFactor,
     ) -> Result<Tree> {
+        if let Some(tree) = self.aggregate_leaf(q, &alias, col_names, f)? {
+            return Ok(tree);
+        }
         let sel = self.spj_select(
             q,
             f,
@@ -1218,6 +1244,251 @@ impl<'a> Binder<'a> {
             frame.push(Entry::Virtual(vi));
         }
         Ok(tree)
+    }
+
+    /// `(SELECT g, agg(x) FROM t [WHERE ...] GROUP BY g [HAVING ...]) AS alias` (or
+    /// `SELECT DISTINCT g FROM t ...`): an aggregate over one table whose every GROUP
+    /// BY expression is an output column becomes one leaf, identified by its group keys (see [`AggLeaf`]). `None` when
+    /// the subquery is not of that form (the caller then tries to inline it).
+    fn aggregate_leaf(
+        &mut self,
+        q: &Query,
+        alias: &str,
+        col_names: &[String],
+        f: &TableFactor,
+    ) -> Result<Option<Tree>> {
+        let SetExpr::Select(sel) = q.body.as_ref() else {
+            return Ok(None);
+        };
+        // `SELECT DISTINCT a, b` is `GROUP BY a, b`.
+        let distinct_items: Vec<Expr>;
+        let groups = match (&sel.group_by, &sel.distinct) {
+            (GroupByExpr::Expressions(g, m), None) if !g.is_empty() && m.is_empty() => g,
+            (GroupByExpr::Expressions(g, _), Some(sqlparser::ast::Distinct::Distinct))
+                if g.is_empty() && sel.having.is_none() =>
+            {
+                let mut v = Vec::new();
+                for item in &sel.projection {
+                    match item {
+                        SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. }
+                            if !contains_aggregate(e) =>
+                        {
+                            v.push(e.clone())
+                        }
+                        _ => return Ok(None),
+                    }
+                }
+                distinct_items = v;
+                &distinct_items
+            }
+            _ => return Ok(None),
+        };
+        if q.with.is_some()
+            || q.limit.is_some()
+            || q.offset.is_some()
+            || q.fetch.is_some()
+            || sel.top.is_some()
+            || sel.qualify.is_some()
+            || !sel.named_window.is_empty()
+            || sel.from.len() != 1
+            || !sel.from[0].joins.is_empty()
+        {
+            return Ok(None);
+        }
+        let TableFactor::Table {
+            name,
+            alias: t_alias,
+            args: None,
+            ..
+        } = &sel.from[0].relation
+        else {
+            return Ok(None);
+        };
+        if t_alias.as_ref().is_some_and(|a| !a.columns.is_empty()) {
+            return Ok(None);
+        }
+        if name.0.len() == 1 {
+            let n = ident_value(name.0[0].as_ident().expect("ident"));
+            if self.ctes.iter().any(|(c, _)| *c == n) {
+                return Ok(None);
+            }
+        }
+        // No subqueries or window functions inside.
+        struct Plain(bool);
+        impl sqlparser::ast::Visitor for Plain {
+            type Break = ();
+            fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
+                let bad = match e {
+                    Expr::Subquery(_) | Expr::Exists { .. } | Expr::InSubquery { .. } => true,
+                    Expr::Function(f) => f.over.is_some(),
+                    _ => false,
+                };
+                if bad {
+                    self.0 = false;
+                    return ControlFlow::Break(());
+                }
+                ControlFlow::Continue(())
+            }
+        }
+        let mut plain = Plain(true);
+        let _ = sqlparser::ast::Visit::visit(q, &mut plain);
+        if !plain.0 {
+            return Ok(None);
+        }
+        let mut items: Vec<(String, &Expr)> = Vec::new();
+        for item in &sel.projection {
+            match item {
+                SelectItem::UnnamedExpr(e) => items.push((output_name(e), e)),
+                SelectItem::ExprWithAlias { expr: e, alias } => items.push((ident_value(alias), e)),
+                _ => return Ok(None),
+            }
+        }
+        // Each GROUP BY expression is an output column (by its text or its position).
+        let mut key_cols = Vec::new();
+        let mut group_exprs: Vec<&Expr> = Vec::new();
+        for g in groups {
+            let pos = match g {
+                Expr::Value(v) => match &v.value {
+                    Value::Number(n, _) => n.parse::<usize>().ok().and_then(|k| k.checked_sub(1)),
+                    _ => None,
+                },
+                _ => items
+                    .iter()
+                    .position(|(_, e)| e.to_string() == g.to_string()),
+            };
+            let Some(pos) = pos.filter(|p| *p < items.len()) else {
+                return Ok(None);
+            };
+            if !key_cols.contains(&pos) {
+                key_cols.push(pos);
+                group_exprs.push(items[pos].1);
+            }
+        }
+        // Bind the parts against the table alone, for their errors (unknown columns,
+        // volatile functions, misplaced aggregates); the markers are not kept.
+        let source = self.table(name)?;
+        let table = self.sources[source].clone();
+        let inner_alias = t_alias
+            .as_ref()
+            .map(|a| ident_value(&a.name))
+            .unwrap_or_else(|| table.name.name.clone());
+        let mark = self.leaves.len();
+        self.leaves.push(Leaf {
+            source,
+            alias: inner_alias.clone(),
+            table: table.clone(),
+            agg: None,
+        });
+        self.frames.push(vec![Entry::Leaf(mark)]);
+        let checked = (|| {
+            for (_, e) in &items {
+                self.bind_expr(e, true)?;
+            }
+            if let Some(w) = &sel.selection {
+                self.bind_expr(w, false)?;
+            }
+            for g in &group_exprs {
+                self.bind_expr(g, false)?;
+            }
+            if let Some(h) = &sel.having {
+                self.bind_expr(h, true)?;
+            }
+            Ok::<(), Error>(())
+        })();
+        self.frames.pop();
+        self.leaves.truncate(mark);
+        checked?;
+        let mut names: Vec<String> = items.iter().map(|(n, _)| n.clone()).collect();
+        if col_names.len() > names.len() {
+            return Ok(None);
+        }
+        // The output types, for NULL padding and the types of expressions over them.
+        let item_sql: Vec<String> = items.iter().map(|(_, e)| e.to_string()).collect();
+        let text = format!(
+            "SELECT {} FROM {} AS {}{} GROUP BY {}{}",
+            item_sql
+                .iter()
+                .zip(&names)
+                .map(|(e, n)| format!("{e} AS {}", crate::quote::quote_ident(n)))
+                .collect::<Vec<_>>()
+                .join(", "),
+            crate::quote::quote_qualified(&table.name),
+            crate::quote::quote_ident(&inner_alias),
+            sel.selection
+                .as_ref()
+                .map(|w| format!(" WHERE {w}"))
+                .unwrap_or_default(),
+            group_exprs
+                .iter()
+                .map(|g| g.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            sel.having
+                .as_ref()
+                .map(|h| format!(" HAVING {h}"))
+                .unwrap_or_default(),
+        );
+        let mut cols: Vec<crate::plan::OutputColumn> = names
+            .iter()
+            .map(|n| crate::plan::OutputColumn {
+                name: n.clone(),
+                sql_type: None,
+                nullable: None,
+            })
+            .collect();
+        crate::types::annotate(&text, self.catalog, &mut cols);
+        if cols.iter().any(|c| c.sql_type.is_none()) {
+            return Ok(None);
+        }
+        for (n, c) in names.iter_mut().zip(col_names) {
+            *n = c.clone();
+        }
+        if names
+            .iter()
+            .enumerate()
+            .any(|(i, n)| n.is_empty() || names[..i].contains(n))
+        {
+            return Ok(None);
+        }
+        if self.frame_has_alias(alias) {
+            return Err(Error::Invalid(
+                Diagnostic::new(format!("table name `{alias}` specified more than once"))
+                    .with_span(expr::span_range(self.query, f.span())),
+            ));
+        }
+        let leaf_table = Table {
+            name: crate::spec::QualifiedName::new("", alias),
+            columns: names
+                .iter()
+                .zip(&cols)
+                .map(|(n, c)| crate::catalog::Column {
+                    name: n.clone(),
+                    sql_type: c.sql_type.clone().unwrap_or_default(),
+                    nullable: c.nullable.unwrap_or(true),
+                })
+                .collect(),
+            primary_key: key_cols.iter().map(|&k| names[k].clone()).collect(),
+            oid: None,
+        };
+        self.leaves.push(Leaf {
+            source,
+            alias: alias.to_string(),
+            table: leaf_table,
+            agg: Some(AggLeaf {
+                alias: inner_alias,
+                items: item_sql,
+                filter: sel.selection.as_ref().map(|w| w.to_string()),
+                groups: group_exprs.iter().map(|g| g.to_string()).collect(),
+                having: sel.having.as_ref().map(|h| h.to_string()),
+                key_cols,
+                text: q.to_string(),
+            }),
+        });
+        let idx = self.leaves.len() - 1;
+        if let Some(frame) = self.frames.last_mut() {
+            frame.push(Entry::Leaf(idx));
+        }
+        Ok(Some(Tree::Leaf(idx)))
     }
 
     /// A FROM list as a tree: its items cross-joined left to right.
@@ -1406,6 +1677,7 @@ impl<'a> Binder<'a> {
                     source,
                     alias: alias_name,
                     table,
+                    agg: None,
                 });
                 let idx = self.leaves.len() - 1;
                 if let Some(frame) = self.frames.last_mut() {

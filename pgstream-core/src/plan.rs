@@ -120,6 +120,19 @@ impl Compiled {
             return table.columns.iter().map(|c| c.name.clone()).collect();
         }
         if let Body::Incremental(b) = &self.body {
+            // An aggregate subquery's delta recomputes its groups from the window
+            // rows (every column of its table).
+            let mut branches = vec![b];
+            if let Shape::SetOp { branches: bs, .. } = &b.shape {
+                branches.extend(bs.iter());
+            }
+            if branches.iter().any(|br| {
+                br.leaves
+                    .iter()
+                    .any(|l| l.agg.is_some() && l.source == source)
+            }) {
+                return table.columns.iter().map(|c| c.name.clone()).collect();
+            }
             let mut marks = Vec::new();
             block_markers(b, &mut marks);
             for (leaf, col) in marks {
@@ -150,6 +163,20 @@ impl Compiled {
             }
             (_, Strategy::RecomputeDiff { reason }) => {
                 format!("recompute and apply the difference when a source changed ({reason})")
+            }
+            (Body::Incremental(b), _) if b.leaves.iter().any(|l| l.agg.is_some()) => {
+                let top = match &b.shape {
+                    Shape::Aggregate {
+                        recompute: false, ..
+                    } => ", per-group counters",
+                    Shape::Aggregate {
+                        recompute: true, ..
+                    } => ", recompute the groups the changes touch",
+                    _ => "",
+                };
+                format!(
+                    "incremental: delta rules{top}; each aggregate subquery in FROM recomputes the groups the changes of its table touch (old and new state) and is read by group key"
+                )
             }
             (Body::Incremental(b), _) => match &b.shape {
                 Shape::Project => "incremental: delta rules".into(),
@@ -346,11 +373,18 @@ fn explain_block(b: &Block, out: &mut String) {
             }
             Tree::Leaf(i) => {
                 let l = &b.leaves[*i];
-                lines.push((
-                    depth,
-                    format!("Scan {} AS {}", l.table.name, l.alias),
-                    "change buffer window (Z-set: -old, +new)".into(),
-                ))
+                match &l.agg {
+                    None => lines.push((
+                        depth,
+                        format!("Scan {} AS {}", l.table.name, l.alias),
+                        "change buffer window (Z-set: -old, +new)".into(),
+                    )),
+                    Some(a) => lines.push((
+                        depth,
+                        format!("AggregateSubquery ({}) AS {}", a.text, l.alias),
+                        "delta: the groups the changes touch, recomputed over the new (+1) and old (-1) state; joined to other deltas by its group keys".into(),
+                    )),
+                }
             }
             Tree::Join {
                 kind,

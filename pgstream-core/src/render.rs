@@ -388,6 +388,10 @@ impl Inc<'_> {
                     self.x(pred, "l")
                 )
             }
+            Tree::Leaf(i) if self.b.leaves[*i].agg.is_some() => {
+                let base = &self.c.sources[self.b.leaves[*i].source];
+                format!("({})", self.agg_sql(*i, &quote_qualified(&base.name), None))
+            }
             Tree::Leaf(i) => {
                 let l = &self.b.leaves[*i];
                 let cols: Vec<String> = l
@@ -493,6 +497,7 @@ impl Inc<'_> {
                 self.ctes.push((name.clone(), body));
                 name
             }
+            Tree::Leaf(i) if self.b.leaves[*i].agg.is_some() => self.agg_delta(*i),
             Tree::Leaf(i) => {
                 let l = &self.b.leaves[*i];
                 let win = format!("__pgs_win{}", l.source);
@@ -553,9 +558,35 @@ impl Inc<'_> {
                     self.ctes.push((name.clone(), terms.join("\nUNION ALL ")));
                     return name;
                 }
+                // An aggregate subquery joined on its group keys is read for the
+                // keys of the other side's delta only.
+                let t1 = match self.agg_lookup(right, on, &ll, "l") {
+                    Some(lat) => {
+                        format!(
+                            "SELECT {sel}, l.{W} AS {W} FROM {dl} AS l JOIN {lat} AS r ON {on_lr}"
+                        )
+                    }
+                    None => {
+                        format!(
+                            "SELECT {sel}, l.{W} AS {W} FROM {dl} AS l JOIN {nr} AS r ON {on_lr}"
+                        )
+                    }
+                };
+                let t2 = match self.agg_lookup(left, on, &rl, "r") {
+                    Some(lat) => {
+                        format!(
+                            "SELECT {sel}, r.{W} AS {W} FROM {dr} AS r JOIN {lat} AS l ON {on_lr}"
+                        )
+                    }
+                    None => {
+                        format!(
+                            "SELECT {sel}, r.{W} AS {W} FROM {nl} AS l JOIN {dr} AS r ON {on_lr}"
+                        )
+                    }
+                };
                 let mut terms = vec![
-                    format!("SELECT {sel}, l.{W} AS {W} FROM {dl} AS l JOIN {nr} AS r ON {on_lr}"),
-                    format!("SELECT {sel}, r.{W} AS {W} FROM {nl} AS l JOIN {dr} AS r ON {on_lr}"),
+                    t1,
+                    t2,
                     format!("SELECT {sel}, -(l.{W} * r.{W}) AS {W} FROM {dl} AS l JOIN {dr} AS r ON {on_lr}"),
                 ];
                 let (ls, rs) = (side(&ll, &lo, &nl, &dl), side(&rl, &ro, &nr, &dr));
@@ -758,6 +789,210 @@ impl Inc<'_> {
         (!k.keys.is_empty()).then_some(k)
     }
 
+    /// The aggregate subquery of leaf `i` over `from` (a relation with its table's
+    /// columns), its rows restricted by `cond` (SQL over the table's alias) before
+    /// grouping, its outputs named `__pgs_c<i>_<j>`. A group is all the rows with its
+    /// key values, so restricting the rows by the key values yields exactly the
+    /// groups with those values.
+    fn agg_sql(&self, i: usize, from: &str, cond: Option<&str>) -> String {
+        let a = self.b.leaves[i].agg.as_ref().expect("aggregate leaf");
+        let items: Vec<String> = a
+            .items
+            .iter()
+            .enumerate()
+            .map(|(j, e)| format!("{e} AS {}", col(i, j)))
+            .collect();
+        let conds: Vec<String> = a
+            .filter
+            .iter()
+            .map(|f| f.as_str())
+            .chain(cond)
+            .map(|c| format!("({c})"))
+            .collect();
+        format!(
+            "SELECT {} FROM {from} AS {}{} GROUP BY {}{}",
+            items.join(", "),
+            qi(&a.alias),
+            if conds.is_empty() {
+                String::new()
+            } else {
+                format!(" WHERE {}", conds.join(" AND "))
+            },
+            a.groups.join(", "),
+            a.having
+                .as_ref()
+                .map(|h| format!(" HAVING {h}"))
+                .unwrap_or_default()
+        )
+    }
+
+    /// The delta of an aggregate subquery (leaf `i`): the groups whose keys the window
+    /// rows of its table carry (old and new images) are recomputed over the table's
+    /// new state (+1) and its old state (−1, the new state less the window's new
+    /// images plus its old images); groups whose row did not change cancel.
+    fn agg_delta(&mut self, i: usize) -> String {
+        let name = format!("__pgs_d{i}");
+        if self.ctes.iter().any(|(n, _)| *n == name) {
+            return name;
+        }
+        let l = &self.b.leaves[i];
+        let a = l.agg.as_ref().expect("aggregate leaf");
+        let base = &self.c.sources[l.source];
+        let win = format!("__pgs_win{}", l.source);
+        if !self.ctes.iter().any(|(n, _)| *n == win) {
+            self.ctes.push((
+                win.clone(),
+                window_sql(self.ctx, l.source, &base.primary_key),
+            ));
+        }
+        let alias = qi(&a.alias);
+        let kn: Vec<String> = (0..a.groups.len())
+            .map(|k| qi(&format!("__pgs_k{k}")))
+            .collect();
+        let keys = format!("__pgs_sk{i}");
+        self.ctes.push((
+            keys.clone(),
+            format!(
+                "SELECT DISTINCT {} FROM {} AS {alias}",
+                a.groups
+                    .iter()
+                    .zip(&kn)
+                    .map(|(g, n)| format!("({g}) AS {n}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                qi(&win)
+            ),
+        ));
+        let (by_in, by_null) = Self::key_predicates(&a.groups, &kn);
+        let (by_in, by_null) = (
+            by_in.replace("\"__pgs_keys\"", &qi(&keys)),
+            by_null.replace("\"__pgs_keys\"", &qi(&keys)),
+        );
+        let qual = quote_qualified(&base.name);
+        let tcols: Vec<String> = base
+            .columns
+            .iter()
+            .map(|c| format!("t.{}", qi(&c.name)))
+            .collect();
+        let bcols: Vec<String> = base
+            .columns
+            .iter()
+            .map(|c| format!("b.{}", qi(&c.name)))
+            .collect();
+        let old = if base.primary_key.is_empty() {
+            format!(
+                "(SELECT {t} FROM {qual} AS t UNION ALL SELECT {b} FROM {w} AS b WHERE b.{W} < 0 \
+                 EXCEPT ALL SELECT {b} FROM {w} AS b WHERE b.{W} > 0)",
+                t = tcols.join(", "),
+                b = bcols.join(", "),
+                w = qi(&win)
+            )
+        } else {
+            let same = base
+                .primary_key
+                .iter()
+                .map(|k| format!("b.{k} = t.{k}", k = qi(k)))
+                .collect::<Vec<_>>()
+                .join(" AND ");
+            format!(
+                "(SELECT {t} FROM {qual} AS t WHERE NOT EXISTS (SELECT 1 FROM {w} AS b WHERE {same} AND b.{W} > 0) \
+                 UNION ALL SELECT {b} FROM {w} AS b WHERE b.{W} < 0)",
+                t = tcols.join(", "),
+                b = bcols.join(", "),
+                w = qi(&win)
+            )
+        };
+        let restricted = |from: &str| {
+            format!(
+                "({}) UNION ALL ({})",
+                self.agg_sql(i, from, Some(&by_in)),
+                self.agg_sql(i, from, Some(&by_null))
+            )
+        };
+        let (sn, so) = (format!("__pgs_sn{i}"), format!("__pgs_so{i}"));
+        let (new_body, old_body) = (restricted(&qual), restricted(&old));
+        self.ctes.push((sn.clone(), new_body));
+        self.ctes.push((so.clone(), old_body));
+        self.ctes.push((
+            name.clone(),
+            format!(
+                "SELECT n.*, 1::smallint AS {W} FROM {sn} AS n WHERE NOT EXISTS (SELECT 1 FROM {so} AS o WHERE o::text = n::text) \
+                 UNION ALL SELECT o.*, (-1)::smallint AS {W} FROM {so} AS o WHERE NOT EXISTS (SELECT 1 FROM {sn} AS n WHERE n::text = o::text)",
+                sn = qi(&sn),
+                so = qi(&so)
+            ),
+        ));
+        name
+    }
+
+    /// When `t` is an aggregate subquery leaf and `on` compares each of its group key
+    /// columns by equality with an expression over `other` (leaves of the other
+    /// side), the subquery restricted to the keys of the other side's row `q`, as a
+    /// `LATERAL` relation: a delta term then reads only the groups its rows join.
+    fn agg_lookup(&self, t: &Tree, on: &Expr, other: &[usize], q: &str) -> Option<String> {
+        fn conjuncts<'e>(e: &'e Expr, out: &mut Vec<&'e Expr>) {
+            match e {
+                Expr::BinaryOp {
+                    left,
+                    op: BinaryOperator::And,
+                    right,
+                } => {
+                    conjuncts(left, out);
+                    conjuncts(right, out);
+                }
+                Expr::Nested(inner) => conjuncts(inner, out),
+                other => out.push(other),
+            }
+        }
+        fn unnest(e: &Expr) -> &Expr {
+            match e {
+                Expr::Nested(inner) => unnest(inner),
+                other => other,
+            }
+        }
+        let Tree::Leaf(i) = t else { return None };
+        let a = self.b.leaves[*i].agg.as_ref()?;
+        let mut parts = Vec::new();
+        conjuncts(on, &mut parts);
+        let mut found: Vec<Option<String>> = vec![None; a.key_cols.len()];
+        for e in parts {
+            let Expr::BinaryOp {
+                left,
+                op: BinaryOperator::Eq,
+                right,
+            } = unnest(e)
+            else {
+                continue;
+            };
+            for (side, rest) in [(left, right), (right, left)] {
+                let Some(Marker::Col { leaf, col: c }) = expr::as_marker(unnest(side)) else {
+                    continue;
+                };
+                let Some(k) = a.key_cols.iter().position(|&kc| kc == c) else {
+                    continue;
+                };
+                if leaf == *i
+                    && !has_subquery(rest)
+                    && expr::column_markers(rest)
+                        .iter()
+                        .all(|(x, _)| other.contains(x))
+                {
+                    found[k] = Some(self.x(rest, q));
+                }
+            }
+        }
+        let conds: Vec<String> = found
+            .into_iter()
+            .zip(&a.groups)
+            .map(|(f, g)| f.map(|x| format!("({g}) = ({x})")))
+            .collect::<Option<Vec<_>>>()?;
+        let base = &self.c.sources[self.b.leaves[*i].source];
+        Some(format!(
+            "LATERAL ({})",
+            self.agg_sql(*i, &quote_qualified(&base.name), Some(&conds.join(" AND ")))
+        ))
+    }
+
     fn cols_of(&self, leaves: &[usize]) -> Vec<(usize, usize)> {
         leaves
             .iter()
@@ -813,7 +1048,7 @@ impl Inc<'_> {
                 format!(
                     "{} AS {}({b})",
                     qi(n),
-                    if n.starts_with("__pgs_win") {
+                    if n.starts_with("__pgs_win") || n.starts_with("__pgs_s") {
                         "MATERIALIZED "
                     } else {
                         ""

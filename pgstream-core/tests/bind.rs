@@ -448,19 +448,11 @@ fn aggregates_below_the_top_and_scalar_subqueries_are_recomputed() {
             "GROUP BY or an aggregate in a subquery",
         ),
         (
-            "SELECT d.name, t.total FROM departments d JOIN (SELECT department_id, sum(salary) AS total FROM employees GROUP BY department_id) t ON t.department_id = d.id",
-            "GROUP BY or an aggregate in a subquery",
-        ),
-        (
             "SELECT d.id, s.n FROM departments d, LATERAL (SELECT count(*) AS n FROM employees e WHERE e.department_id = d.id) AS s",
             "GROUP BY or an aggregate in a subquery",
         ),
         (
-            "WITH t AS (SELECT department_id, count(*) AS n FROM employees GROUP BY department_id) SELECT a.department_id, b.n FROM t a JOIN t b ON a.n = b.n",
-            "GROUP BY or an aggregate in a subquery",
-        ),
-        (
-            "SELECT x.name FROM (SELECT DISTINCT name FROM departments) AS x JOIN employees e ON e.name = x.name",
+            "SELECT x.name FROM (SELECT DISTINCT d.name FROM departments d JOIN employees e ON e.department_id = d.id) AS x",
             "DISTINCT in a subquery",
         ),
         (
@@ -503,4 +495,33 @@ fn a_scalar_count_is_not_null() {
     assert_eq!(c.columns[1].nullable, Some(false), "{:?}", c.columns);
     assert_eq!(c.columns[1].sql_type.as_deref(), Some("bigint"));
     assert_eq!(c.columns[2].nullable, Some(true), "{:?}", c.columns);
+}
+
+#[test]
+fn aggregate_subqueries_over_one_table_are_leaves() {
+    for q in [
+        "SELECT d.name, t.total FROM departments d JOIN (SELECT department_id, sum(salary) AS total FROM employees GROUP BY department_id) t ON t.department_id = d.id",
+        "SELECT d.name, t.total FROM departments d LEFT JOIN (SELECT e.department_id AS dept, sum(e.salary) AS total, min(e.name) AS first FROM employees e WHERE e.salary > 1 GROUP BY 1 HAVING count(*) > 1) t ON t.dept = d.id",
+        "WITH t AS (SELECT department_id, count(*) AS n FROM employees GROUP BY department_id) SELECT a.department_id, b.n FROM t a JOIN t b ON a.n = b.n",
+        "SELECT t.n, count(*) AS c FROM (SELECT department_id, count(*) AS n FROM employees GROUP BY department_id) t GROUP BY t.n",
+        "SELECT x.name, x.department_id FROM (SELECT DISTINCT name, department_id FROM employees) AS x JOIN departments d ON d.id = x.department_id",
+    ] {
+        let c = diff(q).unwrap_or_else(|e| panic!("{q}: {e}"));
+        assert_eq!(c.strategy, Strategy::Incremental, "{q}");
+        assert!(c.strategy_summary().contains("aggregate subquery"), "{q}");
+        assert!(c.explain().contains("AggregateSubquery"), "{q}");
+        // its table's buffer holds every column
+        let e = c.sources.iter().position(|t| t.name.name == "employees").unwrap();
+        assert_eq!(c.buffer_columns(e).len(), 4, "{q}");
+    }
+    // joined on its group key: the delta of the other side reads its groups by key
+    let c = diff("SELECT d.name, t.total FROM departments d JOIN (SELECT department_id, sum(salary) AS total FROM employees GROUP BY department_id) t ON t.department_id = d.id").unwrap();
+    let a = c.render(&c.placeholder_context());
+    assert!(a.differential_refresh.unwrap().contains("JOIN LATERAL"));
+    // a group key that is not an output column: no row identity, recomputed
+    let c = diff(
+        "SELECT t.total FROM (SELECT sum(salary) AS total FROM employees GROUP BY department_id) t",
+    )
+    .unwrap();
+    assert!(matches!(c.strategy, Strategy::RecomputeDiff { .. }));
 }

@@ -205,3 +205,12 @@ oracle!(uncorrelated_scalar_in_where, D, Org, 247,
 oracle!(lateral_aggregate, D, Org, 248,
     "SELECT d.id, s.n, s.total FROM departments d CROSS JOIN LATERAL \
      (SELECT count(*) AS n, sum(e.salary) AS total FROM employees e WHERE e.department_id = d.id) s");
+oracle!(aggregate_over_an_aggregate_subquery_with_null_keys, D, Org, 249,
+    "SELECT t.n, count(*) AS groups, sum(t.total) AS total FROM \
+     (SELECT department_id, count(*) AS n, sum(salary) AS total FROM employees GROUP BY department_id) t GROUP BY t.n");
+oracle!(aggregate_subquery_over_a_keyless_source, D, Events, 250,
+    "SELECT s.kind, s.n, s.total, s.low FROM \
+     (SELECT kind, count(*) AS n, sum(amount) AS total, min(weight) AS low FROM events WHERE amount <> 0 GROUP BY kind HAVING count(*) > 1) s");
+oracle!(distinct_subquery_over_a_join, D, OrgProjects, 251,
+    "SELECT x.name, p.id AS project FROM (SELECT DISTINCT d.name, d.id FROM departments d JOIN employees e ON e.department_id = d.id) x \
+     JOIN projects p ON p.department_id = x.id");
