@@ -570,6 +570,14 @@ impl<'a> Binder<'a> {
     }
 
     fn bind_select(&mut self, s: &Select) -> Result<Block> {
+        let rewritten;
+        let s = match self.scalar_subqueries_as_joins(s) {
+            Some(r) => {
+                rewritten = r;
+                &rewritten
+            }
+            None => s,
+        };
         let distinct = match &s.distinct {
             None => false,
             Some(sqlparser::ast::Distinct::Distinct) => true,
@@ -1491,6 +1499,299 @@ impl<'a> Binder<'a> {
         Ok(Some(Tree::Leaf(idx)))
     }
 
+    /// `SELECT ..., (SELECT agg(x) FROM t WHERE t.k = o.k AND p(t)) AS n FROM ...`: a
+    /// correlated scalar subquery in the select list whose body is one aggregate over
+    /// one table, correlated by equalities between expressions over `t` and over the
+    /// outer query, is a `LEFT JOIN` of the aggregate grouped by those expressions
+    /// (`(SELECT t.k AS __pgs_k0, agg(x) AS __pgs_v FROM t WHERE p(t) GROUP BY t.k)`)
+    /// on them; the item reads its value, `COALESCE(..., 0)` for `count` (a count over
+    /// no rows is 0, an outer row without a group gets NULL from the join). The join
+    /// keeps each outer row once: the subquery has one row per key. The query must be
+    /// a projection with one FROM item (the join is appended to its joins). `None`
+    /// when there is nothing to rewrite, or the query is not of that form.
+    fn scalar_subqueries_as_joins(&self, s: &Select) -> Option<Select> {
+        use sqlparser::ast::{
+            BinaryOperator, Join, JoinOperator as JO, ObjectName, TableAlias, Visit, Visitor,
+        };
+        let is_scalar = |i: &SelectItem| {
+            matches!(
+                i,
+                SelectItem::UnnamedExpr(Expr::Subquery(_))
+                    | SelectItem::ExprWithAlias {
+                        expr: Expr::Subquery(_),
+                        ..
+                    }
+            )
+        };
+        if !s.projection.iter().any(is_scalar)
+            || s.from.len() != 1
+            || s.distinct.is_some()
+            || s.having.is_some()
+            || !matches!(&s.group_by, GroupByExpr::Expressions(g, _) if g.is_empty())
+            || s.projection.iter().any(|i| match i {
+                SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => {
+                    !matches!(e, Expr::Subquery(_)) && contains_aggregate(e)
+                }
+                _ => true,
+            })
+        {
+            return None;
+        }
+        // Identifiers of an expression: (names the inner table, names something else).
+        fn sides(e: &Expr, alias: &str, cols: &[String]) -> Option<(bool, bool)> {
+            struct V<'a>(&'a str, &'a [String], bool, bool, bool);
+            impl Visitor for V<'_> {
+                type Break = ();
+                fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
+                    match e {
+                        Expr::Identifier(i) => {
+                            if self.1.contains(&ident_value(i)) {
+                                self.2 = true
+                            } else {
+                                self.3 = true
+                            }
+                        }
+                        Expr::CompoundIdentifier(ids) if ids.len() == 2 => {
+                            if ident_value(&ids[0]) == self.0 {
+                                self.2 = true
+                            } else {
+                                self.3 = true
+                            }
+                        }
+                        Expr::CompoundIdentifier(_)
+                        | Expr::Subquery(_)
+                        | Expr::Exists { .. }
+                        | Expr::InSubquery { .. } => {
+                            self.4 = false;
+                            return ControlFlow::Break(());
+                        }
+                        Expr::Function(f)
+                            if f.over.is_some()
+                                || is_aggregate(f)
+                                || VOLATILE.contains(&function_name(f).as_str()) =>
+                        {
+                            self.4 = false;
+                            return ControlFlow::Break(());
+                        }
+                        _ => {}
+                    }
+                    ControlFlow::Continue(())
+                }
+            }
+            let mut v = V(alias, cols, false, false, true);
+            let _ = e.visit(&mut v);
+            v.4.then_some((v.2, v.3))
+        }
+        let mut out = s.clone();
+        let mut n = 0;
+        for item in out.projection.iter_mut() {
+            let (sub, name) = match &*item {
+                SelectItem::UnnamedExpr(e @ Expr::Subquery(q)) => (q.clone(), output_name(e)),
+                SelectItem::ExprWithAlias {
+                    expr: Expr::Subquery(q),
+                    alias,
+                } => (q.clone(), ident_value(alias)),
+                _ => continue,
+            };
+            let SetExpr::Select(inner) = sub.body.as_ref() else {
+                return None;
+            };
+            if sub.with.is_some()
+                || sub.limit.is_some()
+                || sub.offset.is_some()
+                || sub.fetch.is_some()
+                || inner.distinct.is_some()
+                || inner.having.is_some()
+                || !matches!(&inner.group_by, GroupByExpr::Expressions(g, _) if g.is_empty())
+                || inner.from.len() != 1
+                || !inner.from[0].joins.is_empty()
+            {
+                return None;
+            }
+            let agg = match inner.projection.as_slice() {
+                [SelectItem::UnnamedExpr(Expr::Function(f))]
+                | [SelectItem::ExprWithAlias {
+                    expr: Expr::Function(f),
+                    ..
+                }] if is_aggregate(f) && !VOLATILE.contains(&function_name(f).as_str()) => f,
+                _ => return None,
+            };
+            let TableFactor::Table {
+                name: tname,
+                alias: talias,
+                args: None,
+                ..
+            } = &inner.from[0].relation
+            else {
+                return None;
+            };
+            if tname.0.len() == 1
+                && self
+                    .ctes
+                    .iter()
+                    .any(|(c, _)| *c == ident_value(tname.0[0].as_ident().expect("ident")))
+            {
+                return None;
+            }
+            let q = qualified(tname);
+            let table = self
+                .catalog
+                .lookup((tname.0.len() > 1).then_some(q.schema.as_str()), &q.name)?;
+            let ia = talias
+                .as_ref()
+                .map(|a| ident_value(&a.name))
+                .unwrap_or_else(|| table.name.name.clone());
+            let cols: Vec<String> = table.columns.iter().map(|c| c.name.clone()).collect();
+            // The aggregate names the inner table only.
+            let agg_expr = Expr::Function(agg.clone());
+            let mut parts: Vec<&Expr> = agg.filter.iter().map(|f| f.as_ref()).collect();
+            match &agg.args {
+                sqlparser::ast::FunctionArguments::List(l) => {
+                    for a in &l.args {
+                        match a {
+                            sqlparser::ast::FunctionArg::Unnamed(
+                                sqlparser::ast::FunctionArgExpr::Expr(e),
+                            ) => parts.push(e),
+                            sqlparser::ast::FunctionArg::Unnamed(_) => {}
+                            _ => return None,
+                        }
+                    }
+                    if !l.clauses.is_empty() {
+                        return None;
+                    }
+                }
+                sqlparser::ast::FunctionArguments::None => {}
+                sqlparser::ast::FunctionArguments::Subquery(_) => return None,
+            }
+            if !agg.within_group.is_empty() {
+                return None;
+            }
+            for e in parts {
+                if sides(e, &ia, &cols)?.1 {
+                    return None;
+                }
+            }
+            let mut keys: Vec<(Expr, Expr)> = Vec::new(); // (inner, outer)
+            let mut filters: Vec<Expr> = Vec::new();
+            for c in inner.selection.as_ref().map(conjuncts).unwrap_or_default() {
+                match sides(c, &ia, &cols)? {
+                    (_, false) => filters.push(c.clone()),
+                    (true, true) => {
+                        let Expr::BinaryOp {
+                            left,
+                            op: BinaryOperator::Eq,
+                            right,
+                        } = c
+                        else {
+                            return None;
+                        };
+                        let (l, r) = (sides(left, &ia, &cols)?, sides(right, &ia, &cols)?);
+                        match (l, r) {
+                            ((true, false), (false, true)) => {
+                                keys.push(((**left).clone(), (**right).clone()))
+                            }
+                            ((false, true), (true, false)) => {
+                                keys.push(((**right).clone(), (**left).clone()))
+                            }
+                            _ => return None,
+                        }
+                    }
+                    (false, true) => return None,
+                }
+            }
+            if keys.is_empty() {
+                return None;
+            }
+            let alias = format!("__pgs_sq{n}");
+            n += 1;
+            let mut body = (**inner).clone();
+            body.projection = keys
+                .iter()
+                .enumerate()
+                .map(|(k, (e, _))| SelectItem::ExprWithAlias {
+                    expr: e.clone(),
+                    alias: Ident::new(format!("__pgs_k{k}")),
+                })
+                .chain(std::iter::once(SelectItem::ExprWithAlias {
+                    expr: agg_expr.clone(),
+                    alias: Ident::new("__pgs_v"),
+                }))
+                .collect();
+            body.selection = filters.into_iter().reduce(|a, b| Expr::BinaryOp {
+                left: Box::new(a),
+                op: BinaryOperator::And,
+                right: Box::new(b),
+            });
+            body.group_by =
+                GroupByExpr::Expressions(keys.iter().map(|(e, _)| e.clone()).collect(), vec![]);
+            let mut subquery = (*sub).clone();
+            subquery.body = Box::new(SetExpr::Select(Box::new(body)));
+            let col =
+                |c: &str| Expr::CompoundIdentifier(vec![Ident::new(alias.clone()), Ident::new(c)]);
+            let on = keys
+                .iter()
+                .enumerate()
+                .map(|(k, (_, o))| Expr::BinaryOp {
+                    left: Box::new(col(&format!("__pgs_k{k}"))),
+                    op: BinaryOperator::Eq,
+                    right: Box::new(Expr::Nested(Box::new(o.clone()))),
+                })
+                .reduce(|a, b| Expr::BinaryOp {
+                    left: Box::new(a),
+                    op: BinaryOperator::And,
+                    right: Box::new(b),
+                })?;
+            out.from[0].joins.push(Join {
+                relation: TableFactor::Derived {
+                    lateral: false,
+                    subquery: Box::new(subquery),
+                    alias: Some(TableAlias {
+                        name: Ident::new(alias.clone()),
+                        columns: vec![],
+                    }),
+                },
+                global: false,
+                join_operator: JO::LeftOuter(JoinConstraint::On(on)),
+            });
+            let value = if function_name(agg) == "count" {
+                Expr::Function(sqlparser::ast::Function {
+                    name: ObjectName(vec![sqlparser::ast::ObjectNamePart::Identifier(
+                        Ident::new("coalesce"),
+                    )]),
+                    uses_odbc_syntax: false,
+                    parameters: sqlparser::ast::FunctionArguments::None,
+                    args: sqlparser::ast::FunctionArguments::List(
+                        sqlparser::ast::FunctionArgumentList {
+                            duplicate_treatment: None,
+                            args: vec![
+                                sqlparser::ast::FunctionArg::Unnamed(
+                                    sqlparser::ast::FunctionArgExpr::Expr(col("__pgs_v")),
+                                ),
+                                sqlparser::ast::FunctionArg::Unnamed(
+                                    sqlparser::ast::FunctionArgExpr::Expr(Expr::Value(
+                                        Value::Number("0".into(), false).into(),
+                                    )),
+                                ),
+                            ],
+                            clauses: vec![],
+                        },
+                    ),
+                    filter: None,
+                    null_treatment: None,
+                    over: None,
+                    within_group: vec![],
+                })
+            } else {
+                col("__pgs_v")
+            };
+            *item = SelectItem::ExprWithAlias {
+                expr: value,
+                alias: Ident::new(name),
+            };
+        }
+        Some(out)
+    }
+
     /// A FROM list as a tree: its items cross-joined left to right.
     fn bind_from(&mut self, from: &[TableWithJoins]) -> Result<Tree> {
         let mut tree: Option<Tree> = None;
@@ -2231,6 +2532,15 @@ pub(crate) fn output_name(e: &Expr) -> String {
         },
         Expr::Nested(inner) => output_name(inner),
         Expr::Case { .. } => "case".into(),
+        // PostgreSQL names a scalar subquery after its output column
+        Expr::Subquery(q) => match q.body.as_ref() {
+            SetExpr::Select(s) => match s.projection.first() {
+                Some(SelectItem::ExprWithAlias { alias, .. }) => ident_value(alias),
+                Some(SelectItem::UnnamedExpr(e)) => output_name(e),
+                _ => "?column?".into(),
+            },
+            _ => "?column?".into(),
+        },
         _ => "?column?".into(),
     }
 }

@@ -175,7 +175,7 @@ impl Compiled {
                     _ => "",
                 };
                 format!(
-                    "incremental: delta rules{top}; each aggregate subquery in FROM recomputes the groups the changes of its table touch (old and new state) and is read by group key"
+                    "incremental: delta rules{top}; each aggregate subquery (in FROM, or a correlated scalar aggregate, LEFT JOINed on its correlation keys) recomputes the groups the changes of its table touch (old and new state) and is read by group key"
                 )
             }
             (Body::Incremental(b), _) => match &b.shape {

@@ -464,7 +464,15 @@ fn aggregates_below_the_top_and_scalar_subqueries_are_recomputed() {
             "scalar subquery",
         ),
         (
-            "SELECT d.id, (SELECT max(e.salary) FROM employees e WHERE e.department_id = d.id) AS m FROM departments d",
+            "SELECT d.id, (SELECT max(e.salary) + 1 FROM employees e WHERE e.department_id = d.id) AS m FROM departments d",
+            "scalar subquery",
+        ),
+        (
+            "SELECT d.id, (SELECT max(e.salary) FROM employees e WHERE e.department_id = d.id OR e.id = d.id) AS m FROM departments d",
+            "scalar subquery",
+        ),
+        (
+            "SELECT d.id, count(*) AS n, (SELECT max(e.salary) FROM employees e WHERE e.department_id = d.id) AS m FROM departments d GROUP BY d.id",
             "scalar subquery",
         ),
         (
@@ -505,6 +513,8 @@ fn aggregate_subqueries_over_one_table_are_leaves() {
         "WITH t AS (SELECT department_id, count(*) AS n FROM employees GROUP BY department_id) SELECT a.department_id, b.n FROM t a JOIN t b ON a.n = b.n",
         "SELECT t.n, count(*) AS c FROM (SELECT department_id, count(*) AS n FROM employees GROUP BY department_id) t GROUP BY t.n",
         "SELECT x.name, x.department_id FROM (SELECT DISTINCT name, department_id FROM employees) AS x JOIN departments d ON d.id = x.department_id",
+        "SELECT d.id, (SELECT max(e.salary) FROM employees e WHERE e.department_id = d.id) AS m FROM departments d",
+        "SELECT d.id, (SELECT count(*) FROM employees e WHERE e.department_id = d.parent_id AND e.salary > 2) AS n, (SELECT sum(salary) FROM employees WHERE department_id = d.id) FROM departments d JOIN departments p ON p.id = d.parent_id",
     ] {
         let c = diff(q).unwrap_or_else(|e| panic!("{q}: {e}"));
         assert_eq!(c.strategy, Strategy::Incremental, "{q}");
@@ -524,4 +534,13 @@ fn aggregate_subqueries_over_one_table_are_leaves() {
     )
     .unwrap();
     assert!(matches!(c.strategy, Strategy::RecomputeDiff { .. }));
+}
+
+#[test]
+fn correlated_scalar_aggregates_keep_their_names_and_types() {
+    let c = diff("SELECT d.id, (SELECT count(*) FROM employees e WHERE e.department_id = d.id), (SELECT max(e.salary) FROM employees e WHERE e.department_id = d.id) AS top FROM departments d").unwrap();
+    assert_eq!(c.strategy, Strategy::Incremental);
+    assert_eq!(columns(&c), ["id", "count", "top"]);
+    assert_eq!(c.columns[1].nullable, Some(false));
+    assert_eq!(c.columns[2].nullable, Some(true));
 }

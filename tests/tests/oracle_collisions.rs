@@ -62,7 +62,7 @@ colliding!(collide_aggregate_subquery, D, Org, 308,
     "SELECT d.id, t.n, t.top FROM departments d RIGHT JOIN \
      (SELECT department_id, count(*) AS n, max(salary) AS top FROM employees GROUP BY department_id) t \
      ON t.department_id = d.parent_id");
-colliding!(collide_scalar_subquery_recompute, D, Org, 309,
+colliding!(collide_correlated_scalar_count, D, Org, 309,
     "SELECT d.id, (SELECT count(*) FROM employees e WHERE e.department_id = d.id) AS n FROM departments d");
 
 #[test]

@@ -214,3 +214,10 @@ oracle!(aggregate_subquery_over_a_keyless_source, D, Events, 250,
 oracle!(distinct_subquery_over_a_join, D, OrgProjects, 251,
     "SELECT x.name, p.id AS project FROM (SELECT DISTINCT d.name, d.id FROM departments d JOIN employees e ON e.department_id = d.id) x \
      JOIN projects p ON p.department_id = x.id");
+oracle!(correlated_scalars_over_a_join, D, Org, 252,
+    "SELECT d.id, p.name AS parent, \
+     (SELECT count(*) FILTER (WHERE e.salary > 15) FROM employees e WHERE e.department_id = d.parent_id AND e.name IS NOT NULL) AS n, \
+     (SELECT sum(salary) FROM employees WHERE department_id = d.id) \
+     FROM departments d LEFT JOIN departments p ON p.id = d.parent_id WHERE d.id > 2");
+oracle!(correlated_scalar_first_row_recomputed, D, Org, 253,
+    "SELECT d.id, (SELECT e.id FROM employees e WHERE e.department_id = d.id ORDER BY e.salary DESC NULLS LAST, e.id LIMIT 1) AS top_earner FROM departments d");
