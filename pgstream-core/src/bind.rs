@@ -49,6 +49,8 @@ pub(crate) struct AggLeaf {
     pub key_cols: Vec<usize>,
     /// The subquery as written, for explain.
     pub text: String,
+    /// The columns of the table it reads (indices, the primary key included).
+    pub used: Vec<usize>,
 }
 
 /// Kinds of join.
@@ -1388,24 +1390,41 @@ impl<'a> Binder<'a> {
             agg: None,
         });
         self.frames.push(vec![Entry::Leaf(mark)]);
+        let mut used: Vec<usize> = table
+            .primary_key
+            .iter()
+            .filter_map(|k| table.column_index(k))
+            .collect();
         let checked = (|| {
+            let mut bound = Vec::new();
             for (_, e) in &items {
-                self.bind_expr(e, true)?;
+                bound.push(self.bind_expr(e, true)?);
             }
             if let Some(w) = &sel.selection {
-                self.bind_expr(w, false)?;
+                bound.push(self.bind_expr(w, false)?);
             }
             for g in &group_exprs {
-                self.bind_expr(g, false)?;
+                bound.push(self.bind_expr(g, false)?);
             }
             if let Some(h) = &sel.having {
-                self.bind_expr(h, true)?;
+                bound.push(self.bind_expr(h, true)?);
             }
-            Ok::<(), Error>(())
+            Ok::<Vec<Expr>, Error>(bound)
         })();
         self.frames.pop();
         self.leaves.truncate(mark);
-        checked?;
+        for e in &checked? {
+            for (l, c) in column_markers(e) {
+                if l != mark {
+                    // a name of an enclosing query: not a plain subquery in FROM
+                    return Ok(None);
+                }
+                if !used.contains(&c) {
+                    used.push(c);
+                }
+            }
+        }
+        used.sort_unstable();
         let mut names: Vec<String> = items.iter().map(|(n, _)| n.clone()).collect();
         if col_names.len() > names.len() {
             return Ok(None);
@@ -1490,6 +1509,7 @@ impl<'a> Binder<'a> {
                 having: sel.having.as_ref().map(|h| h.to_string()),
                 key_cols,
                 text: q.to_string(),
+                used,
             }),
         });
         let idx = self.leaves.len() - 1;

@@ -121,23 +121,27 @@ impl Compiled {
         }
         if let Body::Incremental(b) = &self.body {
             // An aggregate subquery's delta recomputes its groups from the window
-            // rows (every column of its table).
+            // rows: the columns it reads.
             let mut branches = vec![b];
             if let Shape::SetOp { branches: bs, .. } = &b.shape {
                 branches.extend(bs.iter());
             }
-            if branches.iter().any(|br| {
-                br.leaves
-                    .iter()
-                    .any(|l| l.agg.is_some() && l.source == source)
-            }) {
-                return table.columns.iter().map(|c| c.name.clone()).collect();
+            for br in branches {
+                for l in &br.leaves {
+                    if let (Some(a), true) = (&l.agg, l.source == source) {
+                        for &c in &a.used {
+                            if let Some(u) = used.get_mut(c) {
+                                *u = true;
+                            }
+                        }
+                    }
+                }
             }
             let mut marks = Vec::new();
             block_markers(b, &mut marks);
             for (leaf, col) in marks {
                 if let Some(l) = b.leaves.get(leaf) {
-                    if l.source == source {
+                    if l.source == source && l.agg.is_none() {
                         if let Some(u) = used.get_mut(col) {
                             *u = true;
                         }

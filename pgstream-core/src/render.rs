@@ -869,16 +869,15 @@ impl Inc<'_> {
             by_null.replace("\"__pgs_keys\"", &qi(&keys)),
         );
         let qual = quote_qualified(&base.name);
-        let tcols: Vec<String> = base
-            .columns
+        // The columns the subquery reads (and the primary key).
+        let used: Vec<&str> = a
+            .used
             .iter()
-            .map(|c| format!("t.{}", qi(&c.name)))
+            .filter_map(|&c| base.columns.get(c))
+            .map(|c| c.name.as_str())
             .collect();
-        let bcols: Vec<String> = base
-            .columns
-            .iter()
-            .map(|c| format!("b.{}", qi(&c.name)))
-            .collect();
+        let tcols: Vec<String> = used.iter().map(|c| format!("t.{}", qi(c))).collect();
+        let bcols: Vec<String> = used.iter().map(|c| format!("b.{}", qi(c))).collect();
         let old = if base.primary_key.is_empty() {
             format!(
                 "(SELECT {t} FROM {qual} AS t UNION ALL SELECT {b} FROM {w} AS b WHERE b.{W} < 0 \

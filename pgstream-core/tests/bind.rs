@@ -520,12 +520,14 @@ fn aggregate_subqueries_over_one_table_are_leaves() {
         assert_eq!(c.strategy, Strategy::Incremental, "{q}");
         assert!(c.strategy_summary().contains("aggregate subquery"), "{q}");
         assert!(c.explain().contains("AggregateSubquery"), "{q}");
-        // its table's buffer holds every column
+        // its table's buffer holds the columns it reads and the primary key
         let e = c.sources.iter().position(|t| t.name.name == "employees").unwrap();
-        assert_eq!(c.buffer_columns(e).len(), 4, "{q}");
+        let cols = c.buffer_columns(e);
+        assert!(cols.contains(&"id".to_string()) && cols.contains(&"department_id".to_string()), "{q}: {cols:?}");
     }
     // joined on its group key: the delta of the other side reads its groups by key
     let c = diff("SELECT d.name, t.total FROM departments d JOIN (SELECT department_id, sum(salary) AS total FROM employees GROUP BY department_id) t ON t.department_id = d.id").unwrap();
+    assert_eq!(c.buffer_columns(1), ["id", "department_id", "salary"]);
     let a = c.render(&c.placeholder_context());
     assert!(a.differential_refresh.unwrap().contains("JOIN LATERAL"));
     // a group key that is not an output column: no row identity, recomputed
