@@ -633,6 +633,15 @@ impl Inc<'_> {
         let sign = if negate { "-" } else { "" };
         let padded = self.padded_list(t, p.leaves, pq);
         let (no, d_o, np, dp) = (o.new, o.delta, p.new, p.delta);
+        // An aggregate subquery on the other side, joined on its group keys, is read
+        // for the keys of the preserved side's row only.
+        let lookup = match o.leaves {
+            [i] if self.b.leaves[*i].agg.is_some() => {
+                self.agg_lookup(&Tree::Leaf(*i), on, p.leaves, pq)
+            }
+            _ => None,
+        };
+        let no = lookup.as_deref().unwrap_or(no);
         let pcols: Vec<String> = self
             .cols_of(p.out)
             .into_iter()
@@ -876,40 +885,46 @@ impl Inc<'_> {
             .filter_map(|&c| base.columns.get(c))
             .map(|c| c.name.as_str())
             .collect();
-        let tcols: Vec<String> = used.iter().map(|c| format!("t.{}", qi(c))).collect();
-        let bcols: Vec<String> = used.iter().map(|c| format!("b.{}", qi(c))).collect();
-        let old = if base.primary_key.is_empty() {
-            format!(
-                "(SELECT {t} FROM {qual} AS t UNION ALL SELECT {b} FROM {w} AS b WHERE b.{W} < 0 \
-                 EXCEPT ALL SELECT {b} FROM {w} AS b WHERE b.{W} > 0)",
-                t = tcols.join(", "),
-                b = bcols.join(", "),
-                w = qi(&win)
-            )
-        } else {
-            let same = base
-                .primary_key
+        // The old state of the table, its rows restricted by `cond` in each part (a
+        // restriction above the UNION would not reach the table's index).
+        let old = |cond: &str| {
+            let t = used
                 .iter()
-                .map(|k| format!("b.{k} = t.{k}", k = qi(k)))
+                .map(|c| format!("{alias}.{}", qi(c)))
                 .collect::<Vec<_>>()
-                .join(" AND ");
-            format!(
-                "(SELECT {t} FROM {qual} AS t WHERE NOT EXISTS (SELECT 1 FROM {w} AS b WHERE {same} AND b.{W} > 0) \
-                 UNION ALL SELECT {b} FROM {w} AS b WHERE b.{W} < 0)",
-                t = tcols.join(", "),
-                b = bcols.join(", "),
-                w = qi(&win)
-            )
+                .join(", ");
+            let w = qi(&win);
+            if base.primary_key.is_empty() {
+                format!(
+                    "(SELECT {t} FROM {qual} AS {alias} WHERE {cond} \
+                     UNION ALL SELECT {t} FROM {w} AS {alias} WHERE {alias}.{W} < 0 AND {cond} \
+                     EXCEPT ALL SELECT {t} FROM {w} AS {alias} WHERE {alias}.{W} > 0 AND {cond})"
+                )
+            } else {
+                let same = base
+                    .primary_key
+                    .iter()
+                    .map(|k| format!("\"__pgs_b\".{k} = {alias}.{k}", k = qi(k)))
+                    .collect::<Vec<_>>()
+                    .join(" AND ");
+                format!(
+                    "(SELECT {t} FROM {qual} AS {alias} WHERE {cond} AND NOT EXISTS \
+                     (SELECT 1 FROM {w} AS \"__pgs_b\" WHERE {same} AND \"__pgs_b\".{W} > 0) \
+                     UNION ALL SELECT {t} FROM {w} AS {alias} WHERE {alias}.{W} < 0 AND {cond})"
+                )
+            }
         };
-        let restricted = |from: &str| {
-            format!(
-                "({}) UNION ALL ({})",
-                self.agg_sql(i, from, Some(&by_in)),
-                self.agg_sql(i, from, Some(&by_null))
-            )
-        };
+        let new_body = format!(
+            "({}) UNION ALL ({})",
+            self.agg_sql(i, &qual, Some(&by_in)),
+            self.agg_sql(i, &qual, Some(&by_null))
+        );
+        let old_body = format!(
+            "({}) UNION ALL ({})",
+            self.agg_sql(i, &old(&format!("({by_in})")), None),
+            self.agg_sql(i, &old(&format!("({by_null})")), None)
+        );
         let (sn, so) = (format!("__pgs_sn{i}"), format!("__pgs_so{i}"));
-        let (new_body, old_body) = (restricted(&qual), restricted(&old));
         self.ctes.push((sn.clone(), new_body));
         self.ctes.push((so.clone(), old_body));
         self.ctes.push((
