@@ -221,10 +221,15 @@ oracle!(correlated_scalars_over_a_join, D, Org, 252,
      FROM departments d LEFT JOIN departments p ON p.id = d.parent_id WHERE d.id > 2");
 oracle!(correlated_scalar_first_row_recomputed, D, Org, 253,
     "SELECT d.id, (SELECT e.id FROM employees e WHERE e.department_id = d.id ORDER BY e.salary DESC NULLS LAST, e.id LIMIT 1) AS top_earner FROM departments d");
-oracle!(aggregate_subquery_in_exists, D, Org, 254,
+oracle!(
+    aggregate_subquery_in_exists,
+    D,
+    Org,
+    254,
     "SELECT d.id, d.name FROM departments d WHERE EXISTS \
      (SELECT 1 FROM (SELECT department_id, count(*) AS n FROM employees GROUP BY department_id) t \
-      WHERE t.department_id = d.id AND t.n > 1)");
+      WHERE t.department_id = d.id AND t.n > 1)"
+);
 oracle!(aggregate_cte_joined_with_itself_on_its_key, D, Org, 255,
     "WITH t AS (SELECT department_id, count(*) AS n, max(salary) AS top FROM employees WHERE salary > 15 GROUP BY department_id) \
      SELECT a.department_id, a.n, b.top FROM t a JOIN t b ON b.department_id = a.department_id");
