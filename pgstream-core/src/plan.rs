@@ -161,26 +161,28 @@ impl Compiled {
     /// One line saying how the stream table is maintained (the root's strategy, as in
     /// [`Compiled::explain`]); the runtime records it for `pgstream.pgs_status()`.
     pub fn strategy_summary(&self) -> String {
+        let base = self.root_summary();
+        match &self.body {
+            Body::Incremental(b)
+                if b.leaves.iter().any(|l| l.agg.is_some())
+                    || matches!(&b.shape, Shape::SetOp { branches, .. }
+                        if branches.iter().any(|br| br.leaves.iter().any(|l| l.agg.is_some()))) =>
+            {
+                format!(
+                    "{base}; each aggregate subquery (in FROM, or a correlated scalar aggregate, LEFT JOINed on its correlation keys) recomputes the groups the changes of its table touch (old and new state) and is read by group key"
+                )
+            }
+            _ => base,
+        }
+    }
+
+    fn root_summary(&self) -> String {
         match (&self.body, &self.strategy) {
             (_, Strategy::Full) => {
                 "full: recompute and apply the difference on every refresh".into()
             }
             (_, Strategy::RecomputeDiff { reason }) => {
                 format!("recompute and apply the difference when a source changed ({reason})")
-            }
-            (Body::Incremental(b), _) if b.leaves.iter().any(|l| l.agg.is_some()) => {
-                let top = match &b.shape {
-                    Shape::Aggregate {
-                        recompute: false, ..
-                    } => ", per-group counters",
-                    Shape::Aggregate {
-                        recompute: true, ..
-                    } => ", recompute the groups the changes touch",
-                    _ => "",
-                };
-                format!(
-                    "incremental: delta rules{top}; each aggregate subquery (in FROM, or a correlated scalar aggregate, LEFT JOINed on its correlation keys) recomputes the groups the changes of its table touch (old and new state) and is read by group key"
-                )
             }
             (Body::Incremental(b), _) => match &b.shape {
                 Shape::Project => "incremental: delta rules".into(),
