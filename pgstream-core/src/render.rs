@@ -872,10 +872,34 @@ impl Inc<'_> {
                 qi(&win)
             ),
         ));
-        let (by_in, by_null) = Self::key_predicates(&a.groups, &kn);
-        let (by_in, by_null) = (
-            by_in.replace("\"__pgs_keys\"", &qi(&keys)),
-            by_null.replace("\"__pgs_keys\"", &qi(&keys)),
+        // The groups with those keys: by `IN` when no key is NULL (an index serves
+        // it), NULL-safely otherwise. The keys' alias is reserved, so an alias inside
+        // the subquery cannot hide it.
+        let gs: Vec<String> = a.groups.iter().map(|g| format!("({g})")).collect();
+        let kk = |n: &String| format!("\"__pgs_kk\".{n}");
+        let by_in = format!(
+            "({}) IN (SELECT {} FROM {} AS \"__pgs_kk\" WHERE {})",
+            gs.join(", "),
+            kn.iter().map(kk).collect::<Vec<_>>().join(", "),
+            qi(&keys),
+            kn.iter()
+                .map(|n| format!("{} IS NOT NULL", kk(n)))
+                .collect::<Vec<_>>()
+                .join(" AND ")
+        );
+        let any_null = kn
+            .iter()
+            .map(|n| format!("{} IS NULL", kk(n)))
+            .collect::<Vec<_>>()
+            .join(" OR ");
+        let by_null = format!(
+            "(SELECT EXISTS (SELECT 1 FROM {k} AS \"__pgs_kk\" WHERE {any_null})) AND EXISTS (SELECT 1 FROM {k} AS \"__pgs_kk\" WHERE ({any_null}) AND {})",
+            kn.iter()
+                .zip(&gs)
+                .map(|(n, g)| format!("{} IS NOT DISTINCT FROM {g}", kk(n)))
+                .collect::<Vec<_>>()
+                .join(" AND "),
+            k = qi(&keys)
         );
         let qual = quote_qualified(&base.name);
         // The columns the subquery reads (and the primary key).
@@ -995,15 +1019,26 @@ impl Inc<'_> {
                 }
             }
         }
-        let conds: Vec<String> = found
-            .into_iter()
-            .zip(&a.groups)
-            .map(|(f, g)| f.map(|x| format!("({g}) = ({x})")))
-            .collect::<Option<Vec<_>>>()?;
+        let found: Vec<String> = found.into_iter().collect::<Option<Vec<_>>>()?;
+        // The other side's key values are taken in a scope of their own, so that an
+        // alias inside the subquery cannot hide the other side's alias `q`.
+        let key_list = found
+            .iter()
+            .enumerate()
+            .map(|(k, x)| format!("({x}) AS \"__pgs_k{k}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let conds = a
+            .groups
+            .iter()
+            .enumerate()
+            .map(|(k, g)| format!("({g}) = \"__pgs_key\".\"__pgs_k{k}\""))
+            .collect::<Vec<_>>()
+            .join(" AND ");
         let base = &self.c.sources[self.b.leaves[*i].source];
         Some(format!(
-            "LATERAL ({})",
-            self.agg_sql(*i, &quote_qualified(&base.name), Some(&conds.join(" AND ")))
+            "LATERAL (SELECT \"__pgs_s\".* FROM (SELECT {key_list}) AS \"__pgs_key\" CROSS JOIN LATERAL ({}) AS \"__pgs_s\")",
+            self.agg_sql(*i, &quote_qualified(&base.name), Some(&conds))
         ))
     }
 

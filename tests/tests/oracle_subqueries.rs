@@ -236,3 +236,13 @@ oracle!(aggregate_cte_joined_with_itself_on_its_key, D, Org, 255,
 oracle!(aggregate_subquery_under_full_join, D, OrgProjects, 256,
     "SELECT p.id, p.budget, t.department_id, t.n FROM projects p FULL JOIN \
      (SELECT department_id, count(*) AS n FROM employees GROUP BY department_id) t ON t.department_id = p.department_id");
+// Aliases inside the subqueries named like the aliases of the generated SQL.
+oracle!(aggregate_subqueries_with_clashing_aliases, D, Org, 257,
+    "SELECT d.id, a.top, b.n FROM departments d \
+     JOIN (SELECT l.department_id, max(l.salary) AS top FROM employees l GROUP BY l.department_id) a ON a.department_id = d.id \
+     LEFT JOIN (SELECT k.department_id, count(*) AS n FROM employees k WHERE k.salary > 15 GROUP BY k.department_id) b \
+     ON b.department_id = d.parent_id");
+oracle!(aggregate_subquery_with_two_keys, D, Org, 258,
+    "SELECT e.id, s.n, s.total FROM employees e LEFT JOIN \
+     (SELECT r.department_id, r.name, count(*) AS n, sum(r.salary) AS total FROM employees r GROUP BY r.department_id, r.name) s \
+     ON s.department_id = e.department_id AND s.name = e.name");
