@@ -1519,19 +1519,194 @@ impl<'a> Binder<'a> {
         Ok(Some(Tree::Leaf(idx)))
     }
 
-    /// `SELECT ..., (SELECT agg(x) FROM t WHERE t.k = o.k AND p(t)) AS n FROM ...`: a
-    /// correlated scalar subquery in the select list whose body is one aggregate over
-    /// one table, correlated by equalities between expressions over `t` and over the
-    /// outer query, is a `LEFT JOIN` of the aggregate grouped by those expressions
-    /// (`(SELECT t.k AS __pgs_k0, agg(x) AS __pgs_v FROM t WHERE p(t) GROUP BY t.k)`)
-    /// on them; the item reads its value, `COALESCE(..., 0)` for `count` (a count over
-    /// no rows is 0, an outer row without a group gets NULL from the join). The join
-    /// keeps each outer row once: the subquery has one row per key. The query must be
-    /// a projection with one FROM item (the join is appended to its joins). `None`
-    /// when there is nothing to rewrite, or the query is not of that form.
+    /// A correlated aggregate over one table: `SELECT agg1(x) [AS a1], ... FROM t
+    /// WHERE t.k = o.k AND p(t)` (each item exactly one aggregate call, no GROUP BY,
+    /// correlated by equalities between expressions over `t` and expressions over the
+    /// enclosing query) as the same aggregates grouped by the correlation keys,
+    /// `SELECT t.k AS __pgs_k0, agg1(x) AS a1, ... FROM t WHERE p(t) GROUP BY t.k`,
+    /// with the outer expressions to join it on and, per item, its name and whether
+    /// it is a `count` (0, not NULL, over no rows). `names` renames the items. `None`
+    /// when the subquery is not of that form.
+    fn correlated_aggregate(
+        &self,
+        sub: &Query,
+        names: Option<&[String]>,
+    ) -> Option<(Query, Vec<Expr>, Vec<AggItem>)> {
+        use sqlparser::ast::{BinaryOperator, FunctionArg, FunctionArgExpr, FunctionArguments};
+        let SetExpr::Select(inner) = sub.body.as_ref() else {
+            return None;
+        };
+        if sub.with.is_some()
+            || sub.limit.is_some()
+            || sub.offset.is_some()
+            || sub.fetch.is_some()
+            || inner.distinct.is_some()
+            || inner.having.is_some()
+            || !matches!(&inner.group_by, GroupByExpr::Expressions(g, _) if g.is_empty())
+            || inner.from.len() != 1
+            || !inner.from[0].joins.is_empty()
+            || !inner.named_window.is_empty()
+        {
+            return None;
+        }
+        let TableFactor::Table {
+            name: tname,
+            alias: talias,
+            args: None,
+            ..
+        } = &inner.from[0].relation
+        else {
+            return None;
+        };
+        if talias.as_ref().is_some_and(|a| !a.columns.is_empty())
+            || tname.0.len() == 1
+                && self
+                    .ctes
+                    .iter()
+                    .any(|(c, _)| *c == ident_value(tname.0[0].as_ident().expect("ident")))
+        {
+            return None;
+        }
+        let q = qualified(tname);
+        let table = self
+            .catalog
+            .lookup((tname.0.len() > 1).then_some(q.schema.as_str()), &q.name)?;
+        let ia = talias
+            .as_ref()
+            .map(|a| ident_value(&a.name))
+            .unwrap_or_else(|| table.name.name.clone());
+        let cols: Vec<String> = table.columns.iter().map(|c| c.name.clone()).collect();
+        // The items: aggregate calls over the inner table only.
+        let mut items: Vec<(String, Expr, bool)> = Vec::new();
+        for (k, item) in inner.projection.iter().enumerate() {
+            let (e, name) = match item {
+                SelectItem::UnnamedExpr(e) => (e, output_name(e)),
+                SelectItem::ExprWithAlias { expr: e, alias } => (e, ident_value(alias)),
+                _ => return None,
+            };
+            let Expr::Function(f) = e else { return None };
+            if !is_aggregate(f)
+                || VOLATILE.contains(&function_name(f).as_str())
+                || !f.within_group.is_empty()
+            {
+                return None;
+            }
+            let mut parts: Vec<&Expr> = f.filter.iter().map(|x| x.as_ref()).collect();
+            match &f.args {
+                FunctionArguments::List(l) => {
+                    if !l.clauses.is_empty() {
+                        return None;
+                    }
+                    for a in &l.args {
+                        match a {
+                            FunctionArg::Unnamed(FunctionArgExpr::Expr(x)) => parts.push(x),
+                            FunctionArg::Unnamed(_) => {}
+                            _ => return None,
+                        }
+                    }
+                }
+                FunctionArguments::None => {}
+                FunctionArguments::Subquery(_) => return None,
+            }
+            for x in parts {
+                if correlation_sides(x, &ia, &cols)?.1 {
+                    return None;
+                }
+            }
+            let name = match names {
+                Some(n) => n.get(k).cloned().unwrap_or(name),
+                None => name,
+            };
+            // the aggregates that are 0 over no rows (the others are NULL)
+            let counts = matches!(function_name(f).as_str(), "count" | "regr_count");
+            items.push((name, e.clone(), counts));
+        }
+        if items.is_empty() {
+            return None;
+        }
+        let mut keys: Vec<(Expr, Expr)> = Vec::new(); // (inner, outer)
+        let mut filters: Vec<Expr> = Vec::new();
+        for c in inner.selection.as_ref().map(conjuncts).unwrap_or_default() {
+            match correlation_sides(c, &ia, &cols)? {
+                (_, false) => filters.push(c.clone()),
+                (true, true) => {
+                    let Expr::BinaryOp {
+                        left,
+                        op: BinaryOperator::Eq,
+                        right,
+                    } = c
+                    else {
+                        return None;
+                    };
+                    let l = correlation_sides(left, &ia, &cols)?;
+                    let r = correlation_sides(right, &ia, &cols)?;
+                    match (l, r) {
+                        ((true, false), (false, true)) => {
+                            keys.push(((**left).clone(), (**right).clone()))
+                        }
+                        ((false, true), (true, false)) => {
+                            keys.push(((**right).clone(), (**left).clone()))
+                        }
+                        _ => return None,
+                    }
+                }
+                (false, true) => return None,
+            }
+        }
+        if keys.is_empty() {
+            return None;
+        }
+        let mut body = (**inner).clone();
+        body.projection = keys
+            .iter()
+            .enumerate()
+            .map(|(k, (e, _))| SelectItem::ExprWithAlias {
+                expr: e.clone(),
+                alias: Ident::new(format!("__pgs_k{k}")),
+            })
+            .chain(items.iter().map(|(n, e, _)| SelectItem::ExprWithAlias {
+                expr: e.clone(),
+                alias: Ident::with_quote('"', n.clone()),
+            }))
+            .collect();
+        body.selection = filters.into_iter().reduce(|a, b| Expr::BinaryOp {
+            left: Box::new(a),
+            op: BinaryOperator::And,
+            right: Box::new(b),
+        });
+        body.group_by =
+            GroupByExpr::Expressions(keys.iter().map(|(e, _)| e.clone()).collect(), vec![]);
+        let mut subquery = sub.clone();
+        subquery.body = Box::new(SetExpr::Select(Box::new(body)));
+        subquery.order_by = None;
+        Some((
+            subquery,
+            keys.into_iter().map(|(_, o)| o).collect(),
+            items.into_iter().map(|(n, _, c)| (n, c)).collect(),
+        ))
+    }
+
+    /// Correlated aggregates as joins, before the select is bound:
+    ///
+    /// - `SELECT ..., (SELECT agg(x) FROM t WHERE t.k = o.k AND p(t)) AS n FROM ...`:
+    ///   a scalar subquery in the select list, when [`Binder::correlated_aggregate`]
+    ///   takes its body, becomes `LEFT JOIN (SELECT t.k AS __pgs_k0, agg(x) AS
+    ///   __pgs_v FROM t WHERE p(t) GROUP BY t.k) AS __pgs_sq<n> ON __pgs_k0 = o.k`
+    ///   and the item reads `__pgs_v`;
+    /// - `... CROSS JOIN LATERAL (SELECT agg(x) AS a, ... FROM t WHERE t.k = o.k) AS s`
+    ///   (or `, LATERAL (...)` as the second of two FROM items) likewise becomes
+    ///   `LEFT JOIN (...) AS s ON s.__pgs_k0 = o.k`.
+    ///
+    /// A `count` is read as `COALESCE(..., 0)` (a count over no rows is 0, an outer
+    /// row without a group gets NULL from the join); any other aggregate over no rows
+    /// is NULL, as from the join. The join keeps each outer row once: the grouped
+    /// subquery has one row per key. The query must be a projection (the scalar
+    /// subqueries: with one FROM item, the join is appended to its joins); a column of
+    /// a `LATERAL` subquery must be named with its alias. `None` when there is
+    /// nothing to rewrite, or the query is not of that form.
     fn scalar_subqueries_as_joins(&self, s: &Select) -> Option<Select> {
         use sqlparser::ast::{
-            BinaryOperator, Join, JoinOperator as JO, ObjectName, TableAlias, Visit, Visitor,
+            BinaryOperator, Join, JoinOperator as JO, ObjectName, TableAlias, VisitMut, VisitorMut,
         };
         let is_scalar = |i: &SelectItem| {
             matches!(
@@ -1543,8 +1718,28 @@ impl<'a> Binder<'a> {
                     }
             )
         };
-        if !s.projection.iter().any(is_scalar)
-            || s.from.len() != 1
+        let is_lateral = |f: &TableFactor| matches!(f, TableFactor::Derived { lateral: true, .. });
+        // CROSS JOIN, or [LEFT] JOIN ... ON TRUE: the subquery has a row for every
+        // outer row, so these are the same.
+        let is_cross = |op: &JO| match op {
+            JO::CrossJoin => true,
+            JO::Inner(JoinConstraint::On(e))
+            | JO::Join(JoinConstraint::On(e))
+            | JO::Left(JoinConstraint::On(e))
+            | JO::LeftOuter(JoinConstraint::On(e)) => {
+                matches!(e, Expr::Value(v) if matches!(v.value, Value::Boolean(true)))
+            }
+            _ => false,
+        };
+        let laterals = s.from.iter().any(|t| {
+            t.joins
+                .iter()
+                .any(|j| is_lateral(&j.relation) && is_cross(&j.join_operator))
+        }) || (s.from.len() == 2
+            && is_lateral(&s.from[1].relation)
+            && s.from[1].joins.is_empty());
+        let scalars = s.projection.iter().any(is_scalar);
+        if !(scalars || laterals)
             || s.distinct.is_some()
             || s.having.is_some()
             || !matches!(&s.group_by, GroupByExpr::Expressions(g, _) if g.is_empty())
@@ -1557,202 +1752,44 @@ impl<'a> Binder<'a> {
         {
             return None;
         }
-        // Identifiers of an expression: (names the inner table, names something else).
-        fn sides(e: &Expr, alias: &str, cols: &[String]) -> Option<(bool, bool)> {
-            struct V<'a>(&'a str, &'a [String], bool, bool, bool);
-            impl Visitor for V<'_> {
-                type Break = ();
-                fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
-                    match e {
-                        Expr::Identifier(i) => {
-                            if self.1.contains(&ident_value(i)) {
-                                self.2 = true
-                            } else {
-                                self.3 = true
-                            }
-                        }
-                        Expr::CompoundIdentifier(ids) if ids.len() == 2 => {
-                            if ident_value(&ids[0]) == self.0 {
-                                self.2 = true
-                            } else {
-                                self.3 = true
-                            }
-                        }
-                        Expr::CompoundIdentifier(_)
-                        | Expr::Subquery(_)
-                        | Expr::Exists { .. }
-                        | Expr::InSubquery { .. } => {
-                            self.4 = false;
-                            return ControlFlow::Break(());
-                        }
-                        Expr::Function(f)
-                            if f.over.is_some()
-                                || is_aggregate(f)
-                                || VOLATILE.contains(&function_name(f).as_str()) =>
-                        {
-                            self.4 = false;
-                            return ControlFlow::Break(());
-                        }
-                        _ => {}
-                    }
-                    ControlFlow::Continue(())
-                }
-            }
-            let mut v = V(alias, cols, false, false, true);
-            let _ = e.visit(&mut v);
-            v.4.then_some((v.2, v.3))
-        }
-        let mut out = s.clone();
-        let mut n = 0;
-        for item in out.projection.iter_mut() {
-            let (sub, name) = match &*item {
-                SelectItem::UnnamedExpr(e @ Expr::Subquery(q)) => (q.clone(), output_name(e)),
-                SelectItem::ExprWithAlias {
-                    expr: Expr::Subquery(q),
-                    alias,
-                } => (q.clone(), ident_value(alias)),
-                _ => continue,
-            };
-            let SetExpr::Select(inner) = sub.body.as_ref() else {
-                return None;
-            };
-            if sub.with.is_some()
-                || sub.limit.is_some()
-                || sub.offset.is_some()
-                || sub.fetch.is_some()
-                || inner.distinct.is_some()
-                || inner.having.is_some()
-                || !matches!(&inner.group_by, GroupByExpr::Expressions(g, _) if g.is_empty())
-                || inner.from.len() != 1
-                || !inner.from[0].joins.is_empty()
-            {
-                return None;
-            }
-            let agg = match inner.projection.as_slice() {
-                [SelectItem::UnnamedExpr(Expr::Function(f))]
-                | [SelectItem::ExprWithAlias {
-                    expr: Expr::Function(f),
-                    ..
-                }] if is_aggregate(f) && !VOLATILE.contains(&function_name(f).as_str()) => f,
-                _ => return None,
-            };
-            let TableFactor::Table {
-                name: tname,
-                alias: talias,
-                args: None,
-                ..
-            } = &inner.from[0].relation
-            else {
-                return None;
-            };
-            if tname.0.len() == 1
-                && self
-                    .ctes
-                    .iter()
-                    .any(|(c, _)| *c == ident_value(tname.0[0].as_ident().expect("ident")))
-            {
-                return None;
-            }
-            let q = qualified(tname);
-            let table = self
-                .catalog
-                .lookup((tname.0.len() > 1).then_some(q.schema.as_str()), &q.name)?;
-            let ia = talias
-                .as_ref()
-                .map(|a| ident_value(&a.name))
-                .unwrap_or_else(|| table.name.name.clone());
-            let cols: Vec<String> = table.columns.iter().map(|c| c.name.clone()).collect();
-            // The aggregate names the inner table only.
-            let agg_expr = Expr::Function(agg.clone());
-            let mut parts: Vec<&Expr> = agg.filter.iter().map(|f| f.as_ref()).collect();
-            match &agg.args {
-                sqlparser::ast::FunctionArguments::List(l) => {
-                    for a in &l.args {
-                        match a {
+        let col = |alias: &str, c: &str| {
+            Expr::CompoundIdentifier(vec![Ident::new(alias), Ident::with_quote('"', c)])
+        };
+        let coalesce = |e: Expr| {
+            Expr::Function(sqlparser::ast::Function {
+                name: ObjectName(vec![sqlparser::ast::ObjectNamePart::Identifier(
+                    Ident::new("coalesce"),
+                )]),
+                uses_odbc_syntax: false,
+                parameters: sqlparser::ast::FunctionArguments::None,
+                args: sqlparser::ast::FunctionArguments::List(
+                    sqlparser::ast::FunctionArgumentList {
+                        duplicate_treatment: None,
+                        args: vec![
                             sqlparser::ast::FunctionArg::Unnamed(
                                 sqlparser::ast::FunctionArgExpr::Expr(e),
-                            ) => parts.push(e),
-                            sqlparser::ast::FunctionArg::Unnamed(_) => {}
-                            _ => return None,
-                        }
-                    }
-                    if !l.clauses.is_empty() {
-                        return None;
-                    }
-                }
-                sqlparser::ast::FunctionArguments::None => {}
-                sqlparser::ast::FunctionArguments::Subquery(_) => return None,
-            }
-            if !agg.within_group.is_empty() {
-                return None;
-            }
-            for e in parts {
-                if sides(e, &ia, &cols)?.1 {
-                    return None;
-                }
-            }
-            let mut keys: Vec<(Expr, Expr)> = Vec::new(); // (inner, outer)
-            let mut filters: Vec<Expr> = Vec::new();
-            for c in inner.selection.as_ref().map(conjuncts).unwrap_or_default() {
-                match sides(c, &ia, &cols)? {
-                    (_, false) => filters.push(c.clone()),
-                    (true, true) => {
-                        let Expr::BinaryOp {
-                            left,
-                            op: BinaryOperator::Eq,
-                            right,
-                        } = c
-                        else {
-                            return None;
-                        };
-                        let (l, r) = (sides(left, &ia, &cols)?, sides(right, &ia, &cols)?);
-                        match (l, r) {
-                            ((true, false), (false, true)) => {
-                                keys.push(((**left).clone(), (**right).clone()))
-                            }
-                            ((false, true), (true, false)) => {
-                                keys.push(((**right).clone(), (**left).clone()))
-                            }
-                            _ => return None,
-                        }
-                    }
-                    (false, true) => return None,
-                }
-            }
-            if keys.is_empty() {
-                return None;
-            }
-            let alias = format!("__pgs_sq{n}");
-            n += 1;
-            let mut body = (**inner).clone();
-            body.projection = keys
+                            ),
+                            sqlparser::ast::FunctionArg::Unnamed(
+                                sqlparser::ast::FunctionArgExpr::Expr(Expr::Value(
+                                    Value::Number("0".into(), false).into(),
+                                )),
+                            ),
+                        ],
+                        clauses: vec![],
+                    },
+                ),
+                filter: None,
+                null_treatment: None,
+                over: None,
+                within_group: vec![],
+            })
+        };
+        let join = |subquery: Query, alias: &str, outer: &[Expr]| -> Option<Join> {
+            let on = outer
                 .iter()
                 .enumerate()
-                .map(|(k, (e, _))| SelectItem::ExprWithAlias {
-                    expr: e.clone(),
-                    alias: Ident::new(format!("__pgs_k{k}")),
-                })
-                .chain(std::iter::once(SelectItem::ExprWithAlias {
-                    expr: agg_expr.clone(),
-                    alias: Ident::new("__pgs_v"),
-                }))
-                .collect();
-            body.selection = filters.into_iter().reduce(|a, b| Expr::BinaryOp {
-                left: Box::new(a),
-                op: BinaryOperator::And,
-                right: Box::new(b),
-            });
-            body.group_by =
-                GroupByExpr::Expressions(keys.iter().map(|(e, _)| e.clone()).collect(), vec![]);
-            let mut subquery = (*sub).clone();
-            subquery.body = Box::new(SetExpr::Select(Box::new(body)));
-            let col =
-                |c: &str| Expr::CompoundIdentifier(vec![Ident::new(alias.clone()), Ident::new(c)]);
-            let on = keys
-                .iter()
-                .enumerate()
-                .map(|(k, (_, o))| Expr::BinaryOp {
-                    left: Box::new(col(&format!("__pgs_k{k}"))),
+                .map(|(k, o)| Expr::BinaryOp {
+                    left: Box::new(col(alias, &format!("__pgs_k{k}"))),
                     op: BinaryOperator::Eq,
                     right: Box::new(Expr::Nested(Box::new(o.clone()))),
                 })
@@ -1761,53 +1798,141 @@ impl<'a> Binder<'a> {
                     op: BinaryOperator::And,
                     right: Box::new(b),
                 })?;
-            out.from[0].joins.push(Join {
+            Some(Join {
                 relation: TableFactor::Derived {
                     lateral: false,
                     subquery: Box::new(subquery),
                     alias: Some(TableAlias {
-                        name: Ident::new(alias.clone()),
+                        name: Ident::new(alias),
                         columns: vec![],
                     }),
                 },
                 global: false,
                 join_operator: JO::LeftOuter(JoinConstraint::On(on)),
-            });
-            let value = if function_name(agg) == "count" {
-                Expr::Function(sqlparser::ast::Function {
-                    name: ObjectName(vec![sqlparser::ast::ObjectNamePart::Identifier(
-                        Ident::new("coalesce"),
-                    )]),
-                    uses_odbc_syntax: false,
-                    parameters: sqlparser::ast::FunctionArguments::None,
-                    args: sqlparser::ast::FunctionArguments::List(
-                        sqlparser::ast::FunctionArgumentList {
-                            duplicate_treatment: None,
-                            args: vec![
-                                sqlparser::ast::FunctionArg::Unnamed(
-                                    sqlparser::ast::FunctionArgExpr::Expr(col("__pgs_v")),
-                                ),
-                                sqlparser::ast::FunctionArg::Unnamed(
-                                    sqlparser::ast::FunctionArgExpr::Expr(Expr::Value(
-                                        Value::Number("0".into(), false).into(),
-                                    )),
-                                ),
-                            ],
-                            clauses: vec![],
-                        },
-                    ),
-                    filter: None,
-                    null_treatment: None,
-                    over: None,
-                    within_group: vec![],
-                })
-            } else {
-                col("__pgs_v")
+            })
+        };
+        let mut out = s.clone();
+        // LATERAL aggregates: (alias, count columns) whose references get COALESCE.
+        let mut counted: Vec<(String, Vec<String>)> = Vec::new();
+        let lateral_join = |f: &TableFactor| -> Option<(Join, String, Vec<AggItem>)> {
+            let TableFactor::Derived {
+                lateral: true,
+                subquery,
+                alias: Some(alias),
+            } = f
+            else {
+                return None;
             };
-            *item = SelectItem::ExprWithAlias {
-                expr: value,
-                alias: Ident::new(name),
-            };
+            let names: Vec<String> = alias.columns.iter().map(|c| ident_value(&c.name)).collect();
+            let a = ident_value(&alias.name);
+            let (q, outer, items) =
+                self.correlated_aggregate(subquery, (!names.is_empty()).then_some(&names[..]))?;
+            Some((join(q, &a, &outer)?, a, items))
+        };
+        if laterals {
+            for t in out.from.iter_mut() {
+                for j in t.joins.iter_mut() {
+                    if is_lateral(&j.relation) && is_cross(&j.join_operator) {
+                        let (nj, a, items) = lateral_join(&j.relation)?;
+                        *j = nj;
+                        counted.push((a, items.into_iter().filter(|i| i.1).map(|i| i.0).collect()));
+                    }
+                }
+            }
+            if out.from.len() == 2
+                && is_lateral(&out.from[1].relation)
+                && out.from[1].joins.is_empty()
+            {
+                let (nj, a, items) = lateral_join(&out.from[1].relation)?;
+                out.from.pop();
+                out.from[0].joins.push(nj);
+                counted.push((a, items.into_iter().filter(|i| i.1).map(|i| i.0).collect()));
+            }
+            // A reference to a count of a rewritten LATERAL subquery reads 0 for an
+            // outer row without a group.
+            struct W<'a, F: Fn(Expr) -> Expr>(&'a [(String, Vec<String>)], F);
+            impl<F: Fn(Expr) -> Expr> VisitorMut for W<'_, F> {
+                type Break = ();
+                fn post_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
+                    if let Expr::CompoundIdentifier(ids) = e {
+                        if ids.len() == 2 {
+                            let (a, c) = (ident_value(&ids[0]), ident_value(&ids[1]));
+                            if self.0.iter().any(|(x, cs)| *x == a && cs.contains(&c)) {
+                                *e = (self.1)(e.clone());
+                            }
+                        }
+                    }
+                    ControlFlow::Continue(())
+                }
+            }
+            let mut w = W(&counted, coalesce);
+            let _ = out.projection.visit(&mut w);
+            let _ = out.selection.visit(&mut w);
+            for t in out.from.iter_mut() {
+                for j in t.joins.iter_mut() {
+                    if let JO::Inner(JoinConstraint::On(e))
+                    | JO::Join(JoinConstraint::On(e))
+                    | JO::LeftOuter(JoinConstraint::On(e))
+                    | JO::Left(JoinConstraint::On(e))
+                    | JO::RightOuter(JoinConstraint::On(e))
+                    | JO::Right(JoinConstraint::On(e))
+                    | JO::FullOuter(JoinConstraint::On(e)) = &mut j.join_operator
+                    {
+                        let _ = e.visit(&mut w);
+                    }
+                }
+            }
+            // Bare names of the rewritten subqueries' columns, and `*`: not rewritten.
+            let all_names: Vec<String> = counted.iter().flat_map(|(_, c)| c.clone()).collect();
+            struct Bare<'a>(&'a [String], bool);
+            impl sqlparser::ast::Visitor for Bare<'_> {
+                type Break = ();
+                fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
+                    if let Expr::Identifier(i) = e {
+                        if self.0.contains(&ident_value(i)) {
+                            self.1 = true;
+                            return ControlFlow::Break(());
+                        }
+                    }
+                    ControlFlow::Continue(())
+                }
+            }
+            let mut bare = Bare(&all_names, false);
+            let _ = sqlparser::ast::Visit::visit(&s.projection, &mut bare);
+            let _ = sqlparser::ast::Visit::visit(&s.selection, &mut bare);
+            let _ = sqlparser::ast::Visit::visit(&s.from, &mut bare);
+            if bare.1 {
+                return None;
+            }
+        }
+        if scalars {
+            if out.from.len() != 1 {
+                return None;
+            }
+            let mut n = 0;
+            for k in 0..out.projection.len() {
+                let (sub, name) = match &out.projection[k] {
+                    SelectItem::UnnamedExpr(e @ Expr::Subquery(q)) => (q.clone(), output_name(e)),
+                    SelectItem::ExprWithAlias {
+                        expr: Expr::Subquery(q),
+                        alias,
+                    } => (q.clone(), ident_value(alias)),
+                    _ => continue,
+                };
+                let (q, outer, items) =
+                    self.correlated_aggregate(&sub, Some(&["__pgs_v".to_string()]))?;
+                if items.len() != 1 {
+                    return None;
+                }
+                let alias = format!("__pgs_sq{n}");
+                n += 1;
+                out.from[0].joins.push(join(q, &alias, &outer)?);
+                let v = col(&alias, "__pgs_v");
+                out.projection[k] = SelectItem::ExprWithAlias {
+                    expr: if items[0].1 { coalesce(v) } else { v },
+                    alias: Ident::new(name),
+                };
+            }
         }
         Some(out)
     }
@@ -2433,6 +2558,60 @@ fn is_simple_spj(q: &Query, sel: &Select) -> bool {
             }
             _ => false,
         })
+}
+
+/// An item of a correlated aggregate: its name, and whether it is 0 (not NULL) over
+/// no rows.
+type AggItem = (String, bool);
+
+/// Which sides a condition of a correlated subquery names: (its own table, the
+/// enclosing query), with `alias` and `cols` the subquery's table. An unqualified
+/// name is the table's when it has that column (as PostgreSQL resolves it). `None`
+/// for what a rewrite cannot place: a subquery, a window function, an aggregate, a
+/// volatile function, a name with more than two parts.
+fn correlation_sides(e: &Expr, alias: &str, cols: &[String]) -> Option<(bool, bool)> {
+    struct V<'a>(&'a str, &'a [String], bool, bool, bool);
+    impl sqlparser::ast::Visitor for V<'_> {
+        type Break = ();
+        fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
+            match e {
+                Expr::Identifier(i) => {
+                    if self.1.contains(&ident_value(i)) {
+                        self.2 = true
+                    } else {
+                        self.3 = true
+                    }
+                }
+                Expr::CompoundIdentifier(ids) if ids.len() == 2 => {
+                    if ident_value(&ids[0]) == self.0 {
+                        self.2 = true
+                    } else {
+                        self.3 = true
+                    }
+                }
+                Expr::CompoundIdentifier(_)
+                | Expr::Subquery(_)
+                | Expr::Exists { .. }
+                | Expr::InSubquery { .. } => {
+                    self.4 = false;
+                    return ControlFlow::Break(());
+                }
+                Expr::Function(f)
+                    if f.over.is_some()
+                        || is_aggregate(f)
+                        || VOLATILE.contains(&function_name(f).as_str()) =>
+                {
+                    self.4 = false;
+                    return ControlFlow::Break(());
+                }
+                _ => {}
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut v = V(alias, cols, false, false, true);
+    let _ = sqlparser::ast::Visit::visit(e, &mut v);
+    v.4.then_some((v.2, v.3))
 }
 
 /// The top-level AND-ed parts of a condition.

@@ -448,7 +448,15 @@ fn aggregates_below_the_top_and_scalar_subqueries_are_recomputed() {
             "GROUP BY or an aggregate in a subquery",
         ),
         (
-            "SELECT d.id, s.n FROM departments d, LATERAL (SELECT count(*) AS n FROM employees e WHERE e.department_id = d.id) AS s",
+            "SELECT d.id, s.n FROM departments d, LATERAL (SELECT count(*) + 1 AS n FROM employees e WHERE e.department_id = d.id) AS s",
+            "GROUP BY or an aggregate in a subquery",
+        ),
+        (
+            "SELECT d.id, s.n FROM departments d, LATERAL (SELECT e.name, count(*) AS n FROM employees e WHERE e.department_id = d.id GROUP BY e.name) AS s",
+            "GROUP BY or an aggregate in a subquery",
+        ),
+        (
+            "SELECT d.id, n FROM departments d CROSS JOIN LATERAL (SELECT count(*) AS n FROM employees e WHERE e.department_id = d.id) AS s",
             "GROUP BY or an aggregate in a subquery",
         ),
         (
@@ -514,6 +522,9 @@ fn aggregate_subqueries_over_one_table_are_leaves() {
         "SELECT t.n, count(*) AS c FROM (SELECT department_id, count(*) AS n FROM employees GROUP BY department_id) t GROUP BY t.n",
         "SELECT x.name, x.department_id FROM (SELECT DISTINCT name, department_id FROM employees) AS x JOIN departments d ON d.id = x.department_id",
         "SELECT d.id, (SELECT max(e.salary) FROM employees e WHERE e.department_id = d.id) AS m FROM departments d",
+        "SELECT d.id, s.n FROM departments d, LATERAL (SELECT count(*) AS n FROM employees e WHERE e.department_id = d.id) AS s",
+        "SELECT d.id, s.n, s.total FROM departments d CROSS JOIN LATERAL (SELECT count(*) AS n, sum(e.salary) AS total FROM employees e WHERE e.department_id = d.id AND e.salary > 1) s WHERE s.n < 3",
+        "SELECT d.id, s.a FROM departments d LEFT JOIN LATERAL (SELECT max(e.salary) FROM employees e WHERE d.parent_id = e.department_id) AS s(a) ON true",
         "SELECT d.id, (SELECT count(*) FROM employees e WHERE e.department_id = d.parent_id AND e.salary > 2) AS n, (SELECT sum(salary) FROM employees WHERE department_id = d.id) FROM departments d JOIN departments p ON p.id = d.parent_id",
     ] {
         let c = diff(q).unwrap_or_else(|e| panic!("{q}: {e}"));

@@ -246,3 +246,13 @@ oracle!(aggregate_subquery_with_two_keys, D, Org, 258,
     "SELECT e.id, s.n, s.total FROM employees e LEFT JOIN \
      (SELECT r.department_id, r.name, count(*) AS n, sum(r.salary) AS total FROM employees r GROUP BY r.department_id, r.name) s \
      ON s.department_id = e.department_id AND s.name = e.name");
+oracle!(lateral_aggregate_counted_in_where, D, Org, 259,
+    "SELECT d.id, s.n, s.top FROM departments d, \
+     LATERAL (SELECT count(e.salary) AS n, max(e.salary) AS top FROM employees e WHERE e.department_id = d.parent_id AND e.salary > 15) s \
+     WHERE s.n < 2");
+oracle!(left_join_lateral_aggregate_with_column_names, D, Org, 260,
+    "SELECT d.id, s.a, s.b FROM departments d LEFT JOIN LATERAL \
+     (SELECT count(*), min(e.name) FROM employees e WHERE d.id = e.department_id) AS s(a, b) ON true");
+oracle!(lateral_grouped_recomputed, D, Org, 261,
+    "SELECT d.id, s.name, s.n FROM departments d CROSS JOIN LATERAL \
+     (SELECT e.name, count(*) AS n FROM employees e WHERE e.department_id = d.id GROUP BY e.name) s");
