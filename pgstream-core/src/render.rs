@@ -634,9 +634,10 @@ impl Inc<'_> {
         let padded = self.padded_list(t, p.leaves, pq);
         let (no, d_o, np, dp) = (o.new, o.delta, p.new, p.delta);
         // An aggregate subquery on the other side, joined on its group keys, is read
-        // for the keys of the preserved side's row only.
+        // for the keys of the preserved side's row only (when the other side is that
+        // subquery alone: not under a filter).
         let lookup = match o.leaves {
-            [i] if self.b.leaves[*i].agg.is_some() => {
+            [i] if self.b.leaves[*i].agg.is_some() && no == self.new_rel(&Tree::Leaf(*i)) => {
                 self.agg_lookup(&Tree::Leaf(*i), on, p.leaves, pq)
             }
             _ => None,

@@ -256,3 +256,7 @@ oracle!(left_join_lateral_aggregate_with_column_names, D, Org, 260,
 oracle!(lateral_grouped_recomputed, D, Org, 261,
     "SELECT d.id, s.name, s.n FROM departments d CROSS JOIN LATERAL \
      (SELECT e.name, count(*) AS n FROM employees e WHERE e.department_id = d.id GROUP BY e.name) s");
+oracle!(filtered_aggregate_subquery_under_left_join, D, Org, 262,
+    "SELECT d.id, x.n FROM departments d LEFT JOIN \
+     (SELECT t.department_id, t.n FROM (SELECT department_id, count(*) AS n FROM employees GROUP BY department_id) t WHERE t.n > 1) x \
+     ON x.department_id = d.id");
