@@ -1866,7 +1866,21 @@ impl<'a> Binder<'a> {
                 }
             }
             let mut w = W(&counted, coalesce);
-            let _ = out.projection.visit(&mut w);
+            for item in out.projection.iter_mut() {
+                if let SelectItem::UnnamedExpr(e) = item {
+                    // the item keeps its name (`s.n`, not `coalesce`)
+                    let name = output_name(e);
+                    let _ = e.visit(&mut w);
+                    if output_name(e) != name {
+                        *item = SelectItem::ExprWithAlias {
+                            expr: e.clone(),
+                            alias: Ident::with_quote('"', name),
+                        };
+                    }
+                } else {
+                    let _ = item.visit(&mut w);
+                }
+            }
             let _ = out.selection.visit(&mut w);
             for t in out.from.iter_mut() {
                 for j in t.joins.iter_mut() {
@@ -1930,7 +1944,7 @@ impl<'a> Binder<'a> {
                 let v = col(&alias, "__pgs_v");
                 out.projection[k] = SelectItem::ExprWithAlias {
                     expr: if items[0].1 { coalesce(v) } else { v },
-                    alias: Ident::new(name),
+                    alias: Ident::with_quote('"', name),
                 };
             }
         }

@@ -557,3 +557,25 @@ fn correlated_scalar_aggregates_keep_their_names_and_types() {
     assert_eq!(c.columns[1].nullable, Some(false));
     assert_eq!(c.columns[2].nullable, Some(true));
 }
+
+#[test]
+fn rewritten_correlated_aggregates_keep_the_output_names() {
+    for (q, names) in [
+        (
+            "SELECT d.id, s.n, s.top AS \"Top\" FROM departments d CROSS JOIN LATERAL (SELECT count(*) AS n, max(e.salary) AS top FROM employees e WHERE e.department_id = d.id) s",
+            vec!["id", "n", "Top"],
+        ),
+        (
+            "SELECT d.id, s.a FROM departments d, LATERAL (SELECT count(*) FROM employees e WHERE e.department_id = d.id) s(a)",
+            vec!["id", "a"],
+        ),
+        (
+            "SELECT d.id, (SELECT count(*) AS \"Many\" FROM employees e WHERE e.department_id = d.id), (SELECT min(e.name) FROM employees e WHERE e.department_id = d.id) AS \"First\" FROM departments d",
+            vec!["id", "Many", "First"],
+        ),
+    ] {
+        let c = diff(q).unwrap_or_else(|e| panic!("{q}: {e}"));
+        assert_eq!(c.strategy, Strategy::Incremental, "{q}");
+        assert_eq!(columns(&c), names, "{q}");
+    }
+}

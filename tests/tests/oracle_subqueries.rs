@@ -260,3 +260,6 @@ oracle!(filtered_aggregate_subquery_under_left_join, D, Org, 262,
     "SELECT d.id, x.n FROM departments d LEFT JOIN \
      (SELECT t.department_id, t.n FROM (SELECT department_id, count(*) AS n FROM employees GROUP BY department_id) t WHERE t.n > 1) x \
      ON x.department_id = d.id");
+oracle!(union_all_over_an_aggregate_subquery, D, Org, 263,
+    "SELECT t.department_id AS k, t.n FROM (SELECT department_id, count(*) AS n FROM employees GROUP BY department_id) t \
+     UNION ALL SELECT d.parent_id, d.id FROM departments d");
