@@ -125,11 +125,28 @@ impl Compiled {
             return table.columns.iter().map(|c| c.name.clone()).collect();
         }
         if let Body::Incremental(b) = &self.body {
+            // An aggregate subquery's delta recomputes its groups from the window
+            // rows: the columns it reads.
+            let mut branches = vec![b];
+            if let Shape::SetOp { branches: bs, .. } = &b.shape {
+                branches.extend(bs.iter());
+            }
+            for br in branches {
+                for l in &br.leaves {
+                    if let (Some(a), true) = (&l.agg, l.source == source) {
+                        for &c in &a.used {
+                            if let Some(u) = used.get_mut(c) {
+                                *u = true;
+                            }
+                        }
+                    }
+                }
+            }
             let mut marks = Vec::new();
             block_markers(b, &mut marks);
             for (leaf, col) in marks {
                 if let Some(l) = b.leaves.get(leaf) {
-                    if l.source == source {
+                    if l.source == source && l.agg.is_none() {
                         if let Some(u) = used.get_mut(col) {
                             *u = true;
                         }
@@ -149,6 +166,22 @@ impl Compiled {
     /// One line saying how the stream table is maintained (the root's strategy, as in
     /// [`Compiled::explain`]); the runtime records it for `pgstream.pgs_status()`.
     pub fn strategy_summary(&self) -> String {
+        let base = self.root_summary();
+        match &self.body {
+            Body::Incremental(b)
+                if b.leaves.iter().any(|l| l.agg.is_some())
+                    || matches!(&b.shape, Shape::SetOp { branches, .. }
+                        if branches.iter().any(|br| br.leaves.iter().any(|l| l.agg.is_some()))) =>
+            {
+                format!(
+                    "{base}; each aggregate subquery (in FROM, or a correlated scalar aggregate, LEFT JOINed on its correlation keys) recomputes the groups the changes of its table touch (old and new state) and is read by group key"
+                )
+            }
+            _ => base,
+        }
+    }
+
+    fn root_summary(&self) -> String {
         match (&self.body, &self.strategy) {
             (_, Strategy::Full) => {
                 "full: recompute and apply the difference on every refresh".into()
@@ -351,11 +384,18 @@ fn explain_block(b: &Block, out: &mut String) {
             }
             Tree::Leaf(i) => {
                 let l = &b.leaves[*i];
-                lines.push((
-                    depth,
-                    format!("Scan {} AS {}", l.table.name, l.alias),
-                    "change buffer window (Z-set: -old, +new)".into(),
-                ))
+                match &l.agg {
+                    None => lines.push((
+                        depth,
+                        format!("Scan {} AS {}", l.table.name, l.alias),
+                        "change buffer window (Z-set: -old, +new)".into(),
+                    )),
+                    Some(a) => lines.push((
+                        depth,
+                        format!("AggregateSubquery ({}) AS {}", a.text, l.alias),
+                        "delta: the groups the changes touch, recomputed over the new (+1) and old (-1) state; joined to other deltas by its group keys".into(),
+                    )),
+                }
             }
             Tree::Join {
                 kind,
@@ -512,6 +552,12 @@ pub(crate) fn compile(spec: &StreamTableSpec, catalog: &Catalog) -> Result<Compi
     };
     let bound = bound.and_then(|b| check_keys(text, b));
     let is_recursive = query.with.as_ref().map(|w| w.recursive).unwrap_or(false);
+    let nested = match (&spec.mode, &bound) {
+        (Mode::Differential, Err(Error::Unsupported(_))) if !is_recursive && !is_top_k(&query) => {
+            nested_recompute_reason(text, &query)?
+        }
+        _ => None,
+    };
 
     let (strategy, body, columns) = match (spec.mode, bound) {
         (Mode::Differential, Ok(block)) => {
@@ -558,6 +604,23 @@ pub(crate) fn compile(spec: &StreamTableSpec, catalog: &Catalog) -> Result<Compi
             (
                 Strategy::RecomputeDiff {
                     reason: "ORDER BY ... LIMIT: the top rows are recomputed".into(),
+                },
+                Body::Recompute {
+                    query_sql: query.to_string(),
+                    seminaive: None,
+                },
+                columns,
+            )
+        }
+        (Mode::Differential, Err(Error::Unsupported(_))) if nested.is_some() => {
+            // An aggregate, DISTINCT or LIMIT below the top of the query, or a scalar
+            // subquery: no delta rule yet, but recomputing the query is exact.
+            reject_volatile(text, &query)?;
+            let columns = output_columns(text, &query, catalog)?;
+            qualify_tables(&mut query, &ctes, &sources);
+            (
+                Strategy::RecomputeDiff {
+                    reason: nested.unwrap_or_default(),
                 },
                 Body::Recompute {
                     query_sql: query.to_string(),
@@ -624,6 +687,153 @@ fn is_top_k(q: &Query) -> bool {
             sqlparser::ast::OrderByKind::Expressions(e) => !e.is_empty(),
             _ => false,
         })
+}
+
+/// Why the query is maintained by recompute-and-diff in DIFFERENTIAL mode although
+/// it is neither recursive nor a top-k: it holds, below its top, a construct that
+/// has no delta rule yet but whose recomputation is exact, namely a subquery in FROM,
+/// a CTE, a view body or a `LATERAL` subquery with `GROUP BY`, aggregates, `DISTINCT`
+/// or `ORDER BY ... LIMIT`, or a scalar subquery that returns at most one row (an
+/// aggregate without `GROUP BY`, or `ORDER BY ... LIMIT 1`). `None` when it holds none.
+///
+/// What a recomputation could not reproduce stays rejected, so that the stream table
+/// equals the query evaluated afresh: `LIMIT`/`OFFSET` without `ORDER BY` or
+/// `DISTINCT ON` below the top (which rows qualify is not determined), and a scalar
+/// subquery that may return more than one row (PostgreSQL would fail the refresh).
+/// Volatile functions are rejected by the caller.
+fn nested_recompute_reason(text: &str, q: &Query) -> Result<Option<String>> {
+    use sqlparser::ast::{Distinct, GroupByExpr};
+    fn has_order(q: &Query) -> bool {
+        q.order_by.as_ref().is_some_and(|o| match &o.kind {
+            sqlparser::ast::OrderByKind::Expressions(e) => !e.is_empty(),
+            _ => false,
+        })
+    }
+    fn aggregates(sel: &sqlparser::ast::Select) -> bool {
+        sel.having.is_some()
+            || !matches!(&sel.group_by, GroupByExpr::Expressions(g, _) if g.is_empty())
+            || sel.projection.iter().any(|i| match i {
+                SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => {
+                    crate::bind::contains_aggregate(e)
+                }
+                _ => false,
+            })
+    }
+    struct V<'a> {
+        text: &'a str,
+        top: *const Query,
+        reason: Option<String>,
+        err: Option<Error>,
+    }
+    impl V<'_> {
+        fn fail(&mut self, what: &str, node: &dyn crate::bind::SpannedDyn) -> ControlFlow<()> {
+            self.err = Some(crate::bind::unsupported(self.text, what, Some(node)));
+            ControlFlow::Break(())
+        }
+        fn found(&mut self, reason: String) {
+            if self.reason.is_none() {
+                self.reason = Some(reason);
+            }
+        }
+        /// A subquery in FROM, a CTE body or a view body (a derived table after
+        /// view expansion).
+        fn relation(&mut self, q: &Query) {
+            let what = if q.limit.is_some() || q.offset.is_some() || q.fetch.is_some() {
+                Some("ORDER BY ... LIMIT")
+            } else {
+                match q.body.as_ref() {
+                    SetExpr::Select(sel) if aggregates(sel) => Some("GROUP BY or an aggregate"),
+                    SetExpr::Select(sel) if matches!(sel.distinct, Some(Distinct::Distinct)) => {
+                        Some("DISTINCT")
+                    }
+                    _ => None,
+                }
+            };
+            if let Some(what) = what {
+                self.found(format!(
+                    "{what} in a subquery, CTE or view: no delta rule for it below the top of the query yet"
+                ));
+            }
+        }
+    }
+    impl Visitor for V<'_> {
+        type Break = ();
+        fn pre_visit_query(&mut self, q: &Query) -> ControlFlow<()> {
+            let top = std::ptr::eq(q, self.top);
+            if !top
+                && (q.limit.is_some() || q.offset.is_some() || q.fetch.is_some())
+                && !has_order(q)
+            {
+                return self.fail(
+                    "LIMIT or OFFSET without ORDER BY in a subquery (which rows qualify is not determined)",
+                    q,
+                );
+            }
+            if !top {
+                if let SetExpr::Select(sel) = q.body.as_ref() {
+                    if matches!(sel.distinct, Some(Distinct::On(_))) {
+                        return self.fail("subqueries in FROM, CTEs or views with DISTINCT ON", q);
+                    }
+                }
+            }
+            if let Some(w) = &q.with {
+                if !w.recursive {
+                    for c in &w.cte_tables {
+                        self.relation(&c.query);
+                    }
+                }
+            }
+            ControlFlow::Continue(())
+        }
+        fn pre_visit_table_factor(&mut self, f: &TableFactor) -> ControlFlow<()> {
+            if let TableFactor::Derived { subquery, .. } = f {
+                self.relation(subquery);
+            }
+            ControlFlow::Continue(())
+        }
+        fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
+            if let Expr::Subquery(q) = e {
+                if (q.limit.is_some() || q.offset.is_some() || q.fetch.is_some()) && !has_order(q) {
+                    // rejected when its query is visited, for its LIMIT
+                    return ControlFlow::Continue(());
+                }
+                let one_row = match q.body.as_ref() {
+                    SetExpr::Select(sel) => {
+                        (q.limit.is_none()
+                            && q.offset.is_none()
+                            && q.fetch.is_none()
+                            && matches!(&sel.group_by, GroupByExpr::Expressions(g, _) if g.is_empty())
+                            && aggregates(sel))
+                            || (has_order(q)
+                                && q.offset.is_none()
+                                && q.fetch.is_none()
+                                && matches!(&q.limit, Some(Expr::Value(v))
+                                    if matches!(&v.value, sqlparser::ast::Value::Number(n, _) if n == "1" || n == "0")))
+                    }
+                    _ => false,
+                };
+                if !one_row {
+                    return self.fail(
+                        "scalar subqueries that may return more than one row (only an aggregate without GROUP BY, or ORDER BY ... LIMIT 1, is recomputed)",
+                        e,
+                    );
+                }
+                self.found("a scalar subquery: no delta rule for it yet".to_string());
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut v = V {
+        text,
+        top: q as *const Query,
+        reason: None,
+        err: None,
+    };
+    let _ = q.visit(&mut v);
+    match v.err {
+        Some(e) => Err(e),
+        None => Ok(v.reason),
+    }
 }
 
 /// Every function the query calls, as `(schema, name)`.

@@ -1037,12 +1037,30 @@ impl<'a> Infer<'a> {
             }
             Expr::Subquery(q) => {
                 let cols = self.query(q, ctes, Some(sc));
+                let first = cols.and_then(|c| c.into_iter().next()).map(|(_, t)| t);
+                // An aggregate without GROUP BY or HAVING returns exactly one row:
+                // its value is NULL only when the aggregate's is (`count` never).
+                let one_row = q.limit.is_none()
+                    && q.offset.is_none()
+                    && q.fetch.is_none()
+                    && matches!(q.body.as_ref(), SetExpr::Select(s)
+                    if s.having.is_none()
+                        && matches!(&s.group_by, GroupByExpr::Expressions(g, _) if g.is_empty())
+                        && s.projection.len() == 1
+                        && s.projection.iter().any(|i| match i {
+                            SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => {
+                                crate::bind::contains_aggregate(e)
+                            }
+                            _ => false,
+                        }));
                 Ty {
-                    sql: cols
-                        .and_then(|c| c.into_iter().next())
-                        .and_then(|(_, t)| t.sql),
-                    // no row is NULL
-                    null: Some(true),
+                    null: if one_row {
+                        first.as_ref().and_then(|t| t.null)
+                    } else {
+                        // no row is NULL
+                        Some(true)
+                    },
+                    sql: first.and_then(|t| t.sql),
                 }
             }
             Expr::Case {
@@ -1579,9 +1597,10 @@ pub(crate) fn null_reason(query: &str, catalog: &Catalog, column: &str) -> Optio
                 Expr::Case {
                     else_result: None, ..
                 } => Some("CASE without ELSE is NULL when no WHEN matches".to_string()),
-                Expr::Subquery(_) => {
-                    Some("a scalar subquery is NULL when it returns no row".to_string())
-                }
+                Expr::Subquery(_) => Some(
+                    "a scalar subquery is NULL when it returns no row, or when its value is"
+                        .to_string(),
+                ),
                 Expr::BinaryOp {
                     op: B::LongArrow | B::Arrow,
                     ..

@@ -138,12 +138,28 @@ fn syntax_error_has_a_span() {
 fn unsupported_constructs_name_themselves_and_suggest_full() {
     for (q, what) in [
         (
-            "SELECT x.n FROM (SELECT count(*) AS n FROM employees) AS x",
-            "aggregates",
+            "SELECT x.id FROM (SELECT id FROM employees LIMIT 3) AS x",
+            "LIMIT or OFFSET without ORDER BY in a subquery",
         ),
         (
-            "SELECT d.id, s.n FROM departments d, LATERAL (SELECT count(*) AS n FROM employees e WHERE e.department_id = d.id) AS s",
-            "LATERAL subqueries with GROUP BY, aggregates",
+            "SELECT d.id, (SELECT e.id FROM employees e WHERE e.department_id = d.id) AS n FROM departments d",
+            "scalar subqueries that may return more than one row",
+        ),
+        (
+            "SELECT d.id, (SELECT max(e.id) FROM employees e GROUP BY e.salary) AS n FROM departments d",
+            "scalar subqueries that may return more than one row",
+        ),
+        (
+            "SELECT d.id, (SELECT e.id FROM employees e LIMIT 1) AS n FROM departments d",
+            "LIMIT or OFFSET without ORDER BY",
+        ),
+        (
+            "SELECT x.n FROM (SELECT count(*) AS n, random() AS r FROM employees) AS x",
+            "random",
+        ),
+        (
+            "SELECT d.id, (SELECT max(e.salary) * random() FROM employees e WHERE e.department_id = d.id) AS m FROM departments d",
+            "random",
         ),
         (
             "SELECT d.id, s.eid FROM departments d CROSS JOIN LATERAL (SELECT e.id AS eid FROM employees e JOIN departments d2 ON d2.id = d.parent_id) AS s",
@@ -155,7 +171,7 @@ fn unsupported_constructs_name_themselves_and_suggest_full() {
         ),
         (
             "SELECT x.name FROM (SELECT DISTINCT ON (name) name FROM departments) AS x",
-            "subqueries in FROM, CTEs or views with GROUP BY, aggregates, DISTINCT",
+            "subqueries in FROM, CTEs or views with DISTINCT ON",
         ),
         (
             "SELECT DISTINCT department_id, count(*) AS n FROM employees GROUP BY department_id",
@@ -164,10 +180,6 @@ fn unsupported_constructs_name_themselves_and_suggest_full() {
         ("SELECT id, random() AS r FROM departments", "random"),
         ("SELECT id, now() AS t FROM departments", "now"),
         ("SELECT parent_id, count(*) AS n, rank() OVER (ORDER BY parent_id) AS r FROM departments GROUP BY parent_id", "window functions together with GROUP BY"),
-        (
-            "SELECT id, (SELECT count(*) FROM employees) AS n FROM departments",
-            "subqueries",
-        ),
         ("SELECT id FROM departments LIMIT 3", "LIMIT"),
         ("SELECT id FROM departments UNION SELECT id FROM employees EXCEPT SELECT 1 FROM events", "mix of set operators"),
     ] {
@@ -426,4 +438,144 @@ fn top_k_is_recomputed_when_a_source_changes() {
     let c = diff("SELECT id, salary FROM employees ORDER BY salary DESC, id LIMIT 3").unwrap();
     assert!(matches!(c.strategy, Strategy::RecomputeDiff { .. }));
     assert!(c.explain().contains("ORDER BY ... LIMIT"));
+}
+
+#[test]
+fn aggregates_below_the_top_and_scalar_subqueries_are_recomputed() {
+    for (q, why) in [
+        (
+            "SELECT x.n FROM (SELECT count(*) AS n FROM employees) AS x",
+            "GROUP BY or an aggregate in a subquery",
+        ),
+        (
+            "SELECT d.id, s.n FROM departments d, LATERAL (SELECT count(*) + 1 AS n FROM employees e WHERE e.department_id = d.id) AS s",
+            "GROUP BY or an aggregate in a subquery",
+        ),
+        (
+            "SELECT d.id, s.n FROM departments d, LATERAL (SELECT e.name, count(*) AS n FROM employees e WHERE e.department_id = d.id GROUP BY e.name) AS s",
+            "GROUP BY or an aggregate in a subquery",
+        ),
+        (
+            "SELECT d.id, n FROM departments d CROSS JOIN LATERAL (SELECT count(*) AS n FROM employees e WHERE e.department_id = d.id) AS s",
+            "GROUP BY or an aggregate in a subquery",
+        ),
+        (
+            "SELECT x.name FROM (SELECT DISTINCT d.name FROM departments d JOIN employees e ON e.department_id = d.id) AS x",
+            "DISTINCT in a subquery",
+        ),
+        (
+            "SELECT x.id FROM (SELECT id FROM employees ORDER BY id LIMIT 3) AS x",
+            "ORDER BY ... LIMIT in a subquery",
+        ),
+        (
+            "SELECT id, (SELECT count(*) FROM employees) AS n FROM departments",
+            "scalar subquery",
+        ),
+        (
+            "SELECT d.id, (SELECT max(e.salary) + 1 FROM employees e WHERE e.department_id = d.id) AS m FROM departments d",
+            "scalar subquery",
+        ),
+        (
+            "SELECT d.id, (SELECT max(e.salary) FROM employees e WHERE e.department_id = d.id OR e.id = d.id) AS m FROM departments d",
+            "scalar subquery",
+        ),
+        (
+            "SELECT d.id, count(*) AS n, (SELECT max(e.salary) FROM employees e WHERE e.department_id = d.id) AS m FROM departments d GROUP BY d.id",
+            "scalar subquery",
+        ),
+        (
+            "SELECT d.id FROM departments d WHERE d.id > (SELECT avg(e.department_id) FROM employees e)",
+            "scalar subquery",
+        ),
+        (
+            "SELECT d.id, (SELECT e.name FROM employees e WHERE e.department_id = d.id ORDER BY e.id LIMIT 1) AS first FROM departments d",
+            "scalar subquery",
+        ),
+    ] {
+        let c = diff(q).unwrap_or_else(|e| panic!("{q}: {e}"));
+        match &c.strategy {
+            Strategy::RecomputeDiff { reason } => assert!(reason.contains(why), "{q}: {reason}"),
+            s => panic!("{q}: {s:?}"),
+        }
+        let summary = c.strategy_summary();
+        assert!(summary.starts_with("recompute and apply the difference"), "{summary}");
+        assert!(c.explain().contains(why), "{q}");
+        let a = c.render(&c.placeholder_context());
+        assert!(a.differential_refresh.is_some(), "{q}");
+    }
+}
+
+#[test]
+fn a_scalar_count_is_not_null() {
+    let c = diff("SELECT d.id, (SELECT count(*) FROM employees e WHERE e.department_id = d.id) AS n, (SELECT max(e.salary) FROM employees e WHERE e.department_id = d.id) AS m FROM departments d").unwrap();
+    assert_eq!(c.columns[1].nullable, Some(false), "{:?}", c.columns);
+    assert_eq!(c.columns[1].sql_type.as_deref(), Some("bigint"));
+    assert_eq!(c.columns[2].nullable, Some(true), "{:?}", c.columns);
+}
+
+#[test]
+fn aggregate_subqueries_over_one_table_are_leaves() {
+    for q in [
+        "SELECT d.name, t.total FROM departments d JOIN (SELECT department_id, sum(salary) AS total FROM employees GROUP BY department_id) t ON t.department_id = d.id",
+        "SELECT d.name, t.total FROM departments d LEFT JOIN (SELECT e.department_id AS dept, sum(e.salary) AS total, min(e.name) AS first FROM employees e WHERE e.salary > 1 GROUP BY 1 HAVING count(*) > 1) t ON t.dept = d.id",
+        "WITH t AS (SELECT department_id, count(*) AS n FROM employees GROUP BY department_id) SELECT a.department_id, b.n FROM t a JOIN t b ON a.n = b.n",
+        "SELECT t.n, count(*) AS c FROM (SELECT department_id, count(*) AS n FROM employees GROUP BY department_id) t GROUP BY t.n",
+        "SELECT x.name, x.department_id FROM (SELECT DISTINCT name, department_id FROM employees) AS x JOIN departments d ON d.id = x.department_id",
+        "SELECT d.id, (SELECT max(e.salary) FROM employees e WHERE e.department_id = d.id) AS m FROM departments d",
+        "SELECT d.id, s.n FROM departments d, LATERAL (SELECT count(*) AS n FROM employees e WHERE e.department_id = d.id) AS s",
+        "SELECT d.id, s.n, s.total FROM departments d CROSS JOIN LATERAL (SELECT count(*) AS n, sum(e.salary) AS total FROM employees e WHERE e.department_id = d.id AND e.salary > 1) s WHERE s.n < 3",
+        "SELECT d.id, s.a FROM departments d LEFT JOIN LATERAL (SELECT max(e.salary) FROM employees e WHERE d.parent_id = e.department_id) AS s(a) ON true",
+        "SELECT d.id, (SELECT count(*) FROM employees e WHERE e.department_id = d.parent_id AND e.salary > 2) AS n, (SELECT sum(salary) FROM employees WHERE department_id = d.id) FROM departments d JOIN departments p ON p.id = d.parent_id",
+    ] {
+        let c = diff(q).unwrap_or_else(|e| panic!("{q}: {e}"));
+        assert_eq!(c.strategy, Strategy::Incremental, "{q}");
+        assert!(c.strategy_summary().contains("aggregate subquery"), "{q}");
+        assert!(c.explain().contains("AggregateSubquery"), "{q}");
+        // its table's buffer holds the columns it reads and the primary key
+        let e = c.sources.iter().position(|t| t.name.name == "employees").unwrap();
+        let cols = c.buffer_columns(e);
+        assert!(cols.contains(&"id".to_string()) && cols.contains(&"department_id".to_string()), "{q}: {cols:?}");
+    }
+    // joined on its group key: the delta of the other side reads its groups by key
+    let c = diff("SELECT d.name, t.total FROM departments d JOIN (SELECT department_id, sum(salary) AS total FROM employees GROUP BY department_id) t ON t.department_id = d.id").unwrap();
+    assert_eq!(c.buffer_columns(1), ["id", "department_id", "salary"]);
+    let a = c.render(&c.placeholder_context());
+    assert!(a.differential_refresh.unwrap().contains("JOIN LATERAL"));
+    // a group key that is not an output column: no row identity, recomputed
+    let c = diff(
+        "SELECT t.total FROM (SELECT sum(salary) AS total FROM employees GROUP BY department_id) t",
+    )
+    .unwrap();
+    assert!(matches!(c.strategy, Strategy::RecomputeDiff { .. }));
+}
+
+#[test]
+fn correlated_scalar_aggregates_keep_their_names_and_types() {
+    let c = diff("SELECT d.id, (SELECT count(*) FROM employees e WHERE e.department_id = d.id), (SELECT max(e.salary) FROM employees e WHERE e.department_id = d.id) AS top FROM departments d").unwrap();
+    assert_eq!(c.strategy, Strategy::Incremental);
+    assert_eq!(columns(&c), ["id", "count", "top"]);
+    assert_eq!(c.columns[1].nullable, Some(false));
+    assert_eq!(c.columns[2].nullable, Some(true));
+}
+
+#[test]
+fn rewritten_correlated_aggregates_keep_the_output_names() {
+    for (q, names) in [
+        (
+            "SELECT d.id, s.n, s.top AS \"Top\" FROM departments d CROSS JOIN LATERAL (SELECT count(*) AS n, max(e.salary) AS top FROM employees e WHERE e.department_id = d.id) s",
+            vec!["id", "n", "Top"],
+        ),
+        (
+            "SELECT d.id, s.a FROM departments d, LATERAL (SELECT count(*) FROM employees e WHERE e.department_id = d.id) s(a)",
+            vec!["id", "a"],
+        ),
+        (
+            "SELECT d.id, (SELECT count(*) AS \"Many\" FROM employees e WHERE e.department_id = d.id), (SELECT min(e.name) FROM employees e WHERE e.department_id = d.id) AS \"First\" FROM departments d",
+            vec!["id", "Many", "First"],
+        ),
+    ] {
+        let c = diff(q).unwrap_or_else(|e| panic!("{q}: {e}"));
+        assert_eq!(c.strategy, Strategy::Incremental, "{q}");
+        assert_eq!(columns(&c), names, "{q}");
+    }
 }

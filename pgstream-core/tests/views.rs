@@ -165,21 +165,34 @@ fn unknown_column_of_a_view_has_a_hint() {
 }
 
 #[test]
-fn a_view_without_a_strategy_is_rejected_naming_the_view() {
+fn an_aggregating_view_is_an_aggregate_subquery() {
     let q = "SELECT p.total FROM per_customer p JOIN customers c ON c.id = p.customer_id";
-    let e = compile_q(q, Mode::Differential).unwrap_err();
+    let c = compile_q(q, Mode::Differential).unwrap();
+    assert_eq!(c.strategy, Strategy::Incremental);
+    assert!(c.strategy_summary().contains("aggregate subquery"));
+    assert_eq!(sources(&c), ["public.orders", "public.customers"]);
+}
+
+#[test]
+fn a_view_without_a_strategy_is_rejected_naming_the_view() {
+    let cat = Catalog::from_ddl(&format!(
+        "{SCHEMA} CREATE VIEW some_orders AS SELECT customer_id, amount AS total FROM orders LIMIT 5;"
+    ))
+    .unwrap();
+    let q = "SELECT p.total FROM some_orders p JOIN customers c ON c.id = p.customer_id";
+    let e = compile(&spec(q, Mode::Differential), &cat).unwrap_err();
     let Error::Unsupported(d) = &e else {
         panic!("{e}")
     };
     assert!(
-        d.message.contains("in the view `per_customer`"),
+        d.message.contains("in the view `some_orders`"),
         "{}",
         d.message
     );
     // the span points at the reference in the user's query
-    assert_eq!(&q[d.span.clone().unwrap()], "per_customer p");
+    assert_eq!(&q[d.span.clone().unwrap()], "some_orders p");
     // FULL mode takes it
-    let c = compile_q(q, Mode::Full).unwrap();
+    let c = compile(&spec(q, Mode::Full), &cat).unwrap();
     assert_eq!(sources(&c), ["public.orders", "public.customers"]);
     let a = c.render(&c.placeholder_context());
     assert!(

@@ -2,7 +2,7 @@
 //! correctness. This test binary makes row ids collide (a hash reduced to three
 //! values, for everything it compiles) and runs the oracle over one query of each
 //! strategy: keyed rows, aggregate counters, group recompute, bags, windows, set
-//! operations, recompute-and-diff and FULL mode.
+//! operations, aggregate subqueries, recompute-and-diff and FULL mode.
 
 mod common;
 use common::Tables::*;
@@ -58,6 +58,12 @@ colliding!(
     307,
     "SELECT DISTINCT department_id, salary FROM employees"
 );
+colliding!(collide_aggregate_subquery, D, Org, 308,
+    "SELECT d.id, t.n, t.top FROM departments d RIGHT JOIN \
+     (SELECT department_id, count(*) AS n, max(salary) AS top FROM employees GROUP BY department_id) t \
+     ON t.department_id = d.parent_id");
+colliding!(collide_correlated_scalar_count, D, Org, 309,
+    "SELECT d.id, (SELECT count(*) FROM employees e WHERE e.department_id = d.id) AS n FROM departments d");
 
 #[test]
 fn the_switch_changes_the_generated_sql() {

@@ -160,3 +160,106 @@ oracle!(cross_join_lateral_over_join, D, OrgProjects, 232,
 oracle!(lateral_under_aggregate, D, Org, 233,
     "SELECT d.name, count(s.eid) AS n, sum(s.salary) AS total FROM departments d LEFT JOIN LATERAL \
      (SELECT e.id AS eid, e.salary FROM employees e WHERE e.department_id = d.id) AS s ON true GROUP BY d.name");
+
+// Aggregates, DISTINCT and ORDER BY ... LIMIT below the top of the query, and scalar
+// subqueries (see `docs/SQL_SUPPORT.md` for the strategy of each).
+oracle!(
+    aggregate_subquery_joined_on_its_group_key,
+    D,
+    Org,
+    240,
+    "SELECT d.id, d.name, t.total, t.n, t.top FROM departments d JOIN \
+     (SELECT department_id, sum(salary) AS total, count(*) AS n, max(salary) AS top \
+      FROM employees GROUP BY department_id) t ON t.department_id = d.parent_id"
+);
+oracle!(
+    aggregate_subquery_under_left_join,
+    D,
+    Org,
+    241,
+    "SELECT d.id, t.total, t.n FROM departments d LEFT JOIN \
+     (SELECT department_id, sum(salary) AS total, count(salary) AS n FROM employees \
+      WHERE name IS NOT NULL GROUP BY department_id) t ON t.department_id = d.id"
+);
+oracle!(cte_with_group_by_referenced_twice, D, Org, 242,
+    "WITH t AS (SELECT department_id, count(*) AS n, max(salary) AS top FROM employees GROUP BY department_id) \
+     SELECT a.department_id, a.n, a.top, b.department_id AS other FROM t a JOIN t b \
+     ON a.n = b.n AND a.department_id < b.department_id");
+oracle!(
+    distinct_subquery_joined,
+    D,
+    Org,
+    243,
+    "SELECT d.id, x.name FROM departments d JOIN \
+     (SELECT DISTINCT department_id, name FROM employees) x ON x.department_id = d.id"
+);
+oracle!(limit_subquery_ordered_by_a_unique_key, D, Org, 244,
+    "SELECT x.id, x.salary, d.name FROM (SELECT id, department_id, salary FROM employees ORDER BY id LIMIT 5) x \
+     LEFT JOIN departments d ON d.id = x.department_id");
+oracle!(correlated_scalar_count, D, Org, 245,
+    "SELECT d.id, d.name, (SELECT count(*) FROM employees e WHERE e.department_id = d.id) AS n FROM departments d");
+oracle!(correlated_scalar_max, D, Org, 246,
+    "SELECT d.id, (SELECT max(e.salary) FROM employees e WHERE e.department_id = d.parent_id) AS top FROM departments d");
+oracle!(uncorrelated_scalar_in_where, D, Org, 247,
+    "SELECT e.id, e.name, e.salary FROM employees e WHERE e.salary > (SELECT avg(salary) FROM employees)");
+oracle!(lateral_aggregate, D, Org, 248,
+    "SELECT d.id, s.n, s.total FROM departments d CROSS JOIN LATERAL \
+     (SELECT count(*) AS n, sum(e.salary) AS total FROM employees e WHERE e.department_id = d.id) s");
+oracle!(aggregate_over_an_aggregate_subquery_with_null_keys, D, Org, 249,
+    "SELECT t.n, count(*) AS groups, sum(t.total) AS total FROM \
+     (SELECT department_id, count(*) AS n, sum(salary) AS total FROM employees GROUP BY department_id) t GROUP BY t.n");
+oracle!(aggregate_subquery_over_a_keyless_source, D, Events, 250,
+    "SELECT s.kind, s.n, s.total, s.low FROM \
+     (SELECT kind, count(*) AS n, sum(amount) AS total, min(weight) AS low FROM events WHERE amount <> 0 GROUP BY kind HAVING count(*) > 1) s");
+oracle!(distinct_subquery_over_a_join, D, OrgProjects, 251,
+    "SELECT x.name, p.id AS project FROM (SELECT DISTINCT d.name, d.id FROM departments d JOIN employees e ON e.department_id = d.id) x \
+     JOIN projects p ON p.department_id = x.id");
+oracle!(correlated_scalars_over_a_join, D, Org, 252,
+    "SELECT d.id, p.name AS parent, \
+     (SELECT count(*) FILTER (WHERE e.salary > 15) FROM employees e WHERE e.department_id = d.parent_id AND e.name IS NOT NULL) AS n, \
+     (SELECT sum(salary) FROM employees WHERE department_id = d.id) \
+     FROM departments d LEFT JOIN departments p ON p.id = d.parent_id WHERE d.id > 2");
+oracle!(correlated_scalar_first_row_recomputed, D, Org, 253,
+    "SELECT d.id, (SELECT e.id FROM employees e WHERE e.department_id = d.id ORDER BY e.salary DESC NULLS LAST, e.id LIMIT 1) AS top_earner FROM departments d");
+oracle!(
+    aggregate_subquery_in_exists,
+    D,
+    Org,
+    254,
+    "SELECT d.id, d.name FROM departments d WHERE EXISTS \
+     (SELECT 1 FROM (SELECT department_id, count(*) AS n FROM employees GROUP BY department_id) t \
+      WHERE t.department_id = d.id AND t.n > 1)"
+);
+oracle!(aggregate_cte_joined_with_itself_on_its_key, D, Org, 255,
+    "WITH t AS (SELECT department_id, count(*) AS n, max(salary) AS top FROM employees WHERE salary > 15 GROUP BY department_id) \
+     SELECT a.department_id, a.n, b.top FROM t a JOIN t b ON b.department_id = a.department_id");
+oracle!(aggregate_subquery_under_full_join, D, OrgProjects, 256,
+    "SELECT p.id, p.budget, t.department_id, t.n FROM projects p FULL JOIN \
+     (SELECT department_id, count(*) AS n FROM employees GROUP BY department_id) t ON t.department_id = p.department_id");
+// Aliases inside the subqueries named like the aliases of the generated SQL.
+oracle!(aggregate_subqueries_with_clashing_aliases, D, Org, 257,
+    "SELECT d.id, a.top, b.n FROM departments d \
+     JOIN (SELECT l.department_id, max(l.salary) AS top FROM employees l GROUP BY l.department_id) a ON a.department_id = d.id \
+     LEFT JOIN (SELECT k.department_id, count(*) AS n FROM employees k WHERE k.salary > 15 GROUP BY k.department_id) b \
+     ON b.department_id = d.parent_id");
+oracle!(aggregate_subquery_with_two_keys, D, Org, 258,
+    "SELECT e.id, s.n, s.total FROM employees e LEFT JOIN \
+     (SELECT r.department_id, r.name, count(*) AS n, sum(r.salary) AS total FROM employees r GROUP BY r.department_id, r.name) s \
+     ON s.department_id = e.department_id AND s.name = e.name");
+oracle!(lateral_aggregate_counted_in_where, D, Org, 259,
+    "SELECT d.id, s.n, s.top FROM departments d, \
+     LATERAL (SELECT count(e.salary) AS n, max(e.salary) AS top FROM employees e WHERE e.department_id = d.parent_id AND e.salary > 15) s \
+     WHERE s.n < 2");
+oracle!(left_join_lateral_aggregate_with_column_names, D, Org, 260,
+    "SELECT d.id, s.a, s.b FROM departments d LEFT JOIN LATERAL \
+     (SELECT count(*), min(e.name) FROM employees e WHERE d.id = e.department_id) AS s(a, b) ON true");
+oracle!(lateral_grouped_recomputed, D, Org, 261,
+    "SELECT d.id, s.name, s.n FROM departments d CROSS JOIN LATERAL \
+     (SELECT e.name, count(*) AS n FROM employees e WHERE e.department_id = d.id GROUP BY e.name) s");
+oracle!(filtered_aggregate_subquery_under_left_join, D, Org, 262,
+    "SELECT d.id, x.n FROM departments d LEFT JOIN \
+     (SELECT t.department_id, t.n FROM (SELECT department_id, count(*) AS n FROM employees GROUP BY department_id) t WHERE t.n > 1) x \
+     ON x.department_id = d.id");
+oracle!(union_all_over_an_aggregate_subquery, D, Org, 263,
+    "SELECT t.department_id AS k, t.n FROM (SELECT department_id, count(*) AS n FROM employees GROUP BY department_id) t \
+     UNION ALL SELECT d.parent_id, d.id FROM departments d");

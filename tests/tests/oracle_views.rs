@@ -23,7 +23,7 @@ const NAMED_STAFF: &str = "CREATE VIEW named_staff (staff_id, staff_name) AS
     SELECT id, name, dept, parent_id FROM staff WHERE name IS NOT NULL";
 /// A view with a column list, read by an aggregate.
 const PAY: &str = "CREATE VIEW pay (dept, amount) AS SELECT department_id, salary FROM employees";
-/// A view with GROUP BY: no delta rule below a join, so FULL mode only.
+/// A view with GROUP BY.
 const DEPT_TOTALS: &str = "CREATE VIEW dept_totals AS
     SELECT department_id, sum(salary) AS total, count(*) AS n FROM employees GROUP BY department_id";
 
@@ -77,6 +77,15 @@ oracle!(
     Mode::Full,
     Org,
     506,
+    ddl = [DEPT_TOTALS],
+    "SELECT d.name, t.total, t.n FROM dept_totals t JOIN departments d ON d.id = t.department_id"
+);
+
+oracle!(
+    aggregating_view_joined_with_a_table,
+    D,
+    Org,
+    507,
     ddl = [DEPT_TOTALS],
     "SELECT d.name, t.total, t.n FROM dept_totals t JOIN departments d ON d.id = t.department_id"
 );
