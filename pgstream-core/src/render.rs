@@ -52,6 +52,31 @@ pub struct Artifacts {
 
 const W: &str = "\"__pgs_w\"";
 
+/// The AND-ed parts of a join condition, with the parentheses around any part (and
+/// around nested conjunctions) dropped.
+fn conjuncts<'e>(e: &'e Expr, out: &mut Vec<&'e Expr>) {
+    match e {
+        Expr::BinaryOp {
+            left,
+            op: BinaryOperator::And,
+            right,
+        } => {
+            conjuncts(left, out);
+            conjuncts(right, out);
+        }
+        Expr::Nested(inner) => conjuncts(inner, out),
+        other => out.push(other),
+    }
+}
+
+/// An expression without the parentheses around it.
+fn unnest(e: &Expr) -> &Expr {
+    match e {
+        Expr::Nested(inner) => unnest(inner),
+        other => other,
+    }
+}
+
 fn col(leaf: usize, col: usize) -> String {
     qi(&format!("__pgs_c{leaf}_{col}"))
 }
@@ -770,26 +795,6 @@ impl Inc<'_> {
     /// of equalities `o.column = expression over p` (at least one), conditions on `p`
     /// alone, and conditions on `o` alone, and the key columns can be grouped.
     fn keyed_condition(&self, on: &Expr, p: &[usize], o: &[usize]) -> Option<KeyedCondition> {
-        fn conjuncts<'e>(e: &'e Expr, out: &mut Vec<&'e Expr>) {
-            match e {
-                Expr::BinaryOp {
-                    left,
-                    op: BinaryOperator::And,
-                    right,
-                } => {
-                    conjuncts(left, out);
-                    conjuncts(right, out);
-                }
-                Expr::Nested(inner) => conjuncts(inner, out),
-                other => out.push(other),
-            }
-        }
-        fn unnest(e: &Expr) -> &Expr {
-            match e {
-                Expr::Nested(inner) => unnest(inner),
-                other => other,
-            }
-        }
         let mut parts = Vec::new();
         conjuncts(on, &mut parts);
         let mut k = KeyedCondition {
@@ -1012,26 +1017,6 @@ impl Inc<'_> {
     /// side), the subquery restricted to the keys of the other side's row `q`, as a
     /// `LATERAL` relation: a delta term then reads only the groups its rows join.
     fn agg_lookup(&self, t: &Tree, on: &Expr, other: &[usize], q: &str) -> Option<String> {
-        fn conjuncts<'e>(e: &'e Expr, out: &mut Vec<&'e Expr>) {
-            match e {
-                Expr::BinaryOp {
-                    left,
-                    op: BinaryOperator::And,
-                    right,
-                } => {
-                    conjuncts(left, out);
-                    conjuncts(right, out);
-                }
-                Expr::Nested(inner) => conjuncts(inner, out),
-                other => out.push(other),
-            }
-        }
-        fn unnest(e: &Expr) -> &Expr {
-            match e {
-                Expr::Nested(inner) => unnest(inner),
-                other => other,
-            }
-        }
         let Tree::Leaf(i) = t else { return None };
         let a = self.b.leaves[*i].agg.as_ref()?;
         let mut parts = Vec::new();

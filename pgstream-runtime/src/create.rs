@@ -614,15 +614,8 @@ pub(crate) async fn backfill_views(pool: &PgPool) -> Result<()> {
     let mut conn = pool.acquire().await.step(None, STEP)?;
     let catalog = load_catalog(&mut conn).await?;
     for (id, schema, table, query, mode, schedule) in rows {
-        let name = display_name(&QualifiedName::new(schema.clone(), table.clone()));
-        let spec = match (mode.parse(), schedule.parse()) {
-            (Ok(mode), Ok(schedule)) => StreamTableSpec {
-                name: QualifiedName::new(schema, table),
-                query,
-                schedule,
-                mode,
-            },
-            _ => continue,
+        let Some((name, spec)) = stored_spec(schema, table, query, &mode, &schedule) else {
+            continue;
         };
         match compile(&spec, &catalog) {
             Ok(compiled) => {
@@ -638,6 +631,25 @@ pub(crate) async fn backfill_views(pool: &PgPool) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The display name and spec of a stream table from its catalog row (`None` when the
+/// stored mode or schedule no longer parses).
+fn stored_spec(
+    schema: String,
+    table: String,
+    query: String,
+    mode: &str,
+    schedule: &str,
+) -> Option<(String, StreamTableSpec)> {
+    let name = QualifiedName::new(schema, table);
+    let spec = StreamTableSpec {
+        name: name.clone(),
+        query,
+        schedule: schedule.parse().ok()?,
+        mode: mode.parse().ok()?,
+    };
+    Some((display_name(&name), spec))
 }
 
 /// Stream tables created before catalog version 2 have no recorded source columns:
@@ -663,15 +675,8 @@ pub(crate) async fn backfill_source_columns(pool: &PgPool) -> Result<()> {
         .step(None, "recording the source columns")?;
     let catalog = load_catalog(&mut conn).await?;
     for (id, schema, table, query, mode, schedule) in rows {
-        let name = display_name(&QualifiedName::new(schema.clone(), table.clone()));
-        let spec = match (mode.parse(), schedule.parse()) {
-            (Ok(mode), Ok(schedule)) => StreamTableSpec {
-                name: QualifiedName::new(schema, table),
-                query,
-                schedule,
-                mode,
-            },
-            _ => continue,
+        let Some((name, spec)) = stored_spec(schema, table, query, &mode, &schedule) else {
+            continue;
         };
         let compiled = match compile(&spec, &catalog) {
             Ok(c) => c,

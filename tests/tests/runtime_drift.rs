@@ -40,6 +40,17 @@ async fn status_of(pool: &PgPool, name: &str) -> StreamTableStatus {
         .unwrap_or_else(|| panic!("no status for {name}"))
 }
 
+/// Start a runtime without its scheduler (the start-up checks and backfills run),
+/// then shut it down.
+async fn start_up(db: &TestDb) {
+    let rt = Runtime::builder(db.pool.clone())
+        .scheduler(false)
+        .start()
+        .await
+        .unwrap();
+    rt.shutdown().await;
+}
+
 async fn rows(pool: &PgPool, table: &str) -> Vec<String> {
     sqlx::query_scalar(&format!(
         "SELECT s::text FROM (SELECT * FROM {table}) s ORDER BY 1"
@@ -219,12 +230,7 @@ async fn start_up_records_missing_source_columns() {
     assert!(!before.contains(r#""column": "unused""#), "{before}");
     db.exec("UPDATE pgstream.pgs_stream_tables SET source_columns = '[]'")
         .await;
-    let rt = Runtime::builder(db.pool.clone())
-        .scheduler(false)
-        .start()
-        .await
-        .unwrap();
-    rt.shutdown().await;
+    start_up(&db).await;
     let after: String = sqlx::query_scalar(recorded)
         .fetch_one(&db.pool)
         .await
@@ -426,12 +432,7 @@ async fn view_drift_found_at_refresh_and_start_up_without_event_trigger() {
     assert_eq!(status_of(&db.pool, "sv").await.status, "ERROR");
 
     assert_eq!(status_of(&db.pool, "svv").await.status, "ACTIVE");
-    let rt = Runtime::builder(db.pool.clone())
-        .scheduler(false)
-        .start()
-        .await
-        .unwrap();
-    rt.shutdown().await;
+    start_up(&db).await;
     let s = status_of(&db.pool, "svv").await;
     assert_eq!(s.status, "ERROR");
     assert_eq!(
@@ -459,12 +460,7 @@ async fn start_up_records_missing_views() {
          UPDATE pgstream.pgs_stream_tables SET views_recorded = false;",
     )
     .await;
-    let rt = Runtime::builder(db.pool.clone())
-        .scheduler(false)
-        .start()
-        .await
-        .unwrap();
-    rt.shutdown().await;
+    start_up(&db).await;
     let after: String = sqlx::query_scalar(recorded)
         .fetch_one(&db.pool)
         .await
