@@ -157,6 +157,8 @@ impl RuntimeBuilder {
         crate::create::backfill_views(&self.pool).await?;
         check_field_types(&self.pool, &self.specs, &self.fields, true).await?;
         check_drift(&self.pool).await?;
+        // Requests from SQL made while no runtime was running.
+        crate::requests::process_requests(&self.pool).await?;
         Ok(Runtime::spawn(
             self.pool,
             self.tick,

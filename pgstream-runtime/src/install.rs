@@ -15,13 +15,17 @@ use crate::error::{Error, Result, Step};
 use sqlx::PgPool;
 
 /// The version of the catalog schema this runtime installs.
-pub const SCHEMA_VERSION: i32 = 6;
+pub const SCHEMA_VERSION: i32 = 7;
 
 /// First key of every pgstream advisory lock (`'pgst'`); the second key is the
 /// stream table id, or 0 for installation.
 pub(crate) const LOCK_CLASS: i32 = 0x7067_7374;
 /// First key of the advisory lock that serialises creations of one name.
 pub(crate) const CREATE_LOCK_CLASS: i32 = LOCK_CLASS + 1;
+/// First key of the shared advisory lock a running runtime holds (second key 0) on
+/// the connection that listens for requests from SQL: `pgstream._runtime_running()`
+/// looks for it in `pg_locks`.
+pub(crate) const RUNTIME_LOCK_CLASS: i32 = LOCK_CLASS + 2;
 
 const BOOTSTRAP: &str = "
 CREATE SCHEMA IF NOT EXISTS pgstream;
@@ -39,6 +43,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (4, include_str!("sql/schema_v4.sql")),
     (5, include_str!("sql/schema_v5.sql")),
     (6, include_str!("sql/schema_v6.sql")),
+    (7, include_str!("sql/schema_v7.sql")),
 ];
 
 /// The SQL functions and views, recreated at every upgrade.
@@ -145,4 +150,15 @@ async fn install_functions(tx: &mut sqlx::PgConnection, hash: &str) -> Result<()
     .await
     .step(None, STEP)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{FUNCTIONS, RUNTIME_LOCK_CLASS};
+
+    /// `pgstream._runtime_running()` looks for the runtime's lock by its number.
+    #[test]
+    fn functions_name_the_runtime_lock_class() {
+        assert!(FUNCTIONS.contains(&format!("l.classid = {RUNTIME_LOCK_CLASS} ")));
+    }
 }

@@ -750,22 +750,6 @@ async fn stream_table_over_stream_table() {
 }
 
 #[tokio::test]
-async fn create_from_sql_explains_how() {
-    let db = test_db().await;
-    pgstream_runtime::install(&db.pool).await.unwrap();
-    let err =
-        sqlx::query("SELECT pgstream.create_stream_table('x', 'SELECT 1', '30s', 'DIFFERENTIAL')")
-            .execute(&db.pool)
-            .await
-            .unwrap_err();
-    assert!(
-        err.to_string()
-            .contains("cannot create stream table x from SQL"),
-        "{err}"
-    );
-}
-
-#[tokio::test]
 async fn reused_capture_follows_added_columns() {
     let db = test_db().await;
     setup_t(&db).await;
