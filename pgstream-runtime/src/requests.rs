@@ -236,6 +236,37 @@ async fn check_privileges(
         rendered: e.render(&spec.query),
         source: Box::new(e),
     })?;
+    // Every refresh runs the query as the runtime's role (often a superuser): a
+    // function or operator outside pg_catalog that the requesting role wrote would run
+    // with those privileges. Only a superuser (or the runtime's own role) may ask for one.
+    let trusted: bool = sqlx::query_scalar(
+        "SELECT $1 = current_user::text
+             OR EXISTS (SELECT 1 FROM pg_catalog.pg_roles q WHERE q.rolname = $1 AND q.rolsuper)",
+    )
+    .bind(requester)
+    .fetch_one(&mut *conn)
+    .await
+    .step(Some(&name), "checking the requesting role's privileges")?;
+    if !trusted {
+        let foreign = compiled
+            .functions
+            .iter()
+            .find(|(schema, _)| schema.as_deref().is_some_and(|s| s != "pg_catalog"))
+            .map(|(s, n)| format!("function {}.{n}", s.as_deref().unwrap_or_default()))
+            .or_else(|| {
+                spec.query
+                    .to_ascii_uppercase()
+                    .contains("OPERATOR(")
+                    .then(|| "an operator named with OPERATOR(...)".to_string())
+            });
+        if let Some(what) = foreign {
+            return Err(Error::Invalid(format!(
+                "stream table {name}: the query calls {what}, outside pg_catalog; every refresh \
+                 would run it as the runtime's role on behalf of role {requester}, so only a \
+                 superuser may request it (or create it with `pgstream create`)"
+            )));
+        }
+    }
     let relations: Vec<String> = compiled
         .sources
         .iter()

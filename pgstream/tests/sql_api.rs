@@ -778,6 +778,28 @@ async fn a_role_may_request_only_over_what_it_may_read() {
         Some(alice.clone())
     );
 
+    // A function of its own would run as the runtime's role at every refresh.
+    sql(
+        p,
+        &format!(
+        "CREATE FUNCTION public.bump(x int) RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT x + 1';
+         ALTER FUNCTION public.bump(int) OWNER TO {alice};"
+    ),
+    )
+    .await;
+    sqlx::raw_sql("SELECT pgstream.create_stream_table('bumped', 'SELECT public.bump(id) AS b FROM departments', '1m', 'FULL')")
+        .execute(&mut a)
+        .await
+        .unwrap();
+    let e = sqlx::raw_sql("SELECT pgstream.wait_for_stream_table('bumped')")
+        .execute(&mut a)
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("public.bump, outside pg_catalog"),
+        "{e}"
+    );
+
     // With SELECT on every source: created, readable by alice, owned by the runtime's role.
     sql(p, &format!("GRANT SELECT ON employees TO {alice}")).await;
     sqlx::raw_sql(&step3()).execute(&mut a).await.unwrap();
