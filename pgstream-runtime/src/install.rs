@@ -59,6 +59,12 @@ const STEP: &str = "installing the pgstream catalog";
 /// Safe to call any number of times, also concurrently.
 pub async fn install(pool: &PgPool) -> Result<()> {
     let mut tx = pool.begin().await.step(None, STEP)?;
+    // `CREATE SCHEMA IF NOT EXISTS` and friends say "already exists, skipping" as
+    // NOTICEs, which sqlx logs at INFO: not news to the application's log.
+    sqlx::query("SET LOCAL client_min_messages = warning")
+        .execute(&mut *tx)
+        .await
+        .step(None, STEP)?;
     sqlx::query("SELECT pg_advisory_xact_lock($1, 0)")
         .bind(LOCK_CLASS)
         .execute(&mut *tx)

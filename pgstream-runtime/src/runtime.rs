@@ -24,6 +24,7 @@ const REQUEST_POLL: Duration = Duration::from_secs(5);
 #[derive(Debug)]
 pub struct Runtime {
     handle: RuntimeHandle,
+    tick: Duration,
     policy: FailurePolicy,
     cancel: CancellationToken,
     tracker: TaskTracker,
@@ -61,6 +62,7 @@ impl Runtime {
         tracker.close();
         Runtime {
             handle: RuntimeHandle { pool },
+            tick,
             policy,
             cancel,
             tracker,
@@ -121,7 +123,7 @@ impl Runtime {
     /// started with `.scheduler(false)`).
     pub async fn run_once(&self) -> Result<()> {
         crate::requests::process_requests(&self.handle.pool).await?;
-        crate::scheduler::run_once(&self.handle.pool, &self.policy, &self.cancel).await
+        crate::scheduler::run_once(&self.handle.pool, self.tick, &self.policy, &self.cancel).await
     }
 
     /// Stop the scheduler and wait until it has stopped; a refresh in progress
