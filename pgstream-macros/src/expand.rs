@@ -63,6 +63,13 @@ fn schedule_help(msg: &str) -> &'static str {
 fn analyse<'a>(cx: &Ctxt, args: TokenStream, input: &'a DeriveInput) -> Option<Expansion<'a>> {
     let attrs = Attrs::from_args(cx, args);
     let cont = Container::from_ast(cx, input);
+    if let Some(span) = derives_from_row(input) {
+        cx.error_at(
+            span,
+            "#[stream_table] implements `sqlx::FromRow` for this struct already (each field read \
+             from its column): remove `FromRow` from this derive",
+        );
+    }
 
     // An invalid value is reported, and a stand-in keeps the checks going so that one
     // build reports every problem; nothing is generated after an error anyway.
@@ -300,6 +307,66 @@ pub(crate) fn snake_case(ident: &str) -> String {
 pub(crate) fn token_stream_with_error(mut item: TokenStream, error: syn::Error) -> TokenStream {
     item.extend(error.into_compile_error());
     item
+}
+
+/// After an error, stand-ins for the two impls, so that the code using the struct
+/// (`register::<X>()`, `query_as::<_, X>`) does not add "the trait `StreamTable` is not
+/// implemented" errors to the one that matters. They are never used: the build fails.
+/// No `FromRow` stand-in when the struct derives one itself (that is an error too).
+pub(crate) fn stand_in_impls(input: &DeriveInput) -> TokenStream {
+    if !matches!(input.data, syn::Data::Struct(_)) {
+        return TokenStream::new();
+    }
+    let ident = &input.ident;
+    let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
+    let from_row = if derives_from_row(input).is_some() || !input.generics.params.is_empty() {
+        TokenStream::new()
+    } else {
+        quote! {
+            #[automatically_derived]
+            impl<'__r> ::pgstream::__private::sqlx::FromRow<'__r, ::pgstream::__private::sqlx::postgres::PgRow>
+                for #ident
+            {
+                fn from_row(
+                    _: &'__r ::pgstream::__private::sqlx::postgres::PgRow,
+                ) -> ::core::result::Result<Self, ::pgstream::__private::sqlx::Error> {
+                    ::core::unreachable!("#[stream_table] failed to compile")
+                }
+            }
+        }
+    };
+    quote! {
+        const _: () = {
+            #[automatically_derived]
+            impl #impl_generics ::pgstream::__private::StreamTable for #ident #ty_generics #where_clause {
+                const DEF: ::pgstream::__private::StreamTableDef = ::pgstream::__private::StreamTableDef {
+                    schema: "",
+                    name: "",
+                    query: "",
+                    schedule: "",
+                    mode: ::pgstream::__private::Mode::Full,
+                    columns: &[],
+                };
+                const FIELDS: &'static [::pgstream::__private::FieldDef] = &[];
+            }
+            #from_row
+        };
+    }
+}
+
+/// The `FromRow` in a `#[derive(...)]` on the struct, if any (`FromRow`,
+/// `sqlx::FromRow`, ...).
+pub(crate) fn derives_from_row(input: &DeriveInput) -> Option<Span> {
+    let mut found = None;
+    for attr in input.attrs.iter().filter(|a| a.path().is_ident("derive")) {
+        let _ = attr.parse_nested_meta(|meta| {
+            if let Some(last) = meta.path.segments.last().filter(|s| s.ident == "FromRow") {
+                found = Some(last.ident.span());
+            }
+            Ok(())
+        });
+    }
+    found
 }
 
 /// The error for an item that is not even a struct, enum or union.

@@ -113,12 +113,19 @@ use proc_macro::TokenStream;
 #[proc_macro_attribute]
 pub fn stream_table(args: TokenStream, item: TokenStream) -> TokenStream {
     let original = proc_macro2::TokenStream::from(item.clone());
-    let result = match syn::parse::<syn::DeriveInput>(item) {
-        Ok(input) => expand::expand(args.into(), &input),
+    let input = syn::parse::<syn::DeriveInput>(item);
+    let result = match &input {
+        Ok(input) => expand::expand(args.into(), input),
         Err(_) => Err(expand::not_a_struct()),
     };
     match result {
         Ok(tokens) => tokens.into(),
-        Err(err) => expand::token_stream_with_error(original, err).into(),
+        Err(err) => {
+            let mut out = expand::token_stream_with_error(original, err);
+            if let Ok(input) = &input {
+                out.extend(expand::stand_in_impls(input));
+            }
+            out.into()
+        }
     }
 }
