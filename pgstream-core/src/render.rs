@@ -81,6 +81,21 @@ fn col(leaf: usize, col: usize) -> String {
     qi(&format!("__pgs_c{leaf}_{col}"))
 }
 
+/// The select item of a source column under the uniform name `alias`: `q.column` when
+/// the query reads it (it is in `needed`), else [`UNREAD`], so that the statement
+/// does not name a column the query does not use.
+fn unread_null(q: &str, c: &crate::catalog::Column, needed: &[String], alias: String) -> String {
+    if needed.contains(&c.name) {
+        format!("{q}.{} AS {alias}", qi(&c.name))
+    } else {
+        format!("{UNREAD} AS {alias}")
+    }
+}
+
+/// What stands for a column the query does not read: its type is not named either,
+/// so that nothing depends on it.
+const UNREAD: &str = "NULL::pg_catalog.text";
+
 /// Test only: make row ids collide (see [`crate::testing`]).
 pub(crate) static WEAK_ROW_HASH: std::sync::atomic::AtomicBool =
     std::sync::atomic::AtomicBool::new(false);
@@ -394,8 +409,28 @@ fn storage_ddl(st: &str, new_rows: &str) -> Vec<String> {
 }
 
 fn recompute_artifacts(c: &Compiled, ctx: &RenderContext, st: &str, query_sql: &str) -> Artifacts {
+    // The output columns by name: a `*` the compiler could not expand (over a
+    // subquery, or a join with `USING`) then still gives the compiled columns after
+    // a column is added to a source.
+    let names: Vec<String> = c.columns.iter().map(|c| c.name.clone()).collect();
+    let unique = names
+        .iter()
+        .enumerate()
+        .all(|(i, n)| !names[..i].contains(n));
+    let query_sql = if unique {
+        format!(
+            "SELECT {} FROM ({query_sql}) AS \"__pgs_q\"",
+            names
+                .iter()
+                .map(|n| format!("\"__pgs_q\".{}", qi(n)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    } else {
+        query_sql.to_string()
+    };
     // Duplicate rows are told apart by their ordinal among equal rows.
-    let new_rows = numbered(query_sql);
+    let new_rows = numbered(&query_sql);
     let full = diff_statement(st, ctx, &[], &new_rows, None);
     let differential = match c.strategy {
         Strategy::RecomputeDiff { .. } => {
@@ -462,12 +497,15 @@ impl Inc<'_> {
             }
             Tree::Leaf(i) => {
                 let l = &self.b.leaves[*i];
+                // Only the columns the query reads are named: a column it does not
+                // read may be dropped, renamed or retyped without breaking anything.
+                let needed = self.c.buffer_columns(l.source);
                 let cols: Vec<String> = l
                     .table
                     .columns
                     .iter()
                     .enumerate()
-                    .map(|(j, c)| format!("t.{} AS {}", qi(&c.name), col(*i, j)))
+                    .map(|(j, c)| unread_null("t", c, &needed, col(*i, j)))
                     .collect();
                 format!(
                     "(SELECT {} FROM {} AS t)",
@@ -522,8 +560,16 @@ impl Inc<'_> {
         self.cols(t)
             .into_iter()
             .map(|(l, c)| {
+                let leaf = &self.b.leaves[l];
                 if keep.contains(&l) {
                     format!("{q}.{}", col(l, c))
+                } else if leaf.agg.is_none()
+                    && !self
+                        .c
+                        .buffer_columns(leaf.source)
+                        .contains(&leaf.table.columns[c].name)
+                {
+                    format!("{UNREAD} AS {}", col(l, c))
                 } else {
                     format!(
                         "NULL::{} AS {}",
@@ -583,13 +629,7 @@ impl Inc<'_> {
                     .columns
                     .iter()
                     .enumerate()
-                    .map(|(j, c)| {
-                        if needed.contains(&c.name) {
-                            format!("b.{} AS {}", qi(&c.name), col(*i, j))
-                        } else {
-                            format!("NULL::{} AS {}", c.sql_type, col(*i, j))
-                        }
-                    })
+                    .map(|(j, c)| unread_null("b", c, &needed, col(*i, j)))
                     .collect();
                 let name = format!("__pgs_d{i}");
                 self.ctes.push((
