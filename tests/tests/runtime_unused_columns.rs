@@ -312,3 +312,57 @@ async fn star_queries_keep_their_columns_when_a_column_is_added() {
         }
     }
 }
+
+/// A refresh that fails because its stored statement no longer matches the schema in
+/// a way the drift check does not see (here a function the query calls was dropped)
+/// puts the stream table in the `ERROR` state with the message; resume checks again
+/// (it plans the stored statements) and refuses until the function is back.
+#[tokio::test]
+async fn a_refresh_failing_on_the_schema_is_an_error_state_and_resume_checks_again() {
+    let db = test_db().await;
+    db.exec(
+        "CREATE FUNCTION twice(x int) RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT x * 2';
+         CREATE TABLE fs (id int PRIMARY KEY, v int);
+         INSERT INTO fs SELECT i, i FROM generate_series(1, 10) i;",
+    )
+    .await;
+    let h = RuntimeHandle::new(db.pool.clone());
+    let q = "SELECT id, public.twice(v) AS v2 FROM fs";
+    h.create_stream_table("s_fn", q, "1h", Mode::Differential)
+        .await
+        .unwrap();
+    db.exec("DROP FUNCTION twice(int); INSERT INTO fs VALUES (11, 11);")
+        .await;
+    let err = h.refresh("s_fn").await.unwrap_err();
+    assert_eq!(err.sqlstate().as_deref(), Some("42883"), "{err}");
+    let status = |pool: PgPool| async move {
+        pgstream_runtime::status(&pool)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|s| s.name == "s_fn")
+            .unwrap()
+    };
+    let s = status(db.pool.clone()).await;
+    assert_eq!(s.status, "ERROR", "{s:?}");
+    assert!(
+        s.status_reason
+            .as_deref()
+            .is_some_and(|r| r.contains("twice")),
+        "{s:?}"
+    );
+    // Refused while the function is missing; the state stays ERROR, with the reason.
+    let err = pgstream_runtime::resume_stream_table(&db.pool, "s_fn")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("twice"), "{err}");
+    assert_eq!(status(db.pool.clone()).await.status, "ERROR");
+    db.exec("CREATE FUNCTION twice(x int) RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT x * 2'")
+        .await;
+    pgstream_runtime::resume_stream_table(&db.pool, "s_fn")
+        .await
+        .unwrap();
+    h.refresh("s_fn").await.unwrap();
+    assert_eq!(difference(&db.pool, q, "id, v2", "s_fn").await, 0);
+    assert_eq!(status(db.pool.clone()).await.status, "ACTIVE");
+}

@@ -397,6 +397,12 @@ DECLARE
 BEGIN
     sid := pgstream._resolve(name);
     msg := pgstream._drift(sid);
+    -- A refresh may have failed on something _drift does not look at (a function or
+    -- type the query uses was dropped): planning the stored statements finds that
+    -- without running them.
+    IF msg IS NULL THEN
+        msg := pgstream._plan_check(sid);
+    END IF;
     IF msg IS NOT NULL THEN
         UPDATE pgstream.pgs_stream_tables s SET status = 'ERROR', status_reason = msg
          WHERE s.id = sid;
@@ -406,6 +412,33 @@ BEGIN
     UPDATE pgstream.pgs_stream_tables s
        SET status = 'ACTIVE', status_reason = NULL, consecutive_failures = 0, next_retry_at = NULL
      WHERE s.id = sid;
+END
+$fn$;
+
+-- Whether the stored refresh statements of a stream table still plan (EXPLAIN, which
+-- runs nothing): NULL when they do, else the error. Used by resume_stream_table
+-- (issue 11, item 4: a refresh that failed on the schema must be checked again).
+CREATE OR REPLACE FUNCTION pgstream._plan_check(st_id bigint)
+RETURNS text LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    stmt text;
+    err text;
+BEGIN
+    FOR stmt IN
+        SELECT q FROM pgstream.pgs_stream_tables s,
+               LATERAL (VALUES (s.full_refresh_sql), (s.differential_refresh_sql)) v(q)
+         WHERE s.id = _plan_check.st_id AND q IS NOT NULL
+    LOOP
+        BEGIN
+            EXECUTE 'EXPLAIN (COSTS OFF) ' || stmt;
+        EXCEPTION WHEN OTHERS THEN
+            GET STACKED DIAGNOSTICS err = MESSAGE_TEXT;
+            RETURN format('its stored refresh statement no longer plans: %s', err);
+        END;
+    END LOOP;
+    RETURN NULL;
 END
 $fn$;
 
