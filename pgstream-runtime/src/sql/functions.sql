@@ -183,7 +183,8 @@ BEGIN
                 -- rows), else the ratio of the sources' rows (at least 1,000 rows).
                 cap := st.learned_cap;
                 IF cap IS NULL THEN
-                    SELECT greatest(1000, ceil(st.full_refresh_ratio * coalesce(sum(greatest(c.reltuples, 0)), 0)))::bigint
+                    -- Bounded: a large ratio times many rows must not overflow.
+                    SELECT greatest(1000, least(ceil(st.full_refresh_ratio * coalesce(sum(greatest(c.reltuples, 0)), 0)), 9e18))::bigint
                       INTO cap
                       FROM pgstream.pgs_frontiers f JOIN pg_class c ON c.oid = f.source_oid
                      WHERE f.st_id = st.id;
@@ -837,8 +838,9 @@ RETURNS void LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 BEGIN
-    IF ratio IS NOT NULL AND NOT (ratio > 0) THEN
-        RAISE EXCEPTION 'pgstream: full refresh ratio must be greater than 0 (or NULL: never), not %', ratio
+    -- NaN and Infinity compare greater than 0 in PostgreSQL: excluded by name.
+    IF ratio IS NOT NULL AND (NOT (ratio > 0) OR ratio IN ('NaN', 'Infinity')) THEN
+        RAISE EXCEPTION 'pgstream: full refresh ratio must be a finite number greater than 0 (or NULL: never), not %', ratio
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     UPDATE pgstream.pgs_stream_tables s SET full_refresh_ratio = ratio
