@@ -649,6 +649,22 @@ pub(crate) fn compile(spec: &StreamTableSpec, catalog: &Catalog) -> Result<Compi
             )
         }
     };
+    if columns.is_empty() {
+        // `SELECT FROM t`: PostgreSQL allows it, but there is nothing to store.
+        let mut top = query.body.as_ref();
+        while let SetExpr::SetOperation { left, .. } = top {
+            top = left;
+        }
+        let span = match top {
+            SetExpr::Select(s) => expr::span_range(text, s.select_token.0.span),
+            _ => None,
+        };
+        return Err(Error::Invalid(
+            Diagnostic::new("the query has no output columns: a stream table needs at least one")
+                .with_span(span)
+                .with_help("list the columns to keep after SELECT"),
+        ));
+    }
     for (i, c) in columns.iter().enumerate() {
         if c.name.starts_with("__pgs") {
             return Err(Error::Invalid(Diagnostic::new(format!(
