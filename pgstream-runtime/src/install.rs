@@ -15,7 +15,7 @@ use crate::error::{Error, Result, Step};
 use sqlx::PgPool;
 
 /// The version of the catalog schema this runtime installs.
-pub const SCHEMA_VERSION: i32 = 6;
+pub const SCHEMA_VERSION: i32 = 7;
 
 /// First key of every pgstream advisory lock (`'pgst'`); the second key is the
 /// stream table id, or 0 for installation.
@@ -39,6 +39,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (4, include_str!("sql/schema_v4.sql")),
     (5, include_str!("sql/schema_v5.sql")),
     (6, include_str!("sql/schema_v6.sql")),
+    (7, include_str!("sql/schema_v7.sql")),
 ];
 
 /// The SQL functions and views, recreated at every upgrade.
@@ -134,6 +135,19 @@ async fn install_functions(tx: &mut sqlx::PgConnection, hash: &str) -> Result<()
         .await
         .step(None, STEP)?;
     sqlx::query("SELECT pgstream._build_capture(s.source_oid) FROM pgstream.pgs_sources s")
+        .execute(&mut *tx)
+        .await
+        .step(None, STEP)?;
+    // Stream tables created before catalog v7 recorded no settings: they get the
+    // values a new session gets, which is what most of their refreshes ran with.
+    sqlx::query(
+        "UPDATE pgstream.pgs_stream_tables SET settings = pgstream._result_settings(true)
+          WHERE settings IS NULL",
+    )
+    .execute(&mut *tx)
+    .await
+    .step(None, STEP)?;
+    sqlx::query("SELECT pgstream._pin_function_settings(s.id) FROM pgstream.pgs_stream_tables s")
         .execute(&mut *tx)
         .await
         .step(None, STEP)?;

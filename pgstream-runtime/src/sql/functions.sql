@@ -113,6 +113,7 @@ DECLARE
     det text;
     hnt text;
     state text;
+    saved jsonb;
 BEGIN
     IF current_setting('transaction_isolation') <> 'read committed' THEN
         RAISE EXCEPTION 'pgstream: cannot refresh a stream table in a % transaction',
@@ -140,7 +141,7 @@ BEGIN
     -- and is read below only on the paths that execute it. The learned cap (see
     -- below) comes with it.
     SELECT s.id, s.schema_name, s.table_name, s.mode, s.needs_full, s.status,
-           s.status_reason, s.refresh_function, s.full_refresh_ratio,
+           s.status_reason, s.refresh_function, s.full_refresh_ratio, s.settings,
            s.differential_refresh_sql IS NULL AS no_differential,
            CASE WHEN r.full_ms_avg > 0 AND r.diff_ms_per_row > 0
                 THEN greatest(100, least(r.full_ms_avg / r.diff_ms_per_row, 9e18))::bigint
@@ -162,6 +163,11 @@ BEGIN
         RAISE EXCEPTION 'stream table %: %', pgstream._display_name(st.schema_name, st.table_name), msg
             USING ERRCODE = 'PGS01', HINT = pgstream._drift_hint(msg);
     END IF;
+
+    -- Compute with the settings recorded at creation (TimeZone, DateStyle, ...),
+    -- whoever calls; the caller's values come back at the end (on an error, the
+    -- rollback restores them).
+    saved := pgstream._pin_settings(st.settings);
 
     full_mode := st.mode = 'FULL' OR st.needs_full OR st.no_differential;
     how := CASE WHEN full_mode THEN 'FULL' ELSE 'DIFFERENTIAL' END;
@@ -273,7 +279,86 @@ BEGIN
                                   THEN coalesce(0.7 * r.diff_ms_per_row + 0.3 * ms / win, ms / win)
                                   ELSE r.diff_ms_per_row END;
     PERFORM set_config('pgstream.no_own_rows', '', true);
+    PERFORM pgstream._pin_settings(saved);
     RETURN n;
+END
+$fn$;
+
+-- The settings that change what a query computes, as a jsonb object (name: value):
+-- the session's current values, or with reset the values a new session gets
+-- (pg_settings.reset_val). A stream table records them at creation; every refresh
+-- runs with them (_pin_settings). Issue 11, item 7. The list: time zone and date
+-- and interval formats (timestamptz arithmetic, date_trunc, casts to and from text,
+-- ambiguous date input), float and bytea text output, the locale categories a
+-- session can change (to_char, money), string literal and NULL-comparison parsing of
+-- the stored statements, xml parsing, the default text search configuration, and
+-- array input. lc_collate and lc_ctype are fixed per database; search_path is pinned
+-- by every function.
+CREATE OR REPLACE FUNCTION pgstream._result_settings(reset boolean DEFAULT false)
+RETURNS jsonb LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT jsonb_object_agg(s.name, CASE WHEN reset THEN s.reset_val ELSE current_setting(s.name) END)
+      FROM pg_settings s
+     WHERE lower(s.name) IN ('timezone', 'datestyle', 'intervalstyle', 'extra_float_digits',
+                             'bytea_output', 'lc_monetary', 'lc_numeric', 'lc_time',
+                             'standard_conforming_strings', 'transform_null_equals',
+                             'xmloption', 'default_text_search_config', 'array_nulls',
+                             'timezone_abbreviations', 'quote_all_identifiers')
+$fn$;
+
+-- Set each setting of `settings` (name: value) for the rest of the transaction
+-- where it differs; returns the previous values of those it changed, which a second
+-- call restores.
+CREATE OR REPLACE FUNCTION pgstream._pin_settings(settings jsonb)
+RETURNS jsonb LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    k text;
+    v text;
+    cur text;
+    saved jsonb := '{}';
+BEGIN
+    FOR k, v IN SELECT e.key, e.value FROM jsonb_each_text(coalesce(settings, '{}')) e LOOP
+        cur := current_setting(k, true);
+        IF cur IS DISTINCT FROM v THEN
+            saved := saved || jsonb_build_object(k, cur);
+            PERFORM set_config(k, v, true);
+        END IF;
+    END LOOP;
+    RETURN saved;
+END
+$fn$;
+
+-- Attach the recorded settings to the generated refresh function of a stream table
+-- (SET clauses), so that it computes with them when called on its own too.
+CREATE OR REPLACE FUNCTION pgstream._pin_function_settings(st_id bigint)
+RETURNS void LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    fn text;
+    k text;
+    v text;
+BEGIN
+    SELECT s.refresh_function INTO fn FROM pgstream.pgs_stream_tables s
+     WHERE s.id = _pin_function_settings.st_id;
+    IF fn IS NULL OR to_regprocedure(fn || '(bigint)') IS NULL THEN
+        RETURN;
+    END IF;
+    FOR k, v IN SELECT e.key, e.value FROM pgstream.pgs_stream_tables s,
+                       jsonb_each_text(coalesce(s.settings, '{}')) e
+                 WHERE s.id = _pin_function_settings.st_id LOOP
+        BEGIN
+            EXECUTE format('ALTER FUNCTION %s(bigint) SET %I = %L', fn, k, v);
+        EXCEPTION WHEN insufficient_privilege THEN
+            -- An upgrade run by a role that does not own the function: the refresh
+            -- entry point pins the settings anyway.
+            RAISE WARNING 'pgstream: cannot pin % on %: %', k, fn, SQLERRM;
+            RETURN;
+        END;
+    END LOOP;
 END
 $fn$;
 
