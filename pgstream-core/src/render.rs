@@ -1146,6 +1146,52 @@ impl Inc<'_> {
         }
     }
 
+    /// Whether output column `i` is grouped by its text in the net change per row:
+    /// its type has no equality GROUP BY can use (`json`, `point`, ...), or it is not
+    /// known. Columns past the outputs (hidden keys) are grouped by value.
+    fn by_text(&self, i: usize) -> bool {
+        match self.c.columns.get(i) {
+            None => false,
+            Some(c) => c.sql_type.as_deref().is_none_or(|t| {
+                let t = t.to_ascii_lowercase();
+                let base = t.split(['(', '[']).next().unwrap_or("").trim();
+                UNGROUPABLE.contains(&base)
+            }),
+        }
+    }
+
+    /// The select list of a net change grouped by [`Self::net_group_by`] over the
+    /// columns `cols` (quoted; the outputs first): a column grouped by its text takes
+    /// the value of any row of its group (they print alike).
+    fn net_select(&self, cols: &[String]) -> String {
+        cols.iter()
+            .enumerate()
+            .map(|(i, c)| {
+                if self.by_text(i) {
+                    format!("(pg_catalog.array_agg({c}))[1] AS {c}")
+                } else {
+                    c.clone()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// The GROUP BY list of a net change over `cols` (see [`Self::net_select`]).
+    fn net_group_by(&self, cols: &[String]) -> String {
+        cols.iter()
+            .enumerate()
+            .map(|(i, c)| {
+                if self.by_text(i) {
+                    format!("{c}::pg_catalog.text")
+                } else {
+                    c.clone()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     fn key_exprs(&self, q: &str) -> Vec<String> {
         let mut keys = Vec::new();
         for i in self.b.tree.out_leaves() {
@@ -1247,8 +1293,10 @@ impl Inc<'_> {
         let body = vec![
             format!("\"__pgs_delta\" AS ({delta_vis})"),
             format!(
-                "\"__pgs_net\" AS (SELECT d.*, {} AS \"__pgs_t\" FROM (SELECT {cols}, sum({W}) AS {W} FROM \"__pgs_delta\" GROUP BY {cols} HAVING sum({W}) <> 0) AS d)",
-                text_of("d")
+                "\"__pgs_net\" AS (SELECT d.*, {} AS \"__pgs_t\" FROM (SELECT {}, sum({W}) AS {W} FROM \"__pgs_delta\" GROUP BY {} HAVING sum({W}) <> 0) AS d)",
+                text_of("d"),
+                self.net_select(&names),
+                self.net_group_by(&names)
             ),
             format!(
                 "\"__pgs_src\" AS MATERIALIZED (SELECT s0.*, (SELECT count(*) FROM {st} AS st WHERE {}) AS \"__pgs_c\" FROM (SELECT n.*, {} AS \"__pgs_rid\" FROM \"__pgs_net\" AS n) AS s0)",
@@ -1338,8 +1386,9 @@ impl Inc<'_> {
                 self.where_clause("x")
             ),
             format!(
-                "\"__pgs_net\" AS (SELECT {cols}, sum({W}) AS {W} FROM \"__pgs_delta\" GROUP BY {cols} HAVING sum({W}) <> 0)",
-                cols = all_cols.join(", ")
+                "\"__pgs_net\" AS (SELECT {}, sum({W}) AS {W} FROM \"__pgs_delta\" GROUP BY {} HAVING sum({W}) <> 0)",
+                self.net_select(&all_cols),
+                self.net_group_by(&all_cols)
             ),
             format!(
                 "\"__pgs_src\" AS MATERIALIZED (SELECT DISTINCT ON ({k}) s.*, {rid} AS \"__pgs_row_id\" FROM \"__pgs_net\" AS s ORDER BY {k}, s.{W} DESC)",
@@ -2075,7 +2124,7 @@ struct KeyedCondition {
 
 /// Types that have `=` but no equality GROUP BY can use (or none at all).
 const UNGROUPABLE: &[&str] = &[
-    "json", "xml", "point", "box", "lseg", "line", "path", "polygon", "circle",
+    "json", "xml", "point", "box", "lseg", "line", "path", "polygon", "circle", "jsonpath",
 ];
 
 /// Whether an expression contains a subquery.
