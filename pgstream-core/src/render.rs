@@ -409,26 +409,20 @@ fn storage_ddl(st: &str, new_rows: &str) -> Vec<String> {
 }
 
 fn recompute_artifacts(c: &Compiled, ctx: &RenderContext, st: &str, query_sql: &str) -> Artifacts {
-    // The output columns by name: a `*` the compiler could not expand (over a
-    // subquery, or a join with `USING`) then still gives the compiled columns after
-    // a column is added to a source.
-    let names: Vec<String> = c.columns.iter().map(|c| c.name.clone()).collect();
-    let unique = names
-        .iter()
-        .enumerate()
-        .all(|(i, n)| !names[..i].contains(n));
-    let query_sql = if unique {
-        format!(
-            "SELECT {} FROM ({query_sql}) AS \"__pgs_q\"",
-            names
-                .iter()
-                .map(|n| format!("\"__pgs_q\".{}", qi(n)))
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
-    } else {
-        query_sql.to_string()
-    };
+    // The compiled output columns, by position (a column alias list) and named as
+    // compiled: a `*` the compiler could not expand (over a subquery, or a join with
+    // `USING`) then still gives the compiled columns after a column is added to a
+    // source. (Output names are distinct: `plan::compile` refuses duplicates.)
+    let names: Vec<String> = c.columns.iter().map(|c| qi(&c.name)).collect();
+    let query_sql = format!(
+        "SELECT {} FROM ({query_sql}) AS \"__pgs_q\"({})",
+        names
+            .iter()
+            .map(|n| format!("\"__pgs_q\".{n}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        names.join(", ")
+    );
     // Duplicate rows are told apart by their ordinal among equal rows.
     let new_rows = numbered(&query_sql);
     let full = diff_statement(st, ctx, &[], &new_rows, None);
@@ -1160,36 +1154,25 @@ impl Inc<'_> {
         }
     }
 
-    /// The select list of a net change grouped by [`Self::net_group_by`] over the
-    /// columns `cols` (quoted; the outputs first): a column grouped by its text takes
-    /// the value of any row of its group (they print alike).
-    fn net_select(&self, cols: &[String]) -> String {
-        cols.iter()
+    /// The select list and the GROUP BY list of the net change per row over the
+    /// columns `cols` (quoted; the outputs first): a column grouped by its text
+    /// ([`Self::by_text`]) takes the value of any row of its group (they print alike).
+    fn net_grouping(&self, cols: &[String]) -> (String, String) {
+        let (sel, by): (Vec<String>, Vec<String>) = cols
+            .iter()
             .enumerate()
             .map(|(i, c)| {
                 if self.by_text(i) {
-                    format!("(pg_catalog.array_agg({c}))[1] AS {c}")
+                    (
+                        format!("(pg_catalog.array_agg({c}))[1] AS {c}"),
+                        format!("{c}::pg_catalog.text"),
+                    )
                 } else {
-                    c.clone()
+                    (c.clone(), c.clone())
                 }
             })
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
-
-    /// The GROUP BY list of a net change over `cols` (see [`Self::net_select`]).
-    fn net_group_by(&self, cols: &[String]) -> String {
-        cols.iter()
-            .enumerate()
-            .map(|(i, c)| {
-                if self.by_text(i) {
-                    format!("{c}::pg_catalog.text")
-                } else {
-                    c.clone()
-                }
-            })
-            .collect::<Vec<_>>()
-            .join(", ")
+            .unzip();
+        (sel.join(", "), by.join(", "))
     }
 
     fn key_exprs(&self, q: &str) -> Vec<String> {
@@ -1286,6 +1269,7 @@ impl Inc<'_> {
             text_of("q"),
         );
         let cols = names.join(", ");
+        let (net_sel, net_by) = self.net_grouping(&names);
         let same_value = format!(
             "st.\"__pgs_row_id\" = s.\"__pgs_rid\" AND {} = s.\"__pgs_t\"",
             text_of("st")
@@ -1295,8 +1279,8 @@ impl Inc<'_> {
             format!(
                 "\"__pgs_net\" AS (SELECT d.*, {} AS \"__pgs_t\" FROM (SELECT {}, sum({W}) AS {W} FROM \"__pgs_delta\" GROUP BY {} HAVING sum({W}) <> 0) AS d)",
                 text_of("d"),
-                self.net_select(&names),
-                self.net_group_by(&names)
+                net_sel,
+                net_by
             ),
             format!(
                 "\"__pgs_src\" AS MATERIALIZED (SELECT s0.*, (SELECT count(*) FROM {st} AS st WHERE {}) AS \"__pgs_c\" FROM (SELECT n.*, {} AS \"__pgs_rid\" FROM \"__pgs_net\" AS n) AS s0)",
@@ -1367,6 +1351,7 @@ impl Inc<'_> {
         // differential
         let root = self.delta(&self.b.tree);
         let all_cols: Vec<String> = names.iter().chain(&knames).cloned().collect();
+        let (net_sel, net_by) = self.net_grouping(&all_cols);
         let kn_s: Vec<String> = knames.iter().map(|k| format!("s.{k}")).collect();
         let matchp: Vec<String> =
             std::iter::once("st.\"__pgs_row_id\" = s.\"__pgs_row_id\"".to_string())
@@ -1387,8 +1372,8 @@ impl Inc<'_> {
             ),
             format!(
                 "\"__pgs_net\" AS (SELECT {}, sum({W}) AS {W} FROM \"__pgs_delta\" GROUP BY {} HAVING sum({W}) <> 0)",
-                self.net_select(&all_cols),
-                self.net_group_by(&all_cols)
+                net_sel,
+                net_by
             ),
             format!(
                 "\"__pgs_src\" AS MATERIALIZED (SELECT DISTINCT ON ({k}) s.*, {rid} AS \"__pgs_row_id\" FROM \"__pgs_net\" AS s ORDER BY {k}, s.{W} DESC)",

@@ -497,6 +497,15 @@ impl SemiNaive {
 }
 
 impl SemiNaive {
+    /// [`SemiNaive::read_columns`] of `t`, each as `q.column`, comma-separated.
+    fn read_list(&self, t: &Table, q: &str) -> String {
+        self.read_columns(t)
+            .iter()
+            .map(|c| format!("{q}.{}", qi(c)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     /// The columns of source `t` that the refresh statements read, in table order:
     /// those the query mentions, and the primary key. A column it does not read may
     /// be dropped, renamed or added without changing these statements' meaning.
@@ -514,12 +523,7 @@ impl SemiNaive {
 /// The inserted rows of a source's window, with the columns the query reads (see
 /// [`SemiNaive::read_columns`]).
 fn inserted(t: &Table, window: &str, sn: &SemiNaive) -> String {
-    let cols = sn
-        .read_columns(t)
-        .iter()
-        .map(|c| format!("w.{}", qi(c)))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let cols = sn.read_list(t, "w");
     format!(
         "SELECT {cols} FROM ({window}) AS w WHERE w.{} > 0",
         qi(contract::WEIGHT)
@@ -562,13 +566,10 @@ fn replace(rel: &mut TableFactor, f: &Factor, v: Version, sn: &SemiNaive, inp: &
                 // Without a key a row is its values; the inserted rows are among the
                 // table's, so removing them commutes with keeping only the columns
                 // read.
-                let read = sn
-                    .read_columns(t)
-                    .iter()
-                    .map(|c| format!("o.{}", qi(c)))
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                format!("SELECT {read} FROM {table} AS o EXCEPT ALL {ins}")
+                format!(
+                    "SELECT {} FROM {table} AS o EXCEPT ALL {ins}",
+                    sn.read_list(t, "o")
+                )
             } else {
                 let on = t
                     .primary_key
@@ -576,13 +577,10 @@ fn replace(rel: &mut TableFactor, f: &Factor, v: Version, sn: &SemiNaive, inp: &
                     .map(|k| format!("i.{k} = o.{k}", k = qi(k)))
                     .collect::<Vec<_>>()
                     .join(" AND ");
-                let read = sn
-                    .read_columns(t)
-                    .iter()
-                    .map(|c| format!("o.{}", qi(c)))
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                format!("SELECT {read} FROM {table} AS o WHERE NOT EXISTS (SELECT 1 FROM ({ins}) AS i WHERE {on})")
+                format!(
+                    "SELECT {} FROM {table} AS o WHERE NOT EXISTS (SELECT 1 FROM ({ins}) AS i WHERE {on})",
+                    sn.read_list(t, "o")
+                )
             };
             (sql, alias)
         }

@@ -39,22 +39,12 @@ const STREAMS: &[(&str, &str, Mode, &str)] = &[
     ),
 ];
 
-/// Rows that differ between a stream table and its query evaluated in a session with
-/// the creation settings (sqlx's: UTC, ISO, extra_float_digits 2, hex bytea).
-async fn difference(pool: &PgPool, query: &str, cols: &str, table: &str) -> i64 {
-    sqlx::query_scalar(&format!(
-        "SELECT (SELECT count(*) FROM (({query}) EXCEPT ALL (SELECT {cols} FROM {table})) a)
-              + (SELECT count(*) FROM ((SELECT {cols} FROM {table}) EXCEPT ALL ({query})) b)"
-    ))
-    .fetch_one(pool)
-    .await
-    .unwrap()
-}
-
+// The query is evaluated on `db.pool`, whose sessions have the creation settings
+// (sqlx's: UTC, ISO, extra_float_digits 2, hex bytea).
 async fn check_all(db: &TestDb, step: &str) {
     for (name, query, _, cols) in STREAMS {
         assert_eq!(
-            difference(&db.pool, query, cols, name).await,
+            db.difference(query, cols, name).await,
             0,
             "{step}: {name} differs from its query under the creation settings"
         );
@@ -153,12 +143,7 @@ async fn every_refresh_computes_with_the_settings_recorded_at_creation() {
     for (name, _, _, _) in STREAMS {
         other.refresh(name).await.unwrap();
     }
-    let adaptive: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM pgstream.pg_stat_stream_tables WHERE last_strategy = 'FULL (adaptive)'",
-    )
-    .fetch_one(&db.pool)
-    .await
-    .unwrap();
+    let adaptive = db.adaptive_refreshes().await;
     assert!(adaptive > 0, "the adaptive switch ran");
     check_all(&db, "adaptive from another session").await;
 
@@ -243,5 +228,5 @@ async fn version_6_catalog_upgrades_with_default_settings() {
     psql.execute(sqlx::query("SELECT pgstream.refresh_stream_table('st')"))
         .await
         .unwrap();
-    assert_eq!(difference(&db.pool, q, "bucket, n", "st").await, 0);
+    assert_eq!(db.difference(q, "bucket, n", "st").await, 0);
 }

@@ -88,24 +88,6 @@ const STREAMS: &[(&str, &str, Mode, &str)] = &[
     ),
 ];
 
-async fn scalar_i64(pool: &PgPool, sql: &str) -> i64 {
-    sqlx::query_scalar::<_, i64>(sql)
-        .fetch_one(pool)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-}
-
-async fn difference(pool: &PgPool, query: &str, cols: &str, table: &str) -> i64 {
-    scalar_i64(
-        pool,
-        &format!(
-            "SELECT (SELECT count(*) FROM (({query}) EXCEPT ALL (SELECT {cols} FROM {table})) a)
-                  + (SELECT count(*) FROM ((SELECT {cols} FROM {table}) EXCEPT ALL ({query})) b)"
-        ),
-    )
-    .await
-}
-
 async fn setup(db: &TestDb) -> RuntimeHandle {
     db.exec(
         "CREATE TABLE dc (id int PRIMARY KEY, g int, v int, note text, extra int);
@@ -135,7 +117,7 @@ async fn refresh_and_check(db: &TestDb, h: &RuntimeHandle, ctx: &str) {
             .await
             .unwrap_or_else(|e| panic!("{ctx}: refresh {name}: {e}"));
         assert_eq!(
-            difference(&db.pool, query, cols, name).await,
+            db.difference(query, cols, name).await,
             0,
             "{ctx}: {name} differs from its query"
         );
@@ -169,11 +151,7 @@ async fn every_path(db: &TestDb, h: &RuntimeHandle, step: &str, round: i32) {
     ))
     .await;
     refresh_and_check(db, h, &format!("{step}, adaptive")).await;
-    let adaptive = scalar_i64(
-        &db.pool,
-        "SELECT count(*) FROM pgstream.pg_stat_stream_tables WHERE last_strategy = 'FULL (adaptive)'",
-    )
-    .await;
+    let adaptive = db.adaptive_refreshes().await;
     assert!(adaptive > 0, "{step}: no adaptive full refresh ran");
     db.exec(&format!(
         "TRUNCATE dc, kl, j, e;
@@ -304,11 +282,7 @@ async fn star_queries_keep_their_columns_when_a_column_is_added() {
             assert_eq!(visible.as_deref(), Some(*expected), "{name}");
             // The query as compiled: the columns it had at creation.
             let compiled = format!("SELECT {cols} FROM ({query}) q");
-            assert_eq!(
-                difference(&db.pool, &compiled, cols, name).await,
-                0,
-                "{name}"
-            );
+            assert_eq!(db.difference(&compiled, cols, name).await, 0, "{name}");
         }
     }
 }
@@ -363,6 +337,6 @@ async fn a_refresh_failing_on_the_schema_is_an_error_state_and_resume_checks_aga
         .await
         .unwrap();
     h.refresh("s_fn").await.unwrap();
-    assert_eq!(difference(&db.pool, q, "id, v2", "s_fn").await, 0);
+    assert_eq!(db.difference(q, "id, v2", "s_fn").await, 0);
     assert_eq!(status(db.pool.clone()).await.status, "ACTIVE");
 }
