@@ -230,3 +230,51 @@ async fn version_6_catalog_upgrades_with_default_settings() {
         .unwrap();
     assert_eq!(db.difference(q, "bucket, n", "st").await, 0);
 }
+
+/// A stream table requested from SQL (`pgstream.create_stream_table`) is created by a
+/// runtime with the requesting session's settings, records them, and is refreshed with
+/// them from every session.
+#[tokio::test]
+async fn a_request_from_sql_records_the_requesting_sessions_settings() {
+    let db = test_db().await;
+    db.exec(
+        "CREATE TABLE ev (id int PRIMARY KEY, occurred_at timestamptz NOT NULL);
+         INSERT INTO ev SELECT i, timestamptz '2026-03-01 15:10:00+00' + i * interval '17 minutes'
+           FROM generate_series(1, 30) i;",
+    )
+    .await;
+    pgstream_runtime::install(&db.pool).await.unwrap();
+    let q = "SELECT date_trunc('hour', occurred_at) AS bucket, count(*) AS n FROM ev GROUP BY 1";
+    let mut psql = other_session(&db).await;
+    psql.execute(sqlx::query("SELECT pgstream.create_stream_table('st', $1, '1h')").bind(q))
+        .await
+        .unwrap();
+    pgstream_runtime::process_requests(&db.pool).await.unwrap();
+    let recorded: String = sqlx::query_scalar(
+        "SELECT settings ->> 'TimeZone' FROM pgstream.pgs_stream_tables WHERE table_name = 'st'",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(recorded, "Asia/Kolkata");
+    db.exec("INSERT INTO ev VALUES (100, '2026-03-01 16:50:00+00')")
+        .await;
+    // Refreshed from a UTC session (the runtime's pool), with the Kolkata buckets.
+    RuntimeHandle::new(db.pool.clone())
+        .refresh("st")
+        .await
+        .unwrap();
+    let mut kolkata = other_session(&db).await;
+    let diff: i64 = sqlx::query_scalar(&format!(
+        "SELECT (SELECT count(*) FROM (({q}) EXCEPT ALL (SELECT bucket, n FROM st)) a)
+              + (SELECT count(*) FROM ((SELECT bucket, n FROM st) EXCEPT ALL ({q})) b)"
+    ))
+    .fetch_one(&mut kolkata)
+    .await
+    .unwrap();
+    assert_eq!(diff, 0);
+    assert!(
+        db.difference(q, "bucket, n", "st").await > 0,
+        "UTC buckets differ"
+    );
+}

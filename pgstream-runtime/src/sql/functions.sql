@@ -947,8 +947,10 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'The refresh mode is ''DIFFERENTIAL'' or ''FULL''.';
     END IF;
-    INSERT INTO pgstream.pgs_requests (kind, name, query, schedule, refresh_mode, requested_by)
-    VALUES (kind, name, query, schedule, upper(refresh_mode), current_user)
+    INSERT INTO pgstream.pgs_requests (kind, name, query, schedule, refresh_mode, requested_by,
+                                       settings)
+    VALUES (kind, name, query, schedule, upper(refresh_mode), current_user,
+            pgstream._result_settings())
     RETURNING id INTO req;
     PERFORM pg_notify('pgstream_requests', req::text);
     IF NOT pgstream._runtime_running() THEN

@@ -54,3 +54,7 @@ UPDATE pgstream.pgs_stream_tables SET full_refresh_ratio = 0.05
  WHERE full_refresh_ratio = 'NaN'::float8;
 UPDATE pgstream.pgs_stream_tables SET full_refresh_ratio = NULL
  WHERE full_refresh_ratio IN ('Infinity'::float8, '-Infinity'::float8);
+
+-- Issue 11, item 7 (helper C): a request from SQL records the requesting session's
+-- settings; the runtime creates the stream table with them.
+ALTER TABLE pgstream.pgs_requests ADD COLUMN IF NOT EXISTS settings jsonb;
