@@ -8,7 +8,7 @@
 use pgstream_runtime::{Mode, RuntimeHandle};
 use pgstream_tests::{test_db, TestDb};
 use sqlx::postgres::PgPoolOptions;
-use sqlx::{Connection, Executor, PgConnection, PgPool};
+use sqlx::{Connection, Executor, PgConnection};
 
 /// Settings of the "other" sessions: every one differs from sqlx's (UTC, ISO, 2, hex).
 const OTHER: &str = "SET TimeZone = 'Asia/Kolkata'; SET DateStyle = 'SQL, DMY';
