@@ -17,6 +17,9 @@ use sqlparser::ast::{
 };
 use std::ops::ControlFlow;
 
+/// PostgreSQL's system columns: every table has them, but they are not data.
+const SYSTEM_COLUMNS: &[&str] = &["ctid", "xmin", "xmax", "cmin", "cmax", "tableoid"];
+
 /// One occurrence of a source table in the FROM clause.
 #[derive(Debug, Clone)]
 pub(crate) struct Leaf {
@@ -2349,6 +2352,18 @@ impl<'a> Binder<'a> {
                     .flat_map(|(_, cols)| cols.iter().copied())
                     .filter(|c| !c.starts_with("__pgs_"))
                     .collect();
+                if SYSTEM_COLUMNS.contains(&col.as_str()) {
+                    return Err(Error::Invalid(
+                        Diagnostic::new(format!(
+                            "`{e}` is a system column: a stream table cannot read system columns"
+                        ))
+                        .with_span(span)
+                        .with_help(
+                            "system columns change when PostgreSQL rewrites a row and are not \
+                             captured; use the table's own columns (its primary key identifies a row)",
+                        ),
+                    ));
+                }
                 let mut d = Diagnostic::new(format!("unknown column `{e}`")).with_span(span);
                 if let Some(n) = nearest(&col, candidates.into_iter()) {
                     d = d.with_help(format!("a column named `{n}` exists"));

@@ -58,6 +58,9 @@ pub use spec::{Mode, QualifiedName, Schedule, StreamTableSpec};
 /// `UNION` or `=` on `json`, `xml` or `point`) is an [`Error::Invalid`] in both modes,
 /// reported in preference to an `Unsupported` error, since FULL mode would not help.
 pub fn compile(spec: &StreamTableSpec, catalog: &Catalog) -> Result<Compiled> {
+    spec.name
+        .check_length()
+        .map_err(|m| Error::Invalid(error::Diagnostic::new(m)))?;
     // Views are expanded in the text first: everything below sees only tables, and
     // its diagnostics are mapped back to the user's text.
     let expansion = view::expand(&spec.query, catalog)?;

@@ -118,11 +118,16 @@ impl Compiled {
             used[i] = table.primary_key.contains(&c.name);
         }
         if let Body::Recompute {
-            seminaive: Some(_), ..
+            seminaive: Some(sn),
+            ..
         } = &self.body
         {
             // The inserted rows of the windows are joined like the tables.
-            return table.columns.iter().map(|c| c.name.clone()).collect();
+            return sn
+                .read_columns(table)
+                .into_iter()
+                .map(str::to_string)
+                .collect();
         }
         if let Body::Incremental(b) = &self.body {
             // An aggregate subquery's delta recomputes its groups from the window
@@ -644,6 +649,22 @@ pub(crate) fn compile(spec: &StreamTableSpec, catalog: &Catalog) -> Result<Compi
             )
         }
     };
+    if columns.is_empty() {
+        // `SELECT FROM t`: PostgreSQL allows it, but there is nothing to store.
+        let mut top = query.body.as_ref();
+        while let SetExpr::SetOperation { left, .. } = top {
+            top = left;
+        }
+        let span = match top {
+            SetExpr::Select(s) => expr::span_range(text, s.select_token.0.span),
+            _ => None,
+        };
+        return Err(Error::Invalid(
+            Diagnostic::new("the query has no output columns: a stream table needs at least one")
+                .with_span(span)
+                .with_help("list the columns to keep after SELECT"),
+        ));
+    }
     for (i, c) in columns.iter().enumerate() {
         if c.name.starts_with("__pgs") {
             return Err(Error::Invalid(Diagnostic::new(format!(
@@ -974,6 +995,181 @@ fn qualify_tables(q: &mut Query, ctes: &HashSet<String>, sources: &[Table]) {
     });
     // Unaliased references like `departments.id` keep working: PostgreSQL names the
     // relation by its table name whether or not the schema is written.
+    expand_wildcards(q, sources);
+}
+
+/// Replace each `*` and `alias.*` over source tables by the columns they stand for
+/// now (`alias.column`, quoted), in every SELECT of the query: the stored statement
+/// then reads the columns the query had when it was compiled, so a column added to a
+/// source later changes neither the output nor a set operation's arity. A wildcard
+/// over a subquery, a CTE or a table function, or in a SELECT whose joins merge
+/// columns (`USING`, `NATURAL`), stays as written.
+fn expand_wildcards(q: &mut Query, sources: &[Table]) {
+    use sqlparser::ast::{
+        JoinConstraint, JoinOperator, Select, SelectItemQualifiedWildcardKind, TableWithJoins,
+        VisitMut, VisitorMut, WildcardAdditionalOptions,
+    };
+    /// `(name the FROM item is referred to by, its columns when it is a source table
+    /// without a column alias list)`.
+    fn items(f: &TableFactor, sources: &[Table], out: &mut Vec<(String, Option<Vec<Ident>>)>) {
+        match f {
+            TableFactor::Table {
+                name,
+                alias,
+                args: None,
+                ..
+            } => {
+                let source = (name.0.len() == 2)
+                    .then(|| crate::catalog::qualified(name))
+                    .and_then(|qn| {
+                        sources
+                            .iter()
+                            .find(|t| t.name.schema == qn.schema && t.name.name == qn.name)
+                    });
+                let refname = alias
+                    .as_ref()
+                    .map(|a| ident_value(&a.name))
+                    .unwrap_or_else(|| source.map(|t| t.name.name.clone()).unwrap_or_default());
+                let cols = source
+                    .filter(|_| alias.as_ref().is_none_or(|a| a.columns.is_empty()))
+                    .map(|t| {
+                        t.columns
+                            .iter()
+                            .map(|c| Ident::with_quote('"', c.name.clone()))
+                            .collect()
+                    });
+                out.push((refname, cols));
+            }
+            TableFactor::NestedJoin {
+                table_with_joins,
+                alias: None,
+            } => joined(table_with_joins, sources, out),
+            TableFactor::Derived { alias, .. } | TableFactor::NestedJoin { alias, .. } => {
+                out.push((
+                    alias
+                        .as_ref()
+                        .map(|a| ident_value(&a.name))
+                        .unwrap_or_default(),
+                    None,
+                ));
+            }
+            _ => out.push((String::new(), None)),
+        }
+    }
+    fn joined(
+        twj: &TableWithJoins,
+        sources: &[Table],
+        out: &mut Vec<(String, Option<Vec<Ident>>)>,
+    ) {
+        items(&twj.relation, sources, out);
+        for j in &twj.joins {
+            items(&j.relation, sources, out);
+        }
+    }
+    fn merges_columns(twj: &TableWithJoins) -> bool {
+        let nested = |f: &TableFactor| match f {
+            TableFactor::NestedJoin {
+                table_with_joins, ..
+            } => merges_columns(table_with_joins),
+            _ => false,
+        };
+        nested(&twj.relation)
+            || twj.joins.iter().any(|j| {
+                nested(&j.relation)
+                    || match &j.join_operator {
+                        JoinOperator::Join(c)
+                        | JoinOperator::Inner(c)
+                        | JoinOperator::Left(c)
+                        | JoinOperator::LeftOuter(c)
+                        | JoinOperator::Right(c)
+                        | JoinOperator::RightOuter(c)
+                        | JoinOperator::FullOuter(c) => {
+                            matches!(c, JoinConstraint::Using(_) | JoinConstraint::Natural)
+                        }
+                        JoinOperator::CrossJoin => false,
+                        _ => true,
+                    }
+            })
+    }
+    fn expand(s: &mut Select, sources: &[Table]) {
+        if s.from.is_empty() || s.from.iter().any(merges_columns) {
+            return;
+        }
+        let mut from = Vec::new();
+        for twj in &s.from {
+            joined(twj, sources, &mut from);
+        }
+        let columns = |(refname, cols): &(String, Option<Vec<Ident>>)| {
+            cols.as_ref().map(|cols| {
+                cols.iter()
+                    .map(|c| {
+                        SelectItem::UnnamedExpr(Expr::CompoundIdentifier(vec![
+                            Ident::with_quote('"', refname.clone()),
+                            c.clone(),
+                        ]))
+                    })
+                    .collect::<Vec<_>>()
+            })
+        };
+        let plain = WildcardAdditionalOptions::default();
+        let mut out = Vec::with_capacity(s.projection.len());
+        for item in std::mem::take(&mut s.projection) {
+            let expanded = match &item {
+                SelectItem::Wildcard(o)
+                    if WildcardAdditionalOptions {
+                        wildcard_token: plain.wildcard_token.clone(),
+                        ..o.clone()
+                    } == plain =>
+                {
+                    from.iter()
+                        .map(columns)
+                        .collect::<Option<Vec<_>>>()
+                        .map(|v| v.concat())
+                }
+                SelectItem::QualifiedWildcard(
+                    SelectItemQualifiedWildcardKind::ObjectName(n),
+                    o,
+                ) if n.0.len() == 1
+                    && WildcardAdditionalOptions {
+                        wildcard_token: plain.wildcard_token.clone(),
+                        ..o.clone()
+                    } == plain =>
+                {
+                    let name = ident_value(n.0[0].as_ident().expect("ident"));
+                    let mut hits = from.iter().filter(|(r, _)| *r == name);
+                    match (hits.next(), hits.next()) {
+                        (Some(hit), None) => columns(hit),
+                        _ => None,
+                    }
+                }
+                _ => None,
+            };
+            match expanded {
+                Some(items) => out.extend(items),
+                None => out.push(item),
+            }
+        }
+        s.projection = out;
+    }
+    fn body(b: &mut SetExpr, sources: &[Table]) {
+        match b {
+            SetExpr::Select(s) => expand(s, sources),
+            SetExpr::SetOperation { left, right, .. } => {
+                body(left, sources);
+                body(right, sources);
+            }
+            _ => {}
+        }
+    }
+    struct Expand<'a>(&'a [Table]);
+    impl VisitorMut for Expand<'_> {
+        type Break = ();
+        fn pre_visit_query(&mut self, q: &mut Query) -> ControlFlow<()> {
+            body(&mut q.body, self.0);
+            ControlFlow::Continue(())
+        }
+    }
+    let _ = q.visit(&mut Expand(sources));
 }
 
 /// Output column names of a query maintained by recomputation, as PostgreSQL names them.
@@ -1031,8 +1227,12 @@ fn set_names(
                     SelectItem::ExprWithAlias { alias, .. } => out.push(ident_value(alias)),
                     SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..) => {
                         let qual = match item {
+                            SelectItem::QualifiedWildcard(
+                                sqlparser::ast::SelectItemQualifiedWildcardKind::ObjectName(n),
+                                _,
+                            ) => n.0.last().and_then(|p| p.as_ident()).map(ident_value),
                             SelectItem::QualifiedWildcard(k, _) => {
-                                Some(k.to_string().to_lowercase())
+                                return Err(format!("cannot determine the columns of `{k}`"))
                             }
                             _ => None,
                         };

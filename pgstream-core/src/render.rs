@@ -81,6 +81,21 @@ fn col(leaf: usize, col: usize) -> String {
     qi(&format!("__pgs_c{leaf}_{col}"))
 }
 
+/// The select item of a source column under the uniform name `alias`: `q.column` when
+/// the query reads it (it is in `needed`), else [`UNREAD`], so that the statement
+/// does not name a column the query does not use.
+fn unread_null(q: &str, c: &crate::catalog::Column, needed: &[String], alias: String) -> String {
+    if needed.contains(&c.name) {
+        format!("{q}.{} AS {alias}", qi(&c.name))
+    } else {
+        format!("{UNREAD} AS {alias}")
+    }
+}
+
+/// What stands for a column the query does not read: its type is not named either,
+/// so that nothing depends on it.
+const UNREAD: &str = "NULL::pg_catalog.text";
+
 /// Test only: make row ids collide (see [`crate::testing`]).
 pub(crate) static WEAK_ROW_HASH: std::sync::atomic::AtomicBool =
     std::sync::atomic::AtomicBool::new(false);
@@ -394,8 +409,22 @@ fn storage_ddl(st: &str, new_rows: &str) -> Vec<String> {
 }
 
 fn recompute_artifacts(c: &Compiled, ctx: &RenderContext, st: &str, query_sql: &str) -> Artifacts {
+    // The compiled output columns, by position (a column alias list) and named as
+    // compiled: a `*` the compiler could not expand (over a subquery, or a join with
+    // `USING`) then still gives the compiled columns after a column is added to a
+    // source. (Output names are distinct: `plan::compile` refuses duplicates.)
+    let names: Vec<String> = c.columns.iter().map(|c| qi(&c.name)).collect();
+    let query_sql = format!(
+        "SELECT {} FROM ({query_sql}) AS \"__pgs_q\"({})",
+        names
+            .iter()
+            .map(|n| format!("\"__pgs_q\".{n}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        names.join(", ")
+    );
     // Duplicate rows are told apart by their ordinal among equal rows.
-    let new_rows = numbered(query_sql);
+    let new_rows = numbered(&query_sql);
     let full = diff_statement(st, ctx, &[], &new_rows, None);
     let differential = match c.strategy {
         Strategy::RecomputeDiff { .. } => {
@@ -462,12 +491,15 @@ impl Inc<'_> {
             }
             Tree::Leaf(i) => {
                 let l = &self.b.leaves[*i];
+                // Only the columns the query reads are named: a column it does not
+                // read may be dropped, renamed or retyped without breaking anything.
+                let needed = self.c.buffer_columns(l.source);
                 let cols: Vec<String> = l
                     .table
                     .columns
                     .iter()
                     .enumerate()
-                    .map(|(j, c)| format!("t.{} AS {}", qi(&c.name), col(*i, j)))
+                    .map(|(j, c)| unread_null("t", c, &needed, col(*i, j)))
                     .collect();
                 format!(
                     "(SELECT {} FROM {} AS t)",
@@ -522,8 +554,16 @@ impl Inc<'_> {
         self.cols(t)
             .into_iter()
             .map(|(l, c)| {
+                let leaf = &self.b.leaves[l];
                 if keep.contains(&l) {
                     format!("{q}.{}", col(l, c))
+                } else if leaf.agg.is_none()
+                    && !self
+                        .c
+                        .buffer_columns(leaf.source)
+                        .contains(&leaf.table.columns[c].name)
+                {
+                    format!("{UNREAD} AS {}", col(l, c))
                 } else {
                     format!(
                         "NULL::{} AS {}",
@@ -583,13 +623,7 @@ impl Inc<'_> {
                     .columns
                     .iter()
                     .enumerate()
-                    .map(|(j, c)| {
-                        if needed.contains(&c.name) {
-                            format!("b.{} AS {}", qi(&c.name), col(*i, j))
-                        } else {
-                            format!("NULL::{} AS {}", c.sql_type, col(*i, j))
-                        }
-                    })
+                    .map(|(j, c)| unread_null("b", c, &needed, col(*i, j)))
                     .collect();
                 let name = format!("__pgs_d{i}");
                 self.ctes.push((
@@ -1106,6 +1140,41 @@ impl Inc<'_> {
         }
     }
 
+    /// Whether output column `i` is grouped by its text in the net change per row:
+    /// its type has no equality GROUP BY can use (`json`, `point`, ...), or it is not
+    /// known. Columns past the outputs (hidden keys) are grouped by value.
+    fn by_text(&self, i: usize) -> bool {
+        match self.c.columns.get(i) {
+            None => false,
+            Some(c) => c.sql_type.as_deref().is_none_or(|t| {
+                let t = t.to_ascii_lowercase();
+                let base = t.split(['(', '[']).next().unwrap_or("").trim();
+                UNGROUPABLE.contains(&base)
+            }),
+        }
+    }
+
+    /// The select list and the GROUP BY list of the net change per row over the
+    /// columns `cols` (quoted; the outputs first): a column grouped by its text
+    /// ([`Self::by_text`]) takes the value of any row of its group (they print alike).
+    fn net_grouping(&self, cols: &[String]) -> (String, String) {
+        let (sel, by): (Vec<String>, Vec<String>) = cols
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                if self.by_text(i) {
+                    (
+                        format!("(pg_catalog.array_agg({c}))[1] AS {c}"),
+                        format!("{c}::pg_catalog.text"),
+                    )
+                } else {
+                    (c.clone(), c.clone())
+                }
+            })
+            .unzip();
+        (sel.join(", "), by.join(", "))
+    }
+
     fn key_exprs(&self, q: &str) -> Vec<String> {
         let mut keys = Vec::new();
         for i in self.b.tree.out_leaves() {
@@ -1200,6 +1269,7 @@ impl Inc<'_> {
             text_of("q"),
         );
         let cols = names.join(", ");
+        let (net_sel, net_by) = self.net_grouping(&names);
         let same_value = format!(
             "st.\"__pgs_row_id\" = s.\"__pgs_rid\" AND {} = s.\"__pgs_t\"",
             text_of("st")
@@ -1207,8 +1277,10 @@ impl Inc<'_> {
         let body = vec![
             format!("\"__pgs_delta\" AS ({delta_vis})"),
             format!(
-                "\"__pgs_net\" AS (SELECT d.*, {} AS \"__pgs_t\" FROM (SELECT {cols}, sum({W}) AS {W} FROM \"__pgs_delta\" GROUP BY {cols} HAVING sum({W}) <> 0) AS d)",
-                text_of("d")
+                "\"__pgs_net\" AS (SELECT d.*, {} AS \"__pgs_t\" FROM (SELECT {}, sum({W}) AS {W} FROM \"__pgs_delta\" GROUP BY {} HAVING sum({W}) <> 0) AS d)",
+                text_of("d"),
+                net_sel,
+                net_by
             ),
             format!(
                 "\"__pgs_src\" AS MATERIALIZED (SELECT s0.*, (SELECT count(*) FROM {st} AS st WHERE {}) AS \"__pgs_c\" FROM (SELECT n.*, {} AS \"__pgs_rid\" FROM \"__pgs_net\" AS n) AS s0)",
@@ -1279,6 +1351,7 @@ impl Inc<'_> {
         // differential
         let root = self.delta(&self.b.tree);
         let all_cols: Vec<String> = names.iter().chain(&knames).cloned().collect();
+        let (net_sel, net_by) = self.net_grouping(&all_cols);
         let kn_s: Vec<String> = knames.iter().map(|k| format!("s.{k}")).collect();
         let matchp: Vec<String> =
             std::iter::once("st.\"__pgs_row_id\" = s.\"__pgs_row_id\"".to_string())
@@ -1298,8 +1371,9 @@ impl Inc<'_> {
                 self.where_clause("x")
             ),
             format!(
-                "\"__pgs_net\" AS (SELECT {cols}, sum({W}) AS {W} FROM \"__pgs_delta\" GROUP BY {cols} HAVING sum({W}) <> 0)",
-                cols = all_cols.join(", ")
+                "\"__pgs_net\" AS (SELECT {}, sum({W}) AS {W} FROM \"__pgs_delta\" GROUP BY {} HAVING sum({W}) <> 0)",
+                net_sel,
+                net_by
             ),
             format!(
                 "\"__pgs_src\" AS MATERIALIZED (SELECT DISTINCT ON ({k}) s.*, {rid} AS \"__pgs_row_id\" FROM \"__pgs_net\" AS s ORDER BY {k}, s.{W} DESC)",
@@ -2035,7 +2109,7 @@ struct KeyedCondition {
 
 /// Types that have `=` but no equality GROUP BY can use (or none at all).
 const UNGROUPABLE: &[&str] = &[
-    "json", "xml", "point", "box", "lseg", "line", "path", "polygon", "circle",
+    "json", "xml", "point", "box", "lseg", "line", "path", "polygon", "circle", "jsonpath",
 ];
 
 /// Whether an expression contains a subquery.

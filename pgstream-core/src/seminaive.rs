@@ -43,6 +43,9 @@ pub(crate) struct SemiNaive {
     /// Output columns that the step compares by equality with the sources: the
     /// storage table gets an index on each, so joining the stored result is a lookup.
     pub(crate) lookup_columns: Vec<String>,
+    /// Every name the base case and the step mention as a column (the last part of
+    /// each column reference): the only source columns the statements read.
+    mentioned: Vec<String>,
 }
 
 /// One factor of a join: the recursive CTE, or a source table (index into the
@@ -201,7 +204,19 @@ pub(crate) fn analyze(q: &Query, sources: &[Table], outputs: &[String]) -> Optio
             }
         }
     }
+    let mut mentioned = Vec::new();
+    for s in [base.as_ref(), step.as_ref()] {
+        let _ = sqlparser::ast::visit_expressions(s, |e: &Expr| {
+            match e {
+                Expr::Identifier(id) => mentioned.push(ident_value(id)),
+                Expr::CompoundIdentifier(p) => mentioned.extend(p.last().map(ident_value)),
+                _ => {}
+            }
+            std::ops::ControlFlow::<()>::Continue(())
+        });
+    }
     Some(SemiNaive {
+        mentioned,
         cte_cols,
         perm,
         base: base.as_ref().clone(),
@@ -481,14 +496,34 @@ impl SemiNaive {
     }
 }
 
-/// The inserted rows of a source's window, with the table's columns.
-fn inserted(t: &Table, window: &str) -> String {
-    let cols = t
-        .columns
-        .iter()
-        .map(|c| format!("w.{}", qi(&c.name)))
-        .collect::<Vec<_>>()
-        .join(", ");
+impl SemiNaive {
+    /// [`SemiNaive::read_columns`] of `t`, each as `q.column`, comma-separated.
+    fn read_list(&self, t: &Table, q: &str) -> String {
+        self.read_columns(t)
+            .iter()
+            .map(|c| format!("{q}.{}", qi(c)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// The columns of source `t` that the refresh statements read, in table order:
+    /// those the query mentions, and the primary key. A column it does not read may
+    /// be dropped, renamed or added without changing these statements' meaning.
+    pub(crate) fn read_columns<'t>(&self, t: &'t Table) -> Vec<&'t str> {
+        t.columns
+            .iter()
+            .map(|c| c.name.as_str())
+            .filter(|c| {
+                self.mentioned.iter().any(|m| m == c) || t.primary_key.iter().any(|k| k == c)
+            })
+            .collect()
+    }
+}
+
+/// The inserted rows of a source's window, with the columns the query reads (see
+/// [`SemiNaive::read_columns`]).
+fn inserted(t: &Table, window: &str, sn: &SemiNaive) -> String {
+    let cols = sn.read_list(t, "w");
     format!(
         "SELECT {cols} FROM ({window}) AS w WHERE w.{} > 0",
         qi(contract::WEIGHT)
@@ -519,15 +554,22 @@ fn replace(rel: &mut TableFactor, f: &Factor, v: Version, sn: &SemiNaive, inp: &
         }
         (Factor::Cte { alias }, _) => (sn.old_result(inp), alias),
         (Factor::Source { .. }, Version::New) => return,
-        (Factor::Source { index, alias }, Version::Delta) => {
-            (inserted(&inp.sources[*index], &inp.windows[*index]), alias)
-        }
+        (Factor::Source { index, alias }, Version::Delta) => (
+            inserted(&inp.sources[*index], &inp.windows[*index], sn),
+            alias,
+        ),
         (Factor::Source { index, alias }, Version::Old) => {
             let t = &inp.sources[*index];
             let table = format!("{}.{}", qi(&t.name.schema), qi(&t.name.name));
-            let ins = inserted(t, &inp.windows[*index]);
+            let ins = inserted(t, &inp.windows[*index], sn);
             let sql = if t.primary_key.is_empty() {
-                format!("SELECT * FROM {table} EXCEPT ALL {ins}")
+                // Without a key a row is its values; the inserted rows are among the
+                // table's, so removing them commutes with keeping only the columns
+                // read.
+                format!(
+                    "SELECT {} FROM {table} AS o EXCEPT ALL {ins}",
+                    sn.read_list(t, "o")
+                )
             } else {
                 let on = t
                     .primary_key
@@ -535,7 +577,10 @@ fn replace(rel: &mut TableFactor, f: &Factor, v: Version, sn: &SemiNaive, inp: &
                     .map(|k| format!("i.{k} = o.{k}", k = qi(k)))
                     .collect::<Vec<_>>()
                     .join(" AND ");
-                format!("SELECT o.* FROM {table} AS o WHERE NOT EXISTS (SELECT 1 FROM ({ins}) AS i WHERE {on})")
+                format!(
+                    "SELECT {} FROM {table} AS o WHERE NOT EXISTS (SELECT 1 FROM ({ins}) AS i WHERE {on})",
+                    sn.read_list(t, "o")
+                )
             };
             (sql, alias)
         }

@@ -242,15 +242,38 @@ impl QualifiedName {
     pub fn parse(text: &str) -> Result<Self, String> {
         let t = text.trim();
         let parts: Vec<&str> = t.split('.').collect();
-        match parts.as_slice() {
-            [n] if !n.is_empty() => Ok(QualifiedName::new("public", *n)),
-            [s, n] if !s.is_empty() && !n.is_empty() => Ok(QualifiedName::new(*s, *n)),
-            _ => Err(format!(
-                "invalid stream table name `{text}`: expected `name` or `schema.name`"
-            )),
+        let q = match parts.as_slice() {
+            [n] if !n.is_empty() => QualifiedName::new("public", *n),
+            [s, n] if !s.is_empty() && !n.is_empty() => QualifiedName::new(*s, *n),
+            _ => {
+                return Err(format!(
+                    "invalid stream table name `{text}`: expected `name` or `schema.name`"
+                ))
+            }
+        };
+        q.check_length()?;
+        Ok(q)
+    }
+
+    /// An error when the schema or the name is longer than PostgreSQL keeps
+    /// ([`MAX_IDENTIFIER_BYTES`] bytes of UTF-8): PostgreSQL would truncate it, and the
+    /// stream table would be stored under another name than the table.
+    pub fn check_length(&self) -> Result<(), String> {
+        for (what, part) in [("schema", &self.schema), ("name", &self.name)] {
+            if part.len() > MAX_IDENTIFIER_BYTES {
+                return Err(format!(
+                    "the stream table {what} `{part}` is {} bytes long; PostgreSQL keeps at most {MAX_IDENTIFIER_BYTES} bytes of an identifier (NAMEDATALEN - 1) and would truncate it: choose a shorter {what}",
+                    part.len()
+                ));
+            }
         }
+        Ok(())
     }
 }
+
+/// The longest identifier PostgreSQL keeps, in bytes (`NAMEDATALEN - 1` in a default
+/// build); longer ones are truncated.
+pub const MAX_IDENTIFIER_BYTES: usize = 63;
 
 impl fmt::Display for QualifiedName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -359,5 +382,11 @@ mod tests {
             QualifiedName::new("public", "b")
         );
         assert!(QualifiedName::parse("a.b.c").is_err());
+        // Bytes, not characters: 63 bytes pass, 64 do not (é is two bytes).
+        assert!(QualifiedName::parse(&"a".repeat(63)).is_ok());
+        let err = QualifiedName::parse(&"a".repeat(64)).unwrap_err();
+        assert!(err.contains("at most 63 bytes"), "{err}");
+        assert!(QualifiedName::parse(&"é".repeat(32)).is_err());
+        assert!(QualifiedName::parse(&format!("{}.t", "s".repeat(64))).is_err());
     }
 }

@@ -117,6 +117,13 @@ pub(crate) fn check(query: &str, catalog: &Catalog) -> Result<()> {
     }
 }
 
+/// Types that have an `=` operator but no default btree or hash operator class:
+/// GROUP BY, DISTINCT and UNION cannot use it (`json`, `xml` and `point` have no `=`
+/// at all and are reported by `no_equality`).
+const NOT_GROUPABLE: &[&str] = &[
+    "box", "lseg", "line", "path", "polygon", "circle", "jsonpath",
+];
+
 fn parse(query: &str) -> Option<Query> {
     match Parser::parse_sql(&PostgreSqlDialect {}, query)
         .ok()?
@@ -502,7 +509,7 @@ impl<'a> Infer<'a> {
                                     }
                                     _ => None,
                                 });
-                            self.no_equality(t, &format!("{op} (without ALL) removes duplicate rows, so it compares the column `{name}`"), span, name);
+                            self.no_grouping(t, &format!("{op} (without ALL) removes duplicate rows, so it compares the column `{name}`"), span, name);
                         }
                     }
                 }
@@ -649,7 +656,7 @@ impl<'a> Infer<'a> {
                         .unwrap_or_default(),
                     _ => self.expr(e, &scope, ctes, Ctx::default()),
                 };
-                self.no_equality(
+                self.no_grouping(
                     &t,
                     "GROUP BY compares the values of this expression",
                     expr_range(self.text, e),
@@ -665,7 +672,7 @@ impl<'a> Infer<'a> {
                         .copied()
                         .flatten()
                         .and_then(|e| expr_range(self.text, e));
-                    self.no_equality(
+                    self.no_grouping(
                         t,
                         &format!("DISTINCT compares the values of the column `{name}`"),
                         span,
@@ -676,7 +683,7 @@ impl<'a> Infer<'a> {
             Some(Distinct::On(exprs)) => {
                 for e in exprs {
                     let t = self.expr(e, &scope, ctes, ctx);
-                    self.no_equality(
+                    self.no_grouping(
                         &t,
                         "DISTINCT ON compares the values of this expression",
                         expr_range(self.text, e),
@@ -724,7 +731,7 @@ impl<'a> Infer<'a> {
                     for c in cols {
                         let name = c.to_string().to_lowercase();
                         if let Some(t) = resolve(&both, None, &name) {
-                            self.no_equality(
+                            self.no_grouping(
                                 &t,
                                 &format!("the join compares `{name}` on both sides"),
                                 None,
@@ -849,6 +856,25 @@ impl<'a> Infer<'a> {
                 vec![Rel { name, cols: None }]
             }
         }
+    }
+
+    /// Report `t` when GROUP BY, DISTINCT, UNION or a USING join cannot compare its
+    /// values: no equality operator (`json`, `xml`, `point`), or one that grouping
+    /// cannot use (no default btree or hash operator class: the other geometric types,
+    /// `jsonpath`).
+    fn no_grouping(&mut self, t: &Ty, why: &str, span: Option<std::ops::Range<usize>>, what: &str) {
+        let Some(b) = t.base() else { return };
+        let elem = b.trim_end_matches("[]");
+        if !NOT_GROUPABLE.contains(&elem) {
+            return self.no_equality(t, why, span, what);
+        }
+        self.report(
+            Diagnostic::new(format!(
+                "{why}, but PostgreSQL cannot group values of type `{b}`: it has no equality operator for grouping (no default btree or hash operator class)"
+            ))
+            .with_span(span)
+            .with_help(format!("cast it to text: `{what}::text`")),
+        );
     }
 
     /// Report `t` when it has no equality operator.

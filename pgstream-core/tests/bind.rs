@@ -579,3 +579,52 @@ fn rewritten_correlated_aggregates_keep_the_output_names() {
         assert_eq!(columns(&c), names, "{q}");
     }
 }
+
+#[test]
+fn empty_target_list_is_a_clear_error_with_a_span() {
+    for q in [
+        "SELECT FROM employees",
+        "SELECT FROM employees UNION ALL SELECT FROM departments",
+        "WITH RECURSIVE r AS (SELECT 1 AS x UNION ALL SELECT x + 1 FROM r WHERE x < 3) SELECT FROM r, employees",
+    ] {
+        for m in [Mode::Differential, Mode::Full] {
+            let e = compile(&spec(q, m), &catalog()).expect_err(q);
+            assert!(matches!(e, Error::Invalid(_)), "{q}: {e:?}");
+            let d = e.diagnostic().unwrap();
+            assert!(d.message.contains("no output columns"), "{q}: {}", d.message);
+            assert_eq!(d.span.clone().map(|r| &q[r]), Some("SELECT"), "{q}");
+        }
+    }
+    // An empty target list inside EXISTS is ordinary SQL.
+    diff("SELECT id FROM departments d WHERE EXISTS (SELECT FROM employees e WHERE e.department_id = d.id)")
+        .unwrap();
+}
+
+#[test]
+fn system_columns_are_a_clear_error_with_a_span() {
+    for (q, col) in [
+        ("SELECT xmin, id FROM employees", "xmin"),
+        ("SELECT e.ctid FROM employees e", "e.ctid"),
+        ("SELECT id FROM employees WHERE tableoid > 0", "tableoid"),
+    ] {
+        for m in [Mode::Differential, Mode::Full] {
+            let e = compile(&spec(q, m), &catalog()).expect_err(q);
+            let d = e.diagnostic().unwrap();
+            assert!(d.message.contains("system column"), "{q}: {}", d.message);
+            assert_eq!(d.span.clone().map(|r| &q[r]), Some(col), "{q}");
+        }
+    }
+}
+
+#[test]
+fn names_longer_than_postgresql_keeps_are_rejected() {
+    let mut s = spec("SELECT id FROM employees", Mode::Differential);
+    s.name = QualifiedName::new("public", "x".repeat(64));
+    let e = compile(&s, &catalog()).unwrap_err();
+    assert!(
+        e.diagnostic().unwrap().message.contains("at most 63 bytes"),
+        "{e:?}"
+    );
+    s.name = QualifiedName::new("public", "x".repeat(63));
+    compile(&s, &catalog()).unwrap();
+}

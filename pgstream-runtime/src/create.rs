@@ -127,8 +127,10 @@ pub(crate) async fn create_in(
     sqlx::query(
         "INSERT INTO pgstream.pgs_stream_tables
                 (id, schema_name, table_name, query, mode, schedule, schedule_interval,
-                 full_refresh_sql, differential_refresh_sql, refresh_function, strategy)
-         VALUES ($1, $2, $3, $4, $5, $6, $7::float8 * interval '1 millisecond', $8, $9, $10, $11)",
+                 full_refresh_sql, differential_refresh_sql, refresh_function, strategy,
+                 settings)
+         VALUES ($1, $2, $3, $4, $5, $6, $7::float8 * interval '1 millisecond', $8, $9, $10, $11,
+                 pgstream._result_settings())",
     )
     .bind(id)
     .bind(&spec.name.schema)
@@ -173,6 +175,11 @@ pub(crate) async fn create_in(
 
     if let Some(function) = &artifacts.refresh_function {
         sqlx::raw_sql(function)
+            .execute(&mut *conn)
+            .await
+            .step(subject, "creating the refresh function")?;
+        sqlx::query("SELECT pgstream._pin_function_settings($1)")
+            .bind(id)
             .execute(&mut *conn)
             .await
             .step(subject, "creating the refresh function")?;

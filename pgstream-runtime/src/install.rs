@@ -148,6 +148,19 @@ async fn install_functions(tx: &mut sqlx::PgConnection, hash: &str) -> Result<()
         .execute(&mut *tx)
         .await
         .step(None, STEP)?;
+    // Stream tables created before catalog v7 recorded no settings: they get the
+    // values a new session gets, which is what most of their refreshes ran with.
+    sqlx::query(
+        "UPDATE pgstream.pgs_stream_tables SET settings = pgstream._result_settings(true)
+          WHERE settings IS NULL",
+    )
+    .execute(&mut *tx)
+    .await
+    .step(None, STEP)?;
+    sqlx::query("SELECT pgstream._pin_function_settings(s.id) FROM pgstream.pgs_stream_tables s")
+        .execute(&mut *tx)
+        .await
+        .step(None, STEP)?;
     sqlx::raw_sql(&format!(
         "CREATE OR REPLACE FUNCTION pgstream._functions_hash() RETURNS text LANGUAGE sql IMMUTABLE AS $h${}$h$",
         hash_function_body(hash)

@@ -114,6 +114,16 @@ impl Default for FailurePolicy {
 /// SQLSTATE of pgstream's schema-drift error (`pgstream._drift`).
 pub(crate) const DRIFT_SQLSTATE: &str = "PGS01";
 
+/// Whether a refresh error says that the stored statements no longer match the
+/// database: pgstream's drift error, or PostgreSQL's class 42 (an undefined column,
+/// table, function or type, a type mismatch, ...) but for a missing privilege. Such a
+/// refresh fails the same way every time: the stream table goes to the `ERROR` state
+/// with the message, and `pgstream.resume_stream_table` checks again.
+pub(crate) fn is_drift_like(e: &Error) -> bool {
+    e.sqlstate()
+        .is_some_and(|c| c == DRIFT_SQLSTATE || (c.starts_with("42") && c != "42501"))
+}
+
 /// Whether a failure is about the connection or the server (terminated backend,
 /// restart, network, pool) rather than the stream table: it is retried after the
 /// base backoff and does not count towards suspension.
@@ -138,7 +148,8 @@ pub(crate) fn is_transient(e: &Error) -> bool {
 
 /// Record a refresh failure in `pgstream.pgs_refresh_stats` (`error_count`,
 /// `last_error`), in its own transaction (the failed one rolled back). A schema-drift
-/// error puts the stream table in the `ERROR` state. With a policy (the scheduler),
+/// error, or any error that says the stored statements no longer match the schema
+/// ([`is_drift_like`]), puts the stream table in the `ERROR` state. With a policy (the scheduler),
 /// also counts consecutive failures, sets the next retry time (exponential backoff)
 /// and suspends the stream table at the policy's limit. Failing to record is logged,
 /// not returned.
@@ -167,7 +178,7 @@ pub(crate) async fn record_error(
         tracing::warn!(error = %describe(&e), "could not record a refresh error");
         return;
     }
-    let drift = err.sqlstate().as_deref() == Some(DRIFT_SQLSTATE);
+    let drift = is_drift_like(err);
     let transient = is_transient(err);
     let (max, base_ms, max_ms) = match policy {
         Some(p) => (

@@ -40,6 +40,9 @@ struct Request {
     schedule: Option<String>,
     refresh_mode: Option<String>,
     requested_by: String,
+    /// The requesting session's result-changing settings (`pgstream._result_settings`),
+    /// as jsonb text: the stream table is created, and records, with them.
+    settings: Option<String>,
 }
 
 /// Carry out every pending request from SQL, oldest first; returns how many this
@@ -64,7 +67,8 @@ async fn process_one(pool: &PgPool) -> Result<bool> {
         .await
         .step(None, STEP)?;
     let request: Option<Request> = sqlx::query_as(
-        "SELECT q.id, q.kind, q.name, q.query, q.schedule, q.refresh_mode, q.requested_by::text AS requested_by
+        "SELECT q.id, q.kind, q.name, q.query, q.schedule, q.refresh_mode, q.requested_by::text AS requested_by,
+                q.settings::text AS settings
            FROM pgstream.pgs_requests q
           WHERE q.state = 'pending'
           ORDER BY q.id
@@ -131,6 +135,12 @@ fn hint_of(e: &Error) -> Option<String> {
 
 /// Carry out one request in `conn` (a savepoint); the state to record.
 async fn carry_out(conn: &mut PgConnection, r: &Request) -> Result<&'static str> {
+    // Compute (and record) with the requester's settings, not the runtime's.
+    sqlx::query("SELECT pgstream._pin_settings($1::jsonb)")
+        .bind(r.settings.as_deref())
+        .execute(&mut *conn)
+        .await
+        .step(Some(&r.name), "setting the requester's settings")?;
     match r.kind.as_str() {
         "create" => {
             let spec = crate::runtime::spec(

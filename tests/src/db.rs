@@ -143,6 +143,29 @@ impl TestDb {
             .unwrap_or_else(|e| panic!("connect to {}: {e}", self.name))
     }
 
+    /// The rows that differ between `query` and `SELECT cols FROM table`, as multisets
+    /// (`EXCEPT ALL` both ways): 0 when a stream table equals its query. Panics on error.
+    pub async fn difference(&self, query: &str, cols: &str, table: &str) -> i64 {
+        let sql = format!(
+            "SELECT (SELECT count(*) FROM (({query}) EXCEPT ALL (SELECT {cols} FROM {table})) a)
+                  + (SELECT count(*) FROM ((SELECT {cols} FROM {table}) EXCEPT ALL ({query})) b)"
+        );
+        sqlx::query_scalar(&sql)
+            .fetch_one(&self.pool)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    /// How many stream tables' last refresh was the adaptive switch to a full refresh.
+    pub async fn adaptive_refreshes(&self) -> i64 {
+        sqlx::query_scalar(
+            "SELECT count(*) FROM pgstream.pg_stat_stream_tables WHERE last_strategy = 'FULL (adaptive)'",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .expect("pg_stat_stream_tables")
+    }
+
     /// Runs a batch of SQL statements (simple protocol, so several `;`-separated
     /// statements are allowed); panics with the SQL on error.
     pub async fn exec(&self, sql: &str) {

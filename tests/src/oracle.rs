@@ -238,6 +238,11 @@ pub struct Oracle {
     quiet: bool,
     insert_only: bool,
     expect_strategy: Option<String>,
+    /// Columns of each table the query does not read: schema changes may drop or
+    /// rename them.
+    unused: HashMap<String, Vec<String>>,
+    schema_change_probability: f64,
+    bulk_probability: f64,
     /// In insert-only mode, the next fresh key of each table whose primary key is one
     /// integer column (set by `run`).
     next_keys: Arc<Mutex<HashMap<String, i64>>>,
@@ -279,8 +284,39 @@ impl Oracle {
             quiet: false,
             insert_only: false,
             expect_strategy: None,
+            unused: HashMap::new(),
+            schema_change_probability: 0.0,
+            bulk_probability: 0.0,
             next_keys: Arc::new(Mutex::new(HashMap::new())),
         }
+    }
+
+    /// `table.column` is a column the query does not read: a schema change (see
+    /// [`Oracle::schema_changes`]) may drop or rename it.
+    pub fn unused_column(mut self, table: &str, column: &str) -> Self {
+        self.unused
+            .entry(table.into())
+            .or_default()
+            .push(column.into());
+        self
+    }
+
+    /// Before each batch, with probability `p`, change the schema of one table in a
+    /// way the stream table must not notice: add a column (`spare_<n>`, of a random
+    /// type, which later DML fills), or drop or rename one that the query does not
+    /// read (one declared with [`Oracle::unused_column`] or added before). The DDL is
+    /// part of the batch's statements in a failure report.
+    pub fn schema_changes(mut self, p: f64) -> Self {
+        self.schema_change_probability = p;
+        self
+    }
+
+    /// Probability that a transaction rewrites every row of one table (`UPDATE t SET
+    /// c = c`): a window as large as the table, for the adaptive switch to a full
+    /// refresh.
+    pub fn bulk_updates(mut self, p: f64) -> Self {
+        self.bulk_probability = p;
+        self
     }
 
     /// A base table and the DDL that creates it (run by [`Oracle::setup`], in the
@@ -478,10 +514,12 @@ impl Oracle {
             kind,
             statements,
         };
-        let tables = self
+        let mut tables = self
             .load_tables(pool)
             .await
             .map_err(|e| fail(0, FailureKind::Other(e), vec![]))?;
+        let mut spares = self.unused.clone();
+        let mut added = 0;
         if self.insert_only {
             self.init_next_keys(pool, &tables)
                 .await
@@ -493,6 +531,20 @@ impl Oracle {
         let mut expected_taken = 0;
         for batch in 0..=batches {
             let mut log = Vec::new();
+            if batch > 0
+                && self.schema_change_probability > 0.0
+                && rng.gen_bool(self.schema_change_probability.min(1.0))
+            {
+                let ddl = self.schema_change(&mut rng, &mut spares, &mut added);
+                log.push(ddl.clone());
+                sqlx::raw_sql(&ddl).execute(pool).await.map_err(|e| {
+                    fail(batch, FailureKind::Dml(format!("{ddl}: {e}")), log.clone())
+                })?;
+                tables = self
+                    .load_tables(pool)
+                    .await
+                    .map_err(|e| fail(batch, FailureKind::Other(e), log.clone()))?;
+            }
             if batch > 0 {
                 let txs = rng.gen_range(1..=4);
                 for _ in 0..txs {
@@ -558,6 +610,64 @@ impl Oracle {
             }
         }
         Ok(())
+    }
+
+    /// One schema change of a column the query does not read (see
+    /// [`Oracle::schema_changes`]); `spares` holds those columns per table.
+    fn schema_change(
+        &self,
+        rng: &mut StdRng,
+        spares: &mut HashMap<String, Vec<String>>,
+        added: &mut usize,
+    ) -> String {
+        let (table, _) = self.tables.choose(rng).expect("at least one table");
+        let cols = spares.entry(table.clone()).or_default();
+        let mut fresh = || {
+            *added += 1;
+            format!("spare_{added}")
+        };
+        let what = if cols.is_empty() {
+            0
+        } else {
+            rng.gen_range(0..3)
+        };
+        match what {
+            0 => {
+                let name = fresh();
+                let ty = ["int", "text", "numeric(8,2)", "timestamptz", "boolean"]
+                    .choose(rng)
+                    .expect("types");
+                let default = if rng.gen_bool(0.5) {
+                    match *ty {
+                        "int" => " DEFAULT 7",
+                        "text" => " DEFAULT 'dflt'",
+                        _ => "",
+                    }
+                } else {
+                    ""
+                };
+                cols.push(name.clone());
+                format!(
+                    "ALTER TABLE {table} ADD COLUMN {} {ty}{default}",
+                    quote_ident(&name)
+                )
+            }
+            1 => {
+                let i = rng.gen_range(0..cols.len());
+                let old = cols.remove(i);
+                format!("ALTER TABLE {table} DROP COLUMN {}", quote_ident(&old))
+            }
+            _ => {
+                let i = rng.gen_range(0..cols.len());
+                let name = fresh();
+                let old = std::mem::replace(&mut cols[i], name.clone());
+                format!(
+                    "ALTER TABLE {table} RENAME COLUMN {} TO {}",
+                    quote_ident(&old),
+                    quote_ident(&name)
+                )
+            }
+        }
     }
 
     /// The next fresh key of each table whose primary key is one integer column.
@@ -1071,6 +1181,11 @@ impl Oracle {
         let n = rng.gen_range(1..=6);
         for _ in 0..n {
             let t = tables.choose(rng).expect("at least one table");
+            if self.bulk_probability > 0.0 && rng.gen_bool(self.bulk_probability.min(1.0)) {
+                let c = quote_ident(&t.columns[0].name);
+                exec_dml(conn, &format!("UPDATE {} SET {c} = {c}", t.name), log, true).await?;
+                continue;
+            }
             let cache = self.load_existing(conn, t).await?;
             if self.insert_only {
                 let rows = rng.gen_range(1..=5);

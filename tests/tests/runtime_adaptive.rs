@@ -183,6 +183,9 @@ async fn a_large_window_switches_to_a_full_refresh() {
         "SELECT pgstream.set_full_refresh_ratio('st', 0)",
         "SELECT pgstream.set_full_refresh_ratio('st', -1)",
         "SELECT pgstream.set_full_refresh_ratio('nope', 0.1)",
+        "SELECT pgstream.set_full_refresh_ratio('st', 'NaN')",
+        "SELECT pgstream.set_full_refresh_ratio('st', 'Infinity')",
+        "SELECT pgstream.set_full_refresh_ratio('st', '-Infinity')",
     ] {
         let err = sqlx::query(bad).execute(&db.pool).await.unwrap_err();
         let msg = err.to_string();
@@ -198,6 +201,23 @@ async fn a_large_window_switches_to_a_full_refresh() {
     .await
     .unwrap();
     assert_eq!(ratio, None);
+}
+
+/// A large finite ratio is a valid setting (never switch, in practice): the cap it
+/// gives is bounded, the refresh does not overflow.
+#[tokio::test]
+async fn a_huge_ratio_does_not_overflow_the_cap() {
+    let db = test_db().await;
+    let h = setup(&db).await;
+    db.exec("SELECT pgstream.set_full_refresh_ratio('st', 1e300)")
+        .await;
+    db.exec("UPDATE e SET x = x + 1 WHERE id <= 10").await;
+    h.refresh("st").await.unwrap();
+    assert_eq!(
+        status(&db.pool).await.last_strategy.as_deref(),
+        Some("DIFFERENTIAL")
+    );
+    assert_eq!(difference(&db.pool).await, 0);
 }
 
 #[tokio::test]

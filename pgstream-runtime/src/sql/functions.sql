@@ -113,6 +113,7 @@ DECLARE
     det text;
     hnt text;
     state text;
+    saved jsonb;
 BEGIN
     IF current_setting('transaction_isolation') <> 'read committed' THEN
         RAISE EXCEPTION 'pgstream: cannot refresh a stream table in a % transaction',
@@ -140,7 +141,7 @@ BEGIN
     -- and is read below only on the paths that execute it. The learned cap (see
     -- below) comes with it.
     SELECT s.id, s.schema_name, s.table_name, s.mode, s.needs_full, s.status,
-           s.status_reason, s.refresh_function, s.full_refresh_ratio,
+           s.status_reason, s.refresh_function, s.full_refresh_ratio, s.settings,
            s.differential_refresh_sql IS NULL AS no_differential,
            CASE WHEN r.full_ms_avg > 0 AND r.diff_ms_per_row > 0
                 THEN greatest(100, least(r.full_ms_avg / r.diff_ms_per_row, 9e18))::bigint
@@ -163,6 +164,11 @@ BEGIN
             USING ERRCODE = 'PGS01', HINT = pgstream._drift_hint(msg);
     END IF;
 
+    -- Compute with the settings recorded at creation (TimeZone, DateStyle, ...),
+    -- whoever calls; the caller's values come back at the end (on an error, the
+    -- rollback restores them).
+    saved := pgstream._pin_settings(st.settings);
+
     full_mode := st.mode = 'FULL' OR st.needs_full OR st.no_differential;
     how := CASE WHEN full_mode THEN 'FULL' ELSE 'DIFFERENTIAL' END;
     t0 := clock_timestamp();
@@ -183,7 +189,8 @@ BEGIN
                 -- rows), else the ratio of the sources' rows (at least 1,000 rows).
                 cap := st.learned_cap;
                 IF cap IS NULL THEN
-                    SELECT greatest(1000, ceil(st.full_refresh_ratio * coalesce(sum(greatest(c.reltuples, 0)), 0)))::bigint
+                    -- Bounded: a large ratio times many rows must not overflow.
+                    SELECT greatest(1000, least(ceil(st.full_refresh_ratio * coalesce(sum(greatest(c.reltuples, 0)), 0)), 9e18))::bigint
                       INTO cap
                       FROM pgstream.pgs_frontiers f JOIN pg_class c ON c.oid = f.source_oid
                      WHERE f.st_id = st.id;
@@ -272,7 +279,86 @@ BEGIN
                                   THEN coalesce(0.7 * r.diff_ms_per_row + 0.3 * ms / win, ms / win)
                                   ELSE r.diff_ms_per_row END;
     PERFORM set_config('pgstream.no_own_rows', '', true);
+    PERFORM pgstream._pin_settings(saved);
     RETURN n;
+END
+$fn$;
+
+-- The settings that change what a query computes, as a jsonb object (name: value):
+-- the session's current values, or with reset the values a new session gets
+-- (pg_settings.reset_val). A stream table records them at creation; every refresh
+-- runs with them (_pin_settings). Issue 11, item 7. The list: time zone and date
+-- and interval formats (timestamptz arithmetic, date_trunc, casts to and from text,
+-- ambiguous date input), float and bytea text output, the locale categories a
+-- session can change (to_char, money), string literal and NULL-comparison parsing of
+-- the stored statements, xml parsing, the default text search configuration, and
+-- array input. lc_collate and lc_ctype are fixed per database; search_path is pinned
+-- by every function.
+CREATE OR REPLACE FUNCTION pgstream._result_settings(reset boolean DEFAULT false)
+RETURNS jsonb LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT jsonb_object_agg(s.name, CASE WHEN reset THEN s.reset_val ELSE current_setting(s.name) END)
+      FROM pg_settings s
+     WHERE lower(s.name) IN ('timezone', 'datestyle', 'intervalstyle', 'extra_float_digits',
+                             'bytea_output', 'lc_monetary', 'lc_numeric', 'lc_time',
+                             'standard_conforming_strings', 'transform_null_equals',
+                             'xmloption', 'default_text_search_config', 'array_nulls',
+                             'timezone_abbreviations', 'quote_all_identifiers')
+$fn$;
+
+-- Set each setting of `settings` (name: value) for the rest of the transaction
+-- where it differs; returns the previous values of those it changed, which a second
+-- call restores.
+CREATE OR REPLACE FUNCTION pgstream._pin_settings(settings jsonb)
+RETURNS jsonb LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    k text;
+    v text;
+    cur text;
+    saved jsonb := '{}';
+BEGIN
+    FOR k, v IN SELECT e.key, e.value FROM jsonb_each_text(coalesce(settings, '{}')) e LOOP
+        cur := current_setting(k, true);
+        IF cur IS DISTINCT FROM v THEN
+            saved := saved || jsonb_build_object(k, cur);
+            PERFORM set_config(k, v, true);
+        END IF;
+    END LOOP;
+    RETURN saved;
+END
+$fn$;
+
+-- Attach the recorded settings to the generated refresh function of a stream table
+-- (SET clauses), so that it computes with them when called on its own too.
+CREATE OR REPLACE FUNCTION pgstream._pin_function_settings(st_id bigint)
+RETURNS void LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    fn text;
+    k text;
+    v text;
+BEGIN
+    SELECT s.refresh_function INTO fn FROM pgstream.pgs_stream_tables s
+     WHERE s.id = _pin_function_settings.st_id;
+    IF fn IS NULL OR to_regprocedure(fn || '(bigint)') IS NULL THEN
+        RETURN;
+    END IF;
+    FOR k, v IN SELECT e.key, e.value FROM pgstream.pgs_stream_tables s,
+                       jsonb_each_text(coalesce(s.settings, '{}')) e
+                 WHERE s.id = _pin_function_settings.st_id LOOP
+        BEGIN
+            EXECUTE format('ALTER FUNCTION %s(bigint) SET %I = %L', fn, k, v);
+        EXCEPTION WHEN insufficient_privilege THEN
+            -- An upgrade run by a role that does not own the function: the refresh
+            -- entry point pins the settings anyway.
+            RAISE WARNING 'pgstream: cannot pin % on %: %', k, fn, SQLERRM;
+            RETURN;
+        END;
+    END LOOP;
 END
 $fn$;
 
@@ -397,6 +483,12 @@ DECLARE
 BEGIN
     sid := pgstream._resolve(name);
     msg := pgstream._drift(sid);
+    -- A refresh may have failed on something _drift does not look at (a function or
+    -- type the query uses was dropped): planning the stored statements finds that
+    -- without running them.
+    IF msg IS NULL THEN
+        msg := pgstream._plan_check(sid);
+    END IF;
     IF msg IS NOT NULL THEN
         UPDATE pgstream.pgs_stream_tables s SET status = 'ERROR', status_reason = msg
          WHERE s.id = sid;
@@ -406,6 +498,33 @@ BEGIN
     UPDATE pgstream.pgs_stream_tables s
        SET status = 'ACTIVE', status_reason = NULL, consecutive_failures = 0, next_retry_at = NULL
      WHERE s.id = sid;
+END
+$fn$;
+
+-- Whether the stored refresh statements of a stream table still plan (EXPLAIN, which
+-- runs nothing): NULL when they do, else the error. Used by resume_stream_table
+-- (issue 11, item 4: a refresh that failed on the schema must be checked again).
+CREATE OR REPLACE FUNCTION pgstream._plan_check(st_id bigint)
+RETURNS text LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    stmt text;
+    err text;
+BEGIN
+    FOR stmt IN
+        SELECT q FROM pgstream.pgs_stream_tables s,
+               LATERAL (VALUES (s.full_refresh_sql), (s.differential_refresh_sql)) v(q)
+         WHERE s.id = _plan_check.st_id AND q IS NOT NULL
+    LOOP
+        BEGIN
+            EXECUTE 'EXPLAIN (COSTS OFF) ' || stmt;
+        EXCEPTION WHEN OTHERS THEN
+            GET STACKED DIAGNOSTICS err = MESSAGE_TEXT;
+            RETURN format('its stored refresh statement no longer plans: %s', err);
+        END;
+    END LOOP;
+    RETURN NULL;
 END
 $fn$;
 
@@ -828,8 +947,10 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'The refresh mode is ''DIFFERENTIAL'' or ''FULL''.';
     END IF;
-    INSERT INTO pgstream.pgs_requests (kind, name, query, schedule, refresh_mode, requested_by)
-    VALUES (kind, name, query, schedule, upper(refresh_mode), current_user)
+    INSERT INTO pgstream.pgs_requests (kind, name, query, schedule, refresh_mode, requested_by,
+                                       settings)
+    VALUES (kind, name, query, schedule, upper(refresh_mode), current_user,
+            pgstream._result_settings())
     RETURNING id INTO req;
     PERFORM pg_notify('pgstream_requests', req::text);
     IF NOT pgstream._runtime_running() THEN
@@ -964,8 +1085,9 @@ RETURNS void LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 BEGIN
-    IF ratio IS NOT NULL AND NOT (ratio > 0) THEN
-        RAISE EXCEPTION 'pgstream: full refresh ratio must be greater than 0 (or NULL: never), not %', ratio
+    -- NaN and Infinity compare greater than 0 in PostgreSQL: excluded by name.
+    IF ratio IS NOT NULL AND (NOT (ratio > 0) OR ratio IN ('NaN', 'Infinity')) THEN
+        RAISE EXCEPTION 'pgstream: full refresh ratio must be a finite number greater than 0 (or NULL: never), not %', ratio
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     UPDATE pgstream.pgs_stream_tables s SET full_refresh_ratio = ratio
