@@ -113,6 +113,7 @@ DECLARE
     det text;
     hnt text;
     state text;
+    changed boolean := false;
 BEGIN
     IF current_setting('transaction_isolation') <> 'read committed' THEN
         RAISE EXCEPTION 'pgstream: cannot refresh a stream table in a % transaction',
@@ -163,7 +164,16 @@ BEGIN
             USING ERRCODE = 'PGS01', HINT = pgstream._drift_hint(msg);
     END IF;
 
-    full_mode := st.mode = 'FULL' OR st.needs_full OR st.no_differential;
+    -- Partitioned and inherited sources (see _sync_sources); a FULL stream table
+    -- recomputes anyway.
+    IF st.mode <> 'FULL' THEN
+        SELECT y.drift, y.changed INTO msg, changed FROM pgstream._sync_sources(st.id) y;
+        IF msg IS NOT NULL THEN
+            RAISE EXCEPTION 'stream table %: %', pgstream._display_name(st.schema_name, st.table_name), msg
+                USING ERRCODE = 'PGS01', HINT = pgstream._drift_hint(msg);
+        END IF;
+    END IF;
+    full_mode := st.mode = 'FULL' OR st.needs_full OR st.no_differential OR changed;
     how := CASE WHEN full_mode THEN 'FULL' ELSE 'DIFFERENTIAL' END;
     t0 := clock_timestamp();
     BEGIN
@@ -287,20 +297,147 @@ BEGIN
 END
 $fn$;
 
--- Remove the change capture of a source: triggers, trigger function, buffer.
-CREATE OR REPLACE FUNCTION pgstream._drop_capture(src oid)
+-- The four capture triggers of a relation: `rel` is a source, or a member of a
+-- partitioned source `src`'s tree, whose statements fire only its own statement
+-- triggers; each writes into the buffer of `src`. Same DDL as create.rs's
+-- trigger_ddl, for the members that the runtime cannot know in advance.
+CREATE OR REPLACE FUNCTION pgstream._create_capture_triggers(rel oid, src oid)
+RETURNS void LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    fn text := format('%I.%I()', 'pgstream_changes', 'capture_' || src);
+BEGIN
+    EXECUTE format('CREATE TRIGGER __pgs_capture_ins AFTER INSERT ON %s REFERENCING NEW TABLE AS __pgs_new '
+                   'FOR EACH STATEMENT EXECUTE FUNCTION %s', rel::regclass, fn);
+    EXECUTE format('CREATE TRIGGER __pgs_capture_upd AFTER UPDATE ON %s REFERENCING OLD TABLE AS __pgs_old '
+                   'NEW TABLE AS __pgs_new FOR EACH STATEMENT EXECUTE FUNCTION %s', rel::regclass, fn);
+    EXECUTE format('CREATE TRIGGER __pgs_capture_del AFTER DELETE ON %s REFERENCING OLD TABLE AS __pgs_old '
+                   'FOR EACH STATEMENT EXECUTE FUNCTION %s', rel::regclass, fn);
+    EXECUTE format('CREATE TRIGGER __pgs_capture_trunc AFTER TRUNCATE ON %s '
+                   'FOR EACH STATEMENT EXECUTE FUNCTION pgstream._on_truncate(%L)', rel::regclass, src);
+END
+$fn$;
+
+CREATE OR REPLACE FUNCTION pgstream._drop_capture_triggers(rel oid)
 RETURNS void LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
     trig text;
 BEGIN
-    IF EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = src) THEN
-        FOREACH trig IN ARRAY ARRAY['__pgs_capture_ins', '__pgs_capture_upd',
-                                    '__pgs_capture_del', '__pgs_capture_trunc'] LOOP
-            EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', trig, src::regclass);
-        END LOOP;
+    FOREACH trig IN ARRAY ARRAY['__pgs_capture_ins', '__pgs_capture_upd',
+                                '__pgs_capture_del', '__pgs_capture_trunc'] LOOP
+        EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', trig, rel::regclass);
+    END LOOP;
+END
+$fn$;
+
+-- Partitioned source: statement triggers fire only on the relation a statement
+-- names (DML routed through the parent fires the parent's, whose transition tables
+-- hold the rows of every partition; DML addressed to a partition fires only the
+-- partition's). So every member of the tree, at every level, carries the capture
+-- triggers, writing into the source's buffer: a statement is captured once, by the
+-- relation it names. Members created, attached, detached or dropped since the last
+-- sync (pgs_sources.members) changed the source's rows without capture: their
+-- triggers are created or dropped, and every reader of the source gets a full
+-- refresh (exact: it recomputes). Called at creation, by the DDL event trigger, and
+-- at every refresh of a reader (without the event trigger, the refresh finds the
+-- change). Returns whether anything changed.
+CREATE OR REPLACE FUNCTION pgstream._sync_partitions(src oid)
+RETURNS boolean LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    live oid[];
+    recorded oid[];
+    rel oid;
+    fn regprocedure;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = src AND c.relkind = 'p') THEN
+        RETURN false;
     END IF;
+    live := ARRAY(SELECT p.relid::oid FROM pg_partition_tree(src) p WHERE p.relid <> src::regclass
+                   ORDER BY p.relid::oid);
+    SELECT s.members INTO recorded FROM pgstream.pgs_sources s WHERE s.source_oid = src;
+    IF NOT FOUND OR recorded = live THEN
+        RETURN false;
+    END IF;
+    -- Again under the row's lock: a concurrent sync may have done it.
+    SELECT s.members INTO recorded FROM pgstream.pgs_sources s WHERE s.source_oid = src FOR UPDATE;
+    IF recorded = live THEN
+        RETURN false;
+    END IF;
+    fn := to_regprocedure(format('%I.%I()', 'pgstream_changes', 'capture_' || src));
+    -- Detached members (dropped ones took their triggers with them).
+    FOR rel IN SELECT DISTINCT t.tgrelid FROM pg_trigger t
+                WHERE t.tgfoid = fn AND t.tgrelid <> src AND NOT t.tgrelid = ANY (live) LOOP
+        PERFORM pgstream._drop_capture_triggers(rel);
+    END LOOP;
+    FOREACH rel IN ARRAY live LOOP
+        IF NOT EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = rel AND t.tgfoid = fn) THEN
+            PERFORM pgstream._create_capture_triggers(rel, src);
+        END IF;
+    END LOOP;
+    UPDATE pgstream.pgs_sources s SET members = live WHERE s.source_oid = src;
+    UPDATE pgstream.pgs_stream_tables s SET needs_full = true
+     WHERE NOT s.needs_full
+       AND EXISTS (SELECT 1 FROM pgstream.pgs_frontiers f WHERE f.st_id = s.id AND f.source_oid = src);
+    RETURN true;
+END
+$fn$;
+
+-- Before a differential refresh: the partitioned sources' trees synced (see
+-- _sync_partitions; `changed` when one changed: the refresh is then a full one),
+-- and `drift` when a source has inheritance children or became a partition or an
+-- inheritance child: rows written through another relation of its hierarchy are
+-- not captured (such a source is refused at creation).
+CREATE OR REPLACE FUNCTION pgstream._sync_sources(st_id bigint, OUT drift text, OUT changed boolean)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    r record;
+BEGIN
+    changed := false;
+    FOR r IN SELECT f.source_oid, c.relkind,
+                    (SELECT i.inhrelid FROM pg_inherits i WHERE i.inhparent = f.source_oid LIMIT 1) AS child,
+                    (SELECT i.inhparent FROM pg_inherits i WHERE i.inhrelid = f.source_oid LIMIT 1) AS parent
+               FROM pgstream.pgs_frontiers f JOIN pg_class c ON c.oid = f.source_oid
+              WHERE f.st_id = _sync_sources.st_id LOOP
+        IF r.parent IS NOT NULL THEN
+            drift := format('source table %s is now a partition or inheritance child of %s: '
+                            'writes through %s are not captured for it',
+                            r.source_oid::regclass, r.parent::regclass, r.parent::regclass);
+            RETURN;
+        ELSIF r.relkind = 'p' THEN
+            changed := pgstream._sync_partitions(r.source_oid) OR changed;
+        ELSIF r.child IS NOT NULL THEN
+            drift := format('source table %s has inheritance children (%s): their rows are part of '
+                            'the source but are not captured', r.source_oid::regclass, r.child::regclass);
+            RETURN;
+        END IF;
+    END LOOP;
+END
+$fn$;
+
+-- Remove the change capture of a source: triggers, trigger function, buffer.
+CREATE OR REPLACE FUNCTION pgstream._drop_capture(src oid)
+RETURNS void LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    rel oid;
+BEGIN
+    -- The source and the members of its partition tree that capture into its buffer.
+    FOR rel IN SELECT src UNION
+               SELECT t.tgrelid FROM pg_trigger t
+                WHERE t.tgfoid = to_regprocedure(format('%I.%I()', 'pgstream_changes', 'capture_' || src))
+    LOOP
+        IF EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = rel) THEN
+            PERFORM pgstream._drop_capture_triggers(rel);
+        END IF;
+    END LOOP;
     EXECUTE format('DROP FUNCTION IF EXISTS %I.%I()', 'pgstream_changes', 'capture_' || src);
     EXECUTE format('DROP TABLE IF EXISTS %I.%I', 'pgstream_changes', 'changes_' || src);
     DELETE FROM pgstream.pgs_sources s WHERE s.source_oid = src;
@@ -599,7 +736,14 @@ DECLARE
 BEGIN
     -- Statement-level capture from the transition tables. An UPDATE is the old
     -- images (weight -1) and the new ones (+1), under one change id.
-    -- Generated by pgstream._build_capture.%4$s
+    -- Generated by pgstream._build_capture.
+    IF TG_RELID <> %5$s THEN
+        -- A member of a partitioned source's tree (_sync_partitions); one detached
+        -- since (its triggers are dropped at the next sync) is no longer the source.
+        IF pg_catalog.pg_partition_root(TG_RELID) IS DISTINCT FROM %5$s::oid::regclass THEN
+            RETURN NULL;
+        END IF;
+    END IF;%4$s
     IF TG_OP = 'INSERT' THEN
         INSERT INTO %1$s (__pgs_change_id, __pgs_xid, __pgs_w%2$s) OVERRIDING SYSTEM VALUE
         SELECT __pgs_cid, __pgs_cxid, 1%2$s FROM __pgs_new;
@@ -614,7 +758,7 @@ BEGIN
     END IF;
     RETURN NULL;
 END
-$b$, buf, cols, seq, guard);
+$b$, buf, cols, seq, guard, src);
     EXECUTE format('CREATE OR REPLACE FUNCTION %I.%I() RETURNS trigger LANGUAGE plpgsql '
                    'SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS %L',
                    'pgstream_changes', 'capture_' || src, body);
@@ -665,16 +809,34 @@ BEGIN
             END IF;
         END LOOP;
     END LOOP;
+    -- Partitions created, attached or detached under a partitioned source, and
+    -- tables that became inheritance children of a source (or a source that became
+    -- one): capture triggers on the new members and a full refresh of the readers,
+    -- or the ERROR state (see _sync_sources).
+    FOR st IN SELECT DISTINCT f.st_id
+                FROM pg_event_trigger_ddl_commands() c
+                JOIN pgstream.pgs_frontiers f
+                  ON f.source_oid = c.objid OR f.source_oid = pg_partition_root(c.objid)
+                  OR f.source_oid IN (SELECT i.inhparent FROM pg_inherits i WHERE i.inhrelid = c.objid)
+                JOIN pgstream.pgs_stream_tables s ON s.id = f.st_id AND s.mode <> 'FULL'
+               WHERE c.classid = 'pg_class'::regclass LOOP
+        SELECT y.drift INTO msg FROM pgstream._sync_sources(st.st_id) y;
+        IF msg IS NOT NULL THEN
+            UPDATE pgstream.pgs_stream_tables s SET status = 'ERROR', status_reason = msg
+             WHERE s.id = st.st_id AND s.status IS DISTINCT FROM 'ERROR';
+        END IF;
+    END LOOP;
 END
 $fn$;
 
--- Event triggers need a superuser: without one, drift is still found at the next
--- refresh, but writes to a source fail after a column it captures is dropped. An
--- event trigger of an older version (catalog < 6: ALTER TABLE only) is replaced.
+-- Event triggers need a superuser: without one, drift (and a change of a
+-- partitioned source's tree) is found at the next refresh, and the capture functions
+-- check the table's shape at every statement (see _build_capture). An event trigger
+-- with other tags (an older version) is replaced.
 DO $do$
 DECLARE
-    tags text[] := ARRAY['ALTER TABLE', 'CREATE VIEW', 'ALTER VIEW', 'DROP VIEW', 'DROP TABLE',
-                         'DROP SCHEMA', 'ALTER SCHEMA', 'DROP OWNED'];
+    tags text[] := ARRAY['ALTER TABLE', 'CREATE TABLE', 'CREATE VIEW', 'ALTER VIEW', 'DROP VIEW',
+                         'DROP TABLE', 'DROP SCHEMA', 'ALTER SCHEMA', 'DROP OWNED'];
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolname = current_user AND r.rolsuper) THEN
         RETURN;
@@ -685,8 +847,8 @@ BEGIN
     END IF;
     IF NOT EXISTS (SELECT 1 FROM pg_event_trigger e WHERE e.evtname = 'pgstream_ddl') THEN
         CREATE EVENT TRIGGER pgstream_ddl ON ddl_command_end
-            WHEN TAG IN ('ALTER TABLE', 'CREATE VIEW', 'ALTER VIEW', 'DROP VIEW', 'DROP TABLE',
-                         'DROP SCHEMA', 'ALTER SCHEMA', 'DROP OWNED')
+            WHEN TAG IN ('ALTER TABLE', 'CREATE TABLE', 'CREATE VIEW', 'ALTER VIEW', 'DROP VIEW',
+                         'DROP TABLE', 'DROP SCHEMA', 'ALTER SCHEMA', 'DROP OWNED')
             EXECUTE FUNCTION pgstream._on_ddl();
     END IF;
 END
@@ -699,9 +861,10 @@ RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 BEGIN
+    -- A member of a partitioned source names the source in its argument.
     UPDATE pgstream.pgs_stream_tables s SET needs_full = true
      WHERE EXISTS (SELECT 1 FROM pgstream.pgs_frontiers f
-                    WHERE f.st_id = s.id AND f.source_oid = TG_RELID);
+                    WHERE f.st_id = s.id AND f.source_oid = coalesce(TG_ARGV[0]::oid, TG_RELID));
     RETURN NULL;
 END
 $fn$;
