@@ -238,6 +238,9 @@ pub struct Oracle {
     quiet: bool,
     insert_only: bool,
     expect_strategy: Option<String>,
+    /// Per table, the relations a generated statement may name instead of it (the
+    /// partitions of a partitioned table, at every level, and the table itself).
+    targets: HashMap<String, Vec<String>>,
     /// In insert-only mode, the next fresh key of each table whose primary key is one
     /// integer column (set by `run`).
     next_keys: Arc<Mutex<HashMap<String, i64>>>,
@@ -279,6 +282,7 @@ impl Oracle {
             quiet: false,
             insert_only: false,
             expect_strategy: None,
+            targets: HashMap::new(),
             next_keys: Arc::new(Mutex::new(HashMap::new())),
         }
     }
@@ -293,6 +297,18 @@ impl Oracle {
     /// A base table that already exists (setup only inserts initial rows).
     pub fn existing_table(mut self, name: &str) -> Self {
         self.tables.push((name.into(), None));
+        self
+    }
+
+    /// The relations a generated statement on `table` names, chosen at random per
+    /// statement: for a partitioned table, the table and its partitions (at every
+    /// level), so that DML is addressed to partitions directly too. A row an INSERT
+    /// routes to the wrong partition fails and is rolled back (class 23).
+    pub fn targets(mut self, table: &str, relations: &[&str]) -> Self {
+        self.targets.insert(
+            table.into(),
+            relations.iter().map(|r| r.to_string()).collect(),
+        );
         self
     }
 
@@ -1072,6 +1088,18 @@ impl Oracle {
         for _ in 0..n {
             let t = tables.choose(rng).expect("at least one table");
             let cache = self.load_existing(conn, t).await?;
+            // The statement names the table or one of its partitions.
+            let named;
+            let t = match self.targets.get(&t.name).and_then(|r| r.choose(rng)) {
+                Some(rel) => {
+                    named = Table {
+                        name: rel.clone(),
+                        ..t.clone()
+                    };
+                    &named
+                }
+                None => t,
+            };
             if self.insert_only {
                 let rows = rng.gen_range(1..=5);
                 let sql = self.insert_sql(rng, t, rows, &cache);
