@@ -41,7 +41,11 @@ async fn run(name: &str, query: &str, seed: u64) {
         .truncate_probability(0.02)
         .key_range(16)
         .table("nodes", NODES)
-        .domain("nodes", "parent", Domain::existing("nodes", "id", &["NULL"]))
+        .domain(
+            "nodes",
+            "parent",
+            Domain::existing("nodes", "id", &["NULL"]),
+        )
         .domain("nodes", "v", Domain::Ints(0, 5))
         .table("acct", ACCT)
         .domain("acct", "bal", Domain::Ints(0, 9))
@@ -68,7 +72,12 @@ async fn run(name: &str, query: &str, seed: u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oracle_nested_scan() {
-    run("nested_scan", "SELECT id, parent, v FROM nodes", 11_01).await;
+    run(
+        "nested_scan",
+        "SELECT id, bal, n FROM acct UNION ALL SELECT id, parent, v FROM nodes",
+        11_01,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -93,7 +102,12 @@ async fn oracle_nested_join() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oracle_partitioned_scan() {
-    run("part_scan", "SELECT id, g, v FROM pev WHERE v IS DISTINCT FROM 3", 11_04).await;
+    run(
+        "part_scan",
+        "SELECT id, g, v FROM pev WHERE v IS DISTINCT FROM 3",
+        11_04,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
