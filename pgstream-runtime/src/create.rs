@@ -105,6 +105,7 @@ async fn create_in(
     let mut bindings = Vec::with_capacity(compiled.sources.len());
     for (i, source) in compiled.sources.iter().enumerate() {
         let oid = source_oid(conn, source, name).await?;
+        check_not_foreign(conn, oid, name).await?;
         if spec.mode == pgstream_core::Mode::Differential {
             check_hierarchy(conn, oid, name).await?;
         }
@@ -246,6 +247,28 @@ async fn source_oid(conn: &mut PgConnection, source: &Table, name: &str) -> Resu
             source.name
         ))
     })
+}
+
+/// Refuse a foreign table as a source: its rows change on the remote server, where
+/// no trigger of this database fires, and PostgreSQL allows no transition tables on
+/// a foreign table, so there is nothing to capture (the catalog loads foreign tables
+/// so that this error, not "unknown table", is what the user sees).
+async fn check_not_foreign(conn: &mut PgConnection, oid: u32, name: &str) -> Result<()> {
+    let foreign: Option<String> = sqlx::query_scalar(
+        "SELECT c.oid::regclass::text FROM pg_catalog.pg_class c WHERE c.oid = $1 AND c.relkind = 'f'",
+    )
+    .bind(Oid(oid))
+    .fetch_optional(&mut *conn)
+    .await
+    .step(Some(name), "checking the sources' kind")?;
+    match foreign {
+        Some(table) => Err(Error::Invalid(format!(
+            "stream table {name}: source {table} is a foreign table: its rows change on the remote \
+             server, where no trigger of this database fires, so pgstream cannot capture its \
+             changes (in either mode). Copy it into a local table and read that"
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// Refuse, in DIFFERENTIAL mode, a source whose rows the capture cannot follow

@@ -295,3 +295,28 @@ async fn inheritance_is_refused_and_becoming_a_parent_later_is_drift() {
         "{e}"
     );
 }
+
+#[tokio::test]
+async fn unlogged_sources_work_and_foreign_tables_are_refused() {
+    let db = test_db().await;
+    db.exec(
+        "CREATE UNLOGGED TABLE ul (id int PRIMARY KEY, g int, v int);
+         INSERT INTO ul SELECT i, i % 3, i FROM generate_series(1, 10) i;
+         CREATE EXTENSION postgres_fdw;
+         CREATE SERVER elsewhere FOREIGN DATA WRAPPER postgres_fdw OPTIONS (dbname 'nowhere');
+         CREATE FOREIGN TABLE ft (id int, v int) SERVER elsewhere;",
+    )
+    .await;
+    let q = "SELECT g, count(*) AS n, sum(v) AS s FROM ul GROUP BY g";
+    create(&db, "ul_sums", q, Mode::Differential).await.unwrap();
+    db.exec("UPDATE ul SET g = g + 1 WHERE id < 4; DELETE FROM ul WHERE id = 9; INSERT INTO ul VALUES (20, 0, 20)")
+        .await;
+    refresh(&db, "ul_sums").await.unwrap();
+    assert_eq!(difference(&db.pool, q, "ul_sums", "g, n, s").await, 0);
+    for mode in [Mode::Differential, Mode::Full] {
+        let e = create(&db, "fts", "SELECT id, v FROM ft", mode)
+            .await
+            .unwrap_err();
+        assert!(e.contains("source public.ft is a foreign table"), "{e}");
+    }
+}
