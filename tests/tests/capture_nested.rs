@@ -5,27 +5,8 @@
 //! window must give the same net effect whatever the order of the images.
 
 use pgstream::Mode;
+use pgstream_tests::compare::difference;
 use pgstream_tests::{test_db, TestDb};
-use sqlx::PgPool;
-
-async fn scalar_i64(pool: &PgPool, sql: &str) -> i64 {
-    sqlx::query_scalar::<_, i64>(sql)
-        .fetch_one(pool)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-}
-
-/// Rows of `(query) EXCEPT ALL (stream table)` plus the reverse: 0 when equal.
-async fn difference(pool: &PgPool, query: &str, st: &str, cols: &str) -> i64 {
-    scalar_i64(
-        pool,
-        &format!(
-            "SELECT (SELECT count(*) FROM (({query}) EXCEPT ALL (SELECT {cols} FROM {st})) a)
-                  + (SELECT count(*) FROM ((SELECT {cols} FROM {st}) EXCEPT ALL ({query})) b)"
-        ),
-    )
-    .await
-}
 
 async fn create(db: &TestDb, name: &str, query: &str) {
     pgstream::create_stream_table(

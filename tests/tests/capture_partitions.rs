@@ -7,26 +7,8 @@
 //! drift.
 
 use pgstream::Mode;
+use pgstream_tests::compare::{difference, scalar_i64};
 use pgstream_tests::{test_db, TestDb};
-use sqlx::PgPool;
-
-async fn scalar_i64(pool: &PgPool, sql: &str) -> i64 {
-    sqlx::query_scalar::<_, i64>(sql)
-        .fetch_one(pool)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-}
-
-async fn difference(pool: &PgPool, query: &str, st: &str, cols: &str) -> i64 {
-    scalar_i64(
-        pool,
-        &format!(
-            "SELECT (SELECT count(*) FROM (({query}) EXCEPT ALL (SELECT {cols} FROM {st})) a)
-                  + (SELECT count(*) FROM ((SELECT {cols} FROM {st}) EXCEPT ALL ({query})) b)"
-        ),
-    )
-    .await
-}
 
 async fn create(db: &TestDb, name: &str, query: &str, mode: Mode) -> Result<(), String> {
     pgstream::create_stream_table(&db.pool, &pgstream::spec(name, query, "1h", mode).unwrap())

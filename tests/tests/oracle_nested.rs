@@ -4,7 +4,9 @@
 //! partitioned source (two levels) with DML addressed to the partitions directly.
 //! 200 batches each, over a scan, an aggregate and a join.
 
-use pgstream_core::{Mode, QualifiedName, Schedule, StreamTableSpec};
+mod common;
+
+use pgstream_core::Mode;
 use pgstream_tests::oracle::{Domain, Oracle};
 use pgstream_tests::test_db;
 
@@ -53,21 +55,7 @@ async fn run(name: &str, query: &str, seed: u64) {
         .table("pev", PEV)
         .targets("pev", &["pev", "pev_lo", "pev_hi", "pev_hi_a", "pev_hi_b"])
         .domain("pev", "g", Domain::Ints(0, 4));
-    o.setup(&db.pool).await;
-    let spec = StreamTableSpec {
-        name: QualifiedName::new("public", name),
-        query: query.to_string(),
-        schedule: Schedule::default(),
-        mode: Mode::Differential,
-    };
-    if let Err(e) = pgstream_runtime::create_stream_table(&db.pool, &spec).await {
-        panic!("creating {name} failed: {e}");
-    }
-    db.exec(&format!(
-        "SELECT pgstream.set_full_refresh_ratio('{name}', NULL)"
-    ))
-    .await;
-    o.assert_equivalent(&db.pool).await;
+    common::run_oracle(&db, &o, name, query, Mode::Differential, &[]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

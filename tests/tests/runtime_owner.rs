@@ -5,33 +5,15 @@
 //! to ERROR at their next refresh, the others stay exact.
 
 use pgstream_runtime::{Mode, RuntimeHandle};
+use pgstream_tests::compare::difference;
 use pgstream_tests::{test_db, TestDb};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
-
-async fn scalar_i64(pool: &PgPool, sql: &str) -> i64 {
-    sqlx::query_scalar::<_, i64>(sql)
-        .fetch_one(pool)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-}
 
 async fn exec(pool: &PgPool, sql: &str) {
     if let Err(e) = sqlx::raw_sql(sql).execute(pool).await {
         panic!("SQL failed: {e}\n{sql}");
     }
-}
-
-/// Rows of `(query) EXCEPT ALL (stream table)` plus the reverse: 0 when equal.
-async fn difference(pool: &PgPool, query: &str, st: &str, cols: &str) -> i64 {
-    scalar_i64(
-        pool,
-        &format!(
-            "SELECT (SELECT count(*) FROM (({query}) EXCEPT ALL (SELECT {cols} FROM {st})) a)
-                  + (SELECT count(*) FROM ((SELECT {cols} FROM {st}) EXCEPT ALL ({query})) b)"
-        ),
-    )
-    .await
 }
 
 /// A database owned by a role without superuser, and a pool of that role.
