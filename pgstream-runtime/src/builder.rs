@@ -150,6 +150,7 @@ impl RuntimeBuilder {
         check_unique_names(&self.specs, &self.origins)?;
         crate::install::install(&self.pool).await?;
         check_field_types(&self.pool, &self.specs, &self.fields, false).await?;
+        check_names_free(&self.pool, &self.specs).await?;
         for (spec, columns) in &self.specs {
             ensure(&self.pool, spec, *columns).await?;
         }
@@ -157,6 +158,22 @@ impl RuntimeBuilder {
         crate::create::backfill_views(&self.pool).await?;
         check_field_types(&self.pool, &self.specs, &self.fields, true).await?;
         check_drift(&self.pool).await?;
+        // Requests from SQL made while no runtime was running.
+        crate::requests::process_requests(&self.pool).await?;
+        for (spec, _) in &self.specs {
+            tracing::info!(
+                stream_table = %display_name(&spec.name),
+                mode = spec.mode.as_str(),
+                schedule = %spec.schedule,
+                "stream table ready"
+            );
+        }
+        tracing::info!(
+            registered = self.specs.len(),
+            scheduler = self.scheduler,
+            tick_ms = self.tick.as_millis() as u64,
+            "pgstream runtime started"
+        );
         Ok(Runtime::spawn(
             self.pool,
             self.tick,
@@ -267,6 +284,31 @@ async fn check_field_types(
                 expected,
                 found: got,
             });
+        }
+    }
+    Ok(())
+}
+
+/// Every registered name that is taken by a table (or view, ...) that is not a stream
+/// table: [`Error::NameTaken`] for the first, before any stream table is created.
+async fn check_names_free(
+    pool: &PgPool,
+    specs: &[(StreamTableSpec, Option<&'static [&'static str]>)],
+) -> Result<()> {
+    for (spec, _) in specs {
+        let taken: bool = sqlx::query_scalar(
+            "SELECT pg_catalog.to_regclass($1) IS NOT NULL
+                AND NOT EXISTS (SELECT 1 FROM pgstream.pgs_stream_tables s
+                                 WHERE s.schema_name = $2 AND s.table_name = $3)",
+        )
+        .bind(pgstream_core::quote_qualified(&spec.name))
+        .bind(&spec.name.schema)
+        .bind(&spec.name.name)
+        .fetch_one(pool)
+        .await
+        .step(Some(&display_name(&spec.name)), "checking the name")?;
+        if taken {
+            return Err(Error::NameTaken(display_name(&spec.name)));
         }
     }
     Ok(())

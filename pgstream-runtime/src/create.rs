@@ -61,7 +61,9 @@ pub(crate) async fn create_checked(
     Ok(())
 }
 
-async fn create_in(
+/// Create a stream table inside `conn`'s transaction (with `search_path` pinned by
+/// the caller); see [`create_stream_table`].
+pub(crate) async fn create_in(
     conn: &mut PgConnection,
     spec: &StreamTableSpec,
     name: &str,

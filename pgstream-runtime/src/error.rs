@@ -21,7 +21,10 @@ impl fmt::Display for Subject {
 }
 
 /// An error of the pgstream runtime.
-#[derive(Debug, thiserror::Error)]
+///
+/// `Debug` prints the same text as `Display`, so `main() -> Result<(), Box<dyn Error>>`
+/// and `unwrap()` show the message a user can act on, not the enum's structure.
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// A statement failed in the database.
@@ -89,6 +92,12 @@ pub enum Error {
     Invalid(String),
 }
 
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
 impl Error {
     /// A database error at a step, about a stream table (or none).
     pub(crate) fn db(subject: Option<&str>, step: &'static str, source: sqlx::Error) -> Self {
@@ -139,5 +148,17 @@ pub(crate) trait Step<T> {
 impl<T> Step<T> for std::result::Result<T, sqlx::Error> {
     fn step(self, subject: Option<&str>, step: &'static str) -> Result<T> {
         self.map_err(|e| Error::db(subject, step, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Error;
+
+    #[test]
+    fn debug_reads_like_display() {
+        let e = Error::NameTaken("top_products".into());
+        assert_eq!(format!("{e:?}"), e.to_string());
+        assert!(!format!("{e:?}").contains("NameTaken"));
     }
 }

@@ -22,6 +22,10 @@ pub const SCHEMA_VERSION: i32 = 7;
 pub(crate) const LOCK_CLASS: i32 = 0x7067_7374;
 /// First key of the advisory lock that serialises creations of one name.
 pub(crate) const CREATE_LOCK_CLASS: i32 = LOCK_CLASS + 1;
+/// First key of the shared advisory lock a running runtime holds (second key 0) on
+/// the connection that listens for requests from SQL: `pgstream._runtime_running()`
+/// looks for it in `pg_locks`.
+pub(crate) const RUNTIME_LOCK_CLASS: i32 = LOCK_CLASS + 2;
 
 const BOOTSTRAP: &str = "
 CREATE SCHEMA IF NOT EXISTS pgstream;
@@ -55,6 +59,12 @@ const STEP: &str = "installing the pgstream catalog";
 /// Safe to call any number of times, also concurrently.
 pub async fn install(pool: &PgPool) -> Result<()> {
     let mut tx = pool.begin().await.step(None, STEP)?;
+    // `CREATE SCHEMA IF NOT EXISTS` and friends say "already exists, skipping" as
+    // NOTICEs, which sqlx logs at INFO: not news to the application's log.
+    sqlx::query("SET LOCAL client_min_messages = warning")
+        .execute(&mut *tx)
+        .await
+        .step(None, STEP)?;
     sqlx::query("SELECT pg_advisory_xact_lock($1, 0)")
         .bind(LOCK_CLASS)
         .execute(&mut *tx)
@@ -168,4 +178,15 @@ async fn install_functions(tx: &mut sqlx::PgConnection, hash: &str) -> Result<()
     .await
     .step(None, STEP)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{FUNCTIONS, RUNTIME_LOCK_CLASS};
+
+    /// `pgstream._runtime_running()` looks for the runtime's lock by its number.
+    #[test]
+    fn functions_name_the_runtime_lock_class() {
+        assert!(FUNCTIONS.contains(&format!("l.classid = {RUNTIME_LOCK_CLASS} ")));
+    }
 }

@@ -10,6 +10,9 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+/// How often a runtime looks for requests from SQL that it was not notified of.
+const REQUEST_POLL: Duration = Duration::from_secs(5);
+
 /// The embedded pgstream runtime: the catalog is installed, the registered stream
 /// tables exist, and (unless disabled) a scheduler task refreshes them.
 ///
@@ -21,6 +24,8 @@ use tokio_util::task::TaskTracker;
 #[derive(Debug)]
 pub struct Runtime {
     handle: RuntimeHandle,
+    tick: Duration,
+    policy: FailurePolicy,
     cancel: CancellationToken,
     tracker: TaskTracker,
 }
@@ -46,10 +51,19 @@ impl Runtime {
                 policy,
                 cancel.clone(),
             ));
+            // Requests from SQL (`pgstream.create_stream_table`, ...): at once when
+            // notified, and every few seconds in case a notification was missed.
+            tracker.spawn(crate::requests::listen(
+                pool.clone(),
+                REQUEST_POLL,
+                cancel.clone(),
+            ));
         }
         tracker.close();
         Runtime {
             handle: RuntimeHandle { pool },
+            tick,
+            policy,
             cancel,
             tracker,
         }
@@ -101,6 +115,15 @@ impl Runtime {
     /// See [`RuntimeHandle::resume`].
     pub async fn resume(&self, name: &str) -> Result<()> {
         self.handle.resume(name).await
+    }
+
+    /// One pass of the work the background tasks do, in the caller's task: carry out
+    /// the pending requests from SQL ([`crate::process_requests`]), then refresh every
+    /// stream table that is due, upstream first (`pgstream run --once`, or a runtime
+    /// started with `.scheduler(false)`).
+    pub async fn run_once(&self) -> Result<()> {
+        crate::requests::process_requests(&self.handle.pool).await?;
+        crate::scheduler::run_once(&self.handle.pool, self.tick, &self.policy, &self.cancel).await
     }
 
     /// Stop the scheduler and wait until it has stopped; a refresh in progress

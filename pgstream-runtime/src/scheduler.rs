@@ -41,7 +41,7 @@ pub(crate) async fn run(
             _ = cancel.cancelled() => break,
             _ = interval.tick() => {}
         }
-        match run_once(&pool, &policy, &cancel).await {
+        match run_once(&pool, tick, &policy, &cancel).await {
             Ok(()) => {
                 if outages > 0 {
                     tracing::info!("pgstream scheduler: the database is reachable again");
@@ -73,9 +73,13 @@ pub(crate) fn reconnect_backoff(tick: Duration, n: u32) -> Duration {
 }
 
 /// One pass: refresh what is due, upstream first (depth in the graph of stream
-/// tables over stream tables, then creation order).
+/// tables over stream tables, then creation order). A duration schedule is due half a
+/// tick early: the last refresh's `now()` is a little after the tick that started it,
+/// so without the slack a `1s` schedule on a 1 s tick would be due only every other
+/// tick (every 2 s). Refreshing up to half a tick early keeps the staleness bound.
 pub(crate) async fn run_once(
     pool: &PgPool,
+    tick: Duration,
     policy: &FailurePolicy,
     cancel: &CancellationToken,
 ) -> Result<()> {
@@ -99,11 +103,12 @@ pub(crate) async fn run_once(
            JOIN levels l ON l.id = s.id
           WHERE s.status = 'ACTIVE'
             AND (s.needs_full OR s.last_refresh_at IS NULL
-                 OR s.last_refresh_at + s.schedule_interval <= now()
+                 OR s.last_refresh_at + s.schedule_interval <= now() + $1 * interval '1 millisecond'
                  OR s.schedule LIKE '@%' OR s.schedule LIKE '% %')
             AND (s.next_retry_at IS NULL OR s.next_retry_at <= now())
           ORDER BY l.d, s.id",
     )
+    .bind(tick.as_secs_f64() * 500.0)
     .fetch_all(pool)
     .await
     .step(None, "scheduler: reading the catalog")?;

@@ -346,6 +346,10 @@ pub use pgstream_core as compiler;
 
 pub use pgstream_runtime::*;
 
+/// The sqlx pgstream is built with (0.8): `pgstream::sqlx::PgPool` is the pool type
+/// [`Runtime::builder`] takes, whatever sqlx version the application names.
+pub use sqlx;
+
 /// Not public API: the paths `#[stream_table]` generates code against.
 #[doc(hidden)]
 pub mod __private {

@@ -750,22 +750,6 @@ async fn stream_table_over_stream_table() {
 }
 
 #[tokio::test]
-async fn create_from_sql_explains_how() {
-    let db = test_db().await;
-    pgstream_runtime::install(&db.pool).await.unwrap();
-    let err =
-        sqlx::query("SELECT pgstream.create_stream_table('x', 'SELECT 1', '30s', 'DIFFERENTIAL')")
-            .execute(&db.pool)
-            .await
-            .unwrap_err();
-    assert!(
-        err.to_string()
-            .contains("cannot create stream table x from SQL"),
-        "{err}"
-    );
-}
-
-#[tokio::test]
 async fn reused_capture_follows_added_columns() {
     let db = test_db().await;
     setup_t(&db).await;
@@ -867,4 +851,65 @@ async fn start_detects_schema_drift() {
         scalar_i64(&db.pool, "SELECT count(*) FROM pgstream.pgs_stream_tables").await,
         1
     );
+}
+
+/// A `1s` schedule on a 1 s tick is due every tick: the last refresh's `now()` lies a
+/// little after the tick that started it, so the scheduler allows half a tick of slack
+/// (it was due only every other tick, every 2 s).
+#[tokio::test]
+async fn a_one_second_schedule_is_due_at_the_next_tick() {
+    let db = test_db().await;
+    db.exec("CREATE TABLE t (id int PRIMARY KEY, x int NOT NULL); INSERT INTO t VALUES (1, 1);")
+        .await;
+    let rt = Runtime::builder(db.pool.clone())
+        .scheduler(false)
+        .tick(Duration::from_secs(1))
+        .start()
+        .await
+        .unwrap();
+    rt.create_stream_table("st", "SELECT id, x FROM t", "1s", Mode::Differential)
+        .await
+        .unwrap();
+    let count = "SELECT coalesce(max(refresh_count), 0) FROM pgstream.pg_stat_stream_tables";
+    let before = scalar_i64(&db.pool, count).await;
+    // As if the last refresh had started 10 ms after the previous tick.
+    db.exec("UPDATE pgstream.pgs_stream_tables SET last_refresh_at = now() - interval '990 milliseconds'")
+        .await;
+    rt.run_once().await.unwrap();
+    assert_eq!(scalar_i64(&db.pool, count).await, before + 1);
+    // Not due half a tick before its time.
+    db.exec("UPDATE pgstream.pgs_stream_tables SET last_refresh_at = now() - interval '400 milliseconds'")
+        .await;
+    rt.run_once().await.unwrap();
+    assert_eq!(scalar_i64(&db.pool, count).await, before + 1);
+    rt.shutdown().await;
+}
+
+/// Every registered name is checked before any stream table is created: a clash of
+/// the second registration leaves the first uncreated.
+#[tokio::test]
+async fn start_checks_every_name_before_creating_any() {
+    let db = test_db().await;
+    db.exec("CREATE TABLE t (id int PRIMARY KEY, x int NOT NULL); CREATE TABLE taken (a int);")
+        .await;
+    let first =
+        pgstream_runtime::spec("first", "SELECT id, x FROM t", "1m", Mode::Differential).unwrap();
+    let second =
+        pgstream_runtime::spec("taken", "SELECT id FROM t", "1m", Mode::Differential).unwrap();
+    let err = Runtime::builder(db.pool.clone())
+        .scheduler(false)
+        .register_spec(first)
+        .register_spec(second)
+        .start()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::NameTaken(ref n) if n == "taken"),
+        "{err}"
+    );
+    let first_exists: bool = sqlx::query_scalar("SELECT to_regclass('first') IS NOT NULL")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert!(!first_exists);
 }

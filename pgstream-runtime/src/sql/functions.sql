@@ -973,8 +973,86 @@ SELECT pgstream._display_name(s.schema_name, s.table_name) AS name,
   FROM pgstream.pgs_stream_tables s
   LEFT JOIN pgstream.pgs_refresh_stats r ON r.st_id = s.id;
 
--- Creating a stream table needs the compiler, which lives in the application (Rust),
--- not in the database: say so instead of "function does not exist".
+-- Requests from SQL. Creating a stream table needs the compiler, which lives in the
+-- application: create_stream_table and alter_stream_table record a request in
+-- pgstream.pgs_requests and notify the running runtimes (channel pgstream_requests,
+-- delivered at commit); one of them carries it out (pgstream-runtime's requests.rs)
+-- and records the outcome, which wait_for_stream_table waits for.
+
+-- Whether a pgstream runtime (an application, or `pgstream run`) is running on this
+-- database: each holds a shared advisory lock (class 1885827958 = RUNTIME_LOCK_CLASS
+-- in install.rs, 0x70677374 + 2, checked by a test there; key 0) on its listening connection.
+CREATE OR REPLACE FUNCTION pgstream._runtime_running()
+RETURNS boolean LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_locks l
+                    WHERE l.locktype = 'advisory' AND l.granted
+                      AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d
+                                         WHERE d.datname = pg_catalog.current_database())
+                      AND l.classid = 1885827958 AND l.objid = 0 AND l.objsubid = 2)
+$fn$;
+
+-- Row trigger on pgs_requests: a request is made by the role that inserts it, and
+-- starts pending. Not SECURITY DEFINER: current_user is the inserting role.
+CREATE OR REPLACE FUNCTION pgstream._request_defaults()
+RETURNS trigger LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    NEW.requested_by := current_user;
+    NEW.requested_at := now();
+    NEW.state := 'pending';
+    NEW.message := NULL;
+    NEW.hint := NULL;
+    NEW.processed_at := NULL;
+    NEW.processed_by := NULL;
+    RETURN NEW;
+END
+$fn$;
+
+CREATE OR REPLACE TRIGGER "__pgs_request_defaults" BEFORE INSERT ON pgstream.pgs_requests
+    FOR EACH ROW EXECUTE FUNCTION pgstream._request_defaults();
+
+-- Record a request and wake the runtimes. Returns the request's id.
+CREATE OR REPLACE FUNCTION pgstream._request(kind text, name text, query text,
+                                             schedule text, refresh_mode text)
+RETURNS bigint LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    req bigint;
+BEGIN
+    IF name IS NULL OR btrim(name) = '' THEN
+        RAISE EXCEPTION 'pgstream: stream table name must not be empty'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF kind = 'create' AND (query IS NULL OR btrim(query) = '') THEN
+        RAISE EXCEPTION 'pgstream: the defining query of stream table % must not be empty', name
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF refresh_mode IS NOT NULL AND upper(refresh_mode) NOT IN ('DIFFERENTIAL', 'FULL') THEN
+        RAISE EXCEPTION 'pgstream: unknown refresh mode ''%'' for stream table %', refresh_mode, name
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'The refresh mode is ''DIFFERENTIAL'' or ''FULL''.';
+    END IF;
+    INSERT INTO pgstream.pgs_requests (kind, name, query, schedule, refresh_mode, requested_by)
+    VALUES (kind, name, query, schedule, upper(refresh_mode), current_user)
+    RETURNING id INTO req;
+    PERFORM pg_notify('pgstream_requests', req::text);
+    IF NOT pgstream._runtime_running() THEN
+        RAISE NOTICE 'pgstream: no pgstream runtime is running on this database: the request for stream table % stays pending until one starts', name
+            USING HINT = 'Start the application, or run `pgstream run` (or `pgstream run --once`).';
+    END IF;
+    RETURN req;
+END
+$fn$;
+
+-- Create a stream table from SQL: a running runtime compiles the query against the
+-- live schema and creates it after this transaction commits, exactly as `pgstream
+-- create` would; pgstream.wait_for_stream_table(name) waits for it (and raises the
+-- compiler's error). The requesting role must be able to read every source and to
+-- create tables in the target schema; it is granted SELECT on the stream table.
 CREATE OR REPLACE FUNCTION pgstream.create_stream_table(name text, query text,
                                                         schedule text DEFAULT '1m',
                                                         refresh_mode text DEFAULT 'DIFFERENTIAL')
@@ -982,12 +1060,94 @@ RETURNS void LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 BEGIN
-    RAISE EXCEPTION 'pgstream: cannot create stream table % from SQL: the pgstream compiler runs in the application', name
-        USING ERRCODE = 'feature_not_supported',
-              HINT = 'Use the command-line tool (`pgstream create`, with DATABASE_URL set), '
-                     'Runtime::create_stream_table, or a #[stream_table] struct in Rust.';
+    PERFORM pgstream._request('create', name, query, coalesce(schedule, '1m'),
+                              coalesce(refresh_mode, 'DIFFERENTIAL'));
 END
 $fn$;
+
+-- Change the schedule and/or the refresh mode of a stream table (NULL: unchanged),
+-- through a running runtime like create_stream_table. A mode change rebuilds the
+-- stream table with the new mode in one transaction.
+CREATE OR REPLACE FUNCTION pgstream.alter_stream_table(name text, schedule text DEFAULT NULL,
+                                                       refresh_mode text DEFAULT NULL)
+RETURNS void LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    IF schedule IS NULL AND refresh_mode IS NULL THEN
+        RAISE EXCEPTION 'pgstream: alter_stream_table(%) changes nothing: give schedule => or refresh_mode =>', name
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM pgstream._request('alter', name, NULL, schedule, refresh_mode);
+END
+$fn$;
+
+-- Wait until the last request for stream table `name` is carried out: returns when
+-- it is (the stream table is created and populated, or altered); raises the
+-- runtime's error (SQLSTATE PGS02, with the compiler's diagnostic) when it failed;
+-- raises after `timeout`, saying whether any runtime is running.
+CREATE OR REPLACE FUNCTION pgstream.wait_for_stream_table(name text, timeout interval DEFAULT '30 seconds')
+RETURNS void LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    deadline timestamptz := clock_timestamp() + coalesce(timeout, interval '30 seconds');
+    r record;
+    own bigint := pg_current_xact_id_if_assigned()::text::bigint % 4294967296;
+BEGIN
+    LOOP
+        -- READ COMMITTED: each statement sees what committed before it.
+        SELECT q.id, q.kind, q.state, q.message, q.hint, q.xmin::text::bigint AS x
+          INTO r
+          FROM pgstream.pgs_requests q
+         WHERE q.name = wait_for_stream_table.name
+         ORDER BY q.id DESC LIMIT 1;
+        IF NOT FOUND THEN
+            -- No request: fine if the stream table exists (created from Rust, or the
+            -- requests were cleaned up); _resolve raises otherwise.
+            PERFORM pgstream._resolve(name);
+            RETURN;
+        END IF;
+        IF r.state IN ('created', 'altered') THEN
+            RETURN;
+        ELSIF r.state = 'failed' THEN
+            IF coalesce(r.hint, '') = '' THEN
+                RAISE EXCEPTION USING ERRCODE = 'PGS02', MESSAGE = r.message;
+            ELSE
+                RAISE EXCEPTION USING ERRCODE = 'PGS02', MESSAGE = r.message, HINT = r.hint;
+            END IF;
+        END IF;
+        IF r.x = own THEN
+            RAISE EXCEPTION 'pgstream: the request for stream table % is not committed yet', name
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      HINT = 'A runtime carries it out after the transaction commits: commit, then wait.';
+        END IF;
+        IF clock_timestamp() >= deadline THEN
+            IF pgstream._runtime_running() THEN
+                RAISE EXCEPTION 'pgstream: the request for stream table % is still pending after %', name, timeout
+                    USING ERRCODE = 'query_canceled',
+                          HINT = 'A runtime is running; call wait_for_stream_table again, or see pgstream.pgs_request_status.';
+            ELSE
+                RAISE EXCEPTION 'pgstream: the request for stream table % is pending: no pgstream runtime is running on this database', name
+                    USING ERRCODE = 'query_canceled',
+                          HINT = 'Start the application, or run `pgstream run` (or `pgstream run --once`).';
+            END IF;
+        END IF;
+        PERFORM pg_sleep(0.02);
+    END LOOP;
+END
+$fn$;
+
+-- The requests and their outcome, newest first.
+CREATE OR REPLACE VIEW pgstream.pgs_request_status AS
+SELECT q.id, q.kind, q.name, q.state, q.requested_by, q.requested_at, q.processed_at,
+       q.processed_by, q.message, q.hint,
+       CASE WHEN q.state = 'pending' AND NOT pgstream._runtime_running()
+            THEN 'no pgstream runtime is running on this database: start the application or `pgstream run --once`'
+       END AS note
+  FROM pgstream.pgs_requests q
+ ORDER BY q.id DESC;
+GRANT SELECT ON pgstream.pgs_request_status TO PUBLIC;
 
 -- Statement trigger on every storage table: direct writes would make the stored rows
 -- diverge from what the deltas assume, so only a refresh may write.

@@ -1,5 +1,47 @@
 -- pgstream catalog, schema version 7.
 
+-- ---------------------------------------------------------------------------------
+-- Requests from SQL (issue 17): pgstream.create_stream_table and
+-- pgstream.alter_stream_table record a request here and notify the running runtimes
+-- (channel `pgstream_requests`, delivered at commit); one runtime compiles and
+-- carries it out (pgstream-runtime's requests.rs), and records the outcome. A
+-- request made in a transaction that rolls back never existed.
+CREATE TABLE IF NOT EXISTS pgstream.pgs_requests (
+    id            bigserial PRIMARY KEY,
+    kind          text NOT NULL CHECK (kind IN ('create', 'alter')),
+    -- The stream table's name as given (`name` or `schema.name`).
+    name          text NOT NULL,
+    query         text,
+    schedule      text,
+    refresh_mode  text,
+    -- The role that made the request: set by a trigger to current_user, whatever the
+    -- INSERT says, so a role cannot ask in another role's name.
+    requested_by  name NOT NULL,
+    requested_at  timestamptz NOT NULL DEFAULT now(),
+    -- pending, then created (kind create), altered (kind alter) or failed.
+    state         text NOT NULL DEFAULT 'pending'
+                  CHECK (state IN ('pending', 'created', 'altered', 'failed')),
+    -- A failure's full message (the compiler's diagnostic, with the query quoted).
+    message       text,
+    hint          text,
+    processed_at  timestamptz,
+    -- `application_name` and backend pid of the runtime that processed it.
+    processed_by  text
+);
+CREATE INDEX IF NOT EXISTS pgs_requests_pending ON pgstream.pgs_requests (id) WHERE state = 'pending';
+CREATE INDEX IF NOT EXISTS pgs_requests_name ON pgstream.pgs_requests (name, id);
+
+-- The role that requested a stream table from SQL (NULL: created from Rust or the
+-- command line). It may alter it through the SQL API and was granted SELECT on it.
+ALTER TABLE pgstream.pgs_stream_tables ADD COLUMN IF NOT EXISTS requested_by name;
+
+-- Any role with USAGE on schema pgstream may request; what it may request is checked
+-- by the runtime against the requesting role's own privileges (SELECT on every
+-- source, CREATE on the target schema; see requests.rs and docs/SECURITY.md).
+GRANT SELECT, INSERT ON pgstream.pgs_requests TO PUBLIC;
+GRANT USAGE ON SEQUENCE pgstream.pgs_requests_id_seq TO PUBLIC;
+
+-- ---------------------------------------------------------------------------------
 -- Issue 11 (capture of partitioned sources, helper A): the members of a partitioned
 -- source's tree (every level, the source itself excepted) that carry capture
 -- triggers writing into its buffer, as pgstream._sync_partitions last saw them. A

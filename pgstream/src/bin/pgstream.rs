@@ -79,6 +79,10 @@ enum Command {
         /// How often to look for stale stream tables (`1s`, `500ms`).
         #[arg(long, default_value = "1s")]
         tick: String,
+        /// Carry out the pending requests from SQL (`pgstream.create_stream_table`,
+        /// `alter_stream_table`), refresh what is due once, and exit.
+        #[arg(long)]
+        once: bool,
     },
     /// Print the operator tree, the strategy per node and the generated SQL, without a database.
     Explain {
@@ -201,7 +205,7 @@ async fn run(cli: Cli) -> Res {
             print_status(&rows);
             Ok(())
         }
-        Command::Run { tick } => {
+        Command::Run { tick, once } => {
             let tick = tick
                 .parse::<pgstream::Schedule>()?
                 .as_duration()
@@ -209,6 +213,12 @@ async fn run(cli: Cli) -> Res {
                     format!("--tick must be a duration such as `1s` or `500ms`, not `{tick}`")
                 })?;
             let pool = connect(cli.database_url).await?;
+            if once {
+                let runtime = Runtime::builder(pool).scheduler(false).start().await?;
+                runtime.run_once().await?;
+                runtime.shutdown().await;
+                return Ok(());
+            }
             let runtime = Runtime::builder(pool).tick(tick).start().await?;
             tracing::info!("pgstream scheduler running; Ctrl-C or SIGTERM stops it");
             shutdown_signal().await;
