@@ -8,6 +8,7 @@
 //! whatever the caller's isolation level, one statement sees one snapshot.
 
 use crate::bind::{AggFunc, Block, JoinKind, SetOpKind, Shape, Tree};
+use crate::catalog::Table;
 use crate::contract;
 use crate::expr::{self, raw, Marker};
 use crate::plan::{Body, Compiled, Strategy};
@@ -312,28 +313,81 @@ fn frontier_advance(ctx: &RenderContext) -> String {
 /// other transaction, the rows not visible in the last frontier.
 /// `xid >= xmin(frontier)` excludes nothing (older xids are visible in it); it lets an
 /// index on the xid serve the scan where a buffer has one (created before catalog v5).
-/// For a source with a primary key the
-/// window is reduced to its net effect per key: the first old image (when the key
-/// existed before the window) and the last new image (when it exists after), so a row
-/// updated many times weighs like one update in every join term. A key's images are
-/// ordered by change id, then weight: the capture gives all rows of one statement
-/// one change id, and a statement holds at most one old and one new image of a key,
-/// the old one first.
-fn window_sql(ctx: &RenderContext, source: usize, primary_key: &[String]) -> String {
+/// For a source with a primary key the window is reduced to its net effect per key:
+/// the Z-set sum of all its images (old ones −1, new ones +1), consolidated per
+/// image of the buffer columns this consumer reads (`buffer_columns`, the key among
+/// them). The images of one key form a chain from the state before the window to
+/// the state after it, so the sum telescopes to "−(image before) +(image after)"
+/// whatever order the images were captured in: at most one old and one new image
+/// per key, and a row updated many times weighs like one update in every join term.
+/// The capture order is not the order of the modifications when statements nest (an
+/// RI action, a trigger writing its own table, a writable CTE): their statement
+/// triggers fire in another order, and the command ids are no total order either.
+/// Images are compared column by column: directly for types whose equality is
+/// identity ([`exact_equality`]), by their text under the "C" collation for the
+/// others, so types without equality (json, point, xml) work and `1.0` is told
+/// apart from `1.00`. The row kept for a consolidated image is one whose weight is
+/// the net weight.
+fn window_sql(
+    ctx: &RenderContext,
+    source: usize,
+    table: Option<&Table>,
+    buffer_columns: &[String],
+) -> String {
     let raw = window_rows_sql(ctx, source);
-    if primary_key.is_empty() {
+    let Some(table) = table.filter(|t| !t.primary_key.is_empty()) else {
         return raw;
-    }
-    let key = primary_key
+    };
+    let mut image: Vec<String> = table
+        .primary_key
         .iter()
         .map(|k| format!("w.{}", qi(k)))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let cid = qi(contract::CHANGE_ID);
+        .collect();
+    image.extend(
+        table
+            .columns
+            .iter()
+            .filter(|c| buffer_columns.contains(&c.name) && !table.primary_key.contains(&c.name))
+            .map(|c| {
+                if exact_equality(&c.sql_type) {
+                    format!("w.{}", qi(&c.name))
+                } else {
+                    format!("(w.{}::text COLLATE \"C\")", qi(&c.name))
+                }
+            }),
+    );
+    let image = image.join(", ");
     format!(
-        "SELECT n.* FROM (SELECT w.*, row_number() OVER (PARTITION BY {key} ORDER BY w.{cid}, w.{W}) AS \"__pgs_first\", \
-         row_number() OVER (PARTITION BY {key} ORDER BY w.{cid} DESC, w.{W} DESC) AS \"__pgs_last\" FROM ({raw}) AS w) AS n \
-         WHERE (n.\"__pgs_first\" = 1 AND n.{W} < 0) OR (n.\"__pgs_last\" = 1 AND n.{W} > 0)"
+        "SELECT n.* FROM (SELECT w.*, sum(w.{W}) OVER (PARTITION BY {image}) AS \"__pgs_net\", \
+         row_number() OVER (PARTITION BY {image}, w.{W}) AS \"__pgs_first\" FROM ({raw}) AS w) AS n \
+         WHERE n.\"__pgs_first\" = 1 AND n.{W} = n.\"__pgs_net\""
+    )
+}
+
+/// Whether two values of type `sql_type` (as `format_type` prints it) that are
+/// equal by the type's default equality are the same value: integers, booleans,
+/// dates, timestamps, uuids, bytea. Not numeric (`1.0 = 1.00`), floats (`-0 = 0`),
+/// text (a nondeterministic collation), nor types without equality.
+fn exact_equality(sql_type: &str) -> bool {
+    matches!(
+        sql_type,
+        "smallint"
+            | "integer"
+            | "bigint"
+            | "int"
+            | "int2"
+            | "int4"
+            | "int8"
+            | "boolean"
+            | "bool"
+            | "date"
+            | "uuid"
+            | "oid"
+            | "bytea"
+            | "timestamp without time zone"
+            | "timestamp with time zone"
+            | "timestamp"
+            | "timestamptz"
     )
 }
 
@@ -429,7 +483,7 @@ fn recompute_artifacts(c: &Compiled, ctx: &RenderContext, st: &str, query_sql: &
     let differential = match c.strategy {
         Strategy::RecomputeDiff { .. } => {
             let wins: Vec<(String, String)> = (0..c.sources.len())
-                .map(|s| (format!("__pgs_win{s}"), window_sql(ctx, s, &[])))
+                .map(|s| (format!("__pgs_win{s}"), window_sql(ctx, s, None, &[])))
                 .collect();
             let gate = format!(
                 "(SELECT {})",
@@ -612,7 +666,12 @@ impl Inc<'_> {
                 if !self.ctes.iter().any(|(n, _)| *n == win) {
                     self.ctes.push((
                         win.clone(),
-                        window_sql(self.ctx, l.source, &l.table.primary_key),
+                        window_sql(
+                            self.ctx,
+                            l.source,
+                            Some(&l.table),
+                            &self.c.buffer_columns(l.source),
+                        ),
                     ));
                 }
                 // The buffer holds the columns some consumer reads; this one reads
@@ -934,7 +993,12 @@ impl Inc<'_> {
         if !self.ctes.iter().any(|(n, _)| *n == win) {
             self.ctes.push((
                 win.clone(),
-                window_sql(self.ctx, l.source, &base.primary_key),
+                window_sql(
+                    self.ctx,
+                    l.source,
+                    Some(base),
+                    &self.c.buffer_columns(l.source),
+                ),
             ));
         }
         let alias = qi(&a.alias);

@@ -40,7 +40,7 @@ pub async fn load_catalog(conn: &mut PgConnection) -> Result<Catalog> {
            JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
            JOIN pg_catalog.pg_attribute a
              ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-          WHERE c.relkind IN ('r', 'p')
+          WHERE c.relkind IN ('r', 'p', 'f')
             AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgstream', 'pgstream_changes')
             AND n.nspname NOT LIKE 'pg\\_toast%'
             AND n.nspname NOT LIKE 'pg\\_temp\\_%'

@@ -107,6 +107,10 @@ pub(crate) async fn create_in(
     let mut bindings = Vec::with_capacity(compiled.sources.len());
     for (i, source) in compiled.sources.iter().enumerate() {
         let oid = source_oid(conn, source, name).await?;
+        check_not_foreign(conn, oid, name).await?;
+        if spec.mode == pgstream_core::Mode::Differential {
+            check_hierarchy(conn, oid, name).await?;
+        }
         install_capture(conn, source, oid, &compiled.buffer_columns(i), name).await?;
         bindings.push(SourceBinding { oid });
     }
@@ -254,6 +258,66 @@ async fn source_oid(conn: &mut PgConnection, source: &Table, name: &str) -> Resu
     })
 }
 
+/// Refuse a foreign table as a source: its rows change on the remote server, where
+/// no trigger of this database fires, and PostgreSQL allows no transition tables on
+/// a foreign table, so there is nothing to capture (the catalog loads foreign tables
+/// so that this error, not "unknown table", is what the user sees).
+async fn check_not_foreign(conn: &mut PgConnection, oid: u32, name: &str) -> Result<()> {
+    let foreign: Option<String> = sqlx::query_scalar(
+        "SELECT c.oid::regclass::text FROM pg_catalog.pg_class c WHERE c.oid = $1 AND c.relkind = 'f'",
+    )
+    .bind(Oid(oid))
+    .fetch_optional(&mut *conn)
+    .await
+    .step(Some(name), "checking the sources' kind")?;
+    match foreign {
+        Some(table) => Err(Error::Invalid(format!(
+            "stream table {name}: source {table} is a foreign table: its rows change on the remote \
+             server, where no trigger of this database fires, so pgstream cannot capture its \
+             changes (in either mode). Copy it into a local table and read that"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Refuse, in DIFFERENTIAL mode, a source whose rows the capture cannot follow
+/// exactly: a table with inheritance children (their rows are part of `FROM parent`,
+/// its primary key does not span them, and their writes fire their own triggers), and
+/// a partition or inheritance child (writes through its parent fire only the
+/// parent's statement triggers). A partitioned table is accepted: every member of
+/// its tree gets the capture triggers (`pgstream._sync_partitions`).
+async fn check_hierarchy(conn: &mut PgConnection, oid: u32, name: &str) -> Result<()> {
+    let (source, parent, child): (String, Option<String>, Option<String>) = sqlx::query_as(
+        "SELECT $1::oid::regclass::text,
+                (SELECT i.inhparent::regclass::text FROM pg_catalog.pg_inherits i
+                  WHERE i.inhrelid = $1 ORDER BY i.inhseqno LIMIT 1),
+                (SELECT i.inhrelid::regclass::text FROM pg_catalog.pg_inherits i
+                   JOIN pg_catalog.pg_class c ON c.oid = i.inhparent AND c.relkind <> 'p'
+                  WHERE i.inhparent = $1 ORDER BY i.inhrelid LIMIT 1)",
+    )
+    .bind(Oid(oid))
+    .fetch_one(&mut *conn)
+    .await
+    .step(Some(name), "checking the sources' inheritance")?;
+    if let Some(parent) = parent {
+        return Err(Error::Invalid(format!(
+            "stream table {name}: source table {source} is a partition or an inheritance child of \
+             {parent}, and writes through {parent} fire only {parent}'s statement triggers: \
+             DIFFERENTIAL mode cannot capture them for {source}. Read {parent} (with a WHERE on \
+             its partition key), or use FULL mode"
+        )));
+    }
+    if let Some(child) = child {
+        return Err(Error::Invalid(format!(
+            "stream table {name}: source table {source} has inheritance children ({child}): their \
+             rows are part of `FROM {source}`, but its primary key does not span them and their \
+             writes fire only their own triggers, so DIFFERENTIAL mode cannot maintain it. Use \
+             declarative partitioning (PARTITION BY), or FULL mode"
+        )));
+    }
+    Ok(())
+}
+
 /// Install change capture on a source table unless it is already installed: the
 /// buffer `pgstream_changes.changes_<oid>` with the columns `needed` (a buffer that
 /// exists already gains those it lacks: it holds the union of what its consumers
@@ -351,6 +415,12 @@ pub(crate) async fn install_capture(
                 .step(subject, "creating the capture triggers")?;
         }
     }
+    // A partitioned source: the same triggers on every member of its tree.
+    sqlx::query("SELECT pgstream._sync_partitions($1)")
+        .bind(Oid(oid))
+        .execute(&mut *conn)
+        .await
+        .step(subject, "creating the capture triggers of the partitions")?;
     Ok(())
 }
 

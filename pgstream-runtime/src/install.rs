@@ -119,7 +119,29 @@ pub async fn install(pool: &PgPool) -> Result<()> {
             .step(None, STEP)?;
     }
     tx.commit().await.step(None, STEP)?;
+    if !event_trigger_installed(pool).await? {
+        tracing::warn!(
+            "the pgstream DDL event trigger (pgstream_ddl) is not installed: only a superuser \
+             can create it. Without it, schema drift of a source (a column or view a stream \
+             table reads dropped, renamed or retyped) is found at the next refresh or start-up \
+             instead of at the DDL, partitions created or attached later are found at the next \
+             refresh, and the capture functions check the shape of the table at every write \
+             statement (docs/ARCHITECTURE.md, \"Privileges\")"
+        );
+    }
     Ok(())
+}
+
+/// Whether the DDL event trigger `pgstream_ddl` exists and is enabled. It is
+/// installed only when the installing role is a superuser.
+pub async fn event_trigger_installed(pool: &PgPool) -> Result<bool> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_event_trigger e
+                         WHERE e.evtname = 'pgstream_ddl' AND e.evtenabled <> 'D')",
+    )
+    .fetch_one(pool)
+    .await
+    .step(None, STEP)
 }
 
 /// FNV-1a (64 bits) of `functions.sql`, in hex: identifies the installed functions.

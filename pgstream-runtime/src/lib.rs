@@ -39,7 +39,7 @@ pub use builder::RuntimeBuilder;
 pub use catalog::{display_name, load_catalog};
 pub use create::{create_stream_table, drop_stream_table, drop_stream_table_cascade};
 pub use error::{Error, Result, Subject};
-pub use install::{install, SCHEMA_VERSION};
+pub use install::{event_trigger_installed, install, SCHEMA_VERSION};
 pub use pgstream_core::{Mode, StreamTable, StreamTableDef, StreamTableSpec};
 pub use refresh::{refresh, resume_stream_table, RefreshOutcome};
 pub use requests::{process_requests, CHANNEL as REQUESTS_CHANNEL};

@@ -10,6 +10,7 @@
 #![warn(missing_docs)]
 
 pub mod cluster;
+pub mod compare;
 pub mod db;
 pub mod oracle;
 

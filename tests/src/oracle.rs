@@ -243,6 +243,9 @@ pub struct Oracle {
     unused: HashMap<String, Vec<String>>,
     schema_change_probability: f64,
     bulk_probability: f64,
+    /// Per table, the relations a generated statement may name instead of it (the
+    /// partitions of a partitioned table, at every level, and the table itself).
+    targets: HashMap<String, Vec<String>>,
     /// In insert-only mode, the next fresh key of each table whose primary key is one
     /// integer column (set by `run`).
     next_keys: Arc<Mutex<HashMap<String, i64>>>,
@@ -287,6 +290,7 @@ impl Oracle {
             unused: HashMap::new(),
             schema_change_probability: 0.0,
             bulk_probability: 0.0,
+            targets: HashMap::new(),
             next_keys: Arc::new(Mutex::new(HashMap::new())),
         }
     }
@@ -329,6 +333,18 @@ impl Oracle {
     /// A base table that already exists (setup only inserts initial rows).
     pub fn existing_table(mut self, name: &str) -> Self {
         self.tables.push((name.into(), None));
+        self
+    }
+
+    /// The relations a generated statement on `table` names, chosen at random per
+    /// statement: for a partitioned table, the table and its partitions (at every
+    /// level), so that DML is addressed to partitions directly too. A row an INSERT
+    /// routes to the wrong partition fails and is rolled back (class 23).
+    pub fn targets(mut self, table: &str, relations: &[&str]) -> Self {
+        self.targets.insert(
+            table.into(),
+            relations.iter().map(|r| r.to_string()).collect(),
+        );
         self
     }
 
@@ -1187,6 +1203,18 @@ impl Oracle {
                 continue;
             }
             let cache = self.load_existing(conn, t).await?;
+            // The statement names the table or one of its partitions.
+            let named;
+            let t = match self.targets.get(&t.name).and_then(|r| r.choose(rng)) {
+                Some(rel) => {
+                    named = Table {
+                        name: rel.clone(),
+                        ..t.clone()
+                    };
+                    &named
+                }
+                None => t,
+            };
             if self.insert_only {
                 let rows = rng.gen_range(1..=5);
                 let sql = self.insert_sql(rng, t, rows, &cache);

@@ -179,6 +179,7 @@ const EVENT_TRIGGER_TAGS: &[&str] = &[
     "ALTER SCHEMA",
     "ALTER TABLE",
     "ALTER VIEW",
+    "CREATE TABLE",
     "CREATE VIEW",
     "DROP OWNED",
     "DROP SCHEMA",

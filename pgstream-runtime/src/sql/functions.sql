@@ -114,6 +114,7 @@ DECLARE
     hnt text;
     state text;
     saved jsonb;
+    changed boolean := false;
 BEGIN
     IF current_setting('transaction_isolation') <> 'read committed' THEN
         RAISE EXCEPTION 'pgstream: cannot refresh a stream table in a % transaction',
@@ -164,12 +165,22 @@ BEGIN
             USING ERRCODE = 'PGS01', HINT = pgstream._drift_hint(msg);
     END IF;
 
+    -- Partitioned and inherited sources (see _sync_sources); a FULL stream table
+    -- recomputes anyway.
+    IF st.mode <> 'FULL' THEN
+        SELECT y.drift, y.changed INTO msg, changed FROM pgstream._sync_sources(st.id) y;
+        IF msg IS NOT NULL THEN
+            RAISE EXCEPTION 'stream table %: %', pgstream._display_name(st.schema_name, st.table_name), msg
+                USING ERRCODE = 'PGS01', HINT = pgstream._drift_hint(msg);
+        END IF;
+    END IF;
+
     -- Compute with the settings recorded at creation (TimeZone, DateStyle, ...),
     -- whoever calls; the caller's values come back at the end (on an error, the
     -- rollback restores them).
     saved := pgstream._pin_settings(st.settings);
 
-    full_mode := st.mode = 'FULL' OR st.needs_full OR st.no_differential;
+    full_mode := st.mode = 'FULL' OR st.needs_full OR st.no_differential OR changed;
     how := CASE WHEN full_mode THEN 'FULL' ELSE 'DIFFERENTIAL' END;
     t0 := clock_timestamp();
     BEGIN
@@ -373,20 +384,147 @@ BEGIN
 END
 $fn$;
 
--- Remove the change capture of a source: triggers, trigger function, buffer.
-CREATE OR REPLACE FUNCTION pgstream._drop_capture(src oid)
+-- The four capture triggers of a relation: `rel` is a source, or a member of a
+-- partitioned source `src`'s tree, whose statements fire only its own statement
+-- triggers; each writes into the buffer of `src`. Same DDL as create.rs's
+-- trigger_ddl, for the members that the runtime cannot know in advance.
+CREATE OR REPLACE FUNCTION pgstream._create_capture_triggers(rel oid, src oid)
+RETURNS void LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    fn text := format('%I.%I()', 'pgstream_changes', 'capture_' || src);
+BEGIN
+    EXECUTE format('CREATE TRIGGER __pgs_capture_ins AFTER INSERT ON %s REFERENCING NEW TABLE AS __pgs_new '
+                   'FOR EACH STATEMENT EXECUTE FUNCTION %s', rel::regclass, fn);
+    EXECUTE format('CREATE TRIGGER __pgs_capture_upd AFTER UPDATE ON %s REFERENCING OLD TABLE AS __pgs_old '
+                   'NEW TABLE AS __pgs_new FOR EACH STATEMENT EXECUTE FUNCTION %s', rel::regclass, fn);
+    EXECUTE format('CREATE TRIGGER __pgs_capture_del AFTER DELETE ON %s REFERENCING OLD TABLE AS __pgs_old '
+                   'FOR EACH STATEMENT EXECUTE FUNCTION %s', rel::regclass, fn);
+    EXECUTE format('CREATE TRIGGER __pgs_capture_trunc AFTER TRUNCATE ON %s '
+                   'FOR EACH STATEMENT EXECUTE FUNCTION pgstream._on_truncate(%L)', rel::regclass, src);
+END
+$fn$;
+
+CREATE OR REPLACE FUNCTION pgstream._drop_capture_triggers(rel oid)
 RETURNS void LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
     trig text;
 BEGIN
-    IF EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = src) THEN
-        FOREACH trig IN ARRAY ARRAY['__pgs_capture_ins', '__pgs_capture_upd',
-                                    '__pgs_capture_del', '__pgs_capture_trunc'] LOOP
-            EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', trig, src::regclass);
-        END LOOP;
+    FOREACH trig IN ARRAY ARRAY['__pgs_capture_ins', '__pgs_capture_upd',
+                                '__pgs_capture_del', '__pgs_capture_trunc'] LOOP
+        EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', trig, rel::regclass);
+    END LOOP;
+END
+$fn$;
+
+-- Partitioned source: statement triggers fire only on the relation a statement
+-- names (DML routed through the parent fires the parent's, whose transition tables
+-- hold the rows of every partition; DML addressed to a partition fires only the
+-- partition's). So every member of the tree, at every level, carries the capture
+-- triggers, writing into the source's buffer: a statement is captured once, by the
+-- relation it names. Members created, attached, detached or dropped since the last
+-- sync (pgs_sources.members) changed the source's rows without capture: their
+-- triggers are created or dropped, and every reader of the source gets a full
+-- refresh (exact: it recomputes). Called at creation, by the DDL event trigger, and
+-- at every refresh of a reader (without the event trigger, the refresh finds the
+-- change). Returns whether anything changed.
+CREATE OR REPLACE FUNCTION pgstream._sync_partitions(src oid)
+RETURNS boolean LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    live oid[];
+    recorded oid[];
+    rel oid;
+    fn regprocedure;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = src AND c.relkind = 'p') THEN
+        RETURN false;
     END IF;
+    live := ARRAY(SELECT p.relid::oid FROM pg_partition_tree(src) p WHERE p.relid <> src::regclass
+                   ORDER BY p.relid::oid);
+    SELECT s.members INTO recorded FROM pgstream.pgs_sources s WHERE s.source_oid = src;
+    IF NOT FOUND OR recorded = live THEN
+        RETURN false;
+    END IF;
+    -- Again under the row's lock: a concurrent sync may have done it.
+    SELECT s.members INTO recorded FROM pgstream.pgs_sources s WHERE s.source_oid = src FOR UPDATE;
+    IF recorded = live THEN
+        RETURN false;
+    END IF;
+    fn := to_regprocedure(format('%I.%I()', 'pgstream_changes', 'capture_' || src));
+    -- Detached members (dropped ones took their triggers with them).
+    FOR rel IN SELECT DISTINCT t.tgrelid FROM pg_trigger t
+                WHERE t.tgfoid = fn AND t.tgrelid <> src AND NOT t.tgrelid = ANY (live) LOOP
+        PERFORM pgstream._drop_capture_triggers(rel);
+    END LOOP;
+    FOREACH rel IN ARRAY live LOOP
+        IF NOT EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = rel AND t.tgfoid = fn) THEN
+            PERFORM pgstream._create_capture_triggers(rel, src);
+        END IF;
+    END LOOP;
+    UPDATE pgstream.pgs_sources s SET members = live WHERE s.source_oid = src;
+    UPDATE pgstream.pgs_stream_tables s SET needs_full = true
+     WHERE NOT s.needs_full
+       AND EXISTS (SELECT 1 FROM pgstream.pgs_frontiers f WHERE f.st_id = s.id AND f.source_oid = src);
+    RETURN true;
+END
+$fn$;
+
+-- Before a differential refresh: the partitioned sources' trees synced (see
+-- _sync_partitions; `changed` when one changed: the refresh is then a full one),
+-- and `drift` when a source has inheritance children or became a partition or an
+-- inheritance child: rows written through another relation of its hierarchy are
+-- not captured (such a source is refused at creation).
+CREATE OR REPLACE FUNCTION pgstream._sync_sources(st_id bigint, OUT drift text, OUT changed boolean)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    r record;
+BEGIN
+    changed := false;
+    FOR r IN SELECT f.source_oid, c.relkind,
+                    (SELECT i.inhrelid FROM pg_inherits i WHERE i.inhparent = f.source_oid LIMIT 1) AS child,
+                    (SELECT i.inhparent FROM pg_inherits i WHERE i.inhrelid = f.source_oid LIMIT 1) AS parent
+               FROM pgstream.pgs_frontiers f JOIN pg_class c ON c.oid = f.source_oid
+              WHERE f.st_id = _sync_sources.st_id LOOP
+        IF r.parent IS NOT NULL THEN
+            drift := format('source table %s is now a partition or inheritance child of %s: '
+                            'writes through %s are not captured for it',
+                            r.source_oid::regclass, r.parent::regclass, r.parent::regclass);
+            RETURN;
+        ELSIF r.relkind = 'p' THEN
+            changed := pgstream._sync_partitions(r.source_oid) OR changed;
+        ELSIF r.child IS NOT NULL THEN
+            drift := format('source table %s has inheritance children (%s): their rows are part of '
+                            'the source but are not captured', r.source_oid::regclass, r.child::regclass);
+            RETURN;
+        END IF;
+    END LOOP;
+END
+$fn$;
+
+-- Remove the change capture of a source: triggers, trigger function, buffer.
+CREATE OR REPLACE FUNCTION pgstream._drop_capture(src oid)
+RETURNS void LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    rel oid;
+BEGIN
+    -- The source and the members of its partition tree that capture into its buffer.
+    FOR rel IN SELECT src UNION
+               SELECT t.tgrelid FROM pg_trigger t
+                WHERE t.tgfoid = to_regprocedure(format('%I.%I()', 'pgstream_changes', 'capture_' || src))
+    LOOP
+        IF EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = rel) THEN
+            PERFORM pgstream._drop_capture_triggers(rel);
+        END IF;
+    END LOOP;
     EXECUTE format('DROP FUNCTION IF EXISTS %I.%I()', 'pgstream_changes', 'capture_' || src);
     EXECUTE format('DROP TABLE IF EXISTS %I.%I', 'pgstream_changes', 'changes_' || src);
     DELETE FROM pgstream.pgs_sources s WHERE s.source_oid = src;
@@ -495,8 +633,11 @@ BEGIN
         RAISE EXCEPTION 'cannot resume stream table %: %', name, msg
             USING ERRCODE = 'PGS01', HINT = pgstream._drift_hint(msg);
     END IF;
+    -- Out of ERROR (drift), a full refresh: changes captured while the source had
+    -- another shape hold NULL for the columns it lacked.
     UPDATE pgstream.pgs_stream_tables s
-       SET status = 'ACTIVE', status_reason = NULL, consecutive_failures = 0, next_retry_at = NULL
+       SET status = 'ACTIVE', status_reason = NULL, consecutive_failures = 0, next_retry_at = NULL,
+           needs_full = s.needs_full OR s.status = 'ERROR'
      WHERE s.id = sid;
 END
 $fn$;
@@ -640,9 +781,18 @@ $fn$;
 
 -- (Re)create the capture trigger function of a source from the live catalog: it
 -- copies the columns that the source and its buffer both have with the same type.
--- Called at creation and by the DDL event trigger, so writes to a source keep working
--- after one of its columns is dropped, renamed or retyped (the buffer keeps the old
--- column, filled with NULL; the stream tables that use it are in the ERROR state).
+-- Called at creation, at installation and by the DDL event trigger, so writes to a
+-- source keep working after one of its columns is dropped, renamed or retyped (the
+-- buffer keeps the old column, filled with NULL; the stream tables that use it are
+-- in the ERROR state).
+-- Without the event trigger (installed by a role that is not a superuser) nothing
+-- rebuilds the function after an ALTER TABLE, and a write must never fail because
+-- of pgstream: the function then first checks, per statement, that the writing
+-- table still has every column it copies with the same name and type, and when not,
+-- copies what still matches with a statement it builds from the live catalog (the
+-- stream tables that read a changed column find the drift at their next refresh).
+-- The check is one query of pg_attribute per statement (about 13 us, measured in a
+-- loop); with the event trigger there is no check.
 CREATE OR REPLACE FUNCTION pgstream._build_capture(src oid)
 RETURNS void LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -651,31 +801,71 @@ DECLARE
     buf text := format('%I.%I', 'pgstream_changes', 'changes_' || src);
     seq text;
     cols text;
+    shape text;
+    names text;
+    n integer;
+    guard text := '';
     body text;
 BEGIN
     IF to_regclass(buf) IS NULL OR NOT EXISTS (SELECT 1 FROM pg_class r WHERE r.oid = src) THEN
         RETURN;
     END IF;
     seq := pg_get_serial_sequence(buf, '__pgs_change_id');
-    SELECT coalesce(string_agg(', ' || quote_ident(a.attname), '' ORDER BY a.attnum), '')
-      INTO cols
+    SELECT coalesce(string_agg(', ' || quote_ident(a.attname), '' ORDER BY a.attnum), ''),
+           string_agg(format('(%L, %s, %s)', a.attname, a.atttypid, a.atttypmod), ', ' ORDER BY a.attnum),
+           string_agg(format('%L', a.attname), ', ' ORDER BY a.attnum),
+           count(*)
+      INTO cols, shape, names, n
       FROM pg_attribute a
       JOIN pg_attribute b
         ON b.attrelid = to_regclass(buf) AND b.attname = a.attname AND NOT b.attisdropped
        AND b.atttypid = a.atttypid AND b.atttypmod = a.atttypmod
      WHERE a.attrelid = src AND a.attnum > 0 AND NOT a.attisdropped;
-    -- One change id and one xid per statement, not per row: a row's images are
-    -- ordered by (change id, weight), and a statement holds at most one old and one
-    -- new image of a key (the old first). Drawing the id per row from the identity
-    -- cost about a tenth of a bulk write (docs/BENCHMARKS.md).
+    IF n > 0 AND NOT EXISTS (SELECT 1 FROM pg_event_trigger e
+                              WHERE e.evtname = 'pgstream_ddl' AND e.evtenabled <> 'D') THEN
+        guard := format($g$
+    IF (SELECT count(*) FROM pg_catalog.pg_attribute a
+         WHERE a.attrelid = TG_RELID AND a.attname IN (%4$s) AND NOT a.attisdropped
+           AND (a.attname, a.atttypid, a.atttypmod) IN (%2$s)) <> %3$s THEN
+        -- The table changed shape and no event trigger rebuilt this function.
+        SELECT coalesce(string_agg(', ' || pg_catalog.quote_ident(a.attname), '' ORDER BY a.attnum), '')
+          INTO __pgs_cols
+          FROM pg_catalog.pg_attribute a
+          JOIN pg_catalog.pg_attribute b
+            ON b.attrelid = %1$L::regclass AND b.attname = a.attname AND NOT b.attisdropped
+           AND b.atttypid = a.atttypid AND b.atttypmod = a.atttypmod
+         WHERE a.attrelid = TG_RELID AND a.attnum > 0 AND NOT a.attisdropped;
+        IF TG_OP IN ('UPDATE', 'DELETE') THEN
+            EXECUTE pg_catalog.format('INSERT INTO %%s (__pgs_change_id, __pgs_xid, __pgs_w%%s) OVERRIDING SYSTEM VALUE SELECT $1, $2, -1%%s FROM __pgs_old',
+                                      %1$L, __pgs_cols, __pgs_cols) USING __pgs_cid, __pgs_cxid;
+        END IF;
+        IF TG_OP IN ('INSERT', 'UPDATE') THEN
+            EXECUTE pg_catalog.format('INSERT INTO %%s (__pgs_change_id, __pgs_xid, __pgs_w%%s) OVERRIDING SYSTEM VALUE SELECT $1, $2, 1%%s FROM __pgs_new',
+                                      %1$L, __pgs_cols, __pgs_cols) USING __pgs_cid, __pgs_cxid;
+        END IF;
+        RETURN NULL;
+    END IF;$g$, buf, shape, n, names);
+    END IF;
+    -- One change id and one xid per statement, not per row (the window does not
+    -- depend on the order of change ids, see window_sql in render.rs). Drawing the
+    -- id per row from the identity cost about a tenth of a bulk write
+    -- (docs/BENCHMARKS.md).
     body := format($b$
 DECLARE
     __pgs_cid bigint := pg_catalog.nextval(%3$L::regclass);
     __pgs_cxid xid8 := pg_catalog.pg_current_xact_id();
+    __pgs_cols text;
 BEGIN
     -- Statement-level capture from the transition tables. An UPDATE is the old
     -- images (weight -1) and the new ones (+1), under one change id.
     -- Generated by pgstream._build_capture.
+    IF TG_RELID <> %5$s THEN
+        -- A member of a partitioned source's tree (_sync_partitions); one detached
+        -- since (its triggers are dropped at the next sync) is no longer the source.
+        IF pg_catalog.pg_partition_root(TG_RELID) IS DISTINCT FROM %5$s::oid::regclass THEN
+            RETURN NULL;
+        END IF;
+    END IF;%4$s
     IF TG_OP = 'INSERT' THEN
         INSERT INTO %1$s (__pgs_change_id, __pgs_xid, __pgs_w%2$s) OVERRIDING SYSTEM VALUE
         SELECT __pgs_cid, __pgs_cxid, 1%2$s FROM __pgs_new;
@@ -690,7 +880,7 @@ BEGIN
     END IF;
     RETURN NULL;
 END
-$b$, buf, cols, seq);
+$b$, buf, cols, seq, guard, src);
     EXECUTE format('CREATE OR REPLACE FUNCTION %I.%I() RETURNS trigger LANGUAGE plpgsql '
                    'SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS %L',
                    'pgstream_changes', 'capture_' || src, body);
@@ -741,16 +931,34 @@ BEGIN
             END IF;
         END LOOP;
     END LOOP;
+    -- Partitions created, attached or detached under a partitioned source, and
+    -- tables that became inheritance children of a source (or a source that became
+    -- one): capture triggers on the new members and a full refresh of the readers,
+    -- or the ERROR state (see _sync_sources).
+    FOR st IN SELECT DISTINCT f.st_id
+                FROM pg_event_trigger_ddl_commands() c
+                JOIN pgstream.pgs_frontiers f
+                  ON f.source_oid = c.objid OR f.source_oid = pg_partition_root(c.objid)
+                  OR f.source_oid IN (SELECT i.inhparent FROM pg_inherits i WHERE i.inhrelid = c.objid)
+                JOIN pgstream.pgs_stream_tables s ON s.id = f.st_id AND s.mode <> 'FULL'
+               WHERE c.classid = 'pg_class'::regclass LOOP
+        SELECT y.drift INTO msg FROM pgstream._sync_sources(st.st_id) y;
+        IF msg IS NOT NULL THEN
+            UPDATE pgstream.pgs_stream_tables s SET status = 'ERROR', status_reason = msg
+             WHERE s.id = st.st_id AND s.status IS DISTINCT FROM 'ERROR';
+        END IF;
+    END LOOP;
 END
 $fn$;
 
--- Event triggers need a superuser: without one, drift is still found at the next
--- refresh, but writes to a source fail after a column it captures is dropped. An
--- event trigger of an older version (catalog < 6: ALTER TABLE only) is replaced.
+-- Event triggers need a superuser: without one, drift (and a change of a
+-- partitioned source's tree) is found at the next refresh, and the capture functions
+-- check the table's shape at every statement (see _build_capture). An event trigger
+-- with other tags (an older version) is replaced.
 DO $do$
 DECLARE
-    tags text[] := ARRAY['ALTER TABLE', 'CREATE VIEW', 'ALTER VIEW', 'DROP VIEW', 'DROP TABLE',
-                         'DROP SCHEMA', 'ALTER SCHEMA', 'DROP OWNED'];
+    tags text[] := ARRAY['ALTER TABLE', 'CREATE TABLE', 'CREATE VIEW', 'ALTER VIEW', 'DROP VIEW',
+                         'DROP TABLE', 'DROP SCHEMA', 'ALTER SCHEMA', 'DROP OWNED'];
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolname = current_user AND r.rolsuper) THEN
         RETURN;
@@ -761,8 +969,8 @@ BEGIN
     END IF;
     IF NOT EXISTS (SELECT 1 FROM pg_event_trigger e WHERE e.evtname = 'pgstream_ddl') THEN
         CREATE EVENT TRIGGER pgstream_ddl ON ddl_command_end
-            WHEN TAG IN ('ALTER TABLE', 'CREATE VIEW', 'ALTER VIEW', 'DROP VIEW', 'DROP TABLE',
-                         'DROP SCHEMA', 'ALTER SCHEMA', 'DROP OWNED')
+            WHEN TAG IN ('ALTER TABLE', 'CREATE TABLE', 'CREATE VIEW', 'ALTER VIEW', 'DROP VIEW',
+                         'DROP TABLE', 'DROP SCHEMA', 'ALTER SCHEMA', 'DROP OWNED')
             EXECUTE FUNCTION pgstream._on_ddl();
     END IF;
 END
@@ -775,9 +983,10 @@ RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 BEGIN
+    -- A member of a partitioned source names the source in its argument.
     UPDATE pgstream.pgs_stream_tables s SET needs_full = true
      WHERE EXISTS (SELECT 1 FROM pgstream.pgs_frontiers f
-                    WHERE f.st_id = s.id AND f.source_oid = TG_RELID);
+                    WHERE f.st_id = s.id AND f.source_oid = coalesce(TG_ARGV[0]::oid, TG_RELID));
     RETURN NULL;
 END
 $fn$;

@@ -58,3 +58,12 @@ UPDATE pgstream.pgs_stream_tables SET full_refresh_ratio = NULL
 -- Issue 11, item 7 (helper C): a request from SQL records the requesting session's
 -- settings; the runtime creates the stream table with them.
 ALTER TABLE pgstream.pgs_requests ADD COLUMN IF NOT EXISTS settings jsonb;
+
+-- ---------------------------------------------------------------------------------
+-- Issue 11 (capture of partitioned sources, helper A): the members of a partitioned
+-- source's tree (every level, the source itself excepted) that carry capture
+-- triggers writing into its buffer, as pgstream._sync_partitions last saw them. A
+-- member created, attached, detached or dropped since is a change of the source's
+-- rows that no trigger captured: its readers get a full refresh. NULL for a source
+-- that is not partitioned (or not synced yet).
+ALTER TABLE pgstream.pgs_sources ADD COLUMN IF NOT EXISTS members oid[];

@@ -4,7 +4,7 @@
 
 use pgstream_core::{Mode, QualifiedName, Schedule, StreamTableSpec};
 use pgstream_tests::oracle::{Domain, Oracle};
-use pgstream_tests::test_db;
+use pgstream_tests::{test_db, TestDb};
 
 pub const DEPARTMENTS: &str =
     "CREATE TABLE departments (id int PRIMARY KEY, name text NOT NULL, parent_id int)";
@@ -85,6 +85,19 @@ pub async fn check_with_ddl(
                 .float_tolerance(6);
         }
     }
+    run_oracle(&db, &o, name, query, mode, ddl).await;
+}
+
+/// Sets the oracle's tables up, runs `ddl`, creates the stream table `name` (with the
+/// adaptive switch off) and runs the oracle over it.
+pub async fn run_oracle(
+    db: &TestDb,
+    o: &Oracle,
+    name: &str,
+    query: &str,
+    mode: Mode,
+    ddl: &[&str],
+) {
     o.setup(&db.pool).await;
     for stmt in ddl {
         if let Err(e) = sqlx::raw_sql(stmt).execute(&db.pool).await {
