@@ -220,8 +220,8 @@ async fn check_field_types(
     if fields.iter().all(|f| f.is_empty()) {
         return Ok(());
     }
-    let mut conn = pool
-        .acquire()
+    // Read-only: the transaction (search_path pinned) is rolled back when dropped.
+    let mut conn = crate::pin::begin(pool)
         .await
         .step(None, "checking the field types of the stream tables")?;
     let catalog = if storage {
@@ -336,8 +336,7 @@ async fn check_existing(
     columns: Option<&[&str]>,
 ) -> Result<bool> {
     let name = display_name(&spec.name);
-    let mut conn = pool
-        .acquire()
+    let mut conn = crate::pin::begin(pool)
         .await
         .step(Some(&name), "reading the stream table catalog")?;
     let Some(stored) = stored_definition(&mut conn, &spec.name).await? else {
@@ -383,12 +382,17 @@ async fn check_existing(
         .await
         .step(Some(&name), "updating the schedule")?;
     }
+    conn.commit()
+        .await
+        .step(Some(&name), "updating the schedule")?;
     Ok(true)
 }
 
 /// At start-up, put every stream table whose source columns drifted (dropped,
 /// renamed, retyped since creation) in the `ERROR` state, with the reason.
 async fn check_drift(pool: &PgPool) -> Result<()> {
+    const STEP: &str = "checking the sources for schema drift";
+    let mut tx = crate::pin::begin(pool).await.step(None, STEP)?;
     let drifted: Vec<(String, String)> = sqlx::query_as(
         "WITH d AS (
              SELECT s.id, pgstream._display_name(s.schema_name, s.table_name) AS name,
@@ -399,9 +403,10 @@ async fn check_drift(pool: &PgPool) -> Result<()> {
            FROM d WHERE d.id = s.id AND d.msg IS NOT NULL
          RETURNING d.name, d.msg",
     )
-    .fetch_all(pool)
+    .fetch_all(&mut *tx)
     .await
-    .step(None, "checking the sources for schema drift")?;
+    .step(None, STEP)?;
+    tx.commit().await.step(None, STEP)?;
     for (name, msg) in drifted {
         tracing::error!(stream_table = %name, reason = %msg, "schema drift: stream table put in the ERROR state");
     }

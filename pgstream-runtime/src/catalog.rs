@@ -25,7 +25,20 @@ type ViewRow = (String, String, String, Option<String>, Vec<String>);
 /// refresh (`pg_catalog, pg_temp`), so every name outside `pg_catalog` in the body is
 /// schema-qualified (the text `pgstream.pgs_views.definition` records and
 /// `pgstream._drift` compares).
+///
+/// Runs in a savepoint (a transaction when `conn` is in none) with `search_path`
+/// pinned to `pg_catalog, pg_temp`, rolled back afterwards: the caller's settings are
+/// left as they were, and no function or operator planted in a schema of the caller's
+/// `search_path` can run.
 pub async fn load_catalog(conn: &mut PgConnection) -> Result<Catalog> {
+    let step = "reading the database schema";
+    let mut tx = crate::pin::begin_on(conn).await.step(None, step)?;
+    let catalog = load_catalog_pinned(&mut tx).await?;
+    tx.rollback().await.step(None, step)?;
+    Ok(catalog)
+}
+
+async fn load_catalog_pinned(conn: &mut PgConnection) -> Result<Catalog> {
     let rows: Vec<TableRow> = sqlx::query_as(
         "SELECT c.oid::int8, n.nspname::text, c.relname::text,
                 array_agg(a.attname::text ORDER BY a.attnum),

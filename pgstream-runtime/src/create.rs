@@ -42,17 +42,16 @@ pub(crate) async fn create_checked(
 ) -> Result<()> {
     install(pool).await?;
     let name = display_name(&spec.name);
-    let mut tx = pool
-        .begin()
+    // The same search_path as every refresh (crate::pin): a query that would fail
+    // there fails now, and types outside pg_catalog come back schema-qualified from
+    // format_type. JIT off as in every refresh (see refresh_stream_table_by_id).
+    let mut tx = crate::pin::begin(pool)
         .await
         .step(Some(&name), "starting the creation")?;
-    // The same search_path as every refresh: a query that would fail there fails now,
-    // and types outside pg_catalog come back schema-qualified from format_type.
-    // JIT off as in every refresh (see refresh_stream_table_by_id).
-    sqlx::raw_sql("SET LOCAL search_path TO pg_catalog, pg_temp; SET LOCAL jit = off")
+    sqlx::raw_sql("SET LOCAL jit = off")
         .execute(&mut *tx)
         .await
-        .step(Some(&name), "pinning search_path")?;
+        .step(Some(&name), "starting the creation")?;
     create_in(&mut tx, spec, &name, expected).await?;
     tx.commit()
         .await
@@ -161,13 +160,19 @@ pub(crate) async fn create_in(
     store_source_columns(conn, id, &compiled, &oids, &used, name).await?;
     store_views(conn, id, &compiled, &catalog, name).await?;
 
-    for b in &bindings {
-        sqlx::query("INSERT INTO pgstream.pgs_frontiers (st_id, source_oid) VALUES ($1, $2)")
-            .bind(id)
-            .bind(Oid(b.oid))
-            .execute(&mut *conn)
-            .await
-            .step(subject, "registering the frontiers")?;
+    // With the name the stored statements read each source by (see _drift_sources).
+    for (b, source) in bindings.iter().zip(&compiled.sources) {
+        sqlx::query(
+            "INSERT INTO pgstream.pgs_frontiers (st_id, source_oid, source_schema, source_name)
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(id)
+        .bind(Oid(b.oid))
+        .bind(&source.name.schema)
+        .bind(&source.name.name)
+        .execute(&mut *conn)
+        .await
+        .step(subject, "registering the frontiers")?;
     }
 
     for ddl in &artifacts.storage_ddl {
@@ -517,11 +522,16 @@ pub async fn drop_stream_table_cascade(pool: &PgPool, name: &str) -> Result<()> 
 }
 
 async fn drop_with(pool: &PgPool, name: &str, cascade: bool) -> Result<()> {
-    let r = sqlx::query("SELECT pgstream.drop_stream_table($1, $2)")
-        .bind(name)
-        .bind(cascade)
-        .execute(pool)
-        .await;
+    let r = async {
+        let mut tx = crate::pin::begin(pool).await?;
+        sqlx::query("SELECT pgstream.drop_stream_table($1, $2)")
+            .bind(name)
+            .bind(cascade)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await
+    }
+    .await;
     match r {
         Ok(_) => {
             tracing::info!(stream_table = %name, "dropped stream table");
@@ -678,19 +688,19 @@ async fn store_views(
 /// so that later ones are detected. A query that no longer compiles is left as it is
 /// (logged) and tried again at the next start-up.
 pub(crate) async fn backfill_views(pool: &PgPool) -> Result<()> {
+    const STEP: &str = "recording the views the queries read";
+    let mut conn = crate::pin::begin(pool).await.step(None, STEP)?;
     let rows: Vec<(i64, String, String, String, String, String)> = sqlx::query_as(
         "SELECT s.id, s.schema_name, s.table_name, s.query, s.mode, s.schedule
            FROM pgstream.pgs_stream_tables s
           WHERE NOT s.views_recorded",
     )
-    .fetch_all(pool)
+    .fetch_all(&mut *conn)
     .await
     .step(None, "reading the stream table catalog")?;
     if rows.is_empty() {
         return Ok(());
     }
-    const STEP: &str = "recording the views the queries read";
-    let mut conn = pool.acquire().await.step(None, STEP)?;
     let catalog = load_catalog(&mut conn).await?;
     for (id, schema, table, query, mode, schedule) in rows {
         let Some((name, spec)) = stored_spec(schema, table, query, &mode, &schedule) else {
@@ -698,7 +708,7 @@ pub(crate) async fn backfill_views(pool: &PgPool) -> Result<()> {
         };
         match compile(&spec, &catalog) {
             Ok(compiled) => {
-                // In a transaction of its own: store_views pins settings for it.
+                // In a savepoint of its own: store_views pins settings for it.
                 let mut tx = conn.begin().await.step(Some(&name), STEP)?;
                 store_views(&mut tx, id, &compiled, &catalog, &name).await?;
                 tx.commit().await.step(Some(&name), STEP)?;
@@ -709,6 +719,7 @@ pub(crate) async fn backfill_views(pool: &PgPool) -> Result<()> {
             }
         }
     }
+    conn.commit().await.step(None, STEP)?;
     Ok(())
 }
 
@@ -736,22 +747,21 @@ fn stored_spec(
 /// drift is detected from now on. A query that no longer compiles is left as it is
 /// (logged); its next refresh reports the failure.
 pub(crate) async fn backfill_source_columns(pool: &PgPool) -> Result<()> {
+    let mut conn = crate::pin::begin(pool)
+        .await
+        .step(None, "recording the source columns")?;
     let rows: Vec<(i64, String, String, String, String, String)> = sqlx::query_as(
         "SELECT s.id, s.schema_name, s.table_name, s.query, s.mode, s.schedule
            FROM pgstream.pgs_stream_tables s
           WHERE s.source_columns = '[]'::jsonb
             AND EXISTS (SELECT 1 FROM pgstream.pgs_frontiers f WHERE f.st_id = s.id)",
     )
-    .fetch_all(pool)
+    .fetch_all(&mut *conn)
     .await
     .step(None, "reading the stream table catalog")?;
     if rows.is_empty() {
         return Ok(());
     }
-    let mut conn = pool
-        .acquire()
-        .await
-        .step(None, "recording the source columns")?;
     let catalog = load_catalog(&mut conn).await?;
     for (id, schema, table, query, mode, schedule) in rows {
         let Some((name, spec)) = stored_spec(schema, table, query, &mode, &schedule) else {
@@ -773,6 +783,9 @@ pub(crate) async fn backfill_source_columns(pool: &PgPool) -> Result<()> {
         let used = used_columns(&spec, &catalog, &compiled);
         store_source_columns(&mut conn, id, &compiled, &oids, &used, &name).await?;
     }
+    conn.commit()
+        .await
+        .step(None, "recording the source columns")?;
     Ok(())
 }
 

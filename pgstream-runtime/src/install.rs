@@ -58,7 +58,8 @@ const STEP: &str = "installing the pgstream catalog";
 ///
 /// Safe to call any number of times, also concurrently.
 pub async fn install(pool: &PgPool) -> Result<()> {
-    let mut tx = pool.begin().await.step(None, STEP)?;
+    // search_path pinned: the scripts' DO blocks and the views are resolved under it.
+    let mut tx = crate::pin::begin(pool).await.step(None, STEP)?;
     // `CREATE SCHEMA IF NOT EXISTS` and friends say "already exists, skipping" as
     // NOTICEs, which sqlx logs at INFO: not news to the application's log.
     sqlx::query("SET LOCAL client_min_messages = warning")
@@ -184,7 +185,8 @@ async fn install_functions(tx: &mut sqlx::PgConnection, hash: &str) -> Result<()
         .await
         .step(None, STEP)?;
     sqlx::raw_sql(&format!(
-        "CREATE OR REPLACE FUNCTION pgstream._functions_hash() RETURNS text LANGUAGE sql IMMUTABLE AS $h${}$h$",
+        "CREATE OR REPLACE FUNCTION pgstream._functions_hash() RETURNS text LANGUAGE sql IMMUTABLE \
+         SET search_path = pg_catalog, pg_temp AS $h${}$h$",
         hash_function_body(hash)
     ))
     .execute(&mut *tx)

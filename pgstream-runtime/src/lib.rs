@@ -29,6 +29,7 @@ mod catalog;
 mod create;
 mod error;
 mod install;
+mod pin;
 mod refresh;
 mod requests;
 mod runtime;

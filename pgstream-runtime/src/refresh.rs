@@ -26,11 +26,16 @@ pub async fn refresh(pool: &PgPool, name: &str) -> Result<RefreshOutcome> {
     let span = refresh_span(name);
     async {
         let start = Instant::now();
-        let r: Result<Option<i64>, sqlx::Error> =
-            sqlx::query_scalar("SELECT pgstream.refresh_stream_table($1)")
+        let r: Result<Option<i64>, sqlx::Error> = async {
+            let mut tx = crate::pin::begin(pool).await?;
+            let n = sqlx::query_scalar("SELECT pgstream.refresh_stream_table($1)")
                 .bind(name)
-                .fetch_one(pool)
-                .await;
+                .fetch_one(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(n)
+        }
+        .await;
         match r {
             Ok(n) => Ok(finish(n.unwrap_or(0), start)),
             Err(e) if is_not_found(&e) => Err(Error::NotFound(name.to_string())),
@@ -55,12 +60,17 @@ pub(crate) async fn try_refresh_by_id(
     let span = refresh_span(name);
     async {
         let start = Instant::now();
-        let n: Option<i64> =
-            sqlx::query_scalar("SELECT pgstream.refresh_stream_table_by_id($1, false)")
+        let n: Option<i64> = async {
+            let mut tx = crate::pin::begin(pool).await?;
+            let n = sqlx::query_scalar("SELECT pgstream.refresh_stream_table_by_id($1, false)")
                 .bind(id)
-                .fetch_one(pool)
-                .await
-                .map_err(|e| Error::db(Some(name), "refreshing", e))?;
+                .fetch_one(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(n)
+        }
+        .await
+        .map_err(|e| Error::db(Some(name), "refreshing", e))?;
         Ok(n.map(|n| finish(n, start)))
     }
     .instrument(span)
@@ -163,6 +173,13 @@ pub(crate) async fn record_error(
         Error::Database { source, .. } => describe(source),
         other => other.to_string(),
     };
+    let mut tx = match crate::pin::begin(pool).await {
+        Ok(tx) => tx,
+        Err(e) => {
+            tracing::warn!(error = %describe(&e), "could not record a refresh error");
+            return;
+        }
+    };
     let r = sqlx::query(
         "INSERT INTO pgstream.pgs_refresh_stats AS r (st_id, error_count, last_error, last_error_at)
          SELECT s.id, 1, $2, now() FROM pgstream.pgs_stream_tables s WHERE s.id = $1
@@ -172,7 +189,7 @@ pub(crate) async fn record_error(
     )
     .bind(id)
     .bind(&message)
-    .execute(pool)
+    .execute(&mut *tx)
     .await;
     if let Err(e) = r {
         tracing::warn!(error = %describe(&e), "could not record a refresh error");
@@ -186,7 +203,12 @@ pub(crate) async fn record_error(
             p.backoff_base.as_secs_f64() * 1000.0,
             p.backoff_max.as_secs_f64() * 1000.0,
         ),
-        None if !drift => return,
+        None if !drift => {
+            if let Err(e) = tx.commit().await {
+                tracing::warn!(error = %describe(&e), "could not record a refresh error");
+            }
+            return;
+        }
         None => (0, 0.0, 0.0),
     };
     let counts = policy.is_some() && !transient;
@@ -219,8 +241,12 @@ pub(crate) async fn record_error(
     .bind(base_ms)
     .bind(max_ms)
     .bind(max)
-    .fetch_optional(pool)
+    .fetch_optional(&mut *tx)
     .await;
+    let r = match r {
+        Ok(row) => tx.commit().await.map(|()| row),
+        Err(e) => Err(e),
+    };
     match r {
         Ok(Some(status)) => {
             let status: String = sqlx::Row::get(&status, 0);
@@ -235,11 +261,14 @@ pub(crate) async fn record_error(
 
 async fn record_error_by_name(pool: &PgPool, name: &str, err: &Error) {
     // `pgstream._resolve` raises for an unknown name: nothing to record then.
-    match sqlx::query_scalar::<_, i64>("SELECT pgstream._resolve($1)")
-        .bind(name)
-        .fetch_one(pool)
-        .await
-    {
+    let id = async {
+        let mut tx = crate::pin::begin(pool).await?;
+        sqlx::query_scalar::<_, i64>("SELECT pgstream._resolve($1)")
+            .bind(name)
+            .fetch_one(&mut *tx)
+            .await
+    };
+    match id.await {
         Ok(id) => record_error(pool, id, err, None).await,
         Err(e) => tracing::debug!(error = %describe(&e), "refresh error not recorded"),
     }
@@ -248,11 +277,15 @@ async fn record_error_by_name(pool: &PgPool, name: &str, err: &Error) {
 /// Resume a stream table that the scheduler suspended (or that is in the `ERROR`
 /// state after a schema drift that was undone): see `pgstream.resume_stream_table`.
 pub async fn resume_stream_table(pool: &PgPool, name: &str) -> Result<()> {
-    match sqlx::query("SELECT pgstream.resume_stream_table($1)")
-        .bind(name)
-        .execute(pool)
-        .await
-    {
+    let r = async {
+        let mut tx = crate::pin::begin(pool).await?;
+        sqlx::query("SELECT pgstream.resume_stream_table($1)")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await
+    };
+    match r.await {
         Ok(_) => {
             tracing::info!(stream_table = %name, "resumed stream table");
             Ok(())

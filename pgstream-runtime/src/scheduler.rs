@@ -83,6 +83,9 @@ pub(crate) async fn run_once(
     policy: &FailurePolicy,
     cancel: &CancellationToken,
 ) -> Result<()> {
+    let mut tx = crate::pin::begin(pool)
+        .await
+        .step(None, "scheduler: reading the catalog")?;
     let rows: Vec<(i64, String, String, f64, f64)> = sqlx::query_as(
         "WITH RECURSIVE st AS (
              SELECT s.id, to_regclass(pg_catalog.format('%I.%I', s.schema_name, s.table_name))::oid AS storage
@@ -109,9 +112,13 @@ pub(crate) async fn run_once(
           ORDER BY l.d, s.id",
     )
     .bind(tick.as_secs_f64() * 500.0)
-    .fetch_all(pool)
+    .fetch_all(&mut *tx)
     .await
     .step(None, "scheduler: reading the catalog")?;
+    // Read-only; ended before the refreshes, which run in transactions of their own.
+    tx.rollback()
+        .await
+        .step(None, "scheduler: reading the catalog")?;
     let due = rows
         .into_iter()
         .filter(|(_, name, schedule, since, now)| is_due(name, schedule, *since, *now))

@@ -75,6 +75,10 @@ pub struct StreamTableStatus {
 
 /// The status of every stream table, ordered by name.
 pub async fn status(pool: &PgPool) -> Result<Vec<StreamTableStatus>> {
+    // Read-only: the transaction (search_path pinned) is rolled back when dropped.
+    let mut tx = crate::pin::begin(pool)
+        .await
+        .step(None, "reading the status")?;
     let rows = sqlx::query(
         "SELECT s.name, s.schedule, s.refresh_mode, s.status, s.last_refresh_at, s.stale,
                 s.pending_changes, s.needs_full, v.refresh_count, v.avg_duration_ms,
@@ -97,7 +101,7 @@ pub async fn status(pool: &PgPool) -> Result<Vec<StreamTableStatus>> {
            JOIN pgstream.pg_stat_stream_tables v ON v.id = s.id
           ORDER BY s.name",
     )
-    .fetch_all(pool)
+    .fetch_all(&mut *tx)
     .await
     .step(None, "reading the status")?;
     rows.iter()

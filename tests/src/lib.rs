@@ -9,6 +9,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod attack;
 pub mod cluster;
 pub mod compare;
 pub mod db;

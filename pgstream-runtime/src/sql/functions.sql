@@ -104,6 +104,7 @@ DECLARE
     t0 timestamptz;
     ms double precision;
     src oid;
+    rel text;
     full_mode boolean;
     how text;
     fhow text;
@@ -156,8 +157,27 @@ BEGIN
             USING ERRCODE = 'undefined_table';
     END IF;
 
-    -- Schema drift: a source column the query uses was dropped, renamed or retyped.
-    -- Apply nothing; the caller (Rust) puts the stream table in the ERROR state.
+    -- Each source locked (ACCESS SHARE, as its reads would) by the name the stored
+    -- statements read it by, before the drift check: until this transaction ends the
+    -- name cannot be given to another relation (a source renamed, dropped or replaced
+    -- by a view between the check and a statement), so what the check saw is what the
+    -- statements read. LOCK re-resolves the name after waiting; the check then sees
+    -- the relation the name denotes now.
+    IF st.status IS DISTINCT FROM 'ERROR' THEN
+        FOR rel IN SELECT q.rel
+                     FROM (SELECT f.source_oid,
+                                  CASE WHEN f.source_name IS NOT NULL
+                                       THEN format('%I.%I', f.source_schema, f.source_name) END AS rel
+                             FROM pgstream.pgs_frontiers f WHERE f.st_id = st.id) q
+                    WHERE to_regclass(q.rel) IS NOT NULL
+                    ORDER BY q.source_oid LOOP
+            EXECUTE 'LOCK TABLE ONLY ' || rel || ' IN ACCESS SHARE MODE';
+        END LOOP;
+    END IF;
+
+    -- Schema drift: a source renamed, moved, dropped or replaced, or a source column
+    -- the query uses dropped, renamed or retyped. Apply nothing; the caller (Rust)
+    -- puts the stream table in the ERROR state.
     msg := CASE WHEN st.status = 'ERROR' THEN st.status_reason END;
     msg := coalesce(msg, pgstream._drift(st.id));
     IF msg IS NOT NULL THEN
@@ -669,6 +689,54 @@ BEGIN
 END
 $fn$;
 
+-- Sources followed by oid: NULL when every source of the stream table (pgs_frontiers)
+-- is still an ordinary or partitioned table under the name its statements read it by
+-- (recorded at creation); else a message naming the source: renamed, moved to another
+-- schema, dropped, or replaced by another relation of that name. Frontiers without a
+-- recorded name (written by an older release) are checked for existence only.
+-- PL/pgSQL, not SQL: its plan is kept by the session (it runs at every refresh).
+CREATE OR REPLACE FUNCTION pgstream._drift_sources(st_id bigint)
+RETURNS text LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    RETURN (
+    SELECT CASE
+             WHEN c.oid IS NULL AND t.named IS NOT NULL THEN
+                 format('source table %s.%s was dropped, and %s.%s now names another relation',
+                        f.source_schema, f.source_name, f.source_schema, f.source_name)
+             WHEN c.oid IS NULL THEN
+                 format('source table %s was dropped',
+                        coalesce(f.source_schema || '.' || f.source_name, f.source_oid::text))
+             WHEN c.relkind NOT IN ('r', 'p') THEN
+                 format('source table %s.%s is no longer a table (relkind %s)',
+                        c.nspname, c.relname, c.relkind)
+             WHEN t.named IS NOT NULL THEN
+                 format('source table %s.%s was renamed to %s.%s, and %s.%s now names another relation',
+                        f.source_schema, f.source_name, c.nspname, c.relname,
+                        f.source_schema, f.source_name)
+             ELSE format('source table %s.%s was renamed to %s.%s',
+                         f.source_schema, f.source_name, c.nspname, c.relname)
+           END
+      FROM pgstream.pgs_frontiers f
+      -- OFFSET 0: one index lookup per source (see _drift).
+      LEFT JOIN LATERAL (SELECT x.oid, x.relkind::text AS relkind, x.relname::text AS relname,
+                                (SELECT n.nspname::text FROM pg_namespace n
+                                  WHERE n.oid = x.relnamespace) AS nspname
+                           FROM pg_class x WHERE x.oid = f.source_oid OFFSET 0) c ON true
+      -- The relation the recorded name denotes now, if any (for the message).
+      CROSS JOIN LATERAL (SELECT CASE WHEN f.source_name IS NOT NULL
+                                      THEN to_regclass(format('%I.%I', f.source_schema, f.source_name))
+                                 END AS named) t
+     WHERE f.st_id = _drift_sources.st_id
+       AND (c.oid IS NULL OR c.relkind NOT IN ('r', 'p')
+            OR c.nspname IS DISTINCT FROM coalesce(f.source_schema, c.nspname)
+            OR c.relname IS DISTINCT FROM coalesce(f.source_name, c.relname))
+     ORDER BY f.source_oid
+     LIMIT 1);
+END
+$fn$;
+
 -- Schema drift of one stream table: NULL when every source column its query uses
 -- (pgs_stream_tables.source_columns, recorded at creation) still exists with the same
 -- name and type, and every view it reads (pgs_views, recorded at creation) still
@@ -683,6 +751,11 @@ AS $fn$
 DECLARE
     msg text;
 BEGIN
+    -- Sources by oid first: a source replaced by name makes its columns look changed.
+    msg := pgstream._drift_sources(st_id);
+    IF msg IS NOT NULL THEN
+        RETURN msg;
+    END IF;
     -- One statement per check (their plans are kept by the session): they run at
     -- every refresh. A stream table that reads no view costs one index probe more.
     msg := (

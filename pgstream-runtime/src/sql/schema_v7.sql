@@ -67,3 +67,20 @@ ALTER TABLE pgstream.pgs_requests ADD COLUMN IF NOT EXISTS settings jsonb;
 -- rows that no trigger captured: its readers get a full refresh. NULL for a source
 -- that is not partitioned (or not synced yet).
 ALTER TABLE pgstream.pgs_sources ADD COLUMN IF NOT EXISTS members oid[];
+
+-- ---------------------------------------------------------------------------------
+-- Issue 11, item 9 (helper B): sources followed by oid. The name by which each stream
+-- table's stored statements read each source (schema-qualified, as compiled):
+-- pgstream._drift_sources reports a source renamed, moved, dropped or replaced by
+-- another relation of that name, and refreshes lock each source by this name before
+-- the check, so no stored statement resolves the name to another relation.
+ALTER TABLE pgstream.pgs_frontiers
+    ADD COLUMN IF NOT EXISTS source_schema text,
+    ADD COLUMN IF NOT EXISTS source_name text;
+-- Stream tables created before version 7: the name recorded when the source's capture
+-- was installed (the name their statements were compiled with, unless the source was
+-- renamed before another stream table over it was created: that one reports drift).
+UPDATE pgstream.pgs_frontiers f
+   SET source_schema = s.schema_name, source_name = s.table_name
+  FROM pgstream.pgs_sources s
+ WHERE s.source_oid = f.source_oid AND f.source_schema IS NULL;

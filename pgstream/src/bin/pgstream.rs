@@ -18,8 +18,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use pgstream::{Mode, Runtime};
-use sqlx::postgres::PgPoolOptions;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
+use std::str::FromStr;
 
 #[derive(Parser)]
 #[command(
@@ -124,9 +125,16 @@ type Res = Result<(), Box<dyn std::error::Error>>;
 
 async fn connect(url: Option<String>) -> Result<PgPool, Box<dyn std::error::Error>> {
     let url = url.ok_or("no database given: set DATABASE_URL or pass --database-url")?;
+    // The command's own connections: their search_path is pinned for the whole
+    // session (the library pins it again in each of its transactions), so nothing
+    // planted in a schema of the role's search_path can run (docs/SECURITY.md).
+    let options = PgConnectOptions::from_str(&url)
+        .map_err(|e| format!("cannot connect to the database: {e}"))?
+        // No space: the startup options are split on spaces.
+        .options([("search_path", "pg_catalog,pg_temp")]);
     let pool = PgPoolOptions::new()
         .max_connections(4)
-        .connect(&url)
+        .connect_with(options)
         .await
         .map_err(|e| format!("cannot connect to the database: {e}"))?;
     Ok(pool)

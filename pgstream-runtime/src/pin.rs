@@ -1,0 +1,42 @@
+//! Pinning `search_path` for every statement pgstream runs (the CVE-2018-1058
+//! pattern: a role that can create objects in a schema on the session's
+//! `search_path` plants a function, aggregate or operator that is a better match than
+//! the built-in one for an unqualified call such as `array_agg(text)` or
+//! `text[] @> text[]`; whoever runs the statement then runs the planted code).
+//!
+//! The connections belong to the application's pool, whose session settings are the
+//! application's: pgstream never changes them. Every statement pgstream sends runs in
+//! a transaction of its own that starts with `SET LOCAL search_path = pg_catalog,
+//! pg_temp` (one round trip with the `BEGIN`), so the setting ends with the
+//! transaction whether it commits, fails or is dropped. `pg_temp` comes last
+//! explicitly: left out, it would be searched first for relations and types.
+//! (Functions and operators are never looked up in `pg_temp`.)
+
+use sqlx::{Connection, PgConnection, PgPool, Postgres, Transaction};
+
+/// The value of `search_path` for every statement pgstream runs.
+pub(crate) const SEARCH_PATH: &str = "pg_catalog, pg_temp";
+
+/// Starts a transaction with `search_path` pinned (see the module documentation).
+const BEGIN_PINNED: &str = "BEGIN; SET LOCAL search_path = pg_catalog, pg_temp";
+
+/// A transaction on a connection of `pool`, with `search_path` pinned to
+/// [`SEARCH_PATH`] until it ends.
+pub(crate) async fn begin(pool: &PgPool) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+    pool.begin_with(BEGIN_PINNED).await
+}
+
+/// A transaction (a savepoint when `conn` is in one already) with `search_path`
+/// pinned. Inside a savepoint the setting lasts until the outer transaction ends
+/// unless the savepoint is rolled back: callers that must leave the caller's
+/// setting as it was roll it back.
+pub(crate) async fn begin_on(
+    conn: &mut PgConnection,
+) -> Result<Transaction<'_, Postgres>, sqlx::Error> {
+    let mut tx = conn.begin().await?;
+    sqlx::query("SELECT pg_catalog.set_config('search_path', $1, true)")
+        .bind(SEARCH_PATH)
+        .execute(&mut *tx)
+        .await?;
+    Ok(tx)
+}
