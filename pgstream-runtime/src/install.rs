@@ -119,6 +119,25 @@ pub async fn install(pool: &PgPool) -> Result<()> {
             .await
             .step(None, STEP)?;
     }
+    // The capture functions check the table's shape at every statement only when no
+    // event trigger rebuilds them after DDL (see `_build_capture`). The trigger may have
+    // been dropped, disabled or created since they were built: rebuild those whose
+    // guard does not match, so that a write never fails (no trigger, no guard) and no
+    // write pays for a check it does not need (trigger, guard).
+    sqlx::query(
+        "SELECT pgstream._build_capture(s.source_oid)
+           FROM pgstream.pgs_sources s
+           JOIN pg_catalog.pg_proc p
+             ON p.proname = 'capture_' || s.source_oid
+            AND p.pronamespace = (SELECT n.oid FROM pg_catalog.pg_namespace n
+                                   WHERE n.nspname = 'pgstream_changes')
+          WHERE (p.prosrc LIKE '%no event trigger rebuilt this function%')
+              = EXISTS (SELECT 1 FROM pg_catalog.pg_event_trigger e
+                         WHERE e.evtname = 'pgstream_ddl' AND e.evtenabled <> 'D')",
+    )
+    .execute(&mut *tx)
+    .await
+    .step(None, STEP)?;
     tx.commit().await.step(None, STEP)?;
     if !event_trigger_installed(pool).await? {
         tracing::warn!(

@@ -139,3 +139,56 @@ async fn a_column_renamed_and_back_then_resumed_is_exact() {
         0
     );
 }
+
+/// The event trigger disabled after the capture functions were built without the
+/// per-statement shape check: the next install (a start of the runtime) rebuilds them
+/// with it, so that the application's writes survive the next ALTER TABLE; enabled
+/// again, the next install takes the check out.
+#[tokio::test]
+async fn install_rebuilds_capture_when_the_event_trigger_comes_and_goes() {
+    let db = test_db().await;
+    let pool = db.new_pool(4).await;
+    pgstream_runtime::install(&pool).await.unwrap();
+    assert!(pgstream_runtime::event_trigger_installed(&pool)
+        .await
+        .unwrap());
+    exec(&pool, ORDERS).await;
+    let h = RuntimeHandle::new(pool.clone());
+    h.create_stream_table("by_customer", BY_CUSTOMER, "1h", Mode::Differential)
+        .await
+        .unwrap();
+    h.create_stream_table("prices", PRICES, "1h", Mode::Differential)
+        .await
+        .unwrap();
+    let has_guard = || async {
+        sqlx::query_scalar::<_, bool>(
+            "SELECT p.prosrc LIKE '%no event trigger rebuilt this function%'
+               FROM pg_proc p WHERE p.proname = 'capture_' || 'orders'::regclass::oid",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+    };
+    assert!(!has_guard().await);
+
+    exec(&pool, "ALTER EVENT TRIGGER pgstream_ddl DISABLE").await;
+    pgstream_runtime::install(&pool).await.unwrap();
+    assert!(
+        has_guard().await,
+        "no trigger: the capture checks the shape"
+    );
+    exec(&pool, "ALTER TABLE orders DROP COLUMN quantity").await;
+    exec(
+        &pool,
+        "INSERT INTO orders (id, customer, price) VALUES (100, 1, 9.5);
+         UPDATE orders SET price = price + 1 WHERE id <= 5;
+         DELETE FROM orders WHERE id = 7;",
+    )
+    .await;
+    h.refresh("prices").await.unwrap();
+    assert_eq!(difference(&pool, PRICES, "prices", "id, price").await, 0);
+
+    exec(&pool, "ALTER EVENT TRIGGER pgstream_ddl ENABLE").await;
+    pgstream_runtime::install(&pool).await.unwrap();
+    assert!(!has_guard().await, "the trigger is back: no check needed");
+}
