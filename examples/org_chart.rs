@@ -13,6 +13,7 @@
 use std::error::Error;
 
 use pgstream::{Runtime, StreamTable};
+use pgstream_tests::tutorial::STEP1;
 use rust_decimal::Decimal;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{Column, Executor, PgPool, Row, TypeInfo};
@@ -69,30 +70,6 @@ pub struct DepartmentStats {
     pub total_salary: Decimal,
     pub avg_salary: Decimal,
 }
-
-const STEP1: &str = "
--- Department hierarchy (self-referencing tree)
-CREATE TABLE departments (
-    id         SERIAL PRIMARY KEY,
-    name       TEXT NOT NULL,
-    parent_id  INT REFERENCES departments(id)
-);
--- Employees belong to a department
-CREATE TABLE employees (
-    id            SERIAL PRIMARY KEY,
-    name          TEXT NOT NULL,
-    department_id INT NOT NULL REFERENCES departments(id),
-    salary        NUMERIC(10,2) NOT NULL
-);
-INSERT INTO departments (id, name, parent_id) VALUES (1, 'Company', NULL);
-INSERT INTO departments (id, name, parent_id) VALUES
-    (2, 'Engineering', 1), (3, 'Sales', 1), (4, 'Operations', 1);
-INSERT INTO departments (id, name, parent_id) VALUES
-    (5, 'Backend', 2), (6, 'Frontend', 2), (7, 'Platform', 2);
-INSERT INTO employees (name, department_id, salary) VALUES
-    ('Alice', 5, 120000), ('Bob', 5, 115000), ('Charlie', 6, 110000), ('Diana', 7, 130000),
-    ('Eve', 3, 95000), ('Frank', 3, 90000), ('Grace', 4, 100000);
-";
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn Error>> {

@@ -7,6 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use pgstream::Runtime;
+use pgstream_tests::tutorial::STEP1;
 use pgstream_tests::{test_db, TestDb};
 use sqlx::{Connection, PgPool};
 
@@ -125,28 +126,6 @@ async fn assert_matches_query(pool: &PgPool, table: &str, query: &str) {
     assert_eq!(diff, 0, "{table} differs from its query");
 }
 
-const STEP1: &str = "
-CREATE TABLE departments (
-    id         SERIAL PRIMARY KEY,
-    name       TEXT NOT NULL,
-    parent_id  INT REFERENCES departments(id)
-);
-CREATE TABLE employees (
-    id            SERIAL PRIMARY KEY,
-    name          TEXT NOT NULL,
-    department_id INT NOT NULL REFERENCES departments(id),
-    salary        NUMERIC(10,2) NOT NULL
-);
-INSERT INTO departments (id, name, parent_id) VALUES (1, 'Company', NULL);
-INSERT INTO departments (id, name, parent_id) VALUES
-    (2, 'Engineering', 1), (3, 'Sales', 1), (4, 'Operations', 1);
-INSERT INTO departments (id, name, parent_id) VALUES
-    (5, 'Backend', 2), (6, 'Frontend', 2), (7, 'Platform', 2);
-INSERT INTO employees (name, department_id, salary) VALUES
-    ('Alice',   5, 120000), ('Bob', 5, 115000), ('Charlie', 6, 110000), ('Diana', 7, 130000),
-    ('Eve',     3, 95000),  ('Frank', 3, 90000), ('Grace', 4, 100000);
-";
-
 const STEP2: &str = "SELECT pgstream.create_stream_table(
     'department_tree',
     $$
@@ -186,6 +165,22 @@ fn step3() -> String {
     format!(
         "SELECT pgstream.create_stream_table('department_stats', $${STATS_QUERY}$$, '30s', 'DIFFERENTIAL')"
     )
+}
+
+/// A database holding the reference's step 1 (departments and employees).
+async fn tutorial_db() -> TestDb {
+    let db = test_db().await;
+    sql(&db.pool, STEP1).await;
+    db
+}
+
+/// A runtime (no stream tables of its own) on `pool`, ticking every `tick`.
+async fn start(pool: &PgPool, tick: Duration) -> Runtime {
+    Runtime::builder(pool.clone())
+        .tick(tick)
+        .start()
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -380,14 +375,9 @@ async fn the_reference_from_sql_against_pgstream_run() {
 
 #[tokio::test]
 async fn a_failing_query_reaches_sql_with_the_compilers_message() {
-    let db = test_db().await;
+    let db = tutorial_db().await;
     let p = &db.pool;
-    sql(p, STEP1).await;
-    let runtime = Runtime::builder(p.clone())
-        .tick(Duration::from_millis(200))
-        .start()
-        .await
-        .unwrap();
+    let runtime = start(p, Duration::from_millis(200)).await;
     // The reference's own step 2, with its `'' > ''` trap (a comparison: text UNION boolean).
     sql(p, &STEP2.replace("' > '", "'' > ''")).await;
     let e = sql_err(
@@ -438,14 +428,9 @@ async fn a_failing_query_reaches_sql_with_the_compilers_message() {
 
 #[tokio::test]
 async fn a_rolled_back_request_never_happens_and_an_open_one_cannot_be_waited_for() {
-    let db = test_db().await;
+    let db = tutorial_db().await;
     let p = &db.pool;
-    sql(p, STEP1).await;
-    let runtime = Runtime::builder(p.clone())
-        .tick(Duration::from_millis(200))
-        .start()
-        .await
-        .unwrap();
+    let runtime = start(p, Duration::from_millis(200)).await;
     let mut conn = p.acquire().await.unwrap();
     let mut tx = conn.begin().await.unwrap();
     sqlx::raw_sql(&step3()).execute(&mut *tx).await.unwrap();
@@ -471,9 +456,8 @@ async fn a_rolled_back_request_never_happens_and_an_open_one_cannot_be_waited_fo
 
 #[tokio::test]
 async fn two_runtimes_racing_for_requests_make_one_stream_table() {
-    let db = test_db().await;
+    let db = tutorial_db().await;
     let p = &db.pool;
-    sql(p, STEP1).await;
     pgstream::install(p).await.unwrap();
     // Requests made while no runtime runs, so both runtimes start on the same ones:
     // the same definition twice, and two definitions for one name.
@@ -486,14 +470,9 @@ async fn two_runtimes_racing_for_requests_make_one_stream_table() {
     .await;
     sql(p, "SELECT pgstream.create_stream_table('clash', 'SELECT id, name FROM departments', '30s', 'FULL')").await;
     let (a, b) = tokio::join!(
-        Runtime::builder(p.clone())
-            .tick(Duration::from_millis(100))
-            .start(),
-        Runtime::builder(p.clone())
-            .tick(Duration::from_millis(100))
-            .start(),
+        start(p, Duration::from_millis(100)),
+        start(p, Duration::from_millis(100)),
     );
-    let (a, b) = (a.unwrap(), b.unwrap());
     sql(
         p,
         "SELECT pgstream.wait_for_stream_table('department_stats')",
@@ -537,9 +516,8 @@ async fn two_runtimes_racing_for_requests_make_one_stream_table() {
 
 #[tokio::test]
 async fn without_a_runtime_a_request_stays_pending_until_run_once() {
-    let db = test_db().await;
+    let db = tutorial_db().await;
     let p = &db.pool;
-    sql(p, STEP1).await;
     pgstream::install(p).await.unwrap();
     sql(p, &step3()).await;
     let (state, note) = sqlx::query_as::<_, (String, Option<String>)>(
@@ -596,14 +574,9 @@ async fn without_a_runtime_a_request_stays_pending_until_run_once() {
 
 #[tokio::test]
 async fn alter_changes_schedule_and_mode_and_keeps_the_table_right() {
-    let db = test_db().await;
+    let db = tutorial_db().await;
     let p = &db.pool;
-    sql(p, STEP1).await;
-    let runtime = Runtime::builder(p.clone())
-        .tick(Duration::from_secs(3600))
-        .start()
-        .await
-        .unwrap();
+    let runtime = start(p, Duration::from_secs(3600)).await;
     sql(p, &step3()).await;
     sql(
         p,
@@ -716,9 +689,8 @@ async fn alter_changes_schedule_and_mode_and_keeps_the_table_right() {
 
 #[tokio::test]
 async fn a_role_may_request_only_over_what_it_may_read() {
-    let db = test_db().await;
+    let db = tutorial_db().await;
     let p = &db.pool;
-    sql(p, STEP1).await;
     pgstream::install(p).await.unwrap();
     let alice = format!("alice_{}", db.name);
     let bob = format!("bob_{}", db.name);
@@ -732,11 +704,7 @@ async fn a_role_may_request_only_over_what_it_may_read() {
         ),
     )
     .await;
-    let runtime = Runtime::builder(p.clone())
-        .tick(Duration::from_secs(3600))
-        .start()
-        .await
-        .unwrap();
+    let runtime = start(p, Duration::from_secs(3600)).await;
     let as_role = |role: &str| db.connect_options().username(role);
     let mut a = sqlx::PgConnection::connect_with(&as_role(&alice))
         .await

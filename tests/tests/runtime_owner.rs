@@ -45,6 +45,16 @@ const BY_CUSTOMER: &str =
     "SELECT customer, sum(quantity) AS q, count(*) AS n FROM orders GROUP BY customer";
 const PRICES: &str = "SELECT id, price FROM orders WHERE customer <> 3";
 
+/// The reader of `quantity` and the stream table that does not read it.
+async fn create_both(h: &RuntimeHandle) {
+    h.create_stream_table("by_customer", BY_CUSTOMER, "1h", Mode::Differential)
+        .await
+        .unwrap();
+    h.create_stream_table("prices", PRICES, "1h", Mode::Differential)
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn writes_go_on_after_a_captured_column_changes_without_the_event_trigger() {
     for ddl in [
@@ -60,12 +70,7 @@ async fn writes_go_on_after_a_captured_column_changes_without_the_event_trigger(
             .unwrap());
         exec(&pool, ORDERS).await;
         let h = RuntimeHandle::new(pool.clone());
-        h.create_stream_table("by_customer", BY_CUSTOMER, "1h", Mode::Differential)
-            .await
-            .unwrap();
-        h.create_stream_table("prices", PRICES, "1h", Mode::Differential)
-            .await
-            .unwrap();
+        create_both(&h).await;
         exec(&pool, ddl).await;
         // Every kind of write still works, from the application's role.
         let value = if ddl.contains("DROP") { "" } else { ", 7" };
@@ -154,12 +159,7 @@ async fn install_rebuilds_capture_when_the_event_trigger_comes_and_goes() {
         .unwrap());
     exec(&pool, ORDERS).await;
     let h = RuntimeHandle::new(pool.clone());
-    h.create_stream_table("by_customer", BY_CUSTOMER, "1h", Mode::Differential)
-        .await
-        .unwrap();
-    h.create_stream_table("prices", PRICES, "1h", Mode::Differential)
-        .await
-        .unwrap();
+    create_both(&h).await;
     let has_guard = || async {
         sqlx::query_scalar::<_, bool>(
             "SELECT p.prosrc LIKE '%no event trigger rebuilt this function%'

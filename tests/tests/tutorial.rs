@@ -6,6 +6,7 @@
 use std::time::{Duration, Instant};
 
 use pgstream::{Mode, Runtime, StreamTable};
+use pgstream_tests::tutorial::STEP1;
 use pgstream_tests::{test_db, TestDb};
 use rust_decimal::Decimal;
 use sqlx::PgPool;
@@ -58,18 +59,6 @@ pub struct DepartmentStats {
     pub total_salary: Decimal,
     pub avg_salary: Decimal,
 }
-
-const STEP1: &str = "
-CREATE TABLE departments (id SERIAL PRIMARY KEY, name TEXT NOT NULL, parent_id INT REFERENCES departments(id));
-CREATE TABLE employees (id SERIAL PRIMARY KEY, name TEXT NOT NULL,
-    department_id INT NOT NULL REFERENCES departments(id), salary NUMERIC(10,2) NOT NULL);
-INSERT INTO departments (id, name, parent_id) VALUES (1, 'Company', NULL);
-INSERT INTO departments (id, name, parent_id) VALUES (2, 'Engineering', 1), (3, 'Sales', 1), (4, 'Operations', 1);
-INSERT INTO departments (id, name, parent_id) VALUES (5, 'Backend', 2), (6, 'Frontend', 2), (7, 'Platform', 2);
-INSERT INTO employees (name, department_id, salary) VALUES
-    ('Alice', 5, 120000), ('Bob', 5, 115000), ('Charlie', 6, 110000), ('Diana', 7, 130000),
-    ('Eve', 3, 95000), ('Frank', 3, 90000), ('Grace', 4, 100000);
-";
 
 /// Rows as psql prints their values, `|`-separated, in the given order.
 async fn rows(pool: &PgPool, sql: &str) -> Vec<String> {
