@@ -4,7 +4,14 @@
 //! duration (or a TRUNCATE of a source is pending); the SQL query decides. With a cron
 //! schedule, it is due when a fire time lies after its last refresh (or, if it was
 //! never refreshed, after its creation) and at or before the database's `now()`; the
-//! query returns every active cron row and [`Schedule::is_due`] decides here. A stream table being refreshed elsewhere (another replica, a
+//! query returns every active cron row and [`Schedule::is_due`] decides here. A due
+//! DIFFERENTIAL stream table none of whose sources' change buffers holds rows is not
+//! refreshed at all (its refresh would find empty windows; `pgs_status` computes
+//! staleness from pending changes, so it stays fresh): an idle tick costs one probe
+//! per source (`pgstream._busy_sources`) instead of a refresh per stream table. A
+//! stream table refreshed in the pass with rows changed makes its readers, later in
+//! the pass, busy. Without the DDL event trigger every due stream table is refreshed,
+//! since the refresh is then what finds drift and new partitions. A stream table being refreshed elsewhere (another replica, a
 //! manual call) is skipped, not waited for. A failed refresh is recorded and retried
 //! with exponential backoff; after `max_failures` failures in a row the stream table
 //! is SUSPENDED (`pgstream.resume_stream_table`). When the database cannot be reached,
@@ -15,6 +22,7 @@ use crate::error::{Result, Step};
 use crate::refresh::{is_transient, record_error, try_refresh_by_id, FailurePolicy};
 use pgstream_core::Schedule;
 use sqlx::PgPool;
+use std::collections::HashSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio_util::sync::CancellationToken;
 
@@ -86,7 +94,28 @@ pub(crate) async fn run_once(
     let mut tx = crate::pin::begin(pool)
         .await
         .step(None, "scheduler: reading the catalog")?;
-    let rows: Vec<(i64, String, String, f64, f64)> = sqlx::query_as(
+    // Sources whose buffers hold rows; a DIFFERENTIAL stream table none of whose
+    // sources is busy has nothing to apply, and its refresh is not called (an idle
+    // tick costs one probe per source, not a refresh per stream table). Only with the
+    // event trigger: without it, drift and new partitions are found by the refresh.
+    let idle_skip = sqlx::query_scalar::<_, bool>(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_event_trigger e
+                         WHERE e.evtname = 'pgstream_ddl' AND e.evtenabled <> 'D')",
+    )
+    .fetch_one(&mut *tx)
+    .await
+    .step(None, "scheduler: reading the catalog")?;
+    let mut busy: HashSet<i64> = if idle_skip {
+        sqlx::query_scalar::<_, Vec<i64>>("SELECT pgstream._busy_sources()::int8[]")
+            .fetch_one(&mut *tx)
+            .await
+            .step(None, "scheduler: reading the catalog")?
+            .into_iter()
+            .collect()
+    } else {
+        HashSet::new()
+    };
+    let rows: Vec<DueRow> = sqlx::query_as(
         "WITH RECURSIVE st AS (
              SELECT s.id, to_regclass(pg_catalog.format('%I.%I', s.schema_name, s.table_name))::oid AS storage
                FROM pgstream.pgs_stream_tables s),
@@ -99,11 +128,20 @@ pub(crate) async fn run_once(
              SELECT e.down, depth.d + 1 FROM depth JOIN edge e ON e.up = depth.id
               WHERE depth.d < 64),
          levels AS (SELECT id, max(d) AS d FROM depth GROUP BY id)
-         SELECT s.id, pgstream._display_name(s.schema_name, s.table_name), s.schedule,
-                extract(epoch FROM coalesce(s.last_refresh_at, s.created_at))::float8,
-                extract(epoch FROM now())::float8
+         SELECT s.id, pgstream._display_name(s.schema_name, s.table_name) AS name, s.schedule,
+                extract(epoch FROM coalesce(s.last_refresh_at, s.created_at))::float8 AS since,
+                extract(epoch FROM now())::float8 AS now,
+                t.storage::int8 AS storage,
+                (s.mode = 'DIFFERENTIAL' AND NOT s.needs_full AND s.last_refresh_at IS NOT NULL
+                 AND s.refresh_function IS NOT NULL
+                 AND EXISTS (SELECT 1 FROM pgstream.pgs_frontiers f WHERE f.st_id = s.id)
+                 AND NOT EXISTS (SELECT 1 FROM pgstream.pgs_frontiers f
+                                  WHERE f.st_id = s.id AND f.frontier IS NULL)) AS quiet_skips,
+                ARRAY(SELECT f.source_oid::int8 FROM pgstream.pgs_frontiers f
+                       WHERE f.st_id = s.id) AS sources
            FROM pgstream.pgs_stream_tables s
            JOIN levels l ON l.id = s.id
+           JOIN st t ON t.id = s.id
           WHERE s.status = 'ACTIVE'
             AND (s.needs_full OR s.last_refresh_at IS NULL
                  OR s.last_refresh_at + s.schedule_interval <= now() + $1 * interval '1 millisecond'
@@ -121,14 +159,23 @@ pub(crate) async fn run_once(
         .step(None, "scheduler: reading the catalog")?;
     let due = rows
         .into_iter()
-        .filter(|(_, name, schedule, since, now)| is_due(name, schedule, *since, *now))
-        .map(|(id, name, ..)| (id, name));
-    for (id, name) in due {
+        .filter(|r| is_due(&r.name, &r.schedule, r.since, r.now));
+    for row in due {
         if cancel.is_cancelled() {
             break;
         }
-        match try_refresh_by_id(pool, id, &name).await {
-            Ok(Some(_)) => {}
+        let (id, name) = (row.id, &row.name);
+        if idle_skip && row.quiet_skips && !row.sources.iter().any(|s| busy.contains(s)) {
+            tracing::trace!(stream_table = %name, "no changes in its sources, not refreshed");
+            continue;
+        }
+        match try_refresh_by_id(pool, id, name).await {
+            Ok(Some(outcome)) => {
+                // Its readers, later in this pass, have changes to apply now.
+                if outcome.rows_changed != 0 {
+                    busy.extend(row.storage);
+                }
+            }
             Ok(None) => tracing::debug!(stream_table = %name, "busy elsewhere, skipped"),
             Err(e) => {
                 tracing::warn!(stream_table = %name, error = %e, "scheduled refresh failed");
@@ -151,6 +198,25 @@ pub(crate) async fn run_once(
         }
     }
     Ok(())
+}
+
+/// A stream table the catalog query returned.
+#[derive(sqlx::FromRow)]
+struct DueRow {
+    id: i64,
+    name: String,
+    schedule: String,
+    /// Last refresh (or creation), seconds since the epoch.
+    since: f64,
+    /// The database's clock, seconds since the epoch.
+    now: f64,
+    /// Its storage table's oid (a source of the stream tables that read it).
+    storage: Option<i64>,
+    /// Whether the refresh may be left out when no source has changes: DIFFERENTIAL,
+    /// populated, no full refresh pending, every frontier set.
+    quiet_skips: bool,
+    /// Its sources' oids.
+    sources: Vec<i64>,
 }
 
 /// Whether a row the query returned is due: cron rows are decided here (`since` is

@@ -872,13 +872,14 @@ async fn a_one_second_schedule_is_due_at_the_next_tick() {
         .unwrap();
     let count = "SELECT coalesce(max(refresh_count), 0) FROM pgstream.pg_stat_stream_tables";
     let before = scalar_i64(&db.pool, count).await;
-    // As if the last refresh had started 10 ms after the previous tick.
-    db.exec("UPDATE pgstream.pgs_stream_tables SET last_refresh_at = now() - interval '990 milliseconds'")
+    // As if the last refresh had started 10 ms after the previous tick; a change to
+    // apply (without one the scheduler does not call the refresh, see runtime_idle.rs).
+    db.exec("UPDATE pgstream.pgs_stream_tables SET last_refresh_at = now() - interval '990 milliseconds'; UPDATE t SET x = x + 1")
         .await;
     rt.run_once().await.unwrap();
     assert_eq!(scalar_i64(&db.pool, count).await, before + 1);
     // Not due half a tick before its time.
-    db.exec("UPDATE pgstream.pgs_stream_tables SET last_refresh_at = now() - interval '400 milliseconds'")
+    db.exec("UPDATE pgstream.pgs_stream_tables SET last_refresh_at = now() - interval '400 milliseconds'; UPDATE t SET x = x + 1")
         .await;
     rt.run_once().await.unwrap();
     assert_eq!(scalar_i64(&db.pool, count).await, before + 1);

@@ -78,7 +78,9 @@ async fn scheduler_refreshes_at_cron_fire_times_only() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    // Again at the following fire times, changes or not.
+    // Again at the following fire times: the buffer of `t` still holds the row
+    // `leap_day` has not applied, so the scheduler calls the refresh (which finds
+    // nothing new for `every_second`).
     let deadline = Instant::now() + Duration::from_secs(5);
     while refresh_count(&db.pool, "every_second").await < 2 {
         assert!(

@@ -69,17 +69,36 @@ async fn difference(pool: &PgPool, query: &str, table: &str) -> i64 {
     .unwrap()
 }
 
+/// A server built without libxml (the PostgreSQL 18 binaries CI installs) declares
+/// `xml` columns but refuses every xml value: there the tests write NULLs instead.
+async fn xml_values(pool: &PgPool, sql: &str) -> String {
+    if sqlx::query("SELECT '<a/>'::xml")
+        .execute(pool)
+        .await
+        .is_ok()
+    {
+        return sql.to_string();
+    }
+    ["xmlelement(name e, i)", "'<a/>'", "'<b/>'", "'<c/>'"]
+        .iter()
+        .fold(sql.to_string(), |s, v| s.replace(v, "NULL::xml"))
+}
+
 #[tokio::test]
 async fn output_columns_without_equality_are_maintained() {
     let db = test_db().await;
     db.exec(
-        "CREATE TABLE tj (id int PRIMARY KEY, k int, j json, x xml, p point, b box);
+        &xml_values(
+            &db.pool,
+            "CREATE TABLE tj (id int PRIMARY KEY, k int, j json, x xml, p point, b box);
          CREATE TABLE tk (k int, j json, p point);
          INSERT INTO tj SELECT i, i % 3, json_build_object('i', i), xmlelement(name e, i),
                                point(i, i), box(point(0, 0), point(i, i))
            FROM generate_series(1, 12) i;
          INSERT INTO tk SELECT i % 4, json_build_array(i % 2), point(i % 2, 0)
            FROM generate_series(1, 12) i;",
+        )
+        .await,
     )
     .await;
     let h = RuntimeHandle::new(db.pool.clone());
@@ -106,7 +125,7 @@ async fn output_columns_without_equality_are_maintained() {
          INSERT INTO tk VALUES (0, '{}', '(0,0)');",
     ];
     for (i, batch) in batches.iter().enumerate() {
-        db.exec(batch).await;
+        db.exec(&xml_values(&db.pool, batch).await).await;
         for (name, query, _) in STREAMS {
             h.refresh(name)
                 .await

@@ -1065,6 +1065,33 @@ END
 $fn$;
 
 -- Number of buffered changes of one stream table that its frontiers do not cover.
+-- The sources whose change buffers hold committed rows now: one probe per source
+-- (`SELECT EXISTS`), whatever the number of stream tables. The scheduler does not
+-- call the refresh of a DIFFERENTIAL stream table none of whose sources is among them
+-- (it would find empty windows and do nothing); see scheduler.rs.
+CREATE OR REPLACE FUNCTION pgstream._busy_sources()
+RETURNS oid[] LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    src oid;
+    busy oid[] := '{}';
+    b boolean;
+BEGIN
+    FOR src IN SELECT s.source_oid FROM pgstream.pgs_sources s LOOP
+        IF to_regclass(format('%I.%I', 'pgstream_changes', 'changes_' || src)) IS NULL THEN
+            CONTINUE;
+        END IF;
+        EXECUTE format('SELECT EXISTS (SELECT 1 FROM %I.%I)', 'pgstream_changes', 'changes_' || src)
+           INTO b;
+        IF b THEN
+            busy := busy || src;
+        END IF;
+    END LOOP;
+    RETURN busy;
+END
+$fn$;
+
 CREATE OR REPLACE FUNCTION pgstream._pending_changes(st_id bigint)
 RETURNS bigint LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
