@@ -14,6 +14,7 @@ pub mod cluster;
 pub mod compare;
 pub mod db;
 pub mod oracle;
+pub mod tpch;
 
 pub use cluster::{embedded_cluster, shared_cluster, Cluster, ClusterGuard};
 pub use db::{test_db, try_test_db, TestDb};
