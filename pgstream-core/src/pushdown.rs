@@ -589,6 +589,34 @@ mod tests {
         }
     }
 
+    const ORG: &str = "
+        CREATE TABLE departments (id int PRIMARY KEY, name text NOT NULL, parent_id int);
+        CREATE TABLE employees (id int PRIMARY KEY, name text, department_id int, salary numeric(10,2));
+        CREATE TABLE projects (id int PRIMARY KEY, department_id int NOT NULL, budget int);";
+
+    /// The queries of tests/tests/oracle_pushdown.rs: maintained by delta rules, no
+    /// join without its condition.
+    #[test]
+    fn oracle_pushdown_queries_are_incremental() {
+        for q in [
+            "SELECT e.id, d.name, p.id AS pid FROM employees e, departments d, projects p WHERE e.department_id = d.id AND p.department_id = d.id AND e.salary > 10 AND p.budget < 5",
+            "SELECT p.id AS pid, e.id AS eid, up.name AS parent FROM projects p, employees e, departments d, departments up WHERE up.id = d.parent_id AND p.department_id = d.id AND e.department_id = d.id AND up.name <> e.name",
+            "SELECT d.id, e.id AS eid, p.id AS pid, e.salary FROM departments d LEFT JOIN employees e ON e.department_id = d.id AND e.salary > 5, projects p WHERE p.department_id = d.id AND (e.salary IS NULL OR e.salary < 30) AND p.budget > 1",
+            "SELECT d.id, d.name FROM departments d LEFT JOIN employees e ON e.department_id = d.id WHERE e.id IS NULL AND d.parent_id IS NOT NULL",
+            "SELECT d.id, e.id AS eid FROM employees e RIGHT JOIN departments d ON d.id = e.department_id WHERE d.parent_id > 1 AND e.name IS DISTINCT FROM 'x'",
+            "SELECT d.name, count(*) AS n, sum(e.salary) AS s FROM employees e, departments d, projects p WHERE e.department_id = d.id AND p.department_id = d.id AND p.budget > 2 GROUP BY d.name",
+            "SELECT s.eid, p.id AS pid FROM (SELECT e.id AS eid, d.id AS did FROM employees e, departments d WHERE e.department_id = d.id AND d.name > 'c') AS s, projects p WHERE p.department_id = s.did AND p.budget <> s.eid",
+            "SELECT d.id, d.name FROM departments d WHERE d.parent_id IS NOT NULL AND EXISTS (SELECT 1 FROM employees e, projects p WHERE e.department_id = p.department_id AND p.department_id = d.id AND e.salary > 3)",
+            "SELECT e.id, d.id AS did, p.id AS pid FROM employees e JOIN departments d ON d.id = e.department_id AND e.salary > 10 AND d.parent_id IS NOT NULL JOIN projects p ON p.department_id = d.id AND p.budget = e.id % 5",
+            "WITH staff AS (SELECT e.id, e.salary, d.parent_id FROM employees e, departments d WHERE d.id = e.department_id) SELECT s.id, p.id AS pid FROM staff s, projects p, departments up WHERE up.id = s.parent_id AND p.department_id = up.id AND s.salary < 40",
+            "SELECT d.id FROM departments d, projects p WHERE p.department_id = d.id AND p.budget > 0 AND NOT EXISTS (SELECT 1 FROM employees e WHERE e.department_id = d.id AND e.salary > 20)",
+        ] {
+            let c = compile(q, ORG);
+            assert_eq!(c.strategy, Strategy::Incremental, "{q}");
+            check(&c, q);
+        }
+    }
+
     #[test]
     fn one_table_conditions_filter_the_leaf() {
         let q = "SELECT a.id FROM a, b WHERE a.id = b.a_id AND a.v > 5 AND b.w < 3";
