@@ -499,6 +499,7 @@ pub(crate) fn compile(spec: &StreamTableSpec, catalog: &Catalog) -> Result<Compi
             ctes: Vec::new(),
             allow_windows: std::cell::Cell::new(false),
             lateral_pred: None,
+            hidden: Vec::new(),
         };
         // Table references (not table functions such as `generate_series(...)`).
         struct Tables(Vec<ObjectName>);
@@ -552,6 +553,7 @@ pub(crate) fn compile(spec: &StreamTableSpec, catalog: &Catalog) -> Result<Compi
             ctes: Vec::new(),
             allow_windows: std::cell::Cell::new(false),
             lateral_pred: None,
+            hidden: Vec::new(),
         };
         binder.bind_query(&query)
     };
