@@ -11,8 +11,8 @@
 //!   and its current rows), a conjunct over several becomes part of the ON of the
 //!   join that brings its last table in;
 //! - a maximal region of inner joins is rebuilt left-deep, its inputs taken in the
-//!   order the query names them except that the next input is the first one linked
-//!   to those already joined by some condition (`FROM part, supplier, partsupp` with
+//!   order the query names them, starting with the first input linked to another,
+//!   except that the next input is the first one linked to those already joined by some condition (`FROM part, supplier, partsupp` with
 //!   `p_partkey = ps_partkey AND s_suppkey = ps_suppkey` joins `part`, `partsupp`,
 //!   `supplier`), so that no join is without a condition when the query links its
 //!   sides;
@@ -330,8 +330,17 @@ fn region(t: Tree, preds: Vec<Expr>, leaves: &[Leaf]) -> Tree {
         }
     }
     // Join order: as written, but next the first input linked to those joined.
-    let mut order = vec![0];
-    let mut rest: Vec<usize> = (1..items.len()).collect();
+    // The first input is the first one that some condition links to another (an
+    // input linked to nothing, a true cross join, comes after the linked ones).
+    let first = (0..items.len())
+        .find(|k| {
+            joins
+                .iter()
+                .any(|(_, r)| r.contains(k) && r.iter().any(|x| x != k))
+        })
+        .unwrap_or(0);
+    let mut order = vec![first];
+    let mut rest: Vec<usize> = (0..items.len()).filter(|k| *k != first).collect();
     while !rest.is_empty() {
         let linked = rest.iter().position(|&k| {
             joins.iter().any(|(_, r)| {
@@ -694,5 +703,20 @@ mod tests {
         assert!(!pushable(&with_col("random()")));
         assert!(!pushable(&with_col("max(1)")));
         assert!(!pushable(&parse("1 > 2")));
+    }
+
+    #[test]
+    fn an_unlinked_input_joins_last() {
+        let q = "SELECT a.id, b.id AS bid FROM c, a, b WHERE a.id = b.a_id";
+        let c = compile(q, SCHEMA);
+        let Tree::Join {
+            left, right, on, ..
+        } = &tree_of(&c).tree
+        else {
+            panic!("{}", c.explain())
+        };
+        assert!(conjuncts(on).is_empty(), "{}", c.explain());
+        assert!(matches!(right.as_ref(), Tree::Leaf(0)), "{}", c.explain());
+        assert!(matches!(left.as_ref(), Tree::Join { on, .. } if !conjuncts(on).is_empty()));
     }
 }
