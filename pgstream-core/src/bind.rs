@@ -260,7 +260,7 @@ pub(crate) fn unsupported_at(
 }
 
 /// A name resolved to a table column or a column of an inlined subquery.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Hit {
     Col(usize, usize),
     Virtual(usize, usize),
@@ -293,6 +293,9 @@ pub(crate) struct Binder<'a> {
     /// The WHERE of a `LATERAL` subquery just bound, waiting to become part of the
     /// condition of the join that brings it in (it may name the join's left side).
     pub lateral_pred: Option<Expr>,
+    /// Columns an unqualified name no longer reaches: the two sides' columns of a
+    /// `JOIN ... USING` / `NATURAL JOIN`, which the merged column replaces.
+    pub hidden: Vec<Hit>,
 }
 
 /// What a name scope holds, in FROM order.
@@ -641,20 +644,19 @@ impl<'a> Binder<'a> {
                         let li = match entry {
                             Entry::Leaf(li) => li,
                             Entry::Virtual(vi) => {
-                                for (n, e) in &self.virtuals[vi].items {
-                                    items.push((n.clone(), e.clone(), e.clone()));
+                                for (ii, (n, e)) in self.virtuals[vi].items.iter().enumerate() {
+                                    if !self.hidden.contains(&Hit::Virtual(vi, ii)) {
+                                        items.push((n.clone(), e.clone(), e.clone()));
+                                    }
                                 }
                                 continue;
                             }
                         };
                         let leaf = &self.leaves[li];
-                        for (ci, c) in leaf
-                            .table
-                            .columns
-                            .iter()
-                            .enumerate()
-                            .filter(|(_, c)| !c.name.starts_with("__pgs_"))
-                        {
+                        for (ci, c) in leaf.table.columns.iter().enumerate().filter(|(ci, c)| {
+                            !c.name.starts_with("__pgs_")
+                                && !self.hidden.contains(&Hit::Col(li, *ci))
+                        }) {
                             let m = marker(Marker::Col { leaf: li, col: ci });
                             items.push((c.name.clone(), m.clone(), m));
                         }
@@ -669,6 +671,21 @@ impl<'a> Binder<'a> {
                             .and_then(|p| p.as_ident())
                             .map(ident_value)
                             .unwrap_or_default();
+                    let virt = self
+                        .frames
+                        .last()
+                        .into_iter()
+                        .flatten()
+                        .find_map(|e| match *e {
+                            Entry::Virtual(vi) if self.virtuals[vi].alias == alias => Some(vi),
+                            _ => None,
+                        });
+                    if let Some(vi) = virt {
+                        for (n, e) in &self.virtuals[vi].items {
+                            items.push((n.clone(), e.clone(), e.clone()));
+                        }
+                        continue;
+                    }
                     let Some(li) = self.leaves.iter().position(|l| l.alias == alias) else {
                         return Err(Error::Invalid(
                             Diagnostic::new(format!("unknown table or alias `{n}` in `{n}.*`"))
@@ -1211,7 +1228,9 @@ impl<'a> Binder<'a> {
                                 Entry::Leaf(li) => {
                                     for (ci, c) in self.leaves[li].table.columns.iter().enumerate()
                                     {
-                                        if !c.name.starts_with("__pgs_") {
+                                        if !c.name.starts_with("__pgs_")
+                                            && !self.hidden.contains(&Hit::Col(li, ci))
+                                        {
                                             items.push((
                                                 c.name.clone(),
                                                 marker(Marker::Col { leaf: li, col: ci }),
@@ -1219,7 +1238,13 @@ impl<'a> Binder<'a> {
                                         }
                                     }
                                 }
-                                Entry::Virtual(vi) => items.extend(self.virtuals[vi].items.clone()),
+                                Entry::Virtual(vi) => {
+                                    for (ii, it) in self.virtuals[vi].items.iter().enumerate() {
+                                        if !self.hidden.contains(&Hit::Virtual(vi, ii)) {
+                                            items.push(it.clone());
+                                        }
+                                    }
+                                }
                             }
                         }
                     }
@@ -2015,10 +2040,12 @@ impl<'a> Binder<'a> {
     }
 
     fn bind_table_with_joins(&mut self, twj: &TableWithJoins) -> Result<Tree> {
+        let start = self.frames.last().map_or(0, |f| f.len());
         let mut tree = self.bind_factor(&twj.relation)?;
         // A LATERAL first factor joins what precedes it in the FROM list (bind_from).
         let first_lateral = self.lateral_pred.take();
         for j in &twj.joins {
+            let mid = self.frames.last().map_or(0, |f| f.len());
             let right = self.bind_factor(&j.relation)?;
             let lateral = self.lateral_pred.take();
             let (kind, constraint) = match &j.join_operator {
@@ -2045,19 +2072,31 @@ impl<'a> Binder<'a> {
                     (Expr::Value(Value::Boolean(true).into()), "TRUE".to_string())
                 }
                 Some(JoinConstraint::On(e)) => (self.bind_expr(e, false)?, e.to_string()),
-                Some(JoinConstraint::Using(_)) => {
-                    return Err(unsupported(
-                        self.query,
-                        "JOIN ... USING (write the condition with ON)",
-                        Some(&j.relation),
-                    ))
+                Some(JoinConstraint::Using(cols)) => {
+                    let names: Vec<String> = cols
+                        .iter()
+                        .map(|c| {
+                            c.0.last()
+                                .and_then(|p| p.as_ident())
+                                .map(ident_value)
+                                .unwrap_or_default()
+                        })
+                        .collect();
+                    self.using_join(start, mid, &names, kind, &j.relation)?
                 }
                 Some(JoinConstraint::Natural) => {
-                    return Err(unsupported(
-                        self.query,
-                        "NATURAL JOIN (write the condition with ON)",
-                        Some(&j.relation),
-                    ))
+                    let frame = self.frames.last().cloned().unwrap_or_default();
+                    let right_names = self.visible_names(&frame[mid..]);
+                    let names: Vec<String> = self
+                        .visible_names(&frame[start..mid])
+                        .into_iter()
+                        .filter(|n| right_names.contains(n))
+                        .collect();
+                    if names.is_empty() {
+                        (Expr::Value(Value::Boolean(true).into()), "TRUE".to_string())
+                    } else {
+                        self.using_join(start, mid, &names, kind, &j.relation)?
+                    }
                 }
             };
             let on = match lateral {
@@ -2090,6 +2129,152 @@ impl<'a> Binder<'a> {
         Ok(tree)
     }
 
+    /// The column names an unqualified reference reaches in `entries`, in order,
+    /// each once.
+    fn visible_names(&self, entries: &[Entry]) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for e in entries {
+            let names: Vec<(String, Hit)> = match *e {
+                Entry::Leaf(li) => self.leaves[li]
+                    .table
+                    .columns
+                    .iter()
+                    .enumerate()
+                    .map(|(ci, c)| (c.name.clone(), Hit::Col(li, ci)))
+                    .collect(),
+                Entry::Virtual(vi) => self.virtuals[vi]
+                    .items
+                    .iter()
+                    .enumerate()
+                    .map(|(ii, (n, _))| (n.clone(), Hit::Virtual(vi, ii)))
+                    .collect(),
+            };
+            for (n, h) in names {
+                if !n.starts_with("__pgs_") && !self.hidden.contains(&h) && !out.contains(&n) {
+                    out.push(n);
+                }
+            }
+        }
+        out
+    }
+
+    /// The one column named `col` an unqualified reference reaches in `entries`.
+    fn using_hit(&self, entries: &[Entry], col: &str, side: &str, f: &TableFactor) -> Result<Hit> {
+        let mut hits = Vec::new();
+        self.hits_in(entries, &None, col, &mut hits);
+        self.virtual_hits_in(entries, &None, col, &mut hits);
+        hits.retain(|h| !self.hidden.contains(h));
+        match hits.as_slice() {
+            [h] => Ok(*h),
+            [] => Err(Error::Invalid(
+                Diagnostic::new(format!(
+                    "column `{col}` specified in USING clause does not exist in {side} table"
+                ))
+                .with_span(expr::span_range(self.query, f.span())),
+            )),
+            _ => Err(Error::Invalid(
+                Diagnostic::new(format!(
+                    "common column name `{col}` appears more than once in {side} table"
+                ))
+                .with_span(expr::span_range(self.query, f.span())),
+            )),
+        }
+    }
+
+    fn hit_expr(&self, h: Hit) -> Expr {
+        match h {
+            Hit::Col(leaf, col) => marker(Marker::Col { leaf, col }),
+            Hit::Virtual(vi, ii) => Expr::Nested(Box::new(self.virtuals[vi].items[ii].1.clone())),
+        }
+    }
+
+    /// `JOIN ... USING (names)` between the FROM entries `start..mid` (left) and
+    /// `mid..` (right) of the current scope: the condition `l.c = r.c` for each
+    /// name, and one merged output column per name (the left column for inner and
+    /// left joins, the right one for right joins, `COALESCE(l.c, r.c)` for full
+    /// joins) that unqualified references and `*` reach instead of the two sides'.
+    fn using_join(
+        &mut self,
+        start: usize,
+        mid: usize,
+        names: &[String],
+        kind: JoinKind,
+        f: &TableFactor,
+    ) -> Result<(Expr, String)> {
+        let frame = self.frames.last().cloned().unwrap_or_default();
+        let mut conds = Vec::new();
+        let mut items = Vec::new();
+        let mut hide = Vec::new();
+        for n in names {
+            if items.iter().any(|(m, _)| m == n) {
+                return Err(Error::Invalid(
+                    Diagnostic::new(format!(
+                        "column `{n}` appears more than once in USING clause"
+                    ))
+                    .with_span(expr::span_range(self.query, f.span())),
+                ));
+            }
+            let lh = self.using_hit(&frame[start..mid], n, "the left", f)?;
+            let rh = self.using_hit(&frame[mid..], n, "the right", f)?;
+            let (le, re) = (self.hit_expr(lh), self.hit_expr(rh));
+            conds.push(Expr::BinaryOp {
+                left: Box::new(le.clone()),
+                op: sqlparser::ast::BinaryOperator::Eq,
+                right: Box::new(re.clone()),
+            });
+            let merged = match kind {
+                JoinKind::Right => re,
+                JoinKind::Full => Expr::Function(sqlparser::ast::Function {
+                    name: sqlparser::ast::ObjectName(vec![
+                        sqlparser::ast::ObjectNamePart::Identifier(Ident::new("COALESCE")),
+                    ]),
+                    uses_odbc_syntax: false,
+                    parameters: sqlparser::ast::FunctionArguments::None,
+                    args: sqlparser::ast::FunctionArguments::List(
+                        sqlparser::ast::FunctionArgumentList {
+                            duplicate_treatment: None,
+                            args: vec![
+                                sqlparser::ast::FunctionArg::Unnamed(
+                                    sqlparser::ast::FunctionArgExpr::Expr(le),
+                                ),
+                                sqlparser::ast::FunctionArg::Unnamed(
+                                    sqlparser::ast::FunctionArgExpr::Expr(re),
+                                ),
+                            ],
+                            clauses: Vec::new(),
+                        },
+                    ),
+                    filter: None,
+                    null_treatment: None,
+                    over: None,
+                    within_group: Vec::new(),
+                }),
+                _ => le,
+            };
+            items.push((n.clone(), merged));
+            hide.push(lh);
+            hide.push(rh);
+        }
+        self.hidden.extend(hide);
+        self.virtuals.push(Virtual {
+            alias: String::new(),
+            items,
+        });
+        let vi = self.virtuals.len() - 1;
+        if let Some(fr) = self.frames.last_mut() {
+            fr.insert(start, Entry::Virtual(vi));
+        }
+        let on = conds
+            .into_iter()
+            .reduce(|a, b| Expr::BinaryOp {
+                left: Box::new(a),
+                op: sqlparser::ast::BinaryOperator::And,
+                right: Box::new(b),
+            })
+            .expect("USING names a column");
+        Ok((on, format!("USING ({})", names.join(", "))))
+    }
+
     fn bind_factor(&mut self, f: &TableFactor) -> Result<Tree> {
         match f {
             TableFactor::Table {
@@ -2113,17 +2298,27 @@ impl<'a> Binder<'a> {
                 }
                 let source = self.table(name)?;
                 let table = self.sources[source].clone();
+                let col_aliases: Vec<String> = alias
+                    .iter()
+                    .flat_map(|a| a.columns.iter().map(|c| ident_value(&c.name)))
+                    .collect();
+                let visible_cols = table
+                    .columns
+                    .iter()
+                    .filter(|c| !c.name.starts_with("__pgs_"))
+                    .count();
+                if col_aliases.len() > visible_cols {
+                    return Err(Error::Invalid(
+                        Diagnostic::new(format!(
+                            "table `{}` has {visible_cols} columns available but {} columns specified",
+                            table.name,
+                            col_aliases.len()
+                        ))
+                        .with_span(expr::span_range(self.query, f.span())),
+                    ));
+                }
                 let alias_name = match alias {
-                    Some(a) => {
-                        if !a.columns.is_empty() {
-                            return Err(unsupported(
-                                self.query,
-                                "column aliases on a table",
-                                Some(f),
-                            ));
-                        }
-                        ident_value(&a.name)
-                    }
+                    Some(a) => ident_value(&a.name),
                     None => table.name.name.clone(),
                 };
                 let frame_has_alias = self.frame_has_alias(&alias_name);
@@ -2143,10 +2338,33 @@ impl<'a> Binder<'a> {
                     agg: None,
                 });
                 let idx = self.leaves.len() - 1;
+                // `t AS x(a, b)`: the table is reached through a relation `x` whose
+                // first columns are renamed (the leaf itself is not in scope).
+                let entry = if col_aliases.is_empty() {
+                    Entry::Leaf(idx)
+                } else {
+                    let items = self.leaves[idx]
+                        .table
+                        .columns
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, c)| !c.name.starts_with("__pgs_"))
+                        .enumerate()
+                        .map(|(k, (ci, c))| {
+                            let name = col_aliases.get(k).cloned().unwrap_or(c.name.clone());
+                            (name, marker(Marker::Col { leaf: idx, col: ci }))
+                        })
+                        .collect();
+                    self.virtuals.push(Virtual {
+                        alias: self.leaves[idx].alias.clone(),
+                        items,
+                    });
+                    Entry::Virtual(self.virtuals.len() - 1)
+                };
                 if let Some(frame) = self.frames.last_mut() {
-                    frame.push(Entry::Leaf(idx));
+                    frame.push(entry);
                 }
-                Ok(Tree::Leaf(self.leaves.len() - 1))
+                Ok(Tree::Leaf(idx))
             }
             TableFactor::NestedJoin {
                 table_with_joins,
@@ -2224,6 +2442,9 @@ impl<'a> Binder<'a> {
         for frame in self.frames.iter().rev() {
             self.hits_in(frame, &qual, &col, &mut hits);
             self.virtual_hits_in(frame, &qual, &col, &mut hits);
+            if qual.is_none() {
+                hits.retain(|h| !self.hidden.contains(h));
+            }
             if !hits.is_empty() {
                 break;
             }

@@ -32,6 +32,7 @@ pub mod testing {
 mod bind;
 mod expr;
 mod plan;
+mod pushdown;
 mod quote;
 mod render;
 mod seminaive;

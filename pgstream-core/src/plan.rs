@@ -499,6 +499,7 @@ pub(crate) fn compile(spec: &StreamTableSpec, catalog: &Catalog) -> Result<Compi
             ctes: Vec::new(),
             allow_windows: std::cell::Cell::new(false),
             lateral_pred: None,
+            hidden: Vec::new(),
         };
         // Table references (not table functions such as `generate_series(...)`).
         struct Tables(Vec<ObjectName>);
@@ -552,10 +553,14 @@ pub(crate) fn compile(spec: &StreamTableSpec, catalog: &Catalog) -> Result<Compi
             ctes: Vec::new(),
             allow_windows: std::cell::Cell::new(false),
             lateral_pred: None,
+            hidden: Vec::new(),
         };
         binder.bind_query(&query)
     };
-    let bound = bound.and_then(|b| check_keys(text, b));
+    let bound = bound.and_then(|b| check_keys(text, b)).map(|mut b| {
+        crate::pushdown::push_down(&mut b);
+        b
+    });
     let is_recursive = query.with.as_ref().map(|w| w.recursive).unwrap_or(false);
     let nested = match (&spec.mode, &bound) {
         (Mode::Differential, Err(Error::Unsupported(_))) if !is_recursive && !is_top_k(&query) => {

@@ -1241,7 +1241,10 @@ impl Inc<'_> {
 
     fn key_exprs(&self, q: &str) -> Vec<String> {
         let mut keys = Vec::new();
-        for i in self.b.tree.out_leaves() {
+        // In leaf order, not join order: pushdown may reorder the joins.
+        let mut out = self.b.tree.out_leaves();
+        out.sort_unstable();
+        for i in out {
             let l = &self.b.leaves[i];
             for k in &l.table.primary_key {
                 let c = l.table.column_index(k).expect("primary key column");

@@ -81,7 +81,7 @@ fn views_over_views_expand_recursively() {
     assert_eq!(c.strategy, Strategy::Incremental);
     assert_eq!(sources(&c), ["public.orders", "public.customers"]);
     let x = c.explain();
-    assert!(x.contains("Filter region = 'north'"), "{x}");
+    assert!(x.contains("Filter (c.region) = 'north'"), "{x}");
     // The views expanded, nested ones too, each once, outer first.
     let views: Vec<String> = c.views.iter().map(|v| v.to_string()).collect();
     assert_eq!(views, ["public.north", "public.big_orders"]);

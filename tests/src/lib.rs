@@ -14,6 +14,7 @@ pub mod cluster;
 pub mod compare;
 pub mod db;
 pub mod oracle;
+pub mod tpch;
 pub mod tutorial;
 
 pub use cluster::{embedded_cluster, shared_cluster, Cluster, ClusterGuard};
