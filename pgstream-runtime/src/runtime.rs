@@ -102,6 +102,19 @@ impl Runtime {
             .await
     }
 
+    /// See [`RuntimeHandle::replace_stream_table`].
+    pub async fn replace_stream_table(
+        &self,
+        name: &str,
+        sql: &str,
+        schedule: &str,
+        mode: Mode,
+    ) -> Result<bool> {
+        self.handle
+            .replace_stream_table(name, sql, schedule, mode)
+            .await
+    }
+
     /// See [`RuntimeHandle::drop_stream_table`].
     pub async fn drop_stream_table(&self, name: &str) -> Result<()> {
         self.handle.drop_stream_table(name).await
@@ -176,6 +189,22 @@ impl RuntimeHandle {
     ) -> Result<()> {
         let spec = spec(name, sql, schedule, mode)?;
         crate::create::create_stream_table(&self.pool, &spec).await
+    }
+
+    /// Replace the defining query (and mode and schedule) of an existing stream table,
+    /// keeping its name and the grants on it: the new storage table is built, populated
+    /// and swapped for the old one in one transaction, so readers see the old rows or
+    /// the new ones, never an empty table (see [`crate::replace_stream_table`]).
+    /// `Ok(false)` when it already had this query and mode.
+    pub async fn replace_stream_table(
+        &self,
+        name: &str,
+        sql: &str,
+        schedule: &str,
+        mode: Mode,
+    ) -> Result<bool> {
+        let spec = spec(name, sql, schedule, mode)?;
+        crate::replace::replace_stream_table(&self.pool, &spec).await
     }
 
     /// Drop a stream table (see [`crate::drop_stream_table`]). Fails, naming them,
