@@ -149,8 +149,11 @@ impl RuntimeBuilder {
         self
     }
 
-    /// Install or upgrade the catalog, create each registered stream table that
-    /// does not exist yet (one transaction each), then start the scheduler.
+    /// Check that the database answers (an unreachable database fails within a few
+    /// seconds with the cause, e.g. "connection refused", rather than after the
+    /// pool's acquire timeout; see [`crate::check_connection`]), install or upgrade
+    /// the catalog, create each registered stream table that does not exist yet (one
+    /// transaction each), then start the scheduler.
     ///
     /// A registered stream table that exists with the same query and mode is kept
     /// (a changed schedule is updated); one whose query or mode differs is an
@@ -170,6 +173,7 @@ impl RuntimeBuilder {
     /// found and the field's type.
     pub async fn start(self) -> Result<Runtime> {
         check_unique_names(&self.specs, &self.origins)?;
+        check_connection(&self.pool).await?;
         crate::install::install(&self.pool).await?;
         check_field_types(&self.pool, &self.specs, &self.fields, false).await?;
         check_names_free(&self.pool, &self.specs).await?;
@@ -208,6 +212,43 @@ impl RuntimeBuilder {
             self.scheduler,
             self.policy,
         ))
+    }
+}
+
+/// How long [`check_connection`] waits for the database to answer.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Fail fast, with the cause, when the database cannot be reached
+/// ([`Error::Database`] at the step "connecting to the database", within
+/// [`CONNECT_TIMEOUT`]): a pool retries
+/// until its `acquire_timeout` (30 s by default) and then reports only "pool timed
+/// out". One connection of the pool's options, opened directly, says "connection
+/// refused" (or the authentication error, ...) at once; it is skipped when the pool
+/// already holds connections.
+pub async fn check_connection(pool: &PgPool) -> Result<()> {
+    use sqlx::Connection;
+    const STEP: &str = "connecting to the database";
+    if pool.size() > 0 {
+        return Ok(());
+    }
+    let options = pool.connect_options();
+    match tokio::time::timeout(CONNECT_TIMEOUT, sqlx::PgConnection::connect_with(&options)).await {
+        Ok(Ok(conn)) => {
+            let _ = conn.close().await;
+            Ok(())
+        }
+        Ok(Err(e)) => Err(Error::db(None, STEP, e)),
+        Err(_) => Err(Error::db(
+            None,
+            STEP,
+            sqlx::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!(
+                    "no answer from the database within {} s",
+                    CONNECT_TIMEOUT.as_secs()
+                ),
+            )),
+        )),
     }
 }
 

@@ -37,7 +37,7 @@ mod runtime;
 mod scheduler;
 mod status;
 
-pub use builder::RuntimeBuilder;
+pub use builder::{check_connection, RuntimeBuilder, CONNECT_TIMEOUT};
 pub use catalog::{display_name, load_catalog};
 pub use create::{create_stream_table, drop_stream_table, drop_stream_table_cascade};
 pub use error::{Error, Result, Subject};
