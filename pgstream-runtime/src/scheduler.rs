@@ -27,6 +27,7 @@ pub(crate) async fn run(
     tick: Duration,
     policy: FailurePolicy,
     cancel: CancellationToken,
+    state: std::sync::Arc<crate::health::RuntimeState>,
 ) {
     tracing::debug!(
         tick_ms = tick.as_millis() as u64,
@@ -43,6 +44,7 @@ pub(crate) async fn run(
         }
         match run_once(&pool, tick, &policy, &cancel).await {
             Ok(()) => {
+                state.ticked();
                 if outages > 0 {
                     tracing::info!("pgstream scheduler: the database is reachable again");
                 }
@@ -62,6 +64,7 @@ pub(crate) async fn run(
             }
         }
     }
+    state.stopped();
     tracing::debug!("pgstream scheduler stopped");
 }
 
