@@ -2,14 +2,16 @@
 //! builder's [`replace_changed`](crate::RuntimeBuilder::replace_changed), `pgstream
 //! replace` and `pgstream.replace_stream_table` all end in [`replace_in`].
 //!
-//! **One transaction.** The old stream table is dropped and the new one created and
-//! populated (compiled against the live schema, capture installed, initial full
-//! refresh) in the same transaction, then it commits. Readers of the storage table
-//! on other connections keep reading the old rows until the drop takes its lock; from
-//! then until the commit they wait, and after it they read the new table, complete:
-//! a reader never sees an empty or half-built table (PostgreSQL looks a table's name
-//! up again after waiting for its lock). Any failure rolls everything back and the
-//! old stream table stays as it was.
+//! **One transaction.** The new stream table is built beside the old one, under a
+//! name of its own (`pgs_replacing_<old id>`): compiled against the live schema,
+//! capture installed, storage created and populated; readers of the old storage table
+//! are not blocked meanwhile. Then, in the same transaction, the old stream table is
+//! dropped, the new storage table renamed to the name, and the stored statements
+//! (which name the storage table) rendered again for it. Readers that come after the
+//! drop's lock wait for the commit (a rename and a few catalog updates), then read the
+//! new table, complete: a reader never sees an empty or half-built table (PostgreSQL
+//! looks a table's name up again after waiting for its lock). Any failure rolls
+//! everything back and the old stream table stays as it was.
 //!
 //! **What is kept.** The name, the role that requested it from SQL
 //! (`requested_by`), and the table-level grants on the old storage table, which are
@@ -24,9 +26,13 @@
 //! earlier definition, which removes it from the list. Dropping a stream table
 //! forgets its history.
 
-use crate::catalog::{display_name, stored_definition};
+use crate::catalog::{display_name, load_catalog, stored_definition};
 use crate::error::{Error, Result, Step};
-use pgstream_core::{quote_ident, quote_qualified, StreamTableSpec};
+use pgstream_core::contract;
+use pgstream_core::{
+    compile, quote_ident, quote_qualified, QualifiedName, RenderContext, SourceBinding,
+    StreamTableSpec,
+};
 use sqlx::{PgConnection, PgPool};
 
 /// What [`replace_in`] did.
@@ -184,6 +190,35 @@ pub(crate) async fn replace_in(
     .await
     .step(subject, "reading the grants on the storage table")?;
 
+    // The new query must compile under the final name (which also refuses a query
+    // reading the stream table itself) before anything is built.
+    let catalog = load_catalog(conn).await?;
+    compile(spec, &catalog).map_err(|e| Error::Compile {
+        name: name.to_string(),
+        rendered: e.render(&spec.query),
+        source: Box::new(e),
+    })?;
+
+    // 1. The new stream table beside the old one, under a name of its own, complete:
+    // capture, catalog rows, storage, initial population. Readers of the old storage
+    // table are not blocked meanwhile. Errors name the stream table being replaced.
+    let beside = QualifiedName::new(
+        spec.name.schema.clone(),
+        format!("pgs_replacing_{}", stored.id),
+    );
+    let beside_spec = StreamTableSpec {
+        name: beside.clone(),
+        ..spec.clone()
+    };
+    crate::create::create_in(conn, &beside_spec, name, expected).await?;
+    let Some(new) = stored_definition(conn, &beside).await? else {
+        return Err(Error::Invalid(format!(
+            "stream table {name}: the replacement was not registered"
+        )));
+    };
+
+    // 2. The swap. Dropping the old stream table takes its storage table's ACCESS
+    // EXCLUSIVE lock: from here to the commit, readers wait, then read the new table.
     // The drop keeps the stream table's history (pgs_superseded) for the replacement.
     sqlx::query("SELECT pg_catalog.set_config('pgstream.replacing', 'on', true)")
         .execute(&mut *conn)
@@ -198,8 +233,64 @@ pub(crate) async fn replace_in(
         .execute(&mut *conn)
         .await
         .step(subject, "dropping the old definition")?;
+    sqlx::raw_sql(&format!(
+        "ALTER TABLE {} RENAME TO {}",
+        quote_qualified(&beside),
+        quote_ident(&spec.name.name)
+    ))
+    .execute(&mut *conn)
+    .await
+    .step(subject, "renaming the new storage table")?;
 
-    crate::create::create_in(conn, spec, name, expected).await?;
+    // 3. The stored statements name the storage table: render them again for the
+    // final name (same id, same sources), and the refresh function with them.
+    let catalog = load_catalog(conn).await?;
+    let compiled = compile(spec, &catalog).map_err(|e| Error::Compile {
+        name: name.to_string(),
+        rendered: e.render(&spec.query),
+        source: Box::new(e),
+    })?;
+    let mut sources = Vec::with_capacity(compiled.sources.len());
+    for source in &compiled.sources {
+        sources.push(SourceBinding {
+            oid: crate::create::source_oid(conn, source, name).await?,
+        });
+    }
+    let artifacts = compiled.render(&RenderContext {
+        st_id: new.id,
+        sources,
+    });
+    sqlx::query(
+        "UPDATE pgstream.pgs_stream_tables
+            SET table_name = $2, full_refresh_sql = $3, differential_refresh_sql = $4
+          WHERE id = $1",
+    )
+    .bind(new.id)
+    .bind(&spec.name.name)
+    .bind(&artifacts.full_refresh)
+    .bind(&artifacts.differential_refresh)
+    .execute(&mut *conn)
+    .await
+    .step(subject, "registering the new definition")?;
+    if let Some(function) = &artifacts.refresh_function {
+        sqlx::raw_sql(&format!(
+            "DROP FUNCTION IF EXISTS {}.{}(bigint)",
+            quote_ident(contract::CATALOG_SCHEMA),
+            quote_ident(&contract::refresh_function(new.id))
+        ))
+        .execute(&mut *conn)
+        .await
+        .step(subject, "creating the refresh function")?;
+        sqlx::raw_sql(function)
+            .execute(&mut *conn)
+            .await
+            .step(subject, "creating the refresh function")?;
+        sqlx::query("SELECT pgstream._pin_function_settings($1)")
+            .bind(new.id)
+            .execute(&mut *conn)
+            .await
+            .step(subject, "creating the refresh function")?;
+    }
 
     sqlx::query(
         "INSERT INTO pgstream.pgs_superseded (schema_name, table_name, mode, query_md5, query)

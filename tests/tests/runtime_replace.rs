@@ -70,14 +70,17 @@ async fn readers_see_the_old_or_the_new_result_never_an_empty_one() {
         let stop = stop.clone();
         readers.push(tokio::spawn(async move {
             let mut seen = Vec::new();
+            let mut slowest = Duration::ZERO;
             while !stop.load(Ordering::Relaxed) {
+                let started = std::time::Instant::now();
                 let r: Result<(i64, i64), sqlx::Error> =
                     sqlx::query_as("SELECT count(*)::int8, coalesce(sum(v), 0)::int8 FROM st")
                         .fetch_one(&pool)
                         .await;
+                slowest = slowest.max(started.elapsed());
                 seen.push(r.map_err(|e| e.to_string()));
             }
-            seen
+            (seen, slowest)
         }));
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -98,8 +101,11 @@ async fn readers_see_the_old_or_the_new_result_never_an_empty_one() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     stop.store(true, Ordering::Relaxed);
     let mut counts = (0, 0);
+    let mut slowest = Duration::ZERO;
     for r in readers {
-        for s in r.await.unwrap() {
+        let (seen, slow) = r.await.unwrap();
+        slowest = slowest.max(slow);
+        for s in seen {
             let s = s.unwrap_or_else(|e| panic!("a reader failed during the replacement: {e}"));
             assert!(
                 s == old || s == new,
@@ -113,11 +119,19 @@ async fn readers_see_the_old_or_the_new_result_never_an_empty_one() {
         }
     }
     eprintln!(
-        "reads of the old result: {}, of the new: {}",
+        "reads of the old result: {}, of the new: {}; slowest read {slowest:?}",
         counts.0, counts.1
     );
     assert!(counts.0 > 0 && counts.1 > 0, "{counts:?}");
 
+    // Nothing left of the tables built beside.
+    let left: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_class WHERE relkind = 'r' AND relname LIKE 'pgs\\_replacing%'",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(left, 0);
     // The new definition, complete and maintained; the grant kept.
     assert_eq!(db.difference(NEW, "id, v", "st").await, 0);
     let kept: bool =
