@@ -89,6 +89,18 @@ pub enum Error {
         /// Columns found in the database.
         found: Vec<String>,
     },
+    /// Other stream tables read this one, so it cannot be replaced (they were
+    /// compiled against its columns).
+    #[error(
+        "stream table {name}: cannot replace its definition while stream table(s) {readers} \
+         read it: drop them first, replace this one, then create them again"
+    )]
+    HasReaders {
+        /// The stream table.
+        name: String,
+        /// The stream tables that read it, comma-separated.
+        readers: String,
+    },
     /// An argument was invalid (a name, a schedule, a mode).
     #[error("{0}")]
     Invalid(String),

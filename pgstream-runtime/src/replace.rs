@@ -56,7 +56,7 @@ pub(crate) enum Outcome {
 /// Returns `true` when the stream table was rebuilt, `false` when it already had this
 /// query and mode (only a changed schedule is updated). [`Error::NotFound`] when no
 /// stream table has that name; stream tables that read this one must be dropped first
-/// ([`Error::Invalid`] names them). Nothing changes on error.
+/// ([`Error::HasReaders`] names them). Nothing changes on error.
 pub async fn replace_stream_table(pool: &PgPool, spec: &StreamTableSpec) -> Result<bool> {
     Ok(replace_checked(pool, spec, None, true).await? == Outcome::Rebuilt)
 }
@@ -162,11 +162,11 @@ pub(crate) async fn replace_in(
     .fetch_one(&mut *conn)
     .await
     .step(subject, "looking for stream tables that read it")?;
-    if let Some(dependants) = dependants {
-        return Err(Error::Invalid(format!(
-            "stream table {name}: cannot replace its definition while stream table(s) \
-             {dependants} read it: drop them first (or replace them after dropping this one)"
-        )));
+    if let Some(readers) = dependants {
+        return Err(Error::HasReaders {
+            name: name.to_string(),
+            readers,
+        });
     }
 
     let requested_by: Option<String> = sqlx::query_scalar(

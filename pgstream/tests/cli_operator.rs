@@ -99,6 +99,18 @@ async fn exit_codes_status_json_replace_and_explain_query_file() {
     assert_code(&out, 0, "create of a reader");
     let out = pgstream(&db, &["drop", "per_customer"]).await;
     assert_code(&out, 6, "drop of a stream table others read");
+    let out = pgstream(
+        &db,
+        &[
+            "replace",
+            "per_customer",
+            "--query",
+            "SELECT customer FROM orders",
+        ],
+    )
+    .await;
+    assert_code(&out, 6, "replace of a stream table others read");
+    assert!(stderr(&out).contains("reader"), "{}", stderr(&out));
     let out = pgstream(&db, &["drop", "reader"]).await;
     assert_code(&out, 0, "drop reader");
 

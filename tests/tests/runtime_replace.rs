@@ -255,3 +255,41 @@ async fn replace_from_sql() {
     assert!(err.to_string().contains("nope"), "{err}");
     assert_eq!(stored_query(&db.pool).await, NEW);
 }
+
+#[tokio::test]
+async fn replicas_replacing_at_once_replace_once() {
+    let db = test_db().await;
+    db.exec(
+        "CREATE TABLE t (id int PRIMARY KEY, v int NOT NULL);
+         INSERT INTO t SELECT g, g FROM generate_series(1, 1000) g;",
+    )
+    .await;
+    start(&db.pool, OLD, false).await.unwrap().shutdown().await;
+    let (a, b) = tokio::join!(start(&db.pool, NEW, true), start(&db.pool, NEW, true));
+    a.unwrap().shutdown().await;
+    b.unwrap().shutdown().await;
+    assert_eq!(stored_query(&db.pool).await, NEW);
+    assert_eq!(db.difference(NEW, "id, v", "st").await, 0);
+    let (stream_tables, superseded): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM pgstream.pgs_stream_tables),
+                (SELECT count(*) FROM pgstream.pgs_superseded)",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!((stream_tables, superseded), (1, 1));
+
+    // A stream table read by another cannot be replaced: the error names the reader.
+    let handle = RuntimeHandle::new(db.pool.clone());
+    handle
+        .create_stream_table("reader", "SELECT id FROM st", "1h", Mode::Differential)
+        .await
+        .unwrap();
+    let err = handle
+        .replace_stream_table("st", OLD, "1h", Mode::Differential)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::HasReaders { .. }), "{err}");
+    assert!(err.to_string().contains("reader"), "{err}");
+    assert_eq!(stored_query(&db.pool).await, NEW);
+}

@@ -217,7 +217,8 @@ fn exit_code(e: &(dyn std::error::Error + 'static)) -> u8 {
         | pgstream::Error::Invalid(_) => EXIT_INVALID,
         pgstream::Error::AlreadyExists(_)
         | pgstream::Error::NameTaken(_)
-        | pgstream::Error::DefinitionChanged { .. } => EXIT_CONFLICT,
+        | pgstream::Error::DefinitionChanged { .. }
+        | pgstream::Error::HasReaders { .. } => EXIT_CONFLICT,
         pgstream::Error::Database { source, .. } => match source {
             sqlx::Error::Io(_)
             | sqlx::Error::Tls(_)
