@@ -206,6 +206,21 @@ pub(crate) async fn replace_in(
         spec.name.schema.clone(),
         format!("pgs_replacing_{}", stored.id),
     );
+    let taken: bool = sqlx::query_scalar("SELECT pg_catalog.to_regclass($1) IS NOT NULL")
+        .bind(quote_qualified(&beside))
+        .fetch_one(&mut *conn)
+        .await
+        .step(
+            subject,
+            "checking the name to build the new definition under",
+        )?;
+    if taken {
+        return Err(Error::Invalid(format!(
+            "stream table {name}: the replacement is built beside it as {}, and a table of that \
+             name exists: rename or drop that table",
+            quote_qualified(&beside)
+        )));
+    }
     let beside_spec = StreamTableSpec {
         name: beside.clone(),
         ..spec.clone()
