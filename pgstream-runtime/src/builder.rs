@@ -36,6 +36,7 @@ pub struct RuntimeBuilder {
     tick: Duration,
     scheduler: bool,
     policy: FailurePolicy,
+    replace_changed: bool,
 }
 
 impl RuntimeBuilder {
@@ -48,6 +49,7 @@ impl RuntimeBuilder {
             tick: Duration::from_secs(1),
             scheduler: true,
             policy: FailurePolicy::default(),
+            replace_changed: false,
         }
     }
 
@@ -130,12 +132,35 @@ impl RuntimeBuilder {
         self
     }
 
-    /// Install or upgrade the catalog, create each registered stream table that
-    /// does not exist yet (one transaction each), then start the scheduler.
+    /// What [`start`](RuntimeBuilder::start) does with a registered stream table that
+    /// exists in the database with another query or mode. Default: `false`, an
+    /// [`Error::DefinitionChanged`]. With `true`, the stream table is replaced by the
+    /// registered definition (see [`crate::replace_stream_table`]): the new storage
+    /// table is built, populated and swapped for the old one in one transaction, so
+    /// readers see the old rows or the new ones, never an empty table; the name and
+    /// the grants on it are kept.
+    ///
+    /// Either way, a registered definition that the stream table *had* before it was
+    /// replaced (an older application version during a rolling deploy) is left alone
+    /// with a WARN: an older version never replaces a newer definition back, and it
+    /// starts (see the README's "Changing a query").
+    pub fn replace_changed(mut self, replace: bool) -> Self {
+        self.replace_changed = replace;
+        self
+    }
+
+    /// Check that the database answers (an unreachable database fails within a few
+    /// seconds with the cause, e.g. "connection refused", rather than after the
+    /// pool's acquire timeout; see [`crate::check_connection`]), install or upgrade
+    /// the catalog, create each registered stream table that does not exist yet (one
+    /// transaction each), then start the scheduler.
     ///
     /// A registered stream table that exists with the same query and mode is kept
     /// (a changed schedule is updated); one whose query or mode differs is an
-    /// [`Error::DefinitionChanged`]: stored data is never dropped silently.
+    /// [`Error::DefinitionChanged`] (stored data is never dropped silently), or is
+    /// replaced with [`replace_changed`](RuntimeBuilder::replace_changed); one that
+    /// has moved on from the registered definition (which it had before a
+    /// replacement) is left alone with a WARN.
     ///
     /// Two registered stream tables with one name (and different definitions) are an
     /// [`Error::Invalid`] naming both, returned before anything is installed.
@@ -148,15 +173,22 @@ impl RuntimeBuilder {
     /// found and the field's type.
     pub async fn start(self) -> Result<Runtime> {
         check_unique_names(&self.specs, &self.origins)?;
+        check_connection(&self.pool).await?;
         crate::install::install(&self.pool).await?;
         check_field_types(&self.pool, &self.specs, &self.fields, false).await?;
         check_names_free(&self.pool, &self.specs).await?;
-        for (spec, columns) in &self.specs {
-            ensure(&self.pool, spec, *columns).await?;
+        let mut fields = self.fields.clone();
+        for ((spec, columns), fields) in self.specs.iter().zip(fields.iter_mut()) {
+            if ensure(&self.pool, spec, *columns, self.replace_changed).await?
+                == Ensured::Superseded
+            {
+                // Its storage has the newer definition's columns, not this struct's.
+                *fields = &[];
+            }
         }
         crate::create::backfill_source_columns(&self.pool).await?;
         crate::create::backfill_views(&self.pool).await?;
-        check_field_types(&self.pool, &self.specs, &self.fields, true).await?;
+        check_field_types(&self.pool, &self.specs, &fields, true).await?;
         check_drift(&self.pool).await?;
         // Requests from SQL made while no runtime was running.
         crate::requests::process_requests(&self.pool).await?;
@@ -180,6 +212,43 @@ impl RuntimeBuilder {
             self.scheduler,
             self.policy,
         ))
+    }
+}
+
+/// How long [`check_connection`] waits for the database to answer.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Fail fast, with the cause, when the database cannot be reached
+/// ([`Error::Database`] at the step "connecting to the database", within
+/// [`CONNECT_TIMEOUT`]): a pool retries
+/// until its `acquire_timeout` (30 s by default) and then reports only "pool timed
+/// out". One connection of the pool's options, opened directly, says "connection
+/// refused" (or the authentication error, ...) at once; it is skipped when the pool
+/// already holds connections.
+pub async fn check_connection(pool: &PgPool) -> Result<()> {
+    use sqlx::Connection;
+    const STEP: &str = "connecting to the database";
+    if pool.size() > 0 {
+        return Ok(());
+    }
+    let options = pool.connect_options();
+    match tokio::time::timeout(CONNECT_TIMEOUT, sqlx::PgConnection::connect_with(&options)).await {
+        Ok(Ok(conn)) => {
+            let _ = conn.close().await;
+            Ok(())
+        }
+        Ok(Err(e)) => Err(Error::db(None, STEP, e)),
+        Err(_) => Err(Error::db(
+            None,
+            STEP,
+            sqlx::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!(
+                    "no answer from the database within {} s",
+                    CONNECT_TIMEOUT.as_secs()
+                ),
+            )),
+        )),
     }
 }
 
@@ -314,34 +383,77 @@ async fn check_names_free(
     Ok(())
 }
 
-/// Create the stream table unless it exists; check the definition if it does.
-async fn ensure(pool: &PgPool, spec: &StreamTableSpec, columns: Option<&[&str]>) -> Result<()> {
+/// What [`ensure`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ensured {
+    /// Created, or there with this definition (or replaced by it).
+    Current,
+    /// There with a newer definition that replaced this one: left alone.
+    Superseded,
+}
+
+/// Create the stream table unless it exists; check the definition if it does (and
+/// replace it when it differs, with `replace`).
+async fn ensure(
+    pool: &PgPool,
+    spec: &StreamTableSpec,
+    columns: Option<&[&str]>,
+    replace: bool,
+) -> Result<Ensured> {
     for _ in 0..2 {
-        if check_existing(pool, spec, columns).await? {
-            return Ok(());
+        match check_existing(pool, spec, columns).await {
+            Ok(Some(e)) => return Ok(e),
+            Ok(None) => {}
+            Err(Error::DefinitionChanged { .. }) if replace => {
+                return match crate::replace::replace_checked(pool, spec, columns, false).await? {
+                    crate::replace::Outcome::Superseded => {
+                        warn_superseded(spec);
+                        Ok(Ensured::Superseded)
+                    }
+                    _ => Ok(Ensured::Current),
+                };
+            }
+            Err(e) => return Err(e),
         }
         match crate::create::create_checked(pool, spec, columns).await {
             // Another replica created it meanwhile: check its definition.
             Err(Error::AlreadyExists(_)) => continue,
-            other => return other,
+            other => return other.map(|()| Ensured::Current),
         }
     }
     Err(Error::AlreadyExists(display_name(&spec.name)))
 }
 
-/// `Ok(true)` if it exists with the same definition, `Ok(false)` if it does not exist.
+fn warn_superseded(spec: &StreamTableSpec) {
+    tracing::warn!(
+        stream_table = %display_name(&spec.name),
+        "the database holds a newer definition of this stream table, which replaced the \
+         registered one (a newer application version replaced it): left as it is; this \
+         process refreshes the newer definition. Deploy the newer version, or replace \
+         explicitly (`pgstream replace`) to go back"
+    );
+}
+
+/// `Ok(Some(_))` if it exists with the same definition (or with a newer one that
+/// replaced it), `Ok(None)` if it does not exist.
 async fn check_existing(
     pool: &PgPool,
     spec: &StreamTableSpec,
     columns: Option<&[&str]>,
-) -> Result<bool> {
+) -> Result<Option<Ensured>> {
     let name = display_name(&spec.name);
     let mut conn = crate::pin::begin(pool)
         .await
         .step(Some(&name), "reading the stream table catalog")?;
     let Some(stored) = stored_definition(&mut conn, &spec.name).await? else {
-        return Ok(false);
+        return Ok(None);
     };
+    if (stored.query != spec.query || stored.mode != spec.mode.as_str())
+        && crate::replace::is_superseded(&mut conn, spec).await?
+    {
+        warn_superseded(spec);
+        return Ok(Some(Ensured::Superseded));
+    }
     if stored.query != spec.query {
         return Err(Error::DefinitionChanged {
             name,
@@ -385,7 +497,7 @@ async fn check_existing(
     conn.commit()
         .await
         .step(Some(&name), "updating the schedule")?;
-    Ok(true)
+    Ok(Some(Ensured::Current))
 }
 
 /// At start-up, put every stream table whose source columns drifted (dropped,

@@ -246,7 +246,7 @@ pub(crate) async fn create_in(
     Ok(())
 }
 
-async fn source_oid(conn: &mut PgConnection, source: &Table, name: &str) -> Result<u32> {
+pub(crate) async fn source_oid(conn: &mut PgConnection, source: &Table, name: &str) -> Result<u32> {
     if let Some(oid) = source.oid {
         return Ok(oid);
     }

@@ -63,8 +63,10 @@ pub enum Error {
     /// A registered stream table exists in the database with another definition.
     #[error(
         "stream table {name}: the database holds a different definition ({what}); \
-         pgstream does not drop stored data on its own: drop it with \
-         `SELECT pgstream.drop_stream_table('{name}')` (or `pgstream drop`) and restart"
+         pgstream does not replace stored data on its own: start with \
+         `.replace_changed(true)` to replace it (readers keep the old rows until the new \
+         ones are complete), or replace it with `pgstream replace` or \
+         `SELECT pgstream.replace_stream_table('{name}', ...)`"
     )]
     DefinitionChanged {
         /// The stream table.
@@ -86,6 +88,18 @@ pub enum Error {
         expected: Vec<String>,
         /// Columns found in the database.
         found: Vec<String>,
+    },
+    /// Other stream tables read this one, so it cannot be replaced (they were
+    /// compiled against its columns).
+    #[error(
+        "stream table {name}: cannot replace its definition while stream table(s) {readers} \
+         read it: drop them first, replace this one, then create them again"
+    )]
+    HasReaders {
+        /// The stream table.
+        name: String,
+        /// The stream tables that read it, comma-separated.
+        readers: String,
     },
     /// An argument was invalid (a name, a schedule, a mode).
     #[error("{0}")]

@@ -232,7 +232,7 @@ pub(crate) async fn record_error(
                                            s.consecutive_failures + 1, $2)
                     ELSE s.status_reason END
           WHERE s.id = $1
-          RETURNING s.status",
+          RETURNING s.status, pgstream._display_name(s.schema_name, s.table_name)",
     )
     .bind(id)
     .bind(&message)
@@ -249,9 +249,10 @@ pub(crate) async fn record_error(
     };
     match r {
         Ok(Some(status)) => {
+            let name: String = sqlx::Row::get(&status, 1);
             let status: String = sqlx::Row::get(&status, 0);
             if status != "ACTIVE" {
-                tracing::warn!(id, %status, error = %message, "stream table is no longer refreshed by the scheduler");
+                tracing::warn!(stream_table = %name, id, %status, error = %message, "stream table is no longer refreshed by the scheduler");
             }
         }
         Ok(None) => {}

@@ -156,6 +156,10 @@ async fn carry_out(conn: &mut PgConnection, r: &Request) -> Result<&'static str>
             alter(conn, r).await?;
             Ok("altered")
         }
+        "replace" => {
+            replace(conn, r).await?;
+            Ok("replaced")
+        }
         other => Err(Error::Invalid(format!("unknown request kind `{other}`"))),
     }
 }
@@ -346,27 +350,7 @@ async fn alter(conn: &mut PgConnection, r: &Request) -> Result<()> {
     let Some(stored) = stored_definition(conn, &qname).await? else {
         return Err(Error::NotFound(name));
     };
-    let allowed: bool = sqlx::query_scalar(
-        "SELECT s.requested_by = $2::name
-             OR pg_catalog.pg_has_role($2::name, c.relowner, 'USAGE')
-             OR EXISTS (SELECT 1 FROM pg_catalog.pg_roles q WHERE q.rolname = $2 AND q.rolsuper)
-           FROM pgstream.pgs_stream_tables s
-           LEFT JOIN pg_catalog.pg_class c
-             ON c.oid = pg_catalog.to_regclass(pg_catalog.format('%I.%I', s.schema_name, s.table_name))
-          WHERE s.id = $1",
-    )
-    .bind(stored.id)
-    .bind(&r.requested_by)
-    .fetch_one(&mut *conn)
-    .await
-    .step(Some(&name), "checking the requesting role's privileges")?;
-    if !allowed {
-        return Err(Error::Invalid(format!(
-            "stream table {name}: role {} may not alter it (only the role that requested it, \
-             its owner or a superuser may)",
-            r.requested_by
-        )));
-    }
+    check_may_change(conn, stored.id, &r.requested_by, &name, "alter").await?;
     let schedule = r.schedule.clone().unwrap_or(stored.schedule.clone());
     let mode = match r.refresh_mode.as_deref() {
         Some(m) => mode_of(m)?,
@@ -411,6 +395,64 @@ async fn alter(conn: &mut PgConnection, r: &Request) -> Result<()> {
         .await
         .step(Some(&name), "changing the schedule")?;
     }
+    Ok(())
+}
+
+/// Only the role that requested a stream table, a member of its storage table's
+/// owner, or a superuser may alter or replace it.
+async fn check_may_change(
+    conn: &mut PgConnection,
+    id: i64,
+    requester: &str,
+    name: &str,
+    what: &str,
+) -> Result<()> {
+    let allowed: bool = sqlx::query_scalar(
+        "SELECT s.requested_by = $2::name
+             OR pg_catalog.pg_has_role($2::name, c.relowner, 'USAGE')
+             OR EXISTS (SELECT 1 FROM pg_catalog.pg_roles q WHERE q.rolname = $2 AND q.rolsuper)
+           FROM pgstream.pgs_stream_tables s
+           LEFT JOIN pg_catalog.pg_class c
+             ON c.oid = pg_catalog.to_regclass(pg_catalog.format('%I.%I', s.schema_name, s.table_name))
+          WHERE s.id = $1",
+    )
+    .bind(id)
+    .bind(requester)
+    .fetch_one(&mut *conn)
+    .await
+    .step(Some(name), "checking the requesting role's privileges")?;
+    if !allowed {
+        return Err(Error::Invalid(format!(
+            "stream table {name}: role {requester} may not {what} it (only the role that \
+             requested it, its owner or a superuser may)"
+        )));
+    }
+    Ok(())
+}
+
+/// Replace a stream table's query (and, when given, schedule and mode) for the
+/// requesting role: it must be allowed to change the stream table and to read the
+/// new query's sources (see [`crate::replace_stream_table`]).
+async fn replace(conn: &mut PgConnection, r: &Request) -> Result<()> {
+    let qname = QualifiedName::parse(&r.name).map_err(Error::Invalid)?;
+    let name = display_name(&qname);
+    let Some(stored) = stored_definition(conn, &qname).await? else {
+        return Err(Error::NotFound(name));
+    };
+    check_may_change(conn, stored.id, &r.requested_by, &name, "replace").await?;
+    let schedule = r.schedule.clone().unwrap_or(stored.schedule.clone());
+    let mode = match r.refresh_mode.as_deref() {
+        Some(m) => mode_of(m)?,
+        None => mode_of(&stored.mode)?,
+    };
+    let spec = crate::runtime::spec(
+        &r.name,
+        r.query.as_deref().unwrap_or_default(),
+        &schedule,
+        mode,
+    )?;
+    check_privileges(conn, &spec, &r.requested_by).await?;
+    crate::replace::replace_in(conn, &spec, &name, None, true).await?;
     Ok(())
 }
 

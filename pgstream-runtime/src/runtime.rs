@@ -2,10 +2,12 @@
 
 use crate::builder::RuntimeBuilder;
 use crate::error::{Error, Result};
+use crate::health::{Health, RuntimeState};
 use crate::refresh::{FailurePolicy, RefreshOutcome};
 use crate::status::StreamTableStatus;
 use pgstream_core::{Mode, QualifiedName, Schedule, StreamTableSpec};
 use sqlx::PgPool;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -44,12 +46,14 @@ impl Runtime {
     ) -> Self {
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
+        let state = Arc::new(RuntimeState::started(scheduler, tick));
         if scheduler {
             tracker.spawn(crate::scheduler::run(
                 pool.clone(),
                 tick,
                 policy,
                 cancel.clone(),
+                state.clone(),
             ));
             // Requests from SQL (`pgstream.create_stream_table`, ...): at once when
             // notified, and every few seconds in case a notification was missed.
@@ -61,7 +65,10 @@ impl Runtime {
         }
         tracker.close();
         Runtime {
-            handle: RuntimeHandle { pool },
+            handle: RuntimeHandle {
+                pool,
+                state: Some(state),
+            },
             tick,
             policy,
             cancel,
@@ -102,6 +109,19 @@ impl Runtime {
             .await
     }
 
+    /// See [`RuntimeHandle::replace_stream_table`].
+    pub async fn replace_stream_table(
+        &self,
+        name: &str,
+        sql: &str,
+        schedule: &str,
+        mode: Mode,
+    ) -> Result<bool> {
+        self.handle
+            .replace_stream_table(name, sql, schedule, mode)
+            .await
+    }
+
     /// See [`RuntimeHandle::drop_stream_table`].
     pub async fn drop_stream_table(&self, name: &str) -> Result<()> {
         self.handle.drop_stream_table(name).await
@@ -123,7 +143,17 @@ impl Runtime {
     /// started with `.scheduler(false)`).
     pub async fn run_once(&self) -> Result<()> {
         crate::requests::process_requests(&self.handle.pool).await?;
-        crate::scheduler::run_once(&self.handle.pool, self.tick, &self.policy, &self.cancel).await
+        crate::scheduler::run_once(&self.handle.pool, self.tick, &self.policy, &self.cancel)
+            .await?;
+        if let Some(state) = &self.handle.state {
+            state.ticked();
+        }
+        Ok(())
+    }
+
+    /// See [`RuntimeHandle::health`].
+    pub async fn health(&self) -> Health {
+        self.handle.health().await
     }
 
     /// Stop the scheduler and wait until it has stopped; a refresh in progress
@@ -131,12 +161,18 @@ impl Runtime {
     pub async fn shutdown(self) {
         self.cancel.cancel();
         self.tracker.wait().await;
+        if let Some(state) = &self.handle.state {
+            state.stopped();
+        }
     }
 }
 
 impl Drop for Runtime {
     fn drop(&mut self) {
         self.cancel.cancel();
+        if let Some(state) = &self.handle.state {
+            state.stopped();
+        }
     }
 }
 
@@ -144,12 +180,36 @@ impl Drop for Runtime {
 #[derive(Debug, Clone)]
 pub struct RuntimeHandle {
     pool: PgPool,
+    /// The runtime's state (`None`: a handle made with [`RuntimeHandle::new`]).
+    state: Option<Arc<RuntimeState>>,
 }
 
 impl RuntimeHandle {
     /// A handle over a pool, without a runtime (no scheduler).
     pub fn new(pool: PgPool) -> Self {
-        RuntimeHandle { pool }
+        RuntimeHandle { pool, state: None }
+    }
+
+    /// The runtime's health, for readiness probes: whether it is running, when its
+    /// scheduler last completed a pass, whether the database answers, and the stream
+    /// tables that are failing (not `ACTIVE`, or whose last scheduled refreshes
+    /// failed). Never fails: a database that does not answer within
+    /// [`CONNECT_TIMEOUT`](crate::CONNECT_TIMEOUT) is reported in the result.
+    /// [`Health::is_ready`] sums it up.
+    ///
+    /// ```no_run
+    /// # async fn probe(handle: pgstream_runtime::RuntimeHandle) {
+    /// let health = handle.health().await;
+    /// if !health.is_ready() {
+    ///     eprintln!("not ready: {health:?}");
+    /// }
+    /// for st in &health.failing {
+    ///     eprintln!("{} is {}: {:?}", st.name, st.status, st.reason);
+    /// }
+    /// # }
+    /// ```
+    pub async fn health(&self) -> Health {
+        crate::health::health(&self.pool, self.state.as_deref()).await
     }
 
     /// Refresh a stream table now (`name` or `schema.name`). See [`crate::refresh()`].
@@ -176,6 +236,22 @@ impl RuntimeHandle {
     ) -> Result<()> {
         let spec = spec(name, sql, schedule, mode)?;
         crate::create::create_stream_table(&self.pool, &spec).await
+    }
+
+    /// Replace the defining query (and mode and schedule) of an existing stream table,
+    /// keeping its name and the grants on it: the new storage table is built, populated
+    /// and swapped for the old one in one transaction, so readers see the old rows or
+    /// the new ones, never an empty table (see [`crate::replace_stream_table`]).
+    /// `Ok(false)` when it already had this query and mode.
+    pub async fn replace_stream_table(
+        &self,
+        name: &str,
+        sql: &str,
+        schedule: &str,
+        mode: Mode,
+    ) -> Result<bool> {
+        let spec = spec(name, sql, schedule, mode)?;
+        crate::replace::replace_stream_table(&self.pool, &spec).await
     }
 
     /// Drop a stream table (see [`crate::drop_stream_table`]). Fails, naming them,

@@ -35,6 +35,7 @@ pub(crate) async fn run(
     tick: Duration,
     policy: FailurePolicy,
     cancel: CancellationToken,
+    state: std::sync::Arc<crate::health::RuntimeState>,
 ) {
     tracing::debug!(
         tick_ms = tick.as_millis() as u64,
@@ -51,6 +52,7 @@ pub(crate) async fn run(
         }
         match run_once(&pool, tick, &policy, &cancel).await {
             Ok(()) => {
+                state.ticked();
                 if outages > 0 {
                     tracing::info!("pgstream scheduler: the database is reachable again");
                 }
@@ -70,6 +72,7 @@ pub(crate) async fn run(
             }
         }
     }
+    state.stopped();
     tracing::debug!("pgstream scheduler stopped");
 }
 

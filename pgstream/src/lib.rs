@@ -323,6 +323,20 @@
 //! }
 //! ```
 //!
+//! ### Changing a query
+//!
+//! A stream table whose query (or mode) in the program differs from the one in the
+//! database makes [`RuntimeBuilder::start`] fail with [`Error::DefinitionChanged`]:
+//! stored data is never replaced on its own. With
+//! [`RuntimeBuilder::replace_changed`]`(true)` the changed definition replaces the stored
+//! one at start, building and populating the new storage table beside the old one and
+//! swapping it in one transaction (readers see the old rows or the new ones, never an
+//! empty table); [`RuntimeHandle::replace_stream_table`], `pgstream replace` and
+//! `pgstream.replace_stream_table(name, query)` do the same by hand. An older
+//! application version that registers a definition the stream table had before (a
+//! rolling deploy) leaves the newer one alone with a WARN. [`RuntimeHandle::health`]
+//! serves readiness probes.
+//!
 //! ## Crates
 //!
 //! | crate | role |

@@ -816,6 +816,71 @@ async fn a_role_may_request_only_over_what_it_may_read() {
         .await
         .unwrap_err();
     assert!(e.to_string().contains("may not alter"), "{e}");
+    // Replacing the query (issue 16): bob may not; alice may, over what she may read
+    // only; the replaced stream table stays hers, and her SELECT on it is kept.
+    sqlx::raw_sql(
+        "SELECT pgstream.replace_stream_table('department_stats', 'SELECT id FROM departments')",
+    )
+    .execute(&mut b)
+    .await
+    .unwrap();
+    let e = sqlx::raw_sql("SELECT pgstream.wait_for_stream_table('department_stats')")
+        .execute(&mut b)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("may not replace"), "{e}");
+    sql(p, "CREATE TABLE secret (id int PRIMARY KEY)").await;
+    sqlx::raw_sql(
+        "SELECT pgstream.replace_stream_table('department_stats', 'SELECT id FROM secret')",
+    )
+    .execute(&mut a)
+    .await
+    .unwrap();
+    let e = sqlx::raw_sql("SELECT pgstream.wait_for_stream_table('department_stats')")
+        .execute(&mut a)
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("may not read") && e.to_string().contains("secret"),
+        "{e}"
+    );
+    let replaced = "SELECT d.id AS department_id, d.name AS department_name FROM departments d";
+    sqlx::raw_sql(&format!(
+        "SELECT pgstream.replace_stream_table('department_stats', '{replaced}')"
+    ))
+    .execute(&mut a)
+    .await
+    .unwrap();
+    sqlx::raw_sql("SELECT pgstream.wait_for_stream_table('department_stats')")
+        .execute(&mut a)
+        .await
+        .unwrap();
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM department_stats")
+        .fetch_one(&mut a)
+        .await
+        .unwrap();
+    let departments: i64 = sqlx::query_scalar("SELECT count(*) FROM departments")
+        .fetch_one(p)
+        .await
+        .unwrap();
+    assert_eq!(n, departments);
+    assert_eq!(
+        scalar_text(
+            p,
+            "SELECT requested_by::text FROM pgstream.pgs_stream_tables WHERE table_name = 'department_stats'"
+        )
+        .await,
+        Some(alice.clone())
+    );
+    assert_eq!(
+        scalar_text(
+            p,
+            "SELECT query FROM pgstream.pgs_stream_tables WHERE table_name = 'department_stats'"
+        )
+        .await
+        .as_deref(),
+        Some(replaced)
+    );
     // bob may read the sources but not create in public.
     sqlx::raw_sql(
         "SELECT pgstream.create_stream_table('bobs', 'SELECT id FROM departments', '1m', 'FULL')",

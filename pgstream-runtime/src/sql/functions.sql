@@ -610,6 +610,13 @@ BEGIN
     DELETE FROM pgstream.pgs_refresh_stats r WHERE r.st_id = st.id;
     DELETE FROM pgstream.pgs_frontiers f WHERE f.st_id = st.id;
     DELETE FROM pgstream.pgs_stream_tables s WHERE s.id = st.id;
+    -- A dropped stream table's earlier definitions (see pgs_superseded) are forgotten:
+    -- one created again under this name starts with no history. Not when the drop is
+    -- the first half of a replacement (replace.rs), which keeps them.
+    IF coalesce(current_setting('pgstream.replacing', true), '') <> 'on' THEN
+        DELETE FROM pgstream.pgs_superseded x
+         WHERE x.schema_name = st.schema_name AND x.table_name = st.table_name;
+    END IF;
     IF storage IS NOT NULL THEN
         -- Capture on the storage table itself (nobody reads it any more, see above).
         IF EXISTS (SELECT 1 FROM pgstream.pgs_sources s WHERE s.source_oid = storage) THEN
@@ -1247,7 +1254,7 @@ BEGIN
         RAISE EXCEPTION 'pgstream: stream table name must not be empty'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF kind = 'create' AND (query IS NULL OR btrim(query) = '') THEN
+    IF kind IN ('create', 'replace') AND (query IS NULL OR btrim(query) = '') THEN
         RAISE EXCEPTION 'pgstream: the defining query of stream table % must not be empty', name
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
@@ -1304,6 +1311,25 @@ BEGIN
 END
 $fn$;
 
+-- Replace the defining query (and, when given, the schedule and refresh mode; NULL:
+-- unchanged) of a stream table, through a running runtime like create_stream_table:
+-- the new storage is built and populated in one transaction that swaps it for the
+-- old (readers see the old rows or the new ones, never an empty table); the grants
+-- on the old storage table are given on the new one. Only the role that requested
+-- it, a member of the storage table's owner, or a superuser may; the requesting
+-- role must be able to read the new query's sources. Wait with
+-- pgstream.wait_for_stream_table(name).
+CREATE OR REPLACE FUNCTION pgstream.replace_stream_table(name text, query text,
+                                                         schedule text DEFAULT NULL,
+                                                         refresh_mode text DEFAULT NULL)
+RETURNS void LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    PERFORM pgstream._request('replace', name, query, schedule, refresh_mode);
+END
+$fn$;
+
 -- Wait until the last request for stream table `name` is carried out: returns when
 -- it is (the stream table is created and populated, or altered); raises the
 -- runtime's error (SQLSTATE PGS02, with the compiler's diagnostic) when it failed;
@@ -1330,7 +1356,7 @@ BEGIN
             PERFORM pgstream._resolve(name);
             RETURN;
         END IF;
-        IF r.state IN ('created', 'altered') THEN
+        IF r.state IN ('created', 'altered', 'replaced') THEN
             RETURN;
         ELSIF r.state = 'failed' THEN
             IF coalesce(r.hint, '') = '' THEN

@@ -84,3 +84,27 @@ UPDATE pgstream.pgs_frontiers f
    SET source_schema = s.schema_name, source_name = s.table_name
   FROM pgstream.pgs_sources s
  WHERE s.source_oid = f.source_oid AND f.source_schema IS NULL;
+
+-- ---------------------------------------------------------------------------------
+-- replace (issue 16): a stream table's definition replaced by another (the builder's
+-- `replace_changed`, `pgstream replace`, pgstream.replace_stream_table). Each
+-- definition a stream table has had and no longer has is recorded here; a runtime
+-- that registers one of them (an older application version in a rolling deploy)
+-- leaves the stream table alone with a WARN instead of replacing it back or failing.
+-- An explicit replace back to such a definition removes it from this list.
+CREATE TABLE IF NOT EXISTS pgstream.pgs_superseded (
+    schema_name  text NOT NULL,
+    table_name   text NOT NULL,
+    mode         text NOT NULL,
+    query_md5    text NOT NULL,
+    query        text NOT NULL,
+    replaced_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (schema_name, table_name, mode, query_md5)
+);
+-- Requests from SQL of kind `replace` (pgstream.replace_stream_table), state `replaced`.
+ALTER TABLE pgstream.pgs_requests DROP CONSTRAINT IF EXISTS pgs_requests_kind_check;
+ALTER TABLE pgstream.pgs_requests ADD CONSTRAINT pgs_requests_kind_check
+    CHECK (kind IN ('create', 'alter', 'replace'));
+ALTER TABLE pgstream.pgs_requests DROP CONSTRAINT IF EXISTS pgs_requests_state_check;
+ALTER TABLE pgstream.pgs_requests ADD CONSTRAINT pgs_requests_state_check
+    CHECK (state IN ('pending', 'created', 'altered', 'replaced', 'failed'));

@@ -8,8 +8,12 @@
 //! pgstream status
 //! pgstream run                      # refresh on schedule until Ctrl-C / SIGTERM
 //! pgstream explain --query "SELECT ..." --schema migrations
+//! pgstream replace department_stats --query-file department_stats.sql
+//! pgstream status --json
 //! pgstream drop department_stats
 //! ```
+//!
+//! Exit codes: see [`EXIT_CODES`].
 //!
 //! Commands other than `explain` connect with `--database-url` or `DATABASE_URL`.
 
@@ -22,11 +26,31 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 use std::str::FromStr;
 
+/// The exit codes, as `--help` prints them.
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success
+  1  any other error
+  2  invalid command-line usage
+  3  not found: no stream table of that name
+  4  invalid query or argument: the query does not compile, a source cannot be used,
+     a schema or schedule is invalid
+  5  connection failure: the database cannot be reached or refused the login
+  6  conflict: the name is taken, the database holds another definition, or other
+     stream tables read the one to drop or replace";
+
+const EXIT_OTHER: u8 = 1;
+const EXIT_NOT_FOUND: u8 = 3;
+const EXIT_INVALID: u8 = 4;
+const EXIT_CONNECTION: u8 = 5;
+const EXIT_CONFLICT: u8 = 6;
+
 #[derive(Parser)]
 #[command(
     name = "pgstream",
     version,
-    about = "Stream tables for PostgreSQL: tables defined by a query, maintained incrementally"
+    about = "Stream tables for PostgreSQL: tables defined by a query, maintained incrementally",
+    after_help = EXIT_CODES
 )]
 struct Cli {
     /// PostgreSQL connection URL.
@@ -43,8 +67,15 @@ enum Command {
         /// Name of the stream table (`name` or `schema.name`).
         name: String,
         /// The defining query.
+        #[arg(
+            long,
+            required_unless_present = "query_file",
+            conflicts_with = "query_file"
+        )]
+        query: Option<String>,
+        /// A file holding the defining query.
         #[arg(long)]
-        query: String,
+        query_file: Option<PathBuf>,
         /// When the scheduler refreshes it: a staleness bound (`30s`, `5m`, `1h`) or a
         /// cron expression, UTC (`"*/5 * * * *"`, `"0 3 * * MON-FRI"`, `@daily`; six
         /// fields with seconds first also work).
@@ -53,6 +84,30 @@ enum Command {
         /// `differential` (incremental) or `full`.
         #[arg(long, default_value = "differential")]
         mode: String,
+    },
+    /// Replace the defining query of a stream table: the new storage table is built,
+    /// populated and swapped for the old one in one transaction (readers see the old
+    /// rows or the new ones, never an empty table); its name and the grants on it are
+    /// kept.
+    Replace {
+        /// Name of the stream table.
+        name: String,
+        /// The new defining query.
+        #[arg(
+            long,
+            required_unless_present = "query_file",
+            conflicts_with = "query_file"
+        )]
+        query: Option<String>,
+        /// A file holding the new defining query.
+        #[arg(long)]
+        query_file: Option<PathBuf>,
+        /// A new schedule (default: unchanged).
+        #[arg(long)]
+        schedule: Option<String>,
+        /// A new mode, `differential` or `full` (default: unchanged).
+        #[arg(long)]
+        mode: Option<String>,
     },
     /// Refresh a stream table now.
     Refresh {
@@ -74,7 +129,12 @@ enum Command {
         name: String,
     },
     /// Show every stream table with its schedule, freshness and statistics.
-    Status,
+    Status {
+        /// One JSON array of objects (every field of the status, timestamps in
+        /// RFC 3339, UTC) instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run the scheduler in the foreground for every stream table, until Ctrl-C or SIGTERM.
     Run {
         /// How often to look for stale stream tables (`1s`, `500ms`).
@@ -88,8 +148,15 @@ enum Command {
     /// Print the operator tree, the strategy per node and the generated SQL, without a database.
     Explain {
         /// The defining query.
+        #[arg(
+            long,
+            required_unless_present = "query_file",
+            conflicts_with = "query_file"
+        )]
+        query: Option<String>,
+        /// A file holding the defining query.
         #[arg(long)]
-        query: String,
+        query_file: Option<PathBuf>,
         /// Directory of `.sql` migrations that define the schema (applied in file-name order).
         #[arg(long, default_value = "migrations")]
         schema: PathBuf,
@@ -116,12 +183,74 @@ async fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
-            ExitCode::FAILURE
+            ExitCode::from(exit_code(e.as_ref()))
         }
     }
 }
 
 type Res = Result<(), Box<dyn std::error::Error>>;
+
+/// A query that does not compile, outside the library's errors (`explain`).
+#[derive(Debug)]
+struct InvalidQuery(String);
+
+impl std::fmt::Display for InvalidQuery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for InvalidQuery {}
+
+/// The exit code of an error (see [`EXIT_CODES`]).
+fn exit_code(e: &(dyn std::error::Error + 'static)) -> u8 {
+    if e.downcast_ref::<InvalidQuery>().is_some() {
+        return EXIT_INVALID;
+    }
+    let Some(e) = e.downcast_ref::<pgstream::Error>() else {
+        return EXIT_OTHER;
+    };
+    match e {
+        pgstream::Error::NotFound(_) => EXIT_NOT_FOUND,
+        pgstream::Error::Compile { .. }
+        | pgstream::Error::SchemaDrift { .. }
+        | pgstream::Error::Invalid(_) => EXIT_INVALID,
+        pgstream::Error::AlreadyExists(_)
+        | pgstream::Error::NameTaken(_)
+        | pgstream::Error::DefinitionChanged { .. }
+        | pgstream::Error::HasReaders { .. } => EXIT_CONFLICT,
+        pgstream::Error::Database { source, .. } => match source {
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Configuration(_) => EXIT_CONNECTION,
+            sqlx::Error::Database(_) => match e.sqlstate().as_deref() {
+                // connection exceptions, invalid authorization, database does not exist
+                Some(c) if c.starts_with("08") || c.starts_with("28") || c == "3D000" => {
+                    EXIT_CONNECTION
+                }
+                // dependent objects still exist, unique violation, duplicate table
+                Some("2BP01" | "23505" | "42P07") => EXIT_CONFLICT,
+                // undefined table, undefined column, syntax error, ... in a query
+                Some(c) if c.starts_with("42") => EXIT_INVALID,
+                _ => EXIT_OTHER,
+            },
+            _ => EXIT_OTHER,
+        },
+        _ => EXIT_OTHER,
+    }
+}
+
+/// The query given with `--query` or read from `--query-file`.
+fn query_text(query: Option<String>, file: Option<PathBuf>) -> Result<String, String> {
+    match (query, file) {
+        (Some(q), _) => Ok(q),
+        (None, Some(path)) => std::fs::read_to_string(&path)
+            .map_err(|e| format!("cannot read the query file {}: {e}", path.display())),
+        (None, None) => Err("give the query with --query or --query-file".into()),
+    }
+}
 
 async fn connect(url: Option<String>) -> Result<PgPool, Box<dyn std::error::Error>> {
     let url = url.ok_or("no database given: set DATABASE_URL or pass --database-url")?;
@@ -134,9 +263,9 @@ async fn connect(url: Option<String>) -> Result<PgPool, Box<dyn std::error::Erro
         .options([("search_path", "pg_catalog,pg_temp")]);
     let pool = PgPoolOptions::new()
         .max_connections(4)
-        .connect_with(options)
-        .await
-        .map_err(|e| format!("cannot connect to the database: {e}"))?;
+        .connect_lazy_with(options);
+    // A database that is down fails within seconds, saying why (connection refused).
+    pgstream::check_connection(&pool).await?;
     Ok(pool)
 }
 
@@ -144,10 +273,12 @@ async fn run(cli: Cli) -> Res {
     match cli.command {
         Command::Explain {
             query,
+            query_file,
             schema,
             mode,
             name,
         } => {
+            let query = query_text(query, query_file)?;
             let catalog = load_schema(&schema)?;
             let mode: Mode = mode.parse()?;
             let spec = pgstream::StreamTableSpec {
@@ -156,16 +287,19 @@ async fn run(cli: Cli) -> Res {
                 schedule: pgstream::Schedule::default(),
                 mode,
             };
-            let compiled = pgstream::compile(&spec, &catalog).map_err(|e| e.render(&query))?;
+            let compiled =
+                pgstream::compile(&spec, &catalog).map_err(|e| InvalidQuery(e.render(&query)))?;
             print!("{}", compiled.explain());
             Ok(())
         }
         Command::Create {
             name,
             query,
+            query_file,
             schedule,
             mode,
         } => {
+            let query = query_text(query, query_file)?;
             // Arguments first: a bad name, mode or schedule changes nothing.
             let mode: Mode = mode.parse()?;
             let spec = pgstream::spec(&name, &query, &schedule, mode)?;
@@ -178,6 +312,39 @@ async fn run(cli: Cli) -> Res {
                 format!("every {}", spec.schedule)
             };
             println!("created stream table {name} ({mode}, {when})");
+            Ok(())
+        }
+        Command::Replace {
+            name,
+            query,
+            query_file,
+            schedule,
+            mode,
+        } => {
+            let query = query_text(query, query_file)?;
+            let mode: Option<Mode> = mode.map(|m| m.parse()).transpose()?;
+            let qname = pgstream::QualifiedName::parse(&name).map_err(pgstream::Error::Invalid)?;
+            let pool = connect(cli.database_url).await?;
+            // Unchanged schedule and mode unless given.
+            let shown = pgstream::display_name(&qname);
+            let current = pgstream::status(&pool)
+                .await?
+                .into_iter()
+                .find(|s| s.name == shown)
+                .ok_or_else(|| pgstream::Error::NotFound(shown.clone()))?;
+            let mode = match mode {
+                Some(m) => m,
+                None => current.refresh_mode.parse()?,
+            };
+            let schedule = schedule.unwrap_or(current.schedule);
+            let spec = pgstream::spec(&name, &query, &schedule, mode)?;
+            if pgstream::replace_stream_table(&pool, &spec).await? {
+                println!("replaced the definition of stream table {shown} ({mode})");
+            } else {
+                println!(
+                    "stream table {shown} already has this query and mode (schedule {schedule})"
+                );
+            }
             Ok(())
         }
         Command::Refresh { name } => {
@@ -207,10 +374,14 @@ async fn run(cli: Cli) -> Res {
             println!("resumed stream table {name}");
             Ok(())
         }
-        Command::Status => {
+        Command::Status { json } => {
             let pool = connect(cli.database_url).await?;
             let rows = pgstream::status(&pool).await?;
-            print_status(&rows);
+            if json {
+                println!("{}", status_json(&rows));
+            } else {
+                print_status(&rows);
+            }
             Ok(())
         }
         Command::Run { tick, once } => {
@@ -314,6 +485,83 @@ fn print_status(rows: &[pgstream::StreamTableStatus]) {
         })
         .collect();
     print!("{}", aligned(&header, &table));
+}
+
+/// `status --json`: an array of objects, one per stream table.
+fn status_json(rows: &[pgstream::StreamTableStatus]) -> String {
+    fn text(s: &str) -> String {
+        let mut out = String::from("\"");
+        for c in s.chars() {
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                '\t' => out.push_str("\\t"),
+                c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+                c => out.push(c),
+            }
+        }
+        out.push('"');
+        out
+    }
+    fn opt_text(s: &Option<String>) -> String {
+        s.as_deref().map(text).unwrap_or_else(|| "null".into())
+    }
+    fn time(t: &Option<sqlx::types::chrono::DateTime<sqlx::types::chrono::Utc>>) -> String {
+        t.map(|t| text(&t.to_rfc3339()))
+            .unwrap_or_else(|| "null".into())
+    }
+    fn float(f: Option<f64>) -> String {
+        f.filter(|f| f.is_finite())
+            .map(|f| f.to_string())
+            .unwrap_or_else(|| "null".into())
+    }
+    let objects: Vec<String> = rows
+        .iter()
+        .map(|s| {
+            let fields = [
+                ("name", text(&s.name)),
+                ("schedule", text(&s.schedule)),
+                ("refresh_mode", text(&s.refresh_mode)),
+                ("status", text(&s.status)),
+                ("status_reason", opt_text(&s.status_reason)),
+                ("consecutive_failures", s.consecutive_failures.to_string()),
+                ("next_retry_at", time(&s.next_retry_at)),
+                ("last_refresh_at", time(&s.last_refresh_at)),
+                ("stale", s.stale.to_string()),
+                ("pending_changes", s.pending_changes.to_string()),
+                ("needs_full", s.needs_full.to_string()),
+                ("refresh_count", s.refresh_count.to_string()),
+                ("avg_duration_ms", float(s.avg_duration_ms)),
+                ("min_duration_ms", float(s.min_duration_ms)),
+                ("max_duration_ms", float(s.max_duration_ms)),
+                ("last_duration_ms", float(s.last_duration_ms)),
+                ("rows_affected", s.rows_affected.to_string()),
+                ("error_count", s.error_count.to_string()),
+                ("last_error", opt_text(&s.last_error)),
+                ("last_error_at", time(&s.last_error_at)),
+                ("strategy", opt_text(&s.strategy)),
+                ("last_strategy", opt_text(&s.last_strategy)),
+                (
+                    "last_window_rows",
+                    s.last_window_rows
+                        .map(|n| n.to_string())
+                        .unwrap_or_else(|| "null".into()),
+                ),
+                ("differential_count", s.differential_count.to_string()),
+                ("full_count", s.full_count.to_string()),
+                ("adaptive_full_count", s.adaptive_full_count.to_string()),
+                ("no_change_count", s.no_change_count.to_string()),
+            ];
+            let body: Vec<String> = fields
+                .iter()
+                .map(|(k, v)| format!("{}:{v}", text(k)))
+                .collect();
+            format!("{{{}}}", body.join(","))
+        })
+        .collect();
+    format!("[{}]", objects.join(","))
 }
 
 /// psql's aligned format.

@@ -1,0 +1,237 @@
+//! The command line as operators use it (issue 16): distinct exit codes, `status
+//! --json`, `explain --query-file`, `replace`; and a database that is down fails
+//! within seconds, saying why, both from the command line and from `Runtime::start`.
+
+use pgstream_tests::{test_db, TestDb};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+fn run(url: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_pgstream"))
+        .args(args)
+        .env("DATABASE_URL", url)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run pgstream")
+}
+
+async fn pgstream(db: &TestDb, args: &[&str]) -> Output {
+    let url = db.url.clone();
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run(&url, &args)
+    })
+    .await
+    .unwrap()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[track_caller]
+fn assert_code(out: &Output, code: i32, what: &str) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "{what}: stdout {} stderr {}",
+        stdout(out),
+        stderr(out)
+    );
+}
+
+/// A local port nothing listens on.
+fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    drop(l);
+    port
+}
+
+#[tokio::test]
+async fn exit_codes_status_json_replace_and_explain_query_file() {
+    let db = test_db().await;
+    db.exec(
+        "CREATE TABLE orders (id int PRIMARY KEY, customer text NOT NULL, amount int NOT NULL);
+         INSERT INTO orders SELECT i, 'c' || (i % 3), i FROM generate_series(1, 30) i;",
+    )
+    .await;
+    let q = "SELECT customer, sum(amount) AS total FROM orders GROUP BY customer";
+    let out = pgstream(&db, &["create", "per_customer", "--query", q]).await;
+    assert_code(&out, 0, "create");
+
+    // Not found: 3.
+    let out = pgstream(&db, &["refresh", "nothing_here"]).await;
+    assert_code(&out, 3, "refresh of a missing stream table");
+    let out = pgstream(&db, &["drop", "nothing_here"]).await;
+    assert_code(&out, 3, "drop of a missing stream table");
+    let out = pgstream(&db, &["replace", "nothing_here", "--query", q]).await;
+    assert_code(&out, 3, "replace of a missing stream table");
+    // Invalid query: 4.
+    let out = pgstream(
+        &db,
+        &["create", "bad", "--query", "SELECT nope FROM orders"],
+    )
+    .await;
+    assert_code(&out, 4, "create with a query that does not compile");
+    assert!(stderr(&out).contains("nope"), "{}", stderr(&out));
+    // Conflict: 6.
+    let out = pgstream(&db, &["create", "per_customer", "--query", q]).await;
+    assert_code(&out, 6, "create of an existing name");
+    db.exec("CREATE TABLE plain (x int)").await;
+    let out = pgstream(&db, &["create", "plain", "--query", q]).await;
+    assert_code(&out, 6, "create over a plain table");
+    let out = pgstream(
+        &db,
+        &[
+            "create",
+            "reader",
+            "--query",
+            "SELECT customer FROM per_customer",
+        ],
+    )
+    .await;
+    assert_code(&out, 0, "create of a reader");
+    let out = pgstream(&db, &["drop", "per_customer"]).await;
+    assert_code(&out, 6, "drop of a stream table others read");
+    let out = pgstream(
+        &db,
+        &[
+            "replace",
+            "per_customer",
+            "--query",
+            "SELECT customer FROM orders",
+        ],
+    )
+    .await;
+    assert_code(&out, 6, "replace of a stream table others read");
+    assert!(stderr(&out).contains("reader"), "{}", stderr(&out));
+    let out = pgstream(&db, &["drop", "reader"]).await;
+    assert_code(&out, 0, "drop reader");
+
+    // The codes are documented.
+    let out = pgstream(&db, &["--help"]).await;
+    let help = stdout(&out);
+    for line in [
+        "3  not found",
+        "4  invalid query",
+        "5  connection failure",
+        "6  conflict",
+    ] {
+        assert!(help.contains(line), "--help lacks `{line}`:\n{help}");
+    }
+
+    // status --json.
+    let out = pgstream(&db, &["status", "--json"]).await;
+    assert_code(&out, 0, "status --json");
+    let json = stdout(&out);
+    let json = json.trim();
+    assert!(json.starts_with("[{") && json.ends_with("}]"), "{json}");
+    assert!(json.contains(r#""name":"per_customer""#), "{json}");
+    assert!(json.contains(r#""refresh_mode":"DIFFERENTIAL""#), "{json}");
+    assert!(json.contains(r#""status":"ACTIVE""#), "{json}");
+
+    // replace from a file; the schedule is kept.
+    let dir = std::env::temp_dir().join(format!("pgstream_cli_operator_{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("per_customer.sql");
+    let q2 = "SELECT customer, count(*) AS n FROM orders GROUP BY customer";
+    std::fs::write(&file, q2).unwrap();
+    let out = pgstream(
+        &db,
+        &[
+            "replace",
+            "per_customer",
+            "--query-file",
+            file.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert_code(&out, 0, "replace");
+    assert!(stdout(&out).contains("replaced"), "{}", stdout(&out));
+    assert_eq!(db.difference(q2, "customer, n", "per_customer").await, 0);
+    let (query, schedule): (String, String) = sqlx::query_as(
+        "SELECT query, schedule FROM pgstream.pgs_stream_tables WHERE table_name = 'per_customer'",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!((query.as_str(), schedule.as_str()), (q2, "1m"));
+
+    // explain --query-file, with a schema directory.
+    let schema = dir.join("migrations");
+    std::fs::create_dir_all(&schema).unwrap();
+    std::fs::write(
+        schema.join("0001_init.sql"),
+        "CREATE TABLE orders (id int PRIMARY KEY, customer text NOT NULL, amount int NOT NULL);",
+    )
+    .unwrap();
+    let out = pgstream(
+        &db,
+        &[
+            "explain",
+            "--query-file",
+            file.to_str().unwrap(),
+            "--schema",
+            schema.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert_code(&out, 0, "explain --query-file");
+    assert!(stdout(&out).contains("orders"), "{}", stdout(&out));
+    std::fs::write(&file, "SELECT nope FROM orders").unwrap();
+    let out = pgstream(
+        &db,
+        &[
+            "explain",
+            "--query-file",
+            file.to_str().unwrap(),
+            "--schema",
+            schema.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert_code(&out, 4, "explain of a query that does not compile");
+    let out = pgstream(&db, &["explain", "--query", q, "--query-file", "x.sql"]).await;
+    assert_code(&out, 2, "--query and --query-file together");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[tokio::test]
+async fn a_database_that_is_down_fails_fast_with_the_cause() {
+    let url = format!("postgres://postgres@127.0.0.1:{}/postgres", closed_port());
+
+    // The command line: exit code 5, "connection refused", within seconds.
+    let started = Instant::now();
+    let u = url.clone();
+    let out = tokio::task::spawn_blocking(move || run(&u, &["status"]))
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    assert_code(&out, 5, "status against a closed port");
+    assert!(
+        stderr(&out).to_lowercase().contains("refused"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    eprintln!("pgstream status against a closed port failed in {took:?}");
+
+    // The library: Runtime::start over a pool with the default 30 s acquire timeout.
+    let pool = pgstream::sqlx::postgres::PgPoolOptions::new()
+        .connect_lazy(&url)
+        .unwrap();
+    let started = Instant::now();
+    let err = pgstream::Runtime::builder(pool).start().await.unwrap_err();
+    let took = started.elapsed();
+    let msg = err.to_string();
+    assert!(msg.to_lowercase().contains("refused"), "{msg}");
+    assert!(msg.contains("connecting to the database"), "{msg}");
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    eprintln!("Runtime::start against a closed port failed in {took:?}: {msg}");
+}
