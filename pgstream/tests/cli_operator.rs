@@ -235,3 +235,56 @@ async fn a_database_that_is_down_fails_fast_with_the_cause() {
     assert!(took < Duration::from_secs(10), "took {took:?}");
     eprintln!("Runtime::start against a closed port failed in {took:?}: {msg}");
 }
+
+/// Logs piped to a file or a collector carry no terminal escapes; `--log-format
+/// json` (or `PGSTREAM_LOG_FORMAT=json`) writes one JSON object per line.
+#[tokio::test]
+async fn logs_are_plain_when_piped_and_json_on_request() {
+    let db = test_db().await;
+    db.exec("CREATE TABLE lg (id int PRIMARY KEY, v int)").await;
+    let url = db.url.clone();
+    let (text, json) = tokio::task::spawn_blocking(move || {
+        let go = |format: &str, name: &str| {
+            Command::new(env!("CARGO_BIN_EXE_pgstream"))
+                .args([
+                    "create",
+                    name,
+                    "--query",
+                    "SELECT id, v FROM lg",
+                    "--schedule",
+                    "1h",
+                ])
+                .env("DATABASE_URL", &url)
+                .env("RUST_LOG", "info")
+                .env("PGSTREAM_LOG_FORMAT", format)
+                .env_remove("NO_COLOR")
+                .output()
+                .expect("run pgstream")
+        };
+        (go("text", "lg_text"), go("json", "lg_json"))
+    })
+    .await
+    .unwrap();
+    assert_code(&text, 0, "create with text logs");
+    assert_code(&json, 0, "create with json logs");
+    let text_log = stderr(&text);
+    assert!(text_log.contains("created stream table"), "{text_log}");
+    assert!(
+        !text_log.contains('\u{1b}'),
+        "escape codes in piped logs: {text_log:?}"
+    );
+    let json_log = stderr(&json);
+    let lines: Vec<&str> = json_log.lines().filter(|l| !l.is_empty()).collect();
+    assert!(!lines.is_empty(), "no json log lines");
+    for line in &lines {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not json ({e}): {line}"));
+        assert!(v.get("level").is_some(), "{line}");
+    }
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("\"stream_table\":\"lg_json\"")),
+        "{json_log}"
+    );
+}
