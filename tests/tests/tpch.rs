@@ -97,7 +97,20 @@ async fn tpch_refresh_times() {
         .unwrap_or(0.01);
     let t = Instant::now();
     let (db, h) = setup(sf).await;
-    println!("scale factor {sf}: loaded in {:?}", t.elapsed());
+    // With the foreign-key indexes unless PGS_TPCH_FK_INDEXES=0.
+    let fk = std::env::var("PGS_TPCH_FK_INDEXES").map_or(true, |v| v != "0");
+    if fk {
+        db.exec(tpch::FOREIGN_KEY_INDEXES).await;
+    }
+    println!(
+        "scale factor {sf}{}: loaded in {:?}",
+        if fk {
+            ", foreign-key indexes"
+        } else {
+            ", primary keys only"
+        },
+        t.elapsed()
+    );
     let queries = tpch::queries();
     let orders: i64 = sqlx::query_scalar("SELECT count(*) FROM orders")
         .fetch_one(&db.pool)
@@ -113,9 +126,39 @@ async fn tpch_refresh_times() {
             .await;
         println!("Q{n:02} created in {create:?}");
     }
-    // About 0.1 % of the orders inserted and as many deleted, plus updates.
-    db.exec(&tpch::round_sql(0, (orders / 1000).max(1) as u64))
-        .await;
+    // About 0.1 % of the orders inserted and as many deleted, and updates to about
+    // 0.1 % of the rows of every table (PGS_TPCH_MODULUS=97: 1 %), as issue 13 asks.
+    let modulus: u64 = std::env::var("PGS_TPCH_MODULUS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1009);
+    db.exec(&tpch::round_sql_with(
+        0,
+        (orders / 1000).max(1) as u64,
+        modulus,
+    ))
+    .await;
+    let mut images = Vec::new();
+    for t in [
+        "lineitem", "orders", "customer", "part", "partsupp", "supplier", "nation", "region",
+    ] {
+        let oid: i64 = sqlx::query_scalar("SELECT $1::regclass::oid::bigint")
+            .bind(t)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+        let n: i64 = sqlx::query_scalar(&format!(
+            "SELECT count(*) FROM pgstream_changes.changes_{oid}"
+        ))
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+        images.push(format!("{t} {n}"));
+    }
+    println!(
+        "captured row images (an update is two): {}",
+        images.join(", ")
+    );
     db.exec("ANALYZE").await;
     println!("query  strategy                      refresh        REFRESH MATERIALIZED VIEW");
     for (n, q) in &queries {
