@@ -30,6 +30,7 @@ mod create;
 mod error;
 mod health;
 mod install;
+pub mod metrics;
 mod pin;
 mod refresh;
 mod replace;

@@ -37,10 +37,11 @@ pub async fn refresh(pool: &PgPool, name: &str) -> Result<RefreshOutcome> {
         }
         .await;
         match r {
-            Ok(n) => Ok(finish(n.unwrap_or(0), start)),
+            Ok(n) => Ok(finish(name, n.unwrap_or(0), start)),
             Err(e) if is_not_found(&e) => Err(Error::NotFound(name.to_string())),
             Err(e) => {
                 let err = Error::db(Some(name), "refreshing", e);
+                crate::metrics::failed(name, &err);
                 record_error_by_name(pool, name, &err).await;
                 Err(err)
             }
@@ -70,8 +71,12 @@ pub(crate) async fn try_refresh_by_id(
             Ok(n)
         }
         .await
-        .map_err(|e| Error::db(Some(name), "refreshing", e))?;
-        Ok(n.map(|n| finish(n, start)))
+        .map_err(|e| {
+            let err = Error::db(Some(name), "refreshing", e);
+            crate::metrics::failed(name, &err);
+            err
+        })?;
+        Ok(n.map(|n| finish(name, n, start)))
     }
     .instrument(span)
     .await
@@ -86,8 +91,9 @@ fn refresh_span(name: &str) -> tracing::Span {
     )
 }
 
-fn finish(rows_changed: i64, start: Instant) -> RefreshOutcome {
+fn finish(name: &str, rows_changed: i64, start: Instant) -> RefreshOutcome {
     let duration = start.elapsed();
+    crate::metrics::refreshed(name, rows_changed, duration);
     let span = tracing::Span::current();
     span.record("rows_changed", rows_changed);
     span.record("duration_ms", duration.as_secs_f64() * 1000.0);

@@ -47,6 +47,7 @@ impl Runtime {
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
         let state = Arc::new(RuntimeState::started(scheduler, tick));
+        crate::metrics::describe();
         if scheduler {
             tracker.spawn(crate::scheduler::run(
                 pool.clone(),

@@ -44,6 +44,7 @@ pub(crate) async fn run(
     let mut interval = tokio::time::interval(tick);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut outages: u32 = 0;
+    let mut sampled: Option<tokio::time::Instant> = None;
     loop {
         tokio::select! {
             biased;
@@ -53,6 +54,12 @@ pub(crate) async fn run(
         match run_once(&pool, tick, &policy, &cancel).await {
             Ok(()) => {
                 state.ticked();
+                if sampled.is_none_or(|t| t.elapsed() >= crate::metrics::SAMPLE_EVERY) {
+                    sampled = Some(tokio::time::Instant::now());
+                    if let Err(e) = crate::metrics::sample(&pool).await {
+                        tracing::debug!(error = %e, "could not sample the metrics gauges");
+                    }
+                }
                 if outages > 0 {
                     tracing::info!("pgstream scheduler: the database is reachable again");
                 }
