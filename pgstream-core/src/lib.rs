@@ -15,6 +15,7 @@ pub mod catalog;
 pub mod contract;
 pub mod cron;
 pub mod error;
+pub mod rust_types;
 pub mod spec;
 
 /// Switches for pgstream's own tests. Not part of the API.
@@ -146,32 +147,6 @@ pub trait StreamTable {
     const FIELDS: &'static [FieldDef] = &[];
 }
 
-/// The SQL types (without modifiers) whose Rust counterparts the field check knows;
-/// a column of another type is accepted whatever the field's type.
-pub const KNOWN_TYPES: &[&str] = &[
-    "smallint",
-    "integer",
-    "bigint",
-    "real",
-    "double precision",
-    "boolean",
-    "text",
-    "character varying",
-    "character",
-    "name",
-    "citext",
-    "numeric",
-    "date",
-    "timestamp without time zone",
-    "timestamp with time zone",
-    "time without time zone",
-    "uuid",
-    "json",
-    "jsonb",
-    "interval",
-    "bytea",
-];
-
 /// A field of a `#[stream_table]` struct, as the start-up type check sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FieldDef {
@@ -195,7 +170,7 @@ impl FieldDef {
             let b = types::base(t);
             // a type pgstream does not know (a domain, an enum, an extension's type) may
             // well decode into the field: accepted, as at build time
-            let known = KNOWN_TYPES.contains(&b.trim_end_matches("[]"));
+            let known = rust_types::is_known(b.trim_end_matches("[]"));
             if known && !self.sql_types.is_empty() && !self.sql_types.contains(&b.as_str()) {
                 return Some(format!(
                     "column `{}` is `{t}`, but field `{}` is `{}`, which reads {}",

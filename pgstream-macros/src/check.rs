@@ -3,6 +3,7 @@
 
 use crate::ast::Container;
 use crate::ctxt::Ctxt;
+use pgstream_core::rust_types::suggestion;
 use pgstream_core::OutputColumn;
 
 /// Every output column needs a field of the same name and every field a column. Order
@@ -234,7 +235,7 @@ fn single_arg(args: &syn::PathArguments) -> Option<&syn::Type> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum RustSql {
     /// One of these base types.
-    Scalar(&'static [&'static str]),
+    Scalar(Vec<&'static str>),
     /// An array of the element's types.
     Array(Box<RustSql>),
 }
@@ -259,32 +260,15 @@ impl RustSql {
 /// not know (a user type: accepted).
 fn rust_sql_type(ty: &syn::Type) -> Option<RustSql> {
     let (name, args) = last_segment(ty)?;
-    let types: &'static [&'static str] = match name.as_str() {
-        "i16" => &["smallint"],
-        "i32" => &["integer"],
-        "i64" => &["bigint"],
-        "f32" => &["real"],
-        "f64" => &["double precision"],
-        "bool" => &["boolean"],
-        "String" => &["text", "character varying", "character", "name", "citext"],
-        "Decimal" | "BigDecimal" => &["numeric"],
-        "NaiveDate" | "Date" => &["date"],
-        "NaiveDateTime" | "PrimitiveDateTime" => &["timestamp without time zone"],
-        "DateTime" | "OffsetDateTime" => &["timestamp with time zone"],
-        "NaiveTime" | "Time" => &["time without time zone"],
-        "Uuid" => &["uuid"],
-        "Value" | "JsonValue" | "Json" => &["json", "jsonb"],
-        "PgInterval" => &["interval"],
-        "Vec" => {
-            let elem = single_arg(args)?;
-            if last_segment(elem).is_some_and(|(n, _)| n == "u8") {
-                return Some(RustSql::Scalar(&["bytea"]));
-            }
-            return Some(RustSql::Array(Box::new(rust_sql_type(elem)?)));
+    if name == "Vec" {
+        let elem = single_arg(args)?;
+        if last_segment(elem).is_some_and(|(n, _)| n == "u8") {
+            return Some(RustSql::Scalar(vec!["bytea"]));
         }
-        _ => return None,
-    };
-    Some(RustSql::Scalar(types))
+        return Some(RustSql::Array(Box::new(rust_sql_type(elem)?)));
+    }
+    let types = pgstream_core::rust_types::sql_types_of(&name);
+    (!types.is_empty()).then_some(RustSql::Scalar(types))
 }
 
 fn accepts(rust: &RustSql, base: &str) -> bool {
@@ -293,36 +277,6 @@ fn accepts(rust: &RustSql, base: &str) -> bool {
         (RustSql::Array(elem), Some(e)) => accepts(elem, e),
         _ => false,
     }
-}
-
-/// The Rust type to declare for a SQL type, `None` for a type this check does not
-/// know (then any field type is accepted).
-fn suggestion(base: &str) -> Option<String> {
-    if let Some(elem) = base.strip_suffix("[]") {
-        return suggestion(elem).map(|e| format!("Vec<{e}>"));
-    }
-    Some(
-        match base {
-            "smallint" => "i16",
-            "integer" => "i32",
-            "bigint" => "i64",
-            "real" => "f32",
-            "double precision" => "f64",
-            "boolean" => "bool",
-            "text" | "character varying" | "character" | "name" | "citext" => "String",
-            "numeric" => "rust_decimal::Decimal",
-            "date" => "chrono::NaiveDate",
-            "timestamp without time zone" => "chrono::NaiveDateTime",
-            "timestamp with time zone" => "chrono::DateTime<chrono::Utc>",
-            "time without time zone" => "chrono::NaiveTime",
-            "uuid" => "uuid::Uuid",
-            "json" | "jsonb" => "serde_json::Value",
-            "interval" => "sqlx::postgres::types::PgInterval",
-            "bytea" => "Vec<u8>",
-            _ => return None,
-        }
-        .to_string(),
-    )
 }
 
 /// A type as the user would write it: `Option<i32>`, not `Option < i32 >`.
