@@ -71,6 +71,20 @@ async fn wait_for_runtime(pool: &PgPool) {
     }
 }
 
+/// Runs `request` (a call of a pgstream request function) on `conn`, then waits
+/// there for stream table `name`: the wait's outcome.
+async fn request_and_wait(
+    conn: &mut sqlx::PgConnection,
+    request: &str,
+    name: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::raw_sql(request).execute(&mut *conn).await?;
+    sqlx::raw_sql(&format!("SELECT pgstream.wait_for_stream_table('{name}')"))
+        .execute(&mut *conn)
+        .await
+        .map(|_| ())
+}
+
 async fn sql(pool: &PgPool, statement: &str) {
     sqlx::raw_sql(statement)
         .execute(pool)
@@ -711,9 +725,7 @@ async fn a_role_may_request_only_over_what_it_may_read() {
         .unwrap();
 
     // No SELECT on employees: refused, nothing created.
-    sqlx::raw_sql(&step3()).execute(&mut a).await.unwrap();
-    let e = sqlx::raw_sql("SELECT pgstream.wait_for_stream_table('department_stats')")
-        .execute(&mut a)
+    let e = request_and_wait(&mut a, &step3(), "department_stats")
         .await
         .unwrap_err();
     assert!(
@@ -725,17 +737,8 @@ async fn a_role_may_request_only_over_what_it_may_read() {
         None
     );
     // A request in another role's name is recorded in the inserting role's.
-    sqlx::raw_sql(
-        "INSERT INTO pgstream.pgs_requests (kind, name, query, schedule, refresh_mode, requested_by, state)
-         VALUES ('create', 'spoof', 'SELECT id FROM employees', '1m', 'FULL', 'postgres', 'created')",
-    )
-    .execute(&mut a)
-    .await
-    .unwrap();
-    let e = sqlx::raw_sql("SELECT pgstream.wait_for_stream_table('spoof')")
-        .execute(&mut a)
-        .await
-        .unwrap_err();
+    let e = request_and_wait(&mut a, "INSERT INTO pgstream.pgs_requests (kind, name, query, schedule, refresh_mode, requested_by, state)
+         VALUES ('create', 'spoof', 'SELECT id FROM employees', '1m', 'FULL', 'postgres', 'created')", "spoof").await.unwrap_err();
     assert!(e.to_string().contains("may not read"), "{e}");
     assert_eq!(
         scalar_text(
@@ -755,14 +758,7 @@ async fn a_role_may_request_only_over_what_it_may_read() {
     ),
     )
     .await;
-    sqlx::raw_sql("SELECT pgstream.create_stream_table('bumped', 'SELECT public.bump(id) AS b FROM departments', '1m', 'FULL')")
-        .execute(&mut a)
-        .await
-        .unwrap();
-    let e = sqlx::raw_sql("SELECT pgstream.wait_for_stream_table('bumped')")
-        .execute(&mut a)
-        .await
-        .unwrap_err();
+    let e = request_and_wait(&mut a, "SELECT pgstream.create_stream_table('bumped', 'SELECT public.bump(id) AS b FROM departments', '1m', 'FULL')", "bumped").await.unwrap_err();
     assert!(
         e.to_string().contains("public.bump, outside pg_catalog"),
         "{e}"
@@ -770,9 +766,7 @@ async fn a_role_may_request_only_over_what_it_may_read() {
 
     // With SELECT on every source: created, readable by alice, owned by the runtime's role.
     sql(p, &format!("GRANT SELECT ON employees TO {alice}")).await;
-    sqlx::raw_sql(&step3()).execute(&mut a).await.unwrap();
-    sqlx::raw_sql("SELECT pgstream.wait_for_stream_table('department_stats')")
-        .execute(&mut a)
+    request_and_wait(&mut a, &step3(), "department_stats")
         .await
         .unwrap();
     let n: i64 = sqlx::query_scalar("SELECT count(*) FROM department_stats")
@@ -796,65 +790,54 @@ async fn a_role_may_request_only_over_what_it_may_read() {
     .unwrap();
     assert!(!owner_is_requester);
     // alice may alter it; bob may not.
-    sqlx::raw_sql("SELECT pgstream.alter_stream_table('department_stats', schedule => '5m')")
-        .execute(&mut a)
-        .await
-        .unwrap();
-    sqlx::raw_sql("SELECT pgstream.wait_for_stream_table('department_stats')")
-        .execute(&mut a)
-        .await
-        .unwrap();
+    request_and_wait(
+        &mut a,
+        "SELECT pgstream.alter_stream_table('department_stats', schedule => '5m')",
+        "department_stats",
+    )
+    .await
+    .unwrap();
     let mut b = sqlx::PgConnection::connect_with(&as_role(&bob))
         .await
         .unwrap();
-    sqlx::raw_sql("SELECT pgstream.alter_stream_table('department_stats', schedule => '1s')")
-        .execute(&mut b)
-        .await
-        .unwrap();
-    let e = sqlx::raw_sql("SELECT pgstream.wait_for_stream_table('department_stats')")
-        .execute(&mut b)
-        .await
-        .unwrap_err();
+    let e = request_and_wait(
+        &mut b,
+        "SELECT pgstream.alter_stream_table('department_stats', schedule => '1s')",
+        "department_stats",
+    )
+    .await
+    .unwrap_err();
     assert!(e.to_string().contains("may not alter"), "{e}");
     // Replacing the query (issue 16): bob may not; alice may, over what she may read
     // only; the replaced stream table stays hers, and her SELECT on it is kept.
-    sqlx::raw_sql(
+    let e = request_and_wait(
+        &mut b,
         "SELECT pgstream.replace_stream_table('department_stats', 'SELECT id FROM departments')",
+        "department_stats",
     )
-    .execute(&mut b)
     .await
-    .unwrap();
-    let e = sqlx::raw_sql("SELECT pgstream.wait_for_stream_table('department_stats')")
-        .execute(&mut b)
-        .await
-        .unwrap_err();
+    .unwrap_err();
     assert!(e.to_string().contains("may not replace"), "{e}");
     sql(p, "CREATE TABLE secret (id int PRIMARY KEY)").await;
-    sqlx::raw_sql(
+    let e = request_and_wait(
+        &mut a,
         "SELECT pgstream.replace_stream_table('department_stats', 'SELECT id FROM secret')",
+        "department_stats",
     )
-    .execute(&mut a)
     .await
-    .unwrap();
-    let e = sqlx::raw_sql("SELECT pgstream.wait_for_stream_table('department_stats')")
-        .execute(&mut a)
-        .await
-        .unwrap_err();
+    .unwrap_err();
     assert!(
         e.to_string().contains("may not read") && e.to_string().contains("secret"),
         "{e}"
     );
     let replaced = "SELECT d.id AS department_id, d.name AS department_name FROM departments d";
-    sqlx::raw_sql(&format!(
-        "SELECT pgstream.replace_stream_table('department_stats', '{replaced}')"
-    ))
-    .execute(&mut a)
+    request_and_wait(
+        &mut a,
+        &format!("SELECT pgstream.replace_stream_table('department_stats', '{replaced}')"),
+        "department_stats",
+    )
     .await
     .unwrap();
-    sqlx::raw_sql("SELECT pgstream.wait_for_stream_table('department_stats')")
-        .execute(&mut a)
-        .await
-        .unwrap();
     let n: i64 = sqlx::query_scalar("SELECT count(*) FROM department_stats")
         .fetch_one(&mut a)
         .await
@@ -882,16 +865,13 @@ async fn a_role_may_request_only_over_what_it_may_read() {
         Some(replaced)
     );
     // bob may read the sources but not create in public.
-    sqlx::raw_sql(
+    let e = request_and_wait(
+        &mut b,
         "SELECT pgstream.create_stream_table('bobs', 'SELECT id FROM departments', '1m', 'FULL')",
+        "bobs",
     )
-    .execute(&mut b)
     .await
-    .unwrap();
-    let e = sqlx::raw_sql("SELECT pgstream.wait_for_stream_table('bobs')")
-        .execute(&mut b)
-        .await
-        .unwrap_err();
+    .unwrap_err();
     assert!(e.to_string().contains("may not create tables"), "{e}");
     assert_eq!(
         rows(p, "SELECT schedule FROM pgstream.pgs_status()").await,
