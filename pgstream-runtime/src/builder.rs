@@ -480,20 +480,8 @@ async fn check_existing(
         let found: Vec<&str> = found.iter().map(String::as_str).collect();
         crate::create::check_columns(&name, expected, &found)?;
     }
-    let schedule = spec.schedule.to_string();
-    if stored.schedule != schedule {
-        sqlx::query(
-            "UPDATE pgstream.pgs_stream_tables
-                SET schedule = $2, schedule_interval = $3::float8 * interval '1 millisecond'
-              WHERE id = $1",
-        )
-        .bind(stored.id)
-        .bind(&schedule)
-        .bind(spec.schedule.nominal_interval().as_secs_f64() * 1000.0)
-        .execute(&mut *conn)
-        .await
-        .step(Some(&name), "updating the schedule")?;
-    }
+    crate::create::update_schedule(&mut conn, stored.id, &stored.schedule, spec, Some(&name))
+        .await?;
     conn.commit()
         .await
         .step(Some(&name), "updating the schedule")?;

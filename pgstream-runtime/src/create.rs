@@ -42,16 +42,7 @@ pub(crate) async fn create_checked(
 ) -> Result<()> {
     install(pool).await?;
     let name = display_name(&spec.name);
-    // The same search_path as every refresh (crate::pin): a query that would fail
-    // there fails now, and types outside pg_catalog come back schema-qualified from
-    // format_type. JIT off as in every refresh (see refresh_stream_table_by_id).
-    let mut tx = crate::pin::begin(pool)
-        .await
-        .step(Some(&name), "starting the creation")?;
-    sqlx::raw_sql("SET LOCAL jit = off")
-        .execute(&mut *tx)
-        .await
-        .step(Some(&name), "starting the creation")?;
+    let mut tx = begin_ddl(pool, &name, "starting the creation").await?;
     create_in(&mut tx, spec, &name, expected).await?;
     tx.commit()
         .await
@@ -980,6 +971,49 @@ async fn reject_volatile_functions(
             source: Box::new(err),
         });
     }
+    Ok(())
+}
+
+/// The transaction a creation or replacement runs in: the same `search_path` as
+/// every refresh (`crate::pin`), so a query that would fail there fails now and
+/// types outside pg_catalog come back schema-qualified from `format_type`; JIT off
+/// as in every refresh (see `refresh_stream_table_by_id`).
+pub(crate) async fn begin_ddl(
+    pool: &PgPool,
+    name: &str,
+    step: &'static str,
+) -> Result<sqlx::Transaction<'static, sqlx::Postgres>> {
+    let mut tx = crate::pin::begin(pool).await.step(Some(name), step)?;
+    sqlx::raw_sql("SET LOCAL jit = off")
+        .execute(&mut *tx)
+        .await
+        .step(Some(name), step)?;
+    Ok(tx)
+}
+
+/// Records `spec`'s schedule for stream table `id` when it differs from `stored`.
+pub(crate) async fn update_schedule(
+    conn: &mut PgConnection,
+    id: i64,
+    stored: &str,
+    spec: &StreamTableSpec,
+    subject: Option<&str>,
+) -> Result<()> {
+    let schedule = spec.schedule.to_string();
+    if stored == schedule {
+        return Ok(());
+    }
+    sqlx::query(
+        "UPDATE pgstream.pgs_stream_tables
+            SET schedule = $2, schedule_interval = $3::float8 * interval '1 millisecond'
+          WHERE id = $1",
+    )
+    .bind(id)
+    .bind(&schedule)
+    .bind(spec.schedule.nominal_interval().as_secs_f64() * 1000.0)
+    .execute(&mut *conn)
+    .await
+    .step(subject, "updating the schedule")?;
     Ok(())
 }
 

@@ -71,13 +71,7 @@ pub(crate) async fn replace_checked(
 ) -> Result<Outcome> {
     crate::install::install(pool).await?;
     let name = display_name(&spec.name);
-    let mut tx = crate::pin::begin(pool)
-        .await
-        .step(Some(&name), "starting the replacement")?;
-    sqlx::raw_sql("SET LOCAL jit = off")
-        .execute(&mut *tx)
-        .await
-        .step(Some(&name), "starting the replacement")?;
+    let mut tx = crate::create::begin_ddl(pool, &name, "starting the replacement").await?;
     let done = replace_in(&mut tx, spec, &name, expected, explicit).await?;
     tx.commit()
         .await
@@ -131,20 +125,7 @@ pub(crate) async fn replace_in(
         return Err(Error::NotFound(name.to_string()));
     };
     if stored.query == spec.query && stored.mode == spec.mode.as_str() {
-        let schedule = spec.schedule.to_string();
-        if stored.schedule != schedule {
-            sqlx::query(
-                "UPDATE pgstream.pgs_stream_tables
-                    SET schedule = $2, schedule_interval = $3::float8 * interval '1 millisecond'
-                  WHERE id = $1",
-            )
-            .bind(stored.id)
-            .bind(&schedule)
-            .bind(spec.schedule.nominal_interval().as_secs_f64() * 1000.0)
-            .execute(&mut *conn)
-            .await
-            .step(subject, "updating the schedule")?;
-        }
+        crate::create::update_schedule(conn, stored.id, &stored.schedule, spec, subject).await?;
         return Ok(Outcome::Unchanged);
     }
     if !explicit && is_superseded(conn, spec).await? {
