@@ -8,7 +8,7 @@
 //! | `pgstream_refresh_rows_changed_total` | counter | `stream_table` | storage rows inserted, updated or deleted by refreshes |
 //! | `pgstream_refreshes_total` | counter | `stream_table` | refreshes that succeeded |
 //! | `pgstream_refresh_failures_total` | counter | `stream_table`, `kind` (`drift`, `transient`, `error`) | refreshes that failed |
-//! | `pgstream_staleness_seconds` | gauge | `stream_table` | age of the data: now minus the time of the snapshot of the last refresh |
+//! | `pgstream_staleness_seconds` | gauge | `stream_table` | age of the data: now minus the time of the snapshot of the last refresh while a source's buffer holds changes (or a full refresh is pending); 0 when no source has changes, since the data is then current |
 //! | `pgstream_buffer_rows` | gauge | `source` | rows waiting in a source's change buffer (PostgreSQL's live-row estimate) |
 //! | `pgstream_stream_tables` | gauge | `status` | stream tables per status (`ACTIVE`, `ERROR`, `SUSPENDED`, ...) |
 //!
@@ -27,7 +27,8 @@ pub const ROWS_CHANGED: &str = "pgstream_refresh_rows_changed_total";
 pub const REFRESHES: &str = "pgstream_refreshes_total";
 /// Counter of failed refreshes.
 pub const FAILURES: &str = "pgstream_refresh_failures_total";
-/// Gauge: age of a stream table's data, in seconds.
+/// Gauge: age of a stream table's data, in seconds (0 while its sources have no
+/// changes).
 pub const STALENESS: &str = "pgstream_staleness_seconds";
 /// Gauge: rows in a source's change buffer.
 pub const BUFFER_ROWS: &str = "pgstream_buffer_rows";
@@ -56,7 +57,7 @@ pub fn describe() {
     describe_gauge!(
         STALENESS,
         Unit::Seconds,
-        "Age of a stream table's data (now minus the snapshot of its last refresh)"
+        "Age of a stream table's data while its sources have changes (0 when none)"
     );
     describe_gauge!(
         BUFFER_ROWS,
@@ -94,8 +95,14 @@ pub async fn sample(pool: &PgPool) -> Result<()> {
         .await
         .map_err(|e| Error::db(None, "sampling metrics", e))?;
     let rows: Vec<(String, String, Option<f64>)> = sqlx::query_as(
-        "SELECT 'st', pgstream._display_name(s.schema_name, s.table_name) || '|' || s.status,
-                extract(epoch FROM now() - coalesce(s.data_timestamp, s.last_refresh_at))::float8
+        "WITH busy AS (SELECT pgstream._busy_sources() AS oids)
+         SELECT 'st', pgstream._display_name(s.schema_name, s.table_name) || '|' || s.status,
+                CASE WHEN s.needs_full OR s.last_refresh_at IS NULL
+                          OR EXISTS (SELECT 1 FROM pgstream.pgs_frontiers f, busy
+                                      WHERE f.st_id = s.id AND f.source_oid = ANY (busy.oids))
+                     THEN extract(epoch FROM now() - coalesce(s.data_timestamp, s.last_refresh_at,
+                                                              s.created_at))::float8
+                     ELSE 0 END
            FROM pgstream.pgs_stream_tables s
          UNION ALL
          SELECT 'src', pgstream._display_name(src.schema_name, src.table_name),

@@ -66,6 +66,20 @@ async fn refreshes_failures_and_gauges_are_recorded() {
     );
     let age = value(&text, "pgstream_staleness_seconds", st).expect("staleness gauge");
     assert!((0.0..3600.0).contains(&age), "{text}");
+    // Once the changes are applied, nothing is pending: the data is current.
+    h.refresh("m_sums").await.unwrap();
+    metrics::sample(&db.pool).await.unwrap();
+    let text = prometheus.render();
+    assert_eq!(
+        value(&text, "pgstream_staleness_seconds", st),
+        Some(0.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(&text, "pgstream_refreshes_total", st),
+        Some(3.0),
+        "{text}"
+    );
     assert_eq!(
         value(&text, "pgstream_stream_tables", "status=\"ACTIVE\""),
         Some(1.0),
