@@ -122,6 +122,23 @@ impl RuntimeBuilder {
         self
     }
 
+    /// How many stream tables a scheduler pass refreshes at once, each on a
+    /// connection of the pool. Default: 1 (one after another). With more, a slow
+    /// refresh no longer holds up the unrelated ones due in the same pass; a stream
+    /// table still starts only after the due stream tables it reads have finished.
+    /// Keep it below the pool's size so that requests and the application keep
+    /// connections.
+    ///
+    /// # Panics
+    ///
+    /// Panics if `n` is zero.
+    #[track_caller]
+    pub fn parallel_refreshes(mut self, n: usize) -> Self {
+        assert!(n > 0, "pgstream: parallel_refreshes must be at least 1");
+        self.policy.parallel = n;
+        self
+    }
+
     /// The exponential backoff between retries of a failing stream table: the first
     /// retry after `base`, then 2·base, 4·base, ... at most `max`. Default: 1 s and
     /// 5 min. (Until the retry time, the stream table is not refreshed by the

@@ -167,15 +167,13 @@ pub(crate) async fn create_in(
     }
 
     for ddl in &artifacts.storage_ddl {
-        sqlx::raw_sql(ddl)
-            .execute(&mut *conn)
+        crate::pin::script(&mut *conn, ddl)
             .await
             .step(subject, "creating storage table")?;
     }
 
     if let Some(function) = &artifacts.refresh_function {
-        sqlx::raw_sql(function)
-            .execute(&mut *conn)
+        crate::pin::script(&mut *conn, function)
             .await
             .step(subject, "creating the refresh function")?;
         sqlx::query("SELECT pgstream._pin_function_settings($1)")
@@ -187,11 +185,13 @@ pub(crate) async fn create_in(
 
     // Only refreshes may write to the storage table (PRIOR_ART #21).
     let storage = quote_qualified(&spec.name);
-    sqlx::raw_sql(&format!(
+    crate::pin::script(
+        &mut *conn,
+        &format!(
         "CREATE TRIGGER \"__pgs_guard\" BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON {storage} \
          FOR EACH STATEMENT EXECUTE FUNCTION pgstream._guard_storage()"
-    ))
-    .execute(&mut *conn)
+    ),
+    )
     .await
     .step(subject, "creating the storage guard trigger")?;
     // `no_own_rows` off: the population looks for this transaction's own buffer rows
@@ -360,8 +360,7 @@ pub(crate) async fn install_capture(
         .step(subject, STEP)?;
     if !has_buffer {
         for ddl in buffer_ddl(source, oid, needed) {
-            sqlx::raw_sql(&ddl)
-                .execute(&mut *conn)
+            crate::pin::script(&mut *conn, &ddl)
                 .await
                 .step(subject, "creating the change buffer")?;
         }
@@ -385,8 +384,7 @@ pub(crate) async fn install_capture(
                 .table((Alias::new(CHANGES_SCHEMA), Alias::new(&buffer)))
                 .add_column(ColumnDef::new(Alias::new(&c.name)).custom(Alias::new(&c.sql_type)))
                 .to_string(PostgresQueryBuilder);
-            sqlx::raw_sql(&ddl)
-                .execute(&mut *conn)
+            crate::pin::script(&mut *conn, &ddl)
                 .await
                 .step(subject, "extending the change buffer")?;
         }
@@ -405,8 +403,7 @@ pub(crate) async fn install_capture(
             .step(subject, STEP)?;
     for (trigger, ddl) in trigger_ddl(source, oid) {
         if !existing.iter().any(|t| t == trigger) {
-            sqlx::raw_sql(&ddl)
-                .execute(&mut *conn)
+            crate::pin::script(&mut *conn, &ddl)
                 .await
                 .step(subject, "creating the capture triggers")?;
         }
@@ -984,8 +981,7 @@ pub(crate) async fn begin_ddl(
     step: &'static str,
 ) -> Result<sqlx::Transaction<'static, sqlx::Postgres>> {
     let mut tx = crate::pin::begin(pool).await.step(Some(name), step)?;
-    sqlx::raw_sql("SET LOCAL jit = off")
-        .execute(&mut *tx)
+    crate::pin::script(&mut tx, "SET LOCAL jit = off")
         .await
         .step(Some(name), step)?;
     Ok(tx)

@@ -71,8 +71,7 @@ pub async fn install(pool: &PgPool) -> Result<()> {
         .execute(&mut *tx)
         .await
         .step(None, STEP)?;
-    sqlx::raw_sql(BOOTSTRAP)
-        .execute(&mut *tx)
+    crate::pin::script(&mut tx, BOOTSTRAP)
         .await
         .step(None, STEP)?;
     let current: Option<i32> =
@@ -101,12 +100,17 @@ pub async fn install(pool: &PgPool) -> Result<()> {
         install_functions(&mut tx, &hash).await?;
     }
     if current < SCHEMA_VERSION {
-        for (version, script) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
+        // Collected first: a `filter` closure held across the awaits would make this
+        // future not `Send` for rustc (higher-ranked lifetimes), and with it every
+        // future that installs (`Runtime::start`, `create_stream_table`).
+        let pending: Vec<(i32, &str)> = MIGRATIONS
+            .iter()
+            .copied()
+            .filter(|(v, _)| *v > current)
+            .collect();
+        for (version, script) in pending {
             tracing::info!(version, "upgrading the pgstream catalog");
-            sqlx::raw_sql(script)
-                .execute(&mut *tx)
-                .await
-                .step(None, STEP)?;
+            crate::pin::script(&mut tx, script).await.step(None, STEP)?;
         }
         install_functions(&mut tx, &hash).await?;
         sqlx::query("DELETE FROM pgstream.pgs_meta")
@@ -182,8 +186,7 @@ fn hash_function_body(hash: &str) -> String {
 /// Install `functions.sql`, rebuild the capture functions of the sources (their text
 /// comes from `pgstream._build_capture`), and record the hash.
 async fn install_functions(tx: &mut sqlx::PgConnection, hash: &str) -> Result<()> {
-    sqlx::raw_sql(FUNCTIONS)
-        .execute(&mut *tx)
+    crate::pin::script(&mut *tx, FUNCTIONS)
         .await
         .step(None, STEP)?;
     sqlx::query("SELECT pgstream._build_capture(s.source_oid) FROM pgstream.pgs_sources s")
@@ -203,14 +206,14 @@ async fn install_functions(tx: &mut sqlx::PgConnection, hash: &str) -> Result<()
         .execute(&mut *tx)
         .await
         .step(None, STEP)?;
-    sqlx::raw_sql(&format!(
+    let hash_function = format!(
         "CREATE OR REPLACE FUNCTION pgstream._functions_hash() RETURNS text LANGUAGE sql IMMUTABLE \
          SET search_path = pg_catalog, pg_temp AS $h${}$h$",
         hash_function_body(hash)
-    ))
-    .execute(&mut *tx)
-    .await
-    .step(None, STEP)?;
+    );
+    crate::pin::script(&mut *tx, hash_function.as_str())
+        .await
+        .step(None, STEP)?;
     Ok(())
 }
 

@@ -40,3 +40,13 @@ pub(crate) async fn begin_on(
         .await?;
     Ok(tx)
 }
+
+/// Runs `sql` (statements without parameters, through the simple query protocol) on
+/// `conn`. Not `sqlx::raw_sql(sql).execute(conn)`: rustc cannot prove that future
+/// `Send` inside an async fn that borrows (higher-ranked lifetimes), which made the
+/// futures of `Runtime::start`, `create_stream_table` and `process_requests` not
+/// `Send`, so that an application could not `tokio::spawn` them or call them from an
+/// axum handler (`tests/tests/runtime_send.rs`).
+pub(crate) async fn script(conn: &mut PgConnection, sql: &str) -> Result<(), sqlx::Error> {
+    sqlx::Executor::execute(conn, sql).await.map(|_| ())
+}

@@ -115,6 +115,9 @@ pub(crate) struct FailurePolicy {
     pub max_failures: u32,
     pub backoff_base: Duration,
     pub backoff_max: Duration,
+    /// How many refreshes a scheduler pass runs at once (not about failures; it
+    /// travels with the policy to the scheduler).
+    pub parallel: usize,
 }
 
 impl Default for FailurePolicy {
@@ -123,6 +126,7 @@ impl Default for FailurePolicy {
             max_failures: 5,
             backoff_base: Duration::from_secs(1),
             backoff_max: Duration::from_secs(300),
+            parallel: 1,
         }
     }
 }

@@ -229,12 +229,14 @@ pub(crate) async fn replace_in(
         .execute(&mut *conn)
         .await
         .step(subject, "dropping the old definition")?;
-    sqlx::raw_sql(&format!(
-        "ALTER TABLE {} RENAME TO {}",
-        quote_qualified(&beside),
-        quote_ident(&spec.name.name)
-    ))
-    .execute(&mut *conn)
+    crate::pin::script(
+        &mut *conn,
+        &format!(
+            "ALTER TABLE {} RENAME TO {}",
+            quote_qualified(&beside),
+            quote_ident(&spec.name.name)
+        ),
+    )
     .await
     .step(subject, "renaming the new storage table")?;
 
@@ -269,16 +271,17 @@ pub(crate) async fn replace_in(
     .await
     .step(subject, "registering the new definition")?;
     if let Some(function) = &artifacts.refresh_function {
-        sqlx::raw_sql(&format!(
-            "DROP FUNCTION IF EXISTS {}.{}(bigint)",
-            quote_ident(contract::CATALOG_SCHEMA),
-            quote_ident(&contract::refresh_function(new.id))
-        ))
-        .execute(&mut *conn)
+        crate::pin::script(
+            &mut *conn,
+            &format!(
+                "DROP FUNCTION IF EXISTS {}.{}(bigint)",
+                quote_ident(contract::CATALOG_SCHEMA),
+                quote_ident(&contract::refresh_function(new.id))
+            ),
+        )
         .await
         .step(subject, "creating the refresh function")?;
-        sqlx::raw_sql(function)
-            .execute(&mut *conn)
+        crate::pin::script(&mut *conn, function)
             .await
             .step(subject, "creating the refresh function")?;
         sqlx::query("SELECT pgstream._pin_function_settings($1)")
@@ -335,10 +338,12 @@ pub(crate) async fn replace_in(
             .map(quote_ident)
             .unwrap_or_else(|| "PUBLIC".to_string());
         let option = if grantable { " WITH GRANT OPTION" } else { "" };
-        sqlx::raw_sql(&format!("GRANT {privilege} ON {storage} TO {to}{option}"))
-            .execute(&mut *conn)
-            .await
-            .step(subject, "granting the old storage table's privileges")?;
+        crate::pin::script(
+            &mut *conn,
+            &format!("GRANT {privilege} ON {storage} TO {to}{option}"),
+        )
+        .await
+        .step(subject, "granting the old storage table's privileges")?;
     }
     Ok(Outcome::Rebuilt)
 }

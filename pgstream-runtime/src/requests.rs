@@ -62,10 +62,12 @@ pub async fn process_requests(pool: &PgPool) -> Result<usize> {
 async fn process_one(pool: &PgPool) -> Result<bool> {
     const STEP: &str = "processing a request from SQL";
     let mut tx = pool.begin().await.step(None, STEP)?;
-    sqlx::raw_sql("SET LOCAL search_path TO pg_catalog, pg_temp; SET LOCAL jit = off")
-        .execute(&mut *tx)
-        .await
-        .step(None, STEP)?;
+    crate::pin::script(
+        &mut tx,
+        "SET LOCAL search_path TO pg_catalog, pg_temp; SET LOCAL jit = off",
+    )
+    .await
+    .step(None, STEP)?;
     let request: Option<Request> = sqlx::query_as(
         "SELECT q.id, q.kind, q.name, q.query, q.schedule, q.refresh_mode, q.requested_by::text AS requested_by,
                 q.settings::text AS settings
@@ -220,12 +222,14 @@ async fn grant_select(
     if same {
         return Ok(());
     }
-    sqlx::raw_sql(&format!(
-        "GRANT SELECT ON {} TO {}",
-        quote_qualified(name),
-        pgstream_core::quote_ident(requester)
-    ))
-    .execute(&mut *conn)
+    crate::pin::script(
+        &mut *conn,
+        &format!(
+            "GRANT SELECT ON {} TO {}",
+            quote_qualified(name),
+            pgstream_core::quote_ident(requester)
+        ),
+    )
     .await
     .step(
         Some(&display_name(name)),

@@ -143,9 +143,12 @@ impl Runtime {
     /// stream table that is due, upstream first (`pgstream run --once`, or a runtime
     /// started with `.scheduler(false)`).
     pub async fn run_once(&self) -> Result<()> {
-        crate::requests::process_requests(&self.handle.pool).await?;
-        crate::scheduler::run_once(&self.handle.pool, self.tick, &self.policy, &self.cancel)
-            .await?;
+        // Owned copies, not borrows of `self`: with borrows, rustc cannot prove this
+        // future `Send` (higher-ranked lifetimes through sqlx's executors), and an
+        // application could not `tokio::spawn` a pass.
+        let (pool, policy, cancel) = (self.handle.pool.clone(), self.policy, self.cancel.clone());
+        crate::requests::process_requests(&pool).await?;
+        crate::scheduler::run_once(&pool, self.tick, &policy, &cancel).await?;
         if let Some(state) = &self.handle.state {
             state.ticked();
         }

@@ -10,7 +10,9 @@
 //! staleness from pending changes, so it stays fresh): an idle tick costs one probe
 //! per source (`pgstream._busy_sources`) instead of a refresh per stream table. A
 //! stream table refreshed in the pass with rows changed makes its readers, later in
-//! the pass, busy. Without the DDL event trigger every due stream table is refreshed,
+//! the pass, busy. Up to `parallel` refreshes run at once (builder:
+//! `parallel_refreshes`, default 1); a stream table starts once every due stream table
+//! it reads has finished, so a slow one delays only its readers within the pass. Without the DDL event trigger every due stream table is refreshed,
 //! since the refresh is then what finds drift and new partitions. A stream table being refreshed elsewhere (another replica, a
 //! manual call) is skipped, not waited for. A failed refresh is recorded and retried
 //! with exponential backoff; after `max_failures` failures in a row the stream table
@@ -167,23 +169,72 @@ pub(crate) async fn run_once(
     tx.rollback()
         .await
         .step(None, "scheduler: reading the catalog")?;
-    let due = rows
+    let due: Vec<DueRow> = rows
         .into_iter()
-        .filter(|r| is_due(&r.name, &r.schedule, r.since, r.now));
-    for row in due {
-        if cancel.is_cancelled() {
+        .filter(|r| is_due(&r.name, &r.schedule, r.since, r.now))
+        .collect();
+    // Up to `policy.parallel` refreshes at once; a stream table starts when every due
+    // stream table it reads has finished (so its window sees their new rows and the
+    // busy set knows whether they changed). Starting in (depth, id) order.
+    let storage_of: std::collections::HashMap<i64, usize> = due
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| r.storage.map(|s| (s, i)))
+        .collect();
+    let upstream: Vec<Vec<usize>> = due
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            r.sources
+                .iter()
+                .filter_map(|s| storage_of.get(s).copied())
+                .filter(|&j| j != i)
+                .collect()
+        })
+        .collect();
+    let parallel = policy.parallel.max(1);
+    let mut started = vec![false; due.len()];
+    let mut done = vec![false; due.len()];
+    let mut running = tokio::task::JoinSet::new();
+    loop {
+        let mut progressed = true;
+        while progressed && !cancel.is_cancelled() {
+            progressed = false;
+            for (i, row) in due.iter().enumerate() {
+                if started[i] || running.len() >= parallel {
+                    continue;
+                }
+                if !upstream[i].iter().all(|&j| done[j]) {
+                    continue;
+                }
+                started[i] = true;
+                progressed = true;
+                if idle_skip && row.quiet_skips && !row.sources.iter().any(|s| busy.contains(s)) {
+                    tracing::trace!(stream_table = %row.name, "no changes in its sources, not refreshed");
+                    done[i] = true;
+                    continue;
+                }
+                let (pool, id, name) = (pool.clone(), row.id, row.name.clone());
+                running.spawn(async move { (i, try_refresh_by_id(&pool, id, &name).await) });
+            }
+        }
+        let Some(joined) = running.join_next().await else {
             break;
-        }
-        let (id, name) = (row.id, &row.name);
-        if idle_skip && row.quiet_skips && !row.sources.iter().any(|s| busy.contains(s)) {
-            tracing::trace!(stream_table = %name, "no changes in its sources, not refreshed");
-            continue;
-        }
-        match try_refresh_by_id(pool, id, name).await {
+        };
+        let (i, result) = match joined {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "a scheduled refresh task panicked");
+                continue;
+            }
+        };
+        done[i] = true;
+        let (id, name) = (due[i].id, &due[i].name);
+        match result {
             Ok(Some(outcome)) => {
                 // Its readers, later in this pass, have changes to apply now.
                 if outcome.rows_changed != 0 {
-                    busy.extend(row.storage);
+                    busy.extend(due[i].storage);
                 }
             }
             Ok(None) => tracing::debug!(stream_table = %name, "busy elsewhere, skipped"),
@@ -201,7 +252,9 @@ pub(crate) async fn run_once(
                         }
                     )
                 {
-                    // The server is gone: let the outer loop back off.
+                    // The server is gone: let the refreshes in flight end, then let
+                    // the outer loop back off.
+                    while running.join_next().await.is_some() {}
                     return Err(e);
                 }
             }
