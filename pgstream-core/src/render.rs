@@ -142,6 +142,20 @@ pub(crate) fn render(c: &Compiled, ctx: &RenderContext) -> Artifacts {
         .artifacts(),
         Body::Recompute { query_sql, .. } => recompute_artifacts(c, ctx, &st, query_sql),
     };
+    // Output columns the compiler proved non-nullable are NOT NULL in the storage
+    // table, so that `sqlx::query_as!` over it infers the field types the attribute
+    // checks (`i64`, not `Option<i64>`), and a wrong inference fails loudly at the
+    // refresh instead of as a decoding error in the application.
+    let not_null: Vec<String> = c
+        .columns
+        .iter()
+        .filter(|col| col.nullable == Some(false))
+        .map(|col| format!("ALTER COLUMN {} SET NOT NULL", qi(&col.name)))
+        .collect();
+    if !not_null.is_empty() {
+        a.storage_ddl
+            .insert(1, format!("ALTER TABLE {st} {}", not_null.join(", ")));
+    }
     if let Body::Recompute {
         seminaive: Some(sn),
         ..
