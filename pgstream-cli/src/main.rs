@@ -165,6 +165,10 @@ enum Command {
         /// RFC 3339, UTC) instead of the table.
         #[arg(long)]
         json: bool,
+        /// Every column (timestamps with their zone, strategies, the last error)
+        /// instead of the default that fits an 80-column terminal.
+        #[arg(long, conflicts_with = "json")]
+        wide: bool,
     },
     /// Run the scheduler in the foreground for every stream table, until Ctrl-C or SIGTERM.
     Run {
@@ -399,13 +403,15 @@ async fn run(cli: Cli) -> Res {
             println!("resumed stream table {name}");
             Ok(())
         }
-        Command::Status { json } => {
+        Command::Status { json, wide } => {
             let pool = connect(cli.database_url).await?;
             let rows = pgstream::status(&pool).await?;
             if json {
                 println!("{}", status_json(&rows));
-            } else {
+            } else if wide {
                 print_status(&rows);
+            } else {
+                print_status_short(&rows, sqlx::types::chrono::Utc::now());
             }
             Ok(())
         }
@@ -494,7 +500,7 @@ fn print_status(rows: &[pgstream::StreamTableStatus]) {
                 if s.stale { "t" } else { "f" }.to_string(),
                 s.pending_changes.to_string(),
                 s.last_refresh_at
-                    .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+                    .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
                     .unwrap_or_default(),
                 s.refresh_count.to_string(),
                 s.avg_duration_ms
@@ -510,6 +516,95 @@ fn print_status(rows: &[pgstream::StreamTableStatus]) {
         })
         .collect();
     print!("{}", aligned(&header, &table));
+}
+
+/// The default `status`: one line per stream table that fits 80 columns when names
+/// are short: the state in a word (`ok`, `stale`, `ERROR`, `SUSPENDED`), the last
+/// refresh as an age, and as much of the error as fits.
+fn print_status_short(
+    rows: &[pgstream::StreamTableStatus],
+    now: sqlx::types::chrono::DateTime<sqlx::types::chrono::Utc>,
+) {
+    const WIDTH: usize = 80;
+    let header = [
+        "name",
+        "mode",
+        "schedule",
+        "state",
+        "pending",
+        "refreshed",
+        "avg ms",
+        "note",
+    ];
+    let mut table: Vec<Vec<String>> = rows
+        .iter()
+        .map(|s| {
+            let state = match s.status.as_str() {
+                "ACTIVE" if s.stale => "stale".to_string(),
+                "ACTIVE" => "ok".to_string(),
+                other => other.to_string(),
+            };
+            vec![
+                s.name.clone(),
+                if s.refresh_mode == "DIFFERENTIAL" {
+                    "diff"
+                } else {
+                    "full"
+                }
+                .to_string(),
+                s.schedule.clone(),
+                state,
+                s.pending_changes.to_string(),
+                s.last_refresh_at
+                    .map(|t| ago((now - t).num_seconds()))
+                    .unwrap_or_else(|| "never".into()),
+                s.avg_duration_ms
+                    .map(|d| format!("{d:.1}"))
+                    .unwrap_or_default(),
+                s.status_reason
+                    .clone()
+                    .or_else(|| s.last_error.clone())
+                    .unwrap_or_default()
+                    .replace('\n', " "),
+            ]
+        })
+        .collect();
+    // The note gets what is left of the line: each column takes its width and three
+    // more (a space each side and a separator), the note its width and two.
+    let used: usize = (0..header.len() - 1)
+        .map(|i| {
+            table
+                .iter()
+                .map(|r| r[i].chars().count())
+                .chain([header[i].len()])
+                .max()
+                .unwrap_or(0)
+                + 3
+        })
+        .sum::<usize>()
+        + 2;
+    let room = WIDTH.saturating_sub(used).max(header[7].len());
+    for row in &mut table {
+        if row[7].chars().count() > room {
+            row[7] = row[7]
+                .chars()
+                .take(room.saturating_sub(1))
+                .collect::<String>()
+                + "…";
+        }
+    }
+    print!("{}", aligned(&header, &table));
+}
+
+/// An age in seconds as `12s ago`, `5m ago`, `3h ago`, `4d ago`.
+fn ago(secs: i64) -> String {
+    let secs = secs.max(0);
+    match secs {
+        0..=59 => format!("{secs}s ago"),
+        60..=3599 => format!("{}m ago", secs / 60),
+        3600..=172_799 => format!("{}h ago", secs / 3600),
+        _ => format!("{}d ago", secs / 86_400),
+    }
 }
 
 /// `status --json`: an array of objects, one per stream table.

@@ -288,3 +288,51 @@ async fn logs_are_plain_when_piped_and_json_on_request() {
         "{json_log}"
     );
 }
+
+/// `status` fits an 80-column terminal by default (the error cut to what fits, the
+/// last refresh as an age); `--wide` shows every column, timestamps with their zone.
+#[tokio::test]
+async fn status_fits_80_columns_unless_wide() {
+    let db = test_db().await;
+    db.exec(
+        "CREATE TABLE w (id int PRIMARY KEY, g int NOT NULL, v int NOT NULL);
+         INSERT INTO w SELECT i, i % 3, i FROM generate_series(1, 9) i;",
+    )
+    .await;
+    for (name, query) in [
+        ("w_sums", "SELECT g, sum(v) AS s FROM w GROUP BY g"),
+        ("w_rows", "SELECT id, v FROM w"),
+    ] {
+        let out = pgstream(
+            &db,
+            &["create", name, "--query", query, "--schedule", "30s"],
+        )
+        .await;
+        assert_code(&out, 0, "create");
+    }
+    // A drift error with a long message on one of them.
+    db.exec("ALTER TABLE w RENAME COLUMN v TO value_of_the_row_with_a_long_name")
+        .await;
+    let out = pgstream(&db, &["refresh", "w_rows"]).await;
+    assert_code(&out, 1, "refresh after drift");
+
+    let out = pgstream(&db, &["status"]).await;
+    assert_code(&out, 0, "status");
+    let text = stdout(&out);
+    for line in text.lines() {
+        assert!(
+            line.trim_end().chars().count() <= 80,
+            "too wide: {line:?}\n{text}"
+        );
+    }
+    assert!(
+        text.contains("refreshed") && text.contains(" ago"),
+        "{text}"
+    );
+    assert!(text.contains("ERROR"), "{text}");
+    let out = pgstream(&db, &["status", "--wide"]).await;
+    assert_code(&out, 0, "status --wide");
+    let wide = stdout(&out);
+    assert!(wide.contains("strategy") && wide.contains(" UTC"), "{wide}");
+    assert!(wide.contains("value_of_the_row_with_a_long_name"), "{wide}");
+}
