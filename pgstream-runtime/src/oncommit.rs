@@ -89,6 +89,9 @@ pub(crate) async fn run(
     let mut sources: HashSet<i64> = HashSet::new();
     let mut resync = false;
     let mut running: JoinSet<(i64, Result<Option<RefreshOutcome>>)> = JoinSet::new();
+    // False once the listening task is gone (it only ends at shutdown, or by a
+    // panic): the scheduler's safety net is then all there is.
+    let mut hearing = true;
     loop {
         if resync || !sources.is_empty() {
             let oids: Vec<i64> = sources.drain().collect();
@@ -163,15 +166,23 @@ pub(crate) async fn run(
                     }
                 }
             }
-            heard = rx.recv() => {
-                let mut next = heard;
-                loop {
-                    match next {
-                        Some(Heard::Source(oid)) => { sources.insert(oid); }
-                        Some(Heard::Resync) => resync = true,
-                        None => break,
+            heard = rx.recv(), if hearing => {
+                let Some(first) = heard else {
+                    if !cancel.is_cancelled() {
+                        tracing::warn!("pgstream on commit: the listener stopped");
                     }
-                    // Take the whole burst before looking it up.
+                    hearing = false;
+                    continue;
+                };
+                // Take the whole burst before looking it up.
+                let mut next = Some(first);
+                while let Some(h) = next {
+                    match h {
+                        Heard::Source(oid) => {
+                            sources.insert(oid);
+                        }
+                        Heard::Resync => resync = true,
+                    }
                     next = rx.try_recv().ok();
                 }
             }
