@@ -107,9 +107,10 @@ enum Command {
         /// A file holding the defining query.
         #[arg(long)]
         query_file: Option<PathBuf>,
-        /// When the scheduler refreshes it: a staleness bound (`30s`, `5m`, `1h`) or a
+        /// When the scheduler refreshes it: a staleness bound (`30s`, `5m`, `1h`), a
         /// cron expression, UTC (`"*/5 * * * *"`, `"0 3 * * MON-FRI"`, `@daily`; six
-        /// fields with seconds first also work).
+        /// fields with seconds first also work), or `"on commit"` (at once after each
+        /// commit that changes a source).
         #[arg(long, default_value = "1m")]
         schedule: String,
         /// `differential` (incremental) or `full`.
@@ -337,6 +338,8 @@ async fn run(cli: Cli) -> Res {
             pgstream::create_stream_table(&pool, &spec).await?;
             let when = if spec.schedule.is_cron() {
                 format!("cron `{}`", spec.schedule)
+            } else if spec.schedule.is_on_commit() {
+                "on commit".to_string()
             } else {
                 format!("every {}", spec.schedule)
             };

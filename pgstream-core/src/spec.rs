@@ -46,11 +46,13 @@ impl FromStr for Mode {
 
 /// When the scheduler refreshes a stream table: a staleness bound written as a
 /// duration (`30s`, `5m`, `1h30m`: refresh once the last refresh is older than that),
-/// or a [cron expression](crate::cron) (`*/5 * * * *`, `0 3 * * MON-FRI`, `@daily`:
-/// refresh at each fire time, UTC).
+/// a [cron expression](crate::cron) (`*/5 * * * *`, `0 3 * * MON-FRI`, `@daily`:
+/// refresh at each fire time, UTC), or `on commit`: refresh as soon as a transaction
+/// that changed a source commits (capture notifies the runtime; see
+/// [`Schedule::ON_COMMIT_FALLBACK`] for the periodic safety net).
 ///
 /// `Display` prints what `FromStr` reads: durations in their largest whole unit,
-/// cron expressions as written.
+/// cron expressions as written, `on commit`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Schedule(Kind);
 
@@ -58,6 +60,7 @@ pub struct Schedule(Kind);
 enum Kind {
     Every(Duration),
     Cron(Cron),
+    OnCommit,
 }
 
 impl Schedule {
@@ -69,42 +72,63 @@ impl Schedule {
     pub fn cron(cron: Cron) -> Self {
         Schedule(Kind::Cron(cron))
     }
+    /// Refresh on commit: the runtime refreshes the stream table as soon as a
+    /// transaction that changed one of its sources commits.
+    pub fn on_commit() -> Self {
+        Schedule(Kind::OnCommit)
+    }
+    /// How the catalog spells the on-commit schedule (what `Display` prints for
+    /// [`Schedule::on_commit`]).
+    pub const ON_COMMIT: &'static str = "on commit";
+    /// The safety net of an on-commit schedule: the scheduler also refreshes an
+    /// on-commit stream table whose last refresh is older than this and whose sources
+    /// have changes (a notification that was lost, a runtime that was down), as a
+    /// duration schedule of this length would. Also its `schedule_interval` in the
+    /// catalog ([`Schedule::nominal_interval`]).
+    pub const ON_COMMIT_FALLBACK: Duration = Duration::from_secs(60);
     /// The staleness bound, if the schedule is a duration.
     pub fn as_duration(&self) -> Option<Duration> {
         match &self.0 {
             Kind::Every(d) => Some(*d),
-            Kind::Cron(_) => None,
+            Kind::Cron(_) | Kind::OnCommit => None,
         }
     }
     /// The cron expression, if the schedule is one.
     pub fn as_cron(&self) -> Option<&Cron> {
         match &self.0 {
-            Kind::Every(_) => None,
             Kind::Cron(c) => Some(c),
+            Kind::Every(_) | Kind::OnCommit => None,
         }
     }
     /// Whether the schedule is a cron expression.
     pub fn is_cron(&self) -> bool {
         matches!(self.0, Kind::Cron(_))
     }
+    /// Whether the schedule is `on commit`.
+    pub fn is_on_commit(&self) -> bool {
+        matches!(self.0, Kind::OnCommit)
+    }
     /// The schedule as one duration, for places that need one (the catalog's
     /// `schedule_interval`, the `stale` flag of `pgstream.pgs_status()`): the
-    /// duration itself, or for a cron expression the longest time between two
+    /// duration itself, for a cron expression the longest time between two
     /// consecutive fire times ([`Cron::longest_gap`]), which bounds how stale the
-    /// stream table becomes.
+    /// stream table becomes, and for `on commit` [`Schedule::ON_COMMIT_FALLBACK`].
     pub fn nominal_interval(&self) -> Duration {
         match &self.0 {
             Kind::Every(d) => *d,
             Kind::Cron(c) => c.longest_gap(),
+            Kind::OnCommit => Self::ON_COMMIT_FALLBACK,
         }
     }
     /// For a cron schedule, the first fire time strictly after `after` (whole
-    /// seconds, UTC). For a duration, `after` plus the duration. `None` only if the
-    /// time cannot be represented.
+    /// seconds, UTC). For a duration, `after` plus the duration; for `on commit`,
+    /// `after` plus [`Schedule::ON_COMMIT_FALLBACK`]. `None` only if the time cannot
+    /// be represented.
     pub fn next_after(&self, after: SystemTime) -> Option<SystemTime> {
         match &self.0 {
             Kind::Every(d) => after.checked_add(*d),
             Kind::Cron(c) => c.next_after(after),
+            Kind::OnCommit => after.checked_add(Self::ON_COMMIT_FALLBACK),
         }
     }
     /// Whether a refresh is due at `now`, given the last refresh (or, if there was
@@ -125,6 +149,7 @@ impl fmt::Display for Schedule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let d = match &self.0 {
             Kind::Cron(c) => return fmt::Display::fmt(c, f),
+            Kind::OnCommit => return f.write_str(Self::ON_COMMIT),
             Kind::Every(d) => d,
         };
         let s = d.as_secs();
@@ -146,15 +171,33 @@ impl fmt::Display for Schedule {
 impl FromStr for Schedule {
     type Err = String;
     /// Parse a duration, `500ms`, `30s`, `5m`, `1h`, `1d` (also combined: `1h30m`),
-    /// or a cron expression: anything with spaces or starting with `@`
-    /// (see [`Cron::parse`]).
+    /// `on commit` (any case, any whitespace between the words), or a cron
+    /// expression: anything else with spaces or starting with `@` (see
+    /// [`Cron::parse`]).
     fn from_str(text: &str) -> Result<Self, String> {
         let t = text.trim();
         if t.is_empty() {
             return Err(
-                "empty schedule: expected a duration such as `30s`, `5m` or `1h`, or a cron expression such as `*/5 * * * *`"
+                "empty schedule: expected a duration such as `30s`, `5m` or `1h`, `on commit`, or a cron expression such as `*/5 * * * *`"
                     .into(),
             );
+        }
+        let words: Vec<&str> = t.split_whitespace().collect();
+        if let [first, ..] = words.as_slice() {
+            if first.eq_ignore_ascii_case("on") {
+                return match words.as_slice() {
+                    [_, w] if w.eq_ignore_ascii_case("commit") => Ok(Schedule::on_commit()),
+                    _ => Err(format!(
+                        "invalid schedule `{}`: did you mean `on commit`?",
+                        words.join(" ")
+                    )),
+                };
+            }
+        }
+        if t.eq_ignore_ascii_case("on_commit") || t.eq_ignore_ascii_case("oncommit") {
+            return Err(format!(
+                "invalid schedule `{t}`: write `on commit` (two words)"
+            ));
         }
         if t.starts_with('@') || t.contains(char::is_whitespace) {
             let fields = t.split_whitespace().count();
@@ -366,6 +409,36 @@ mod tests {
         assert!(!every.is_due(base, at(29)));
         assert!(every.is_due(base, at(30)));
         assert_eq!(every.nominal_interval(), Duration::from_secs(30));
+    }
+
+    #[test]
+    fn on_commit_schedules() {
+        for text in ["on commit", "ON COMMIT", "  On   Commit ", "on\tcommit"] {
+            let s: Schedule = text.parse().unwrap();
+            assert!(s.is_on_commit(), "{text}");
+            assert_eq!(s, Schedule::on_commit());
+            assert!(!s.is_cron());
+            assert_eq!(s.as_duration(), None);
+            assert_eq!(s.to_string(), Schedule::ON_COMMIT);
+            assert_eq!(s.to_string().parse::<Schedule>().unwrap(), s);
+        }
+        let s = Schedule::on_commit();
+        assert_eq!(s.nominal_interval(), Schedule::ON_COMMIT_FALLBACK);
+        let base = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        assert!(!s.is_due(base, base + Duration::from_secs(59)));
+        assert!(s.is_due(base, base + Schedule::ON_COMMIT_FALLBACK));
+        for bad in [
+            "on",
+            "on commits",
+            "on commit now",
+            "on rollback",
+            "on_commit",
+            "oncommit",
+        ] {
+            let e = bad.parse::<Schedule>().unwrap_err();
+            assert!(e.contains("on commit"), "{bad}: {e}");
+        }
+        assert!("commit".parse::<Schedule>().is_err());
     }
 
     #[test]

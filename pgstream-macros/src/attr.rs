@@ -20,7 +20,7 @@ pub(crate) struct Symbol(&'static str);
 pub(crate) const QUERY: Symbol = Symbol("query");
 /// `query_file = "queries/x.sql"`: the defining query, read from a file.
 pub(crate) const QUERY_FILE: Symbol = Symbol("query_file");
-/// `schedule = "30s"`: the staleness bound.
+/// `schedule = "30s"`: the staleness bound, a cron expression or `"on commit"`.
 pub(crate) const SCHEDULE: Symbol = Symbol("schedule");
 /// `mode = "differential" | "full"`.
 pub(crate) const MODE: Symbol = Symbol("mode");

@@ -55,7 +55,7 @@ fn schedule_help(msg: &str) -> &'static str {
         "a cron expression is `minute hour day-of-month month day-of-week` (UTC), such as \
          `*/5 * * * *` or `0 3 * * MON-FRI`; a sixth field in front is the second"
     } else {
-        "write a duration such as `30s`, `5m`, `1h` or `1h30m`, or a cron expression such as `*/5 * * * *`"
+        "write a duration such as `30s`, `5m`, `1h` or `1h30m`, `on commit`, or a cron expression such as `*/5 * * * *`"
     }
 }
 

@@ -37,6 +37,7 @@ pub struct RuntimeBuilder {
     scheduler: bool,
     policy: FailurePolicy,
     replace_changed: bool,
+    on_commit_min_gap: Duration,
 }
 
 impl RuntimeBuilder {
@@ -50,6 +51,7 @@ impl RuntimeBuilder {
             scheduler: true,
             policy: FailurePolicy::default(),
             replace_changed: false,
+            on_commit_min_gap: crate::oncommit::DEFAULT_MIN_GAP,
         }
     }
 
@@ -110,6 +112,18 @@ impl RuntimeBuilder {
     /// stream tables are refreshed only on request (another process may schedule).
     pub fn scheduler(mut self, enabled: bool) -> Self {
         self.scheduler = enabled;
+        self
+    }
+
+    /// For stream tables with the schedule `on commit`: the least time between the
+    /// starts of two refreshes of one stream table. Default: 10 ms. Commits that
+    /// arrive while a refresh is in flight, or sooner than this after it started,
+    /// are applied by one refresh after it (never more than one refresh of a stream
+    /// table in flight). A larger gap trades freshness for fewer refreshes under a
+    /// steady stream of commits. Needs the scheduler
+    /// ([`scheduler`](RuntimeBuilder::scheduler)).
+    pub fn on_commit_min_gap(mut self, gap: Duration) -> Self {
+        self.on_commit_min_gap = gap;
         self
     }
 
@@ -228,6 +242,7 @@ impl RuntimeBuilder {
             self.tick,
             self.scheduler,
             self.policy,
+            self.on_commit_min_gap,
         ))
     }
 }

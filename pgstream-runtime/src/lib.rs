@@ -31,6 +31,7 @@ mod error;
 mod health;
 mod install;
 pub mod metrics;
+mod oncommit;
 mod pin;
 mod refresh;
 mod replace;
@@ -45,6 +46,9 @@ pub use create::{create_stream_table, drop_stream_table, drop_stream_table_casca
 pub use error::{Error, Result, Subject};
 pub use health::{FailingStreamTable, Health};
 pub use install::{event_trigger_installed, install, SCHEMA_VERSION};
+pub use oncommit::{
+    CHANGES_CHANNEL, DEFAULT_MIN_GAP as DEFAULT_ON_COMMIT_MIN_GAP, REFRESHED_CHANNEL,
+};
 pub use pgstream_core::{Mode, StreamTable, StreamTableDef, StreamTableSpec};
 pub use refresh::{refresh, resume_stream_table, RefreshOutcome};
 pub use replace::replace_stream_table;

@@ -43,6 +43,7 @@ impl Runtime {
         tick: Duration,
         scheduler: bool,
         policy: FailurePolicy,
+        on_commit_min_gap: Duration,
     ) -> Self {
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
@@ -61,6 +62,14 @@ impl Runtime {
             tracker.spawn(crate::requests::listen(
                 pool.clone(),
                 REQUEST_POLL,
+                cancel.clone(),
+            ));
+            // Stream tables scheduled `on commit`: refreshed when capture's
+            // notification of a committed change arrives.
+            tracker.spawn(crate::oncommit::run(
+                pool.clone(),
+                on_commit_min_gap,
+                policy,
                 cancel.clone(),
             ));
         }
@@ -228,8 +237,8 @@ impl RuntimeHandle {
 
     /// Create a stream table at run time from SQL, through the same compiler as
     /// `#[stream_table]`. `name` is `name` or `schema.name`; `schedule` is a
-    /// staleness bound (`30s`, `5m`, ...) or a cron expression (`*/5 * * * *`,
-    /// `@daily`; see [`pgstream_core::cron`]). An invalid schedule is
+    /// staleness bound (`30s`, `5m`, ...), a cron expression (`*/5 * * * *`,
+    /// `@daily`; see [`pgstream_core::cron`]) or `on commit`. An invalid schedule is
     /// [`Error::Invalid`] and nothing is created.
     pub async fn create_stream_table(
         &self,

@@ -4,7 +4,10 @@
 //! duration (or a TRUNCATE of a source is pending); the SQL query decides. With a cron
 //! schedule, it is due when a fire time lies after its last refresh (or, if it was
 //! never refreshed, after its creation) and at or before the database's `now()`; the
-//! query returns every active cron row and [`Schedule::is_due`] decides here. A due
+//! query returns every active cron row and [`Schedule::is_due`] decides here. An
+//! `on commit` stream table is refreshed by the on-commit listener (`oncommit.rs`);
+//! here it counts as a duration schedule of [`Schedule::ON_COMMIT_FALLBACK`] (its
+//! `schedule_interval`), a safety net for a lost notification. A due
 //! DIFFERENTIAL stream table none of whose sources' change buffers holds rows is not
 //! refreshed at all (its refresh would find empty windows; `pgs_status` computes
 //! staleness from pending changes, so it stays fresh): an idle tick costs one probe
@@ -157,7 +160,7 @@ pub(crate) async fn run_once(
           WHERE s.status = 'ACTIVE'
             AND (s.needs_full OR s.last_refresh_at IS NULL
                  OR s.last_refresh_at + s.schedule_interval <= now() + $1 * interval '1 millisecond'
-                 OR s.schedule LIKE '@%' OR s.schedule LIKE '% %')
+                 OR ((s.schedule LIKE '@%' OR s.schedule LIKE '% %') AND s.schedule <> 'on commit'))
             AND (s.next_retry_at IS NULL OR s.next_retry_at <= now())
           ORDER BY l.d, s.id",
     )

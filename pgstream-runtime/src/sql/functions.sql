@@ -309,6 +309,17 @@ BEGIN
            diff_ms_per_row = CASE WHEN how LIKE 'DIFFERENTIAL%' AND win >= 100
                                   THEN coalesce(0.7 * r.diff_ms_per_row + 0.3 * ms / win, ms / win)
                                   ELSE r.diff_ms_per_row END;
+    -- Tell listeners (delivered when the refresh commits; see refreshed_channel).
+    IF n <> 0 THEN
+        msg := jsonb_build_object('name', pgstream._display_name(st.schema_name, st.table_name),
+                                 'schema', st.schema_name, 'table', st.table_name,
+                                 'rows', n)::text;
+        PERFORM pg_notify('pgstream_refreshed', msg);
+        det := pgstream._refreshed_channel(st.schema_name, st.table_name);
+        IF det IS NOT NULL THEN
+            PERFORM pg_notify(det, msg);
+        END IF;
+    END IF;
     PERFORM set_config('pgstream.no_own_rows', '', true);
     PERFORM pgstream._pin_settings(saved);
     RETURN n;
@@ -885,10 +896,25 @@ DECLARE
     names text;
     n integer;
     guard text := '';
+    notify text := '';
     body text;
 BEGIN
     IF to_regclass(buf) IS NULL OR NOT EXISTS (SELECT 1 FROM pg_class r WHERE r.oid = src) THEN
         RETURN;
+    END IF;
+    -- Refresh on commit: when a stream table with the schedule `on commit` reads this
+    -- source, every capturing statement notifies the channel pgstream_changes with
+    -- the source's oid. PostgreSQL delivers notifications at commit only (never for a
+    -- rolled-back transaction) and folds identical (channel, payload) pairs of one
+    -- transaction into one, so the runtime hears once per transaction and source.
+    -- Without such a reader, no notify (a NOTIFY serialises the commits of notifying
+    -- transactions on a cluster-wide lock). The triggers __pgs_on_commit_* rebuild
+    -- this function when such a reader is created, dropped or rescheduled.
+    IF EXISTS (SELECT 1 FROM pgstream.pgs_frontiers f
+                 JOIN pgstream.pgs_stream_tables s ON s.id = f.st_id
+                WHERE f.source_oid = src AND s.schedule = 'on commit') THEN
+        notify := format($n$
+    PERFORM pg_catalog.pg_notify('pgstream_changes', %L);$n$, src::text);
     END IF;
     seq := pg_get_serial_sequence(buf, '__pgs_change_id');
     SELECT coalesce(string_agg(', ' || quote_ident(a.attname), '' ORDER BY a.attnum), ''),
@@ -945,7 +971,7 @@ BEGIN
         IF pg_catalog.pg_partition_root(TG_RELID) IS DISTINCT FROM %5$s::oid::regclass THEN
             RETURN NULL;
         END IF;
-    END IF;%4$s
+    END IF;%6$s%4$s
     IF TG_OP = 'INSERT' THEN
         INSERT INTO %1$s (__pgs_change_id, __pgs_xid, __pgs_w%2$s) OVERRIDING SYSTEM VALUE
         SELECT __pgs_cid, __pgs_cxid, 1%2$s FROM __pgs_new;
@@ -960,11 +986,77 @@ BEGIN
     END IF;
     RETURN NULL;
 END
-$b$, buf, cols, seq, guard, src);
+$b$, buf, cols, seq, guard, src, notify);
     EXECUTE format('CREATE OR REPLACE FUNCTION %I.%I() RETURNS trigger LANGUAGE plpgsql '
                    'SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS %L',
                    'pgstream_changes', 'capture_' || src, body);
 END
+$fn$;
+
+-- Refresh on commit: the capture function of a source notifies only while a stream
+-- table with the schedule `on commit` reads it (see _build_capture). These row
+-- triggers on the catalog rebuild the capture functions concerned whenever that
+-- changes, on every path (creation, drop, replace, alter from Rust, the CLI or SQL):
+-- a pgs_frontiers row of an on-commit stream table inserted or deleted (its st row
+-- still exists in drop_stream_table, which deletes the frontiers first), or a
+-- schedule changed to or from `on commit`.
+CREATE OR REPLACE FUNCTION pgstream._on_commit_sync()
+RETURNS trigger LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    src oid;
+BEGIN
+    IF TG_TABLE_NAME = 'pgs_frontiers' THEN
+        IF TG_OP = 'INSERT' THEN
+            IF EXISTS (SELECT 1 FROM pgstream.pgs_stream_tables s
+                        WHERE s.id = NEW.st_id AND s.schedule = 'on commit') THEN
+                PERFORM pgstream._build_capture(NEW.source_oid);
+            END IF;
+        ELSIF EXISTS (SELECT 1 FROM pgstream.pgs_stream_tables s
+                       WHERE s.id = OLD.st_id AND s.schedule = 'on commit') THEN
+            PERFORM pgstream._build_capture(OLD.source_oid);
+        END IF;
+    ELSE
+        FOR src IN SELECT DISTINCT f.source_oid FROM pgstream.pgs_frontiers f
+                    WHERE f.st_id = NEW.id LOOP
+            PERFORM pgstream._build_capture(src);
+        END LOOP;
+    END IF;
+    RETURN NULL;
+END
+$fn$;
+
+CREATE OR REPLACE TRIGGER "__pgs_on_commit_frontiers" AFTER INSERT OR DELETE ON pgstream.pgs_frontiers
+    FOR EACH ROW EXECUTE FUNCTION pgstream._on_commit_sync();
+CREATE OR REPLACE TRIGGER "__pgs_on_commit_schedule" AFTER UPDATE OF schedule ON pgstream.pgs_stream_tables
+    FOR EACH ROW WHEN ((OLD.schedule = 'on commit') IS DISTINCT FROM (NEW.schedule = 'on commit'))
+    EXECUTE FUNCTION pgstream._on_commit_sync();
+
+-- The channel a stream table's refreshes notify besides pgstream_refreshed:
+-- `pgstream_refreshed:` and its display name (`name` in public, `schema.name`
+-- elsewhere), or NULL when that is longer than a channel name may be (63 bytes):
+-- such a stream table is announced on pgstream_refreshed only.
+CREATE OR REPLACE FUNCTION pgstream._refreshed_channel(schema_name text, table_name text)
+RETURNS text LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT CASE WHEN octet_length(c) <= 63 THEN c END
+      FROM (SELECT 'pgstream_refreshed:' || pgstream._display_name(schema_name, table_name) AS c) q
+$fn$;
+
+-- The LISTEN channel of one stream table (`name` or `schema.name`): after each refresh
+-- that changed rows, it is notified with the JSON payload
+-- {"name": ..., "schema": ..., "table": ..., "rows": <rows changed>}. NULL when the
+-- name is too long for a channel of its own (then listen on pgstream_refreshed, which
+-- carries the same payload for every stream table). LISTEN needs the channel quoted:
+-- LISTEN "pgstream_refreshed:department_stats".
+CREATE OR REPLACE FUNCTION pgstream.refreshed_channel(name text)
+RETURNS text LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT pgstream._refreshed_channel(s.schema_name, s.table_name)
+      FROM pgstream.pgs_stream_tables s WHERE s.id = pgstream._resolve(name)
 $fn$;
 
 -- Event trigger (ddl_command_end, ALTER TABLE and the DDL that can change a view):
