@@ -35,6 +35,7 @@ mod expr;
 mod plan;
 mod pushdown;
 mod quote;
+mod relevance;
 mod render;
 mod seminaive;
 mod typecheck;
@@ -46,6 +47,7 @@ pub use cron::Cron;
 pub use error::{Diagnostic, Error, Result};
 pub use plan::{Compiled, OutputColumn, Strategy};
 pub use quote::{quote_ident, quote_literal, quote_qualified};
+pub use relevance::ChangeFilter;
 pub use render::{Artifacts, RenderContext, SourceBinding};
 pub use spec::{Mode, QualifiedName, Schedule, StreamTableSpec};
 

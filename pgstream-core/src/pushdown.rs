@@ -62,7 +62,7 @@ pub(crate) fn push_down(b: &mut Block) {
 }
 
 /// The AND-ed parts of an expression, parentheses around conjunctions dropped.
-fn conjuncts(e: &Expr) -> Vec<Expr> {
+pub(crate) fn conjuncts(e: &Expr) -> Vec<Expr> {
     match e {
         Expr::BinaryOp {
             left,

@@ -152,15 +152,20 @@ pub(crate) async fn create_in(
     store_views(conn, id, &compiled, &catalog, name).await?;
 
     // With the name the stored statements read each source by (see _drift_sources).
-    for (b, source) in bindings.iter().zip(&compiled.sources) {
+    // With its change filter, when the query has one for the source.
+    for (i, (b, source)) in bindings.iter().zip(&compiled.sources).enumerate() {
+        let filter = compiled.change_filter(i);
         sqlx::query(
-            "INSERT INTO pgstream.pgs_frontiers (st_id, source_oid, source_schema, source_name)
-             VALUES ($1, $2, $3, $4)",
+            "INSERT INTO pgstream.pgs_frontiers (st_id, source_oid, source_schema, source_name,
+                                                 change_filter, change_args)
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(id)
         .bind(Oid(b.oid))
         .bind(&source.name.schema)
         .bind(&source.name.name)
+        .bind(filter.as_ref().map(|f| f.template.as_str()))
+        .bind(filter.as_ref().map(|f| f.args.clone()))
         .execute(&mut *conn)
         .await
         .step(subject, "registering the frontiers")?;

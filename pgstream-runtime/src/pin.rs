@@ -26,6 +26,17 @@ pub(crate) async fn begin(pool: &PgPool) -> Result<Transaction<'static, Postgres
     pool.begin_with(BEGIN_PINNED).await
 }
 
+/// A REPEATABLE READ transaction on a connection of `pool`, with `search_path`
+/// pinned to [`SEARCH_PATH`] until it ends: all its statements read one snapshot.
+pub(crate) async fn begin_repeatable_read(
+    pool: &PgPool,
+) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+    pool.begin_with(
+        "BEGIN ISOLATION LEVEL REPEATABLE READ; SET LOCAL search_path = pg_catalog, pg_temp",
+    )
+    .await
+}
+
 /// A transaction (a savepoint when `conn` is in one already) with `search_path`
 /// pinned. Inside a savepoint the setting lasts until the outer transaction ends
 /// unless the savepoint is rolled back: callers that must leave the caller's

@@ -13,7 +13,12 @@
 //! staleness from pending changes, so it stays fresh): an idle tick costs one probe
 //! per source (`pgstream._busy_sources`) instead of a refresh per stream table. A
 //! stream table refreshed in the pass with rows changed makes its readers, later in
-//! the pass, busy. Up to `parallel` refreshes run at once (builder:
+//! the pass, busy. A stream table whose windows hold only changes that fail its change
+//! filters (`WHERE tenant_id = 3` and a change of tenant 7; see pgstream-core's
+//! `relevance.rs`) has its frontiers advanced by `pgstream._advance_unaffected` (one
+//! join of each busy buffer with the frontiers per filter template, in a REPEATABLE
+//! READ transaction) and is not refreshed either, so the busy cost follows what
+//! changed, not the number of stream tables over a shared source. Up to `parallel` refreshes run at once (builder:
 //! `parallel_refreshes`, default 1); a stream table starts once every due stream table
 //! it reads has finished, so a slow one delays only its readers within the pass. Without the DDL event trigger every due stream table is refreshed,
 //! since the refresh is then what finds drift and new partitions. A stream table being refreshed elsewhere (another replica, a
@@ -130,6 +135,13 @@ pub(crate) async fn run_once(
     } else {
         HashSet::new()
     };
+    // Stream tables whose windows hold only changes that fail their change filters
+    // (another tenant's rows): their frontiers are advanced without a refresh.
+    let advanced: HashSet<i64> = if idle_skip && !busy.is_empty() {
+        advance_unaffected(pool).await
+    } else {
+        HashSet::new()
+    };
     let rows: Vec<DueRow> = sqlx::query_as(
         "WITH RECURSIVE st AS (
              SELECT s.id, to_regclass(pg_catalog.format('%I.%I', s.schema_name, s.table_name))::oid AS storage
@@ -199,6 +211,9 @@ pub(crate) async fn run_once(
     let mut started = vec![false; due.len()];
     let mut done = vec![false; due.len()];
     let mut running = tokio::task::JoinSet::new();
+    // Stream tables refreshed in this pass with rows changed: their readers are not
+    // covered by `advanced` (computed before the pass).
+    let mut upstream_busy: HashSet<i64> = HashSet::new();
     loop {
         let mut progressed = true;
         while progressed && !cancel.is_cancelled() {
@@ -214,6 +229,13 @@ pub(crate) async fn run_once(
                 progressed = true;
                 if idle_skip && row.quiet_skips && !row.sources.iter().any(|s| busy.contains(s)) {
                     tracing::trace!(stream_table = %row.name, "no changes in its sources, not refreshed");
+                    done[i] = true;
+                    continue;
+                }
+                if advanced.contains(&row.id)
+                    && !row.sources.iter().any(|s| upstream_busy.contains(s))
+                {
+                    tracing::trace!(stream_table = %row.name, "no change passes its filters, not refreshed");
                     done[i] = true;
                     continue;
                 }
@@ -238,6 +260,7 @@ pub(crate) async fn run_once(
                 // Its readers, later in this pass, have changes to apply now.
                 if outcome.rows_changed != 0 {
                     busy.extend(due[i].storage);
+                    upstream_busy.extend(due[i].storage);
                 }
             }
             Ok(None) => tracing::debug!(stream_table = %name, "busy elsewhere, skipped"),
@@ -264,6 +287,29 @@ pub(crate) async fn run_once(
         }
     }
     Ok(())
+}
+
+/// Advance the frontiers of the stream tables whose windows hold only changes that
+/// fail their change filters (`pgstream._advance_unaffected`, in a REPEATABLE READ
+/// transaction of its own) and return their ids. On any error (a serialization
+/// failure when a refresh committed meanwhile) nothing is advanced and the pass
+/// refreshes them as it would without filters.
+async fn advance_unaffected(pool: &PgPool) -> HashSet<i64> {
+    let run = async {
+        let mut tx = crate::pin::begin_repeatable_read(pool).await?;
+        let ids: Vec<i64> = sqlx::query_scalar("SELECT pgstream._advance_unaffected()")
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok::<_, sqlx::Error>(ids)
+    };
+    match run.await {
+        Ok(ids) => ids.into_iter().collect(),
+        Err(e) => {
+            tracing::debug!(error = %e, "pgstream scheduler: stream tables with filtered changes not advanced this pass");
+            HashSet::new()
+        }
+    }
 }
 
 /// A stream table the catalog query returned.

@@ -1191,6 +1191,84 @@ BEGIN
 END
 $fn$;
 
+-- Advance, without a refresh, the frontiers of the DIFFERENTIAL stream tables whose
+-- windows hold only changes that cannot alter them, and return their ids (the
+-- scheduler then leaves them out of its pass). A change cannot alter a stream table
+-- when it fails the change filter of its source (pgs_frontiers.change_filter,
+-- computed by the compiler: pgstream-core's relevance.rs); a stream table reading a
+-- source with changes and no filter is never advanced here. Tenant-style stream
+-- tables (one per tenant, `WHERE tenant_id = n`) share one filter template with
+-- different arguments, so a window of changes is matched with all of them by one
+-- join of the buffer with the frontiers per source and template (a hash join on the
+-- tenant), not one probe per stream table.
+--
+-- Must run in a REPEATABLE READ transaction: its one snapshot is the one the buffers
+-- are read with and the one the frontiers are advanced to, so a change committed in
+-- between can be neither skipped nor missed. Each stream table's refresh lock is
+-- taken without waiting (one being refreshed is left alone); a refresh that committed
+-- after the snapshot and before the lock makes the UPDATE fail with a serialization
+-- failure (nothing is advanced then; the caller carries on as without this).
+CREATE OR REPLACE FUNCTION pgstream._advance_unaffected()
+RETURNS bigint[] LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    busy oid[];
+    src oid;
+    tmpl text;
+    ids bigint[];
+    affected bigint[] := '{}';
+    locked bigint[];
+BEGIN
+    IF current_setting('transaction_isolation') = 'read committed' THEN
+        RAISE EXCEPTION 'pgstream._advance_unaffected must run in a REPEATABLE READ transaction'
+            USING ERRCODE = 'invalid_transaction_state';
+    END IF;
+    busy := pgstream._busy_sources();
+    IF cardinality(busy) = 0 THEN
+        RETURN '{}';
+    END IF;
+    -- (OFFSET 0: the locks are tried only for the candidates.)
+    SELECT coalesce(array_agg(c.id), '{}') INTO locked
+      FROM (SELECT s.id FROM pgstream.pgs_stream_tables s
+             WHERE s.status = 'ACTIVE' AND s.mode = 'DIFFERENTIAL' AND NOT s.needs_full
+               AND s.last_refresh_at IS NOT NULL AND s.refresh_function IS NOT NULL
+               AND EXISTS (SELECT 1 FROM pgstream.pgs_frontiers f
+                            WHERE f.st_id = s.id AND f.source_oid = ANY (busy))
+               AND NOT EXISTS (SELECT 1 FROM pgstream.pgs_frontiers f
+                                WHERE f.st_id = s.id
+                                  AND (f.frontier IS NULL
+                                       OR (f.source_oid = ANY (busy) AND f.change_filter IS NULL)))
+            OFFSET 0) c
+     WHERE pg_try_advisory_xact_lock(1885828980, (c.id % 2147483648)::integer);
+    IF cardinality(locked) = 0 THEN
+        RETURN '{}';
+    END IF;
+    -- The locked stream tables with a change in a window that passes their filter
+    -- (a window is taken wide here: every change not visible in the frontier, and
+    -- every change of the last refresh's own transaction).
+    FOREACH src IN ARRAY busy LOOP
+        FOR tmpl IN SELECT DISTINCT f.change_filter FROM pgstream.pgs_frontiers f
+                     WHERE f.source_oid = src AND f.st_id = ANY (locked) LOOP
+            EXECUTE format(
+                'SELECT array_agg(DISTINCT f.st_id) FROM %I.%I b'
+                '  JOIN pgstream.pgs_frontiers f'
+                '    ON f.source_oid = $1 AND f.change_filter = $2 AND f.st_id = ANY ($3) AND (%s)'
+                ' WHERE b.__pgs_xid = f.own_xid'
+                '    OR NOT pg_catalog.pg_visible_in_snapshot(b.__pgs_xid, f.frontier)',
+                'pgstream_changes', 'changes_' || src, tmpl)
+               INTO ids USING src, tmpl, locked;
+            affected := affected || coalesce(ids, '{}');
+        END LOOP;
+    END LOOP;
+    -- The others: the frontiers a refresh that found nothing to do would leave.
+    UPDATE pgstream.pgs_frontiers f
+       SET frontier = pg_catalog.pg_current_snapshot(), own_xid = NULL, own_change = NULL
+     WHERE f.st_id = ANY (locked) AND f.st_id <> ALL (affected);
+    RETURN ARRAY(SELECT id FROM unnest(locked) id WHERE id <> ALL (affected));
+END
+$fn$;
+
 CREATE OR REPLACE FUNCTION pgstream._pending_changes(st_id bigint)
 RETURNS bigint LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -1212,6 +1290,30 @@ BEGIN
         total := total + n;
     END LOOP;
     RETURN total;
+END
+$fn$;
+
+-- Buffered changes not covered by each frontier, for every stream table that reads a
+-- source whose buffer holds rows: one statement per such source (the buffers of the
+-- others are empty, so their consumers have nothing pending), not one per stream
+-- table and source: pgs_status() over 10,000 idle stream tables reads no buffer.
+CREATE OR REPLACE FUNCTION pgstream._pending_by_stream_table()
+RETURNS TABLE (st_id bigint, n bigint) LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+#variable_conflict use_column
+DECLARE
+    src oid;
+BEGIN
+    FOREACH src IN ARRAY pgstream._busy_sources() LOOP
+        RETURN QUERY EXECUTE format(
+            'SELECT f.st_id, (SELECT count(*) FROM %I.%I b'
+            '                  WHERE f.frontier IS NULL'
+            '                     OR NOT pg_catalog.pg_visible_in_snapshot(b.__pgs_xid, f.frontier))'
+            '  FROM pgstream.pgs_frontiers f WHERE f.source_oid = $1',
+            'pgstream_changes', 'changes_' || src)
+            USING src;
+    END LOOP;
 END
 $fn$;
 
@@ -1248,15 +1350,16 @@ BEGIN
            s.last_refresh_at,
            (s.needs_full
             OR (s.last_refresh_at IS NULL AND now() - s.created_at > s.schedule_interval)
-            OR (p.n > 0 AND (s.last_refresh_at IS NULL
+            OR (coalesce(p.n, 0) > 0 AND (s.last_refresh_at IS NULL
                              OR now() - s.last_refresh_at > s.schedule_interval))),
-           p.n,
+           coalesce(p.n, 0)::bigint,
            s.needs_full,
            s.created_at,
            s.id,
            s.strategy
       FROM pgstream.pgs_stream_tables s
-     CROSS JOIN LATERAL (SELECT pgstream._pending_changes(s.id) AS n) p
+      LEFT JOIN (SELECT q.st_id, sum(q.n) AS n FROM pgstream._pending_by_stream_table() q
+                  GROUP BY q.st_id) p ON p.st_id = s.id
      ORDER BY s.schema_name, s.table_name;
 END
 $fn$;

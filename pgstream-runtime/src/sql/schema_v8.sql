@@ -1,0 +1,11 @@
+-- pgstream catalog, schema version 8.
+
+-- Change filters (pgstream-core's relevance.rs): per stream table and source, a
+-- condition that every change able to alter the stream table satisfies (SQL over the
+-- buffer row `b` and this row's `change_args`, as `f`), or NULL when any change may.
+-- The scheduler advances the frontiers of a stream table whose windows hold only
+-- changes that fail it, without a refresh (pgstream._advance_unaffected).
+ALTER TABLE pgstream.pgs_frontiers ADD COLUMN IF NOT EXISTS change_filter text;
+ALTER TABLE pgstream.pgs_frontiers ADD COLUMN IF NOT EXISTS change_args text[];
+CREATE INDEX IF NOT EXISTS pgs_frontiers_source_filter
+    ON pgstream.pgs_frontiers (source_oid, change_filter);

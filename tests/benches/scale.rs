@@ -1,0 +1,617 @@
+//! `cargo bench --bench scale`: does pgstream's cost follow what changed, not the number
+//! of stream tables?
+//!
+//! Tenant-style stream tables: one per tenant, `WHERE tenant_id = n`, over two sources
+//! (`orders`, 20 rows per tenant, and `tenants`), in three shapes taken in turn (an
+//! aggregate per status, a join with the tenant's plan, a filter). For each count N of
+//! stream tables (100, 1,000, 10,000 by default), on a throwaway cluster (or the
+//! server of `DATABASE_URL`, in a fresh database dropped afterwards), it measures:
+//!
+//! - creation time per stream table (the first and the last 10 % created at that level);
+//! - `pgstream.pgs_status()` over all N (median of 5);
+//! - idle: CPU of the runtime (this process) and of PostgreSQL (its processes, read from
+//!   `/proc`) per second, with every stream table on a 1 s schedule and no change at all;
+//! - busy: 1 % of the tenants get a committed single-row UPDATE each second; the time
+//!   from each commit to the first refresh of that tenant's stream table after it
+//!   (heard on `LISTEN pgstream_refreshed`), median and p99, refreshes per second, and
+//!   CPU as above;
+//! - the runtime's memory (resident set of this process).
+//!
+//! It writes `scale.md`, `scale_*.svg` and `scale.csv` into `docs/bench/`
+//! (`PGS_SCALE_OUT` overrides); `docs/BENCHMARKS.md` includes the table.
+//!
+//! Environment: `PGS_SCALE_NS=100,1000,10000`, `PGS_SCALE_IDLE_SECS=20`,
+//! `PGS_SCALE_BUSY_SECS=20`, `PGS_SCALE_PARALLEL=2` (the runtime's
+//! `parallel_refreshes`).
+#![allow(missing_docs)]
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use pgstream::Mode;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use sqlx::postgres::{PgListener, PgPoolOptions};
+use sqlx::{Connection, Executor, PgPool};
+
+type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+/// Orders per tenant.
+const ORDERS_PER_TENANT: i64 = 20;
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(default)
+}
+
+/// The defining query of tenant `n`'s stream table.
+fn tenant_query(n: i64) -> String {
+    match n % 3 {
+        0 => format!(
+            "SELECT status, count(*) AS orders, sum(amount) AS total \
+             FROM orders WHERE tenant_id = {n} GROUP BY status"
+        ),
+        1 => format!(
+            "SELECT o.id, o.amount, t.plan FROM orders o JOIN tenants t ON t.id = o.tenant_id \
+             WHERE o.tenant_id = {n}"
+        ),
+        _ => format!("SELECT id, amount FROM orders WHERE tenant_id = {n} AND amount > 10"),
+    }
+}
+
+fn tenant_table(n: i64) -> String {
+    format!("tenant_{n}")
+}
+
+#[derive(Debug, Default, Clone)]
+struct Point {
+    n: i64,
+    create_first_ms: f64,
+    create_last_ms: f64,
+    status_ms: f64,
+    idle_runtime_pct: f64,
+    idle_pg_pct: f64,
+    busy_runtime_pct: f64,
+    busy_pg_pct: f64,
+    latency_p50_ms: f64,
+    latency_p99_ms: f64,
+    /// Commits whose stream table was not refreshed by the end of the busy phase.
+    unrefreshed: usize,
+    commits: usize,
+    refreshes_per_sec: f64,
+    rss_mib: f64,
+}
+
+fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("scale benchmark: run it with `cargo bench --bench scale`");
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    if let Err(e) = rt.block_on(run()) {
+        eprintln!("scale benchmark failed: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn log(msg: impl AsRef<str>) {
+    eprintln!("[scale] {}", msg.as_ref());
+}
+
+async fn run() -> Res<()> {
+    let ns: Vec<i64> = std::env::var("PGS_SCALE_NS")
+        .unwrap_or_else(|_| "100,1000,10000".into())
+        .split(',')
+        .filter_map(|s| s.trim().replace('_', "").parse().ok())
+        .collect();
+    let idle_secs: u64 = env_or("PGS_SCALE_IDLE_SECS", 20);
+    let busy_secs: u64 = env_or("PGS_SCALE_BUSY_SECS", 20);
+    let parallel: usize = env_or("PGS_SCALE_PARALLEL", 2);
+    let out: PathBuf = std::env::var("PGS_SCALE_OUT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("..")
+                .join("docs")
+                .join("bench")
+        });
+    let max_n = ns.iter().copied().max().unwrap_or(100);
+
+    let (guard, admin_url) = match std::env::var("DATABASE_URL") {
+        Ok(u) if !u.is_empty() => (None, u),
+        _ => {
+            let (guard, url) = pgstream_tests::embedded_cluster().await?;
+            (Some(guard), url)
+        }
+    };
+    let dbname = format!("pgstream_scale_{}", std::process::id());
+    let mut admin = sqlx::PgConnection::connect(&admin_url).await?;
+    admin
+        .execute(format!("CREATE DATABASE {dbname}").as_str())
+        .await?;
+    let url = pgstream_tests::db::replace_database(&admin_url, &dbname);
+    let pool = PgPoolOptions::new()
+        .max_connections(parallel as u32 + 3)
+        .acquire_timeout(Duration::from_secs(600))
+        .connect(&url)
+        .await?;
+    let outcome = measure_all(&pool, &url, &ns, max_n, idle_secs, busy_secs, parallel).await;
+    pool.close().await;
+    let _ = admin
+        .execute(format!("DROP DATABASE IF EXISTS {dbname} WITH (FORCE)").as_str())
+        .await;
+    let _ = admin.close().await;
+    drop(guard);
+    let points = outcome?;
+    write_outputs(&out, &points, parallel)?;
+    Ok(())
+}
+
+async fn measure_all(
+    pool: &PgPool,
+    url: &str,
+    ns: &[i64],
+    max_n: i64,
+    idle_secs: u64,
+    busy_secs: u64,
+    parallel: usize,
+) -> Res<Vec<Point>> {
+    pool.execute(
+        format!(
+            "SET temp_file_limit = '2GB';
+             CREATE TABLE tenants (id int PRIMARY KEY, name text NOT NULL, plan text NOT NULL);
+             CREATE TABLE orders (id bigint PRIMARY KEY, tenant_id int NOT NULL REFERENCES tenants,
+                                  status text NOT NULL, amount numeric(12,2) NOT NULL);
+             INSERT INTO tenants SELECT g, 'tenant ' || g, (ARRAY['free','team','enterprise'])[1 + g % 3]
+               FROM generate_series(1, {max_n}) g;
+             INSERT INTO orders SELECT g, 1 + (g - 1) / {ORDERS_PER_TENANT},
+                                      (ARRAY['open','paid','shipped'])[1 + g % 3], 5 + g % 100
+               FROM generate_series(1, {max_n} * {ORDERS_PER_TENANT}) g;
+             CREATE INDEX ON orders (tenant_id);
+             ANALYZE tenants, orders;"
+        )
+        .as_str(),
+    )
+    .await?;
+    // The postmaster: the parent of this session's backend (the cluster must run on
+    // this machine for its CPU to be read).
+    let backend: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(pool)
+        .await?;
+    let postmaster = stat_field(&backend.to_string(), 4).unwrap_or(0);
+    let mut points = Vec::new();
+    let mut created: i64 = 0;
+    for &n in ns {
+        let mut point = Point {
+            n,
+            ..Point::default()
+        };
+        // Creation, from the current count up to n.
+        let mut times = Vec::new();
+        while created < n {
+            created += 1;
+            let spec = pgstream::spec(
+                &tenant_table(created),
+                &tenant_query(created),
+                "1s",
+                Mode::Differential,
+            )?;
+            let t = Instant::now();
+            pgstream::create_stream_table(pool, &spec).await?;
+            times.push(ms(t.elapsed()));
+            if created % 500 == 0 {
+                log(format!("{created} stream tables"));
+            }
+        }
+        let tenth = (times.len() / 10).max(1);
+        point.create_first_ms = mean(&times[..tenth.min(times.len())]);
+        point.create_last_ms = mean(&times[times.len().saturating_sub(tenth)..]);
+        pool.execute("ANALYZE").await?;
+
+        let mut status = Vec::new();
+        for _ in 0..5 {
+            let t = Instant::now();
+            let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM pgstream.pgs_status()")
+                .fetch_one(pool)
+                .await?;
+            status.push(ms(t.elapsed()));
+            assert_eq!(rows, n);
+        }
+        point.status_ms = median(&status);
+
+        let runtime = pgstream::Runtime::builder(pool.clone())
+            .tick(Duration::from_secs(1))
+            .parallel_refreshes(parallel)
+            .start()
+            .await?;
+        // Let the first passes after creation settle.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let (rt_pct, pg_pct) = cpu_over(postmaster, Duration::from_secs(idle_secs)).await;
+        point.idle_runtime_pct = rt_pct;
+        point.idle_pg_pct = pg_pct;
+        log(format!(
+            "N = {n}: idle runtime {rt_pct:.1} %, PostgreSQL {pg_pct:.1} % of a core"
+        ));
+
+        busy_phase(pool, url, postmaster, n, busy_secs, &mut point).await?;
+        point.rss_mib = rss_mib();
+        runtime.shutdown().await;
+        log(format!("{point:?}"));
+        points.push(point);
+    }
+    Ok(points)
+}
+
+/// 1 % of the tenants (at least one) get a committed UPDATE each second; the latency of
+/// each is the time to the first refresh of its stream table heard after the commit.
+async fn busy_phase(
+    pool: &PgPool,
+    url: &str,
+    postmaster: u64,
+    n: i64,
+    secs: u64,
+    point: &mut Point,
+) -> Res<()> {
+    let mut listener = PgListener::connect(url).await?;
+    listener.listen("pgstream_refreshed").await?;
+    let pending: std::sync::Arc<std::sync::Mutex<HashMap<String, Instant>>> = Default::default();
+    let latencies: std::sync::Arc<std::sync::Mutex<Vec<f64>>> = Default::default();
+    let stop = tokio_util_stop();
+    let listen_task = {
+        let pending = pending.clone();
+        let latencies = latencies.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            loop {
+                let note = tokio::select! {
+                    n = listener.recv() => n,
+                    _ = stop.notified() => break,
+                };
+                let Ok(note) = note else { break };
+                let name = note
+                    .payload()
+                    .split("\"name\"")
+                    .nth(1)
+                    .and_then(|s| s.split('"').nth(1))
+                    .unwrap_or_default()
+                    .to_string();
+                if let Some(at) = pending.lock().unwrap().remove(&name) {
+                    latencies.lock().unwrap().push(ms(at.elapsed()));
+                }
+            }
+        })
+    };
+    let refreshes_before = refresh_count(pool).await?;
+    let cpu = tokio::spawn(cpu_over(postmaster, Duration::from_secs(secs)));
+    let per_sec = (n / 100).max(1);
+    let mut rng = StdRng::seed_from_u64(n as u64);
+    let started = Instant::now();
+    let mut commits = 0usize;
+    let mut second = 0u64;
+    while second < secs {
+        let tick = started + Duration::from_secs(second);
+        tokio::time::sleep_until(tick.into()).await;
+        for _ in 0..per_sec {
+            let tenant = rng.gen_range(1..=n);
+            let order = (tenant - 1) * ORDERS_PER_TENANT + 1 + rng.gen_range(0..ORDERS_PER_TENANT);
+            sqlx::query("UPDATE orders SET amount = amount + 1 WHERE id = $1")
+                .bind(order)
+                .execute(pool)
+                .await?;
+            pending
+                .lock()
+                .unwrap()
+                .entry(tenant_table(tenant))
+                .or_insert_with(Instant::now);
+            commits += 1;
+        }
+        second += 1;
+    }
+    let (rt_pct, pg_pct) = cpu.await?;
+    // Give the last commits one more pass.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let refreshes = refresh_count(pool).await? - refreshes_before;
+    stop.notify_one();
+    let _ = listen_task.await;
+    let lat = latencies.lock().unwrap().clone();
+    point.busy_runtime_pct = rt_pct;
+    point.busy_pg_pct = pg_pct;
+    point.latency_p50_ms = median(&lat);
+    point.latency_p99_ms = percentile(&lat, 99.0);
+    point.unrefreshed = pending.lock().unwrap().len();
+    point.commits = commits;
+    point.refreshes_per_sec = refreshes as f64 / (secs as f64 + 3.0);
+    Ok(())
+}
+
+fn tokio_util_stop() -> std::sync::Arc<tokio::sync::Notify> {
+    std::sync::Arc::new(tokio::sync::Notify::new())
+}
+
+async fn refresh_count(pool: &PgPool) -> Res<i64> {
+    Ok(sqlx::query_scalar(
+        "SELECT coalesce(sum(refresh_count), 0)::bigint FROM pgstream.pgs_refresh_stats",
+    )
+    .fetch_one(pool)
+    .await?)
+}
+
+// ------------------------------------------------------------------------------------
+// CPU and memory from /proc
+
+/// CPU ticks (user + system) of a process.
+fn ticks(pid: &str) -> u64 {
+    stat_field(pid, 14).unwrap_or(0) + stat_field(pid, 15).unwrap_or(0)
+}
+
+/// The field `i` (1-based, as in proc(5)) of `/proc/<pid>/stat`.
+fn stat_field(pid: &str, i: usize) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may hold spaces: count after it (field 3).
+    let rest = stat.rsplit_once(')')?.1;
+    rest.split_whitespace().nth(i - 3)?.parse().ok()
+}
+
+/// CPU ticks of the cluster's postmaster and its children (the backends, including the
+/// runtime's and the benchmark's connections, and the background processes). Other
+/// clusters on the machine are not counted.
+fn postgres_ticks(postmaster: u64) -> u64 {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    dir.filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|p| p.chars().all(|c| c.is_ascii_digit()))
+        .filter(|p| {
+            p.parse::<u64>().ok() == Some(postmaster) || stat_field(p, 4) == Some(postmaster)
+        })
+        .map(|p| ticks(&p))
+        .sum()
+}
+
+/// Percent of one core used by this process and by the cluster over `d`.
+async fn cpu_over(postmaster: u64, d: Duration) -> (f64, f64) {
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let (a, b) = (ticks("self"), postgres_ticks(postmaster));
+    tokio::time::sleep(d).await;
+    let (c, e) = (ticks("self"), postgres_ticks(postmaster));
+    let pct = |t: u64| t as f64 / hz / d.as_secs_f64() * 100.0;
+    (pct(c.saturating_sub(a)), pct(e.saturating_sub(b)))
+}
+
+fn rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1).map(str::to_string))
+        })
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+// ------------------------------------------------------------------------------------
+// Statistics and output
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn mean(v: &[f64]) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.iter().sum::<f64>() / v.len() as f64
+}
+
+fn median(v: &[f64]) -> f64 {
+    percentile(v, 50.0)
+}
+
+fn percentile(v: &[f64], p: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.total_cmp(b));
+    let i = ((p / 100.0) * (s.len() - 1) as f64).round() as usize;
+    s[i.min(s.len() - 1)]
+}
+
+fn write_outputs(out: &std::path::Path, points: &[Point], parallel: usize) -> Res<()> {
+    std::fs::create_dir_all(out)?;
+    let mut csv = String::from(
+        "n,create_first_ms,create_last_ms,status_ms,idle_runtime_pct,idle_pg_pct,\
+         busy_runtime_pct,busy_pg_pct,latency_p50_ms,latency_p99_ms,commits,unrefreshed,\
+         refreshes_per_sec,rss_mib\n",
+    );
+    for p in points {
+        writeln!(
+            csv,
+            "{},{:.2},{:.2},{:.2},{:.2},{:.2},{:.2},{:.2},{:.1},{:.1},{},{},{:.1},{:.1}",
+            p.n,
+            p.create_first_ms,
+            p.create_last_ms,
+            p.status_ms,
+            p.idle_runtime_pct,
+            p.idle_pg_pct,
+            p.busy_runtime_pct,
+            p.busy_pg_pct,
+            p.latency_p50_ms,
+            p.latency_p99_ms,
+            p.commits,
+            p.unrefreshed,
+            p.refreshes_per_sec,
+            p.rss_mib
+        )?;
+    }
+    std::fs::write(out.join("scale.csv"), csv)?;
+    let mut md = String::new();
+    writeln!(
+        md,
+        "| stream tables | create (first 10 % → last 10 %) | `pgs_status()` | idle CPU runtime + PostgreSQL | 1 % busy: commit → refresh p50 / p99 | not refreshed | refreshes/s | busy CPU runtime + PostgreSQL | runtime RSS |"
+    )?;
+    writeln!(md, "|---:|---|---:|---|---|---:|---:|---|---:|")?;
+    for p in points {
+        writeln!(
+            md,
+            "| {} | {:.1} ms → {:.1} ms ({:.2}×) | {:.1} ms | {:.1} % + {:.1} % | {:.0} ms / {:.0} ms | {} of {} | {:.0} | {:.1} % + {:.1} % | {:.0} MiB |",
+            p.n,
+            p.create_first_ms,
+            p.create_last_ms,
+            p.create_last_ms / p.create_first_ms,
+            p.status_ms,
+            p.idle_runtime_pct,
+            p.idle_pg_pct,
+            p.latency_p50_ms,
+            p.latency_p99_ms,
+            p.unrefreshed,
+            p.commits,
+            p.refreshes_per_sec,
+            p.busy_runtime_pct,
+            p.busy_pg_pct,
+            p.rss_mib
+        )?;
+    }
+    writeln!(
+        md,
+        "\nCPU is percent of one core over the phase; the runtime runs with `parallel_refreshes({parallel})` and a 1 s tick; every stream table has a 1 s schedule."
+    )?;
+    std::fs::write(out.join("scale.md"), &md)?;
+    let xs: Vec<f64> = points.iter().map(|p| p.n as f64).collect();
+    let series = |f: &dyn Fn(&Point) -> f64| {
+        xs.iter()
+            .copied()
+            .zip(points.iter().map(f))
+            .collect::<Vec<_>>()
+    };
+    std::fs::write(
+        out.join("scale_cpu.svg"),
+        svg_lines(
+            "CPU (% of one core) against the number of stream tables",
+            &[
+                (
+                    "idle: runtime + PostgreSQL",
+                    series(&|p| p.idle_runtime_pct + p.idle_pg_pct),
+                ),
+                (
+                    "1 % busy: runtime + PostgreSQL",
+                    series(&|p| p.busy_runtime_pct + p.busy_pg_pct),
+                ),
+            ],
+        ),
+    )?;
+    std::fs::write(
+        out.join("scale_latency.svg"),
+        svg_lines(
+            "1 % busy: commit to refresh (ms) against the number of stream tables",
+            &[
+                ("p50", series(&|p| p.latency_p50_ms)),
+                ("p99", series(&|p| p.latency_p99_ms)),
+            ],
+        ),
+    )?;
+    std::fs::write(
+        out.join("scale_create.svg"),
+        svg_lines(
+            "Creation time per stream table (ms) against the number of stream tables",
+            &[
+                ("first 10 % at that level", series(&|p| p.create_first_ms)),
+                ("last 10 % at that level", series(&|p| p.create_last_ms)),
+            ],
+        ),
+    )?;
+    println!("{md}");
+    log(format!("wrote {}", out.display()));
+    Ok(())
+}
+
+/// A line plot with a logarithmic x axis (the number of stream tables) and a linear y
+/// axis from zero.
+fn svg_lines(title: &str, series: &[(&str, Vec<(f64, f64)>)]) -> String {
+    const W: f64 = 640.0;
+    const H: f64 = 360.0;
+    const L: f64 = 60.0;
+    const R: f64 = 190.0;
+    const T: f64 = 40.0;
+    const B: f64 = 40.0;
+    let pts = series
+        .iter()
+        .flat_map(|(_, v)| v.iter())
+        .filter(|p| p.1.is_finite());
+    let (xmin, xmax) = pts
+        .clone()
+        .fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.0), b.max(p.0)));
+    let ymax = pts.fold(0.0f64, |a, p| a.max(p.1)).max(1e-9) * 1.1;
+    let (lx0, lx1) = (xmin.log10(), xmax.log10().max(xmin.log10() + 1e-9));
+    let x = |v: f64| L + (v.log10() - lx0) / (lx1 - lx0) * (W - L - R);
+    let y = |v: f64| H - B - v / ymax * (H - T - B);
+    let colors = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd"];
+    let mut s = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{H}\" font-family=\"sans-serif\" font-size=\"12\">\
+         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\
+         <text x=\"{L}\" y=\"20\" font-size=\"14\">{}</text>\
+         <line x1=\"{L}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"black\"/>\
+         <line x1=\"{L}\" y1=\"{T}\" x2=\"{L}\" y2=\"{}\" stroke=\"black\"/>",
+        escape(title),
+        H - B,
+        W - R,
+        H - B,
+        H - B
+    );
+    for (xv, _) in series.first().map(|s| s.1.as_slice()).unwrap_or(&[]) {
+        let _ = write!(
+            s,
+            "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>",
+            x(*xv),
+            H - B + 16.0,
+            *xv as i64
+        );
+    }
+    for i in 0..=4 {
+        let v = ymax * i as f64 / 4.0;
+        let _ = write!(
+            s,
+            "<text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{:.1}</text>",
+            L - 6.0,
+            y(v) + 4.0,
+            v
+        );
+    }
+    for (i, (label, v)) in series.iter().enumerate() {
+        let c = colors[i % colors.len()];
+        let path: Vec<String> = v
+            .iter()
+            .filter(|p| p.1.is_finite())
+            .map(|p| format!("{:.1},{:.1}", x(p.0), y(p.1)))
+            .collect();
+        let _ = write!(
+            s,
+            "<polyline fill=\"none\" stroke=\"{c}\" stroke-width=\"2\" points=\"{}\"/>\
+             <text x=\"{}\" y=\"{}\" fill=\"{c}\">{}</text>",
+            path.join(" "),
+            W - R + 10.0,
+            T + 16.0 * i as f64,
+            escape(label)
+        );
+    }
+    s.push_str("</svg>\n");
+    s
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
