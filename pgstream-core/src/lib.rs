@@ -32,6 +32,7 @@ pub mod testing {
 
 mod bind;
 mod expr;
+mod names;
 mod plan;
 mod pushdown;
 mod quote;
@@ -45,6 +46,7 @@ mod view;
 pub use catalog::{Catalog, Column, Table, View};
 pub use cron::Cron;
 pub use error::{Diagnostic, Error, Result};
+pub use names::relation_names;
 pub use plan::{Compiled, OutputColumn, Strategy};
 pub use quote::{quote_ident, quote_literal, quote_qualified};
 pub use relevance::ChangeFilter;

@@ -33,12 +33,43 @@ type ViewRow = (String, String, String, Option<String>, Vec<String>);
 pub async fn load_catalog(conn: &mut PgConnection) -> Result<Catalog> {
     let step = "reading the database schema";
     let mut tx = crate::pin::begin_on(conn).await.step(None, step)?;
-    let catalog = load_catalog_pinned(&mut tx).await?;
+    let catalog = load_catalog_pinned(&mut tx, None).await?;
     tx.rollback().await.step(None, step)?;
     Ok(catalog)
 }
 
-async fn load_catalog_pinned(conn: &mut PgConnection) -> Result<Catalog> {
+/// The part of [`load_catalog`] that `query` can read: the tables and views named
+/// like a relation it names, then like those their bodies name, until no view adds a
+/// name. What a creation reads of the catalog does not grow with the number of
+/// tables (every stream table is one) in the database. A name may match relations
+/// of several schemas; all are loaded, and the compiler resolves it as with the whole
+/// catalog.
+pub(crate) async fn load_catalog_for(conn: &mut PgConnection, query: &str) -> Result<Catalog> {
+    let step = "reading the database schema";
+    let mut names = pgstream_core::relation_names(query);
+    let mut tx = crate::pin::begin_on(conn).await.step(None, step)?;
+    let mut catalog;
+    let mut rounds = 0;
+    loop {
+        catalog = load_catalog_pinned(&mut tx, Some(&names)).await?;
+        let before = names.len();
+        for v in catalog.views() {
+            for n in pgstream_core::relation_names(&v.query) {
+                if !names.contains(&n) {
+                    names.push(n);
+                }
+            }
+        }
+        rounds += 1;
+        if names.len() == before || rounds > 32 {
+            break;
+        }
+    }
+    tx.rollback().await.step(None, step)?;
+    Ok(catalog)
+}
+
+async fn load_catalog_pinned(conn: &mut PgConnection, names: Option<&[String]>) -> Result<Catalog> {
     let rows: Vec<TableRow> = sqlx::query_as(
         "SELECT c.oid::int8, n.nspname::text, c.relname::text,
                 array_agg(a.attname::text ORDER BY a.attnum),
@@ -57,9 +88,11 @@ async fn load_catalog_pinned(conn: &mut PgConnection) -> Result<Catalog> {
             AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgstream', 'pgstream_changes')
             AND n.nspname NOT LIKE 'pg\\_toast%'
             AND n.nspname NOT LIKE 'pg\\_temp\\_%'
+            AND ($1::text[] IS NULL OR c.relname = ANY ($1))
           GROUP BY c.oid, n.nspname, c.relname
           ORDER BY n.nspname, c.relname",
     )
+    .bind(names)
     .fetch_all(&mut *conn)
     .await
     .step(None, "reading the database schema")?;
@@ -83,7 +116,7 @@ async fn load_catalog_pinned(conn: &mut PgConnection) -> Result<Catalog> {
             oid: u32::try_from(oid).ok(),
         });
     }
-    for view in load_views(conn).await? {
+    for view in load_views(conn, names).await? {
         catalog.add_view(view);
     }
     Ok(catalog)
@@ -92,7 +125,7 @@ async fn load_catalog_pinned(conn: &mut PgConnection) -> Result<Catalog> {
 /// The views and materialized views (see [`load_catalog`]). The `search_path` is
 /// pinned in a transaction of its own (a savepoint when the caller is in one), rolled
 /// back afterwards, so the caller's setting is left as it was.
-async fn load_views(conn: &mut PgConnection) -> Result<Vec<View>> {
+async fn load_views(conn: &mut PgConnection, names: Option<&[String]>) -> Result<Vec<View>> {
     let step = "reading the views of the database";
     let mut tx = conn.begin().await.step(None, step)?;
     // quote_all_identifiers too: pgstream._drift compares the recorded definitions
@@ -117,8 +150,10 @@ async fn load_views(conn: &mut PgConnection) -> Result<Vec<View>> {
             AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgstream', 'pgstream_changes')
             AND n.nspname NOT LIKE 'pg\\_toast%'
             AND n.nspname NOT LIKE 'pg\\_temp\\_%'
+            AND ($1::text[] IS NULL OR c.relname = ANY ($1))
           ORDER BY n.nspname, c.relname",
     )
+    .bind(names)
     .fetch_all(&mut *tx)
     .await
     .step(None, step)?;

@@ -4,7 +4,7 @@
 //! frontier rows, storage table, initial full refresh, stats row. Any failure rolls
 //! everything back, so nothing is ever half-installed.
 
-use crate::catalog::{display_name, load_catalog, stored_definition};
+use crate::catalog::{display_name, load_catalog, load_catalog_for, stored_definition};
 use crate::error::{Error, Result, Step};
 use crate::install::{install, CREATE_LOCK_CLASS};
 use pgstream_core::contract::{self, buffer_table, CHANGES_SCHEMA, CHANGE_ID, WEIGHT, XID};
@@ -79,12 +79,20 @@ pub(crate) async fn create_in(
         return Err(Error::NameTaken(name.to_string()));
     }
 
-    let catalog = load_catalog(conn).await?;
-    let compiled = compile(spec, &catalog).map_err(|e| Error::Compile {
-        name: name.to_string(),
-        rendered: e.render(&spec.query),
-        source: Box::new(e),
-    })?;
+    // The relations the query names; the whole catalog only to explain an error
+    // (its suggestions, "did you mean ...", look at every table).
+    let mut catalog = load_catalog_for(conn, &spec.query).await?;
+    let compiled = match compile(spec, &catalog) {
+        Ok(c) => c,
+        Err(_) => {
+            catalog = load_catalog(conn).await?;
+            compile(spec, &catalog).map_err(|e| Error::Compile {
+                name: name.to_string(),
+                rendered: e.render(&spec.query),
+                source: Box::new(e),
+            })?
+        }
+    };
     reject_volatile_functions(conn, spec, name, &compiled).await?;
     if let Some(expected) = expected {
         let found: Vec<&str> = compiled.columns.iter().map(|c| c.name.as_str()).collect();
