@@ -273,10 +273,17 @@ END
 /// refresh function after a differential refresh. It first waits for a creation
 /// that is adding a consumer of the source (that holds the source's row in
 /// `pgs_sources` FOR UPDATE until it commits); the DELETE then sees its frontier.
+/// A row whose xid is below the xmin of every consumer's frontier is covered by all
+/// of them (and is no consumer's own row: a refresh's xid is at least its snapshot's
+/// xmin): that test is one aggregate over the frontiers, computed once, so the rows a
+/// source with 10,000 consumers (tenant-style stream tables) has consumed are deleted
+/// without scanning the frontiers once per row. The exact test decides the others.
 fn trim_sql(oid: u32) -> String {
     format!(
         "    PERFORM 1 FROM {cat}.\"pgs_sources\" AS s WHERE s.\"source_oid\" = {oid} FOR SHARE;
-    DELETE FROM {chg}.{buf} AS b WHERE NOT EXISTS (SELECT 1 FROM {cat}.{fr} AS f WHERE f.\"source_oid\" = {oid} \
+    DELETE FROM {chg}.{buf} AS b WHERE b.{xid} < (SELECT min(pg_catalog.pg_snapshot_xmin(f.\"frontier\")) \
+FROM {cat}.{fr} AS f WHERE f.\"source_oid\" = {oid} HAVING bool_and(f.\"frontier\" IS NOT NULL)) \
+OR NOT EXISTS (SELECT 1 FROM {cat}.{fr} AS f WHERE f.\"source_oid\" = {oid} \
 AND (f.\"frontier\" IS NULL OR NOT pg_catalog.pg_visible_in_snapshot(b.{xid}, f.\"frontier\") \
 OR (b.{xid} = f.\"own_xid\" AND b.{cid} > COALESCE(f.\"own_change\", -1))));",
         cat = qi(contract::CATALOG_SCHEMA),

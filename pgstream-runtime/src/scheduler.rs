@@ -135,13 +135,6 @@ pub(crate) async fn run_once(
     } else {
         HashSet::new()
     };
-    // Stream tables whose windows hold only changes that fail their change filters
-    // (another tenant's rows): their frontiers are advanced without a refresh.
-    let advanced: HashSet<i64> = if idle_skip && !busy.is_empty() {
-        advance_unaffected(pool).await
-    } else {
-        HashSet::new()
-    };
     let rows: Vec<DueRow> = sqlx::query_as(
         "WITH RECURSIVE st AS (
              SELECT s.id, to_regclass(pg_catalog.format('%I.%I', s.schema_name, s.table_name))::oid AS storage
@@ -184,6 +177,14 @@ pub(crate) async fn run_once(
     tx.rollback()
         .await
         .step(None, "scheduler: reading the catalog")?;
+    // Stream tables whose windows hold only changes that fail their change filters
+    // (another tenant's rows): their frontiers are advanced without a refresh. After
+    // the catalog transaction: a runtime's pool may have one connection to spare.
+    let advanced: HashSet<i64> = if idle_skip && !busy.is_empty() {
+        advance_unaffected(pool).await
+    } else {
+        HashSet::new()
+    };
     let due: Vec<DueRow> = rows
         .into_iter()
         .filter(|r| is_due(&r.name, &r.schedule, r.since, r.now))

@@ -1851,7 +1851,12 @@ fn write_outputs(cfg: &Config, res: &Results) -> Res<()> {
             )?;
         }
     }
-    let md = markdown(cfg, res, &sizes, &plots);
+    let mut md = markdown(cfg, res, &sizes, &plots);
+    // The scale benchmark's section (`cargo bench --bench scale`) is its own: kept.
+    let previous = std::fs::read_to_string(cfg.out.join("BENCHMARKS.md")).unwrap_or_default();
+    if let Some(section) = pgstream_tests::bench_doc::section(&previous, "scale") {
+        md = pgstream_tests::bench_doc::replace_section(&md, "scale", &section);
+    }
     std::fs::write(cfg.out.join("BENCHMARKS.md"), md)?;
     log(format!(
         "wrote {} and {}",

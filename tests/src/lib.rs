@@ -10,6 +10,7 @@
 #![warn(missing_docs)]
 
 pub mod attack;
+pub mod bench_doc;
 pub mod cluster;
 pub mod compare;
 pub mod db;

@@ -64,8 +64,12 @@ BEGIN
     IF NOT FOUND OR to_regclass(format('%I.%I', 'pgstream_changes', 'changes_' || src)) IS NULL THEN
         RETURN 0;
     END IF;
+    -- First the rows below the xmin of every frontier (one aggregate; see trim_sql
+    -- in pgstream-core's render.rs), then the exact test for the others.
     EXECUTE format(
-        'DELETE FROM %I.%I b WHERE NOT EXISTS ('
+        'DELETE FROM %I.%I b WHERE b.__pgs_xid < (SELECT min(pg_catalog.pg_snapshot_xmin(f.frontier))'
+        '  FROM pgstream.pgs_frontiers f WHERE f.source_oid = $1 HAVING bool_and(f.frontier IS NOT NULL))'
+        ' OR NOT EXISTS ('
         '  SELECT 1 FROM pgstream.pgs_frontiers f'
         '   WHERE f.source_oid = $1'
         '     AND (f.frontier IS NULL OR NOT pg_catalog.pg_visible_in_snapshot(b.__pgs_xid, f.frontier)'
