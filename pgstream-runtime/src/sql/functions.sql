@@ -1234,15 +1234,16 @@ BEGIN
     END IF;
     -- (OFFSET 0: the locks are tried only for the candidates.)
     SELECT coalesce(array_agg(c.id), '{}') INTO locked
-      FROM (SELECT s.id FROM pgstream.pgs_stream_tables s
+      FROM (SELECT s.id
+              FROM pgstream.pgs_stream_tables s
+              JOIN (SELECT f.st_id FROM pgstream.pgs_frontiers f
+                     GROUP BY f.st_id
+                    HAVING bool_or(f.source_oid = ANY (busy))
+                       AND NOT bool_or(f.frontier IS NULL
+                                       OR (f.source_oid = ANY (busy) AND f.change_filter IS NULL))) g
+                ON g.st_id = s.id
              WHERE s.status = 'ACTIVE' AND s.mode = 'DIFFERENTIAL' AND NOT s.needs_full
                AND s.last_refresh_at IS NOT NULL AND s.refresh_function IS NOT NULL
-               AND EXISTS (SELECT 1 FROM pgstream.pgs_frontiers f
-                            WHERE f.st_id = s.id AND f.source_oid = ANY (busy))
-               AND NOT EXISTS (SELECT 1 FROM pgstream.pgs_frontiers f
-                                WHERE f.st_id = s.id
-                                  AND (f.frontier IS NULL
-                                       OR (f.source_oid = ANY (busy) AND f.change_filter IS NULL)))
             OFFSET 0) c
      WHERE pg_try_advisory_xact_lock(1885828980, (c.id % 2147483648)::integer);
     IF cardinality(locked) = 0 THEN
@@ -1253,11 +1254,12 @@ BEGIN
     -- every change of the last refresh's own transaction).
     FOREACH src IN ARRAY busy LOOP
         FOR tmpl IN SELECT DISTINCT f.change_filter FROM pgstream.pgs_frontiers f
-                     WHERE f.source_oid = src AND f.st_id = ANY (locked) LOOP
+                     WHERE f.source_oid = src AND f.change_filter IS NOT NULL LOOP
             EXECUTE format(
                 'SELECT array_agg(DISTINCT f.st_id) FROM %I.%I b'
-                '  JOIN pgstream.pgs_frontiers f'
-                '    ON f.source_oid = $1 AND f.change_filter = $2 AND f.st_id = ANY ($3) AND (%s)'
+                '  JOIN (SELECT f.* FROM pgstream.pgs_frontiers f JOIN unnest($3::bigint[]) l (id) ON l.id = f.st_id'
+                '         WHERE f.source_oid = $1 AND f.change_filter = $2) f'
+                '    ON (%s)'
                 ' WHERE b.__pgs_xid = f.own_xid'
                 '    OR NOT pg_catalog.pg_visible_in_snapshot(b.__pgs_xid, f.frontier)',
                 'pgstream_changes', 'changes_' || src, tmpl)
@@ -1266,10 +1268,15 @@ BEGIN
         END LOOP;
     END LOOP;
     -- The others: the frontiers a refresh that found nothing to do would leave.
+    -- (Set operations and joins on unnest: a test `= ANY (array)` per row would be
+    -- quadratic in the number of stream tables.)
+    SELECT coalesce(array_agg(u.id), '{}') INTO locked
+      FROM (SELECT unnest(locked) EXCEPT SELECT unnest(affected)) u (id);
     UPDATE pgstream.pgs_frontiers f
        SET frontier = pg_catalog.pg_current_snapshot(), own_xid = NULL, own_change = NULL
-     WHERE f.st_id = ANY (locked) AND f.st_id <> ALL (affected);
-    RETURN ARRAY(SELECT id FROM unnest(locked) id WHERE id <> ALL (affected));
+      FROM unnest(locked) u (id)
+     WHERE f.st_id = u.id;
+    RETURN locked;
 END
 $fn$;
 
