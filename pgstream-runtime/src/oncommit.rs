@@ -229,7 +229,8 @@ async fn listen(pool: PgPool, tx: mpsc::UnboundedSender<Heard>, cancel: Cancella
     let mut failures: u32 = 0;
     loop {
         let connected = async {
-            let mut l = sqlx::postgres::PgListener::connect_with(&pool).await?;
+            let mut l =
+                sqlx::postgres::PgListener::connect_with(&crate::pin::listener_pool(&pool)).await?;
             l.eager_reconnect(false);
             l.listen(CHANGES_CHANNEL).await?;
             Ok::<_, sqlx::Error>(l)

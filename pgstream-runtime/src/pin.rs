@@ -26,6 +26,19 @@ pub(crate) async fn begin(pool: &PgPool) -> Result<Transaction<'static, Postgres
     pool.begin_with(BEGIN_PINNED).await
 }
 
+/// A pool of one connection, opened with `pool`'s options, for a task that holds its
+/// connection for good (a `LISTEN`ing one): `sqlx`'s `PgListener` keeps a connection
+/// of the pool it is given, so two listeners on the application's pool of two
+/// connections (the request listener and the on-commit listener) left none for the
+/// scheduler, which then never refreshed (`runtime_faults`, `runtime_stress`).
+pub(crate) fn listener_pool(pool: &PgPool) -> PgPool {
+    sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .min_connections(0)
+        .acquire_timeout(pool.options().get_acquire_timeout())
+        .connect_lazy_with(pool.connect_options().as_ref().clone())
+}
+
 /// A REPEATABLE READ transaction on a connection of `pool`, with `search_path`
 /// pinned to [`SEARCH_PATH`] until it ends: all its statements read one snapshot.
 pub(crate) async fn begin_repeatable_read(

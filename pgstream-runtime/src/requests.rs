@@ -526,13 +526,14 @@ async fn process_off_task(pool: &PgPool) -> Result<usize> {
 }
 
 async fn connect_listener(pool: &PgPool) -> Option<sqlx::postgres::PgListener> {
-    let mut l = match sqlx::postgres::PgListener::connect_with(pool).await {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::debug!(error = %e, "pgstream: cannot open the request listener");
-            return None;
-        }
-    };
+    let mut l =
+        match sqlx::postgres::PgListener::connect_with(&crate::pin::listener_pool(pool)).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::debug!(error = %e, "pgstream: cannot open the request listener");
+                return None;
+            }
+        };
     let locked = sqlx::query("SELECT pg_catalog.pg_advisory_lock_shared($1, 0)")
         .bind(crate::install::RUNTIME_LOCK_CLASS)
         .execute(&mut l)

@@ -136,38 +136,47 @@ pub(crate) async fn run_once(
         HashSet::new()
     };
     let rows: Vec<DueRow> = sqlx::query_as(
-        "WITH RECURSIVE st AS (
-             SELECT s.id, to_regclass(pg_catalog.format('%I.%I', s.schema_name, s.table_name))::oid AS storage
-               FROM pgstream.pgs_stream_tables s),
+        "WITH RECURSIVE
+         -- Stream tables read by stream tables: the sources that are storage tables.
          edge AS (
-             SELECT f.st_id AS down, u.id AS up
-               FROM pgstream.pgs_frontiers f JOIN st u ON u.storage = f.source_oid),
+             SELECT f.st_id AS down, u.id AS up, fs.source_oid AS storage
+               FROM (SELECT DISTINCT source_oid FROM pgstream.pgs_frontiers) fs
+               JOIN pg_catalog.pg_class c ON c.oid = fs.source_oid
+               JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+               JOIN pgstream.pgs_stream_tables u
+                 ON u.schema_name = n.nspname::text AND u.table_name = c.relname::text
+               JOIN pgstream.pgs_frontiers f ON f.source_oid = fs.source_oid),
          depth (id, d) AS (
-             SELECT id, 0 FROM st
+             SELECT DISTINCT up, 0 FROM edge
              UNION ALL
              SELECT e.down, depth.d + 1 FROM depth JOIN edge e ON e.up = depth.id
               WHERE depth.d < 64),
-         levels AS (SELECT id, max(d) AS d FROM depth GROUP BY id)
-         SELECT s.id, pgstream._display_name(s.schema_name, s.table_name) AS name, s.schedule,
+         levels AS (SELECT id, max(d) AS d FROM depth GROUP BY id),
+         ups AS (SELECT DISTINCT up AS id, storage FROM edge),
+         fr AS (SELECT f.st_id, array_agg(f.source_oid::int8) AS sources,
+                       bool_and(f.frontier IS NOT NULL) AS all_set
+                  FROM pgstream.pgs_frontiers f GROUP BY f.st_id)
+         SELECT s.id,
+                CASE WHEN s.schema_name = 'public' THEN s.table_name
+                     ELSE s.schema_name || '.' || s.table_name END AS name,
+                s.schedule,
                 extract(epoch FROM coalesce(s.last_refresh_at, s.created_at))::float8 AS since,
                 extract(epoch FROM now())::float8 AS now,
-                t.storage::int8 AS storage,
+                ups.storage::int8 AS storage,
                 (s.mode = 'DIFFERENTIAL' AND NOT s.needs_full AND s.last_refresh_at IS NOT NULL
                  AND s.refresh_function IS NOT NULL
-                 AND EXISTS (SELECT 1 FROM pgstream.pgs_frontiers f WHERE f.st_id = s.id)
-                 AND NOT EXISTS (SELECT 1 FROM pgstream.pgs_frontiers f
-                                  WHERE f.st_id = s.id AND f.frontier IS NULL)) AS quiet_skips,
-                ARRAY(SELECT f.source_oid::int8 FROM pgstream.pgs_frontiers f
-                       WHERE f.st_id = s.id) AS sources
+                 AND fr.st_id IS NOT NULL AND fr.all_set) AS quiet_skips,
+                coalesce(fr.sources, '{}') AS sources
            FROM pgstream.pgs_stream_tables s
-           JOIN levels l ON l.id = s.id
-           JOIN st t ON t.id = s.id
+           LEFT JOIN levels l ON l.id = s.id
+           LEFT JOIN ups ON ups.id = s.id
+           LEFT JOIN fr ON fr.st_id = s.id
           WHERE s.status = 'ACTIVE'
             AND (s.needs_full OR s.last_refresh_at IS NULL
                  OR s.last_refresh_at + s.schedule_interval <= now() + $1 * interval '1 millisecond'
                  OR ((s.schedule LIKE '@%' OR s.schedule LIKE '% %') AND s.schedule <> 'on commit'))
             AND (s.next_retry_at IS NULL OR s.next_retry_at <= now())
-          ORDER BY l.d, s.id",
+          ORDER BY coalesce(l.d, 0), s.id",
     )
     .bind(tick.as_secs_f64() * 500.0)
     .fetch_all(&mut *tx)
