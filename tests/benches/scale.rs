@@ -84,6 +84,8 @@ struct Point {
     commits: usize,
     refreshes_per_sec: f64,
     rss_mib: f64,
+    /// Mean time of one single-row UPDATE of the shared source (autocommit), µs.
+    write_us: f64,
 }
 
 fn main() {
@@ -150,8 +152,8 @@ async fn run() -> Res<()> {
         .await;
     let _ = admin.close().await;
     drop(guard);
-    let points = outcome?;
-    write_outputs(&out, &points, parallel)?;
+    let (points, baseline_write_us) = outcome?;
+    write_outputs(&out, &points, baseline_write_us, parallel)?;
     Ok(())
 }
 
@@ -163,7 +165,7 @@ async fn measure_all(
     idle_secs: u64,
     busy_secs: u64,
     parallel: usize,
-) -> Res<Vec<Point>> {
+) -> Res<(Vec<Point>, f64)> {
     pool.execute(
         format!(
             "SET temp_file_limit = '2GB';
@@ -188,6 +190,12 @@ async fn measure_all(
         .await?;
     let postmaster = stat_field(&backend.to_string(), 4).unwrap_or(0);
     let mut points = Vec::new();
+    // The write cost without capture (no stream table yet), the baseline of the
+    // write cost at each count: capture must not grow with the number of consumers.
+    let baseline_write_us = write_cost(pool, max_n).await?;
+    log(format!(
+        "single-row UPDATE without capture: {baseline_write_us:.0} µs"
+    ));
     let mut created: i64 = 0;
     for &n in ns {
         let mut point = Point {
@@ -226,6 +234,7 @@ async fn measure_all(
             assert_eq!(rows, n);
         }
         point.status_ms = median(&status);
+        point.write_us = write_cost(pool, max_n).await?;
 
         let runtime = pgstream::Runtime::builder(pool.clone())
             .tick(Duration::from_secs(1))
@@ -247,7 +256,7 @@ async fn measure_all(
         log(format!("{point:?}"));
         points.push(point);
     }
-    Ok(points)
+    Ok((points, baseline_write_us))
 }
 
 /// 1 % of the tenants (at least one) get a committed UPDATE each second; the latency of
@@ -330,6 +339,20 @@ async fn busy_phase(
     point.commits = commits;
     point.refreshes_per_sec = refreshes as f64 / (secs as f64 + 3.0);
     Ok(())
+}
+
+/// Mean time of 500 single-row UPDATEs of `orders`, one after another, in µs.
+async fn write_cost(pool: &PgPool, max_n: i64) -> Res<f64> {
+    let mut conn = pool.acquire().await?;
+    let mut rng = StdRng::seed_from_u64(99);
+    let t = Instant::now();
+    for _ in 0..500 {
+        sqlx::query("UPDATE orders SET status = status WHERE id = $1")
+            .bind(rng.gen_range(1..=max_n * ORDERS_PER_TENANT))
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(t.elapsed().as_secs_f64() * 1e6 / 500.0)
 }
 
 async fn refresh_count(pool: &PgPool) -> Res<i64> {
@@ -425,17 +448,22 @@ fn percentile(v: &[f64], p: f64) -> f64 {
     s[i.min(s.len() - 1)]
 }
 
-fn write_outputs(out: &std::path::Path, points: &[Point], parallel: usize) -> Res<()> {
+fn write_outputs(
+    out: &std::path::Path,
+    points: &[Point],
+    baseline_write_us: f64,
+    parallel: usize,
+) -> Res<()> {
     std::fs::create_dir_all(out)?;
     let mut csv = String::from(
         "n,create_first_ms,create_last_ms,status_ms,idle_runtime_pct,idle_pg_pct,\
          busy_runtime_pct,busy_pg_pct,latency_p50_ms,latency_p99_ms,commits,unrefreshed,\
-         refreshes_per_sec,rss_mib\n",
+         refreshes_per_sec,rss_mib,write_us\n",
     );
     for p in points {
         writeln!(
             csv,
-            "{},{:.2},{:.2},{:.2},{:.2},{:.2},{:.2},{:.2},{:.1},{:.1},{},{},{:.1},{:.1}",
+            "{},{:.2},{:.2},{:.2},{:.2},{:.2},{:.2},{:.2},{:.1},{:.1},{},{},{:.1},{:.1},{:.1}",
             p.n,
             p.create_first_ms,
             p.create_last_ms,
@@ -449,20 +477,21 @@ fn write_outputs(out: &std::path::Path, points: &[Point], parallel: usize) -> Re
             p.commits,
             p.unrefreshed,
             p.refreshes_per_sec,
-            p.rss_mib
+            p.rss_mib,
+            p.write_us
         )?;
     }
     std::fs::write(out.join("scale.csv"), csv)?;
     let mut md = String::new();
     writeln!(
         md,
-        "| stream tables | create (first 10 % → last 10 %) | `pgs_status()` | idle CPU runtime + PostgreSQL | 1 % busy: commit → refresh p50 / p99 | not refreshed | refreshes/s | busy CPU runtime + PostgreSQL | runtime RSS |"
+        "| stream tables | create (first 10 % → last 10 %) | `pgs_status()` | idle CPU runtime + PostgreSQL | 1 % busy: commit → refresh p50 / p99 | not refreshed | refreshes/s | busy CPU runtime + PostgreSQL | runtime RSS | single-row UPDATE of the shared source |"
     )?;
-    writeln!(md, "|---:|---|---:|---|---|---:|---:|---|---:|")?;
+    writeln!(md, "|---:|---|---:|---|---|---:|---:|---|---:|---|")?;
     for p in points {
         writeln!(
             md,
-            "| {} | {:.1} ms → {:.1} ms ({:.2}×) | {:.1} ms | {:.1} % + {:.1} % | {:.0} ms / {:.0} ms | {} of {} | {:.0} | {:.1} % + {:.1} % | {:.0} MiB |",
+            "| {} | {:.1} ms → {:.1} ms ({:.2}×) | {:.1} ms | {:.1} % + {:.1} % | {:.0} ms / {:.0} ms | {} of {} | {:.0} | {:.1} % + {:.1} % | {:.0} MiB | {:.0} µs ({:.2}× without capture) |",
             p.n,
             p.create_first_ms,
             p.create_last_ms,
@@ -477,12 +506,18 @@ fn write_outputs(out: &std::path::Path, points: &[Point], parallel: usize) -> Re
             p.refreshes_per_sec,
             p.busy_runtime_pct,
             p.busy_pg_pct,
-            p.rss_mib
+            p.rss_mib,
+            p.write_us,
+            p.write_us / baseline_write_us
         )?;
     }
     writeln!(
         md,
-        "\nCPU is percent of one core over the phase; the runtime runs with `parallel_refreshes({parallel})` and a 1 s tick; every stream table has a 1 s schedule."
+        "\nA single-row UPDATE of the shared source without any stream table: {baseline_write_us:.0} µs (mean of 500, autocommit)."
+    )?;
+    writeln!(
+        md,
+        "CPU is percent of one core over the phase; the runtime runs with `parallel_refreshes({parallel})` and a 1 s tick; every stream table has a 1 s schedule."
     )?;
     std::fs::write(out.join("scale.md"), &md)?;
     let xs: Vec<f64> = points.iter().map(|p| p.n as f64).collect();
