@@ -74,7 +74,7 @@ impl Compiled {
                 let preds = chains.get(&i)?;
                 let accepted: Vec<String> = preds
                     .iter()
-                    .flat_map(|p| crate::pushdown::conjuncts(p))
+                    .flat_map(crate::pushdown::conjuncts)
                     .filter_map(|c| r.conjunct(&c, i, leaf))
                     .collect();
                 if accepted.is_empty() {
