@@ -135,6 +135,26 @@ pub(crate) async fn run_once(
     } else {
         HashSet::new()
     };
+    tx.rollback()
+        .await
+        .step(None, "scheduler: reading the catalog")?;
+    // Stream tables whose windows hold only changes that fail their change filters
+    // (another tenant's rows): their frontiers are advanced without a refresh. Between
+    // the catalog transactions: a runtime's pool may have one connection to spare.
+    let advanced: HashSet<i64> = if idle_skip && !busy.is_empty() {
+        advance_unaffected(pool).await
+    } else {
+        HashSet::new()
+    };
+    let mut tx = crate::pin::begin(pool)
+        .await
+        .step(None, "scheduler: reading the catalog")?;
+    // With the idle check, the rows the pass would leave out are not even read: a
+    // DIFFERENTIAL stream table that can be skipped (`quiet`), reads no stream table
+    // (whose refresh in this pass could give it changes), and has no busy source it
+    // was not advanced past. An idle tick then reads no row per stream table.
+    let busy_list: Vec<i64> = busy.iter().copied().collect();
+    let advanced_list: Vec<i64> = advanced.iter().copied().collect();
     let rows: Vec<DueRow> = sqlx::query_as(
         "WITH RECURSIVE
          -- Stream tables read by stream tables: the sources that are storage tables.
@@ -171,7 +191,13 @@ pub(crate) async fn run_once(
            LEFT JOIN levels l ON l.id = s.id
            LEFT JOIN ups ON ups.id = s.id
            LEFT JOIN fr ON fr.st_id = s.id
+           LEFT JOIN unnest($4::int8[]) adv (id) ON adv.id = s.id
           WHERE s.status = 'ACTIVE'
+            AND (NOT $2
+                 OR NOT (s.mode = 'DIFFERENTIAL' AND NOT s.needs_full AND s.last_refresh_at IS NOT NULL
+                         AND s.refresh_function IS NOT NULL AND fr.st_id IS NOT NULL AND fr.all_set)
+                 OR EXISTS (SELECT 1 FROM edge e WHERE e.down = s.id)
+                 OR (fr.sources && $3::int8[] AND adv.id IS NULL))
             AND (s.needs_full OR s.last_refresh_at IS NULL
                  OR s.last_refresh_at + s.schedule_interval <= now() + $1 * interval '1 millisecond'
                  OR ((s.schedule LIKE '@%' OR s.schedule LIKE '% %') AND s.schedule <> 'on commit'))
@@ -179,6 +205,9 @@ pub(crate) async fn run_once(
           ORDER BY coalesce(l.d, 0), s.id",
     )
     .bind(tick.as_secs_f64() * 500.0)
+    .bind(idle_skip)
+    .bind(&busy_list)
+    .bind(&advanced_list)
     .fetch_all(&mut *tx)
     .await
     .step(None, "scheduler: reading the catalog")?;
@@ -186,14 +215,6 @@ pub(crate) async fn run_once(
     tx.rollback()
         .await
         .step(None, "scheduler: reading the catalog")?;
-    // Stream tables whose windows hold only changes that fail their change filters
-    // (another tenant's rows): their frontiers are advanced without a refresh. After
-    // the catalog transaction: a runtime's pool may have one connection to spare.
-    let advanced: HashSet<i64> = if idle_skip && !busy.is_empty() {
-        advance_unaffected(pool).await
-    } else {
-        HashSet::new()
-    };
     let due: Vec<DueRow> = rows
         .into_iter()
         .filter(|r| is_due(&r.name, &r.schedule, r.since, r.now))
