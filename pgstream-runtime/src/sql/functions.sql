@@ -1111,11 +1111,16 @@ BEGIN
     -- tables that became inheritance children of a source (or a source that became
     -- one): capture triggers on the new members and a full refresh of the readers,
     -- or the ERROR state (see _sync_sources).
+    -- (The relation, its partition root and its inheritance parents, each joined
+    -- with the frontiers by equality: an OR in the join condition made every DDL
+    -- command scan all the frontiers, and creating stream table 10,000 runs several.)
     FOR st IN SELECT DISTINCT f.st_id
                 FROM pg_event_trigger_ddl_commands() c
-                JOIN pgstream.pgs_frontiers f
-                  ON f.source_oid = c.objid OR f.source_oid = pg_partition_root(c.objid)
-                  OR f.source_oid IN (SELECT i.inhparent FROM pg_inherits i WHERE i.inhrelid = c.objid)
+               CROSS JOIN LATERAL (SELECT c.objid AS rel
+                                   UNION SELECT pg_partition_root(c.objid)
+                                   UNION SELECT i.inhparent FROM pg_inherits i
+                                          WHERE i.inhrelid = c.objid) r
+                JOIN pgstream.pgs_frontiers f ON f.source_oid = r.rel
                 JOIN pgstream.pgs_stream_tables s ON s.id = f.st_id AND s.mode <> 'FULL'
                WHERE c.classid = 'pg_class'::regclass LOOP
         SELECT y.drift INTO msg FROM pgstream._sync_sources(st.st_id) y;
