@@ -32,6 +32,7 @@ pub mod testing {
 
 mod bind;
 mod expr;
+mod immediate;
 mod plan;
 mod pushdown;
 mod quote;
@@ -71,7 +72,14 @@ pub fn compile(spec: &StreamTableSpec, catalog: &Catalog) -> Result<Compiled> {
         query: expansion.text.clone(),
         ..spec.clone()
     };
-    let map = |e| expansion.map_error(e);
+    let map = |e| {
+        let e = expansion.map_error(e);
+        if spec.mode == Mode::Immediate {
+            immediate::reword(e)
+        } else {
+            e
+        }
+    };
     match plan::compile(&expanded, catalog) {
         Ok(mut compiled) => {
             types::check(text, catalog).map_err(map)?;
