@@ -158,6 +158,7 @@ pub(crate) async fn run_once(
            JOIN levels l ON l.id = s.id
            JOIN st t ON t.id = s.id
           WHERE s.status = 'ACTIVE'
+            AND (s.mode <> 'IMMEDIATE' OR s.needs_full)
             AND (s.needs_full OR s.last_refresh_at IS NULL
                  OR s.last_refresh_at + s.schedule_interval <= now() + $1 * interval '1 millisecond'
                  OR ((s.schedule LIKE '@%' OR s.schedule LIKE '% %') AND s.schedule <> 'on commit'))
