@@ -78,7 +78,17 @@ $fn$;
 -- CREATE/DROP TRIGGER lock the relation (SHARE ROW EXCLUSIVE): writes in progress
 -- end first, and later ones wait for this transaction, so no write falls between
 -- the mode the catalog says and the triggers the tables have.
-CREATE OR REPLACE FUNCTION pgstream._immediate_sync(src oid)
+--
+-- With `added` (an IMMEDIATE reader of `src` is being created, or a reader switched
+-- to IMMEDIATE), every relation is locked against writes (SHARE ROW EXCLUSIVE) even
+-- when it has its triggers already (another IMMEDIATE reader): writes in progress
+-- end first and are in the new reader's population or first refresh, and later
+-- writes see the new reader. And the source's pgs_sources row is updated: a
+-- REPEATABLE READ or SERIALIZABLE writer whose snapshot is older cannot see the new
+-- reader, so it could not maintain it; _immediate_before locks that row FOR SHARE,
+-- which makes such a writer fail with a serialization failure.
+DROP FUNCTION IF EXISTS pgstream._immediate_sync(oid);
+CREATE OR REPLACE FUNCTION pgstream._immediate_sync(src oid, added boolean DEFAULT false)
 RETURNS void LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $fn$
@@ -104,10 +114,16 @@ BEGIN
         END IF;
     END LOOP;
     FOREACH rel IN ARRAY want LOOP
+        IF added THEN
+            EXECUTE format('LOCK TABLE ONLY %s IN SHARE ROW EXCLUSIVE MODE', rel::regclass);
+        END IF;
         IF NOT rel = ANY (have) THEN
             PERFORM pgstream._create_immediate_triggers(rel, src);
         END IF;
     END LOOP;
+    IF added AND want <> '{}' THEN
+        UPDATE pgstream.pgs_sources s SET members = s.members WHERE s.source_oid = src;
+    END IF;
 END
 $fn$;
 
@@ -118,13 +134,16 @@ AS $fn$
 DECLARE
     src oid;
 BEGIN
-    IF TG_TABLE_NAME = 'pgs_frontiers' THEN
-        PERFORM pgstream._immediate_sync(CASE WHEN TG_OP = 'INSERT' THEN NEW.source_oid ELSE OLD.source_oid END);
+    IF TG_TABLE_NAME = 'pgs_frontiers' AND TG_OP = 'INSERT' THEN
+        PERFORM pgstream._immediate_sync(NEW.source_oid,
+            EXISTS (SELECT 1 FROM pgstream.pgs_stream_tables s WHERE s.id = NEW.st_id AND s.mode = 'IMMEDIATE'));
+    ELSIF TG_TABLE_NAME = 'pgs_frontiers' THEN
+        PERFORM pgstream._immediate_sync(OLD.source_oid);
     ELSIF TG_TABLE_NAME = 'pgs_sources' THEN
         PERFORM pgstream._immediate_sync(NEW.source_oid);
     ELSE
         FOR src IN SELECT DISTINCT f.source_oid FROM pgstream.pgs_frontiers f WHERE f.st_id = NEW.id LOOP
-            PERFORM pgstream._immediate_sync(src);
+            PERFORM pgstream._immediate_sync(src, NEW.mode = 'IMMEDIATE');
         END LOOP;
     END IF;
     RETURN NULL;
@@ -162,28 +181,24 @@ SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
     sid bigint;
-    found_one boolean := false;
 BEGIN
     PERFORM set_config('pgstream.immediate_depth',
                        (coalesce(nullif(current_setting('pgstream.immediate_depth', true), ''), '0')::integer + 1)::text,
                        true);
+    -- A REPEATABLE READ or SERIALIZABLE snapshot older than the creation of an
+    -- IMMEDIATE reader of this source (or its switch to IMMEDIATE) does not see it:
+    -- the row was updated since (see _immediate_sync), and locking it is a
+    -- serialization failure. (READ COMMITTED: each statement below sees the
+    -- committed catalog.)
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        PERFORM 1 FROM pgstream.pgs_sources s WHERE s.source_oid = TG_ARGV[0]::oid FOR SHARE;
+    END IF;
     FOR sid IN SELECT s.id FROM pgstream.pgs_frontiers f
                  JOIN pgstream.pgs_stream_tables s ON s.id = f.st_id
                 WHERE f.source_oid = TG_ARGV[0]::oid AND s.mode = 'IMMEDIATE'
                 ORDER BY s.id LOOP
         PERFORM pg_advisory_xact_lock(1885828980, (sid % 2147483648)::integer);
-        found_one := true;
     END LOOP;
-    -- The triggers exist exactly while the committed catalog has an IMMEDIATE reader
-    -- of the source (they are created and dropped with it, under the source's lock).
-    -- Not seeing one means a REPEATABLE READ or SERIALIZABLE snapshot taken before
-    -- that reader was created or switched to IMMEDIATE: it could not maintain it.
-    IF NOT found_one AND current_setting('transaction_isolation') <> 'read committed' THEN
-        RAISE EXCEPTION 'pgstream: could not serialize access: an IMMEDIATE stream table reading % was created or switched to IMMEDIATE after this transaction''s snapshot',
-                TG_ARGV[0]::oid::regclass
-            USING ERRCODE = 'serialization_failure',
-                  HINT = 'Retry the transaction.';
-    END IF;
     RETURN NULL;
 END
 $fn$;
