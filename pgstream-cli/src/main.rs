@@ -113,7 +113,8 @@ enum Command {
         /// commit that changes a source).
         #[arg(long, default_value = "1m")]
         schedule: String,
-        /// `differential` (incremental) or `full`.
+        /// `differential` (incremental, on the schedule), `full` or `immediate` (maintained
+        /// inside each writing transaction; the schedule is not used).
         #[arg(long, default_value = "differential")]
         mode: String,
     },
@@ -137,7 +138,7 @@ enum Command {
         /// A new schedule (default: unchanged).
         #[arg(long)]
         schedule: Option<String>,
-        /// A new mode, `differential` or `full` (default: unchanged).
+        /// A new mode, `differential`, `full` or `immediate` (default: unchanged).
         #[arg(long)]
         mode: Option<String>,
     },
@@ -196,7 +197,7 @@ enum Command {
         /// Directory of `.sql` migrations that define the schema (applied in file-name order).
         #[arg(long, default_value = "migrations")]
         schema: PathBuf,
-        /// `differential` or `full`.
+        /// `differential`, `full` or `immediate`.
         #[arg(long, default_value = "differential")]
         mode: String,
         /// Name of the stream table.
@@ -549,10 +550,10 @@ fn print_status_short(
             };
             vec![
                 s.name.clone(),
-                if s.refresh_mode == "DIFFERENTIAL" {
-                    "diff"
-                } else {
-                    "full"
+                match s.refresh_mode.as_str() {
+                    "DIFFERENTIAL" => "diff",
+                    "IMMEDIATE" => "imm",
+                    _ => "full",
                 }
                 .to_string(),
                 s.schedule.clone(),

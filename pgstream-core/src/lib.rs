@@ -33,6 +33,7 @@ pub mod testing {
 mod bind;
 mod expr;
 mod names;
+mod immediate;
 mod plan;
 mod pushdown;
 mod quote;
@@ -75,7 +76,14 @@ pub fn compile(spec: &StreamTableSpec, catalog: &Catalog) -> Result<Compiled> {
         query: expansion.text.clone(),
         ..spec.clone()
     };
-    let map = |e| expansion.map_error(e);
+    let map = |e| {
+        let e = expansion.map_error(e);
+        if spec.mode == Mode::Immediate {
+            immediate::reword(e)
+        } else {
+            e
+        }
+    };
     match plan::compile(&expanded, catalog) {
         Ok(mut compiled) => {
             types::check(text, catalog).map_err(map)?;

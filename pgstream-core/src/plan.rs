@@ -562,14 +562,14 @@ pub(crate) fn compile(spec: &StreamTableSpec, catalog: &Catalog) -> Result<Compi
         b
     });
     let is_recursive = query.with.as_ref().map(|w| w.recursive).unwrap_or(false);
-    let nested = match (&spec.mode, &bound) {
+    let nested = match (&spec.mode.compiled_as(), &bound) {
         (Mode::Differential, Err(Error::Unsupported(_))) if !is_recursive && !is_top_k(&query) => {
             nested_recompute_reason(text, &query)?
         }
         _ => None,
     };
 
-    let (strategy, body, columns) = match (spec.mode, bound) {
+    let (strategy, body, columns) = match (spec.mode.compiled_as(), bound) {
         (Mode::Differential, Ok(block)) => {
             let columns = block
                 .items
@@ -641,7 +641,8 @@ pub(crate) fn compile(spec: &StreamTableSpec, catalog: &Catalog) -> Result<Compi
         }
         (Mode::Differential, Err(e)) => return Err(e),
         (Mode::Full, Err(e @ (Error::Invalid(_) | Error::Syntax(_)))) => return Err(e),
-        (Mode::Full, _) => {
+        // (`compiled_as` never gives IMMEDIATE.)
+        (Mode::Full | Mode::Immediate, _) => {
             let columns = output_columns(text, &query, catalog)?;
             qualify_tables(&mut query, &ctes, &sources);
             (

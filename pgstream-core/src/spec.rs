@@ -13,15 +13,38 @@ pub enum Mode {
     Differential,
     /// Recompute the query and apply the difference to the stored rows.
     Full,
+    /// Apply the effect of each statement's changes inside the writing transaction
+    /// (the same delta rules as [`Mode::Differential`]), so the writer reads its own
+    /// writes through the stream table; writers of its sources are serialised on it.
+    Immediate,
 }
 
 impl Mode {
-    /// The name stored in the catalog and shown by status: `DIFFERENTIAL` or `FULL`.
+    /// The name stored in the catalog and shown by status: `DIFFERENTIAL`, `FULL` or
+    /// `IMMEDIATE`.
     pub fn as_str(self) -> &'static str {
         match self {
             Mode::Differential => "DIFFERENTIAL",
             Mode::Full => "FULL",
+            Mode::Immediate => "IMMEDIATE",
         }
+    }
+
+    /// The mode whose statements this mode's stream tables are compiled to: an
+    /// IMMEDIATE stream table has the statements of a DIFFERENTIAL one (its writers run
+    /// them), so it maintains exactly the queries DIFFERENTIAL mode maintains.
+    pub fn compiled_as(self) -> Mode {
+        match self {
+            Mode::Immediate => Mode::Differential,
+            m => m,
+        }
+    }
+
+    /// Whether the stream table applies deltas (DIFFERENTIAL or IMMEDIATE), so that
+    /// the rules of incremental maintenance (no volatile functions, sources whose
+    /// changes are all captured) apply.
+    pub fn is_incremental(self) -> bool {
+        self.compiled_as() == Mode::Differential
     }
 }
 
@@ -37,8 +60,9 @@ impl FromStr for Mode {
         match s.to_ascii_lowercase().as_str() {
             "differential" => Ok(Mode::Differential),
             "full" => Ok(Mode::Full),
+            "immediate" => Ok(Mode::Immediate),
             other => Err(format!(
-                "unknown refresh mode `{other}`: expected `differential` or `full`"
+                "unknown refresh mode `{other}`: expected `differential`, `full` or `immediate`"
             )),
         }
     }
@@ -445,6 +469,14 @@ mod tests {
     fn modes_and_names() {
         assert_eq!("DIFFERENTIAL".parse::<Mode>().unwrap(), Mode::Differential);
         assert_eq!("full".parse::<Mode>().unwrap(), Mode::Full);
+        assert_eq!("Immediate".parse::<Mode>().unwrap(), Mode::Immediate);
+        assert_eq!(Mode::Immediate.to_string(), "IMMEDIATE");
+        assert_eq!(Mode::Immediate.compiled_as(), Mode::Differential);
+        assert!(Mode::Immediate.is_incremental() && !Mode::Full.is_incremental());
+        assert!("fast"
+            .parse::<Mode>()
+            .unwrap_err()
+            .contains("`differential`, `full` or `immediate`"));
         assert!("fast".parse::<Mode>().is_err());
         assert_eq!(
             QualifiedName::parse("a.b").unwrap(),

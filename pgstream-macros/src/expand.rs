@@ -182,6 +182,7 @@ fn generate(input: &DeriveInput, e: &Expansion<'_>) -> TokenStream {
     let mode = match e.mode {
         Mode::Differential => quote!(::pgstream::__private::Mode::Differential),
         Mode::Full => quote!(::pgstream::__private::Mode::Full),
+        Mode::Immediate => quote!(::pgstream::__private::Mode::Immediate),
     };
     let columns = e.compiled.columns.iter().map(|c| &c.name);
     let tracked = e.tracked.iter().map(|p| {

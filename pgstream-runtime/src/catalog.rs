@@ -176,7 +176,7 @@ pub(crate) struct StoredDefinition {
     pub id: i64,
     /// The defining query as created.
     pub query: String,
-    /// `DIFFERENTIAL` or `FULL`.
+    /// `DIFFERENTIAL`, `FULL` or `IMMEDIATE`.
     pub mode: String,
     /// The schedule as written.
     pub schedule: String,

@@ -106,7 +106,7 @@ pub(crate) async fn create_in(
     for (i, source) in compiled.sources.iter().enumerate() {
         let oid = source_oid(conn, source, name).await?;
         check_not_foreign(conn, oid, name).await?;
-        if spec.mode == pgstream_core::Mode::Differential {
+        if spec.mode.is_incremental() {
             check_hierarchy(conn, oid, name).await?;
         }
         install_capture(conn, source, oid, &compiled.buffer_columns(i), name).await?;
@@ -976,7 +976,7 @@ async fn reject_volatile_functions(
     name: &str,
     compiled: &pgstream_core::Compiled,
 ) -> Result<()> {
-    if spec.mode != pgstream_core::Mode::Differential || compiled.functions.is_empty() {
+    if !spec.mode.is_incremental() || compiled.functions.is_empty() {
         return Ok(());
     }
     let schemas: Vec<String> = compiled
@@ -1004,7 +1004,8 @@ async fn reject_volatile_functions(
     if let Some(f) = volatile {
         let err = pgstream_core::Error::Unsupported(
             pgstream_core::Diagnostic::new(format!(
-                "`{f}` is marked VOLATILE (its value can change between evaluations), so DIFFERENTIAL mode cannot maintain it"
+                "`{f}` is marked VOLATILE (its value can change between evaluations), so {} mode cannot maintain it",
+                spec.mode
             ))
             .with_help("use FULL mode (mode = \"full\"), or mark the function IMMUTABLE or STABLE if it is"),
         );

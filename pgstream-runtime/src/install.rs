@@ -49,6 +49,9 @@ const MIGRATIONS: &[(i32, &str)] = &[
 
 /// The SQL functions and views, recreated at every upgrade.
 const FUNCTIONS: &str = include_str!("sql/functions.sql");
+/// IMMEDIATE mode's functions and catalog triggers, installed right after
+/// [`FUNCTIONS`] and hashed with them.
+const IMMEDIATE: &str = include_str!("sql/immediate.sql");
 
 const STEP: &str = "installing the pgstream catalog";
 
@@ -169,10 +172,10 @@ pub async fn event_trigger_installed(pool: &PgPool) -> Result<bool> {
     .step(None, STEP)
 }
 
-/// FNV-1a (64 bits) of `functions.sql`, in hex: identifies the installed functions.
+/// FNV-1a (64 bits) of `functions.sql` and `immediate.sql`, in hex: identifies the installed functions.
 fn functions_hash() -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in FUNCTIONS.bytes() {
+    for b in FUNCTIONS.bytes().chain(IMMEDIATE.bytes()) {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
@@ -188,6 +191,9 @@ fn hash_function_body(hash: &str) -> String {
 /// comes from `pgstream._build_capture`), and record the hash.
 async fn install_functions(tx: &mut sqlx::PgConnection, hash: &str) -> Result<()> {
     crate::pin::script(&mut *tx, FUNCTIONS)
+        .await
+        .step(None, STEP)?;
+    crate::pin::script(&mut *tx, IMMEDIATE)
         .await
         .step(None, STEP)?;
     sqlx::query("SELECT pgstream._build_capture(s.source_oid) FROM pgstream.pgs_sources s")

@@ -29,6 +29,7 @@ mod catalog;
 mod create;
 mod error;
 mod health;
+mod immediate;
 mod install;
 pub mod metrics;
 mod oncommit;

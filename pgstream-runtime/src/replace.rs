@@ -38,7 +38,9 @@ use sqlx::{PgConnection, PgPool};
 /// What [`replace_in`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Outcome {
-    /// The definition differed: the stream table was rebuilt with the new one.
+    /// The definition differed: the stream table was rebuilt with the new one (or,
+    /// for a switch between DIFFERENTIAL and IMMEDIATE of the same query, switched in
+    /// place).
     Rebuilt,
     /// The stream table already had this query and mode (a changed schedule was
     /// updated).
@@ -127,6 +129,12 @@ pub(crate) async fn replace_in(
     if stored.query == spec.query && stored.mode == spec.mode.as_str() {
         crate::create::update_schedule(conn, stored.id, &stored.schedule, spec, subject).await?;
         return Ok(Outcome::Unchanged);
+    }
+    if stored.query == spec.query && crate::immediate::switches_in_place(&stored.mode, spec.mode) {
+        // DIFFERENTIAL <-> IMMEDIATE: the same statements, switched without a rebuild.
+        crate::immediate::switch_mode(conn, stored.id, name, spec.mode).await?;
+        crate::create::update_schedule(conn, stored.id, &stored.schedule, spec, subject).await?;
+        return Ok(Outcome::Rebuilt);
     }
     if !explicit && is_superseded(conn, spec).await? {
         return Ok(Outcome::Superseded);

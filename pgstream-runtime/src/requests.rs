@@ -345,9 +345,10 @@ async fn check_privileges(
 }
 
 /// Change a stream table's schedule and/or mode. Only the role that requested it, a
-/// member of the storage table's owner, or a superuser may. A mode change rebuilds
-/// the stream table (drop and create with the new mode, in this transaction: readers
-/// see the old table or the new one, never an empty one).
+/// member of the storage table's owner, or a superuser may. A change between
+/// DIFFERENTIAL and IMMEDIATE is made in place (see [`crate::immediate::switch_mode`]);
+/// another mode change rebuilds the stream table (drop and create with the new mode,
+/// in this transaction: readers see the old table or the new one, never an empty one).
 async fn alter(conn: &mut PgConnection, r: &Request) -> Result<()> {
     let qname = QualifiedName::parse(&r.name).map_err(Error::Invalid)?;
     let name = display_name(&qname);
@@ -362,7 +363,12 @@ async fn alter(conn: &mut PgConnection, r: &Request) -> Result<()> {
     };
     // Validates the schedule (and the mode) before anything changes.
     let spec = crate::runtime::spec(&r.name, &stored.query, &schedule, mode)?;
-    if mode.as_str() != stored.mode {
+    if crate::immediate::switches_in_place(&stored.mode, mode) {
+        // DIFFERENTIAL <-> IMMEDIATE: the same statements; no rebuild.
+        crate::immediate::switch_mode(conn, stored.id, &name, mode).await?;
+        crate::create::update_schedule(conn, stored.id, &stored.schedule, &spec, Some(&name))
+            .await?;
+    } else if mode.as_str() != stored.mode {
         let requested_by: Option<String> = sqlx::query_scalar(
             "SELECT requested_by::text FROM pgstream.pgs_stream_tables WHERE id = $1",
         )

@@ -198,6 +198,7 @@ pub(crate) async fn run_once(
                          AND s.refresh_function IS NOT NULL AND fr.st_id IS NOT NULL AND fr.all_set)
                  OR EXISTS (SELECT 1 FROM edge e WHERE e.down = s.id)
                  OR (fr.sources && $3::int8[] AND adv.id IS NULL))
+            AND (s.mode <> 'IMMEDIATE' OR s.needs_full)
             AND (s.needs_full OR s.last_refresh_at IS NULL
                  OR s.last_refresh_at + s.schedule_interval <= now() + $1 * interval '1 millisecond'
                  OR ((s.schedule LIKE '@%' OR s.schedule LIKE '% %') AND s.schedule <> 'on commit'))

@@ -12,7 +12,7 @@ pub struct StreamTableStatus {
     pub name: String,
     /// The schedule as written (`30s`, `*/5 * * * *`).
     pub schedule: String,
-    /// `DIFFERENTIAL` or `FULL`.
+    /// `DIFFERENTIAL`, `FULL` or `IMMEDIATE`.
     pub refresh_mode: String,
     /// `ACTIVE`; `SUSPENDED` after repeated failures (resume it); `ERROR` when a
     /// source column it uses drifted (see `status_reason`).

@@ -11,7 +11,8 @@
 //!   change capture (triggers writing into change buffers, in the writer's
 //!   transaction), creates the storage tables, and refreshes each stream table on its
 //!   schedule by applying only the effect of the captured changes (DIFFERENTIAL mode),
-//!   or by recomputing and applying the difference (FULL mode).
+//!   or by recomputing and applying the difference (FULL mode), or inside each
+//!   writing transaction (IMMEDIATE mode).
 //! - Read the stream table like any table: the struct implements `sqlx::FromRow`.
 //!
 //! All state lives in PostgreSQL, so any number of application processes can share the
@@ -99,7 +100,7 @@
 //! | `query` | one of `query` and `query_file` is required | The defining query (PostgreSQL SQL). |
 //! | `query_file` | | A file holding the defining query, relative to the crate's directory (the one with `Cargo.toml`); absolute paths are refused. |
 //! | `schedule` | `"1m"` | When the scheduler refreshes the stream table. A duration is a staleness bound: refresh when the last refresh is older than this (`500ms`, `30s`, `5m`, `1h`, `1d`, or combined: `1h30m`). A cron expression refreshes at each fire time, UTC: five fields `minute hour day-of-month month day-of-week` (`"*/5 * * * *"`, `"0 3 * * MON-FRI"`), six with a seconds field first, or `@hourly`, `@daily`, `@weekly`, `@monthly`, `@yearly` (syntax: [`compiler::cron`]). `"on commit"` refreshes as soon as a transaction that changed a source commits (the runtime listens for capture's notification; a periodic safety net refreshes one whose sources changed and whose last refresh is older than 60 s): the freshest schedule, at the cost of a refresh per burst of commits and of a `pg_notify` in each writing transaction (see the README's "Refresh on commit"). |
-//! | `mode` | `"differential"` | `"differential"`: apply only the effect of the captured changes; a query that cannot be maintained that way is a compile error that suggests `"full"`. `"full"`: recompute at each refresh, apply only the difference. |
+//! | `mode` | `"differential"` | `"differential"`: apply only the effect of the captured changes; a query that cannot be maintained that way is a compile error that suggests `"full"`. `"full"`: recompute at each refresh, apply only the difference. `"immediate"`: the delta rules of `"differential"` applied inside each writing transaction, so the writer reads its own writes through the stream table; writers of its sources are serialised on it, and the schedule is not used (see the README, "Modes and their trade-offs"); what `"differential"` rejects is a compile error in IMMEDIATE's words. |
 //! | `name` | the struct's name in snake case | The storage table: `"table"` (in `public`) or `"schema.table"`. |
 //! | `schema` | `"migrations"` | The directory of `.sql` migrations the query is checked against, relative to the crate's directory, applied in file-name order (`*.down.sql` skipped): the folder `sqlx::migrate!()` reads. |
 //!

@@ -186,6 +186,32 @@ impl fmt::Display for OracleFailure {
 
 impl std::error::Error for OracleFailure {}
 
+/// A mismatch in words (the counts and the first differing rows).
+fn mismatch_text(kind: &FailureKind) -> String {
+    match kind {
+        FailureKind::Mismatch {
+            missing_count,
+            missing,
+            extra_count,
+            extra,
+        } => format!(
+            "{missing_count} row(s) of the query missing from the stream table {missing:?}, \
+             {extra_count} row(s) of the stream table not in the query {extra:?}"
+        ),
+        other => format!("{other:?}"),
+    }
+}
+
+/// Whether an oracle DML error is a serialization failure or a deadlock (SQLSTATE
+/// 40001, 40P01): the transaction is retried.
+fn is_retryable(e: &str) -> bool {
+    e.contains("SQLSTATE 40001")
+        || e.contains("SQLSTATE 40P01")
+        // A COMMIT's error carries no SQLSTATE in its text.
+        || e.contains("could not serialize access")
+        || e.contains("deadlock detected")
+}
+
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Kind {
     Int,
@@ -237,6 +263,7 @@ pub struct Oracle {
     visible_columns: Option<Vec<String>>,
     quiet: bool,
     insert_only: bool,
+    immediate: bool,
     expect_strategy: Option<String>,
     /// Columns of each table the query does not read: schema changes may drop or
     /// rename them.
@@ -286,6 +313,7 @@ impl Oracle {
             visible_columns: None,
             quiet: false,
             insert_only: false,
+            immediate: false,
             expect_strategy: None,
             unused: HashMap::new(),
             schema_change_probability: 0.0,
@@ -425,6 +453,15 @@ impl Oracle {
         self
     }
 
+    /// The stream table is IMMEDIATE: it is never refreshed by the oracle (it must be
+    /// exact after every commit without one), and it is compared with the query after
+    /// every statement, inside the writing transaction (the writer reads its own
+    /// writes through it).
+    pub fn immediate(mut self) -> Self {
+        self.immediate = true;
+        self
+    }
+
     /// Don't print the seed and progress.
     pub fn quiet(mut self) -> Self {
         self.quiet = true;
@@ -543,6 +580,13 @@ impl Oracle {
         }
         let mut rng = StdRng::seed_from_u64(seed);
         let mut st_cols: Option<Vec<(String, bool)>> = None;
+        if self.immediate {
+            st_cols = Some(
+                self.stream_columns(pool)
+                    .await
+                    .map_err(|e| fail(0, FailureKind::Other(e), vec![]))?,
+            );
+        }
         let verbose = std::env::var_os("PGS_ORACLE_LOG").is_some();
         let mut expected_taken = 0;
         for batch in 0..=batches {
@@ -564,7 +608,12 @@ impl Oracle {
             if batch > 0 {
                 let txs = rng.gen_range(1..=4);
                 for _ in 0..txs {
-                    self.transaction(pool, &mut rng, &tables, &mut log)
+                    let check = if self.immediate {
+                        st_cols.as_deref()
+                    } else {
+                        None
+                    };
+                    self.transaction(pool, &mut rng, &tables, &mut log, "BEGIN", check)
                         .await
                         .map_err(|e| fail(batch, FailureKind::Dml(e), log.clone()))?;
                 }
@@ -572,9 +621,11 @@ impl Oracle {
             if verbose {
                 eprintln!("-- oracle batch {batch}:\n  {}", log.join("\n  "));
             }
-            self.do_refresh(pool)
-                .await
-                .map_err(|e| fail(batch, FailureKind::Refresh(e), log.clone()))?;
+            if !self.immediate {
+                self.do_refresh(pool)
+                    .await
+                    .map_err(|e| fail(batch, FailureKind::Refresh(e), log.clone()))?;
+            }
             if let (Some(expected), true) = (&self.expect_strategy, batch > 0) {
                 let taken: Option<String> = sqlx::query_scalar(
                     "SELECT last_strategy FROM pgstream.pg_stat_stream_tables WHERE name = $1",
@@ -626,6 +677,103 @@ impl Oracle {
             }
         }
         Ok(())
+    }
+
+    /// IMMEDIATE mode under concurrent writers: `writers` connections each commit
+    /// `transactions` transactions of random DML (`BEGIN ISOLATION LEVEL <isolation>`),
+    /// at the same time, checking the stream table against the query after every
+    /// statement inside the transaction; a transaction that fails with a
+    /// serialization failure or a deadlock is rolled back and another one is tried.
+    /// No refresh. At the end the stream table must equal the query. Returns the
+    /// number of retried transactions.
+    pub async fn run_concurrent(
+        &self,
+        pool: &PgPool,
+        writers: usize,
+        transactions: usize,
+        isolation: &str,
+    ) -> Result<u64, OracleFailure> {
+        let seed = self.effective_seed();
+        if !self.quiet {
+            eprintln!(
+                "oracle `{}`: seed {seed}, {writers} writers x {transactions} transactions, {isolation} \
+                 (PGS_ORACLE_SEED={seed} reproduces the statements, not their interleaving)",
+                self.stream_table
+            );
+        }
+        let fail = |kind: FailureKind, statements: Vec<String>| OracleFailure {
+            seed,
+            batch: 0,
+            stream_table: self.stream_table.clone(),
+            kind,
+            statements,
+        };
+        let tables = self
+            .load_tables(pool)
+            .await
+            .map_err(|e| fail(FailureKind::Other(e), vec![]))?;
+        let cols = self
+            .stream_columns(pool)
+            .await
+            .map_err(|e| fail(FailureKind::Other(e), vec![]))?;
+        let begin = format!("BEGIN ISOLATION LEVEL {isolation}");
+        // One thread, many connections: the futures need not be Send.
+        let local = tokio::task::LocalSet::new();
+        let results = local
+            .run_until(async {
+                let mut handles = Vec::new();
+                for w in 0..writers {
+                    let (me, pool, tables, cols, begin) = (
+                        self.clone(),
+                        pool.clone(),
+                        tables.clone(),
+                        cols.clone(),
+                        begin.clone(),
+                    );
+                    handles.push(tokio::task::spawn_local(async move {
+                        let mut rng = StdRng::seed_from_u64(seed.wrapping_add(w as u64 + 1));
+                        let mut retries = 0u64;
+                        let mut done = 0;
+                        while done < transactions {
+                            let mut log = Vec::new();
+                            match me
+                                .transaction(
+                                    &pool,
+                                    &mut rng,
+                                    &tables,
+                                    &mut log,
+                                    &begin,
+                                    Some(&cols),
+                                )
+                                .await
+                            {
+                                Ok(()) => done += 1,
+                                Err(e) if is_retryable(&e) => retries += 1,
+                                Err(e) => return Err((e, log)),
+                            }
+                        }
+                        Ok(retries)
+                    }));
+                }
+                let mut out = Vec::new();
+                for h in handles {
+                    out.push(h.await.expect("writer task"));
+                }
+                out
+            })
+            .await;
+        let mut retries = 0;
+        for r in results {
+            match r {
+                Ok(n) => retries += n,
+                Err((e, log)) => return Err(fail(FailureKind::Dml(e), log)),
+            }
+        }
+        match self.compare(pool, &cols).await {
+            Ok(None) => Ok(retries),
+            Ok(Some(kind)) => Err(fail(kind, vec![])),
+            Err(e) => Err(fail(FailureKind::Other(e), vec![])),
+        }
     }
 
     /// One schema change of a column the query does not read (see
@@ -757,6 +905,16 @@ impl Oracle {
         pool: &PgPool,
         st_cols: &[(String, bool)],
     ) -> Result<Option<FailureKind>, String> {
+        let mut conn = pool.acquire().await.map_err(|e| e.to_string())?;
+        self.compare_on(&mut conn, st_cols).await
+    }
+
+    /// [`Oracle::compare`] on `conn` (inside its transaction, if one is open).
+    async fn compare_on(
+        &self,
+        conn: &mut PgConnection,
+        st_cols: &[(String, bool)],
+    ) -> Result<Option<FailureKind>, String> {
         let n = st_cols.len();
         let aliases: Vec<String> = (1..=n).map(|i| format!("c{i}")).collect();
         // Exact comparison: each value's text, so numeric scale (1.50 vs 1.500), NULLs
@@ -796,25 +954,30 @@ impl Oracle {
             "SELECT (SELECT count(*) FROM ({missing_sql}) x), (SELECT count(*) FROM ({extra_sql}) y)"
         );
         let (missing_count, extra_count): (i64, i64) = sqlx::query_as(&count_sql)
-            .fetch_one(pool)
+            .fetch_one(&mut *conn)
             .await
             .map_err(|e| format!("comparison query failed: {e}\n{count_sql}"))?;
         if missing_count == 0 && extra_count == 0 {
             return Ok(None);
         }
-        let sample = |sql: String| async move {
-            sqlx::query_scalar::<_, String>(&format!(
-                "SELECT x::text FROM ({sql}) x ORDER BY 1 LIMIT 20"
-            ))
-            .fetch_all(pool)
-            .await
-            .map_err(|e| format!("sample query failed: {e}"))
-        };
+        let mut sample = Vec::new();
+        for sql in [missing_sql, extra_sql] {
+            sample.push(
+                sqlx::query_scalar::<_, String>(&format!(
+                    "SELECT x::text FROM ({sql}) x ORDER BY 1 LIMIT 20"
+                ))
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(|e| format!("sample query failed: {e}"))?,
+            );
+        }
+        let extra = sample.pop().unwrap_or_default();
+        let missing = sample.pop().unwrap_or_default();
         Ok(Some(FailureKind::Mismatch {
             missing_count,
-            missing: sample(missing_sql).await?,
+            missing,
             extra_count,
-            extra: sample(extra_sql).await?,
+            extra,
         }))
     }
 
@@ -1166,20 +1329,23 @@ impl Oracle {
         )
     }
 
+    /// One transaction of random statements (`begin`: `BEGIN` and its options).
     async fn transaction(
         &self,
         pool: &PgPool,
         rng: &mut StdRng,
         tables: &[Table],
         log: &mut Vec<String>,
+        begin: &str,
+        check: Option<&[(String, bool)]>,
     ) -> Result<(), String> {
         let mut conn = pool.acquire().await.map_err(|e| e.to_string())?;
-        sqlx::raw_sql("BEGIN")
+        sqlx::raw_sql(begin)
             .execute(&mut *conn)
             .await
             .map_err(|e| e.to_string())?;
-        log.push("BEGIN".into());
-        let result = self.statements(&mut conn, rng, tables, log).await;
+        log.push(begin.into());
+        let result = self.statements(&mut conn, rng, tables, log, check).await;
         let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
         log.push(end.into());
         let r2 = sqlx::raw_sql(end).execute(&mut *conn).await;
@@ -1187,133 +1353,161 @@ impl Oracle {
         r2.map(|_| ()).map_err(|e| format!("{end}: {e}"))
     }
 
+    /// 1–6 random statements; with `check`, the stream table (of these visible
+    /// columns) is compared with the query after each one, on `conn`.
     async fn statements(
         &self,
         conn: &mut PgConnection,
         rng: &mut StdRng,
         tables: &[Table],
         log: &mut Vec<String>,
+        check: Option<&[(String, bool)]>,
     ) -> Result<(), String> {
         let n = rng.gen_range(1..=6);
         for _ in 0..n {
-            let t = tables.choose(rng).expect("at least one table");
-            if self.bulk_probability > 0.0 && rng.gen_bool(self.bulk_probability.min(1.0)) {
-                let c = quote_ident(&t.columns[0].name);
-                exec_dml(conn, &format!("UPDATE {} SET {c} = {c}", t.name), log, true).await?;
-                continue;
-            }
-            let cache = self.load_existing(conn, t).await?;
-            // The statement names the table or one of its partitions.
-            let named;
-            let t = match self.targets.get(&t.name).and_then(|r| r.choose(rng)) {
-                Some(rel) => {
-                    named = Table {
-                        name: rel.clone(),
-                        ..t.clone()
-                    };
-                    &named
+            self.statement(conn, rng, tables, log).await?;
+            if let Some(cols) = check {
+                // IMMEDIATE mode: exact after every statement, inside the transaction.
+                match self.compare_on(conn, cols).await {
+                    Ok(None) => {}
+                    Ok(Some(kind)) => {
+                        return Err(format!(
+                            "inside the writing transaction, after its last statement: {}",
+                            mismatch_text(&kind)
+                        ))
+                    }
+                    Err(e) => return Err(e),
                 }
-                None => t,
-            };
-            if self.insert_only {
+            }
+        }
+        Ok(())
+    }
+
+    /// One random statement of a transaction (see [`Oracle::statements`]).
+    async fn statement(
+        &self,
+        conn: &mut PgConnection,
+        rng: &mut StdRng,
+        tables: &[Table],
+        log: &mut Vec<String>,
+    ) -> Result<(), String> {
+        let t = tables.choose(rng).expect("at least one table");
+        if self.bulk_probability > 0.0 && rng.gen_bool(self.bulk_probability.min(1.0)) {
+            let c = quote_ident(&t.columns[0].name);
+            exec_dml(conn, &format!("UPDATE {} SET {c} = {c}", t.name), log, true).await?;
+            return Ok(());
+        }
+        let cache = self.load_existing(conn, t).await?;
+        // The statement names the table or one of its partitions.
+        let named;
+        let t = match self.targets.get(&t.name).and_then(|r| r.choose(rng)) {
+            Some(rel) => {
+                named = Table {
+                    name: rel.clone(),
+                    ..t.clone()
+                };
+                &named
+            }
+            None => t,
+        };
+        if self.insert_only {
+            let rows = rng.gen_range(1..=5);
+            let sql = self.insert_sql(rng, t, rows, &cache);
+            exec_dml(conn, &sql, log, true).await?;
+            return Ok(());
+        }
+        if self.truncate_probability > 0.0 && rng.gen_bool(self.truncate_probability.min(1.0)) {
+            exec_dml(conn, &format!("TRUNCATE {}", t.name), log, true).await?;
+            return Ok(());
+        }
+        match rng.gen_range(0..100) {
+            0..=39 => {
                 let rows = rng.gen_range(1..=5);
                 let sql = self.insert_sql(rng, t, rows, &cache);
                 exec_dml(conn, &sql, log, true).await?;
-                continue;
             }
-            if self.truncate_probability > 0.0 && rng.gen_bool(self.truncate_probability.min(1.0)) {
-                exec_dml(conn, &format!("TRUNCATE {}", t.name), log, true).await?;
-                continue;
+            40..=44 if t.has_pk => {
+                // Upsert.
+                let keys: Vec<String> = t
+                    .key
+                    .iter()
+                    .map(|&i| quote_ident(&t.columns[i].name))
+                    .collect();
+                let sets: Vec<String> = t
+                    .columns
+                    .iter()
+                    .filter(|c| !c.is_key)
+                    .map(|c| format!("{0} = EXCLUDED.{0}", quote_ident(&c.name)))
+                    .collect();
+                let action = if sets.is_empty() {
+                    "NOTHING".to_string()
+                } else {
+                    format!("UPDATE SET {}", sets.join(", "))
+                };
+                let sql = format!(
+                    "INSERT INTO {} ({}) VALUES {} ON CONFLICT ({}) DO {action}",
+                    t.name,
+                    Self::col_list(t),
+                    self.row(rng, t, &cache),
+                    keys.join(", ")
+                );
+                exec_dml(conn, &sql, log, true).await?;
             }
-            match rng.gen_range(0..100) {
-                0..=39 => {
-                    let rows = rng.gen_range(1..=5);
-                    let sql = self.insert_sql(rng, t, rows, &cache);
+            40..=69 => {
+                let sql = self.update_sql(rng, t, &cache);
+                exec_dml(conn, &sql, log, true).await?;
+            }
+            70..=89 => {
+                let sql = format!(
+                    "DELETE FROM {} WHERE {}",
+                    t.name,
+                    self.predicate(rng, t, &cache)
+                );
+                exec_dml(conn, &sql, log, true).await?;
+            }
+            _ => {
+                // Delete and re-insert one key in this transaction.
+                let key_vals: Vec<(usize, String)> = t
+                    .key
+                    .iter()
+                    .map(|&i| (i, self.value(rng, t, &t.columns[i], &cache)))
+                    .collect();
+                let key_pred: Vec<String> = key_vals
+                    .iter()
+                    .map(|(i, v)| format!("{} = {v}", quote_ident(&t.columns[*i].name)))
+                    .collect();
+                let key_pred = key_pred.join(" AND ");
+                if rng.gen_bool(0.5) {
+                    let cols = Self::col_list(t);
+                    let sql = format!(
+                        "WITH d AS (DELETE FROM {t} WHERE {key_pred} RETURNING {cols}) \
+                         INSERT INTO {t} ({cols}) SELECT {cols} FROM d",
+                        t = t.name
+                    );
                     exec_dml(conn, &sql, log, true).await?;
-                }
-                40..=44 if t.has_pk => {
-                    // Upsert.
-                    let keys: Vec<String> = t
-                        .key
-                        .iter()
-                        .map(|&i| quote_ident(&t.columns[i].name))
-                        .collect();
-                    let sets: Vec<String> = t
+                } else {
+                    let del = format!("DELETE FROM {} WHERE {key_pred}", t.name);
+                    exec_dml(conn, &del, log, true).await?;
+                    // Same key, new other values.
+                    let vals: Vec<String> = t
                         .columns
                         .iter()
-                        .filter(|c| !c.is_key)
-                        .map(|c| format!("{0} = EXCLUDED.{0}", quote_ident(&c.name)))
+                        .enumerate()
+                        .map(|(i, c)| {
+                            if let Some((_, v)) = key_vals.iter().find(|(k, _)| *k == i) {
+                                v.clone()
+                            } else {
+                                self.value(rng, t, c, &cache)
+                            }
+                        })
                         .collect();
-                    let action = if sets.is_empty() {
-                        "NOTHING".to_string()
-                    } else {
-                        format!("UPDATE SET {}", sets.join(", "))
-                    };
-                    let sql = format!(
-                        "INSERT INTO {} ({}) VALUES {} ON CONFLICT ({}) DO {action}",
+                    let ins = format!(
+                        "INSERT INTO {} ({}) VALUES ({})",
                         t.name,
                         Self::col_list(t),
-                        self.row(rng, t, &cache),
-                        keys.join(", ")
+                        vals.join(", ")
                     );
-                    exec_dml(conn, &sql, log, true).await?;
-                }
-                40..=69 => {
-                    let sql = self.update_sql(rng, t, &cache);
-                    exec_dml(conn, &sql, log, true).await?;
-                }
-                70..=89 => {
-                    let sql = format!(
-                        "DELETE FROM {} WHERE {}",
-                        t.name,
-                        self.predicate(rng, t, &cache)
-                    );
-                    exec_dml(conn, &sql, log, true).await?;
-                }
-                _ => {
-                    // Delete and re-insert one key in this transaction.
-                    let key_vals: Vec<(usize, String)> = t
-                        .key
-                        .iter()
-                        .map(|&i| (i, self.value(rng, t, &t.columns[i], &cache)))
-                        .collect();
-                    let key_pred: Vec<String> = key_vals
-                        .iter()
-                        .map(|(i, v)| format!("{} = {v}", quote_ident(&t.columns[*i].name)))
-                        .collect();
-                    let key_pred = key_pred.join(" AND ");
-                    if rng.gen_bool(0.5) {
-                        let cols = Self::col_list(t);
-                        let sql = format!(
-                            "WITH d AS (DELETE FROM {t} WHERE {key_pred} RETURNING {cols}) \
-                             INSERT INTO {t} ({cols}) SELECT {cols} FROM d",
-                            t = t.name
-                        );
-                        exec_dml(conn, &sql, log, true).await?;
-                    } else {
-                        let del = format!("DELETE FROM {} WHERE {key_pred}", t.name);
-                        exec_dml(conn, &del, log, true).await?;
-                        // Same key, new other values.
-                        let vals: Vec<String> = t
-                            .columns
-                            .iter()
-                            .enumerate()
-                            .map(|(i, c)| {
-                                if let Some((_, v)) = key_vals.iter().find(|(k, _)| *k == i) {
-                                    v.clone()
-                                } else {
-                                    self.value(rng, t, c, &cache)
-                                }
-                            })
-                            .collect();
-                        let ins = format!(
-                            "INSERT INTO {} ({}) VALUES ({})",
-                            t.name,
-                            Self::col_list(t),
-                            vals.join(", ")
-                        );
-                        exec_dml(conn, &ins, log, true).await?;
-                    }
+                    exec_dml(conn, &ins, log, true).await?;
                 }
             }
         }

@@ -121,7 +121,14 @@ DECLARE
     saved jsonb;
     changed boolean := false;
 BEGIN
-    IF current_setting('transaction_isolation') <> 'read committed' THEN
+    -- An IMMEDIATE stream table is refreshed by its writers in their own transaction,
+    -- whatever its isolation level: its writers hold its lock from their first write
+    -- to their commit, so a snapshot older than the last refresh's commit fails with a
+    -- serialization failure at the frontier update, never applies a window twice (see
+    -- immediate.sql).
+    IF current_setting('transaction_isolation') <> 'read committed'
+       AND NOT EXISTS (SELECT 1 FROM pgstream.pgs_stream_tables s
+                        WHERE s.id = refresh_stream_table_by_id.st_id AND s.mode = 'IMMEDIATE') THEN
         RAISE EXCEPTION 'pgstream: cannot refresh a stream table in a % transaction',
                 upper(current_setting('transaction_isolation'))
             USING ERRCODE = 'invalid_transaction_state',
@@ -1472,10 +1479,10 @@ BEGIN
         RAISE EXCEPTION 'pgstream: the defining query of stream table % must not be empty', name
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF refresh_mode IS NOT NULL AND upper(refresh_mode) NOT IN ('DIFFERENTIAL', 'FULL') THEN
+    IF refresh_mode IS NOT NULL AND upper(refresh_mode) NOT IN ('DIFFERENTIAL', 'FULL', 'IMMEDIATE') THEN
         RAISE EXCEPTION 'pgstream: unknown refresh mode ''%'' for stream table %', refresh_mode, name
             USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'The refresh mode is ''DIFFERENTIAL'' or ''FULL''.';
+                  HINT = 'The refresh mode is ''DIFFERENTIAL'', ''FULL'' or ''IMMEDIATE''.';
     END IF;
     INSERT INTO pgstream.pgs_requests (kind, name, query, schedule, refresh_mode, requested_by,
                                        settings)

@@ -89,7 +89,8 @@ pub async fn check_with_ddl(
 }
 
 /// Sets the oracle's tables up, runs `ddl`, creates the stream table `name` (with the
-/// adaptive switch off) and runs the oracle over it.
+/// adaptive switch off) and runs the oracle over it (an IMMEDIATE one with
+/// [`Oracle::immediate`]).
 pub async fn run_oracle(
     db: &TestDb,
     o: &Oracle,
@@ -98,6 +99,19 @@ pub async fn run_oracle(
     mode: Mode,
     ddl: &[&str],
 ) {
+    // `PGS_ORACLE_MODE=immediate`: every DIFFERENTIAL case runs as IMMEDIATE (no
+    // refresh; exact after every statement inside the writing transaction).
+    let mode = match (mode, std::env::var("PGS_ORACLE_MODE").as_deref()) {
+        (Mode::Differential, Ok(m)) if m.eq_ignore_ascii_case("immediate") => Mode::Immediate,
+        (m, _) => m,
+    };
+    let immediate;
+    let o = if mode == Mode::Immediate {
+        immediate = o.clone().immediate();
+        &immediate
+    } else {
+        o
+    };
     o.setup(&db.pool).await;
     for stmt in ddl {
         if let Err(e) = sqlx::raw_sql(stmt).execute(&db.pool).await {
