@@ -109,8 +109,9 @@ enum Command {
         query_file: Option<PathBuf>,
         /// When the scheduler refreshes it: a staleness bound (`30s`, `5m`, `1h`), a
         /// cron expression, UTC (`"*/5 * * * *"`, `"0 3 * * MON-FRI"`, `@daily`; six
-        /// fields with seconds first also work), or `"on commit"` (at once after each
-        /// commit that changes a source).
+        /// fields with seconds first also work), `"on commit"` (at once after each
+        /// commit that changes a source), or `inherit` (just before the stream tables
+        /// that read it, as often as the most demanding of them).
         #[arg(long, default_value = "1m")]
         schedule: String,
         /// `differential` (incremental) or `full`.
@@ -340,6 +341,8 @@ async fn run(cli: Cli) -> Res {
                 format!("cron `{}`", spec.schedule)
             } else if spec.schedule.is_on_commit() {
                 "on commit".to_string()
+            } else if spec.schedule.is_inherit() {
+                "schedule inherited from its readers".to_string()
             } else {
                 format!("every {}", spec.schedule)
             };
