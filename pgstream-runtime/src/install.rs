@@ -15,7 +15,7 @@ use crate::error::{Error, Result, Step};
 use sqlx::PgPool;
 
 /// The version of the catalog schema this runtime installs.
-pub const SCHEMA_VERSION: i32 = 7;
+pub const SCHEMA_VERSION: i32 = 8;
 
 /// First key of every pgstream advisory lock (`'pgst'`); the second key is the
 /// stream table id, or 0 for installation.
@@ -44,6 +44,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (5, include_str!("sql/schema_v5.sql")),
     (6, include_str!("sql/schema_v6.sql")),
     (7, include_str!("sql/schema_v7.sql")),
+    (8, include_str!("sql/schema_v8.sql")),
 ];
 
 /// The SQL functions and views, recreated at every upgrade.

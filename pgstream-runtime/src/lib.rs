@@ -29,6 +29,7 @@ mod catalog;
 mod create;
 mod error;
 mod health;
+mod inherit;
 mod install;
 pub mod metrics;
 mod oncommit;

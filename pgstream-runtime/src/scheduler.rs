@@ -27,7 +27,7 @@ use crate::error::{Result, Step};
 use crate::refresh::{is_transient, record_error, try_refresh_by_id, FailurePolicy};
 use pgstream_core::Schedule;
 use sqlx::PgPool;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio_util::sync::CancellationToken;
 
@@ -130,6 +130,9 @@ pub(crate) async fn run_once(
     } else {
         HashSet::new()
     };
+    // Every active stream table not waiting for a retry, with whether it is due by
+    // its own schedule (`due`; cron rows are decided below): the ones that are not
+    // due are needed to know which inheriting stream tables are read together.
     let rows: Vec<DueRow> = sqlx::query_as(
         "WITH RECURSIVE st AS (
              SELECT s.id, to_regclass(pg_catalog.format('%I.%I', s.schema_name, s.table_name))::oid AS storage
@@ -153,14 +156,18 @@ pub(crate) async fn run_once(
                  AND NOT EXISTS (SELECT 1 FROM pgstream.pgs_frontiers f
                                   WHERE f.st_id = s.id AND f.frontier IS NULL)) AS quiet_skips,
                 ARRAY(SELECT f.source_oid::int8 FROM pgstream.pgs_frontiers f
-                       WHERE f.st_id = s.id) AS sources
+                       WHERE f.st_id = s.id) AS sources,
+                (s.needs_full OR s.last_refresh_at IS NULL
+                 OR s.last_refresh_at + s.schedule_interval <= now() + $1 * interval '1 millisecond'
+                 OR ((s.schedule LIKE '@%' OR s.schedule LIKE '% %') AND s.schedule <> 'on commit')) AS due,
+                (s.schedule = 'inherit' AND EXISTS (
+                     SELECT 1 FROM pgstream.pgs_frontiers f
+                       JOIN pgstream.pgs_stream_tables r ON r.id = f.st_id
+                      WHERE f.source_oid = t.storage AND r.id <> s.id)) AS follows_readers
            FROM pgstream.pgs_stream_tables s
            JOIN levels l ON l.id = s.id
            JOIN st t ON t.id = s.id
           WHERE s.status = 'ACTIVE'
-            AND (s.needs_full OR s.last_refresh_at IS NULL
-                 OR s.last_refresh_at + s.schedule_interval <= now() + $1 * interval '1 millisecond'
-                 OR ((s.schedule LIKE '@%' OR s.schedule LIKE '% %') AND s.schedule <> 'on commit'))
             AND (s.next_retry_at IS NULL OR s.next_retry_at <= now())
           ORDER BY l.d, s.id",
     )
@@ -172,38 +179,20 @@ pub(crate) async fn run_once(
     tx.rollback()
         .await
         .step(None, "scheduler: reading the catalog")?;
-    let due: Vec<DueRow> = rows
-        .into_iter()
-        .filter(|r| is_due(&r.name, &r.schedule, r.since, r.now))
-        .collect();
-    // Up to `policy.parallel` refreshes at once; a stream table starts when every due
-    // stream table it reads has finished (so its window sees their new rows and the
-    // busy set knows whether they changed). Starting in (depth, id) order.
-    let storage_of: std::collections::HashMap<i64, usize> = due
-        .iter()
-        .enumerate()
-        .filter_map(|(i, r)| r.storage.map(|s| (s, i)))
-        .collect();
-    let upstream: Vec<Vec<usize>> = due
-        .iter()
-        .enumerate()
-        .map(|(i, r)| {
-            r.sources
-                .iter()
-                .filter_map(|s| storage_of.get(s).copied())
-                .filter(|&j| j != i)
-                .collect()
-        })
-        .collect();
+    let jobs = plan_jobs(&rows);
+    // Up to `policy.parallel` jobs at once; a job starts when every job it reads
+    // from has finished (so its window sees their new rows and the busy set knows
+    // whether they changed). Starting in (depth, id) order.
+    let mut upstream: Vec<Vec<usize>> = job_dependencies(&rows, &jobs);
     let parallel = policy.parallel.max(1);
-    let mut started = vec![false; due.len()];
-    let mut done = vec![false; due.len()];
+    let mut started = vec![false; jobs.len()];
+    let mut done = vec![false; jobs.len()];
     let mut running = tokio::task::JoinSet::new();
     loop {
         let mut progressed = true;
         while progressed && !cancel.is_cancelled() {
             progressed = false;
-            for (i, row) in due.iter().enumerate() {
+            for (i, job) in jobs.iter().enumerate() {
                 if started[i] || running.len() >= parallel {
                     continue;
                 }
@@ -212,13 +201,45 @@ pub(crate) async fn run_once(
                 }
                 started[i] = true;
                 progressed = true;
-                if idle_skip && row.quiet_skips && !row.sources.iter().any(|s| busy.contains(s)) {
-                    tracing::trace!(stream_table = %row.name, "no changes in its sources, not refreshed");
+                let quiet = idle_skip
+                    && job.members.iter().all(|&m| {
+                        rows[m].quiet_skips && !rows[m].sources.iter().any(|s| busy.contains(s))
+                    });
+                if quiet {
+                    tracing::trace!(stream_table = %rows[job.members[0]].name, "no changes in its sources, not refreshed");
                     done[i] = true;
                     continue;
                 }
-                let (pool, id, name) = (pool.clone(), row.id, row.name.clone());
-                running.spawn(async move { (i, try_refresh_by_id(&pool, id, &name).await) });
+                let pool = pool.clone();
+                if let [m] = job.members[..] {
+                    let (id, name) = (rows[m].id, rows[m].name.clone());
+                    running.spawn(async move {
+                        let r = try_refresh_by_id(&pool, id, &name).await;
+                        (i, crate::inherit::single(r))
+                    });
+                } else {
+                    let members: Vec<(i64, String)> = job
+                        .members
+                        .iter()
+                        .map(|&m| (rows[m].id, rows[m].name.clone()))
+                        .collect();
+                    let lock = job.lock.clone();
+                    running.spawn(async move {
+                        (i, crate::inherit::refresh_group(&pool, &members, &lock).await)
+                    });
+                }
+            }
+            // Jobs that wait on each other (an inheriting group read by a stream
+            // table it reads itself): start the first one anyway.
+            if !progressed && running.is_empty() && !cancel.is_cancelled() {
+                if let Some(i) = (0..jobs.len()).find(|&i| !started[i]) {
+                    tracing::debug!(stream_table = %rows[jobs[i].members[0]].name,
+                        "scheduler: circular wait between refresh groups, starting one");
+                    for j in upstream.iter_mut() {
+                        j.retain(|&k| k != i);
+                    }
+                    progressed = true;
+                }
             }
         }
         let Some(joined) = running.join_next().await else {
@@ -232,16 +253,21 @@ pub(crate) async fn run_once(
             }
         };
         done[i] = true;
-        let (id, name) = (due[i].id, &due[i].name);
+        let job = &jobs[i];
         match result {
-            Ok(Some(outcome)) => {
-                // Its readers, later in this pass, have changes to apply now.
-                if outcome.rows_changed != 0 {
-                    busy.extend(due[i].storage);
+            crate::inherit::GroupOutcome::Done(outcomes) => {
+                for (&m, outcome) in job.members.iter().zip(outcomes) {
+                    // Its readers, later in this pass, have changes to apply now.
+                    if outcome.rows_changed != 0 {
+                        busy.extend(rows[m].storage);
+                    }
                 }
             }
-            Ok(None) => tracing::debug!(stream_table = %name, "busy elsewhere, skipped"),
-            Err(e) => {
+            crate::inherit::GroupOutcome::Busy => {
+                tracing::debug!(stream_table = %rows[job.members[0]].name, "busy elsewhere, skipped")
+            }
+            crate::inherit::GroupOutcome::Failed { member, error: e } => {
+                let (id, name) = (rows[job.members[member]].id, &rows[job.members[member]].name);
                 tracing::warn!(stream_table = %name, error = %e, "scheduled refresh failed");
                 record_error(pool, id, &e, Some(policy)).await;
                 if is_transient(&e)
@@ -283,6 +309,162 @@ struct DueRow {
     quiet_skips: bool,
     /// Its sources' oids.
     sources: Vec<i64>,
+    /// Due by its own schedule (for a cron row, [`is_due`] decides).
+    due: bool,
+    /// Its schedule is `inherit` and other stream tables read it: it is refreshed
+    /// with them, never on its own.
+    follows_readers: bool,
+}
+
+/// What one task of a scheduler pass refreshes: one stream table, or a group of
+/// inheriting stream tables read together (refreshed in one transaction).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Job {
+    /// Indices into the rows, upstream first.
+    members: Vec<usize>,
+    /// Sources (oids) a group locks against writers while its members refresh.
+    lock: Vec<i64>,
+}
+
+/// The jobs of a pass: every row due by its own schedule, each in a job of its own,
+/// and the inheriting stream tables they read (directly or through inheriting ones),
+/// in groups: inheriting stream tables read together by some stream table are one
+/// group (the transitive closure of that), refreshed together whenever one of them
+/// is needed, so that a reader never sees two of them at different states of their
+/// sources. In the order of the rows (depth, id) of each job's first member.
+fn plan_jobs(rows: &[DueRow]) -> Vec<Job> {
+    let by_storage: HashMap<i64, usize> = rows
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| r.storage.map(|s| (s, i)))
+        .collect();
+    // The inheriting stream tables each row needs refreshed before it.
+    let needs: Vec<Vec<usize>> = (0..rows.len())
+        .map(|i| {
+            let mut found: Vec<usize> = Vec::new();
+            let mut stack = vec![i];
+            while let Some(k) = stack.pop() {
+                for s in &rows[k].sources {
+                    if let Some(&j) = by_storage.get(s) {
+                        if j != i && rows[j].follows_readers && !found.contains(&j) {
+                            found.push(j);
+                            stack.push(j);
+                        }
+                    }
+                }
+            }
+            found
+        })
+        .collect();
+    // Groups: union of every row's `needs`.
+    let mut parent: Vec<usize> = (0..rows.len()).collect();
+    fn root(parent: &mut [usize], mut i: usize) -> usize {
+        while parent[i] != i {
+            parent[i] = parent[parent[i]];
+            i = parent[i];
+        }
+        i
+    }
+    for n in &needs {
+        for w in n.windows(2) {
+            let (a, b) = (root(&mut parent, w[0]), root(&mut parent, w[1]));
+            if a != b {
+                parent[a.max(b)] = a.min(b);
+            }
+        }
+    }
+    let mut selected = vec![false; rows.len()];
+    for (i, r) in rows.iter().enumerate() {
+        let due = r.due && is_due(&r.name, &r.schedule, r.since, r.now);
+        if due && !r.follows_readers {
+            selected[i] = true;
+            for &j in &needs[i] {
+                selected[j] = true;
+            }
+        }
+    }
+    let roots: HashSet<usize> = (0..rows.len())
+        .filter(|&j| selected[j] && rows[j].follows_readers)
+        .map(|j| root(&mut parent, j))
+        .collect();
+    for j in 0..rows.len() {
+        if rows[j].follows_readers && roots.contains(&root(&mut parent, j)) {
+            selected[j] = true;
+        }
+    }
+    let mut jobs: Vec<Job> = Vec::new();
+    let mut group_of: HashMap<usize, usize> = HashMap::new();
+    for i in (0..rows.len()).filter(|&i| selected[i]) {
+        if !rows[i].follows_readers {
+            jobs.push(Job {
+                members: vec![i],
+                lock: Vec::new(),
+            });
+            continue;
+        }
+        let r = root(&mut parent, i);
+        match group_of.get(&r) {
+            Some(&g) => jobs[g].members.push(i),
+            None => {
+                group_of.insert(r, jobs.len());
+                jobs.push(Job {
+                    members: vec![i],
+                    lock: Vec::new(),
+                });
+            }
+        }
+    }
+    // A group whose members read tables from outside it at two or more places (a
+    // diamond) locks those tables against writers while it refreshes, so that all
+    // its members see one state of them; a chain needs no lock.
+    for job in jobs.iter_mut().filter(|j| j.members.len() > 1) {
+        let inside: HashSet<i64> = job
+            .members
+            .iter()
+            .filter_map(|&m| rows[m].storage)
+            .collect();
+        let readers_outside = job
+            .members
+            .iter()
+            .filter(|&&m| rows[m].sources.iter().any(|s| !inside.contains(s)))
+            .count();
+        if readers_outside >= 2 {
+            let mut lock: Vec<i64> = job
+                .members
+                .iter()
+                .flat_map(|&m| rows[m].sources.iter().copied())
+                .filter(|s| !inside.contains(s))
+                .collect();
+            lock.sort_unstable();
+            lock.dedup();
+            job.lock = lock;
+        }
+    }
+    jobs
+}
+
+/// For each job, the jobs it reads from (a member reads a member's storage table).
+fn job_dependencies(rows: &[DueRow], jobs: &[Job]) -> Vec<Vec<usize>> {
+    let job_of_storage: HashMap<i64, usize> = jobs
+        .iter()
+        .enumerate()
+        .flat_map(|(j, job)| job.members.iter().filter_map(move |&m| rows[m].storage.map(|s| (s, j))))
+        .collect();
+    jobs.iter()
+        .enumerate()
+        .map(|(i, job)| {
+            let mut up: Vec<usize> = job
+                .members
+                .iter()
+                .flat_map(|&m| rows[m].sources.iter())
+                .filter_map(|s| job_of_storage.get(s).copied())
+                .filter(|&j| j != i)
+                .collect();
+            up.sort_unstable();
+            up.dedup();
+            up
+        })
+        .collect()
 }
 
 /// Whether a row the query returned is due: cron rows are decided here (`since` is

@@ -1234,12 +1234,16 @@ RETURNS TABLE (
     needs_full       boolean,
     created_at       timestamptz,
     id               bigint,
-    strategy         text
+    strategy         text,
+    effective_schedule text
 ) LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 #variable_conflict use_column
 BEGIN
+    -- An inheriting stream table is stale by its effective schedule (its most
+    -- demanding reader's, see _effective_schedule), shown as `5s (from reader)`; one
+    -- that nothing with a schedule reads follows its fallback, schedule_interval.
     RETURN QUERY
     SELECT pgstream._display_name(s.schema_name, s.table_name),
            s.schedule,
@@ -1247,16 +1251,20 @@ BEGIN
            s.status,
            s.last_refresh_at,
            (s.needs_full
-            OR (s.last_refresh_at IS NULL AND now() - s.created_at > s.schedule_interval)
+            OR (s.last_refresh_at IS NULL AND now() - s.created_at > coalesce(e.schedule_interval, s.schedule_interval))
             OR (p.n > 0 AND (s.last_refresh_at IS NULL
-                             OR now() - s.last_refresh_at > s.schedule_interval))),
+                             OR now() - s.last_refresh_at > coalesce(e.schedule_interval, s.schedule_interval)))),
            p.n,
            s.needs_full,
            s.created_at,
            s.id,
-           s.strategy
+           s.strategy,
+           CASE WHEN s.schedule <> 'inherit' THEN s.schedule
+                WHEN e.reader IS NULL THEN '1m (no readers)'
+                ELSE format('%s (from %s)', e.schedule, e.reader) END
       FROM pgstream.pgs_stream_tables s
      CROSS JOIN LATERAL (SELECT pgstream._pending_changes(s.id) AS n) p
+      LEFT JOIN LATERAL pgstream._effective_schedule(s.id) e ON s.schedule = 'inherit'
      ORDER BY s.schema_name, s.table_name;
 END
 $fn$;
@@ -1520,4 +1528,36 @@ BEGIN
     UPDATE pgstream.pgs_stream_tables s SET full_refresh_ratio = ratio
      WHERE s.id = pgstream._resolve(name);
 END
+$fn$;
+
+-- ---------------------------------------------------------------------------------
+-- Schedules that follow their readers (issue 14, item 3; scheduler.rs).
+-- The schedule an `inherit` stream table follows: that of its most demanding reader,
+-- found through the stream tables that read it (and, through readers that inherit
+-- too, theirs): `on commit` first (as its safety net, schedule_interval), then the
+-- shortest schedule_interval. NULL columns when it inherits and nothing with a
+-- schedule of its own reads it; for any other stream table, its own schedule.
+CREATE OR REPLACE FUNCTION pgstream._effective_schedule(st_id bigint, OUT schedule text,
+                                                        OUT schedule_interval interval,
+                                                        OUT reader text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    WITH RECURSIVE st AS (
+        SELECT s.id, s.schedule, s.schedule_interval,
+               pgstream._display_name(s.schema_name, s.table_name) AS name,
+               to_regclass(format('%I.%I', s.schema_name, s.table_name))::oid AS storage
+          FROM pgstream.pgs_stream_tables s),
+    up (id, depth) AS (
+        SELECT _effective_schedule.st_id, 0
+        UNION ALL
+        SELECT f.st_id, up.depth + 1
+          FROM up JOIN st p ON p.id = up.id
+          JOIN pgstream.pgs_frontiers f ON f.source_oid = p.storage
+         WHERE p.schedule = 'inherit' AND up.depth < 64)
+    SELECT r.schedule, r.schedule_interval, CASE WHEN up.depth > 0 THEN r.name END
+      FROM up JOIN st r ON r.id = up.id
+     WHERE r.schedule <> 'inherit'
+     ORDER BY (r.schedule = 'on commit') DESC, r.schedule_interval, up.depth, r.id
+     LIMIT 1
 $fn$;
