@@ -1261,6 +1261,9 @@ BEGIN
            s.strategy,
            CASE WHEN s.schedule <> 'inherit' THEN s.schedule
                 WHEN e.reader IS NULL THEN '1m (no readers)'
+                -- An on-commit reader refreshes it with the scheduler's safety net only
+                -- (the on-commit listener does not refresh inheriting stream tables).
+                WHEN e.schedule = 'on commit' THEN format('1m (from %s, on commit)', e.reader)
                 ELSE format('%s (from %s)', e.schedule, e.reader) END
       FROM pgstream.pgs_stream_tables s
      CROSS JOIN LATERAL (SELECT pgstream._pending_changes(s.id) AS n) p
@@ -1534,9 +1537,10 @@ $fn$;
 -- Schedules that follow their readers (issue 14, item 3; scheduler.rs).
 -- The schedule an `inherit` stream table follows: that of its most demanding reader,
 -- found through the stream tables that read it (and, through readers that inherit
--- too, theirs): `on commit` first (as its safety net, schedule_interval), then the
--- shortest schedule_interval. NULL columns when it inherits and nothing with a
--- schedule of its own reads it; for any other stream table, its own schedule.
+-- too, theirs): the shortest schedule_interval (an `on commit` reader counts as its
+-- safety net, 60 s: the scheduler refreshes inheriting stream tables, the on-commit
+-- listener does not). NULL columns when it inherits and nothing with a schedule of
+-- its own reads it; for any other stream table, its own schedule.
 CREATE OR REPLACE FUNCTION pgstream._effective_schedule(st_id bigint, OUT schedule text,
                                                         OUT schedule_interval interval,
                                                         OUT reader text)
@@ -1558,7 +1562,7 @@ AS $fn$
     SELECT r.schedule, r.schedule_interval, CASE WHEN up.depth > 0 THEN r.name END
       FROM up JOIN st r ON r.id = up.id
      WHERE r.schedule <> 'inherit'
-     ORDER BY (r.schedule = 'on commit') DESC, r.schedule_interval, up.depth, r.id
+     ORDER BY r.schedule_interval, (r.schedule = 'on commit'), up.depth, r.id
      LIMIT 1
 $fn$;
 
