@@ -501,7 +501,11 @@ fn print_status(rows: &[pgstream::StreamTableStatus]) {
             vec![
                 s.name.clone(),
                 s.refresh_mode.clone(),
-                s.schedule.clone(),
+                match &s.effective_schedule {
+                    // `inherit: 5s (from reader)`
+                    Some(e) if *e != s.schedule => format!("{}: {e}", s.schedule),
+                    _ => s.schedule.clone(),
+                },
                 s.status.clone(),
                 if s.stale { "t" } else { "f" }.to_string(),
                 s.pending_changes.to_string(),
@@ -649,6 +653,7 @@ fn status_json(rows: &[pgstream::StreamTableStatus]) -> String {
             let fields = [
                 ("name", text(&s.name)),
                 ("schedule", text(&s.schedule)),
+                ("effective_schedule", opt_text(&s.effective_schedule)),
                 ("refresh_mode", text(&s.refresh_mode)),
                 ("status", text(&s.status)),
                 ("status_reason", opt_text(&s.status_reason)),

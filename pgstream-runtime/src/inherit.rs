@@ -30,6 +30,10 @@ use sqlx::PgPool;
 use std::time::Instant;
 use tracing::Instrument;
 
+/// Each member's rows changed and start, `None` when busy; or the failing member's
+/// index and error.
+type GroupResult = std::result::Result<Option<Vec<(i64, Instant)>>, (usize, sqlx::Error)>;
+
 /// How long a group waits for the `SHARE` locks on the tables its members read.
 pub(crate) const LOCK_TIMEOUT: &str = "500ms";
 
@@ -72,7 +76,7 @@ pub(crate) async fn refresh_group(
         stream_tables = %members.iter().map(|(_, n)| n.as_str()).collect::<Vec<_>>().join(", "),
         locked = lock.len()
     );
-    let r: std::result::Result<Option<Vec<(i64, Instant)>>, (usize, sqlx::Error)> = async {
+    let r: GroupResult = async {
         let mut tx = crate::pin::begin(pool).await.map_err(|e| (0, e))?;
         if !lock.is_empty() {
             let names: Vec<String> = sqlx::query_scalar(
@@ -86,12 +90,11 @@ pub(crate) async fn refresh_group(
             .fetch_all(&mut *tx)
             .await
             .map_err(|e| (0, e))?;
-            let previous: String = sqlx::query_scalar(
-                "SELECT pg_catalog.current_setting('lock_timeout')",
-            )
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(|e| (0, e))?;
+            let previous: String =
+                sqlx::query_scalar("SELECT pg_catalog.current_setting('lock_timeout')")
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(|e| (0, e))?;
             sqlx::query("SELECT pg_catalog.set_config('lock_timeout', $1, true)")
                 .bind(LOCK_TIMEOUT)
                 .execute(&mut *tx)

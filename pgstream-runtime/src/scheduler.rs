@@ -225,7 +225,10 @@ pub(crate) async fn run_once(
                         .collect();
                     let lock = job.lock.clone();
                     running.spawn(async move {
-                        (i, crate::inherit::refresh_group(&pool, &members, &lock).await)
+                        (
+                            i,
+                            crate::inherit::refresh_group(&pool, &members, &lock).await,
+                        )
                     });
                 }
             }
@@ -267,7 +270,10 @@ pub(crate) async fn run_once(
                 tracing::debug!(stream_table = %rows[job.members[0]].name, "busy elsewhere, skipped")
             }
             crate::inherit::GroupOutcome::Failed { member, error: e } => {
-                let (id, name) = (rows[job.members[member]].id, &rows[job.members[member]].name);
+                let (id, name) = (
+                    rows[job.members[member]].id,
+                    &rows[job.members[member]].name,
+                );
                 tracing::warn!(stream_table = %name, error = %e, "scheduled refresh failed");
                 record_error(pool, id, &e, Some(policy)).await;
                 if is_transient(&e)
@@ -448,7 +454,11 @@ fn job_dependencies(rows: &[DueRow], jobs: &[Job]) -> Vec<Vec<usize>> {
     let job_of_storage: HashMap<i64, usize> = jobs
         .iter()
         .enumerate()
-        .flat_map(|(j, job)| job.members.iter().filter_map(move |&m| rows[m].storage.map(|s| (s, j))))
+        .flat_map(|(j, job)| {
+            job.members
+                .iter()
+                .filter_map(move |&m| rows[m].storage.map(|s| (s, j)))
+        })
         .collect();
     jobs.iter()
         .enumerate()

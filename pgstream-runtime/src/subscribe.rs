@@ -144,6 +144,19 @@ struct Inner {
     storage: String,
     channel: String,
     listener: Option<PgListener>,
+    /// Steps in a row that ended in an error: the next one waits first
+    /// ([`retry_wait`]), so a loop that polls on through errors does not spin.
+    failures: u32,
+}
+
+/// The wait before a step after `failures` failed ones: 100 ms doubling, at most 10 s.
+fn retry_wait(failures: u32) -> Duration {
+    if failures == 0 {
+        return Duration::ZERO;
+    }
+    Duration::from_millis(100)
+        .saturating_mul(2u32.saturating_pow(failures.saturating_sub(1).min(16)))
+        .min(Duration::from_secs(10))
 }
 
 type Step<T> = Pin<Box<dyn Future<Output = (Box<Inner>, Stepped<T>)> + Send>>;
@@ -164,7 +177,8 @@ struct Stepped<T> {
 /// [`RuntimeHandle::subscribe`](crate::RuntimeHandle::subscribe).
 ///
 /// An `Err` item (the database cannot be reached) does not end the stream: the next
-/// poll tries again. The stream ends after an error saying that the subscription no
+/// poll tries again, after a wait that grows with the failures in a row (100 ms
+/// doubling, at most 10 s). The stream ends after an error saying that the subscription no
 /// longer exists (removed with `unsubscribe`, or its stream table dropped or
 /// replaced).
 #[must_use = "a subscription does nothing unless polled"]
@@ -218,7 +232,15 @@ impl<T> Subscription<T> {
             return Ok(());
         }
         let pool = self.pool.clone();
-        match store_position(&pool, self.st_id, &self.name, &self.subscriber, self.delivered).await {
+        match store_position(
+            &pool,
+            self.st_id,
+            &self.name,
+            &self.subscriber,
+            self.delivered,
+        )
+        .await
+        {
             Ok(true) => {
                 self.stored = self.delivered;
                 Ok(())
@@ -319,15 +341,33 @@ async fn store_position(
 
 /// Store the position of the last batch handled, then wait for and read the next
 /// version after `from`.
-async fn step<T>(mut inner: Box<Inner>, from: i64, store: Option<i64>) -> (Box<Inner>, Stepped<T>)
+async fn step<T>(inner: Box<Inner>, from: i64, store: Option<i64>) -> (Box<Inner>, Stepped<T>)
 where
     T: for<'r> FromRow<'r, PgRow> + Send + Unpin + 'static,
 {
-    let mut stepped = Stepped {
+    let stepped = Stepped {
         stored: None,
         item: None,
         ended: false,
     };
+    tokio::time::sleep(retry_wait(inner.failures)).await;
+    let (mut inner, stepped) = step_inner::<T>(inner, from, store, stepped).await;
+    inner.failures = match &stepped.item {
+        Some(Err(_)) if !stepped.ended => inner.failures.saturating_add(1),
+        _ => 0,
+    };
+    (inner, stepped)
+}
+
+async fn step_inner<T>(
+    mut inner: Box<Inner>,
+    from: i64,
+    store: Option<i64>,
+    mut stepped: Stepped<T>,
+) -> (Box<Inner>, Stepped<T>)
+where
+    T: for<'r> FromRow<'r, PgRow> + Send + Unpin + 'static,
+{
     if let Some(p) = store {
         match store_position(&inner.pool, inner.st_id, &inner.name, &inner.subscriber, p).await {
             Ok(true) => stepped.stored = Some(p),
@@ -354,7 +394,11 @@ where
             match connected.await {
                 Ok(l) => inner.listener = Some(l),
                 Err(e) => {
-                    stepped.item = Some(Err(Error::db(Some(&inner.name), "listening for refreshes", e)));
+                    stepped.item = Some(Err(Error::db(
+                        Some(&inner.name),
+                        "listening for refreshes",
+                        e,
+                    )));
                     return (inner, stepped);
                 }
             }
@@ -386,6 +430,9 @@ where
         }
     }
 }
+
+/// A `pgs_feed_versions` row: version, refreshed_at, sources, frontiers.
+type VersionRow = (i64, DateTime<Utc>, Vec<String>, Vec<String>);
 
 enum Next<T> {
     Event(SubscriptionEvent<T>, i64),
@@ -434,7 +481,7 @@ where
             trimmed_to,
         ));
     }
-    let version: Option<(i64, DateTime<Utc>, Vec<String>, Vec<String>)> = sqlx::query_as(
+    let version: Option<VersionRow> = sqlx::query_as(
         "SELECT v.version, v.refreshed_at, v.sources, v.frontiers
            FROM pgstream.pgs_feed_versions v
           WHERE v.st_id = $1 AND v.version > $2
@@ -547,6 +594,7 @@ pub async fn subscribe_to<R>(
             storage,
             channel,
             listener: None,
+            failures: 0,
         })),
         step: None,
         pool: pool.clone(),

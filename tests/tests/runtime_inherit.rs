@@ -58,9 +58,14 @@ async fn a_chain_follows_its_last_reader_and_status_shows_it() {
         .await
         .unwrap();
     // a (inherit) -> b (inherit) -> c (1s); d (inherit) has no reader.
-    rt.create_stream_table("a", "SELECT id, g, v FROM t WHERE v > 0", "inherit", Mode::Differential)
-        .await
-        .unwrap();
+    rt.create_stream_table(
+        "a",
+        "SELECT id, g, v FROM t WHERE v > 0",
+        "inherit",
+        Mode::Differential,
+    )
+    .await
+    .unwrap();
     rt.create_stream_table(
         "b",
         "SELECT g, sum(v) AS s, count(*) AS n FROM a GROUP BY g",
@@ -69,9 +74,14 @@ async fn a_chain_follows_its_last_reader_and_status_shows_it() {
     )
     .await
     .unwrap();
-    rt.create_stream_table("c", "SELECT g, s FROM b WHERE n > 0", "1s", Mode::Differential)
-        .await
-        .unwrap();
+    rt.create_stream_table(
+        "c",
+        "SELECT g, s FROM b WHERE n > 0",
+        "1s",
+        Mode::Differential,
+    )
+    .await
+    .unwrap();
     rt.create_stream_table("d", "SELECT id FROM t", "inherit", Mode::Differential)
         .await
         .unwrap();
@@ -152,9 +162,14 @@ async fn a_diamond_reader_never_sees_its_producers_at_two_frontiers() {
     rt.create_stream_table("p1", "SELECT id, v FROM t", "inherit", Mode::Differential)
         .await
         .unwrap();
-    rt.create_stream_table("p2", "SELECT id, v * 2 AS w FROM t", "inherit", Mode::Differential)
-        .await
-        .unwrap();
+    rt.create_stream_table(
+        "p2",
+        "SELECT id, v * 2 AS w FROM t",
+        "inherit",
+        Mode::Differential,
+    )
+    .await
+    .unwrap();
     rt.create_stream_table(
         "r",
         "SELECT p1.id, p1.v, p2.w FROM p1 JOIN p2 ON p2.id = p1.id",
@@ -190,9 +205,15 @@ async fn a_diamond_reader_never_sees_its_producers_at_two_frontiers() {
     let mut checks = 0;
     while start.elapsed() < Duration::from_secs(6) {
         let bad = scalar_i64(&db.pool, mismatch_pr).await;
-        assert_eq!(bad, 0, "p1 and p2 seen at two frontiers after {checks} checks");
+        assert_eq!(
+            bad, 0,
+            "p1 and p2 seen at two frontiers after {checks} checks"
+        );
         let bad = scalar_i64(&db.pool, mismatch_r).await;
-        assert_eq!(bad, 0, "r joined p1 and p2 at two frontiers after {checks} checks");
+        assert_eq!(
+            bad, 0,
+            "r joined p1 and p2 at two frontiers after {checks} checks"
+        );
         checks += 1;
         tokio::time::sleep(Duration::from_millis(5)).await;
     }

@@ -99,15 +99,20 @@ async fn inserts_updates_and_deletes_arrive_typed_once_each_and_the_channel_hear
     channel.listen(&name).await.unwrap();
 
     // Insert: a new department with one employee.
-    db.exec("INSERT INTO departments (id, name) VALUES (3, 'sales');
-             INSERT INTO employees (name, department_id, salary) VALUES ('d', 3, 70);")
-        .await;
+    db.exec(
+        "INSERT INTO departments (id, name) VALUES (3, 'sales');
+             INSERT INTO employees (name, department_id, salary) VALUES ('d', 3, 70);",
+    )
+    .await;
     assert_eq!(rt.refresh("dept_pay").await.unwrap().rows_changed, 1);
     let b = batch(&mut sub).await;
     assert_eq!(b.version, 1);
     assert_eq!(b.changes, vec![Change::Insert(row(3, "sales", 1, 70))]);
     assert_eq!(b.frontier.len(), 2, "{:?}", b.frontier);
-    assert!(b.frontier.iter().any(|f| f.source == "employees" && !f.snapshot.is_empty()));
+    assert!(b
+        .frontier
+        .iter()
+        .any(|f| f.source == "employees" && !f.snapshot.is_empty()));
 
     // Update (two groups change) and, in another refresh, a delete.
     db.exec("UPDATE employees SET salary = salary + 1 WHERE department_id IN (1, 2)")
@@ -154,12 +159,15 @@ async fn inserts_updates_and_deletes_arrive_typed_once_each_and_the_channel_hear
             .unwrap();
         assert_eq!(got, rows, "{}", n.payload());
     }
-    assert!(tokio::time::timeout(Duration::from_millis(300), channel.recv())
-        .await
-        .is_err());
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), channel.recv())
+            .await
+            .is_err()
+    );
 
     // The Stream trait, as applications use it, and the monitoring view.
-    db.exec("UPDATE departments SET name = 'engineering' WHERE id = 1").await;
+    db.exec("UPDATE departments SET name = 'engineering' WHERE id = 1")
+        .await;
     rt.refresh("dept_pay").await.unwrap();
     let e = tokio::time::timeout(Duration::from_secs(20), sub.next())
         .await
@@ -173,7 +181,9 @@ async fn inserts_updates_and_deletes_arrive_typed_once_each_and_the_channel_hear
     // insert, in the order the refresh made them).
     assert_eq!(b.changes.len(), 2, "{:?}", b.changes);
     assert!(b.changes.contains(&Change::Delete(row(1, "eng", 2, 302))));
-    assert!(b.changes.contains(&Change::Insert(row(1, "engineering", 2, 302))));
+    assert!(b
+        .changes
+        .contains(&Change::Insert(row(1, "engineering", 2, 302))));
     sub.ack().await.unwrap();
     let (position, behind): (i64, i64) = sqlx::query_as(
         "SELECT position, behind FROM pgstream.pgs_subscriptions WHERE name = 'dept_pay' AND subscriber = 'dashboard'",
@@ -192,7 +202,10 @@ async fn inserts_updates_and_deletes_arrive_typed_once_each_and_the_channel_hear
         .await
         .unwrap();
     let err = end.expect("an error first").unwrap_err().to_string();
-    assert!(err.contains("dept_pay") && err.contains("no longer exists"), "{err}");
+    assert!(
+        err.contains("dept_pay") && err.contains("no longer exists"),
+        "{err}"
+    );
     assert!(sub.recv().await.is_none());
     assert_eq!(
         scalar_i64(&db.pool, "SELECT count(*) FROM pgstream.pgs_feed_log").await,
@@ -230,7 +243,8 @@ async fn a_restarted_subscriber_resumes_where_it_stopped() {
     assert_eq!(b.version, 2);
     sub.ack().await.unwrap();
     // Version 3 is delivered but not acknowledged when the process stops.
-    db.exec("UPDATE employees SET salary = 999 WHERE name = 'a'").await;
+    db.exec("UPDATE employees SET salary = 999 WHERE name = 'a'")
+        .await;
     rt.refresh("dept_pay").await.unwrap();
     let b = batch(&mut sub).await;
     assert_eq!(b.version, 3);
