@@ -106,6 +106,46 @@ pub(crate) async fn run_once(
     policy: &FailurePolicy,
     cancel: &CancellationToken,
 ) -> Result<()> {
+    run_pass(pool, tick, policy, cancel, None).await.map(|_| ())
+}
+
+/// What [`refresh_with_inherited`] did to the stream table asked for.
+#[derive(Debug)]
+pub(crate) enum Only {
+    /// Refreshed, with this many rows changed.
+    Refreshed(i64),
+    /// It, or an inheriting group it reads, was being refreshed elsewhere (or the
+    /// group's locks were not obtained): try again.
+    Busy,
+    /// It or a group it reads failed (recorded with the policy).
+    Failed,
+    /// Not refreshed: not ACTIVE, waiting for a retry, or nothing changed.
+    Skipped,
+}
+
+/// Refresh stream table `id` now with the inheriting stream tables it reads, as the
+/// scheduler would if it were due (for the on-commit listener): their groups first,
+/// then it. Failures are recorded with `policy`.
+pub(crate) async fn refresh_with_inherited(
+    pool: &PgPool,
+    id: i64,
+    policy: &FailurePolicy,
+    cancel: &CancellationToken,
+) -> Result<Only> {
+    Ok(run_pass(pool, Duration::ZERO, policy, cancel, Some(id))
+        .await?
+        .unwrap_or(Only::Skipped))
+}
+
+/// One pass; with `only`, that stream table is the one due (whatever its schedule,
+/// nothing else is), and what happened to it is returned.
+async fn run_pass(
+    pool: &PgPool,
+    tick: Duration,
+    policy: &FailurePolicy,
+    cancel: &CancellationToken,
+    only: Option<i64>,
+) -> Result<Option<Only>> {
     let mut tx = crate::pin::begin(pool)
         .await
         .step(None, "scheduler: reading the catalog")?;
@@ -179,7 +219,14 @@ pub(crate) async fn run_once(
     tx.rollback()
         .await
         .step(None, "scheduler: reading the catalog")?;
-    let jobs = plan_jobs(&rows);
+    let jobs = plan_jobs(&rows, only);
+    let mut only_outcome: Option<Only> = None;
+    // The job of the stream table asked for, and whether any job it waits on was busy
+    // or failed (it then is too).
+    let only_job = only.and_then(|id| {
+        jobs.iter()
+            .position(|j| j.members.iter().any(|&m| rows[m].id == id))
+    });
     // Up to `policy.parallel` jobs at once; a job starts when every job it reads
     // from has finished (so its window sees their new rows and the busy set knows
     // whether they changed). Starting in (depth, id) order.
@@ -264,12 +311,21 @@ pub(crate) async fn run_once(
                     if outcome.rows_changed != 0 {
                         busy.extend(rows[m].storage);
                     }
+                    if Some(rows[m].id) == only {
+                        only_outcome = Some(Only::Refreshed(outcome.rows_changed));
+                    }
                 }
             }
             crate::inherit::GroupOutcome::Busy => {
+                if only.is_some() && only_outcome.is_none() {
+                    only_outcome = Some(Only::Busy);
+                }
                 tracing::debug!(stream_table = %rows[job.members[0]].name, "busy elsewhere, skipped")
             }
             crate::inherit::GroupOutcome::Failed { member, error: e } => {
+                if only.is_some() && (Some(i) == only_job || only_outcome.is_none()) {
+                    only_outcome = Some(Only::Failed);
+                }
                 let (id, name) = (
                     rows[job.members[member]].id,
                     &rows[job.members[member]].name,
@@ -295,7 +351,11 @@ pub(crate) async fn run_once(
             }
         }
     }
-    Ok(())
+    Ok(only.map(|_| match only_outcome {
+        // The stream table's own outcome wins over an upstream job's.
+        Some(o) => o,
+        None => Only::Skipped,
+    }))
 }
 
 /// A stream table the catalog query returned.
@@ -338,7 +398,8 @@ struct Job {
 /// group (the transitive closure of that), refreshed together whenever one of them
 /// is needed, so that a reader never sees two of them at different states of their
 /// sources. In the order of the rows (depth, id) of each job's first member.
-fn plan_jobs(rows: &[DueRow]) -> Vec<Job> {
+/// With `only`, that row is the one due, whatever its schedule.
+fn plan_jobs(rows: &[DueRow], only: Option<i64>) -> Vec<Job> {
     let by_storage: HashMap<i64, usize> = rows
         .iter()
         .enumerate()
@@ -381,7 +442,10 @@ fn plan_jobs(rows: &[DueRow]) -> Vec<Job> {
     }
     let mut selected = vec![false; rows.len()];
     for (i, r) in rows.iter().enumerate() {
-        let due = r.due && is_due(&r.name, &r.schedule, r.since, r.now);
+        let due = match only {
+            Some(id) => r.id == id,
+            None => r.due && is_due(&r.name, &r.schedule, r.since, r.now),
+        };
         if due && !r.follows_readers {
             selected[i] = true;
             for &j in &needs[i] {

@@ -245,3 +245,93 @@ async fn a_diamond_reader_never_sees_its_producers_at_two_frontiers() {
     assert_eq!(effective(&db, "p2").await, "100ms (from r)");
     rt.shutdown().await;
 }
+
+/// Whether the capture function of `table` notifies (refresh on commit).
+async fn capture_notifies(db: &TestDb, table: &str) -> bool {
+    sqlx::query_scalar::<_, bool>(&format!(
+        "SELECT p.prosrc LIKE '%pg_notify%' FROM pg_proc p
+          WHERE p.oid = 'pgstream_changes.capture_{}'::regproc",
+        scalar_i64(&db.pool, &format!("SELECT '{table}'::regclass::oid::int8")).await
+    ))
+    .fetch_one(&db.pool)
+    .await
+    .unwrap()
+}
+
+/// Under an `on commit` reader, inheriting stream tables are refreshed on commit too,
+/// before the reader, and a diamond stays consistent.
+#[tokio::test]
+async fn an_on_commit_reader_refreshes_what_it_inherits_at_each_commit() {
+    let db = test_db().await;
+    db.exec(
+        "CREATE TABLE t (id int PRIMARY KEY, v int NOT NULL);
+         INSERT INTO t SELECT g, g FROM generate_series(1, 20) g;",
+    )
+    .await;
+    // The tick is an hour: after the first pass only the on-commit listener refreshes.
+    let rt = Runtime::builder(db.pool.clone())
+        .tick(Duration::from_secs(3600))
+        .start()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    rt.create_stream_table("p1", "SELECT id, v FROM t", "inherit", Mode::Differential)
+        .await
+        .unwrap();
+    rt.create_stream_table(
+        "p2",
+        "SELECT id, v * 2 AS w FROM t",
+        "inherit",
+        Mode::Differential,
+    )
+    .await
+    .unwrap();
+    assert!(!capture_notifies(&db, "t").await);
+    rt.create_stream_table(
+        "r",
+        "SELECT p1.id, p1.v, p2.w FROM p1 JOIN p2 ON p2.id = p1.id",
+        "on commit",
+        Mode::Differential,
+    )
+    .await
+    .unwrap();
+    // t now notifies: an on-commit stream table reads it through p1 and p2.
+    assert!(capture_notifies(&db, "t").await);
+    assert_eq!(effective(&db, "p1").await, "on commit (from r)");
+
+    for k in 1..=5 {
+        db.exec(&format!("UPDATE t SET v = v + 100 WHERE id = {k}"))
+            .await;
+        assert!(
+            wait_for(
+                &db.pool,
+                &format!("SELECT coalesce(max(w), 0)::int8 FROM r WHERE id = {k}"),
+                2 * (k + 100),
+                Duration::from_secs(20),
+            )
+            .await,
+            "commit {k} did not reach r"
+        );
+        assert_eq!(
+            scalar_i64(&db.pool, "SELECT count(*)::int8 FROM r WHERE w <> 2 * v").await,
+            0
+        );
+    }
+    assert_eq!(
+        refresh_count(&db, "p1").await,
+        refresh_count(&db, "p2").await
+    );
+
+    // Without the on-commit reader, t stops notifying.
+    rt.drop_stream_table("r").await.unwrap();
+    assert!(!capture_notifies(&db, "t").await);
+    // A reader made on commit later (alter): t notifies again.
+    rt.create_stream_table("r2", "SELECT id, v FROM p1", "1h", Mode::Differential)
+        .await
+        .unwrap();
+    assert!(!capture_notifies(&db, "t").await);
+    db.exec("UPDATE pgstream.pgs_stream_tables SET schedule = 'on commit' WHERE table_name = 'r2'")
+        .await;
+    assert!(capture_notifies(&db, "t").await);
+    rt.shutdown().await;
+}

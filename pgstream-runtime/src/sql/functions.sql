@@ -909,10 +909,9 @@ BEGIN
     -- transaction into one, so the runtime hears once per transaction and source.
     -- Without such a reader, no notify (a NOTIFY serialises the commits of notifying
     -- transactions on a cluster-wide lock). The triggers __pgs_on_commit_* rebuild
-    -- this function when such a reader is created, dropped or rescheduled.
-    IF EXISTS (SELECT 1 FROM pgstream.pgs_frontiers f
-                 JOIN pgstream.pgs_stream_tables s ON s.id = f.st_id
-                WHERE f.source_oid = src AND s.schedule = 'on commit') THEN
+    -- this function when such a reader is created, dropped or rescheduled. A reader
+    -- through stream tables with the schedule `inherit` counts (_read_on_commit).
+    IF pgstream._read_on_commit(src) THEN
         notify := format($n$
     PERFORM pg_catalog.pg_notify('pgstream_changes', %L);$n$, src::text);
     END IF;
@@ -1007,20 +1006,21 @@ AS $fn$
 DECLARE
     src oid;
 BEGIN
+    -- Through `inherit` stream tables too (_on_commit_resync).
     IF TG_TABLE_NAME = 'pgs_frontiers' THEN
         IF TG_OP = 'INSERT' THEN
             IF EXISTS (SELECT 1 FROM pgstream.pgs_stream_tables s
-                        WHERE s.id = NEW.st_id AND s.schedule = 'on commit') THEN
-                PERFORM pgstream._build_capture(NEW.source_oid);
+                        WHERE s.id = NEW.st_id AND s.schedule IN ('on commit', 'inherit')) THEN
+                PERFORM pgstream._on_commit_resync(NEW.source_oid);
             END IF;
         ELSIF EXISTS (SELECT 1 FROM pgstream.pgs_stream_tables s
-                       WHERE s.id = OLD.st_id AND s.schedule = 'on commit') THEN
-            PERFORM pgstream._build_capture(OLD.source_oid);
+                       WHERE s.id = OLD.st_id AND s.schedule IN ('on commit', 'inherit')) THEN
+            PERFORM pgstream._on_commit_resync(OLD.source_oid);
         END IF;
     ELSE
         FOR src IN SELECT DISTINCT f.source_oid FROM pgstream.pgs_frontiers f
                     WHERE f.st_id = NEW.id LOOP
-            PERFORM pgstream._build_capture(src);
+            PERFORM pgstream._on_commit_resync(src);
         END LOOP;
     END IF;
     RETURN NULL;
@@ -1030,7 +1030,8 @@ $fn$;
 CREATE OR REPLACE TRIGGER "__pgs_on_commit_frontiers" AFTER INSERT OR DELETE ON pgstream.pgs_frontiers
     FOR EACH ROW EXECUTE FUNCTION pgstream._on_commit_sync();
 CREATE OR REPLACE TRIGGER "__pgs_on_commit_schedule" AFTER UPDATE OF schedule ON pgstream.pgs_stream_tables
-    FOR EACH ROW WHEN ((OLD.schedule = 'on commit') IS DISTINCT FROM (NEW.schedule = 'on commit'))
+    FOR EACH ROW WHEN ((OLD.schedule = 'on commit') IS DISTINCT FROM (NEW.schedule = 'on commit')
+                       OR (OLD.schedule = 'inherit') IS DISTINCT FROM (NEW.schedule = 'inherit'))
     EXECUTE FUNCTION pgstream._on_commit_sync();
 
 -- The channel a stream table's refreshes notify besides pgstream_refreshed:
@@ -1261,9 +1262,6 @@ BEGIN
            s.strategy,
            CASE WHEN s.schedule <> 'inherit' THEN s.schedule
                 WHEN e.reader IS NULL THEN '1m (no readers)'
-                -- An on-commit reader refreshes it with the scheduler's safety net only
-                -- (the on-commit listener does not refresh inheriting stream tables).
-                WHEN e.schedule = 'on commit' THEN format('1m (from %s, on commit)', e.reader)
                 ELSE format('%s (from %s)', e.schedule, e.reader) END
       FROM pgstream.pgs_stream_tables s
      CROSS JOIN LATERAL (SELECT pgstream._pending_changes(s.id) AS n) p
@@ -1537,10 +1535,10 @@ $fn$;
 -- Schedules that follow their readers (issue 14, item 3; scheduler.rs).
 -- The schedule an `inherit` stream table follows: that of its most demanding reader,
 -- found through the stream tables that read it (and, through readers that inherit
--- too, theirs): the shortest schedule_interval (an `on commit` reader counts as its
--- safety net, 60 s: the scheduler refreshes inheriting stream tables, the on-commit
--- listener does not). NULL columns when it inherits and nothing with a schedule of
--- its own reads it; for any other stream table, its own schedule.
+-- too, theirs): `on commit` first (the on-commit listener refreshes it before the
+-- reader), then the shortest schedule_interval. NULL columns when it inherits and
+-- nothing with a schedule of its own reads it; for any other stream table, its own
+-- schedule.
 CREATE OR REPLACE FUNCTION pgstream._effective_schedule(st_id bigint, OUT schedule text,
                                                         OUT schedule_interval interval,
                                                         OUT reader text)
@@ -1562,8 +1560,52 @@ AS $fn$
     SELECT r.schedule, r.schedule_interval, CASE WHEN up.depth > 0 THEN r.name END
       FROM up JOIN st r ON r.id = up.id
      WHERE r.schedule <> 'inherit'
-     ORDER BY r.schedule_interval, (r.schedule = 'on commit'), up.depth, r.id
+     ORDER BY (r.schedule = 'on commit') DESC, r.schedule_interval, up.depth, r.id
      LIMIT 1
+$fn$;
+
+-- Whether a stream table with the schedule `on commit` reads `src`, directly or
+-- through stream tables with the schedule `inherit` (whose refreshes the on-commit
+-- listener then runs before the reader's): capture of `src` notifies
+-- (_build_capture).
+CREATE OR REPLACE FUNCTION pgstream._read_on_commit(src oid)
+RETURNS boolean LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    WITH RECURSIVE r (id, depth) AS (
+        SELECT f.st_id, 0 FROM pgstream.pgs_frontiers f WHERE f.source_oid = src
+        UNION ALL
+        SELECT f.st_id, r.depth + 1
+          FROM r JOIN pgstream.pgs_stream_tables p ON p.id = r.id AND p.schedule = 'inherit'
+          JOIN pgstream.pgs_frontiers f
+            ON f.source_oid = to_regclass(format('%I.%I', p.schema_name, p.table_name))::oid
+         WHERE r.depth < 64)
+    SELECT EXISTS (SELECT 1 FROM r JOIN pgstream.pgs_stream_tables s ON s.id = r.id
+                    WHERE s.schedule = 'on commit')
+$fn$;
+
+-- Rebuild the capture function of `src` and, when `src` is the storage table of an
+-- `inherit` stream table, those of its sources, recursively: whether they notify
+-- depends on the on-commit readers above them (_read_on_commit).
+CREATE OR REPLACE FUNCTION pgstream._on_commit_resync(src oid, depth integer DEFAULT 0)
+RETURNS void LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    up oid;
+BEGIN
+    PERFORM pgstream._build_capture(src);
+    IF depth >= 64 THEN
+        RETURN;
+    END IF;
+    FOR up IN SELECT DISTINCT f.source_oid
+                FROM pgstream.pgs_stream_tables p
+                JOIN pgstream.pgs_frontiers f ON f.st_id = p.id
+               WHERE p.schedule = 'inherit'
+                 AND to_regclass(format('%I.%I', p.schema_name, p.table_name))::oid = src LOOP
+        PERFORM pgstream._on_commit_resync(up, depth + 1);
+    END LOOP;
+END
 $fn$;
 
 -- ---------------------------------------------------------------------------------
