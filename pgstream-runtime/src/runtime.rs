@@ -168,7 +168,7 @@ impl Runtime {
     /// See [`RuntimeHandle::subscribe`].
     pub async fn subscribe<T>(&self, subscriber: &str) -> Result<Subscription<T>>
     where
-        T: StreamTable,
+        T: StreamTable + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin + 'static,
     {
         self.handle.subscribe::<T>(subscriber).await
     }
@@ -180,7 +180,7 @@ impl Runtime {
         options: SubscribeOptions,
     ) -> Result<Subscription<T>>
     where
-        T: StreamTable,
+        T: StreamTable + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin + 'static,
     {
         self.handle.subscribe_with::<T>(subscriber, options).await
     }
@@ -321,7 +321,8 @@ impl RuntimeHandle {
     ///
     /// ```no_run
     /// # use pgstream_runtime::{Change, RuntimeHandle, StreamTable, SubscriptionEvent};
-    /// # async fn example<T: StreamTable + std::fmt::Debug>(handle: RuntimeHandle) -> pgstream_runtime::Result<()> {
+    /// # async fn example<T>(handle: RuntimeHandle) -> pgstream_runtime::Result<()>
+    /// # where T: StreamTable + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin + std::fmt::Debug + 'static {
     /// let mut changes = handle.subscribe::<T>("dashboard").await?;
     /// while let Some(event) = changes.recv().await {
     ///     match event? {
@@ -343,7 +344,7 @@ impl RuntimeHandle {
     /// ```
     pub async fn subscribe<T>(&self, subscriber: &str) -> Result<Subscription<T>>
     where
-        T: StreamTable,
+        T: StreamTable + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin + 'static,
     {
         self.subscribe_with::<T>(subscriber, SubscribeOptions::default())
             .await
@@ -357,7 +358,7 @@ impl RuntimeHandle {
         options: SubscribeOptions,
     ) -> Result<Subscription<T>>
     where
-        T: StreamTable,
+        T: StreamTable + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin + 'static,
     {
         let name = crate::catalog::display_name(&QualifiedName::new(T::DEF.schema, T::DEF.name));
         crate::subscribe::subscribe_to(&self.pool, &name, subscriber, options).await
