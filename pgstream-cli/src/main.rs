@@ -109,8 +109,9 @@ enum Command {
         query_file: Option<PathBuf>,
         /// When the scheduler refreshes it: a staleness bound (`30s`, `5m`, `1h`), a
         /// cron expression, UTC (`"*/5 * * * *"`, `"0 3 * * MON-FRI"`, `@daily`; six
-        /// fields with seconds first also work), or `"on commit"` (at once after each
-        /// commit that changes a source).
+        /// fields with seconds first also work), `"on commit"` (at once after each
+        /// commit that changes a source), or `inherit` (just before the stream tables
+        /// that read it, as often as the most demanding of them).
         #[arg(long, default_value = "1m")]
         schedule: String,
         /// `differential` (incremental, on the schedule), `full` or `immediate` (maintained
@@ -341,6 +342,8 @@ async fn run(cli: Cli) -> Res {
                 format!("cron `{}`", spec.schedule)
             } else if spec.schedule.is_on_commit() {
                 "on commit".to_string()
+            } else if spec.schedule.is_inherit() {
+                "schedule inherited from its readers".to_string()
             } else {
                 format!("every {}", spec.schedule)
             };
@@ -499,7 +502,11 @@ fn print_status(rows: &[pgstream::StreamTableStatus]) {
             vec![
                 s.name.clone(),
                 s.refresh_mode.clone(),
-                s.schedule.clone(),
+                match &s.effective_schedule {
+                    // `inherit: 5s (from reader)`
+                    Some(e) if *e != s.schedule => format!("{}: {e}", s.schedule),
+                    _ => s.schedule.clone(),
+                },
                 s.status.clone(),
                 if s.stale { "t" } else { "f" }.to_string(),
                 s.pending_changes.to_string(),
@@ -647,6 +654,7 @@ fn status_json(rows: &[pgstream::StreamTableStatus]) -> String {
             let fields = [
                 ("name", text(&s.name)),
                 ("schedule", text(&s.schedule)),
+                ("effective_schedule", opt_text(&s.effective_schedule)),
                 ("refresh_mode", text(&s.refresh_mode)),
                 ("status", text(&s.status)),
                 ("status_reason", opt_text(&s.status_reason)),

@@ -71,12 +71,14 @@ impl FromStr for Mode {
 /// When the scheduler refreshes a stream table: a staleness bound written as a
 /// duration (`30s`, `5m`, `1h30m`: refresh once the last refresh is older than that),
 /// a [cron expression](crate::cron) (`*/5 * * * *`, `0 3 * * MON-FRI`, `@daily`:
-/// refresh at each fire time, UTC), or `on commit`: refresh as soon as a transaction
+/// refresh at each fire time, UTC), `on commit`: refresh as soon as a transaction
 /// that changed a source commits (capture notifies the runtime; see
-/// [`Schedule::ON_COMMIT_FALLBACK`] for the periodic safety net).
+/// [`Schedule::ON_COMMIT_FALLBACK`] for the periodic safety net), or `inherit`: for a
+/// stream table that other stream tables read, refresh it just before its most
+/// demanding reader, as often as that reader (see [`Schedule::inherit`]).
 ///
 /// `Display` prints what `FromStr` reads: durations in their largest whole unit,
-/// cron expressions as written, `on commit`.
+/// cron expressions as written, `on commit`, `inherit`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Schedule(Kind);
 
@@ -85,6 +87,7 @@ enum Kind {
     Every(Duration),
     Cron(Cron),
     OnCommit,
+    Inherit,
 }
 
 impl Schedule {
@@ -101,6 +104,21 @@ impl Schedule {
     pub fn on_commit() -> Self {
         Schedule(Kind::OnCommit)
     }
+    /// Follow the readers: the stream table has no schedule of its own and is
+    /// refreshed whenever a stream table that reads it (directly, or through other
+    /// inheriting stream tables) is about to be refreshed, just before it, so it is as
+    /// fresh as its most demanding reader needs and a chain is consistent end to
+    /// end. Inheriting stream tables read by one reader are refreshed together, up to
+    /// one state of their sources. Without readers, it is refreshed as a duration
+    /// schedule of [`Schedule::INHERIT_FALLBACK`] would be.
+    pub fn inherit() -> Self {
+        Schedule(Kind::Inherit)
+    }
+    /// How the catalog spells the inherited schedule.
+    pub const INHERIT: &'static str = "inherit";
+    /// The schedule of an inheriting stream table that no stream table reads (and its
+    /// `schedule_interval` in the catalog).
+    pub const INHERIT_FALLBACK: Duration = Duration::from_secs(60);
     /// How the catalog spells the on-commit schedule (what `Display` prints for
     /// [`Schedule::on_commit`]).
     pub const ON_COMMIT: &'static str = "on commit";
@@ -114,14 +132,14 @@ impl Schedule {
     pub fn as_duration(&self) -> Option<Duration> {
         match &self.0 {
             Kind::Every(d) => Some(*d),
-            Kind::Cron(_) | Kind::OnCommit => None,
+            Kind::Cron(_) | Kind::OnCommit | Kind::Inherit => None,
         }
     }
     /// The cron expression, if the schedule is one.
     pub fn as_cron(&self) -> Option<&Cron> {
         match &self.0 {
             Kind::Cron(c) => Some(c),
-            Kind::Every(_) | Kind::OnCommit => None,
+            Kind::Every(_) | Kind::OnCommit | Kind::Inherit => None,
         }
     }
     /// Whether the schedule is a cron expression.
@@ -132,27 +150,35 @@ impl Schedule {
     pub fn is_on_commit(&self) -> bool {
         matches!(self.0, Kind::OnCommit)
     }
+    /// Whether the schedule is `inherit` (follow the readers).
+    pub fn is_inherit(&self) -> bool {
+        matches!(self.0, Kind::Inherit)
+    }
     /// The schedule as one duration, for places that need one (the catalog's
     /// `schedule_interval`, the `stale` flag of `pgstream.pgs_status()`): the
     /// duration itself, for a cron expression the longest time between two
     /// consecutive fire times ([`Cron::longest_gap`]), which bounds how stale the
-    /// stream table becomes, and for `on commit` [`Schedule::ON_COMMIT_FALLBACK`].
+    /// stream table becomes, for `on commit` [`Schedule::ON_COMMIT_FALLBACK`], and
+    /// for `inherit` [`Schedule::INHERIT_FALLBACK`] (the effective schedule, its
+    /// readers', is computed in the database).
     pub fn nominal_interval(&self) -> Duration {
         match &self.0 {
             Kind::Every(d) => *d,
             Kind::Cron(c) => c.longest_gap(),
             Kind::OnCommit => Self::ON_COMMIT_FALLBACK,
+            Kind::Inherit => Self::INHERIT_FALLBACK,
         }
     }
     /// For a cron schedule, the first fire time strictly after `after` (whole
     /// seconds, UTC). For a duration, `after` plus the duration; for `on commit`,
-    /// `after` plus [`Schedule::ON_COMMIT_FALLBACK`]. `None` only if the time cannot
-    /// be represented.
+    /// `after` plus [`Schedule::ON_COMMIT_FALLBACK`], for `inherit` `after` plus
+    /// [`Schedule::INHERIT_FALLBACK`]. `None` only if the time cannot be represented.
     pub fn next_after(&self, after: SystemTime) -> Option<SystemTime> {
         match &self.0 {
             Kind::Every(d) => after.checked_add(*d),
             Kind::Cron(c) => c.next_after(after),
             Kind::OnCommit => after.checked_add(Self::ON_COMMIT_FALLBACK),
+            Kind::Inherit => after.checked_add(Self::INHERIT_FALLBACK),
         }
     }
     /// Whether a refresh is due at `now`, given the last refresh (or, if there was
@@ -174,6 +200,7 @@ impl fmt::Display for Schedule {
         let d = match &self.0 {
             Kind::Cron(c) => return fmt::Display::fmt(c, f),
             Kind::OnCommit => return f.write_str(Self::ON_COMMIT),
+            Kind::Inherit => return f.write_str(Self::INHERIT),
             Kind::Every(d) => d,
         };
         let s = d.as_secs();
@@ -195,9 +222,9 @@ impl fmt::Display for Schedule {
 impl FromStr for Schedule {
     type Err = String;
     /// Parse a duration, `500ms`, `30s`, `5m`, `1h`, `1d` (also combined: `1h30m`),
-    /// `on commit` (any case, any whitespace between the words), or a cron
-    /// expression: anything else with spaces or starting with `@` (see
-    /// [`Cron::parse`]).
+    /// `on commit` (any case, any whitespace between the words), `inherit` (any
+    /// case), or a cron expression: anything else with spaces or starting with `@`
+    /// (see [`Cron::parse`]).
     fn from_str(text: &str) -> Result<Self, String> {
         let t = text.trim();
         if t.is_empty() {
@@ -205,6 +232,12 @@ impl FromStr for Schedule {
                 "empty schedule: expected a duration such as `30s`, `5m` or `1h`, `on commit`, or a cron expression such as `*/5 * * * *`"
                     .into(),
             );
+        }
+        if t.eq_ignore_ascii_case(Self::INHERIT) {
+            return Ok(Schedule::inherit());
+        }
+        if t.eq_ignore_ascii_case("inherited") {
+            return Err(format!("invalid schedule `{t}`: write `inherit`"));
         }
         let words: Vec<&str> = t.split_whitespace().collect();
         if let [first, ..] = words.as_slice() {
@@ -463,6 +496,26 @@ mod tests {
             assert!(e.contains("on commit"), "{bad}: {e}");
         }
         assert!("commit".parse::<Schedule>().is_err());
+    }
+
+    #[test]
+    fn inherit_schedules() {
+        for text in ["inherit", "INHERIT", " Inherit "] {
+            let s: Schedule = text.parse().unwrap();
+            assert!(s.is_inherit(), "{text}");
+            assert!(!s.is_cron() && !s.is_on_commit());
+            assert_eq!(s.as_duration(), None);
+            assert_eq!(s.to_string(), Schedule::INHERIT);
+            assert_eq!(s.to_string().parse::<Schedule>().unwrap(), s);
+        }
+        assert_eq!(
+            Schedule::inherit().nominal_interval(),
+            Schedule::INHERIT_FALLBACK
+        );
+        assert!("inherited"
+            .parse::<Schedule>()
+            .unwrap_err()
+            .contains("write `inherit`"));
     }
 
     #[test]

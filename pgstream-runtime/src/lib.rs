@@ -30,6 +30,7 @@ mod create;
 mod error;
 mod health;
 mod immediate;
+mod inherit;
 mod install;
 pub mod metrics;
 mod oncommit;
@@ -40,6 +41,7 @@ mod requests;
 mod runtime;
 mod scheduler;
 mod status;
+mod subscribe;
 
 pub use builder::{check_connection, RuntimeBuilder, CONNECT_TIMEOUT};
 pub use catalog::{display_name, load_catalog};
@@ -56,3 +58,7 @@ pub use replace::replace_stream_table;
 pub use requests::{process_requests, CHANNEL as REQUESTS_CHANNEL};
 pub use runtime::{spec, Runtime, RuntimeHandle};
 pub use status::{status, StreamTableStatus};
+pub use subscribe::{
+    subscribe_to, unsubscribe, Change, ChangeBatch, SourceFrontier, SubscribeOptions, Subscription,
+    SubscriptionEvent, POLL_EVERY as SUBSCRIPTION_POLL_EVERY,
+};

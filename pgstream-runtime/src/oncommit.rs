@@ -18,6 +18,11 @@
 //! - **Cascades** need nothing here: the refresh of an on-commit stream table writes
 //!   its storage table, whose capture notifies in turn when an on-commit stream table
 //!   reads it.
+//! - **Inheriting producers.** An on-commit stream table that reads stream tables with
+//!   the schedule `inherit` is refreshed with them, as the scheduler would
+//!   (`scheduler::refresh_with_inherited`: their groups first, in one transaction
+//!   each, then it); capture of their sources notifies (`pgstream._read_on_commit`),
+//!   and a notification from one of them marks the reader dirty.
 //! - **Lost notifications.** When the listening connection is (re)established, every
 //!   on-commit stream table is refreshed once (commits made while nobody listened).
 //!   The scheduler's safety net ([`Schedule::ON_COMMIT_FALLBACK`]) covers the rest.
@@ -26,6 +31,7 @@
 
 use crate::error::Result;
 use crate::refresh::{record_error, try_refresh_by_id, FailurePolicy, RefreshOutcome};
+use crate::scheduler::Only;
 use sqlx::PgPool;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -67,11 +73,21 @@ enum Heard {
 /// One on-commit stream table this task has heard of.
 struct Entry {
     name: String,
+    /// It reads `inherit` stream tables: refreshed with them.
+    with_inherited: bool,
     /// Changes arrived since its last refresh started.
     dirty: bool,
     in_flight: bool,
     /// When the next refresh may start.
     not_before: Instant,
+}
+
+/// What one refresh task came to.
+enum Done {
+    /// `try_refresh_by_id` (`None`: busy elsewhere).
+    Single(Option<RefreshOutcome>),
+    /// `refresh_with_inherited`.
+    Inherited(Only),
 }
 
 /// Run until `cancel` fires; a refresh in progress finishes first.
@@ -88,7 +104,7 @@ pub(crate) async fn run(
     let mut tables: HashMap<i64, Entry> = HashMap::new();
     let mut sources: HashSet<i64> = HashSet::new();
     let mut resync = false;
-    let mut running: JoinSet<(i64, Result<Option<RefreshOutcome>>)> = JoinSet::new();
+    let mut running: JoinSet<(i64, Result<Done>)> = JoinSet::new();
     // False once the listening task is gone (it only ends at shutdown, or by a
     // panic): the scheduler's safety net is then all there is.
     let mut hearing = true;
@@ -98,14 +114,16 @@ pub(crate) async fn run(
             match readers(&pool, &oids, resync).await {
                 Ok(found) => {
                     let now = Instant::now();
-                    for (id, name) in found {
+                    for (id, name, with_inherited) in found {
                         let e = tables.entry(id).or_insert_with(|| Entry {
                             name: name.clone(),
+                            with_inherited,
                             dirty: false,
                             in_flight: false,
                             not_before: now,
                         });
                         e.name = name;
+                        e.with_inherited = with_inherited;
                         e.dirty = true;
                     }
                 }
@@ -140,8 +158,21 @@ pub(crate) async fn run(
             e.dirty = false;
             e.in_flight = true;
             e.not_before = now + min_gap;
-            let (pool, name) = (pool.clone(), e.name.clone());
-            running.spawn(async move { (id, try_refresh_by_id(&pool, id, &name).await) });
+            let (pool, name, cancel) = (pool.clone(), e.name.clone(), cancel.clone());
+            if e.with_inherited {
+                running.spawn(async move {
+                    let r =
+                        crate::scheduler::refresh_with_inherited(&pool, id, &policy, &cancel).await;
+                    (id, r.map(Done::Inherited))
+                });
+            } else {
+                running.spawn(async move {
+                    (
+                        id,
+                        try_refresh_by_id(&pool, id, &name).await.map(Done::Single),
+                    )
+                });
+            }
         }
         tokio::select! {
             biased;
@@ -151,9 +182,14 @@ pub(crate) async fn run(
                 let Some(e) = tables.get_mut(&id) else { continue };
                 e.in_flight = false;
                 match result {
-                    Ok(Some(outcome)) => tracing::trace!(stream_table = %e.name,
+                    Ok(Done::Single(Some(outcome))) => tracing::trace!(stream_table = %e.name,
                         rows_changed = outcome.rows_changed, "refreshed on commit"),
-                    Ok(None) => {
+                    Ok(Done::Inherited(Only::Refreshed(rows))) => tracing::trace!(
+                        stream_table = %e.name, rows_changed = rows,
+                        "refreshed on commit with the stream tables it inherits from"),
+                    // Recorded by the pass; nothing changed.
+                    Ok(Done::Inherited(Only::Failed | Only::Skipped)) => {}
+                    Ok(Done::Single(None) | Done::Inherited(Only::Busy)) => {
                         // Refreshed elsewhere, perhaps from before the commit: again soon.
                         e.dirty = true;
                         e.not_before = e.not_before.max(Instant::now() + BUSY_RETRY);
@@ -201,18 +237,31 @@ async fn sleep_until(at: Option<Instant>) {
 }
 
 /// The active on-commit stream tables (not waiting for a retry) that read one of
-/// `sources`, or all of them with `all`: id and display name.
-async fn readers(pool: &PgPool, sources: &[i64], all: bool) -> Result<Vec<(i64, String)>> {
+/// `sources`, directly or through `inherit` stream tables, or all of them with `all`:
+/// id, display name, and whether it reads an `inherit` stream table.
+async fn readers(pool: &PgPool, sources: &[i64], all: bool) -> Result<Vec<(i64, String, bool)>> {
     use crate::error::Step;
     const STEP: &str = "on commit: reading the catalog";
     let mut tx = crate::pin::begin(pool).await.step(None, STEP)?;
-    let rows: Vec<(i64, String)> = sqlx::query_as(
-        "SELECT s.id, pgstream._display_name(s.schema_name, s.table_name)
+    let rows: Vec<(i64, String, bool)> = sqlx::query_as(
+        "WITH RECURSIVE r (id, depth) AS (
+             SELECT f.st_id, 0 FROM pgstream.pgs_frontiers f
+              WHERE f.source_oid = ANY ($1::int8[]::oid[])
+             UNION ALL
+             SELECT f.st_id, r.depth + 1
+               FROM r JOIN pgstream.pgs_stream_tables p ON p.id = r.id AND p.schedule = 'inherit'
+               JOIN pgstream.pgs_frontiers f
+                 ON f.source_oid = to_regclass(pg_catalog.format('%I.%I', p.schema_name, p.table_name))::oid
+              WHERE r.depth < 64)
+         SELECT s.id, pgstream._display_name(s.schema_name, s.table_name),
+                EXISTS (SELECT 1 FROM pgstream.pgs_frontiers f
+                          JOIN pgstream.pgs_stream_tables p ON p.schedule = 'inherit'
+                           AND to_regclass(pg_catalog.format('%I.%I', p.schema_name, p.table_name))::oid = f.source_oid
+                         WHERE f.st_id = s.id)
            FROM pgstream.pgs_stream_tables s
           WHERE s.schedule = 'on commit' AND s.status = 'ACTIVE'
             AND (s.next_retry_at IS NULL OR s.next_retry_at <= now())
-            AND ($2 OR EXISTS (SELECT 1 FROM pgstream.pgs_frontiers f
-                                WHERE f.st_id = s.id AND f.source_oid = ANY ($1::int8[]::oid[])))",
+            AND ($2 OR s.id IN (SELECT r.id FROM r))",
     )
     .bind(sources)
     .bind(all)

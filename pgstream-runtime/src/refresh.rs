@@ -91,7 +91,7 @@ fn refresh_span(name: &str) -> tracing::Span {
     )
 }
 
-fn finish(name: &str, rows_changed: i64, start: Instant) -> RefreshOutcome {
+pub(crate) fn finish(name: &str, rows_changed: i64, start: Instant) -> RefreshOutcome {
     let duration = start.elapsed();
     crate::metrics::refreshed(name, rows_changed, duration);
     let span = tracing::Span::current();

@@ -5,7 +5,8 @@ use crate::error::{Error, Result};
 use crate::health::{Health, RuntimeState};
 use crate::refresh::{FailurePolicy, RefreshOutcome};
 use crate::status::StreamTableStatus;
-use pgstream_core::{Mode, QualifiedName, Schedule, StreamTableSpec};
+use crate::subscribe::{SubscribeOptions, Subscription};
+use pgstream_core::{Mode, QualifiedName, Schedule, StreamTable, StreamTableSpec};
 use sqlx::PgPool;
 use std::sync::Arc;
 use std::time::Duration;
@@ -164,6 +165,31 @@ impl Runtime {
         Ok(())
     }
 
+    /// See [`RuntimeHandle::subscribe`].
+    pub async fn subscribe<T>(&self, subscriber: &str) -> Result<Subscription<T>>
+    where
+        T: StreamTable + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin + 'static,
+    {
+        self.handle.subscribe::<T>(subscriber).await
+    }
+
+    /// See [`RuntimeHandle::subscribe_with`].
+    pub async fn subscribe_with<T>(
+        &self,
+        subscriber: &str,
+        options: SubscribeOptions,
+    ) -> Result<Subscription<T>>
+    where
+        T: StreamTable + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin + 'static,
+    {
+        self.handle.subscribe_with::<T>(subscriber, options).await
+    }
+
+    /// See [`RuntimeHandle::unsubscribe`].
+    pub async fn unsubscribe(&self, name: &str, subscriber: &str) -> Result<bool> {
+        self.handle.unsubscribe(name, subscriber).await
+    }
+
     /// See [`RuntimeHandle::health`].
     pub async fn health(&self) -> Health {
         self.handle.health().await
@@ -282,6 +308,67 @@ impl RuntimeHandle {
     /// [`crate::resume_stream_table`]).
     pub async fn resume(&self, name: &str) -> Result<()> {
         crate::refresh::resume_stream_table(&self.pool, name).await
+    }
+
+    /// Subscribe to the changes of the stream table `T` declares: a [`Subscription`],
+    /// a `Stream` of the rows each refresh inserted, deleted and updated (old and new
+    /// values), decoded as `T`, one [`ChangeBatch`](crate::ChangeBatch) per refresh
+    /// in commit order, whichever process ran the refresh. `subscriber` names the
+    /// subscriber: its position is stored in the database, so a subscriber of that
+    /// name resumes where it stopped (after a restart), and one that fell behind the
+    /// feed's retention is told so ([`SubscriptionEvent::Lagged`](crate::SubscriptionEvent::Lagged)).
+    /// See the module documentation of [`Subscription`] and the README.
+    ///
+    /// ```no_run
+    /// # use pgstream_runtime::{Change, RuntimeHandle, StreamTable, SubscriptionEvent};
+    /// # async fn example<T>(handle: RuntimeHandle) -> pgstream_runtime::Result<()>
+    /// # where T: StreamTable + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin + std::fmt::Debug + 'static {
+    /// let mut changes = handle.subscribe::<T>("dashboard").await?;
+    /// while let Some(event) = changes.recv().await {
+    ///     match event? {
+    ///         SubscriptionEvent::Changes(batch) => {
+    ///             for change in batch.changes {
+    ///                 match change {
+    ///                     Change::Insert(row) => println!("+ {row:?}"),
+    ///                     Change::Delete(row) => println!("- {row:?}"),
+    ///                     Change::Update { old, new } => println!("{old:?} -> {new:?}"),
+    ///                 }
+    ///             }
+    ///         }
+    ///         SubscriptionEvent::Lagged { missed_from, missed_to } => {
+    ///             eprintln!("missed versions {missed_from}..={missed_to}: reload");
+    ///         }
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn subscribe<T>(&self, subscriber: &str) -> Result<Subscription<T>>
+    where
+        T: StreamTable + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin + 'static,
+    {
+        self.subscribe_with::<T>(subscriber, SubscribeOptions::default())
+            .await
+    }
+
+    /// [`subscribe`](Self::subscribe) with options: resume after a version the
+    /// application stored, or set how long unconsumed changes are kept.
+    pub async fn subscribe_with<T>(
+        &self,
+        subscriber: &str,
+        options: SubscribeOptions,
+    ) -> Result<Subscription<T>>
+    where
+        T: StreamTable + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin + 'static,
+    {
+        let name = crate::catalog::display_name(&QualifiedName::new(T::DEF.schema, T::DEF.name));
+        crate::subscribe::subscribe_to(&self.pool, &name, subscriber, options).await
+    }
+
+    /// Remove a subscriber of stream table `name` (`false` when there was none):
+    /// with the last one, the stream table's feed stops (nothing is logged while
+    /// nobody subscribes).
+    pub async fn unsubscribe(&self, name: &str, subscriber: &str) -> Result<bool> {
+        crate::subscribe::unsubscribe(&self.pool, name, subscriber).await
     }
 }
 

@@ -32,7 +32,7 @@ use crate::error::{Result, Step};
 use crate::refresh::{is_transient, record_error, try_refresh_by_id, FailurePolicy};
 use pgstream_core::Schedule;
 use sqlx::PgPool;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio_util::sync::CancellationToken;
 
@@ -111,6 +111,46 @@ pub(crate) async fn run_once(
     policy: &FailurePolicy,
     cancel: &CancellationToken,
 ) -> Result<()> {
+    run_pass(pool, tick, policy, cancel, None).await.map(|_| ())
+}
+
+/// What [`refresh_with_inherited`] did to the stream table asked for.
+#[derive(Debug)]
+pub(crate) enum Only {
+    /// Refreshed, with this many rows changed.
+    Refreshed(i64),
+    /// It, or an inheriting group it reads, was being refreshed elsewhere (or the
+    /// group's locks were not obtained): try again.
+    Busy,
+    /// It or a group it reads failed (recorded with the policy).
+    Failed,
+    /// Not refreshed: not ACTIVE, waiting for a retry, or nothing changed.
+    Skipped,
+}
+
+/// Refresh stream table `id` now with the inheriting stream tables it reads, as the
+/// scheduler would if it were due (for the on-commit listener): their groups first,
+/// then it. Failures are recorded with `policy`.
+pub(crate) async fn refresh_with_inherited(
+    pool: &PgPool,
+    id: i64,
+    policy: &FailurePolicy,
+    cancel: &CancellationToken,
+) -> Result<Only> {
+    Ok(run_pass(pool, Duration::ZERO, policy, cancel, Some(id))
+        .await?
+        .unwrap_or(Only::Skipped))
+}
+
+/// One pass; with `only`, that stream table is the one due (whatever its schedule,
+/// nothing else is), and what happened to it is returned.
+async fn run_pass(
+    pool: &PgPool,
+    tick: Duration,
+    policy: &FailurePolicy,
+    cancel: &CancellationToken,
+    only: Option<i64>,
+) -> Result<Option<Only>> {
     let mut tx = crate::pin::begin(pool)
         .await
         .step(None, "scheduler: reading the catalog")?;
@@ -155,6 +195,9 @@ pub(crate) async fn run_once(
     // was not advanced past. An idle tick then reads no row per stream table.
     let busy_list: Vec<i64> = busy.iter().copied().collect();
     let advanced_list: Vec<i64> = advanced.iter().copied().collect();
+    // Every active stream table not waiting for a retry, with whether it is due by
+    // its own schedule (`due`; cron rows are decided below): the ones that are not
+    // due are needed to know which inheriting stream tables are read together.
     let rows: Vec<DueRow> = sqlx::query_as(
         "WITH RECURSIVE
          -- Stream tables read by stream tables: the sources that are storage tables.
@@ -186,22 +229,23 @@ pub(crate) async fn run_once(
                 (s.mode = 'DIFFERENTIAL' AND NOT s.needs_full AND s.last_refresh_at IS NOT NULL
                  AND s.refresh_function IS NOT NULL
                  AND fr.st_id IS NOT NULL AND fr.all_set) AS quiet_skips,
-                coalesce(fr.sources, '{}') AS sources
+                coalesce(fr.sources, '{}') AS sources,
+                (s.needs_full OR s.last_refresh_at IS NULL
+                 OR s.last_refresh_at + s.schedule_interval <= now() + $1 * interval '1 millisecond'
+                 OR ((s.schedule LIKE '@%' OR s.schedule LIKE '% %') AND s.schedule <> 'on commit')) AS due,
+                (s.schedule = 'inherit' AND ups.id IS NOT NULL) AS follows_readers
            FROM pgstream.pgs_stream_tables s
            LEFT JOIN levels l ON l.id = s.id
            LEFT JOIN ups ON ups.id = s.id
            LEFT JOIN fr ON fr.st_id = s.id
            LEFT JOIN unnest($4::int8[]) adv (id) ON adv.id = s.id
           WHERE s.status = 'ACTIVE'
-            AND (NOT $2
+            AND (NOT $2 OR $5 OR s.schedule = 'inherit'
                  OR NOT (s.mode = 'DIFFERENTIAL' AND NOT s.needs_full AND s.last_refresh_at IS NOT NULL
                          AND s.refresh_function IS NOT NULL AND fr.st_id IS NOT NULL AND fr.all_set)
                  OR EXISTS (SELECT 1 FROM edge e WHERE e.down = s.id)
                  OR (fr.sources && $3::int8[] AND adv.id IS NULL))
             AND (s.mode <> 'IMMEDIATE' OR s.needs_full)
-            AND (s.needs_full OR s.last_refresh_at IS NULL
-                 OR s.last_refresh_at + s.schedule_interval <= now() + $1 * interval '1 millisecond'
-                 OR ((s.schedule LIKE '@%' OR s.schedule LIKE '% %') AND s.schedule <> 'on commit'))
             AND (s.next_retry_at IS NULL OR s.next_retry_at <= now())
           ORDER BY coalesce(l.d, 0), s.id",
     )
@@ -209,6 +253,7 @@ pub(crate) async fn run_once(
     .bind(idle_skip)
     .bind(&busy_list)
     .bind(&advanced_list)
+    .bind(only.is_some())
     .fetch_all(&mut *tx)
     .await
     .step(None, "scheduler: reading the catalog")?;
@@ -216,32 +261,21 @@ pub(crate) async fn run_once(
     tx.rollback()
         .await
         .step(None, "scheduler: reading the catalog")?;
-    let due: Vec<DueRow> = rows
-        .into_iter()
-        .filter(|r| is_due(&r.name, &r.schedule, r.since, r.now))
-        .collect();
-    // Up to `policy.parallel` refreshes at once; a stream table starts when every due
-    // stream table it reads has finished (so its window sees their new rows and the
-    // busy set knows whether they changed). Starting in (depth, id) order.
-    let storage_of: std::collections::HashMap<i64, usize> = due
-        .iter()
-        .enumerate()
-        .filter_map(|(i, r)| r.storage.map(|s| (s, i)))
-        .collect();
-    let upstream: Vec<Vec<usize>> = due
-        .iter()
-        .enumerate()
-        .map(|(i, r)| {
-            r.sources
-                .iter()
-                .filter_map(|s| storage_of.get(s).copied())
-                .filter(|&j| j != i)
-                .collect()
-        })
-        .collect();
+    let jobs = plan_jobs(&rows, only);
+    let mut only_outcome: Option<Only> = None;
+    // The job of the stream table asked for, and whether any job it waits on was busy
+    // or failed (it then is too).
+    let only_job = only.and_then(|id| {
+        jobs.iter()
+            .position(|j| j.members.iter().any(|&m| rows[m].id == id))
+    });
+    // Up to `policy.parallel` jobs at once; a job starts when every job it reads
+    // from has finished (so its window sees their new rows and the busy set knows
+    // whether they changed). Starting in (depth, id) order.
+    let mut upstream: Vec<Vec<usize>> = job_dependencies(&rows, &jobs);
     let parallel = policy.parallel.max(1);
-    let mut started = vec![false; due.len()];
-    let mut done = vec![false; due.len()];
+    let mut started = vec![false; jobs.len()];
+    let mut done = vec![false; jobs.len()];
     let mut running = tokio::task::JoinSet::new();
     // Stream tables refreshed in this pass with rows changed: their readers are not
     // covered by `advanced` (computed before the pass).
@@ -250,7 +284,7 @@ pub(crate) async fn run_once(
         let mut progressed = true;
         while progressed && !cancel.is_cancelled() {
             progressed = false;
-            for (i, row) in due.iter().enumerate() {
+            for (i, job) in jobs.iter().enumerate() {
                 if started[i] || running.len() >= parallel {
                     continue;
                 }
@@ -259,20 +293,57 @@ pub(crate) async fn run_once(
                 }
                 started[i] = true;
                 progressed = true;
-                if idle_skip && row.quiet_skips && !row.sources.iter().any(|s| busy.contains(s)) {
-                    tracing::trace!(stream_table = %row.name, "no changes in its sources, not refreshed");
+                let quiet = idle_skip
+                    && job.members.iter().all(|&m| {
+                        rows[m].quiet_skips && !rows[m].sources.iter().any(|s| busy.contains(s))
+                    });
+                if quiet {
+                    tracing::trace!(stream_table = %rows[job.members[0]].name, "no changes in its sources, not refreshed");
                     done[i] = true;
                     continue;
                 }
-                if advanced.contains(&row.id)
-                    && !row.sources.iter().any(|s| upstream_busy.contains(s))
-                {
-                    tracing::trace!(stream_table = %row.name, "no change passes its filters, not refreshed");
-                    done[i] = true;
-                    continue;
+                if let [m] = job.members[..] {
+                    if advanced.contains(&rows[m].id)
+                        && !rows[m].sources.iter().any(|s| upstream_busy.contains(s))
+                    {
+                        tracing::trace!(stream_table = %rows[m].name, "no change passes its filters, not refreshed");
+                        done[i] = true;
+                        continue;
+                    }
                 }
-                let (pool, id, name) = (pool.clone(), row.id, row.name.clone());
-                running.spawn(async move { (i, try_refresh_by_id(&pool, id, &name).await) });
+                let pool = pool.clone();
+                if let [m] = job.members[..] {
+                    let (id, name) = (rows[m].id, rows[m].name.clone());
+                    running.spawn(async move {
+                        let r = try_refresh_by_id(&pool, id, &name).await;
+                        (i, crate::inherit::single(r))
+                    });
+                } else {
+                    let members: Vec<(i64, String)> = job
+                        .members
+                        .iter()
+                        .map(|&m| (rows[m].id, rows[m].name.clone()))
+                        .collect();
+                    let lock = job.lock.clone();
+                    running.spawn(async move {
+                        (
+                            i,
+                            crate::inherit::refresh_group(&pool, &members, &lock).await,
+                        )
+                    });
+                }
+            }
+            // Jobs that wait on each other (an inheriting group read by a stream
+            // table it reads itself): start the first one anyway.
+            if !progressed && running.is_empty() && !cancel.is_cancelled() {
+                if let Some(i) = (0..jobs.len()).find(|&i| !started[i]) {
+                    tracing::debug!(stream_table = %rows[jobs[i].members[0]].name,
+                        "scheduler: circular wait between refresh groups, starting one");
+                    for j in upstream.iter_mut() {
+                        j.retain(|&k| k != i);
+                    }
+                    progressed = true;
+                }
             }
         }
         let Some(joined) = running.join_next().await else {
@@ -286,17 +357,34 @@ pub(crate) async fn run_once(
             }
         };
         done[i] = true;
-        let (id, name) = (due[i].id, &due[i].name);
+        let job = &jobs[i];
         match result {
-            Ok(Some(outcome)) => {
-                // Its readers, later in this pass, have changes to apply now.
-                if outcome.rows_changed != 0 {
-                    busy.extend(due[i].storage);
-                    upstream_busy.extend(due[i].storage);
+            crate::inherit::GroupOutcome::Done(outcomes) => {
+                for (&m, outcome) in job.members.iter().zip(outcomes) {
+                    // Its readers, later in this pass, have changes to apply now.
+                    if outcome.rows_changed != 0 {
+                        busy.extend(rows[m].storage);
+                        upstream_busy.extend(rows[m].storage);
+                    }
+                    if Some(rows[m].id) == only {
+                        only_outcome = Some(Only::Refreshed(outcome.rows_changed));
+                    }
                 }
             }
-            Ok(None) => tracing::debug!(stream_table = %name, "busy elsewhere, skipped"),
-            Err(e) => {
+            crate::inherit::GroupOutcome::Busy => {
+                if only.is_some() && only_outcome.is_none() {
+                    only_outcome = Some(Only::Busy);
+                }
+                tracing::debug!(stream_table = %rows[job.members[0]].name, "busy elsewhere, skipped")
+            }
+            crate::inherit::GroupOutcome::Failed { member, error: e } => {
+                if only.is_some() && (Some(i) == only_job || only_outcome.is_none()) {
+                    only_outcome = Some(Only::Failed);
+                }
+                let (id, name) = (
+                    rows[job.members[member]].id,
+                    &rows[job.members[member]].name,
+                );
                 tracing::warn!(stream_table = %name, error = %e, "scheduled refresh failed");
                 record_error(pool, id, &e, Some(policy)).await;
                 if is_transient(&e)
@@ -318,7 +406,11 @@ pub(crate) async fn run_once(
             }
         }
     }
-    Ok(())
+    Ok(only.map(|_| match only_outcome {
+        // The stream table's own outcome wins over an upstream job's.
+        Some(o) => o,
+        None => Only::Skipped,
+    }))
 }
 
 /// Advance the frontiers of the stream tables whose windows hold only changes that
@@ -361,6 +453,170 @@ struct DueRow {
     quiet_skips: bool,
     /// Its sources' oids.
     sources: Vec<i64>,
+    /// Due by its own schedule (for a cron row, [`is_due`] decides).
+    due: bool,
+    /// Its schedule is `inherit` and other stream tables read it: it is refreshed
+    /// with them, never on its own.
+    follows_readers: bool,
+}
+
+/// What one task of a scheduler pass refreshes: one stream table, or a group of
+/// inheriting stream tables read together (refreshed in one transaction).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Job {
+    /// Indices into the rows, upstream first.
+    members: Vec<usize>,
+    /// Sources (oids) a group locks against writers while its members refresh.
+    lock: Vec<i64>,
+}
+
+/// The jobs of a pass: every row due by its own schedule, each in a job of its own,
+/// and the inheriting stream tables they read (directly or through inheriting ones),
+/// in groups: inheriting stream tables read together by some stream table are one
+/// group (the transitive closure of that), refreshed together whenever one of them
+/// is needed, so that a reader never sees two of them at different states of their
+/// sources. In the order of the rows (depth, id) of each job's first member.
+/// With `only`, that row is the one due, whatever its schedule.
+fn plan_jobs(rows: &[DueRow], only: Option<i64>) -> Vec<Job> {
+    let by_storage: HashMap<i64, usize> = rows
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| r.storage.map(|s| (s, i)))
+        .collect();
+    // The inheriting stream tables each row needs refreshed before it.
+    let needs: Vec<Vec<usize>> = (0..rows.len())
+        .map(|i| {
+            let mut found: Vec<usize> = Vec::new();
+            let mut stack = vec![i];
+            while let Some(k) = stack.pop() {
+                for s in &rows[k].sources {
+                    if let Some(&j) = by_storage.get(s) {
+                        if j != i && rows[j].follows_readers && !found.contains(&j) {
+                            found.push(j);
+                            stack.push(j);
+                        }
+                    }
+                }
+            }
+            found
+        })
+        .collect();
+    // Groups: union of every row's `needs`.
+    let mut parent: Vec<usize> = (0..rows.len()).collect();
+    fn root(parent: &mut [usize], mut i: usize) -> usize {
+        while parent[i] != i {
+            parent[i] = parent[parent[i]];
+            i = parent[i];
+        }
+        i
+    }
+    for n in &needs {
+        for w in n.windows(2) {
+            let (a, b) = (root(&mut parent, w[0]), root(&mut parent, w[1]));
+            if a != b {
+                parent[a.max(b)] = a.min(b);
+            }
+        }
+    }
+    let mut selected = vec![false; rows.len()];
+    for (i, r) in rows.iter().enumerate() {
+        let due = match only {
+            Some(id) => r.id == id,
+            None => r.due && is_due(&r.name, &r.schedule, r.since, r.now),
+        };
+        if due && !r.follows_readers {
+            selected[i] = true;
+            for &j in &needs[i] {
+                selected[j] = true;
+            }
+        }
+    }
+    let roots: HashSet<usize> = (0..rows.len())
+        .filter(|&j| selected[j] && rows[j].follows_readers)
+        .map(|j| root(&mut parent, j))
+        .collect();
+    for j in 0..rows.len() {
+        if rows[j].follows_readers && roots.contains(&root(&mut parent, j)) {
+            selected[j] = true;
+        }
+    }
+    let mut jobs: Vec<Job> = Vec::new();
+    let mut group_of: HashMap<usize, usize> = HashMap::new();
+    for i in (0..rows.len()).filter(|&i| selected[i]) {
+        if !rows[i].follows_readers {
+            jobs.push(Job {
+                members: vec![i],
+                lock: Vec::new(),
+            });
+            continue;
+        }
+        let r = root(&mut parent, i);
+        match group_of.get(&r) {
+            Some(&g) => jobs[g].members.push(i),
+            None => {
+                group_of.insert(r, jobs.len());
+                jobs.push(Job {
+                    members: vec![i],
+                    lock: Vec::new(),
+                });
+            }
+        }
+    }
+    // A group whose members read tables from outside it at two or more places (a
+    // diamond) locks those tables against writers while it refreshes, so that all
+    // its members see one state of them; a chain needs no lock.
+    for job in jobs.iter_mut().filter(|j| j.members.len() > 1) {
+        let inside: HashSet<i64> = job
+            .members
+            .iter()
+            .filter_map(|&m| rows[m].storage)
+            .collect();
+        let readers_outside = job
+            .members
+            .iter()
+            .filter(|&&m| rows[m].sources.iter().any(|s| !inside.contains(s)))
+            .count();
+        if readers_outside >= 2 {
+            let mut lock: Vec<i64> = job
+                .members
+                .iter()
+                .flat_map(|&m| rows[m].sources.iter().copied())
+                .filter(|s| !inside.contains(s))
+                .collect();
+            lock.sort_unstable();
+            lock.dedup();
+            job.lock = lock;
+        }
+    }
+    jobs
+}
+
+/// For each job, the jobs it reads from (a member reads a member's storage table).
+fn job_dependencies(rows: &[DueRow], jobs: &[Job]) -> Vec<Vec<usize>> {
+    let job_of_storage: HashMap<i64, usize> = jobs
+        .iter()
+        .enumerate()
+        .flat_map(|(j, job)| {
+            job.members
+                .iter()
+                .filter_map(move |&m| rows[m].storage.map(|s| (s, j)))
+        })
+        .collect();
+    jobs.iter()
+        .enumerate()
+        .map(|(i, job)| {
+            let mut up: Vec<usize> = job
+                .members
+                .iter()
+                .flat_map(|&m| rows[m].sources.iter())
+                .filter_map(|s| job_of_storage.get(s).copied())
+                .filter(|&j| j != i)
+                .collect();
+            up.sort_unstable();
+            up.dedup();
+            up
+        })
+        .collect()
 }
 
 /// Whether a row the query returned is due: cron rows are decided here (`since` is

@@ -10,8 +10,13 @@ use sqlx::{PgPool, Row};
 pub struct StreamTableStatus {
     /// `name` in `public`, else `schema.name`.
     pub name: String,
-    /// The schedule as written (`30s`, `*/5 * * * *`).
+    /// The schedule as written (`30s`, `*/5 * * * *`, `on commit`, `inherit`).
     pub schedule: String,
+    /// The schedule it follows: [`schedule`](Self::schedule), or for `inherit` the
+    /// most demanding reader's, as `5s (from reader)` (`1m (no readers)` when no
+    /// stream table with a schedule of its own reads it). `None` from a catalog
+    /// older than version 8.
+    pub effective_schedule: Option<String>,
     /// `DIFFERENTIAL`, `FULL` or `IMMEDIATE`.
     pub refresh_mode: String,
     /// `ACTIVE`; `SUSPENDED` after repeated failures (resume it); `ERROR` when a
@@ -92,6 +97,8 @@ pub async fn status(pool: &PgPool) -> Result<Vec<StreamTableStatus>> {
                 -- Version 5.
                 to_jsonb(s) ->> 'strategy' AS strategy,
                 to_jsonb(v) ->> 'last_strategy' AS last_strategy,
+                -- Version 8.
+                to_jsonb(s) ->> 'effective_schedule' AS effective_schedule,
                 (to_jsonb(v) ->> 'last_window_rows')::int8 AS last_window_rows,
                 coalesce((to_jsonb(v) ->> 'differential_count')::int8, 0) AS differential_count,
                 coalesce((to_jsonb(v) ->> 'full_count')::int8, 0) AS full_count,
@@ -109,6 +116,7 @@ pub async fn status(pool: &PgPool) -> Result<Vec<StreamTableStatus>> {
             Ok(StreamTableStatus {
                 name: r.try_get("name")?,
                 schedule: r.try_get("schedule")?,
+                effective_schedule: r.try_get("effective_schedule")?,
                 refresh_mode: r.try_get("refresh_mode")?,
                 status: r.try_get("status")?,
                 status_reason: r.try_get("status_reason")?,

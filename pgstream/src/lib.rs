@@ -99,7 +99,7 @@
 //! |---|---|---|
 //! | `query` | one of `query` and `query_file` is required | The defining query (PostgreSQL SQL). |
 //! | `query_file` | | A file holding the defining query, relative to the crate's directory (the one with `Cargo.toml`); absolute paths are refused. |
-//! | `schedule` | `"1m"` | When the scheduler refreshes the stream table. A duration is a staleness bound: refresh when the last refresh is older than this (`500ms`, `30s`, `5m`, `1h`, `1d`, or combined: `1h30m`). A cron expression refreshes at each fire time, UTC: five fields `minute hour day-of-month month day-of-week` (`"*/5 * * * *"`, `"0 3 * * MON-FRI"`), six with a seconds field first, or `@hourly`, `@daily`, `@weekly`, `@monthly`, `@yearly` (syntax: [`compiler::cron`]). `"on commit"` refreshes as soon as a transaction that changed a source commits (the runtime listens for capture's notification; a periodic safety net refreshes one whose sources changed and whose last refresh is older than 60 s): the freshest schedule, at the cost of a refresh per burst of commits and of a `pg_notify` in each writing transaction (see the README's "Refresh on commit"). |
+//! | `schedule` | `"1m"` | When the scheduler refreshes the stream table. A duration is a staleness bound: refresh when the last refresh is older than this (`500ms`, `30s`, `5m`, `1h`, `1d`, or combined: `1h30m`). A cron expression refreshes at each fire time, UTC: five fields `minute hour day-of-month month day-of-week` (`"*/5 * * * *"`, `"0 3 * * MON-FRI"`), six with a seconds field first, or `@hourly`, `@daily`, `@weekly`, `@monthly`, `@yearly` (syntax: [`compiler::cron`]). `"on commit"` refreshes as soon as a transaction that changed a source commits (the runtime listens for capture's notification; a periodic safety net refreshes one whose sources changed and whose last refresh is older than 60 s): the freshest schedule, at the cost of a refresh per burst of commits and of a `pg_notify` in each writing transaction (see the README's "Refresh on commit"). `"inherit"`, for a stream table that other stream tables read, refreshes it just before the stream tables that read it, as often as the most demanding of them (inheriting stream tables read by one reader are refreshed together, at one state of their sources; with no reader, every minute): see the README's "Schedules that follow their readers". |
 //! | `mode` | `"differential"` | `"differential"`: apply only the effect of the captured changes; a query that cannot be maintained that way is a compile error that suggests `"full"`. `"full"`: recompute at each refresh, apply only the difference. `"immediate"`: the delta rules of `"differential"` applied inside each writing transaction, so the writer reads its own writes through the stream table; writers of its sources are serialised on it, and the schedule is not used (see the README, "Modes and their trade-offs"); what `"differential"` rejects is a compile error in IMMEDIATE's words. |
 //! | `name` | the struct's name in snake case | The storage table: `"table"` (in `public`) or `"schema.table"`. |
 //! | `schema` | `"migrations"` | The directory of `.sql` migrations the query is checked against, relative to the crate's directory, applied in file-name order (`*.down.sql` skipped): the folder `sqlx::migrate!()` reads. |
@@ -337,6 +337,17 @@
 //! application version that registers a definition the stream table had before (a
 //! rolling deploy) leaves the newer one alone with a WARN. [`RuntimeHandle::health`]
 //! serves readiness probes.
+//!
+//! ### Change subscriptions
+//!
+//! [`Runtime::subscribe`]`::<T>("subscriber")` yields a [`Subscription`]`<T>`, a
+//! `Stream` of [`SubscriptionEvent`]s: each refresh's inserted, deleted and updated
+//! rows ([`Change`]) decoded as `T`, one [`ChangeBatch`] per refresh with its version
+//! (gapless, commit order) and frontier, whichever process refreshed. The subscriber's
+//! position is stored in the database, so it resumes after a restart
+//! ([`SubscribeOptions::after`] resumes after a position the application stored); one
+//! that fell behind the retention gets [`SubscriptionEvent::Lagged`]. See the README's
+//! "Change subscriptions" and `examples/subscribe.rs`.
 //!
 //! ## Crates
 //!

@@ -920,10 +920,9 @@ BEGIN
     -- transaction into one, so the runtime hears once per transaction and source.
     -- Without such a reader, no notify (a NOTIFY serialises the commits of notifying
     -- transactions on a cluster-wide lock). The triggers __pgs_on_commit_* rebuild
-    -- this function when such a reader is created, dropped or rescheduled.
-    IF EXISTS (SELECT 1 FROM pgstream.pgs_frontiers f
-                 JOIN pgstream.pgs_stream_tables s ON s.id = f.st_id
-                WHERE f.source_oid = src AND s.schedule = 'on commit') THEN
+    -- this function when such a reader is created, dropped or rescheduled. A reader
+    -- through stream tables with the schedule `inherit` counts (_read_on_commit).
+    IF pgstream._read_on_commit(src) THEN
         notify := format($n$
     PERFORM pg_catalog.pg_notify('pgstream_changes', %L);$n$, src::text);
     END IF;
@@ -1018,20 +1017,21 @@ AS $fn$
 DECLARE
     src oid;
 BEGIN
+    -- Through `inherit` stream tables too (_on_commit_resync).
     IF TG_TABLE_NAME = 'pgs_frontiers' THEN
         IF TG_OP = 'INSERT' THEN
             IF EXISTS (SELECT 1 FROM pgstream.pgs_stream_tables s
-                        WHERE s.id = NEW.st_id AND s.schedule = 'on commit') THEN
-                PERFORM pgstream._build_capture(NEW.source_oid);
+                        WHERE s.id = NEW.st_id AND s.schedule IN ('on commit', 'inherit')) THEN
+                PERFORM pgstream._on_commit_resync(NEW.source_oid);
             END IF;
         ELSIF EXISTS (SELECT 1 FROM pgstream.pgs_stream_tables s
-                       WHERE s.id = OLD.st_id AND s.schedule = 'on commit') THEN
-            PERFORM pgstream._build_capture(OLD.source_oid);
+                       WHERE s.id = OLD.st_id AND s.schedule IN ('on commit', 'inherit')) THEN
+            PERFORM pgstream._on_commit_resync(OLD.source_oid);
         END IF;
     ELSE
         FOR src IN SELECT DISTINCT f.source_oid FROM pgstream.pgs_frontiers f
                     WHERE f.st_id = NEW.id LOOP
-            PERFORM pgstream._build_capture(src);
+            PERFORM pgstream._on_commit_resync(src);
         END LOOP;
     END IF;
     RETURN NULL;
@@ -1041,7 +1041,8 @@ $fn$;
 CREATE OR REPLACE TRIGGER "__pgs_on_commit_frontiers" AFTER INSERT OR DELETE ON pgstream.pgs_frontiers
     FOR EACH ROW EXECUTE FUNCTION pgstream._on_commit_sync();
 CREATE OR REPLACE TRIGGER "__pgs_on_commit_schedule" AFTER UPDATE OF schedule ON pgstream.pgs_stream_tables
-    FOR EACH ROW WHEN ((OLD.schedule = 'on commit') IS DISTINCT FROM (NEW.schedule = 'on commit'))
+    FOR EACH ROW WHEN ((OLD.schedule = 'on commit') IS DISTINCT FROM (NEW.schedule = 'on commit')
+                       OR (OLD.schedule = 'inherit') IS DISTINCT FROM (NEW.schedule = 'inherit'))
     EXECUTE FUNCTION pgstream._on_commit_sync();
 
 -- The channel a stream table's refreshes notify besides pgstream_refreshed:
@@ -1359,12 +1360,16 @@ RETURNS TABLE (
     needs_full       boolean,
     created_at       timestamptz,
     id               bigint,
-    strategy         text
+    strategy         text,
+    effective_schedule text
 ) LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 #variable_conflict use_column
 BEGIN
+    -- An inheriting stream table is stale by its effective schedule (its most
+    -- demanding reader's, see _effective_schedule), shown as `5s (from reader)`; one
+    -- that nothing with a schedule reads follows its fallback, schedule_interval.
     RETURN QUERY
     -- pgstream._display_name, inlined (a function with its own search_path is
     -- called once per row: 8 ms over 1,000 stream tables).
@@ -1375,17 +1380,21 @@ BEGIN
            s.status,
            s.last_refresh_at,
            (s.needs_full
-            OR (s.last_refresh_at IS NULL AND now() - s.created_at > s.schedule_interval)
+            OR (s.last_refresh_at IS NULL AND now() - s.created_at > coalesce(e.schedule_interval, s.schedule_interval))
             OR (coalesce(p.n, 0) > 0 AND (s.last_refresh_at IS NULL
-                             OR now() - s.last_refresh_at > s.schedule_interval))),
+                             OR now() - s.last_refresh_at > coalesce(e.schedule_interval, s.schedule_interval)))),
            coalesce(p.n, 0)::bigint,
            s.needs_full,
            s.created_at,
            s.id,
-           s.strategy
+           s.strategy,
+           CASE WHEN s.schedule <> 'inherit' THEN s.schedule
+                WHEN e.reader IS NULL THEN '1m (no readers)'
+                ELSE format('%s (from %s)', e.schedule, e.reader) END
       FROM pgstream.pgs_stream_tables s
       LEFT JOIN (SELECT q.st_id, sum(q.n) AS n FROM pgstream._pending_by_stream_table() q
                   GROUP BY q.st_id) p ON p.st_id = s.id
+      LEFT JOIN LATERAL pgstream._effective_schedule(s.id) e ON s.schedule = 'inherit'
      ORDER BY s.schema_name, s.table_name;
 END
 $fn$;
@@ -1650,3 +1659,338 @@ BEGIN
      WHERE s.id = pgstream._resolve(name);
 END
 $fn$;
+
+-- ---------------------------------------------------------------------------------
+-- Schedules that follow their readers (issue 14, item 3; scheduler.rs).
+-- The schedule an `inherit` stream table follows: that of its most demanding reader,
+-- found through the stream tables that read it (and, through readers that inherit
+-- too, theirs): `on commit` first (the on-commit listener refreshes it before the
+-- reader), then the shortest schedule_interval. NULL columns when it inherits and
+-- nothing with a schedule of its own reads it; for any other stream table, its own
+-- schedule.
+CREATE OR REPLACE FUNCTION pgstream._effective_schedule(st_id bigint, OUT schedule text,
+                                                        OUT schedule_interval interval,
+                                                        OUT reader text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    WITH RECURSIVE st AS (
+        SELECT s.id, s.schedule, s.schedule_interval,
+               pgstream._display_name(s.schema_name, s.table_name) AS name,
+               to_regclass(format('%I.%I', s.schema_name, s.table_name))::oid AS storage
+          FROM pgstream.pgs_stream_tables s),
+    up (id, depth) AS (
+        SELECT _effective_schedule.st_id, 0
+        UNION ALL
+        SELECT f.st_id, up.depth + 1
+          FROM up JOIN st p ON p.id = up.id
+          JOIN pgstream.pgs_frontiers f ON f.source_oid = p.storage
+         WHERE p.schedule = 'inherit' AND up.depth < 64)
+    SELECT r.schedule, r.schedule_interval, CASE WHEN up.depth > 0 THEN r.name END
+      FROM up JOIN st r ON r.id = up.id
+     WHERE r.schedule <> 'inherit'
+     ORDER BY (r.schedule = 'on commit') DESC, r.schedule_interval, up.depth, r.id
+     LIMIT 1
+$fn$;
+
+-- Whether a stream table with the schedule `on commit` reads `src`, directly or
+-- through stream tables with the schedule `inherit` (whose refreshes the on-commit
+-- listener then runs before the reader's): capture of `src` notifies
+-- (_build_capture).
+CREATE OR REPLACE FUNCTION pgstream._read_on_commit(src oid)
+RETURNS boolean LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    WITH RECURSIVE r (id, depth) AS (
+        SELECT f.st_id, 0 FROM pgstream.pgs_frontiers f WHERE f.source_oid = src
+        UNION ALL
+        SELECT f.st_id, r.depth + 1
+          FROM r JOIN pgstream.pgs_stream_tables p ON p.id = r.id AND p.schedule = 'inherit'
+          JOIN pgstream.pgs_frontiers f
+            ON f.source_oid = to_regclass(format('%I.%I', p.schema_name, p.table_name))::oid
+         WHERE r.depth < 64)
+    SELECT EXISTS (SELECT 1 FROM r JOIN pgstream.pgs_stream_tables s ON s.id = r.id
+                    WHERE s.schedule = 'on commit')
+$fn$;
+
+-- Rebuild the capture function of `src` and, when `src` is the storage table of an
+-- `inherit` stream table, those of its sources, recursively: whether they notify
+-- depends on the on-commit readers above them (_read_on_commit).
+CREATE OR REPLACE FUNCTION pgstream._on_commit_resync(src oid, depth integer DEFAULT 0)
+RETURNS void LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    up oid;
+BEGIN
+    PERFORM pgstream._build_capture(src);
+    IF depth >= 64 THEN
+        RETURN;
+    END IF;
+    FOR up IN SELECT DISTINCT f.source_oid
+                FROM pgstream.pgs_stream_tables p
+                JOIN pgstream.pgs_frontiers f ON f.st_id = p.id
+               WHERE p.schedule = 'inherit'
+                 AND to_regclass(format('%I.%I', p.schema_name, p.table_name))::oid = src LOOP
+        PERFORM pgstream._on_commit_resync(up, depth + 1);
+    END LOOP;
+END
+$fn$;
+
+-- ---------------------------------------------------------------------------------
+-- Change subscriptions (issue 14, item 4; subscribe.rs). See schema_v8.sql for the
+-- tables. A stream table has a feed (pgs_feeds row, storage triggers) while it has
+-- subscribers.
+
+-- The statement trigger of a storage table with a feed (TG_ARGV[0]: the stream table
+-- id): the statement's changes, visible columns only, into pgs_feed_log under the
+-- version of this transaction (drawn at its first statement with changes: the
+-- pgs_feeds row is updated, and held, until the refresh commits). An UPDATE's old and
+-- new images are paired by __pgs_row_id; an id that is not on each side exactly once
+-- is logged as deletes and inserts, and a pair whose visible columns did not change
+-- (a hidden counter) is not logged. Security definer: the refreshing role needs no
+-- rights on the feed tables. Transition tables are read with EXECUTE: one function
+-- serves storage tables of different row types.
+CREATE OR REPLACE FUNCTION pgstream._feed_capture()
+RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    sid bigint := TG_ARGV[0]::bigint;
+    hidden text[];
+    any_rows boolean;
+    v bigint;
+    base bigint;
+    n bigint;
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        EXECUTE 'SELECT EXISTS (SELECT 1 FROM pgs_feed_old)' INTO any_rows;
+    ELSE
+        EXECUTE 'SELECT EXISTS (SELECT 1 FROM pgs_feed_new)' INTO any_rows;
+    END IF;
+    IF NOT any_rows THEN
+        RETURN NULL;
+    END IF;
+    UPDATE pgstream.pgs_feeds f
+       SET version = CASE WHEN f.version_xid = pg_current_xact_id() THEN f.version
+                          ELSE f.version + 1 END,
+           version_xid = pg_current_xact_id()
+     WHERE f.st_id = sid
+    RETURNING f.version INTO v;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    SELECT coalesce(array_agg(a.attname::text), '{}') INTO hidden
+      FROM pg_attribute a
+     WHERE a.attrelid = TG_RELID AND a.attnum > 0 AND NOT a.attisdropped
+       AND a.attname::text LIKE '\_\_pgs\_%';
+    SELECT coalesce(max(l.ord), 0) INTO base
+      FROM pgstream.pgs_feed_log l WHERE l.st_id = sid AND l.version = v;
+    IF TG_OP = 'INSERT' THEN
+        EXECUTE 'INSERT INTO pgstream.pgs_feed_log (st_id, version, ord, op, "row")
+                 SELECT $1, $2, $3 + row_number() OVER (), ''I'', to_jsonb(x) - $4::text[]
+                   FROM pgs_feed_new x'
+          USING sid, v, base, hidden;
+    ELSIF TG_OP = 'DELETE' THEN
+        EXECUTE 'INSERT INTO pgstream.pgs_feed_log (st_id, version, ord, op, "row")
+                 SELECT $1, $2, $3 + row_number() OVER (), ''D'', to_jsonb(x) - $4::text[]
+                   FROM pgs_feed_old x'
+          USING sid, v, base, hidden;
+    ELSE
+        EXECUTE 'WITH o AS (SELECT x."__pgs_row_id" AS id, to_jsonb(x) - $4::text[] AS j,
+                                   count(*) OVER (PARTITION BY x."__pgs_row_id") AS c
+                              FROM pgs_feed_old x),
+                      w AS (SELECT x."__pgs_row_id" AS id, to_jsonb(x) - $4::text[] AS j,
+                                   count(*) OVER (PARTITION BY x."__pgs_row_id") AS c
+                              FROM pgs_feed_new x),
+                      p AS (SELECT o.id, o.j AS oj, w.j AS nj
+                              FROM o JOIN w ON w.id = o.id WHERE o.c = 1 AND w.c = 1),
+                      ch AS (SELECT p.id AS k, 0 AS s, ''O''::"char" AS op, p.oj AS j FROM p WHERE p.oj <> p.nj
+                             UNION ALL
+                             SELECT p.id, 1, ''N''::"char", p.nj FROM p WHERE p.oj <> p.nj
+                             UNION ALL
+                             SELECT o.id, 0, ''D''::"char", o.j FROM o
+                              WHERE NOT EXISTS (SELECT 1 FROM p WHERE p.id = o.id)
+                             UNION ALL
+                             SELECT w.id, 1, ''I''::"char", w.j FROM w
+                              WHERE NOT EXISTS (SELECT 1 FROM p WHERE p.id = w.id))
+                 INSERT INTO pgstream.pgs_feed_log (st_id, version, ord, op, "row")
+                 SELECT $1, $2, $3 + row_number() OVER (ORDER BY ch.k, ch.s), ch.op, ch.j FROM ch'
+          USING sid, v, base, hidden;
+    END IF;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    IF n = 0 THEN
+        RETURN NULL;
+    END IF;
+    -- The frontier the refresh reached (its statements advanced pgs_frontiers).
+    INSERT INTO pgstream.pgs_feed_versions AS x (st_id, version, refreshed_at, changes, sources, frontiers)
+    SELECT sid, v, now(), n,
+           coalesce(array_agg(coalesce(pgstream._display_name(f.source_schema, f.source_name),
+                                       f.source_oid::text) ORDER BY f.source_oid), '{}'),
+           coalesce(array_agg(coalesce(f.frontier::text, '') ORDER BY f.source_oid), '{}')
+      FROM pgstream.pgs_frontiers f WHERE f.st_id = sid
+    ON CONFLICT ON CONSTRAINT pgs_feed_versions_pkey DO UPDATE
+       SET changes = x.changes + EXCLUDED.changes, sources = EXCLUDED.sources,
+           frontiers = EXCLUDED.frontiers;
+    PERFORM pgstream._trim_feed(sid);
+    RETURN NULL;
+END
+$fn$;
+
+-- Delete the versions of a feed that every subscriber has consumed, and those older
+-- than the feed's retention (a subscriber behind them has lagged: trimmed_to says so).
+-- Returns the versions deleted up to (trimmed_to).
+CREATE OR REPLACE FUNCTION pgstream._trim_feed(sid bigint)
+RETURNS bigint LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    f record;
+    upto bigint;
+BEGIN
+    SELECT x.version, x.trimmed_to, x.retention INTO f
+      FROM pgstream.pgs_feeds x WHERE x.st_id = sid FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    upto := coalesce((SELECT min(s.position) FROM pgstream.pgs_subscribers s WHERE s.st_id = sid),
+                     f.version);
+    upto := greatest(upto, coalesce((SELECT max(v.version) FROM pgstream.pgs_feed_versions v
+                                      WHERE v.st_id = sid AND v.refreshed_at < now() - f.retention), 0));
+    IF upto > f.trimmed_to THEN
+        DELETE FROM pgstream.pgs_feed_log l
+         WHERE l.st_id = sid AND l.version > f.trimmed_to AND l.version <= upto;
+        DELETE FROM pgstream.pgs_feed_versions v
+         WHERE v.st_id = sid AND v.version > f.trimmed_to AND v.version <= upto;
+        UPDATE pgstream.pgs_feeds x SET trimmed_to = upto WHERE x.st_id = sid;
+        RETURN upto;
+    END IF;
+    RETURN f.trimmed_to;
+END
+$fn$;
+
+-- A feed deleted (unsubscribe, or its stream table dropped: the catalog row's
+-- deletion cascades): its log rows go too (they have no foreign key).
+CREATE OR REPLACE FUNCTION pgstream._feed_deleted()
+RETURNS trigger LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    DELETE FROM pgstream.pgs_feed_log l WHERE l.st_id = OLD.st_id;
+    RETURN NULL;
+END
+$fn$;
+
+CREATE OR REPLACE TRIGGER "__pgs_feed_deleted" AFTER DELETE ON pgstream.pgs_feeds
+    FOR EACH ROW EXECUTE FUNCTION pgstream._feed_deleted();
+
+-- Subscribe `subscriber` to the changes of stream table `name` (`name` or
+-- `schema.name`); returns the subscriber's position, the last version it has
+-- consumed: `after` when given, else the stored one of an existing subscriber, else
+-- the feed's current version (a new subscriber gets what comes next). The first
+-- subscriber creates the feed (statement triggers on the storage table, which need
+-- its owner's rights); `retention` (default 1 day) bounds how long versions that a
+-- subscriber has not consumed are kept. Waits for a refresh in progress.
+CREATE OR REPLACE FUNCTION pgstream.subscribe(name text, subscriber text,
+                                              after bigint DEFAULT NULL,
+                                              retention interval DEFAULT NULL)
+RETURNS bigint LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    sid bigint;
+    st record;
+    f record;
+    pos bigint;
+BEGIN
+    IF subscriber IS NULL OR btrim(subscriber) = '' THEN
+        RAISE EXCEPTION 'pgstream: the subscriber name for stream table % must not be empty', name
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF retention IS NOT NULL AND NOT (retention > interval '0') THEN
+        RAISE EXCEPTION 'pgstream: the retention of the changes of stream table % must be positive, not %', name, retention
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    sid := pgstream._resolve(name);
+    PERFORM pg_advisory_xact_lock(1885828980, (sid % 2147483648)::integer);
+    SELECT s.schema_name, s.table_name INTO st FROM pgstream.pgs_stream_tables s WHERE s.id = sid;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'stream table % does not exist', name USING ERRCODE = 'undefined_table';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pgstream.pgs_feeds x WHERE x.st_id = sid) THEN
+        INSERT INTO pgstream.pgs_feeds (st_id, retention)
+        VALUES (sid, coalesce(retention, interval '1 day'));
+        EXECUTE format('CREATE TRIGGER "__pgs_feed_ins" AFTER INSERT ON %I.%I '
+                       'REFERENCING NEW TABLE AS pgs_feed_new '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION pgstream._feed_capture(%L)',
+                       st.schema_name, st.table_name, sid);
+        EXECUTE format('CREATE TRIGGER "__pgs_feed_upd" AFTER UPDATE ON %I.%I '
+                       'REFERENCING OLD TABLE AS pgs_feed_old NEW TABLE AS pgs_feed_new '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION pgstream._feed_capture(%L)',
+                       st.schema_name, st.table_name, sid);
+        EXECUTE format('CREATE TRIGGER "__pgs_feed_del" AFTER DELETE ON %I.%I '
+                       'REFERENCING OLD TABLE AS pgs_feed_old '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION pgstream._feed_capture(%L)',
+                       st.schema_name, st.table_name, sid);
+    ELSIF retention IS NOT NULL THEN
+        UPDATE pgstream.pgs_feeds x SET retention = subscribe.retention WHERE x.st_id = sid;
+    END IF;
+    SELECT x.version INTO f FROM pgstream.pgs_feeds x WHERE x.st_id = sid FOR UPDATE;
+    IF after IS NOT NULL AND (after < 0 OR after > f.version) THEN
+        RAISE EXCEPTION 'pgstream: cannot subscribe % to stream table % after version %: its changes are at version %',
+                subscriber, name, after, f.version
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    INSERT INTO pgstream.pgs_subscribers AS s (st_id, name, position)
+    VALUES (sid, subscriber, coalesce(after, f.version))
+    ON CONFLICT ON CONSTRAINT pgs_subscribers_pkey DO UPDATE SET position = coalesce(subscribe.after, s.position)
+    RETURNING s.position INTO pos;
+    RETURN pos;
+END
+$fn$;
+
+-- Remove a subscriber (false when there was none); with the last one the feed goes
+-- (its triggers and rows): nothing is logged while nobody subscribes.
+CREATE OR REPLACE FUNCTION pgstream.unsubscribe(name text, subscriber text)
+RETURNS boolean LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    sid bigint;
+    st record;
+    found_one boolean;
+BEGIN
+    sid := pgstream._resolve(name);
+    PERFORM pg_advisory_xact_lock(1885828980, (sid % 2147483648)::integer);
+    DELETE FROM pgstream.pgs_subscribers s WHERE s.st_id = sid AND s.name = subscriber;
+    found_one := FOUND;
+    IF EXISTS (SELECT 1 FROM pgstream.pgs_feeds x WHERE x.st_id = sid)
+       AND NOT EXISTS (SELECT 1 FROM pgstream.pgs_subscribers s WHERE s.st_id = sid) THEN
+        SELECT s.schema_name, s.table_name INTO st FROM pgstream.pgs_stream_tables s WHERE s.id = sid;
+        IF to_regclass(format('%I.%I', st.schema_name, st.table_name)) IS NOT NULL THEN
+            EXECUTE format('DROP TRIGGER IF EXISTS "__pgs_feed_ins" ON %I.%I', st.schema_name, st.table_name);
+            EXECUTE format('DROP TRIGGER IF EXISTS "__pgs_feed_upd" ON %I.%I', st.schema_name, st.table_name);
+            EXECUTE format('DROP TRIGGER IF EXISTS "__pgs_feed_del" ON %I.%I', st.schema_name, st.table_name);
+        END IF;
+        DELETE FROM pgstream.pgs_feeds x WHERE x.st_id = sid;
+    END IF;
+    RETURN found_one;
+END
+$fn$;
+
+-- The subscribers of every stream table: the version each has consumed, the feed's
+-- latest, how many versions it is behind, and whether versions it has not read were
+-- deleted (retention): it is told so when it next reads.
+CREATE OR REPLACE VIEW pgstream.pgs_subscriptions AS
+SELECT pgstream._display_name(s.schema_name, s.table_name) AS name,
+       b.name AS subscriber,
+       b.position,
+       f.version,
+       f.version - b.position AS behind,
+       b.position < f.trimmed_to AS lagged,
+       f.retention,
+       b.acked_at,
+       b.created_at
+  FROM pgstream.pgs_subscribers b
+  JOIN pgstream.pgs_feeds f ON f.st_id = b.st_id
+  JOIN pgstream.pgs_stream_tables s ON s.id = b.st_id;
