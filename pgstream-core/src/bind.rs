@@ -4,11 +4,13 @@
 //! markers (see `expr.rs`); anything DIFFERENTIAL mode cannot maintain is an
 //! `Unsupported` error that names the construct and suggests FULL mode.
 
-use crate::catalog::{ident_value, nearest, qualified, Catalog, Table};
+use crate::catalog::{nearest, Catalog, Table};
 use crate::error::{Diagnostic, Error, Result};
-use crate::expr::{
-    self, as_marker, column_markers, expr_range, function_name, is_aggregate, marker, single_arg,
-    Marker, VOLATILE,
+use crate::ir::marker::{self as expr, as_marker, column_markers, marker, Marker};
+use crate::sql::ident::{ident_value, qualified};
+use crate::sql::parse::{expr_range, span_range};
+use crate::sql::walk::{
+    contains_aggregate, function_name, is_aggregate, output_name, single_arg, VOLATILE,
 };
 use sqlparser::ast::{
     Expr, GroupByExpr, Ident, JoinConstraint, JoinOperator, OrderBy, OrderByKind, Query, Select,
@@ -251,7 +253,7 @@ pub(crate) fn unsupported_at(
     what: &str,
     span: Option<sqlparser::tokenizer::Span>,
 ) -> Error {
-    let span = span.and_then(|s| expr::span_range(query, s));
+    let span = span.and_then(|s| span_range(query, s));
     Error::Unsupported(
         Diagnostic::new(format!("DIFFERENTIAL mode cannot maintain {what} yet"))
             .with_span(span)
@@ -324,7 +326,7 @@ impl<'a> Binder<'a> {
             .lookup(explicit_schema.then_some(q.schema.as_str()), &q.name);
         let Some(t) = found else {
             let mut d = Diagnostic::new(format!("unknown table `{}`", name))
-                .with_span(expr::span_range(self.query, name.span()));
+                .with_span(span_range(self.query, name.span()));
             if let Some(n) = self.catalog.nearest_table(&q.name) {
                 let kind = if self.catalog.views().iter().any(|v| v.name.name == n)
                     && !self.catalog.tables().iter().any(|t| t.name.name == n)
@@ -485,7 +487,7 @@ impl<'a> Binder<'a> {
                             "each {} query must have the same number of columns",
                             op.sql()
                         ))
-                        .with_span(expr::span_range(self.query, part.span())),
+                        .with_span(span_range(self.query, part.span())),
                     ));
                 }
             }
@@ -689,7 +691,7 @@ impl<'a> Binder<'a> {
                     let Some(li) = self.leaves.iter().position(|l| l.alias == alias) else {
                         return Err(Error::Invalid(
                             Diagnostic::new(format!("unknown table or alias `{n}` in `{n}.*`"))
-                                .with_span(expr::span_range(self.query, n.span())),
+                                .with_span(span_range(self.query, n.span())),
                         ));
                     };
                     for (ci, c) in self.leaves[li]
@@ -1197,7 +1199,7 @@ impl<'a> Binder<'a> {
         if self.frame_has_alias(&alias) {
             return Err(Error::Invalid(
                 Diagnostic::new(format!("table name `{alias}` specified more than once"))
-                    .with_span(expr::span_range(self.query, f.span())),
+                    .with_span(span_range(self.query, f.span())),
             ));
         }
         self.frames.push(Vec::new());
@@ -1269,7 +1271,7 @@ impl<'a> Binder<'a> {
                         items.len(),
                         col_names.len()
                     ))
-                    .with_span(expr::span_range(self.query, f.span())),
+                    .with_span(span_range(self.query, f.span())),
                 ));
             }
             for (item, n) in items.iter_mut().zip(col_names) {
@@ -1464,11 +1466,11 @@ impl<'a> Binder<'a> {
             item_sql
                 .iter()
                 .zip(&names)
-                .map(|(e, n)| format!("{e} AS {}", crate::quote::quote_ident(n)))
+                .map(|(e, n)| format!("{e} AS {}", crate::sql::ident::quote_ident(n)))
                 .collect::<Vec<_>>()
                 .join(", "),
-            crate::quote::quote_qualified(&table.name),
-            crate::quote::quote_ident(&inner_alias),
+            crate::sql::ident::quote_qualified(&table.name),
+            crate::sql::ident::quote_ident(&inner_alias),
             sel.selection
                 .as_ref()
                 .map(|w| format!(" WHERE {w}"))
@@ -1508,7 +1510,7 @@ impl<'a> Binder<'a> {
         if self.frame_has_alias(alias) {
             return Err(Error::Invalid(
                 Diagnostic::new(format!("table name `{alias}` specified more than once"))
-                    .with_span(expr::span_range(self.query, f.span())),
+                    .with_span(span_range(self.query, f.span())),
             ));
         }
         let leaf_table = Table {
@@ -2106,7 +2108,7 @@ impl<'a> Binder<'a> {
                         Diagnostic::new(
                             "a LATERAL subquery cannot be on the right of a RIGHT or FULL JOIN",
                         )
-                        .with_span(expr::span_range(self.query, j.relation.span())),
+                        .with_span(span_range(self.query, j.relation.span())),
                     ))
                 }
                 // The subquery's rows for a left row are its WHERE's matches: inner and
@@ -2170,13 +2172,13 @@ impl<'a> Binder<'a> {
                 Diagnostic::new(format!(
                     "column `{col}` specified in USING clause does not exist in {side} table"
                 ))
-                .with_span(expr::span_range(self.query, f.span())),
+                .with_span(span_range(self.query, f.span())),
             )),
             _ => Err(Error::Invalid(
                 Diagnostic::new(format!(
                     "common column name `{col}` appears more than once in {side} table"
                 ))
-                .with_span(expr::span_range(self.query, f.span())),
+                .with_span(span_range(self.query, f.span())),
             )),
         }
     }
@@ -2211,7 +2213,7 @@ impl<'a> Binder<'a> {
                     Diagnostic::new(format!(
                         "column `{n}` appears more than once in USING clause"
                     ))
-                    .with_span(expr::span_range(self.query, f.span())),
+                    .with_span(span_range(self.query, f.span())),
                 ));
             }
             let lh = self.using_hit(&frame[start..mid], n, "the left", f)?;
@@ -2314,7 +2316,7 @@ impl<'a> Binder<'a> {
                             table.name,
                             col_aliases.len()
                         ))
-                        .with_span(expr::span_range(self.query, f.span())),
+                        .with_span(span_range(self.query, f.span())),
                     ));
                 }
                 let alias_name = match alias {
@@ -2327,7 +2329,7 @@ impl<'a> Binder<'a> {
                         Diagnostic::new(format!(
                             "table name `{alias_name}` specified more than once"
                         ))
-                        .with_span(expr::span_range(self.query, f.span()))
+                        .with_span(span_range(self.query, f.span()))
                         .with_help("give each occurrence its own alias"),
                     ));
                 }
@@ -2378,7 +2380,7 @@ impl<'a> Binder<'a> {
                 let Some(alias) = alias else {
                     return Err(Error::Invalid(
                         Diagnostic::new("a subquery in FROM must have an alias")
-                            .with_span(expr::span_range(self.query, f.span())),
+                            .with_span(span_range(self.query, f.span())),
                     ));
                 };
                 let cols: Vec<String> =
@@ -2393,7 +2395,7 @@ impl<'a> Binder<'a> {
                 let Some(alias) = alias else {
                     return Err(Error::Invalid(
                         Diagnostic::new("a subquery in FROM must have an alias")
-                            .with_span(expr::span_range(self.query, f.span())),
+                            .with_span(span_range(self.query, f.span())),
                     ));
                 };
                 let cols: Vec<String> =
@@ -2891,27 +2893,6 @@ fn conjuncts(e: &Expr) -> Vec<&Expr> {
     }
 }
 
-/// Does a bound expression contain an aggregate call?
-pub(crate) fn contains_aggregate(e: &Expr) -> bool {
-    struct F(bool);
-    impl VisitorMut for F {
-        type Break = ();
-        fn pre_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
-            if let Expr::Function(f) = e {
-                if is_aggregate(f) {
-                    self.0 = true;
-                    return ControlFlow::Break(());
-                }
-            }
-            ControlFlow::Continue(())
-        }
-    }
-    let mut e = e.clone();
-    let mut f = F(false);
-    let _ = e.visit(&mut f);
-    f.0
-}
-
 /// A bound expression rendered back to `alias.column` form, for explain.
 pub(crate) fn display(e: &Expr, leaves: &[Leaf]) -> String {
     expr::render_with(e, &mut |m| match m {
@@ -2951,46 +2932,6 @@ fn classify_aggregate(
         (true, "sum", Some(Some(a))) => Ok((AggFunc::Sum, Some(a.clone()))),
         (true, "avg", Some(Some(a))) => Ok((AggFunc::Avg, Some(a.clone()))),
         _ => Ok((AggFunc::Other, None)),
-    }
-}
-
-/// The name PostgreSQL gives an unaliased output column.
-pub(crate) fn output_name(e: &Expr) -> String {
-    match e {
-        Expr::Identifier(i) => ident_value(i),
-        Expr::CompoundIdentifier(ids) => ids.last().map(ident_value).unwrap_or_default(),
-        Expr::Function(f) => function_name(f),
-        Expr::Cast { expr, .. } => match expr.as_ref() {
-            Expr::Identifier(_)
-            | Expr::CompoundIdentifier(_)
-            | Expr::Function(_)
-            | Expr::Cast { .. } => output_name(expr),
-            _ => {
-                if let Expr::Cast { data_type, .. } = e {
-                    data_type
-                        .to_string()
-                        .to_lowercase()
-                        .split('(')
-                        .next()
-                        .unwrap_or("?column?")
-                        .to_string()
-                } else {
-                    "?column?".into()
-                }
-            }
-        },
-        Expr::Nested(inner) => output_name(inner),
-        Expr::Case { .. } => "case".into(),
-        // PostgreSQL names a scalar subquery after its output column
-        Expr::Subquery(q) => match q.body.as_ref() {
-            SetExpr::Select(s) => match s.projection.first() {
-                Some(SelectItem::ExprWithAlias { alias, .. }) => ident_value(alias),
-                Some(SelectItem::UnnamedExpr(e)) => output_name(e),
-                _ => "?column?".into(),
-            },
-            _ => "?column?".into(),
-        },
-        _ => "?column?".into(),
     }
 }
 

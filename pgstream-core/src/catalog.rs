@@ -5,11 +5,11 @@
 
 use crate::error::{Diagnostic, Error, Result};
 use crate::spec::QualifiedName;
+use crate::sql::ident::{ident_value, last_ident, qualified};
+use crate::sql::parse;
 use sqlparser::ast::{
-    AlterTableOperation, ColumnOption, DataType, ObjectName, ObjectType, Statement, TableConstraint,
+    AlterTableOperation, ColumnOption, DataType, ObjectType, Statement, TableConstraint,
 };
-use sqlparser::dialect::PostgreSqlDialect;
-use sqlparser::parser::Parser;
 
 /// A column of a table.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -192,7 +192,7 @@ impl Catalog {
             if self.apply_view_statement(&stmt_text) {
                 continue;
             }
-            let stmts = match Parser::parse_sql(&PostgreSqlDialect {}, &stmt_text) {
+            let stmts = match parse::statements(&stmt_text) {
                 Ok(s) => s,
                 Err(_) => continue,
             };
@@ -218,8 +218,8 @@ impl Catalog {
     /// TO b` / `SET SCHEMA s`, `DROP MATERIALIZED VIEW [IF EXISTS] names [CASCADE]`.
     /// Whether the statement was one of them.
     fn apply_view_statement(&mut self, text: &str) -> bool {
-        use sqlparser::tokenizer::{Token, Tokenizer};
-        let Ok(tokens) = Tokenizer::new(&PostgreSqlDialect {}, text).tokenize() else {
+        use sqlparser::tokenizer::Token;
+        let Ok(tokens) = parse::tokens(text) else {
             return false;
         };
         let tokens: Vec<Token> = tokens
@@ -355,7 +355,7 @@ impl Catalog {
             .views
             .iter()
             .find(|v| v.name == *name && !v.materialized)?;
-        let q = crate::view::parse_body(&v.query)?;
+        let q = parse::one_query(&v.query)?;
         let mut names = crate::plan::query_names(&q, self, &[]).ok()?;
         for (n, c) in names.iter_mut().zip(&v.columns) {
             *n = c.clone();
@@ -592,38 +592,6 @@ impl std::fmt::Display for MigrationError {
 }
 
 impl std::error::Error for MigrationError {}
-
-/// The name of `name` split into schema (default `public`) and table.
-pub(crate) fn qualified(name: &ObjectName) -> QualifiedName {
-    let parts: Vec<String> = name
-        .0
-        .iter()
-        .filter_map(|p| p.as_ident())
-        .map(ident_value)
-        .collect();
-    match parts.as_slice() {
-        [n] => QualifiedName::new("public", n.clone()),
-        [.., s, n] => QualifiedName::new(s.clone(), n.clone()),
-        [] => QualifiedName::new("public", ""),
-    }
-}
-
-fn last_ident(name: &ObjectName) -> String {
-    name.0
-        .last()
-        .and_then(|p| p.as_ident())
-        .map(ident_value)
-        .unwrap_or_default()
-}
-
-/// An identifier's value as PostgreSQL stores it: unquoted identifiers fold to lower case.
-pub(crate) fn ident_value(i: &sqlparser::ast::Ident) -> String {
-    if i.quote_style.is_some() {
-        i.value.clone()
-    } else {
-        i.value.to_lowercase()
-    }
-}
 
 /// Map a parsed data type to the spelling PostgreSQL's `format_type` uses; the flag
 /// says whether it was a `serial` pseudo-type (which implies NOT NULL).

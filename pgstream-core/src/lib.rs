@@ -15,7 +15,6 @@ pub mod catalog;
 pub mod contract;
 pub mod cron;
 pub mod error;
-pub mod rust_types;
 pub mod spec;
 
 /// Switches for pgstream's own tests. Not part of the API.
@@ -31,12 +30,12 @@ pub mod testing {
 }
 
 mod bind;
-mod expr;
+mod ir;
 mod plan;
 mod pushdown;
-mod quote;
 mod render;
 mod seminaive;
+mod sql;
 mod typecheck;
 mod types;
 mod view;
@@ -45,9 +44,11 @@ pub use catalog::{Catalog, Column, Table, View};
 pub use cron::Cron;
 pub use error::{Diagnostic, Error, Result};
 pub use plan::{Compiled, OutputColumn, Strategy};
-pub use quote::{quote_ident, quote_literal, quote_qualified};
 pub use render::{Artifacts, RenderContext, SourceBinding};
 pub use spec::{Mode, QualifiedName, Schedule, StreamTableSpec};
+pub use sql::ident::{quote_ident, quote_literal, quote_qualified};
+/// The one table of the SQL types the field check knows and the Rust types that read them.
+pub use sql::types as rust_types;
 
 /// Compile a stream table's definition against a catalog.
 ///

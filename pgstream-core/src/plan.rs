@@ -1,17 +1,18 @@
 //! Planning: parse, bind, and choose a maintenance strategy for the operator tree.
 
 use crate::bind::{Binder, Block, JoinKind, Shape, Tree};
-use crate::catalog::{ident_value, Catalog, Table};
+use crate::catalog::{Catalog, Table};
 use crate::error::{Diagnostic, Error, Result};
-use crate::expr;
+use crate::ir::marker as expr;
 use crate::render::{Artifacts, RenderContext, SourceBinding};
 use crate::spec::{Mode, QualifiedName, StreamTableSpec};
+use crate::sql::ident::ident_value;
+use crate::sql::parse::{self, expr_range, span_range};
+use crate::sql::walk::{cte_names, function_name, VOLATILE};
 use sqlparser::ast::{
-    Expr, Ident, ObjectName, ObjectNamePart, Query, SelectItem, SetExpr, Statement, TableFactor,
-    Visit, Visitor,
+    Expr, Ident, ObjectName, ObjectNamePart, Query, SelectItem, SetExpr, TableFactor, Visit,
+    Visitor,
 };
-use sqlparser::dialect::PostgreSqlDialect;
-use sqlparser::parser::{Parser, ParserError};
 use std::collections::HashSet;
 use std::ops::ControlFlow;
 
@@ -461,23 +462,7 @@ fn explain_block(b: &Block, out: &mut String) {
 
 pub(crate) fn compile(spec: &StreamTableSpec, catalog: &Catalog) -> Result<Compiled> {
     let text = spec.query.as_str();
-    let stmts =
-        Parser::parse_sql(&PostgreSqlDialect {}, text).map_err(|e| syntax_error(text, e))?;
-    let mut query = match stmts.as_slice() {
-        [Statement::Query(q)] => q.clone(),
-        [] => return Err(Error::Syntax(Diagnostic::new("the query is empty"))),
-        [_] => {
-            return Err(Error::Invalid(
-                Diagnostic::new("a stream table is defined by a SELECT query")
-                    .with_help("write the defining query as SELECT ... FROM ..."),
-            ))
-        }
-        _ => {
-            return Err(Error::Invalid(Diagnostic::new(
-                "the definition holds more than one statement; give exactly one SELECT",
-            )))
-        }
-    };
+    let mut query = parse::defining_query(text)?;
     if spec.name.name.starts_with("__pgs") || spec.name.name.is_empty() {
         return Err(Error::Invalid(Diagnostic::new(format!(
             "invalid stream table name `{}`",
@@ -661,7 +646,7 @@ pub(crate) fn compile(spec: &StreamTableSpec, catalog: &Catalog) -> Result<Compi
             top = left;
         }
         let span = match top {
-            SetExpr::Select(s) => expr::span_range(text, s.select_token.0.span),
+            SetExpr::Select(s) => span_range(text, s.select_token.0.span),
             _ => None,
         };
         return Err(Error::Invalid(
@@ -740,7 +725,7 @@ fn nested_recompute_reason(text: &str, q: &Query) -> Result<Option<String>> {
             || !matches!(&sel.group_by, GroupByExpr::Expressions(g, _) if g.is_empty())
             || sel.projection.iter().any(|i| match i {
                 SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => {
-                    crate::bind::contains_aggregate(e)
+                    crate::sql::walk::contains_aggregate(e)
                 }
                 _ => false,
             })
@@ -901,13 +886,13 @@ fn reject_volatile(text: &str, q: &Query) -> Result<()> {
         type Break = ();
         fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
             if let Expr::Function(f) = e {
-                let name = expr::function_name(f);
-                if expr::VOLATILE.contains(&name.as_str()) {
+                let name = function_name(f);
+                if VOLATILE.contains(&name.as_str()) {
                     self.1 = Some(Error::Unsupported(
                         Diagnostic::new(format!(
                             "`{name}` is volatile (its value changes between evaluations), so DIFFERENTIAL mode cannot maintain it"
                         ))
-                        .with_span(expr::expr_range(self.0, e))
+                        .with_span(expr_range(self.0, e))
                         .with_help("use FULL mode (mode = \"full\"), or compute the value when writing the source rows"),
                     ));
                     return ControlFlow::Break(());
@@ -921,63 +906,6 @@ fn reject_volatile(text: &str, q: &Query) -> Result<()> {
     v.1.map_or(Ok(()), Err)
 }
 
-fn syntax_error(text: &str, e: ParserError) -> Error {
-    let msg = match &e {
-        ParserError::ParserError(m) | ParserError::TokenizerError(m) => m.clone(),
-        ParserError::RecursionLimitExceeded => "the query nests too deeply".to_string(),
-    };
-    // sqlparser appends " at Line: L, Column: C"
-    let mut span = None;
-    let mut clean = msg.clone();
-    if let Some(pos) = msg.rfind(" at Line: ") {
-        let loc = &msg[pos + " at Line: ".len()..];
-        let mut it = loc.split(", Column: ");
-        if let (Some(l), Some(c)) = (it.next(), it.next()) {
-            if let (Ok(l), Ok(c)) = (l.trim().parse::<u64>(), c.trim().parse::<u64>()) {
-                let s = sqlparser::tokenizer::Span::new(
-                    sqlparser::tokenizer::Location::new(l, c),
-                    sqlparser::tokenizer::Location::new(l, c + 1),
-                );
-                span = expr::span_range(text, s);
-                clean = msg[..pos].to_string();
-            }
-        }
-    }
-    if span.is_none() && clean.contains("EOF") {
-        // the query ended too early: point at its last character
-        let end = text.trim_end().len();
-        if end > 0 {
-            let start = text[..end]
-                .char_indices()
-                .last()
-                .map(|(i, _)| i)
-                .unwrap_or(0);
-            span = Some(start..end);
-            clean = clean.replace("found: EOF", "found: the end of the query");
-        }
-    }
-    Error::Syntax(Diagnostic::new(clean).with_span(span))
-}
-
-/// Names of the CTEs a query defines, at any depth.
-pub(crate) fn cte_names(q: &Query) -> HashSet<String> {
-    struct V(HashSet<String>);
-    impl Visitor for V {
-        type Break = ();
-        fn pre_visit_query(&mut self, q: &Query) -> ControlFlow<()> {
-            if let Some(w) = &q.with {
-                for c in &w.cte_tables {
-                    self.0.insert(ident_value(&c.alias.name));
-                }
-            }
-            ControlFlow::Continue(())
-        }
-    }
-    let mut v = V(HashSet::new());
-    let _ = q.visit(&mut v);
-    v.0
-}
-
 /// Rewrite every table reference to its schema-qualified, quoted name, so the query
 /// means the same under the pinned `search_path` of the refresh.
 fn qualify_tables(q: &mut Query, ctes: &HashSet<String>, sources: &[Table]) {
@@ -985,7 +913,7 @@ fn qualify_tables(q: &mut Query, ctes: &HashSet<String>, sources: &[Table]) {
         if n.0.len() == 1 && ctes.contains(&ident_value(n.0[0].as_ident().expect("ident"))) {
             return ControlFlow::<()>::Continue(());
         }
-        let q = crate::catalog::qualified(n);
+        let q = crate::sql::ident::qualified(n);
         let explicit = n.0.len() > 1;
         if let Some(t) = sources
             .iter()
@@ -1025,7 +953,7 @@ fn expand_wildcards(q: &mut Query, sources: &[Table]) {
                 ..
             } => {
                 let source = (name.0.len() == 2)
-                    .then(|| crate::catalog::qualified(name))
+                    .then(|| crate::sql::ident::qualified(name))
                     .and_then(|qn| {
                         sources
                             .iter()
@@ -1228,7 +1156,7 @@ fn set_names(
             let mut out = Vec::new();
             for item in &s.projection {
                 match item {
-                    SelectItem::UnnamedExpr(e) => out.push(crate::bind::output_name(e)),
+                    SelectItem::UnnamedExpr(e) => out.push(crate::sql::walk::output_name(e)),
                     SelectItem::ExprWithAlias { alias, .. } => out.push(ident_value(alias)),
                     SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..) => {
                         let qual = match item {
@@ -1270,7 +1198,7 @@ fn factor_names(
 ) -> std::result::Result<Vec<String>, String> {
     match f {
         TableFactor::Table { name, alias, .. } => {
-            let q = crate::catalog::qualified(name);
+            let q = crate::sql::ident::qualified(name);
             let alias_name = alias
                 .as_ref()
                 .map(|a| ident_value(&a.name))

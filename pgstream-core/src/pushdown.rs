@@ -30,7 +30,8 @@
 //! condition instead, so it keeps its lookup by group keys.
 
 use crate::bind::{Block, JoinKind, Leaf, Shape, Tree};
-use crate::expr::{self, function_name, Marker, VOLATILE};
+use crate::ir::marker::{self as expr, Marker};
+use crate::sql::walk::{function_name, AGGREGATES, VOLATILE};
 use sqlparser::ast::{BinaryOperator, Expr, Value, Visit, Visitor};
 use std::ops::ControlFlow;
 
@@ -112,7 +113,7 @@ fn pushable(e: &Expr) -> bool {
                     let name = function_name(f);
                     f.over.is_some()
                         || VOLATILE.contains(&name.as_str())
-                        || expr::AGGREGATES.contains(&name.as_str())
+                        || AGGREGATES.contains(&name.as_str())
                 }
                 _ => matches!(
                     expr::as_marker(e),

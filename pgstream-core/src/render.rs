@@ -10,9 +10,10 @@
 use crate::bind::{AggFunc, Block, JoinKind, SetOpKind, Shape, Tree};
 use crate::catalog::Table;
 use crate::contract;
-use crate::expr::{self, raw, Marker};
+use crate::ir::marker::{self as expr, raw, Marker};
 use crate::plan::{Body, Compiled, Strategy};
-use crate::quote::{quote_ident as qi, quote_qualified};
+use crate::sql::ident::{quote_ident as qi, quote_qualified};
+use crate::sql::walk::{conjuncts, unnest};
 use sqlparser::ast::{BinaryOperator, Expr};
 
 /// Object ids that only the database knows, supplied by the runtime.
@@ -52,31 +53,6 @@ pub struct Artifacts {
 }
 
 const W: &str = "\"__pgs_w\"";
-
-/// The AND-ed parts of a join condition, with the parentheses around any part (and
-/// around nested conjunctions) dropped.
-fn conjuncts<'e>(e: &'e Expr, out: &mut Vec<&'e Expr>) {
-    match e {
-        Expr::BinaryOp {
-            left,
-            op: BinaryOperator::And,
-            right,
-        } => {
-            conjuncts(left, out);
-            conjuncts(right, out);
-        }
-        Expr::Nested(inner) => conjuncts(inner, out),
-        other => out.push(other),
-    }
-}
-
-/// An expression without the parentheses around it.
-fn unnest(e: &Expr) -> &Expr {
-    match e {
-        Expr::Nested(inner) => unnest(inner),
-        other => other,
-    }
-}
 
 fn col(leaf: usize, col: usize) -> String {
     qi(&format!("__pgs_c{leaf}_{col}"))

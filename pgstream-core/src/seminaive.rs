@@ -17,15 +17,15 @@
 //! derivation is a new row; appended copies of a row that exists continue its
 //! numbering (`__pgs_n`).
 
-use crate::catalog::{ident_value, Table};
+use crate::catalog::Table;
 use crate::contract;
-use crate::quote::quote_ident as qi;
+use crate::sql::ident::ident_value;
+use crate::sql::ident::quote_ident as qi;
+use crate::sql::parse;
 use sqlparser::ast::{
     Expr, Ident, JoinConstraint, JoinOperator, ObjectName, ObjectNamePart, Query, Select,
     SelectItem, SetExpr, SetOperator, SetQuantifier, TableAlias, TableFactor,
 };
-use sqlparser::dialect::PostgreSqlDialect;
-use sqlparser::parser::Parser;
 
 /// A recursive query that can be maintained semi-naively, analysed.
 #[derive(Debug, Clone)]
@@ -585,10 +585,7 @@ fn replace(rel: &mut TableFactor, f: &Factor, v: Version, sn: &SemiNaive, inp: &
             (sql, alias)
         }
     };
-    let sub: Query = *Parser::new(&PostgreSqlDialect {})
-        .try_with_sql(&sql)
-        .and_then(|mut p| p.parse_query())
-        .expect("pgstream renders valid SQL");
+    let sub: Query = parse::query_fragment(&sql).expect("pgstream renders valid SQL");
     *rel = TableFactor::Derived {
         lateral: false,
         subquery: Box::new(sub),

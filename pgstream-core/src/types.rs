@@ -32,17 +32,17 @@
 //! `UNION` (without `ALL`) and `=`/`<>`/... on `json`, `xml` or `point`, which have
 //! no equality operator ([`check`]).
 
-use crate::catalog::{ident_value, qualified, Catalog};
+use crate::catalog::Catalog;
 use crate::error::{Diagnostic, Error, Result};
-use crate::expr::{expr_range, function_name, AGGREGATES};
 use crate::plan::OutputColumn;
+use crate::sql::ident::{ident_value, qualified};
+use crate::sql::parse::{self, expr_range};
+use crate::sql::walk::{function_name, AGGREGATES};
 use sqlparser::ast::{
     BinaryOperator as B, DataType, Distinct, Expr, FunctionArg, FunctionArgExpr, FunctionArguments,
     GroupByExpr, JoinConstraint, JoinOperator, Query, Select, SelectItem, SetExpr, SetOperator,
-    SetQuantifier, Statement, TableFactor, TableWithJoins, UnaryOperator, Value,
+    SetQuantifier, TableFactor, TableWithJoins, UnaryOperator, Value,
 };
-use sqlparser::dialect::PostgreSqlDialect;
-use sqlparser::parser::Parser;
 
 /// The type and nullability of an expression; `None` where it is not known.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -75,7 +75,9 @@ impl Ty {
 /// `query`. Columns are matched by position and name; a column that cannot be matched
 /// stays unknown.
 pub(crate) fn annotate(query: &str, catalog: &Catalog, columns: &mut [OutputColumn]) {
-    let Some(q) = parse(query) else { return };
+    let Some(q) = parse::last_query(query) else {
+        return;
+    };
     let mut inf = Infer::new(query, catalog);
     let Some(out) = inf.query(&q, &[], None) else {
         return;
@@ -108,7 +110,9 @@ pub(crate) fn annotate(query: &str, catalog: &Catalog, columns: &mut [OutputColu
 /// values of a type without an equality operator (`json`, `xml`, `point`). The error
 /// points at the expression and suggests `jsonb` or a cast.
 pub(crate) fn check(query: &str, catalog: &Catalog) -> Result<()> {
-    let Some(q) = parse(query) else { return Ok(()) };
+    let Some(q) = parse::last_query(query) else {
+        return Ok(());
+    };
     let mut inf = Infer::new(query, catalog);
     let _ = inf.query(&q, &[], None);
     match inf.error {
@@ -123,16 +127,6 @@ pub(crate) fn check(query: &str, catalog: &Catalog) -> Result<()> {
 const NOT_GROUPABLE: &[&str] = &[
     "box", "lseg", "line", "path", "polygon", "circle", "jsonpath",
 ];
-
-fn parse(query: &str) -> Option<Query> {
-    match Parser::parse_sql(&PostgreSqlDialect {}, query)
-        .ok()?
-        .pop()?
-    {
-        Statement::Query(q) => Some(*q),
-        _ => None,
-    }
-}
 
 // ---------------------------------------------------------------------------------
 // Type names
@@ -593,7 +587,10 @@ impl<'a> Infer<'a> {
         for item in &s.projection {
             match item {
                 SelectItem::UnnamedExpr(e) => {
-                    out.push((crate::bind::output_name(e), self.expr(e, &scope, ctes, ctx)));
+                    out.push((
+                        crate::sql::walk::output_name(e),
+                        self.expr(e, &scope, ctes, ctx),
+                    ));
                     items.push(Some(e));
                 }
                 SelectItem::ExprWithAlias { expr, alias } => {
@@ -1075,7 +1072,7 @@ impl<'a> Infer<'a> {
                         && s.projection.len() == 1
                         && s.projection.iter().any(|i| match i {
                             SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => {
-                                crate::bind::contains_aggregate(e)
+                                crate::sql::walk::contains_aggregate(e)
                             }
                             _ => false,
                         }));
@@ -1514,13 +1511,13 @@ pub(crate) fn null_reason(query: &str, catalog: &Catalog, column: &str) -> Optio
     use sqlparser::ast::{Visit, Visitor};
     use std::ops::ControlFlow;
 
-    let q = parse(query)?;
+    let q = parse::last_query(query)?;
     let SetExpr::Select(s) = q.body.as_ref() else {
         return None;
     };
     let item = s.projection.iter().find_map(|i| match i {
         SelectItem::ExprWithAlias { expr, alias } if ident_value(alias) == column => Some(expr),
-        SelectItem::UnnamedExpr(e) if crate::bind::output_name(e) == column => Some(e),
+        SelectItem::UnnamedExpr(e) if crate::sql::walk::output_name(e) == column => Some(e),
         _ => None,
     })?;
     let mut inf = Infer::new(query, catalog);

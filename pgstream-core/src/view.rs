@@ -9,18 +9,18 @@
 //! a diagnostic points at the user's query: a fragment inside an expanded body points
 //! at the view's reference and its message names the view (and the fragment).
 
-use crate::catalog::{ident_value, qualified, Catalog, View};
+use crate::catalog::{Catalog, View};
 use crate::error::{Diagnostic, Error, Result};
-use crate::expr::span_range;
-use crate::plan::cte_names;
-use crate::quote::quote_ident;
 use crate::spec::QualifiedName;
+use crate::sql::ident::quote_ident;
+use crate::sql::ident::{ident_value, qualified};
+use crate::sql::parse::{self, span_range};
+use crate::sql::walk::cte_names;
 use sqlparser::ast::{
     Ident, ObjectName, ObjectNamePart, Query, Spanned, Statement, TableAlias, TableFactor, Visit,
     Visitor,
 };
-use sqlparser::dialect::PostgreSqlDialect;
-use sqlparser::parser::Parser;
+
 use std::collections::HashSet;
 use std::ops::{ControlFlow, Range};
 
@@ -47,17 +47,6 @@ struct Region {
     depth: usize,
 }
 
-/// Parse a view's body: exactly one query.
-pub(crate) fn parse_body(text: &str) -> Option<Query> {
-    match Parser::parse_sql(&PostgreSqlDialect {}, text)
-        .ok()?
-        .as_slice()
-    {
-        [Statement::Query(q)] => Some((**q).clone()),
-        _ => None,
-    }
-}
-
 fn is_cte(n: &ObjectName, ctes: &HashSet<String>) -> bool {
     n.0.len() == 1
         && n.0[0]
@@ -82,7 +71,7 @@ pub(crate) fn qualify_relations(mut q: Query) -> String {
 
 /// The relations a view body reads (CTEs excluded), as qualified names.
 pub(crate) fn reads(body: &str) -> Vec<QualifiedName> {
-    let Some(q) = parse_body(body) else {
+    let Some(q) = parse::one_query(body) else {
         return Vec::new();
     };
     let ctes = cte_names(&q);
@@ -103,7 +92,7 @@ pub(crate) fn rename_relation(
     old: &QualifiedName,
     new: &QualifiedName,
 ) -> Option<String> {
-    let mut q = parse_body(body)?;
+    let mut q = parse::one_query(body)?;
     let ctes = cte_names(&q);
     let mut changed = false;
     let _ = sqlparser::ast::visit_relations_mut(&mut q, |n: &mut ObjectName| {
@@ -151,7 +140,7 @@ fn expand_in(text: &str, catalog: &Catalog, stack: &mut Vec<QualifiedName>) -> R
     if catalog.views().is_empty() {
         return Ok(unchanged);
     }
-    let Ok(stmts) = Parser::parse_sql(&PostgreSqlDialect {}, text) else {
+    let Ok(stmts) = parse::statements(text) else {
         return Ok(unchanged);
     };
     let ctes: HashSet<String> = stmts

@@ -1,0 +1,3 @@
+//! The model every pass shares.
+
+pub(crate) mod marker;
