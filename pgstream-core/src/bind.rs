@@ -7,6 +7,7 @@
 use crate::catalog::{nearest, Catalog, Table};
 use crate::error::{Diagnostic, Error, Result};
 use crate::ir::marker::{self as expr, as_marker, column_markers, marker, Marker};
+use crate::ir::{AggCall, AggFunc, AggLeaf, Block, JoinKind, Leaf, SetOpKind, Shape, Tree};
 use crate::sql::ident::{ident_value, qualified};
 use crate::sql::parse::{expr_range, span_range};
 use crate::sql::walk::{
@@ -21,228 +22,6 @@ use std::ops::ControlFlow;
 
 /// PostgreSQL's system columns: every table has them, but they are not data.
 const SYSTEM_COLUMNS: &[&str] = &["ctid", "xmin", "xmax", "cmin", "cmax", "tableoid"];
-
-/// One occurrence of a source table in the FROM clause.
-#[derive(Debug, Clone)]
-pub(crate) struct Leaf {
-    /// Index into `Compiled::sources`.
-    pub source: usize,
-    /// The alias the query uses (the table name when it has none).
-    pub alias: String,
-    /// The table. For an aggregate subquery, its output columns, the group keys as
-    /// the primary key.
-    pub table: Table,
-    /// An aggregate subquery in FROM (`(SELECT g, agg(x) FROM t GROUP BY g) AS s`)
-    /// maintained as one relation: its delta recomputes the groups the changes of
-    /// `t` (the source) touch.
-    pub agg: Option<AggLeaf>,
-}
-
-/// An aggregate subquery over one table, kept as a leaf: `SELECT items FROM source
-/// AS alias [WHERE filter] GROUP BY groups [HAVING having]`, all as SQL text over the
-/// table's columns.
-#[derive(Debug, Clone)]
-pub(crate) struct AggLeaf {
-    /// The alias of the table inside the subquery.
-    pub alias: String,
-    /// The output expressions, in order (their names are the leaf table's columns).
-    pub items: Vec<String>,
-    pub filter: Option<String>,
-    pub groups: Vec<String>,
-    pub having: Option<String>,
-    /// The output columns that are the group keys (one per GROUP BY expression).
-    pub key_cols: Vec<usize>,
-    /// The subquery as written, for explain.
-    pub text: String,
-    /// The columns of the table it reads (indices, the primary key included).
-    pub used: Vec<usize>,
-}
-
-/// Kinds of join.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum JoinKind {
-    Inner,
-    Left,
-    Right,
-    Full,
-    /// `EXISTS` / `IN (subquery)`: left rows with a match, once each.
-    Semi,
-    /// `NOT EXISTS` / `NOT IN (subquery)`: left rows without a match.
-    Anti,
-}
-
-impl JoinKind {
-    pub fn sql(self) -> &'static str {
-        match self {
-            JoinKind::Inner => "JOIN",
-            JoinKind::Left => "LEFT JOIN",
-            JoinKind::Right => "RIGHT JOIN",
-            JoinKind::Full => "FULL JOIN",
-            JoinKind::Semi => "SEMI JOIN",
-            JoinKind::Anti => "ANTI JOIN",
-        }
-    }
-}
-
-/// The FROM clause as a tree.
-#[derive(Debug, Clone)]
-#[allow(clippy::large_enum_variant)]
-pub(crate) enum Tree {
-    Leaf(usize),
-    /// The WHERE of an inlined subquery or CTE, applied inside the join tree.
-    Filter {
-        input: Box<Tree>,
-        pred: Expr,
-        text: String,
-    },
-    Join {
-        kind: JoinKind,
-        left: Box<Tree>,
-        right: Box<Tree>,
-        on: Expr,
-        on_text: String,
-    },
-}
-
-impl Tree {
-    /// Leaves whose columns this subtree outputs (a semi or anti join outputs only
-    /// its left side).
-    pub fn out_leaves(&self) -> Vec<usize> {
-        match self {
-            Tree::Leaf(i) => vec![*i],
-            Tree::Filter { input, .. } => input.out_leaves(),
-            Tree::Join {
-                kind: JoinKind::Semi | JoinKind::Anti,
-                left,
-                ..
-            } => left.out_leaves(),
-            Tree::Join { left, right, .. } => {
-                let mut v = left.out_leaves();
-                v.extend(right.out_leaves());
-                v
-            }
-        }
-    }
-
-    /// Column markers of the join conditions and filters inside this subtree.
-    pub fn condition_markers(&self, out: &mut Vec<(usize, usize)>) {
-        match self {
-            Tree::Leaf(_) => {}
-            Tree::Filter { input, pred, .. } => {
-                out.extend(expr::column_markers(pred));
-                input.condition_markers(out);
-            }
-            Tree::Join {
-                left, right, on, ..
-            } => {
-                out.extend(expr::column_markers(on));
-                left.condition_markers(out);
-                right.condition_markers(out);
-            }
-        }
-    }
-
-    /// Leaves of this subtree, left to right.
-    pub fn leaves(&self) -> Vec<usize> {
-        match self {
-            Tree::Leaf(i) => vec![*i],
-            Tree::Filter { input, .. } => input.leaves(),
-            Tree::Join { left, right, .. } => {
-                let mut v = left.leaves();
-                v.extend(right.leaves());
-                v
-            }
-        }
-    }
-}
-
-/// Aggregate functions with a counter strategy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum AggFunc {
-    CountStar,
-    Count,
-    Sum,
-    Avg,
-    /// Any other aggregate (MIN, MAX, string_agg, count(DISTINCT ...), FILTER, ...):
-    /// maintained by recomputing the affected groups.
-    Other,
-}
-
-/// One aggregate call of an aggregate block.
-#[derive(Debug, Clone)]
-pub(crate) struct AggCall {
-    pub func: AggFunc,
-    /// The bound argument (`None` for `count(*)`).
-    pub arg: Option<Expr>,
-    /// The bound call as a whole (used by the full-refresh query).
-    pub call: Expr,
-    /// The call as the user wrote it.
-    pub text: String,
-}
-
-/// Projection or aggregation on top of the join tree.
-#[derive(Debug, Clone)]
-#[allow(clippy::large_enum_variant)]
-pub(crate) enum Shape {
-    Project,
-    /// Window functions: recompute the partitions (keys, bound) the changes touch;
-    /// no keys means the whole result.
-    Window {
-        partition: Vec<Expr>,
-        /// `SELECT DISTINCT ON (partition) ... ORDER BY ...`: one row per partition,
-        /// the first in this order (bound expressions, each with its `ASC`/`DESC`
-        /// and `NULLS` options as SQL text). The items hold no window function then.
-        distinct_on: Option<Vec<(Expr, String)>>,
-    },
-    /// UNION [ALL], INTERSECT [ALL], EXCEPT [ALL] of projection blocks (the block's
-    /// own tree, filter and items are those of the first branch).
-    SetOp {
-        op: SetOpKind,
-        all: bool,
-        branches: Vec<Block>,
-    },
-    Aggregate {
-        groups: Vec<Expr>,
-        group_texts: Vec<String>,
-        aggs: Vec<AggCall>,
-        /// HAVING, over group and aggregate markers.
-        having: Option<Expr>,
-        /// Recompute the affected groups instead of maintaining counters (some
-        /// aggregate has no counter rule, or there is a HAVING clause).
-        recompute: bool,
-    },
-}
-
-/// Set operators.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum SetOpKind {
-    Union,
-    Intersect,
-    Except,
-}
-
-impl SetOpKind {
-    pub fn sql(self) -> &'static str {
-        match self {
-            SetOpKind::Union => "UNION",
-            SetOpKind::Intersect => "INTERSECT",
-            SetOpKind::Except => "EXCEPT",
-        }
-    }
-}
-
-/// A bound SELECT block.
-#[derive(Debug, Clone)]
-pub(crate) struct Block {
-    pub leaves: Vec<Leaf>,
-    pub tree: Tree,
-    pub filter: Option<Expr>,
-    pub filter_text: Option<String>,
-    /// Output columns: name and bound expression (markers for aggregates/groups in
-    /// an aggregate block).
-    pub items: Vec<(String, Expr)>,
-    pub shape: Shape,
-}
 
 pub(crate) fn unsupported(query: &str, what: &str, node: Option<&dyn SpannedDyn>) -> Error {
     unsupported_at(query, what, node.map(|n| n.span_dyn()))
@@ -1485,9 +1264,9 @@ impl<'a> Binder<'a> {
                 .map(|h| format!(" HAVING {h}"))
                 .unwrap_or_default(),
         );
-        let mut cols: Vec<crate::plan::OutputColumn> = names
+        let mut cols: Vec<crate::ir::OutputColumn> = names
             .iter()
-            .map(|n| crate::plan::OutputColumn {
+            .map(|n| crate::ir::OutputColumn {
                 name: n.clone(),
                 sql_type: None,
                 nullable: None,

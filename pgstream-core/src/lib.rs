@@ -43,8 +43,7 @@ mod view;
 pub use catalog::{Catalog, Column, Table, View};
 pub use cron::Cron;
 pub use error::{Diagnostic, Error, Result};
-pub use plan::{Compiled, OutputColumn, Strategy};
-pub use render::{Artifacts, RenderContext, SourceBinding};
+pub use ir::{Artifacts, Compiled, OutputColumn, RenderContext, SourceBinding, Strategy};
 pub use spec::{Mode, QualifiedName, Schedule, StreamTableSpec};
 pub use sql::ident::{quote_ident, quote_literal, quote_qualified};
 /// The one table of the SQL types the field check knows and the Rust types that read them.

@@ -1,11 +1,11 @@
 //! Planning: parse, bind, and choose a maintenance strategy for the operator tree.
 
-use crate::bind::{Binder, Block, JoinKind, Shape, Tree};
+use crate::bind::Binder;
 use crate::catalog::{Catalog, Table};
 use crate::error::{Diagnostic, Error, Result};
-use crate::ir::marker as expr;
-use crate::render::{Artifacts, RenderContext, SourceBinding};
-use crate::spec::{Mode, QualifiedName, StreamTableSpec};
+use crate::ir::{Artifacts, RenderContext, SourceBinding};
+use crate::ir::{Block, Body, Compiled, JoinKind, OutputColumn, Shape, Strategy, Tree};
+use crate::spec::{Mode, StreamTableSpec};
 use crate::sql::ident::ident_value;
 use crate::sql::parse::{self, expr_range, span_range};
 use crate::sql::walk::{cte_names, function_name, VOLATILE};
@@ -15,72 +15,6 @@ use sqlparser::ast::{
 };
 use std::collections::HashSet;
 use std::ops::ControlFlow;
-
-/// An output column of the defining query.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OutputColumn {
-    /// The column name in the storage table.
-    pub name: String,
-    /// The SQL type as `format_type` prints it (`integer`, `numeric(10,2)`, `text[]`),
-    /// when pgstream could infer it; `None` is checked at start-up instead.
-    pub sql_type: Option<String>,
-    /// Whether the column can be NULL, when pgstream could infer it.
-    pub nullable: Option<bool>,
-}
-
-/// How the stream table as a whole is maintained.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Strategy {
-    /// Delta rules per operator: work follows the changes.
-    Incremental,
-    /// Recompute the query when its sources changed, and apply only the difference.
-    RecomputeDiff {
-        /// Why no delta rule applies (e.g. `WITH RECURSIVE`).
-        reason: String,
-    },
-    /// FULL mode: recompute on every refresh and apply only the difference.
-    Full,
-}
-
-/// What the renderer works from.
-#[derive(Debug, Clone)]
-#[allow(clippy::large_enum_variant)]
-pub(crate) enum Body {
-    /// A bound block maintained by delta rules.
-    Incremental(Block),
-    /// The user's query with every table reference schema-qualified and quoted.
-    Recompute {
-        query_sql: String,
-        /// A recursive query that insert-only windows extend semi-naively.
-        seminaive: Option<crate::seminaive::SemiNaive>,
-    },
-}
-
-/// A compiled stream table.
-#[derive(Debug, Clone)]
-pub struct Compiled {
-    /// What was compiled.
-    pub spec: StreamTableSpec,
-    /// Output columns, in order.
-    pub columns: Vec<OutputColumn>,
-    /// The distinct source tables, in order of first appearance.
-    pub sources: Vec<Table>,
-    /// The strategy of the root.
-    pub strategy: Strategy,
-    /// The functions the query calls (`(schema, name)`, lower case; the schema when
-    /// written), for the runtime to check their volatility in the live database.
-    pub functions: Vec<(Option<String>, String)>,
-    /// The defining query as compiled: the views it reads expanded in place into
-    /// their bodies as subqueries (`(body) AS alias`); the query itself when it reads
-    /// no view.
-    pub expanded_query: String,
-    /// The views the query reads, expanded into `expanded_query`: those it names and
-    /// those their bodies read, each once, in order of first appearance. The runtime
-    /// records their definitions at creation: a stream table maintains the bodies as
-    /// they were then, so a later redefinition is drift (`pgstream._drift`).
-    pub views: Vec<QualifiedName>,
-    pub(crate) body: Body,
-}
 
 impl Compiled {
     /// Render the SQL artifacts with the database's object ids.
@@ -102,71 +36,6 @@ impl Compiled {
                 })
                 .collect(),
         }
-    }
-
-    /// The columns of source `source` (an index into [`Compiled::sources`]) that the
-    /// differential refresh reads from its change buffer, in the table's column order:
-    /// every column the query uses, and the primary key (the net effect per key is
-    /// computed on it). A buffer holds the union of what its consumers need: the
-    /// capture copies only those columns. Columns it does not read are NULL in the
-    /// deltas.
-    pub fn buffer_columns(&self, source: usize) -> Vec<String> {
-        let Some(table) = self.sources.get(source) else {
-            return Vec::new();
-        };
-        let mut used = vec![false; table.columns.len()];
-        for (i, c) in table.columns.iter().enumerate() {
-            used[i] = table.primary_key.contains(&c.name);
-        }
-        if let Body::Recompute {
-            seminaive: Some(sn),
-            ..
-        } = &self.body
-        {
-            // The inserted rows of the windows are joined like the tables.
-            return sn
-                .read_columns(table)
-                .into_iter()
-                .map(str::to_string)
-                .collect();
-        }
-        if let Body::Incremental(b) = &self.body {
-            // An aggregate subquery's delta recomputes its groups from the window
-            // rows: the columns it reads.
-            let mut branches = vec![b];
-            if let Shape::SetOp { branches: bs, .. } = &b.shape {
-                branches.extend(bs.iter());
-            }
-            for br in branches {
-                for l in &br.leaves {
-                    if let (Some(a), true) = (&l.agg, l.source == source) {
-                        for &c in &a.used {
-                            if let Some(u) = used.get_mut(c) {
-                                *u = true;
-                            }
-                        }
-                    }
-                }
-            }
-            let mut marks = Vec::new();
-            block_markers(b, &mut marks);
-            for (leaf, col) in marks {
-                if let Some(l) = b.leaves.get(leaf) {
-                    if l.source == source && l.agg.is_none() {
-                        if let Some(u) = used.get_mut(col) {
-                            *u = true;
-                        }
-                    }
-                }
-            }
-        }
-        table
-            .columns
-            .iter()
-            .zip(used)
-            .filter(|(_, u)| *u)
-            .map(|(c, _)| c.name.clone())
-            .collect()
     }
 
     /// One line saying how the stream table is maintained (the root's strategy, as in
@@ -215,7 +84,7 @@ impl Compiled {
                     "incremental: recompute the partitions the changes touch".into()
                 }
                 Shape::SetOp { op, all, .. } => match (op, all) {
-                    (crate::bind::SetOpKind::Union, _) => {
+                    (crate::ir::SetOpKind::Union, _) => {
                         "incremental: delta rules, multiplicities".into()
                     }
                     _ => format!(
@@ -344,10 +213,10 @@ fn explain_block(b: &Block, out: &mut String) {
         }
         Shape::SetOp { op, all, branches } => {
             let strategy = match (op, all) {
-                (crate::bind::SetOpKind::Union, true) => {
+                (crate::ir::SetOpKind::Union, true) => {
                     "bag of the branches' delta rows (multiplicities)"
                 }
-                (crate::bind::SetOpKind::Union, false) => "multiplicity counter per distinct row",
+                (crate::ir::SetOpKind::Union, false) => "multiplicity counter per distinct row",
                 _ => "recompute the rows whose values the changes touch, apply the difference",
             };
             lines.push((
@@ -1257,52 +1126,5 @@ fn factor_names(
             "cannot determine the output columns of `*` over this FROM item; list the columns"
                 .into(),
         ),
-    }
-}
-
-/// Every column marker (leaf, column) in a block: its join tree, filter, output
-/// items, and the expressions of its shape (set-operation branches included).
-fn block_markers(b: &Block, out: &mut Vec<(usize, usize)>) {
-    b.tree.condition_markers(out);
-    if let Some(f) = &b.filter {
-        out.extend(expr::column_markers(f));
-    }
-    for (_, e) in &b.items {
-        out.extend(expr::column_markers(e));
-    }
-    match &b.shape {
-        Shape::Project => {}
-        Shape::Window {
-            partition,
-            distinct_on,
-        } => {
-            for e in partition {
-                out.extend(expr::column_markers(e));
-            }
-            for (e, _) in distinct_on.iter().flatten() {
-                out.extend(expr::column_markers(e));
-            }
-        }
-        Shape::SetOp { branches, .. } => {
-            for br in branches {
-                block_markers(br, out);
-            }
-        }
-        Shape::Aggregate {
-            groups,
-            aggs,
-            having,
-            ..
-        } => {
-            for e in groups.iter().chain(having) {
-                out.extend(expr::column_markers(e));
-            }
-            for a in aggs {
-                if let Some(e) = &a.arg {
-                    out.extend(expr::column_markers(e));
-                }
-                out.extend(expr::column_markers(&a.call));
-            }
-        }
     }
 }

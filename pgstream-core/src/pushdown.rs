@@ -29,8 +29,8 @@
 //! aggregate-subquery leaf is never wrapped in a filter when a join can take the
 //! condition instead, so it keeps its lookup by group keys.
 
-use crate::bind::{Block, JoinKind, Leaf, Shape, Tree};
 use crate::ir::marker::{self as expr, Marker};
+use crate::ir::{Block, JoinKind, Leaf, Shape, Tree};
 use crate::sql::walk::{function_name, AGGREGATES, VOLATILE};
 use sqlparser::ast::{BinaryOperator, Expr, Value, Visit, Visitor};
 use std::ops::ControlFlow;
@@ -400,7 +400,7 @@ fn region(t: Tree, preds: Vec<Expr>, leaves: &[Leaf]) -> Tree {
 mod tests {
     use super::*;
     use crate::catalog::Catalog;
-    use crate::plan::{Body, Compiled, Strategy};
+    use crate::ir::{Body, Compiled, Strategy};
     use crate::spec::{Mode, QualifiedName, Schedule, StreamTableSpec};
 
     const TPCH_SCHEMA: &str = include_str!("../tests/tpch/schema.sql");

@@ -7,50 +7,16 @@
 //! CTEs) that returns the number of storage rows changed and advances the frontiers:
 //! whatever the caller's isolation level, one statement sees one snapshot.
 
-use crate::bind::{AggFunc, Block, JoinKind, SetOpKind, Shape, Tree};
 use crate::catalog::Table;
 use crate::contract;
 use crate::ir::marker::{self as expr, raw, Marker};
-use crate::plan::{Body, Compiled, Strategy};
+use crate::ir::{
+    AggFunc, Artifacts, Block, Body, Compiled, JoinKind, RenderContext, SetOpKind, Shape, Strategy,
+    Tree,
+};
 use crate::sql::ident::{quote_ident as qi, quote_qualified};
 use crate::sql::walk::{conjuncts, unnest};
 use sqlparser::ast::{BinaryOperator, Expr};
-
-/// Object ids that only the database knows, supplied by the runtime.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RenderContext {
-    /// The stream table's id in `pgstream.pgs_stream_tables`.
-    pub st_id: i64,
-    /// One binding per entry of [`Compiled::sources`], in the same order.
-    pub sources: Vec<SourceBinding>,
-}
-
-/// Where a source table's changes are buffered.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SourceBinding {
-    /// The source table's OID; its buffer is `pgstream_changes.changes_<oid>`.
-    pub oid: u32,
-}
-
-/// The SQL that creates and maintains one stream table.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Artifacts {
-    /// Statements that create the (empty) storage table and its indexes.
-    pub storage_ddl: Vec<String>,
-    /// One statement, returning one `bigint` (rows changed): recompute the query,
-    /// apply the difference to the storage table, and set every frontier of this
-    /// stream table to the statement's snapshot.
-    pub full_refresh: String,
-    /// One statement, returning one `bigint` (rows changed): apply the changes in the
-    /// window of each source and advance the frontiers. `None` in FULL mode.
-    pub differential_refresh: Option<String>,
-    /// The hidden columns of the storage table (all start with `__pgs_`).
-    pub hidden_columns: Vec<String>,
-    /// `CREATE FUNCTION` of the stream table's refresh function (see
-    /// [`contract::refresh_function`]): the window count and the differential refresh
-    /// as static SQL, planned once per session. `None` in FULL mode.
-    pub refresh_function: Option<String>,
-}
 
 const W: &str = "\"__pgs_w\"";
 

@@ -34,7 +34,7 @@
 
 use crate::catalog::Catalog;
 use crate::error::{Diagnostic, Error, Result};
-use crate::plan::OutputColumn;
+use crate::ir::OutputColumn;
 use crate::sql::ident::{ident_value, qualified};
 use crate::sql::parse::{self, expr_range};
 use crate::sql::walk::{function_name, AGGREGATES};
