@@ -36,6 +36,7 @@ mod pushdown;
 mod render;
 mod seminaive;
 mod sql;
+mod strategy;
 mod typecheck;
 mod types;
 mod view;

@@ -19,7 +19,7 @@ use std::ops::ControlFlow;
 impl Compiled {
     /// Render the SQL artifacts with the database's object ids.
     pub fn render(&self, ctx: &RenderContext) -> Artifacts {
-        crate::render::render(self, ctx)
+        crate::strategy::render(self, ctx)
     }
 
     /// A render context with placeholder ids (stream table 0; source oids taken from
