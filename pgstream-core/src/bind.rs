@@ -1272,7 +1272,7 @@ impl<'a> Binder<'a> {
                 nullable: None,
             })
             .collect();
-        crate::types::annotate(&text, self.catalog, &mut cols);
+        crate::analyze::infer::annotate(&text, self.catalog, &mut cols);
         if cols.iter().any(|c| c.sql_type.is_none()) {
             return Ok(None);
         }

@@ -29,17 +29,16 @@ pub mod testing {
     }
 }
 
+mod analyze;
 mod bind;
+mod explain;
 mod ir;
+mod migrations;
 mod plan;
 mod pushdown;
 mod render;
-mod seminaive;
 mod sql;
 mod strategy;
-mod typecheck;
-mod types;
-mod view;
 
 pub use catalog::{Catalog, Column, Table, View};
 pub use cron::Cron;
@@ -66,7 +65,7 @@ pub fn compile(spec: &StreamTableSpec, catalog: &Catalog) -> Result<Compiled> {
         .map_err(|m| Error::Invalid(error::Diagnostic::new(m)))?;
     // Views are expanded in the text first: everything below sees only tables, and
     // its diagnostics are mapped back to the user's text.
-    let expansion = view::expand(&spec.query, catalog)?;
+    let expansion = analyze::view::expand(&spec.query, catalog)?;
     let text = expansion.text.as_str();
     let expanded = StreamTableSpec {
         query: expansion.text.clone(),
@@ -75,15 +74,15 @@ pub fn compile(spec: &StreamTableSpec, catalog: &Catalog) -> Result<Compiled> {
     let map = |e| expansion.map_error(e);
     match plan::compile(&expanded, catalog) {
         Ok(mut compiled) => {
-            types::check(text, catalog).map_err(map)?;
-            types::annotate(text, catalog, &mut compiled.columns);
+            analyze::infer::check(text, catalog).map_err(map)?;
+            analyze::infer::annotate(text, catalog, &mut compiled.columns);
             compiled.spec = spec.clone();
             compiled.expanded_query = expansion.text.clone();
             compiled.views = expansion.views();
             Ok(compiled)
         }
         Err(e @ Error::Unsupported(_)) => {
-            types::check(text, catalog).map_err(map)?;
+            analyze::infer::check(text, catalog).map_err(map)?;
             Err(map(e))
         }
         Err(e) => Err(map(e)),
@@ -94,15 +93,15 @@ pub fn compile(spec: &StreamTableSpec, catalog: &Catalog) -> Result<Compiled> {
 /// nullable source column, an aggregate over no rows, ...), for error messages; `None`
 /// when no single cause is found.
 pub fn nullable_reason(query: &str, catalog: &Catalog, column: &str) -> Option<String> {
-    let expansion = view::expand(query, catalog).ok()?;
-    types::null_reason(&expansion.text, catalog, column)
+    let expansion = analyze::view::expand(query, catalog).ok()?;
+    analyze::infer::null_reason(&expansion.text, catalog, column)
 }
 
 /// The SQL type without modifiers: `numeric(10,2)` → `numeric`,
 /// `timestamp(3) with time zone` → `timestamp with time zone`, `character varying(20)[]`
 /// → `character varying[]`.
 pub fn base_type(sql_type: &str) -> String {
-    types::base(sql_type)
+    analyze::types::base(sql_type)
 }
 
 /// The static description of a stream table that `#[stream_table]` emits.
@@ -168,7 +167,7 @@ impl FieldDef {
     /// are accepted.
     pub fn mismatch(&self, sql_type: Option<&str>, nullable: Option<bool>) -> Option<String> {
         if let Some(t) = sql_type {
-            let b = types::base(t);
+            let b = analyze::types::base(t);
             // a type pgstream does not know (a domain, an enum, an extension's type) may
             // well decode into the field: accepted, as at build time
             let known = rust_types::is_known(b.trim_end_matches("[]"));

@@ -6,6 +6,7 @@
 
 pub(crate) mod marker;
 
+pub use crate::analyze::OutputColumn;
 use crate::catalog::Table;
 use crate::spec::{QualifiedName, StreamTableSpec};
 use marker as expr;
@@ -233,18 +234,6 @@ pub(crate) struct Block {
     pub shape: Shape,
 }
 
-/// An output column of the defining query.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OutputColumn {
-    /// The column name in the storage table.
-    pub name: String,
-    /// The SQL type as `format_type` prints it (`integer`, `numeric(10,2)`, `text[]`),
-    /// when pgstream could infer it; `None` is checked at start-up instead.
-    pub sql_type: Option<String>,
-    /// Whether the column can be NULL, when pgstream could infer it.
-    pub nullable: Option<bool>,
-}
-
 /// How the stream table as a whole is maintained.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Strategy {
@@ -269,7 +258,7 @@ pub(crate) enum Body {
     Recompute {
         query_sql: String,
         /// A recursive query that insert-only windows extend semi-naively.
-        seminaive: Option<crate::seminaive::SemiNaive>,
+        seminaive: Option<crate::analyze::recursive::SemiNaive>,
     },
 }
 

@@ -3,5 +3,6 @@
 
 pub(crate) mod ident;
 pub(crate) mod parse;
+pub(crate) mod relations;
 pub mod types;
 pub(crate) mod walk;

@@ -152,3 +152,69 @@ fn syntax_error(text: &str, e: ParserError) -> Error {
     }
     Error::Syntax(Diagnostic::new(clean).with_span(span))
 }
+
+/// Split a script into statements on top-level semicolons, respecting quotes,
+/// dollar quotes and comments.
+pub fn split_statements(sql: &str) -> Vec<String> {
+    let b = sql.as_bytes();
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'\'' | b'"' => {
+                let q = b[i];
+                i += 1;
+                while i < b.len() {
+                    if b[i] == q {
+                        if i + 1 < b.len() && b[i + 1] == q {
+                            i += 2;
+                            continue;
+                        }
+                        break;
+                    }
+                    i += 1;
+                }
+            }
+            b'-' if i + 1 < b.len() && b[i + 1] == b'-' => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'/' if i + 1 < b.len() && b[i + 1] == b'*' => {
+                i += 2;
+                while i + 1 < b.len() && !(b[i] == b'*' && b[i + 1] == b'/') {
+                    i += 1;
+                }
+                i += 1;
+            }
+            b'$' => {
+                // dollar quote: $tag$ ... $tag$
+                let rest = &sql[i + 1..];
+                if let Some(end) = rest.find('$') {
+                    let tag = &rest[..end];
+                    if tag.chars().all(|c| c.is_alphanumeric() || c == '_') {
+                        let delim = format!("${tag}$");
+                        if let Some(close) = sql[i + delim.len()..].find(&delim) {
+                            i += delim.len() + close + delim.len() - 1;
+                        }
+                    }
+                }
+            }
+            b';' => {
+                let s = sql[start..i].trim();
+                if !s.is_empty() {
+                    out.push(s.to_string());
+                }
+                start = i + 1;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    let s = sql[start.min(sql.len())..].trim();
+    if !s.is_empty() {
+        out.push(s.to_string());
+    }
+    out
+}

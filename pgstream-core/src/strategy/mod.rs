@@ -26,8 +26,8 @@ use crate::contract;
 
 use crate::ir::marker::{self as expr, raw, Marker};
 use crate::ir::{
-    AggFunc, Artifacts, Block, Body, Compiled, JoinKind, RenderContext, SetOpKind, Shape, Strategy,
-    Tree,
+    AggFunc, Artifacts, Block, Body, Compiled, JoinKind, RenderContext, SetOpKind, Shape,
+    SourceBinding, Strategy, Tree,
 };
 use crate::render::apply::{diff_statement, storage_ddl};
 use crate::render::frontier::frontier_advance;
@@ -529,4 +529,27 @@ fn has_subquery(e: &Expr) -> bool {
     let mut f = Finder(false);
     let _ = e.visit(&mut f);
     f.0
+}
+
+impl Compiled {
+    /// Render the SQL artifacts with the database's object ids.
+    pub fn render(&self, ctx: &RenderContext) -> Artifacts {
+        render(self, ctx)
+    }
+
+    /// A render context with placeholder ids (stream table 0; source oids taken from
+    /// the catalog when known, else 0, 1, ...), for `explain` and snapshot tests.
+    pub fn placeholder_context(&self) -> RenderContext {
+        RenderContext {
+            st_id: 0,
+            sources: self
+                .sources
+                .iter()
+                .enumerate()
+                .map(|(i, t)| SourceBinding {
+                    oid: t.oid.unwrap_or(i as u32),
+                })
+                .collect(),
+        }
+    }
 }

@@ -11,10 +11,10 @@
 //! they are appended to the storage table. When a window holds a delete or update,
 //! the refresh recomputes and applies the difference (`recompute`).
 
+use crate::analyze::recursive::{Factor, SemiNaive, Version};
 use crate::catalog::Table;
 use crate::contract;
 use crate::render::qi;
-use crate::seminaive::{Factor, SemiNaive, Version};
 use crate::sql::parse;
 use sqlparser::ast::{Ident, ObjectName, ObjectNamePart, Query, Select, TableAlias, TableFactor};
 
