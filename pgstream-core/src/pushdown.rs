@@ -199,7 +199,7 @@ fn sink(t: Tree, preds: Vec<Expr>, leaves: &[Leaf]) -> Tree {
             on,
             on_text,
         } => {
-            let (lo, ro) = (left.out_leaves(), right.out_leaves());
+            let (left_out, right_out) = (left.out_leaves(), right.out_leaves());
             let mut to_left = Vec::new();
             let mut to_right = Vec::new();
             let mut above = Vec::new();
@@ -207,9 +207,9 @@ fn sink(t: Tree, preds: Vec<Expr>, leaves: &[Leaf]) -> Tree {
                 // A filter on the output commutes with the join only on its
                 // preserved side (semi and anti joins output their left side).
                 let left_ok = matches!(kind, JoinKind::Left | JoinKind::Semi | JoinKind::Anti);
-                if left_ok && within(&p, &lo) {
+                if left_ok && within(&p, &left_out) {
                     to_left.push(p);
-                } else if kind == JoinKind::Right && within(&p, &ro) {
+                } else if kind == JoinKind::Right && within(&p, &right_out) {
                     to_right.push(p);
                 } else {
                     above.push(p);
@@ -224,12 +224,16 @@ fn sink(t: Tree, preds: Vec<Expr>, leaves: &[Leaf]) -> Tree {
                 let movable = pushable(&c);
                 let nullable_right =
                     matches!(kind, JoinKind::Left | JoinKind::Semi | JoinKind::Anti);
-                if movable && nullable_right && within(&c, &ro) && !is_agg_leaf(&right, leaves) {
+                if movable
+                    && nullable_right
+                    && within(&c, &right_out)
+                    && !is_agg_leaf(&right, leaves)
+                {
                     to_right.push(c);
                     changed = true;
                 } else if movable
                     && matches!(kind, JoinKind::Right | JoinKind::Semi)
-                    && within(&c, &lo)
+                    && within(&c, &left_out)
                     && !is_agg_leaf(&left, leaves)
                 {
                     to_left.push(c);
@@ -468,10 +472,11 @@ mod tests {
                 on,
                 on_text,
             } => {
-                let (lo, ro) = (left.leaves(), right.leaves());
+                let (left_leaves, right_leaves) = (left.leaves(), right.leaves());
                 let links = all.iter().any(|c| {
                     let ls = leaves_of(c);
-                    ls.iter().any(|l| lo.contains(l)) && ls.iter().any(|l| ro.contains(l))
+                    ls.iter().any(|l| left_leaves.contains(l))
+                        && ls.iter().any(|l| right_leaves.contains(l))
                 });
                 if *kind == JoinKind::Inner && conjuncts(on).is_empty() && links {
                     out.push(on_text.clone());

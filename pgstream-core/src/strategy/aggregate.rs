@@ -7,22 +7,22 @@
 
 use super::*;
 
-impl Inc<'_> {
+impl IncrementalRenderer<'_> {
     pub(super) fn aggregate(&mut self) -> Artifacts {
-        let Shape::Aggregate { groups, aggs, .. } = &self.b.shape else {
+        let Shape::Aggregate { groups, aggs, .. } = &self.block.shape else {
             unreachable!()
         };
-        let st = self.st.clone();
+        let st = self.storage.clone();
         let global = groups.is_empty();
         let gnames: Vec<String> = (0..groups.len())
             .map(|k| qi(&format!("__pgs_g{k}")))
             .collect();
-        let names: Vec<String> = self.b.items.iter().map(|(n, _)| qi(n)).collect();
+        let names: Vec<String> = self.block.items.iter().map(|(n, _)| qi(n)).collect();
         // hidden state columns, in storage order
         let mut state_cols: Vec<String> = vec![qi("__pgs_count")];
         let mut state_full: Vec<String> = vec!["count(*) AS \"__pgs_count\"".into()];
         for (k, a) in aggs.iter().enumerate() {
-            let arg = a.arg.as_ref().map(|e| self.x(e, "x"));
+            let arg = a.arg.as_ref().map(|e| self.expr_over(e, "x"));
             match a.func {
                 AggFunc::Other => unreachable!("maintained by group recompute"),
                 AggFunc::CountStar => {}
@@ -43,15 +43,15 @@ impl Inc<'_> {
                 }
             }
         }
-        let groups_x: Vec<String> = groups.iter().map(|g| self.x(g, "x")).collect();
+        let groups_x: Vec<String> = groups.iter().map(|g| self.expr_over(g, "x")).collect();
         // Full: the items exactly as written (aggregates evaluated by PostgreSQL).
         let vis_full: Vec<String> = self
-            .b
+            .block
             .items
             .iter()
             .map(|(n, e)| {
                 let s = expr::render_with(e, &mut |m| match m {
-                    Marker::Agg(k) => Some(raw(self.x(&aggs[k].call, "x"))),
+                    Marker::Agg(k) => Some(raw(self.expr_over(&aggs[k].call, "x"))),
                     Marker::Grp(k) => Some(raw(format!("({})", groups_x[k]))),
                     Marker::Col { leaf, col: c } => Some(raw(format!("x.{}", col(leaf, c)))),
                 });
@@ -75,18 +75,18 @@ impl Inc<'_> {
             if gsel.is_empty() { "" } else { ", " },
             state_full.join(", "),
             row_id_of(&groups_x),
-            self.new_rel(&self.b.tree),
+            self.new_rel(&self.block.tree),
             self.where_clause("x")
         );
 
         // Differential
-        let root = self.delta(&self.b.tree);
+        let root = self.delta(&self.block.tree);
         let mut dsel: Vec<String> = gsel.clone();
         for (k, a) in aggs.iter().enumerate() {
             if let Some(arg) = &a.arg {
                 dsel.push(format!(
                     "{} AS {}",
-                    self.x(arg, "x"),
+                    self.expr_over(arg, "x"),
                     qi(&format!("__pgs_arg{k}"))
                 ));
             }
@@ -152,7 +152,7 @@ impl Inc<'_> {
             }
         }
         let vis_s: Vec<String> = self
-            .b
+            .block
             .items
             .iter()
             .map(|(name, e)| {
@@ -268,7 +268,7 @@ impl Inc<'_> {
             .map(|c| c.trim_matches('"').to_string())
             .chain([contract::ROW_ID.to_string()])
             .collect();
-        let _ = self.c;
+        let _ = self.compiled;
         self.maintained(&st, &new_rows, diff, hidden)
     }
 }

@@ -9,7 +9,7 @@
 
 use super::*;
 
-impl Inc<'_> {
+impl IncrementalRenderer<'_> {
     /// Aggregates without counter rules (MIN, MAX, string_agg, FILTER, DISTINCT
     /// aggregates, HAVING, ...): the group keys that the window touches are collected
     /// from the delta (old and new images), those groups alone are recomputed from the
@@ -21,24 +21,24 @@ impl Inc<'_> {
             aggs,
             having,
             ..
-        } = &self.b.shape
+        } = &self.block.shape
         else {
             unreachable!()
         };
-        let st = self.st.clone();
+        let st = self.storage.clone();
         let gnames: Vec<String> = (0..groups.len())
             .map(|k| qi(&format!("__pgs_g{k}")))
             .collect();
-        let groups_x: Vec<String> = groups.iter().map(|g| self.x(g, "x")).collect();
+        let groups_x: Vec<String> = groups.iter().map(|g| self.expr_over(g, "x")).collect();
         let full = |e: &Expr| {
             expr::render_with(e, &mut |m| match m {
-                Marker::Agg(k) => Some(raw(self.x(&aggs[k].call, "x"))),
+                Marker::Agg(k) => Some(raw(self.expr_over(&aggs[k].call, "x"))),
                 Marker::Grp(k) => Some(raw(format!("({})", groups_x[k]))),
                 Marker::Col { leaf, col: c } => Some(raw(format!("x.{}", col(leaf, c)))),
             })
         };
         let vis: Vec<String> = self
-            .b
+            .block
             .items
             .iter()
             .map(|(n, e)| format!("{} AS {}", full(e), qi(n)))
@@ -64,8 +64,8 @@ impl Inc<'_> {
             gsel.join(", "),
             row_id_of(&groups_x)
         );
-        let base = self.new_rel(&self.b.tree);
-        let filter = self.b.filter.as_ref().map(|f| self.x(f, "x"));
+        let base = self.new_rel(&self.block.tree);
+        let filter = self.block.filter.as_ref().map(|f| self.expr_over(f, "x"));
         let new_rows = format!(
             "SELECT {select_list} FROM {base} AS x{}{group_by}{having_sql}",
             filter
@@ -74,7 +74,7 @@ impl Inc<'_> {
                 .unwrap_or_default()
         );
         // Differential: affected keys, then those groups recomputed.
-        let root = self.delta(&self.b.tree);
+        let root = self.delta(&self.block.tree);
         let and_filter = filter
             .as_ref()
             .map(|f| format!(" AND ({f})"))

@@ -13,14 +13,14 @@
 
 use super::*;
 
-impl Inc<'_> {
+impl IncrementalRenderer<'_> {
     /// The aggregate subquery of leaf `i` over `from` (a relation with its table's
     /// columns), its rows restricted by `cond` (SQL over the table's alias) before
     /// grouping, its outputs named `__pgs_c<i>_<j>`. A group is all the rows with its
     /// key values, so restricting the rows by the key values yields exactly the
     /// groups with those values.
     pub(super) fn agg_sql(&self, i: usize, from: &str, cond: Option<&str>) -> String {
-        let a = self.b.leaves[i].agg.as_ref().expect("aggregate leaf");
+        let a = self.block.leaves[i].agg.as_ref().expect("aggregate leaf");
         let items: Vec<String> = a
             .items
             .iter()
@@ -60,9 +60,9 @@ impl Inc<'_> {
         if self.ctes.iter().any(|(n, _)| *n == name) {
             return name;
         }
-        let l = &self.b.leaves[i];
+        let l = &self.block.leaves[i];
         let a = l.agg.as_ref().expect("aggregate leaf");
-        let base = &self.c.sources[l.source];
+        let base = &self.compiled.sources[l.source];
         let win = format!("__pgs_win{}", l.source);
         if !self.ctes.iter().any(|(n, _)| *n == win) {
             self.ctes.push((
@@ -71,7 +71,7 @@ impl Inc<'_> {
                     self.ctx,
                     l.source,
                     Some(base),
-                    &self.c.buffer_columns(l.source),
+                    &self.compiled.buffer_columns(l.source),
                 ),
             ));
         }
@@ -196,7 +196,7 @@ impl Inc<'_> {
         q: &str,
     ) -> Option<String> {
         let Tree::Leaf(i) = t else { return None };
-        let a = self.b.leaves[*i].agg.as_ref()?;
+        let a = self.block.leaves[*i].agg.as_ref()?;
         let mut parts = Vec::new();
         conjuncts(on, &mut parts);
         let mut found: Vec<Option<String>> = vec![None; a.key_cols.len()];
@@ -222,7 +222,7 @@ impl Inc<'_> {
                         .iter()
                         .all(|(x, _)| other.contains(x))
                 {
-                    found[k] = Some(self.x(rest, q));
+                    found[k] = Some(self.expr_over(rest, q));
                 }
             }
         }
@@ -242,7 +242,7 @@ impl Inc<'_> {
             .map(|(k, g)| format!("({g}) = \"__pgs_key\".\"__pgs_k{k}\""))
             .collect::<Vec<_>>()
             .join(" AND ");
-        let base = &self.c.sources[self.b.leaves[*i].source];
+        let base = &self.compiled.sources[self.block.leaves[*i].source];
         Some(format!(
             "LATERAL (SELECT \"__pgs_s\".* FROM (SELECT {key_list}) AS \"__pgs_key\" CROSS JOIN LATERAL ({}) AS \"__pgs_s\")",
             self.agg_sql(*i, &quote_qualified(&base.name), Some(&conds))

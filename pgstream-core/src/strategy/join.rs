@@ -11,12 +11,12 @@
 //! RIGHT and FULL joins add the dangling rows of their preserved sides
 //! (`outer_join`); semi and anti joins have their own rule (`semi_join`).
 
-use super::{Inc, Side};
+use super::{IncrementalRenderer, Side};
 use crate::ir::{JoinKind, Tree};
 use crate::render::{qi, W};
 use sqlparser::ast::Expr;
 
-impl Inc<'_> {
+impl IncrementalRenderer<'_> {
     /// The delta of the join `t` (`left kind right ON on`), as a CTE name.
     pub(super) fn join_delta(
         &mut self,

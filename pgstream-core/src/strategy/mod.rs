@@ -1,6 +1,6 @@
 //! The maintenance strategies, one file per operator, each with its delta rule in
 //! its module doc. [`render`] picks the renderer of a compiled stream table: delta
-//! rules over the bound block ([`Inc`]: the delta of the join tree, operator by
+//! rules over the bound block ([`IncrementalRenderer`]: the delta of the join tree, operator by
 //! operator, then the rule of the block's shape), or recomputation (`recompute`,
 //! `recursive`). The statements they end in come from `render/`.
 //!
@@ -43,12 +43,12 @@ use sqlparser::ast::{BinaryOperator, Expr};
 pub(crate) fn render(c: &Compiled, ctx: &RenderContext) -> Artifacts {
     let st = quote_qualified(&c.spec.name);
     let mut a = match &c.body {
-        Body::Incremental(block) => Inc {
-            c,
-            b: block,
+        Body::Incremental(block) => IncrementalRenderer {
+            compiled: c,
+            block,
             ctx,
             ctes: Vec::new(),
-            st: st.clone(),
+            storage: st.clone(),
         }
         .artifacts(),
         Body::Recompute { query_sql, .. } => recompute_artifacts(c, ctx, &st, query_sql),
@@ -107,20 +107,25 @@ pub(crate) fn render(c: &Compiled, ctx: &RenderContext) -> Artifacts {
 }
 
 /// Renderer of a block maintained by delta rules.
-struct Inc<'a> {
-    c: &'a Compiled,
-    b: &'a Block,
+struct IncrementalRenderer<'a> {
+    /// The stream table being rendered.
+    compiled: &'a Compiled,
+    /// Its bound block (for a set operation, the first branch's).
+    block: &'a Block,
+    /// The object ids of the database.
     ctx: &'a RenderContext,
+    /// The CTEs of the differential refresh so far, in order: `(name, body)`.
     ctes: Vec<(String, String)>,
-    st: String,
+    /// The storage table, quoted and qualified.
+    storage: String,
 }
 
-impl Inc<'_> {
+impl IncrementalRenderer<'_> {
     /// Columns of a subtree: (leaf, col) pairs in order.
     fn cols(&self, t: &Tree) -> Vec<(usize, usize)> {
         t.out_leaves()
             .into_iter()
-            .flat_map(|l| (0..self.b.leaves[l].table.columns.len()).map(move |c| (l, c)))
+            .flat_map(|l| (0..self.block.leaves[l].table.columns.len()).map(move |c| (l, c)))
             .collect()
     }
 
@@ -137,18 +142,18 @@ impl Inc<'_> {
                     "(SELECT {} FROM {} AS l WHERE {})",
                     sel.join(", "),
                     self.new_rel(input),
-                    self.x(pred, "l")
+                    self.expr_over(pred, "l")
                 )
             }
-            Tree::Leaf(i) if self.b.leaves[*i].agg.is_some() => {
-                let base = &self.c.sources[self.b.leaves[*i].source];
+            Tree::Leaf(i) if self.block.leaves[*i].agg.is_some() => {
+                let base = &self.compiled.sources[self.block.leaves[*i].source];
                 format!("({})", self.agg_sql(*i, &quote_qualified(&base.name), None))
             }
             Tree::Leaf(i) => {
-                let l = &self.b.leaves[*i];
+                let l = &self.block.leaves[*i];
                 // Only the columns the query reads are named: a column it does not
                 // read may be dropped, renamed or retyped without breaking anything.
-                let needed = self.c.buffer_columns(l.source);
+                let needed = self.compiled.buffer_columns(l.source);
                 let cols: Vec<String> = l
                     .table
                     .columns
@@ -209,12 +214,12 @@ impl Inc<'_> {
         self.cols(t)
             .into_iter()
             .map(|(l, c)| {
-                let leaf = &self.b.leaves[l];
+                let leaf = &self.block.leaves[l];
                 if keep.contains(&l) {
                     format!("{q}.{}", col(l, c))
                 } else if leaf.agg.is_none()
                     && !self
-                        .c
+                        .compiled
                         .buffer_columns(leaf.source)
                         .contains(&leaf.table.columns[c].name)
                 {
@@ -222,7 +227,7 @@ impl Inc<'_> {
                 } else {
                     format!(
                         "NULL::{} AS {}",
-                        self.b.leaves[l].table.columns[c].sql_type,
+                        self.block.leaves[l].table.columns[c].sql_type,
                         col(l, c)
                     )
                 }
@@ -251,7 +256,7 @@ impl Inc<'_> {
     fn delta(&mut self, t: &Tree) -> String {
         match t {
             Tree::Filter { input, pred, .. } => self.filter_delta(input, pred),
-            Tree::Leaf(i) if self.b.leaves[*i].agg.is_some() => self.agg_delta(*i),
+            Tree::Leaf(i) if self.block.leaves[*i].agg.is_some() => self.agg_delta(*i),
             Tree::Leaf(i) => self.scan_delta(*i),
             Tree::Join {
                 kind,
@@ -266,28 +271,29 @@ impl Inc<'_> {
     fn cols_of(&self, leaves: &[usize]) -> Vec<(usize, usize)> {
         leaves
             .iter()
-            .flat_map(|&l| (0..self.b.leaves[l].table.columns.len()).map(move |c| (l, c)))
+            .flat_map(|&l| (0..self.block.leaves[l].table.columns.len()).map(move |c| (l, c)))
             .collect()
     }
 
-    /// Render a bound expression against relation alias `q` (uniform column names).
-    fn x(&self, e: &Expr, q: &str) -> String {
+    /// The SQL of a bound expression over the relation `alias` (whose columns have
+    /// the uniform names `__pgs_c<leaf>_<col>`).
+    fn expr_over(&self, e: &Expr, alias: &str) -> String {
         expr::render_with(e, &mut |m| match m {
-            Marker::Col { leaf, col: c } => Some(raw(format!("{q}.{}", col(leaf, c)))),
+            Marker::Col { leaf, col: c } => Some(raw(format!("{alias}.{}", col(leaf, c)))),
             _ => None,
         })
     }
 
     fn where_clause(&self, q: &str) -> String {
-        self.b
+        self.block
             .filter
             .as_ref()
-            .map(|f| format!(" WHERE {}", self.x(f, q)))
+            .map(|f| format!(" WHERE {}", self.expr_over(f, q)))
             .unwrap_or_default()
     }
 
     fn artifacts(mut self) -> Artifacts {
-        match &self.b.shape {
+        match &self.block.shape {
             Shape::Project => self.project(),
             Shape::Window { .. } => self.window(),
             Shape::SetOp { .. } => self.setop(),
@@ -302,7 +308,7 @@ impl Inc<'_> {
     /// its type has no equality GROUP BY can use (`json`, `point`, ...), or it is not
     /// known. Columns past the outputs (hidden keys) are grouped by value.
     fn by_text(&self, i: usize) -> bool {
-        match self.c.columns.get(i) {
+        match self.compiled.columns.get(i) {
             None => false,
             Some(c) => c.sql_type.as_deref().is_none_or(|t| {
                 let t = t.to_ascii_lowercase();
@@ -336,10 +342,10 @@ impl Inc<'_> {
     fn key_exprs(&self, q: &str) -> Vec<String> {
         let mut keys = Vec::new();
         // In leaf order, not join order: pushdown may reorder the joins.
-        let mut out = self.b.tree.out_leaves();
+        let mut out = self.block.tree.out_leaves();
         out.sort_unstable();
         for i in out {
-            let l = &self.b.leaves[i];
+            let l = &self.block.leaves[i];
             for k in &l.table.primary_key {
                 let c = l.table.column_index(k).expect("primary key column");
                 keys.push(format!("{q}.{}", col(i, c)));
@@ -377,12 +383,12 @@ impl Inc<'_> {
             .items
             .iter()
             .zip(names)
-            .map(|((_, e), n)| format!("{} AS {}", self.x(e, "x"), qi(n)))
+            .map(|((_, e), n)| format!("{} AS {}", self.expr_over(e, "x"), qi(n)))
             .collect();
         let w = b
             .filter
             .as_ref()
-            .map(|f| format!(" WHERE {}", self.x(f, "x")))
+            .map(|f| format!(" WHERE {}", self.expr_over(f, "x")))
             .unwrap_or_default();
         (
             format!(

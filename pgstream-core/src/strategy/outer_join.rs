@@ -6,12 +6,12 @@
 //! ```
 //!
 //! where `cnt_old = cnt_new − Σ weights of matching ΔO rows` and `P_old = P_new − ΔP`
-//! (see [`Inc::dangling`]). A row of `P` gains (loses) its padded row when its last
+//! (see [`IncrementalRenderer::dangling`]). A row of `P` gains (loses) its padded row when its last
 //! match goes (its first match comes). The anti join reuses this rule (`semi_join`).
 
 use super::*;
 
-impl Inc<'_> {
+impl IncrementalRenderer<'_> {
     /// Delta of the dangling (NULL-padded) rows of the preserved side `p` of an outer
     /// join against the other side `o`:
     /// `ΔP ▷ O_new  +  Σ_{a ∈ P_old matching ΔO} P_old(a)·([cnt_new(a)=0] − [cnt_old(a)=0])`
@@ -33,39 +33,43 @@ impl Inc<'_> {
         p_is_left: bool,
         negate: bool,
     ) -> Vec<String> {
-        let (pq, oq) = if p_is_left { ("l", "r") } else { ("r", "l") };
+        let (p_alias, o_alias) = if p_is_left { ("l", "r") } else { ("r", "l") };
         let on_lr = if p_is_left {
             self.on(on, p.leaves, o.leaves)
         } else {
             self.on(on, o.leaves, p.leaves)
         };
         let sign = if negate { "-" } else { "" };
-        let padded = self.padded_list(t, p.leaves, pq);
-        let (no, d_o, np, dp) = (o.new, o.delta, p.new, p.delta);
+        let padded = self.padded_list(t, p.leaves, p_alias);
+        let (other_new, other_delta, preserved_new, preserved_delta) =
+            (o.new, o.delta, p.new, p.delta);
         // An aggregate subquery on the other side, joined on its group keys, is read
         // for the keys of the preserved side's row only (when the other side is that
         // subquery alone: not under a filter).
         let lookup = match o.leaves {
-            [i] if self.b.leaves[*i].agg.is_some() && no == self.new_rel(&Tree::Leaf(*i)) => {
-                self.agg_lookup(&Tree::Leaf(*i), on, p.leaves, pq)
+            [i] if self.block.leaves[*i].agg.is_some()
+                && other_new == self.new_rel(&Tree::Leaf(*i)) =>
+            {
+                self.agg_lookup(&Tree::Leaf(*i), on, p.leaves, p_alias)
             }
             _ => None,
         };
-        let no = lookup.as_deref().unwrap_or(no);
+        let other_new = lookup.as_deref().unwrap_or(other_new);
         let pcols: Vec<String> = self
             .cols_of(p.out)
             .into_iter()
             .map(|(l, c)| col(l, c))
             .collect();
         let pcols_list = pcols.join(", ");
-        let unmatched = format!("SELECT {padded}, {sign}{pq}.{W} AS {W} FROM {dp} AS {pq} WHERE NOT EXISTS (SELECT 1 FROM {no} AS {oq} WHERE {on_lr})");
+        let unmatched = format!("SELECT {padded}, {sign}{p_alias}.{W} AS {W} FROM {preserved_delta} AS {p_alias} WHERE NOT EXISTS (SELECT 1 FROM {other_new} AS {o_alias} WHERE {on_lr})");
         let capped_count = |d: &str| {
             format!(
-                "CROSS JOIN LATERAL (SELECT count(*) AS n FROM (SELECT 1 FROM {no} AS {oq} WHERE {on_lr} LIMIT GREATEST({d}, 0)::bigint + 1) AS m) AS c"
+                "CROSS JOIN LATERAL (SELECT count(*) AS n FROM (SELECT 1 FROM {other_new} AS {o_alias} WHERE {on_lr} LIMIT GREATEST({d}, 0)::bigint + 1) AS m) AS c"
             )
         };
-        let flip =
-            |d: &str| format!("{sign}{pq}.{W} * ((c.n = 0)::int - (c.n - {d} = 0)::int) AS {W}");
+        let flip = |d: &str| {
+            format!("{sign}{p_alias}.{W} * ((c.n = 0)::int - (c.n - {d} = 0)::int) AS {W}")
+        };
         let changed = |d: &str| format!("(c.n = 0) <> (c.n - {d} = 0)");
         if let Some(keyed) = self.keyed_condition(on, p.leaves, o.leaves) {
             // ΔO summed per key; P_old = P_new − ΔP as two terms, so that each joins
@@ -73,17 +77,21 @@ impl Inc<'_> {
             let keys: Vec<String> = keyed.keys.iter().map(|&(l, c)| col(l, c)).collect();
             let key_list = keys
                 .iter()
-                .map(|k| format!("{oq}.{k}"))
+                .map(|k| format!("{o_alias}.{k}"))
                 .collect::<Vec<_>>()
                 .join(", ");
             let filter = if keyed.o_only.is_empty() {
                 String::new()
             } else {
-                let conds: Vec<String> = keyed.o_only.iter().map(|e| self.x(e, oq)).collect();
+                let conds: Vec<String> = keyed
+                    .o_only
+                    .iter()
+                    .map(|e| self.expr_over(e, o_alias))
+                    .collect();
                 format!(" WHERE {}", conds.join(" AND "))
             };
             let dg = format!(
-                "(SELECT {key_list}, COALESCE(sum({oq}.{W}), 0) AS \"__pgs_dn\" FROM {d_o} AS {oq}{filter} GROUP BY {key_list}) AS dg"
+                "(SELECT {key_list}, COALESCE(sum({o_alias}.{W}), 0) AS \"__pgs_dn\" FROM {other_delta} AS {o_alias}{filter} GROUP BY {key_list}) AS dg"
             );
             let join_on = keyed
                 .p_side
@@ -92,7 +100,11 @@ impl Inc<'_> {
                     expr::render_with(e, &mut |m| match m {
                         Marker::Col { leaf, col: c } => Some(raw(format!(
                             "{}.{}",
-                            if o.leaves.contains(&leaf) { "dg" } else { pq },
+                            if o.leaves.contains(&leaf) {
+                                "dg"
+                            } else {
+                                p_alias
+                            },
                             col(leaf, c)
                         ))),
                         _ => None,
@@ -103,7 +115,7 @@ impl Inc<'_> {
             let d = "dg.\"__pgs_dn\"";
             let term = |rel: &str| {
                 format!(
-                    "SELECT {padded}, {} FROM {dg} JOIN {rel} AS {pq} ON {join_on} {} WHERE {}",
+                    "SELECT {padded}, {} FROM {dg} JOIN {rel} AS {p_alias} ON {join_on} {} WHERE {}",
                     flip(d),
                     capped_count(d),
                     changed(d)
@@ -111,20 +123,24 @@ impl Inc<'_> {
             };
             return vec![
                 unmatched,
-                term(&format!("(SELECT {pcols_list}, 1 AS {W} FROM {np} AS p0)")),
-                term(&format!("(SELECT {pcols_list}, -{W} AS {W} FROM {dp})")),
+                term(&format!(
+                    "(SELECT {pcols_list}, 1 AS {W} FROM {preserved_new} AS p0)"
+                )),
+                term(&format!(
+                    "(SELECT {pcols_list}, -{W} AS {W} FROM {preserved_delta})"
+                )),
             ];
         }
         let p_old = format!(
-            "(SELECT {pcols_list}, 1 AS {W} FROM {np} AS p0 UNION ALL SELECT {pcols_list}, -{W} FROM {dp})"
+            "(SELECT {pcols_list}, 1 AS {W} FROM {preserved_new} AS p0 UNION ALL SELECT {pcols_list}, -{W} FROM {preserved_delta})"
         );
         vec![
             unmatched,
             format!(
-                "SELECT {padded}, {} FROM {p_old} AS {pq} \
-                 CROSS JOIN LATERAL (SELECT COALESCE(sum({oq}.{W}), 0) AS n FROM {d_o} AS {oq} WHERE {on_lr}) AS d \
+                "SELECT {padded}, {} FROM {p_old} AS {p_alias} \
+                 CROSS JOIN LATERAL (SELECT COALESCE(sum({o_alias}.{W}), 0) AS n FROM {other_delta} AS {o_alias} WHERE {on_lr}) AS d \
                  {} \
-                 WHERE EXISTS (SELECT 1 FROM {d_o} AS {oq} WHERE {on_lr}) AND {}",
+                 WHERE EXISTS (SELECT 1 FROM {other_delta} AS {o_alias} WHERE {on_lr}) AND {}",
                 flip("d.n"),
                 capped_count("d.n"),
                 changed("d.n")
@@ -178,7 +194,7 @@ impl Inc<'_> {
                 _ => None,
             };
             let kc = key(l, r).or_else(|| key(r, l))?;
-            let ty = self.b.leaves[kc.0].table.columns[kc.1]
+            let ty = self.block.leaves[kc.0].table.columns[kc.1]
                 .sql_type
                 .to_ascii_lowercase();
             let base = ty.split(['(', '[']).next().unwrap_or("").trim();

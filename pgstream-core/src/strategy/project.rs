@@ -8,13 +8,13 @@
 
 use super::*;
 
-impl Inc<'_> {
+impl IncrementalRenderer<'_> {
     /// A query without GROUP BY over a source without a primary key is a bag: each
     /// copy of a row is a storage row, numbered `__pgs_n` = 1..c among equal rows, and
     /// all copies share the row id (a hash of the row's text). The window's net change
     /// per distinct row removes the highest-numbered copies or appends new ones.
     pub(super) fn project_bag(&mut self) -> Artifacts {
-        let b = self.b;
+        let b = self.block;
         let root = self.delta(&b.tree);
         let names: Vec<String> = b.items.iter().map(|(n, _)| n.clone()).collect();
         let (new_vis, delta_vis) = self.branch_selects(b, &root, &names);
@@ -23,8 +23,8 @@ impl Inc<'_> {
 
     /// Bag maintenance from the current rows and the delta (see `project_bag`).
     pub(super) fn bag(&mut self, new_vis: &str, delta_vis: &str) -> Artifacts {
-        let st = self.st.clone();
-        let names: Vec<String> = self.b.items.iter().map(|(n, _)| qi(n)).collect();
+        let st = self.storage.clone();
+        let names: Vec<String> = self.block.items.iter().map(|(n, _)| qi(n)).collect();
         let text_of = |q: &str| {
             format!(
                 "ROW({})::text",
@@ -82,16 +82,16 @@ impl Inc<'_> {
 
     pub(super) fn project(&mut self) -> Artifacts {
         if self
-            .b
+            .block
             .tree
             .out_leaves()
             .iter()
-            .any(|&i| self.b.leaves[i].table.primary_key.is_empty())
+            .any(|&i| self.block.leaves[i].table.primary_key.is_empty())
         {
             return self.project_bag();
         }
-        let st = self.st.clone();
-        let names: Vec<String> = self.b.items.iter().map(|(n, _)| qi(n)).collect();
+        let st = self.storage.clone();
+        let names: Vec<String> = self.block.items.iter().map(|(n, _)| qi(n)).collect();
         let keys_x = self.key_exprs("x");
         let knames: Vec<String> = (0..keys_x.len())
             .map(|k| qi(&format!("__pgs_k{k}")))
@@ -102,10 +102,10 @@ impl Inc<'_> {
             .collect();
         // full
         let vis_x: Vec<String> = self
-            .b
+            .block
             .items
             .iter()
-            .map(|(n, e)| format!("{} AS {}", self.x(e, "x"), qi(n)))
+            .map(|(n, e)| format!("{} AS {}", self.expr_over(e, "x"), qi(n)))
             .collect();
         let key_sel: Vec<String> = keys_x
             .iter()
@@ -117,11 +117,11 @@ impl Inc<'_> {
             vis_x.join(", "),
             key_sel.join(", "),
             row_id_of(&keys_x),
-            self.new_rel(&self.b.tree),
+            self.new_rel(&self.block.tree),
             self.where_clause("x")
         );
         // differential
-        let root = self.delta(&self.b.tree);
+        let root = self.delta(&self.block.tree);
         let all_cols: Vec<String> = names.iter().chain(&knames).cloned().collect();
         let (net_sel, net_by) = self.net_grouping(&all_cols);
         let kn_s: Vec<String> = knames.iter().map(|k| format!("s.{k}")).collect();

@@ -3,15 +3,15 @@
 //! image with weight +1 (new) or −1 (old), netted per primary key, so `ΔR` is
 //! exactly `R_new − R_old` as a Z-set. Columns the query does not read stay NULL.
 
-use super::Inc;
+use super::IncrementalRenderer;
 use crate::render::window::window_sql;
 use crate::render::{col, qi, unread_null, W};
 
-impl Inc<'_> {
+impl IncrementalRenderer<'_> {
     /// The delta of leaf `i`: the window of its source, under the uniform column
     /// names `__pgs_c<i>_<col>`.
     pub(super) fn scan_delta(&mut self, i: usize) -> String {
-        let l = &self.b.leaves[i];
+        let l = &self.block.leaves[i];
         let win = format!("__pgs_win{}", l.source);
         if !self.ctes.iter().any(|(n, _)| *n == win) {
             self.ctes.push((
@@ -20,13 +20,13 @@ impl Inc<'_> {
                     self.ctx,
                     l.source,
                     Some(&l.table),
-                    &self.c.buffer_columns(l.source),
+                    &self.compiled.buffer_columns(l.source),
                 ),
             ));
         }
         // The buffer holds the columns some consumer reads; this one reads
         // `buffer_columns`, the others are never looked at.
-        let needed = self.c.buffer_columns(l.source);
+        let needed = self.compiled.buffer_columns(l.source);
         let cols: Vec<String> = l
             .table
             .columns

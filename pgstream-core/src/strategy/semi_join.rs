@@ -7,12 +7,12 @@
 //! Δ(L ▷ R) = dangling rule of L against R        Δ(L ⋉ R) = ΔL − Δ(L ▷ R)
 //! ```
 
-use super::{Inc, Side};
+use super::{IncrementalRenderer, Side};
 use crate::ir::{JoinKind, Tree};
 use crate::render::W;
 use sqlparser::ast::Expr;
 
-impl Inc<'_> {
+impl IncrementalRenderer<'_> {
     /// The delta of the semi or anti join `t`; `select` is its select list over
     /// `l`/`r`.
     pub(super) fn semi_join_delta(

@@ -5,12 +5,12 @@
 
 use super::*;
 
-impl Inc<'_> {
+impl IncrementalRenderer<'_> {
     /// Set operations. UNION ALL is a bag of the branches' rows; UNION keeps each
     /// distinct row with its multiplicity in `__pgs_count`; INTERSECT and EXCEPT
     /// [ALL] recompute just the rows whose values the changes touch.
     pub(super) fn setop(&mut self) -> Artifacts {
-        let b = self.b;
+        let b = self.block;
         let Shape::SetOp { op, all, branches } = &b.shape else {
             unreachable!()
         };
@@ -25,7 +25,7 @@ impl Inc<'_> {
         }
         let names: Vec<String> = b.items.iter().map(|(n, _)| qi(n)).collect();
         let cols = names.join(", ");
-        let st = self.st.clone();
+        let st = self.storage.clone();
         match (op, all) {
             (SetOpKind::Union, true) => {
                 let new_vis = news.join(" UNION ALL ");

@@ -6,7 +6,7 @@
 
 use super::*;
 
-impl Inc<'_> {
+impl IncrementalRenderer<'_> {
     /// Window functions: the partitions the changes touch are recomputed whole (the
     /// WHERE applies before the windows, so restricting the input to those
     /// partitions is exact) and the difference is applied. Rows are identified by
@@ -15,20 +15,20 @@ impl Inc<'_> {
         let Shape::Window {
             partition,
             distinct_on,
-        } = &self.b.shape
+        } = &self.block.shape
         else {
             unreachable!()
         };
-        let st = self.st.clone();
+        let st = self.storage.clone();
         let pnames: Vec<String> = (0..partition.len())
             .map(|k| qi(&format!("__pgs_p{k}")))
             .collect();
-        let part_x: Vec<String> = partition.iter().map(|p| self.x(p, "x")).collect();
+        let part_x: Vec<String> = partition.iter().map(|p| self.expr_over(p, "x")).collect();
         let mut sel: Vec<String> = self
-            .b
+            .block
             .items
             .iter()
-            .map(|(n, e)| format!("{} AS {}", self.x(e, "x"), qi(n)))
+            .map(|(n, e)| format!("{} AS {}", self.expr_over(e, "x"), qi(n)))
             .collect();
         sel.extend(
             part_x
@@ -36,8 +36,8 @@ impl Inc<'_> {
                 .zip(&pnames)
                 .map(|(e, n)| format!("{e} AS {n}")),
         );
-        let base = self.new_rel(&self.b.tree);
-        let filter = self.b.filter.as_ref().map(|f| self.x(f, "x"));
+        let base = self.new_rel(&self.block.tree);
+        let filter = self.block.filter.as_ref().map(|f| self.expr_over(f, "x"));
         // DISTINCT ON: each (restricted) recomputation keeps the first row per key.
         let order_by: Option<String> = distinct_on.as_ref().map(|order| {
             if order.is_empty() {
@@ -47,7 +47,7 @@ impl Inc<'_> {
                     " ORDER BY {}",
                     order
                         .iter()
-                        .map(|(e, opts)| format!("{}{opts}", self.x(e, "x")))
+                        .map(|(e, opts)| format!("{}{opts}", self.expr_over(e, "x")))
                         .collect::<Vec<_>>()
                         .join(", ")
                 )
@@ -71,7 +71,7 @@ impl Inc<'_> {
             }
         };
         let new_rows = numbered(&inner(None));
-        let root = self.delta(&self.b.tree);
+        let root = self.delta(&self.block.tree);
         let keys = format!(
             "SELECT DISTINCT {} FROM {} AS x{}",
             if part_x.is_empty() {
