@@ -31,18 +31,7 @@ pub(crate) fn compile(spec: &StreamTableSpec, catalog: &Catalog) -> Result<Compi
     let ctes = cte_names(&query);
     let mut sources: Vec<Table> = Vec::new();
     {
-        let mut binder = Binder {
-            query: text,
-            catalog,
-            sources: &mut sources,
-            leaves: Vec::new(),
-            frames: vec![Vec::new()],
-            virtuals: Vec::new(),
-            ctes: Vec::new(),
-            allow_windows: std::cell::Cell::new(false),
-            lateral_pred: None,
-            hidden: Vec::new(),
-        };
+        let mut binder = Binder::new(text, catalog, &mut sources);
         // Table references (not table functions such as `generate_series(...)`).
         struct Tables(Vec<ObjectName>);
         impl Visitor for Tables {
@@ -85,18 +74,7 @@ pub(crate) fn compile(spec: &StreamTableSpec, catalog: &Catalog) -> Result<Compi
     // Try delta rules.
     let mut bind_sources = sources.clone();
     let bound = {
-        let mut binder = Binder {
-            query: text,
-            catalog,
-            sources: &mut bind_sources,
-            leaves: Vec::new(),
-            frames: vec![Vec::new()],
-            virtuals: Vec::new(),
-            ctes: Vec::new(),
-            allow_windows: std::cell::Cell::new(false),
-            lateral_pred: None,
-            hidden: Vec::new(),
-        };
+        let mut binder = Binder::new(text, catalog, &mut bind_sources);
         binder.bind_query(&query)
     };
     let bound = bound.and_then(|b| check_keys(text, b)).map(|mut b| {

@@ -104,6 +104,22 @@ pub(crate) struct Virtual {
 }
 
 impl<'a> Binder<'a> {
+    /// A binder of the query `query` that registers the tables it reads in `sources`.
+    pub fn new(query: &'a str, catalog: &'a Catalog, sources: &'a mut Vec<Table>) -> Self {
+        Binder {
+            query,
+            catalog,
+            sources,
+            leaves: Vec::new(),
+            frames: vec![Vec::new()],
+            virtuals: Vec::new(),
+            ctes: Vec::new(),
+            allow_windows: std::cell::Cell::new(false),
+            lateral_pred: None,
+            hidden: Vec::new(),
+        }
+    }
+
     /// Resolve a table name against the catalog; register it as a source.
     pub fn table(&mut self, name: &sqlparser::ast::ObjectName) -> Result<usize> {
         let q = qualified(name);

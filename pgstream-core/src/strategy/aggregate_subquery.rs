@@ -63,18 +63,7 @@ impl IncrementalRenderer<'_> {
         let l = &self.block.leaves[i];
         let a = l.agg.as_ref().expect("aggregate leaf");
         let base = &self.compiled.sources[l.source];
-        let win = format!("__pgs_win{}", l.source);
-        if !self.ctes.iter().any(|(n, _)| *n == win) {
-            self.ctes.push((
-                win.clone(),
-                window_sql(
-                    self.ctx,
-                    l.source,
-                    Some(base),
-                    &self.compiled.buffer_columns(l.source),
-                ),
-            ));
-        }
+        let win = self.window_cte(l.source, base);
         let alias = qi(&a.alias);
         let kn: Vec<String> = (0..a.groups.len())
             .map(|k| qi(&format!("__pgs_k{k}")))

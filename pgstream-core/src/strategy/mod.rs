@@ -22,6 +22,7 @@ mod semi_join;
 mod set_operation;
 mod window;
 
+use crate::catalog::Table;
 use crate::contract;
 
 use crate::ir::marker::{self as expr, raw, Marker};
@@ -121,6 +122,39 @@ struct IncrementalRenderer<'a> {
 }
 
 impl IncrementalRenderer<'_> {
+    /// The columns of leaf `i` read from the relation `alias`, under the uniform
+    /// names. Only the columns the query reads are named: a column it does not read
+    /// may be dropped, renamed or retyped without breaking anything (the buffer holds
+    /// the columns some consumer reads; this one reads `buffer_columns`).
+    fn leaf_columns(&self, i: usize, alias: &str) -> Vec<String> {
+        let l = &self.block.leaves[i];
+        let needed = self.compiled.buffer_columns(l.source);
+        l.table
+            .columns
+            .iter()
+            .enumerate()
+            .map(|(j, c)| unread_null(alias, c, &needed, col(i, j)))
+            .collect()
+    }
+
+    /// The CTE with the window of source `source` (whose table is `table`), created
+    /// once per statement.
+    fn window_cte(&mut self, source: usize, table: &Table) -> String {
+        let win = format!("__pgs_win{source}");
+        if !self.ctes.iter().any(|(n, _)| *n == win) {
+            self.ctes.push((
+                win.clone(),
+                window_sql(
+                    self.ctx,
+                    source,
+                    Some(table),
+                    &self.compiled.buffer_columns(source),
+                ),
+            ));
+        }
+        win
+    }
+
     /// Columns of a subtree: (leaf, col) pairs in order.
     fn cols(&self, t: &Tree) -> Vec<(usize, usize)> {
         t.out_leaves()
@@ -151,19 +185,9 @@ impl IncrementalRenderer<'_> {
             }
             Tree::Leaf(i) => {
                 let l = &self.block.leaves[*i];
-                // Only the columns the query reads are named: a column it does not
-                // read may be dropped, renamed or retyped without breaking anything.
-                let needed = self.compiled.buffer_columns(l.source);
-                let cols: Vec<String> = l
-                    .table
-                    .columns
-                    .iter()
-                    .enumerate()
-                    .map(|(j, c)| unread_null("t", c, &needed, col(*i, j)))
-                    .collect();
                 format!(
                     "(SELECT {} FROM {} AS t)",
-                    cols.join(", "),
+                    self.leaf_columns(*i, "t").join(", "),
                     quote_qualified(&l.table.name)
                 )
             }
