@@ -745,13 +745,7 @@ impl<'a> Infer<'a> {
                         })
                 };
                 if let (Some(a), Some(c)) = (alias, cols.as_mut()) {
-                    rename(
-                        c,
-                        &a.columns
-                            .iter()
-                            .map(|c| ident_value(&c.name))
-                            .collect::<Vec<_>>(),
-                    );
+                    rename_by_alias(c, a);
                 }
                 vec![Rel {
                     name: rel_name,
@@ -766,13 +760,7 @@ impl<'a> Infer<'a> {
                 let parent = if *lateral { Some(outer) } else { outer.parent };
                 let mut cols = self.query(subquery, ctes, parent);
                 if let (Some(a), Some(c)) = (alias, cols.as_mut()) {
-                    rename(
-                        c,
-                        &a.columns
-                            .iter()
-                            .map(|c| ident_value(&c.name))
-                            .collect::<Vec<_>>(),
-                    );
+                    rename_by_alias(c, a);
                 }
                 vec![Rel {
                     name: alias
@@ -816,4 +804,10 @@ impl<'a> Infer<'a> {
             }
         }
     }
+}
+
+/// Rename the columns of a relation by the column list of its alias (`AS a(x, y)`).
+pub(super) fn rename_by_alias(cols: &mut Columns, alias: &sqlparser::ast::TableAlias) {
+    let names: Vec<String> = alias.columns.iter().map(|c| ident_value(&c.name)).collect();
+    rename(cols, &names);
 }

@@ -337,7 +337,7 @@ impl Binder<'_> {
                 alias: None,
             } => self.bind_table_with_joins(table_with_joins),
             TableFactor::Derived {
-                lateral: false,
+                lateral,
                 subquery,
                 alias,
             } => {
@@ -349,22 +349,11 @@ impl Binder<'_> {
                 };
                 let cols: Vec<String> =
                     alias.columns.iter().map(|c| ident_value(&c.name)).collect();
-                self.bind_derived(subquery, ident_value(&alias.name), &cols, f)
-            }
-            TableFactor::Derived {
-                lateral: true,
-                subquery,
-                alias,
-            } => {
-                let Some(alias) = alias else {
-                    return Err(Error::Invalid(
-                        Diagnostic::new("a subquery in FROM must have an alias")
-                            .with_span(span_range(self.query, f.span())),
-                    ));
-                };
-                let cols: Vec<String> =
-                    alias.columns.iter().map(|c| ident_value(&c.name)).collect();
-                self.bind_lateral(subquery, ident_value(&alias.name), &cols, f)
+                if *lateral {
+                    self.bind_lateral(subquery, ident_value(&alias.name), &cols, f)
+                } else {
+                    self.bind_derived(subquery, ident_value(&alias.name), &cols, f)
+                }
             }
             _ => Err(unsupported(self.query, "this kind of FROM item", Some(f))),
         }
