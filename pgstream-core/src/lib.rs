@@ -72,17 +72,19 @@ pub fn compile(spec: &StreamTableSpec, catalog: &Catalog) -> Result<Compiled> {
         ..spec.clone()
     };
     let map = |e| expansion.map_error(e);
-    match plan::compile(&expanded, catalog) {
+    // Parsed once; every pass below works on this AST.
+    let query = sql::parse::defining_query(text).map_err(map)?;
+    match plan::compile(&expanded, &query, catalog) {
         Ok(mut compiled) => {
-            analyze::infer::check(text, catalog).map_err(map)?;
-            analyze::infer::annotate(text, catalog, &mut compiled.columns);
+            analyze::infer::check(text, &query, catalog).map_err(map)?;
+            analyze::infer::annotate(text, &query, catalog, &mut compiled.columns);
             compiled.spec = spec.clone();
             compiled.expanded_query = expansion.text.clone();
             compiled.views = expansion.views();
             Ok(compiled)
         }
         Err(e @ Error::Unsupported(_)) => {
-            analyze::infer::check(text, catalog).map_err(map)?;
+            analyze::infer::check(text, &query, catalog).map_err(map)?;
             Err(map(e))
         }
         Err(e) => Err(map(e)),

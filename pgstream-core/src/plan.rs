@@ -8,7 +8,7 @@ use crate::error::{Diagnostic, Error, Result};
 use crate::ir::{Block, Body, Compiled, OutputColumn, Strategy};
 use crate::spec::{Mode, StreamTableSpec};
 use crate::sql::ident::ident_value;
-use crate::sql::parse::{self, span_range};
+use crate::sql::parse::span_range;
 use crate::sql::walk::cte_names;
 use sqlparser::ast::{
     Expr, Ident, ObjectName, ObjectNamePart, Query, SelectItem, SetExpr, TableFactor, Visit,
@@ -17,9 +17,14 @@ use sqlparser::ast::{
 use std::collections::HashSet;
 use std::ops::ControlFlow;
 
-pub(crate) fn compile(spec: &StreamTableSpec, catalog: &Catalog) -> Result<Compiled> {
+/// Bind `query` (the parsed `spec.query`) and choose the strategy.
+pub(crate) fn compile(
+    spec: &StreamTableSpec,
+    query: &Query,
+    catalog: &Catalog,
+) -> Result<Compiled> {
     let text = spec.query.as_str();
-    let mut query = parse::defining_query(text)?;
+    let mut query = query.clone();
     if spec.name.name.starts_with("__pgs") || spec.name.name.is_empty() {
         return Err(Error::Invalid(Diagnostic::new(format!(
             "invalid stream table name `{}`",

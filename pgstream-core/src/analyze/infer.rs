@@ -19,12 +19,9 @@ use sqlparser::ast::{
 /// Fill in `sql_type` and `nullable` of `columns`, the compiled output columns of
 /// `query`. Columns are matched by position and name; a column that cannot be matched
 /// stays unknown.
-pub(crate) fn annotate(query: &str, catalog: &Catalog, columns: &mut [OutputColumn]) {
-    let Some(q) = parse::last_query(query) else {
-        return;
-    };
+pub(crate) fn annotate(query: &str, q: &Query, catalog: &Catalog, columns: &mut [OutputColumn]) {
     let mut inf = Infer::new(query, catalog);
-    let Some(out) = inf.query(&q, &[], None) else {
+    let Some(out) = inf.query(q, &[], None) else {
         return;
     };
     for (i, c) in columns.iter_mut().enumerate() {
@@ -51,15 +48,19 @@ pub(crate) fn annotate(query: &str, catalog: &Catalog, columns: &mut [OutputColu
     }
 }
 
+/// [`annotate`] of a query the binder wrote as text (an aggregate subquery leaf).
+pub(crate) fn annotate_text(query: &str, catalog: &Catalog, columns: &mut [OutputColumn]) {
+    if let Some(q) = parse::last_query(query) {
+        annotate(query, &q, catalog, columns);
+    }
+}
+
 /// Comparisons PostgreSQL cannot make: grouping, `DISTINCT`, `UNION` or comparing
 /// values of a type without an equality operator (`json`, `xml`, `point`). The error
 /// points at the expression and suggests `jsonb` or a cast.
-pub(crate) fn check(query: &str, catalog: &Catalog) -> Result<()> {
-    let Some(q) = parse::last_query(query) else {
-        return Ok(());
-    };
+pub(crate) fn check(query: &str, q: &Query, catalog: &Catalog) -> Result<()> {
     let mut inf = Infer::new(query, catalog);
-    let _ = inf.query(&q, &[], None);
+    let _ = inf.query(q, &[], None);
     match inf.error {
         Some(d) => Err(Error::Invalid(d)),
         None => Ok(()),

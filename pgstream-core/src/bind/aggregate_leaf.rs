@@ -212,7 +212,7 @@ impl Binder<'_> {
                 nullable: None,
             })
             .collect();
-        crate::analyze::infer::annotate(&text, self.catalog, &mut cols);
+        crate::analyze::infer::annotate_text(&text, self.catalog, &mut cols);
         if cols.iter().any(|c| c.sql_type.is_none()) {
             return Ok(None);
         }
