@@ -119,3 +119,9 @@ impl std::error::Error for Error {}
 
 /// Result of the compiler.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<Diagnostic> for Error {
+    fn from(d: Diagnostic) -> Self {
+        Error::Invalid(d)
+    }
+}

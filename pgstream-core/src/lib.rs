@@ -15,7 +15,6 @@ pub mod catalog;
 pub mod contract;
 pub mod cron;
 pub mod error;
-pub mod rust_types;
 pub mod spec;
 
 /// Switches for pgstream's own tests. Not part of the API.
@@ -30,29 +29,29 @@ pub mod testing {
     }
 }
 
+mod analyze;
 mod bind;
-mod expr;
-mod names;
+mod explain;
 mod immediate;
+mod ir;
+mod migrations;
 mod plan;
 mod pushdown;
-mod quote;
 mod relevance;
 mod render;
-mod seminaive;
-mod typecheck;
-mod types;
-mod view;
+mod sql;
+mod strategy;
 
 pub use catalog::{Catalog, Column, Table, View};
 pub use cron::Cron;
 pub use error::{Diagnostic, Error, Result};
-pub use names::relation_names;
-pub use plan::{Compiled, OutputColumn, Strategy};
-pub use quote::{quote_ident, quote_literal, quote_qualified};
+pub use ir::{Artifacts, Compiled, OutputColumn, RenderContext, SourceBinding, Strategy};
 pub use relevance::ChangeFilter;
-pub use render::{Artifacts, RenderContext, SourceBinding};
 pub use spec::{Mode, QualifiedName, Schedule, StreamTableSpec};
+pub use sql::ident::{quote_ident, quote_literal, quote_qualified};
+pub use sql::relations::relation_names;
+/// The one table of the SQL types the field check knows and the Rust types that read them.
+pub use sql::types as rust_types;
 
 /// Compile a stream table's definition against a catalog.
 ///
@@ -70,7 +69,7 @@ pub fn compile(spec: &StreamTableSpec, catalog: &Catalog) -> Result<Compiled> {
         .map_err(|m| Error::Invalid(error::Diagnostic::new(m)))?;
     // Views are expanded in the text first: everything below sees only tables, and
     // its diagnostics are mapped back to the user's text.
-    let expansion = view::expand(&spec.query, catalog)?;
+    let expansion = analyze::view::expand(&spec.query, catalog)?;
     let text = expansion.text.as_str();
     let expanded = StreamTableSpec {
         query: expansion.text.clone(),
@@ -84,17 +83,19 @@ pub fn compile(spec: &StreamTableSpec, catalog: &Catalog) -> Result<Compiled> {
             e
         }
     };
-    match plan::compile(&expanded, catalog) {
+    // Parsed once; every pass below works on this AST.
+    let query = sql::parse::defining_query(text).map_err(map)?;
+    match plan::compile(&expanded, &query, catalog) {
         Ok(mut compiled) => {
-            types::check(text, catalog).map_err(map)?;
-            types::annotate(text, catalog, &mut compiled.columns);
+            analyze::infer::check(text, &query, catalog).map_err(map)?;
+            analyze::infer::annotate(text, &query, catalog, &mut compiled.columns);
             compiled.spec = spec.clone();
             compiled.expanded_query = expansion.text.clone();
             compiled.views = expansion.views();
             Ok(compiled)
         }
         Err(e @ Error::Unsupported(_)) => {
-            types::check(text, catalog).map_err(map)?;
+            analyze::infer::check(text, &query, catalog).map_err(map)?;
             Err(map(e))
         }
         Err(e) => Err(map(e)),
@@ -105,15 +106,15 @@ pub fn compile(spec: &StreamTableSpec, catalog: &Catalog) -> Result<Compiled> {
 /// nullable source column, an aggregate over no rows, ...), for error messages; `None`
 /// when no single cause is found.
 pub fn nullable_reason(query: &str, catalog: &Catalog, column: &str) -> Option<String> {
-    let expansion = view::expand(query, catalog).ok()?;
-    types::null_reason(&expansion.text, catalog, column)
+    let expansion = analyze::view::expand(query, catalog).ok()?;
+    analyze::infer::null_reason(&expansion.text, catalog, column)
 }
 
 /// The SQL type without modifiers: `numeric(10,2)` → `numeric`,
 /// `timestamp(3) with time zone` → `timestamp with time zone`, `character varying(20)[]`
 /// → `character varying[]`.
 pub fn base_type(sql_type: &str) -> String {
-    types::base(sql_type)
+    analyze::types::base(sql_type)
 }
 
 /// The static description of a stream table that `#[stream_table]` emits.
@@ -179,7 +180,7 @@ impl FieldDef {
     /// are accepted.
     pub fn mismatch(&self, sql_type: Option<&str>, nullable: Option<bool>) -> Option<String> {
         if let Some(t) = sql_type {
-            let b = types::base(t);
+            let b = analyze::types::base(t);
             // a type pgstream does not know (a domain, an enum, an extension's type) may
             // well decode into the field: accepted, as at build time
             let known = rust_types::is_known(b.trim_end_matches("[]"));

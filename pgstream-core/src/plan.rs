@@ -1,483 +1,30 @@
 //! Planning: parse, bind, and choose a maintenance strategy for the operator tree.
 
-use crate::bind::{Binder, Block, JoinKind, Shape, Tree};
-use crate::catalog::{ident_value, Catalog, Table};
+use crate::analyze::functions::{called_functions, reject_volatile};
+use crate::analyze::names::query_names;
+use crate::bind::Binder;
+use crate::catalog::{Catalog, Table};
 use crate::error::{Diagnostic, Error, Result};
-use crate::expr;
-use crate::render::{Artifacts, RenderContext, SourceBinding};
-use crate::spec::{Mode, QualifiedName, StreamTableSpec};
+use crate::ir::{Block, Body, Compiled, OutputColumn, Strategy};
+use crate::spec::{Mode, StreamTableSpec};
+use crate::sql::ident::ident_value;
+use crate::sql::parse::span_range;
+use crate::sql::walk::cte_names;
 use sqlparser::ast::{
-    Expr, Ident, ObjectName, ObjectNamePart, Query, SelectItem, SetExpr, Statement, TableFactor,
-    Visit, Visitor,
+    Expr, Ident, ObjectName, ObjectNamePart, Query, SelectItem, SetExpr, TableFactor, Visit,
+    Visitor,
 };
-use sqlparser::dialect::PostgreSqlDialect;
-use sqlparser::parser::{Parser, ParserError};
 use std::collections::HashSet;
 use std::ops::ControlFlow;
 
-/// An output column of the defining query.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OutputColumn {
-    /// The column name in the storage table.
-    pub name: String,
-    /// The SQL type as `format_type` prints it (`integer`, `numeric(10,2)`, `text[]`),
-    /// when pgstream could infer it; `None` is checked at start-up instead.
-    pub sql_type: Option<String>,
-    /// Whether the column can be NULL, when pgstream could infer it.
-    pub nullable: Option<bool>,
-}
-
-/// How the stream table as a whole is maintained.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Strategy {
-    /// Delta rules per operator: work follows the changes.
-    Incremental,
-    /// Recompute the query when its sources changed, and apply only the difference.
-    RecomputeDiff {
-        /// Why no delta rule applies (e.g. `WITH RECURSIVE`).
-        reason: String,
-    },
-    /// FULL mode: recompute on every refresh and apply only the difference.
-    Full,
-}
-
-/// What the renderer works from.
-#[derive(Debug, Clone)]
-#[allow(clippy::large_enum_variant)]
-pub(crate) enum Body {
-    /// A bound block maintained by delta rules.
-    Incremental(Block),
-    /// The user's query with every table reference schema-qualified and quoted.
-    Recompute {
-        query_sql: String,
-        /// A recursive query that insert-only windows extend semi-naively.
-        seminaive: Option<crate::seminaive::SemiNaive>,
-    },
-}
-
-/// A compiled stream table.
-#[derive(Debug, Clone)]
-pub struct Compiled {
-    /// What was compiled.
-    pub spec: StreamTableSpec,
-    /// Output columns, in order.
-    pub columns: Vec<OutputColumn>,
-    /// The distinct source tables, in order of first appearance.
-    pub sources: Vec<Table>,
-    /// The strategy of the root.
-    pub strategy: Strategy,
-    /// The functions the query calls (`(schema, name)`, lower case; the schema when
-    /// written), for the runtime to check their volatility in the live database.
-    pub functions: Vec<(Option<String>, String)>,
-    /// The defining query as compiled: the views it reads expanded in place into
-    /// their bodies as subqueries (`(body) AS alias`); the query itself when it reads
-    /// no view.
-    pub expanded_query: String,
-    /// The views the query reads, expanded into `expanded_query`: those it names and
-    /// those their bodies read, each once, in order of first appearance. The runtime
-    /// records their definitions at creation: a stream table maintains the bodies as
-    /// they were then, so a later redefinition is drift (`pgstream._drift`).
-    pub views: Vec<QualifiedName>,
-    pub(crate) body: Body,
-}
-
-impl Compiled {
-    /// Render the SQL artifacts with the database's object ids.
-    pub fn render(&self, ctx: &RenderContext) -> Artifacts {
-        crate::render::render(self, ctx)
-    }
-
-    /// A render context with placeholder ids (stream table 0; source oids taken from
-    /// the catalog when known, else 0, 1, ...), for `explain` and snapshot tests.
-    pub fn placeholder_context(&self) -> RenderContext {
-        RenderContext {
-            st_id: 0,
-            sources: self
-                .sources
-                .iter()
-                .enumerate()
-                .map(|(i, t)| SourceBinding {
-                    oid: t.oid.unwrap_or(i as u32),
-                })
-                .collect(),
-        }
-    }
-
-    /// The columns of source `source` (an index into [`Compiled::sources`]) that the
-    /// differential refresh reads from its change buffer, in the table's column order:
-    /// every column the query uses, and the primary key (the net effect per key is
-    /// computed on it). A buffer holds the union of what its consumers need: the
-    /// capture copies only those columns. Columns it does not read are NULL in the
-    /// deltas.
-    pub fn buffer_columns(&self, source: usize) -> Vec<String> {
-        let Some(table) = self.sources.get(source) else {
-            return Vec::new();
-        };
-        let mut used = vec![false; table.columns.len()];
-        for (i, c) in table.columns.iter().enumerate() {
-            used[i] = table.primary_key.contains(&c.name);
-        }
-        if let Body::Recompute {
-            seminaive: Some(sn),
-            ..
-        } = &self.body
-        {
-            // The inserted rows of the windows are joined like the tables.
-            return sn
-                .read_columns(table)
-                .into_iter()
-                .map(str::to_string)
-                .collect();
-        }
-        if let Body::Incremental(b) = &self.body {
-            // An aggregate subquery's delta recomputes its groups from the window
-            // rows: the columns it reads.
-            let mut branches = vec![b];
-            if let Shape::SetOp { branches: bs, .. } = &b.shape {
-                branches.extend(bs.iter());
-            }
-            for br in branches {
-                for l in &br.leaves {
-                    if let (Some(a), true) = (&l.agg, l.source == source) {
-                        for &c in &a.used {
-                            if let Some(u) = used.get_mut(c) {
-                                *u = true;
-                            }
-                        }
-                    }
-                }
-            }
-            let mut marks = Vec::new();
-            block_markers(b, &mut marks);
-            for (leaf, col) in marks {
-                if let Some(l) = b.leaves.get(leaf) {
-                    if l.source == source && l.agg.is_none() {
-                        if let Some(u) = used.get_mut(col) {
-                            *u = true;
-                        }
-                    }
-                }
-            }
-        }
-        table
-            .columns
-            .iter()
-            .zip(used)
-            .filter(|(_, u)| *u)
-            .map(|(c, _)| c.name.clone())
-            .collect()
-    }
-
-    /// One line saying how the stream table is maintained (the root's strategy, as in
-    /// [`Compiled::explain`]); the runtime records it for `pgstream.pgs_status()`.
-    pub fn strategy_summary(&self) -> String {
-        let base = self.root_summary();
-        match &self.body {
-            Body::Incremental(b)
-                if b.leaves.iter().any(|l| l.agg.is_some())
-                    || matches!(&b.shape, Shape::SetOp { branches, .. }
-                        if branches.iter().any(|br| br.leaves.iter().any(|l| l.agg.is_some()))) =>
-            {
-                format!(
-                    "{base}; each aggregate subquery (in FROM, or a correlated scalar aggregate, LEFT JOINed on its correlation keys) recomputes the groups the changes of its table touch (old and new state) and is read by group key"
-                )
-            }
-            _ => base,
-        }
-    }
-
-    fn root_summary(&self) -> String {
-        match (&self.body, &self.strategy) {
-            (_, Strategy::Full) => {
-                "full: recompute and apply the difference on every refresh".into()
-            }
-            (_, Strategy::RecomputeDiff { reason }) => {
-                format!("recompute and apply the difference when a source changed ({reason})")
-            }
-            (Body::Incremental(b), _) => match &b.shape {
-                Shape::Project => "incremental: delta rules".into(),
-                Shape::Aggregate {
-                    recompute: false, ..
-                } => "incremental: delta rules, per-group counters".into(),
-                Shape::Aggregate {
-                    recompute: true, ..
-                } => "incremental: delta rules, recompute the groups the changes touch".into(),
-                Shape::Window {
-                    distinct_on: Some(_),
-                    ..
-                } => "incremental: recompute the DISTINCT ON keys the changes touch".into(),
-                Shape::Window { partition, .. } if partition.is_empty() => {
-                    "recompute the whole result when anything changed (window without PARTITION BY)"
-                        .into()
-                }
-                Shape::Window { .. } => {
-                    "incremental: recompute the partitions the changes touch".into()
-                }
-                Shape::SetOp { op, all, .. } => match (op, all) {
-                    (crate::bind::SetOpKind::Union, _) => {
-                        "incremental: delta rules, multiplicities".into()
-                    }
-                    _ => format!(
-                        "incremental: recompute the rows the changes touch ({}{})",
-                        op.sql(),
-                        if *all { " ALL" } else { "" }
-                    ),
-                },
-            },
-            (Body::Recompute { .. }, Strategy::Incremental) => "incremental".into(),
-        }
-    }
-
-    /// The operator tree with the strategy per node, followed by the generated SQL.
-    pub fn explain(&self) -> String {
-        let mut out = String::new();
-        out.push_str(&format!(
-            "stream table {} ({} mode)\n",
-            self.spec.name, self.spec.mode
-        ));
-        out.push_str(&format!(
-            "output columns: {}\n\n",
-            self.columns
-                .iter()
-                .map(|c| c.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
-        out.push_str(&format!("strategy: {}\n\n", self.strategy_summary()));
-        out.push_str("operator tree:\n");
-        match &self.body {
-            Body::Incremental(b) => explain_block(b, &mut out),
-            Body::Recompute { .. } => {
-                let why = match &self.strategy {
-                    Strategy::RecomputeDiff { reason } => {
-                        format!("recompute-and-diff when a source changed ({reason})")
-                    }
-                    _ => "recompute-and-diff on every refresh (FULL mode)".to_string(),
-                };
-                out.push_str(&format!(
-                    "  Query                                   strategy: {why}\n"
-                ));
-                for s in &self.sources {
-                    out.push_str(&format!("    Scan {}                 strategy: change buffer (used to detect changes)\n", s.name));
-                }
-            }
-        }
-        let a = self.render(&self.placeholder_context());
-        out.push_str("\nstorage table:\n");
-        for s in &a.storage_ddl {
-            out.push_str(&format!("  {s};\n"));
-        }
-        out.push_str("\nfull refresh:\n");
-        out.push_str(&indent(&a.full_refresh));
-        if let Some(d) = &a.differential_refresh {
-            out.push_str("\ndifferential refresh:\n");
-            out.push_str(&indent(d));
-        }
-        out
-    }
-}
-
-fn indent(s: &str) -> String {
-    s.lines().map(|l| format!("  {l}\n")).collect()
-}
-
-fn explain_block(b: &Block, out: &mut String) {
-    let mut lines: Vec<(usize, String, String)> = Vec::new();
-    let mut depth = 0;
-    match &b.shape {
-        Shape::Aggregate {
-            group_texts,
-            aggs,
-            recompute,
-            having,
-            ..
-        } => {
-            let calls: Vec<String> = aggs.iter().map(|a| a.text.clone()).collect();
-            let group = if group_texts.is_empty() {
-                "(global: exactly one row)".to_string()
-            } else {
-                group_texts.join(", ")
-            };
-            let having = having.as_ref().map(|_| " HAVING ...").unwrap_or("");
-            let strategy = if *recompute {
-                "recompute only the groups the changes touch, apply the difference"
-            } else {
-                "per-group counters in hidden columns (__pgs_count, sums and non-NULL counts)"
-            };
-            lines.push((
-                depth,
-                format!("Aggregate group by {group}: {}{having}", calls.join(", ")),
-                strategy.into(),
-            ));
-            depth += 1;
-        }
-        Shape::Window {
-            partition,
-            distinct_on,
-        } => {
-            let strategy = if distinct_on.is_some() {
-                "recompute the DISTINCT ON keys the changes touch, apply the difference"
-            } else if partition.is_empty() {
-                "recompute the whole result when anything changed (no PARTITION BY)"
-            } else {
-                "recompute the partitions the changes touch, apply the difference"
-            };
-            lines.push((
-                depth,
-                format!(
-                    "{} {}",
-                    if distinct_on.is_some() {
-                        "DistinctOn"
-                    } else {
-                        "Window"
-                    },
-                    b.items
-                        .iter()
-                        .map(|(n, _)| n.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-                strategy.into(),
-            ));
-            depth += 1;
-        }
-        Shape::SetOp { op, all, branches } => {
-            let strategy = match (op, all) {
-                (crate::bind::SetOpKind::Union, true) => {
-                    "bag of the branches' delta rows (multiplicities)"
-                }
-                (crate::bind::SetOpKind::Union, false) => "multiplicity counter per distinct row",
-                _ => "recompute the rows whose values the changes touch, apply the difference",
-            };
-            lines.push((
-                depth,
-                format!(
-                    "{}{} of {} queries",
-                    op.sql(),
-                    if *all { " ALL" } else { "" },
-                    branches.len()
-                ),
-                strategy.into(),
-            ));
-            depth += 1;
-        }
-        Shape::Project => {
-            lines.push((
-                depth,
-                format!(
-                    "Project {}",
-                    b.items
-                        .iter()
-                        .map(|(n, _)| n.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-                "apply to delta rows; net effect per source primary keys".into(),
-            ));
-            depth += 1;
-        }
-    }
-    fn tree(t: &Tree, b: &Block, depth: usize, lines: &mut Vec<(usize, String, String)>) {
-        match t {
-            Tree::Filter { input, text, .. } => {
-                lines.push((
-                    depth,
-                    format!("Filter {text}"),
-                    "apply to delta rows, weights carried".into(),
-                ));
-                tree(input, b, depth + 1, lines);
-            }
-            Tree::Leaf(i) => {
-                let l = &b.leaves[*i];
-                match &l.agg {
-                    None => lines.push((
-                        depth,
-                        format!("Scan {} AS {}", l.table.name, l.alias),
-                        "change buffer window (Z-set: -old, +new)".into(),
-                    )),
-                    Some(a) => lines.push((
-                        depth,
-                        format!("AggregateSubquery ({}) AS {}", a.text, l.alias),
-                        "delta: the groups the changes touch, recomputed over the new (+1) and old (-1) state; joined to other deltas by its group keys".into(),
-                    )),
-                }
-            }
-            Tree::Join {
-                kind,
-                left,
-                right,
-                on_text,
-                ..
-            } => {
-                let strat = match kind {
-                    JoinKind::Semi => {
-                        "left delta minus the anti-join delta (matches counted, not multiplied)"
-                    }
-                    JoinKind::Anti => {
-                        "left rows without a match: recounted for the keys the changes touch"
-                    }
-                    JoinKind::Inner => "bilinear: dL⋈R + L⋈dR - dL⋈dR",
-                    JoinKind::Left | JoinKind::Right => {
-                        "bilinear inner part + dangling rows recounted for affected keys"
-                    }
-                    JoinKind::Full => "bilinear inner part + dangling rows of both sides recounted",
-                };
-                lines.push((depth, format!("{} ON {on_text}", kind.sql()), strat.into()));
-                tree(left, b, depth + 1, lines);
-                tree(right, b, depth + 1, lines);
-            }
-        }
-    }
-    let branches: Vec<&Block> = match &b.shape {
-        Shape::SetOp { branches, .. } => branches.iter().collect(),
-        _ => vec![b],
-    };
-    let several = branches.len() > 1;
-    for (i, br) in branches.iter().enumerate() {
-        let mut d = depth;
-        if several {
-            lines.push((
-                d,
-                format!("Branch {}", i + 1),
-                "its delta rows, weights carried".into(),
-            ));
-            d += 1;
-        }
-        if let Some(f) = &br.filter_text {
-            lines.push((
-                d,
-                format!("Filter {f}"),
-                "apply to delta rows, weights carried".into(),
-            ));
-            d += 1;
-        }
-        tree(&br.tree, br, d, &mut lines);
-    }
-    for (d, op, strat) in lines {
-        let left = format!("{}{}", "  ".repeat(d + 1), op);
-        out.push_str(&format!("{left:<60} strategy: {strat}\n"));
-    }
-}
-
-pub(crate) fn compile(spec: &StreamTableSpec, catalog: &Catalog) -> Result<Compiled> {
+/// Bind `query` (the parsed `spec.query`) and choose the strategy.
+pub(crate) fn compile(
+    spec: &StreamTableSpec,
+    query: &Query,
+    catalog: &Catalog,
+) -> Result<Compiled> {
     let text = spec.query.as_str();
-    let stmts =
-        Parser::parse_sql(&PostgreSqlDialect {}, text).map_err(|e| syntax_error(text, e))?;
-    let mut query = match stmts.as_slice() {
-        [Statement::Query(q)] => q.clone(),
-        [] => return Err(Error::Syntax(Diagnostic::new("the query is empty"))),
-        [_] => {
-            return Err(Error::Invalid(
-                Diagnostic::new("a stream table is defined by a SELECT query")
-                    .with_help("write the defining query as SELECT ... FROM ..."),
-            ))
-        }
-        _ => {
-            return Err(Error::Invalid(Diagnostic::new(
-                "the definition holds more than one statement; give exactly one SELECT",
-            )))
-        }
-    };
+    let mut query = query.clone();
     if spec.name.name.starts_with("__pgs") || spec.name.name.is_empty() {
         return Err(Error::Invalid(Diagnostic::new(format!(
             "invalid stream table name `{}`",
@@ -489,18 +36,7 @@ pub(crate) fn compile(spec: &StreamTableSpec, catalog: &Catalog) -> Result<Compi
     let ctes = cte_names(&query);
     let mut sources: Vec<Table> = Vec::new();
     {
-        let mut binder = Binder {
-            query: text,
-            catalog,
-            sources: &mut sources,
-            leaves: Vec::new(),
-            frames: vec![Vec::new()],
-            virtuals: Vec::new(),
-            ctes: Vec::new(),
-            allow_windows: std::cell::Cell::new(false),
-            lateral_pred: None,
-            hidden: Vec::new(),
-        };
+        let mut binder = Binder::new(text, catalog, &mut sources);
         // Table references (not table functions such as `generate_series(...)`).
         struct Tables(Vec<ObjectName>);
         impl Visitor for Tables {
@@ -538,23 +74,12 @@ pub(crate) fn compile(spec: &StreamTableSpec, catalog: &Catalog) -> Result<Compi
         ))));
     }
 
-    crate::typecheck::check(text, &query, catalog)?;
+    crate::analyze::typecheck::check(text, &query, catalog)?;
 
     // Try delta rules.
     let mut bind_sources = sources.clone();
     let bound = {
-        let mut binder = Binder {
-            query: text,
-            catalog,
-            sources: &mut bind_sources,
-            leaves: Vec::new(),
-            frames: vec![Vec::new()],
-            virtuals: Vec::new(),
-            ctes: Vec::new(),
-            allow_windows: std::cell::Cell::new(false),
-            lateral_pred: None,
-            hidden: Vec::new(),
-        };
+        let mut binder = Binder::new(text, catalog, &mut bind_sources);
         binder.bind_query(&query)
     };
     let bound = bound.and_then(|b| check_keys(text, b)).map(|mut b| {
@@ -589,7 +114,7 @@ pub(crate) fn compile(spec: &StreamTableSpec, catalog: &Catalog) -> Result<Compi
             let columns: Vec<OutputColumn> = output_columns(text, &query, catalog)?;
             qualify_tables(&mut query, &ctes, &sources);
             let names: Vec<String> = columns.iter().map(|c| c.name.clone()).collect();
-            let seminaive = crate::seminaive::analyze(&query, &sources, &names);
+            let seminaive = crate::analyze::recursive::analyze(&query, &sources, &names);
             (
                 Strategy::RecomputeDiff {
                     reason: if seminaive.is_some() {
@@ -662,7 +187,7 @@ pub(crate) fn compile(spec: &StreamTableSpec, catalog: &Catalog) -> Result<Compi
             top = left;
         }
         let span = match top {
-            SetExpr::Select(s) => expr::span_range(text, s.select_token.0.span),
+            SetExpr::Select(s) => span_range(text, s.select_token.0.span),
             _ => None,
         };
         return Err(Error::Invalid(
@@ -741,7 +266,7 @@ fn nested_recompute_reason(text: &str, q: &Query) -> Result<Option<String>> {
             || !matches!(&sel.group_by, GroupByExpr::Expressions(g, _) if g.is_empty())
             || sel.projection.iter().any(|i| match i {
                 SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => {
-                    crate::bind::contains_aggregate(e)
+                    crate::sql::walk::contains_aggregate(e)
                 }
                 _ => false,
             })
@@ -863,122 +388,6 @@ fn nested_recompute_reason(text: &str, q: &Query) -> Result<Option<String>> {
     }
 }
 
-/// Every function the query calls, as `(schema, name)`.
-fn called_functions(q: &Query) -> Vec<(Option<String>, String)> {
-    struct V(Vec<(Option<String>, String)>);
-    impl Visitor for V {
-        type Break = ();
-        fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
-            if let Expr::Function(f) = e {
-                let parts: Vec<String> = f
-                    .name
-                    .0
-                    .iter()
-                    .filter_map(|p| p.as_ident())
-                    .map(ident_value)
-                    .collect();
-                let entry = match parts.as_slice() {
-                    [n] => (None, n.clone()),
-                    [.., s, n] => (Some(s.clone()), n.clone()),
-                    [] => return ControlFlow::Continue(()),
-                };
-                if !self.0.contains(&entry) {
-                    self.0.push(entry);
-                }
-            }
-            ControlFlow::Continue(())
-        }
-    }
-    let mut v = V(Vec::new());
-    let _ = q.visit(&mut v);
-    v.0
-}
-
-/// Recomputation re-evaluates the whole query, so a volatile function would make
-/// every refresh rewrite rows that did not change: rejected in DIFFERENTIAL mode.
-fn reject_volatile(text: &str, q: &Query) -> Result<()> {
-    struct V<'a>(&'a str, Option<Error>);
-    impl Visitor for V<'_> {
-        type Break = ();
-        fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
-            if let Expr::Function(f) = e {
-                let name = expr::function_name(f);
-                if expr::VOLATILE.contains(&name.as_str()) {
-                    self.1 = Some(Error::Unsupported(
-                        Diagnostic::new(format!(
-                            "`{name}` is volatile (its value changes between evaluations), so DIFFERENTIAL mode cannot maintain it"
-                        ))
-                        .with_span(expr::expr_range(self.0, e))
-                        .with_help("use FULL mode (mode = \"full\"), or compute the value when writing the source rows"),
-                    ));
-                    return ControlFlow::Break(());
-                }
-            }
-            ControlFlow::Continue(())
-        }
-    }
-    let mut v = V(text, None);
-    let _ = q.visit(&mut v);
-    v.1.map_or(Ok(()), Err)
-}
-
-fn syntax_error(text: &str, e: ParserError) -> Error {
-    let msg = match &e {
-        ParserError::ParserError(m) | ParserError::TokenizerError(m) => m.clone(),
-        ParserError::RecursionLimitExceeded => "the query nests too deeply".to_string(),
-    };
-    // sqlparser appends " at Line: L, Column: C"
-    let mut span = None;
-    let mut clean = msg.clone();
-    if let Some(pos) = msg.rfind(" at Line: ") {
-        let loc = &msg[pos + " at Line: ".len()..];
-        let mut it = loc.split(", Column: ");
-        if let (Some(l), Some(c)) = (it.next(), it.next()) {
-            if let (Ok(l), Ok(c)) = (l.trim().parse::<u64>(), c.trim().parse::<u64>()) {
-                let s = sqlparser::tokenizer::Span::new(
-                    sqlparser::tokenizer::Location::new(l, c),
-                    sqlparser::tokenizer::Location::new(l, c + 1),
-                );
-                span = expr::span_range(text, s);
-                clean = msg[..pos].to_string();
-            }
-        }
-    }
-    if span.is_none() && clean.contains("EOF") {
-        // the query ended too early: point at its last character
-        let end = text.trim_end().len();
-        if end > 0 {
-            let start = text[..end]
-                .char_indices()
-                .last()
-                .map(|(i, _)| i)
-                .unwrap_or(0);
-            span = Some(start..end);
-            clean = clean.replace("found: EOF", "found: the end of the query");
-        }
-    }
-    Error::Syntax(Diagnostic::new(clean).with_span(span))
-}
-
-/// Names of the CTEs a query defines, at any depth.
-pub(crate) fn cte_names(q: &Query) -> HashSet<String> {
-    struct V(HashSet<String>);
-    impl Visitor for V {
-        type Break = ();
-        fn pre_visit_query(&mut self, q: &Query) -> ControlFlow<()> {
-            if let Some(w) = &q.with {
-                for c in &w.cte_tables {
-                    self.0.insert(ident_value(&c.alias.name));
-                }
-            }
-            ControlFlow::Continue(())
-        }
-    }
-    let mut v = V(HashSet::new());
-    let _ = q.visit(&mut v);
-    v.0
-}
-
 /// Rewrite every table reference to its schema-qualified, quoted name, so the query
 /// means the same under the pinned `search_path` of the refresh.
 fn qualify_tables(q: &mut Query, ctes: &HashSet<String>, sources: &[Table]) {
@@ -986,7 +395,7 @@ fn qualify_tables(q: &mut Query, ctes: &HashSet<String>, sources: &[Table]) {
         if n.0.len() == 1 && ctes.contains(&ident_value(n.0[0].as_ident().expect("ident"))) {
             return ControlFlow::<()>::Continue(());
         }
-        let q = crate::catalog::qualified(n);
+        let q = crate::sql::ident::qualified(n);
         let explicit = n.0.len() > 1;
         if let Some(t) = sources
             .iter()
@@ -1026,7 +435,7 @@ fn expand_wildcards(q: &mut Query, sources: &[Table]) {
                 ..
             } => {
                 let source = (name.0.len() == 2)
-                    .then(|| crate::catalog::qualified(name))
+                    .then(|| crate::sql::ident::qualified(name))
                     .and_then(|qn| {
                         sources
                             .iter()
@@ -1190,192 +599,4 @@ fn output_columns(text: &str, q: &Query, catalog: &Catalog) -> Result<Vec<Output
             nullable: None,
         })
         .collect())
-}
-
-type CteScope = Vec<(String, Vec<String>)>;
-
-pub(crate) fn query_names(
-    q: &Query,
-    catalog: &Catalog,
-    outer: &[(String, Vec<String>)],
-) -> std::result::Result<Vec<String>, String> {
-    let mut scope: CteScope = outer.to_vec();
-    if let Some(w) = &q.with {
-        for c in &w.cte_tables {
-            let name = ident_value(&c.alias.name);
-            let cols = if !c.alias.columns.is_empty() {
-                c.alias
-                    .columns
-                    .iter()
-                    .map(|cd| ident_value(&cd.name))
-                    .collect()
-            } else {
-                // a recursive CTE names its columns by its non-recursive term
-                query_names(&c.query, catalog, &scope)?
-            };
-            scope.push((name, cols));
-        }
-    }
-    set_names(&q.body, catalog, &scope)
-}
-
-fn set_names(
-    body: &SetExpr,
-    catalog: &Catalog,
-    scope: &CteScope,
-) -> std::result::Result<Vec<String>, String> {
-    match body {
-        SetExpr::Select(s) => {
-            let mut out = Vec::new();
-            for item in &s.projection {
-                match item {
-                    SelectItem::UnnamedExpr(e) => out.push(crate::bind::output_name(e)),
-                    SelectItem::ExprWithAlias { alias, .. } => out.push(ident_value(alias)),
-                    SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..) => {
-                        let qual = match item {
-                            SelectItem::QualifiedWildcard(
-                                sqlparser::ast::SelectItemQualifiedWildcardKind::ObjectName(n),
-                                _,
-                            ) => n.0.last().and_then(|p| p.as_ident()).map(ident_value),
-                            SelectItem::QualifiedWildcard(k, _) => {
-                                return Err(format!("cannot determine the columns of `{k}`"))
-                            }
-                            _ => None,
-                        };
-                        for twj in &s.from {
-                            let mut factors = vec![&twj.relation];
-                            factors.extend(twj.joins.iter().map(|j| &j.relation));
-                            for f in factors {
-                                out.extend(factor_names(f, catalog, scope, qual.as_deref())?);
-                            }
-                        }
-                    }
-                }
-            }
-            Ok(out)
-        }
-        SetExpr::Query(q) => query_names(q, catalog, scope),
-        SetExpr::SetOperation { left, .. } => set_names(left, catalog, scope),
-        SetExpr::Values(v) => Ok((1..=v.rows.first().map(|r| r.len()).unwrap_or(0))
-            .map(|i| format!("column{i}"))
-            .collect()),
-        _ => Err("cannot determine the output columns of this query".into()),
-    }
-}
-
-fn factor_names(
-    f: &TableFactor,
-    catalog: &Catalog,
-    scope: &CteScope,
-    qual: Option<&str>,
-) -> std::result::Result<Vec<String>, String> {
-    match f {
-        TableFactor::Table { name, alias, .. } => {
-            let q = crate::catalog::qualified(name);
-            let alias_name = alias
-                .as_ref()
-                .map(|a| ident_value(&a.name))
-                .unwrap_or_else(|| q.name.clone());
-            if let Some(qual) = qual {
-                if qual != alias_name {
-                    return Ok(vec![]);
-                }
-            }
-            if let Some(a) = alias {
-                if !a.columns.is_empty() {
-                    return Ok(a.columns.iter().map(|c| ident_value(&c.name)).collect());
-                }
-            }
-            if name.0.len() == 1 {
-                if let Some((_, cols)) = scope.iter().rev().find(|(n, _)| *n == q.name) {
-                    return Ok(cols.clone());
-                }
-            }
-            let schema = (name.0.len() > 1).then_some(q.schema.as_str());
-            if let Some(t) = catalog.lookup(schema, &q.name) {
-                return Ok(t.columns.iter().map(|c| c.name.clone()).collect());
-            }
-            catalog
-                .lookup_view(schema, &q.name)
-                .and_then(|v| catalog.view_columns(&v.name))
-                .ok_or_else(|| format!("unknown table `{name}`"))
-        }
-        TableFactor::Derived {
-            subquery, alias, ..
-        } => {
-            let alias_name = alias.as_ref().map(|a| ident_value(&a.name));
-            if let Some(qual) = qual {
-                if alias_name.as_deref() != Some(qual) {
-                    return Ok(vec![]);
-                }
-            }
-            let mut names = query_names(subquery, catalog, scope)?;
-            if let Some(a) = alias {
-                for (n, c) in names.iter_mut().zip(&a.columns) {
-                    *n = ident_value(&c.name);
-                }
-            }
-            Ok(names)
-        }
-        TableFactor::NestedJoin {
-            table_with_joins, ..
-        } => {
-            let mut out = factor_names(&table_with_joins.relation, catalog, scope, qual)?;
-            for j in &table_with_joins.joins {
-                out.extend(factor_names(&j.relation, catalog, scope, qual)?);
-            }
-            Ok(out)
-        }
-        _ => Err(
-            "cannot determine the output columns of `*` over this FROM item; list the columns"
-                .into(),
-        ),
-    }
-}
-
-/// Every column marker (leaf, column) in a block: its join tree, filter, output
-/// items, and the expressions of its shape (set-operation branches included).
-fn block_markers(b: &Block, out: &mut Vec<(usize, usize)>) {
-    b.tree.condition_markers(out);
-    if let Some(f) = &b.filter {
-        out.extend(expr::column_markers(f));
-    }
-    for (_, e) in &b.items {
-        out.extend(expr::column_markers(e));
-    }
-    match &b.shape {
-        Shape::Project => {}
-        Shape::Window {
-            partition,
-            distinct_on,
-        } => {
-            for e in partition {
-                out.extend(expr::column_markers(e));
-            }
-            for (e, _) in distinct_on.iter().flatten() {
-                out.extend(expr::column_markers(e));
-            }
-        }
-        Shape::SetOp { branches, .. } => {
-            for br in branches {
-                block_markers(br, out);
-            }
-        }
-        Shape::Aggregate {
-            groups,
-            aggs,
-            having,
-            ..
-        } => {
-            for e in groups.iter().chain(having) {
-                out.extend(expr::column_markers(e));
-            }
-            for a in aggs {
-                if let Some(e) = &a.arg {
-                    out.extend(expr::column_markers(e));
-                }
-                out.extend(expr::column_markers(&a.call));
-            }
-        }
-    }
 }

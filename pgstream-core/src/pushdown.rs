@@ -29,8 +29,9 @@
 //! aggregate-subquery leaf is never wrapped in a filter when a join can take the
 //! condition instead, so it keeps its lookup by group keys.
 
-use crate::bind::{Block, JoinKind, Leaf, Shape, Tree};
-use crate::expr::{self, function_name, Marker, VOLATILE};
+use crate::ir::marker::{self as expr, Marker};
+use crate::ir::{Block, JoinKind, Leaf, Shape, Tree};
+use crate::sql::walk::{function_name, AGGREGATES, VOLATILE};
 use sqlparser::ast::{BinaryOperator, Expr, Value, Visit, Visitor};
 use std::ops::ControlFlow;
 
@@ -112,7 +113,7 @@ fn pushable(e: &Expr) -> bool {
                     let name = function_name(f);
                     f.over.is_some()
                         || VOLATILE.contains(&name.as_str())
-                        || expr::AGGREGATES.contains(&name.as_str())
+                        || AGGREGATES.contains(&name.as_str())
                 }
                 _ => matches!(
                     expr::as_marker(e),
@@ -198,7 +199,7 @@ fn sink(t: Tree, preds: Vec<Expr>, leaves: &[Leaf]) -> Tree {
             on,
             on_text,
         } => {
-            let (lo, ro) = (left.out_leaves(), right.out_leaves());
+            let (left_out, right_out) = (left.out_leaves(), right.out_leaves());
             let mut to_left = Vec::new();
             let mut to_right = Vec::new();
             let mut above = Vec::new();
@@ -206,9 +207,9 @@ fn sink(t: Tree, preds: Vec<Expr>, leaves: &[Leaf]) -> Tree {
                 // A filter on the output commutes with the join only on its
                 // preserved side (semi and anti joins output their left side).
                 let left_ok = matches!(kind, JoinKind::Left | JoinKind::Semi | JoinKind::Anti);
-                if left_ok && within(&p, &lo) {
+                if left_ok && within(&p, &left_out) {
                     to_left.push(p);
-                } else if kind == JoinKind::Right && within(&p, &ro) {
+                } else if kind == JoinKind::Right && within(&p, &right_out) {
                     to_right.push(p);
                 } else {
                     above.push(p);
@@ -223,12 +224,16 @@ fn sink(t: Tree, preds: Vec<Expr>, leaves: &[Leaf]) -> Tree {
                 let movable = pushable(&c);
                 let nullable_right =
                     matches!(kind, JoinKind::Left | JoinKind::Semi | JoinKind::Anti);
-                if movable && nullable_right && within(&c, &ro) && !is_agg_leaf(&right, leaves) {
+                if movable
+                    && nullable_right
+                    && within(&c, &right_out)
+                    && !is_agg_leaf(&right, leaves)
+                {
                     to_right.push(c);
                     changed = true;
                 } else if movable
                     && matches!(kind, JoinKind::Right | JoinKind::Semi)
-                    && within(&c, &lo)
+                    && within(&c, &left_out)
                     && !is_agg_leaf(&left, leaves)
                 {
                     to_left.push(c);
@@ -399,7 +404,7 @@ fn region(t: Tree, preds: Vec<Expr>, leaves: &[Leaf]) -> Tree {
 mod tests {
     use super::*;
     use crate::catalog::Catalog;
-    use crate::plan::{Body, Compiled, Strategy};
+    use crate::ir::{Body, Compiled, Strategy};
     use crate::spec::{Mode, QualifiedName, Schedule, StreamTableSpec};
 
     const TPCH_SCHEMA: &str = include_str!("../tests/tpch/schema.sql");
@@ -467,10 +472,11 @@ mod tests {
                 on,
                 on_text,
             } => {
-                let (lo, ro) = (left.leaves(), right.leaves());
+                let (left_leaves, right_leaves) = (left.leaves(), right.leaves());
                 let links = all.iter().any(|c| {
                     let ls = leaves_of(c);
-                    ls.iter().any(|l| lo.contains(l)) && ls.iter().any(|l| ro.contains(l))
+                    ls.iter().any(|l| left_leaves.contains(l))
+                        && ls.iter().any(|l| right_leaves.contains(l))
                 });
                 if *kind == JoinKind::Inner && conjuncts(on).is_empty() && links {
                     out.push(on_text.clone());

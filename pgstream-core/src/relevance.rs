@@ -25,10 +25,9 @@
 //! becomes weaker, never wrong. A source read through an aggregate-subquery leaf, a
 //! recursive query, or anywhere without a filter on its leaf has no change filter.
 
-use crate::bind::{Block, Leaf, Shape, Tree};
-use crate::expr::{self, Marker};
-use crate::plan::{Body, Compiled};
-use crate::quote::quote_ident;
+use crate::ir::marker::{as_marker, Marker};
+use crate::ir::{Block, Body, Compiled, Leaf, Shape, Tree};
+use crate::sql::ident::quote_ident;
 use sqlparser::ast::{BinaryOperator, Expr, UnaryOperator, Value};
 use std::collections::HashMap;
 
@@ -166,7 +165,7 @@ impl Renderer {
 
     /// The column of leaf `i` that `e` is, with its SQL type.
     fn column<'l>(e: &Expr, i: usize, leaf: &'l Leaf) -> Option<(&'l str, &'l str)> {
-        match expr::as_marker(strip(e))? {
+        match as_marker(strip(e))? {
             Marker::Col { leaf: l, col } if l == i => {
                 let c = leaf.table.columns.get(col)?;
                 session_independent(&c.sql_type).then_some((c.name.as_str(), c.sql_type.as_str()))

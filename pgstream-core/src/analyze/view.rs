@@ -9,18 +9,16 @@
 //! a diagnostic points at the user's query: a fragment inside an expanded body points
 //! at the view's reference and its message names the view (and the fragment).
 
-use crate::catalog::{ident_value, qualified, Catalog, View};
+use crate::catalog::{Catalog, View};
 use crate::error::{Diagnostic, Error, Result};
-use crate::expr::span_range;
-use crate::plan::cte_names;
-use crate::quote::quote_ident;
 use crate::spec::QualifiedName;
-use sqlparser::ast::{
-    Ident, ObjectName, ObjectNamePart, Query, Spanned, Statement, TableAlias, TableFactor, Visit,
-    Visitor,
-};
-use sqlparser::dialect::PostgreSqlDialect;
-use sqlparser::parser::Parser;
+use crate::sql::ident::qualified;
+use crate::sql::ident::quote_ident;
+use crate::sql::parse::{self, span_range};
+use crate::sql::relations::is_cte;
+use crate::sql::walk::cte_names;
+use sqlparser::ast::{Spanned, Statement, TableAlias, TableFactor, Visit, Visitor};
+
 use std::collections::HashSet;
 use std::ops::{ControlFlow, Range};
 
@@ -45,78 +43,6 @@ struct Region {
     view: QualifiedName,
     /// 0 for a view the query reads, 1 for a view that view reads, ...
     depth: usize,
-}
-
-/// Parse a view's body: exactly one query.
-pub(crate) fn parse_body(text: &str) -> Option<Query> {
-    match Parser::parse_sql(&PostgreSqlDialect {}, text)
-        .ok()?
-        .as_slice()
-    {
-        [Statement::Query(q)] => Some((**q).clone()),
-        _ => None,
-    }
-}
-
-fn is_cte(n: &ObjectName, ctes: &HashSet<String>) -> bool {
-    n.0.len() == 1
-        && n.0[0]
-            .as_ident()
-            .is_some_and(|i| ctes.contains(&ident_value(i)))
-}
-
-/// A view body from a migration, with every relation it reads that is not one of its
-/// CTEs qualified (`public` when unqualified, the default search path), as text. So
-/// the body keeps meaning the tables it meant when the view was created, wherever it
-/// is expanded.
-pub(crate) fn qualify_relations(mut q: Query) -> String {
-    let ctes = cte_names(&q);
-    let _ = sqlparser::ast::visit_relations_mut(&mut q, |n: &mut ObjectName| {
-        if n.0.len() == 1 && !is_cte(n, &ctes) {
-            n.0.insert(0, ObjectNamePart::Identifier(Ident::new("public")));
-        }
-        ControlFlow::<()>::Continue(())
-    });
-    q.to_string()
-}
-
-/// The relations a view body reads (CTEs excluded), as qualified names.
-pub(crate) fn reads(body: &str) -> Vec<QualifiedName> {
-    let Some(q) = parse_body(body) else {
-        return Vec::new();
-    };
-    let ctes = cte_names(&q);
-    let mut out = Vec::new();
-    let _ = sqlparser::ast::visit_relations(&q, |n: &ObjectName| {
-        if !is_cte(n, &ctes) {
-            out.push(qualified(n));
-        }
-        ControlFlow::<()>::Continue(())
-    });
-    out
-}
-
-/// The body with the relation `old` renamed to `new`; `None` when it does not read
-/// `old`.
-pub(crate) fn rename_relation(
-    body: &str,
-    old: &QualifiedName,
-    new: &QualifiedName,
-) -> Option<String> {
-    let mut q = parse_body(body)?;
-    let ctes = cte_names(&q);
-    let mut changed = false;
-    let _ = sqlparser::ast::visit_relations_mut(&mut q, |n: &mut ObjectName| {
-        if !is_cte(n, &ctes) && qualified(n) == *old {
-            *n = ObjectName(vec![
-                ObjectNamePart::Identifier(Ident::with_quote('"', new.schema.clone())),
-                ObjectNamePart::Identifier(Ident::with_quote('"', new.name.clone())),
-            ]);
-            changed = true;
-        }
-        ControlFlow::<()>::Continue(())
-    });
-    changed.then(|| q.to_string())
 }
 
 /// How pgstream names a view in messages: `name` in `public`, else `schema.name`.
@@ -151,7 +77,7 @@ fn expand_in(text: &str, catalog: &Catalog, stack: &mut Vec<QualifiedName>) -> R
     if catalog.views().is_empty() {
         return Ok(unchanged);
     }
-    let Ok(stmts) = Parser::parse_sql(&PostgreSqlDialect {}, text) else {
+    let Ok(stmts) = parse::statements(text) else {
         return Ok(unchanged);
     };
     let ctes: HashSet<String> = stmts

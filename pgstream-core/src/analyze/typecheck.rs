@@ -5,9 +5,10 @@
 //! `tree.path || '' > '' || d.name` is that case; catching it here makes it a
 //! compile error with a pointer and a fix.
 
-use crate::catalog::{ident_value, qualified, Catalog, Table};
+use crate::catalog::{Catalog, Table};
 use crate::error::{Diagnostic, Error, Result};
-use crate::expr::expr_range;
+use crate::sql::ident::{ident_value, qualified};
+use crate::sql::parse::expr_range;
 use sqlparser::ast::{
     BinaryOperator, Expr, Query, Select, SelectItem, SetExpr, TableFactor, UnaryOperator, Value,
     Visit, Visitor,

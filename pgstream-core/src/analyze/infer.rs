@@ -1,0 +1,814 @@
+//! The type walker: one pass over a query's AST with PostgreSQL's scoping (CTEs,
+//! FROM relations with outer-join padding, correlated subqueries) that infers the
+//! type and nullability of every expression (`infer_expr`) by the rules of
+//! `types`. Entry points: [`annotate`] (output column types), [`check`]
+//! (comparisons PostgreSQL cannot make) and [`null_reason`].
+
+use super::types::*;
+use super::OutputColumn;
+use crate::catalog::Catalog;
+use crate::error::{Diagnostic, Error, Result};
+use crate::sql::ident::{ident_value, qualified};
+use crate::sql::parse::{self, expr_range};
+use crate::sql::walk::{function_name, AGGREGATES};
+use sqlparser::ast::{
+    BinaryOperator as B, Distinct, Expr, GroupByExpr, JoinConstraint, JoinOperator, Query, Select,
+    SelectItem, SetExpr, SetOperator, SetQuantifier, TableFactor, TableWithJoins, Value,
+};
+
+/// Fill in `sql_type` and `nullable` of `columns`, the compiled output columns of
+/// `query`. Columns are matched by position and name; a column that cannot be matched
+/// stays unknown.
+pub(crate) fn annotate(query: &str, q: &Query, catalog: &Catalog, columns: &mut [OutputColumn]) {
+    let mut inf = Infer::new(query, catalog);
+    let Some(out) = inf.query(q, &[], None) else {
+        return;
+    };
+    for (i, c) in columns.iter_mut().enumerate() {
+        let hit = match out.get(i) {
+            Some((n, t)) if *n == c.name => Some(t),
+            _ => {
+                let mut same = out.iter().filter(|(n, _)| *n == c.name);
+                match (same.next(), same.next()) {
+                    (Some((_, t)), None) => Some(t),
+                    _ => None,
+                }
+            }
+        };
+        if let Some(t) = hit {
+            c.sql_type = t.sql.as_deref().map(|s| {
+                if s == "unknown" {
+                    "text".to_string()
+                } else {
+                    s.to_string()
+                }
+            });
+            c.nullable = t.null;
+        }
+    }
+}
+
+/// [`annotate`] of a query the binder wrote as text (an aggregate subquery leaf).
+pub(crate) fn annotate_text(query: &str, catalog: &Catalog, columns: &mut [OutputColumn]) {
+    if let Some(q) = parse::last_query(query) {
+        annotate(query, &q, catalog, columns);
+    }
+}
+
+/// Comparisons PostgreSQL cannot make: grouping, `DISTINCT`, `UNION` or comparing
+/// values of a type without an equality operator (`json`, `xml`, `point`). The error
+/// points at the expression and suggests `jsonb` or a cast.
+pub(crate) fn check(query: &str, q: &Query, catalog: &Catalog) -> Result<()> {
+    let mut inf = Infer::new(query, catalog);
+    let _ = inf.query(q, &[], None);
+    match inf.error {
+        Some(d) => Err(Error::Invalid(d)),
+        None => Ok(()),
+    }
+}
+
+pub(super) type Columns = Vec<(String, Ty)>;
+
+/// A relation of a FROM clause: its name in the query and its columns (`None` when
+/// they are not known, e.g. a table function).
+#[derive(Debug, Clone)]
+pub(super) struct Rel {
+    name: String,
+    cols: Option<Columns>,
+}
+
+pub(super) struct Scope<'p> {
+    rels: Vec<Rel>,
+    parent: Option<&'p Scope<'p>>,
+}
+
+/// How column references outside aggregates behave in the current SELECT.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Ctx {
+    /// GROUP BY with at least one expression and no grouping sets.
+    pub(super) grouped: bool,
+    /// ROLLUP, CUBE or GROUPING SETS: grouped columns are NULL in subtotal rows.
+    pub(super) grouping_sets: bool,
+    /// Inside an aggregate's argument.
+    pub(super) in_agg: bool,
+}
+
+pub(super) struct Infer<'a> {
+    pub(super) text: &'a str,
+    pub(super) catalog: &'a Catalog,
+    pub(super) error: Option<Diagnostic>,
+}
+
+pub(super) type Ctes = [(String, Columns)];
+
+pub(super) fn rename(cols: &mut Columns, names: &[String]) {
+    for (c, n) in cols.iter_mut().zip(names) {
+        c.0 = n.clone();
+    }
+}
+
+pub(super) fn pad(rels: &mut [Rel]) {
+    for r in rels {
+        if let Some(cols) = &mut r.cols {
+            for (_, t) in cols {
+                t.null = Some(true);
+            }
+        }
+    }
+}
+
+/// Resolve a column reference in the scope, then in the enclosing scopes.
+pub(super) fn resolve(sc: &Scope, qual: Option<&str>, name: &str) -> Option<Ty> {
+    let mut hits: Vec<&Ty> = Vec::new();
+    let mut opaque = false;
+    for r in &sc.rels {
+        if qual.is_some_and(|q| q != r.name) {
+            continue;
+        }
+        match &r.cols {
+            Some(cols) => hits.extend(cols.iter().filter(|(n, _)| n == name).map(|(_, t)| t)),
+            None => opaque = true,
+        }
+    }
+    match hits.as_slice() {
+        [] if opaque => Some(Ty::unknown()),
+        [] => sc.parent.and_then(|p| resolve(p, qual, name)),
+        [one] => Some((*one).clone()),
+        // a column merged by USING or NATURAL
+        many => Some(Ty {
+            sql: common(&many.iter().map(|t| t.sql.clone()).collect::<Vec<_>>()),
+            null: if many.iter().all(|t| t.null == Some(false)) {
+                Some(false)
+            } else {
+                None
+            },
+        }),
+    }
+}
+
+/// UNION, INTERSECT and EXCEPT: the common type per column; the left branch names them.
+pub(super) fn combine(
+    op: &SetOperator,
+    _q: &SetQuantifier,
+    l: Option<Columns>,
+    r: Option<Columns>,
+) -> Option<Columns> {
+    let l = l?;
+    let Some(r) = r else {
+        return Some(l.into_iter().map(|(n, _)| (n, Ty::unknown())).collect());
+    };
+    if l.len() != r.len() {
+        return None;
+    }
+    Some(
+        l.into_iter()
+            .zip(r)
+            .map(|((n, a), (_, b))| {
+                let sql = common(&[a.sql.clone(), b.sql.clone()]);
+                let null = match op {
+                    SetOperator::Intersect => match (a.null, b.null) {
+                        (Some(false), _) | (_, Some(false)) => Some(false),
+                        (Some(true), Some(true)) => Some(true),
+                        _ => None,
+                    },
+                    SetOperator::Except => a.null,
+                    _ => strict([a.null, b.null]),
+                };
+                (n, Ty { sql, null })
+            })
+            .collect(),
+    )
+}
+
+pub(super) fn first_select(body: &SetExpr) -> Option<&Select> {
+    match body {
+        SetExpr::Select(s) => Some(s),
+        SetExpr::Query(q) => first_select(&q.body),
+        SetExpr::SetOperation { left, .. } => first_select(left),
+        _ => None,
+    }
+}
+
+/// Why the output column `column` of the top-level SELECT can be NULL, in words, for
+/// the macro's error message: an outer join padding a relation, a nullable source
+/// column, an aggregate over no rows, CASE without ELSE, ... `None` when no single
+/// cause is found (or the query is not a plain SELECT).
+pub(crate) fn null_reason(query: &str, catalog: &Catalog, column: &str) -> Option<String> {
+    use sqlparser::ast::{Visit, Visitor};
+    use std::ops::ControlFlow;
+
+    let q = parse::last_query(query)?;
+    let SetExpr::Select(s) = q.body.as_ref() else {
+        return None;
+    };
+    let item = s.projection.iter().find_map(|i| match i {
+        SelectItem::ExprWithAlias { expr, alias } if ident_value(alias) == column => Some(expr),
+        SelectItem::UnnamedExpr(e) if crate::sql::walk::output_name(e) == column => Some(e),
+        _ => None,
+    })?;
+    let mut inf = Infer::new(query, catalog);
+    let empty = Scope {
+        rels: vec![],
+        parent: None,
+    };
+    // each relation of FROM with the join that pads it, if any
+    let mut rels: Vec<(Rel, Option<&'static str>)> = Vec::new();
+    for twj in &s.from {
+        let mut group: Vec<(Rel, Option<&'static str>)> = inf
+            .factor(&twj.relation, &[], &empty)
+            .into_iter()
+            .map(|r| (r, None))
+            .collect();
+        for j in &twj.joins {
+            let mut right: Vec<(Rel, Option<&'static str>)> = inf
+                .factor(&j.relation, &[], &empty)
+                .into_iter()
+                .map(|r| (r, None))
+                .collect();
+            let (l, r) = match &j.join_operator {
+                JoinOperator::Left(_) | JoinOperator::LeftOuter(_) => (None, Some("LEFT JOIN")),
+                JoinOperator::Right(_) | JoinOperator::RightOuter(_) => (Some("RIGHT JOIN"), None),
+                JoinOperator::FullOuter(_) => (Some("FULL JOIN"), Some("FULL JOIN")),
+                _ => (None, None),
+            };
+            for (side, how) in [(&mut group, l), (&mut right, r)] {
+                if let Some(how) = how {
+                    for g in side.iter_mut() {
+                        g.1.get_or_insert(how);
+                    }
+                }
+            }
+            group.extend(right);
+        }
+        rels.extend(group);
+    }
+    let grouped = matches!(&s.group_by, GroupByExpr::Expressions(e, _) if !e.is_empty());
+    let table = rels
+        .first()
+        .map(|(r, _)| r.name.clone())
+        .unwrap_or_default();
+
+    struct V<'r> {
+        rels: &'r [(Rel, Option<&'static str>)],
+        pub(super) grouped: bool,
+        table: String,
+        reason: Option<String>,
+    }
+    impl V<'_> {
+        fn column(&self, qual: Option<&str>, name: &str) -> Option<String> {
+            let (rel, how) = self.rels.iter().find(|(r, _)| {
+                qual.is_none_or(|q| q == r.name)
+                    && r.cols
+                        .as_ref()
+                        .is_some_and(|c| c.iter().any(|(n, _)| n == name))
+            })?;
+            let t = rel.cols.as_ref()?.iter().find(|(n, _)| n == name)?;
+            let rel = &rel.name;
+            match how {
+                Some(how) => Some(format!(
+                    "the {how} pads `{rel}` with NULL for a row that has no match, so `{rel}.{name}` can be NULL"
+                )),
+                None if t.1.null == Some(true) => Some(format!(
+                    "`{rel}.{name}` can be NULL: its table does not declare it NOT NULL"
+                )),
+                None => None,
+            }
+        }
+    }
+    impl Visitor for V<'_> {
+        type Break = ();
+        fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
+            let reason = match e {
+                Expr::Identifier(i) => self.column(None, &ident_value(i)),
+                Expr::CompoundIdentifier(ids) if ids.len() >= 2 => {
+                    let n = ids.len();
+                    self.column(Some(&ident_value(&ids[n - 2])), &ident_value(&ids[n - 1]))
+                }
+                Expr::Function(f) if f.over.is_none() => {
+                    let name = function_name(f);
+                    if name == "nullif" {
+                        Some("NULLIF gives NULL when its two arguments are equal".to_string())
+                    } else if !AGGREGATES.contains(&name.as_str()) || name == "count" {
+                        None
+                    } else if f.filter.is_some() {
+                        Some(format!(
+                            "`{name}(...) FILTER (...)` is NULL for a group where no row passes the filter"
+                        ))
+                    } else if !self.grouped {
+                        Some(format!(
+                            "`{name}` over no rows is NULL, and without GROUP BY the stream table has one row even when `{}` is empty",
+                            self.table
+                        ))
+                    } else {
+                        None
+                    }
+                }
+                Expr::Case {
+                    else_result: None, ..
+                } => Some("CASE without ELSE is NULL when no WHEN matches".to_string()),
+                Expr::Subquery(_) => Some(
+                    "a scalar subquery is NULL when it returns no row, or when its value is"
+                        .to_string(),
+                ),
+                Expr::BinaryOp {
+                    op: B::LongArrow | B::Arrow,
+                    ..
+                } => Some("`->` and `->>` give NULL for a missing key".to_string()),
+                Expr::Value(v) if matches!(v.value, Value::Null) => {
+                    Some("the expression contains NULL".to_string())
+                }
+                _ => None,
+            };
+            if reason.is_some() {
+                self.reason = reason;
+                return ControlFlow::Break(());
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut v = V {
+        rels: &rels,
+        grouped,
+        table,
+        reason: None,
+    };
+    let _ = item.visit(&mut v);
+    v.reason
+}
+
+impl<'a> Infer<'a> {
+    pub(super) fn new(text: &'a str, catalog: &'a Catalog) -> Self {
+        Infer {
+            text,
+            catalog,
+            error: None,
+        }
+    }
+
+    pub(super) fn report(&mut self, d: Diagnostic) {
+        if self.error.is_none() {
+            self.error = Some(d);
+        }
+    }
+
+    /// The output columns of a query, or `None` when they cannot be determined.
+    pub(super) fn query(
+        &mut self,
+        q: &Query,
+        ctes: &Ctes,
+        parent: Option<&Scope>,
+    ) -> Option<Columns> {
+        let mut env: Vec<(String, Columns)> = ctes.to_vec();
+        if let Some(w) = &q.with {
+            for c in &w.cte_tables {
+                let name = ident_value(&c.alias.name);
+                let rename = |cols: Columns| -> Columns {
+                    if c.alias.columns.is_empty() {
+                        cols
+                    } else {
+                        cols.into_iter()
+                            .zip(&c.alias.columns)
+                            .map(|((_, t), cd)| (ident_value(&cd.name), t))
+                            .collect()
+                    }
+                };
+                let cols = match (w.recursive, c.query.body.as_ref()) {
+                    (
+                        true,
+                        SetExpr::SetOperation {
+                            op: SetOperator::Union,
+                            set_quantifier,
+                            left,
+                            right,
+                        },
+                    ) => {
+                        // The non-recursive term fixes the types; the recursive term can
+                        // only add NULLs. Iterate until nullability is stable.
+                        let mut cols = self.set_expr(left, &env, parent).map(rename);
+                        for _ in 0..4 {
+                            let Some(cur) = cols.clone() else { break };
+                            let mut inner = env.clone();
+                            inner.push((name.clone(), cur.clone()));
+                            let r = self.set_expr(right, &inner, parent);
+                            let next =
+                                combine(&SetOperator::Union, set_quantifier, Some(cur.clone()), r)
+                                    .map(|n| {
+                                        // names and types stay those of the first term
+                                        cur.iter()
+                                            .zip(n)
+                                            .map(|((name, t), (_, u))| {
+                                                (
+                                                    name.clone(),
+                                                    Ty {
+                                                        sql: t.sql.clone(),
+                                                        null: u.null,
+                                                    },
+                                                )
+                                            })
+                                            .collect::<Columns>()
+                                    });
+                            if next == cols {
+                                break;
+                            }
+                            cols = next;
+                        }
+                        cols
+                    }
+                    _ => self.query(&c.query, &env, parent).map(rename),
+                };
+                env.push((name, cols.unwrap_or_default()));
+            }
+        }
+        self.set_expr(&q.body, &env, parent)
+    }
+
+    pub(super) fn set_expr(
+        &mut self,
+        body: &SetExpr,
+        ctes: &Ctes,
+        parent: Option<&Scope>,
+    ) -> Option<Columns> {
+        match body {
+            SetExpr::Select(s) => self.select(s, ctes, parent),
+            SetExpr::Query(q) => self.query(q, ctes, parent),
+            SetExpr::SetOperation {
+                op,
+                set_quantifier,
+                left,
+                right,
+            } => {
+                let l = self.set_expr(left, ctes, parent);
+                let r = self.set_expr(right, ctes, parent);
+                let out = combine(op, set_quantifier, l, r);
+                let dedup = !matches!(
+                    set_quantifier,
+                    SetQuantifier::All | SetQuantifier::AllByName
+                );
+                if dedup {
+                    if let Some(cols) = &out {
+                        for (i, (name, t)) in cols.iter().enumerate() {
+                            let span = first_select(left)
+                                .and_then(|s| s.projection.get(i))
+                                .and_then(|item| match item {
+                                    SelectItem::UnnamedExpr(e)
+                                    | SelectItem::ExprWithAlias { expr: e, .. } => {
+                                        expr_range(self.text, e)
+                                    }
+                                    _ => None,
+                                });
+                            self.no_grouping(t, &format!("{op} (without ALL) removes duplicate rows, so it compares the column `{name}`"), span, name);
+                        }
+                    }
+                }
+                out
+            }
+            SetExpr::Values(v) => {
+                let scope = Scope {
+                    rels: vec![],
+                    parent,
+                };
+                let rows: Vec<Vec<Ty>> = v
+                    .rows
+                    .iter()
+                    .map(|r| {
+                        r.iter()
+                            .map(|e| self.expr(e, &scope, ctes, Ctx::default()))
+                            .collect()
+                    })
+                    .collect();
+                let width = rows.first()?.len();
+                Some(
+                    (0..width)
+                        .map(|i| {
+                            let col: Vec<&Ty> = rows.iter().filter_map(|r| r.get(i)).collect();
+                            (
+                                format!("column{}", i + 1),
+                                Ty {
+                                    sql: common(
+                                        &col.iter().map(|t| t.sql.clone()).collect::<Vec<_>>(),
+                                    ),
+                                    null: strict(col.iter().map(|t| t.null)),
+                                },
+                            )
+                        })
+                        .collect(),
+                )
+            }
+            _ => None,
+        }
+    }
+
+    pub(super) fn select(
+        &mut self,
+        s: &Select,
+        ctes: &Ctes,
+        parent: Option<&Scope>,
+    ) -> Option<Columns> {
+        let mut rels = Vec::new();
+        for twj in &s.from {
+            let lateral = Scope {
+                rels: rels.clone(),
+                parent,
+            };
+            let more = self.table_with_joins(twj, ctes, &lateral);
+            rels.extend(more);
+        }
+        let scope = Scope { rels, parent };
+
+        let (group, grouping_sets) = match &s.group_by {
+            GroupByExpr::Expressions(exprs, mods) => {
+                let sets = !mods.is_empty()
+                    || exprs.iter().any(|e| {
+                        matches!(e, Expr::Rollup(_) | Expr::Cube(_) | Expr::GroupingSets(_))
+                    });
+                (exprs.clone(), sets)
+            }
+            GroupByExpr::All(_) => (vec![], true),
+        };
+        let ctx = Ctx {
+            grouped: !group.is_empty() && !grouping_sets,
+            grouping_sets,
+            in_agg: false,
+        };
+
+        // WHERE and HAVING: only for the equality check
+        if let Some(w) = &s.selection {
+            self.expr(w, &scope, ctes, Ctx::default());
+        }
+        if let Some(h) = &s.having {
+            self.expr(h, &scope, ctes, ctx);
+        }
+
+        let mut out: Columns = Vec::new();
+        let mut items: Vec<Option<&Expr>> = Vec::new();
+        let mut complete = true;
+        for item in &s.projection {
+            match item {
+                SelectItem::UnnamedExpr(e) => {
+                    out.push((
+                        crate::sql::walk::output_name(e),
+                        self.expr(e, &scope, ctes, ctx),
+                    ));
+                    items.push(Some(e));
+                }
+                SelectItem::ExprWithAlias { expr, alias } => {
+                    out.push((ident_value(alias), self.expr(expr, &scope, ctes, ctx)));
+                    items.push(Some(expr));
+                }
+                SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..) => {
+                    let qual = match item {
+                        SelectItem::QualifiedWildcard(k, _) => {
+                            Some(k.to_string().to_lowercase().rsplit('.').next()?.to_string())
+                        }
+                        _ => None,
+                    };
+                    for r in &scope.rels {
+                        if qual.as_ref().is_some_and(|q| *q != r.name) {
+                            continue;
+                        }
+                        match &r.cols {
+                            Some(cols) => {
+                                for c in cols.iter().filter(|(n, _)| !n.starts_with("__pgs_")) {
+                                    let mut c = c.clone();
+                                    if grouping_sets {
+                                        c.1.null = Some(true);
+                                    }
+                                    out.push(c);
+                                    items.push(None);
+                                }
+                            }
+                            None => complete = false,
+                        }
+                    }
+                }
+            }
+        }
+
+        // Grouping and DISTINCT compare values.
+        for g in &group {
+            let exprs: Vec<&Expr> = match g {
+                Expr::Rollup(sets) | Expr::Cube(sets) | Expr::GroupingSets(sets) => {
+                    sets.iter().flatten().collect()
+                }
+                e => vec![e],
+            };
+            for e in exprs {
+                // GROUP BY 2 or GROUP BY <output name>
+                let t = match e {
+                    Expr::Value(v) => match &v.value {
+                        Value::Number(n, _) => n
+                            .parse::<usize>()
+                            .ok()
+                            .and_then(|i| out.get(i.wrapping_sub(1)))
+                            .map(|(_, t)| t.clone())
+                            .unwrap_or_default(),
+                        _ => Ty::unknown(),
+                    },
+                    Expr::Identifier(i) if resolve(&scope, None, &ident_value(i)).is_none() => out
+                        .iter()
+                        .find(|(n, _)| *n == ident_value(i))
+                        .map(|(_, t)| t.clone())
+                        .unwrap_or_default(),
+                    _ => self.expr(e, &scope, ctes, Ctx::default()),
+                };
+                self.no_grouping(
+                    &t,
+                    "GROUP BY compares the values of this expression",
+                    expr_range(self.text, e),
+                    &e.to_string(),
+                );
+            }
+        }
+        match &s.distinct {
+            Some(Distinct::Distinct) => {
+                for (i, (name, t)) in out.iter().enumerate() {
+                    let span = items
+                        .get(i)
+                        .copied()
+                        .flatten()
+                        .and_then(|e| expr_range(self.text, e));
+                    self.no_grouping(
+                        t,
+                        &format!("DISTINCT compares the values of the column `{name}`"),
+                        span,
+                        name,
+                    );
+                }
+            }
+            Some(Distinct::On(exprs)) => {
+                for e in exprs {
+                    let t = self.expr(e, &scope, ctes, ctx);
+                    self.no_grouping(
+                        &t,
+                        "DISTINCT ON compares the values of this expression",
+                        expr_range(self.text, e),
+                        &e.to_string(),
+                    );
+                }
+            }
+            None => {}
+        }
+        complete.then_some(out)
+    }
+
+    /// The relations of one FROM item, with outer-join padding applied.
+    pub(super) fn table_with_joins(
+        &mut self,
+        twj: &TableWithJoins,
+        ctes: &Ctes,
+        outer: &Scope,
+    ) -> Vec<Rel> {
+        let mut rels = self.factor(&twj.relation, ctes, outer);
+        for j in &twj.joins {
+            let lateral = Scope {
+                rels: outer.rels.iter().chain(&rels).cloned().collect(),
+                parent: outer.parent,
+            };
+            let mut right = self.factor(&j.relation, ctes, &lateral);
+            let (pad_left, pad_right, constraint) = match &j.join_operator {
+                JoinOperator::Left(c) | JoinOperator::LeftOuter(c) => (false, true, Some(c)),
+                JoinOperator::Right(c) | JoinOperator::RightOuter(c) => (true, false, Some(c)),
+                JoinOperator::FullOuter(c) => (true, true, Some(c)),
+                JoinOperator::Join(c) | JoinOperator::Inner(c) => (false, false, Some(c)),
+                _ => (false, false, None),
+            };
+            // the join condition sees both sides before padding
+            let both = Scope {
+                rels: outer
+                    .rels
+                    .iter()
+                    .chain(&rels)
+                    .chain(&right)
+                    .cloned()
+                    .collect(),
+                parent: outer.parent,
+            };
+            match constraint {
+                Some(JoinConstraint::On(on)) => {
+                    self.expr(on, &both, ctes, Ctx::default());
+                }
+                Some(JoinConstraint::Using(cols)) => {
+                    for c in cols {
+                        let name = c.to_string().to_lowercase();
+                        if let Some(t) = resolve(&both, None, &name) {
+                            self.no_grouping(
+                                &t,
+                                &format!("the join compares `{name}` on both sides"),
+                                None,
+                                &name,
+                            );
+                        }
+                    }
+                }
+                _ => {}
+            }
+            if pad_left {
+                pad(&mut rels);
+            }
+            if pad_right {
+                pad(&mut right);
+            }
+            rels.extend(right);
+        }
+        rels
+    }
+
+    pub(super) fn factor(&mut self, f: &TableFactor, ctes: &Ctes, outer: &Scope) -> Vec<Rel> {
+        match f {
+            TableFactor::Table {
+                name, alias, args, ..
+            } => {
+                let q = qualified(name);
+                let rel_name = alias
+                    .as_ref()
+                    .map(|a| ident_value(&a.name))
+                    .unwrap_or_else(|| q.name.clone());
+                let mut cols = if args.is_some() {
+                    None
+                } else if let Some((_, cols)) = (name.0.len() == 1)
+                    .then(|| ctes.iter().rev().find(|(n, _)| *n == q.name))
+                    .flatten()
+                {
+                    Some(cols.clone())
+                } else {
+                    self.catalog
+                        .lookup((name.0.len() > 1).then_some(q.schema.as_str()), &q.name)
+                        .map(|t| {
+                            t.columns
+                                .iter()
+                                .map(|c| {
+                                    (
+                                        c.name.clone(),
+                                        Ty::new(&canonical(&c.sql_type), Some(c.nullable)),
+                                    )
+                                })
+                                .collect()
+                        })
+                };
+                if let (Some(a), Some(c)) = (alias, cols.as_mut()) {
+                    rename_by_alias(c, a);
+                }
+                vec![Rel {
+                    name: rel_name,
+                    cols,
+                }]
+            }
+            TableFactor::Derived {
+                lateral,
+                subquery,
+                alias,
+            } => {
+                let parent = if *lateral { Some(outer) } else { outer.parent };
+                let mut cols = self.query(subquery, ctes, parent);
+                if let (Some(a), Some(c)) = (alias, cols.as_mut()) {
+                    rename_by_alias(c, a);
+                }
+                vec![Rel {
+                    name: alias
+                        .as_ref()
+                        .map(|a| ident_value(&a.name))
+                        .unwrap_or_default(),
+                    cols,
+                }]
+            }
+            TableFactor::NestedJoin {
+                table_with_joins,
+                alias,
+            } => {
+                let rels = self.table_with_joins(table_with_joins, ctes, outer);
+                match alias {
+                    // an aliased join hides the names inside it
+                    Some(a) => {
+                        let cols = rels
+                            .iter()
+                            .map(|r| r.cols.clone())
+                            .collect::<Option<Vec<Columns>>>()
+                            .map(|v| v.concat());
+                        vec![Rel {
+                            name: ident_value(&a.name),
+                            cols,
+                        }]
+                    }
+                    None => rels,
+                }
+            }
+            other => {
+                let name = match other {
+                    TableFactor::Function { alias, .. }
+                    | TableFactor::UNNEST { alias, .. }
+                    | TableFactor::TableFunction { alias, .. } => alias.as_ref(),
+                    _ => None,
+                }
+                .map(|a| ident_value(&a.name))
+                .unwrap_or_default();
+                vec![Rel { name, cols: None }]
+            }
+        }
+    }
+}
+
+/// Rename the columns of a relation by the column list of its alias (`AS a(x, y)`).
+pub(super) fn rename_by_alias(cols: &mut Columns, alias: &sqlparser::ast::TableAlias) {
+    let names: Vec<String> = alias.columns.iter().map(|c| ident_value(&c.name)).collect();
+    rename(cols, &names);
+}

@@ -1,0 +1,487 @@
+//! Aggregate subqueries kept as one relation (a leaf): `(SELECT g, agg(x) FROM t
+//! GROUP BY g) AS s` in FROM, and a correlated scalar aggregate LEFT JOINed on its
+//! correlation keys (`strategy::aggregate_subquery` maintains them).
+
+use super::*;
+
+impl Binder<'_> {
+    /// `(SELECT g, agg(x) FROM t [WHERE ...] GROUP BY g [HAVING ...]) AS alias` (or
+    /// `SELECT DISTINCT g FROM t ...`): an aggregate over one table whose every GROUP
+    /// BY expression is an output column becomes one leaf, identified by its group keys (see [`AggLeaf`]). `None` when
+    /// the subquery is not of that form (the caller then tries to inline it).
+    pub(super) fn aggregate_leaf(
+        &mut self,
+        q: &Query,
+        alias: &str,
+        col_names: &[String],
+        f: &TableFactor,
+    ) -> Result<Option<Tree>> {
+        let SetExpr::Select(sel) = q.body.as_ref() else {
+            return Ok(None);
+        };
+        // `SELECT DISTINCT a, b` is `GROUP BY a, b`.
+        let distinct_items: Vec<Expr>;
+        let groups = match (&sel.group_by, &sel.distinct) {
+            (GroupByExpr::Expressions(g, m), None) if !g.is_empty() && m.is_empty() => g,
+            (GroupByExpr::Expressions(g, _), Some(sqlparser::ast::Distinct::Distinct))
+                if g.is_empty() && sel.having.is_none() =>
+            {
+                let mut v = Vec::new();
+                for item in &sel.projection {
+                    match item {
+                        SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. }
+                            if !contains_aggregate(e) =>
+                        {
+                            v.push(e.clone())
+                        }
+                        _ => return Ok(None),
+                    }
+                }
+                distinct_items = v;
+                &distinct_items
+            }
+            _ => return Ok(None),
+        };
+        if q.with.is_some()
+            || q.limit.is_some()
+            || q.offset.is_some()
+            || q.fetch.is_some()
+            || sel.top.is_some()
+            || sel.qualify.is_some()
+            || !sel.named_window.is_empty()
+            || sel.from.len() != 1
+            || !sel.from[0].joins.is_empty()
+        {
+            return Ok(None);
+        }
+        let TableFactor::Table {
+            name,
+            alias: t_alias,
+            args: None,
+            ..
+        } = &sel.from[0].relation
+        else {
+            return Ok(None);
+        };
+        if t_alias.as_ref().is_some_and(|a| !a.columns.is_empty()) {
+            return Ok(None);
+        }
+        if name.0.len() == 1 {
+            let n = ident_value(name.0[0].as_ident().expect("ident"));
+            if self.ctes.iter().any(|(c, _)| *c == n) {
+                return Ok(None);
+            }
+        }
+        // No subqueries or window functions inside.
+        struct Plain(bool);
+        impl sqlparser::ast::Visitor for Plain {
+            type Break = ();
+            fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
+                let bad = match e {
+                    Expr::Subquery(_) | Expr::Exists { .. } | Expr::InSubquery { .. } => true,
+                    Expr::Function(f) => f.over.is_some(),
+                    _ => false,
+                };
+                if bad {
+                    self.0 = false;
+                    return ControlFlow::Break(());
+                }
+                ControlFlow::Continue(())
+            }
+        }
+        let mut plain = Plain(true);
+        let _ = sqlparser::ast::Visit::visit(q, &mut plain);
+        if !plain.0 {
+            return Ok(None);
+        }
+        let mut items: Vec<(String, &Expr)> = Vec::new();
+        for item in &sel.projection {
+            match item {
+                SelectItem::UnnamedExpr(e) => items.push((output_name(e), e)),
+                SelectItem::ExprWithAlias { expr: e, alias } => items.push((ident_value(alias), e)),
+                _ => return Ok(None),
+            }
+        }
+        // Each GROUP BY expression is an output column (by its text or its position).
+        let mut key_cols = Vec::new();
+        let mut group_exprs: Vec<&Expr> = Vec::new();
+        for g in groups {
+            let pos = match g {
+                Expr::Value(v) => match &v.value {
+                    Value::Number(n, _) => n.parse::<usize>().ok().and_then(|k| k.checked_sub(1)),
+                    _ => None,
+                },
+                _ => items
+                    .iter()
+                    .position(|(_, e)| e.to_string() == g.to_string()),
+            };
+            let Some(pos) = pos.filter(|p| *p < items.len()) else {
+                return Ok(None);
+            };
+            if !key_cols.contains(&pos) {
+                key_cols.push(pos);
+                group_exprs.push(items[pos].1);
+            }
+        }
+        // Bind the parts against the table alone, for their errors (unknown columns,
+        // volatile functions, misplaced aggregates); the markers are not kept.
+        let source = self.table(name)?;
+        let table = self.sources[source].clone();
+        let inner_alias = t_alias
+            .as_ref()
+            .map(|a| ident_value(&a.name))
+            .unwrap_or_else(|| table.name.name.clone());
+        let mark = self.leaves.len();
+        self.leaves.push(Leaf {
+            source,
+            alias: inner_alias.clone(),
+            table: table.clone(),
+            agg: None,
+        });
+        self.frames.push(vec![Entry::Leaf(mark)]);
+        let mut used: Vec<usize> = table
+            .primary_key
+            .iter()
+            .filter_map(|k| table.column_index(k))
+            .collect();
+        let checked = (|| {
+            let mut bound = Vec::new();
+            for (_, e) in &items {
+                bound.push(self.bind_expr(e, true)?);
+            }
+            if let Some(w) = &sel.selection {
+                bound.push(self.bind_expr(w, false)?);
+            }
+            for g in &group_exprs {
+                bound.push(self.bind_expr(g, false)?);
+            }
+            if let Some(h) = &sel.having {
+                bound.push(self.bind_expr(h, true)?);
+            }
+            Ok::<Vec<Expr>, Error>(bound)
+        })();
+        self.frames.pop();
+        self.leaves.truncate(mark);
+        for e in &checked? {
+            for (l, c) in column_markers(e) {
+                if l != mark {
+                    // a name of an enclosing query: not a plain subquery in FROM
+                    return Ok(None);
+                }
+                if !used.contains(&c) {
+                    used.push(c);
+                }
+            }
+        }
+        used.sort_unstable();
+        let mut names: Vec<String> = items.iter().map(|(n, _)| n.clone()).collect();
+        if col_names.len() > names.len() {
+            return Ok(None);
+        }
+        // The output types, for NULL padding and the types of expressions over them.
+        let item_sql: Vec<String> = items.iter().map(|(_, e)| e.to_string()).collect();
+        let text = format!(
+            "SELECT {} FROM {} AS {}{} GROUP BY {}{}",
+            item_sql
+                .iter()
+                .zip(&names)
+                .map(|(e, n)| format!("{e} AS {}", crate::sql::ident::quote_ident(n)))
+                .collect::<Vec<_>>()
+                .join(", "),
+            crate::sql::ident::quote_qualified(&table.name),
+            crate::sql::ident::quote_ident(&inner_alias),
+            sel.selection
+                .as_ref()
+                .map(|w| format!(" WHERE {w}"))
+                .unwrap_or_default(),
+            group_exprs
+                .iter()
+                .map(|g| g.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            sel.having
+                .as_ref()
+                .map(|h| format!(" HAVING {h}"))
+                .unwrap_or_default(),
+        );
+        let mut cols: Vec<crate::ir::OutputColumn> = names
+            .iter()
+            .map(|n| crate::ir::OutputColumn {
+                name: n.clone(),
+                sql_type: None,
+                nullable: None,
+            })
+            .collect();
+        crate::analyze::infer::annotate_text(&text, self.catalog, &mut cols);
+        if cols.iter().any(|c| c.sql_type.is_none()) {
+            return Ok(None);
+        }
+        for (n, c) in names.iter_mut().zip(col_names) {
+            *n = c.clone();
+        }
+        if names
+            .iter()
+            .enumerate()
+            .any(|(i, n)| n.is_empty() || names[..i].contains(n))
+        {
+            return Ok(None);
+        }
+        if self.frame_has_alias(alias) {
+            return Err(Error::Invalid(
+                Diagnostic::new(format!("table name `{alias}` specified more than once"))
+                    .with_span(span_range(self.query, f.span())),
+            ));
+        }
+        let leaf_table = Table {
+            name: crate::spec::QualifiedName::new("", alias),
+            columns: names
+                .iter()
+                .zip(&cols)
+                .map(|(n, c)| crate::catalog::Column {
+                    name: n.clone(),
+                    sql_type: c.sql_type.clone().unwrap_or_default(),
+                    nullable: c.nullable.unwrap_or(true),
+                })
+                .collect(),
+            primary_key: key_cols.iter().map(|&k| names[k].clone()).collect(),
+            oid: None,
+        };
+        self.leaves.push(Leaf {
+            source,
+            alias: alias.to_string(),
+            table: leaf_table,
+            agg: Some(AggLeaf {
+                alias: inner_alias,
+                items: item_sql,
+                filter: sel.selection.as_ref().map(|w| w.to_string()),
+                groups: group_exprs.iter().map(|g| g.to_string()).collect(),
+                having: sel.having.as_ref().map(|h| h.to_string()),
+                key_cols,
+                text: q.to_string(),
+                used,
+            }),
+        });
+        let idx = self.leaves.len() - 1;
+        if let Some(frame) = self.frames.last_mut() {
+            frame.push(Entry::Leaf(idx));
+        }
+        Ok(Some(Tree::Leaf(idx)))
+    }
+
+    /// A correlated aggregate over one table: `SELECT agg1(x) [AS a1], ... FROM t
+    /// WHERE t.k = o.k AND p(t)` (each item exactly one aggregate call, no GROUP BY,
+    /// correlated by equalities between expressions over `t` and expressions over the
+    /// enclosing query) as the same aggregates grouped by the correlation keys,
+    /// `SELECT t.k AS __pgs_k0, agg1(x) AS a1, ... FROM t WHERE p(t) GROUP BY t.k`,
+    /// with the outer expressions to join it on and, per item, its name and whether
+    /// it is a `count` (0, not NULL, over no rows). `names` renames the items. `None`
+    /// when the subquery is not of that form.
+    pub(super) fn correlated_aggregate(
+        &self,
+        sub: &Query,
+        names: Option<&[String]>,
+    ) -> Option<(Query, Vec<Expr>, Vec<AggItem>)> {
+        use sqlparser::ast::{BinaryOperator, FunctionArg, FunctionArgExpr, FunctionArguments};
+        let SetExpr::Select(inner) = sub.body.as_ref() else {
+            return None;
+        };
+        if sub.with.is_some()
+            || sub.limit.is_some()
+            || sub.offset.is_some()
+            || sub.fetch.is_some()
+            || inner.distinct.is_some()
+            || inner.having.is_some()
+            || !matches!(&inner.group_by, GroupByExpr::Expressions(g, _) if g.is_empty())
+            || inner.from.len() != 1
+            || !inner.from[0].joins.is_empty()
+            || !inner.named_window.is_empty()
+        {
+            return None;
+        }
+        let TableFactor::Table {
+            name: tname,
+            alias: talias,
+            args: None,
+            ..
+        } = &inner.from[0].relation
+        else {
+            return None;
+        };
+        if talias.as_ref().is_some_and(|a| !a.columns.is_empty())
+            || tname.0.len() == 1
+                && self
+                    .ctes
+                    .iter()
+                    .any(|(c, _)| *c == ident_value(tname.0[0].as_ident().expect("ident")))
+        {
+            return None;
+        }
+        let q = qualified(tname);
+        let table = self
+            .catalog
+            .lookup((tname.0.len() > 1).then_some(q.schema.as_str()), &q.name)?;
+        let ia = talias
+            .as_ref()
+            .map(|a| ident_value(&a.name))
+            .unwrap_or_else(|| table.name.name.clone());
+        let cols: Vec<String> = table.columns.iter().map(|c| c.name.clone()).collect();
+        // The items: aggregate calls over the inner table only.
+        let mut items: Vec<(String, Expr, bool)> = Vec::new();
+        for (k, item) in inner.projection.iter().enumerate() {
+            let (e, name) = match item {
+                SelectItem::UnnamedExpr(e) => (e, output_name(e)),
+                SelectItem::ExprWithAlias { expr: e, alias } => (e, ident_value(alias)),
+                _ => return None,
+            };
+            let Expr::Function(f) = e else { return None };
+            if !is_aggregate(f)
+                || VOLATILE.contains(&function_name(f).as_str())
+                || !f.within_group.is_empty()
+            {
+                return None;
+            }
+            let mut parts: Vec<&Expr> = f.filter.iter().map(|x| x.as_ref()).collect();
+            match &f.args {
+                FunctionArguments::List(l) => {
+                    if !l.clauses.is_empty() {
+                        return None;
+                    }
+                    for a in &l.args {
+                        match a {
+                            FunctionArg::Unnamed(FunctionArgExpr::Expr(x)) => parts.push(x),
+                            FunctionArg::Unnamed(_) => {}
+                            _ => return None,
+                        }
+                    }
+                }
+                FunctionArguments::None => {}
+                FunctionArguments::Subquery(_) => return None,
+            }
+            for x in parts {
+                if correlation_sides(x, &ia, &cols)?.1 {
+                    return None;
+                }
+            }
+            let name = match names {
+                Some(n) => n.get(k).cloned().unwrap_or(name),
+                None => name,
+            };
+            // the aggregates that are 0 over no rows (the others are NULL)
+            let counts = matches!(function_name(f).as_str(), "count" | "regr_count");
+            items.push((name, e.clone(), counts));
+        }
+        if items.is_empty() {
+            return None;
+        }
+        let mut keys: Vec<(Expr, Expr)> = Vec::new(); // (inner, outer)
+        let mut filters: Vec<Expr> = Vec::new();
+        for c in inner.selection.as_ref().map(conjuncts).unwrap_or_default() {
+            match correlation_sides(c, &ia, &cols)? {
+                (_, false) => filters.push(c.clone()),
+                (true, true) => {
+                    let Expr::BinaryOp {
+                        left,
+                        op: BinaryOperator::Eq,
+                        right,
+                    } = c
+                    else {
+                        return None;
+                    };
+                    let l = correlation_sides(left, &ia, &cols)?;
+                    let r = correlation_sides(right, &ia, &cols)?;
+                    match (l, r) {
+                        ((true, false), (false, true)) => {
+                            keys.push(((**left).clone(), (**right).clone()))
+                        }
+                        ((false, true), (true, false)) => {
+                            keys.push(((**right).clone(), (**left).clone()))
+                        }
+                        _ => return None,
+                    }
+                }
+                (false, true) => return None,
+            }
+        }
+        if keys.is_empty() {
+            return None;
+        }
+        let mut body = (**inner).clone();
+        body.projection = keys
+            .iter()
+            .enumerate()
+            .map(|(k, (e, _))| SelectItem::ExprWithAlias {
+                expr: e.clone(),
+                alias: Ident::new(format!("__pgs_k{k}")),
+            })
+            .chain(items.iter().map(|(n, e, _)| SelectItem::ExprWithAlias {
+                expr: e.clone(),
+                alias: Ident::with_quote('"', n.clone()),
+            }))
+            .collect();
+        body.selection = filters.into_iter().reduce(|a, b| Expr::BinaryOp {
+            left: Box::new(a),
+            op: BinaryOperator::And,
+            right: Box::new(b),
+        });
+        body.group_by =
+            GroupByExpr::Expressions(keys.iter().map(|(e, _)| e.clone()).collect(), vec![]);
+        let mut subquery = sub.clone();
+        subquery.body = Box::new(SetExpr::Select(Box::new(body)));
+        subquery.order_by = None;
+        Some((
+            subquery,
+            keys.into_iter().map(|(_, o)| o).collect(),
+            items.into_iter().map(|(n, _, c)| (n, c)).collect(),
+        ))
+    }
+}
+
+/// Which sides a condition of a correlated subquery names: (its own table, the
+/// enclosing query), with `alias` and `cols` the subquery's table. An unqualified
+/// name is the table's when it has that column (as PostgreSQL resolves it). `None`
+/// for what a rewrite cannot place: a subquery, a window function, an aggregate, a
+/// volatile function, a name with more than two parts.
+fn correlation_sides(e: &Expr, alias: &str, cols: &[String]) -> Option<(bool, bool)> {
+    struct V<'a>(&'a str, &'a [String], bool, bool, bool);
+    impl sqlparser::ast::Visitor for V<'_> {
+        type Break = ();
+        fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
+            match e {
+                Expr::Identifier(i) => {
+                    if self.1.contains(&ident_value(i)) {
+                        self.2 = true
+                    } else {
+                        self.3 = true
+                    }
+                }
+                Expr::CompoundIdentifier(ids) if ids.len() == 2 => {
+                    if ident_value(&ids[0]) == self.0 {
+                        self.2 = true
+                    } else {
+                        self.3 = true
+                    }
+                }
+                Expr::CompoundIdentifier(_)
+                | Expr::Subquery(_)
+                | Expr::Exists { .. }
+                | Expr::InSubquery { .. } => {
+                    self.4 = false;
+                    return ControlFlow::Break(());
+                }
+                Expr::Function(f)
+                    if f.over.is_some()
+                        || is_aggregate(f)
+                        || VOLATILE.contains(&function_name(f).as_str()) =>
+                {
+                    self.4 = false;
+                    return ControlFlow::Break(());
+                }
+                _ => {}
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut v = V(alias, cols, false, false, true);
+    let _ = sqlparser::ast::Visit::visit(e, &mut v);
+    v.4.then_some((v.2, v.3))
+}

@@ -1,0 +1,240 @@
+//! Queries and set operations: `WITH` (CTEs inlined as derived tables), `UNION`,
+//! `INTERSECT`, `EXCEPT` [ALL] over projection blocks, and `SELECT DISTINCT ON`.
+
+use super::*;
+
+impl Binder<'_> {
+    /// Bind a query that DIFFERENTIAL mode maintains with delta rules.
+    pub(crate) fn bind_query(&mut self, q: &Query) -> Result<Block> {
+        if let Some(w) = &q.with {
+            if w.recursive {
+                return Err(unsupported_at(
+                    self.query,
+                    "WITH RECURSIVE (it is maintained by recompute-and-diff)",
+                    Some(w.with_token.0.span),
+                ));
+            }
+            for c in &w.cte_tables {
+                let mut body = (*c.query).clone();
+                if !c.alias.columns.is_empty() {
+                    // WITH x(a, b) AS (...): rename the output columns
+                    if let SetExpr::Select(sel) = body.body.as_mut() {
+                        for (item, col) in sel.projection.iter_mut().zip(&c.alias.columns) {
+                            let e = match item {
+                                SelectItem::UnnamedExpr(e)
+                                | SelectItem::ExprWithAlias { expr: e, .. } => e.clone(),
+                                _ => continue,
+                            };
+                            *item = SelectItem::ExprWithAlias {
+                                expr: e,
+                                alias: col.name.clone(),
+                            };
+                        }
+                    }
+                }
+                self.ctes.push((ident_value(&c.alias.name), body));
+            }
+        }
+        if let Some(l) = &q.limit {
+            return Err(unsupported(self.query, "LIMIT", Some(l)));
+        }
+        if q.offset.is_some() || q.fetch.is_some() {
+            return Err(unsupported(self.query, "OFFSET/FETCH", None));
+        }
+        let select = match q.body.as_ref() {
+            SetExpr::Select(s) if matches!(s.distinct, Some(sqlparser::ast::Distinct::On(_))) => {
+                return self.bind_distinct_on(s, q.order_by.as_ref());
+            }
+            SetExpr::Select(s) => s,
+            SetExpr::Query(inner) => return self.bind_query(inner),
+            SetExpr::SetOperation { .. } => return self.bind_set_operation(q.body.as_ref()),
+            other => {
+                let what = match other {
+                    SetExpr::SetOperation {
+                        op, set_quantifier, ..
+                    } => format!("{op} {set_quantifier}").trim().to_string(),
+                    SetExpr::Values(_) => "VALUES".to_string(),
+                    _ => "this kind of query".to_string(),
+                };
+                return Err(unsupported(self.query, &what, Some(other)));
+            }
+        };
+        self.bind_select(select)
+    }
+
+    /// `a UNION [ALL] b UNION [ALL] c ...` (one operator throughout): each branch is
+    /// a projection block in its own name scope; table occurrences are numbered across
+    /// branches so their delta terms never collide.
+    pub(super) fn bind_set_operation(&mut self, body: &SetExpr) -> Result<Block> {
+        fn flatten<'e>(
+            e: &'e SetExpr,
+            out: &mut Vec<&'e SetExpr>,
+            ops: &mut Vec<(sqlparser::ast::SetOperator, bool)>,
+        ) {
+            match e {
+                SetExpr::SetOperation {
+                    op,
+                    set_quantifier,
+                    left,
+                    right,
+                } => {
+                    flatten(left, out, ops);
+                    let all = matches!(set_quantifier, sqlparser::ast::SetQuantifier::All);
+                    ops.push((*op, all));
+                    flatten(right, out, ops);
+                }
+                SetExpr::Query(q)
+                    if q.with.is_none() && q.order_by.is_none() && q.limit.is_none() =>
+                {
+                    flatten(&q.body, out, ops)
+                }
+                other => out.push(other),
+            }
+        }
+        let mut parts = Vec::new();
+        let mut ops = Vec::new();
+        flatten(body, &mut parts, &mut ops);
+        let (op0, all0) = ops[0];
+        if ops.iter().any(|&(o, a)| o != op0 || a != all0) {
+            return Err(unsupported(
+                self.query,
+                "a mix of set operators (use FULL mode)",
+                Some(body),
+            ));
+        }
+        let op = match op0 {
+            sqlparser::ast::SetOperator::Union => SetOpKind::Union,
+            sqlparser::ast::SetOperator::Intersect => SetOpKind::Intersect,
+            sqlparser::ast::SetOperator::Except => SetOpKind::Except,
+            _ => return Err(unsupported(self.query, &format!("{op0}"), Some(body))),
+        };
+        if op != SetOpKind::Union && parts.len() > 2 {
+            return Err(unsupported(
+                self.query,
+                &format!("{} of more than two queries", op.sql()),
+                Some(body),
+            ));
+        }
+        let mut branches: Vec<Block> = Vec::new();
+        for part in parts {
+            let SetExpr::Select(sel) = part else {
+                return Err(unsupported(
+                    self.query,
+                    "this branch of a set operation",
+                    Some(part),
+                ));
+            };
+            self.frames.push(Vec::new());
+            let b = self.bind_select(sel);
+            self.frames.pop();
+            let b = b?;
+            if !matches!(b.shape, Shape::Project) {
+                return Err(unsupported(
+                    self.query,
+                    "GROUP BY, aggregates, DISTINCT or window functions inside a branch of a set operation",
+                    Some(part),
+                ));
+            }
+            if let Some(first) = branches.first() {
+                if first.items.len() != b.items.len() {
+                    return Err(Error::Invalid(
+                        Diagnostic::new(format!(
+                            "each {} query must have the same number of columns",
+                            op.sql()
+                        ))
+                        .with_span(span_range(self.query, part.span())),
+                    ));
+                }
+            }
+            branches.push(b);
+        }
+        for b in &mut branches {
+            b.leaves = self.leaves.clone();
+        }
+        let first = branches[0].clone();
+        Ok(Block {
+            leaves: self.leaves.clone(),
+            shape: Shape::SetOp {
+                op,
+                all: all0,
+                branches,
+            },
+            ..first
+        })
+    }
+
+    /// `SELECT DISTINCT ON (keys) ... ORDER BY ...` at the top of the query: a projection
+    /// block kept as one row per key, maintained like a partitioned window (the keys
+    /// the changes touch are recomputed). Keys and `ORDER BY` items may name an output
+    /// column or its position, as in PostgreSQL.
+    pub(super) fn bind_distinct_on(
+        &mut self,
+        s: &Select,
+        order_by: Option<&OrderBy>,
+    ) -> Result<Block> {
+        let Some(sqlparser::ast::Distinct::On(on)) = &s.distinct else {
+            unreachable!("called for DISTINCT ON")
+        };
+        let mut plain = s.clone();
+        plain.distinct = None;
+        let block = self.bind_select(&plain)?;
+        if !matches!(block.shape, Shape::Project) {
+            return Err(unsupported_at(
+                self.query,
+                "DISTINCT ON together with GROUP BY, aggregates or window functions",
+                Some(s.select_token.0.span),
+            ));
+        }
+        let resolve = |this: &Self, e: &Expr| -> Result<Expr> {
+            match e {
+                Expr::Value(sqlparser::ast::ValueWithSpan {
+                    value: Value::Number(n, _),
+                    ..
+                }) => {
+                    let idx: usize = n.parse().unwrap_or(0);
+                    match block.items.get(idx.wrapping_sub(1)) {
+                        Some((_, b)) => Ok(b.clone()),
+                        None => Err(Error::Invalid(
+                            Diagnostic::new(format!(
+                                "position {n} is not in the select list (1 to {})",
+                                block.items.len()
+                            ))
+                            .with_span(expr_range(this.query, e)),
+                        )),
+                    }
+                }
+                Expr::Identifier(id) => {
+                    let name = ident_value(id);
+                    match block.items.iter().find(|(n, _)| *n == name) {
+                        Some((_, b)) => Ok(b.clone()),
+                        None => this.bind_expr(e, false),
+                    }
+                }
+                _ => this.bind_expr(e, false),
+            }
+        };
+        let mut keys = Vec::new();
+        for e in on {
+            keys.push(resolve(self, e)?);
+        }
+        let mut order = Vec::new();
+        if let Some(ob) = order_by {
+            let OrderByKind::Expressions(exprs) = &ob.kind else {
+                return Err(unsupported(self.query, "ORDER BY ALL", None));
+            };
+            for o in exprs {
+                if o.with_fill.is_some() {
+                    return Err(unsupported(self.query, "ORDER BY ... WITH FILL", None));
+                }
+                order.push((resolve(self, &o.expr)?, o.options.to_string()));
+            }
+        }
+        Ok(Block {
+            shape: Shape::Window {
+                partition: keys,
+                distinct_on: Some(order),
+            },
+            ..block
+        })
+    }
+}

@@ -1,0 +1,296 @@
+//! Explain: the operator tree of a compiled stream table with the strategy of each
+//! node, followed by the SQL it renders to.
+
+use crate::ir::{Block, Body, Compiled, JoinKind, Shape, Strategy, Tree};
+
+impl Compiled {
+    /// One line saying how the stream table is maintained (the root's strategy, as in
+    /// [`Compiled::explain`]); the runtime records it for `pgstream.pgs_status()`.
+    pub fn strategy_summary(&self) -> String {
+        let base = self.root_summary();
+        match &self.body {
+            Body::Incremental(b)
+                if b.leaves.iter().any(|l| l.agg.is_some())
+                    || matches!(&b.shape, Shape::SetOp { branches, .. }
+                        if branches.iter().any(|br| br.leaves.iter().any(|l| l.agg.is_some()))) =>
+            {
+                format!(
+                    "{base}; each aggregate subquery (in FROM, or a correlated scalar aggregate, LEFT JOINed on its correlation keys) recomputes the groups the changes of its table touch (old and new state) and is read by group key"
+                )
+            }
+            _ => base,
+        }
+    }
+
+    fn root_summary(&self) -> String {
+        match (&self.body, &self.strategy) {
+            (_, Strategy::Full) => {
+                "full: recompute and apply the difference on every refresh".into()
+            }
+            (_, Strategy::RecomputeDiff { reason }) => {
+                format!("recompute and apply the difference when a source changed ({reason})")
+            }
+            (Body::Incremental(b), _) => match &b.shape {
+                Shape::Project => "incremental: delta rules".into(),
+                Shape::Aggregate {
+                    recompute: false, ..
+                } => "incremental: delta rules, per-group counters".into(),
+                Shape::Aggregate {
+                    recompute: true, ..
+                } => "incremental: delta rules, recompute the groups the changes touch".into(),
+                Shape::Window {
+                    distinct_on: Some(_),
+                    ..
+                } => "incremental: recompute the DISTINCT ON keys the changes touch".into(),
+                Shape::Window { partition, .. } if partition.is_empty() => {
+                    "recompute the whole result when anything changed (window without PARTITION BY)"
+                        .into()
+                }
+                Shape::Window { .. } => {
+                    "incremental: recompute the partitions the changes touch".into()
+                }
+                Shape::SetOp { op, all, .. } => match (op, all) {
+                    (crate::ir::SetOpKind::Union, _) => {
+                        "incremental: delta rules, multiplicities".into()
+                    }
+                    _ => format!(
+                        "incremental: recompute the rows the changes touch ({}{})",
+                        op.sql(),
+                        if *all { " ALL" } else { "" }
+                    ),
+                },
+            },
+            (Body::Recompute { .. }, Strategy::Incremental) => "incremental".into(),
+        }
+    }
+
+    /// The operator tree with the strategy per node, followed by the generated SQL.
+    pub fn explain(&self) -> String {
+        let mut out = String::new();
+        out.push_str(&format!(
+            "stream table {} ({} mode)\n",
+            self.spec.name, self.spec.mode
+        ));
+        out.push_str(&format!(
+            "output columns: {}\n\n",
+            self.columns
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        out.push_str(&format!("strategy: {}\n\n", self.strategy_summary()));
+        out.push_str("operator tree:\n");
+        match &self.body {
+            Body::Incremental(b) => explain_block(b, &mut out),
+            Body::Recompute { .. } => {
+                let why = match &self.strategy {
+                    Strategy::RecomputeDiff { reason } => {
+                        format!("recompute-and-diff when a source changed ({reason})")
+                    }
+                    _ => "recompute-and-diff on every refresh (FULL mode)".to_string(),
+                };
+                out.push_str(&format!(
+                    "  Query                                   strategy: {why}\n"
+                ));
+                for s in &self.sources {
+                    out.push_str(&format!("    Scan {}                 strategy: change buffer (used to detect changes)\n", s.name));
+                }
+            }
+        }
+        let a = self.render(&self.placeholder_context());
+        out.push_str("\nstorage table:\n");
+        for s in &a.storage_ddl {
+            out.push_str(&format!("  {s};\n"));
+        }
+        out.push_str("\nfull refresh:\n");
+        out.push_str(&indent(&a.full_refresh));
+        if let Some(d) = &a.differential_refresh {
+            out.push_str("\ndifferential refresh:\n");
+            out.push_str(&indent(d));
+        }
+        out
+    }
+}
+
+fn indent(s: &str) -> String {
+    s.lines().map(|l| format!("  {l}\n")).collect()
+}
+
+fn explain_block(b: &Block, out: &mut String) {
+    let mut lines: Vec<(usize, String, String)> = Vec::new();
+    let mut depth = 0;
+    match &b.shape {
+        Shape::Aggregate {
+            group_texts,
+            aggs,
+            recompute,
+            having,
+            ..
+        } => {
+            let calls: Vec<String> = aggs.iter().map(|a| a.text.clone()).collect();
+            let group = if group_texts.is_empty() {
+                "(global: exactly one row)".to_string()
+            } else {
+                group_texts.join(", ")
+            };
+            let having = having.as_ref().map(|_| " HAVING ...").unwrap_or("");
+            let strategy = if *recompute {
+                "recompute only the groups the changes touch, apply the difference"
+            } else {
+                "per-group counters in hidden columns (__pgs_count, sums and non-NULL counts)"
+            };
+            lines.push((
+                depth,
+                format!("Aggregate group by {group}: {}{having}", calls.join(", ")),
+                strategy.into(),
+            ));
+            depth += 1;
+        }
+        Shape::Window {
+            partition,
+            distinct_on,
+        } => {
+            let strategy = if distinct_on.is_some() {
+                "recompute the DISTINCT ON keys the changes touch, apply the difference"
+            } else if partition.is_empty() {
+                "recompute the whole result when anything changed (no PARTITION BY)"
+            } else {
+                "recompute the partitions the changes touch, apply the difference"
+            };
+            lines.push((
+                depth,
+                format!(
+                    "{} {}",
+                    if distinct_on.is_some() {
+                        "DistinctOn"
+                    } else {
+                        "Window"
+                    },
+                    b.items
+                        .iter()
+                        .map(|(n, _)| n.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                strategy.into(),
+            ));
+            depth += 1;
+        }
+        Shape::SetOp { op, all, branches } => {
+            let strategy = match (op, all) {
+                (crate::ir::SetOpKind::Union, true) => {
+                    "bag of the branches' delta rows (multiplicities)"
+                }
+                (crate::ir::SetOpKind::Union, false) => "multiplicity counter per distinct row",
+                _ => "recompute the rows whose values the changes touch, apply the difference",
+            };
+            lines.push((
+                depth,
+                format!(
+                    "{}{} of {} queries",
+                    op.sql(),
+                    if *all { " ALL" } else { "" },
+                    branches.len()
+                ),
+                strategy.into(),
+            ));
+            depth += 1;
+        }
+        Shape::Project => {
+            lines.push((
+                depth,
+                format!(
+                    "Project {}",
+                    b.items
+                        .iter()
+                        .map(|(n, _)| n.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                "apply to delta rows; net effect per source primary keys".into(),
+            ));
+            depth += 1;
+        }
+    }
+    fn tree(t: &Tree, b: &Block, depth: usize, lines: &mut Vec<(usize, String, String)>) {
+        match t {
+            Tree::Filter { input, text, .. } => {
+                lines.push((
+                    depth,
+                    format!("Filter {text}"),
+                    "apply to delta rows, weights carried".into(),
+                ));
+                tree(input, b, depth + 1, lines);
+            }
+            Tree::Leaf(i) => {
+                let l = &b.leaves[*i];
+                match &l.agg {
+                    None => lines.push((
+                        depth,
+                        format!("Scan {} AS {}", l.table.name, l.alias),
+                        "change buffer window (Z-set: -old, +new)".into(),
+                    )),
+                    Some(a) => lines.push((
+                        depth,
+                        format!("AggregateSubquery ({}) AS {}", a.text, l.alias),
+                        "delta: the groups the changes touch, recomputed over the new (+1) and old (-1) state; joined to other deltas by its group keys".into(),
+                    )),
+                }
+            }
+            Tree::Join {
+                kind,
+                left,
+                right,
+                on_text,
+                ..
+            } => {
+                let strat = match kind {
+                    JoinKind::Semi => {
+                        "left delta minus the anti-join delta (matches counted, not multiplied)"
+                    }
+                    JoinKind::Anti => {
+                        "left rows without a match: recounted for the keys the changes touch"
+                    }
+                    JoinKind::Inner => "bilinear: dL⋈R + L⋈dR - dL⋈dR",
+                    JoinKind::Left | JoinKind::Right => {
+                        "bilinear inner part + dangling rows recounted for affected keys"
+                    }
+                    JoinKind::Full => "bilinear inner part + dangling rows of both sides recounted",
+                };
+                lines.push((depth, format!("{} ON {on_text}", kind.sql()), strat.into()));
+                tree(left, b, depth + 1, lines);
+                tree(right, b, depth + 1, lines);
+            }
+        }
+    }
+    let branches: Vec<&Block> = match &b.shape {
+        Shape::SetOp { branches, .. } => branches.iter().collect(),
+        _ => vec![b],
+    };
+    let several = branches.len() > 1;
+    for (i, br) in branches.iter().enumerate() {
+        let mut d = depth;
+        if several {
+            lines.push((
+                d,
+                format!("Branch {}", i + 1),
+                "its delta rows, weights carried".into(),
+            ));
+            d += 1;
+        }
+        if let Some(f) = &br.filter_text {
+            lines.push((
+                d,
+                format!("Filter {f}"),
+                "apply to delta rows, weights carried".into(),
+            ));
+            d += 1;
+        }
+        tree(&br.tree, br, d, &mut lines);
+    }
+    for (d, op, strat) in lines {
+        let left = format!("{}{}", "  ".repeat(d + 1), op);
+        out.push_str(&format!("{left:<60} strategy: {strat}\n"));
+    }
+}

@@ -1,0 +1,77 @@
+//! Whole statements and the SQL fragments every strategy shares: the window of a
+//! change buffer (`window`), applying a result to the storage table and the
+//! storage DDL (`apply`), the frontier advance and the buffer trim (`frontier`), the
+//! generated refresh function (`function`). The strategies (`strategy/`) build
+//! their delta rules from these.
+//!
+//! Every relation a delta term reads exposes the columns of its leaves under
+//! uniform names, `__pgs_c<leaf>_<col>`, so any bound expression can be rendered
+//! against any of them. Deltas are Z-sets: each row carries a weight `__pgs_w`
+//! (+1 or −1). All refresh statements are a single SQL statement (data-modifying
+//! CTEs) that returns the number of storage rows changed and advances the frontiers:
+//! whatever the caller's isolation level, one statement sees one snapshot.
+
+pub(crate) mod apply;
+pub(crate) mod frontier;
+pub(crate) mod function;
+pub(crate) mod window;
+
+pub(crate) use crate::sql::ident::{quote_ident as qi, quote_qualified};
+
+pub(crate) const W: &str = "\"__pgs_w\"";
+
+pub(crate) fn col(leaf: usize, col: usize) -> String {
+    qi(&format!("__pgs_c{leaf}_{col}"))
+}
+
+/// The select item of a source column under the uniform name `alias`: `q.column` when
+/// the query reads it (it is in `needed`), else [`UNREAD`], so that the statement
+/// does not name a column the query does not use.
+pub(crate) fn unread_null(
+    q: &str,
+    c: &crate::catalog::Column,
+    needed: &[String],
+    alias: String,
+) -> String {
+    if needed.contains(&c.name) {
+        format!("{q}.{} AS {alias}", qi(&c.name))
+    } else {
+        format!("{UNREAD} AS {alias}")
+    }
+}
+
+/// What stands for a column the query does not read: its type is not named either,
+/// so that nothing depends on it.
+pub(crate) const UNREAD: &str = "NULL::pg_catalog.text";
+
+/// Test only: make row ids collide (see [`crate::testing`]).
+pub(crate) static WEAK_ROW_HASH: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// The hash a row id is made of: `hashtextextended(text, seed)`, or, when the test
+/// switch is on, the same reduced to three values, so that different rows share ids
+/// and the key and content checks that follow every id match must keep them apart.
+pub(crate) fn row_hash(text: &str, seed: &str) -> String {
+    if WEAK_ROW_HASH.load(std::sync::atomic::Ordering::Relaxed) {
+        format!("(pg_catalog.hashtextextended({text}, {seed}) % 3)")
+    } else {
+        format!("pg_catalog.hashtextextended({text}, {seed})")
+    }
+}
+
+/// Rows of `inner` numbered among equal rows (`__pgs_n`), with a row id from the
+/// whole row's text and that number: the identity of rows that have no key.
+pub(crate) fn numbered(inner: &str) -> String {
+    format!(
+        "SELECT q2.*, {} AS \"__pgs_row_id\" FROM (SELECT q.*, row_number() OVER (PARTITION BY ROW(q.*)::text) AS \"__pgs_n\" FROM ({inner}) AS q) AS q2",
+        row_hash("ROW(q2.*)::text", "q2.\"__pgs_n\"")
+    )
+}
+
+pub(crate) fn row_id_of(exprs: &[String]) -> String {
+    if exprs.is_empty() {
+        "0::bigint".to_string()
+    } else {
+        row_hash(&format!("ROW({})::text", exprs.join(", ")), "0")
+    }
+}

@@ -1,0 +1,63 @@
+//! Identifiers: quoting (the only way user-provided names and text reach generated
+//! SQL), the value of a parsed identifier and qualified names.
+
+use crate::spec::QualifiedName;
+use sqlparser::ast::ObjectName;
+
+/// Quote an identifier for PostgreSQL: always double-quoted, embedded quotes doubled.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Quote `schema.name`.
+pub fn quote_qualified(name: &QualifiedName) -> String {
+    format!("{}.{}", quote_ident(&name.schema), quote_ident(&name.name))
+}
+
+/// Quote a string literal (standard-conforming strings; backslashes are literal).
+pub fn quote_literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+/// The name of `name` split into schema (default `public`) and table.
+pub(crate) fn qualified(name: &ObjectName) -> QualifiedName {
+    let parts: Vec<String> = name
+        .0
+        .iter()
+        .filter_map(|p| p.as_ident())
+        .map(ident_value)
+        .collect();
+    match parts.as_slice() {
+        [n] => QualifiedName::new("public", n.clone()),
+        [.., s, n] => QualifiedName::new(s.clone(), n.clone()),
+        [] => QualifiedName::new("public", ""),
+    }
+}
+
+pub(crate) fn last_ident(name: &ObjectName) -> String {
+    name.0
+        .last()
+        .and_then(|p| p.as_ident())
+        .map(ident_value)
+        .unwrap_or_default()
+}
+
+/// An identifier's value as PostgreSQL stores it: unquoted identifiers fold to lower case.
+pub(crate) fn ident_value(i: &sqlparser::ast::Ident) -> String {
+    if i.quote_style.is_some() {
+        i.value.clone()
+    } else {
+        i.value.to_lowercase()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[test]
+    fn quoting() {
+        assert_eq!(quote_ident(r#"a"b"#), r#""a""b""#);
+        assert_eq!(quote_literal("it's"), "'it''s'");
+        assert_eq!(quote_qualified(&QualifiedName::new("s", "t")), r#""s"."t""#);
+    }
+}

@@ -1,0 +1,8 @@
+//! SQL vocabulary with nothing about stream tables: parsing, identifiers, AST
+//! helpers and the table of SQL types and the Rust types that read them.
+
+pub(crate) mod ident;
+pub(crate) mod parse;
+pub(crate) mod relations;
+pub mod types;
+pub(crate) mod walk;

@@ -1,0 +1,240 @@
+//! An aggregate subquery over one table used as a relation (`(SELECT g, agg(x) FROM
+//! t GROUP BY g) AS s` in FROM, or a correlated scalar aggregate LEFT JOINed on its
+//! correlation keys): a leaf whose delta recomputes the groups the changes of `t`
+//! touch, over `t`'s new state (+1) and its old state (−1); groups whose row did not
+//! change cancel:
+//!
+//! ```text
+//! Δs = γ(σ_keys(ΔT) T_new) − γ(σ_keys(ΔT) T_old),   T_old = T_new − ΔT
+//! ```
+//!
+//! Joined on its group keys, it is read only for the keys of the other side's rows
+//! (`agg_lookup`).
+
+use super::*;
+
+impl IncrementalRenderer<'_> {
+    /// The aggregate subquery of leaf `i` over `from` (a relation with its table's
+    /// columns), its rows restricted by `cond` (SQL over the table's alias) before
+    /// grouping, its outputs named `__pgs_c<i>_<j>`. A group is all the rows with its
+    /// key values, so restricting the rows by the key values yields exactly the
+    /// groups with those values.
+    pub(super) fn agg_sql(&self, i: usize, from: &str, cond: Option<&str>) -> String {
+        let a = self.block.leaves[i].agg.as_ref().expect("aggregate leaf");
+        let items: Vec<String> = a
+            .items
+            .iter()
+            .enumerate()
+            .map(|(j, e)| format!("{e} AS {}", col(i, j)))
+            .collect();
+        let conds: Vec<String> = a
+            .filter
+            .iter()
+            .map(|f| f.as_str())
+            .chain(cond)
+            .map(|c| format!("({c})"))
+            .collect();
+        format!(
+            "SELECT {} FROM {from} AS {}{} GROUP BY {}{}",
+            items.join(", "),
+            qi(&a.alias),
+            if conds.is_empty() {
+                String::new()
+            } else {
+                format!(" WHERE {}", conds.join(" AND "))
+            },
+            a.groups.join(", "),
+            a.having
+                .as_ref()
+                .map(|h| format!(" HAVING {h}"))
+                .unwrap_or_default()
+        )
+    }
+
+    /// The delta of an aggregate subquery (leaf `i`): the groups whose keys the window
+    /// rows of its table carry (old and new images) are recomputed over the table's
+    /// new state (+1) and its old state (−1, the new state less the window's new
+    /// images plus its old images); groups whose row did not change cancel.
+    pub(super) fn agg_delta(&mut self, i: usize) -> String {
+        let name = format!("__pgs_d{i}");
+        if self.ctes.iter().any(|(n, _)| *n == name) {
+            return name;
+        }
+        let l = &self.block.leaves[i];
+        let a = l.agg.as_ref().expect("aggregate leaf");
+        let base = &self.compiled.sources[l.source];
+        let win = self.window_cte(l.source, base);
+        let alias = qi(&a.alias);
+        let kn: Vec<String> = (0..a.groups.len())
+            .map(|k| qi(&format!("__pgs_k{k}")))
+            .collect();
+        let keys = format!("__pgs_sk{i}");
+        self.ctes.push((
+            keys.clone(),
+            format!(
+                "SELECT DISTINCT {} FROM {} AS {alias}",
+                a.groups
+                    .iter()
+                    .zip(&kn)
+                    .map(|(g, n)| format!("({g}) AS {n}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                qi(&win)
+            ),
+        ));
+        // The groups with those keys: by `IN` when no key is NULL (an index serves
+        // it), NULL-safely otherwise. The keys' alias is reserved, so an alias inside
+        // the subquery cannot hide it.
+        let gs: Vec<String> = a.groups.iter().map(|g| format!("({g})")).collect();
+        let kk = |n: &String| format!("\"__pgs_kk\".{n}");
+        let by_in = format!(
+            "({}) IN (SELECT {} FROM {} AS \"__pgs_kk\" WHERE {})",
+            gs.join(", "),
+            kn.iter().map(kk).collect::<Vec<_>>().join(", "),
+            qi(&keys),
+            kn.iter()
+                .map(|n| format!("{} IS NOT NULL", kk(n)))
+                .collect::<Vec<_>>()
+                .join(" AND ")
+        );
+        let any_null = kn
+            .iter()
+            .map(|n| format!("{} IS NULL", kk(n)))
+            .collect::<Vec<_>>()
+            .join(" OR ");
+        let by_null = format!(
+            "(SELECT EXISTS (SELECT 1 FROM {k} AS \"__pgs_kk\" WHERE {any_null})) AND EXISTS (SELECT 1 FROM {k} AS \"__pgs_kk\" WHERE ({any_null}) AND {})",
+            kn.iter()
+                .zip(&gs)
+                .map(|(n, g)| format!("{} IS NOT DISTINCT FROM {g}", kk(n)))
+                .collect::<Vec<_>>()
+                .join(" AND "),
+            k = qi(&keys)
+        );
+        let qual = quote_qualified(&base.name);
+        // The columns the subquery reads (and the primary key).
+        let used: Vec<&str> = a
+            .used
+            .iter()
+            .filter_map(|&c| base.columns.get(c))
+            .map(|c| c.name.as_str())
+            .collect();
+        // The old state of the table, its rows restricted by `cond` in each part (a
+        // restriction above the UNION would not reach the table's index).
+        let old = |cond: &str| {
+            let t = used
+                .iter()
+                .map(|c| format!("{alias}.{}", qi(c)))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let w = qi(&win);
+            if base.primary_key.is_empty() {
+                format!(
+                    "(SELECT {t} FROM {qual} AS {alias} WHERE {cond} \
+                     UNION ALL SELECT {t} FROM {w} AS {alias} WHERE {alias}.{W} < 0 AND {cond} \
+                     EXCEPT ALL SELECT {t} FROM {w} AS {alias} WHERE {alias}.{W} > 0 AND {cond})"
+                )
+            } else {
+                let same = base
+                    .primary_key
+                    .iter()
+                    .map(|k| format!("\"__pgs_b\".{k} = {alias}.{k}", k = qi(k)))
+                    .collect::<Vec<_>>()
+                    .join(" AND ");
+                format!(
+                    "(SELECT {t} FROM {qual} AS {alias} WHERE {cond} AND NOT EXISTS \
+                     (SELECT 1 FROM {w} AS \"__pgs_b\" WHERE {same} AND \"__pgs_b\".{W} > 0) \
+                     UNION ALL SELECT {t} FROM {w} AS {alias} WHERE {alias}.{W} < 0 AND {cond})"
+                )
+            }
+        };
+        let new_body = format!(
+            "({}) UNION ALL ({})",
+            self.agg_sql(i, &qual, Some(&by_in)),
+            self.agg_sql(i, &qual, Some(&by_null))
+        );
+        let old_body = format!(
+            "({}) UNION ALL ({})",
+            self.agg_sql(i, &old(&format!("({by_in})")), None),
+            self.agg_sql(i, &old(&format!("({by_null})")), None)
+        );
+        let (sn, so) = (format!("__pgs_sn{i}"), format!("__pgs_so{i}"));
+        self.ctes.push((sn.clone(), new_body));
+        self.ctes.push((so.clone(), old_body));
+        self.ctes.push((
+            name.clone(),
+            format!(
+                "SELECT n.*, 1::smallint AS {W} FROM {sn} AS n WHERE NOT EXISTS (SELECT 1 FROM {so} AS o WHERE o::text = n::text) \
+                 UNION ALL SELECT o.*, (-1)::smallint AS {W} FROM {so} AS o WHERE NOT EXISTS (SELECT 1 FROM {sn} AS n WHERE n::text = o::text)",
+                sn = qi(&sn),
+                so = qi(&so)
+            ),
+        ));
+        name
+    }
+
+    /// When `t` is an aggregate subquery leaf and `on` compares each of its group key
+    /// columns by equality with an expression over `other` (leaves of the other
+    /// side), the subquery restricted to the keys of the other side's row `q`, as a
+    /// `LATERAL` relation: a delta term then reads only the groups its rows join.
+    pub(super) fn agg_lookup(
+        &self,
+        t: &Tree,
+        on: &Expr,
+        other: &[usize],
+        q: &str,
+    ) -> Option<String> {
+        let Tree::Leaf(i) = t else { return None };
+        let a = self.block.leaves[*i].agg.as_ref()?;
+        let mut parts = Vec::new();
+        conjuncts(on, &mut parts);
+        let mut found: Vec<Option<String>> = vec![None; a.key_cols.len()];
+        for e in parts {
+            let Expr::BinaryOp {
+                left,
+                op: BinaryOperator::Eq,
+                right,
+            } = unnest(e)
+            else {
+                continue;
+            };
+            for (side, rest) in [(left, right), (right, left)] {
+                let Some(Marker::Col { leaf, col: c }) = expr::as_marker(unnest(side)) else {
+                    continue;
+                };
+                let Some(k) = a.key_cols.iter().position(|&kc| kc == c) else {
+                    continue;
+                };
+                if leaf == *i
+                    && !has_subquery(rest)
+                    && expr::column_markers(rest)
+                        .iter()
+                        .all(|(x, _)| other.contains(x))
+                {
+                    found[k] = Some(self.expr_over(rest, q));
+                }
+            }
+        }
+        let found: Vec<String> = found.into_iter().collect::<Option<Vec<_>>>()?;
+        // The other side's key values are taken in a scope of their own, so that an
+        // alias inside the subquery cannot hide the other side's alias `q`.
+        let key_list = found
+            .iter()
+            .enumerate()
+            .map(|(k, x)| format!("({x}) AS \"__pgs_k{k}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let conds = a
+            .groups
+            .iter()
+            .enumerate()
+            .map(|(k, g)| format!("({g}) = \"__pgs_key\".\"__pgs_k{k}\""))
+            .collect::<Vec<_>>()
+            .join(" AND ");
+        let base = &self.compiled.sources[self.block.leaves[*i].source];
+        Some(format!(
+            "LATERAL (SELECT \"__pgs_s\".* FROM (SELECT {key_list}) AS \"__pgs_key\" CROSS JOIN LATERAL ({}) AS \"__pgs_s\")",
+            self.agg_sql(*i, &quote_qualified(&base.name), Some(&conds))
+        ))
+    }
+}

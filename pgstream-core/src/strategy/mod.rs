@@ -1,0 +1,585 @@
+//! The maintenance strategies, one file per operator, each with its delta rule in
+//! its module doc. [`render`] picks the renderer of a compiled stream table: delta
+//! rules over the bound block ([`IncrementalRenderer`]: the delta of the join tree, operator by
+//! operator, then the rule of the block's shape), or recomputation (`recompute`,
+//! `recursive`). The statements they end in come from `render/`.
+//!
+//! Tree operators (`delta`): `scan`, `filter`, `join`, `outer_join`, `semi_join`,
+//! `aggregate_subquery`. Shapes (`artifacts`): `project`, `aggregate` (counters),
+//! `aggregate_recompute`, `window`, `set_operation`.
+
+mod aggregate;
+mod aggregate_recompute;
+mod aggregate_subquery;
+mod filter;
+mod join;
+mod outer_join;
+mod project;
+mod recompute;
+pub(crate) mod recursive;
+mod scan;
+mod semi_join;
+mod set_operation;
+mod window;
+
+use crate::catalog::Table;
+use crate::contract;
+
+use crate::ir::marker::{self as expr, raw, Marker};
+use crate::ir::{
+    AggFunc, Artifacts, Block, Body, Compiled, JoinKind, RenderContext, SetOpKind, Shape,
+    SourceBinding, Strategy, Tree,
+};
+use crate::render::apply::{diff_statement, storage_ddl};
+use crate::render::frontier::frontier_advance;
+use crate::render::function::refresh_function;
+use crate::render::window::{window_rows_sql, window_sql};
+use crate::render::{
+    col, numbered, qi, quote_qualified, row_hash, row_id_of, unread_null, UNREAD, W,
+};
+use crate::sql::walk::{conjuncts, unnest};
+use recompute::recompute_artifacts;
+use sqlparser::ast::{BinaryOperator, Expr};
+
+pub(crate) fn render(c: &Compiled, ctx: &RenderContext) -> Artifacts {
+    let st = quote_qualified(&c.spec.name);
+    let mut a = match &c.body {
+        Body::Incremental(block) => IncrementalRenderer {
+            compiled: c,
+            block,
+            ctx,
+            ctes: Vec::new(),
+            storage: st.clone(),
+        }
+        .artifacts(),
+        Body::Recompute { query_sql, .. } => recompute_artifacts(c, ctx, &st, query_sql),
+    };
+    // Output columns the compiler proved non-nullable are NOT NULL in the storage
+    // table, so that `sqlx::query_as!` over it infers the field types the attribute
+    // checks (`i64`, not `Option<i64>`), and a wrong inference fails loudly at the
+    // refresh instead of as a decoding error in the application.
+    let not_null: Vec<String> = c
+        .columns
+        .iter()
+        .filter(|col| col.nullable == Some(false))
+        .map(|col| format!("ALTER COLUMN {} SET NOT NULL", qi(&col.name)))
+        .collect();
+    if !not_null.is_empty() {
+        a.storage_ddl
+            .insert(1, format!("ALTER TABLE {st} {}", not_null.join(", ")));
+    }
+    if let Body::Recompute {
+        seminaive: Some(sn),
+        ..
+    } = &c.body
+    {
+        // The semi-naive step joins the stored result on these columns.
+        for col in &sn.lookup_columns {
+            a.storage_ddl
+                .push(format!("CREATE INDEX ON {st} ({})", qi(col)));
+        }
+    }
+    let insert_only = match &c.body {
+        Body::Recompute {
+            seminaive: Some(sn),
+            ..
+        } => {
+            let outputs: Vec<String> = c.columns.iter().map(|c| c.name.clone()).collect();
+            Some(
+                sn.render(&recursive::Inputs {
+                    sources: &c.sources,
+                    windows: (0..c.sources.len())
+                        .map(|s| window_rows_sql(ctx, s))
+                        .collect(),
+                    storage: &st,
+                    outputs: &outputs,
+                    row_hash: &row_hash,
+                    advance: frontier_advance(ctx),
+                }),
+            )
+        }
+        _ => None,
+    };
+    a.refresh_function = a
+        .differential_refresh
+        .as_deref()
+        .map(|d| refresh_function(ctx, d, insert_only.as_deref()));
+    a
+}
+
+/// Renderer of a block maintained by delta rules.
+struct IncrementalRenderer<'a> {
+    /// The stream table being rendered.
+    compiled: &'a Compiled,
+    /// Its bound block (for a set operation, the first branch's).
+    block: &'a Block,
+    /// The object ids of the database.
+    ctx: &'a RenderContext,
+    /// The CTEs of the differential refresh so far, in order: `(name, body)`.
+    ctes: Vec<(String, String)>,
+    /// The storage table, quoted and qualified.
+    storage: String,
+}
+
+impl IncrementalRenderer<'_> {
+    /// The columns of leaf `i` read from the relation `alias`, under the uniform
+    /// names. Only the columns the query reads are named: a column it does not read
+    /// may be dropped, renamed or retyped without breaking anything (the buffer holds
+    /// the columns some consumer reads; this one reads `buffer_columns`).
+    fn leaf_columns(&self, i: usize, alias: &str) -> Vec<String> {
+        let l = &self.block.leaves[i];
+        let needed = self.compiled.buffer_columns(l.source);
+        l.table
+            .columns
+            .iter()
+            .enumerate()
+            .map(|(j, c)| unread_null(alias, c, &needed, col(i, j)))
+            .collect()
+    }
+
+    /// The CTE with the window of source `source` (whose table is `table`), created
+    /// once per statement.
+    fn window_cte(&mut self, source: usize, table: &Table) -> String {
+        let win = format!("__pgs_win{source}");
+        if !self.ctes.iter().any(|(n, _)| *n == win) {
+            self.ctes.push((
+                win.clone(),
+                window_sql(
+                    self.ctx,
+                    source,
+                    Some(table),
+                    &self.compiled.buffer_columns(source),
+                ),
+            ));
+        }
+        win
+    }
+
+    /// Columns of a subtree: (leaf, col) pairs in order.
+    fn cols(&self, t: &Tree) -> Vec<(usize, usize)> {
+        t.out_leaves()
+            .into_iter()
+            .flat_map(|l| (0..self.block.leaves[l].table.columns.len()).map(move |c| (l, c)))
+            .collect()
+    }
+
+    /// A subquery with the current contents of a subtree.
+    fn new_rel(&self, t: &Tree) -> String {
+        match t {
+            Tree::Filter { input, pred, .. } => {
+                let sel: Vec<String> = self
+                    .cols(t)
+                    .into_iter()
+                    .map(|(l, c)| format!("l.{}", col(l, c)))
+                    .collect();
+                format!(
+                    "(SELECT {} FROM {} AS l WHERE {})",
+                    sel.join(", "),
+                    self.new_rel(input),
+                    self.expr_over(pred, "l")
+                )
+            }
+            Tree::Leaf(i) if self.block.leaves[*i].agg.is_some() => {
+                let base = &self.compiled.sources[self.block.leaves[*i].source];
+                format!("({})", self.agg_sql(*i, &quote_qualified(&base.name), None))
+            }
+            Tree::Leaf(i) => {
+                let l = &self.block.leaves[*i];
+                format!(
+                    "(SELECT {} FROM {} AS t)",
+                    self.leaf_columns(*i, "t").join(", "),
+                    quote_qualified(&l.table.name)
+                )
+            }
+            Tree::Join {
+                kind,
+                left,
+                right,
+                on,
+                ..
+            } => {
+                let (ll, rl) = (left.leaves(), right.leaves());
+                let sel = self.select_list(t, &ll, "l", "r");
+                if matches!(kind, JoinKind::Semi | JoinKind::Anti) {
+                    return format!(
+                        "(SELECT {sel} FROM {} AS l WHERE {}EXISTS (SELECT 1 FROM {} AS r WHERE {}))",
+                        self.new_rel(left),
+                        if *kind == JoinKind::Anti { "NOT " } else { "" },
+                        self.new_rel(right),
+                        self.on(on, &ll, &rl)
+                    );
+                }
+                format!(
+                    "(SELECT {sel} FROM {} AS l {} {} AS r ON {})",
+                    self.new_rel(left),
+                    kind.sql(),
+                    self.new_rel(right),
+                    self.on(on, &ll, &rl)
+                )
+            }
+        }
+    }
+
+    fn select_list(&self, t: &Tree, left_leaves: &[usize], lq: &str, rq: &str) -> String {
+        self.cols(t)
+            .into_iter()
+            .map(|(l, c)| {
+                format!(
+                    "{}.{}",
+                    if left_leaves.contains(&l) { lq } else { rq },
+                    col(l, c)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    fn padded_list(&self, t: &Tree, keep: &[usize], q: &str) -> String {
+        self.cols(t)
+            .into_iter()
+            .map(|(l, c)| {
+                let leaf = &self.block.leaves[l];
+                if keep.contains(&l) {
+                    format!("{q}.{}", col(l, c))
+                } else if leaf.agg.is_none()
+                    && !self
+                        .compiled
+                        .buffer_columns(leaf.source)
+                        .contains(&leaf.table.columns[c].name)
+                {
+                    format!("{UNREAD} AS {}", col(l, c))
+                } else {
+                    format!(
+                        "NULL::{} AS {}",
+                        self.block.leaves[l].table.columns[c].sql_type,
+                        col(l, c)
+                    )
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    fn on(&self, on: &Expr, left_leaves: &[usize], _right: &[usize]) -> String {
+        expr::render_with(on, &mut |m| match m {
+            Marker::Col { leaf, col: c } => Some(raw(format!(
+                "{}.{}",
+                if left_leaves.contains(&leaf) {
+                    "l"
+                } else {
+                    "r"
+                },
+                col(leaf, c)
+            ))),
+            _ => None,
+        })
+    }
+
+    /// The name of a CTE holding the delta of a subtree (creating it): one rule per
+    /// operator (`filter`, `scan`, `aggregate_subquery`, `join`).
+    fn delta(&mut self, t: &Tree) -> String {
+        match t {
+            Tree::Filter { input, pred, .. } => self.filter_delta(input, pred),
+            Tree::Leaf(i) if self.block.leaves[*i].agg.is_some() => self.agg_delta(*i),
+            Tree::Leaf(i) => self.scan_delta(*i),
+            Tree::Join {
+                kind,
+                left,
+                right,
+                on,
+                ..
+            } => self.join_delta(t, *kind, left, right, on),
+        }
+    }
+
+    fn cols_of(&self, leaves: &[usize]) -> Vec<(usize, usize)> {
+        leaves
+            .iter()
+            .flat_map(|&l| (0..self.block.leaves[l].table.columns.len()).map(move |c| (l, c)))
+            .collect()
+    }
+
+    /// The SQL of a bound expression over the relation `alias` (whose columns have
+    /// the uniform names `__pgs_c<leaf>_<col>`).
+    fn expr_over(&self, e: &Expr, alias: &str) -> String {
+        expr::render_with(e, &mut |m| match m {
+            Marker::Col { leaf, col: c } => Some(raw(format!("{alias}.{}", col(leaf, c)))),
+            _ => None,
+        })
+    }
+
+    fn where_clause(&self, q: &str) -> String {
+        self.block
+            .filter
+            .as_ref()
+            .map(|f| format!(" WHERE {}", self.expr_over(f, q)))
+            .unwrap_or_default()
+    }
+
+    fn artifacts(mut self) -> Artifacts {
+        match &self.block.shape {
+            Shape::Project => self.project(),
+            Shape::Window { .. } => self.window(),
+            Shape::SetOp { .. } => self.setop(),
+            Shape::Aggregate {
+                recompute: true, ..
+            } => self.aggregate_recompute(),
+            Shape::Aggregate { .. } => self.aggregate(),
+        }
+    }
+
+    /// Whether output column `i` is grouped by its text in the net change per row:
+    /// its type has no equality GROUP BY can use (`json`, `point`, ...), or it is not
+    /// known. Columns past the outputs (hidden keys) are grouped by value.
+    fn by_text(&self, i: usize) -> bool {
+        match self.compiled.columns.get(i) {
+            None => false,
+            Some(c) => c.sql_type.as_deref().is_none_or(|t| {
+                let t = t.to_ascii_lowercase();
+                let base = t.split(['(', '[']).next().unwrap_or("").trim();
+                UNGROUPABLE.contains(&base)
+            }),
+        }
+    }
+
+    /// The select list and the GROUP BY list of the net change per row over the
+    /// columns `cols` (quoted; the outputs first): a column grouped by its text
+    /// ([`Self::by_text`]) takes the value of any row of its group (they print alike).
+    fn net_grouping(&self, cols: &[String]) -> (String, String) {
+        let (sel, by): (Vec<String>, Vec<String>) = cols
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                if self.by_text(i) {
+                    (
+                        format!("(pg_catalog.array_agg({c}))[1] AS {c}"),
+                        format!("{c}::pg_catalog.text"),
+                    )
+                } else {
+                    (c.clone(), c.clone())
+                }
+            })
+            .unzip();
+        (sel.join(", "), by.join(", "))
+    }
+
+    fn key_exprs(&self, q: &str) -> Vec<String> {
+        let mut keys = Vec::new();
+        // In leaf order, not join order: pushdown may reorder the joins.
+        let mut out = self.block.tree.out_leaves();
+        out.sort_unstable();
+        for i in out {
+            let l = &self.block.leaves[i];
+            for k in &l.table.primary_key {
+                let c = l.table.column_index(k).expect("primary key column");
+                keys.push(format!("{q}.{}", col(i, c)));
+            }
+        }
+        keys
+    }
+
+    fn finish(&self, body_ctes: Vec<String>, tail: &str) -> String {
+        let mut all: Vec<String> = self
+            .ctes
+            .iter()
+            .map(|(n, b)| {
+                format!(
+                    "{} AS {}({b})",
+                    qi(n),
+                    if n.starts_with("__pgs_win") || n.starts_with("__pgs_s") {
+                        "MATERIALIZED "
+                    } else {
+                        ""
+                    }
+                )
+            })
+            .collect();
+        all.extend(body_ctes);
+        format!("WITH {}\n{tail}", all.join(",\n"))
+    }
+
+    /// The current rows (visible columns) and the delta (visible columns and weight)
+    /// of a projection block whose tree delta is the CTE `root`.
+    /// The output columns are named `names` (a set operation's branches all take the
+    /// first branch's names).
+    fn branch_selects(&self, b: &Block, root: &str, names: &[String]) -> (String, String) {
+        let vis_x: Vec<String> = b
+            .items
+            .iter()
+            .zip(names)
+            .map(|((_, e), n)| format!("{} AS {}", self.expr_over(e, "x"), qi(n)))
+            .collect();
+        let w = b
+            .filter
+            .as_ref()
+            .map(|f| format!(" WHERE {}", self.expr_over(f, "x")))
+            .unwrap_or_default();
+        (
+            format!(
+                "SELECT {} FROM {} AS x{w}",
+                vis_x.join(", "),
+                self.new_rel(&b.tree)
+            ),
+            format!(
+                "SELECT {}, x.{W} FROM {} AS x{w}",
+                vis_x.join(", "),
+                qi(root)
+            ),
+        )
+    }
+
+    /// The two predicates that keep only the rows whose keys (`exprs`, named `names`
+    /// in `__pgs_keys`) the changes touched: keys without NULLs by `IN` (which can
+    /// use indexes), keys with a NULL by a NULL-safe match, skipped unless such a key
+    /// exists.
+    fn key_predicates(exprs: &[String], names: &[String]) -> (String, String) {
+        // Each key expression in parentheses: `a IS NULL` must not bind to what follows.
+        let exprs: Vec<String> = exprs.iter().map(|e| format!("({e})")).collect();
+        let tuple = if exprs.len() == 1 {
+            exprs[0].clone()
+        } else {
+            format!("({})", exprs.join(", "))
+        };
+        let k_cols: Vec<String> = names.iter().map(|g| format!("k.{g}")).collect();
+        let all_set = names
+            .iter()
+            .map(|g| format!("k.{g} IS NOT NULL"))
+            .collect::<Vec<_>>()
+            .join(" AND ");
+        let any_null = names
+            .iter()
+            .map(|g| format!("k.{g} IS NULL"))
+            .collect::<Vec<_>>()
+            .join(" OR ");
+        let nd = exprs
+            .iter()
+            .zip(names)
+            .map(|(e, g)| format!("k.{g} IS NOT DISTINCT FROM {e}"))
+            .collect::<Vec<_>>()
+            .join(" AND ");
+        (
+            format!("{tuple} IN (SELECT {} FROM \"__pgs_keys\" AS k WHERE {all_set})", k_cols.join(", ")),
+            format!(
+                "(SELECT EXISTS (SELECT 1 FROM \"__pgs_keys\" AS k WHERE {any_null})) AND EXISTS (SELECT 1 FROM \"__pgs_keys\" AS k WHERE ({any_null}) AND {nd})"
+            ),
+        )
+    }
+
+    /// `EXISTS` over `__pgs_keys`: the stored row's keys (columns `names` of `st`)
+    /// are among those the changes touched.
+    fn touched_keys(names: &[String]) -> String {
+        format!(
+            "EXISTS (SELECT 1 FROM \"__pgs_keys\" AS k WHERE {})",
+            names
+                .iter()
+                .map(|g| format!("st.{g} IS NOT DISTINCT FROM k.{g}"))
+                .collect::<Vec<_>>()
+                .join(" AND ")
+        )
+    }
+
+    /// The artifacts of a strategy: the storage table and the full refresh both come
+    /// from `new_rows` (the query's rows with the storage table's columns), the
+    /// differential refresh is the strategy's own statement.
+    fn maintained(
+        &self,
+        st: &str,
+        new_rows: &str,
+        diff: String,
+        hidden_columns: Vec<String>,
+    ) -> Artifacts {
+        Artifacts {
+            storage_ddl: storage_ddl(st, new_rows),
+            full_refresh: diff_statement(st, self.ctx, &[], new_rows, None),
+            differential_refresh: Some(diff),
+            hidden_columns,
+            refresh_function: None,
+        }
+    }
+
+    /// The statement shared by the recompute strategies: collect the keys the changes
+    /// touch, recompute the rows of those keys (`fresh`, with the storage table's
+    /// columns), delete the stored rows of those keys (`in_keys`, over `st`) that are
+    /// not among them, insert the missing ones.
+    fn recompute_keys(&mut self, keys: &str, fresh: &str, in_keys: &str, st: &str) -> String {
+        let same = "n.\"__pgs_row_id\" = st.\"__pgs_row_id\" AND n::text = st::text";
+        let body = vec![
+            format!("\"__pgs_keys\" AS MATERIALIZED ({keys})"),
+            format!("\"__pgs_fresh\" AS MATERIALIZED ({fresh})"),
+            format!("\"__pgs_adv\" AS ({})", frontier_advance(self.ctx)),
+            format!(
+                "\"__pgs_del\" AS (DELETE FROM {st} AS st WHERE {in_keys} AND NOT EXISTS (SELECT 1 FROM \"__pgs_fresh\" AS n WHERE {same}) RETURNING 1)"
+            ),
+            format!(
+                "\"__pgs_ins\" AS (INSERT INTO {st} SELECT n.* FROM \"__pgs_fresh\" AS n WHERE NOT EXISTS (SELECT 1 FROM {st} AS st WHERE {same}) RETURNING 1)"
+            ),
+        ];
+        self.finish(
+            body,
+            "SELECT (SELECT count(*) FROM \"__pgs_del\") + (SELECT count(*) FROM \"__pgs_ins\") AS \"rows_changed\"",
+        )
+    }
+}
+
+/// One side of a join, as the delta rules read it.
+#[derive(Clone, Copy)]
+struct Side<'s> {
+    /// Every leaf under it.
+    leaves: &'s [usize],
+    /// The leaves whose columns it outputs.
+    out: &'s [usize],
+    /// Its current contents (a subquery).
+    new: &'s str,
+    /// Its delta (a CTE name, quoted).
+    delta: &'s str,
+}
+
+/// Types that have `=` but no equality GROUP BY can use (or none at all).
+const UNGROUPABLE: &[&str] = &[
+    "json", "xml", "point", "box", "lseg", "line", "path", "polygon", "circle", "jsonpath",
+];
+
+/// Whether an expression contains a subquery.
+fn has_subquery(e: &Expr) -> bool {
+    use sqlparser::ast::Visit;
+    struct Finder(bool);
+    impl sqlparser::ast::Visitor for Finder {
+        type Break = ();
+        fn pre_visit_expr(&mut self, e: &Expr) -> std::ops::ControlFlow<()> {
+            if matches!(
+                e,
+                Expr::Subquery(_) | Expr::Exists { .. } | Expr::InSubquery { .. }
+            ) {
+                self.0 = true;
+                return std::ops::ControlFlow::Break(());
+            }
+            std::ops::ControlFlow::Continue(())
+        }
+    }
+    let mut f = Finder(false);
+    let _ = e.visit(&mut f);
+    f.0
+}
+
+impl Compiled {
+    /// Render the SQL artifacts with the database's object ids.
+    pub fn render(&self, ctx: &RenderContext) -> Artifacts {
+        render(self, ctx)
+    }
+
+    /// A render context with placeholder ids (stream table 0; source oids taken from
+    /// the catalog when known, else 0, 1, ...), for `explain` and snapshot tests.
+    pub fn placeholder_context(&self) -> RenderContext {
+        RenderContext {
+            st_id: 0,
+            sources: self
+                .sources
+                .iter()
+                .enumerate()
+                .map(|(i, t)| SourceBinding {
+                    oid: t.oid.unwrap_or(i as u32),
+                })
+                .collect(),
+        }
+    }
+}

@@ -1,0 +1,222 @@
+//! LEFT, RIGHT and FULL joins: the inner join's rule (`join`) plus the delta of the
+//! dangling, NULL-padded rows of each preserved side `P` against the other side `O`:
+//!
+//! ```text
+//! ΔP ▷ O_new  +  Σ_{a ∈ P_old matching ΔO} P_old(a)·([cnt_new(a)=0] − [cnt_old(a)=0])
+//! ```
+//!
+//! where `cnt_old = cnt_new − Σ weights of matching ΔO rows` and `P_old = P_new − ΔP`
+//! (see [`IncrementalRenderer::dangling`]). A row of `P` gains (loses) its padded row when its last
+//! match goes (its first match comes). The anti join reuses this rule (`semi_join`).
+
+use super::*;
+
+impl IncrementalRenderer<'_> {
+    /// Delta of the dangling (NULL-padded) rows of the preserved side `p` of an outer
+    /// join against the other side `o`:
+    /// `ΔP ▷ O_new  +  Σ_{a ∈ P_old matching ΔO} P_old(a)·([cnt_new(a)=0] − [cnt_old(a)=0])`
+    /// where `cnt_old = cnt_new − Σ weights of matching ΔO rows` and `P_old = P_new − ΔP`.
+    ///
+    /// Only whether `cnt_new` is 0 and whether it equals the sum `d` of the matching
+    /// ΔO weights matter, so the count stops at `max(d, 0) + 1` matches: its cost
+    /// follows the changes, not the fan-out of the join. When the join condition is
+    /// made of equalities between columns of `o` and expressions over `p` (the usual
+    /// foreign-key join), ΔO is summed per join key first and joined to the rows of
+    /// `P_old` with that key (an index lookup), instead of summing ΔO for every row of
+    /// `P_old`.
+    pub(super) fn dangling(
+        &self,
+        t: &Tree,
+        on: &Expr,
+        p: Side<'_>,
+        o: Side<'_>,
+        p_is_left: bool,
+        negate: bool,
+    ) -> Vec<String> {
+        let (p_alias, o_alias) = if p_is_left { ("l", "r") } else { ("r", "l") };
+        let on_lr = if p_is_left {
+            self.on(on, p.leaves, o.leaves)
+        } else {
+            self.on(on, o.leaves, p.leaves)
+        };
+        let sign = if negate { "-" } else { "" };
+        let padded = self.padded_list(t, p.leaves, p_alias);
+        let (other_new, other_delta, preserved_new, preserved_delta) =
+            (o.new, o.delta, p.new, p.delta);
+        // An aggregate subquery on the other side, joined on its group keys, is read
+        // for the keys of the preserved side's row only (when the other side is that
+        // subquery alone: not under a filter).
+        let lookup = match o.leaves {
+            [i] if self.block.leaves[*i].agg.is_some()
+                && other_new == self.new_rel(&Tree::Leaf(*i)) =>
+            {
+                self.agg_lookup(&Tree::Leaf(*i), on, p.leaves, p_alias)
+            }
+            _ => None,
+        };
+        let other_new = lookup.as_deref().unwrap_or(other_new);
+        let pcols: Vec<String> = self
+            .cols_of(p.out)
+            .into_iter()
+            .map(|(l, c)| col(l, c))
+            .collect();
+        let pcols_list = pcols.join(", ");
+        let unmatched = format!("SELECT {padded}, {sign}{p_alias}.{W} AS {W} FROM {preserved_delta} AS {p_alias} WHERE NOT EXISTS (SELECT 1 FROM {other_new} AS {o_alias} WHERE {on_lr})");
+        let capped_count = |d: &str| {
+            format!(
+                "CROSS JOIN LATERAL (SELECT count(*) AS n FROM (SELECT 1 FROM {other_new} AS {o_alias} WHERE {on_lr} LIMIT GREATEST({d}, 0)::bigint + 1) AS m) AS c"
+            )
+        };
+        let flip = |d: &str| {
+            format!("{sign}{p_alias}.{W} * ((c.n = 0)::int - (c.n - {d} = 0)::int) AS {W}")
+        };
+        let changed = |d: &str| format!("(c.n = 0) <> (c.n - {d} = 0)");
+        if let Some(keyed) = self.keyed_condition(on, p.leaves, o.leaves) {
+            // ΔO summed per key; P_old = P_new − ΔP as two terms, so that each joins
+            // the (small) keyed sums through the indexes of its own relation.
+            let keys: Vec<String> = keyed.keys.iter().map(|&(l, c)| col(l, c)).collect();
+            let key_list = keys
+                .iter()
+                .map(|k| format!("{o_alias}.{k}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let filter = if keyed.o_only.is_empty() {
+                String::new()
+            } else {
+                let conds: Vec<String> = keyed
+                    .o_only
+                    .iter()
+                    .map(|e| self.expr_over(e, o_alias))
+                    .collect();
+                format!(" WHERE {}", conds.join(" AND "))
+            };
+            let dg = format!(
+                "(SELECT {key_list}, COALESCE(sum({o_alias}.{W}), 0) AS \"__pgs_dn\" FROM {other_delta} AS {o_alias}{filter} GROUP BY {key_list}) AS dg"
+            );
+            let join_on = keyed
+                .p_side
+                .iter()
+                .map(|e| {
+                    expr::render_with(e, &mut |m| match m {
+                        Marker::Col { leaf, col: c } => Some(raw(format!(
+                            "{}.{}",
+                            if o.leaves.contains(&leaf) {
+                                "dg"
+                            } else {
+                                p_alias
+                            },
+                            col(leaf, c)
+                        ))),
+                        _ => None,
+                    })
+                })
+                .collect::<Vec<_>>()
+                .join(" AND ");
+            let d = "dg.\"__pgs_dn\"";
+            let term = |rel: &str| {
+                format!(
+                    "SELECT {padded}, {} FROM {dg} JOIN {rel} AS {p_alias} ON {join_on} {} WHERE {}",
+                    flip(d),
+                    capped_count(d),
+                    changed(d)
+                )
+            };
+            return vec![
+                unmatched,
+                term(&format!(
+                    "(SELECT {pcols_list}, 1 AS {W} FROM {preserved_new} AS p0)"
+                )),
+                term(&format!(
+                    "(SELECT {pcols_list}, -{W} AS {W} FROM {preserved_delta})"
+                )),
+            ];
+        }
+        let p_old = format!(
+            "(SELECT {pcols_list}, 1 AS {W} FROM {preserved_new} AS p0 UNION ALL SELECT {pcols_list}, -{W} FROM {preserved_delta})"
+        );
+        vec![
+            unmatched,
+            format!(
+                "SELECT {padded}, {} FROM {p_old} AS {p_alias} \
+                 CROSS JOIN LATERAL (SELECT COALESCE(sum({o_alias}.{W}), 0) AS n FROM {other_delta} AS {o_alias} WHERE {on_lr}) AS d \
+                 {} \
+                 WHERE EXISTS (SELECT 1 FROM {other_delta} AS {o_alias} WHERE {on_lr}) AND {}",
+                flip("d.n"),
+                capped_count("d.n"),
+                changed("d.n")
+            ),
+        ]
+    }
+
+    /// Split a join condition for [`Self::dangling`]: `Some` when it is a conjunction
+    /// of equalities `o.column = expression over p` (at least one), conditions on `p`
+    /// alone, and conditions on `o` alone, and the key columns can be grouped.
+    pub(super) fn keyed_condition(
+        &self,
+        on: &Expr,
+        p: &[usize],
+        o: &[usize],
+    ) -> Option<KeyedCondition> {
+        let mut parts = Vec::new();
+        conjuncts(on, &mut parts);
+        let mut k = KeyedCondition {
+            keys: Vec::new(),
+            p_side: Vec::new(),
+            o_only: Vec::new(),
+        };
+        for e in parts {
+            let cols = expr::column_markers(e);
+            if has_subquery(e) {
+                return None;
+            }
+            if cols.iter().all(|(l, _)| p.contains(l)) {
+                k.p_side.push(e.clone());
+                continue;
+            }
+            if cols.iter().all(|(l, _)| o.contains(l)) {
+                k.o_only.push(e.clone());
+                continue;
+            }
+            let Expr::BinaryOp {
+                left,
+                op: BinaryOperator::Eq,
+                right,
+            } = e
+            else {
+                return None;
+            };
+            let (l, r) = (unnest(left), unnest(right));
+            let key = |side: &Expr, other: &Expr| match expr::as_marker(side) {
+                Some(Marker::Col { leaf, col }) if o.contains(&leaf) => expr::column_markers(other)
+                    .iter()
+                    .all(|(x, _)| p.contains(x))
+                    .then_some((leaf, col)),
+                _ => None,
+            };
+            let kc = key(l, r).or_else(|| key(r, l))?;
+            let ty = self.block.leaves[kc.0].table.columns[kc.1]
+                .sql_type
+                .to_ascii_lowercase();
+            let base = ty.split(['(', '[']).next().unwrap_or("").trim();
+            if UNGROUPABLE.contains(&base) {
+                return None;
+            }
+            if !k.keys.contains(&kc) {
+                k.keys.push(kc);
+            }
+            k.p_side.push(e.clone());
+        }
+        (!k.keys.is_empty()).then_some(k)
+    }
+}
+
+/// A join condition split for the keyed dangling-row term.
+pub(crate) struct KeyedCondition {
+    /// The columns of the other side compared by equality with the preserved side.
+    keys: Vec<(usize, usize)>,
+    /// The conjuncts that join the keys to the preserved side (the equalities) or
+    /// test the preserved side alone.
+    p_side: Vec<Expr>,
+    /// The conjuncts on the other side alone (a filter before grouping).
+    o_only: Vec<Expr>,
+}
