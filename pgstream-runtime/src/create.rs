@@ -106,6 +106,7 @@ pub(crate) async fn create_in(
     for (i, source) in compiled.sources.iter().enumerate() {
         let oid = source_oid(conn, source, name).await?;
         check_not_foreign(conn, oid, name).await?;
+        check_not_citus(conn, oid, name).await?;
         if spec.mode.is_incremental() {
             check_hierarchy(conn, oid, name).await?;
         }
@@ -285,6 +286,22 @@ async fn check_not_foreign(conn: &mut PgConnection, oid: u32, name: &str) -> Res
              server, where no trigger of this database fires, so pgstream cannot capture its \
              changes (in either mode). Copy it into a local table and read that"
         ))),
+        None => Ok(()),
+    }
+}
+
+/// Refuse a Citus table (distributed, reference, single-shard or Citus local) as a
+/// source, in either mode: its rows are written to its shards, whose writes fire the
+/// shards' triggers, so nothing would be captured (docs/SCALING.md, step 0). A source
+/// made a Citus table after creation is drift (`pgstream._drift`).
+async fn check_not_citus(conn: &mut PgConnection, oid: u32, name: &str) -> Result<()> {
+    let refusal: Option<String> = sqlx::query_scalar("SELECT pgstream._citus_refusal($1)")
+        .bind(Oid(oid))
+        .fetch_one(&mut *conn)
+        .await
+        .step(Some(name), "checking whether a source is a Citus table")?;
+    match refusal {
+        Some(why) => Err(Error::Invalid(format!("stream table {name}: {why}"))),
         None => Ok(()),
     }
 }

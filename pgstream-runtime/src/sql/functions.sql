@@ -785,6 +785,16 @@ BEGIN
     IF msg IS NOT NULL THEN
         RETURN msg;
     END IF;
+    -- A source made a Citus table since (only where Citus is installed).
+    IF to_regclass('pg_catalog.pg_dist_partition') IS NOT NULL THEN
+        msg := (SELECT pgstream._citus_refusal(f.source_oid)
+                  FROM pgstream.pgs_frontiers f
+                 WHERE f.st_id = _drift.st_id AND pgstream._citus_refusal(f.source_oid) IS NOT NULL
+                 ORDER BY f.source_oid LIMIT 1);
+        IF msg IS NOT NULL THEN
+            RETURN msg;
+        END IF;
+    END IF;
     -- One statement per check (their plans are kept by the session): they run at
     -- every refresh. A stream table that reads no view costs one index probe more.
     msg := (
@@ -864,12 +874,77 @@ BEGIN
 END
 $fn$;
 
+-- Citus (distributed PostgreSQL): NULL unless `rel` is a Citus table (a row of
+-- pg_dist_partition: distributed, single-shard, reference or Citus local), else the
+-- reason pgstream cannot maintain a stream table over it: its rows live in shards,
+-- whose writes fire the shards' triggers, not the table's, so nothing would be
+-- captured (docs/SCALING.md, step 0). NULL at once where Citus is not installed (the
+-- catalog table is read through EXECUTE: it does not exist there).
+CREATE OR REPLACE FUNCTION pgstream._citus_refusal(rel oid)
+RETURNS text LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    kind text;
+BEGIN
+    IF to_regclass('pg_catalog.pg_dist_partition') IS NULL THEN
+        RETURN NULL;
+    END IF;
+    EXECUTE $q$SELECT CASE
+                        WHEN p.partmethod IN ('h', 'a', 'r') THEN 'distributed'
+                        WHEN p.repmodel = 't' THEN 'reference'
+                        WHEN p.colocationid <> 0 THEN 'single-shard distributed'
+                        ELSE 'Citus local'
+                      END
+                 FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid = $1$q$
+       INTO kind USING rel;
+    IF kind IS NULL THEN
+        RETURN NULL;
+    END IF;
+    RETURN format('source table %s is a Citus %s table: its rows are written to its shards, '
+                  'whose writes pgstream cannot capture, so no stream table can be maintained '
+                  'over it (see docs/SCALING.md). Read a local table',
+                  rel::regclass, kind);
+END
+$fn$;
+
+-- A capture trigger fired on a relation that is neither its source nor a member of
+-- the source's partition tree. Normally a detached partition whose triggers the next
+-- sync drops (nothing to do). But Citus copies a table's triggers to its shards when
+-- the table is distributed: the writes then fire here, on the shards, and would be
+-- lost silently; the stream tables that read the source go to the ERROR state, in
+-- the writer's transaction, which never fails because of this.
+CREATE OR REPLACE FUNCTION pgstream._capture_stray(src oid)
+RETURNS void LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    msg text;
+BEGIN
+    msg := pgstream._citus_refusal(src);
+    IF msg IS NULL THEN
+        RETURN;
+    END IF;
+    UPDATE pgstream.pgs_stream_tables s SET status = 'ERROR', status_reason = msg
+     WHERE s.status IS DISTINCT FROM 'ERROR'
+       AND EXISTS (SELECT 1 FROM pgstream.pgs_frontiers f
+                    WHERE f.st_id = s.id AND f.source_oid = src);
+EXCEPTION WHEN OTHERS THEN
+    -- Capture never fails a write; the next refresh's drift check says the same.
+    RETURN;
+END
+$fn$;
+
 -- The hint of a drift error (_drift's message): how to recover.
 CREATE OR REPLACE FUNCTION pgstream._drift_hint(msg text)
 RETURNS text LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
     SELECT CASE
+             WHEN msg LIKE '% is a Citus % table: %' THEN
+                 'Drop the stream table (pgstream.drop_stream_table), or make the source a local '
+                 'table again (undistribute_table) and call pgstream.resume_stream_table: its next '
+                 'refresh is a full one.'
              WHEN msg LIKE 'view %' THEN
                  'To maintain the view''s new definition, drop the stream table '
                  '(pgstream.drop_stream_table) and create it again (a #[stream_table] is '
@@ -979,6 +1054,7 @@ BEGIN
         -- A member of a partitioned source's tree (_sync_partitions); one detached
         -- since (its triggers are dropped at the next sync) is no longer the source.
         IF pg_catalog.pg_partition_root(TG_RELID) IS DISTINCT FROM %5$s::oid::regclass THEN
+            PERFORM pgstream._capture_stray(%5$s::oid);
             RETURN NULL;
         END IF;
     END IF;%6$s%4$s
