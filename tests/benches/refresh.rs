@@ -1852,10 +1852,13 @@ fn write_outputs(cfg: &Config, res: &Results) -> Res<()> {
         }
     }
     let mut md = markdown(cfg, res, &sizes, &plots);
-    // The scale benchmark's section (`cargo bench --bench scale`) is its own: kept.
+    // The sections of the scale, freshness and TPC-H benchmarks (`cargo bench --bench
+    // scale`, `--bench freshness`, `--bench tpch`) are theirs: kept.
     let previous = std::fs::read_to_string(cfg.out.join("BENCHMARKS.md")).unwrap_or_default();
-    if let Some(section) = pgstream_tests::bench_doc::section(&previous, "scale") {
-        md = pgstream_tests::bench_doc::replace_section(&md, "scale", &section);
+    for name in ["scale", "freshness", "tpch"] {
+        if let Some(section) = pgstream_tests::bench_doc::section(&previous, name) {
+            md = pgstream_tests::bench_doc::replace_section(&md, name, &section);
+        }
     }
     std::fs::write(cfg.out.join("BENCHMARKS.md"), md)?;
     log(format!(

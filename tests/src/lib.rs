@@ -14,6 +14,7 @@ pub mod bench_doc;
 pub mod cluster;
 pub mod compare;
 pub mod db;
+pub mod freshness;
 pub mod oracle;
 pub mod tpch;
 pub mod tutorial;

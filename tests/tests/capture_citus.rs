@@ -18,11 +18,13 @@ use pgstream_tests::compare::difference;
 use pgstream_tests::{test_db, TestDb};
 use sqlx::PgPool;
 
-const ORDERS: &str = "CREATE TABLE orders (tenant_id int NOT NULL, id int NOT NULL, amount int NOT NULL,
+const ORDERS: &str =
+    "CREATE TABLE orders (tenant_id int NOT NULL, id int NOT NULL, amount int NOT NULL,
                                            PRIMARY KEY (tenant_id, id));
      INSERT INTO orders SELECT i % 4, i, i * 10 FROM generate_series(1, 20) i;";
 
-const QUERY: &str = "SELECT tenant_id, count(*) AS n, sum(amount) AS total FROM orders GROUP BY tenant_id";
+const QUERY: &str =
+    "SELECT tenant_id, count(*) AS n, sum(amount) AS total FROM orders GROUP BY tenant_id";
 
 /// The part of Citus's catalog that pgstream reads (Citus 13 has more columns).
 async fn fake_citus_catalog(db: &TestDb) {
@@ -82,7 +84,11 @@ async fn citus_tables_are_refused_at_creation() {
 
     for (name, query, kind) in [
         ("per_tenant", QUERY, "Citus distributed table"),
-        ("plan_names", "SELECT id, name FROM plans", "Citus reference table"),
+        (
+            "plan_names",
+            "SELECT id, name FROM plans",
+            "Citus reference table",
+        ),
         ("note_ids", "SELECT id FROM notes", "Citus local table"),
     ] {
         for mode in [Mode::Differential, Mode::Full] {
@@ -116,7 +122,10 @@ async fn citus_tables_are_refused_at_creation() {
     h.create_stream_table("per_tenant", QUERY, "1h", Mode::Differential)
         .await
         .unwrap();
-    assert_eq!(difference(&db.pool, QUERY, "per_tenant", "tenant_id, n, total").await, 0);
+    assert_eq!(
+        difference(&db.pool, QUERY, "per_tenant", "tenant_id, n, total").await,
+        0
+    );
 }
 
 /// What `create_distributed_table` does to a table with triggers on a single node
@@ -149,14 +158,20 @@ async fn a_source_distributed_later_puts_its_readers_in_error() {
     h.create_stream_table("per_tenant", QUERY, "1h", Mode::Differential)
         .await
         .unwrap();
-    h.create_stream_table("all_orders", "SELECT id, amount FROM orders", "1h", Mode::Full)
-        .await
-        .unwrap();
+    h.create_stream_table(
+        "all_orders",
+        "SELECT id, amount FROM orders",
+        "1h",
+        Mode::Full,
+    )
+    .await
+    .unwrap();
     distribute_into_a_shard(&db).await;
 
     // A write to the shard (where Citus routes it) succeeds, and the readers of the
     // source go to the ERROR state in its transaction, with the reason.
-    db.exec("INSERT INTO orders_102008 VALUES (1, 100, 5)").await;
+    db.exec("INSERT INTO orders_102008 VALUES (1, 100, 5)")
+        .await;
     for name in ["per_tenant", "all_orders"] {
         let (st, reason) = status(&db.pool, name).await;
         assert_eq!(st, "ERROR", "{name}");
@@ -174,7 +189,10 @@ async fn a_source_distributed_later_puts_its_readers_in_error() {
         .unwrap_err();
     let db_err = err.as_database_error().unwrap();
     assert_eq!(db_err.code().as_deref(), Some("PGS01"));
-    assert!(db_err.message().contains("Citus distributed table"), "{db_err}");
+    assert!(
+        db_err.message().contains("Citus distributed table"),
+        "{db_err}"
+    );
     let hint: String = sqlx::query_scalar(
         "SELECT pgstream._drift_hint(status_reason) FROM pgstream.pgs_stream_tables WHERE table_name = 'per_tenant'",
     )
@@ -200,9 +218,18 @@ async fn a_source_distributed_later_puts_its_readers_in_error() {
         assert_eq!(status(&db.pool, name).await.0, "ACTIVE");
         h.refresh(name).await.unwrap();
     }
-    assert_eq!(difference(&db.pool, QUERY, "per_tenant", "tenant_id, n, total").await, 0);
     assert_eq!(
-        difference(&db.pool, "SELECT id, amount FROM orders", "all_orders", "id, amount").await,
+        difference(&db.pool, QUERY, "per_tenant", "tenant_id, n, total").await,
+        0
+    );
+    assert_eq!(
+        difference(
+            &db.pool,
+            "SELECT id, amount FROM orders",
+            "all_orders",
+            "id, amount"
+        )
+        .await,
         0
     );
 }
@@ -238,17 +265,26 @@ async fn citus_single_node() {
         let pool = pool.clone();
         async move { sqlx::raw_sql(sql).execute(&pool).await.unwrap() }
     };
-    exec("DROP SCHEMA IF EXISTS pgstream CASCADE; DROP SCHEMA IF EXISTS pgstream_changes CASCADE;
-          DROP TABLE IF EXISTS orders, dist_orders CASCADE;")
-        .await;
+    exec(
+        "DROP SCHEMA IF EXISTS pgstream CASCADE; DROP SCHEMA IF EXISTS pgstream_changes CASCADE;
+          DROP TABLE IF EXISTS orders, dist_orders CASCADE;",
+    )
+    .await;
     exec(ORDERS).await;
-    exec("CREATE TABLE dist_orders (LIKE orders INCLUDING ALL);
-          SELECT create_distributed_table('dist_orders', 'tenant_id');")
-        .await;
+    exec(
+        "CREATE TABLE dist_orders (LIKE orders INCLUDING ALL);
+          SELECT create_distributed_table('dist_orders', 'tenant_id');",
+    )
+    .await;
     pgstream_runtime::install(&pool).await.unwrap();
     let h = RuntimeHandle::new(pool.clone());
     let err = h
-        .create_stream_table("dist_st", "SELECT id FROM dist_orders", "1h", Mode::Differential)
+        .create_stream_table(
+            "dist_st",
+            "SELECT id FROM dist_orders",
+            "1h",
+            Mode::Differential,
+        )
         .await
         .unwrap_err()
         .to_string();
@@ -257,11 +293,12 @@ async fn citus_single_node() {
     h.create_stream_table("per_tenant", QUERY, "1h", Mode::Differential)
         .await
         .unwrap();
-    exec("SET citus.enable_unsafe_triggers = on;
-          SELECT create_distributed_table('orders', 'tenant_id');")
-        .await;
-    exec("SET citus.enable_unsafe_triggers = on; INSERT INTO orders VALUES (1, 100, 5);")
-        .await;
+    exec(
+        "SET citus.enable_unsafe_triggers = on;
+          SELECT create_distributed_table('orders', 'tenant_id');",
+    )
+    .await;
+    exec("SET citus.enable_unsafe_triggers = on; INSERT INTO orders VALUES (1, 100, 5);").await;
     let (st, reason): (String, Option<String>) = sqlx::query_as(
         "SELECT status, status_reason FROM pgstream.pgs_stream_tables WHERE table_name = 'per_tenant'",
     )
