@@ -8,6 +8,8 @@ use std::net::TcpStream;
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::Duration;
 
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 use pgstream_tests::test_db;
 
 /// The service, started with a free port; returns it with its address.
@@ -69,11 +71,12 @@ fn wait_ready(addr: &str) {
 
 /// Sends `signal` and waits for the process to exit; returns the rest of its output.
 fn stop(mut child: Child, mut stdout: BufReader<ChildStdout>, signal: &str) -> String {
-    let status = Command::new("kill")
-        .args([&format!("-{signal}"), &child.id().to_string()])
-        .status()
-        .expect("run kill");
-    assert!(status.success());
+    let sig = match signal {
+        "TERM" => Signal::SIGTERM,
+        "INT" => Signal::SIGINT,
+        other => panic!("no signal {other}"),
+    };
+    kill(Pid::from_raw(child.id() as i32), sig).expect("send the signal");
     let mut rest = String::new();
     stdout.read_to_string(&mut rest).unwrap();
     let exit = child.wait().unwrap();
