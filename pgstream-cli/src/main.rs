@@ -8,6 +8,7 @@
 //! pgstream status
 //! pgstream run                      # refresh on schedule until Ctrl-C / SIGTERM
 //! pgstream explain --query "SELECT ..." --schema migrations
+//! pgstream explain department_stats   # a stream table in the database
 //! pgstream replace department_stats --query-file department_stats.sql
 //! pgstream status --json
 //! pgstream drop department_stats
@@ -15,12 +16,16 @@
 //!
 //! Exit codes: see [`EXIT_CODES`].
 //!
-//! Commands other than `explain` connect with `--database-url` or `DATABASE_URL`.
+//! Commands connect with `--database-url` or `DATABASE_URL` (`explain` only for a
+//! stream table's name).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+mod explain;
+mod pretty_sql;
 use pgstream::{Mode, Runtime};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
@@ -183,27 +188,30 @@ enum Command {
         #[arg(long)]
         once: bool,
     },
-    /// Print the operator tree, the strategy per node and the generated SQL, without a database.
+    /// Print how a query is maintained: the operator tree, the strategy per node and
+    /// the generated SQL, pretty-printed. Give a query (`--query`, `--query-file`),
+    /// checked against the migrations of `--schema` (default: `./migrations` when it
+    /// exists, else the database's schema when DATABASE_URL is set), or only the name of
+    /// a stream table, to explain its stored query against the database's schema.
     Explain {
+        /// The stream table's name: with a query, the name to explain it under; alone,
+        /// an existing stream table to explain from the database.
+        name: Option<String>,
         /// The defining query.
-        #[arg(
-            long,
-            required_unless_present = "query_file",
-            conflicts_with = "query_file"
-        )]
+        #[arg(long, conflicts_with = "query_file")]
         query: Option<String>,
         /// A file holding the defining query.
         #[arg(long)]
         query_file: Option<PathBuf>,
-        /// Directory of `.sql` migrations that define the schema (applied in file-name order).
-        #[arg(long, default_value = "migrations")]
-        schema: PathBuf,
-        /// `differential`, `full` or `immediate`.
-        #[arg(long, default_value = "differential")]
-        mode: String,
-        /// Name of the stream table.
-        #[arg(long, default_value = "stream_table")]
-        name: String,
+        /// Directory of `.sql` migrations that define the schema (applied in file-name
+        /// order). Default: `migrations` when it exists, else the database's schema
+        /// when DATABASE_URL is set.
+        #[arg(long)]
+        schema: Option<PathBuf>,
+        /// `differential`, `full` or `immediate` (default: the stream table's mode,
+        /// or `differential` for a query).
+        #[arg(long)]
+        mode: Option<String>,
     },
 }
 
@@ -214,7 +222,7 @@ async fn main() -> ExitCode {
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", explain::flag_words(&e.to_string()));
             ExitCode::from(exit_code(e.as_ref()))
         }
     }
@@ -222,7 +230,8 @@ async fn main() -> ExitCode {
 
 type Res = Result<(), Box<dyn std::error::Error>>;
 
-/// A query that does not compile, outside the library's errors (`explain`).
+/// A query that does not compile or an invalid argument, outside the library's
+/// errors (`explain`): exit code 4.
 #[derive(Debug)]
 struct InvalidQuery(String);
 
@@ -284,6 +293,7 @@ fn query_text(query: Option<String>, file: Option<PathBuf>) -> Result<String, St
     }
 }
 
+/// A pool on the database of `--database-url` / `DATABASE_URL`, checked at once.
 async fn connect(url: Option<String>) -> Result<PgPool, Box<dyn std::error::Error>> {
     let url = url.ok_or("no database given: set DATABASE_URL or pass --database-url")?;
     // The command's own connections: their search_path is pinned for the whole
@@ -304,25 +314,21 @@ async fn connect(url: Option<String>) -> Result<PgPool, Box<dyn std::error::Erro
 async fn run(cli: Cli) -> Res {
     match cli.command {
         Command::Explain {
+            name,
             query,
             query_file,
             schema,
             mode,
-            name,
         } => {
-            let query = query_text(query, query_file)?;
-            let catalog = load_schema(&schema)?;
-            let mode: Mode = mode.parse()?;
-            let spec = pgstream::StreamTableSpec {
-                name: pgstream::QualifiedName::parse(&name)?,
-                query: query.clone(),
-                schedule: pgstream::Schedule::default(),
+            explain::run(explain::Args {
+                name,
+                query,
+                query_file,
+                schema,
                 mode,
-            };
-            let compiled =
-                pgstream::compile(&spec, &catalog).map_err(|e| InvalidQuery(e.render(&query)))?;
-            print!("{}", compiled.explain());
-            Ok(())
+                database_url: cli.database_url,
+            })
+            .await
         }
         Command::Create {
             name,
@@ -460,25 +466,6 @@ async fn shutdown_signal() {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
-}
-
-fn load_schema(dir: &Path) -> Result<pgstream::Catalog, String> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir)
-        .map_err(|e| format!("cannot read the schema directory {}: {e}", dir.display()))?
-    {
-        let path = entry.map_err(|e| e.to_string())?.path();
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        if pgstream::compiler::catalog::is_migration_file(&name) && path.is_file() {
-            let text = std::fs::read_to_string(&path)
-                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-            files.push((name, text));
-        }
-    }
-    pgstream::Catalog::from_migrations(files).map_err(|e| e.to_string())
 }
 
 fn print_status(rows: &[pgstream::StreamTableStatus]) {

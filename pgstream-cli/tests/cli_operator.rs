@@ -274,6 +274,11 @@ async fn logs_are_plain_when_piped_and_json_on_request() {
         "escape codes in piped logs: {text_log:?}"
     );
     let json_log = stderr(&json);
+    // The second command installs over an existing catalog: PostgreSQL's "already
+    // exists, skipping" notices are not logged.
+    for log in [&text_log, &json_log] {
+        assert!(!log.contains("skipping"), "install notices logged: {log}");
+    }
     let lines: Vec<&str> = json_log.lines().filter(|l| !l.is_empty()).collect();
     assert!(!lines.is_empty(), "no json log lines");
     for line in &lines {
@@ -335,4 +340,142 @@ async fn status_fits_80_columns_unless_wide() {
     let wide = stdout(&out);
     assert!(wide.contains("strategy") && wide.contains(" UTC"), "{wide}");
     assert!(wide.contains("value_of_the_row_with_a_long_name"), "{wide}");
+}
+
+/// `pgstream` run in directory `dir`.
+fn run_in(dir: &std::path::Path, url: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_pgstream"))
+        .args(args)
+        .current_dir(dir)
+        .env("DATABASE_URL", url)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run pgstream")
+}
+
+/// The lines of the section of `explain`'s output that starts with `title`.
+fn section<'a>(text: &'a str, title: &str) -> Vec<&'a str> {
+    text.split_once(title)
+        .unwrap_or_else(|| panic!("no `{title}` in:\n{text}"))
+        .1
+        .lines()
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+        .collect()
+}
+
+/// `explain` of an existing stream table (its stored query, from the database), in a
+/// directory without `migrations/` for a query that reads no table, the SQL laid out
+/// one clause per line, advice in the command line's words, and its exit codes.
+#[tokio::test]
+async fn explain_a_stream_table_from_the_database_or_a_query_without_migrations() {
+    let db = test_db().await;
+    db.exec(
+        "CREATE TABLE orders (id int PRIMARY KEY, customer text NOT NULL, amount int NOT NULL);
+         INSERT INTO orders SELECT i, 'c' || (i % 3), i FROM generate_series(1, 30) i;",
+    )
+    .await;
+    let empty = std::env::temp_dir().join(format!("pgstream_cli_explain_{}", std::process::id()));
+    std::fs::create_dir_all(&empty).unwrap();
+    let url = db.url.clone();
+    let dir = empty.clone();
+    let go = move |args: &[&str]| run_in(&dir, &url, args);
+
+    // Nothing installed yet: not found.
+    let (go, out) = tokio::task::spawn_blocking(move || {
+        let out = go(&["explain", "per_customer"]);
+        (go, out)
+    })
+    .await
+    .unwrap();
+    assert_code(&out, 3, "explain before anything was created");
+
+    let q = "SELECT customer, sum(amount) AS total FROM orders GROUP BY customer";
+    let out = pgstream(&db, &["create", "per_customer", "--query", q]).await;
+    assert_code(&out, 0, "create");
+
+    let (go, out) = tokio::task::spawn_blocking(move || {
+        let out = go(&["explain", "per_customer"]);
+        (go, out)
+    })
+    .await
+    .unwrap();
+    assert_code(&out, 0, "explain of a stream table in the database");
+    let text = stdout(&out);
+    assert!(text.contains("per_customer"), "{text}");
+    assert!(text.contains("per-group counters"), "{text}");
+    // Laid out: the full refresh spans several lines, clauses at the start of a line.
+    let full = section(&text, "full refresh:");
+    assert!(full.len() > 3, "one-line SQL:\n{text}");
+    assert!(
+        full.iter().any(|l| l.trim_start().starts_with("FROM")),
+        "{text}"
+    );
+    assert!(text.contains("differential refresh:"), "{text}");
+
+    let empty_dir = empty.clone();
+    let (go, outs) = tokio::task::spawn_blocking(move || {
+        let outs = vec![
+            // No such stream table: 3.
+            go(&["explain", "nothing_here"]),
+            // No migrations/ here: checked against the database's schema.
+            go(&[
+                "explain",
+                "--query",
+                "SELECT customer, count(*) AS n FROM orders GROUP BY customer",
+            ]),
+            // Nor a database: an unknown table, and how to give a schema: 4.
+            Command::new(env!("CARGO_BIN_EXE_pgstream"))
+                .args(["explain", "--query", "SELECT id FROM orders"])
+                .current_dir(&empty_dir)
+                .env_remove("DATABASE_URL")
+                .env("RUST_LOG", "warn")
+                .output()
+                .expect("run pgstream"),
+            // Advice in the command line's words.
+            go(&["explain", "--query", "SELECT id, random() AS r FROM orders"]),
+            // Nothing to explain: 4.
+            go(&["explain"]),
+            // --schema with a name alone: 4.
+            go(&["explain", "per_customer", "--schema", "migrations"]),
+        ];
+        (go, outs)
+    })
+    .await
+    .unwrap();
+    drop(go);
+    assert_code(&outs[0], 3, "explain of a missing stream table");
+    assert_code(&outs[1], 0, "explain without migrations/, with a database");
+    assert!(
+        stdout(&outs[1]).contains("differential refresh:"),
+        "{}",
+        stdout(&outs[1])
+    );
+    assert_code(&outs[2], 4, "explain without migrations/ or a database");
+    let err = stderr(&outs[2]);
+    assert!(
+        err.contains("unknown table `orders`") && err.contains("--schema"),
+        "{err}"
+    );
+    assert_code(&outs[3], 4, "explain of a volatile function");
+    let err = stderr(&outs[3]);
+    assert!(err.contains("--mode full"), "{err}");
+    assert!(!err.contains("mode = \"full\""), "{err}");
+    assert_code(&outs[4], 4, "explain without a query or a name");
+    assert_code(&outs[5], 4, "explain of a name with --schema");
+
+    // The same advice from `create`.
+    let out = pgstream(
+        &db,
+        &[
+            "create",
+            "rnd",
+            "--query",
+            "SELECT id, random() AS r FROM orders",
+        ],
+    )
+    .await;
+    assert_code(&out, 4, "create with a volatile function");
+    assert!(stderr(&out).contains("--mode full"), "{}", stderr(&out));
+    std::fs::remove_dir_all(&empty).ok();
 }

@@ -158,6 +158,15 @@ pub trait StreamTable {
     /// against the live schema at start-up (empty for a hand-written implementation:
     /// nothing to check).
     const FIELDS: &'static [FieldDef] = &[];
+    /// The stream table's own columns as a select list, each name quoted, in the
+    /// query's order: `"department_id", "department_name", "headcount"`. The storage
+    /// table also holds pgstream's bookkeeping columns (`__pgs_row_id`, counters),
+    /// which `SELECT *` returns too; this list leaves them out.
+    const COLUMN_LIST: &'static str;
+    /// `SELECT <COLUMN_LIST> FROM <storage table>`, the table schema-qualified and
+    /// quoted: reads exactly the struct's columns. Append `WHERE`, `ORDER BY`, ...:
+    /// `format!("{} WHERE headcount > $1", DepartmentStats::SELECT)`.
+    const SELECT: &'static str;
 }
 
 /// A field of a `#[stream_table]` struct, as the start-up type check sees it.

@@ -6,7 +6,9 @@
 //! ```text
 //! const _: () = {
 //!     const _: &str = include_str!("<migration>");   // one per file read
-//!     impl ::pgstream::__private::StreamTable for X { const DEF: StreamTableDef = ...; }
+//!     impl ::pgstream::__private::StreamTable for X {
+//!         const DEF: StreamTableDef = ...; const FIELDS = ...; const COLUMN_LIST = ...; const SELECT = ...;
+//!     }
 //!     impl<'r> ::pgstream::__private::sqlx::FromRow<'r, PgRow> for X { ... }
 //! };
 //! ```
@@ -185,6 +187,17 @@ fn generate(input: &DeriveInput, e: &Expansion<'_>) -> TokenStream {
         Mode::Immediate => quote!(::pgstream::__private::Mode::Immediate),
     };
     let columns = e.compiled.columns.iter().map(|c| &c.name);
+    let column_list = e
+        .compiled
+        .columns
+        .iter()
+        .map(|c| pgstream_core::quote_ident(&c.name))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let select = format!(
+        "SELECT {column_list} FROM {}",
+        pgstream_core::quote_qualified(&e.name)
+    );
     let tracked = e.tracked.iter().map(|p| {
         let p = p.to_string_lossy();
         quote!(
@@ -248,6 +261,8 @@ fn generate(input: &DeriveInput, e: &Expansion<'_>) -> TokenStream {
                     columns: &[#(#columns),*],
                 };
                 const FIELDS: &'static [::pgstream::__private::FieldDef] = &[#(#fields),*];
+                const COLUMN_LIST: &'static str = #column_list;
+                const SELECT: &'static str = #select;
             }
 
             #[automatically_derived]
@@ -349,6 +364,8 @@ pub(crate) fn stand_in_impls(input: &DeriveInput) -> TokenStream {
                     columns: &[],
                 };
                 const FIELDS: &'static [::pgstream::__private::FieldDef] = &[];
+                const COLUMN_LIST: &'static str = "";
+                const SELECT: &'static str = "";
             }
             #from_row
         };

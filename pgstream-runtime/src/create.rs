@@ -23,6 +23,11 @@ pub(crate) const TRIGGER_UPDATE: &str = "__pgs_capture_upd";
 pub(crate) const TRIGGER_DELETE: &str = "__pgs_capture_del";
 pub(crate) const TRIGGER_TRUNCATE: &str = "__pgs_capture_trunc";
 
+/// Appended to an unknown-table error of a registered struct at start-up.
+const MIGRATIONS_NOT_APPLIED: &str = "\n  = note: the query was checked against the crate's \
+    migrations when it was compiled, but this database does not have the table: apply the \
+    migrations (`sqlx::migrate!().run(&pool)`) before `Runtime::start`";
+
 /// Create a stream table: compile its query against the live schema, install change
 /// capture on its sources, create and populate the storage table, register it.
 ///
@@ -86,10 +91,18 @@ pub(crate) async fn create_in(
         Ok(c) => c,
         Err(_) => {
             catalog = load_catalog(conn).await?;
-            compile(spec, &catalog).map_err(|e| Error::Compile {
-                name: name.to_string(),
-                rendered: e.render(&spec.query),
-                source: Box::new(e),
+            compile(spec, &catalog).map_err(|e| {
+                let mut rendered = e.render(&spec.query);
+                if expected.is_some() && rendered.contains("unknown table") {
+                    // A registered struct: its query was checked against the crate's
+                    // migrations at compile time, so they have not been applied here.
+                    rendered.push_str(MIGRATIONS_NOT_APPLIED);
+                }
+                Error::Compile {
+                    name: name.to_string(),
+                    rendered,
+                    source: Box::new(e),
+                }
             })?
         }
     };

@@ -28,6 +28,7 @@ mod builder;
 mod catalog;
 mod create;
 mod error;
+mod grants;
 mod health;
 mod immediate;
 mod inherit;

@@ -14,8 +14,10 @@
 //! everything back and the old stream table stays as it was.
 //!
 //! **What is kept.** The name, the role that requested it from SQL
-//! (`requested_by`), and the table-level grants on the old storage table, which are
-//! given again on the new one (by the runtime's role).
+//! (`requested_by`), and the grants on the old storage table, table-level and per
+//! column, which are given again on the new one by the runtime's role
+//! ([`crate::grants`]; a column grant on a column the new query lacks is dropped with
+//! a WARN).
 //!
 //! **Rolling deploys.** The old definition is recorded in `pgstream.pgs_superseded`.
 //! A runtime that registers a definition recorded there (an older application
@@ -53,7 +55,9 @@ pub(crate) enum Outcome {
 /// Replace the query (and mode and schedule) of an existing stream table with
 /// `spec`'s: the new storage table is built and populated, and swapped for the old
 /// one, in one transaction (readers see the old rows or the new ones, never an empty
-/// table). The table-level grants on the old storage table are given on the new one.
+/// table). The grants on the old storage table (table-level and per column) are given
+/// on the new one; a column grant on a column the new query lacks is dropped with a
+/// WARN.
 ///
 /// Returns `true` when the stream table was rebuilt, `false` when it already had this
 /// query and mode (only a changed schedule is updated). [`Error::NotFound`] when no
@@ -165,19 +169,8 @@ pub(crate) async fn replace_in(
     .fetch_one(&mut *conn)
     .await
     .step(subject, "reading the stream table catalog")?;
-    // Table-level grants other than the owner's own: (grantee or NULL for PUBLIC,
-    // privilege, grant option).
-    let grants: Vec<(Option<String>, String, bool)> = sqlx::query_as(
-        "SELECT CASE WHEN a.grantee = 0 THEN NULL ELSE pg_catalog.pg_get_userbyid(a.grantee)::text END,
-                a.privilege_type, a.is_grantable
-           FROM pg_catalog.pg_class c, pg_catalog.aclexplode(c.relacl) a
-          WHERE c.oid = pg_catalog.to_regclass($1) AND a.grantee <> c.relowner
-          ORDER BY 1, 2",
-    )
-    .bind(quote_qualified(&spec.name))
-    .fetch_all(&mut *conn)
-    .await
-    .step(subject, "reading the grants on the storage table")?;
+    // Table-level and column grants other than the owner's own.
+    let grants = crate::grants::read(conn, &quote_qualified(&spec.name), subject).await?;
 
     // The new query must compile under the final name (which also refuses a query
     // reading the stream table itself) before anything is built.
@@ -334,24 +327,6 @@ pub(crate) async fn replace_in(
         .await
         .step(subject, "recording the requesting role")?;
     }
-    let storage = quote_qualified(&spec.name);
-    for (grantee, privilege, grantable) in grants {
-        // aclexplode's privilege names are keywords (SELECT, INSERT, ...): anything
-        // else is not spliced into the statement.
-        if privilege.is_empty() || !privilege.bytes().all(|b| b.is_ascii_uppercase()) {
-            continue;
-        }
-        let to = grantee
-            .as_deref()
-            .map(quote_ident)
-            .unwrap_or_else(|| "PUBLIC".to_string());
-        let option = if grantable { " WITH GRANT OPTION" } else { "" };
-        crate::pin::script(
-            &mut *conn,
-            &format!("GRANT {privilege} ON {storage} TO {to}{option}"),
-        )
-        .await
-        .step(subject, "granting the old storage table's privileges")?;
-    }
+    crate::grants::apply(conn, &spec.name, &grants, subject).await?;
     Ok(Outcome::Rebuilt)
 }

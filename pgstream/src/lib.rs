@@ -36,9 +36,11 @@
 //! );
 //! ```
 //!
-//! `src/main.rs`:
+//! `src/main.rs` (compiled with the documentation's tests; the README's copy of it is
+//! also run against a database by the project's tests):
 //!
-//! ```ignore
+//! ```no_run
+//! use pgstream::Runtime;
 //! use rust_decimal::Decimal;
 //!
 //! #[pgstream::stream_table(
@@ -52,7 +54,9 @@
 //!         GROUP BY d.id, d.name",
 //!     schedule = "30s",
 //!     mode = "differential",
+//! #   schema = "doc-migrations",
 //! )]
+//! #[derive(Debug)]
 //! pub struct DepartmentStats {
 //!     pub department_id: i32,
 //!     pub department_name: String,
@@ -64,22 +68,28 @@
 //! #[tokio::main]
 //! async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //!     let pool = sqlx::PgPool::connect(&std::env::var("DATABASE_URL")?).await?;
-//!     sqlx::migrate!().run(&pool).await?;
-//!
-//!     let runtime = pgstream::Runtime::builder(pool.clone())
+//! # /*
+//!     sqlx::migrate!().run(&pool).await?; // the tables first: the runtime reads them
+//! # */
+//! #   sqlx::migrate::Migrator::new(std::path::Path::new("doc-migrations")).await?.run(&pool).await?;
+//!     let runtime = Runtime::builder(pool.clone())
 //!         .register::<DepartmentStats>()
-//!         .start()
+//!         .start() // installs the catalog, creates the stream table, starts the scheduler
 //!         .await?;
 //!
-//!     sqlx::query("INSERT INTO employees (name, department_id, salary) VALUES ('Heidi', 6, 105000)")
+//!     sqlx::query("INSERT INTO departments (id, name) VALUES (1, 'Engineering') ON CONFLICT DO NOTHING")
+//!         .execute(&pool)
+//!         .await?;
+//!     sqlx::query("INSERT INTO employees (name, department_id, salary) VALUES ('Heidi', 1, 105000)")
 //!         .execute(&pool)
 //!         .await?;
 //!     runtime.refresh("department_stats").await?; // or wait for the scheduler
 //!
-//!     let stats: Vec<DepartmentStats> =
-//!         sqlx::query_as("SELECT * FROM department_stats ORDER BY department_name")
-//!             .fetch_all(&pool)
-//!             .await?;
+//!     // `SELECT` with the struct's columns (`StreamTable::SELECT`): `SELECT *` would
+//!     // also return pgstream's bookkeeping columns.
+//!     use pgstream::StreamTable;
+//!     let sql = format!("{} ORDER BY department_name", DepartmentStats::SELECT);
+//!     let stats: Vec<DepartmentStats> = sqlx::query_as(&sql).fetch_all(&pool).await?;
 //!     for s in &stats {
 //!         println!("{:<12} {:>3} {:>12}", s.department_name, s.headcount, s.total_salary);
 //!     }
@@ -144,6 +154,18 @@
 //! // and `sqlx::FromRow`, to read the stream table like any table:
 //! fn reads<T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>>() {}
 //! reads::<DepartmentStats>();
+//! // `SELECT *` also returns pgstream's bookkeeping columns (`__pgs_*`); these read
+//! // only the struct's columns:
+//! assert_eq!(
+//!     DepartmentStats::COLUMN_LIST,
+//!     r#""department_id", "department_name", "headcount", "total_salary""#
+//! );
+//! assert_eq!(
+//!     DepartmentStats::SELECT,
+//!     r#"SELECT "department_id", "department_name", "headcount", "total_salary" FROM "public"."department_stats""#
+//! );
+//! let sql = format!("{} WHERE headcount > $1 ORDER BY department_name", DepartmentStats::SELECT);
+//! # let _ = sql;
 //! ```
 //!
 //! ### `query_file`, `name`, FULL mode

@@ -107,3 +107,22 @@ async fn type_the_macro_could_not_infer_is_checked_on_the_storage_table() {
     );
     assert!(msg.contains("badge text"), "{msg}");
 }
+
+/// A registered struct whose tables are not in the database (the migrations were not
+/// applied before `Runtime::start`) is told to apply them.
+#[tokio::test]
+async fn missing_tables_say_to_apply_the_migrations() {
+    let db = test_db().await;
+    let err = Runtime::builder(db.pool.clone())
+        .register::<Salaries>()
+        .scheduler(false)
+        .start()
+        .await
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("unknown table `employees`"), "{msg}");
+    assert!(
+        msg.contains("apply the migrations") && msg.contains("before `Runtime::start`"),
+        "{msg}"
+    );
+}

@@ -293,3 +293,73 @@ async fn replicas_replacing_at_once_replace_once() {
     assert!(err.to_string().contains("reader"), "{err}");
     assert_eq!(stored_query(&db.pool).await, NEW);
 }
+
+/// Column grants (`GRANT SELECT (id) ON st TO r`) survive a replace like table-level
+/// ones; one on a column the new query no longer has is dropped, and the replace
+/// goes through.
+#[tokio::test]
+async fn column_grants_are_kept() {
+    let db = test_db().await;
+    let role = format!("colgrant_{}", db.name);
+    let editor = format!("colgrant_ed_{}", db.name);
+    db.exec(&format!(
+        "CREATE TABLE t (id int PRIMARY KEY, v int NOT NULL);
+         INSERT INTO t SELECT g, g FROM generate_series(1, 50) g;
+         CREATE ROLE {role}; CREATE ROLE {editor};"
+    ))
+    .await;
+    let old = "SELECT id, v, v AS gone FROM t";
+    let rt = start(&db.pool, old, false).await.unwrap();
+    rt.shutdown().await;
+    db.exec(&format!(
+        "GRANT SELECT (id) ON st TO {role};
+         GRANT SELECT (id, gone), UPDATE (v) ON st TO {editor} WITH GRANT OPTION;"
+    ))
+    .await;
+
+    let handle = RuntimeHandle::new(db.pool.clone());
+    assert!(handle
+        .replace_stream_table("st", NEW, "1h", Mode::Differential)
+        .await
+        .unwrap());
+    assert_eq!(db.difference(NEW, "id, v", "st").await, 0);
+    let privilege = |role: String, column: &'static str, what: &'static str| {
+        let pool = db.pool.clone();
+        async move {
+            sqlx::query_scalar::<_, bool>("SELECT has_column_privilege($1, 'st', $2, $3)")
+                .bind(role)
+                .bind(column)
+                .bind(what)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    assert!(privilege(role.clone(), "id", "SELECT").await);
+    assert!(!privilege(role.clone(), "v", "SELECT").await);
+    assert!(privilege(editor.clone(), "id", "SELECT WITH GRANT OPTION").await);
+    assert!(privilege(editor.clone(), "v", "UPDATE WITH GRANT OPTION").await);
+    assert!(!privilege(editor.clone(), "v", "SELECT").await);
+    let table_level: bool = sqlx::query_scalar("SELECT has_table_privilege($1, 'st', 'SELECT')")
+        .bind(&role)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert!(!table_level, "a column grant became a table-level one");
+    // The role reads the granted column, and only it.
+    let mut conn = db.connect().await;
+    sqlx::query(&format!("SET ROLE {role}"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let n: i64 = sqlx::query_scalar("SELECT count(id) FROM public.st")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(n, 50);
+    let err = sqlx::query("SELECT v FROM public.st")
+        .execute(&mut conn)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("permission denied"), "{err}");
+}

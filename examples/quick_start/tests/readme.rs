@@ -61,3 +61,30 @@ fn the_readme_blocks_match_this_crate() {
         );
     }
 }
+
+/// The README's `#[sqlx::test]` example ("Testing") is `tests/sqlx_test.rs`, which
+/// the tests compile and run, less its `#[ignore]` line.
+#[test]
+fn the_readme_testing_example_is_the_compiled_one() {
+    let readme = include_str!("../../../README.md");
+    let section = readme
+        .split_once("\n## Testing")
+        .expect("README.md has a `## Testing` section")
+        .1;
+    let block = section
+        .split_once("```rust\n")
+        .and_then(|(_, rest)| rest.split_once("\n```"))
+        .expect("the Testing section has a ```rust block")
+        .0;
+    let file = include_str!("sqlx_test.rs");
+    let compiled = file
+        .split_once("// README testing block: begin\n")
+        .and_then(|(_, rest)| rest.split_once("\n// README testing block: end"))
+        .expect("the markers in tests/sqlx_test.rs")
+        .0;
+    let compiled: Vec<&str> = compiled
+        .lines()
+        .filter(|l| !l.starts_with("#[ignore"))
+        .collect();
+    assert_eq!(block.lines().collect::<Vec<_>>(), compiled);
+}

@@ -1,0 +1,4 @@
+//! Rebuild when a migration is added (`#[stream_table]` reads `migrations/`).
+fn main() {
+    println!("cargo:rerun-if-changed=migrations");
+}
