@@ -89,7 +89,7 @@ fn split_name(name: &ObjectName) -> (Option<String>, String) {
     }
 }
 
-fn unnamed<'q>(args: &'q [FunctionArg]) -> Result<Vec<&'q Expr>, Refusal> {
+fn unnamed(args: &[FunctionArg]) -> Result<Vec<&Expr>, Refusal> {
     args.iter()
         .map(|a| match a {
             FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Ok(e),
