@@ -153,3 +153,33 @@ fn refusals_point_at_the_function() {
     )
     .unwrap();
 }
+
+#[test]
+fn conditions_over_the_input_go_below_the_function() {
+    let c = compile_q(
+        "SELECT o.id, t FROM orders o, unnest(o.tags) AS t WHERE o.customer = 1 AND t <> 'a'",
+    )
+    .unwrap();
+    let e = c.explain();
+    let lines: Vec<&str> = e.lines().collect();
+    let lateral = lines.iter().position(|l| l.contains("LATERAL")).expect(&e);
+    let input_filter = lines
+        .iter()
+        .position(|l| l.contains("Filter o.customer = 1"))
+        .expect(&e);
+    let func_filter = lines
+        .iter()
+        .position(|l| l.contains("Filter t.t <> 'a'"))
+        .expect(&e);
+    assert!(func_filter < lateral && lateral < input_filter, "{e}");
+}
+
+#[test]
+fn a_lateral_subquery_over_a_function_of_the_outer_row_is_refused() {
+    let e = compile_q(
+        "SELECT o.id, s.t FROM orders o CROSS JOIN LATERAL (SELECT t FROM unnest(o.tags) AS t) AS s",
+    )
+    .unwrap_err();
+    assert!(matches!(e, Error::Unsupported(_)), "{e}");
+    assert!(e.to_string().contains("enclosing query"), "{e}");
+}
