@@ -223,6 +223,32 @@ fn explain_block(b: &Block, out: &mut String) {
                 ));
                 tree(input, b, depth + 1, lines);
             }
+            Tree::Leaf(i) if b.leaves[*i].func.is_some() => {
+                let l = &b.leaves[*i];
+                let f = l.func.as_ref().expect("a function leaf");
+                lines.push((
+                    depth,
+                    format!("Function {} AS {}", f.text, l.alias),
+                    "constant relation: no delta".into(),
+                ));
+            }
+            Tree::Lateral {
+                kind,
+                input,
+                func,
+                on_text,
+                ..
+            } => {
+                let l = &b.leaves[*func];
+                let f = l.func.as_ref().expect("a function leaf");
+                lines.push((
+                    depth,
+                    format!("{} LATERAL {} ON {on_text}", kind.sql(), f.text),
+                    "row-local: the function applied to the input's delta rows, weights carried"
+                        .into(),
+                ));
+                tree(input, b, depth + 1, lines);
+            }
             Tree::Leaf(i) => {
                 let l = &b.leaves[*i];
                 match &l.agg {

@@ -24,6 +24,10 @@
 //! - conjuncts with a subquery, a volatile function, an aggregate, or no column at
 //!   all stay where they are (the top of their inner-join region).
 //!
+//! A set-returning function applied to each row of its input (`Tree::Lateral`)
+//! takes the conditions over its input alone into the input; the others stay above
+//! it.
+//!
 //! Equalities stay whole conjuncts of the ON they land in, so the keyed paths of the
 //! renderer (`keyed_condition`, `agg_lookup`) still find their join keys. An
 //! aggregate-subquery leaf is never wrapped in a filter when a join can take the
@@ -187,6 +191,32 @@ fn is_agg_leaf(t: &Tree, leaves: &[Leaf]) -> bool {
 fn sink(t: Tree, preds: Vec<Expr>, leaves: &[Leaf]) -> Tree {
     match t {
         Tree::Leaf(_) => wrap(t, preds, leaves),
+        // A function applied to each input row: a condition over the input alone
+        // filters the input (its preserved side for LEFT JOIN LATERAL too); one
+        // that reads the function's columns stays above.
+        Tree::Lateral {
+            kind,
+            input,
+            func,
+            on,
+            on_text,
+        } => {
+            let input_out = input.out_leaves();
+            let (down, above): (Vec<Expr>, Vec<Expr>) =
+                preds.into_iter().partition(|p| within(p, &input_out));
+            let input = sink(*input, down, leaves);
+            wrap(
+                Tree::Lateral {
+                    kind,
+                    input: Box::new(input),
+                    func,
+                    on,
+                    on_text,
+                },
+                above,
+                leaves,
+            )
+        }
         Tree::Filter { .. }
         | Tree::Join {
             kind: JoinKind::Inner,
@@ -445,6 +475,10 @@ mod tests {
                     out.extend(conjuncts(pred));
                     walk(input, out);
                 }
+                Tree::Lateral { input, on, .. } => {
+                    out.extend(conjuncts(on));
+                    walk(input, out);
+                }
                 Tree::Join {
                     left, right, on, ..
                 } => {
@@ -465,6 +499,7 @@ mod tests {
         match t {
             Tree::Leaf(_) => {}
             Tree::Filter { input, .. } => unlinked_joins(input, all, out),
+            Tree::Lateral { input, .. } => unlinked_joins(input, all, out),
             Tree::Join {
                 kind,
                 left,
@@ -548,6 +583,7 @@ mod tests {
                         match t {
                             Tree::Leaf(_) => false,
                             Tree::Filter { input, .. } => any_trivial(input),
+                            Tree::Lateral { input, .. } => any_trivial(input),
                             Tree::Join {
                                 kind,
                                 left,

@@ -119,6 +119,7 @@ fn leaf_chains<'a>(t: &'a Tree, above: &mut Vec<&'a Expr>, out: &mut HashMap<usi
             leaf_chains(left, &mut Vec::new(), out);
             leaf_chains(right, &mut Vec::new(), out);
         }
+        Tree::Lateral { input, .. } => leaf_chains(input, &mut Vec::new(), out),
     }
 }
 

@@ -5,13 +5,25 @@ use crate::error::{Diagnostic, Error, Result};
 use crate::sql::ident::ident_value;
 use crate::sql::parse::expr_range;
 use crate::sql::walk::{function_name, VOLATILE};
-use sqlparser::ast::{Expr, Query, Visit, Visitor};
+use sqlparser::ast::{Expr, Query, TableFactor, Visit, Visitor};
 use std::ops::ControlFlow;
 /// Every function the query calls, as `(schema, name)`.
 pub(crate) fn called_functions(q: &Query) -> Vec<(Option<String>, String)> {
     struct V(Vec<(Option<String>, String)>);
     impl Visitor for V {
         type Break = ();
+        fn pre_visit_table_factor(&mut self, f: &TableFactor) -> ControlFlow<()> {
+            // A function in FROM (`generate_series(...)`, `unnest(...)`).
+            if let Some(Ok(item)) = super::srf::item(f) {
+                for c in item.calls {
+                    let entry = (c.schema, c.name);
+                    if !self.0.contains(&entry) {
+                        self.0.push(entry);
+                    }
+                }
+            }
+            ControlFlow::Continue(())
+        }
         fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
             if let Expr::Function(f) = e {
                 let parts: Vec<String> = f

@@ -715,6 +715,33 @@ impl<'a> Infer<'a> {
 
     pub(super) fn factor(&mut self, f: &TableFactor, ctes: &Ctes, outer: &Scope) -> Vec<Rel> {
         match f {
+            f if super::srf::item(f).is_some() => {
+                let Some(Ok(item)) = super::srf::item(f) else {
+                    return vec![Rel {
+                        name: String::new(),
+                        cols: None,
+                    }];
+                };
+                let types: Vec<Vec<Ty>> = item
+                    .calls
+                    .iter()
+                    .map(|c| {
+                        c.args
+                            .iter()
+                            .map(|a| self.expr(a, outer, ctes, Ctx::default()))
+                            .collect()
+                    })
+                    .collect();
+                let cols = super::srf::columns(&item, &types).ok().map(|cols| {
+                    cols.into_iter()
+                        .filter(|(n, _)| n != "__pgs_ord")
+                        .collect::<Columns>()
+                });
+                vec![Rel {
+                    name: item.rel_name(),
+                    cols,
+                }]
+            }
             TableFactor::Table {
                 name, alias, args, ..
             } => {
@@ -806,6 +833,38 @@ impl<'a> Infer<'a> {
         }
     }
 }
+
+/// The types of `args`, expressions over the relations `rels` (name, and per column
+/// its name, type and nullability): the arguments of a function in FROM, for the
+/// binder.
+pub(crate) fn arg_types(
+    text: &str,
+    catalog: &Catalog,
+    args: &[&Expr],
+    rels: Vec<RelColumns>,
+) -> Vec<Ty> {
+    let scope = Scope {
+        rels: rels
+            .into_iter()
+            .map(|(name, cols)| Rel {
+                name,
+                cols: Some(
+                    cols.into_iter()
+                        .map(|(n, sql, null)| (n, Ty { sql, null }))
+                        .collect(),
+                ),
+            })
+            .collect(),
+        parent: None,
+    };
+    let mut inf = Infer::new(text, catalog);
+    args.iter()
+        .map(|a| inf.expr(a, &scope, &[], Ctx::default()))
+        .collect()
+}
+
+/// A relation for [`arg_types`]: its name and its columns (name, type, nullability).
+pub(crate) type RelColumns = (String, Vec<(String, Option<String>, Option<bool>)>);
 
 /// Rename the columns of a relation by the column list of its alias (`AS a(x, y)`).
 pub(super) fn rename_by_alias(cols: &mut Columns, alias: &sqlparser::ast::TableAlias) {

@@ -1,7 +1,8 @@
 //! Analysis of the parsed query, before binding: view expansion (`view`), the type
 //! walker (`infer`, `infer_expr`, with PostgreSQL's type rules in `types`), the
 //! coarse operand check (`typecheck`), output column names (`names`), the functions
-//! a query calls and volatility (`functions`), and the shape of a recursive query
+//! a query calls and volatility (`functions`), the columns of set-returning
+//! functions in FROM (`srf`), and the shape of a recursive query
 //! that can be maintained semi-naively (`recursive`). Everything here takes the
 //! AST (or the query text it parses once) and the catalog, and knows nothing of the
 //! operator tree.
@@ -11,6 +12,7 @@ pub(crate) mod infer;
 mod infer_expr;
 pub(crate) mod names;
 pub(crate) mod recursive;
+pub(crate) mod srf;
 pub(crate) mod typecheck;
 pub(crate) mod types;
 pub(crate) mod view;

@@ -84,6 +84,28 @@ pub(crate) fn factor_names(
     qual: Option<&str>,
 ) -> std::result::Result<Vec<String>, String> {
     match f {
+        f if super::srf::item(f).is_some() => {
+            let item = match super::srf::item(f) {
+                Some(Ok(item)) => item,
+                _ => return Err(format!("cannot determine the columns of `{f}`")),
+            };
+            if qual.is_some_and(|q| q != item.rel_name()) {
+                return Ok(vec![]);
+            }
+            let types: Vec<Vec<super::types::Ty>> = item
+                .calls
+                .iter()
+                .map(|c| vec![super::types::Ty::default(); c.args.len()])
+                .collect();
+            match super::srf::columns(&item, &types) {
+                Ok(cols) => Ok(cols
+                    .into_iter()
+                    .map(|(n, _)| n)
+                    .filter(|n| n != "__pgs_ord")
+                    .collect()),
+                Err(_) => Err(format!("cannot determine the columns of `{f}`")),
+            }
+        }
         TableFactor::Table { name, alias, .. } => {
             let q = crate::sql::ident::qualified(name);
             let alias_name = alias

@@ -137,6 +137,7 @@ impl Binder<'_> {
             alias: inner_alias.clone(),
             table: table.clone(),
             agg: None,
+            func: None,
         });
         self.frames.push(vec![Entry::Leaf(mark)]);
         let mut used: Vec<usize> = table
@@ -260,6 +261,7 @@ impl Binder<'_> {
                 text: q.to_string(),
                 used,
             }),
+            func: None,
         });
         let idx = self.leaves.len() - 1;
         if let Some(frame) = self.frames.last_mut() {

@@ -10,6 +10,17 @@ impl Binder<'_> {
         for twj in from {
             let t = self.bind_table_with_joins(twj)?;
             let lateral = self.lateral_pred.take();
+            if let Some(func) = self.lateral_func.take() {
+                tree = Some(self.lateral_function(
+                    tree,
+                    func,
+                    JoinKind::Inner,
+                    Expr::Value(Value::Boolean(true).into()),
+                    "TRUE".into(),
+                    &twj.relation,
+                )?);
+                continue;
+            }
             tree = Some(match tree {
                 None => match lateral {
                     // LATERAL first in FROM: nothing to its left, a plain filter.
@@ -69,10 +80,19 @@ impl Binder<'_> {
         let mut tree = self.bind_factor(&twj.relation)?;
         // A LATERAL first factor joins what precedes it in the FROM list (bind_from).
         let first_lateral = self.lateral_pred.take();
+        let first_func = self.lateral_func.take();
+        if first_func.is_some() && !twj.joins.is_empty() {
+            return Err(unsupported(
+                self.query,
+                "a function over the FROM items to its left followed by JOIN (join first, then apply the function: `FROM a JOIN b ON ... CROSS JOIN LATERAL f(a.x)`)",
+                Some(&twj.relation),
+            ));
+        }
         for j in &twj.joins {
             let mid = self.frames.last().map_or(0, |f| f.len());
             let right = self.bind_factor(&j.relation)?;
             let lateral = self.lateral_pred.take();
+            let func = self.lateral_func.take();
             let (kind, constraint) = match &j.join_operator {
                 JoinOperator::Join(c) | JoinOperator::Inner(c) => (JoinKind::Inner, Some(c)),
                 JoinOperator::Left(c) | JoinOperator::LeftOuter(c) => (JoinKind::Left, Some(c)),
@@ -142,6 +162,10 @@ impl Binder<'_> {
                     right: Box::new(Expr::Nested(Box::new(on))),
                 },
             };
+            if let Some(func) = func {
+                tree = self.lateral_function(Some(tree), func, kind, on, on_text, &j.relation)?;
+                continue;
+            }
             tree = Tree::Join {
                 kind,
                 left: Box::new(tree),
@@ -151,6 +175,7 @@ impl Binder<'_> {
             };
         }
         self.lateral_pred = first_lateral;
+        self.lateral_func = first_func;
         Ok(tree)
     }
 
@@ -242,13 +267,11 @@ impl Binder<'_> {
     }
 
     pub(super) fn bind_factor(&mut self, f: &TableFactor) -> Result<Tree> {
+        if crate::analyze::srf::item(f).is_some() {
+            return self.bind_function(f);
+        }
         match f {
-            TableFactor::Table {
-                name, alias, args, ..
-            } => {
-                if args.is_some() {
-                    return Err(unsupported(self.query, "table functions in FROM", Some(f)));
-                }
+            TableFactor::Table { name, alias, .. } => {
                 if name.0.len() == 1 {
                     let n = ident_value(name.0[0].as_ident().expect("ident"));
                     if let Some((_, q)) = self.ctes.iter().find(|(c, _)| *c == n).cloned() {
@@ -302,6 +325,7 @@ impl Binder<'_> {
                     alias: alias_name,
                     table,
                     agg: None,
+                    func: None,
                 });
                 let idx = self.leaves.len() - 1;
                 // `t AS x(a, b)`: the table is reached through a relation `x` whose

@@ -7,6 +7,7 @@
 mod aggregate_leaf;
 mod expr;
 mod from;
+mod function;
 mod query;
 mod resolve;
 mod select;
@@ -82,6 +83,9 @@ pub(crate) struct Binder<'a> {
     /// The WHERE of a `LATERAL` subquery just bound, waiting to become part of the
     /// condition of the join that brings it in (it may name the join's left side).
     pub lateral_pred: Option<Expr>,
+    /// A function leaf just bound whose arguments name the leaves to its left,
+    /// waiting for the join that brings it in to become a `Tree::Lateral`.
+    pub lateral_func: Option<usize>,
     /// Columns an unqualified name no longer reaches: the two sides' columns of a
     /// `JOIN ... USING` / `NATURAL JOIN`, which the merged column replaces.
     pub hidden: Vec<Hit>,
@@ -116,6 +120,7 @@ impl<'a> Binder<'a> {
             ctes: Vec::new(),
             allow_windows: std::cell::Cell::new(false),
             lateral_pred: None,
+            lateral_func: None,
             hidden: Vec::new(),
         }
     }

@@ -26,6 +26,46 @@ pub(crate) struct Leaf {
     /// maintained as one relation: its delta recomputes the groups the changes of
     /// `t` (the source) touch.
     pub agg: Option<AggLeaf>,
+    /// A set-returning function in FROM (`unnest(o.tags) AS t(tag)`): `source` is
+    /// [`FUNCTION_SOURCE`] and `table` its output columns, the ordinality last (the
+    /// primary key). With arguments over other leaves it is the right side of a
+    /// [`Tree::Lateral`]; without, a constant relation.
+    pub func: Option<FuncLeaf>,
+}
+
+/// The `source` of a function leaf: it reads no source table.
+pub(crate) const FUNCTION_SOURCE: usize = usize::MAX;
+
+/// A set-returning function in FROM, kept as a leaf: `ROWS FROM (calls) WITH
+/// ORDINALITY`, its columns named after the leaf's table columns.
+#[derive(Debug, Clone)]
+pub(crate) struct FuncLeaf {
+    /// The calls, zipped as `ROWS FROM` does (`unnest(a, b)` is two calls).
+    pub calls: Vec<FuncCall>,
+    /// The FROM item as written, for explain.
+    pub text: String,
+}
+
+/// One function call of a [`FuncLeaf`].
+#[derive(Debug, Clone)]
+pub(crate) struct FuncCall {
+    /// The function, schema-qualified and quoted (`pg_catalog."unnest"`).
+    pub name: String,
+    /// The bound arguments (markers of the leaves to the left of it).
+    pub args: Vec<Expr>,
+    /// The column definition list of a function returning `record`
+    /// (`"a" integer, "b" text`).
+    pub coldefs: Option<String>,
+}
+
+impl FuncLeaf {
+    /// Every column marker of its arguments.
+    pub fn markers(&self) -> Vec<(usize, usize)> {
+        self.calls
+            .iter()
+            .flat_map(|c| c.args.iter().flat_map(expr::column_markers))
+            .collect()
+    }
 }
 
 /// An aggregate subquery over one table, kept as a leaf: `SELECT items FROM source
@@ -92,6 +132,16 @@ pub(crate) enum Tree {
         on: Expr,
         on_text: String,
     },
+    /// A set-returning function (leaf `func`) applied to each row of `input`
+    /// (`FROM o, jsonb_array_elements(o.items)`, `CROSS JOIN LATERAL`, `LEFT JOIN
+    /// LATERAL ... ON`): `kind` is `Inner` or `Left`.
+    Lateral {
+        kind: JoinKind,
+        input: Box<Tree>,
+        func: usize,
+        on: Expr,
+        on_text: String,
+    },
 }
 
 impl Tree {
@@ -109,6 +159,11 @@ impl Tree {
             Tree::Join { left, right, .. } => {
                 let mut v = left.out_leaves();
                 v.extend(right.out_leaves());
+                v
+            }
+            Tree::Lateral { input, func, .. } => {
+                let mut v = input.out_leaves();
+                v.push(*func);
                 v
             }
         }
@@ -129,6 +184,10 @@ impl Tree {
                 left.condition_markers(out);
                 right.condition_markers(out);
             }
+            Tree::Lateral { input, on, .. } => {
+                out.extend(expr::column_markers(on));
+                input.condition_markers(out);
+            }
         }
     }
 
@@ -140,6 +199,11 @@ impl Tree {
             Tree::Join { left, right, .. } => {
                 let mut v = left.leaves();
                 v.extend(right.leaves());
+                v
+            }
+            Tree::Lateral { input, func, .. } => {
+                let mut v = input.leaves();
+                v.push(*func);
                 v
             }
         }
@@ -359,6 +423,11 @@ impl Compiled {
 /// items, and the expressions of its shape (set-operation branches included).
 fn block_markers(b: &Block, out: &mut Vec<(usize, usize)>) {
     b.tree.condition_markers(out);
+    for l in &b.leaves {
+        if let Some(f) = &l.func {
+            out.extend(f.markers());
+        }
+    }
     if let Some(f) = &b.filter {
         out.extend(expr::column_markers(f));
     }

@@ -10,7 +10,47 @@ use std::ops::Range;
 
 /// Parse SQL text into statements (PostgreSQL dialect).
 pub(crate) fn statements(text: &str) -> std::result::Result<Vec<Statement>, ParserError> {
-    Parser::parse_sql(&PostgreSqlDialect {}, text)
+    Parser::parse_sql(&PostgreSqlDialect {}, &function_lateral_blanked(text))
+}
+
+/// `text` with the keyword `LATERAL` before a function call in FROM replaced by
+/// spaces. sqlparser reads `LATERAL f(...)` without `WITH ORDINALITY`; PostgreSQL
+/// makes every function in FROM lateral, so the keyword changes nothing, and spaces
+/// of the same length keep every span where it was.
+fn function_lateral_blanked(text: &str) -> std::borrow::Cow<'_, str> {
+    use sqlparser::keywords::Keyword;
+    use sqlparser::tokenizer::{Token, Tokenizer};
+    let Ok(toks) = Tokenizer::new(&PostgreSqlDialect {}, text).tokenize_with_location() else {
+        return std::borrow::Cow::Borrowed(text);
+    };
+    let mut blank = Vec::new();
+    for (i, t) in toks.iter().enumerate() {
+        let Token::Word(w) = &t.token else { continue };
+        if w.keyword != Keyword::LATERAL {
+            continue;
+        }
+        let next = toks[i + 1..]
+            .iter()
+            .find(|n| !matches!(n.token, Token::Whitespace(_)));
+        if let Some(Token::Word(_)) = next.map(|n| &n.token) {
+            if let Some(start) = offset(text, t.span.start.line, t.span.start.column) {
+                if text
+                    .get(start..start + 7)
+                    .is_some_and(|k| k.eq_ignore_ascii_case("lateral"))
+                {
+                    blank.push(start);
+                }
+            }
+        }
+    }
+    if blank.is_empty() {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = text.to_string();
+    for start in blank {
+        out.replace_range(start..start + 7, "       ");
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// The tokens of `text` (PostgreSQL dialect), for statements the parser does not

@@ -5,13 +5,14 @@
 //! `recursive`). The statements they end in come from `render/`.
 //!
 //! Tree operators (`delta`): `scan`, `filter`, `join`, `outer_join`, `semi_join`,
-//! `aggregate_subquery`. Shapes (`artifacts`): `project`, `aggregate` (counters),
+//! `aggregate_subquery`, `function` (set-returning functions in FROM). Shapes (`artifacts`): `project`, `aggregate` (counters),
 //! `aggregate_recompute`, `window`, `set_operation`.
 
 mod aggregate;
 mod aggregate_recompute;
 mod aggregate_subquery;
 mod filter;
+mod function;
 mod join;
 mod outer_join;
 mod project;
@@ -179,6 +180,14 @@ impl IncrementalRenderer<'_> {
                     self.expr_over(pred, "l")
                 )
             }
+            Tree::Leaf(i) if self.block.leaves[*i].func.is_some() => self.function_rel(*i, "l"),
+            Tree::Lateral {
+                kind,
+                input,
+                func,
+                on,
+                ..
+            } => self.lateral_rel(t, *kind, input, *func, on),
             Tree::Leaf(i) if self.block.leaves[*i].agg.is_some() => {
                 let base = &self.compiled.sources[self.block.leaves[*i].source];
                 format!("({})", self.agg_sql(*i, &quote_qualified(&base.name), None))
@@ -242,12 +251,16 @@ impl IncrementalRenderer<'_> {
                 if keep.contains(&l) {
                     format!("{q}.{}", col(l, c))
                 } else if leaf.agg.is_none()
+                    && leaf.func.is_none()
                     && !self
                         .compiled
                         .buffer_columns(leaf.source)
                         .contains(&leaf.table.columns[c].name)
                 {
                     format!("{UNREAD} AS {}", col(l, c))
+                } else if leaf.table.columns[c].sql_type.is_empty() {
+                    // A function's column of a type not inferred.
+                    format!("NULL AS {}", col(l, c))
                 } else {
                     format!(
                         "NULL::{} AS {}",
@@ -281,6 +294,14 @@ impl IncrementalRenderer<'_> {
         match t {
             Tree::Filter { input, pred, .. } => self.filter_delta(input, pred),
             Tree::Leaf(i) if self.block.leaves[*i].agg.is_some() => self.agg_delta(*i),
+            Tree::Leaf(i) if self.block.leaves[*i].func.is_some() => self.function_delta(*i),
+            Tree::Lateral {
+                kind,
+                input,
+                func,
+                on,
+                ..
+            } => self.lateral_delta(t, *kind, input, *func, on),
             Tree::Leaf(i) => self.scan_delta(*i),
             Tree::Join {
                 kind,

@@ -1,0 +1,185 @@
+//! Set-returning functions in FROM: binding, output types, explain and the shape of
+//! the delta SQL (row-local: the function applied to the delta rows).
+mod common;
+use common::*;
+use pgstream_core::*;
+
+const SCHEMA: &str = "
+CREATE TABLE orders (id int PRIMARY KEY, customer int NOT NULL, tags text[], qty int[], items jsonb, doc json, note text);
+CREATE TABLE customers (id int PRIMARY KEY, name text NOT NULL);
+CREATE TABLE logs (line text);
+";
+
+fn compile_q(q: &str) -> Result<Compiled> {
+    compile(
+        &spec(q, Mode::Differential),
+        &Catalog::from_ddl(SCHEMA).unwrap(),
+    )
+}
+
+fn types(c: &Compiled) -> Vec<(String, Option<String>, Option<bool>)> {
+    c.columns
+        .iter()
+        .map(|c| (c.name.clone(), c.sql_type.clone(), c.nullable))
+        .collect()
+}
+
+fn col(n: &str, t: &str, null: bool) -> (String, Option<String>, Option<bool>) {
+    (n.into(), Some(t.into()), Some(null))
+}
+
+#[test]
+fn lateral_functions_are_incremental_and_typed() {
+    let c = compile_q(
+        "SELECT o.id, t.tag, t.n FROM orders o CROSS JOIN LATERAL unnest(o.tags) WITH ORDINALITY AS t(tag, n)",
+    )
+    .unwrap();
+    assert_eq!(c.strategy, Strategy::Incremental);
+    assert_eq!(
+        types(&c),
+        [
+            col("id", "integer", false),
+            col("tag", "text", true),
+            col("n", "bigint", false)
+        ]
+    );
+    let c = compile_q(
+        "SELECT o.id, e.value, e.value ->> 'sku' AS sku FROM orders o, jsonb_array_elements(o.items) AS e",
+    )
+    .unwrap();
+    assert_eq!(c.strategy, Strategy::Incremental);
+    assert_eq!(types(&c)[1], col("value", "jsonb", false));
+    let c = compile_q(
+        "SELECT o.id, k.key, k.value FROM orders o LEFT JOIN LATERAL jsonb_each_text(o.items) k ON true",
+    )
+    .unwrap();
+    assert_eq!(
+        types(&c),
+        [
+            col("id", "integer", false),
+            col("key", "text", true),
+            col("value", "text", true)
+        ]
+    );
+    let c = compile_q(
+        "SELECT o.id, r.sku, r.n FROM orders o, jsonb_to_recordset(o.items) AS r(sku text, n int)",
+    )
+    .unwrap();
+    assert_eq!(types(&c)[2], col("n", "integer", true));
+    let c =
+        compile_q("SELECT g, o.id FROM generate_series(1, 3) g JOIN orders o ON o.customer = g")
+            .unwrap();
+    assert_eq!(types(&c)[0], col("g", "integer", false));
+    let c = compile_q(
+        "SELECT o.customer, x, count(*) AS n FROM orders o, unnest(o.tags, o.qty) AS u(tag, x) GROUP BY o.customer, x",
+    )
+    .unwrap();
+    assert_eq!(types(&c)[1], col("x", "integer", true));
+    let c = compile_q("SELECT w FROM logs, regexp_split_to_table(logs.line, ' ') AS w").unwrap();
+    assert_eq!(types(&c), [col("w", "text", false)]);
+}
+
+#[test]
+fn the_delta_applies_the_function_to_the_delta_rows() {
+    let c = compile_q(
+        "SELECT o.id, t.tag FROM orders o LEFT JOIN LATERAL unnest(o.tags) AS t(tag) ON true",
+    )
+    .unwrap();
+    let a = c.render(&c.placeholder_context());
+    let d = a.differential_refresh.unwrap();
+    assert!(
+        d.contains("LEFT JOIN LATERAL (SELECT f.\"c0\" AS \"__pgs_c1_0\", f.\"c1\" AS \"__pgs_c1_1\" FROM ROWS FROM (pg_catalog.\"unnest\"(l.\"__pgs_c0_2\")) WITH ORDINALITY AS f(\"c0\", \"c1\")) AS r ON true"),
+        "{d}"
+    );
+    // No join of the delta with the whole source: the function is row-local.
+    assert!(!d.contains("JOIN (SELECT"), "{d}");
+    let e = c.explain();
+    assert!(
+        e.to_lowercase()
+            .contains("left join lateral unnest(o.tags) as t (tag) on true"),
+        "{e}"
+    );
+    assert!(e.contains("row-local"), "{e}");
+}
+
+#[test]
+fn a_constant_function_has_no_delta() {
+    let c = compile_q(
+        "SELECT g.n, o.id FROM generate_series(1, 3) AS g(n), orders o WHERE o.customer = g.n",
+    )
+    .unwrap();
+    let a = c.render(&c.placeholder_context());
+    let d = a.differential_refresh.unwrap();
+    assert!(d.contains("0::smallint AS \"__pgs_w\""), "{d}");
+    assert!(c.explain().contains("constant relation"), "{}", c.explain());
+}
+
+#[test]
+fn functions_are_recorded_for_the_volatility_check() {
+    let c = compile_q("SELECT o.id, t FROM orders o, pg_catalog.unnest(o.tags) t").unwrap();
+    assert!(c
+        .functions
+        .contains(&(Some("pg_catalog".into()), "unnest".into())));
+}
+
+#[test]
+fn refusals_point_at_the_function() {
+    for (q, what) in [
+        ("SELECT * FROM orders o, myschema.f(o.id) x", "myschema.f"),
+        ("SELECT * FROM orders o, some_srf(o.id) x", "some_srf"),
+        (
+            "SELECT * FROM orders o WHERE EXISTS (SELECT 1 FROM unnest(o.tags) t WHERE t = 'a')",
+            "enclosing query",
+        ),
+    ] {
+        let e = compile_q(q).unwrap_err();
+        assert!(matches!(e, Error::Unsupported(_)), "{q}: {e}");
+        assert!(e.to_string().contains(what), "{q}: {e}");
+        assert!(e.diagnostic().unwrap().span.is_some(), "{q}: {e}");
+    }
+    for q in [
+        "SELECT * FROM orders o, jsonb_to_recordset(o.items) r",
+        "SELECT * FROM orders o, unnest(o.tags) AS t(a, b)",
+        "SELECT * FROM orders o RIGHT JOIN LATERAL unnest(o.tags) t ON true",
+    ] {
+        let e = compile_q(q).unwrap_err();
+        assert!(matches!(e, Error::Invalid(_)), "{q}: {e}");
+        assert!(e.diagnostic().unwrap().span.is_some(), "{q}: {e}");
+    }
+    // FULL mode takes them.
+    compile(
+        &spec("SELECT o.id, x FROM orders o, some_srf(o.id) x", Mode::Full),
+        &Catalog::from_ddl(SCHEMA).unwrap(),
+    )
+    .unwrap();
+}
+
+#[test]
+fn conditions_over_the_input_go_below_the_function() {
+    let c = compile_q(
+        "SELECT o.id, t FROM orders o, unnest(o.tags) AS t WHERE o.customer = 1 AND t <> 'a'",
+    )
+    .unwrap();
+    let e = c.explain();
+    let lines: Vec<&str> = e.lines().collect();
+    let lateral = lines.iter().position(|l| l.contains("LATERAL")).expect(&e);
+    let input_filter = lines
+        .iter()
+        .position(|l| l.contains("Filter o.customer = 1"))
+        .expect(&e);
+    let func_filter = lines
+        .iter()
+        .position(|l| l.contains("Filter t.t <> 'a'"))
+        .expect(&e);
+    assert!(func_filter < lateral && lateral < input_filter, "{e}");
+}
+
+#[test]
+fn a_lateral_subquery_over_a_function_of_the_outer_row_is_refused() {
+    let e = compile_q(
+        "SELECT o.id, s.t FROM orders o CROSS JOIN LATERAL (SELECT t FROM unnest(o.tags) AS t) AS s",
+    )
+    .unwrap_err();
+    assert!(matches!(e, Error::Unsupported(_)), "{e}");
+    assert!(e.to_string().contains("enclosing query"), "{e}");
+}
