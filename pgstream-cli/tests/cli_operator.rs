@@ -479,3 +479,45 @@ async fn explain_a_stream_table_from_the_database_or_a_query_without_migrations(
     assert!(stderr(&out).contains("--mode full"), "{}", stderr(&out));
     std::fs::remove_dir_all(&empty).ok();
 }
+
+/// At the default log level, a refresh that fails says so: a WARN line naming the
+/// stream table and the cause (issue 16, item 4), from `pgstream run --once`.
+#[tokio::test]
+async fn a_failed_scheduled_refresh_is_a_warning_at_the_default_level() {
+    let db = test_db().await;
+    db.exec("CREATE TABLE wf (id int PRIMARY KEY, v int NOT NULL); INSERT INTO wf VALUES (1, 5);")
+        .await;
+    let out = pgstream(
+        &db,
+        &[
+            "create",
+            "wf_ratio",
+            "--query",
+            "SELECT id, 10 / v AS q FROM wf",
+            "--schedule",
+            "1s",
+        ],
+    )
+    .await;
+    assert_code(&out, 0, "create");
+    db.exec("INSERT INTO wf VALUES (2, 0)").await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let url = db.url.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_pgstream"))
+            .args(["run", "--once"])
+            .env("DATABASE_URL", &url)
+            .env_remove("RUST_LOG")
+            .env_remove("PGSTREAM_LOG_FORMAT")
+            .output()
+            .expect("run pgstream")
+    })
+    .await
+    .unwrap();
+    let log = stderr(&out);
+    let warning = log
+        .lines()
+        .find(|l| l.contains("WARN") && l.contains("wf_ratio"))
+        .unwrap_or_else(|| panic!("no WARN naming the stream table: {log}"));
+    assert!(warning.contains("division by zero"), "{warning}");
+}
