@@ -48,3 +48,12 @@ pub fn buffer_table(source_oid: u32) -> String {
 pub fn refresh_function(st_id: i64) -> String {
     format!("_refresh_{st_id}")
 }
+
+/// The name (in [`CATALOG_SCHEMA`]) of a stream table's stage table, `_stage_<id>`:
+/// the aggregate under a top-level `ORDER BY ... LIMIT`, all its groups, kept by the
+/// aggregate's delta rules; the stream table holds its first rows. Created with the
+/// storage table (`Artifacts::storage_ddl`), written only by the stream table's
+/// refreshes, dropped with it (`pgstream.drop_stream_table`).
+pub fn stage_table(st_id: i64) -> String {
+    format!("_stage_{st_id}")
+}

@@ -23,6 +23,18 @@ impl Compiled {
     }
 
     fn root_summary(&self) -> String {
+        if let (Some(top), Body::Incremental(b)) = (&self.top_k, &self.body) {
+            let stage = match &b.shape {
+                Shape::Aggregate {
+                    recompute: true, ..
+                } => "recompute the groups the changes touch",
+                _ => "per-group counters",
+            };
+            return format!(
+                "incremental: {} read from a stage table that holds every group, maintained by delta rules ({stage})",
+                top.text
+            );
+        }
         match (&self.body, &self.strategy) {
             (_, Strategy::Full) => {
                 "full: recompute and apply the difference on every refresh".into()
@@ -82,7 +94,21 @@ impl Compiled {
         out.push_str(&format!("strategy: {}\n\n", self.strategy_summary()));
         out.push_str("operator tree:\n");
         match &self.body {
-            Body::Incremental(b) => explain_block(b, &mut out),
+            Body::Incremental(b) => {
+                if let Some(top) = &self.top_k {
+                    let stage = format!(
+                        "{}.{}",
+                        crate::sql::ident::quote_ident(crate::contract::CATALOG_SCHEMA),
+                        crate::sql::ident::quote_ident(&crate::contract::stage_table(0))
+                    );
+                    out.push_str(&format!(
+                        "  TopK {}                   strategy: the first rows of the stage table {stage}, recomputed from its state after each refresh (an index on the ORDER BY columns), difference applied\n",
+                        top.text
+                    ));
+                    out.push_str("  stage:\n");
+                }
+                explain_block(b, &mut out)
+            }
             Body::Recompute { .. } => {
                 let why = match &self.strategy {
                     Strategy::RecomputeDiff { reason } => {

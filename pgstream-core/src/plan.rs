@@ -87,6 +87,25 @@ pub(crate) fn compile(
         b
     });
     let is_recursive = query.with.as_ref().map(|w| w.recursive).unwrap_or(false);
+    // `ORDER BY ... LIMIT n` over an aggregate the delta rules maintain: the
+    // aggregate is kept whole in a stage table and the stream table holds its
+    // first rows.
+    let mut top_k = None;
+    let bound = match bound {
+        Err(Error::Unsupported(d))
+            if spec.mode.compiled_as() == Mode::Differential && is_top_k(&query) =>
+        {
+            match top_k_over_aggregate(text, &query, catalog, &sources) {
+                Some((block, top, srcs)) => {
+                    top_k = Some(top);
+                    bind_sources = srcs;
+                    Ok(block)
+                }
+                None => Err(Error::Unsupported(d)),
+            }
+        }
+        other => other,
+    };
     let nested = match (&spec.mode.compiled_as(), &bound) {
         (Mode::Differential, Err(Error::Unsupported(_))) if !is_recursive && !is_top_k(&query) => {
             nested_recompute_reason(text, &query)?
@@ -219,7 +238,84 @@ pub(crate) fn compile(
         expanded_query: spec.query.clone(),
         views: Vec::new(),
         body,
+        top_k,
     })
+}
+
+/// A top-level `ORDER BY ... LIMIT n` over a block the delta rules maintain as an
+/// aggregate with `GROUP BY`: the block bound without its `ORDER BY` and `LIMIT`,
+/// and the order and count, when every `ORDER BY` item names an output column (by
+/// name or position) and `n` is a number. `None` otherwise (the query is then
+/// recomputed, as before).
+fn top_k_over_aggregate(
+    text: &str,
+    query: &Query,
+    catalog: &Catalog,
+    sources: &[Table],
+) -> Option<(Block, crate::ir::TopK, Vec<Table>)> {
+    use sqlparser::ast::{OrderByKind, Value};
+    let limit = match query.limit.as_ref()? {
+        Expr::Value(v) => match &v.value {
+            Value::Number(n, _) => n.parse::<u64>().ok()?,
+            _ => return None,
+        },
+        _ => return None,
+    };
+    if !query.limit_by.is_empty() {
+        return None;
+    }
+    let order_by = query.order_by.as_ref()?;
+    if order_by.interpolate.is_some() {
+        return None;
+    }
+    let OrderByKind::Expressions(items) = &order_by.kind else {
+        return None;
+    };
+    let mut inner = query.clone();
+    inner.order_by = None;
+    inner.limit = None;
+    let mut srcs = sources.to_vec();
+    let block = {
+        let mut binder = Binder::new(text, catalog, &mut srcs);
+        binder.bind_query(&inner).ok()?
+    };
+    let mut block = check_keys(text, block).ok()?;
+    match &block.shape {
+        crate::ir::Shape::Aggregate { groups, .. } if !groups.is_empty() => {}
+        _ => return None,
+    }
+    let mut order = Vec::new();
+    for o in items {
+        if o.with_fill.is_some() {
+            return None;
+        }
+        let column = match &o.expr {
+            Expr::Identifier(id) => {
+                let name = ident_value(id);
+                block.items.iter().position(|(n, _)| *n == name)?
+            }
+            Expr::Value(v) => match &v.value {
+                Value::Number(n, _) => n
+                    .parse::<usize>()
+                    .ok()?
+                    .checked_sub(1)
+                    .filter(|&i| i < block.items.len())?,
+                _ => return None,
+            },
+            _ => return None,
+        };
+        order.push((column, o.options.to_string()));
+    }
+    crate::pushdown::push_down(&mut block);
+    let text = format!(
+        "ORDER BY {} LIMIT {limit}",
+        items
+            .iter()
+            .map(|o| o.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Some((block, crate::ir::TopK { order, limit, text }, srcs))
 }
 
 /// Every bound block has a delta rule: a query without GROUP BY identifies its rows

@@ -477,7 +477,8 @@ fn aggregates_below_the_top_and_scalar_subqueries_are_recomputed() {
             "scalar subquery",
         ),
         (
-            "SELECT d.id, (SELECT max(e.salary) + 1 FROM employees e WHERE e.department_id = d.id) AS m FROM departments d",
+            // over no rows `count(*) + 1` is 1, the joined value of a missing group NULL
+            "SELECT d.id, (SELECT count(*) + 1 FROM employees e WHERE e.department_id = d.id) AS m FROM departments d",
             "scalar subquery",
         ),
         (
@@ -507,6 +508,19 @@ fn aggregates_below_the_top_and_scalar_subqueries_are_recomputed() {
         assert!(c.explain().contains(why), "{q}");
         let a = c.render(&c.placeholder_context());
         assert!(a.differential_refresh.is_some(), "{q}");
+    }
+}
+
+#[test]
+fn correlated_scalar_arithmetic_over_an_aggregate_is_joined() {
+    // NULL over no rows, as the joined value of a missing group: maintained.
+    for q in [
+        "SELECT d.id, (SELECT max(e.salary) + 1 FROM employees e WHERE e.department_id = d.id) AS m FROM departments d",
+        "SELECT d.id, (SELECT 0.2 * avg(e.salary) FROM employees e WHERE e.department_id = d.id) AS m FROM departments d",
+        "SELECT d.id, (SELECT -(sum(e.salary) / count(*)) FROM employees e WHERE e.department_id = d.id) AS m FROM departments d",
+    ] {
+        let c = diff(q).unwrap_or_else(|e| panic!("{q}: {e}"));
+        assert_eq!(c.strategy, Strategy::Incremental, "{q}");
     }
 }
 

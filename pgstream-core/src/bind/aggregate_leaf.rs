@@ -271,7 +271,9 @@ impl Binder<'_> {
     }
 
     /// A correlated aggregate over one table: `SELECT agg1(x) [AS a1], ... FROM t
-    /// WHERE t.k = o.k AND p(t)` (each item exactly one aggregate call, no GROUP BY,
+    /// WHERE t.k = o.k AND p(t)` (each item one aggregate call, or `+ - * /` over
+    /// calls and constants with a call that is not a count, so that the item is NULL
+    /// over no rows as the joined value of a missing group is; no GROUP BY,
     /// correlated by equalities between expressions over `t` and expressions over the
     /// enclosing query) as the same aggregates grouped by the correlation keys,
     /// `SELECT t.k AS __pgs_k0, agg1(x) AS a1, ... FROM t WHERE p(t) GROUP BY t.k`,
@@ -335,33 +337,50 @@ impl Binder<'_> {
                 SelectItem::ExprWithAlias { expr: e, alias } => (e, ident_value(alias)),
                 _ => return None,
             };
-            let Expr::Function(f) = e else { return None };
-            if !is_aggregate(f)
-                || VOLATILE.contains(&function_name(f).as_str())
-                || !f.within_group.is_empty()
+            // One aggregate call, or arithmetic over calls and constants that is NULL
+            // over no rows as the joined value is: some call in it is not a count
+            // (`0.2 * avg(x)`; every operator is strict).
+            let mut calls = Vec::new();
+            if !strict_over_aggregates(e, &mut calls) {
+                return None;
+            }
+            let bare = matches!(e, Expr::Function(_));
+            if calls.is_empty()
+                || (!bare
+                    && calls
+                        .iter()
+                        .all(|f| matches!(function_name(f).as_str(), "count" | "regr_count")))
             {
                 return None;
             }
-            let mut parts: Vec<&Expr> = f.filter.iter().map(|x| x.as_ref()).collect();
-            match &f.args {
-                FunctionArguments::List(l) => {
-                    if !l.clauses.is_empty() {
-                        return None;
-                    }
-                    for a in &l.args {
-                        match a {
-                            FunctionArg::Unnamed(FunctionArgExpr::Expr(x)) => parts.push(x),
-                            FunctionArg::Unnamed(_) => {}
-                            _ => return None,
+            for f in calls {
+                if !is_aggregate(f)
+                    || VOLATILE.contains(&function_name(f).as_str())
+                    || !f.within_group.is_empty()
+                {
+                    return None;
+                }
+                let mut parts: Vec<&Expr> = f.filter.iter().map(|x| x.as_ref()).collect();
+                match &f.args {
+                    FunctionArguments::List(l) => {
+                        if !l.clauses.is_empty() {
+                            return None;
+                        }
+                        for a in &l.args {
+                            match a {
+                                FunctionArg::Unnamed(FunctionArgExpr::Expr(x)) => parts.push(x),
+                                FunctionArg::Unnamed(_) => {}
+                                _ => return None,
+                            }
                         }
                     }
+                    FunctionArguments::None => {}
+                    FunctionArguments::Subquery(_) => return None,
                 }
-                FunctionArguments::None => {}
-                FunctionArguments::Subquery(_) => return None,
-            }
-            for x in parts {
-                if correlation_sides(x, &ia, &cols)?.1 {
-                    return None;
+                for x in parts {
+                    if correlation_sides(x, &ia, &cols)?.1 {
+                        return None;
+                    }
                 }
             }
             let name = match names {
@@ -369,7 +388,10 @@ impl Binder<'_> {
                 None => name,
             };
             // the aggregates that are 0 over no rows (the others are NULL)
-            let counts = matches!(function_name(f).as_str(), "count" | "regr_count");
+            let counts = match e {
+                Expr::Function(f) => matches!(function_name(f).as_str(), "count" | "regr_count"),
+                _ => false,
+            };
             items.push((name, e.clone(), counts));
         }
         if items.is_empty() {
@@ -435,6 +457,31 @@ impl Binder<'_> {
             keys.into_iter().map(|(_, o)| o).collect(),
             items.into_iter().map(|(n, _, c)| (n, c)).collect(),
         ))
+    }
+}
+
+/// Whether `e` is an aggregate call, a constant, or `+ - * /` (and parentheses,
+/// unary minus) over those: an expression that is NULL when one of its calls is.
+/// The calls are collected into `calls`.
+fn strict_over_aggregates<'e>(e: &'e Expr, calls: &mut Vec<&'e sqlparser::ast::Function>) -> bool {
+    use sqlparser::ast::{BinaryOperator as B, UnaryOperator as U};
+    match e {
+        Expr::Function(f) if is_aggregate(f) && f.over.is_none() => {
+            calls.push(f);
+            true
+        }
+        Expr::Value(_) => true,
+        Expr::Nested(x) => strict_over_aggregates(x, calls),
+        Expr::UnaryOp {
+            op: U::Minus | U::Plus,
+            expr,
+        } => strict_over_aggregates(expr, calls),
+        Expr::BinaryOp {
+            left,
+            op: B::Plus | B::Minus | B::Multiply | B::Divide,
+            right,
+        } => strict_over_aggregates(left, calls) && strict_over_aggregates(right, calls),
+        _ => false,
     }
 }
 

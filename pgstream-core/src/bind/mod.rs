@@ -12,6 +12,7 @@ mod query;
 mod resolve;
 mod select;
 mod subquery;
+mod where_scalar;
 
 use crate::catalog::{nearest, Catalog, Table};
 use crate::error::{Diagnostic, Error, Result};

@@ -6,6 +6,14 @@ use super::*;
 
 impl Binder<'_> {
     pub(super) fn bind_select(&mut self, s: &Select) -> Result<Block> {
+        let in_where;
+        let s = match self.where_scalars_as_joins(s) {
+            Some(r) => {
+                in_where = r;
+                &in_where
+            }
+            None => s,
+        };
         let rewritten;
         let s = match self.scalar_subqueries_as_joins(s) {
             Some(r) => {

@@ -312,6 +312,22 @@ pub enum Strategy {
     Full,
 }
 
+/// `ORDER BY ... LIMIT n` at the top of an aggregate query, maintained over a stage:
+/// the aggregate block without its `ORDER BY` and `LIMIT` is kept in a stage table
+/// (`contract::stage_table`) by its own delta rules, and the stream table holds the
+/// first `n` rows of the stage in that order, recomputed from the stage's state
+/// after each refresh (an index on the stage's `ORDER BY` columns reads `n` rows).
+#[derive(Debug, Clone)]
+pub(crate) struct TopK {
+    /// The `ORDER BY` items: an output column (index into the block's items) and
+    /// its options as SQL (` DESC NULLS LAST`, or empty).
+    pub order: Vec<(usize, String)>,
+    /// The `LIMIT` count.
+    pub limit: u64,
+    /// `ORDER BY ... LIMIT n` as written, for explain.
+    pub text: String,
+}
+
 /// What the renderer works from.
 #[derive(Debug, Clone)]
 #[allow(clippy::large_enum_variant)]
@@ -350,6 +366,9 @@ pub struct Compiled {
     /// they were then, so a later redefinition is drift (`pgstream._drift`).
     pub views: Vec<QualifiedName>,
     pub(crate) body: Body,
+    /// A top-level `ORDER BY ... LIMIT` over an incrementally maintained aggregate
+    /// (`Body::Incremental`), kept over a stage table.
+    pub(crate) top_k: Option<TopK>,
 }
 
 impl Compiled {

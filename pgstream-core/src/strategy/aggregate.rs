@@ -259,7 +259,19 @@ impl IncrementalRenderer<'_> {
                 cols = stored.join(", "),
                 scols = stored.iter().map(|c| format!("s.{c}")).collect::<Vec<_>>().join(", ")
             ));
-            "SELECT (SELECT count(*) FROM \"__pgs_del\") + (SELECT count(*) FROM \"__pgs_upd\") + (SELECT count(*) FROM \"__pgs_ins\") AS \"rows_changed\"".to_string()
+            // Under a top-k: the stage after this refresh is its rows of the groups
+            // the changes did not touch and the new rows of those they did.
+            let after = format!(
+                "SELECT {} FROM {st} AS st WHERE st.ctid <> ALL (ARRAY(SELECT t.\"__pgs_ctid\" FROM \"__pgs_src\" AS t WHERE t.\"__pgs_exists\")) \
+                 UNION ALL SELECT {} FROM \"__pgs_src\" AS s WHERE s.\"__pgs_count\" > 0",
+                self.stage_columns("st"),
+                self.stage_columns("s")
+            );
+            self.top_tail(
+                &mut body,
+                &after,
+                "SELECT (SELECT count(*) FROM \"__pgs_del\") + (SELECT count(*) FROM \"__pgs_upd\") + (SELECT count(*) FROM \"__pgs_ins\") AS \"rows_changed\"",
+            )
         };
         let diff = self.finish(body, &tail);
         let hidden = gnames

@@ -21,6 +21,7 @@ pub(crate) mod recursive;
 mod scan;
 mod semi_join;
 mod set_operation;
+mod top_k;
 mod window;
 
 use crate::catalog::Table;
@@ -29,7 +30,7 @@ use crate::contract;
 use crate::ir::marker::{self as expr, raw, Marker};
 use crate::ir::{
     AggFunc, Artifacts, Block, Body, Compiled, JoinKind, RenderContext, SetOpKind, Shape,
-    SourceBinding, Strategy, Tree,
+    SourceBinding, Strategy, TopK, Tree,
 };
 use crate::render::apply::{diff_statement, storage_ddl};
 use crate::render::frontier::frontier_advance;
@@ -45,14 +46,30 @@ use sqlparser::ast::{BinaryOperator, Expr};
 pub(crate) fn render(c: &Compiled, ctx: &RenderContext) -> Artifacts {
     let st = quote_qualified(&c.spec.name);
     let mut a = match &c.body {
-        Body::Incremental(block) => IncrementalRenderer {
-            compiled: c,
-            block,
-            ctx,
-            ctes: Vec::new(),
-            storage: st.clone(),
+        Body::Incremental(block) => {
+            // Under a top-k, the block is maintained in its stage table.
+            let (storage, top_storage) = match &c.top_k {
+                Some(_) => (
+                    format!(
+                        "{}.{}",
+                        qi(contract::CATALOG_SCHEMA),
+                        qi(&contract::stage_table(ctx.st_id))
+                    ),
+                    Some(st.clone()),
+                ),
+                None => (st.clone(), None),
+            };
+            IncrementalRenderer {
+                compiled: c,
+                block,
+                ctx,
+                ctes: Vec::new(),
+                storage,
+                top: c.top_k.as_ref(),
+                top_storage,
+            }
+            .artifacts()
         }
-        .artifacts(),
         Body::Recompute { query_sql, .. } => recompute_artifacts(c, ctx, &st, query_sql),
     };
     // Output columns the compiler proved non-nullable are NOT NULL in the storage
@@ -118,8 +135,12 @@ struct IncrementalRenderer<'a> {
     ctx: &'a RenderContext,
     /// The CTEs of the differential refresh so far, in order: `(name, body)`.
     ctes: Vec<(String, String)>,
-    /// The storage table, quoted and qualified.
+    /// The storage table, quoted and qualified (under a top-k, the stage table).
     storage: String,
+    /// A top-level `ORDER BY ... LIMIT` kept over the block's stage (`top_k`).
+    top: Option<&'a TopK>,
+    /// The storage table of the top-k (quoted and qualified), when there is one.
+    top_storage: Option<String>,
 }
 
 impl IncrementalRenderer<'_> {
@@ -509,13 +530,14 @@ impl IncrementalRenderer<'_> {
         diff: String,
         hidden_columns: Vec<String>,
     ) -> Artifacts {
-        Artifacts {
+        let stage = Artifacts {
             storage_ddl: storage_ddl(st, new_rows),
             full_refresh: diff_statement(st, self.ctx, &[], new_rows, None),
             differential_refresh: Some(diff),
             hidden_columns,
             refresh_function: None,
-        }
+        };
+        self.top_artifacts(stage, new_rows)
     }
 
     /// The statement shared by the recompute strategies: collect the keys the changes
@@ -524,7 +546,7 @@ impl IncrementalRenderer<'_> {
     /// not among them, insert the missing ones.
     fn recompute_keys(&mut self, keys: &str, fresh: &str, in_keys: &str, st: &str) -> String {
         let same = "n.\"__pgs_row_id\" = st.\"__pgs_row_id\" AND n::text = st::text";
-        let body = vec![
+        let mut body = vec![
             format!("\"__pgs_keys\" AS MATERIALIZED ({keys})"),
             format!("\"__pgs_fresh\" AS MATERIALIZED ({fresh})"),
             format!("\"__pgs_adv\" AS ({})", frontier_advance(self.ctx)),
@@ -535,10 +557,19 @@ impl IncrementalRenderer<'_> {
                 "\"__pgs_ins\" AS (INSERT INTO {st} SELECT n.* FROM \"__pgs_fresh\" AS n WHERE NOT EXISTS (SELECT 1 FROM {st} AS st WHERE {same}) RETURNING 1)"
             ),
         ];
-        self.finish(
-            body,
+        // Under a top-k: the stage after this refresh is its rows of other keys and
+        // the recomputed ones.
+        let after = format!(
+            "SELECT {} FROM {st} AS st WHERE NOT ({in_keys}) UNION ALL SELECT {} FROM \"__pgs_fresh\" AS n",
+            self.stage_columns("st"),
+            self.stage_columns("n")
+        );
+        let tail = self.top_tail(
+            &mut body,
+            &after,
             "SELECT (SELECT count(*) FROM \"__pgs_del\") + (SELECT count(*) FROM \"__pgs_ins\") AS \"rows_changed\"",
-        )
+        );
+        self.finish(body, &tail)
     }
 }
 

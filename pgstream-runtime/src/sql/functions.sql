@@ -646,6 +646,11 @@ BEGIN
         END IF;
         EXECUTE format('DROP TABLE %I.%I', st.schema_name, st.table_name);
     END IF;
+    -- The stage table of a top-k over an aggregate (every group; the storage table
+    -- holds the first rows), written only by this stream table's refreshes.
+    IF pg_catalog.to_regclass(format('pgstream.%I', '_stage_' || st.id)) IS NOT NULL THEN
+        EXECUTE format('DROP TABLE pgstream.%I', '_stage_' || st.id);
+    END IF;
 
     FOREACH src IN ARRAY coalesce(srcs, '{}') LOOP
         PERFORM 1 FROM pgstream.pgs_sources s WHERE s.source_oid = src FOR UPDATE;

@@ -42,6 +42,12 @@ pub async fn check_with_ddl(
     ddl: &[&str],
 ) {
     let db = test_db().await;
+    let o = oracle_for(name, query, tables, seed);
+    run_oracle(&db, &o, name, query, mode, ddl).await;
+}
+
+/// The oracle of [`check`] for `name` / `query` over `tables` (not run).
+pub fn oracle_for(name: &str, query: &str, tables: Tables, seed: u64) -> Oracle {
     let mut o = Oracle::new(name, query)
         .seed(seed)
         .batches(BATCHES)
@@ -85,7 +91,7 @@ pub async fn check_with_ddl(
                 .float_tolerance(6);
         }
     }
-    run_oracle(&db, &o, name, query, mode, ddl).await;
+    o
 }
 
 /// Sets the oracle's tables up, runs `ddl`, creates the stream table `name` (with the

@@ -1,0 +1,146 @@
+//! Correlated scalar aggregates in `WHERE` as joins (TPC-H Q17's `l_quantity <
+//! (SELECT 0.2 * avg(l_quantity) FROM lineitem WHERE l_partkey = p_partkey)`): the
+//! subquery, grouped by its correlation keys, becomes an aggregate leaf `LEFT JOIN`ed
+//! on them, and the comparison reads its value. The aggregate is then maintained
+//! by the leaf's rule (the groups the changes of its table touch are recomputed)
+//! and the comparison by the delta rules above it, instead of the whole query.
+
+use super::*;
+
+impl Binder<'_> {
+    /// `... WHERE ... x op (SELECT agg(y) FROM t WHERE t.k = o.k AND p(t)) ...`, for
+    /// comparison conjuncts at the top level of the `WHERE` whose operand is a
+    /// scalar subquery [`Binder::correlated_aggregate`] takes (one item): the subquery
+    /// becomes `LEFT JOIN (SELECT t.k AS __pgs_k0, agg(y) AS __pgs_v FROM t WHERE p(t)
+    /// GROUP BY t.k) AS __pgs_wq<n> ON __pgs_k0 = o.k` and the operand reads
+    /// `__pgs_v` (a `count` as `COALESCE(__pgs_v, 0)`): for each outer row the value
+    /// the subquery would give, since the grouped subquery has at most one row per
+    /// key. The `FROM` items are made one (`a, b` as `a CROSS JOIN b`, the same
+    /// rows) so that the join sees every outer table; not when an item after the
+    /// first has a RIGHT or FULL join, which that would regroup. `None` when there is
+    /// nothing to rewrite.
+    pub(super) fn where_scalars_as_joins(&self, s: &Select) -> Option<Select> {
+        use sqlparser::ast::{BinaryOperator as B, Join, JoinOperator as JO, TableAlias};
+        let selection = s.selection.as_ref()?;
+        if s.from.is_empty()
+            || s.from[1..].iter().any(|t| {
+                t.joins.iter().any(|j| {
+                    !matches!(
+                        j.join_operator,
+                        JO::Inner(_) | JO::Join(_) | JO::Left(_) | JO::LeftOuter(_) | JO::CrossJoin
+                    )
+                })
+            })
+        {
+            return None;
+        }
+        let col = |alias: &str| {
+            Expr::CompoundIdentifier(vec![Ident::new(alias), Ident::with_quote('"', "__pgs_v")])
+        };
+        let mut joins: Vec<Join> = Vec::new();
+        let mut parts: Vec<Expr> = Vec::new();
+        for c in conjuncts(selection) {
+            let mut c = c.clone();
+            if let Expr::BinaryOp { left, op, right } = &mut c {
+                if matches!(op, B::Eq | B::NotEq | B::Lt | B::LtEq | B::Gt | B::GtEq) {
+                    for side in [left, right] {
+                        let Expr::Subquery(q) = side.as_ref() else {
+                            continue;
+                        };
+                        let Some((sub, outer, items)) =
+                            self.correlated_aggregate(q, Some(&["__pgs_v".to_string()]))
+                        else {
+                            continue;
+                        };
+                        if items.len() != 1 {
+                            continue;
+                        }
+                        let alias = format!("__pgs_wq{}", joins.len());
+                        let on = outer
+                            .iter()
+                            .enumerate()
+                            .map(|(k, o)| Expr::BinaryOp {
+                                left: Box::new(Expr::CompoundIdentifier(vec![
+                                    Ident::new(&alias),
+                                    Ident::with_quote('"', format!("__pgs_k{k}")),
+                                ])),
+                                op: B::Eq,
+                                right: Box::new(Expr::Nested(Box::new(o.clone()))),
+                            })
+                            .reduce(|a, b| Expr::BinaryOp {
+                                left: Box::new(a),
+                                op: B::And,
+                                right: Box::new(b),
+                            })?;
+                        joins.push(Join {
+                            relation: TableFactor::Derived {
+                                lateral: false,
+                                subquery: Box::new(sub),
+                                alias: Some(TableAlias {
+                                    name: Ident::new(&alias),
+                                    columns: vec![],
+                                }),
+                            },
+                            global: false,
+                            join_operator: JO::LeftOuter(JoinConstraint::On(on)),
+                        });
+                        let v = col(&alias);
+                        **side = if items[0].1 {
+                            Expr::Function(coalesce_zero(v))
+                        } else {
+                            v
+                        };
+                    }
+                }
+            }
+            parts.push(c);
+        }
+        if joins.is_empty() {
+            return None;
+        }
+        let mut out = s.clone();
+        let rest: Vec<TableWithJoins> = out.from.drain(1..).collect();
+        for t in rest {
+            out.from[0].joins.push(Join {
+                relation: t.relation,
+                global: false,
+                join_operator: JO::CrossJoin,
+            });
+            out.from[0].joins.extend(t.joins);
+        }
+        out.from[0].joins.extend(joins);
+        out.selection = parts.into_iter().reduce(|a, b| Expr::BinaryOp {
+            left: Box::new(a),
+            op: B::And,
+            right: Box::new(b),
+        });
+        Some(out)
+    }
+}
+
+/// `COALESCE(e, 0)`.
+fn coalesce_zero(e: Expr) -> sqlparser::ast::Function {
+    use sqlparser::ast::{
+        Function, FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments,
+        ObjectName, ObjectNamePart,
+    };
+    Function {
+        name: ObjectName(vec![ObjectNamePart::Identifier(Ident::new("coalesce"))]),
+        uses_odbc_syntax: false,
+        parameters: FunctionArguments::None,
+        args: FunctionArguments::List(FunctionArgumentList {
+            duplicate_treatment: None,
+            args: vec![
+                FunctionArg::Unnamed(FunctionArgExpr::Expr(e)),
+                FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Value(
+                    Value::Number("0".into(), false).into(),
+                ))),
+            ],
+            clauses: vec![],
+        }),
+        filter: None,
+        null_treatment: None,
+        over: None,
+        within_group: vec![],
+    }
+}

@@ -1,0 +1,120 @@
+//! `ORDER BY ... LIMIT n` at the top of an aggregate query, over a stage. The
+//! aggregate block without its order and count is the *stage*: a table of its own
+//! (`contract::stage_table`), holding every group, kept by the aggregate's delta rules
+//! (`aggregate`, `aggregate_recompute`) as if it were the stream table. The stream
+//! table holds the first `n` rows of the stage, numbered among equal rows like a
+//! recomputed result (`__pgs_n`), and each refresh recomputes them from the stage's
+//! state after the refresh and applies only the difference:
+//!
+//! ```text
+//! stage' = stage − (groups the changes touched) + (their new rows)
+//! top'   = first n rows of stage' in the ORDER BY order
+//! ```
+//!
+//! In one statement the stage's writes are not visible to the rest of it, so
+//! `stage'` is read as the stage's rows before the statement without the groups the
+//! changes touched, plus the new rows of those groups (which the aggregate rule
+//! computes anyway). With an index on the stage's `ORDER BY` columns the first `n`
+//! rows are read from the index: the cost is the aggregate's delta plus `O(n)`, not
+//! the query.
+
+use super::*;
+use crate::render::apply::apply_ctes;
+
+impl IncrementalRenderer<'_> {
+    /// The first `n` rows of `rows` (a relation with the output columns, among
+    /// others) in the `ORDER BY` order, numbered among equal rows, with the top
+    /// storage table's columns.
+    fn top_rows(&self, rows: &str) -> String {
+        let top = self.top.expect("a top-k");
+        let vis: Vec<String> = self
+            .block
+            .items
+            .iter()
+            .map(|(n, _)| format!("a.{}", qi(n)))
+            .collect();
+        let order: Vec<String> = top
+            .order
+            .iter()
+            .map(|(i, opts)| format!("a.{}{opts}", qi(&self.block.items[*i].0)))
+            .collect();
+        numbered(&format!(
+            "SELECT {} FROM ({rows}) AS a ORDER BY {} LIMIT {}",
+            vis.join(", "),
+            order.join(", "),
+            top.limit
+        ))
+    }
+
+    /// The differential refresh's end when a top-k sits on the stage: `after`
+    /// (the stage's rows after this refresh, visible columns) gives the new first
+    /// rows, applied to the top storage table; the statement returns how many rows
+    /// of the top storage table changed. Without a top-k, `tail` as it is.
+    pub(super) fn top_tail(&self, body: &mut Vec<String>, after: &str, tail: &str) -> String {
+        let Some(top_st) = &self.top_storage else {
+            return tail.to_string();
+        };
+        body.extend(apply_ctes(top_st, "top_", &self.top_rows(after), None));
+        "SELECT (SELECT count(*) FROM \"__pgs_top_del\") + (SELECT count(*) FROM \"__pgs_top_ins\") AS \"rows_changed\"".to_string()
+    }
+
+    /// The visible output columns of the stage table as a select list over `q`.
+    pub(super) fn stage_columns(&self, q: &str) -> String {
+        self.block
+            .items
+            .iter()
+            .map(|(n, _)| format!("{q}.{}", qi(n)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// The artifacts when a top-k sits on the stage (`stage` holds the stage's):
+    /// the top storage table is created first (from the stage's rows, so that the
+    /// runtime's `NOT NULL` columns apply to it), then the stage with an index on the
+    /// `ORDER BY` columns; the full refresh recomputes the stage and takes the top
+    /// rows from its new rows, in one statement.
+    pub(super) fn top_artifacts(&self, stage: Artifacts, new_rows: &str) -> Artifacts {
+        let (Some(top), Some(top_st)) = (self.top, &self.top_storage) else {
+            return stage;
+        };
+        let stage_st = &self.storage;
+        let mut ddl = storage_ddl(top_st, &self.top_rows(new_rows));
+        ddl.extend(stage.storage_ddl);
+        let indexable = top.order.iter().all(|(i, _)| {
+            self.compiled
+                .columns
+                .get(*i)
+                .and_then(|c| c.sql_type.as_deref())
+                .is_some_and(|_| !self.by_text(*i))
+        });
+        if indexable {
+            ddl.push(format!(
+                "CREATE INDEX ON {stage_st} ({})",
+                top.order
+                    .iter()
+                    .map(|(i, opts)| format!("{}{opts}", qi(&self.block.items[*i].0)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        let mut ctes = vec![format!("\"__pgs_adv\" AS ({})", frontier_advance(self.ctx))];
+        ctes.extend(apply_ctes(stage_st, "", new_rows, None));
+        ctes.extend(apply_ctes(
+            top_st,
+            "top_",
+            &self.top_rows("SELECT * FROM \"__pgs_new\""),
+            None,
+        ));
+        let full = format!(
+            "WITH {}\nSELECT (SELECT count(*) FROM \"__pgs_top_del\") + (SELECT count(*) FROM \"__pgs_top_ins\") AS \"rows_changed\"",
+            ctes.join(",\n")
+        );
+        Artifacts {
+            storage_ddl: ddl,
+            full_refresh: full,
+            differential_refresh: stage.differential_refresh,
+            hidden_columns: vec!["__pgs_n".into(), contract::ROW_ID.into()],
+            refresh_function: None,
+        }
+    }
+}
