@@ -251,7 +251,7 @@ impl Binder<'_> {
                 }
                 if name.0.len() == 1 {
                     let n = ident_value(name.0[0].as_ident().expect("ident"));
-                    if let Some((_, q)) = self.ctes.iter().find(|(c, _)| *c == n).cloned() {
+                    if let Some((q, visible)) = self.cte(&n) {
                         let (a, cols) = match alias {
                             Some(a) => (
                                 ident_value(&a.name),
@@ -259,7 +259,7 @@ impl Binder<'_> {
                             ),
                             None => (n.clone(), Vec::new()),
                         };
-                        return self.bind_derived(&q, a, &cols, f);
+                        return self.bind_cte(&q, visible, a, &cols, f);
                     }
                 }
                 let source = self.table(name)?;
