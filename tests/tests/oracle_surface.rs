@@ -30,9 +30,14 @@ oracle!(with_inside_a_cte_with_shadowing, D, Org, 1303,
     "WITH e AS (SELECT id, parent_id FROM departments) \
      SELECT x.id, x.k FROM (WITH e AS (SELECT id, department_id AS k FROM employees) SELECT id, k FROM e) AS x \
      JOIN e AS d ON d.id = x.k");
-oracle!(named_windows, D, Org, 1304,
+oracle!(
+    named_windows,
+    D,
+    Org,
+    1304,
     "SELECT id, rank() OVER w AS r, sum(salary) OVER (w ORDER BY id) AS running FROM employees \
-     WINDOW w AS (PARTITION BY department_id)");
+     WINDOW w AS (PARTITION BY department_id)"
+);
 oracle!(in_with_distinct_and_order_by, D, Org, 1305,
     "SELECT id, name FROM departments WHERE id IN (SELECT DISTINCT department_id FROM employees ORDER BY 1)");
 oracle!(exists_with_limit_one, D, Org, 1306,
@@ -43,16 +48,36 @@ oracle!(not_in_with_an_aggregate, D, Org, 1308,
     "SELECT id, parent_id FROM departments WHERE parent_id NOT IN (SELECT max(department_id) FROM employees GROUP BY name)");
 oracle!(not_exists_with_group_by, D, Org, 1309,
     "SELECT d.id FROM departments d WHERE NOT EXISTS (SELECT 1 FROM employees GROUP BY department_id HAVING sum(salary) > 100)");
-oracle!(subquery_under_or, D, Org, 1310,
+oracle!(
+    subquery_under_or,
+    D,
+    Org,
+    1310,
     "SELECT d.id, d.name FROM departments d WHERE d.parent_id IS NULL \
-     OR EXISTS (SELECT 1 FROM employees e WHERE e.department_id = d.id AND e.salary > 15)");
-oracle!(mixed_set_operators, D, Org, 1311,
+     OR EXISTS (SELECT 1 FROM employees e WHERE e.department_id = d.id AND e.salary > 15)"
+);
+oracle!(
+    mixed_set_operators,
+    D,
+    Org,
+    1311,
     "SELECT department_id AS k FROM employees UNION SELECT parent_id FROM departments \
-     EXCEPT SELECT id FROM departments WHERE parent_id IS NULL");
+     EXCEPT SELECT id FROM departments WHERE parent_id IS NULL"
+);
 oracle!(window_over_group_by, D, Org, 1312,
     "SELECT department_id, count(*) AS n, rank() OVER (ORDER BY count(*) DESC, department_id) AS r \
      FROM employees GROUP BY department_id");
-oracle!(distinct_with_group_by, D, Org, 1313,
-    "SELECT DISTINCT count(*) AS n FROM employees GROUP BY department_id");
-oracle!(top_k_with_offset, D, Org, 1314,
-    "SELECT id, salary FROM employees ORDER BY salary DESC NULLS LAST, id LIMIT 4 OFFSET 2");
+oracle!(
+    distinct_with_group_by,
+    D,
+    Org,
+    1313,
+    "SELECT DISTINCT count(*) AS n FROM employees GROUP BY department_id"
+);
+oracle!(
+    top_k_with_offset,
+    D,
+    Org,
+    1314,
+    "SELECT id, salary FROM employees ORDER BY salary DESC NULLS LAST, id LIMIT 4 OFFSET 2"
+);
