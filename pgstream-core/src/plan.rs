@@ -107,8 +107,11 @@ pub(crate) fn compile(
         other => other,
     };
     let nested = match (&spec.mode.compiled_as(), &bound) {
-        (Mode::Differential, Err(Error::Unsupported(_))) if !is_recursive && !is_top_k(&query) => {
-            nested_recompute_reason(text, &query)?
+        (Mode::Differential, Err(Error::Unsupported(d))) if !is_recursive && !is_top_k(&query) => {
+            match nested_recompute_reason(text, &query)? {
+                Some(reason) => Some(reason),
+                None => recompute_reason(&query, d),
+            }
         }
         _ => None,
     };
@@ -167,8 +170,9 @@ pub(crate) fn compile(
             )
         }
         (Mode::Differential, Err(Error::Unsupported(_))) if nested.is_some() => {
-            // An aggregate, DISTINCT or LIMIT below the top of the query, or a scalar
-            // subquery: no delta rule yet, but recomputing the query is exact.
+            // An aggregate, DISTINCT or LIMIT below the top of the query, a scalar
+            // subquery, or any other construct without a delta rule whose result the
+            // query determines: recomputing the query is exact.
             reject_volatile(text, &query)?;
             let columns = output_columns(text, &query, catalog)?;
             qualify_tables(&mut query, &ctes, &sources);
@@ -325,11 +329,10 @@ fn check_keys(_text: &str, b: Block) -> Result<Block> {
     Ok(b)
 }
 
-/// `... ORDER BY ... LIMIT n` at the top of the query (without OFFSET): deterministic
+/// `... ORDER BY ... LIMIT n [OFFSET m]` at the top of the query: deterministic
 /// enough to maintain when the ORDER BY is.
 fn is_top_k(q: &Query) -> bool {
     q.limit.is_some()
-        && q.offset.is_none()
         && q.fetch.is_none()
         && q.order_by.as_ref().is_some_and(|o| match &o.kind {
             sqlparser::ast::OrderByKind::Expressions(e) => !e.is_empty(),
@@ -482,6 +485,26 @@ fn nested_recompute_reason(text: &str, q: &Query) -> Result<Option<String>> {
         Some(e) => Err(e),
         None => Ok(v.reason),
     }
+}
+
+/// Why a query that the binder refused with `refusal` (and that holds none of the
+/// constructs [`nested_recompute_reason`] names) is maintained by recompute-and-diff:
+/// the construct the refusal names has no delta rule yet, but the query determines
+/// its result, so recomputing it when a source changed and applying the difference
+/// is exact (a subquery under `OR`, a mix of set operators, window functions over a
+/// `GROUP BY`, `DISTINCT` with `GROUP BY`, ...). `None` for what a recomputation
+/// could not reproduce, whose refusal stands: `LIMIT` without `ORDER BY` or `OFFSET`
+/// at the top of the query (which rows qualify is not determined) and volatile
+/// functions (their value changes between evaluations).
+fn recompute_reason(q: &Query, refusal: &Diagnostic) -> Option<String> {
+    if q.limit.is_some() || q.offset.is_some() || q.fetch.is_some() {
+        return None;
+    }
+    let what = refusal
+        .message
+        .strip_prefix("DIFFERENTIAL mode cannot maintain ")?
+        .strip_suffix(" yet")?;
+    Some(format!("{what}: no delta rule for it yet"))
 }
 
 /// Rewrite every table reference to its schema-qualified, quoted name, so the query

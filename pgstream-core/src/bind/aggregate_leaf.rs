@@ -68,7 +68,7 @@ impl Binder<'_> {
         }
         if name.0.len() == 1 {
             let n = ident_value(name.0[0].as_ident().expect("ident"));
-            if self.ctes.iter().any(|(c, _)| *c == n) {
+            if self.cte(&n).is_some() {
                 return Ok(None);
             }
         }
@@ -314,9 +314,8 @@ impl Binder<'_> {
         if talias.as_ref().is_some_and(|a| !a.columns.is_empty())
             || tname.0.len() == 1
                 && self
-                    .ctes
-                    .iter()
-                    .any(|(c, _)| *c == ident_value(tname.0[0].as_ident().expect("ident")))
+                    .cte(&ident_value(tname.0[0].as_ident().expect("ident")))
+                    .is_some()
         {
             return None;
         }

@@ -274,7 +274,7 @@ impl Binder<'_> {
             TableFactor::Table { name, alias, .. } => {
                 if name.0.len() == 1 {
                     let n = ident_value(name.0[0].as_ident().expect("ident"));
-                    if let Some((_, q)) = self.ctes.iter().find(|(c, _)| *c == n).cloned() {
+                    if let Some((q, visible)) = self.cte(&n) {
                         let (a, cols) = match alias {
                             Some(a) => (
                                 ident_value(&a.name),
@@ -282,7 +282,7 @@ impl Binder<'_> {
                             ),
                             None => (n.clone(), Vec::new()),
                         };
-                        return self.bind_derived(&q, a, &cols, f);
+                        return self.bind_cte(&q, visible, a, &cols, f);
                     }
                 }
                 let source = self.table(name)?;

@@ -13,6 +13,7 @@ mod resolve;
 mod select;
 mod subquery;
 mod where_scalar;
+mod window_names;
 
 use crate::catalog::{nearest, Catalog, Table};
 use crate::error::{Diagnostic, Error, Result};
@@ -77,8 +78,10 @@ pub(crate) struct Binder<'a> {
     pub frames: Vec<Vec<Entry>>,
     /// Output columns of inlined subqueries and CTEs.
     pub virtuals: Vec<Virtual>,
-    /// Non-recursive CTEs of the query, inlined where they are referenced.
-    pub ctes: Vec<(String, Query)>,
+    /// The non-recursive CTEs in scope (of the query and of the subqueries being
+    /// bound, outermost first), inlined where they are referenced: the name, the
+    /// body, and how many entries before it its body sees.
+    pub ctes: Vec<(String, Query, usize)>,
     /// Window functions are allowed while the select list is bound.
     pub allow_windows: std::cell::Cell<bool>,
     /// The WHERE of a `LATERAL` subquery just bound, waiting to become part of the

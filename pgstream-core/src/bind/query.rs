@@ -14,27 +14,78 @@ impl Binder<'_> {
                     Some(w.with_token.0.span),
                 ));
             }
-            for c in &w.cte_tables {
-                let mut body = (*c.query).clone();
-                if !c.alias.columns.is_empty() {
-                    // WITH x(a, b) AS (...): rename the output columns
-                    if let SetExpr::Select(sel) = body.body.as_mut() {
-                        for (item, col) in sel.projection.iter_mut().zip(&c.alias.columns) {
-                            let e = match item {
-                                SelectItem::UnnamedExpr(e)
-                                | SelectItem::ExprWithAlias { expr: e, .. } => e.clone(),
-                                _ => continue,
-                            };
-                            *item = SelectItem::ExprWithAlias {
-                                expr: e,
-                                alias: col.name.clone(),
-                            };
-                        }
+        }
+        let (mark, q) = self.enter_with(q);
+        let block = self.bind_query_body(&q);
+        self.ctes.truncate(mark);
+        block
+    }
+
+    /// The CTEs of `q`'s non-recursive `WITH` brought into scope (each body sees the
+    /// CTEs of the enclosing queries and the earlier ones of its own `WITH`, as in
+    /// PostgreSQL), so that a `WITH` inside a subquery, a CTE body or an `EXISTS`
+    /// body is inlined where it is referenced like a top-level one. Returns the
+    /// scope's length to restore (`self.ctes.truncate(mark)`) once `q` is bound, and
+    /// `q` without its `WITH`. A `WITH RECURSIVE` stays on the query (nothing is
+    /// brought into scope), for its binder to refuse.
+    pub(super) fn enter_with(&mut self, q: &Query) -> (usize, Query) {
+        let mark = self.ctes.len();
+        let Some(w) = q.with.as_ref().filter(|w| !w.recursive) else {
+            return (mark, q.clone());
+        };
+        for c in &w.cte_tables {
+            let mut body = (*c.query).clone();
+            if !c.alias.columns.is_empty() {
+                // WITH x(a, b) AS (...): rename the output columns
+                if let SetExpr::Select(sel) = body.body.as_mut() {
+                    for (item, col) in sel.projection.iter_mut().zip(&c.alias.columns) {
+                        let e = match item {
+                            SelectItem::UnnamedExpr(e)
+                            | SelectItem::ExprWithAlias { expr: e, .. } => e.clone(),
+                            _ => continue,
+                        };
+                        *item = SelectItem::ExprWithAlias {
+                            expr: e,
+                            alias: col.name.clone(),
+                        };
                     }
                 }
-                self.ctes.push((ident_value(&c.alias.name), body));
             }
+            let visible = self.ctes.len();
+            self.ctes.push((ident_value(&c.alias.name), body, visible));
         }
+        let mut rest = q.clone();
+        rest.with = None;
+        (mark, rest)
+    }
+
+    /// The CTE named `name` that a table reference reaches: the innermost in scope.
+    pub(super) fn cte(&self, name: &str) -> Option<(Query, usize)> {
+        self.ctes
+            .iter()
+            .rev()
+            .find(|(c, ..)| c == name)
+            .map(|(_, q, visible)| (q.clone(), *visible))
+    }
+
+    /// Bind a CTE's body where it is referenced, in the scope its definition sees:
+    /// neither itself (a `WITH` without `RECURSIVE` does not see its own name) nor a
+    /// CTE defined after it or inside the referencing query.
+    pub(super) fn bind_cte(
+        &mut self,
+        body: &Query,
+        visible: usize,
+        alias: String,
+        col_names: &[String],
+        f: &TableFactor,
+    ) -> Result<Tree> {
+        let hidden = self.ctes.split_off(visible.min(self.ctes.len()));
+        let tree = self.bind_derived(body, alias, col_names, f);
+        self.ctes.extend(hidden);
+        tree
+    }
+
+    fn bind_query_body(&mut self, q: &Query) -> Result<Block> {
         if let Some(l) = &q.limit {
             return Err(unsupported(self.query, "LIMIT", Some(l)));
         }
@@ -98,7 +149,7 @@ impl Binder<'_> {
         if ops.iter().any(|&(o, a)| o != op0 || a != all0) {
             return Err(unsupported(
                 self.query,
-                "a mix of set operators (use FULL mode)",
+                "a mix of set operators in one query",
                 Some(body),
             ));
         }

@@ -6,6 +6,9 @@ use super::*;
 
 impl Binder<'_> {
     pub(super) fn bind_select(&mut self, s: &Select) -> Result<Block> {
+        // `WINDOW w AS (...)`: each window written where it is used.
+        let inlined = self.inline_named_windows(s)?;
+        let s = inlined.as_ref().unwrap_or(s);
         let in_where;
         let s = match self.where_scalars_as_joins(s) {
             Some(r) => {
@@ -33,9 +36,6 @@ impl Binder<'_> {
                 ));
             }
         };
-        if !s.named_window.is_empty() {
-            return Err(unsupported(self.query, "WINDOW clauses", None));
-        }
         if s.from.is_empty() {
             return Err(unsupported_at(
                 self.query,

@@ -30,7 +30,47 @@ impl Binder<'_> {
             } => (*negated, subquery, Some(expr.as_ref())),
             _ => return Ok(None),
         };
-        let q = subquery.as_ref();
+        // `EXISTS (WITH c AS (...) SELECT ...)`: the CTEs are inlined like those of
+        // the query.
+        let (mark, q) = self.enter_with(subquery);
+        let q = membership_body(q, lhs.is_none());
+        let result = self.semi_join(c, negated, &q, lhs);
+        self.ctes.truncate(mark);
+        result.map(Some)
+    }
+
+    /// The semi or anti join of [`Binder::subquery_join`] over the subquery `q`
+    /// (without `WITH`, simplified by [`membership_body`]).
+    fn semi_join(
+        &mut self,
+        c: &Expr,
+        negated: bool,
+        q: &Query,
+        lhs: Option<&Expr>,
+    ) -> Result<(JoinKind, Tree, Expr)> {
+        let wrapped = is_wrapped(q);
+        let joined = self.semi_join_spj(c, negated, q, lhs);
+        match joined {
+            // A grouped body that is not an aggregate subquery over one table (over a
+            // join, or naming the outer query): say so in the EXISTS/IN's words.
+            Err(Error::Unsupported(d)) if wrapped && !d.message.contains("volatile") => {
+                Err(unsupported(
+                    self.query,
+                    "subqueries with GROUP BY in EXISTS/IN other than an uncorrelated one over one table",
+                    Some(c),
+                ))
+            }
+            other => other,
+        }
+    }
+
+    fn semi_join_spj(
+        &mut self,
+        c: &Expr,
+        negated: bool,
+        q: &Query,
+        lhs: Option<&Expr>,
+    ) -> Result<(JoinKind, Tree, Expr)> {
         let SetExpr::Select(sel) = q.body.as_ref() else {
             return Err(unsupported(
                 self.query,
@@ -100,7 +140,7 @@ impl Binder<'_> {
             ))
         })();
         self.frames.pop();
-        result.map(Some)
+        result
     }
 
     /// The SELECT of a subquery that is inlined (select-project-join, without WITH),
@@ -138,12 +178,41 @@ impl Binder<'_> {
         col_names: &[String],
         f: &TableFactor,
     ) -> Result<Tree> {
+        if q.with.as_ref().is_some_and(|w| !w.recursive) {
+            let (mark, body) = self.enter_with(q);
+            let tree = self.bind_lateral(&body, alias, col_names, f);
+            self.ctes.truncate(mark);
+            return tree;
+        }
         let sel = self.spj_select(
             q,
             f,
             "LATERAL subqueries",
             "LATERAL subqueries with GROUP BY, aggregates, DISTINCT, LIMIT or WITH (they need a delta rule for an aggregate below a join)",
         )?;
+        // Its WHERE is bound over the subquery's tables: one that reads a CTE or a
+        // subquery has no delta rule here yet (recomputed instead).
+        let reads_relation = sel.from.iter().any(|t| {
+            std::iter::once(&t.relation)
+                .chain(t.joins.iter().map(|j| &j.relation))
+                .any(|f| match f {
+                    TableFactor::Derived { .. } | TableFactor::NestedJoin { .. } => true,
+                    TableFactor::Table { name, .. } => {
+                        name.0.len() == 1
+                            && self
+                                .cte(&ident_value(name.0[0].as_ident().expect("ident")))
+                                .is_some()
+                    }
+                    _ => false,
+                })
+        });
+        if reads_relation && sel.selection.is_some() {
+            return Err(unsupported(
+                self.query,
+                "LATERAL subqueries whose WHERE reads a CTE or a subquery",
+                Some(f),
+            ));
+        }
         let mut body = sel.clone();
         let pred = body.selection.take();
         let q2 = Query {
@@ -185,6 +254,14 @@ impl Binder<'_> {
         col_names: &[String],
         f: &TableFactor,
     ) -> Result<Tree> {
+        if q.with.as_ref().is_some_and(|w| !w.recursive) {
+            // `(WITH c AS (...) SELECT ...) AS s`: the CTEs are inlined where the
+            // body references them, as at the top of the query.
+            let (mark, body) = self.enter_with(q);
+            let tree = self.bind_derived(&body, alias, col_names, f);
+            self.ctes.truncate(mark);
+            return tree;
+        }
         if let Some(tree) = self.aggregate_leaf(q, &alias, col_names, f)? {
             return Ok(tree);
         }
@@ -547,6 +624,144 @@ impl Binder<'_> {
             }
         }
         Some(out)
+    }
+}
+
+/// The alias of the derived table that [`membership_body`] wraps a grouped body in.
+const GROUPED_BODY: &str = "__pgs_grouped";
+
+/// Whether `q` is a body that [`membership_body`] wrapped.
+fn is_wrapped(q: &Query) -> bool {
+    matches!(q.body.as_ref(), SetExpr::Select(sel)
+        if matches!(sel.from.as_slice(), [TableWithJoins { relation: TableFactor::Derived { alias: Some(a), .. }, .. }]
+            if a.name.value == GROUPED_BODY))
+}
+
+/// The body of an `EXISTS` (`exists`) or `IN` subquery, simplified to what decides
+/// membership, so that more bodies are semi or anti joins:
+///
+/// - `ORDER BY` without `LIMIT`/`OFFSET` orders nothing that membership sees;
+/// - `DISTINCT` (without `LIMIT`) does not change which values occur;
+/// - `LIMIT n` with a literal `n >= 1` (no `OFFSET`) under `EXISTS` keeps a row
+///   exactly when there is one;
+/// - a body with `GROUP BY` becomes a subquery in FROM of a plain body, which is
+///   an aggregate subquery leaf when it is one over one table: `x IN (SELECT k FROM
+///   t GROUP BY k HAVING ...)` reads `(SELECT k FROM t GROUP BY k HAVING ...) AS
+///   s(v)` and compares `x` with `s.v`; `EXISTS (SELECT ... GROUP BY g)` reads the
+///   groups `(SELECT g ... GROUP BY g ...)` (its select list does not matter).
+///
+/// Anything else comes back as it was.
+fn membership_body(mut q: Query, exists: bool) -> Query {
+    use sqlparser::ast::{Distinct, Expr as E, Ident, TableAlias};
+    let SetExpr::Select(_) = q.body.as_ref() else {
+        return q;
+    };
+    if exists
+        && q.offset.is_none()
+        && q.fetch.is_none()
+        && matches!(&q.limit, Some(E::Value(v))
+            if matches!(&v.value, Value::Number(n, _) if n.parse::<u64>().is_ok_and(|n| n >= 1)))
+    {
+        q.limit = None;
+        q.limit_by = Vec::new();
+    }
+    if q.limit.is_some() || q.offset.is_some() || q.fetch.is_some() {
+        return q;
+    }
+    q.order_by = None;
+    let SetExpr::Select(sel) = q.body.as_mut() else {
+        return q;
+    };
+    if matches!(sel.distinct, Some(Distinct::Distinct)) {
+        sel.distinct = None;
+    }
+    let grouped =
+        matches!(&sel.group_by, GroupByExpr::Expressions(g, m) if !g.is_empty() && m.is_empty());
+    if !grouped || sel.distinct.is_some() {
+        return q;
+    }
+    // GROUP BY positions name items of the select list, which is about to change.
+    let items: Vec<E> = sel
+        .projection
+        .iter()
+        .filter_map(|i| match i {
+            SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => {
+                Some(e.clone())
+            }
+            _ => None,
+        })
+        .collect();
+    if items.len() != sel.projection.len() || (!exists && items.len() != 1) {
+        return q;
+    }
+    let GroupByExpr::Expressions(groups, _) = &mut sel.group_by else {
+        return q;
+    };
+    for g in groups.iter_mut() {
+        if let E::Value(v) = g {
+            let Value::Number(n, _) = &v.value else {
+                return q;
+            };
+            match n
+                .parse::<usize>()
+                .ok()
+                .and_then(|k| items.get(k.wrapping_sub(1)))
+            {
+                Some(e) => *g = e.clone(),
+                None => return q,
+            }
+        }
+    }
+    // The leaf's columns: the compared value (IN), then the groups, which identify
+    // its rows.
+    let mut projection = Vec::new();
+    if !exists {
+        projection.push(SelectItem::ExprWithAlias {
+            expr: items[0].clone(),
+            alias: Ident::with_quote('"', "__pgs_v"),
+        });
+    }
+    for (k, g) in groups.iter().enumerate() {
+        projection.push(SelectItem::ExprWithAlias {
+            expr: g.clone(),
+            alias: Ident::with_quote('"', format!("__pgs_k{k}")),
+        });
+    }
+    sel.projection = projection;
+    let item = if exists {
+        E::Value(Value::Number("1".into(), false).into())
+    } else {
+        E::CompoundIdentifier(vec![
+            Ident::new(GROUPED_BODY),
+            Ident::with_quote('"', "__pgs_v"),
+        ])
+    };
+    let shell = (**sel).clone();
+    let inner = q.clone();
+    let outer = Select {
+        projection: vec![SelectItem::UnnamedExpr(item)],
+        from: vec![TableWithJoins {
+            relation: TableFactor::Derived {
+                lateral: false,
+                subquery: Box::new(inner),
+                alias: Some(TableAlias {
+                    name: Ident::new(GROUPED_BODY),
+                    columns: Vec::new(),
+                }),
+            },
+            joins: Vec::new(),
+        }],
+        selection: None,
+        group_by: GroupByExpr::Expressions(Vec::new(), Vec::new()),
+        having: None,
+        named_window: Vec::new(),
+        qualify: None,
+        distinct: None,
+        ..shell
+    };
+    Query {
+        body: Box::new(SetExpr::Select(Box::new(outer))),
+        ..q
     }
 }
 
