@@ -123,19 +123,22 @@ fn functions_are_recorded_for_the_volatility_check() {
 }
 
 #[test]
-fn refusals_point_at_the_function() {
+fn functions_without_a_rule_are_recomputed_with_the_reason() {
     for (q, what) in [
-        ("SELECT * FROM orders o, myschema.f(o.id) x", "myschema.f"),
-        ("SELECT * FROM orders o, some_srf(o.id) x", "some_srf"),
+        ("SELECT o.id, x FROM orders o, myschema.f(o.id) x", "myschema.f"),
+        ("SELECT o.id, x FROM orders o, some_srf(o.id) x", "some_srf"),
         (
-            "SELECT * FROM orders o WHERE EXISTS (SELECT 1 FROM unnest(o.tags) t WHERE t = 'a')",
+            "SELECT o.id FROM orders o WHERE EXISTS (SELECT 1 FROM unnest(o.tags) t WHERE t = 'a')",
             "enclosing query",
         ),
     ] {
-        let e = compile_q(q).unwrap_err();
-        assert!(matches!(e, Error::Unsupported(_)), "{q}: {e}");
-        assert!(e.to_string().contains(what), "{q}: {e}");
-        assert!(e.diagnostic().unwrap().span.is_some(), "{q}: {e}");
+        // No delta rule: recompute-and-diff, the function named in the reason.
+        let c = compile_q(q).unwrap_or_else(|e| panic!("{q}: {e}"));
+        assert!(
+            matches!(&c.strategy, Strategy::RecomputeDiff { reason } if reason.contains(what)),
+            "{q}: {:?}",
+            c.strategy
+        );
     }
     for q in [
         "SELECT * FROM orders o, jsonb_to_recordset(o.items) r",
@@ -175,11 +178,14 @@ fn conditions_over_the_input_go_below_the_function() {
 }
 
 #[test]
-fn a_lateral_subquery_over_a_function_of_the_outer_row_is_refused() {
-    let e = compile_q(
+fn a_lateral_subquery_over_a_function_of_the_outer_row_is_recomputed() {
+    let c = compile_q(
         "SELECT o.id, s.t FROM orders o CROSS JOIN LATERAL (SELECT t FROM unnest(o.tags) AS t) AS s",
     )
-    .unwrap_err();
-    assert!(matches!(e, Error::Unsupported(_)), "{e}");
-    assert!(e.to_string().contains("enclosing query"), "{e}");
+    .unwrap();
+    assert!(
+        matches!(&c.strategy, Strategy::RecomputeDiff { reason } if reason.contains("enclosing query")),
+        "{:?}",
+        c.strategy
+    );
 }

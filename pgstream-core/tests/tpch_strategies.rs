@@ -9,9 +9,9 @@ const SCHEMA: &str = include_str!("tpch/schema.sql");
 const QUERIES: &str = include_str!("tpch/queries.sql");
 
 /// The queries maintained by delta rules, with no whole-query recompute.
-const INCREMENTAL: &[usize] = &[1, 3, 4, 5, 6, 7, 8, 9, 10, 12, 14, 16, 17, 19, 21];
+const INCREMENTAL: &[usize] = &[1, 3, 4, 5, 6, 7, 8, 9, 10, 12, 14, 16, 17, 18, 19, 21];
 /// Of those, the `ORDER BY ... LIMIT` ones, kept over a stage table.
-const TOP_K: &[usize] = &[3, 10, 21];
+const TOP_K: &[usize] = &[3, 10, 18, 21];
 
 fn queries() -> Vec<(usize, String)> {
     let mut out: Vec<(usize, String)> = Vec::new();
