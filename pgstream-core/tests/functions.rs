@@ -125,7 +125,10 @@ fn functions_are_recorded_for_the_volatility_check() {
 #[test]
 fn functions_without_a_rule_are_recomputed_with_the_reason() {
     for (q, what) in [
-        ("SELECT o.id, x FROM orders o, myschema.f(o.id) x", "myschema.f"),
+        (
+            "SELECT o.id, x FROM orders o, myschema.f(o.id) x",
+            "myschema.f",
+        ),
         ("SELECT o.id, x FROM orders o, some_srf(o.id) x", "some_srf"),
         (
             "SELECT o.id FROM orders o WHERE EXISTS (SELECT 1 FROM unnest(o.tags) t WHERE t = 'a')",

@@ -25,6 +25,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use pgstream_tests::bench_doc::env_or;
 use pgstream_tests::freshness::{
     self, bulk_insert_ms, single_row_tps, writer_cost_difference, writer_cost_prepare,
     writer_cost_setup, Latency, WriterSetup,
@@ -32,33 +33,14 @@ use pgstream_tests::freshness::{
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, Executor, PgPool};
 
-type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
-
-fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
-    std::env::var(key)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+type Res<T> = Result<T, pgstream_tests::bench_doc::BenchError>;
 
 fn log(msg: impl AsRef<str>) {
     eprintln!("[freshness] {}", msg.as_ref());
 }
 
 fn main() {
-    if !std::env::args().any(|a| a == "--bench") {
-        println!("freshness benchmark: run it with `cargo bench --bench freshness`");
-        return;
-    }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    if let Err(e) = rt.block_on(run()) {
-        eprintln!("freshness benchmark failed: {e}");
-        std::process::exit(1);
-    }
+    pgstream_tests::bench_doc::bench_main("freshness", run);
 }
 
 /// A fresh database on the server of `admin_url`: its pool and URL.

@@ -31,22 +31,16 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use pgstream::Mode;
+use pgstream_tests::bench_doc::env_or;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sqlx::postgres::{PgListener, PgPoolOptions};
 use sqlx::{Connection, Executor, PgPool};
 
-type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+type Res<T> = Result<T, pgstream_tests::bench_doc::BenchError>;
 
 /// Orders per tenant.
 const ORDERS_PER_TENANT: i64 = 20;
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(default)
-}
 
 /// The defining query of tenant `n`'s stream table.
 fn tenant_query(n: i64) -> String {
@@ -89,19 +83,7 @@ struct Point {
 }
 
 fn main() {
-    if !std::env::args().any(|a| a == "--bench") {
-        println!("scale benchmark: run it with `cargo bench --bench scale`");
-        return;
-    }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    if let Err(e) = rt.block_on(run()) {
-        eprintln!("scale benchmark failed: {e}");
-        std::process::exit(1);
-    }
+    pgstream_tests::bench_doc::bench_main("scale", run);
 }
 
 fn log(msg: impl AsRef<str>) {

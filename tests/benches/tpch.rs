@@ -27,37 +27,19 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use pgstream::{Mode, RuntimeHandle};
+use pgstream_tests::bench_doc::env_or;
 use pgstream_tests::tpch;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, Executor, PgPool};
 
-type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
-
-fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
-    std::env::var(key)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+type Res<T> = Result<T, pgstream_tests::bench_doc::BenchError>;
 
 fn log(msg: impl AsRef<str>) {
     eprintln!("[tpch] {}", msg.as_ref());
 }
 
 fn main() {
-    if !std::env::args().any(|a| a == "--bench") {
-        println!("TPC-H benchmark: run it with `cargo bench --bench tpch`");
-        return;
-    }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    if let Err(e) = rt.block_on(run()) {
-        eprintln!("TPC-H benchmark failed: {e}");
-        std::process::exit(1);
-    }
+    pgstream_tests::bench_doc::bench_main("tpch", run);
 }
 
 /// One query at one scale factor.

@@ -1,5 +1,6 @@
-//! Sections of `docs/BENCHMARKS.md` that one benchmark writes and the others keep:
-//! each between `<!-- begin NAME -->` and `<!-- end NAME -->` lines.
+//! What the benchmarks share: their `main` ([`bench_main`]), their knobs ([`env_or`]),
+//! and the sections of `docs/BENCHMARKS.md` that one benchmark writes and the others
+//! keep, each between `<!-- begin NAME -->` and `<!-- end NAME -->` lines.
 
 fn markers(name: &str) -> (String, String) {
     (
@@ -29,6 +30,41 @@ pub fn replace_section(doc: &str, name: &str, body: &str) -> String {
 pub fn wrap(name: &str, body: &str) -> String {
     let (begin, end) = markers(name);
     format!("{begin}\n{}\n{end}", body.trim_end())
+}
+
+/// The error type of a benchmark's `run`.
+pub type BenchError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The value of the environment variable `key`, parsed (surrounding white space
+/// ignored), or `default` when it is unset or does not parse.
+pub fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
+    std::env::var(key)
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(default)
+}
+
+/// The `main` of a benchmark (`harness = false`): run `run` on a two-thread tokio
+/// runtime when `cargo bench` invokes it (with `--bench`), and exit with status 1,
+/// saying why, when it fails; otherwise (`cargo test` runs bench targets too) print
+/// how to run it.
+pub fn bench_main<F>(name: &str, run: impl FnOnce() -> F)
+where
+    F: std::future::Future<Output = Result<(), BenchError>>,
+{
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("{name} benchmark: run it with `cargo bench --bench {name}`");
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    if let Err(e) = rt.block_on(run()) {
+        eprintln!("{name} benchmark failed: {e}");
+        std::process::exit(1);
+    }
 }
 
 #[cfg(test)]
