@@ -148,8 +148,9 @@ async fn distribute_into_a_shard(db: &TestDb) {
     .await;
 }
 
-#[tokio::test]
-async fn a_source_distributed_later_puts_its_readers_in_error() {
+/// `orders`, pgstream and the stand-in Citus catalog, and the stream table
+/// `per_tenant` over `orders`.
+async fn with_per_tenant() -> (TestDb, RuntimeHandle) {
     let db = test_db().await;
     db.exec(ORDERS).await;
     pgstream_runtime::install(&db.pool).await.unwrap();
@@ -158,6 +159,12 @@ async fn a_source_distributed_later_puts_its_readers_in_error() {
     h.create_stream_table("per_tenant", QUERY, "1h", Mode::Differential)
         .await
         .unwrap();
+    (db, h)
+}
+
+#[tokio::test]
+async fn a_source_distributed_later_puts_its_readers_in_error() {
+    let (db, h) = with_per_tenant().await;
     h.create_stream_table(
         "all_orders",
         "SELECT id, amount FROM orders",
@@ -236,14 +243,7 @@ async fn a_source_distributed_later_puts_its_readers_in_error() {
 
 #[tokio::test]
 async fn a_source_distributed_without_writes_is_drift_at_the_next_refresh() {
-    let db = test_db().await;
-    db.exec(ORDERS).await;
-    pgstream_runtime::install(&db.pool).await.unwrap();
-    fake_citus_catalog(&db).await;
-    let h = RuntimeHandle::new(db.pool.clone());
-    h.create_stream_table("per_tenant", QUERY, "1h", Mode::Differential)
-        .await
-        .unwrap();
+    let (db, h) = with_per_tenant().await;
     distribute(&db, "orders", "n", 3, "t").await;
     let err = h.refresh("per_tenant").await.unwrap_err().to_string();
     assert!(err.contains("orders is a Citus reference table"), "{err}");
