@@ -1,5 +1,6 @@
-//! Snapshots of the SQL generated for the tutorial's two stream tables. Review
-//! changes with `cargo insta review`.
+//! Snapshots of the SQL generated for the tutorial's two stream tables, pretty-printed
+//! (one snapshot per operator is in `artifacts.rs`). Review changes with `cargo insta
+//! review`.
 mod common;
 use common::*;
 use pgstream_core::*;
@@ -21,11 +22,14 @@ fn artifacts(query: &str) -> (Compiled, Artifacts) {
 #[test]
 fn department_stats_sql() {
     let (c, a) = artifacts(DEPARTMENT_STATS);
-    insta::assert_snapshot!("department_stats_storage", a.storage_ddl.join(";\n"));
-    insta::assert_snapshot!("department_stats_full", a.full_refresh);
+    insta::assert_snapshot!(
+        "department_stats_storage",
+        pretty(&a.storage_ddl.join(";\n"))
+    );
+    insta::assert_snapshot!("department_stats_full", pretty(&a.full_refresh));
     insta::assert_snapshot!(
         "department_stats_differential",
-        a.differential_refresh.unwrap()
+        pretty(&a.differential_refresh.unwrap())
     );
     insta::assert_snapshot!(
         "department_stats_explain",
@@ -36,11 +40,14 @@ fn department_stats_sql() {
 #[test]
 fn department_tree_sql() {
     let (c, a) = artifacts(DEPARTMENT_TREE);
-    insta::assert_snapshot!("department_tree_storage", a.storage_ddl.join(";\n"));
-    insta::assert_snapshot!("department_tree_full", a.full_refresh);
+    insta::assert_snapshot!(
+        "department_tree_storage",
+        pretty(&a.storage_ddl.join(";\n"))
+    );
+    insta::assert_snapshot!("department_tree_full", pretty(&a.full_refresh));
     insta::assert_snapshot!(
         "department_tree_differential",
-        a.differential_refresh.unwrap()
+        pretty(&a.differential_refresh.unwrap())
     );
     insta::assert_snapshot!(
         "department_tree_explain",

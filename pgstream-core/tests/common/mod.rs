@@ -53,3 +53,14 @@ pub fn diff(query: &str) -> Result<Compiled> {
 pub fn err(query: &str) -> Error {
     diff(query).expect_err("expected a compile error")
 }
+
+/// `sql` laid out one clause per line, nested queries indented (whitespace only):
+/// the form snapshots are kept in.
+pub fn pretty(sql: &str) -> String {
+    let options = sqlformat::FormatOptions {
+        indent: sqlformat::Indent::Spaces(2),
+        lines_between_queries: 1,
+        ..sqlformat::FormatOptions::default()
+    };
+    sqlformat::format(sql, &sqlformat::QueryParams::None, &options)
+}
