@@ -31,13 +31,7 @@ async fn refresh(pool: &PgPool) -> i64 {
 
 /// Rows that differ between the stream table and its query, both ways.
 async fn difference(pool: &PgPool) -> i64 {
-    sqlx::query_scalar::<_, i64>(&format!(
-        "SELECT (SELECT count(*) FROM (({Q}) EXCEPT ALL (SELECT k, n, s FROM sums)) a)
-              + (SELECT count(*) FROM ((SELECT k, n, s FROM sums) EXCEPT ALL ({Q})) b)"
-    ))
-    .fetch_one(pool)
-    .await
-    .unwrap()
+    pgstream_tests::compare::difference(pool, Q, "sums", "k, n, s").await
 }
 
 async fn total(pool: &PgPool) -> i64 {

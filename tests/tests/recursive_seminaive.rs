@@ -7,21 +7,12 @@
 //! which also requires every refresh with changes to have taken the semi-naive path.
 
 use pgstream::Mode;
+use pgstream_tests::compare::difference;
 use pgstream_tests::oracle::{Domain, Oracle};
 use pgstream_tests::test_db;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sqlx::PgPool;
-
-async fn difference(pool: &PgPool, query: &str, table: &str, cols: &str) -> i64 {
-    sqlx::query_scalar(&format!(
-        "SELECT (SELECT count(*) FROM (({query}) EXCEPT ALL (SELECT {cols} FROM {table})) a)
-              + (SELECT count(*) FROM ((SELECT {cols} FROM {table}) EXCEPT ALL ({query})) b)"
-    ))
-    .fetch_one(pool)
-    .await
-    .unwrap()
-}
 
 async fn last_strategy(pool: &PgPool, name: &str) -> String {
     sqlx::query_scalar("SELECT last_strategy FROM pgstream.pg_stat_stream_tables WHERE name = $1")

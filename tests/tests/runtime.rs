@@ -4,33 +4,13 @@
 use std::time::{Duration, Instant};
 
 use pgstream_runtime::{Error, Mode, Runtime, RuntimeHandle};
+use pgstream_tests::compare::{self, scalar_bool, scalar_i64};
 use pgstream_tests::{test_db, TestDb};
 use sqlx::PgPool;
 
-async fn scalar_i64(pool: &PgPool, sql: &str) -> i64 {
-    sqlx::query_scalar::<_, i64>(sql)
-        .fetch_one(pool)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-}
-
-async fn scalar_bool(pool: &PgPool, sql: &str) -> bool {
-    sqlx::query_scalar::<_, bool>(sql)
-        .fetch_one(pool)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-}
-
 /// Rows of `(query) EXCEPT ALL (table)` plus the reverse: 0 when they are equal.
 async fn difference(pool: &PgPool, query: &str, table: &str) -> i64 {
-    scalar_i64(
-        pool,
-        &format!(
-            "SELECT (SELECT count(*) FROM (({query}) EXCEPT ALL (SELECT id, name FROM {table})) a)
-                  + (SELECT count(*) FROM ((SELECT id, name FROM {table}) EXCEPT ALL ({query})) b)"
-        ),
-    )
-    .await
+    compare::difference(pool, query, table, "id, name").await
 }
 
 async fn capture_triggers(pool: &PgPool, table: &str) -> i64 {

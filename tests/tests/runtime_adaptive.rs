@@ -29,14 +29,7 @@ async fn setup(db: &TestDb) -> RuntimeHandle {
 
 /// Rows that differ between the stream table and its query (0 when equal).
 async fn difference(pool: &PgPool) -> i64 {
-    let cols = "id, name, n, total";
-    sqlx::query_scalar(&format!(
-        "SELECT (SELECT count(*) FROM (({Q}) EXCEPT ALL (SELECT {cols} FROM st)) a)
-              + (SELECT count(*) FROM ((SELECT {cols} FROM st) EXCEPT ALL ({Q})) b)"
-    ))
-    .fetch_one(pool)
-    .await
-    .unwrap()
+    pgstream_tests::compare::difference(pool, Q, "st", "id, name, n, total").await
 }
 
 async fn status(pool: &PgPool) -> StreamTableStatus {

@@ -6,27 +6,9 @@
 use std::time::{Duration, Instant};
 
 use pgstream_runtime::{Error, Mode, Runtime, RuntimeHandle};
+use pgstream_tests::compare::{difference, scalar_i64};
 use pgstream_tests::test_db;
 use sqlx::PgPool;
-
-async fn scalar_i64(pool: &PgPool, sql: &str) -> i64 {
-    sqlx::query_scalar::<_, i64>(sql)
-        .fetch_one(pool)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-}
-
-/// Rows of `(query) EXCEPT ALL (SELECT cols FROM table)` plus the reverse.
-async fn difference(pool: &PgPool, query: &str, cols: &str, table: &str) -> i64 {
-    scalar_i64(
-        pool,
-        &format!(
-            "SELECT (SELECT count(*) FROM (({query}) EXCEPT ALL (SELECT {cols} FROM {table})) a)
-                  + (SELECT count(*) FROM ((SELECT {cols} FROM {table}) EXCEPT ALL ({query})) b)"
-        ),
-    )
-    .await
-}
 
 const UP: &str = "SELECT g, count(*) AS n, sum(x) AS s FROM t GROUP BY g";
 const MID: &str = "SELECT count(*) AS groups, sum(n) AS total FROM up";
@@ -86,14 +68,14 @@ async fn scheduler_refreshes_in_topological_order() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     rt.shutdown().await;
-    assert_eq!(difference(&db.pool, UP, "g, n, s", "up").await, 0);
+    assert_eq!(difference(&db.pool, UP, "up", "g, n, s").await, 0);
     assert_eq!(
-        difference(&db.pool, MID, "groups, total", "mid").await,
+        difference(&db.pool, MID, "mid", "groups, total").await,
         0,
         "mid was refreshed before up"
     );
     assert_eq!(
-        difference(&db.pool, DOWN, "groups, total", "down").await,
+        difference(&db.pool, DOWN, "down", "groups, total").await,
         0,
         "down was refreshed before mid"
     );
@@ -155,7 +137,7 @@ async fn drop_with_dependants_names_them_unless_cascade() {
     );
     db.exec("INSERT INTO t VALUES (1000, 1, 1)").await;
     h.refresh("up").await.unwrap();
-    assert_eq!(difference(&db.pool, UP, "g, n, s", "up").await, 0);
+    assert_eq!(difference(&db.pool, UP, "up", "g, n, s").await, 0);
 
     // Rust with cascade from the top of a rebuilt chain: everything goes, capture too.
     h.create_stream_table("mid", MID, "1s", Mode::Full)

@@ -5,15 +5,9 @@
 use std::time::{Duration, Instant};
 
 use pgstream_runtime::{Error, Mode, Runtime, RuntimeHandle};
+use pgstream_tests::compare::scalar_i64;
 use pgstream_tests::{test_db, TestDb};
 use sqlx::PgPool;
-
-async fn scalar_i64(pool: &PgPool, sql: &str) -> i64 {
-    sqlx::query_scalar::<_, i64>(sql)
-        .fetch_one(pool)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-}
 
 async fn setup_t(db: &TestDb) {
     db.exec(

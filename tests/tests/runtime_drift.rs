@@ -9,36 +9,10 @@
 //! when they are redefined, renamed or dropped: the stream table maintains the body
 //! it was created with, so it goes to the ERROR state naming the view.
 
-use pgstream_runtime::{Error, Mode, Runtime, RuntimeHandle, StreamTableStatus};
+use pgstream_runtime::{Error, Mode, Runtime, RuntimeHandle};
+use pgstream_tests::compare::{difference, scalar_i64, status_of};
 use pgstream_tests::{test_db, TestDb};
 use sqlx::PgPool;
-
-async fn scalar_i64(pool: &PgPool, sql: &str) -> i64 {
-    sqlx::query_scalar::<_, i64>(sql)
-        .fetch_one(pool)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-}
-
-async fn difference(pool: &PgPool, query: &str, cols: &str, table: &str) -> i64 {
-    scalar_i64(
-        pool,
-        &format!(
-            "SELECT (SELECT count(*) FROM (({query}) EXCEPT ALL (SELECT {cols} FROM {table})) a)
-                  + (SELECT count(*) FROM ((SELECT {cols} FROM {table}) EXCEPT ALL ({query})) b)"
-        ),
-    )
-    .await
-}
-
-async fn status_of(pool: &PgPool, name: &str) -> StreamTableStatus {
-    pgstream_runtime::status(pool)
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|s| s.name == name)
-        .unwrap_or_else(|| panic!("no status for {name}"))
-}
 
 /// Start a runtime without its scheduler (the start-up checks and backfills run),
 /// then shut it down.
@@ -126,7 +100,7 @@ async fn drop_rename_retype_put_only_their_readers_in_error() {
         assert_eq!(status_of(&db.pool, n).await.status, "ACTIVE", "{n}");
     }
     h.refresh("sb").await.unwrap();
-    assert_eq!(difference(&db.pool, QB, "b, n", "sb").await, 0);
+    assert_eq!(difference(&db.pool, QB, "sb", "b, n").await, 0);
 
     db.exec("ALTER TABLE t RENAME COLUMN b TO b2").await;
     db.exec("INSERT INTO t (id, b2, c, d) VALUES (101, 1, 101, 101)")
@@ -147,7 +121,7 @@ async fn drop_rename_retype_put_only_their_readers_in_error() {
     // The untouched stream table saw every change, through all three DDLs.
     assert_eq!(status_of(&db.pool, "sd").await.status, "ACTIVE");
     h.refresh("sd").await.unwrap();
-    assert_eq!(difference(&db.pool, QD, "id, d", "sd").await, 0);
+    assert_eq!(difference(&db.pool, QD, "sd", "id, d").await, 0);
 
     // resume refuses while the drift is there.
     let err = h.resume("sa").await.unwrap_err();
@@ -207,7 +181,7 @@ async fn drift_found_at_refresh_and_start_up_without_event_trigger() {
     db.exec("ALTER TABLE t RENAME COLUMN c2 TO c").await;
     h.resume("sc").await.unwrap();
     h.refresh("sc").await.unwrap();
-    assert_eq!(difference(&db.pool, QC, "id, c", "sc").await, 0);
+    assert_eq!(difference(&db.pool, QC, "sc", "id, c").await, 0);
     match h.resume("nope").await {
         Err(Error::NotFound(_)) => {}
         other => panic!("{other:?}"),
@@ -280,7 +254,7 @@ async fn assert_w_unaffected(db: &TestDb, h: &RuntimeHandle) {
     db.exec("UPDATE t SET c = c + 1 WHERE id % 5 = 0").await;
     assert_eq!(status_of(&db.pool, "sw").await.status, "ACTIVE");
     h.refresh("sw").await.unwrap();
-    assert_eq!(difference(&db.pool, QW, "id, c", "sw").await, 0);
+    assert_eq!(difference(&db.pool, QW, "sw", "id, c").await, 0);
 }
 
 #[tokio::test]
@@ -334,8 +308,8 @@ async fn view_redefined_renamed_or_dropped_puts_its_readers_in_error() {
         h.resume(n).await.unwrap();
         h.refresh(n).await.unwrap();
     }
-    assert_eq!(difference(&db.pool, QV, "id, a", "sv").await, 0);
-    assert_eq!(difference(&db.pool, QVV, "b, n", "svv").await, 0);
+    assert_eq!(difference(&db.pool, QV, "sv", "id, a").await, 0);
+    assert_eq!(difference(&db.pool, QVV, "svv", "b, n").await, 0);
 
     // Renamed: the stream table's query names the view by its old name.
     db.exec("ALTER VIEW v RENAME TO v2").await;
@@ -353,7 +327,7 @@ async fn view_redefined_renamed_or_dropped_puts_its_readers_in_error() {
         h.resume(n).await.unwrap();
         h.refresh(n).await.unwrap();
     }
-    assert_eq!(difference(&db.pool, QV, "id, a", "sv").await, 0);
+    assert_eq!(difference(&db.pool, QV, "sv", "id, a").await, 0);
     // Moved to another schema: renamed too.
     db.exec("CREATE SCHEMA other; ALTER VIEW vv SET SCHEMA other")
         .await;
@@ -369,7 +343,7 @@ async fn view_redefined_renamed_or_dropped_puts_its_readers_in_error() {
     db.exec("ALTER VIEW other.vv SET SCHEMA public").await;
     h.resume("svv").await.unwrap();
     h.refresh("svv").await.unwrap();
-    assert_eq!(difference(&db.pool, QVV, "b, n", "svv").await, 0);
+    assert_eq!(difference(&db.pool, QVV, "svv", "b, n").await, 0);
 
     // A column of the view renamed: a redefinition (the query names the old column).
     db.exec("ALTER VIEW w RENAME COLUMN c TO c2").await;

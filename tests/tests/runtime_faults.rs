@@ -5,49 +5,10 @@
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
-use pgstream_runtime::{Mode, Runtime, RuntimeHandle, StreamTableStatus};
+use pgstream_runtime::{Mode, Runtime, RuntimeHandle};
+use pgstream_tests::compare::{difference, scalar_i64, status_of, wait_until};
 use pgstream_tests::{embedded_cluster, test_db};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::PgPool;
-
-async fn scalar_i64(pool: &PgPool, sql: &str) -> i64 {
-    sqlx::query_scalar::<_, i64>(sql)
-        .fetch_one(pool)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-}
-
-async fn difference(pool: &PgPool, query: &str, cols: &str, table: &str) -> i64 {
-    scalar_i64(
-        pool,
-        &format!(
-            "SELECT (SELECT count(*) FROM (({query}) EXCEPT ALL (SELECT {cols} FROM {table})) a)
-                  + (SELECT count(*) FROM ((SELECT {cols} FROM {table}) EXCEPT ALL ({query})) b)"
-        ),
-    )
-    .await
-}
-
-async fn status_of(pool: &PgPool, name: &str) -> StreamTableStatus {
-    pgstream_runtime::status(pool)
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|s| s.name == name)
-        .unwrap_or_else(|| panic!("no status for {name}"))
-}
-
-async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + timeout;
-    while !f().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 const Q: &str = "SELECT id, x FROM t WHERE x > 0";
 
@@ -161,7 +122,7 @@ async fn terminated_refresh_keeps_previous_state_and_loses_nothing() {
     );
     db.exec("DROP TRIGGER slow ON st").await;
     h.refresh("st").await.unwrap();
-    assert_eq!(difference(&db.pool, Q, "id, x", "st").await, 0);
+    assert_eq!(difference(&db.pool, Q, "st", "id, x").await, 0);
     assert_eq!(status_of(&db.pool, "st").await.pending_changes, 0);
 }
 
@@ -267,7 +228,7 @@ async fn failing_refresh_backs_off_is_suspended_and_resumed() {
         },
     )
     .await;
-    assert_eq!(difference(&pool, bad, "id, q", "bad").await, 0);
+    assert_eq!(difference(&pool, bad, "bad", "id, q").await, 0);
     assert!(status_of(&pool, "bad").await.status_reason.is_none());
     rt.shutdown().await;
 }
@@ -342,7 +303,7 @@ async fn runtime_reconnects_after_database_restart() {
     })
     .await;
     eprintln!("caught up {:?} after the restart began", down.elapsed());
-    assert_eq!(difference(&pool, Q, "id, x", "st").await, 0);
+    assert_eq!(difference(&pool, Q, "st", "id, x").await, 0);
     rt.shutdown().await;
     pool.close().await;
 }
@@ -454,6 +415,6 @@ async fn killed_runtime_process_loses_nothing() {
     );
     db.exec("DROP TRIGGER slow ON st").await;
     h.refresh("st").await.unwrap();
-    assert_eq!(difference(&db.pool, Q, "id, x", "st").await, 0);
+    assert_eq!(difference(&db.pool, Q, "st", "id, x").await, 0);
     assert_eq!(status_of(&db.pool, "st").await.pending_changes, 0);
 }

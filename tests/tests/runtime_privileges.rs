@@ -4,15 +4,9 @@
 //! `pgstream_changes` and cannot use pgstream's functions without being granted them.
 
 use pgstream_runtime::{Mode, RuntimeHandle};
+use pgstream_tests::compare::scalar_i64;
 use pgstream_tests::test_db;
-use sqlx::{Connection, PgPool};
-
-async fn scalar_i64(pool: &PgPool, sql: &str) -> i64 {
-    sqlx::query_scalar::<_, i64>(sql)
-        .fetch_one(pool)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-}
+use sqlx::Connection;
 
 #[tokio::test]
 async fn writer_role_needs_no_rights_on_change_buffers() {

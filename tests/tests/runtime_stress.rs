@@ -8,38 +8,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pgstream_runtime::{Mode, Runtime, RuntimeHandle};
+use pgstream_tests::compare::{difference_visible, scalar_i64};
 use pgstream_tests::{test_db, TestDb};
 use rand::{Rng, SeedableRng};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
-
-async fn scalar_i64(pool: &PgPool, sql: &str) -> i64 {
-    sqlx::query_scalar::<_, i64>(sql)
-        .fetch_one(pool)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-}
-
-/// Rows of `(query) EXCEPT ALL (visible columns of table)` plus the reverse.
-async fn difference(pool: &PgPool, query: &str, table: &str) -> i64 {
-    let cols: String = sqlx::query_scalar(
-        "SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum) FROM pg_attribute
-          WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped
-            AND attname NOT LIKE '\\_\\_pgs\\_%'",
-    )
-    .bind(table)
-    .fetch_one(pool)
-    .await
-    .unwrap();
-    scalar_i64(
-        pool,
-        &format!(
-            "SELECT (SELECT count(*) FROM (({query}) EXCEPT ALL (SELECT {cols} FROM {table})) a)
-                  + (SELECT count(*) FROM ((SELECT {cols} FROM {table}) EXCEPT ALL ({query})) b)"
-        ),
-    )
-    .await
-}
 
 /// A pool whose connections carry `application_name`.
 async fn named_pool(db: &TestDb, app: &str, max: u32) -> PgPool {
@@ -171,7 +144,7 @@ async fn replicas_never_overlap_and_share_the_work() {
     );
     for (n, q) in names.iter().zip(queries) {
         h.refresh(n).await.unwrap();
-        assert_eq!(difference(&db.pool, q, n).await, 0, "{n}");
+        assert_eq!(difference_visible(&db.pool, q, n).await, 0, "{n}");
     }
 }
 
@@ -390,7 +363,11 @@ async fn stress_writers_replicas_and_terminations() {
     for (n, q, _) in &tables {
         let out = h.refresh(n).await.unwrap();
         eprintln!("final refresh of {n}: {out:?}");
-        assert_eq!(difference(&db.pool, q, n).await, 0, "{n} (seed {seed})");
+        assert_eq!(
+            difference_visible(&db.pool, q, n).await,
+            0,
+            "{n} (seed {seed})"
+        );
     }
     let exact: bool = sqlx::query_scalar(
         "SELECT (SELECT ROW(n, s) FROM s_count) IS NOT DISTINCT FROM
