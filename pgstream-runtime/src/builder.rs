@@ -26,13 +26,8 @@ use std::time::Duration;
 #[must_use = "a builder does nothing until `start` is awaited"]
 pub struct RuntimeBuilder {
     pool: PgPool,
-    /// Each registered spec, with the output columns compiled into the program.
-    specs: Vec<(StreamTableSpec, Option<&'static [&'static str]>)>,
-    /// Where each spec came from (the struct's type name), for duplicate-name errors.
-    origins: Vec<String>,
-    /// The struct's fields of each spec registered with [`RuntimeBuilder::register`]
-    /// (empty otherwise), for the start-up type check.
-    fields: Vec<&'static [FieldDef]>,
+    /// The stream tables registered, in order.
+    registrations: Vec<Registration>,
     tick: Duration,
     scheduler: bool,
     policy: FailurePolicy,
@@ -40,13 +35,24 @@ pub struct RuntimeBuilder {
     on_commit_min_gap: Duration,
 }
 
+/// One stream table registered with the builder.
+#[derive(Debug)]
+struct Registration {
+    spec: StreamTableSpec,
+    /// The output columns compiled into the program (`None` for a run-time spec).
+    columns: Option<&'static [&'static str]>,
+    /// Where it came from (the struct's type name), for duplicate-name errors.
+    origin: String,
+    /// The struct's fields when registered with [`RuntimeBuilder::register`] (empty
+    /// otherwise), for the start-up type check.
+    fields: &'static [FieldDef],
+}
+
 impl RuntimeBuilder {
     pub(crate) fn new(pool: PgPool) -> Self {
         RuntimeBuilder {
             pool,
-            specs: Vec::new(),
-            origins: Vec::new(),
-            fields: Vec::new(),
+            registrations: Vec::new(),
             tick: Duration::from_secs(1),
             scheduler: true,
             policy: FailurePolicy::default(),
@@ -61,11 +67,9 @@ impl RuntimeBuilder {
     /// [`start`]: RuntimeBuilder::start
     pub fn register<T: StreamTable>(self) -> Self {
         let mut b = self.register_def(T::DEF);
-        if let Some(o) = b.origins.last_mut() {
-            *o = format!("`{}`", std::any::type_name::<T>());
-        }
-        if let Some(f) = b.fields.last_mut() {
-            *f = T::FIELDS;
+        if let Some(r) = b.registrations.last_mut() {
+            r.origin = format!("`{}`", std::any::type_name::<T>());
+            r.fields = T::FIELDS;
         }
         b
     }
@@ -77,18 +81,23 @@ impl RuntimeBuilder {
     ///
     /// [`start`]: RuntimeBuilder::start
     pub fn register_def(mut self, def: StreamTableDef) -> Self {
-        self.specs.push((def.spec(), Some(def.columns)));
-        self.origins
-            .push(format!("the definition of `{}`", def.name));
-        self.fields.push(&[]);
+        self.registrations.push(Registration {
+            spec: def.spec(),
+            columns: Some(def.columns),
+            origin: format!("the definition of `{}`", def.name),
+            fields: &[],
+        });
         self
     }
 
     /// Register a stream table from a spec built at run time.
     pub fn register_spec(mut self, spec: StreamTableSpec) -> Self {
-        self.origins.push(format!("the spec of `{}`", spec.name));
-        self.fields.push(&[]);
-        self.specs.push((spec, None));
+        self.registrations.push(Registration {
+            origin: format!("the spec of `{}`", spec.name),
+            spec,
+            columns: None,
+            fields: &[],
+        });
         self
     }
 
@@ -203,27 +212,27 @@ impl RuntimeBuilder {
     /// infer): a difference is an [`Error::SchemaDrift`] naming the column, the SQL type
     /// found and the field's type.
     pub async fn start(self) -> Result<Runtime> {
-        check_unique_names(&self.specs, &self.origins)?;
+        let mut registrations = self.registrations;
+        check_unique_names(&registrations)?;
         check_connection(&self.pool).await?;
         crate::install::install(&self.pool).await?;
-        check_field_types(&self.pool, &self.specs, &self.fields, false).await?;
-        check_names_free(&self.pool, &self.specs).await?;
-        let mut fields = self.fields.clone();
-        for ((spec, columns), fields) in self.specs.iter().zip(fields.iter_mut()) {
-            if ensure(&self.pool, spec, *columns, self.replace_changed).await?
+        check_field_types(&self.pool, &registrations, false).await?;
+        check_names_free(&self.pool, &registrations).await?;
+        for r in registrations.iter_mut() {
+            if ensure(&self.pool, &r.spec, r.columns, self.replace_changed).await?
                 == Ensured::Superseded
             {
                 // Its storage has the newer definition's columns, not this struct's.
-                *fields = &[];
+                r.fields = &[];
             }
         }
         crate::create::backfill_source_columns(&self.pool).await?;
         crate::create::backfill_views(&self.pool).await?;
-        check_field_types(&self.pool, &self.specs, &fields, true).await?;
+        check_field_types(&self.pool, &registrations, true).await?;
         check_drift(&self.pool).await?;
         // Requests from SQL made while no runtime was running.
         crate::requests::process_requests(&self.pool).await?;
-        for (spec, _) in &self.specs {
+        for Registration { spec, .. } in &registrations {
             tracing::info!(
                 stream_table = %display_name(&spec.name),
                 mode = spec.mode.as_str(),
@@ -232,7 +241,7 @@ impl RuntimeBuilder {
             );
         }
         tracing::info!(
-            registered = self.specs.len(),
+            registered = registrations.len(),
             scheduler = self.scheduler,
             tick_ms = self.tick.as_millis() as u64,
             "pgstream runtime started"
@@ -286,21 +295,19 @@ pub async fn check_connection(pool: &PgPool) -> Result<()> {
 
 /// Two registrations of one name would make the second replace or fight the first.
 /// Registering the same definition twice is harmless and allowed.
-fn check_unique_names(
-    specs: &[(StreamTableSpec, Option<&'static [&'static str]>)],
-    origins: &[String],
-) -> Result<()> {
-    for (i, (a, _)) in specs.iter().enumerate() {
-        for (j, (b, _)) in specs.iter().enumerate().take(i) {
+fn check_unique_names(registrations: &[Registration]) -> Result<()> {
+    for (i, ra) in registrations.iter().enumerate() {
+        for rb in registrations.iter().take(i) {
+            let (a, b) = (&ra.spec, &rb.spec);
             let same = a.query == b.query && a.mode == b.mode && a.schedule == b.schedule;
             if a.name == b.name && !same {
                 return Err(Error::Invalid(format!(
                     "two registered stream tables are both named {}: {} (query `{}`) and {} (query `{}`); \
                      give one another name with #[stream_table(name = \"...\")]. Nothing was installed.",
                     display_name(&a.name),
-                    origins[j],
+                    rb.origin,
                     b.query.split_whitespace().collect::<Vec<_>>().join(" "),
-                    origins[i],
+                    ra.origin,
                     a.query.split_whitespace().collect::<Vec<_>>().join(" "),
                 )));
             }
@@ -314,11 +321,10 @@ fn check_unique_names(
 /// inferred from the live catalog (a query that does not compile is left to `ensure`).
 async fn check_field_types(
     pool: &PgPool,
-    specs: &[(StreamTableSpec, Option<&'static [&'static str]>)],
-    fields: &[&'static [FieldDef]],
+    registrations: &[Registration],
     storage: bool,
 ) -> Result<()> {
-    if fields.iter().all(|f| f.is_empty()) {
+    if registrations.iter().all(|r| r.fields.is_empty()) {
         return Ok(());
     }
     // Read-only: the transaction (search_path pinned) is rolled back when dropped.
@@ -330,7 +336,7 @@ async fn check_field_types(
     } else {
         Some(crate::catalog::load_catalog(&mut conn).await?)
     };
-    for ((spec, _), fields) in specs.iter().zip(fields).filter(|(_, f)| !f.is_empty()) {
+    for Registration { spec, fields, .. } in registrations.iter().filter(|r| !r.fields.is_empty()) {
         let name = display_name(&spec.name);
         let found: Vec<(String, Option<String>, Option<bool>)> = match &catalog {
             Some(catalog) => match pgstream_core::compile(spec, catalog) {
@@ -392,11 +398,8 @@ async fn check_field_types(
 
 /// Every registered name that is taken by a table (or view, ...) that is not a stream
 /// table: [`Error::NameTaken`] for the first, before any stream table is created.
-async fn check_names_free(
-    pool: &PgPool,
-    specs: &[(StreamTableSpec, Option<&'static [&'static str]>)],
-) -> Result<()> {
-    for (spec, _) in specs {
+async fn check_names_free(pool: &PgPool, registrations: &[Registration]) -> Result<()> {
+    for Registration { spec, .. } in registrations {
         let taken: bool = sqlx::query_scalar(
             "SELECT pg_catalog.to_regclass($1) IS NOT NULL
                 AND NOT EXISTS (SELECT 1 FROM pgstream.pgs_stream_tables s
