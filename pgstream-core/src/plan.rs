@@ -82,7 +82,7 @@ pub(crate) fn compile(
         let mut binder = Binder::new(text, catalog, &mut bind_sources);
         binder.bind_query(&query)
     };
-    let bound = bound.and_then(|b| check_keys(text, b)).map(|mut b| {
+    let bound = bound.map(|mut b| {
         crate::pushdown::push_down(&mut b);
         b
     });
@@ -279,11 +279,10 @@ fn top_k_over_aggregate(
     inner.order_by = None;
     inner.limit = None;
     let mut srcs = sources.to_vec();
-    let block = {
+    let mut block = {
         let mut binder = Binder::new(text, catalog, &mut srcs);
         binder.bind_query(&inner).ok()?
     };
-    let mut block = check_keys(text, block).ok()?;
     match &block.shape {
         crate::ir::Shape::Aggregate { groups, .. } if !groups.is_empty() => {}
         _ => return None,
@@ -320,13 +319,6 @@ fn top_k_over_aggregate(
             .join(", ")
     );
     Some((block, crate::ir::TopK { order, limit, text }, srcs))
-}
-
-/// Every bound block has a delta rule: a query without GROUP BY identifies its rows
-/// by the sources' primary keys, or, when a source has none, as a bag of full rows
-/// with multiplicities.
-fn check_keys(_text: &str, b: Block) -> Result<Block> {
-    Ok(b)
 }
 
 /// `... ORDER BY ... LIMIT n [OFFSET m]` at the top of the query: deterministic
