@@ -27,6 +27,26 @@ pub mod testing {
     pub fn set_weak_row_hash(on: bool) {
         crate::render::WEAK_ROW_HASH.store(on, std::sync::atomic::Ordering::Relaxed);
     }
+
+    /// The TPC-H schema with its primary keys, and the view `revenue0` of query 15.
+    pub const TPCH_SCHEMA: &str = include_str!("../tests/tpch/schema.sql");
+
+    const TPCH_QUERIES: &str = include_str!("../tests/tpch/queries.sql");
+
+    /// The 22 TPC-H queries as the specification writes them, with its validation
+    /// parameters: `(number, text)`.
+    pub fn tpch_queries() -> Vec<(usize, String)> {
+        let mut out: Vec<(usize, String)> = Vec::new();
+        for line in TPCH_QUERIES.lines() {
+            if let Some(n) = line.strip_prefix("-- Q") {
+                out.push((n.trim().parse().expect("query number"), String::new()));
+            } else if let Some((_, q)) = out.last_mut() {
+                q.push_str(line);
+                q.push('\n');
+            }
+        }
+        out
+    }
 }
 
 mod analyze;

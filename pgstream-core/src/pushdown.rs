@@ -437,22 +437,7 @@ mod tests {
     use crate::ir::{Body, Compiled, Strategy};
     use crate::spec::{Mode, QualifiedName, Schedule, StreamTableSpec};
 
-    const TPCH_SCHEMA: &str = include_str!("../tests/tpch/schema.sql");
-    const TPCH_QUERIES: &str = include_str!("../tests/tpch/queries.sql");
-
-    /// The TPC-H queries: (number, text).
-    fn tpch() -> Vec<(usize, String)> {
-        let mut out: Vec<(usize, String)> = Vec::new();
-        for line in TPCH_QUERIES.lines() {
-            if let Some(n) = line.strip_prefix("-- Q") {
-                out.push((n.trim().parse().unwrap(), String::new()));
-            } else if let Some((_, q)) = out.last_mut() {
-                q.push_str(line);
-                q.push('\n');
-            }
-        }
-        out
-    }
+    use crate::testing::{tpch_queries as tpch, TPCH_SCHEMA};
 
     fn compile(q: &str, ddl: &str) -> Compiled {
         let spec = StreamTableSpec {

@@ -24,8 +24,7 @@ use sqlparser_emitted::ast::{
 use sqlparser_emitted::dialect::PostgreSqlDialect;
 use sqlparser_emitted::parser::Parser;
 
-const TPCH_SCHEMA: &str = include_str!("tpch/schema.sql");
-const TPCH_QUERIES: &str = include_str!("tpch/queries.sql");
+use pgstream_core::testing::TPCH_SCHEMA;
 
 /// One query per operator (and the common combinations), over the tutorial's
 /// schema. The name is the snapshot's.
@@ -104,15 +103,7 @@ const OPERATORS: &[(&str, &str)] = &[
 ];
 
 fn tpch() -> Vec<(usize, String)> {
-    let mut out: Vec<(usize, String)> = Vec::new();
-    for line in TPCH_QUERIES.lines() {
-        if let Some(n) = line.strip_prefix("-- Q") {
-            out.push((n.trim().parse().unwrap(), String::new()));
-        } else if let Some((_, q)) = out.last_mut() {
-            q.push_str(line);
-            q.push('\n');
-        }
-    }
+    let out = pgstream_core::testing::tpch_queries();
     assert_eq!(out.len(), 22);
     out
 }

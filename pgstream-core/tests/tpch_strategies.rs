@@ -5,26 +5,12 @@
 
 use pgstream_core::*;
 
-const SCHEMA: &str = include_str!("tpch/schema.sql");
-const QUERIES: &str = include_str!("tpch/queries.sql");
+use pgstream_core::testing::{tpch_queries as queries, TPCH_SCHEMA as SCHEMA};
 
 /// The queries maintained by delta rules, with no whole-query recompute.
 const INCREMENTAL: &[usize] = &[1, 3, 4, 5, 6, 7, 8, 9, 10, 12, 14, 16, 17, 18, 19, 21];
 /// Of those, the `ORDER BY ... LIMIT` ones, kept over a stage table.
 const TOP_K: &[usize] = &[3, 10, 18, 21];
-
-fn queries() -> Vec<(usize, String)> {
-    let mut out: Vec<(usize, String)> = Vec::new();
-    for line in QUERIES.lines() {
-        if let Some(n) = line.strip_prefix("-- Q") {
-            out.push((n.trim().parse().unwrap(), String::new()));
-        } else if let Some((_, q)) = out.last_mut() {
-            q.push_str(line);
-            q.push('\n');
-        }
-    }
-    out
-}
 
 #[test]
 fn tpch_queries_with_a_rule_are_not_recomputed() {

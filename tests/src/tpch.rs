@@ -6,23 +6,12 @@
 use sqlx::PgConnection;
 
 /// The TPC-H schema with its primary keys, and the view `revenue0` of query 15.
-pub const SCHEMA: &str = include_str!("../../pgstream-core/tests/tpch/schema.sql");
-
-const QUERIES: &str = include_str!("../../pgstream-core/tests/tpch/queries.sql");
+pub const SCHEMA: &str = pgstream::compiler::testing::TPCH_SCHEMA;
 
 /// The 22 queries as the specification writes them, with its validation
 /// parameters: `(number, text)`.
 pub fn queries() -> Vec<(usize, String)> {
-    let mut out: Vec<(usize, String)> = Vec::new();
-    for line in QUERIES.lines() {
-        if let Some(n) = line.strip_prefix("-- Q") {
-            out.push((n.trim().parse().expect("query number"), String::new()));
-        } else if let Some((_, q)) = out.last_mut() {
-            q.push_str(line);
-            q.push('\n');
-        }
-    }
-    out
+    pgstream::compiler::testing::tpch_queries()
 }
 
 /// Sends the rows (each `Display`ed as a `|`-terminated TPC-H `.tbl` line) to
