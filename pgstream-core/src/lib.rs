@@ -127,7 +127,7 @@ pub fn compile(spec: &StreamTableSpec, catalog: &Catalog) -> Result<Compiled> {
 /// when no single cause is found.
 pub fn nullable_reason(query: &str, catalog: &Catalog, column: &str) -> Option<String> {
     let expansion = analyze::view::expand(query, catalog).ok()?;
-    analyze::infer::null_reason(&expansion.text, catalog, column)
+    analyze::nullability::null_reason(&expansion.text, catalog, column)
 }
 
 /// The SQL type without modifiers: `numeric(10,2)` → `numeric`,

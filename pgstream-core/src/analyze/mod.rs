@@ -1,6 +1,6 @@
 //! Analysis of the parsed query, before binding: view expansion (`view`), the type
 //! walker (`infer`, `infer_expr`, with PostgreSQL's type rules in `types`), the
-//! coarse operand check (`typecheck`), output column names (`names`), the functions
+//! coarse operand check (`typecheck`), output column names (`names`), why a column can be NULL (`nullability`), the functions
 //! a query calls and volatility (`functions`), the columns of set-returning
 //! functions in FROM (`srf`), and the shape of a recursive query
 //! that can be maintained semi-naively (`recursive`). Everything here takes the
@@ -11,6 +11,7 @@ pub(crate) mod functions;
 pub(crate) mod infer;
 mod infer_expr;
 pub(crate) mod names;
+pub(crate) mod nullability;
 pub(crate) mod recursive;
 pub(crate) mod srf;
 pub(crate) mod typecheck;
