@@ -293,8 +293,9 @@ struct Known {
     one_row_ctes: BTreeSet<String>,
 }
 
-/// A query that yields at most one row: an aggregate without GROUP BY, a lookup of
-/// one frontier row, or a lookup of a storage table by its unique row id.
+/// A query that yields at most one row: a SELECT without FROM, an aggregate without
+/// GROUP BY, a lookup of one frontier row, or a lookup of a storage table by its
+/// unique row id.
 fn one_row(q: &Query) -> bool {
     let SetExpr::Select(s) = q.body.as_ref() else {
         return false;
@@ -331,7 +332,8 @@ fn one_row(q: &Query) -> bool {
             _ => false,
         })
     });
-    aggregate_only || by_row_id || s.to_string().contains("\"pgs_frontiers\" AS f")
+    let no_from = s.from.is_empty();
+    no_from || aggregate_only || by_row_id || s.to_string().contains("\"pgs_frontiers\" AS f")
 }
 
 /// The column names a FROM item exposes, when the SELECT can tell: a derived
