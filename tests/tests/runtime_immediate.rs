@@ -547,16 +547,6 @@ async fn repeatable_read_conflicts_are_serialization_failures() {
     b.close().await.unwrap();
 }
 
-async fn status(db: &TestDb, name: &str) -> (String, Option<String>) {
-    sqlx::query_as(
-        "SELECT status, status_reason FROM pgstream.pgs_stream_tables WHERE table_name = $1",
-    )
-    .bind(name)
-    .fetch_one(&db.pool)
-    .await
-    .unwrap()
-}
-
 /// Schema drift that no event trigger saw (it is disabled): the writer's refresh
 /// puts the stream table in the ERROR state with the reason, and the write goes on.
 /// Here a source that got an inheritance child, which the partition and inheritance
@@ -578,7 +568,7 @@ async fn drift_found_by_a_writer_stops_maintenance_and_the_write_goes_on() {
         scalar_i64(&db.pool, "SELECT count(*) FROM employees").await,
         4
     );
-    let (state, reason) = status(&db, "dept_stats").await;
+    let (state, reason) = db.status("dept_stats").await;
     assert_eq!(state, "ERROR");
     let reason = reason.unwrap_or_default();
     assert!(
@@ -594,7 +584,7 @@ async fn drift_found_by_a_writer_stops_maintenance_and_the_write_goes_on() {
         .await;
     db.exec("INSERT INTO employees VALUES (5, 'e', 1, 50)")
         .await;
-    assert_eq!(status(&db, "dept_stats").await.0, "ACTIVE");
+    assert_eq!(db.status("dept_stats").await.0, "ACTIVE");
     assert_eq!(
         difference(&db.pool, STATS, "dept_stats", STATS_COLS).await,
         0
