@@ -316,17 +316,19 @@ fn markdown(
            time: each holds the stream table's lock from its write through its refresh and \
            its commit (the WAL flush included; README, \"IMMEDIATE mode\"), so the {clients} \
            clients' throughput is about that of one.\n\
-         - **The refresh per statement** is the whole path of a scheduled refresh \
-           (`pgstream.refresh_stream_table_by_id`: drift check, source locks, partition \
+         - **The refresh per statement** is the path of a scheduled refresh \
+           (`pgstream._refresh` with `immediate`: source locks, one drift check, partition \
            sync, settings pinned, the window count, the delta statement, the trims, the \
-           statistics row); nothing of it is specialised for a one-statement window yet: \
-           that is the lever. Measured by hand with pg_stat_statements (one client, 2,000 \
-           single-row UPDATEs, scratch cluster): the trigger path costs about 1.8 ms per \
-           write, of which the delta statement 0.15 ms and the generated function 0.6 ms; \
-           the rest is the wrapper (the drift check, run twice, about 0.25 ms; partition \
-           sync, settings, catalog and statistics updates, the channel name re-planned at \
-           each call). Without durability, serialised writers run at about 1 / 1.8 ms plus \
-           the commit; with `fsync` on the commit's flush dominates instead.\n\
+           statistics row and the notifications). Measured with pg_stat_statements (one \
+           client, 1,000 single-row UPDATEs with `synchronous_commit = off`, 100,000 \
+           employees, scratch cluster under the load of other builds): the UPDATE with its \
+           triggers costs 1.81 ms (2.20 ms before the drift check ran once and the channel \
+           name stopped being re-planned), of which the generated function 0.81 ms (its \
+           delta statement 0.28 ms; its `SET` clauses of the recorded settings about \
+           0.15 ms, `timezone_abbreviations` re-reading its file at each call), the \
+           statistics, catalog row and notifications 0.20 ms, the source locks and schema \
+           checks 0.15 ms. Serialised writers run at about 1 / (that + the commit); with \
+           `fsync` on, the commit's flush, made under the stream table's lock, dominates.\n\
          - **Bulk.** One statement, one refresh: the delta over 100,000 captured rows is a \
            grouped aggregate of the window, so the statement costs about the capture plus one \
            differential refresh of that window.",

@@ -156,6 +156,18 @@ impl TestDb {
             .unwrap_or_else(|e| panic!("{sql}: {e}"))
     }
 
+    /// The status and status reason of the stream table whose storage table is named
+    /// `table` (any schema). Panics on error.
+    pub async fn status(&self, table: &str) -> (String, Option<String>) {
+        sqlx::query_as(
+            "SELECT status, status_reason FROM pgstream.pgs_stream_tables WHERE table_name = $1",
+        )
+        .bind(table)
+        .fetch_one(&self.pool)
+        .await
+        .unwrap_or_else(|e| panic!("status of {table}: {e}"))
+    }
+
     /// How many stream tables' last refresh was the adaptive switch to a full refresh.
     pub async fn adaptive_refreshes(&self) -> i64 {
         sqlx::query_scalar(

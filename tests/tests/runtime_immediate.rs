@@ -546,3 +546,47 @@ async fn repeatable_read_conflicts_are_serialization_failures() {
     a.close().await.unwrap();
     b.close().await.unwrap();
 }
+
+/// Schema drift that no event trigger saw (it is disabled): the writer's refresh
+/// puts the stream table in the ERROR state with the reason, and the write goes on.
+/// Here a source that got an inheritance child, which the partition and inheritance
+/// check finds (that check raised inside the writer's trigger, failing the write).
+/// Once the child is gone and the stream table resumed, the next write maintains it
+/// again, exactly.
+#[tokio::test]
+async fn drift_found_by_a_writer_stops_maintenance_and_the_write_goes_on() {
+    let db = test_db().await;
+    db.exec(SCHEMA).await;
+    create(&db, "dept_stats", STATS, Mode::Immediate).await;
+    db.exec("ALTER EVENT TRIGGER pgstream_ddl DISABLE").await;
+
+    db.exec("CREATE TABLE employees_more () INHERITS (employees)")
+        .await;
+    db.exec("INSERT INTO employees VALUES (4, 'd', 2, 40)")
+        .await;
+    assert_eq!(
+        scalar_i64(&db.pool, "SELECT count(*) FROM employees").await,
+        4
+    );
+    let (state, reason) = db.status("dept_stats").await;
+    assert_eq!(state, "ERROR");
+    let reason = reason.unwrap_or_default();
+    assert!(
+        reason.contains("has inheritance children (public.employees_more)"),
+        "{reason}"
+    );
+    // In the ERROR state writes are not slowed by it, and it keeps its last rows.
+    db.exec("UPDATE employees SET salary = salary + 1 WHERE id = 1")
+        .await;
+
+    db.exec("DROP TABLE employees_more").await;
+    db.exec("SELECT pgstream.resume_stream_table('dept_stats')")
+        .await;
+    db.exec("INSERT INTO employees VALUES (5, 'e', 1, 50)")
+        .await;
+    assert_eq!(db.status("dept_stats").await.0, "ACTIVE");
+    assert_eq!(
+        difference(&db.pool, STATS, "dept_stats", STATS_COLS).await,
+        0
+    );
+}

@@ -42,16 +42,6 @@ async fn create_readers(db: &TestDb, schedule: &str) -> RuntimeHandle {
     h
 }
 
-async fn status_of(db: &TestDb, st: &str) -> (String, Option<String>) {
-    sqlx::query_as(
-        "SELECT status, status_reason FROM pgstream.pgs_stream_tables WHERE table_name = $1",
-    )
-    .bind(st)
-    .fetch_one(&db.pool)
-    .await
-    .unwrap()
-}
-
 /// Refreshes `st` through the runtime: it must fail as drift naming `expected`, apply
 /// nothing, and leave the stream table in ERROR with that reason.
 async fn assert_drift(db: &TestDb, h: &RuntimeHandle, st: &str, expected: &str) {
@@ -63,7 +53,7 @@ async fn assert_drift(db: &TestDb, h: &RuntimeHandle, st: &str, expected: &str) 
     assert_eq!(err.sqlstate().as_deref(), Some("PGS01"), "{err}");
     let msg = err.to_string();
     assert!(msg.contains(expected), "{msg}\nexpected: {expected}");
-    let (status, reason) = status_of(db, st).await;
+    let (status, reason) = db.status(st).await;
     assert_eq!(status, "ERROR", "{reason:?}");
     assert!(
         reason.as_deref().unwrap_or("").contains(expected),
@@ -140,7 +130,7 @@ async fn source_dropped_and_created_again_is_drift() {
         .shutdown()
         .await;
     for st in ["per_g", "all_rows"] {
-        let (status, reason) = status_of(&db, st).await;
+        let (status, reason) = db.status(st).await;
         assert_eq!(status, "ERROR");
         assert!(reason.unwrap().contains(expected));
     }
@@ -159,7 +149,7 @@ async fn source_replaced_by_a_view_is_drift() {
     .await;
     let expected =
         "source table public.src was renamed to public.src_v2, and public.src now names another relation";
-    let (status, reason) = status_of(&db, "per_g").await;
+    let (status, reason) = db.status("per_g").await;
     assert_eq!(status, "ERROR", "the event trigger found it: {reason:?}");
     db.exec("UPDATE pgstream.pgs_stream_tables SET status = 'ACTIVE', status_reason = NULL")
         .await;

@@ -197,7 +197,7 @@ BEGIN
                  JOIN pgstream.pgs_stream_tables s ON s.id = f.st_id
                 WHERE f.source_oid = TG_ARGV[0]::oid AND s.mode = 'IMMEDIATE'
                 ORDER BY s.id LOOP
-        PERFORM pg_advisory_xact_lock(1885828980, (sid % 2147483648)::integer);
+        PERFORM pgstream._lock_stream_table(sid);
     END LOOP;
     RETURN NULL;
 END
@@ -232,33 +232,22 @@ $fn$;
 -- the sources `srcs`, upstream first (ids grow downstream: a stream table reads only
 -- relations that exist when it is created). A stream table in the ERROR or
 -- SUSPENDED state is left alone (pgs_status says why; its readers see its last
--- rows); writes go on. A refresh that writes a storage table read by another
--- IMMEDIATE stream table fires that table's triggers in turn.
+-- rows); writes go on: schema drift that no event trigger caught at the DDL puts the
+-- stream table in the ERROR state here, with a warning (pgstream._refresh). A refresh
+-- that writes a storage table read by another IMMEDIATE stream table fires that
+-- table's triggers in turn.
 CREATE OR REPLACE FUNCTION pgstream._immediate_refresh(srcs oid[])
 RETURNS void LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
-    st record;
-    msg text;
+    sid bigint;
 BEGIN
-    FOR st IN SELECT DISTINCT s.id, s.schema_name, s.table_name FROM pgstream.pgs_frontiers f
+    FOR sid IN SELECT DISTINCT s.id FROM pgstream.pgs_frontiers f
                  JOIN pgstream.pgs_stream_tables s ON s.id = f.st_id
                 WHERE f.source_oid = ANY (srcs) AND s.mode = 'IMMEDIATE' AND s.status = 'ACTIVE'
                 ORDER BY s.id LOOP
-        -- Schema drift (a used column dropped, renamed or retyped, a view redefined)
-        -- that no event trigger caught at the DDL: the stream table goes to ERROR here,
-        -- and the write goes on (the refresh would refuse it).
-        msg := pgstream._drift(st.id);
-        IF msg IS NOT NULL THEN
-            UPDATE pgstream.pgs_stream_tables s SET status = 'ERROR', status_reason = msg
-             WHERE s.id = st.id;
-            RAISE WARNING 'pgstream: stream table % is no longer maintained: %',
-                pgstream._display_name(st.schema_name, st.table_name), msg
-                USING HINT = pgstream._drift_hint(msg);
-            CONTINUE;
-        END IF;
-        PERFORM pgstream.refresh_stream_table_by_id(st.id, true);
+        PERFORM pgstream._refresh(sid, true, true);
     END LOOP;
 END
 $fn$;
