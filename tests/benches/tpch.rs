@@ -274,11 +274,20 @@ async fn buffered(pool: &PgPool) -> Res<Vec<(String, i64)>> {
             .bind(t)
             .fetch_one(pool)
             .await?;
-        let n: i64 = sqlx::query_scalar(&format!(
-            "SELECT count(*) FROM pgstream_changes.changes_{oid}"
-        ))
-        .fetch_one(pool)
-        .await?;
+        // A table no measured query reads (`PGS_TPCH_QUERIES`) has no buffer.
+        let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+            .bind(format!("pgstream_changes.changes_{oid}"))
+            .fetch_one(pool)
+            .await?;
+        let n: i64 = if exists {
+            sqlx::query_scalar(&format!(
+                "SELECT count(*) FROM pgstream_changes.changes_{oid}"
+            ))
+            .fetch_one(pool)
+            .await?
+        } else {
+            0
+        };
         out.push((t.to_string(), n));
     }
     Ok(out)

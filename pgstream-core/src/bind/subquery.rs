@@ -271,6 +271,9 @@ impl Binder<'_> {
             "subqueries in FROM",
             "subqueries in FROM, CTEs or views with GROUP BY, aggregates, DISTINCT, LIMIT or WITH",
         )?;
+        // Scalar aggregates in its WHERE as joins, as in a top-level SELECT.
+        let in_where = self.where_scalars_as_joins(sel);
+        let sel = in_where.as_ref().unwrap_or(sel);
         if self.frame_has_alias(&alias) {
             return Err(Error::Invalid(
                 Diagnostic::new(format!("table name `{alias}` specified more than once"))

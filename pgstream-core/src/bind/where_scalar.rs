@@ -4,6 +4,11 @@
 //! on them, and the comparison reads its value. The aggregate is then maintained
 //! by the leaf's rule (the groups the changes of its table touch are recomputed)
 //! and the comparison by the delta rules above it, instead of the whole query.
+//!
+//! An uncorrelated one (TPC-H Q22's `c_acctbal > (SELECT avg(c_acctbal) FROM
+//! customer WHERE ...)`) is the same aggregate without GROUP BY, one row, `CROSS
+//! JOIN`ed: its leaf changes only when its value does, and then the join above it
+//! re-evaluates the rows that read it.
 
 use super::*;
 
@@ -56,6 +61,25 @@ impl Binder<'_> {
                             continue;
                         }
                         let alias = format!("__pgs_wq{}", joins.len());
+                        if outer.is_empty() {
+                            // Uncorrelated: the aggregate without GROUP BY is one
+                            // row, whatever the table holds (a count is 0 over no
+                            // rows), so every outer row joins it.
+                            joins.push(Join {
+                                relation: TableFactor::Derived {
+                                    lateral: false,
+                                    subquery: Box::new(sub),
+                                    alias: Some(TableAlias {
+                                        name: Ident::new(&alias),
+                                        columns: vec![],
+                                    }),
+                                },
+                                global: false,
+                                join_operator: JO::CrossJoin,
+                            });
+                            **side = col(&alias);
+                            continue;
+                        }
                         let on = outer
                             .iter()
                             .enumerate()
