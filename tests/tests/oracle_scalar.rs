@@ -106,6 +106,15 @@ scalar!(
      (SELECT sum(salary) AS total, count(*) AS n FROM employees WHERE department_id > 2) AS s \
      WHERE d.id < s.n"
 );
+// Only the aggregate: the stream table is its one row.
+scalar!(
+    whole_table_aggregate_alone,
+    D,
+    Ledger,
+    1408,
+    "SELECT x.n, x.total, x.top FROM \
+     (SELECT count(*) AS n, sum(amount) AS total, max(acct) AS top FROM ledger WHERE acct > 1) AS x"
+);
 // IMMEDIATE mode: the same rules inside each writing transaction.
 scalar!(
     where_above_average_immediate,
