@@ -83,9 +83,14 @@ impl IncrementalRenderer<'_> {
             // state when the window holds a row of the table, else no change (the
             // condition is a one-time filter: the table is not read).
             let changed = format!("EXISTS (SELECT 1 FROM {})", qi(&win));
+            // The new value once, for this delta and for the terms that read the
+            // leaf's current row (`new_rel`).
+            let value = scalar_value(i);
+            self.ctes
+                .push((value.clone(), self.agg_sql(i, &qual, None)));
             let new_body = format!(
-                "SELECT * FROM ({}) AS \"__pgs_g\" WHERE {changed}",
-                self.agg_sql(i, &qual, None)
+                "SELECT * FROM {} AS \"__pgs_g\" WHERE {changed}",
+                qi(&value)
             );
             let old_body = format!(
                 "SELECT * FROM ({}) AS \"__pgs_g\" WHERE {changed}",
@@ -215,6 +220,17 @@ impl IncrementalRenderer<'_> {
         }
     }
 
+    /// The current row of the one-row leaf `i` (an aggregate without GROUP BY) as a
+    /// relation: the CTE its delta computed, when it did (for the terms of the same
+    /// statement only).
+    pub(super) fn scalar_new_rel(&self, i: usize) -> Option<String> {
+        let value = scalar_value(i);
+        self.ctes
+            .iter()
+            .any(|(n, _)| *n == value)
+            .then(|| format!("(SELECT * FROM {})", qi(&value)))
+    }
+
     /// When `t` is an aggregate subquery leaf and `on` compares each of its group key
     /// columns by equality with an expression over `other` (leaves of the other
     /// side), the subquery restricted to the keys of the other side's row `q`, as a
@@ -283,4 +299,10 @@ impl IncrementalRenderer<'_> {
             self.agg_sql(*i, &quote_qualified(&base.name), Some(&conds))
         ))
     }
+}
+
+/// The CTE that holds the new row of the one-row leaf `i` (materialized: its name
+/// starts with `__pgs_s`).
+fn scalar_value(i: usize) -> String {
+    format!("__pgs_sv{i}")
 }

@@ -54,7 +54,10 @@ impl IncrementalRenderer<'_> {
         let right_delta = qi(&self.delta(right));
         let left_leaves = left.leaves();
         let left_new = self.new_rel(left);
-        let right_new = self.new_rel(right);
+        // the leaf's new row as its delta computed it (a CTE), not computed again
+        let right_new = self
+            .scalar_new_rel(i)
+            .unwrap_or_else(|| self.new_rel(right));
         let select = self.select_list(t, &left_leaves, "l", "r");
         // `on` over the left row `l` and the leaf's row `alias`.
         let over = |alias: &str| {
