@@ -24,12 +24,7 @@ async fn membership(name: &str, query: &str, tables: Tables, seed: u64, strategy
     let db = test_db().await;
     let o = common::oracle_for(name, query, tables, seed);
     common::run_oracle(&db, &o, name, query, Mode::Differential, &[]).await;
-    let got: String =
-        sqlx::query_scalar("SELECT strategy FROM pgstream.pgs_status() WHERE name = $1")
-            .bind(name)
-            .fetch_one(&db.pool)
-            .await
-            .unwrap();
+    let got = common::strategy(&db, name).await;
     assert!(got.starts_with(strategy), "{name}: {got}");
 }
 

@@ -25,12 +25,7 @@ async fn scalar(name: &str, query: &str, mode: Mode, tables: Tables, seed: u64) 
     let db = test_db().await;
     let o = common::oracle_for(name, query, tables, seed);
     common::run_oracle(&db, &o, name, query, mode, &[]).await;
-    let strategy: String =
-        sqlx::query_scalar("SELECT strategy FROM pgstream.pgs_status() WHERE name = $1")
-            .bind(name)
-            .fetch_one(&db.pool)
-            .await
-            .unwrap();
+    let strategy = common::strategy(&db, name).await;
     assert!(
         strategy.starts_with("incremental") && strategy.contains("each aggregate subquery"),
         "{name}: {strategy}"

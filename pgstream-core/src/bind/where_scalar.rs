@@ -25,7 +25,7 @@ impl Binder<'_> {
     /// first has a RIGHT or FULL join, which that would regroup. `None` when there is
     /// nothing to rewrite.
     pub(super) fn where_scalars_as_joins(&self, s: &Select) -> Option<Select> {
-        use sqlparser::ast::{BinaryOperator as B, Join, JoinOperator as JO, TableAlias};
+        use sqlparser::ast::{BinaryOperator as B, Join, JoinOperator as JO};
         let selection = s.selection.as_ref()?;
         if s.from.is_empty()
             || s.from[1..].iter().any(|t| {
@@ -65,18 +65,7 @@ impl Binder<'_> {
                             // Uncorrelated: the aggregate without GROUP BY is one
                             // row, whatever the table holds (a count is 0 over no
                             // rows), so every outer row joins it.
-                            joins.push(Join {
-                                relation: TableFactor::Derived {
-                                    lateral: false,
-                                    subquery: Box::new(sub),
-                                    alias: Some(TableAlias {
-                                        name: Ident::new(&alias),
-                                        columns: vec![],
-                                    }),
-                                },
-                                global: false,
-                                join_operator: JO::CrossJoin,
-                            });
+                            joins.push(derived_join(sub, &alias, JO::CrossJoin));
                             **side = col(&alias);
                             continue;
                         }
@@ -96,18 +85,11 @@ impl Binder<'_> {
                                 op: B::And,
                                 right: Box::new(b),
                             })?;
-                        joins.push(Join {
-                            relation: TableFactor::Derived {
-                                lateral: false,
-                                subquery: Box::new(sub),
-                                alias: Some(TableAlias {
-                                    name: Ident::new(&alias),
-                                    columns: vec![],
-                                }),
-                            },
-                            global: false,
-                            join_operator: JO::LeftOuter(JoinConstraint::On(on)),
-                        });
+                        joins.push(derived_join(
+                            sub,
+                            &alias,
+                            JO::LeftOuter(JoinConstraint::On(on)),
+                        ));
                         let v = col(&alias);
                         **side = if items[0].1 {
                             Expr::Function(coalesce_zero(v))
@@ -139,6 +121,23 @@ impl Binder<'_> {
             right: Box::new(b),
         });
         Some(out)
+    }
+}
+
+/// `... <op> (sub) AS alias`.
+fn derived_join(sub: Query, alias: &str, op: sqlparser::ast::JoinOperator) -> sqlparser::ast::Join {
+    use sqlparser::ast::TableAlias;
+    sqlparser::ast::Join {
+        relation: TableFactor::Derived {
+            lateral: false,
+            subquery: Box::new(sub),
+            alias: Some(TableAlias {
+                name: Ident::new(alias),
+                columns: vec![],
+            }),
+        },
+        global: false,
+        join_operator: op,
     }
 }
 

@@ -8,16 +8,18 @@
 //! Δs = γ(σ_keys(ΔT) T_new) − γ(σ_keys(ΔT) T_old),   T_old = T_new − ΔT
 //! ```
 //!
+//! Only the window rows that pass the subquery's `WHERE` count (`σ_keys` takes the
+//! keys of those): an image the filter rejects is in no group, before or after.
 //! Joined on its group keys, it is read only for the keys of the other side's rows
 //! (`agg_lookup`).
 //!
 //! Without `GROUP BY` (an uncorrelated scalar aggregate, `c_acctbal > (SELECT
 //! avg(c_acctbal) FROM customer WHERE ...)`, which `bind::where_scalar` joins as a
 //! one-row leaf) the subquery is one group keyed by nothing: when the window holds
-//! any row of `t` it is recomputed over both states, else its delta is empty,
+//! any row of `t` that passes its `WHERE` it is recomputed over both states, else its delta is empty,
 //!
 //! ```text
-//! Δs = γ(T_new) − γ(T_old)   if ΔT ≠ ∅,   else ∅
+//! Δs = γ(T_new) − γ(T_old)   if σ_filter(ΔT) ≠ ∅,   else ∅
 //! ```
 //!
 //! and the join above it re-evaluates the rows that read it only when its value
@@ -82,7 +84,11 @@ impl IncrementalRenderer<'_> {
             // One group over the whole table: recomputed over the new and the old
             // state when the window holds a row of the table, else no change (the
             // condition is a one-time filter: the table is not read).
-            let changed = format!("EXISTS (SELECT 1 FROM {})", qi(&win));
+            let changed = format!(
+                "EXISTS (SELECT 1 FROM {} AS {alias}{})",
+                qi(&win),
+                relevant(a)
+            );
             // The new value once, for this delta and for the terms that read the
             // leaf's current row (`new_rel`).
             let value = scalar_value(i);
@@ -105,14 +111,15 @@ impl IncrementalRenderer<'_> {
         self.ctes.push((
             keys.clone(),
             format!(
-                "SELECT DISTINCT {} FROM {} AS {alias}",
+                "SELECT DISTINCT {} FROM {} AS {alias}{}",
                 a.groups
                     .iter()
                     .zip(&kn)
                     .map(|(g, n)| format!("({g}) AS {n}"))
                     .collect::<Vec<_>>()
                     .join(", "),
-                qi(&win)
+                qi(&win),
+                relevant(a)
             ),
         ));
         // The groups with those keys: by `IN` when no key is NULL (an index serves
@@ -305,4 +312,13 @@ impl IncrementalRenderer<'_> {
 /// starts with `__pgs_s`).
 fn scalar_value(i: usize) -> String {
     format!("__pgs_sv{i}")
+}
+
+/// ` WHERE (filter)` of an aggregate leaf's subquery, for its window rows: an image
+/// that the filter rejects is in no group, before or after, so it changes none.
+fn relevant(a: &crate::ir::AggLeaf) -> String {
+    a.filter
+        .as_ref()
+        .map(|f| format!(" WHERE ({f})"))
+        .unwrap_or_default()
 }
