@@ -213,16 +213,22 @@ impl IncrementalRenderer<'_> {
                  EXCEPT ALL SELECT {t} FROM {w} AS {alias} WHERE {alias}.{W} > 0 AND {cond})"
             )
         } else {
-            let same = base
-                .primary_key
-                .iter()
-                .map(|k| format!("\"__pgs_b\".{k} = {alias}.{k}", k = qi(k)))
-                .collect::<Vec<_>>()
-                .join(" AND ");
+            // The rows without a new image, by `NOT IN` over the primary key (never
+            // NULL): a hashed subplan, where `NOT EXISTS` was planned as a nested loop
+            // over the window for every row (its size is underestimated).
+            let key = |q: &str| {
+                base.primary_key
+                    .iter()
+                    .map(|k| format!("{q}.{}", qi(k)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
             format!(
-                "(SELECT {t} FROM {qual} AS {alias} WHERE {cond} AND NOT EXISTS \
-                 (SELECT 1 FROM {w} AS \"__pgs_b\" WHERE {same} AND \"__pgs_b\".{W} > 0) \
-                 UNION ALL SELECT {t} FROM {w} AS {alias} WHERE {alias}.{W} < 0 AND {cond})"
+                "(SELECT {t} FROM {qual} AS {alias} WHERE {cond} AND ({}) NOT IN \
+                 (SELECT {} FROM {w} AS \"__pgs_b\" WHERE \"__pgs_b\".{W} > 0) \
+                 UNION ALL SELECT {t} FROM {w} AS {alias} WHERE {alias}.{W} < 0 AND {cond})",
+                key(&alias),
+                key("\"__pgs_b\"")
             )
         }
     }
