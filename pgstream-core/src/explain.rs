@@ -15,7 +15,7 @@ impl Compiled {
                         if branches.iter().any(|br| br.leaves.iter().any(|l| l.agg.is_some()))) =>
             {
                 format!(
-                    "{base}; each aggregate subquery (in FROM, or a correlated scalar aggregate, LEFT JOINed on its correlation keys) recomputes the groups the changes of its table touch (old and new state) and is read by group key"
+                    "{base}; each aggregate subquery (in FROM, a correlated scalar aggregate LEFT JOINed on its correlation keys, or an uncorrelated one CROSS JOINed as its one row) recomputes the groups the changes of its table touch (old and new state) and is read by group key"
                 )
             }
             _ => base,
@@ -282,6 +282,11 @@ fn explain_block(b: &Block, out: &mut String) {
                         depth,
                         format!("Scan {} AS {}", l.table.name, l.alias),
                         "change buffer window (Z-set: -old, +new)".into(),
+                    )),
+                    Some(a) if a.groups.is_empty() => lines.push((
+                        depth,
+                        format!("ScalarAggregate ({}) AS {}", a.text, l.alias),
+                        "delta: its one row recomputed over the new (+1) and old (-1) state when its table changed; the rows joined to it are re-evaluated only when its value changed".into(),
                     )),
                     Some(a) => lines.push((
                         depth,

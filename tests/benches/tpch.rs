@@ -17,6 +17,9 @@
 //! median over the rounds, the first round's DIFFERENTIAL refresh on its own, and the
 //! strategy.
 //!
+//! `PGS_TPCH_QUERIES` (a comma-separated list of query numbers, e.g. `11,22`) measures
+//! only those queries; the default is all 22.
+//!
 //! It prints a Markdown section and, unless `PGS_TPCH_PRINT_ONLY` is set, writes it into
 //! `docs/BENCHMARKS.md` (between `<!-- begin tpch -->` and `<!-- end tpch -->`) with one
 //! plot per scale factor in `docs/bench/tpch_sf<sf>.svg`.
@@ -165,7 +168,15 @@ async fn measure(pool: &PgPool, url: &str, sf: f64, rounds: u64, fk: bool) -> Re
     // One connection for every refresh: the first round pays each session's planning.
     let refresher = PgPoolOptions::new().max_connections(1).connect(url).await?;
     let h = RuntimeHandle::new(refresher.clone());
-    let queries = tpch::queries();
+    let only: Vec<usize> = std::env::var("PGS_TPCH_QUERIES")
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    let queries: Vec<_> = tpch::queries()
+        .into_iter()
+        .filter(|(n, _)| only.is_empty() || only.contains(n))
+        .collect();
     let mut results = Vec::new();
     for (n, q) in &queries {
         let t = Instant::now();
@@ -263,11 +274,20 @@ async fn buffered(pool: &PgPool) -> Res<Vec<(String, i64)>> {
             .bind(t)
             .fetch_one(pool)
             .await?;
-        let n: i64 = sqlx::query_scalar(&format!(
-            "SELECT count(*) FROM pgstream_changes.changes_{oid}"
-        ))
-        .fetch_one(pool)
-        .await?;
+        // A table no measured query reads (`PGS_TPCH_QUERIES`) has no buffer.
+        let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+            .bind(format!("pgstream_changes.changes_{oid}"))
+            .fetch_one(pool)
+            .await?;
+        let n: i64 = if exists {
+            sqlx::query_scalar(&format!(
+                "SELECT count(*) FROM pgstream_changes.changes_{oid}"
+            ))
+            .fetch_one(pool)
+            .await?
+        } else {
+            0
+        };
         out.push((t.to_string(), n));
     }
     Ok(out)

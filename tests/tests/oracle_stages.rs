@@ -28,12 +28,7 @@ async fn staged(name: &str, query: &str, mode: Mode, tables: Tables, seed: u64) 
     let db = test_db().await;
     let o = common::oracle_for(name, query, tables, seed);
     common::run_oracle(&db, &o, name, query, mode, &[]).await;
-    let strategy: String =
-        sqlx::query_scalar("SELECT strategy FROM pgstream.pgs_status() WHERE name = $1")
-            .bind(name)
-            .fetch_one(&db.pool)
-            .await
-            .unwrap();
+    let strategy = common::strategy(&db, name).await;
     assert!(
         strategy.starts_with("incremental: ORDER BY") && strategy.contains("stage table"),
         "{name}: {strategy}"
@@ -63,12 +58,7 @@ async fn joined(name: &str, query: &str, seed: u64) {
     let db = test_db().await;
     let o = common::oracle_for(name, query, Org, seed);
     common::run_oracle(&db, &o, name, query, D, &[]).await;
-    let strategy: String =
-        sqlx::query_scalar("SELECT strategy FROM pgstream.pgs_status() WHERE name = $1")
-            .bind(name)
-            .fetch_one(&db.pool)
-            .await
-            .unwrap();
+    let strategy = common::strategy(&db, name).await;
     assert!(
         strategy.starts_with("incremental") && strategy.contains("each aggregate subquery"),
         "{name}: {strategy}"

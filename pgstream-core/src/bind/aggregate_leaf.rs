@@ -21,8 +21,23 @@ impl Binder<'_> {
         };
         // `SELECT DISTINCT a, b` is `GROUP BY a, b`.
         let distinct_items: Vec<Expr>;
+        let no_groups: Vec<Expr> = Vec::new();
         let groups = match (&sel.group_by, &sel.distinct) {
             (GroupByExpr::Expressions(g, m), None) if !g.is_empty() && m.is_empty() => g,
+            // An aggregate without GROUP BY (`SELECT sum(x) FROM t`): one group, keyed
+            // by nothing, at most one row. Every item must be over aggregates only.
+            (GroupByExpr::Expressions(g, m), None)
+                if g.is_empty()
+                    && m.is_empty()
+                    && sel.projection.iter().all(|item| match item {
+                        SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => {
+                            contains_aggregate(e)
+                        }
+                        _ => false,
+                    }) =>
+            {
+                &no_groups
+            }
             (GroupByExpr::Expressions(g, _), Some(sqlparser::ast::Distinct::Distinct))
                 if g.is_empty() && sel.having.is_none() =>
             {
@@ -182,7 +197,7 @@ impl Binder<'_> {
         // The output types, for NULL padding and the types of expressions over them.
         let item_sql: Vec<String> = items.iter().map(|(_, e)| e.to_string()).collect();
         let text = format!(
-            "SELECT {} FROM {} AS {}{} GROUP BY {}{}",
+            "SELECT {} FROM {} AS {}{}{}{}",
             item_sql
                 .iter()
                 .zip(&names)
@@ -195,11 +210,7 @@ impl Binder<'_> {
                 .as_ref()
                 .map(|w| format!(" WHERE {w}"))
                 .unwrap_or_default(),
-            group_exprs
-                .iter()
-                .map(|g| g.to_string())
-                .collect::<Vec<_>>()
-                .join(", "),
+            crate::sql::walk::group_by_clause(group_exprs.iter().map(|g| g.to_string())),
             sel.having
                 .as_ref()
                 .map(|h| format!(" HAVING {h}"))
@@ -279,7 +290,10 @@ impl Binder<'_> {
     /// `SELECT t.k AS __pgs_k0, agg1(x) AS a1, ... FROM t WHERE p(t) GROUP BY t.k`,
     /// with the outer expressions to join it on and, per item, its name and whether
     /// it is a `count` (0, not NULL, over no rows). `names` renames the items. `None`
-    /// when the subquery is not of that form.
+    /// when the subquery is not of that form. An uncorrelated subquery comes back
+    /// with no keys and no outer expressions: its aggregates without GROUP BY, one
+    /// row (the callers that join on keys refuse it; `where_scalars_as_joins` takes
+    /// it as a cross join).
     pub(super) fn correlated_aggregate(
         &self,
         sub: &Query,
@@ -424,9 +438,6 @@ impl Binder<'_> {
                 }
                 (false, true) => return None,
             }
-        }
-        if keys.is_empty() {
-            return None;
         }
         let mut body = (**inner).clone();
         body.projection = keys

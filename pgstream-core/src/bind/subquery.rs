@@ -85,11 +85,25 @@ impl Binder<'_> {
                 Some(c),
             ));
         }
+        // Scalar aggregates in its WHERE as joins, as in a top-level SELECT.
+        let in_where = self.where_scalars_as_joins(sel);
+        let sel = in_where.as_ref().unwrap_or(sel);
         self.frames.push(Vec::new());
         let result = (|| {
             let right = self.bind_from(&sel.from)?;
+            // EXISTS/IN conjuncts of the body: semi and anti joins inside it (TPC-H
+            // Q20's `ps_partkey IN (SELECT p_partkey ...)` in an IN body), when they
+            // name only the body's tables.
+            let (right, rest) = self.where_joins(right, sel.selection.as_ref())?;
+            if !self_contained(&right, &right.leaves()) {
+                return Err(unsupported(
+                    self.query,
+                    "an EXISTS/IN subquery whose own subqueries name the enclosing query",
+                    Some(c),
+                ));
+            }
             let mut conds: Vec<Expr> = Vec::new();
-            if let Some(w) = &sel.selection {
+            if let Some(w) = &rest {
                 conds.push(self.bind_expr(w, false)?);
             }
             if let Some(lhs) = lhs {
@@ -271,6 +285,9 @@ impl Binder<'_> {
             "subqueries in FROM",
             "subqueries in FROM, CTEs or views with GROUP BY, aggregates, DISTINCT, LIMIT or WITH",
         )?;
+        // Scalar aggregates in its WHERE as joins, as in a top-level SELECT.
+        let in_where = self.where_scalars_as_joins(sel);
+        let sel = in_where.as_ref().unwrap_or(sel);
         if self.frame_has_alias(&alias) {
             return Err(Error::Invalid(
                 Diagnostic::new(format!("table name `{alias}` specified more than once"))
@@ -624,6 +641,20 @@ impl Binder<'_> {
             }
         }
         Some(out)
+    }
+}
+
+/// Whether every condition inside `t` names only the leaves `within` (the columns
+/// of a subquery's own tables, not of the query around it).
+fn self_contained(t: &Tree, within: &[usize]) -> bool {
+    let own = |e: &Expr| column_markers(e).iter().all(|(l, _)| within.contains(l));
+    match t {
+        Tree::Leaf(_) => true,
+        Tree::Filter { input, pred, .. } => own(pred) && self_contained(input, within),
+        Tree::Join {
+            left, right, on, ..
+        } => own(on) && self_contained(left, within) && self_contained(right, within),
+        Tree::Lateral { input, on, .. } => own(on) && self_contained(input, within),
     }
 }
 

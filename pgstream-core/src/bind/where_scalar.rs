@@ -4,6 +4,11 @@
 //! on them, and the comparison reads its value. The aggregate is then maintained
 //! by the leaf's rule (the groups the changes of its table touch are recomputed)
 //! and the comparison by the delta rules above it, instead of the whole query.
+//!
+//! An uncorrelated one (TPC-H Q22's `c_acctbal > (SELECT avg(c_acctbal) FROM
+//! customer WHERE ...)`) is the same aggregate without GROUP BY, one row, `CROSS
+//! JOIN`ed: its leaf changes only when its value does, and then the join above it
+//! re-evaluates the rows that read it.
 
 use super::*;
 
@@ -20,7 +25,7 @@ impl Binder<'_> {
     /// first has a RIGHT or FULL join, which that would regroup. `None` when there is
     /// nothing to rewrite.
     pub(super) fn where_scalars_as_joins(&self, s: &Select) -> Option<Select> {
-        use sqlparser::ast::{BinaryOperator as B, Join, JoinOperator as JO, TableAlias};
+        use sqlparser::ast::{BinaryOperator as B, Join, JoinOperator as JO};
         let selection = s.selection.as_ref()?;
         if s.from.is_empty()
             || s.from[1..].iter().any(|t| {
@@ -56,6 +61,14 @@ impl Binder<'_> {
                             continue;
                         }
                         let alias = format!("__pgs_wq{}", joins.len());
+                        if outer.is_empty() {
+                            // Uncorrelated: the aggregate without GROUP BY is one
+                            // row, whatever the table holds (a count is 0 over no
+                            // rows), so every outer row joins it.
+                            joins.push(derived_join(sub, &alias, JO::CrossJoin));
+                            **side = col(&alias);
+                            continue;
+                        }
                         let on = outer
                             .iter()
                             .enumerate()
@@ -72,18 +85,11 @@ impl Binder<'_> {
                                 op: B::And,
                                 right: Box::new(b),
                             })?;
-                        joins.push(Join {
-                            relation: TableFactor::Derived {
-                                lateral: false,
-                                subquery: Box::new(sub),
-                                alias: Some(TableAlias {
-                                    name: Ident::new(&alias),
-                                    columns: vec![],
-                                }),
-                            },
-                            global: false,
-                            join_operator: JO::LeftOuter(JoinConstraint::On(on)),
-                        });
+                        joins.push(derived_join(
+                            sub,
+                            &alias,
+                            JO::LeftOuter(JoinConstraint::On(on)),
+                        ));
                         let v = col(&alias);
                         **side = if items[0].1 {
                             Expr::Function(coalesce_zero(v))
@@ -115,6 +121,23 @@ impl Binder<'_> {
             right: Box::new(b),
         });
         Some(out)
+    }
+}
+
+/// `... <op> (sub) AS alias`.
+fn derived_join(sub: Query, alias: &str, op: sqlparser::ast::JoinOperator) -> sqlparser::ast::Join {
+    use sqlparser::ast::TableAlias;
+    sqlparser::ast::Join {
+        relation: TableFactor::Derived {
+            lateral: false,
+            subquery: Box::new(sub),
+            alias: Some(TableAlias {
+                name: Ident::new(alias),
+                columns: vec![],
+            }),
+        },
+        global: false,
+        join_operator: op,
     }
 }
 

@@ -440,7 +440,7 @@ impl Compiled {
 
 /// Every column marker (leaf, column) in a block: its join tree, filter, output
 /// items, and the expressions of its shape (set-operation branches included).
-fn block_markers(b: &Block, out: &mut Vec<(usize, usize)>) {
+pub(crate) fn block_markers(b: &Block, out: &mut Vec<(usize, usize)>) {
     b.tree.condition_markers(out);
     for l in &b.leaves {
         if let Some(f) = &l.func {

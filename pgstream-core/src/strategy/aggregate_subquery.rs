@@ -8,8 +8,22 @@
 //! Δs = γ(σ_keys(ΔT) T_new) − γ(σ_keys(ΔT) T_old),   T_old = T_new − ΔT
 //! ```
 //!
+//! Only the window rows that pass the subquery's `WHERE` count (`σ_keys` takes the
+//! keys of those): an image the filter rejects is in no group, before or after.
 //! Joined on its group keys, it is read only for the keys of the other side's rows
 //! (`agg_lookup`).
+//!
+//! Without `GROUP BY` (an uncorrelated scalar aggregate, `c_acctbal > (SELECT
+//! avg(c_acctbal) FROM customer WHERE ...)`, which `bind::where_scalar` joins as a
+//! one-row leaf) the subquery is one group keyed by nothing: when the window holds
+//! any row of `t` that passes its `WHERE` it is recomputed over both states, else its delta is empty,
+//!
+//! ```text
+//! Δs = γ(T_new) − γ(T_old)   if σ_filter(ΔT) ≠ ∅,   else ∅
+//! ```
+//!
+//! and the join above it re-evaluates the rows that read it only when its value
+//! changed (`L_new ⋈ Δs`); otherwise the other side's delta reads its one row.
 
 use super::*;
 
@@ -35,7 +49,7 @@ impl IncrementalRenderer<'_> {
             .map(|c| format!("({c})"))
             .collect();
         format!(
-            "SELECT {} FROM {from} AS {}{} GROUP BY {}{}",
+            "SELECT {} FROM {from} AS {}{}{}{}",
             items.join(", "),
             qi(&a.alias),
             if conds.is_empty() {
@@ -43,7 +57,7 @@ impl IncrementalRenderer<'_> {
             } else {
                 format!(" WHERE {}", conds.join(" AND "))
             },
-            a.groups.join(", "),
+            crate::sql::walk::group_by_clause(a.groups.iter().cloned()),
             a.having
                 .as_ref()
                 .map(|h| format!(" HAVING {h}"))
@@ -65,6 +79,31 @@ impl IncrementalRenderer<'_> {
         let base = &self.compiled.sources[l.source];
         let win = self.window_cte(l.source, base);
         let alias = qi(&a.alias);
+        let qual = quote_qualified(&base.name);
+        if a.groups.is_empty() {
+            // One group over the whole table: recomputed over the new and the old
+            // state when the window holds a row of the table, else no change (the
+            // condition is a one-time filter: the table is not read).
+            let changed = format!(
+                "EXISTS (SELECT 1 FROM {} AS {alias}{})",
+                qi(&win),
+                relevant(a)
+            );
+            // The new value once, for this delta and for the terms that read the
+            // leaf's current row (`new_rel`).
+            let value = scalar_value(i);
+            self.ctes
+                .push((value.clone(), self.agg_sql(i, &qual, None)));
+            let new_body = format!(
+                "SELECT * FROM {} AS \"__pgs_g\" WHERE {changed}",
+                qi(&value)
+            );
+            let old_body = format!(
+                "SELECT * FROM ({}) AS \"__pgs_g\" WHERE {changed}",
+                self.agg_sql(i, &self.old_state(i, &win, "TRUE"), None)
+            );
+            return self.agg_delta_of(i, name, new_body, old_body);
+        }
         let kn: Vec<String> = (0..a.groups.len())
             .map(|k| qi(&format!("__pgs_k{k}")))
             .collect();
@@ -72,14 +111,15 @@ impl IncrementalRenderer<'_> {
         self.ctes.push((
             keys.clone(),
             format!(
-                "SELECT DISTINCT {} FROM {} AS {alias}",
+                "SELECT DISTINCT {} FROM {} AS {alias}{}",
                 a.groups
                     .iter()
                     .zip(&kn)
                     .map(|(g, n)| format!("({g}) AS {n}"))
                     .collect::<Vec<_>>()
                     .join(", "),
-                qi(&win)
+                qi(&win),
+                relevant(a)
             ),
         ));
         // The groups with those keys: by `IN` when no key is NULL (an index serves
@@ -111,43 +151,6 @@ impl IncrementalRenderer<'_> {
                 .join(" AND "),
             k = qi(&keys)
         );
-        let qual = quote_qualified(&base.name);
-        // The columns the subquery reads (and the primary key).
-        let used: Vec<&str> = a
-            .used
-            .iter()
-            .filter_map(|&c| base.columns.get(c))
-            .map(|c| c.name.as_str())
-            .collect();
-        // The old state of the table, its rows restricted by `cond` in each part (a
-        // restriction above the UNION would not reach the table's index).
-        let old = |cond: &str| {
-            let t = used
-                .iter()
-                .map(|c| format!("{alias}.{}", qi(c)))
-                .collect::<Vec<_>>()
-                .join(", ");
-            let w = qi(&win);
-            if base.primary_key.is_empty() {
-                format!(
-                    "(SELECT {t} FROM {qual} AS {alias} WHERE {cond} \
-                     UNION ALL SELECT {t} FROM {w} AS {alias} WHERE {alias}.{W} < 0 AND {cond} \
-                     EXCEPT ALL SELECT {t} FROM {w} AS {alias} WHERE {alias}.{W} > 0 AND {cond})"
-                )
-            } else {
-                let same = base
-                    .primary_key
-                    .iter()
-                    .map(|k| format!("\"__pgs_b\".{k} = {alias}.{k}", k = qi(k)))
-                    .collect::<Vec<_>>()
-                    .join(" AND ");
-                format!(
-                    "(SELECT {t} FROM {qual} AS {alias} WHERE {cond} AND NOT EXISTS \
-                     (SELECT 1 FROM {w} AS \"__pgs_b\" WHERE {same} AND \"__pgs_b\".{W} > 0) \
-                     UNION ALL SELECT {t} FROM {w} AS {alias} WHERE {alias}.{W} < 0 AND {cond})"
-                )
-            }
-        };
         let new_body = format!(
             "({}) UNION ALL ({})",
             self.agg_sql(i, &qual, Some(&by_in)),
@@ -155,9 +158,22 @@ impl IncrementalRenderer<'_> {
         );
         let old_body = format!(
             "({}) UNION ALL ({})",
-            self.agg_sql(i, &old(&format!("({by_in})")), None),
-            self.agg_sql(i, &old(&format!("({by_null})")), None)
+            self.agg_sql(i, &self.old_state(i, &win, &format!("({by_in})")), None),
+            self.agg_sql(i, &self.old_state(i, &win, &format!("({by_null})")), None)
         );
+        self.agg_delta_of(i, name, new_body, old_body)
+    }
+
+    /// The delta CTE `name` of aggregate leaf `i` from its rows over the new state
+    /// (`new_body`) and the old state (`old_body`): the rows of one that the other
+    /// lacks, +1 and −1.
+    fn agg_delta_of(
+        &mut self,
+        i: usize,
+        name: String,
+        new_body: String,
+        old_body: String,
+    ) -> String {
         let (sn, so) = (format!("__pgs_sn{i}"), format!("__pgs_so{i}"));
         self.ctes.push((sn.clone(), new_body));
         self.ctes.push((so.clone(), old_body));
@@ -173,6 +189,61 @@ impl IncrementalRenderer<'_> {
         name
     }
 
+    /// The old state of aggregate leaf `i`'s table (the columns its subquery reads),
+    /// from its new state and the window `win`, its rows restricted by `cond` in
+    /// each part (a restriction above the UNION would not reach the table's index).
+    fn old_state(&self, i: usize, win: &str, cond: &str) -> String {
+        let l = &self.block.leaves[i];
+        let a = l.agg.as_ref().expect("aggregate leaf");
+        let base = &self.compiled.sources[l.source];
+        let alias = qi(&a.alias);
+        let qual = quote_qualified(&base.name);
+        let t = a
+            .used
+            .iter()
+            .filter_map(|&c| base.columns.get(c))
+            .map(|c| format!("{alias}.{}", qi(&c.name)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let w = qi(win);
+        if base.primary_key.is_empty() {
+            format!(
+                "(SELECT {t} FROM {qual} AS {alias} WHERE {cond} \
+                 UNION ALL SELECT {t} FROM {w} AS {alias} WHERE {alias}.{W} < 0 AND {cond} \
+                 EXCEPT ALL SELECT {t} FROM {w} AS {alias} WHERE {alias}.{W} > 0 AND {cond})"
+            )
+        } else {
+            // The rows without a new image, by `NOT IN` over the primary key (never
+            // NULL): a hashed subplan, where `NOT EXISTS` was planned as a nested loop
+            // over the window for every row (its size is underestimated).
+            let key = |q: &str| {
+                base.primary_key
+                    .iter()
+                    .map(|k| format!("{q}.{}", qi(k)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            format!(
+                "(SELECT {t} FROM {qual} AS {alias} WHERE {cond} AND ({}) NOT IN \
+                 (SELECT {} FROM {w} AS \"__pgs_b\" WHERE \"__pgs_b\".{W} > 0) \
+                 UNION ALL SELECT {t} FROM {w} AS {alias} WHERE {alias}.{W} < 0 AND {cond})",
+                key(&alias),
+                key("\"__pgs_b\"")
+            )
+        }
+    }
+
+    /// The current row of the one-row leaf `i` (an aggregate without GROUP BY) as a
+    /// relation: the CTE its delta computed, when it did (for the terms of the same
+    /// statement only).
+    pub(super) fn scalar_new_rel(&self, i: usize) -> Option<String> {
+        let value = scalar_value(i);
+        self.ctes
+            .iter()
+            .any(|(n, _)| *n == value)
+            .then(|| format!("(SELECT * FROM {})", qi(&value)))
+    }
+
     /// When `t` is an aggregate subquery leaf and `on` compares each of its group key
     /// columns by equality with an expression over `other` (leaves of the other
     /// side), the subquery restricted to the keys of the other side's row `q`, as a
@@ -186,6 +257,10 @@ impl IncrementalRenderer<'_> {
     ) -> Option<String> {
         let Tree::Leaf(i) = t else { return None };
         let a = self.block.leaves[*i].agg.as_ref()?;
+        if a.key_cols.is_empty() {
+            // one row keyed by nothing: read as it is
+            return None;
+        }
         let mut parts = Vec::new();
         conjuncts(on, &mut parts);
         let mut found: Vec<Option<String>> = vec![None; a.key_cols.len()];
@@ -237,4 +312,19 @@ impl IncrementalRenderer<'_> {
             self.agg_sql(*i, &quote_qualified(&base.name), Some(&conds))
         ))
     }
+}
+
+/// The CTE that holds the new row of the one-row leaf `i` (materialized: its name
+/// starts with `__pgs_s`).
+fn scalar_value(i: usize) -> String {
+    format!("__pgs_sv{i}")
+}
+
+/// ` WHERE (filter)` of an aggregate leaf's subquery, for its window rows: an image
+/// that the filter rejects is in no group, before or after, so it changes none.
+fn relevant(a: &crate::ir::AggLeaf) -> String {
+    a.filter
+        .as_ref()
+        .map(|f| format!(" WHERE ({f})"))
+        .unwrap_or_default()
 }

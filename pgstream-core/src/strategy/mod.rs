@@ -5,7 +5,8 @@
 //! `recursive`). The statements they end in come from `render/`.
 //!
 //! Tree operators (`delta`): `scan`, `filter`, `join`, `outer_join`, `semi_join`,
-//! `aggregate_subquery`, `function` (set-returning functions in FROM). Shapes (`artifacts`): `project`, `aggregate` (counters),
+//! `aggregate_subquery`, `scalar_join` (an inner join with a one-row aggregate leaf
+//! that only its condition reads), `function` (set-returning functions in FROM). Shapes (`artifacts`): `project`, `aggregate` (counters),
 //! `aggregate_recompute`, `window`, `set_operation`.
 
 mod aggregate;
@@ -18,6 +19,7 @@ mod outer_join;
 mod project;
 mod recompute;
 pub(crate) mod recursive;
+mod scalar_join;
 mod scan;
 mod semi_join;
 mod set_operation;
@@ -324,6 +326,16 @@ impl IncrementalRenderer<'_> {
                 ..
             } => self.lateral_delta(t, *kind, input, *func, on),
             Tree::Leaf(i) => self.scan_delta(*i),
+            Tree::Join {
+                kind: JoinKind::Inner,
+                left,
+                right,
+                on,
+                ..
+            } if self.scalar_join_leaf(right, on).is_some() => {
+                let i = self.scalar_join_leaf(right, on).expect("checked");
+                self.scalar_join_delta(t, left, right, i, on)
+            }
             Tree::Join {
                 kind,
                 left,

@@ -81,12 +81,11 @@ impl IncrementalRenderer<'_> {
     }
 
     pub(super) fn project(&mut self) -> Artifacts {
-        if self
-            .block
-            .tree
-            .out_leaves()
-            .iter()
-            .any(|&i| self.block.leaves[i].table.primary_key.is_empty())
+        if self.block.tree.out_leaves().iter().any(|&i| {
+            // an aggregate leaf without GROUP BY has at most one row: keyed by nothing
+            let l = &self.block.leaves[i];
+            l.table.primary_key.is_empty() && l.agg.is_none()
+        }) || self.key_exprs("x").is_empty()
         {
             return self.project_bag();
         }

@@ -47,6 +47,15 @@ pub async fn check_with_ddl(
 }
 
 /// The oracle of [`check`] for `name` / `query` over `tables` (not run).
+/// The strategy line `pgstream.pgs_status()` gives the stream table `name`.
+pub async fn strategy(db: &TestDb, name: &str) -> String {
+    sqlx::query_scalar("SELECT strategy FROM pgstream.pgs_status() WHERE name = $1")
+        .bind(name)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap()
+}
+
 pub fn oracle_for(name: &str, query: &str, tables: Tables, seed: u64) -> Oracle {
     let mut o = Oracle::new(name, query)
         .seed(seed)
