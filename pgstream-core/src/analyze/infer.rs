@@ -9,7 +9,7 @@ use super::OutputColumn;
 use crate::catalog::Catalog;
 use crate::error::{Diagnostic, Error, Result};
 use crate::sql::ident::{ident_value, qualified};
-use crate::sql::parse::{self, expr_range};
+use crate::sql::parse::expr_range;
 use sqlparser::ast::{
     Distinct, Expr, GroupByExpr, JoinConstraint, JoinOperator, Query, Select, SelectItem, SetExpr,
     SetOperator, SetQuantifier, TableFactor, TableWithJoins, Value,
@@ -44,13 +44,6 @@ pub(crate) fn annotate(query: &str, q: &Query, catalog: &Catalog, columns: &mut 
             });
             c.nullable = t.null;
         }
-    }
-}
-
-/// [`annotate`] of a query the binder wrote as text (an aggregate subquery leaf).
-pub(crate) fn annotate_text(query: &str, catalog: &Catalog, columns: &mut [OutputColumn]) {
-    if let Some(q) = parse::last_query(query) {
-        annotate(query, &q, catalog, columns);
     }
 }
 

@@ -196,26 +196,36 @@ impl Binder<'_> {
         }
         // The output types, for NULL padding and the types of expressions over them.
         let item_sql: Vec<String> = items.iter().map(|(_, e)| e.to_string()).collect();
-        let text = format!(
-            "SELECT {} FROM {} AS {}{}{}{}",
-            item_sql
-                .iter()
-                .zip(&names)
-                .map(|(e, n)| format!("{e} AS {}", crate::sql::ident::quote_ident(n)))
-                .collect::<Vec<_>>()
-                .join(", "),
-            crate::sql::ident::quote_qualified(&table.name),
-            crate::sql::ident::quote_ident(&inner_alias),
-            sel.selection
-                .as_ref()
-                .map(|w| format!(" WHERE {w}"))
-                .unwrap_or_default(),
-            crate::sql::walk::group_by_clause(group_exprs.iter().map(|g| g.to_string())),
-            sel.having
-                .as_ref()
-                .map(|h| format!(" HAVING {h}"))
-                .unwrap_or_default(),
+        // The leaf's own query as an AST (the items under their names, the table by its
+        // qualified name under the inner alias, grouped by the key expressions), typed
+        // by the walker without printing and parsing it again.
+        let mut leaf_sel = (**sel).clone();
+        leaf_sel.distinct = None;
+        leaf_sel.projection = items
+            .iter()
+            .zip(&names)
+            .map(|((_, e), n)| SelectItem::ExprWithAlias {
+                expr: (*e).clone(),
+                alias: Ident::with_quote('"', n.clone()),
+            })
+            .collect();
+        if let TableFactor::Table { name, alias, .. } = &mut leaf_sel.from[0].relation {
+            *name = sqlparser::ast::ObjectName::from(vec![
+                Ident::with_quote('"', table.name.schema.clone()),
+                Ident::with_quote('"', table.name.name.clone()),
+            ]);
+            *alias = Some(sqlparser::ast::TableAlias {
+                name: Ident::with_quote('"', inner_alias.clone()),
+                columns: Vec::new(),
+            });
+        }
+        leaf_sel.group_by = GroupByExpr::Expressions(
+            group_exprs.iter().map(|g| (*g).clone()).collect(),
+            Vec::new(),
         );
+        let mut leaf_query = q.clone();
+        leaf_query.order_by = None;
+        *leaf_query.body = SetExpr::Select(Box::new(leaf_sel));
         let mut cols: Vec<crate::ir::OutputColumn> = names
             .iter()
             .map(|n| crate::ir::OutputColumn {
@@ -224,7 +234,8 @@ impl Binder<'_> {
                 nullable: None,
             })
             .collect();
-        crate::analyze::infer::annotate_text(&text, self.catalog, &mut cols);
+        // Its nodes come from the defining query, so their spans point into its text.
+        crate::analyze::infer::annotate(self.query, &leaf_query, self.catalog, &mut cols);
         if cols.iter().any(|c| c.sql_type.is_none()) {
             return Ok(None);
         }
