@@ -17,8 +17,9 @@
 //! median over the rounds, the first round's DIFFERENTIAL refresh on its own, and the
 //! strategy.
 //!
-//! `PGS_TPCH_QUERIES` (a comma-separated list of query numbers, e.g. `11,22`) measures
-//! only those queries; the default is all 22.
+//! `PGS_TPCH_QUERIES` (e.g. `5,7,8`) measures only those queries (then nothing is
+//! written into the docs: the table would be partial). `PGS_TPCH_KEEP=1` keeps each
+//! database (its name is logged) for `EXPLAIN` of the refresh statements afterwards.
 //!
 //! It prints a Markdown section and, unless `PGS_TPCH_PRINT_ONLY` is set, writes it into
 //! `docs/BENCHMARKS.md` (between `<!-- begin tpch -->` and `<!-- end tpch -->`) with one
@@ -72,6 +73,12 @@ async fn run() -> Res<()> {
         .collect();
     let rounds: u64 = env_or("PGS_TPCH_ROUNDS", 3);
     let fk = std::env::var("PGS_TPCH_FK_INDEXES").map_or(true, |v| v != "0");
+    let subset: Option<Vec<usize>> = std::env::var("PGS_TPCH_QUERIES").ok().map(|v| {
+        v.split(',')
+            .filter_map(|s| s.trim().trim_start_matches(['Q', 'q']).parse().ok())
+            .collect()
+    });
+    let keep = std::env::var("PGS_TPCH_KEEP").is_ok_and(|v| v == "1");
     let out = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("..")
         .join("docs");
@@ -105,11 +112,27 @@ async fn run() -> Res<()> {
                 .fetch_one(&pool)
                 .await?;
         }
-        let r = measure(&pool, &url, sf, rounds, fk).await;
+        let r = measure(&pool, &url, sf, rounds, fk, subset.as_deref()).await;
         pool.close().await;
-        let _ = admin
-            .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
-            .await;
+        if keep {
+            // The next round's changes, to apply by hand (in a transaction, then roll back).
+            let file = std::env::temp_dir().join(format!("{name}_next_round.sql"));
+            let orders: i64 = sqlx::query_scalar("SELECT count(*) FROM orders")
+                .fetch_one(&mut sqlx::PgConnection::connect(&url).await?)
+                .await?;
+            std::fs::write(
+                &file,
+                tpch::round_sql_with(rounds, (orders / 1000).max(1) as u64, 1009 + 2 * rounds),
+            )?;
+            log(format!(
+                "kept database {name} ({url}); next round's changes in {}",
+                file.display()
+            ));
+        } else {
+            let _ = admin
+                .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
+                .await;
+        }
         let _ = admin.close().await;
         results.push(r?);
     }
@@ -117,7 +140,7 @@ async fn run() -> Res<()> {
 
     let section = markdown(&results, rounds, fk, &server);
     println!("{section}");
-    if std::env::var_os("PGS_TPCH_PRINT_ONLY").is_none() {
+    if std::env::var_os("PGS_TPCH_PRINT_ONLY").is_none() && subset.is_none() {
         std::fs::create_dir_all(out.join("bench"))?;
         for r in &results {
             std::fs::write(out.join("bench").join(plot_name(r.sf)), svg(r))?;
@@ -143,7 +166,14 @@ fn ms_since(t: Instant) -> f64 {
     t.elapsed().as_secs_f64() * 1000.0
 }
 
-async fn measure(pool: &PgPool, url: &str, sf: f64, rounds: u64, fk: bool) -> Res<ScaleResult> {
+async fn measure(
+    pool: &PgPool,
+    url: &str,
+    sf: f64,
+    rounds: u64,
+    fk: bool,
+    subset: Option<&[usize]>,
+) -> Res<ScaleResult> {
     let t = Instant::now();
     {
         let mut conn = sqlx::PgConnection::connect(url).await?;
@@ -168,14 +198,9 @@ async fn measure(pool: &PgPool, url: &str, sf: f64, rounds: u64, fk: bool) -> Re
     // One connection for every refresh: the first round pays each session's planning.
     let refresher = PgPoolOptions::new().max_connections(1).connect(url).await?;
     let h = RuntimeHandle::new(refresher.clone());
-    let only: Vec<usize> = std::env::var("PGS_TPCH_QUERIES")
-        .unwrap_or_default()
-        .split(',')
-        .filter_map(|s| s.trim().parse().ok())
-        .collect();
     let queries: Vec<_> = tpch::queries()
         .into_iter()
-        .filter(|(n, _)| only.is_empty() || only.contains(n))
+        .filter(|(n, _)| subset.is_none_or(|s| s.contains(n)))
         .collect();
     let mut results = Vec::new();
     for (n, q) in &queries {
@@ -274,7 +299,7 @@ async fn buffered(pool: &PgPool) -> Res<Vec<(String, i64)>> {
             .bind(t)
             .fetch_one(pool)
             .await?;
-        // A table no measured query reads (`PGS_TPCH_QUERIES`) has no buffer.
+        // A source no measured query reads (with PGS_TPCH_QUERIES) has no buffer.
         let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
             .bind(format!("pgstream_changes.changes_{oid}"))
             .fetch_one(pool)
@@ -371,6 +396,7 @@ fn markdown(results: &[ScaleResult], rounds: u64, fk: bool, server: &str) -> Str
                 .iter()
                 .map(|q| median(&q.rmv_ms) / median(&q.diff_ms)),
         );
+        let n = r.queries.len();
         let faster = r
             .queries
             .iter()
@@ -378,7 +404,7 @@ fn markdown(results: &[ScaleResult], rounds: u64, fk: bool, server: &str) -> Str
             .count();
         let _ = writeln!(
             s,
-            "\nGeometric mean of RMV ÷ DIFF over the 22: **{g:.2}×** (target 30×); {faster} of 22 \
+            "\nGeometric mean of RMV ÷ DIFF over the {n}: **{g:.2}×** (target 30×); {faster} of {n} \
              refresh faster than RMV (target: all).\n\n![TPC-H SF {}](bench/{})\n",
             r.sf,
             plot_name(r.sf)

@@ -263,3 +263,30 @@ oracle!(filtered_aggregate_subquery_under_left_join, D, Org, 262,
 oracle!(union_all_over_an_aggregate_subquery, D, Org, 263,
     "SELECT t.department_id AS k, t.n FROM (SELECT department_id, count(*) AS n FROM employees GROUP BY department_id) t \
      UNION ALL SELECT d.parent_id, d.id FROM departments d");
+// EXISTS / NOT EXISTS correlated by a key and by an inequality over both sides
+// (TPC-H Q21's `l2.l_suppkey <> l1.l_suppkey`): the keyed dangling rule with the
+// weights summed per row.
+oracle!(exists_and_not_exists_keyed_with_an_inequality, D, Org, 264,
+    "SELECT e.id, e.name FROM employees e \
+     WHERE EXISTS (SELECT 1 FROM employees e2 WHERE e2.department_id = e.department_id AND e2.id <> e.id) \
+     AND NOT EXISTS (SELECT 1 FROM employees e3 WHERE e3.department_id = e.department_id AND e3.id <> e.id AND e3.salary > e.salary)");
+// A correlated scalar aggregate in WHERE over a filtered join (TPC-H Q17): the
+// aggregate leaf recomputes only the groups the filtered side carries.
+oracle!(
+    correlated_scalar_aggregate_over_a_filtered_join,
+    D,
+    Org,
+    265,
+    "SELECT e.id, e.salary, d.name FROM employees e, departments d \
+     WHERE d.id = e.department_id AND d.parent_id IS NOT NULL \
+     AND e.salary < (SELECT avg(e2.salary) FROM employees e2 WHERE e2.department_id = d.id)"
+);
+// Aggregate subqueries on either side of inner and RIGHT joins with a filtered other side.
+oracle!(aggregate_subquery_left_of_a_filtered_join, D, Org, 266,
+    "SELECT t.department_id, t.n, d.name FROM \
+     (SELECT department_id, count(*) AS n, sum(salary) AS total FROM employees GROUP BY department_id) t \
+     JOIN departments d ON d.id = t.department_id WHERE d.parent_id IS NOT NULL");
+oracle!(aggregate_subquery_right_join_filtered, D, Org, 267,
+    "SELECT d.id, t.n FROM \
+     (SELECT department_id, count(*) AS n FROM employees WHERE salary > 12 GROUP BY department_id) t \
+     RIGHT JOIN departments d ON t.department_id = d.id WHERE d.id > 2");

@@ -11,7 +11,10 @@
 //! Only the window rows that pass the subquery's `WHERE` count (`σ_keys` takes the
 //! keys of those): an image the filter rejects is in no group, before or after.
 //! Joined on its group keys, it is read only for the keys of the other side's rows
-//! (`agg_lookup`).
+//! (`agg_lookup`); and where its rows reach the result only through such matches (an
+//! inner join, the non-preserved side of an outer, semi or anti join), its delta
+//! recomputes only the touched keys some row of the other side (new state or delta)
+//! carries (`restrict_agg_keys`).
 //!
 //! Without `GROUP BY` (an uncorrelated scalar aggregate, `c_acctbal > (SELECT
 //! avg(c_acctbal) FROM customer WHERE ...)`, which `bind::where_scalar` joins as a
@@ -108,20 +111,31 @@ impl IncrementalRenderer<'_> {
             .map(|k| qi(&format!("__pgs_k{k}")))
             .collect();
         let keys = format!("__pgs_sk{i}");
-        self.ctes.push((
-            keys.clone(),
-            format!(
-                "SELECT DISTINCT {} FROM {} AS {alias}{}",
-                a.groups
-                    .iter()
-                    .zip(&kn)
-                    .map(|(g, n)| format!("({g}) AS {n}"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                qi(&win),
-                relevant(a)
-            ),
-        ));
+        let touched = format!(
+            "SELECT DISTINCT {} FROM {} AS {alias}{}",
+            a.groups
+                .iter()
+                .zip(&kn)
+                .map(|(g, n)| format!("({g}) AS {n}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            qi(&win),
+            relevant(a)
+        );
+        // Only the keys the other side of the join carries, when it restricts them
+        // (`restrict_agg_keys`).
+        // One semi join per relation (the other side's new state, its delta), not one
+        // over their union: the planner can then probe the new state's tables by
+        // index for each key instead of computing it whole.
+        let touched = match self.agg_keys.iter().find(|(leaf, _)| *leaf == i) {
+            Some((_, probes)) => probes
+                .iter()
+                .map(|p| format!("SELECT \"__pgs_t\".* FROM ({touched}) AS \"__pgs_t\" WHERE {p}"))
+                .collect::<Vec<_>>()
+                .join(" UNION "),
+            None => touched,
+        };
+        self.ctes.push((keys.clone(), touched));
         // The groups with those keys: by `IN` when no key is NULL (an index serves
         // it), NULL-safely otherwise. The keys' alias is reserved, so an alias inside
         // the subquery cannot hide it.
@@ -257,8 +271,36 @@ impl IncrementalRenderer<'_> {
     ) -> Option<String> {
         let Tree::Leaf(i) = t else { return None };
         let a = self.block.leaves[*i].agg.as_ref()?;
+        let found = self.agg_key_exprs(*i, on, other, q)?;
+        // The other side's key values are taken in a scope of their own, so that an
+        // alias inside the subquery cannot hide the other side's alias `q`.
+        let key_list = found
+            .iter()
+            .enumerate()
+            .map(|(k, x)| format!("({x}) AS \"__pgs_k{k}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let conds = a
+            .groups
+            .iter()
+            .enumerate()
+            .map(|(k, g)| format!("({g}) = \"__pgs_key\".\"__pgs_k{k}\""))
+            .collect::<Vec<_>>()
+            .join(" AND ");
+        let base = &self.compiled.sources[self.block.leaves[*i].source];
+        Some(format!(
+            "LATERAL (SELECT \"__pgs_s\".* FROM (SELECT {key_list}) AS \"__pgs_key\" CROSS JOIN LATERAL ({}) AS \"__pgs_s\")",
+            self.agg_sql(*i, &quote_qualified(&base.name), Some(&conds))
+        ))
+    }
+
+    /// For each group key of the aggregate subquery leaf `i`, the expression over the
+    /// leaves `other` (rendered over the relation `q`) that `on` compares it with by
+    /// equality; `None` unless every key has one.
+    fn agg_key_exprs(&self, i: usize, on: &Expr, other: &[usize], q: &str) -> Option<Vec<String>> {
+        let a = self.block.leaves[i].agg.as_ref()?;
         if a.key_cols.is_empty() {
-            // one row keyed by nothing: read as it is
+            // one row keyed by nothing: no key to look up or restrict by
             return None;
         }
         let mut parts = Vec::new();
@@ -280,7 +322,7 @@ impl IncrementalRenderer<'_> {
                 let Some(k) = a.key_cols.iter().position(|&kc| kc == c) else {
                     continue;
                 };
-                if leaf == *i
+                if leaf == i
                     && !has_subquery(rest)
                     && expr::column_markers(rest)
                         .iter()
@@ -290,27 +332,60 @@ impl IncrementalRenderer<'_> {
                 }
             }
         }
-        let found: Vec<String> = found.into_iter().collect::<Option<Vec<_>>>()?;
-        // The other side's key values are taken in a scope of their own, so that an
-        // alias inside the subquery cannot hide the other side's alias `q`.
-        let key_list = found
+        found.into_iter().collect()
+    }
+
+    /// Before the delta of the join `left kind right ON on` is derived: when one side
+    /// is an aggregate subquery leaf joined on all its group keys and its rows reach
+    /// the join's delta only through matches with the other side (an inner join,
+    /// or the non-preserved side of an outer, semi or anti join), only the groups
+    /// whose keys some row of the other side carries (new state or delta, which
+    /// covers the old state) can change the result: its delta recomputes just those
+    /// (`agg_delta`). Q17's `avg(l_quantity)` per part is recomputed for the changed
+    /// lineitems' parts of the right brand and container, not for every changed part.
+    /// Returns the delta of the other side (derived first, since the restriction
+    /// reads it) and whether the aggregate is the left side.
+    pub(super) fn restrict_agg_keys(
+        &mut self,
+        kind: JoinKind,
+        left: &Tree,
+        right: &Tree,
+        on: &Expr,
+    ) -> Option<(String, bool)> {
+        let (agg, other, agg_is_left) = match (left, right) {
+            (_, Tree::Leaf(i))
+                if self.block.leaves[*i].agg.is_some()
+                    && matches!(
+                        kind,
+                        JoinKind::Inner | JoinKind::Left | JoinKind::Semi | JoinKind::Anti
+                    ) =>
+            {
+                (*i, left, false)
+            }
+            (Tree::Leaf(i), _)
+                if self.block.leaves[*i].agg.is_some()
+                    && matches!(kind, JoinKind::Inner | JoinKind::Right) =>
+            {
+                (*i, right, true)
+            }
+            _ => return None,
+        };
+        let found = self.agg_key_exprs(agg, on, &other.leaves(), "o")?;
+        let other_delta = self.delta(other);
+        let same = found
             .iter()
             .enumerate()
-            .map(|(k, x)| format!("({x}) AS \"__pgs_k{k}\""))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let conds = a
-            .groups
-            .iter()
-            .enumerate()
-            .map(|(k, g)| format!("({g}) = \"__pgs_key\".\"__pgs_k{k}\""))
+            .map(|(k, f)| format!("({f}) = \"__pgs_t\".\"__pgs_k{k}\""))
             .collect::<Vec<_>>()
             .join(" AND ");
-        let base = &self.compiled.sources[self.block.leaves[*i].source];
-        Some(format!(
-            "LATERAL (SELECT \"__pgs_s\".* FROM (SELECT {key_list}) AS \"__pgs_key\" CROSS JOIN LATERAL ({}) AS \"__pgs_s\")",
-            self.agg_sql(*i, &quote_qualified(&base.name), Some(&conds))
-        ))
+        self.agg_keys.push((
+            agg,
+            [self.new_rel(other), qi(&other_delta)]
+                .iter()
+                .map(|rel| format!("EXISTS (SELECT 1 FROM {rel} AS o WHERE {same})"))
+                .collect(),
+        ));
+        Some((other_delta, agg_is_left))
     }
 }
 

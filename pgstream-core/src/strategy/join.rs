@@ -26,8 +26,12 @@ impl IncrementalRenderer<'_> {
         right: &Tree,
         on: &Expr,
     ) -> String {
-        let left_delta = self.delta(left);
-        let right_delta = self.delta(right);
+        // An aggregate subquery side recomputes only the groups the other side joins.
+        let (left_delta, right_delta) = match self.restrict_agg_keys(kind, left, right, on) {
+            Some((other_delta, false)) => (other_delta, self.delta(right)),
+            Some((other_delta, true)) => (self.delta(left), other_delta),
+            None => (self.delta(left), self.delta(right)),
+        };
         let (left_leaves, right_leaves) = (left.leaves(), right.leaves());
         let (left_new, right_new) = (self.new_rel(left), self.new_rel(right));
         let select = self.select_list(t, &left_leaves, "l", "r");

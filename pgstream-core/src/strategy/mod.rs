@@ -66,6 +66,7 @@ pub(crate) fn render(c: &Compiled, ctx: &RenderContext) -> Artifacts {
                 block,
                 ctx,
                 ctes: Vec::new(),
+                agg_keys: Vec::new(),
                 storage,
                 top: c.top_k.as_ref(),
                 top_storage,
@@ -137,6 +138,10 @@ struct IncrementalRenderer<'a> {
     ctx: &'a RenderContext,
     /// The CTEs of the differential refresh so far, in order: `(name, body)`.
     ctes: Vec<(String, String)>,
+    /// Aggregate subquery leaves whose delta recomputes only the groups of some keys:
+    /// `(leaf, conditions)`, a key is kept when one of the conditions (over the keys
+    /// `"__pgs_t"."__pgs_k<j>"`) holds (`restrict_agg_keys`).
+    agg_keys: Vec<(usize, Vec<String>)>,
     /// The storage table, quoted and qualified (under a top-k, the stage table).
     storage: String,
     /// A top-level `ORDER BY ... LIMIT` kept over the block's stage (`top_k`).

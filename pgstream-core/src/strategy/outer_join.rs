@@ -8,6 +8,9 @@
 //! where `cnt_old = cnt_new − Σ weights of matching ΔO rows` and `P_old = P_new − ΔP`
 //! (see [`IncrementalRenderer::dangling`]). A row of `P` gains (loses) its padded row when its last
 //! match goes (its first match comes). The anti join reuses this rule (`semi_join`).
+//! When the condition has key equalities (`o.k = f(p)`), the rows of `P_old` a change
+//! can reach are found by key (an index lookup), even with other conditions over both
+//! sides (`<>`, as in TPC-H Q21), and the unmatched rows of `ΔP` are probed row by row.
 
 use super::*;
 
@@ -90,9 +93,26 @@ impl IncrementalRenderer<'_> {
                     .collect();
                 format!(" WHERE {}", conds.join(" AND "))
             };
-            let dg = format!(
-                "(SELECT {key_list}, COALESCE(sum({o_alias}.{W}), 0) AS \"__pgs_dn\" FROM {other_delta} AS {o_alias}{filter} GROUP BY {key_list}) AS dg"
-            );
+            // With conditions over both sides beyond the keys, the keys only select
+            // the rows of P_old (an index lookup) and the matching ΔO weights are
+            // summed per row.
+            let (dg, per_row, d) = if keyed.mixed.is_empty() {
+                (
+                    format!(
+                        "(SELECT {key_list}, COALESCE(sum({o_alias}.{W}), 0) AS \"__pgs_dn\" FROM {other_delta} AS {o_alias}{filter} GROUP BY {key_list}) AS dg"
+                    ),
+                    String::new(),
+                    "dg.\"__pgs_dn\"",
+                )
+            } else {
+                (
+                    format!("(SELECT DISTINCT {key_list} FROM {other_delta} AS {o_alias}{filter}) AS dg"),
+                    format!(
+                        " CROSS JOIN LATERAL (SELECT COALESCE(sum({o_alias}.{W}), 0) AS n FROM {other_delta} AS {o_alias} WHERE {on_lr}) AS d"
+                    ),
+                    "d.n",
+                )
+            };
             let join_on = keyed
                 .p_side
                 .iter()
@@ -112,15 +132,21 @@ impl IncrementalRenderer<'_> {
                 })
                 .collect::<Vec<_>>()
                 .join(" AND ");
-            let d = "dg.\"__pgs_dn\"";
             let term = |rel: &str| {
                 format!(
-                    "SELECT {padded}, {} FROM {dg} JOIN {rel} AS {p_alias} ON {join_on} {} WHERE {}",
+                    "SELECT {padded}, {} FROM {dg} JOIN {rel} AS {p_alias} ON {join_on}{per_row} {} WHERE {}",
                     flip(d),
                     capped_count(d),
                     changed(d)
                 )
             };
+            // ΔP's rows without a match, probed row by row (the key finds the
+            // matches through an index), like the counts above: a NOT EXISTS lets
+            // the planner hash the whole other side when it overestimates ΔP.
+            let unmatched = format!(
+                "SELECT {padded}, {sign}{p_alias}.{W} AS {W} FROM {preserved_delta} AS {p_alias} {} WHERE c.n = 0",
+                capped_count("0")
+            );
             return vec![
                 unmatched,
                 term(&format!(
@@ -150,7 +176,8 @@ impl IncrementalRenderer<'_> {
 
     /// Split a join condition for [`Self::dangling`]: `Some` when it is a conjunction
     /// of equalities `o.column = expression over p` (at least one), conditions on `p`
-    /// alone, and conditions on `o` alone, and the key columns can be grouped.
+    /// alone, conditions on `o` alone and other conditions over both (without
+    /// subqueries), and the key columns can be grouped.
     pub(super) fn keyed_condition(
         &self,
         on: &Expr,
@@ -163,6 +190,7 @@ impl IncrementalRenderer<'_> {
             keys: Vec::new(),
             p_side: Vec::new(),
             o_only: Vec::new(),
+            mixed: Vec::new(),
         };
         for e in parts {
             let cols = expr::column_markers(e);
@@ -183,7 +211,8 @@ impl IncrementalRenderer<'_> {
                 right,
             } = e
             else {
-                return None;
+                k.mixed.push(e.clone());
+                continue;
             };
             let (l, r) = (unnest(left), unnest(right));
             let key = |side: &Expr, other: &Expr| match expr::as_marker(side) {
@@ -193,7 +222,10 @@ impl IncrementalRenderer<'_> {
                     .then_some((leaf, col)),
                 _ => None,
             };
-            let kc = key(l, r).or_else(|| key(r, l))?;
+            let Some(kc) = key(l, r).or_else(|| key(r, l)) else {
+                k.mixed.push(e.clone());
+                continue;
+            };
             let ty = self.block.leaves[kc.0].table.columns[kc.1]
                 .sql_type
                 .to_ascii_lowercase();
@@ -219,4 +251,8 @@ pub(crate) struct KeyedCondition {
     p_side: Vec<Expr>,
     /// The conjuncts on the other side alone (a filter before grouping).
     o_only: Vec<Expr>,
+    /// The other conjuncts over both sides (`l2.l_suppkey <> l1.l_suppkey` in TPC-H
+    /// Q21): the keys still find the rows of `P` a change can reach, but the sum of
+    /// the matching ΔO weights is taken per row of `P`.
+    mixed: Vec<Expr>,
 }
