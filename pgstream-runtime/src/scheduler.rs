@@ -18,9 +18,15 @@
 //! `relevance.rs`) has its frontiers advanced by `pgstream._advance_unaffected` (one
 //! join of each busy buffer with the frontiers per filter template, in a REPEATABLE
 //! READ transaction) and is not refreshed either, so the busy cost follows what
-//! changed, not the number of stream tables over a shared source. Up to `parallel` refreshes run at once (builder:
-//! `parallel_refreshes`, default 1); a stream table starts once every due stream table
-//! it reads has finished, so a slow one delays only its readers within the pass. Without the DDL event trigger every due stream table is refreshed,
+//! changed, not the number of stream tables over a shared source; the busy buffers are
+//! then trimmed. When no buffer holds a row and no stream table must be refreshed
+//! regardless (not DIFFERENTIAL, a full refresh pending, never refreshed, a frontier not
+//! set), the tick ends after one scan of the catalog tables. Up to `parallel` refreshes
+//! run at once (builder: `parallel_refreshes`, default 1), shared by the passes; a stream
+//! table starts once every due stream table it reads has finished, so a slow one delays
+//! only its readers within the pass, and once it has run for a tick with nothing else
+//! left to start, the pass ends without it (it goes on, holding its slot) and later
+//! passes refresh the others, leaving out it and its readers until it ends. Without the DDL event trigger every due stream table is refreshed,
 //! since the refresh is then what finds drift and new partitions. A stream table being refreshed elsewhere (another replica, a
 //! manual call) is skipped, not waited for. A failed refresh is recorded and retried
 //! with exponential backoff; after `max_failures` failures in a row the stream table
@@ -308,14 +314,17 @@ async fn run_pass(
     // due are needed to know which inheriting stream tables are read together.
     let rows: Vec<DueRow> = sqlx::query_as(
         "WITH RECURSIVE
-         -- Stream tables read by stream tables: the sources that are storage tables.
+         -- Stream tables read by stream tables: the sources that are storage tables
+         -- (looked up by name in the default collation, that of the unique index; the
+         -- collation \"C\" of the catalog's names scanned every stream table).
          edge AS (
              SELECT f.st_id AS down, u.id AS up, fs.source_oid AS storage
                FROM (SELECT DISTINCT source_oid FROM pgstream.pgs_frontiers) fs
                JOIN pg_catalog.pg_class c ON c.oid = fs.source_oid
                JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
                JOIN pgstream.pgs_stream_tables u
-                 ON u.schema_name = n.nspname::text AND u.table_name = c.relname::text
+                 ON u.schema_name = n.nspname::text COLLATE \"default\"
+                AND u.table_name = c.relname::text COLLATE \"default\"
                JOIN pgstream.pgs_frontiers f ON f.source_oid = fs.source_oid),
          depth (id, d) AS (
              SELECT DISTINCT up, 0 FROM edge
