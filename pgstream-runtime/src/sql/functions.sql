@@ -1316,7 +1316,6 @@ DECLARE
     tmpl text;
     ids bigint[];
     affected bigint[] := '{}';
-    behind bigint[] := '{}';
     locked bigint[];
 BEGIN
     IF current_setting('transaction_isolation') = 'read committed' THEN
@@ -1367,30 +1366,9 @@ BEGIN
     -- quadratic in the number of stream tables.)
     SELECT coalesce(array_agg(u.id), '{}') INTO locked
       FROM (SELECT unnest(locked) EXCEPT SELECT unnest(affected)) u (id);
-    -- Only the frontiers that leave a buffered row uncovered are written: one that
-    -- already covers every row (advanced by an earlier pass) stays as it is, which
-    -- is what advancing it would amount to (its next window holds the same rows), so
-    -- a pass does not rewrite every consumer's frontier while one change waits for a
-    -- single stream table. Frontiers advanced together share one snapshot: each
-    -- distinct (frontier, own_xid) is tested against the buffer once.
-    FOREACH src IN ARRAY busy LOOP
-        EXECUTE format(
-            'SELECT array_agg(f.st_id) FROM pgstream.pgs_frontiers f'
-            '  JOIN (SELECT d.t, d.own_xid'
-            '          FROM (SELECT DISTINCT f.frontier::text AS t, f.own_xid FROM pgstream.pgs_frontiers f'
-            '                 WHERE f.source_oid = $1 AND f.frontier IS NOT NULL) d'
-            '         WHERE EXISTS (SELECT 1 FROM %I.%I b'
-            '                        WHERE b.__pgs_xid = d.own_xid'
-            '                           OR NOT pg_catalog.pg_visible_in_snapshot(b.__pgs_xid, d.t::pg_catalog.pg_snapshot))) s'
-            '    ON s.t = f.frontier::text AND s.own_xid IS NOT DISTINCT FROM f.own_xid'
-            ' WHERE f.source_oid = $1',
-            'pgstream_changes', 'changes_' || src)
-           INTO ids USING src;
-        behind := behind || coalesce(ids, '{}');
-    END LOOP;
     UPDATE pgstream.pgs_frontiers f
        SET frontier = pg_catalog.pg_current_snapshot(), own_xid = NULL, own_change = NULL
-      FROM (SELECT unnest(locked) INTERSECT SELECT unnest(behind)) u (id)
+      FROM unnest(locked) u (id)
      WHERE f.st_id = u.id;
     RETURN locked;
 END
