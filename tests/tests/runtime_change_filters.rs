@@ -61,7 +61,8 @@ fn queries(n: i64) -> Vec<(String, String, &'static str)> {
     ]
 }
 
-async fn setup() -> (TestDb, Runtime) {
+/// A database with the schema and a runtime without its scheduler (passes by hand).
+async fn start() -> (TestDb, Runtime) {
     let db = test_db().await;
     db.exec(SCHEMA).await;
     let rt = Runtime::builder(db.pool.clone())
@@ -69,6 +70,11 @@ async fn setup() -> (TestDb, Runtime) {
         .start()
         .await
         .unwrap();
+    (db, rt)
+}
+
+async fn setup() -> (TestDb, Runtime) {
+    let (db, rt) = start().await;
     for n in 1..=TENANTS {
         for (name, query, _) in queries(n) {
             rt.create_stream_table(&name, &query, "1s", Mode::Differential)
@@ -243,13 +249,7 @@ async fn random_batches_keep_every_tenant_exact() {
 /// per stream table per tick with nothing changing).
 #[tokio::test]
 async fn a_change_no_filter_passes_is_trimmed() {
-    let db = test_db().await;
-    db.exec(SCHEMA).await;
-    let rt = Runtime::builder(db.pool.clone())
-        .scheduler(false)
-        .start()
-        .await
-        .unwrap();
+    let (db, rt) = start().await;
     // Tenants 1 and 2's aggregates only: every consumer of `orders` has a filter.
     for n in 1..=2 {
         let (name, query, _) = &queries(n)[0];

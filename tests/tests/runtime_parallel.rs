@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use pgstream_runtime::{Mode, Runtime};
+use pgstream_runtime::{Mode, Runtime, RuntimeBuilder};
 use pgstream_tests::compare::scalar_i64;
 use pgstream_tests::{test_db, TestDb};
 use sqlx::Connection;
@@ -18,8 +18,9 @@ async fn refresh_count(db: &TestDb, name: &str) -> i64 {
     .await
 }
 
-#[tokio::test]
-async fn a_held_up_refresh_delays_only_its_readers() {
+/// Sources a and b, a runtime with `parallel_refreshes(2)` configured further by
+/// `configure`, and the stream tables sa (over a), sb (over b) and ssa (over sa).
+async fn setup(configure: impl FnOnce(RuntimeBuilder) -> RuntimeBuilder) -> (TestDb, Runtime) {
     let db = test_db().await;
     db.exec(
         "CREATE TABLE a (id int PRIMARY KEY, v int NOT NULL);
@@ -28,9 +29,7 @@ async fn a_held_up_refresh_delays_only_its_readers() {
          INSERT INTO b SELECT i, i FROM generate_series(1, 10) i;",
     )
     .await;
-    let runtime = Runtime::builder(db.pool.clone())
-        .scheduler(false)
-        .parallel_refreshes(2)
+    let runtime = configure(Runtime::builder(db.pool.clone()).parallel_refreshes(2))
         .start()
         .await
         .unwrap();
@@ -44,6 +43,12 @@ async fn a_held_up_refresh_delays_only_its_readers() {
             .await
             .unwrap();
     }
+    (db, runtime)
+}
+
+#[tokio::test]
+async fn a_held_up_refresh_delays_only_its_readers() {
+    let (db, runtime) = setup(|b| b.scheduler(false)).await;
     tokio::time::sleep(Duration::from_millis(1100)).await;
     db.exec("UPDATE a SET v = v + 100 WHERE id = 1; UPDATE b SET v = v + 100 WHERE id = 1;")
         .await;
@@ -98,30 +103,7 @@ async fn a_held_up_refresh_delays_only_its_readers() {
 /// ssa reads sa: it is not refreshed before sa's refresh ends, and then sees its rows.
 #[tokio::test]
 async fn a_slow_refresh_does_not_hold_up_later_passes() {
-    let db = test_db().await;
-    db.exec(
-        "CREATE TABLE a (id int PRIMARY KEY, v int NOT NULL);
-         CREATE TABLE b (id int PRIMARY KEY, v int NOT NULL);
-         INSERT INTO a SELECT i, i FROM generate_series(1, 10) i;
-         INSERT INTO b SELECT i, i FROM generate_series(1, 10) i;",
-    )
-    .await;
-    let runtime = Runtime::builder(db.pool.clone())
-        .tick(Duration::from_millis(200))
-        .parallel_refreshes(2)
-        .start()
-        .await
-        .unwrap();
-    let h = runtime.handle();
-    for (name, query) in [
-        ("sa", "SELECT id, v FROM a"),
-        ("sb", "SELECT id, v FROM b"),
-        ("ssa", "SELECT sum(v) AS total FROM sa"),
-    ] {
-        h.create_stream_table(name, query, "1s", Mode::Differential)
-            .await
-            .unwrap();
-    }
+    let (db, runtime) = setup(|b| b.tick(Duration::from_millis(200))).await;
     // Another session holds sa's storage table: the next refresh of sa waits for it.
     let mut holder = sqlx::PgConnection::connect(&db.url).await.unwrap();
     sqlx::raw_sql("BEGIN; LOCK TABLE sa IN ACCESS EXCLUSIVE MODE;")
