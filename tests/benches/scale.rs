@@ -233,13 +233,15 @@ async fn measure_all(
         // Let the passes after creation settle: the write-cost UPDATEs above left
         // changes in the buffer, which the idle phase must not count.
         let t = Instant::now();
-        settle(pool).await?;
+        let settled = settle(pool).await?;
         point.settle_secs = t.elapsed().as_secs_f64();
         tokio::time::sleep(Duration::from_secs(3)).await;
         point.load = load_average();
         log(format!(
-            "N = {n}: buffers empty after {:.1} s; load average {:.2}",
-            point.settle_secs, point.load
+            "N = {n}: buffers {} after {:.1} s; load average {:.2}",
+            if settled { "empty" } else { "still not empty" },
+            point.settle_secs,
+            point.load
         ));
         let (rt_pct, pg_pct) = cpu_over(postmaster, Duration::from_secs(idle_secs)).await;
         point.idle_runtime_pct = rt_pct;
@@ -340,20 +342,20 @@ async fn busy_phase(
 }
 
 /// Wait (up to 10 minutes) until no change buffer holds a row: every change was
-/// applied or skipped and trimmed.
-async fn settle(pool: &PgPool) -> Res<()> {
+/// applied or skipped and trimmed. Whether they emptied.
+async fn settle(pool: &PgPool) -> Res<bool> {
     let t = Instant::now();
     while t.elapsed() < Duration::from_secs(600) {
         let busy: i32 = sqlx::query_scalar("SELECT cardinality(pgstream._busy_sources())")
             .fetch_one(pool)
             .await?;
         if busy == 0 {
-            return Ok(());
+            return Ok(true);
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     log("the change buffers did not empty within 10 minutes");
-    Ok(())
+    Ok(false)
 }
 
 /// The load average over the last minute (`/proc/loadavg`).
