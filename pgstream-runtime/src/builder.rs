@@ -145,12 +145,14 @@ impl RuntimeBuilder {
         self
     }
 
-    /// How many stream tables a scheduler pass refreshes at once, each on a
-    /// connection of the pool. Default: 1 (one after another). With more, a slow
-    /// refresh no longer holds up the unrelated ones due in the same pass; a stream
-    /// table still starts only after the due stream tables it reads have finished.
-    /// Keep it below the pool's size so that requests and the application keep
-    /// connections.
+    /// How many stream tables the scheduler refreshes at once, each on a connection
+    /// of the pool. Default: 1 (one after another). With more, a slow refresh no
+    /// longer holds up the unrelated ones: in its pass, the others run beside it, and
+    /// once it has run for a tick with nothing else left to start, the pass ends
+    /// without it (it goes on, keeping its connection) and the next passes refresh
+    /// the others with the connections left. A stream table still starts only after
+    /// the due stream tables it reads have finished. Keep it below the pool's size so
+    /// that requests and the application keep connections.
     ///
     /// # Panics
     ///

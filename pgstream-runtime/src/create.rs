@@ -899,7 +899,10 @@ async fn check_cycle(
 ) -> Result<()> {
     // Edges: (stream table's storage oid, its name, source oid), of the stream tables
     // upstream of the new one's sources only (creating stream table 10,000 does not
-    // read the 9,999 others).
+    // read the 9,999 others). The catalog's `name` columns cast to text have the
+    // collation "C": compared in it, the names cannot use the unique index on
+    // (schema_name, table_name) of the default collation, and each step scanned every
+    // stream table (9 ms per creation at 6,000); `COLLATE "default"` looks them up.
     let start: Vec<i64> = sources.iter().map(|&o| i64::from(o)).collect();
     let edges: Vec<(Option<i64>, String, i64)> = sqlx::query_as(
         "WITH RECURSIVE up (oid) AS (
@@ -910,14 +913,16 @@ async fn check_cycle(
                JOIN pg_catalog.pg_class c ON c.oid = up.oid::oid
                JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
                JOIN pgstream.pgs_stream_tables s
-                 ON s.schema_name = n.nspname::text AND s.table_name = c.relname::text
+                 ON s.schema_name = n.nspname::text COLLATE \"default\"
+                AND s.table_name = c.relname::text COLLATE \"default\"
                JOIN pgstream.pgs_frontiers f ON f.st_id = s.id)
          SELECT c.oid::int8, pgstream._display_name(s.schema_name, s.table_name), f.source_oid::int8
            FROM up
            JOIN pg_catalog.pg_class c ON c.oid = up.oid::oid
            JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
            JOIN pgstream.pgs_stream_tables s
-             ON s.schema_name = n.nspname::text AND s.table_name = c.relname::text
+             ON s.schema_name = n.nspname::text COLLATE \"default\"
+                AND s.table_name = c.relname::text COLLATE \"default\"
            JOIN pgstream.pgs_frontiers f ON f.st_id = s.id",
     )
     .bind(&start)

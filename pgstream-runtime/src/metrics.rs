@@ -96,7 +96,8 @@ pub async fn sample(pool: &PgPool) -> Result<()> {
         .map_err(|e| Error::db(None, "sampling metrics", e))?;
     let rows: Vec<(String, String, Option<f64>)> = sqlx::query_as(
         "WITH busy AS (SELECT pgstream._busy_sources() AS oids)
-         SELECT 'st', pgstream._display_name(s.schema_name, s.table_name) || '|' || s.status,
+         SELECT 'st', CASE WHEN s.schema_name = 'public' THEN s.table_name
+                           ELSE s.schema_name || '.' || s.table_name END || '|' || s.status,
                 CASE WHEN s.needs_full OR s.last_refresh_at IS NULL
                           OR EXISTS (SELECT 1 FROM pgstream.pgs_frontiers f, busy
                                       WHERE f.st_id = s.id AND f.source_oid = ANY (busy.oids))
@@ -105,13 +106,13 @@ pub async fn sample(pool: &PgPool) -> Result<()> {
                      ELSE 0 END
            FROM pgstream.pgs_stream_tables s
          UNION ALL
-         SELECT 'src', pgstream._display_name(src.schema_name, src.table_name),
-                coalesce(st.n_live_tup, c.reltuples::bigint, 0)::float8
+         SELECT 'src', CASE WHEN src.schema_name = 'public' THEN src.table_name
+                            ELSE src.schema_name || '.' || src.table_name END,
+                coalesce(pg_catalog.pg_stat_get_live_tuples(c.oid), c.reltuples::bigint, 0)::float8
            FROM pgstream.pgs_sources src
            LEFT JOIN pg_catalog.pg_class c
              ON c.relnamespace = 'pgstream_changes'::regnamespace
-            AND c.relname = 'changes_' || src.source_oid::text
-           LEFT JOIN pg_catalog.pg_stat_all_tables st ON st.relid = c.oid",
+            AND c.relname = 'changes_' || src.source_oid::text",
     )
     .fetch_all(&mut *tx)
     .await

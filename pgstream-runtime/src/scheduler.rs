@@ -18,9 +18,15 @@
 //! `relevance.rs`) has its frontiers advanced by `pgstream._advance_unaffected` (one
 //! join of each busy buffer with the frontiers per filter template, in a REPEATABLE
 //! READ transaction) and is not refreshed either, so the busy cost follows what
-//! changed, not the number of stream tables over a shared source. Up to `parallel` refreshes run at once (builder:
-//! `parallel_refreshes`, default 1); a stream table starts once every due stream table
-//! it reads has finished, so a slow one delays only its readers within the pass. Without the DDL event trigger every due stream table is refreshed,
+//! changed, not the number of stream tables over a shared source; the busy buffers are
+//! then trimmed. When no buffer holds a row and no stream table must be refreshed
+//! regardless (not DIFFERENTIAL, a full refresh pending, never refreshed, a frontier not
+//! set), the tick ends after one scan of the catalog tables. Up to `parallel` refreshes
+//! run at once (builder: `parallel_refreshes`, default 1), shared by the passes; a stream
+//! table starts once every due stream table it reads has finished, so a slow one delays
+//! only its readers within the pass, and once it has run for a tick with nothing else
+//! left to start, the pass ends without it (it goes on, holding its slot) and later
+//! passes refresh the others, leaving out it and its readers until it ends. Without the DDL event trigger every due stream table is refreshed,
 //! since the refresh is then what finds drift and new partitions. A stream table being refreshed elsewhere (another replica, a
 //! manual call) is skipped, not waited for. A failed refresh is recorded and retried
 //! with exponential backoff; after `max_failures` failures in a row the stream table
@@ -55,13 +61,20 @@ pub(crate) async fn run(
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut outages: u32 = 0;
     let mut sampled: Option<tokio::time::Instant> = None;
+    // Shared by the passes: a refresh still running when its pass ends (a slow one)
+    // keeps its connection slot and goes on in the background while the next passes
+    // refresh the others.
+    let slots = Slots::new(policy.parallel);
     loop {
         tokio::select! {
             biased;
             _ = cancel.cancelled() => break,
             _ = interval.tick() => {}
         }
-        match run_once(&pool, tick, &policy, &cancel).await {
+        match run_pass(&pool, tick, &policy, &cancel, None, &slots, Some(tick))
+            .await
+            .map(|_| ())
+        {
             Ok(()) => {
                 state.ticked();
                 if sampled.is_none_or(|t| t.elapsed() >= crate::metrics::SAMPLE_EVERY) {
@@ -89,6 +102,9 @@ pub(crate) async fn run(
             }
         }
     }
+    // Refreshes that outlived their pass finish first.
+    slots.tasks.close();
+    slots.tasks.wait().await;
     state.stopped();
     tracing::debug!("pgstream scheduler stopped");
 }
@@ -111,7 +127,67 @@ pub(crate) async fn run_once(
     policy: &FailurePolicy,
     cancel: &CancellationToken,
 ) -> Result<()> {
-    run_pass(pool, tick, policy, cancel, None).await.map(|_| ())
+    let slots = Slots::new(policy.parallel);
+    run_pass(pool, tick, policy, cancel, None, &slots, None)
+        .await
+        .map(|_| ())
+}
+
+/// What the passes of one scheduler share: the connection slots (`parallel` permits,
+/// one held by each refresh running) and the stream tables being refreshed, so that a
+/// refresh still running when its pass ended (see `detach_after` in [`run_pass`]) is
+/// neither started again nor overtaken by its readers in the next passes, and is
+/// waited for at shutdown.
+struct Slots {
+    permits: std::sync::Arc<tokio::sync::Semaphore>,
+    in_flight: std::sync::Arc<std::sync::Mutex<HashSet<i64>>>,
+    tasks: tokio_util::task::TaskTracker,
+}
+
+impl Slots {
+    fn new(parallel: usize) -> Slots {
+        Slots {
+            permits: std::sync::Arc::new(tokio::sync::Semaphore::new(parallel.max(1))),
+            in_flight: Default::default(),
+            tasks: tokio_util::task::TaskTracker::new(),
+        }
+    }
+}
+
+/// Sends a job's outcome to its pass when its task ends, `None` if it panicked.
+struct Reply {
+    sender: tokio::sync::mpsc::UnboundedSender<(usize, Option<crate::inherit::GroupOutcome>)>,
+    job: usize,
+    outcome: Option<crate::inherit::GroupOutcome>,
+}
+
+impl Reply {
+    fn send(mut self, outcome: crate::inherit::GroupOutcome) {
+        self.outcome = Some(outcome);
+    }
+}
+
+impl Drop for Reply {
+    fn drop(&mut self) {
+        // The pass may have ended (the refresh was detached): nobody listens then.
+        let _ = self.sender.send((self.job, self.outcome.take()));
+    }
+}
+
+/// Removes a job's stream tables from the in-flight set when its task ends, however
+/// it ends.
+struct InFlight {
+    set: std::sync::Arc<std::sync::Mutex<HashSet<i64>>>,
+    ids: Vec<i64>,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut set = self.set.lock().unwrap_or_else(|e| e.into_inner());
+        for id in &self.ids {
+            set.remove(id);
+        }
+    }
 }
 
 /// What [`refresh_with_inherited`] did to the stream table asked for.
@@ -137,19 +213,28 @@ pub(crate) async fn refresh_with_inherited(
     policy: &FailurePolicy,
     cancel: &CancellationToken,
 ) -> Result<Only> {
-    Ok(run_pass(pool, Duration::ZERO, policy, cancel, Some(id))
-        .await?
-        .unwrap_or(Only::Skipped))
+    let slots = Slots::new(policy.parallel);
+    Ok(
+        run_pass(pool, Duration::ZERO, policy, cancel, Some(id), &slots, None)
+            .await?
+            .unwrap_or(Only::Skipped),
+    )
 }
 
 /// One pass; with `only`, that stream table is the one due (whatever its schedule,
-/// nothing else is), and what happened to it is returned.
+/// nothing else is), and what happened to it is returned. With `detach_after`, the
+/// pass does not wait for refreshes that have run that long once it has nothing else
+/// to start: they go on in `slots.tasks` (holding their slot), and the jobs that read
+/// them are left for a later pass, so a slow refresh holds up the unrelated stream
+/// tables for at most that long (one tick), not until it ends.
 async fn run_pass(
     pool: &PgPool,
     tick: Duration,
     policy: &FailurePolicy,
     cancel: &CancellationToken,
     only: Option<i64>,
+    slots: &Slots,
+    detach_after: Option<Duration>,
 ) -> Result<Option<Only>> {
     let mut tx = crate::pin::begin(pool)
         .await
@@ -175,6 +260,35 @@ async fn run_pass(
     } else {
         HashSet::new()
     };
+    // No buffer holds a row: unless a stream table cannot be left out when its sources
+    // are quiet (not DIFFERENTIAL, a full refresh pending, never refreshed, a frontier
+    // not set), the pass would refresh nothing. Two scans of the catalog tables answer
+    // that, not the catalog query below (its graph of stream tables and frontiers per
+    // stream table is the idle tick's cost at 10,000 stream tables otherwise).
+    if idle_skip && busy.is_empty() && only.is_none() {
+        let work: bool = sqlx::query_scalar(
+            "WITH eligible AS (
+                 SELECT s.* FROM pgstream.pgs_stream_tables s
+                  WHERE s.status = 'ACTIVE' AND (s.mode <> 'IMMEDIATE' OR s.needs_full)
+                    AND (s.next_retry_at IS NULL OR s.next_retry_at <= now()))
+             SELECT EXISTS (SELECT 1 FROM eligible s
+                             WHERE s.mode <> 'DIFFERENTIAL' OR s.needs_full
+                                OR s.last_refresh_at IS NULL OR s.refresh_function IS NULL
+                                OR NOT EXISTS (SELECT 1 FROM pgstream.pgs_frontiers f
+                                                WHERE f.st_id = s.id)
+                                OR EXISTS (SELECT 1 FROM pgstream.pgs_frontiers f
+                                            WHERE f.st_id = s.id AND f.frontier IS NULL))",
+        )
+        .fetch_one(&mut *tx)
+        .await
+        .step(None, "scheduler: reading the catalog")?;
+        if !work {
+            tx.rollback()
+                .await
+                .step(None, "scheduler: reading the catalog")?;
+            return Ok(None);
+        }
+    }
     tx.rollback()
         .await
         .step(None, "scheduler: reading the catalog")?;
@@ -182,7 +296,7 @@ async fn run_pass(
     // (another tenant's rows): their frontiers are advanced without a refresh. Between
     // the catalog transactions: a runtime's pool may have one connection to spare.
     let advanced: HashSet<i64> = if idle_skip && !busy.is_empty() {
-        advance_unaffected(pool).await
+        advance_unaffected(pool, &busy).await
     } else {
         HashSet::new()
     };
@@ -200,14 +314,17 @@ async fn run_pass(
     // due are needed to know which inheriting stream tables are read together.
     let rows: Vec<DueRow> = sqlx::query_as(
         "WITH RECURSIVE
-         -- Stream tables read by stream tables: the sources that are storage tables.
+         -- Stream tables read by stream tables: the sources that are storage tables
+         -- (looked up by name in the default collation, that of the unique index; the
+         -- collation \"C\" of the catalog's names scanned every stream table).
          edge AS (
              SELECT f.st_id AS down, u.id AS up, fs.source_oid AS storage
                FROM (SELECT DISTINCT source_oid FROM pgstream.pgs_frontiers) fs
                JOIN pg_catalog.pg_class c ON c.oid = fs.source_oid
                JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
                JOIN pgstream.pgs_stream_tables u
-                 ON u.schema_name = n.nspname::text AND u.table_name = c.relname::text
+                 ON u.schema_name = n.nspname::text COLLATE \"default\"
+                AND u.table_name = c.relname::text COLLATE \"default\"
                JOIN pgstream.pgs_frontiers f ON f.source_oid = fs.source_oid),
          depth (id, d) AS (
              SELECT DISTINCT up, 0 FROM edge
@@ -273,33 +390,58 @@ async fn run_pass(
     // from has finished (so its window sees their new rows and the busy set knows
     // whether they changed). Starting in (depth, id) order.
     let mut upstream: Vec<Vec<usize>> = job_dependencies(&rows, &jobs);
-    let parallel = policy.parallel.max(1);
     let mut started = vec![false; jobs.len()];
     let mut done = vec![false; jobs.len()];
-    let mut running = tokio::task::JoinSet::new();
+    // Jobs left for a later pass: a member is still being refreshed by an earlier
+    // pass, or they read from such a job.
+    let mut blocked = vec![false; jobs.len()];
+    // This pass's jobs running, with when each started.
+    let mut running: HashMap<usize, tokio::time::Instant> = HashMap::new();
+    let (sender, mut results) =
+        tokio::sync::mpsc::unbounded_channel::<(usize, Option<crate::inherit::GroupOutcome>)>();
+    // A slot obtained while waiting, for the next job to start.
+    let mut spare: Option<tokio::sync::OwnedSemaphorePermit> = None;
     // Stream tables refreshed in this pass with rows changed: their readers are not
     // covered by `advanced` (computed before the pass).
     let mut upstream_busy: HashSet<i64> = HashSet::new();
+    // The server went away: no job starts any more; the pass returns this error once
+    // its refreshes in flight have ended.
+    let mut gone: Option<crate::Error> = None;
     loop {
+        // Whether a job could start but every slot is taken.
+        let mut wants_slot = false;
         let mut progressed = true;
-        while progressed && !cancel.is_cancelled() {
+        while progressed && !cancel.is_cancelled() && gone.is_none() {
             progressed = false;
+            wants_slot = false;
             for (i, job) in jobs.iter().enumerate() {
-                if started[i] || running.len() >= parallel {
+                if started[i] {
+                    continue;
+                }
+                let in_flight = {
+                    let set = slots.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+                    job.members.iter().any(|&m| set.contains(&rows[m].id))
+                };
+                if in_flight || upstream[i].iter().any(|&j| blocked[j]) {
+                    tracing::debug!(stream_table = %rows[job.members[0]].name,
+                        "it or a stream table it reads is still being refreshed by an earlier pass, left for a later one");
+                    started[i] = true;
+                    blocked[i] = true;
+                    progressed = true;
                     continue;
                 }
                 if !upstream[i].iter().all(|&j| done[j]) {
                     continue;
                 }
-                started[i] = true;
-                progressed = true;
                 let quiet = idle_skip
                     && job.members.iter().all(|&m| {
                         rows[m].quiet_skips && !rows[m].sources.iter().any(|s| busy.contains(s))
                     });
                 if quiet {
                     tracing::trace!(stream_table = %rows[job.members[0]].name, "no changes in its sources, not refreshed");
+                    started[i] = true;
                     done[i] = true;
+                    progressed = true;
                     continue;
                 }
                 if let [m] = job.members[..] {
@@ -307,35 +449,73 @@ async fn run_pass(
                         && !rows[m].sources.iter().any(|s| upstream_busy.contains(s))
                     {
                         tracing::trace!(stream_table = %rows[m].name, "no change passes its filters, not refreshed");
+                        started[i] = true;
                         done[i] = true;
+                        progressed = true;
                         continue;
                     }
                 }
-                let pool = pool.clone();
-                if let [m] = job.members[..] {
-                    let (id, name) = (rows[m].id, rows[m].name.clone());
-                    running.spawn(async move {
-                        let r = try_refresh_by_id(&pool, id, &name).await;
-                        (i, crate::inherit::single(r))
-                    });
-                } else {
-                    let members: Vec<(i64, String)> = job
-                        .members
-                        .iter()
-                        .map(|&m| (rows[m].id, rows[m].name.clone()))
-                        .collect();
-                    let lock = job.lock.clone();
-                    running.spawn(async move {
-                        (
-                            i,
-                            crate::inherit::refresh_group(&pool, &members, &lock).await,
-                        )
-                    });
-                }
+                let permit = match spare.take() {
+                    Some(p) => p,
+                    None => match slots.permits.clone().try_acquire_owned() {
+                        Ok(p) => p,
+                        Err(_) => {
+                            wants_slot = true;
+                            continue;
+                        }
+                    },
+                };
+                started[i] = true;
+                progressed = true;
+                let members: Vec<(i64, String)> = job
+                    .members
+                    .iter()
+                    .map(|&m| (rows[m].id, rows[m].name.clone()))
+                    .collect();
+                let ids: Vec<i64> = members.iter().map(|(id, _)| *id).collect();
+                slots
+                    .in_flight
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .extend(ids.iter().copied());
+                let in_flight = InFlight {
+                    set: slots.in_flight.clone(),
+                    ids,
+                };
+                running.insert(i, tokio::time::Instant::now());
+                let (pool, policy, lock) = (pool.clone(), *policy, job.lock.clone());
+                let reply = Reply {
+                    sender: sender.clone(),
+                    job: i,
+                    outcome: None,
+                };
+                // Failures are recorded here, not by the pass: the pass may have
+                // ended (detached) before this ends.
+                slots.tasks.spawn(async move {
+                    let outcome = match &members[..] {
+                        [(id, name)] => {
+                            crate::inherit::single(try_refresh_by_id(&pool, *id, name).await)
+                        }
+                        _ => crate::inherit::refresh_group(&pool, &members, &lock).await,
+                    };
+                    if let crate::inherit::GroupOutcome::Failed { member, error } = &outcome {
+                        let (id, name) = &members[*member];
+                        tracing::warn!(stream_table = %name, error = %error, "scheduled refresh failed");
+                        record_error(&pool, *id, error, Some(&policy)).await;
+                    }
+                    drop(in_flight);
+                    drop(permit);
+                    reply.send(outcome);
+                });
             }
             // Jobs that wait on each other (an inheriting group read by a stream
             // table it reads itself): start the first one anyway.
-            if !progressed && running.is_empty() && !cancel.is_cancelled() {
+            if !progressed
+                && !wants_slot
+                && running.is_empty()
+                && !cancel.is_cancelled()
+                && gone.is_none()
+            {
                 if let Some(i) = (0..jobs.len()).find(|&i| !started[i]) {
                     tracing::debug!(stream_table = %rows[jobs[i].members[0]].name,
                         "scheduler: circular wait between refresh groups, starting one");
@@ -346,15 +526,39 @@ async fn run_pass(
                 }
             }
         }
-        let Some(joined) = running.join_next().await else {
+        let waits_for_slot = wants_slot && !cancel.is_cancelled() && gone.is_none();
+        if running.is_empty() && !waits_for_slot {
             break;
-        };
-        let (i, result) = match joined {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::error!(error = %e, "a scheduled refresh task panicked");
+        }
+        // When every job of this pass still running has run for `detach_after`.
+        let detach_at = detach_after
+            .zip(running.values().max().copied())
+            .map(|(d, newest)| newest + d);
+        let joined = tokio::select! {
+            r = results.recv(), if !running.is_empty() => r,
+            p = slots.permits.clone().acquire_owned(), if waits_for_slot => {
+                spare = p.ok();
                 continue;
             }
+            _ = tokio::time::sleep_until(detach_at.unwrap_or_else(tokio::time::Instant::now)),
+                if detach_at.is_some() => {
+                // Slow refreshes go on in the background, holding their slots; the
+                // jobs not started (their readers, or waiting for a slot) are left
+                // for the next pass.
+                tracing::debug!(running = running.len(),
+                    "scheduler: refreshes still running after a tick, the pass ends without them");
+                break;
+            }
+        };
+        // The sender lives as long as the pass: a result always comes.
+        let Some((i, result)) = joined else {
+            break;
+        };
+        running.remove(&i);
+        let Some(result) = result else {
+            tracing::error!(stream_table = %rows[jobs[i].members[0]].name,
+                "a scheduled refresh task panicked");
+            continue;
         };
         done[i] = true;
         let job = &jobs[i];
@@ -377,16 +581,10 @@ async fn run_pass(
                 }
                 tracing::debug!(stream_table = %rows[job.members[0]].name, "busy elsewhere, skipped")
             }
-            crate::inherit::GroupOutcome::Failed { member, error: e } => {
+            crate::inherit::GroupOutcome::Failed { error: e, .. } => {
                 if only.is_some() && (Some(i) == only_job || only_outcome.is_none()) {
                     only_outcome = Some(Only::Failed);
                 }
-                let (id, name) = (
-                    rows[job.members[member]].id,
-                    &rows[job.members[member]].name,
-                );
-                tracing::warn!(stream_table = %name, error = %e, "scheduled refresh failed");
-                record_error(pool, id, &e, Some(policy)).await;
                 if is_transient(&e)
                     && matches!(
                         &e,
@@ -400,11 +598,13 @@ async fn run_pass(
                 {
                     // The server is gone: let the refreshes in flight end, then let
                     // the outer loop back off.
-                    while running.join_next().await.is_some() {}
-                    return Err(e);
+                    gone.get_or_insert(e);
                 }
             }
         }
+    }
+    if let Some(e) = gone {
+        return Err(e);
     }
     Ok(only.map(|_| match only_outcome {
         // The stream table's own outcome wins over an upstream job's.
@@ -418,7 +618,13 @@ async fn run_pass(
 /// transaction of its own) and return their ids. On any error (a serialization
 /// failure when a refresh committed meanwhile) nothing is advanced and the pass
 /// refreshes them as it would without filters.
-async fn advance_unaffected(pool: &PgPool) -> HashSet<i64> {
+///
+/// When some were advanced, the `busy` sources' buffers are trimmed after the
+/// commit: a refresh trims only what every consumer has seen when it commits, so
+/// the rows of the last changes could otherwise stay after every consumer has moved
+/// past them, keeping the source busy, and every later tick would advance all its
+/// consumers again (a write per stream table per tick with nothing changing).
+async fn advance_unaffected(pool: &PgPool, busy: &HashSet<i64>) -> HashSet<i64> {
     let run = async {
         let mut tx = crate::pin::begin_repeatable_read(pool).await?;
         let ids: Vec<i64> = sqlx::query_scalar("SELECT pgstream._advance_unaffected()")
@@ -427,8 +633,24 @@ async fn advance_unaffected(pool: &PgPool) -> HashSet<i64> {
         tx.commit().await?;
         Ok::<_, sqlx::Error>(ids)
     };
+    let trim = async {
+        let sources: Vec<i64> = busy.iter().copied().collect();
+        let mut tx = crate::pin::begin(pool).await?;
+        sqlx::query("SELECT pgstream._trim_buffer(s::oid) FROM unnest($1::int8[]) s")
+            .bind(&sources)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await
+    };
     match run.await {
-        Ok(ids) => ids.into_iter().collect(),
+        Ok(ids) => {
+            if !ids.is_empty() {
+                if let Err(e) = trim.await {
+                    tracing::debug!(error = %e, "pgstream scheduler: buffers not trimmed after advancing");
+                }
+            }
+            ids.into_iter().collect()
+        }
         Err(e) => {
             tracing::debug!(error = %e, "pgstream scheduler: stream tables with filtered changes not advanced this pass");
             HashSet::new()

@@ -14,15 +14,21 @@ use crate::ir::RenderContext;
 /// of them (and is no consumer's own row: a refresh's xid is at least its snapshot's
 /// xmin): that test is one aggregate over the frontiers, computed once, so the rows a
 /// source with 10,000 consumers (tenant-style stream tables) has consumed are deleted
-/// without scanning the frontiers once per row. The exact test decides the others.
+/// without scanning the frontiers once per row. The exact test decides the others,
+/// against the distinct frontiers only (computed once): the consumers advanced
+/// together by `_advance_unaffected` share one snapshot, so a row that one lagging
+/// consumer of 10,000 has not seen is tested against a few hundred frontiers, not
+/// 10,000 (875 ms → 8 ms for 500 rows and 10,000 frontiers, one lagging).
 pub(crate) fn trim_sql(oid: u32) -> String {
     format!(
         "    PERFORM 1 FROM {cat}.\"pgs_sources\" AS s WHERE s.\"source_oid\" = {oid} FOR SHARE;
-    DELETE FROM {chg}.{buf} AS b WHERE b.{xid} < (SELECT min(pg_catalog.pg_snapshot_xmin(f.\"frontier\")) \
+    WITH d AS MATERIALIZED (SELECT DISTINCT ON (f.\"frontier\"::text, f.\"own_xid\", f.\"own_change\") \
+f.\"frontier\", f.\"own_xid\", f.\"own_change\" FROM {cat}.{fr} AS f WHERE f.\"source_oid\" = {oid}) \
+DELETE FROM {chg}.{buf} AS b WHERE b.{xid} < (SELECT min(pg_catalog.pg_snapshot_xmin(f.\"frontier\")) \
 FROM {cat}.{fr} AS f WHERE f.\"source_oid\" = {oid} HAVING bool_and(f.\"frontier\" IS NOT NULL)) \
-OR NOT EXISTS (SELECT 1 FROM {cat}.{fr} AS f WHERE f.\"source_oid\" = {oid} \
-AND (f.\"frontier\" IS NULL OR NOT pg_catalog.pg_visible_in_snapshot(b.{xid}, f.\"frontier\") \
-OR (b.{xid} = f.\"own_xid\" AND b.{cid} > COALESCE(f.\"own_change\", -1))));",
+OR NOT EXISTS (SELECT 1 FROM d \
+WHERE d.\"frontier\" IS NULL OR NOT pg_catalog.pg_visible_in_snapshot(b.{xid}, d.\"frontier\") \
+OR (b.{xid} = d.\"own_xid\" AND b.{cid} > COALESCE(d.\"own_change\", -1)));",
         cat = qi(contract::CATALOG_SCHEMA),
         chg = qi(contract::CHANGES_SCHEMA),
         buf = qi(&contract::buffer_table(oid)),

@@ -67,15 +67,17 @@ BEGIN
         RETURN 0;
     END IF;
     -- First the rows below the xmin of every frontier (one aggregate; see trim_sql
-    -- in pgstream-core's render.rs), then the exact test for the others.
+    -- in pgstream-core's render/frontier.rs), then the exact test for the others,
+    -- against the distinct frontiers only (consumers advanced together share one).
     EXECUTE format(
-        'DELETE FROM %I.%I b WHERE b.__pgs_xid < (SELECT min(pg_catalog.pg_snapshot_xmin(f.frontier))'
+        'WITH d AS MATERIALIZED (SELECT DISTINCT ON (f.frontier::text, f.own_xid, f.own_change)'
+        '  f.frontier, f.own_xid, f.own_change FROM pgstream.pgs_frontiers f WHERE f.source_oid = $1)'
+        ' DELETE FROM %I.%I b WHERE b.__pgs_xid < (SELECT min(pg_catalog.pg_snapshot_xmin(f.frontier))'
         '  FROM pgstream.pgs_frontiers f WHERE f.source_oid = $1 HAVING bool_and(f.frontier IS NOT NULL))'
         ' OR NOT EXISTS ('
-        '  SELECT 1 FROM pgstream.pgs_frontiers f'
-        '   WHERE f.source_oid = $1'
-        '     AND (f.frontier IS NULL OR NOT pg_catalog.pg_visible_in_snapshot(b.__pgs_xid, f.frontier)'
-        '          OR (b.__pgs_xid = f.own_xid AND b.__pgs_change_id > COALESCE(f.own_change, -1))))',
+        '  SELECT 1 FROM d'
+        '   WHERE d.frontier IS NULL OR NOT pg_catalog.pg_visible_in_snapshot(b.__pgs_xid, d.frontier)'
+        '      OR (b.__pgs_xid = d.own_xid AND b.__pgs_change_id > COALESCE(d.own_change, -1)))',
         'pgstream_changes', 'changes_' || src)
         USING src;
     GET DIAGNOSTICS n = ROW_COUNT;
@@ -1563,7 +1565,12 @@ BEGIN
       FROM pgstream.pgs_stream_tables s
       LEFT JOIN (SELECT q.st_id, sum(q.n) AS n FROM pgstream._pending_by_stream_table() q
                   GROUP BY q.st_id) p ON p.st_id = s.id
-      LEFT JOIN LATERAL pgstream._effective_schedule(s.id) e ON s.schedule = 'inherit'
+      -- Called for the inheriting rows only: the condition is a one-time filter
+      -- above the call (OFFSET 0 keeps the subquery from being pulled up, which
+      -- would turn it into a join filter applied after calling the function for every
+      -- row: 10 s over 1,000 stream tables, each call reading the whole catalog).
+      LEFT JOIN LATERAL (SELECT x.* FROM pgstream._effective_schedule(s.id) x
+                          WHERE s.schedule = 'inherit' OFFSET 0) e ON true
      ORDER BY s.schema_name, s.table_name;
 END
 $fn$;
