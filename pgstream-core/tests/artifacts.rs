@@ -116,15 +116,7 @@ fn compile_in(catalog: &Catalog, name: &str, query: &str, mode: Mode) -> (Compil
         mode,
     };
     let c = compile(&spec, catalog).unwrap_or_else(|e| panic!("{name}: {}", e.render(query)));
-    let ctx = RenderContext {
-        st_id: 7,
-        sources: (0..c.sources.len())
-            .map(|i| SourceBinding {
-                oid: 16400 + i as u32,
-            })
-            .collect(),
-    };
-    let a = c.render(&ctx);
+    let a = render_fixed(&c);
     (c, a)
 }
 

@@ -7,15 +7,7 @@ use pgstream_core::*;
 
 fn artifacts(query: &str) -> (Compiled, Artifacts) {
     let c = diff(query).unwrap();
-    let ctx = RenderContext {
-        st_id: 7,
-        sources: (0..c.sources.len())
-            .map(|i| SourceBinding {
-                oid: 16400 + i as u32,
-            })
-            .collect(),
-    };
-    let a = c.render(&ctx);
+    let a = render_fixed(&c);
     (c, a)
 }
 

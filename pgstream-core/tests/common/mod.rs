@@ -64,3 +64,17 @@ pub fn pretty(sql: &str) -> String {
     };
     sqlformat::format(sql, &sqlformat::QueryParams::None, &options)
 }
+
+/// The artifacts of `c` for stream table 7 over sources of OIDs 16400, 16401, ...: the
+/// fixed context snapshots are taken in.
+pub fn render_fixed(c: &Compiled) -> Artifacts {
+    let ctx = RenderContext {
+        st_id: 7,
+        sources: (0..c.sources.len())
+            .map(|i| SourceBinding {
+                oid: 16400 + i as u32,
+            })
+            .collect(),
+    };
+    c.render(&ctx)
+}
