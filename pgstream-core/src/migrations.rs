@@ -243,9 +243,7 @@ impl Catalog {
                     for opt in &col.options {
                         match &opt.option {
                             ColumnOption::NotNull => nullable = false,
-                            ColumnOption::Unique {
-                                is_primary: true, ..
-                            } => {
+                            ColumnOption::PrimaryKey(_) => {
                                 nullable = false;
                                 pk.push(ident_value(&col.name));
                             }
@@ -268,10 +266,8 @@ impl Catalog {
                     });
                 }
                 for c in &ct.constraints {
-                    if let TableConstraint::PrimaryKey { columns: cols, .. } = c {
-                        for ident in cols {
-                            pk.push(ident_value(ident));
-                        }
+                    if let TableConstraint::PrimaryKey(key) = c {
+                        pk.extend(key_columns(&key.columns));
                     }
                 }
                 for k in &pk {
@@ -289,25 +285,17 @@ impl Catalog {
                     oid: None,
                 });
             }
-            Statement::CreateView {
-                materialized,
-                name,
-                columns,
-                query,
-                temporary: false,
-                ..
-            } => self.add_view(View {
-                name: qualified(&name),
-                query: crate::sql::relations::qualify_relations(*query),
-                columns: columns.iter().map(|c| ident_value(&c.name)).collect(),
-                materialized,
+            Statement::CreateView(v) if !v.temporary => self.add_view(View {
+                name: qualified(&v.name),
+                query: crate::sql::relations::qualify_relations(*v.query),
+                columns: v.columns.iter().map(|c| ident_value(&c.name)).collect(),
+                materialized: v.materialized,
             }),
-            Statement::AlterView {
+            Statement::AlterView(sqlparser::ast::AlterView {
                 name,
-                columns,
-                query,
+                operation: sqlparser::ast::AlterViewOperation::As { columns, query, .. },
                 ..
-            } => self.add_view(View {
+            }) => self.add_view(View {
                 name: qualified(&name),
                 query: crate::sql::relations::qualify_relations(*query),
                 columns: columns.iter().map(ident_value).collect(),
@@ -331,15 +319,18 @@ impl Catalog {
                     }
                 }
             }
-            Statement::AlterTable {
+            Statement::AlterTable(sqlparser::ast::AlterTable {
                 name, operations, ..
-            } => {
+            }) => {
                 let q = qualified(&name);
                 let Some(idx) = self.tables.iter().position(|t| t.name == q) else {
                     // ALTER TABLE works on a view too, for RENAME TO
                     for op in operations {
                         if let AlterTableOperation::RenameTable { table_name } = op {
-                            let new = QualifiedName::new(q.schema.clone(), last_ident(&table_name));
+                            let new = QualifiedName::new(
+                                q.schema.clone(),
+                                last_ident(renamed(&table_name)),
+                            );
                             self.rename_view(&q, new);
                         }
                     }
@@ -355,10 +346,7 @@ impl Catalog {
                                 if matches!(o.option, ColumnOption::NotNull) {
                                     nullable = false;
                                 }
-                                if let ColumnOption::Unique {
-                                    is_primary: true, ..
-                                } = o.option
-                                {
+                                if let ColumnOption::PrimaryKey(_) = o.option {
                                     nullable = false;
                                     t.primary_key.push(ident_value(&column_def.name));
                                 }
@@ -369,9 +357,11 @@ impl Catalog {
                                 nullable,
                             });
                         }
-                        AlterTableOperation::DropColumn { column_name, .. } => {
-                            t.columns.retain(|c| c.name != ident_value(&column_name));
-                            t.primary_key.retain(|c| *c != ident_value(&column_name));
+                        AlterTableOperation::DropColumn { column_names, .. } => {
+                            for column_name in &column_names {
+                                t.columns.retain(|c| c.name != ident_value(column_name));
+                                t.primary_key.retain(|c| *c != ident_value(column_name));
+                            }
                         }
                         AlterTableOperation::RenameColumn {
                             old_column_name,
@@ -394,8 +384,10 @@ impl Catalog {
                         }
                         AlterTableOperation::RenameTable { table_name } => {
                             let old = t.name.clone();
-                            t.name =
-                                QualifiedName::new(t.name.schema.clone(), last_ident(&table_name));
+                            t.name = QualifiedName::new(
+                                t.name.schema.clone(),
+                                last_ident(renamed(&table_name)),
+                            );
                             let new = t.name.clone();
                             self.rename_in_views(&old, &new);
                         }
@@ -416,11 +408,11 @@ impl Catalog {
                                 }
                             }
                         }
-                        AlterTableOperation::AddConstraint(TableConstraint::PrimaryKey {
-                            columns,
+                        AlterTableOperation::AddConstraint {
+                            constraint: TableConstraint::PrimaryKey(key),
                             ..
-                        }) => {
-                            t.primary_key = columns.iter().map(ident_value).collect();
+                        } => {
+                            t.primary_key = key_columns(&key.columns);
                             for c in t
                                 .columns
                                 .iter_mut()
@@ -471,6 +463,26 @@ fn normalize_type(dt: &DataType) -> (String, bool) {
         }
     };
     (mapped, false)
+}
+
+/// The new name of `RENAME TO new` (or `RENAME AS new`).
+fn renamed(kind: &sqlparser::ast::RenameTableNameKind) -> &sqlparser::ast::ObjectName {
+    match kind {
+        sqlparser::ast::RenameTableNameKind::As(n) | sqlparser::ast::RenameTableNameKind::To(n) => {
+            n
+        }
+    }
+}
+
+/// The column names of a key's column list (`PRIMARY KEY (a, b)`).
+fn key_columns(columns: &[sqlparser::ast::IndexColumn]) -> Vec<String> {
+    columns
+        .iter()
+        .filter_map(|c| match &c.column.expr {
+            sqlparser::ast::Expr::Identifier(i) => Some(ident_value(i)),
+            _ => None,
+        })
+        .collect()
 }
 
 #[cfg(test)]

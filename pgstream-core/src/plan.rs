@@ -8,6 +8,7 @@ use crate::error::{Diagnostic, Error, Result};
 use crate::ir::{Block, Body, Compiled, OutputColumn, Strategy};
 use crate::spec::{Mode, StreamTableSpec};
 use crate::sql::ident::ident_value;
+use crate::sql::limits;
 use crate::sql::parse::span_range;
 use crate::sql::walk::cte_names;
 use sqlparser::ast::{
@@ -258,14 +259,14 @@ fn top_k_over_aggregate(
     sources: &[Table],
 ) -> Option<(Block, crate::ir::TopK, Vec<Table>)> {
     use sqlparser::ast::{OrderByKind, Value};
-    let limit = match query.limit.as_ref()? {
+    let limit = match limits::limit(query)? {
         Expr::Value(v) => match &v.value {
             Value::Number(n, _) => n.parse::<u64>().ok()?,
             _ => return None,
         },
         _ => return None,
     };
-    if !query.limit_by.is_empty() {
+    if limits::has_limit_by(query) {
         return None;
     }
     let order_by = query.order_by.as_ref()?;
@@ -277,7 +278,7 @@ fn top_k_over_aggregate(
     };
     let mut inner = query.clone();
     inner.order_by = None;
-    inner.limit = None;
+    limits::clear_limit(&mut inner);
     let mut srcs = sources.to_vec();
     let mut block = {
         let mut binder = Binder::new(text, catalog, &mut srcs);
@@ -324,7 +325,7 @@ fn top_k_over_aggregate(
 /// `... ORDER BY ... LIMIT n [OFFSET m]` at the top of the query: deterministic
 /// enough to maintain when the ORDER BY is.
 fn is_top_k(q: &Query) -> bool {
-    q.limit.is_some()
+    limits::limit(&q).is_some()
         && q.fetch.is_none()
         && q.order_by.as_ref().is_some_and(|o| match &o.kind {
             sqlparser::ast::OrderByKind::Expressions(e) => !e.is_empty(),
@@ -381,7 +382,7 @@ fn nested_recompute_reason(text: &str, q: &Query) -> Result<Option<String>> {
         /// A subquery in FROM, a CTE body or a view body (a derived table after
         /// view expansion).
         fn relation(&mut self, q: &Query) {
-            let what = if q.limit.is_some() || q.offset.is_some() || q.fetch.is_some() {
+            let what = if limits::limits_rows(&q) {
                 Some("ORDER BY ... LIMIT")
             } else {
                 match q.body.as_ref() {
@@ -403,10 +404,7 @@ fn nested_recompute_reason(text: &str, q: &Query) -> Result<Option<String>> {
         type Break = ();
         fn pre_visit_query(&mut self, q: &Query) -> ControlFlow<()> {
             let top = std::ptr::eq(q, self.top);
-            if !top
-                && (q.limit.is_some() || q.offset.is_some() || q.fetch.is_some())
-                && !has_order(q)
-            {
+            if !top && (limits::limits_rows(&q)) && !has_order(q) {
                 return self.fail(
                     "LIMIT or OFFSET without ORDER BY in a subquery (which rows qualify is not determined)",
                     q,
@@ -436,21 +434,21 @@ fn nested_recompute_reason(text: &str, q: &Query) -> Result<Option<String>> {
         }
         fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
             if let Expr::Subquery(q) = e {
-                if (q.limit.is_some() || q.offset.is_some() || q.fetch.is_some()) && !has_order(q) {
+                if (limits::limits_rows(&q)) && !has_order(q) {
                     // rejected when its query is visited, for its LIMIT
                     return ControlFlow::Continue(());
                 }
                 let one_row = match q.body.as_ref() {
                     SetExpr::Select(sel) => {
-                        (q.limit.is_none()
-                            && q.offset.is_none()
+                        (limits::limit(&q).is_none()
+                            && !limits::has_offset(&q)
                             && q.fetch.is_none()
                             && matches!(&sel.group_by, GroupByExpr::Expressions(g, _) if g.is_empty())
                             && aggregates(sel))
                             || (has_order(q)
-                                && q.offset.is_none()
+                                && !limits::has_offset(&q)
                                 && q.fetch.is_none()
-                                && matches!(&q.limit, Some(Expr::Value(v))
+                                && matches!(limits::limit(&q), Some(Expr::Value(v))
                                     if matches!(&v.value, sqlparser::ast::Value::Number(n, _) if n == "1" || n == "0")))
                     }
                     _ => false,
@@ -489,7 +487,7 @@ fn nested_recompute_reason(text: &str, q: &Query) -> Result<Option<String>> {
 /// at the top of the query (which rows qualify is not determined) and volatile
 /// functions (their value changes between evaluations).
 fn recompute_reason(q: &Query, refusal: &Diagnostic) -> Option<String> {
-    if q.limit.is_some() || q.offset.is_some() || q.fetch.is_some() {
+    if limits::limits_rows(&q) {
         return None;
     }
     let what = refusal
@@ -612,7 +610,7 @@ fn expand_wildcards(q: &mut Query, sources: &[Table]) {
                         | JoinOperator::FullOuter(c) => {
                             matches!(c, JoinConstraint::Using(_) | JoinConstraint::Natural)
                         }
-                        JoinOperator::CrossJoin => false,
+                        JoinOperator::CrossJoin(_) => false,
                         _ => true,
                     }
             })

@@ -112,7 +112,12 @@ fn pushable(e: &Expr) -> bool {
         type Break = ();
         fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
             let bad = match e {
-                Expr::Subquery(_) | Expr::Exists { .. } | Expr::InSubquery { .. } => true,
+                Expr::Subquery(_)
+                | Expr::Exists { .. }
+                | Expr::In {
+                    target: sqlparser::ast::InTarget::Subquery(_),
+                    ..
+                } => true,
                 Expr::Function(f) => {
                     let name = function_name(f);
                     f.over.is_some()

@@ -253,10 +253,11 @@ impl Renderer {
             },
             Expr::IsNull(x) => format!("({} IS NULL)", self.expr(x, i, leaf)?),
             Expr::IsNotNull(x) => format!("({} IS NOT NULL)", self.expr(x, i, leaf)?),
-            Expr::InList {
+            Expr::In {
                 expr: x,
-                list,
+                target: sqlparser::ast::InTarget::List(list),
                 negated,
+                ..
             } => {
                 let (name, ty) = Self::column(x, i, leaf)?;
                 let items = list

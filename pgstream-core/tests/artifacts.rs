@@ -17,12 +17,12 @@ use std::ops::ControlFlow;
 
 use common::*;
 use pgstream_core::*;
-use sqlparser_emitted::ast::{
+use sqlparser::ast::{
     BinaryOperator, Expr, GroupByExpr, JoinConstraint, JoinOperator, Query, Select, SelectItem,
     SetExpr, Statement, TableFactor, TableWithJoins, Visit, Visitor,
 };
-use sqlparser_emitted::dialect::PostgreSqlDialect;
-use sqlparser_emitted::parser::Parser;
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::parser::Parser;
 
 use pgstream_core::testing::TPCH_SCHEMA;
 
@@ -438,18 +438,20 @@ fn items(
     out
 }
 
+/// The AND-ed parts of `e` (written here apart from the compiler's own, which this
+/// test checks).
 fn conjuncts(e: &Expr, out: &mut Vec<Expr>) {
-    match e {
-        Expr::BinaryOp {
-            left,
-            op: BinaryOperator::And,
-            right,
-        } => {
-            conjuncts(left, out);
-            conjuncts(right, out);
+    let mut pending = vec![e];
+    while let Some(e) = pending.pop() {
+        match e {
+            Expr::BinaryOp {
+                left,
+                op: BinaryOperator::And,
+                right,
+            } => pending.extend([right.as_ref(), left.as_ref()]),
+            Expr::Nested(inner) => pending.push(inner),
+            other => out.push(other.clone()),
         }
-        Expr::Nested(inner) => conjuncts(inner, out),
-        other => out.push(other.clone()),
     }
 }
 

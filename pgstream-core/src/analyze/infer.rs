@@ -301,7 +301,7 @@ impl<'a> Infer<'a> {
                                     }
                                     _ => None,
                                 });
-                            self.no_grouping(t, &format!("{op} (without ALL) removes duplicate rows, so it compares the column `{name}`"), span, name);
+                            self.incomparable(t, true, &format!("{op} (without ALL) removes duplicate rows, so it compares the column `{name}`"), span, name);
                         }
                     }
                 }
@@ -389,7 +389,8 @@ impl<'a> Infer<'a> {
         let mut complete = true;
         for item in &s.projection {
             match item {
-                SelectItem::UnnamedExpr(e) => {
+                // `expr AS (a, b)` is not PostgreSQL's: the binder refuses it.
+                SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAliases { expr: e, .. } => {
                     out.push((
                         crate::sql::walk::output_name(e),
                         self.expr(e, &scope, ctes, ctx),
@@ -456,8 +457,9 @@ impl<'a> Infer<'a> {
                         .unwrap_or_default(),
                     _ => self.expr(e, &scope, ctes, Ctx::default()),
                 };
-                self.no_grouping(
+                self.incomparable(
                     &t,
+                    true,
                     "GROUP BY compares the values of this expression",
                     expr_range(self.text, e),
                     &e.to_string(),
@@ -472,8 +474,9 @@ impl<'a> Infer<'a> {
                         .copied()
                         .flatten()
                         .and_then(|e| expr_range(self.text, e));
-                    self.no_grouping(
+                    self.incomparable(
                         t,
+                        true,
                         &format!("DISTINCT compares the values of the column `{name}`"),
                         span,
                         name,
@@ -483,15 +486,16 @@ impl<'a> Infer<'a> {
             Some(Distinct::On(exprs)) => {
                 for e in exprs {
                     let t = self.expr(e, &scope, ctes, ctx);
-                    self.no_grouping(
+                    self.incomparable(
                         &t,
+                        true,
                         "DISTINCT ON compares the values of this expression",
                         expr_range(self.text, e),
                         &e.to_string(),
                     );
                 }
             }
-            None => {}
+            None | Some(Distinct::All) => {}
         }
         complete.then_some(out)
     }
@@ -536,8 +540,9 @@ impl<'a> Infer<'a> {
                     for c in cols {
                         let name = c.to_string().to_lowercase();
                         if let Some(t) = resolve(&both, None, &name) {
-                            self.no_grouping(
+                            self.incomparable(
                                 &t,
+                                true,
                                 &format!("the join compares `{name}` on both sides"),
                                 None,
                                 &name,
@@ -629,6 +634,7 @@ impl<'a> Infer<'a> {
                 lateral,
                 subquery,
                 alias,
+                ..
             } => {
                 let parent = if *lateral { Some(outer) } else { outer.parent };
                 let mut cols = self.query(subquery, ctes, parent);

@@ -5,6 +5,7 @@ use super::infer::*;
 use super::types::*;
 use crate::error::Diagnostic;
 use crate::sql::ident::ident_value;
+use crate::sql::limits;
 use crate::sql::parse::expr_range;
 use crate::sql::walk::{function_name, AGGREGATES};
 use sqlparser::ast::{
@@ -13,41 +14,30 @@ use sqlparser::ast::{
 };
 
 impl Infer<'_> {
-    /// Report `t` when GROUP BY, DISTINCT, UNION or a USING join cannot compare its
-    /// values: no equality operator (`json`, `xml`, `point`), or one that grouping
-    /// cannot use (no default btree or hash operator class: the other geometric types,
+    /// Report `t` when the query compares its values and PostgreSQL cannot: no
+    /// equality operator (`json`, `xml`, `point`); and, where the comparison is for
+    /// grouping (GROUP BY, DISTINCT, UNION or a USING join), one that grouping cannot
+    /// use (no default btree or hash operator class: the other geometric types,
     /// `jsonpath`).
-    pub(super) fn no_grouping(
+    pub(super) fn incomparable(
         &mut self,
         t: &Ty,
+        grouping: bool,
         why: &str,
         span: Option<std::ops::Range<usize>>,
         what: &str,
     ) {
         let Some(b) = t.base() else { return };
         let elem = b.trim_end_matches("[]");
-        if !NOT_GROUPABLE.contains(&elem) {
-            return self.no_equality(t, why, span, what);
+        if grouping && NOT_GROUPABLE.contains(&elem) {
+            return self.report(
+                Diagnostic::new(format!(
+                    "{why}, but PostgreSQL cannot group values of type `{b}`: it has no equality operator for grouping (no default btree or hash operator class)"
+                ))
+                .with_span(span)
+                .with_help(format!("cast it to text: `{what}::text`")),
+            );
         }
-        self.report(
-            Diagnostic::new(format!(
-                "{why}, but PostgreSQL cannot group values of type `{b}`: it has no equality operator for grouping (no default btree or hash operator class)"
-            ))
-            .with_span(span)
-            .with_help(format!("cast it to text: `{what}::text`")),
-        );
-    }
-
-    /// Report `t` when it has no equality operator.
-    pub(super) fn no_equality(
-        &mut self,
-        t: &Ty,
-        why: &str,
-        span: Option<std::ops::Range<usize>>,
-        what: &str,
-    ) {
-        let Some(b) = t.base() else { return };
-        let elem = b.trim_end_matches("[]");
         let help = match elem {
             "json" => format!(
                 "store the column as `jsonb`, which has equality (ALTER TABLE ... ALTER COLUMN ... TYPE jsonb), or cast it here: `{what}::jsonb`"
@@ -80,7 +70,7 @@ impl Infer<'_> {
                 )
             }
             Expr::Value(v) => literal(&v.value),
-            Expr::TypedString { data_type, .. } => Ty::not_null(&type_name(data_type)),
+            Expr::TypedString(ts) => Ty::not_null(&type_name(&ts.data_type)),
             Expr::Cast {
                 expr, data_type, ..
             } => {
@@ -97,8 +87,9 @@ impl Infer<'_> {
                 match op {
                     B::Eq | B::NotEq | B::Lt | B::LtEq | B::Gt | B::GtEq => {
                         for t in [&l, &r] {
-                            self.no_equality(
+                            self.incomparable(
                                 t,
+                                false,
                                 &format!("`{e}` compares two values"),
                                 expr_range(self.text, e),
                                 &if std::ptr::eq(t, &l) { left } else { right }.to_string(),
@@ -176,8 +167,9 @@ impl Infer<'_> {
             Expr::IsDistinctFrom(a, b) | Expr::IsNotDistinctFrom(a, b) => {
                 let (l, r) = (self.expr(a, sc, ctes, ctx), self.expr(b, sc, ctes, ctx));
                 for (t, side) in [(&l, a), (&r, b)] {
-                    self.no_equality(
+                    self.incomparable(
                         t,
+                        false,
                         &format!("`{e}` compares two values"),
                         expr_range(self.text, e),
                         &side.to_string(),
@@ -185,7 +177,11 @@ impl Infer<'_> {
                 }
                 Ty::not_null("boolean")
             }
-            Expr::InList { expr, list, .. } => {
+            Expr::In {
+                expr,
+                target: sqlparser::ast::InTarget::List(list),
+                ..
+            } => {
                 let mut nulls = vec![self.expr(expr, sc, ctes, ctx).null];
                 for x in list {
                     nulls.push(self.expr(x, sc, ctes, ctx).null);
@@ -211,7 +207,11 @@ impl Infer<'_> {
                 ];
                 Ty::new("boolean", strict(n))
             }
-            Expr::InSubquery { expr, subquery, .. } => {
+            Expr::In {
+                expr,
+                target: sqlparser::ast::InTarget::Subquery(subquery),
+                ..
+            } => {
                 let t = self.expr(expr, sc, ctes, ctx);
                 self.query(subquery, ctes, Some(sc));
                 Ty {
@@ -233,8 +233,8 @@ impl Infer<'_> {
                 let first = cols.and_then(|c| c.into_iter().next()).map(|(_, t)| t);
                 // An aggregate without GROUP BY or HAVING returns exactly one row:
                 // its value is NULL only when the aggregate's is (`count` never).
-                let one_row = q.limit.is_none()
-                    && q.offset.is_none()
+                let one_row = limits::limit(&q).is_none()
+                    && !limits::has_offset(&q)
                     && q.fetch.is_none()
                     && matches!(q.body.as_ref(), SetExpr::Select(s)
                     if s.having.is_none()
@@ -260,6 +260,7 @@ impl Infer<'_> {
                 operand,
                 conditions,
                 else_result,
+                ..
             } => {
                 if let Some(o) = operand {
                     self.expr(o, sc, ctes, ctx);

@@ -43,7 +43,9 @@ pub(crate) fn set_names(
             let mut out = Vec::new();
             for item in &s.projection {
                 match item {
-                    SelectItem::UnnamedExpr(e) => out.push(crate::sql::walk::output_name(e)),
+                    SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAliases { expr: e, .. } => {
+                        out.push(crate::sql::walk::output_name(e))
+                    }
                     SelectItem::ExprWithAlias { alias, .. } => out.push(ident_value(alias)),
                     SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..) => {
                         let qual = match item {

@@ -19,6 +19,7 @@
 
 use crate::catalog::Table;
 use crate::sql::ident::ident_value;
+use crate::sql::limits;
 use sqlparser::ast::{
     Expr, JoinConstraint, JoinOperator, Query, Select, SelectItem, SetExpr, SetOperator,
     SetQuantifier, TableFactor,
@@ -64,13 +65,17 @@ pub(crate) enum Version {
 /// `Some` when the (qualified) query has the shape this module maintains.
 pub(crate) fn analyze(q: &Query, sources: &[Table], outputs: &[String]) -> Option<SemiNaive> {
     let with = q.with.as_ref()?;
-    if !with.recursive || with.cte_tables.len() != 1 || q.order_by.is_some() || q.limit.is_some() {
+    if !with.recursive
+        || with.cte_tables.len() != 1
+        || q.order_by.is_some()
+        || limits::limit(&q).is_some()
+    {
         return None;
     }
     let cte = &with.cte_tables[0];
     let name = ident_value(&cte.alias.name);
     let body = &cte.query;
-    if body.with.is_some() || body.order_by.is_some() || body.limit.is_some() {
+    if body.with.is_some() || body.order_by.is_some() || limits::limit(&body).is_some() {
         return None;
     }
     let SetExpr::SetOperation {
@@ -283,7 +288,7 @@ fn factors(s: &Select, cte: &str, sources: &[Table]) -> Option<Vec<Factor>> {
         out.push(factor(&twj.relation, cte, sources)?);
         for j in &twj.joins {
             match &j.join_operator {
-                JoinOperator::Join(_) | JoinOperator::Inner(_) | JoinOperator::CrossJoin => {}
+                JoinOperator::Join(_) | JoinOperator::Inner(_) | JoinOperator::CrossJoin(_) => {}
                 _ => return None,
             }
             out.push(factor(&j.relation, cte, sources)?);

@@ -75,20 +75,6 @@ pub(crate) enum Refusal {
     Invalid(String),
 }
 
-fn split_name(name: &ObjectName) -> (Option<String>, String) {
-    let parts: Vec<String> = name
-        .0
-        .iter()
-        .filter_map(|p| p.as_ident())
-        .map(ident_value)
-        .collect();
-    match parts.as_slice() {
-        [.., s, n] => (Some(s.clone()), n.clone()),
-        [n] => (None, n.clone()),
-        [] => (None, String::new()),
-    }
-}
-
 fn unnamed(args: &[FunctionArg]) -> Result<Vec<&Expr>, Refusal> {
     args.iter()
         .map(|a| match a {
@@ -140,7 +126,7 @@ pub(crate) fn item(f: &TableFactor) -> Option<Result<Item<'_>, Refusal>> {
         }
         _ => return None,
     };
-    let (schema, fname) = split_name(name);
+    let (schema, fname) = crate::sql::ident::name_parts(name);
     let args = match unnamed(args) {
         Ok(a) => a,
         Err(e) => return Some(Err(e)),

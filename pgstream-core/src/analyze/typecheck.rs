@@ -106,7 +106,10 @@ fn coarse(e: &Expr, sc: &Scope) -> Coarse {
         | Expr::IsNotDistinctFrom(..)
         | Expr::Like { .. }
         | Expr::ILike { .. }
-        | Expr::InList { .. }
+        | Expr::In {
+            target: sqlparser::ast::InTarget::List(_),
+            ..
+        }
         | Expr::Between { .. }
         | Expr::Exists { .. } => Coarse::Bool,
         Expr::Nested(inner) => coarse(inner, sc),

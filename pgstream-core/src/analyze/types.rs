@@ -63,7 +63,7 @@ impl Ty {
 
 /// Types that have an `=` operator but no default btree or hash operator class:
 /// GROUP BY, DISTINCT and UNION cannot use it (`json`, `xml` and `point` have no `=`
-/// at all and are reported by `no_equality`).
+/// at all and are reported by `Infer::incomparable`).
 pub(super) const NOT_GROUPABLE: &[&str] = &[
     "box", "lseg", "line", "path", "polygon", "circle", "jsonpath",
 ];

@@ -3,6 +3,7 @@
 //! correlation keys (`strategy::aggregate_subquery` maintains them).
 
 use super::*;
+use crate::sql::limits;
 
 impl Binder<'_> {
     /// `(SELECT g, agg(x) FROM t [WHERE ...] GROUP BY g [HAVING ...]) AS alias` (or
@@ -58,9 +59,7 @@ impl Binder<'_> {
             _ => return Ok(None),
         };
         if q.with.is_some()
-            || q.limit.is_some()
-            || q.offset.is_some()
-            || q.fetch.is_some()
+            || limits::limits_rows(&q)
             || sel.top.is_some()
             || sel.qualify.is_some()
             || !sel.named_window.is_empty()
@@ -93,7 +92,12 @@ impl Binder<'_> {
             type Break = ();
             fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
                 let bad = match e {
-                    Expr::Subquery(_) | Expr::Exists { .. } | Expr::InSubquery { .. } => true,
+                    Expr::Subquery(_)
+                    | Expr::Exists { .. }
+                    | Expr::In {
+                        target: sqlparser::ast::InTarget::Subquery(_),
+                        ..
+                    } => true,
                     Expr::Function(f) => f.over.is_some(),
                     _ => false,
                 };
@@ -214,10 +218,10 @@ impl Binder<'_> {
                 Ident::with_quote('"', table.name.schema.clone()),
                 Ident::with_quote('"', table.name.name.clone()),
             ]);
-            *alias = Some(sqlparser::ast::TableAlias {
-                name: Ident::with_quote('"', inner_alias.clone()),
-                columns: Vec::new(),
-            });
+            *alias = Some(crate::sql::walk::table_alias(Ident::with_quote(
+                '"',
+                inner_alias.clone(),
+            )));
         }
         leaf_sel.group_by = GroupByExpr::Expressions(
             group_exprs.iter().map(|g| (*g).clone()).collect(),
@@ -315,9 +319,7 @@ impl Binder<'_> {
             return None;
         };
         if sub.with.is_some()
-            || sub.limit.is_some()
-            || sub.offset.is_some()
-            || sub.fetch.is_some()
+            || limits::limits_rows(&sub)
             || inner.distinct.is_some()
             || inner.having.is_some()
             || !matches!(&inner.group_by, GroupByExpr::Expressions(g, _) if g.is_empty())
@@ -534,7 +536,10 @@ fn correlation_sides(e: &Expr, alias: &str, cols: &[String]) -> Option<(bool, bo
                 Expr::CompoundIdentifier(_)
                 | Expr::Subquery(_)
                 | Expr::Exists { .. }
-                | Expr::InSubquery { .. } => {
+                | Expr::In {
+                    target: sqlparser::ast::InTarget::Subquery(_),
+                    ..
+                } => {
                     self.4 = false;
                     return ControlFlow::Break(());
                 }

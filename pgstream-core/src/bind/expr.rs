@@ -30,7 +30,12 @@ impl Binder<'_> {
                             Err(err) => return fail(self, err),
                         }
                     }
-                    Expr::Subquery(_) | Expr::Exists { .. } | Expr::InSubquery { .. } => {
+                    Expr::Subquery(_)
+                    | Expr::Exists { .. }
+                    | Expr::In {
+                        target: sqlparser::ast::InTarget::Subquery(_),
+                        ..
+                    } => {
                         return fail(self, unsupported(q, "subqueries in expressions", Some(&*e)));
                     }
                     Expr::Function(f) => {

@@ -98,7 +98,9 @@ impl Binder<'_> {
                 JoinOperator::Left(c) | JoinOperator::LeftOuter(c) => (JoinKind::Left, Some(c)),
                 JoinOperator::Right(c) | JoinOperator::RightOuter(c) => (JoinKind::Right, Some(c)),
                 JoinOperator::FullOuter(c) => (JoinKind::Full, Some(c)),
-                JoinOperator::CrossJoin => (JoinKind::Inner, None),
+                JoinOperator::CrossJoin(sqlparser::ast::JoinConstraint::None) => {
+                    (JoinKind::Inner, None)
+                }
                 other => {
                     let what = format!("{other:?}")
                         .split('(')
@@ -128,6 +130,13 @@ impl Binder<'_> {
                         })
                         .collect();
                     self.using_join(start, mid, &names, kind, &j.relation)?
+                }
+                Some(JoinConstraint::UsingAlias(_, alias)) => {
+                    return Err(unsupported_at(
+                        self.query,
+                        "a join alias (`USING (...) AS alias`)",
+                        Some(alias.span),
+                    ));
                 }
                 Some(JoinConstraint::Natural) => {
                     let frame = self.frames.last().cloned().unwrap_or_default();
@@ -215,31 +224,7 @@ impl Binder<'_> {
             });
             let merged = match kind {
                 JoinKind::Right => re,
-                JoinKind::Full => Expr::Function(sqlparser::ast::Function {
-                    name: sqlparser::ast::ObjectName(vec![
-                        sqlparser::ast::ObjectNamePart::Identifier(Ident::new("COALESCE")),
-                    ]),
-                    uses_odbc_syntax: false,
-                    parameters: sqlparser::ast::FunctionArguments::None,
-                    args: sqlparser::ast::FunctionArguments::List(
-                        sqlparser::ast::FunctionArgumentList {
-                            duplicate_treatment: None,
-                            args: vec![
-                                sqlparser::ast::FunctionArg::Unnamed(
-                                    sqlparser::ast::FunctionArgExpr::Expr(le),
-                                ),
-                                sqlparser::ast::FunctionArg::Unnamed(
-                                    sqlparser::ast::FunctionArgExpr::Expr(re),
-                                ),
-                            ],
-                            clauses: Vec::new(),
-                        },
-                    ),
-                    filter: None,
-                    null_treatment: None,
-                    over: None,
-                    within_group: Vec::new(),
-                }),
+                JoinKind::Full => crate::sql::walk::call("COALESCE", vec![le, re]),
                 _ => le,
             };
             items.push((n.clone(), merged));
@@ -271,9 +256,19 @@ impl Binder<'_> {
             return self.bind_function(f);
         }
         match f {
-            TableFactor::Table { name, alias, .. } => {
-                if name.0.len() == 1 {
-                    let n = ident_value(name.0[0].as_ident().expect("ident"));
+            TableFactor::Table {
+                name,
+                alias,
+                inheritance,
+                ..
+            } => {
+                if let Some(sqlparser::ast::TableInheritance::Only { .. }) = inheritance {
+                    // PostgreSQL reads no child table then: a partitioned table reads
+                    // as empty, which its maintenance (over every partition) is not.
+                    return Err(unsupported(self.query, "FROM ONLY", Some(f)));
+                }
+                if let [part] = name.0.as_slice() {
+                    let n = part.as_ident().map(ident_value).unwrap_or_default();
                     if let Some((q, visible)) = self.cte(&n) {
                         let (a, cols) = match alias {
                             Some(a) => (
@@ -364,6 +359,7 @@ impl Binder<'_> {
                 lateral,
                 subquery,
                 alias,
+                ..
             } => {
                 let Some(alias) = alias else {
                     return Err(Error::Invalid(
@@ -373,11 +369,7 @@ impl Binder<'_> {
                 };
                 let cols: Vec<String> =
                     alias.columns.iter().map(|c| ident_value(&c.name)).collect();
-                if *lateral {
-                    self.bind_lateral(subquery, ident_value(&alias.name), &cols, f)
-                } else {
-                    self.bind_derived(subquery, ident_value(&alias.name), &cols, f)
-                }
+                self.bind_subquery(subquery, *lateral, ident_value(&alias.name), &cols, f)
             }
             _ => Err(unsupported(self.query, "this kind of FROM item", Some(f))),
         }

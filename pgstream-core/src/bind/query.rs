@@ -2,6 +2,7 @@
 //! `INTERSECT`, `EXCEPT` [ALL] over projection blocks, and `SELECT DISTINCT ON`.
 
 use super::*;
+use crate::sql::limits;
 
 impl Binder<'_> {
     /// Bind a query that DIFFERENTIAL mode maintains with delta rules.
@@ -80,16 +81,16 @@ impl Binder<'_> {
         f: &TableFactor,
     ) -> Result<Tree> {
         let hidden = self.ctes.split_off(visible.min(self.ctes.len()));
-        let tree = self.bind_derived(body, alias, col_names, f);
+        let tree = self.bind_subquery(body, false, alias, col_names, f);
         self.ctes.extend(hidden);
         tree
     }
 
     fn bind_query_body(&mut self, q: &Query) -> Result<Block> {
-        if let Some(l) = &q.limit {
+        if let Some(l) = limits::limit(&q) {
             return Err(unsupported(self.query, "LIMIT", Some(l)));
         }
-        if q.offset.is_some() || q.fetch.is_some() {
+        if limits::has_offset(&q) || q.fetch.is_some() {
             return Err(unsupported(self.query, "OFFSET/FETCH", None));
         }
         let select = match q.body.as_ref() {
@@ -122,20 +123,15 @@ impl Binder<'_> {
             out: &mut Vec<&'e SetExpr>,
             ops: &mut Vec<(sqlparser::ast::SetOperator, bool)>,
         ) {
+            if let Some((op, quantifier, left, right)) = crate::sql::walk::set_operation(e) {
+                flatten(left, out, ops);
+                ops.push((op, quantifier == sqlparser::ast::SetQuantifier::All));
+                flatten(right, out, ops);
+                return;
+            }
             match e {
-                SetExpr::SetOperation {
-                    op,
-                    set_quantifier,
-                    left,
-                    right,
-                } => {
-                    flatten(left, out, ops);
-                    let all = matches!(set_quantifier, sqlparser::ast::SetQuantifier::All);
-                    ops.push((*op, all));
-                    flatten(right, out, ops);
-                }
                 SetExpr::Query(q)
-                    if q.with.is_none() && q.order_by.is_none() && q.limit.is_none() =>
+                    if q.with.is_none() && q.order_by.is_none() && limits::limit(&q).is_none() =>
                 {
                     flatten(&q.body, out, ops)
                 }

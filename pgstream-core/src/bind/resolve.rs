@@ -44,7 +44,6 @@ impl Binder<'_> {
     ) -> Result<Hit> {
         let mut hits = Vec::new();
         self.hits_in(entries, &None, col, &mut hits);
-        self.virtual_hits_in(entries, &None, col, &mut hits);
         hits.retain(|h| !self.hidden.contains(h));
         match hits.as_slice() {
             [h] => Ok(*h),
@@ -107,7 +106,6 @@ impl Binder<'_> {
         let mut hits = Vec::new();
         for frame in self.frames.iter().rev() {
             self.hits_in(frame, &qual, &col, &mut hits);
-            self.virtual_hits_in(frame, &qual, &col, &mut hits);
             if qual.is_none() {
                 hits.retain(|h| !self.hidden.contains(h));
             }
@@ -130,27 +128,9 @@ impl Binder<'_> {
             .unwrap_or(false)
     }
 
-    pub(super) fn virtual_hits_in(
-        &self,
-        frame: &[Entry],
-        qual: &Option<(Option<String>, String)>,
-        col: &str,
-        hits: &mut Vec<Hit>,
-    ) {
-        for e in frame {
-            let Entry::Virtual(vi) = *e else { continue };
-            let v = &self.virtuals[vi];
-            match qual {
-                Some((None, t)) if *t != v.alias => continue,
-                Some((Some(_), _)) => continue,
-                _ => {}
-            }
-            if let Some(ii) = v.items.iter().position(|(n, _)| n == col) {
-                hits.push(Hit::Virtual(vi, ii));
-            }
-        }
-    }
-
+    /// The columns named `col` that a reference (qualified by `qual`, if at all)
+    /// reaches in `frame`: table columns and items of inlined subqueries, CTEs and
+    /// views.
     pub(super) fn hits_in(
         &self,
         frame: &[Entry],
@@ -159,23 +139,38 @@ impl Binder<'_> {
         hits: &mut Vec<Hit>,
     ) {
         for e in frame {
-            let Entry::Leaf(li) = *e else { continue };
-            let l = &self.leaves[li];
-            if let Some((schema, t)) = qual {
-                let matches = match schema {
-                    Some(s) => {
-                        *s == l.table.name.schema
-                            && *t == l.table.name.name
-                            && l.alias == l.table.name.name
+            match *e {
+                Entry::Leaf(li) => {
+                    let l = &self.leaves[li];
+                    let reached = match qual {
+                        None => true,
+                        Some((Some(s), t)) => {
+                            *s == l.table.name.schema
+                                && *t == l.table.name.name
+                                && l.alias == l.table.name.name
+                        }
+                        Some((None, t)) => *t == l.alias,
+                    };
+                    if let Some(ci) = l.table.column_index(col).filter(|_| reached) {
+                        hits.push(Hit::Col(li, ci));
                     }
-                    None => *t == l.alias,
-                };
-                if !matches {
-                    continue;
                 }
-            }
-            if let Some(ci) = l.table.column_index(col) {
-                hits.push(Hit::Col(li, ci));
+                Entry::Virtual(vi) => {
+                    let v = &self.virtuals[vi];
+                    let reached = match qual {
+                        None => true,
+                        Some((None, t)) => *t == v.alias,
+                        Some((Some(_), _)) => false,
+                    };
+                    if let Some(ii) = v
+                        .items
+                        .iter()
+                        .position(|(n, _)| n == col)
+                        .filter(|_| reached)
+                    {
+                        hits.push(Hit::Virtual(vi, ii));
+                    }
+                }
             }
         }
     }

@@ -7,26 +7,20 @@ use super::*;
 impl Binder<'_> {
     pub(super) fn bind_select(&mut self, s: &Select) -> Result<Block> {
         // `WINDOW w AS (...)`: each window written where it is used.
-        let inlined = self.inline_named_windows(s)?;
-        let s = inlined.as_ref().unwrap_or(s);
-        let in_where;
-        let s = match self.where_scalars_as_joins(s) {
-            Some(r) => {
-                in_where = r;
-                &in_where
-            }
-            None => s,
+        let mut s = match self.inline_named_windows(s)? {
+            Some(r) => std::borrow::Cow::Owned(r),
+            None => std::borrow::Cow::Borrowed(s),
         };
-        let rewritten;
-        let s = match self.scalar_subqueries_as_joins(s) {
-            Some(r) => {
-                rewritten = r;
-                &rewritten
-            }
-            None => s,
-        };
+        // Scalar subqueries in WHERE, then in the select list, as joins.
+        if let Some(r) = self.where_scalars_as_joins(&s) {
+            s = std::borrow::Cow::Owned(r);
+        }
+        if let Some(r) = self.scalar_subqueries_as_joins(&s) {
+            s = std::borrow::Cow::Owned(r);
+        }
+        let s: &Select = &s;
         let distinct = match &s.distinct {
-            None => false,
+            None | Some(sqlparser::ast::Distinct::All) => false,
             Some(sqlparser::ast::Distinct::Distinct) => true,
             Some(sqlparser::ast::Distinct::On(_)) => {
                 return Err(unsupported_at(
@@ -73,6 +67,13 @@ impl Binder<'_> {
                 }
                 SelectItem::ExprWithAlias { expr: e, alias } => {
                     items.push((ident_value(alias), self.bind_expr(e, true)?, e.clone()));
+                }
+                SelectItem::ExprWithAliases { expr, .. } => {
+                    return Err(unsupported(
+                        self.query,
+                        "several aliases for one item",
+                        Some(expr),
+                    ));
                 }
                 SelectItem::Wildcard(_) => {
                     let outer: Vec<Entry> = self.frames.last().cloned().unwrap_or_default();

@@ -3,6 +3,7 @@
 //! subqueries rewritten as joins.
 
 use super::*;
+use crate::sql::limits;
 
 impl Binder<'_> {
     /// `EXISTS (q)`, `NOT EXISTS (q)`, `x IN (q)`, `x NOT IN (q)` as a semi or anti
@@ -23,10 +24,11 @@ impl Binder<'_> {
                 },
                 _ => return Ok(None),
             },
-            Expr::InSubquery {
+            Expr::In {
                 expr,
-                subquery,
+                target: sqlparser::ast::InTarget::Subquery(subquery),
                 negated,
+                ..
             } => (*negated, subquery, Some(expr.as_ref())),
             _ => return Ok(None),
         };
@@ -34,26 +36,10 @@ impl Binder<'_> {
         // the query.
         let (mark, q) = self.enter_with(subquery);
         let q = membership_body(q, lhs.is_none());
-        let result = self.semi_join(c, negated, &q, lhs);
-        self.ctes.truncate(mark);
-        result.map(Some)
-    }
-
-    /// The semi or anti join of [`Binder::subquery_join`] over the subquery `q`
-    /// (without `WITH`, simplified by [`membership_body`]).
-    fn semi_join(
-        &mut self,
-        c: &Expr,
-        negated: bool,
-        q: &Query,
-        lhs: Option<&Expr>,
-    ) -> Result<(JoinKind, Tree, Expr)> {
-        let wrapped = is_wrapped(q);
-        let joined = self.semi_join_spj(c, negated, q, lhs);
-        match joined {
+        let result = match self.semi_join(c, negated, &q, lhs) {
             // A grouped body that is not an aggregate subquery over one table (over a
             // join, or naming the outer query): say so in the EXISTS/IN's words.
-            Err(Error::Unsupported(d)) if wrapped && !d.message.contains("volatile") => {
+            Err(Error::Unsupported(d)) if is_wrapped(&q) && !d.message.contains("volatile") => {
                 Err(unsupported(
                     self.query,
                     "subqueries with GROUP BY in EXISTS/IN other than an uncorrelated one over one table",
@@ -61,10 +47,14 @@ impl Binder<'_> {
                 ))
             }
             other => other,
-        }
+        };
+        self.ctes.truncate(mark);
+        result.map(Some)
     }
 
-    fn semi_join_spj(
+    /// The semi or anti join of [`Binder::subquery_join`] over the subquery `q`
+    /// (without `WITH`, simplified by [`membership_body`]).
+    fn semi_join(
         &mut self,
         c: &Expr,
         negated: bool,
@@ -180,24 +170,41 @@ impl Binder<'_> {
         Ok(sel)
     }
 
-    /// `LATERAL (SELECT ... FROM ... WHERE ...) AS alias`: like a subquery in FROM,
-    /// except that its WHERE may name the tables to its left. The WHERE is left in
-    /// `lateral_pred` for the join that brings the subquery in (its condition), so it
-    /// is evaluated where both sides are known; anything else in the subquery must
-    /// stay within it.
-    pub(super) fn bind_lateral(
+    /// A subquery in FROM, `LATERAL` or not. `(WITH c AS (...) SELECT ...) AS s`: the
+    /// CTEs are inlined where the body references them, as at the top of the query.
+    pub(super) fn bind_subquery(
         &mut self,
         q: &Query,
+        lateral: bool,
         alias: String,
         col_names: &[String],
         f: &TableFactor,
     ) -> Result<Tree> {
         if q.with.as_ref().is_some_and(|w| !w.recursive) {
             let (mark, body) = self.enter_with(q);
-            let tree = self.bind_lateral(&body, alias, col_names, f);
+            let tree = self.bind_subquery(&body, lateral, alias, col_names, f);
             self.ctes.truncate(mark);
             return tree;
         }
+        if lateral {
+            self.bind_lateral(q, alias, col_names, f)
+        } else {
+            self.bind_derived(q, alias, col_names, f)
+        }
+    }
+
+    /// `LATERAL (SELECT ... FROM ... WHERE ...) AS alias`: like a subquery in FROM,
+    /// except that its WHERE may name the tables to its left. The WHERE is left in
+    /// `lateral_pred` for the join that brings the subquery in (its condition), so it
+    /// is evaluated where both sides are known; anything else in the subquery must
+    /// stay within it.
+    fn bind_lateral(
+        &mut self,
+        q: &Query,
+        alias: String,
+        col_names: &[String],
+        f: &TableFactor,
+    ) -> Result<Tree> {
         let sel = self.spj_select(
             q,
             f,
@@ -261,21 +268,13 @@ impl Binder<'_> {
     /// Inline a subquery in FROM (or a CTE reference): its tables join the tree, its
     /// WHERE becomes a filter node, and its output columns become expressions that
     /// references to `alias.column` are replaced with.
-    pub(super) fn bind_derived(
+    fn bind_derived(
         &mut self,
         q: &Query,
         alias: String,
         col_names: &[String],
         f: &TableFactor,
     ) -> Result<Tree> {
-        if q.with.as_ref().is_some_and(|w| !w.recursive) {
-            // `(WITH c AS (...) SELECT ...) AS s`: the CTEs are inlined where the
-            // body references them, as at the top of the query.
-            let (mark, body) = self.enter_with(q);
-            let tree = self.bind_derived(&body, alias, col_names, f);
-            self.ctes.truncate(mark);
-            return tree;
-        }
         if let Some(tree) = self.aggregate_leaf(q, &alias, col_names, f)? {
             return Ok(tree);
         }
@@ -397,9 +396,7 @@ impl Binder<'_> {
     /// a `LATERAL` subquery must be named with its alias. `None` when there is
     /// nothing to rewrite, or the query is not of that form.
     pub(super) fn scalar_subqueries_as_joins(&self, s: &Select) -> Option<Select> {
-        use sqlparser::ast::{
-            BinaryOperator, Join, JoinOperator as JO, ObjectName, TableAlias, VisitMut, VisitorMut,
-        };
+        use sqlparser::ast::{BinaryOperator, Join, JoinOperator as JO, VisitMut, VisitorMut};
         let is_scalar = |i: &SelectItem| {
             matches!(
                 i,
@@ -414,7 +411,7 @@ impl Binder<'_> {
         // CROSS JOIN, or [LEFT] JOIN ... ON TRUE: the subquery has a row for every
         // outer row, so these are the same.
         let is_cross = |op: &JO| match op {
-            JO::CrossJoin => true,
+            JO::CrossJoin(_) => true,
             JO::Inner(JoinConstraint::On(e))
             | JO::Join(JoinConstraint::On(e))
             | JO::Left(JoinConstraint::On(e))
@@ -447,35 +444,8 @@ impl Binder<'_> {
         let col = |alias: &str, c: &str| {
             Expr::CompoundIdentifier(vec![Ident::new(alias), Ident::with_quote('"', c)])
         };
-        let coalesce = |e: Expr| {
-            Expr::Function(sqlparser::ast::Function {
-                name: ObjectName(vec![sqlparser::ast::ObjectNamePart::Identifier(
-                    Ident::new("coalesce"),
-                )]),
-                uses_odbc_syntax: false,
-                parameters: sqlparser::ast::FunctionArguments::None,
-                args: sqlparser::ast::FunctionArguments::List(
-                    sqlparser::ast::FunctionArgumentList {
-                        duplicate_treatment: None,
-                        args: vec![
-                            sqlparser::ast::FunctionArg::Unnamed(
-                                sqlparser::ast::FunctionArgExpr::Expr(e),
-                            ),
-                            sqlparser::ast::FunctionArg::Unnamed(
-                                sqlparser::ast::FunctionArgExpr::Expr(Expr::Value(
-                                    Value::Number("0".into(), false).into(),
-                                )),
-                            ),
-                        ],
-                        clauses: vec![],
-                    },
-                ),
-                filter: None,
-                null_treatment: None,
-                over: None,
-                within_group: vec![],
-            })
-        };
+        let coalesce =
+            |e: Expr| crate::sql::walk::call("coalesce", vec![e, crate::sql::walk::zero()]);
         let join = |subquery: Query, alias: &str, outer: &[Expr]| -> Option<Join> {
             let on = outer
                 .iter()
@@ -494,10 +464,8 @@ impl Binder<'_> {
                 relation: TableFactor::Derived {
                     lateral: false,
                     subquery: Box::new(subquery),
-                    alias: Some(TableAlias {
-                        name: Ident::new(alias),
-                        columns: vec![],
-                    }),
+                    alias: Some(crate::sql::walk::table_alias(Ident::new(alias))),
+                    sample: None,
                 },
                 global: false,
                 join_operator: JO::LeftOuter(JoinConstraint::On(on)),
@@ -511,6 +479,7 @@ impl Binder<'_> {
                 lateral: true,
                 subquery,
                 alias: Some(alias),
+                ..
             } = f
             else {
                 return None;
@@ -683,20 +652,19 @@ fn is_wrapped(q: &Query) -> bool {
 ///
 /// Anything else comes back as it was.
 fn membership_body(mut q: Query, exists: bool) -> Query {
-    use sqlparser::ast::{Distinct, Expr as E, Ident, TableAlias};
+    use sqlparser::ast::{Distinct, Expr as E, Ident};
     let SetExpr::Select(_) = q.body.as_ref() else {
         return q;
     };
     if exists
-        && q.offset.is_none()
+        && !limits::has_offset(&q)
         && q.fetch.is_none()
-        && matches!(&q.limit, Some(E::Value(v))
+        && matches!(limits::limit(&q), Some(E::Value(v))
             if matches!(&v.value, Value::Number(n, _) if n.parse::<u64>().is_ok_and(|n| n >= 1)))
     {
-        q.limit = None;
-        q.limit_by = Vec::new();
+        limits::clear_limit(&mut q);
     }
-    if q.limit.is_some() || q.offset.is_some() || q.fetch.is_some() {
+    if limits::limits_rows(&q) {
         return q;
     }
     q.order_by = None;
@@ -775,10 +743,8 @@ fn membership_body(mut q: Query, exists: bool) -> Query {
             relation: TableFactor::Derived {
                 lateral: false,
                 subquery: Box::new(inner),
-                alias: Some(TableAlias {
-                    name: Ident::new(GROUPED_BODY),
-                    columns: Vec::new(),
-                }),
+                alias: Some(crate::sql::walk::table_alias(Ident::new(GROUPED_BODY))),
+                sample: None,
             },
             joins: Vec::new(),
         }],
@@ -801,8 +767,8 @@ fn membership_body(mut q: Query, exists: bool) -> Query {
 /// aggregates, and a FROM clause.
 fn is_simple_spj(q: &Query, sel: &Select) -> bool {
     q.with.is_none()
-        && q.limit.is_none()
-        && q.offset.is_none()
+        && limits::limit(&q).is_none()
+        && !limits::has_offset(&q)
         && sel.distinct.is_none()
         && sel.having.is_none()
         && !sel.from.is_empty()

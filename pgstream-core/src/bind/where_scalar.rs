@@ -32,7 +32,11 @@ impl Binder<'_> {
                 t.joins.iter().any(|j| {
                     !matches!(
                         j.join_operator,
-                        JO::Inner(_) | JO::Join(_) | JO::Left(_) | JO::LeftOuter(_) | JO::CrossJoin
+                        JO::Inner(_)
+                            | JO::Join(_)
+                            | JO::Left(_)
+                            | JO::LeftOuter(_)
+                            | JO::CrossJoin(_)
                     )
                 })
             })
@@ -65,7 +69,11 @@ impl Binder<'_> {
                             // Uncorrelated: the aggregate without GROUP BY is one
                             // row, whatever the table holds (a count is 0 over no
                             // rows), so every outer row joins it.
-                            joins.push(derived_join(sub, &alias, JO::CrossJoin));
+                            joins.push(derived_join(
+                                sub,
+                                &alias,
+                                JO::CrossJoin(sqlparser::ast::JoinConstraint::None),
+                            ));
                             **side = col(&alias);
                             continue;
                         }
@@ -92,7 +100,7 @@ impl Binder<'_> {
                         ));
                         let v = col(&alias);
                         **side = if items[0].1 {
-                            Expr::Function(coalesce_zero(v))
+                            crate::sql::walk::call("coalesce", vec![v, crate::sql::walk::zero()])
                         } else {
                             v
                         };
@@ -110,7 +118,7 @@ impl Binder<'_> {
             out.from[0].joins.push(Join {
                 relation: t.relation,
                 global: false,
-                join_operator: JO::CrossJoin,
+                join_operator: JO::CrossJoin(sqlparser::ast::JoinConstraint::None),
             });
             out.from[0].joins.extend(t.joins);
         }
@@ -126,44 +134,14 @@ impl Binder<'_> {
 
 /// `... <op> (sub) AS alias`.
 fn derived_join(sub: Query, alias: &str, op: sqlparser::ast::JoinOperator) -> sqlparser::ast::Join {
-    use sqlparser::ast::TableAlias;
     sqlparser::ast::Join {
         relation: TableFactor::Derived {
             lateral: false,
             subquery: Box::new(sub),
-            alias: Some(TableAlias {
-                name: Ident::new(alias),
-                columns: vec![],
-            }),
+            alias: Some(crate::sql::walk::table_alias(Ident::new(alias))),
+            sample: None,
         },
         global: false,
         join_operator: op,
-    }
-}
-
-/// `COALESCE(e, 0)`.
-fn coalesce_zero(e: Expr) -> sqlparser::ast::Function {
-    use sqlparser::ast::{
-        Function, FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments,
-        ObjectName, ObjectNamePart,
-    };
-    Function {
-        name: ObjectName(vec![ObjectNamePart::Identifier(Ident::new("coalesce"))]),
-        uses_odbc_syntax: false,
-        parameters: FunctionArguments::None,
-        args: FunctionArguments::List(FunctionArgumentList {
-            duplicate_treatment: None,
-            args: vec![
-                FunctionArg::Unnamed(FunctionArgExpr::Expr(e)),
-                FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Value(
-                    Value::Number("0".into(), false).into(),
-                ))),
-            ],
-            clauses: vec![],
-        }),
-        filter: None,
-        null_treatment: None,
-        over: None,
-        within_group: vec![],
     }
 }

@@ -21,6 +21,12 @@ pub fn quote_literal(text: &str) -> String {
 
 /// The name of `name` split into schema (default `public`) and table.
 pub(crate) fn qualified(name: &ObjectName) -> QualifiedName {
+    let (schema, name) = name_parts(name);
+    QualifiedName::new(schema.unwrap_or_else(|| "public".into()), name)
+}
+
+/// The schema (if written) and the last part of a name, as PostgreSQL stores them.
+pub(crate) fn name_parts(name: &ObjectName) -> (Option<String>, String) {
     let parts: Vec<String> = name
         .0
         .iter()
@@ -28,9 +34,9 @@ pub(crate) fn qualified(name: &ObjectName) -> QualifiedName {
         .map(ident_value)
         .collect();
     match parts.as_slice() {
-        [n] => QualifiedName::new("public", n.clone()),
-        [.., s, n] => QualifiedName::new(s.clone(), n.clone()),
-        [] => QualifiedName::new("public", ""),
+        [.., s, n] => (Some(s.clone()), n.clone()),
+        [n] => (None, n.clone()),
+        [] => (None, String::new()),
     }
 }
 

@@ -2,6 +2,7 @@
 //! helpers and the table of SQL types and the Rust types that read them.
 
 pub(crate) mod ident;
+pub(crate) mod limits;
 pub(crate) mod parse;
 pub(crate) mod relations;
 pub mod types;

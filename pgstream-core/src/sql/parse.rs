@@ -2,7 +2,9 @@
 //! line/column spans into byte ranges of the query text.
 
 use crate::error::{Diagnostic, Error, Result};
-use sqlparser::ast::{Query, Spanned, Statement};
+use sqlparser::ast::{
+    Distinct, Query, Select, Spanned, Statement, TableFactor, VisitMut, VisitorMut,
+};
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::{Parser, ParserError};
 use sqlparser::tokenizer::Span;
@@ -10,7 +12,39 @@ use std::ops::Range;
 
 /// Parse SQL text into statements (PostgreSQL dialect).
 pub(crate) fn statements(text: &str) -> std::result::Result<Vec<Statement>, ParserError> {
-    Parser::parse_sql(&PostgreSqlDialect {}, &function_lateral_blanked(text))
+    let mut stmts = Parser::parse_sql(&PostgreSqlDialect {}, &function_lateral_blanked(text))?;
+    let _ = stmts.visit(&mut Normalize);
+    Ok(stmts)
+}
+
+/// Forms the parser keeps apart that mean the same to PostgreSQL, made one so that
+/// the passes match a single shape and print it one way: `SELECT ALL` is `SELECT`,
+/// and a relation's alias prints with `AS` whether it was written or not.
+struct Normalize;
+
+impl VisitorMut for Normalize {
+    type Break = ();
+    fn pre_visit_select(&mut self, select: &mut Select) -> std::ops::ControlFlow<()> {
+        if matches!(select.distinct, Some(Distinct::All)) {
+            select.distinct = None;
+        }
+        std::ops::ControlFlow::Continue(())
+    }
+    fn pre_visit_table_factor(&mut self, factor: &mut TableFactor) -> std::ops::ControlFlow<()> {
+        let alias = match factor {
+            TableFactor::Table { alias, .. }
+            | TableFactor::Derived { alias, .. }
+            | TableFactor::TableFunction { alias, .. }
+            | TableFactor::Function { alias, .. }
+            | TableFactor::UNNEST { alias, .. }
+            | TableFactor::NestedJoin { alias, .. } => alias,
+            _ => return std::ops::ControlFlow::Continue(()),
+        };
+        if let Some(alias) = alias {
+            alias.explicit = true;
+        }
+        std::ops::ControlFlow::Continue(())
+    }
 }
 
 /// `text` with the keyword `LATERAL` before a function call in FROM replaced by

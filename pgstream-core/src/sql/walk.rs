@@ -229,3 +229,62 @@ pub(crate) fn group_by_clause(groups: impl Iterator<Item = String>) -> String {
         format!(" GROUP BY {}", g.join(", "))
     }
 }
+
+/// `AS name` for a relation, without column aliases.
+pub(crate) fn table_alias(name: sqlparser::ast::Ident) -> sqlparser::ast::TableAlias {
+    sqlparser::ast::TableAlias {
+        explicit: true,
+        name,
+        columns: Vec::new(),
+        at: None,
+    }
+}
+
+/// The call `name(args, ...)` of a plain function (no DISTINCT, FILTER or OVER).
+pub(crate) fn call(name: &str, args: Vec<Expr>) -> Expr {
+    use sqlparser::ast::{FunctionArgumentList, ObjectName, ObjectNamePart};
+    Expr::Function(Function {
+        name: ObjectName(vec![ObjectNamePart::Identifier(
+            sqlparser::ast::Ident::new(name),
+        )]),
+        uses_odbc_syntax: false,
+        parameters: FunctionArguments::None,
+        args: FunctionArguments::List(FunctionArgumentList {
+            duplicate_treatment: None,
+            args: args
+                .into_iter()
+                .map(|e| FunctionArg::Unnamed(FunctionArgExpr::Expr(e)))
+                .collect(),
+            clauses: Vec::new(),
+        }),
+        filter: None,
+        null_treatment: None,
+        over: None,
+        within_group: Vec::new(),
+    })
+}
+
+/// The integer literal `0`.
+pub(crate) fn zero() -> Expr {
+    Expr::Value(sqlparser::ast::Value::Number("0".into(), false).into())
+}
+
+/// The parts of a set operation `left op [ALL | DISTINCT] right`, if `e` is one.
+pub(crate) fn set_operation(
+    e: &SetExpr,
+) -> Option<(
+    sqlparser::ast::SetOperator,
+    sqlparser::ast::SetQuantifier,
+    &SetExpr,
+    &SetExpr,
+)> {
+    match e {
+        SetExpr::SetOperation {
+            op,
+            set_quantifier,
+            left,
+            right,
+        } => Some((*op, *set_quantifier, left, right)),
+        _ => None,
+    }
+}

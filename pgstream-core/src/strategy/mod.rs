@@ -617,7 +617,12 @@ fn has_subquery(e: &Expr) -> bool {
         fn pre_visit_expr(&mut self, e: &Expr) -> std::ops::ControlFlow<()> {
             if matches!(
                 e,
-                Expr::Subquery(_) | Expr::Exists { .. } | Expr::InSubquery { .. }
+                Expr::Subquery(_)
+                    | Expr::Exists { .. }
+                    | Expr::In {
+                        target: sqlparser::ast::InTarget::Subquery(_),
+                        ..
+                    }
             ) {
                 self.0 = true;
                 return std::ops::ControlFlow::Break(());

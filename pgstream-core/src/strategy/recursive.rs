@@ -16,7 +16,7 @@ use crate::catalog::Table;
 use crate::contract;
 use crate::render::qi;
 use crate::sql::parse;
-use sqlparser::ast::{Ident, ObjectName, ObjectNamePart, Query, Select, TableAlias, TableFactor};
+use sqlparser::ast::{Ident, ObjectName, ObjectNamePart, Query, Select, TableFactor};
 
 /// What the renderer supplies: per source, SQL for its window's inserted rows
 /// (columns named as the table's), and the storage table.
@@ -188,10 +188,10 @@ fn replace(rel: &mut TableFactor, f: &Factor, v: Version, sn: &SemiNaive, inp: &
                 name: ObjectName(vec![ObjectNamePart::Identifier(Ident::with_quote(
                     '"', DELTA,
                 ))]),
-                alias: Some(TableAlias {
-                    name: Ident::with_quote('"', alias.clone()),
-                    columns: vec![],
-                }),
+                alias: Some(crate::sql::walk::table_alias(Ident::with_quote(
+                    '"',
+                    alias.clone(),
+                ))),
                 args: None,
                 with_hints: vec![],
                 version: None,
@@ -199,7 +199,8 @@ fn replace(rel: &mut TableFactor, f: &Factor, v: Version, sn: &SemiNaive, inp: &
                 partitions: vec![],
                 json_path: None,
                 sample: None,
-                index_hints: vec![],
+                index_directives: vec![],
+                inheritance: None,
             };
             return;
         }
@@ -240,10 +241,11 @@ fn replace(rel: &mut TableFactor, f: &Factor, v: Version, sn: &SemiNaive, inp: &
     *rel = TableFactor::Derived {
         lateral: false,
         subquery: Box::new(sub),
-        alias: Some(TableAlias {
-            name: Ident::with_quote('"', alias.clone()),
-            columns: vec![],
-        }),
+        alias: Some(crate::sql::walk::table_alias(Ident::with_quote(
+            '"',
+            alias.clone(),
+        ))),
+        sample: None,
     };
 }
 
