@@ -168,6 +168,7 @@ fn unsupported_constructs_name_themselves_and_suggest_full() {
         ("SELECT id, random() AS r FROM departments", "random"),
         ("SELECT id, now() AS t FROM departments", "now"),
         ("SELECT id FROM departments LIMIT 3", "LIMIT"),
+
         ("SELECT id FROM departments LIMIT 3 OFFSET 1", "LIMIT"),
         (
             "SELECT id FROM departments d WHERE id = 1 OR EXISTS (SELECT e.id FROM employees e WHERE e.department_id = d.id LIMIT 2)",
@@ -390,6 +391,13 @@ fn exists_and_in_become_semi_and_anti_joins() {
 #[test]
 fn constructs_without_a_delta_rule_are_recomputed_with_the_reason() {
     for (q, what) in [
+        // ONLY reads no partition of a partitioned source, which the maintenance
+        // (capture on every partition) would
+        ("SELECT id FROM ONLY departments", "FROM ONLY"),
+        (
+            "SELECT d.id FROM departments d JOIN employees e USING (id) AS j",
+            "USING (...) AS alias",
+        ),
         (
             "SELECT d.id, s.eid FROM departments d CROSS JOIN LATERAL (SELECT e.id AS eid FROM employees e JOIN departments d2 ON d2.id = d.parent_id) AS s",
             "LATERAL subqueries that name the outer tables outside their WHERE",
@@ -833,4 +841,12 @@ fn membership_subqueries_with_distinct_limit_and_group_by_are_joins() {
         let c = diff(q).unwrap_or_else(|e| panic!("{q}: {}", e.render(q)));
         assert!(matches!(c.strategy, Strategy::RecomputeDiff { .. }), "{q}");
     }
+}
+
+#[test]
+fn select_all_is_select() {
+    let plain = diff("SELECT id, name FROM departments").unwrap();
+    let all = diff("SELECT ALL id, name FROM departments").unwrap();
+    assert_eq!(plain.strategy, all.strategy);
+    assert_eq!(plain.explain(), all.explain());
 }
