@@ -75,8 +75,7 @@ impl Catalog {
 
     /// Add or replace a table.
     pub fn add_table(&mut self, table: Table) {
-        self.tables.retain(|t| t.name != table.name);
-        self.tables.push(table);
+        upsert(&mut self.tables, table, |t| &t.name);
     }
 
     /// All tables.
@@ -87,10 +86,7 @@ impl Catalog {
     /// Look up a table by optional schema and name; an unqualified name is searched in
     /// `public` (the default search path).
     pub fn lookup(&self, schema: Option<&str>, name: &str) -> Option<&Table> {
-        let schema = schema.unwrap_or("public");
-        self.tables
-            .iter()
-            .find(|t| t.name.schema == schema && t.name.name == name)
+        find(&self.tables, schema, name, |t| &t.name)
     }
 
     /// The table (or view) names closest to `name`, for "did you mean" help.
@@ -106,8 +102,7 @@ impl Catalog {
 
     /// Add or replace a view (`CREATE OR REPLACE VIEW`).
     pub fn add_view(&mut self, view: View) {
-        self.views.retain(|v| v.name != view.name);
-        self.views.push(view);
+        upsert(&mut self.views, view, |v| &v.name);
     }
 
     /// All views, materialized ones included.
@@ -118,11 +113,28 @@ impl Catalog {
     /// Look up a view by optional schema and name, like [`Catalog::lookup`]. A table of
     /// the same name wins (PostgreSQL does not allow both).
     pub fn lookup_view(&self, schema: Option<&str>, name: &str) -> Option<&View> {
-        let schema = schema.unwrap_or("public");
-        self.views
-            .iter()
-            .find(|v| v.name.schema == schema && v.name.name == name)
+        find(&self.views, schema, name, |v| &v.name)
     }
+}
+
+/// Put `item` in `items` in place of the one of the same name.
+fn upsert<T>(items: &mut Vec<T>, item: T, name: impl Fn(&T) -> &QualifiedName) {
+    items.retain(|i| name(i) != name(&item));
+    items.push(item);
+}
+
+/// The item named `schema.name` (`public` when no schema is given).
+fn find<'a, T>(
+    items: &'a [T],
+    schema: Option<&str>,
+    name: &str,
+    name_of: impl Fn(&T) -> &QualifiedName,
+) -> Option<&'a T> {
+    let schema = schema.unwrap_or("public");
+    items.iter().find(|i| {
+        let n = name_of(i);
+        n.schema == schema && n.name == name
+    })
 }
 
 /// Whether a file of a migrations folder is a migration to apply (`*.sql`, but not

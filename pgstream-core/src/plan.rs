@@ -600,18 +600,9 @@ fn expand_wildcards(q: &mut Query, sources: &[Table]) {
         nested(&twj.relation)
             || twj.joins.iter().any(|j| {
                 nested(&j.relation)
-                    || match &j.join_operator {
-                        JoinOperator::Join(c)
-                        | JoinOperator::Inner(c)
-                        | JoinOperator::Left(c)
-                        | JoinOperator::LeftOuter(c)
-                        | JoinOperator::Right(c)
-                        | JoinOperator::RightOuter(c)
-                        | JoinOperator::FullOuter(c) => {
-                            matches!(c, JoinConstraint::Using(_) | JoinConstraint::Natural)
-                        }
-                        JoinOperator::CrossJoin(_) => false,
-                        _ => true,
+                    || match crate::sql::walk::join_constraint(&j.join_operator) {
+                        Some(c) => matches!(c, JoinConstraint::Using(_) | JoinConstraint::Natural),
+                        None => !matches!(j.join_operator, JoinOperator::CrossJoin(_)),
                     }
             })
     }

@@ -17,12 +17,9 @@ pub(crate) fn query_names(
     if let Some(w) = &q.with {
         for c in &w.cte_tables {
             let name = ident_value(&c.alias.name);
-            let cols = if !c.alias.columns.is_empty() {
-                c.alias
-                    .columns
-                    .iter()
-                    .map(|cd| ident_value(&cd.name))
-                    .collect()
+            let aliases = crate::sql::ident::column_aliases(&c.alias);
+            let cols = if !aliases.is_empty() {
+                aliases
             } else {
                 // a recursive CTE names its columns by its non-recursive term
                 query_names(&c.query, catalog, &scope)?

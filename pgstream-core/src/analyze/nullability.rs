@@ -33,18 +33,19 @@ pub(crate) fn null_reason(query: &str, catalog: &Catalog, column: &str) -> Optio
     };
     // each relation of FROM with the join that pads it, if any
     let mut rels: Vec<(Rel, Option<&'static str>)> = Vec::new();
-    for twj in &s.from {
-        let mut group: Vec<(Rel, Option<&'static str>)> = inf
-            .factor(&twj.relation, &[], &empty)
+    // the relations of one FROM item, none padded yet
+    let unpadded = |inf: &mut Infer<'_>,
+                    f: &sqlparser::ast::TableFactor|
+     -> Vec<(Rel, Option<&'static str>)> {
+        inf.factor(f, &[], &empty)
             .into_iter()
             .map(|r| (r, None))
-            .collect();
+            .collect()
+    };
+    for twj in &s.from {
+        let mut group = unpadded(&mut inf, &twj.relation);
         for j in &twj.joins {
-            let mut right: Vec<(Rel, Option<&'static str>)> = inf
-                .factor(&j.relation, &[], &empty)
-                .into_iter()
-                .map(|r| (r, None))
-                .collect();
+            let mut right = unpadded(&mut inf, &j.relation);
             let (l, r) = match &j.join_operator {
                 JoinOperator::Left(_) | JoinOperator::LeftOuter(_) => (None, Some("LEFT JOIN")),
                 JoinOperator::Right(_) | JoinOperator::RightOuter(_) => (Some("RIGHT JOIN"), None),

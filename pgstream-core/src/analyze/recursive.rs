@@ -118,12 +118,9 @@ pub(crate) fn analyze(q: &Query, sources: &[Table], outputs: &[String]) -> Optio
         return None;
     }
     // The CTE's columns: its column list, else the base case's output names.
-    let cte_cols: Vec<String> = if !cte.alias.columns.is_empty() {
-        cte.alias
-            .columns
-            .iter()
-            .map(|c| ident_value(&c.name))
-            .collect()
+    let aliases = crate::sql::ident::column_aliases(&cte.alias);
+    let cte_cols: Vec<String> = if !aliases.is_empty() {
+        aliases
     } else {
         base.projection
             .iter()

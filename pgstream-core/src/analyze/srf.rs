@@ -166,6 +166,19 @@ fn nullable(t: &str) -> Ty {
     Ty::new(t, Some(true))
 }
 
+/// Set-returning functions of one column whose type does not depend on the
+/// arguments: name, the argument counts it takes, the column's type, and whether
+/// the column can be NULL.
+const ONE_COLUMN: &[(&str, std::ops::RangeInclusive<usize>, &str, bool)] = &[
+    ("generate_subscripts", 2..=3, "integer", false),
+    ("jsonb_object_keys", 1..=1, "text", false),
+    ("json_object_keys", 1..=1, "text", false),
+    ("jsonb_path_query", 2..=4, "jsonb", false),
+    ("regexp_split_to_table", 2..=3, "text", false),
+    ("regexp_matches", 2..=3, "text[]", false),
+    ("string_to_table", 2..=3, "text", true),
+];
+
 /// The result shape of one call, from its argument types.
 fn call_columns(
     c: &Call,
@@ -200,6 +213,10 @@ fn call_columns(
         }
     };
     let name = c.name.as_str();
+    if let Some((_, args, ty, null)) = ONE_COLUMN.iter().find(|f| f.0 == name) {
+        arity(args.contains(&n))?;
+        return scalar(if *null { nullable(ty) } else { nn(ty) });
+    }
     match name {
         "unnest" => {
             arity(n == 1)?;
@@ -244,10 +261,6 @@ fn call_columns(
                 null: Some(false),
             })
         }
-        "generate_subscripts" => {
-            arity((2..=3).contains(&n))?;
-            scalar(nn("integer"))
-        }
         "jsonb_array_elements" | "json_array_elements" => {
             arity(n == 1)?;
             Ok(vec![(Some("value".into()), nn(json(name)))])
@@ -270,10 +283,6 @@ fn call_columns(
                 (Some("value".into()), nullable("text")),
             ])
         }
-        "jsonb_object_keys" | "json_object_keys" => {
-            arity(n == 1)?;
-            scalar(nn("text"))
-        }
         "jsonb_to_recordset" | "json_to_recordset" | "jsonb_to_record" | "json_to_record" => {
             arity(n == 1)?;
             let Some(defs) = coldefs else {
@@ -285,22 +294,6 @@ fn call_columns(
                 .iter()
                 .map(|(n, t)| (Some(n.clone()), nullable(t)))
                 .collect())
-        }
-        "jsonb_path_query" => {
-            arity((2..=4).contains(&n))?;
-            scalar(nn("jsonb"))
-        }
-        "regexp_split_to_table" => {
-            arity((2..=3).contains(&n))?;
-            scalar(nn("text"))
-        }
-        "regexp_matches" => {
-            arity((2..=3).contains(&n))?;
-            scalar(nn("text[]"))
-        }
-        "string_to_table" => {
-            arity((2..=3).contains(&n))?;
-            scalar(nullable("text"))
         }
         other => Err(Refusal::Unsupported(format!(
             "the function `{other}` in FROM (the set-returning functions whose columns pgstream knows are maintained: {})",

@@ -233,15 +233,7 @@ pub(super) fn strict(nulls: impl IntoIterator<Item = Option<bool>>) -> Option<bo
 
 /// Not null if any input is not null (COALESCE, GREATEST, LEAST).
 pub(super) fn any_not_null(nulls: impl IntoIterator<Item = Option<bool>>) -> Option<bool> {
-    let mut all_known = true;
-    for n in nulls {
-        match n {
-            Some(false) => return Some(false),
-            None => all_known = false,
-            Some(true) => {}
-        }
-    }
-    all_known.then_some(true)
+    strict(nulls.into_iter().map(|n| n.map(|null| !null))).map(|some_null| !some_null)
 }
 
 pub(super) fn arithmetic(op: &B, l: &Ty, r: &Ty) -> Option<String> {

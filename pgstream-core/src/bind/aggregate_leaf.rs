@@ -80,9 +80,11 @@ impl Binder<'_> {
         if t_alias.as_ref().is_some_and(|a| !a.columns.is_empty()) {
             return Ok(None);
         }
-        if name.0.len() == 1 {
-            let n = ident_value(name.0[0].as_ident().expect("ident"));
-            if self.cte(&n).is_some() {
+        if let [part] = name.0.as_slice() {
+            if part
+                .as_ident()
+                .is_some_and(|i| self.cte(&ident_value(i)).is_some())
+            {
                 return Ok(None);
             }
         }
@@ -340,9 +342,9 @@ impl Binder<'_> {
         };
         if talias.as_ref().is_some_and(|a| !a.columns.is_empty())
             || tname.0.len() == 1
-                && self
-                    .cte(&ident_value(tname.0[0].as_ident().expect("ident")))
-                    .is_some()
+                && tname.0[0]
+                    .as_ident()
+                    .is_some_and(|i| self.cte(&ident_value(i)).is_some())
         {
             return None;
         }

@@ -271,10 +271,7 @@ impl Binder<'_> {
                     let n = part.as_ident().map(ident_value).unwrap_or_default();
                     if let Some((q, visible)) = self.cte(&n) {
                         let (a, cols) = match alias {
-                            Some(a) => (
-                                ident_value(&a.name),
-                                a.columns.iter().map(|c| ident_value(&c.name)).collect(),
-                            ),
+                            Some(a) => (ident_value(&a.name), crate::sql::ident::column_aliases(a)),
                             None => (n.clone(), Vec::new()),
                         };
                         return self.bind_cte(&q, visible, a, &cols, f);
@@ -367,8 +364,7 @@ impl Binder<'_> {
                             .with_span(span_range(self.query, f.span())),
                     ));
                 };
-                let cols: Vec<String> =
-                    alias.columns.iter().map(|c| ident_value(&c.name)).collect();
+                let cols: Vec<String> = crate::sql::ident::column_aliases(alias);
                 self.bind_subquery(subquery, *lateral, ident_value(&alias.name), &cols, f)
             }
             _ => Err(unsupported(self.query, "this kind of FROM item", Some(f))),

@@ -199,7 +199,8 @@ impl Binder<'_> {
             .iter()
             .flat_map(|(_, b, _)| window_partitions(b))
             .collect();
-        if !windows.is_empty() {
+        // A block of rows (window or projection), or an aggregate (below).
+        let row_shape = if !windows.is_empty() {
             if has_agg || !group_exprs.is_empty() || s.having.is_some() {
                 return Err(unsupported_at(
                     self.query,
@@ -214,28 +215,23 @@ impl Binder<'_> {
             for w in &windows[1..] {
                 common.retain(|e| w.contains(e));
             }
-            let items = items.into_iter().map(|(n, b, _)| (n, b)).collect();
+            Some(Shape::Window {
+                partition: common,
+                distinct_on: None,
+            })
+        } else if group_exprs.is_empty() && !has_agg && s.having.is_none() {
+            Some(Shape::Project)
+        } else {
+            None
+        };
+        if let Some(shape) = row_shape {
             return Ok(Block {
                 leaves: self.leaves.clone(),
                 tree,
                 filter_text: s.selection.as_ref().map(|e| e.to_string()),
                 filter,
-                items,
-                shape: Shape::Window {
-                    partition: common,
-                    distinct_on: None,
-                },
-            });
-        }
-        if group_exprs.is_empty() && !has_agg && s.having.is_none() {
-            let items = items.into_iter().map(|(n, b, _)| (n, b)).collect();
-            return Ok(Block {
-                leaves: self.leaves.clone(),
-                tree,
-                filter_text: s.selection.as_ref().map(|e| e.to_string()),
-                filter,
-                items,
-                shape: Shape::Project,
+                items: items.into_iter().map(|(n, b, _)| (n, b)).collect(),
+                shape,
             });
         }
         // bind group keys (positional and output-alias references allowed)

@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::sql::limits;
+use crate::sql::walk::{and_all, binary};
 
 impl Binder<'_> {
     /// `EXISTS (q)`, `NOT EXISTS (q)`, `x IN (q)`, `x NOT IN (q)` as a semi or anti
@@ -186,25 +187,14 @@ impl Binder<'_> {
             self.ctes.truncate(mark);
             return tree;
         }
-        if lateral {
-            self.bind_lateral(q, alias, col_names, f)
-        } else {
-            self.bind_derived(q, alias, col_names, f)
+        if !lateral {
+            return self.bind_derived(q, alias, col_names, f);
         }
-    }
-
-    /// `LATERAL (SELECT ... FROM ... WHERE ...) AS alias`: like a subquery in FROM,
-    /// except that its WHERE may name the tables to its left. The WHERE is left in
-    /// `lateral_pred` for the join that brings the subquery in (its condition), so it
-    /// is evaluated where both sides are known; anything else in the subquery must
-    /// stay within it.
-    fn bind_lateral(
-        &mut self,
-        q: &Query,
-        alias: String,
-        col_names: &[String],
-        f: &TableFactor,
-    ) -> Result<Tree> {
+        // `LATERAL (SELECT ... FROM ... WHERE ...) AS alias`: like a subquery in FROM,
+        // except that its WHERE may name the tables to its left. The WHERE is left in
+        // `lateral_pred` for the join that brings the subquery in (its condition), so it
+        // is evaluated where both sides are known; anything else in the subquery must
+        // stay within it.
         let sel = self.spj_select(
             q,
             f,
@@ -220,9 +210,9 @@ impl Binder<'_> {
                     TableFactor::Derived { .. } | TableFactor::NestedJoin { .. } => true,
                     TableFactor::Table { name, .. } => {
                         name.0.len() == 1
-                            && self
-                                .cte(&ident_value(name.0[0].as_ident().expect("ident")))
-                                .is_some()
+                            && name.0[0]
+                                .as_ident()
+                                .is_some_and(|i| self.cte(&ident_value(i)).is_some())
                     }
                     _ => false,
                 })
@@ -447,19 +437,14 @@ impl Binder<'_> {
         let coalesce =
             |e: Expr| crate::sql::walk::call("coalesce", vec![e, crate::sql::walk::zero()]);
         let join = |subquery: Query, alias: &str, outer: &[Expr]| -> Option<Join> {
-            let on = outer
-                .iter()
-                .enumerate()
-                .map(|(k, o)| Expr::BinaryOp {
-                    left: Box::new(col(alias, &format!("__pgs_k{k}"))),
-                    op: BinaryOperator::Eq,
-                    right: Box::new(Expr::Nested(Box::new(o.clone()))),
-                })
-                .reduce(|a, b| Expr::BinaryOp {
-                    left: Box::new(a),
-                    op: BinaryOperator::And,
-                    right: Box::new(b),
-                })?;
+            let on = outer.iter().enumerate().map(|(k, o)| {
+                binary(
+                    col(alias, &format!("__pgs_k{k}")),
+                    BinaryOperator::Eq,
+                    Expr::Nested(Box::new(o.clone())),
+                )
+            });
+            let on = and_all(on)?;
             Some(Join {
                 relation: TableFactor::Derived {
                     lateral: false,
@@ -484,7 +469,7 @@ impl Binder<'_> {
             else {
                 return None;
             };
-            let names: Vec<String> = alias.columns.iter().map(|c| ident_value(&c.name)).collect();
+            let names: Vec<String> = crate::sql::ident::column_aliases(alias);
             let a = ident_value(&alias.name);
             let (q, outer, items) =
                 self.correlated_aggregate(subquery, (!names.is_empty()).then_some(&names[..]))?;

@@ -77,22 +77,17 @@ impl Binder<'_> {
                             **side = col(&alias);
                             continue;
                         }
-                        let on = outer
-                            .iter()
-                            .enumerate()
-                            .map(|(k, o)| Expr::BinaryOp {
-                                left: Box::new(Expr::CompoundIdentifier(vec![
+                        let on = outer.iter().enumerate().map(|(k, o)| {
+                            crate::sql::walk::binary(
+                                Expr::CompoundIdentifier(vec![
                                     Ident::new(&alias),
                                     Ident::with_quote('"', format!("__pgs_k{k}")),
-                                ])),
-                                op: B::Eq,
-                                right: Box::new(Expr::Nested(Box::new(o.clone()))),
-                            })
-                            .reduce(|a, b| Expr::BinaryOp {
-                                left: Box::new(a),
-                                op: B::And,
-                                right: Box::new(b),
-                            })?;
+                                ]),
+                                B::Eq,
+                                Expr::Nested(Box::new(o.clone())),
+                            )
+                        });
+                        let on = crate::sql::walk::and_all(on)?;
                         joins.push(derived_join(
                             sub,
                             &alias,

@@ -57,6 +57,11 @@ pub(crate) fn ident_value(i: &sqlparser::ast::Ident) -> String {
     }
 }
 
+/// The column names of an alias (`AS x(a, b)`), empty when it has none.
+pub(crate) fn column_aliases(alias: &sqlparser::ast::TableAlias) -> Vec<String> {
+    alias.columns.iter().map(|c| ident_value(&c.name)).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

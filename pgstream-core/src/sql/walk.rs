@@ -288,3 +288,32 @@ pub(crate) fn set_operation(
         _ => None,
     }
 }
+
+/// The condition of an inner or outer join (`JOIN`, `LEFT JOIN`, `RIGHT JOIN`,
+/// `FULL JOIN`, with or without `INNER`/`OUTER`); `None` for other join operators.
+pub(crate) fn join_constraint(
+    op: &sqlparser::ast::JoinOperator,
+) -> Option<&sqlparser::ast::JoinConstraint> {
+    use sqlparser::ast::JoinOperator as J;
+    match op {
+        J::Join(c) | J::Inner(c) | J::Left(c) | J::LeftOuter(c) => Some(c),
+        J::Right(c) | J::RightOuter(c) | J::FullOuter(c) => Some(c),
+        _ => None,
+    }
+}
+
+/// `left op right`.
+pub(crate) fn binary(left: Expr, op: BinaryOperator, right: Expr) -> Expr {
+    Expr::BinaryOp {
+        left: Box::new(left),
+        op,
+        right: Box::new(right),
+    }
+}
+
+/// The conjunction of `parts` (`None` when there are none).
+pub(crate) fn and_all(parts: impl IntoIterator<Item = Expr>) -> Option<Expr> {
+    parts
+        .into_iter()
+        .reduce(|a, b| binary(a, BinaryOperator::And, b))
+}
