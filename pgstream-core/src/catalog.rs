@@ -100,9 +100,10 @@ impl Catalog {
         )
     }
 
-    /// Add or replace a view (`CREATE OR REPLACE VIEW`).
-    pub fn add_view(&mut self, view: View) {
-        upsert(&mut self.views, view, |v| &v.name);
+    /// Look up a view by optional schema and name, like [`Catalog::lookup`]. A table of
+    /// the same name wins (PostgreSQL does not allow both).
+    pub fn lookup_view(&self, schema: Option<&str>, name: &str) -> Option<&View> {
+        find(&self.views, schema, name, |v| &v.name)
     }
 
     /// All views, materialized ones included.
@@ -110,10 +111,9 @@ impl Catalog {
         &self.views
     }
 
-    /// Look up a view by optional schema and name, like [`Catalog::lookup`]. A table of
-    /// the same name wins (PostgreSQL does not allow both).
-    pub fn lookup_view(&self, schema: Option<&str>, name: &str) -> Option<&View> {
-        find(&self.views, schema, name, |v| &v.name)
+    /// Add or replace a view (`CREATE OR REPLACE VIEW`).
+    pub fn add_view(&mut self, view: View) {
+        upsert(&mut self.views, view, |v| &v.name);
     }
 }
 
