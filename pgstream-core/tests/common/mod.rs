@@ -78,3 +78,10 @@ pub fn render_fixed(c: &Compiled) -> Artifacts {
     };
     c.render(&ctx)
 }
+
+/// An error's message and help, as one line.
+pub fn message(e: &Error) -> String {
+    e.diagnostic()
+        .map(|d| format!("{} | {}", d.message, d.help.clone().unwrap_or_default()))
+        .unwrap_or_default()
+}
