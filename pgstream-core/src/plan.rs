@@ -325,7 +325,7 @@ fn top_k_over_aggregate(
 /// `... ORDER BY ... LIMIT n [OFFSET m]` at the top of the query: deterministic
 /// enough to maintain when the ORDER BY is.
 fn is_top_k(q: &Query) -> bool {
-    limits::limit(&q).is_some()
+    limits::limit(q).is_some()
         && q.fetch.is_none()
         && q.order_by.as_ref().is_some_and(|o| match &o.kind {
             sqlparser::ast::OrderByKind::Expressions(e) => !e.is_empty(),
@@ -382,7 +382,7 @@ fn nested_recompute_reason(text: &str, q: &Query) -> Result<Option<String>> {
         /// A subquery in FROM, a CTE body or a view body (a derived table after
         /// view expansion).
         fn relation(&mut self, q: &Query) {
-            let what = if limits::limits_rows(&q) {
+            let what = if limits::limits_rows(q) {
                 Some("ORDER BY ... LIMIT")
             } else {
                 match q.body.as_ref() {
@@ -404,7 +404,7 @@ fn nested_recompute_reason(text: &str, q: &Query) -> Result<Option<String>> {
         type Break = ();
         fn pre_visit_query(&mut self, q: &Query) -> ControlFlow<()> {
             let top = std::ptr::eq(q, self.top);
-            if !top && (limits::limits_rows(&q)) && !has_order(q) {
+            if !top && (limits::limits_rows(q)) && !has_order(q) {
                 return self.fail(
                     "LIMIT or OFFSET without ORDER BY in a subquery (which rows qualify is not determined)",
                     q,
@@ -434,21 +434,21 @@ fn nested_recompute_reason(text: &str, q: &Query) -> Result<Option<String>> {
         }
         fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
             if let Expr::Subquery(q) = e {
-                if (limits::limits_rows(&q)) && !has_order(q) {
+                if (limits::limits_rows(q)) && !has_order(q) {
                     // rejected when its query is visited, for its LIMIT
                     return ControlFlow::Continue(());
                 }
                 let one_row = match q.body.as_ref() {
                     SetExpr::Select(sel) => {
-                        (limits::limit(&q).is_none()
-                            && !limits::has_offset(&q)
+                        (limits::limit(q).is_none()
+                            && !limits::has_offset(q)
                             && q.fetch.is_none()
                             && matches!(&sel.group_by, GroupByExpr::Expressions(g, _) if g.is_empty())
                             && aggregates(sel))
                             || (has_order(q)
-                                && !limits::has_offset(&q)
+                                && !limits::has_offset(q)
                                 && q.fetch.is_none()
-                                && matches!(limits::limit(&q), Some(Expr::Value(v))
+                                && matches!(limits::limit(q), Some(Expr::Value(v))
                                     if matches!(&v.value, sqlparser::ast::Value::Number(n, _) if n == "1" || n == "0")))
                     }
                     _ => false,
@@ -487,7 +487,7 @@ fn nested_recompute_reason(text: &str, q: &Query) -> Result<Option<String>> {
 /// at the top of the query (which rows qualify is not determined) and volatile
 /// functions (their value changes between evaluations).
 fn recompute_reason(q: &Query, refusal: &Diagnostic) -> Option<String> {
-    if limits::limits_rows(&q) {
+    if limits::limits_rows(q) {
         return None;
     }
     let what = refusal

@@ -233,8 +233,8 @@ impl Infer<'_> {
                 let first = cols.and_then(|c| c.into_iter().next()).map(|(_, t)| t);
                 // An aggregate without GROUP BY or HAVING returns exactly one row:
                 // its value is NULL only when the aggregate's is (`count` never).
-                let one_row = limits::limit(&q).is_none()
-                    && !limits::has_offset(&q)
+                let one_row = limits::limit(q).is_none()
+                    && !limits::has_offset(q)
                     && q.fetch.is_none()
                     && matches!(q.body.as_ref(), SetExpr::Select(s)
                     if s.having.is_none()

@@ -68,14 +68,14 @@ pub(crate) fn analyze(q: &Query, sources: &[Table], outputs: &[String]) -> Optio
     if !with.recursive
         || with.cte_tables.len() != 1
         || q.order_by.is_some()
-        || limits::limit(&q).is_some()
+        || limits::limit(q).is_some()
     {
         return None;
     }
     let cte = &with.cte_tables[0];
     let name = ident_value(&cte.alias.name);
     let body = &cte.query;
-    if body.with.is_some() || body.order_by.is_some() || limits::limit(&body).is_some() {
+    if body.with.is_some() || body.order_by.is_some() || limits::limit(body).is_some() {
         return None;
     }
     let SetExpr::SetOperation {

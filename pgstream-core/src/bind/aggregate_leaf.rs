@@ -59,7 +59,7 @@ impl Binder<'_> {
             _ => return Ok(None),
         };
         if q.with.is_some()
-            || limits::limits_rows(&q)
+            || limits::limits_rows(q)
             || sel.top.is_some()
             || sel.qualify.is_some()
             || !sel.named_window.is_empty()
@@ -321,7 +321,7 @@ impl Binder<'_> {
             return None;
         };
         if sub.with.is_some()
-            || limits::limits_rows(&sub)
+            || limits::limits_rows(sub)
             || inner.distinct.is_some()
             || inner.having.is_some()
             || !matches!(&inner.group_by, GroupByExpr::Expressions(g, _) if g.is_empty())

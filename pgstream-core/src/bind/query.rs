@@ -87,10 +87,10 @@ impl Binder<'_> {
     }
 
     fn bind_query_body(&mut self, q: &Query) -> Result<Block> {
-        if let Some(l) = limits::limit(&q) {
+        if let Some(l) = limits::limit(q) {
             return Err(unsupported(self.query, "LIMIT", Some(l)));
         }
-        if limits::has_offset(&q) || q.fetch.is_some() {
+        if limits::has_offset(q) || q.fetch.is_some() {
             return Err(unsupported(self.query, "OFFSET/FETCH", None));
         }
         let select = match q.body.as_ref() {
@@ -131,7 +131,7 @@ impl Binder<'_> {
             }
             match e {
                 SetExpr::Query(q)
-                    if q.with.is_none() && q.order_by.is_none() && limits::limit(&q).is_none() =>
+                    if q.with.is_none() && q.order_by.is_none() && limits::limit(q).is_none() =>
                 {
                     flatten(&q.body, out, ops)
                 }

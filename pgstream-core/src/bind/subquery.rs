@@ -752,8 +752,8 @@ fn membership_body(mut q: Query, exists: bool) -> Query {
 /// aggregates, and a FROM clause.
 fn is_simple_spj(q: &Query, sel: &Select) -> bool {
     q.with.is_none()
-        && limits::limit(&q).is_none()
-        && !limits::has_offset(&q)
+        && limits::limit(q).is_none()
+        && !limits::has_offset(q)
         && sel.distinct.is_none()
         && sel.having.is_none()
         && !sel.from.is_empty()
