@@ -5,44 +5,35 @@ mod common;
 use common::*;
 use pgstream_core::*;
 
-fn artifacts(query: &str) -> (Compiled, Artifacts) {
+/// The storage DDL, full and differential refresh and explain of `query`, as the
+/// snapshots `<name>_storage`, `_full`, `_differential` and `_explain`.
+fn snapshot_statements(name: &str, query: &str) {
     let c = diff(query).unwrap();
     let a = render_fixed(&c);
-    (c, a)
+    let parts = [
+        ("storage", pretty(&a.storage_ddl.join(";\n"))),
+        ("full", pretty(&a.full_refresh)),
+        ("differential", pretty(&a.differential_refresh.unwrap())),
+        (
+            "explain",
+            c.explain()
+                .split("\nstorage table:")
+                .next()
+                .unwrap()
+                .to_string(),
+        ),
+    ];
+    for (part, text) in parts {
+        insta::assert_snapshot!(format!("{name}_{part}"), text);
+    }
 }
 
 #[test]
 fn department_stats_sql() {
-    let (c, a) = artifacts(DEPARTMENT_STATS);
-    insta::assert_snapshot!(
-        "department_stats_storage",
-        pretty(&a.storage_ddl.join(";\n"))
-    );
-    insta::assert_snapshot!("department_stats_full", pretty(&a.full_refresh));
-    insta::assert_snapshot!(
-        "department_stats_differential",
-        pretty(&a.differential_refresh.unwrap())
-    );
-    insta::assert_snapshot!(
-        "department_stats_explain",
-        c.explain().split("\nstorage table:").next().unwrap()
-    );
+    snapshot_statements("department_stats", DEPARTMENT_STATS);
 }
 
 #[test]
 fn department_tree_sql() {
-    let (c, a) = artifacts(DEPARTMENT_TREE);
-    insta::assert_snapshot!(
-        "department_tree_storage",
-        pretty(&a.storage_ddl.join(";\n"))
-    );
-    insta::assert_snapshot!("department_tree_full", pretty(&a.full_refresh));
-    insta::assert_snapshot!(
-        "department_tree_differential",
-        pretty(&a.differential_refresh.unwrap())
-    );
-    insta::assert_snapshot!(
-        "department_tree_explain",
-        c.explain().split("\nstorage table:").next().unwrap()
-    );
+    snapshot_statements("department_tree", DEPARTMENT_TREE);
 }
