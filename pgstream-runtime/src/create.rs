@@ -10,7 +10,7 @@ use crate::install::{install, CREATE_LOCK_CLASS};
 use pgstream_core::contract::{self, buffer_table, CHANGES_SCHEMA, CHANGE_ID, WEIGHT, XID};
 use pgstream_core::{
     compile, quote_ident, quote_qualified, Catalog, Compiled, QualifiedName, RenderContext,
-    SourceBinding, Strategy, StreamTableSpec, Table,
+    Schedule, SourceBinding, Strategy, StreamTableSpec, Table,
 };
 use sea_query::{Alias, ColumnDef, Expr, PostgresQueryBuilder};
 use sqlx::postgres::types::Oid;
@@ -144,9 +144,9 @@ pub(crate) async fn create_in(
         "INSERT INTO pgstream.pgs_stream_tables
                 (id, schema_name, table_name, query, mode, schedule, schedule_interval,
                  full_refresh_sql, differential_refresh_sql, refresh_function, strategy,
-                 settings)
+                 settings, schedule_kind)
          VALUES ($1, $2, $3, $4, $5, $6, $7::float8 * interval '1 millisecond', $8, $9, $10, $11,
-                 pgstream._result_settings())",
+                 pgstream._result_settings(), $12)",
     )
     .bind(id)
     .bind(&spec.name.schema)
@@ -165,6 +165,7 @@ pub(crate) async fn create_in(
         )
     }))
     .bind(compiled.strategy_summary())
+    .bind(schedule_kind(&spec.schedule))
     .execute(&mut *conn)
     .await
     .step(subject, "registering the stream table")?;
@@ -1083,16 +1084,32 @@ pub(crate) async fn update_schedule(
     }
     sqlx::query(
         "UPDATE pgstream.pgs_stream_tables
-            SET schedule = $2, schedule_interval = $3::float8 * interval '1 millisecond'
+            SET schedule = $2, schedule_interval = $3::float8 * interval '1 millisecond',
+                schedule_kind = $4
           WHERE id = $1",
     )
     .bind(id)
     .bind(&schedule)
     .bind(spec.schedule.nominal_interval().as_secs_f64() * 1000.0)
+    .bind(schedule_kind(&spec.schedule))
     .execute(&mut *conn)
     .await
     .step(subject, "updating the schedule")?;
     Ok(())
+}
+
+/// How the catalog spells the kind of a schedule (`pgs_stream_tables.schedule_kind`,
+/// schema_v9.sql), written with every schedule: the scheduler reads it.
+pub(crate) fn schedule_kind(schedule: &Schedule) -> &'static str {
+    if schedule.is_cron() {
+        "cron"
+    } else if schedule.is_on_commit() {
+        "on commit"
+    } else if schedule.is_inherit() {
+        "inherit"
+    } else {
+        "duration"
+    }
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use crate::error::{Error, Result, Step};
 use sqlx::PgPool;
 
 /// The version of the catalog schema this runtime installs.
-pub const SCHEMA_VERSION: i32 = 8;
+pub const SCHEMA_VERSION: i32 = 9;
 
 /// First key of every pgstream advisory lock (`'pgst'`); the second key is the
 /// stream table id, or 0 for installation.
@@ -59,6 +59,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (6, include_str!("sql/schema_v6.sql")),
     (7, include_str!("sql/schema_v7.sql")),
     (8, include_str!("sql/schema_v8.sql")),
+    (9, include_str!("sql/schema_v9.sql")),
 ];
 
 /// The SQL functions, views and catalog triggers, one script per concern, in the
@@ -68,8 +69,14 @@ const MIGRATIONS: &[(i32, &str)] = &[
 const FUNCTION_SCRIPTS: &[(&str, &str)] = &[
     ("base.sql", include_str!("sql/functions/base.sql")),
     ("refresh.sql", include_str!("sql/functions/refresh.sql")),
-    ("member_capture.sql", include_str!("sql/functions/member_capture.sql")),
-    ("drop_resume.sql", include_str!("sql/functions/drop_resume.sql")),
+    (
+        "member_capture.sql",
+        include_str!("sql/functions/member_capture.sql"),
+    ),
+    (
+        "drop_resume.sql",
+        include_str!("sql/functions/drop_resume.sql"),
+    ),
     ("drift.sql", include_str!("sql/functions/drift.sql")),
     ("capture.sql", include_str!("sql/functions/capture.sql")),
     ("status.sql", include_str!("sql/functions/status.sql")),
@@ -276,11 +283,16 @@ mod tests {
     #[test]
     fn function_scripts_have_every_constant_substituted() {
         for (script, (file, _)) in function_scripts().iter().zip(FUNCTION_SCRIPTS) {
-            assert!(!script.contains("{{"), "{file}: a `{{{{NAME}}}}` with no constant");
+            assert!(
+                !script.contains("{{"),
+                "{file}: a `{{{{NAME}}}}` with no constant"
+            );
         }
         for (name, _) in SCRIPT_CONSTANTS {
             assert!(
-                FUNCTION_SCRIPTS.iter().any(|(_, script)| script.contains(name)),
+                FUNCTION_SCRIPTS
+                    .iter()
+                    .any(|(_, script)| script.contains(name)),
                 "{name} is named by no script"
             );
         }

@@ -393,17 +393,8 @@ async fn alter(conn: &mut PgConnection, r: &Request) -> Result<()> {
             grant_select(conn, &spec.name, &requester).await?;
         }
     } else {
-        sqlx::query(
-            "UPDATE pgstream.pgs_stream_tables
-                SET schedule = $2, schedule_interval = $3::float8 * interval '1 millisecond'
-              WHERE id = $1",
-        )
-        .bind(stored.id)
-        .bind(spec.schedule.to_string())
-        .bind(spec.schedule.nominal_interval().as_secs_f64() * 1000.0)
-        .execute(&mut *conn)
-        .await
-        .step(Some(&name), "changing the schedule")?;
+        crate::create::update_schedule(conn, stored.id, &stored.schedule, &spec, Some(&name))
+            .await?;
     }
     Ok(())
 }

@@ -349,7 +349,7 @@ async fn run_pass(
                 coalesce(fr.sources, '{}') AS sources,
                 (s.needs_full OR s.last_refresh_at IS NULL
                  OR s.last_refresh_at + s.schedule_interval <= now() + $1 * interval '1 millisecond'
-                 OR ((s.schedule LIKE '@%' OR s.schedule LIKE '% %') AND s.schedule <> 'on commit')) AS due,
+                 OR s.schedule_kind = 'cron') AS due,
                 (s.schedule = 'inherit' AND ups.id IS NOT NULL) AS follows_readers
            FROM pgstream.pgs_stream_tables s
            LEFT JOIN levels l ON l.id = s.id
