@@ -517,7 +517,7 @@ async fn check_existing(
         let found: Vec<&str> = found.iter().map(String::as_str).collect();
         crate::create::check_columns(&name, expected, &found)?;
     }
-    crate::create::update_schedule(&mut conn, stored.id, &stored.schedule, spec, Some(&name))
+    crate::schedule::update_schedule(&mut conn, stored.id, &stored.schedule, spec, Some(&name))
         .await?;
     conn.commit()
         .await

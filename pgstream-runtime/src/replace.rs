@@ -131,13 +131,13 @@ pub(crate) async fn replace_in(
         return Err(Error::NotFound(name.to_string()));
     };
     if stored.query == spec.query && stored.mode == spec.mode.as_str() {
-        crate::create::update_schedule(conn, stored.id, &stored.schedule, spec, subject).await?;
+        crate::schedule::update_schedule(conn, stored.id, &stored.schedule, spec, subject).await?;
         return Ok(Outcome::Unchanged);
     }
     if stored.query == spec.query && crate::immediate::switches_in_place(&stored.mode, spec.mode) {
         // DIFFERENTIAL <-> IMMEDIATE: the same statements, switched without a rebuild.
         crate::immediate::switch_mode(conn, stored.id, name, spec.mode).await?;
-        crate::create::update_schedule(conn, stored.id, &stored.schedule, spec, subject).await?;
+        crate::schedule::update_schedule(conn, stored.id, &stored.schedule, spec, subject).await?;
         return Ok(Outcome::Rebuilt);
     }
     if !explicit && is_superseded(conn, spec).await? {

@@ -7,7 +7,7 @@
 //!
 //! - **One runtime per request.** The request row is locked `FOR UPDATE SKIP LOCKED`
 //!   for the whole transaction, so racing runtimes take different requests; creations
-//!   of one name are serialised by the creation lock (see `create.rs`), so two requests
+//!   of one name are serialised by the creation lock (see `create/mod.rs`), so two requests
 //!   for one name give one stream table and, for the second, either nothing to do (the
 //!   same definition) or a clear error.
 //! - **All or nothing.** The work runs in a savepoint of the transaction that records
@@ -366,7 +366,7 @@ async fn alter(conn: &mut PgConnection, r: &Request) -> Result<()> {
     if crate::immediate::switches_in_place(&stored.mode, mode) {
         // DIFFERENTIAL <-> IMMEDIATE: the same statements; no rebuild.
         crate::immediate::switch_mode(conn, stored.id, &name, mode).await?;
-        crate::create::update_schedule(conn, stored.id, &stored.schedule, &spec, Some(&name))
+        crate::schedule::update_schedule(conn, stored.id, &stored.schedule, &spec, Some(&name))
             .await?;
     } else if mode.as_str() != stored.mode {
         let requested_by: Option<String> = sqlx::query_scalar(
@@ -393,7 +393,7 @@ async fn alter(conn: &mut PgConnection, r: &Request) -> Result<()> {
             grant_select(conn, &spec.name, &requester).await?;
         }
     } else {
-        crate::create::update_schedule(conn, stored.id, &stored.schedule, &spec, Some(&name))
+        crate::schedule::update_schedule(conn, stored.id, &stored.schedule, &spec, Some(&name))
             .await?;
     }
     Ok(())

@@ -581,7 +581,7 @@ pub async fn subscribe_to<R>(
     };
     let (position, st_id, shown, storage, channel) = match r.await {
         Ok(x) => x,
-        Err(e) if crate::create::is_not_found(&e) => return Err(Error::NotFound(name.to_string())),
+        Err(e) if crate::drop::is_not_found(&e) => return Err(Error::NotFound(name.to_string())),
         Err(e) => return Err(Error::db(Some(name), STEP, e)),
     };
     tracing::debug!(stream_table = %shown, subscriber, position, "subscribed");
@@ -623,7 +623,7 @@ pub async fn unsubscribe(pool: &PgPool, name: &str, subscriber: &str) -> Result<
     };
     match r.await {
         Ok(found) => Ok(found),
-        Err(e) if crate::create::is_not_found(&e) => Err(Error::NotFound(name.to_string())),
+        Err(e) if crate::drop::is_not_found(&e) => Err(Error::NotFound(name.to_string())),
         Err(e) => Err(Error::db(Some(name), "unsubscribing", e)),
     }
 }

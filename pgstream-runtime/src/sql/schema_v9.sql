@@ -1,5 +1,5 @@
 -- pgstream catalog, schema version 9: the kind of each stream table's schedule is
--- stored, written with the schedule (create.rs's record_schedule and the insert at
+-- stored, written with the schedule (schedule.rs's update_schedule and the insert at
 -- creation), instead of being guessed from its text by the scheduler. Rows of
 -- earlier versions get the kind of their schedule text, which pgstream always wrote
 -- as Schedule's Display prints it: `on commit`, `inherit`, a cron expression (it

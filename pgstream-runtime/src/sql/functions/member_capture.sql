@@ -1,6 +1,6 @@
 -- The four capture triggers of a relation: `rel` is a source, or a member of a
 -- partitioned source `src`'s tree, whose statements fire only its own statement
--- triggers; each writes into the buffer of `src`. Same DDL as create.rs's
+-- triggers; each writes into the buffer of `src`. Same DDL as create/capture.rs's
 -- trigger_ddl, for the members that the runtime cannot know in advance.
 CREATE OR REPLACE FUNCTION pgstream._create_capture_triggers(rel oid, src oid)
 RETURNS void LANGUAGE plpgsql
