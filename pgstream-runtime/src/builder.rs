@@ -281,17 +281,7 @@ pub async fn check_connection(pool: &PgPool) -> Result<()> {
             Ok(())
         }
         Ok(Err(e)) => Err(Error::db(None, STEP, e)),
-        Err(_) => Err(Error::db(
-            None,
-            STEP,
-            sqlx::Error::Io(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                format!(
-                    "no answer from the database within {} s",
-                    CONNECT_TIMEOUT.as_secs()
-                ),
-            )),
-        )),
+        Err(_) => Err(Error::no_answer(STEP)),
     }
 }
 

@@ -316,16 +316,7 @@ pub(crate) async fn replace_in(
     .await
     .step(subject, "recording the replaced definition")?;
     if let Some(requester) = &requested_by {
-        sqlx::query(
-            "UPDATE pgstream.pgs_stream_tables SET requested_by = $3
-              WHERE schema_name = $1 AND table_name = $2",
-        )
-        .bind(&spec.name.schema)
-        .bind(&spec.name.name)
-        .bind(requester)
-        .execute(&mut *conn)
-        .await
-        .step(subject, "recording the requesting role")?;
+        crate::requests::record_requester(conn, &spec.name, requester, subject).await?;
     }
     crate::grants::apply(conn, &spec.name, &grants, subject).await?;
     Ok(Outcome::Rebuilt)

@@ -111,32 +111,26 @@ pub(super) async fn check_cycle(
     sources: &[u32],
 ) -> Result<()> {
     // Edges: (stream table's storage oid, its name, source oid), of the stream tables
-    // upstream of the new one's sources only (creating stream table 10,000 does not
-    // read the 9,999 others). The catalog's `name` columns cast to text have the
+    // upstream of the new one's sources only, walked up from them (the seeds: rows
+    // without a storage); creating stream table 10,000 does not read the 9,999 others. The catalog's `name` columns cast to text have the
     // collation "C": compared in it, the names cannot use the unique index on
     // (schema_name, table_name) of the default collation, and each step scanned every
     // stream table (9 ms per creation at 6,000); `COLLATE "default"` looks them up.
     let start: Vec<i64> = sources.iter().map(|&o| i64::from(o)).collect();
-    let edges: Vec<(Option<i64>, String, i64)> = sqlx::query_as(
-        "WITH RECURSIVE up (oid) AS (
-             SELECT unnest($1::int8[])
+    let graph: Vec<(i64, String, i64)> = sqlx::query_as(
+        "WITH RECURSIVE edge (storage, name, source) AS (
+             SELECT NULL::int8, NULL::text, s.oid FROM unnest($1::int8[]) s (oid)
              UNION
-             SELECT f.source_oid::int8
-               FROM up
-               JOIN pg_catalog.pg_class c ON c.oid = up.oid::oid
+             SELECT c.oid::int8, pgstream._display_name(s.schema_name, s.table_name),
+                    f.source_oid::int8
+               FROM edge
+               JOIN pg_catalog.pg_class c ON c.oid = edge.source::oid
                JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
                JOIN pgstream.pgs_stream_tables s
                  ON s.schema_name = n.nspname::text COLLATE \"default\"
                 AND s.table_name = c.relname::text COLLATE \"default\"
                JOIN pgstream.pgs_frontiers f ON f.st_id = s.id)
-         SELECT c.oid::int8, pgstream._display_name(s.schema_name, s.table_name), f.source_oid::int8
-           FROM up
-           JOIN pg_catalog.pg_class c ON c.oid = up.oid::oid
-           JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-           JOIN pgstream.pgs_stream_tables s
-             ON s.schema_name = n.nspname::text COLLATE \"default\"
-                AND s.table_name = c.relname::text COLLATE \"default\"
-           JOIN pgstream.pgs_frontiers f ON f.st_id = s.id",
+         SELECT storage, name, source FROM edge WHERE storage IS NOT NULL",
     )
     .bind(&start)
     .fetch_all(&mut *conn)
@@ -148,10 +142,6 @@ pub(super) async fn check_cycle(
         .fetch_one(&mut *conn)
         .await
         .step(Some(name), "checking for cycles")?;
-    let graph: Vec<(i64, String, i64)> = edges
-        .into_iter()
-        .filter_map(|(st, n, src)| Some((st?, n, src)))
-        .collect();
     if let Some(path) = find_cycle(&graph, own, name, &start, name) {
         return Err(Error::Invalid(format!(
             "stream table {name}: creating it would make a cycle of stream tables: {}",

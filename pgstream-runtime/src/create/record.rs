@@ -133,56 +133,20 @@ pub(super) async fn store_views(
 pub(crate) async fn backfill_views(pool: &PgPool) -> Result<()> {
     const STEP: &str = "recording the views the queries read";
     let mut conn = crate::pin::begin(pool).await.step(None, STEP)?;
-    let rows: Vec<(i64, String, String, String, String, String)> = sqlx::query_as(
-        "SELECT s.id, s.schema_name, s.table_name, s.query, s.mode, s.schedule
-           FROM pgstream.pgs_stream_tables s
-          WHERE NOT s.views_recorded",
-    )
-    .fetch_all(&mut *conn)
-    .await
-    .step(None, "reading the stream table catalog")?;
-    if rows.is_empty() {
+    let Some((catalog, tables)) = stored_specs(&mut conn, "NOT s.views_recorded").await? else {
         return Ok(());
-    }
-    let catalog = load_catalog(&mut conn).await?;
-    for (id, schema, table, query, mode, schedule) in rows {
-        let Some((name, spec)) = stored_spec(schema, table, query, &mode, &schedule) else {
+    };
+    for t in tables {
+        let Some(compiled) = t.compile(&catalog, "the views the query reads") else {
             continue;
         };
-        match compile(&spec, &catalog) {
-            Ok(compiled) => {
-                // In a savepoint of its own: store_views pins settings for it.
-                let mut tx = conn.begin().await.step(Some(&name), STEP)?;
-                store_views(&mut tx, id, &compiled, &catalog, &name).await?;
-                tx.commit().await.step(Some(&name), STEP)?;
-            }
-            Err(e) => {
-                tracing::warn!(stream_table = %name, error = %e.render(&spec.query),
-                    "cannot record the views the query reads: the query does not compile");
-            }
-        }
+        // In a savepoint of its own: store_views pins settings for it.
+        let mut tx = conn.begin().await.step(Some(&t.name), STEP)?;
+        store_views(&mut tx, t.id, &compiled, &catalog, &t.name).await?;
+        tx.commit().await.step(Some(&t.name), STEP)?;
     }
     conn.commit().await.step(None, STEP)?;
     Ok(())
-}
-
-/// The display name and spec of a stream table from its catalog row (`None` when the
-/// stored mode or schedule no longer parses).
-fn stored_spec(
-    schema: String,
-    table: String,
-    query: String,
-    mode: &str,
-    schedule: &str,
-) -> Option<(String, StreamTableSpec)> {
-    let name = QualifiedName::new(schema, table);
-    let spec = StreamTableSpec {
-        name: name.clone(),
-        query,
-        schedule: schedule.parse().ok()?,
-        mode: mode.parse().ok()?,
-    };
-    Some((display_name(&name), spec))
 }
 
 /// Stream tables created before catalog version 2 have no recorded source columns:
@@ -190,46 +154,88 @@ fn stored_spec(
 /// drift is detected from now on. A query that no longer compiles is left as it is
 /// (logged); its next refresh reports the failure.
 pub(crate) async fn backfill_source_columns(pool: &PgPool) -> Result<()> {
-    let mut conn = crate::pin::begin(pool)
-        .await
-        .step(None, "recording the source columns")?;
-    let rows: Vec<(i64, String, String, String, String, String)> = sqlx::query_as(
-        "SELECT s.id, s.schema_name, s.table_name, s.query, s.mode, s.schedule
-           FROM pgstream.pgs_stream_tables s
-          WHERE s.source_columns = '[]'::jsonb
-            AND EXISTS (SELECT 1 FROM pgstream.pgs_frontiers f WHERE f.st_id = s.id)",
-    )
-    .fetch_all(&mut *conn)
-    .await
-    .step(None, "reading the stream table catalog")?;
-    if rows.is_empty() {
+    const STEP: &str = "recording the source columns";
+    let mut conn = crate::pin::begin(pool).await.step(None, STEP)?;
+    let filter = "s.source_columns = '[]'::jsonb
+                  AND EXISTS (SELECT 1 FROM pgstream.pgs_frontiers f WHERE f.st_id = s.id)";
+    let Some((catalog, tables)) = stored_specs(&mut conn, filter).await? else {
         return Ok(());
-    }
-    let catalog = load_catalog(&mut conn).await?;
-    for (id, schema, table, query, mode, schedule) in rows {
-        let Some((name, spec)) = stored_spec(schema, table, query, &mode, &schedule) else {
+    };
+    for t in tables {
+        let Some(compiled) = t.compile(&catalog, "the source columns") else {
             continue;
-        };
-        let compiled = match compile(&spec, &catalog) {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(stream_table = %name, error = %e.render(&spec.query),
-                    "cannot record the source columns: the query does not compile");
-                continue;
-            }
         };
         let oids: Vec<u32> = compiled
             .sources
             .iter()
-            .map(|t| t.oid.unwrap_or(0))
+            .map(|source| source.oid.unwrap_or(0))
             .collect();
-        let used = used_columns(&spec, &catalog, &compiled);
-        store_source_columns(&mut conn, id, &compiled, &oids, &used, &name).await?;
+        let used = used_columns(&t.spec, &catalog, &compiled);
+        store_source_columns(&mut conn, t.id, &compiled, &oids, &used, &t.name).await?;
     }
-    conn.commit()
-        .await
-        .step(None, "recording the source columns")?;
+    conn.commit().await.step(None, STEP)?;
     Ok(())
+}
+
+/// A stream table as its catalog row defines it, for a backfill of what older
+/// releases did not record.
+struct Stored {
+    id: i64,
+    /// Display name.
+    name: String,
+    spec: StreamTableSpec,
+}
+
+impl Stored {
+    /// The stored query compiled against `catalog`; `None` (logged: `what` cannot be
+    /// recorded) when it no longer compiles.
+    fn compile(&self, catalog: &Catalog, what: &str) -> Option<Compiled> {
+        compile(&self.spec, catalog)
+            .map_err(|e| {
+                tracing::warn!(stream_table = %self.name, error = %e.render(&self.spec.query),
+                    "cannot record {what}: the query does not compile");
+            })
+            .ok()
+    }
+}
+
+/// The stream tables whose catalog rows `filter` (a condition on `s`, a static text)
+/// selects, with the live schema read on `conn`; `None` when no row is selected. A
+/// row whose stored mode or schedule no longer parses is left out.
+async fn stored_specs(
+    conn: &mut PgConnection,
+    filter: &str,
+) -> Result<Option<(Catalog, Vec<Stored>)>> {
+    let rows: Vec<(i64, String, String, String, String, String)> = sqlx::query_as(&format!(
+        "SELECT s.id, s.schema_name, s.table_name, s.query, s.mode, s.schedule
+           FROM pgstream.pgs_stream_tables s
+          WHERE {filter}"
+    ))
+    .fetch_all(&mut *conn)
+    .await
+    .step(None, "reading the stream table catalog")?;
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    let catalog = load_catalog(&mut *conn).await?;
+    let tables = rows
+        .into_iter()
+        .filter_map(|(id, schema, table, query, mode, schedule)| {
+            let name = QualifiedName::new(schema, table);
+            let spec = StreamTableSpec {
+                name: name.clone(),
+                query,
+                schedule: schedule.parse().ok()?,
+                mode: mode.parse().ok()?,
+            };
+            Some(Stored {
+                id,
+                name: display_name(&name),
+                spec,
+            })
+        })
+        .collect();
+    Ok(Some((catalog, tables)))
 }
 
 /// The `(source table, column)` pairs the defining query uses. Maintained

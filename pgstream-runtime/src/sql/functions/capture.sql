@@ -213,11 +213,7 @@ BEGIN
     -- CASCADE, ALTER SCHEMA ... RENAME), and drops are not listed by
     -- pg_event_trigger_ddl_commands(): check every stream table that reads a view.
     FOR st IN SELECT DISTINCT v.st_id FROM pgstream.pgs_views v LOOP
-        msg := pgstream._drift(st.st_id);
-        IF msg IS NOT NULL THEN
-            UPDATE pgstream.pgs_stream_tables s SET status = 'ERROR', status_reason = msg
-             WHERE s.id = st.st_id AND s.status IS DISTINCT FROM 'ERROR';
-        END IF;
+        PERFORM pgstream._set_error(st.st_id, pgstream._drift(st.st_id));
     END LOOP;
     -- A view replaced by the same definition: its new rule is the recorded one again,
     -- so _drift need not compare the definition at every refresh.
@@ -231,11 +227,7 @@ BEGIN
                   AND EXISTS (SELECT 1 FROM pgstream.pgs_sources s WHERE s.source_oid = c.objid) LOOP
         PERFORM pgstream._build_capture(src);
         FOR st IN SELECT DISTINCT f.st_id FROM pgstream.pgs_frontiers f WHERE f.source_oid = src LOOP
-            msg := pgstream._drift(st.st_id);
-            IF msg IS NOT NULL THEN
-                UPDATE pgstream.pgs_stream_tables s SET status = 'ERROR', status_reason = msg
-                 WHERE s.id = st.st_id AND s.status IS DISTINCT FROM 'ERROR';
-            END IF;
+            PERFORM pgstream._set_error(st.st_id, pgstream._drift(st.st_id));
         END LOOP;
     END LOOP;
     -- Partitions created, attached or detached under a partitioned source, and
@@ -255,10 +247,7 @@ BEGIN
                 JOIN pgstream.pgs_stream_tables s ON s.id = f.st_id AND s.mode <> 'FULL'
                WHERE c.classid = 'pg_class'::regclass LOOP
         SELECT y.drift INTO msg FROM pgstream._sync_sources(st.st_id) y;
-        IF msg IS NOT NULL THEN
-            UPDATE pgstream.pgs_stream_tables s SET status = 'ERROR', status_reason = msg
-             WHERE s.id = st.st_id AND s.status IS DISTINCT FROM 'ERROR';
-        END IF;
+        PERFORM pgstream._set_error(st.st_id, msg);
     END LOOP;
 END
 $fn$;

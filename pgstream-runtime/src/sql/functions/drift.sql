@@ -236,3 +236,15 @@ AS $fn$
            END
 $fn$;
 
+-- Put a stream table in the ERROR state with `reason` (a drift message) as its
+-- status_reason; nothing when `reason` is NULL or the stream table is in the ERROR
+-- state already (its first reason stays).
+CREATE OR REPLACE FUNCTION pgstream._set_error(st_id bigint, reason text)
+RETURNS void LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    UPDATE pgstream.pgs_stream_tables s SET status = 'ERROR', status_reason = _set_error.reason
+     WHERE s.id = _set_error.st_id AND _set_error.reason IS NOT NULL
+       AND s.status IS DISTINCT FROM 'ERROR'
+$fn$;
+
