@@ -6,6 +6,7 @@ use sqlx::{PgConnection, PgPool, Row};
 use super::{quote_ident, FailureKind, Oracle};
 
 impl Oracle {
+    /// `None` if equal, else the mismatch.
     pub(super) async fn compare(
         &self,
         pool: &PgPool,

@@ -11,6 +11,8 @@ use sqlx::{PgConnection, PgPool};
 use super::{mismatch_text, Column, Domain, Existing, Kind, Oracle, Table, WORDS};
 
 impl Oracle {
+    /// One schema change of a column the query does not read (see
+    /// [`Oracle::schema_changes`]); `spares` holds those columns per table.
     pub(super) fn schema_change(
         &self,
         rng: &mut StdRng,

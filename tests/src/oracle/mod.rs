@@ -642,9 +642,6 @@ impl Oracle {
         }
     }
 
-    /// One schema change of a column the query does not read (see
-    /// [`Oracle::schema_changes`]); `spares` holds those columns per table.
-
     /// [`Oracle::run`], panicking with the full report on failure.
     pub async fn assert_equivalent(&self, pool: &PgPool) {
         if let Err(f) = self.run(pool).await {
