@@ -281,17 +281,7 @@ pub async fn check_connection(pool: &PgPool) -> Result<()> {
             Ok(())
         }
         Ok(Err(e)) => Err(Error::db(None, STEP, e)),
-        Err(_) => Err(Error::db(
-            None,
-            STEP,
-            sqlx::Error::Io(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                format!(
-                    "no answer from the database within {} s",
-                    CONNECT_TIMEOUT.as_secs()
-                ),
-            )),
-        )),
+        Err(_) => Err(Error::no_answer(STEP)),
     }
 }
 
@@ -517,7 +507,7 @@ async fn check_existing(
         let found: Vec<&str> = found.iter().map(String::as_str).collect();
         crate::create::check_columns(&name, expected, &found)?;
     }
-    crate::create::update_schedule(&mut conn, stored.id, &stored.schedule, spec, Some(&name))
+    crate::schedule::update_schedule(&mut conn, stored.id, &stored.schedule, spec, Some(&name))
         .await?;
     conn.commit()
         .await

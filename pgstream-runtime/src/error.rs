@@ -123,6 +123,22 @@ impl Error {
         }
     }
 
+    /// No answer from the database within [`crate::CONNECT_TIMEOUT`] at a step (an
+    /// [`Error::Database`] whose cause is an I/O timeout).
+    pub(crate) fn no_answer(step: &'static str) -> Self {
+        Error::db(
+            None,
+            step,
+            sqlx::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!(
+                    "no answer from the database within {} s",
+                    crate::CONNECT_TIMEOUT.as_secs()
+                ),
+            )),
+        )
+    }
+
     /// The PostgreSQL SQLSTATE code, when the error came from the server.
     pub fn sqlstate(&self) -> Option<String> {
         match self {

@@ -162,16 +162,6 @@ async fn failing(pool: &PgPool) -> crate::Result<Vec<FailingStreamTable>> {
     // A probe must answer even when the pool cannot.
     match tokio::time::timeout(crate::CONNECT_TIMEOUT, check).await {
         Ok(r) => r,
-        Err(_) => Err(crate::Error::db(
-            None,
-            STEP,
-            sqlx::Error::Io(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                format!(
-                    "no answer from the database within {} s",
-                    crate::CONNECT_TIMEOUT.as_secs()
-                ),
-            )),
-        )),
+        Err(_) => Err(crate::Error::no_answer(STEP)),
     }
 }

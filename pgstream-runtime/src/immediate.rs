@@ -1,4 +1,4 @@
-//! IMMEDIATE mode in the runtime. The maintenance itself is SQL (`sql/immediate.sql`:
+//! IMMEDIATE mode in the runtime. The maintenance itself is SQL (`sql/functions/immediate.sql`:
 //! statement triggers on the sources that refresh the stream table in the writing
 //! transaction); creating, dropping and replacing an IMMEDIATE stream table take the
 //! paths of a DIFFERENTIAL one, and catalog triggers give the sources their

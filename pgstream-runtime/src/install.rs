@@ -4,7 +4,8 @@
 //! under a transaction-scoped advisory lock, so concurrent installers (several
 //! application replicas starting at once) run one after the other; the versioned
 //! part runs only when `pgs_meta.schema_version` is older than [`SCHEMA_VERSION`].
-//! The SQL functions (`functions.sql`) are installed again whenever they differ from
+//! The SQL functions (the scripts of `sql/functions/`, [`FUNCTION_SCRIPTS`]) are
+//! installed again whenever they differ from
 //! the ones in the database (a release can change them without a schema change):
 //! `pgstream._functions_hash()` records the hash of the installed text. Functions of
 //! neighbouring releases are compatible with the same schema version, so replicas of
@@ -15,7 +16,7 @@ use crate::error::{Error, Result, Step};
 use sqlx::PgPool;
 
 /// The version of the catalog schema this runtime installs.
-pub const SCHEMA_VERSION: i32 = 8;
+pub const SCHEMA_VERSION: i32 = 9;
 
 /// First key of every pgstream advisory lock (`'pgst'`); the second key is the
 /// stream table id, or 0 for installation.
@@ -26,6 +27,19 @@ pub(crate) const CREATE_LOCK_CLASS: i32 = LOCK_CLASS + 1;
 /// the connection that listens for requests from SQL: `pgstream._runtime_running()`
 /// looks for it in `pg_locks`.
 pub(crate) const RUNTIME_LOCK_CLASS: i32 = LOCK_CLASS + 2;
+/// First key of the advisory lock of one stream table (second key: its id mod 2^31),
+/// which serialises its refreshes, drops, subscriptions and IMMEDIATE writers
+/// (`pgstream._lock_stream_table`, and `_advance_unaffected` per row).
+pub(crate) const STREAM_TABLE_LOCK_CLASS: i32 = LOCK_CLASS + 0x400;
+
+/// The constants that the function scripts name `{{NAME}}`, substituted at
+/// installation (written in the installed functions as numbers: their plans are
+/// those of literals).
+const SCRIPT_CONSTANTS: [(&str, i32); 3] = [
+    ("{{LOCK_CLASS}}", LOCK_CLASS),
+    ("{{RUNTIME_LOCK_CLASS}}", RUNTIME_LOCK_CLASS),
+    ("{{STREAM_TABLE_LOCK_CLASS}}", STREAM_TABLE_LOCK_CLASS),
+];
 
 const BOOTSTRAP: &str = "
 CREATE SCHEMA IF NOT EXISTS pgstream;
@@ -45,13 +59,50 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (6, include_str!("sql/schema_v6.sql")),
     (7, include_str!("sql/schema_v7.sql")),
     (8, include_str!("sql/schema_v8.sql")),
+    (9, include_str!("sql/schema_v9.sql")),
 ];
 
-/// The SQL functions and views, recreated at every upgrade.
-const FUNCTIONS: &str = include_str!("sql/functions.sql");
-/// IMMEDIATE mode's functions and catalog triggers, installed right after
-/// [`FUNCTIONS`] and hashed with them.
-const IMMEDIATE: &str = include_str!("sql/immediate.sql");
+/// The SQL functions, views and catalog triggers, one script per concern, in the
+/// order they are installed (a SQL-language function, a view or a trigger needs what it
+/// names to exist already): `(file, script)`. Recreated at every upgrade, and whenever
+/// their text differs from the installed one.
+const FUNCTION_SCRIPTS: &[(&str, &str)] = &[
+    ("base.sql", include_str!("sql/functions/base.sql")),
+    ("refresh.sql", include_str!("sql/functions/refresh.sql")),
+    (
+        "member_capture.sql",
+        include_str!("sql/functions/member_capture.sql"),
+    ),
+    (
+        "drop_resume.sql",
+        include_str!("sql/functions/drop_resume.sql"),
+    ),
+    ("drift.sql", include_str!("sql/functions/drift.sql")),
+    ("capture.sql", include_str!("sql/functions/capture.sql")),
+    ("status.sql", include_str!("sql/functions/status.sql")),
+    ("requests.sql", include_str!("sql/functions/requests.sql")),
+    ("inherit.sql", include_str!("sql/functions/inherit.sql")),
+    ("subscribe.sql", include_str!("sql/functions/subscribe.sql")),
+    ("immediate.sql", include_str!("sql/functions/immediate.sql")),
+];
+
+/// The function scripts as installed: [`FUNCTION_SCRIPTS`] with the
+/// [`SCRIPT_CONSTANTS`] substituted, in order.
+fn function_scripts() -> &'static [String] {
+    static SCRIPTS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    SCRIPTS.get_or_init(|| {
+        FUNCTION_SCRIPTS
+            .iter()
+            .map(|(_, script)| {
+                SCRIPT_CONSTANTS
+                    .iter()
+                    .fold((*script).to_owned(), |text, (name, value)| {
+                        text.replace(name, &value.to_string())
+                    })
+            })
+            .collect()
+    })
+}
 
 const STEP: &str = "installing the pgstream catalog";
 
@@ -172,10 +223,11 @@ pub async fn event_trigger_installed(pool: &PgPool) -> Result<bool> {
     .step(None, STEP)
 }
 
-/// FNV-1a (64 bits) of `functions.sql` and `immediate.sql`, in hex: identifies the installed functions.
+/// FNV-1a (64 bits) of the function scripts as installed, in hex: identifies the
+/// installed functions.
 fn functions_hash() -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in FUNCTIONS.bytes().chain(IMMEDIATE.bytes()) {
+    for b in function_scripts().iter().flat_map(|script| script.bytes()) {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
@@ -187,15 +239,14 @@ fn hash_function_body(hash: &str) -> String {
     format!("SELECT '{hash}'::text")
 }
 
-/// Install `functions.sql`, rebuild the capture functions of the sources (their text
-/// comes from `pgstream._build_capture`), and record the hash.
+/// Install the function scripts, rebuild the capture functions of the sources (their
+/// text comes from `pgstream._build_capture`), and record the hash.
 async fn install_functions(tx: &mut sqlx::PgConnection, hash: &str) -> Result<()> {
-    crate::pin::script(&mut *tx, FUNCTIONS)
-        .await
-        .step(None, STEP)?;
-    crate::pin::script(&mut *tx, IMMEDIATE)
-        .await
-        .step(None, STEP)?;
+    for script in function_scripts() {
+        crate::pin::script(&mut *tx, script)
+            .await
+            .step(None, STEP)?;
+    }
     sqlx::query("SELECT pgstream._build_capture(s.source_oid) FROM pgstream.pgs_sources s")
         .execute(&mut *tx)
         .await
@@ -226,11 +277,40 @@ async fn install_functions(tx: &mut sqlx::PgConnection, hash: &str) -> Result<()
 
 #[cfg(test)]
 mod tests {
-    use super::{FUNCTIONS, RUNTIME_LOCK_CLASS};
+    use super::{function_scripts, FUNCTION_SCRIPTS, RUNTIME_LOCK_CLASS, SCRIPT_CONSTANTS};
+
+    /// Every `{{NAME}}` of the function scripts is a known constant, and is substituted.
+    #[test]
+    fn function_scripts_have_every_constant_substituted() {
+        for (script, (file, _)) in function_scripts().iter().zip(FUNCTION_SCRIPTS) {
+            assert!(
+                !script.contains("{{"),
+                "{file}: a `{{{{NAME}}}}` with no constant"
+            );
+        }
+        for (name, _) in SCRIPT_CONSTANTS {
+            assert!(
+                FUNCTION_SCRIPTS
+                    .iter()
+                    .any(|(_, script)| script.contains(name)),
+                "{name} is named by no script"
+            );
+        }
+    }
 
     /// `pgstream._runtime_running()` looks for the runtime's lock by its number.
     #[test]
     fn functions_name_the_runtime_lock_class() {
-        assert!(FUNCTIONS.contains(&format!("l.classid = {RUNTIME_LOCK_CLASS} ")));
+        assert!(function_scripts()
+            .iter()
+            .any(|script| script.contains(&format!("l.classid = {RUNTIME_LOCK_CLASS} "))));
+    }
+
+    /// The stream table lock's number, as the functions written before it was a
+    /// constant had it: an installation of an older release and one of this release
+    /// running side by side take the same lock.
+    #[test]
+    fn stream_table_lock_class_is_unchanged() {
+        assert_eq!(super::STREAM_TABLE_LOCK_CLASS, 1_885_828_980);
     }
 }

@@ -27,6 +27,7 @@
 mod builder;
 mod catalog;
 mod create;
+mod drop;
 mod error;
 mod grants;
 mod health;
@@ -40,13 +41,15 @@ mod refresh;
 mod replace;
 mod requests;
 mod runtime;
+mod schedule;
 mod scheduler;
 mod status;
 mod subscribe;
 
 pub use builder::{check_connection, RuntimeBuilder, CONNECT_TIMEOUT};
 pub use catalog::{display_name, load_catalog};
-pub use create::{create_stream_table, drop_stream_table, drop_stream_table_cascade};
+pub use create::create_stream_table;
+pub use drop::{drop_stream_table, drop_stream_table_cascade};
 pub use error::{Error, Result, Subject};
 pub use health::{FailingStreamTable, Health};
 pub use install::{event_trigger_installed, install, SCHEMA_VERSION};

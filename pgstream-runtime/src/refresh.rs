@@ -2,7 +2,7 @@
 //! `pgstream.refresh_stream_table` (or its by-id form), which locks, runs the
 //! compiled statement, trims the buffers and records statistics.
 
-use crate::create::is_not_found;
+use crate::drop::is_not_found;
 use crate::error::{describe, Error, Result};
 use sqlx::PgPool;
 use std::time::{Duration, Instant};

@@ -131,13 +131,13 @@ pub(crate) async fn replace_in(
         return Err(Error::NotFound(name.to_string()));
     };
     if stored.query == spec.query && stored.mode == spec.mode.as_str() {
-        crate::create::update_schedule(conn, stored.id, &stored.schedule, spec, subject).await?;
+        crate::schedule::update_schedule(conn, stored.id, &stored.schedule, spec, subject).await?;
         return Ok(Outcome::Unchanged);
     }
     if stored.query == spec.query && crate::immediate::switches_in_place(&stored.mode, spec.mode) {
         // DIFFERENTIAL <-> IMMEDIATE: the same statements, switched without a rebuild.
         crate::immediate::switch_mode(conn, stored.id, name, spec.mode).await?;
-        crate::create::update_schedule(conn, stored.id, &stored.schedule, spec, subject).await?;
+        crate::schedule::update_schedule(conn, stored.id, &stored.schedule, spec, subject).await?;
         return Ok(Outcome::Rebuilt);
     }
     if !explicit && is_superseded(conn, spec).await? {
@@ -316,16 +316,7 @@ pub(crate) async fn replace_in(
     .await
     .step(subject, "recording the replaced definition")?;
     if let Some(requester) = &requested_by {
-        sqlx::query(
-            "UPDATE pgstream.pgs_stream_tables SET requested_by = $3
-              WHERE schema_name = $1 AND table_name = $2",
-        )
-        .bind(&spec.name.schema)
-        .bind(&spec.name.name)
-        .bind(requester)
-        .execute(&mut *conn)
-        .await
-        .step(subject, "recording the requesting role")?;
+        crate::requests::record_requester(conn, &spec.name, requester, subject).await?;
     }
     crate::grants::apply(conn, &spec.name, &grants, subject).await?;
     Ok(Outcome::Rebuilt)

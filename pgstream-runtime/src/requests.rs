@@ -7,7 +7,7 @@
 //!
 //! - **One runtime per request.** The request row is locked `FOR UPDATE SKIP LOCKED`
 //!   for the whole transaction, so racing runtimes take different requests; creations
-//!   of one name are serialised by the creation lock (see `create.rs`), so two requests
+//!   of one name are serialised by the creation lock (see `create/mod.rs`), so two requests
 //!   for one name give one stream table and, for the second, either nothing to do (the
 //!   same definition) or a clear error.
 //! - **All or nothing.** The work runs in a savepoint of the transaction that records
@@ -21,7 +21,7 @@
 //!   an owner could attach triggers, rules or index expressions that every refresh,
 //!   run by the runtime's (often superuser) role, would execute (docs/SECURITY.md).
 
-use crate::catalog::{display_name, load_catalog, stored_definition};
+use crate::catalog::{display_name, load_catalog, stored_definition, StoredDefinition};
 use crate::create::create_in;
 use crate::error::{Error, Result, Step};
 use crate::refresh::is_transient;
@@ -191,17 +191,29 @@ async fn create(conn: &mut PgConnection, spec: &StreamTableSpec, requester: &str
     }
     check_privileges(conn, spec, requester).await?;
     create_in(conn, spec, &name, None).await?;
+    record_requester(conn, &spec.name, requester, Some(&name)).await?;
+    grant_select(conn, &spec.name, requester).await
+}
+
+/// Record `requester` as the role that requested stream table `name`
+/// (`pgs_stream_tables.requested_by`: it may alter, replace and drop it).
+pub(crate) async fn record_requester(
+    conn: &mut PgConnection,
+    name: &QualifiedName,
+    requester: &str,
+    subject: Option<&str>,
+) -> Result<()> {
     sqlx::query(
         "UPDATE pgstream.pgs_stream_tables SET requested_by = $3
           WHERE schema_name = $1 AND table_name = $2",
     )
-    .bind(&spec.name.schema)
-    .bind(&spec.name.name)
+    .bind(&name.schema)
+    .bind(&name.name)
     .bind(requester)
     .execute(&mut *conn)
     .await
-    .step(Some(&name), "recording the requesting role")?;
-    grant_select(conn, &spec.name, requester).await
+    .step(subject, "recording the requesting role")?;
+    Ok(())
 }
 
 /// `GRANT SELECT` on the storage table to the requesting role, unless it is the
@@ -344,29 +356,39 @@ async fn check_privileges(
     Ok(())
 }
 
+/// What an `alter` or `replace` request (`what`) changes: the stream table's display
+/// name, its stored definition, and the schedule and mode it asks for (the stored
+/// ones where it gives none), once the requesting role is found allowed to change it
+/// (see [`check_may_change`]).
+async fn requested_change(
+    conn: &mut PgConnection,
+    r: &Request,
+    what: &str,
+) -> Result<(String, StoredDefinition, String, Mode)> {
+    let qname = QualifiedName::parse(&r.name).map_err(Error::Invalid)?;
+    let name = display_name(&qname);
+    let Some(stored) = stored_definition(conn, &qname).await? else {
+        return Err(Error::NotFound(name));
+    };
+    check_may_change(conn, stored.id, &r.requested_by, &name, what).await?;
+    let schedule = r.schedule.clone().unwrap_or(stored.schedule.clone());
+    let mode = mode_of(r.refresh_mode.as_deref().unwrap_or(&stored.mode))?;
+    Ok((name, stored, schedule, mode))
+}
+
 /// Change a stream table's schedule and/or mode. Only the role that requested it, a
 /// member of the storage table's owner, or a superuser may. A change between
 /// DIFFERENTIAL and IMMEDIATE is made in place (see [`crate::immediate::switch_mode`]);
 /// another mode change rebuilds the stream table (drop and create with the new mode,
 /// in this transaction: readers see the old table or the new one, never an empty one).
 async fn alter(conn: &mut PgConnection, r: &Request) -> Result<()> {
-    let qname = QualifiedName::parse(&r.name).map_err(Error::Invalid)?;
-    let name = display_name(&qname);
-    let Some(stored) = stored_definition(conn, &qname).await? else {
-        return Err(Error::NotFound(name));
-    };
-    check_may_change(conn, stored.id, &r.requested_by, &name, "alter").await?;
-    let schedule = r.schedule.clone().unwrap_or(stored.schedule.clone());
-    let mode = match r.refresh_mode.as_deref() {
-        Some(m) => mode_of(m)?,
-        None => mode_of(&stored.mode)?,
-    };
+    let (name, stored, schedule, mode) = requested_change(conn, r, "alter").await?;
     // Validates the schedule (and the mode) before anything changes.
     let spec = crate::runtime::spec(&r.name, &stored.query, &schedule, mode)?;
     if crate::immediate::switches_in_place(&stored.mode, mode) {
         // DIFFERENTIAL <-> IMMEDIATE: the same statements; no rebuild.
         crate::immediate::switch_mode(conn, stored.id, &name, mode).await?;
-        crate::create::update_schedule(conn, stored.id, &stored.schedule, &spec, Some(&name))
+        crate::schedule::update_schedule(conn, stored.id, &stored.schedule, &spec, Some(&name))
             .await?;
     } else if mode.as_str() != stored.mode {
         let requested_by: Option<String> = sqlx::query_scalar(
@@ -383,27 +405,12 @@ async fn alter(conn: &mut PgConnection, r: &Request) -> Result<()> {
             .step(Some(&name), "dropping the stream table to change its mode")?;
         create_in(conn, &spec, &name, None).await?;
         if let Some(requester) = requested_by {
-            sqlx::query("UPDATE pgstream.pgs_stream_tables SET requested_by = $2 WHERE schema_name = $1 AND table_name = $3")
-                .bind(&spec.name.schema)
-                .bind(&requester)
-                .bind(&spec.name.name)
-                .execute(&mut *conn)
-                .await
-                .step(Some(&name), "recording the requesting role")?;
+            record_requester(conn, &spec.name, &requester, Some(&name)).await?;
             grant_select(conn, &spec.name, &requester).await?;
         }
     } else {
-        sqlx::query(
-            "UPDATE pgstream.pgs_stream_tables
-                SET schedule = $2, schedule_interval = $3::float8 * interval '1 millisecond'
-              WHERE id = $1",
-        )
-        .bind(stored.id)
-        .bind(spec.schedule.to_string())
-        .bind(spec.schedule.nominal_interval().as_secs_f64() * 1000.0)
-        .execute(&mut *conn)
-        .await
-        .step(Some(&name), "changing the schedule")?;
+        crate::schedule::update_schedule(conn, stored.id, &stored.schedule, &spec, Some(&name))
+            .await?;
     }
     Ok(())
 }
@@ -444,17 +451,7 @@ async fn check_may_change(
 /// requesting role: it must be allowed to change the stream table and to read the
 /// new query's sources (see [`crate::replace_stream_table`]).
 async fn replace(conn: &mut PgConnection, r: &Request) -> Result<()> {
-    let qname = QualifiedName::parse(&r.name).map_err(Error::Invalid)?;
-    let name = display_name(&qname);
-    let Some(stored) = stored_definition(conn, &qname).await? else {
-        return Err(Error::NotFound(name));
-    };
-    check_may_change(conn, stored.id, &r.requested_by, &name, "replace").await?;
-    let schedule = r.schedule.clone().unwrap_or(stored.schedule.clone());
-    let mode = match r.refresh_mode.as_deref() {
-        Some(m) => mode_of(m)?,
-        None => mode_of(&stored.mode)?,
-    };
+    let (name, _, schedule, mode) = requested_change(conn, r, "replace").await?;
     let spec = crate::runtime::spec(
         &r.name,
         r.query.as_deref().unwrap_or_default(),

@@ -296,12 +296,12 @@ impl RuntimeHandle {
     /// Drop a stream table (see [`crate::drop_stream_table`]). Fails, naming them,
     /// when other stream tables read it.
     pub async fn drop_stream_table(&self, name: &str) -> Result<()> {
-        crate::create::drop_stream_table(&self.pool, name).await
+        crate::drop::drop_stream_table(&self.pool, name).await
     }
 
     /// Drop a stream table and every stream table that reads it, recursively.
     pub async fn drop_stream_table_cascade(&self, name: &str) -> Result<()> {
-        crate::create::drop_stream_table_cascade(&self.pool, name).await
+        crate::drop::drop_stream_table_cascade(&self.pool, name).await
     }
 
     /// Resume a stream table the scheduler suspended after repeated failures (see

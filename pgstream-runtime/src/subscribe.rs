@@ -368,19 +368,34 @@ async fn step_inner<T>(
 where
     T: for<'r> FromRow<'r, PgRow> + Send + Unpin + 'static,
 {
-    if let Some(p) = store {
-        match store_position(&inner.pool, inner.st_id, &inner.name, &inner.subscriber, p).await {
-            Ok(true) => stepped.stored = Some(p),
-            Ok(false) => {
-                stepped.item = Some(Err(gone(&inner.name, &inner.subscriber)));
-                stepped.ended = true;
-                return (inner, stepped);
-            }
-            Err(e) => {
-                stepped.item = Some(Err(e));
-                return (inner, stepped);
-            }
+    match next_event::<T>(&mut inner, from, store, &mut stepped.stored).await {
+        Ok(Some(event)) => stepped.item = Some(Ok(event)),
+        Ok(None) => {
+            stepped.item = Some(Err(gone(&inner.name, &inner.subscriber)));
+            stepped.ended = true;
         }
+        Err(e) => stepped.item = Some(Err(e)),
+    }
+    (inner, stepped)
+}
+
+/// Store the position `store` (then recorded in `stored`), then wait for and read the
+/// next version after `from`: the event and its position, or `None` when the
+/// subscription is gone (unsubscribed, or its stream table dropped).
+async fn next_event<T>(
+    inner: &mut Inner,
+    from: i64,
+    store: Option<i64>,
+    stored: &mut Option<i64>,
+) -> Result<Option<(SubscriptionEvent<T>, i64)>>
+where
+    T: for<'r> FromRow<'r, PgRow> + Send + Unpin + 'static,
+{
+    if let Some(p) = store {
+        if !store_position(&inner.pool, inner.st_id, &inner.name, &inner.subscriber, p).await? {
+            return Ok(None);
+        }
+        *stored = Some(p);
     }
     loop {
         // Listen before reading: a refresh that commits after the read notifies.
@@ -391,33 +406,15 @@ where
                 l.listen(&inner.channel).await?;
                 Ok::<_, sqlx::Error>(l)
             };
-            match connected.await {
-                Ok(l) => inner.listener = Some(l),
-                Err(e) => {
-                    stepped.item = Some(Err(Error::db(
-                        Some(&inner.name),
-                        "listening for refreshes",
-                        e,
-                    )));
-                    return (inner, stepped);
-                }
-            }
+            let l = connected
+                .await
+                .map_err(|e| Error::db(Some(&inner.name), "listening for refreshes", e))?;
+            inner.listener = Some(l);
         }
-        match read_next::<T>(&inner, from).await {
-            Ok(Next::Event(event, position)) => {
-                stepped.item = Some(Ok((event, position)));
-                return (inner, stepped);
-            }
-            Ok(Next::Nothing) => {}
-            Ok(Next::Gone) => {
-                stepped.item = Some(Err(gone(&inner.name, &inner.subscriber)));
-                stepped.ended = true;
-                return (inner, stepped);
-            }
-            Err(e) => {
-                stepped.item = Some(Err(e));
-                return (inner, stepped);
-            }
+        match read_next::<T>(inner, from).await? {
+            Next::Event(event, position) => return Ok(Some((event, position))),
+            Next::Nothing => {}
+            Next::Gone => return Ok(None),
         }
         let Some(l) = inner.listener.as_mut() else {
             continue;
@@ -581,7 +578,7 @@ pub async fn subscribe_to<R>(
     };
     let (position, st_id, shown, storage, channel) = match r.await {
         Ok(x) => x,
-        Err(e) if crate::create::is_not_found(&e) => return Err(Error::NotFound(name.to_string())),
+        Err(e) if crate::drop::is_not_found(&e) => return Err(Error::NotFound(name.to_string())),
         Err(e) => return Err(Error::db(Some(name), STEP, e)),
     };
     tracing::debug!(stream_table = %shown, subscriber, position, "subscribed");
@@ -623,7 +620,7 @@ pub async fn unsubscribe(pool: &PgPool, name: &str, subscriber: &str) -> Result<
     };
     match r.await {
         Ok(found) => Ok(found),
-        Err(e) if crate::create::is_not_found(&e) => Err(Error::NotFound(name.to_string())),
+        Err(e) if crate::drop::is_not_found(&e) => Err(Error::NotFound(name.to_string())),
         Err(e) => Err(Error::db(Some(name), "unsubscribing", e)),
     }
 }

@@ -330,8 +330,11 @@ async fn an_on_commit_reader_refreshes_what_it_inherits_at_each_commit() {
         .await
         .unwrap();
     assert!(!capture_notifies(&db, "t").await);
-    db.exec("UPDATE pgstream.pgs_stream_tables SET schedule = 'on commit' WHERE table_name = 'r2'")
-        .await;
+    db.exec(
+        "UPDATE pgstream.pgs_stream_tables SET schedule = 'on commit', schedule_kind = 'on commit'
+          WHERE table_name = 'r2'",
+    )
+    .await;
     assert!(capture_notifies(&db, "t").await);
     rt.shutdown().await;
 }

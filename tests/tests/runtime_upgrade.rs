@@ -5,10 +5,13 @@
 //! event trigger; status works before and after. A catalog of version 5 upgrades to
 //! version 6: the views of existing stream tables are recorded at start-up and the
 //! event trigger of version 5 (ALTER TABLE only) is replaced by one that follows
-//! view DDL.
+//! view DDL. A catalog of version 8 upgrades to version 9: the kind of each schedule
+//! is stored.
 
 use pgstream_runtime::{Mode, Runtime, RuntimeHandle, SCHEMA_VERSION};
+use pgstream_tests::compare::{scalar_i64, wait_until};
 use pgstream_tests::test_db;
+use std::time::Duration;
 
 /// The parts of version 1 that version 2 changes (the rest of its functions are
 /// recreated by every upgrade anyway).
@@ -256,4 +259,83 @@ async fn version_5_catalog_upgrades_and_records_views() {
              which maintains the definition the view had then"
         )
     );
+}
+
+/// Version 9 stores the kind of each schedule (`schedule_kind`), which the scheduler
+/// reads instead of guessing it from the text: the upgrade fills it for the stream
+/// tables of an older catalog, and the cron one is refreshed at its fire times.
+#[tokio::test]
+async fn version_8_catalog_upgrades_and_stores_schedule_kinds() {
+    let db = test_db().await;
+    db.exec(
+        "CREATE TABLE t (id int PRIMARY KEY, x int NOT NULL);
+         INSERT INTO t VALUES (1, 1), (2, 2);",
+    )
+    .await;
+    let h = RuntimeHandle::new(db.pool.clone());
+    for (name, schedule) in [
+        ("every", "1h"),
+        ("cron", "* * * * * *"),
+        ("daily", "@daily"),
+        ("commit", "on commit"),
+        ("follow", "inherit"),
+    ] {
+        h.create_stream_table(name, "SELECT id, x FROM t", schedule, Mode::Differential)
+            .await
+            .unwrap();
+    }
+    let kinds = || async {
+        sqlx::query_as::<_, (String, String)>(
+            "SELECT table_name, schedule_kind FROM pgstream.pgs_stream_tables ORDER BY id",
+        )
+        .fetch_all(&db.pool)
+        .await
+        .unwrap()
+    };
+    let created = kinds().await;
+    let expected: Vec<(String, String)> = [
+        ("every", "duration"),
+        ("cron", "cron"),
+        ("daily", "cron"),
+        ("commit", "on commit"),
+        ("follow", "inherit"),
+    ]
+    .iter()
+    .map(|(n, k)| (n.to_string(), k.to_string()))
+    .collect();
+    assert_eq!(created, expected);
+    // Back to version 8: no schedule_kind.
+    db.exec(
+        "ALTER TABLE pgstream.pgs_stream_tables DROP COLUMN schedule_kind;
+         UPDATE pgstream.pgs_meta SET schema_version = 8;",
+    )
+    .await;
+    pgstream_runtime::install(&db.pool).await.unwrap();
+    assert_eq!(kinds().await, expected);
+    // Installing again changes nothing (the migration is idempotent).
+    db.exec("UPDATE pgstream.pgs_meta SET schema_version = 8")
+        .await;
+    pgstream_runtime::install(&db.pool).await.unwrap();
+    assert_eq!(kinds().await, expected);
+    let refused = sqlx::query(
+        "UPDATE pgstream.pgs_stream_tables SET schedule_kind = 'hourly' WHERE table_name = 'every'",
+    )
+    .execute(&db.pool)
+    .await;
+    assert!(refused.is_err(), "a kind outside the CHECK is refused");
+
+    // The scheduler refreshes the cron stream table (every second) from its kind.
+    db.exec("INSERT INTO t VALUES (3, 3)").await;
+    let rt = Runtime::builder(db.pool.clone())
+        .tick(Duration::from_millis(50))
+        .start()
+        .await
+        .unwrap();
+    wait_until(
+        "the cron stream table's refresh",
+        Duration::from_secs(20),
+        || async { scalar_i64(&db.pool, "SELECT count(*) FROM cron").await == 3 },
+    )
+    .await;
+    rt.shutdown().await;
 }

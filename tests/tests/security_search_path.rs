@@ -225,7 +225,8 @@ async fn scheduler_resolves_only_pg_catalog() {
     create_stream_tables(&RuntimeHandle::new(db.pool.clone())).await;
     plant(&db).await;
     db.exec(
-        "UPDATE pgstream.pgs_stream_tables SET schedule = '1s', schedule_interval = interval '1 second'
+        "UPDATE pgstream.pgs_stream_tables SET schedule = '1s', schedule_interval = interval '1 second',
+                schedule_kind = 'duration'
           WHERE table_name = 'n_orders';
          INSERT INTO orders (id, customer, amount) VALUES (100, 'c9', 500);",
     )

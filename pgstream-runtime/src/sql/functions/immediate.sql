@@ -1,5 +1,5 @@
--- IMMEDIATE mode (issue 14, item 1). Installed right after functions.sql, with it
--- (install.rs hashes both). Recreated (CREATE OR REPLACE) at every installation.
+-- IMMEDIATE mode (issue 14, item 1). Installed last of the function scripts, with them
+-- (install.rs hashes them all). Recreated (CREATE OR REPLACE) at every installation.
 --
 -- An IMMEDIATE stream table is refreshed by its writers, inside their transaction,
 -- by the same refresh as a DIFFERENTIAL one (pgstream.refresh_stream_table_by_id and

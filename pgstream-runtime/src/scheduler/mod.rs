@@ -4,7 +4,7 @@
 //! duration (or a TRUNCATE of a source is pending); the SQL query decides. With a cron
 //! schedule, it is due when a fire time lies after its last refresh (or, if it was
 //! never refreshed, after its creation) and at or before the database's `now()`; the
-//! query returns every active cron row and [`Schedule::is_due`] decides here. An
+//! query returns every active cron row and [`Schedule::is_due`] decides here (`plan.rs`). An
 //! `on commit` stream table is refreshed by the on-commit listener (`oncommit.rs`);
 //! here it counts as a duration schedule of [`Schedule::ON_COMMIT_FALLBACK`] (its
 //! `schedule_interval`), a safety net for a lost notification. A due
@@ -33,14 +33,19 @@
 //! is SUSPENDED (`pgstream.resume_stream_table`). When the database cannot be reached,
 //! the scheduler waits with exponential backoff (up to 30 s) and carries on; the pool
 //! opens new connections once the server is back.
+//!
+//! [`Schedule::is_due`]: pgstream_core::Schedule::is_due
+//! [`Schedule::ON_COMMIT_FALLBACK`]: pgstream_core::Schedule::ON_COMMIT_FALLBACK
 
 use crate::error::{Result, Step};
 use crate::refresh::{is_transient, record_error, try_refresh_by_id, FailurePolicy};
-use pgstream_core::Schedule;
 use sqlx::PgPool;
 use std::collections::{HashMap, HashSet};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
+
+mod plan;
+use plan::{job_dependencies, plan_jobs, DueRow};
 
 /// The longest wait between attempts to reach an unreachable database.
 const MAX_RECONNECT_BACKOFF: Duration = Duration::from_secs(30);
@@ -349,7 +354,7 @@ async fn run_pass(
                 coalesce(fr.sources, '{}') AS sources,
                 (s.needs_full OR s.last_refresh_at IS NULL
                  OR s.last_refresh_at + s.schedule_interval <= now() + $1 * interval '1 millisecond'
-                 OR ((s.schedule LIKE '@%' OR s.schedule LIKE '% %') AND s.schedule <> 'on commit')) AS due,
+                 OR s.schedule_kind = 'cron') AS due,
                 (s.schedule = 'inherit' AND ups.id IS NOT NULL) AS follows_readers
            FROM pgstream.pgs_stream_tables s
            LEFT JOIN levels l ON l.id = s.id
@@ -658,215 +663,9 @@ async fn advance_unaffected(pool: &PgPool, busy: &HashSet<i64>) -> HashSet<i64> 
     }
 }
 
-/// A stream table the catalog query returned.
-#[derive(sqlx::FromRow)]
-struct DueRow {
-    id: i64,
-    name: String,
-    schedule: String,
-    /// Last refresh (or creation), seconds since the epoch.
-    since: f64,
-    /// The database's clock, seconds since the epoch.
-    now: f64,
-    /// Its storage table's oid (a source of the stream tables that read it).
-    storage: Option<i64>,
-    /// Whether the refresh may be left out when no source has changes: DIFFERENTIAL,
-    /// populated, no full refresh pending, every frontier set.
-    quiet_skips: bool,
-    /// Its sources' oids.
-    sources: Vec<i64>,
-    /// Due by its own schedule (for a cron row, [`is_due`] decides).
-    due: bool,
-    /// Its schedule is `inherit` and other stream tables read it: it is refreshed
-    /// with them, never on its own.
-    follows_readers: bool,
-}
-
-/// What one task of a scheduler pass refreshes: one stream table, or a group of
-/// inheriting stream tables read together (refreshed in one transaction).
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Job {
-    /// Indices into the rows, upstream first.
-    members: Vec<usize>,
-    /// Sources (oids) a group locks against writers while its members refresh.
-    lock: Vec<i64>,
-}
-
-/// The jobs of a pass: every row due by its own schedule, each in a job of its own,
-/// and the inheriting stream tables they read (directly or through inheriting ones),
-/// in groups: inheriting stream tables read together by some stream table are one
-/// group (the transitive closure of that), refreshed together whenever one of them
-/// is needed, so that a reader never sees two of them at different states of their
-/// sources. In the order of the rows (depth, id) of each job's first member.
-/// With `only`, that row is the one due, whatever its schedule.
-fn plan_jobs(rows: &[DueRow], only: Option<i64>) -> Vec<Job> {
-    let by_storage: HashMap<i64, usize> = rows
-        .iter()
-        .enumerate()
-        .filter_map(|(i, r)| r.storage.map(|s| (s, i)))
-        .collect();
-    // The inheriting stream tables each row needs refreshed before it.
-    let needs: Vec<Vec<usize>> = (0..rows.len())
-        .map(|i| {
-            let mut found: Vec<usize> = Vec::new();
-            let mut stack = vec![i];
-            while let Some(k) = stack.pop() {
-                for s in &rows[k].sources {
-                    if let Some(&j) = by_storage.get(s) {
-                        if j != i && rows[j].follows_readers && !found.contains(&j) {
-                            found.push(j);
-                            stack.push(j);
-                        }
-                    }
-                }
-            }
-            found
-        })
-        .collect();
-    // Groups: union of every row's `needs`.
-    let mut parent: Vec<usize> = (0..rows.len()).collect();
-    fn root(parent: &mut [usize], mut i: usize) -> usize {
-        while parent[i] != i {
-            parent[i] = parent[parent[i]];
-            i = parent[i];
-        }
-        i
-    }
-    for n in &needs {
-        for w in n.windows(2) {
-            let (a, b) = (root(&mut parent, w[0]), root(&mut parent, w[1]));
-            if a != b {
-                parent[a.max(b)] = a.min(b);
-            }
-        }
-    }
-    let mut selected = vec![false; rows.len()];
-    for (i, r) in rows.iter().enumerate() {
-        let due = match only {
-            Some(id) => r.id == id,
-            None => r.due && is_due(&r.name, &r.schedule, r.since, r.now),
-        };
-        if due && !r.follows_readers {
-            selected[i] = true;
-            for &j in &needs[i] {
-                selected[j] = true;
-            }
-        }
-    }
-    let roots: HashSet<usize> = (0..rows.len())
-        .filter(|&j| selected[j] && rows[j].follows_readers)
-        .map(|j| root(&mut parent, j))
-        .collect();
-    for j in 0..rows.len() {
-        if rows[j].follows_readers && roots.contains(&root(&mut parent, j)) {
-            selected[j] = true;
-        }
-    }
-    let mut jobs: Vec<Job> = Vec::new();
-    let mut group_of: HashMap<usize, usize> = HashMap::new();
-    for i in (0..rows.len()).filter(|&i| selected[i]) {
-        if !rows[i].follows_readers {
-            jobs.push(Job {
-                members: vec![i],
-                lock: Vec::new(),
-            });
-            continue;
-        }
-        let r = root(&mut parent, i);
-        match group_of.get(&r) {
-            Some(&g) => jobs[g].members.push(i),
-            None => {
-                group_of.insert(r, jobs.len());
-                jobs.push(Job {
-                    members: vec![i],
-                    lock: Vec::new(),
-                });
-            }
-        }
-    }
-    // A group whose members read tables from outside it at two or more places (a
-    // diamond) locks those tables against writers while it refreshes, so that all
-    // its members see one state of them; a chain needs no lock.
-    for job in jobs.iter_mut().filter(|j| j.members.len() > 1) {
-        let inside: HashSet<i64> = job
-            .members
-            .iter()
-            .filter_map(|&m| rows[m].storage)
-            .collect();
-        let readers_outside = job
-            .members
-            .iter()
-            .filter(|&&m| rows[m].sources.iter().any(|s| !inside.contains(s)))
-            .count();
-        if readers_outside >= 2 {
-            let mut lock: Vec<i64> = job
-                .members
-                .iter()
-                .flat_map(|&m| rows[m].sources.iter().copied())
-                .filter(|s| !inside.contains(s))
-                .collect();
-            lock.sort_unstable();
-            lock.dedup();
-            job.lock = lock;
-        }
-    }
-    jobs
-}
-
-/// For each job, the jobs it reads from (a member reads a member's storage table).
-fn job_dependencies(rows: &[DueRow], jobs: &[Job]) -> Vec<Vec<usize>> {
-    let job_of_storage: HashMap<i64, usize> = jobs
-        .iter()
-        .enumerate()
-        .flat_map(|(j, job)| {
-            job.members
-                .iter()
-                .filter_map(move |&m| rows[m].storage.map(|s| (s, j)))
-        })
-        .collect();
-    jobs.iter()
-        .enumerate()
-        .map(|(i, job)| {
-            let mut up: Vec<usize> = job
-                .members
-                .iter()
-                .flat_map(|&m| rows[m].sources.iter())
-                .filter_map(|s| job_of_storage.get(s).copied())
-                .filter(|&j| j != i)
-                .collect();
-            up.sort_unstable();
-            up.dedup();
-            up
-        })
-        .collect()
-}
-
-/// Whether a row the query returned is due: cron rows are decided here (`since` is
-/// the last refresh, or the creation, and `now` the database's clock, both in seconds
-/// since the epoch); every other row the query returned is due.
-fn is_due(name: &str, schedule: &str, since: f64, now: f64) -> bool {
-    match schedule.parse::<Schedule>() {
-        Ok(s) if s.is_cron() => s.is_due(instant(since), instant(now)),
-        Ok(_) => true,
-        Err(e) => {
-            tracing::warn!(stream_table = %name, error = %e, "unreadable schedule, not refreshed");
-            false
-        }
-    }
-}
-
-/// An instant from seconds since the epoch.
-fn instant(secs: f64) -> SystemTime {
-    if secs >= 0.0 {
-        UNIX_EPOCH + Duration::from_secs_f64(secs)
-    } else {
-        UNIX_EPOCH - Duration::from_secs_f64(-secs)
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{is_due, reconnect_backoff};
+    use super::reconnect_backoff;
     use std::time::Duration;
 
     #[test]
@@ -876,19 +675,5 @@ mod tests {
         assert_eq!(reconnect_backoff(t, 2), Duration::from_millis(200));
         assert_eq!(reconnect_backoff(t, 4), Duration::from_millis(800));
         assert_eq!(reconnect_backoff(t, 40), Duration::from_secs(30));
-    }
-
-    #[test]
-    fn cron_rows_are_due_after_a_fire_time() {
-        // 1_700_000_000 is 2023-11-14 22:13:20 UTC; `*/5` fires next at 22:15:00.
-        let t = 1_700_000_000.0;
-        assert!(!is_due("a", "*/5 * * * *", t, t + 99.9));
-        assert!(is_due("a", "*/5 * * * *", t, t + 100.0));
-        assert!(is_due("a", "* * * * * *", t + 0.5, t + 1.0));
-        assert!(!is_due("a", "* * * * * *", t + 0.5, t + 0.9));
-        assert!(!is_due("a", "0 0 1 1 *", t, t + 3600.0));
-        // The query already decided for durations.
-        assert!(is_due("a", "30s", t, t));
-        assert!(!is_due("a", "not a schedule", t, t + 1e6));
     }
 }
