@@ -60,8 +60,7 @@ fn projections_filters_and_joins_are_incremental() {
         "SELECT d.name, count(*) AS n FROM departments d JOIN employees e ON e.department_id = d.id GROUP BY d.id",
         "SELECT kind, sum(amount) AS total, count(amount) AS n FROM events GROUP BY kind",
     ] {
-        let c = diff(q).unwrap_or_else(|e| panic!("{q}: {}", e.render(q)));
-        assert_eq!(c.strategy, Strategy::Incremental, "{q}");
+        let c = incremental(q);
         let a = c.render(&c.placeholder_context());
         assert!(a.differential_refresh.is_some());
     }
@@ -136,11 +135,7 @@ fn full_mode_takes_table_functions_and_grouping_sets() {
     assert_eq!(diff(q).unwrap().strategy, Strategy::Incremental);
     let c = diff("SELECT parent_id, count(*) AS n FROM departments GROUP BY ROLLUP (parent_id)")
         .unwrap();
-    assert!(
-        matches!(&c.strategy, Strategy::RecomputeDiff { reason } if reason.contains("ROLLUP")),
-        "{:?}",
-        c.strategy
-    );
+    assert_recomputed_for(&c, "ROLLUP");
 }
 
 #[test]
@@ -151,15 +146,10 @@ fn set_operations_are_maintained() {
         "SELECT id FROM departments INTERSECT SELECT department_id FROM employees",
         "SELECT id FROM departments EXCEPT ALL SELECT department_id FROM employees",
     ] {
-        let c = diff(q).unwrap_or_else(|e| panic!("{q}: {}", e.render(q)));
-        assert_eq!(c.strategy, Strategy::Incremental, "{q}");
+        incremental(q);
     }
     let c = diff("SELECT id FROM departments UNION ALL SELECT count(*) FROM employees").unwrap();
-    assert!(
-        matches!(&c.strategy, Strategy::RecomputeDiff { reason } if reason.contains("inside a branch")),
-        "{:?}",
-        c.strategy
-    );
+    assert_recomputed_for(&c, "inside a branch");
     let e = err("SELECT id, name FROM departments UNION SELECT id FROM employees");
     assert!(e.to_string().contains("same number of columns"), "{e}");
 }
@@ -291,8 +281,7 @@ fn subqueries_in_from_and_ctes_are_inlined() {
         "WITH t(dept, pay) AS (SELECT department_id, salary FROM employees) SELECT dept, sum(pay) AS total FROM t GROUP BY dept",
         "SELECT * FROM (SELECT id, name FROM departments) AS s(i, n) WHERE i > 2",
     ] {
-        let c = diff(q).unwrap_or_else(|e| panic!("{q}: {}", e.render(q)));
-        assert_eq!(c.strategy, Strategy::Incremental, "{q}");
+        incremental(q);
     }
     let c = diff("SELECT * FROM (SELECT id, name FROM departments) AS s(i, n)").unwrap();
     assert_eq!(
@@ -409,8 +398,7 @@ fn uncorrelated_scalar_aggregates_in_where_are_one_row_leaves() {
         "SELECT d.id, s.n FROM departments d, (SELECT count(*) AS n FROM employees) AS s",
         "SELECT x.n FROM (SELECT count(*) AS n FROM employees) AS x",
     ] {
-        let c = diff(q).unwrap_or_else(|e| panic!("{q}: {e}"));
-        assert_eq!(c.strategy, Strategy::Incremental, "{q}");
+        let c = incremental(q);
         assert!(c.explain().contains("ScalarAggregate ("), "{q}");
         let a = c.render(&c.placeholder_context());
         let d = a.differential_refresh.unwrap();
@@ -434,8 +422,7 @@ fn correlated_scalar_arithmetic_over_an_aggregate_is_joined() {
         "SELECT d.id, (SELECT 0.2 * avg(e.salary) FROM employees e WHERE e.department_id = d.id) AS m FROM departments d",
         "SELECT d.id, (SELECT -(sum(e.salary) / count(*)) FROM employees e WHERE e.department_id = d.id) AS m FROM departments d",
     ] {
-        let c = diff(q).unwrap_or_else(|e| panic!("{q}: {e}"));
-        assert_eq!(c.strategy, Strategy::Incremental, "{q}");
+        incremental(q);
     }
 }
 
@@ -461,8 +448,7 @@ fn aggregate_subqueries_over_one_table_are_leaves() {
         "SELECT d.id, s.a FROM departments d LEFT JOIN LATERAL (SELECT max(e.salary) FROM employees e WHERE d.parent_id = e.department_id) AS s(a) ON true",
         "SELECT d.id, (SELECT count(*) FROM employees e WHERE e.department_id = d.parent_id AND e.salary > 2) AS n, (SELECT sum(salary) FROM employees WHERE department_id = d.id) FROM departments d JOIN departments p ON p.id = d.parent_id",
     ] {
-        let c = diff(q).unwrap_or_else(|e| panic!("{q}: {e}"));
-        assert_eq!(c.strategy, Strategy::Incremental, "{q}");
+        let c = incremental(q);
         assert!(c.strategy_summary().contains("aggregate subquery"), "{q}");
         assert!(c.explain().contains("AggregateSubquery"), "{q}");
         // its table's buffer holds the columns it reads and the primary key
@@ -508,8 +494,7 @@ fn rewritten_correlated_aggregates_keep_the_output_names() {
             vec!["id", "Many", "First"],
         ),
     ] {
-        let c = diff(q).unwrap_or_else(|e| panic!("{q}: {e}"));
-        assert_eq!(c.strategy, Strategy::Incremental, "{q}");
+        let c = incremental(q);
         assert_eq!(columns(&c), names, "{q}");
     }
 }
@@ -577,13 +562,11 @@ fn with_inside_subqueries_is_inlined() {
         "SELECT d.id, s.eid FROM departments d CROSS JOIN LATERAL (WITH r AS (SELECT id, department_id FROM employees) SELECT r.id AS eid FROM r) AS s",
         "SELECT s.department_id, s.n FROM (WITH r AS (SELECT department_id, salary FROM employees) SELECT department_id, count(*) AS n FROM employees GROUP BY department_id) AS s",
     ] {
-        let c = diff(q).unwrap_or_else(|e| panic!("{q}: {}", e.render(q)));
-        assert_eq!(c.strategy, Strategy::Incremental, "{q}");
+        let c = incremental(q);
         c.render(&c.placeholder_context());
     }
     let sources = |q: &str| -> Vec<String> {
-        let c = diff(q).unwrap_or_else(|e| panic!("{q}: {}", e.render(q)));
-        assert_eq!(c.strategy, Strategy::Incremental, "{q}");
+        let c = incremental(q);
         // the tables the maintained query scans
         let x = c.explain();
         ["departments", "employees"]
@@ -617,8 +600,7 @@ fn named_windows_are_inlined() {
         "SELECT id, sum(salary) OVER (w ORDER BY id) AS s, count(*) OVER w AS n FROM employees WINDOW w AS (PARTITION BY department_id)",
         "SELECT id, row_number() OVER w2 AS r FROM employees WINDOW w1 AS (PARTITION BY department_id), w2 AS (w1 ORDER BY id)",
     ] {
-        let c = diff(q).unwrap_or_else(|e| panic!("{q}: {}", e.render(q)));
-        assert_eq!(c.strategy, Strategy::Incremental, "{q}");
+        let c = incremental(q);
         assert!(c.explain().contains("partition"), "{q}: {}", c.explain());
         let a = c.render(&c.placeholder_context());
         assert!(a.full_refresh.contains("PARTITION BY"), "{q}");
@@ -649,8 +631,7 @@ fn membership_subqueries_with_distinct_limit_and_group_by_are_joins() {
         ("SELECT id FROM departments WHERE id IN (SELECT department_id FROM employees GROUP BY 1 HAVING sum(salary) > 20)", true),
         ("SELECT d.id FROM departments d WHERE EXISTS (SELECT count(*) FROM employees GROUP BY department_id HAVING count(*) > 2)", true),
     ] {
-        let c = diff(q).unwrap_or_else(|e| panic!("{q}: {}", e.render(q)));
-        assert_eq!(c.strategy, Strategy::Incremental, "{q}");
+        let c = incremental(q);
         let x = c.explain();
         assert!(x.contains("SEMI JOIN") || x.contains("ANTI JOIN"), "{q}: {x}");
         assert_eq!(x.contains("AggregateSubquery"), leaf, "{q}: {x}");

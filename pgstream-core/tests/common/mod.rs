@@ -85,3 +85,36 @@ pub fn message(e: &Error) -> String {
         .map(|d| format!("{} | {}", d.message, d.help.clone().unwrap_or_default()))
         .unwrap_or_default()
 }
+
+/// `query` compiled in DIFFERENTIAL mode, which must maintain it incrementally.
+pub fn incremental(query: &str) -> Compiled {
+    let c = diff(query).unwrap_or_else(|e| panic!("{query}: {}", e.render(query)));
+    assert_eq!(c.strategy, Strategy::Incremental, "{query}");
+    c
+}
+
+/// Check that `c` is recomputed for a reason that mentions `what`.
+pub fn assert_recomputed_for(c: &Compiled, what: &str) {
+    assert!(
+        matches!(&c.strategy, Strategy::RecomputeDiff { reason } if reason.contains(what)),
+        "{}: {:?}",
+        c.spec.query,
+        c.strategy
+    );
+}
+
+/// The output columns of `c` as `name type [NOT NULL], ...` (`unknown` for a type the
+/// compiler cannot know).
+pub fn signature(c: &Compiled) -> String {
+    c.columns
+        .iter()
+        .map(|col| {
+            let t = col.sql_type.as_deref().unwrap_or("unknown");
+            match col.nullable {
+                Some(false) => format!("{} {t} NOT NULL", col.name),
+                _ => format!("{} {t}", col.name),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
