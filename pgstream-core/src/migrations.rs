@@ -557,13 +557,8 @@ mod tests {
         )
         .unwrap();
         let t = c.lookup(Some("s"), "t").unwrap();
-        assert_eq!(
-            t.columns
-                .iter()
-                .map(|c| c.name.as_str())
-                .collect::<Vec<_>>(),
-            ["a", "bb"]
-        );
+        let names: Vec<&str> = t.columns.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["a", "bb"]);
         assert!(c.lookup(None, "gone").is_none());
     }
 

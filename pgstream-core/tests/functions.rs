@@ -61,8 +61,7 @@ fn the_delta_applies_the_function_to_the_delta_rows() {
         "SELECT o.id, t.tag FROM orders o LEFT JOIN LATERAL unnest(o.tags) AS t(tag) ON true",
     )
     .unwrap();
-    let a = c.render(&c.placeholder_context());
-    let d = a.differential_refresh.unwrap();
+    let d = differential_sql(&c);
     assert!(
         d.contains("LEFT JOIN LATERAL (SELECT f.\"c0\" AS \"__pgs_c1_0\", f.\"c1\" AS \"__pgs_c1_1\" FROM ROWS FROM (pg_catalog.\"unnest\"(l.\"__pgs_c0_2\")) WITH ORDINALITY AS f(\"c0\", \"c1\")) AS r ON true"),
         "{d}"
@@ -84,8 +83,7 @@ fn a_constant_function_has_no_delta() {
         "SELECT g.n, o.id FROM generate_series(1, 3) AS g(n), orders o WHERE o.customer = g.n",
     )
     .unwrap();
-    let a = c.render(&c.placeholder_context());
-    let d = a.differential_refresh.unwrap();
+    let d = differential_sql(&c);
     assert!(d.contains("0::smallint AS \"__pgs_w\""), "{d}");
     assert!(c.explain().contains("constant relation"), "{}", c.explain());
 }

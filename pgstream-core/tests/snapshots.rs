@@ -3,7 +3,6 @@
 //! review`.
 mod common;
 use common::*;
-use pgstream_core::*;
 
 /// The storage DDL, full and differential refresh and explain of `query`, as the
 /// snapshots `<name>_storage`, `_full`, `_differential` and `_explain`.

@@ -201,18 +201,38 @@ fn outer_joins_pad_with_null() {
 
 #[test]
 fn subqueries_ctes_and_set_operations() {
-    let v = types("SELECT x.k FROM (SELECT i + 1 AS k FROM t) x");
-    assert_eq!(v[0].1.as_deref(), Some("integer"));
-    let v = types("WITH c AS (SELECT b AS k FROM t) SELECT k FROM c");
-    assert_eq!(v[0], ("k".into(), Some("bigint".into()), Some(true)));
-    let v = types("SELECT i AS k FROM t UNION SELECT qty FROM o");
-    assert_eq!(v[0], ("k".into(), Some("integer".into()), Some(false)));
-    let v = types("SELECT i AS k FROM t UNION ALL SELECT t_id FROM o");
-    assert_eq!(v[0].1.as_deref(), Some("bigint"));
-    let v = types("SELECT i AS k FROM t UNION ALL SELECT NULL FROM o");
-    assert_eq!(v[0], ("k".into(), Some("integer".into()), Some(true)));
-    let v = types("SELECT (SELECT max(qty) FROM o WHERE o.t_id = t.id) AS m FROM t");
-    assert_eq!(v[0], ("m".into(), Some("integer".into()), Some(true)));
+    for (query, want) in [
+        (
+            "SELECT x.k FROM (SELECT i + 1 AS k FROM t) x",
+            "k integer NOT NULL",
+        ),
+        (
+            "WITH c AS (SELECT b AS k FROM t) SELECT k FROM c",
+            "k bigint",
+        ),
+        (
+            "SELECT i AS k FROM t UNION SELECT qty FROM o",
+            "k integer NOT NULL",
+        ),
+        (
+            "SELECT i AS k FROM t UNION ALL SELECT t_id FROM o",
+            "k bigint NOT NULL",
+        ),
+        (
+            "SELECT i AS k FROM t UNION ALL SELECT NULL FROM o",
+            "k integer",
+        ),
+        (
+            "SELECT (SELECT max(qty) FROM o WHERE o.t_id = t.id) AS m FROM t",
+            "m integer",
+        ),
+    ] {
+        assert_eq!(
+            signature(&compiled(query, Mode::Full).unwrap()),
+            want,
+            "{query}"
+        );
+    }
 }
 
 #[test]

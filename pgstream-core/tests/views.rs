@@ -249,18 +249,8 @@ fn materialized_views_are_rejected_with_a_suggestion() {
 fn cycles_are_reported() {
     // Only possible in a catalog built by hand (PostgreSQL refuses it).
     let mut c = cat();
-    c.add_view(View {
-        name: QualifiedName::new("public", "a"),
-        query: "SELECT id FROM public.b".into(),
-        columns: vec![],
-        materialized: false,
-    });
-    c.add_view(View {
-        name: QualifiedName::new("public", "b"),
-        query: "SELECT id FROM public.a".into(),
-        columns: vec![],
-        materialized: false,
-    });
+    c.add_view(plain_view("public", "a", "SELECT id FROM public.b", &[]));
+    c.add_view(plain_view("public", "b", "SELECT id FROM public.a", &[]));
     let q = "SELECT id FROM a";
     let e = compile(&spec(q, Mode::Differential), &c).unwrap_err();
     let d = e.diagnostic().unwrap();
@@ -272,12 +262,7 @@ fn cycles_are_reported() {
 fn a_view_from_the_live_database_is_expanded_too() {
     // pg_get_viewdef's layout: multi-line, parenthesised, with a trailing semicolon
     let mut c = cat();
-    c.add_view(View {
-        name: QualifiedName::new("app", "recent"),
-        query: " SELECT o.id,\n    o.amount AS amt\n   FROM (public.orders o\n     JOIN public.customers c ON ((c.id = o.customer_id)))\n  WHERE (o.amount > (5)::numeric);".into(),
-        columns: vec!["id".into(), "amt".into()],
-        materialized: false,
-    });
+    c.add_view(plain_view("app", "recent", " SELECT o.id,\n    o.amount AS amt\n   FROM (public.orders o\n     JOIN public.customers c ON ((c.id = o.customer_id)))\n  WHERE (o.amount > (5)::numeric);", &["id", "amt"]));
     let c = compile(
         &spec("SELECT r.amt FROM app.recent r", Mode::Differential),
         &c,
@@ -298,4 +283,14 @@ fn a_misspelt_view_gets_a_hint() {
     let q = "SELECT id FROM big_ordrs";
     let r = compile_q(q, Mode::Differential).unwrap_err().render(q);
     assert!(r.contains("a view named `big_orders` exists"), "{r}");
+}
+
+/// A view (not materialized) of `schema.name` with `query` as its body.
+fn plain_view(schema: &str, name: &str, query: &str, columns: &[&str]) -> View {
+    View {
+        name: QualifiedName::new(schema, name),
+        query: query.into(),
+        columns: columns.iter().map(|c| c.to_string()).collect(),
+        materialized: false,
+    }
 }

@@ -118,3 +118,10 @@ pub fn signature(c: &Compiled) -> String {
         .collect::<Vec<_>>()
         .join(", ")
 }
+
+/// The differential refresh statement of `c`, rendered with placeholder names.
+pub fn differential_sql(c: &Compiled) -> String {
+    c.render(&c.placeholder_context())
+        .differential_refresh
+        .unwrap()
+}
