@@ -413,16 +413,11 @@ fn items(
         push(&t.relation, &mut out);
         for j in &t.joins {
             push(&j.relation, &mut out);
+            use JoinOperator as J;
             let constraint = match &j.join_operator {
-                JoinOperator::Join(c)
-                | JoinOperator::Inner(c)
-                | JoinOperator::Left(c)
-                | JoinOperator::Right(c)
-                | JoinOperator::LeftOuter(c)
-                | JoinOperator::RightOuter(c)
-                | JoinOperator::FullOuter(c)
-                | JoinOperator::LeftSemi(c)
-                | JoinOperator::LeftAnti(c) => Some(c),
+                J::Join(c) | J::Inner(c) | J::CrossJoin(c) => Some(c),
+                J::Left(c) | J::LeftOuter(c) | J::LeftSemi(c) | J::LeftAnti(c) => Some(c),
+                J::Right(c) | J::RightOuter(c) | J::FullOuter(c) => Some(c),
                 _ => None,
             };
             match constraint {

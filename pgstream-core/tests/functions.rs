@@ -57,11 +57,9 @@ fn lateral_functions_are_incremental_and_typed() {
 
 #[test]
 fn the_delta_applies_the_function_to_the_delta_rows() {
-    let c = compile_q(
+    let (c, d) = with_delta(
         "SELECT o.id, t.tag FROM orders o LEFT JOIN LATERAL unnest(o.tags) AS t(tag) ON true",
-    )
-    .unwrap();
-    let d = differential_sql(&c);
+    );
     assert!(
         d.contains("LEFT JOIN LATERAL (SELECT f.\"c0\" AS \"__pgs_c1_0\", f.\"c1\" AS \"__pgs_c1_1\" FROM ROWS FROM (pg_catalog.\"unnest\"(l.\"__pgs_c0_2\")) WITH ORDINALITY AS f(\"c0\", \"c1\")) AS r ON true"),
         "{d}"
@@ -79,11 +77,9 @@ fn the_delta_applies_the_function_to_the_delta_rows() {
 
 #[test]
 fn a_constant_function_has_no_delta() {
-    let c = compile_q(
+    let (c, d) = with_delta(
         "SELECT g.n, o.id FROM generate_series(1, 3) AS g(n), orders o WHERE o.customer = g.n",
-    )
-    .unwrap();
-    let d = differential_sql(&c);
+    );
     assert!(d.contains("0::smallint AS \"__pgs_w\""), "{d}");
     assert!(c.explain().contains("constant relation"), "{}", c.explain());
 }
@@ -157,4 +153,11 @@ fn a_lateral_subquery_over_a_function_of_the_outer_row_is_recomputed() {
     )
     .unwrap();
     assert_recomputed_for(&c, "enclosing query");
+}
+
+/// `q` compiled, and its differential refresh statement.
+fn with_delta(q: &str) -> (Compiled, String) {
+    let c = compile_q(q).unwrap_or_else(|e| panic!("{q}: {e}"));
+    let d = differential_sql(&c);
+    (c, d)
 }

@@ -175,10 +175,9 @@ fn an_aggregating_view_is_an_aggregate_subquery() {
 
 #[test]
 fn a_view_without_a_strategy_is_rejected_naming_the_view() {
-    let cat = Catalog::from_ddl(&format!(
-        "{SCHEMA} CREATE VIEW some_orders AS SELECT customer_id, amount AS total FROM orders LIMIT 5;"
-    ))
-    .unwrap();
+    let cat = catalog_with(
+        "CREATE VIEW some_orders AS SELECT customer_id, amount AS total FROM orders LIMIT 5;",
+    );
     let q = "SELECT p.total FROM some_orders p JOIN customers c ON c.id = p.customer_id";
     let e = compile(&spec(q, Mode::Differential), &cat).unwrap_err();
     let Error::Unsupported(d) = &e else {
@@ -213,10 +212,7 @@ fn errors_after_a_view_point_at_the_users_text() {
 
 #[test]
 fn volatile_function_in_a_view_is_rejected() {
-    let c = Catalog::from_ddl(&format!(
-        "{SCHEMA} CREATE VIEW stamped AS SELECT id, random() AS r FROM orders;"
-    ))
-    .unwrap();
+    let c = catalog_with("CREATE VIEW stamped AS SELECT id, random() AS r FROM orders;");
     let q = "SELECT id, r FROM stamped";
     let e = compile(&spec(q, Mode::Differential), &c).unwrap_err();
     let d = e.diagnostic().unwrap();
@@ -293,4 +289,9 @@ fn plain_view(schema: &str, name: &str, query: &str, columns: &[&str]) -> View {
         columns: columns.iter().map(|c| c.to_string()).collect(),
         materialized: false,
     }
+}
+
+/// The schema with `ddl` (views over it) applied.
+fn catalog_with(ddl: &str) -> Catalog {
+    Catalog::from_ddl(&format!("{SCHEMA} {ddl}")).unwrap()
 }
