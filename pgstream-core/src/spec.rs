@@ -400,30 +400,21 @@ mod tests {
 
     #[test]
     fn schedules_parse_and_print() {
-        assert_eq!(
-            "30s".parse::<Schedule>().unwrap().as_duration().unwrap(),
-            Duration::from_secs(30)
-        );
-        assert_eq!(
-            "5m".parse::<Schedule>().unwrap().as_duration().unwrap(),
-            Duration::from_secs(300)
-        );
-        assert_eq!(
-            "1h30m".parse::<Schedule>().unwrap().as_duration().unwrap(),
-            Duration::from_secs(5400)
-        );
-        assert_eq!(
-            "250ms".parse::<Schedule>().unwrap().as_duration().unwrap(),
-            Duration::from_millis(250)
-        );
+        for (text, millis) in [
+            ("30s", 30_000),
+            ("5m", 300_000),
+            ("1h30m", 5_400_000),
+            ("250ms", 250),
+        ] {
+            let d = text.parse::<Schedule>().unwrap().as_duration();
+            assert_eq!(d, Some(Duration::from_millis(millis)), "{text}");
+        }
         assert_eq!("1h".parse::<Schedule>().unwrap().to_string(), "1h");
-        assert!("".parse::<Schedule>().is_err());
-        assert!("30".parse::<Schedule>().is_err());
-        assert!("0s".parse::<Schedule>().is_err());
-        assert!("5y"
-            .parse::<Schedule>()
-            .unwrap_err()
-            .contains("unknown unit"));
+        for bad in ["", "30", "0s"] {
+            assert!(bad.parse::<Schedule>().is_err(), "{bad:?}");
+        }
+        let unit = "5y".parse::<Schedule>().unwrap_err();
+        assert!(unit.contains("unknown unit"), "{unit}");
     }
 
     #[test]
@@ -512,10 +503,8 @@ mod tests {
             Schedule::inherit().nominal_interval(),
             Schedule::INHERIT_FALLBACK
         );
-        assert!("inherited"
-            .parse::<Schedule>()
-            .unwrap_err()
-            .contains("write `inherit`"));
+        let typo = "inherited".parse::<Schedule>().unwrap_err();
+        assert!(typo.contains("write `inherit`"), "{typo}");
     }
 
     #[test]
