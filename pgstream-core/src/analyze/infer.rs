@@ -20,7 +20,13 @@ use sqlparser::ast::{
 /// stays unknown.
 pub(crate) fn annotate(query: &str, q: &Query, catalog: &Catalog, columns: &mut [OutputColumn]) {
     let mut inf = Infer::new(query, catalog);
-    let Some(out) = inf.query(q, &[], None) else {
+    let Some(out) = inf.query(
+        q,
+        Outer {
+            ctes: &[],
+            parent: None,
+        },
+    ) else {
         return;
     };
     for (i, c) in columns.iter_mut().enumerate() {
@@ -52,7 +58,13 @@ pub(crate) fn annotate(query: &str, q: &Query, catalog: &Catalog, columns: &mut 
 /// points at the expression and suggests `jsonb` or a cast.
 pub(crate) fn check(query: &str, q: &Query, catalog: &Catalog) -> Result<()> {
     let mut inf = Infer::new(query, catalog);
-    let _ = inf.query(q, &[], None);
+    let _ = inf.query(
+        q,
+        Outer {
+            ctes: &[],
+            parent: None,
+        },
+    );
     match inf.error {
         Some(d) => Err(Error::Invalid(d)),
         None => Ok(()),
@@ -92,6 +104,14 @@ pub(super) struct Infer<'a> {
 }
 
 pub(super) type Ctes = [(String, Columns)];
+
+/// What a query is typed in: the CTEs in scope and, for a subquery, the scope of the
+/// query around it (its columns can be named).
+#[derive(Clone, Copy)]
+pub(super) struct Outer<'a> {
+    pub(super) ctes: &'a Ctes,
+    pub(super) parent: Option<&'a Scope<'a>>,
+}
 
 pub(super) fn rename(cols: &mut Columns, names: &[String]) {
     for (c, n) in cols.iter_mut().zip(names) {
@@ -197,12 +217,8 @@ impl<'a> Infer<'a> {
     }
 
     /// The output columns of a query, or `None` when they cannot be determined.
-    pub(super) fn query(
-        &mut self,
-        q: &Query,
-        ctes: &Ctes,
-        parent: Option<&Scope>,
-    ) -> Option<Columns> {
+    pub(super) fn query(&mut self, q: &Query, outer: Outer<'_>) -> Option<Columns> {
+        let Outer { ctes, parent } = outer;
         let mut env: Vec<(String, Columns)> = ctes.to_vec();
         if let Some(w) = &q.with {
             for c in &w.cte_tables {
@@ -229,12 +245,20 @@ impl<'a> Infer<'a> {
                     ) => {
                         // The non-recursive term fixes the types; the recursive term can
                         // only add NULLs. Iterate until nullability is stable.
-                        let mut cols = self.set_expr(left, &env, parent).map(rename);
+                        let mut cols = self
+                            .set_expr(left, Outer { ctes: &env, parent })
+                            .map(rename);
                         for _ in 0..4 {
                             let Some(cur) = cols.clone() else { break };
                             let mut inner = env.clone();
                             inner.push((name.clone(), cur.clone()));
-                            let r = self.set_expr(right, &inner, parent);
+                            let r = self.set_expr(
+                                right,
+                                Outer {
+                                    ctes: &inner,
+                                    parent,
+                                },
+                            );
                             let next =
                                 combine(&SetOperator::Union, set_quantifier, Some(cur.clone()), r)
                                     .map(|n| {
@@ -259,31 +283,29 @@ impl<'a> Infer<'a> {
                         }
                         cols
                     }
-                    _ => self.query(&c.query, &env, parent).map(rename),
+                    _ => self
+                        .query(&c.query, Outer { ctes: &env, parent })
+                        .map(rename),
                 };
                 env.push((name, cols.unwrap_or_default()));
             }
         }
-        self.set_expr(&q.body, &env, parent)
+        self.set_expr(&q.body, Outer { ctes: &env, parent })
     }
 
-    pub(super) fn set_expr(
-        &mut self,
-        body: &SetExpr,
-        ctes: &Ctes,
-        parent: Option<&Scope>,
-    ) -> Option<Columns> {
+    pub(super) fn set_expr(&mut self, body: &SetExpr, outer: Outer<'_>) -> Option<Columns> {
+        let Outer { ctes, parent } = outer;
         match body {
-            SetExpr::Select(s) => self.select(s, ctes, parent),
-            SetExpr::Query(q) => self.query(q, ctes, parent),
+            SetExpr::Select(s) => self.select(s, outer),
+            SetExpr::Query(q) => self.query(q, outer),
             SetExpr::SetOperation {
                 op,
                 set_quantifier,
                 left,
                 right,
             } => {
-                let l = self.set_expr(left, ctes, parent);
-                let r = self.set_expr(right, ctes, parent);
+                let l = self.set_expr(left, outer);
+                let r = self.set_expr(right, outer);
                 let out = combine(op, set_quantifier, l, r);
                 let dedup = !matches!(
                     set_quantifier,
@@ -343,12 +365,8 @@ impl<'a> Infer<'a> {
         }
     }
 
-    pub(super) fn select(
-        &mut self,
-        s: &Select,
-        ctes: &Ctes,
-        parent: Option<&Scope>,
-    ) -> Option<Columns> {
+    pub(super) fn select(&mut self, s: &Select, outer: Outer<'_>) -> Option<Columns> {
+        let Outer { ctes, parent } = outer;
         let mut rels = Vec::new();
         for twj in &s.from {
             let lateral = Scope {
@@ -637,7 +655,7 @@ impl<'a> Infer<'a> {
                 ..
             } => {
                 let parent = if *lateral { Some(outer) } else { outer.parent };
-                let mut cols = self.query(subquery, ctes, parent);
+                let mut cols = self.query(subquery, Outer { ctes, parent });
                 if let (Some(a), Some(c)) = (alias, cols.as_mut()) {
                     rename_by_alias(c, a);
                 }

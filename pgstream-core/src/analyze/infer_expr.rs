@@ -213,7 +213,13 @@ impl Infer<'_> {
                 ..
             } => {
                 let t = self.expr(expr, sc, ctes, ctx);
-                self.query(subquery, ctes, Some(sc));
+                self.query(
+                    subquery,
+                    Outer {
+                        ctes,
+                        parent: Some(sc),
+                    },
+                );
                 Ty {
                     sql: Some("boolean".into()),
                     null: (t.null == Some(true)).then_some(true),
@@ -225,11 +231,23 @@ impl Infer<'_> {
                 Ty::new("boolean", None)
             }
             Expr::Exists { subquery, .. } => {
-                self.query(subquery, ctes, Some(sc));
+                self.query(
+                    subquery,
+                    Outer {
+                        ctes,
+                        parent: Some(sc),
+                    },
+                );
                 Ty::not_null("boolean")
             }
             Expr::Subquery(q) => {
-                let cols = self.query(q, ctes, Some(sc));
+                let cols = self.query(
+                    q,
+                    Outer {
+                        ctes,
+                        parent: Some(sc),
+                    },
+                );
                 let first = cols.and_then(|c| c.into_iter().next()).map(|(_, t)| t);
                 // An aggregate without GROUP BY or HAVING returns exactly one row:
                 // its value is NULL only when the aggregate's is (`count` never).
@@ -402,7 +420,13 @@ impl Infer<'_> {
                 })
                 .collect(),
             FunctionArguments::Subquery(q) => {
-                self.query(q, ctes, Some(sc));
+                self.query(
+                    q,
+                    Outer {
+                        ctes,
+                        parent: Some(sc),
+                    },
+                );
                 vec![Ty::unknown()]
             }
             FunctionArguments::None => vec![],
