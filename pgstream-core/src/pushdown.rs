@@ -35,6 +35,7 @@
 
 use crate::ir::marker::{self as expr, Marker};
 use crate::ir::{Block, JoinKind, Leaf, Shape, Tree};
+use crate::sql::fragment::Sql;
 use crate::sql::walk::{function_name, AGGREGATES, VOLATILE};
 use sqlparser::ast::{BinaryOperator, Expr, Value, Visit, Visitor};
 use std::ops::ControlFlow;
@@ -152,22 +153,8 @@ fn within(e: &Expr, leaves: &[usize]) -> bool {
 }
 
 /// A bound expression as text for explain: each column as `alias.column`.
-pub(crate) fn text(e: &Expr, leaves: &[Leaf]) -> String {
-    expr::render_with(e, &mut |m| match m {
-        Marker::Col { leaf, col } => {
-            let l = &leaves[leaf];
-            Some(expr::raw(format!(
-                "{}.{}",
-                l.alias,
-                l.table
-                    .columns
-                    .get(col)
-                    .map(|c| c.name.as_str())
-                    .unwrap_or("?")
-            )))
-        }
-        _ => None,
-    })
+pub(crate) fn text(e: &Expr, leaves: &[Leaf]) -> Sql {
+    expr::shown(e, leaves)
 }
 
 /// `t` under the filter `preds` (itself when there is none).
@@ -499,7 +486,7 @@ mod tests {
                         && ls.iter().any(|l| right_leaves.contains(l))
                 });
                 if *kind == JoinKind::Inner && conjuncts(on).is_empty() && links {
-                    out.push(on_text.clone());
+                    out.push(on_text.to_string());
                 }
                 unlinked_joins(left, all, out);
                 unlinked_joins(right, all, out);
@@ -683,7 +670,7 @@ mod tests {
         let Tree::Filter { input, text, .. } = &b.tree else {
             panic!("{}", c.explain())
         };
-        assert_eq!(text, "c.name IS NULL");
+        assert_eq!(text.as_str(), "c.name IS NULL");
         let Tree::Join {
             kind, left, right, ..
         } = input.as_ref()

@@ -217,7 +217,7 @@ impl Binder<'_> {
             return Ok(Block {
                 leaves: self.leaves.clone(),
                 tree,
-                filter_text: s.selection.as_ref().map(|e| e.to_string()),
+                filter_text: s.selection.as_ref().map(Sql::expr),
                 filter,
                 items,
                 shape: Shape::Window {
@@ -231,7 +231,7 @@ impl Binder<'_> {
             return Ok(Block {
                 leaves: self.leaves.clone(),
                 tree,
-                filter_text: s.selection.as_ref().map(|e| e.to_string()),
+                filter_text: s.selection.as_ref().map(Sql::expr),
                 filter,
                 items,
                 shape: Shape::Project,
@@ -285,7 +285,7 @@ impl Binder<'_> {
             }
             if !groups.contains(&bound) {
                 groups.push(bound);
-                group_texts.push(g.to_string());
+                group_texts.push(Sql::expr(g));
             }
         }
         // rewrite items over group slots and aggregate slots
@@ -318,7 +318,7 @@ impl Binder<'_> {
         Ok(Block {
             leaves: self.leaves.clone(),
             tree,
-            filter_text: s.selection.as_ref().map(|e| e.to_string()),
+            filter_text: s.selection.as_ref().map(Sql::expr),
             filter,
             items: out_items,
             shape: Shape::Aggregate {
@@ -336,7 +336,7 @@ impl Binder<'_> {
         bound: &Expr,
         orig: &Expr,
         groups: &mut Vec<Expr>,
-        group_texts: &mut Vec<String>,
+        group_texts: &mut Vec<Sql>,
         aggs: &mut Vec<AggCall>,
     ) -> Result<Expr> {
         struct Rw<'b> {
@@ -434,8 +434,8 @@ impl Binder<'_> {
             }
             let m = marker(Marker::Col { leaf, col });
             if !groups.contains(&m) {
+                group_texts.push(shown(&m, &self.leaves));
                 groups.push(m);
-                group_texts.push(format!("{}.{}", l.alias, l.table.columns[col].name));
             }
         }
         self.rewrite_aggregate_item(bound, orig, groups, group_texts, aggs)

@@ -218,14 +218,3 @@ pub(crate) fn unnest(e: &Expr) -> &Expr {
         other => other,
     }
 }
-
-/// ` GROUP BY g1, g2` of `groups`, or nothing when there is none (an aggregate over
-/// the whole table).
-pub(crate) fn group_by_clause(groups: impl Iterator<Item = String>) -> String {
-    let g: Vec<String> = groups.collect();
-    if g.is_empty() {
-        String::new()
-    } else {
-        format!(" GROUP BY {}", g.join(", "))
-    }
-}
