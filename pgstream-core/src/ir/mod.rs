@@ -163,16 +163,8 @@ impl Tree {
                 left,
                 ..
             } => left.out_leaves(),
-            Tree::Join { left, right, .. } => {
-                let mut v = left.out_leaves();
-                v.extend(right.out_leaves());
-                v
-            }
-            Tree::Lateral { input, func, .. } => {
-                let mut v = input.out_leaves();
-                v.push(*func);
-                v
-            }
+            Tree::Join { left, right, .. } => [left.out_leaves(), right.out_leaves()].concat(),
+            Tree::Lateral { input, func, .. } => [input.out_leaves(), vec![*func]].concat(),
         }
     }
 
@@ -203,16 +195,8 @@ impl Tree {
         match self {
             Tree::Leaf(i) => vec![*i],
             Tree::Filter { input, .. } => input.leaves(),
-            Tree::Join { left, right, .. } => {
-                let mut v = left.leaves();
-                v.extend(right.leaves());
-                v
-            }
-            Tree::Lateral { input, func, .. } => {
-                let mut v = input.leaves();
-                v.push(*func);
-                v
-            }
+            Tree::Join { left, right, .. } => [left.leaves(), right.leaves()].concat(),
+            Tree::Lateral { input, func, .. } => [input.leaves(), vec![*func]].concat(),
         }
     }
 }

@@ -14,73 +14,35 @@ impl IncrementalRenderer<'_> {
         };
         let st = self.storage.clone();
         let global = groups.is_empty();
-        let gnames: Vec<Sql> = (0..groups.len())
-            .map(|k| Sql::ident(&format!("__pgs_g{}", k)))
-            .collect();
-        let names: Vec<Sql> = self
-            .block
-            .items
-            .iter()
-            .map(|(n, _)| Sql::ident(n))
-            .collect();
+        let gnames = numbered_names("__pgs_g", groups.len());
+        let names = self.output_names();
         // hidden state columns, in storage order
         let mut state_cols: Vec<Sql> = vec![Sql::ident("__pgs_count")];
         let mut state_full: Vec<Sql> = vec!["count(*) AS \"__pgs_count\"".into()];
         for (k, a) in aggs.iter().enumerate() {
             let arg = a.arg.as_ref().map(|e| self.expr_over(e, "x"));
+            let c = Counters::of(k);
             match a.func {
                 AggFunc::Other => unreachable!("maintained by group recompute"),
                 AggFunc::CountStar => {}
                 AggFunc::Count => {
-                    state_cols.push(Sql::ident(&format!("__pgs_a{}_n", k)));
-                    state_full.push(sql!(
-                        "count({}) AS {}",
-                        arg.unwrap(),
-                        Sql::ident(&format!("__pgs_a{k}_n"))
-                    ));
+                    state_full.push(sql!("count({}) AS {}", arg.unwrap(), c.n));
+                    state_cols.push(c.n);
                 }
                 AggFunc::Sum | AggFunc::Avg => {
                     let arg = arg.unwrap();
-                    state_cols.push(Sql::ident(&format!("__pgs_a{}_n", k)));
-                    state_cols.push(Sql::ident(&format!("__pgs_a{}_s", k)));
-                    state_full.push(sql!(
-                        "count({}) AS {}",
-                        arg,
-                        Sql::ident(&format!("__pgs_a{k}_n"))
-                    ));
-                    state_full.push(sql!(
-                        "sum({}) AS {}",
-                        arg,
-                        Sql::ident(&format!("__pgs_a{k}_s"))
-                    ));
+                    state_full.push(sql!("count({}) AS {}", arg, c.n));
+                    state_full.push(sql!("sum({}) AS {}", arg, c.s));
+                    state_cols.push(c.n);
+                    state_cols.push(c.s);
                 }
             }
         }
         let groups_x: Vec<Sql> = groups.iter().map(|g| self.expr_over(g, "x")).collect();
         // Full: the items exactly as written (aggregates evaluated by PostgreSQL).
-        let vis_full: Vec<Sql> = self
-            .block
-            .items
-            .iter()
-            .map(|(n, e)| {
-                let s = expr::render_with(e, &mut |m| match m {
-                    Marker::Agg(k) => Some(self.expr_over(&aggs[k].call, "x")),
-                    Marker::Grp(k) => Some(sql!("({})", groups_x[k])),
-                    Marker::Col { leaf, col: c } => Some(sql!("x.{}", col(leaf, c))),
-                });
-                sql!("{} AS {}", s, Sql::ident(n))
-            })
-            .collect();
-        let gsel: Vec<Sql> = groups_x
-            .iter()
-            .zip(&gnames)
-            .map(|(e, n)| sql!("{} AS {}", e, n))
-            .collect();
-        let group_by = if global {
-            Sql::default()
-        } else {
-            sql!(" GROUP BY {}", groups_x.join_sql(", "))
-        };
+        let vis_full = self.grouped_items_over_x(&groups_x);
+        let gsel = aliased(&groups_x, &gnames);
+        let group_by_x = group_by(&groups_x);
         let new_rows = sql!(
             "SELECT {}, {}{}{}, {} AS \"__pgs_row_id\" FROM {} AS x{}{}",
             vis_full.join_sql(", "),
@@ -90,7 +52,7 @@ impl IncrementalRenderer<'_> {
             row_id_of(&groups_x),
             self.new_rel(&self.block.tree),
             self.where_clause("x"),
-            group_by
+            group_by_x
         );
 
         // Differential
@@ -101,7 +63,7 @@ impl IncrementalRenderer<'_> {
                 dsel.push(sql!(
                     "{} AS {}",
                     self.expr_over(arg, "x"),
-                    Sql::ident(&format!("__pgs_arg{k}"))
+                    Counters::of(k).arg
                 ));
             }
         }
@@ -109,51 +71,45 @@ impl IncrementalRenderer<'_> {
         let mut asel: Vec<Sql> = gnames.clone();
         asel.push(sql!("COALESCE(sum({}), 0)::bigint AS \"__pgs_dcount\"", W));
         for (k, a) in aggs.iter().enumerate() {
-            let arg = Sql::ident(&format!("__pgs_arg{}", k));
+            let c = Counters::of(k);
             match a.func {
                 AggFunc::Other => unreachable!("maintained by group recompute"),
                 AggFunc::CountStar => {}
                 AggFunc::Count | AggFunc::Sum | AggFunc::Avg => {
-                    asel.push(sql!("COALESCE(sum(CASE WHEN {} IS NOT NULL THEN {} ELSE 0 END), 0)::bigint AS {}", arg, W, Sql::ident(&format!("__pgs_dn{k}"))));
+                    asel.push(sql!(
+                        "COALESCE(sum(CASE WHEN {} IS NOT NULL THEN {} ELSE 0 END), 0)::bigint AS {}",
+                        c.arg,
+                        W,
+                        c.dn
+                    ));
                     if a.func != AggFunc::Count {
                         asel.push(sql!(
-                            "sum({}) FILTER (WHERE {} > 0) AS {}",
-                            arg,
+                            "sum({0}) FILTER (WHERE {1} > 0) AS {2}",
+                            c.arg,
                             W,
-                            Sql::ident(&format!("__pgs_dp{k}"))
+                            c.dp
                         ));
                         asel.push(sql!(
-                            "sum({}) FILTER (WHERE {} < 0) AS {}",
-                            arg,
+                            "sum({0}) FILTER (WHERE {1} < 0) AS {2}",
+                            c.arg,
                             W,
-                            Sql::ident(&format!("__pgs_dm{k}"))
+                            c.dm
                         ));
                     }
                 }
             }
         }
-        let a_groups: Vec<Sql> = gnames.iter().map(|g| sql!("a.{}", g)).collect();
-        let st_match_a: Vec<Sql> =
-            std::iter::once(sql!("st.\"__pgs_row_id\" = {}", row_id_of(&a_groups)))
-                .chain(
-                    gnames
-                        .iter()
-                        .map(|g| sql!("st.{0} IS NOT DISTINCT FROM a.{0}", g)),
-                )
-                .collect();
+        let a_groups = qualified_by("a", &gnames);
+        let st_match_a = same_row(&row_id_of(&a_groups), "a", &gnames);
         let mut ssel: Vec<Sql> = a_groups.clone();
         ssel.push("(st.\"__pgs_row_id\" IS NOT NULL) AS \"__pgs_exists\"".into());
         ssel.push("st.\"__pgs_ctid\"".into());
         ssel.push(sql!("{} AS \"__pgs_row_id\"", row_id_of(&a_groups)));
         ssel.push("COALESCE(st.\"__pgs_count\", 0) + a.\"__pgs_dcount\" AS \"__pgs_count\"".into());
         for (k, a) in aggs.iter().enumerate() {
-            let n = Sql::ident(&format!("__pgs_a{}_n", k));
-            let s = Sql::ident(&format!("__pgs_a{}_s", k));
-            let (dn, dp, dm) = (
-                Sql::ident(&format!("__pgs_dn{}", k)),
-                Sql::ident(&format!("__pgs_dp{}", k)),
-                Sql::ident(&format!("__pgs_dm{}", k)),
-            );
+            let Counters {
+                n, s, dn, dp, dm, ..
+            } = Counters::of(k);
             match a.func {
                 AggFunc::Other => unreachable!("maintained by group recompute"),
                 AggFunc::CountStar => {}
@@ -172,8 +128,8 @@ impl IncrementalRenderer<'_> {
                 let s = expr::render_with(e, &mut |m| match m {
                     Marker::Grp(k) => Some(sql!("s.{}", gnames[k])),
                     Marker::Agg(k) => {
-                        let n = sql!("s.{}", Sql::ident(&format!("__pgs_a{k}_n")));
-                        let sum = sql!("s.{}", Sql::ident(&format!("__pgs_a{k}_s")));
+                        let c = Counters::of(k);
+                        let (n, sum) = (sql!("s.{}", c.n), sql!("s.{}", c.s));
                         Some(match aggs[k].func {
                             AggFunc::Other => unreachable!("maintained by group recompute"),
                             AggFunc::CountStar => Sql::fixed("s.\"__pgs_count\""),
@@ -195,15 +151,7 @@ impl IncrementalRenderer<'_> {
             .chain(&state_cols)
             .cloned()
             .collect();
-        let matchp: Vec<Sql> =
-            std::iter::once(Sql::fixed("st.\"__pgs_row_id\" = s.\"__pgs_row_id\""))
-                .chain(
-                    gnames
-                        .iter()
-                        .map(|g| sql!("st.{0} IS NOT DISTINCT FROM s.{0}", g)),
-                )
-                .collect();
-        let matchp = matchp.join_sql(" AND ");
+        let matchp = same_row(&Sql::fixed("s.\"__pgs_row_id\""), "s", &gnames);
         let set_list: Vec<Sql> = names
             .iter()
             .chain(&state_cols)
@@ -226,7 +174,7 @@ impl IncrementalRenderer<'_> {
         );
         let mut body = vec![
             sql!("\"__pgs_delta\" AS (SELECT {} FROM {} AS x{})", dsel.join_sql(", "), Sql::ident(&root), self.where_clause("x")),
-            sql!("\"__pgs_agg\" AS (SELECT {} FROM \"__pgs_delta\"{})", asel.join_sql(", "), if global { Sql::default() } else { sql!(" GROUP BY {}", gnames.join_sql(", ")) }),
+            sql!("\"__pgs_agg\" AS (SELECT {} FROM \"__pgs_delta\"{})", asel.join_sql(", "), group_by(&gnames)),
             // Each affected group's stored row is looked up through the row-id index
             // (a LATERAL the planner cannot flatten into a hash join over the whole
             // storage table, which the fan-out estimates of the delta terms often
@@ -234,7 +182,7 @@ impl IncrementalRenderer<'_> {
             // which then fetch the rows by TID. The ctids are stable for the
             // statement: only refreshes, serialised by the stream table's lock,
             // write the storage table.
-            sql!("\"__pgs_src\" AS MATERIALIZED (SELECT s.*, {} FROM (SELECT {} FROM \"__pgs_agg\" AS a LEFT JOIN LATERAL (SELECT st.ctid AS \"__pgs_ctid\", st.* FROM {} AS st WHERE {} OFFSET 0) AS st ON true) AS s)", vis_s.join_sql(", "), ssel.join_sql(", "), st, st_match_a.join_sql(" AND ")),
+            sql!("\"__pgs_src\" AS MATERIALIZED (SELECT s.*, {} FROM (SELECT {} FROM \"__pgs_agg\" AS a LEFT JOIN LATERAL (SELECT st.ctid AS \"__pgs_ctid\", st.* FROM {} AS st WHERE {} OFFSET 0) AS st ON true) AS s)", vis_s.join_sql(", "), ssel.join_sql(", "), st, st_match_a),
             sql!("\"__pgs_adv\" AS ({})", frontier_advance(self.ctx)),
         ];
         let tail = if global {
@@ -250,7 +198,7 @@ impl IncrementalRenderer<'_> {
                 by_tid("= 0")
             ));
             body.push(sql!("\"__pgs_upd\" AS (UPDATE {} AS st SET {} FROM \"__pgs_src\" AS s WHERE s.\"__pgs_exists\" AND s.\"__pgs_count\" <> 0 AND {} AND st.ctid = s.\"__pgs_ctid\" AND {} RETURNING 1)", st, set_list.join_sql(", "), by_tid("<> 0"), changed));
-            body.push(sql!("\"__pgs_ins\" AS (INSERT INTO {} ({}, \"__pgs_row_id\") SELECT {}, s.\"__pgs_row_id\" FROM \"__pgs_src\" AS s WHERE NOT s.\"__pgs_exists\" AND s.\"__pgs_count\" > 0 RETURNING 1)", st, stored.join_sql(", "), stored.iter().map(|c| sql!("s.{}", c)).collect::<Vec<_>>().join_sql(", ")));
+            body.push(sql!("\"__pgs_ins\" AS (INSERT INTO {} ({}, \"__pgs_row_id\") SELECT {}, s.\"__pgs_row_id\" FROM \"__pgs_src\" AS s WHERE NOT s.\"__pgs_exists\" AND s.\"__pgs_count\" > 0 RETURNING 1)", st, stored.join_sql(", "), qualified_by("s", &stored).join_sql(", ")));
             // Under a top-k: the stage after this refresh is its rows of the groups
             // the changes did not touch and the new rows of those they did.
             let after = sql!("SELECT {} FROM {} AS st WHERE st.ctid <> ALL (ARRAY(SELECT t.\"__pgs_ctid\" FROM \"__pgs_src\" AS t WHERE t.\"__pgs_exists\")) \
@@ -270,5 +218,32 @@ impl IncrementalRenderer<'_> {
             .collect();
         let _ = self.compiled;
         self.maintained(&st, &new_rows, diff, hidden)
+    }
+}
+
+/// The hidden columns of the `k`-th aggregate call: in the storage table, the count
+/// of non-NULL arguments (`n`) and their sum (`s`); in the delta, the argument
+/// (`arg`) and, per group, the weighted count (`dn`) and the sums of the inserted
+/// (`dp`) and deleted (`dm`) arguments.
+struct Counters {
+    n: Sql,
+    s: Sql,
+    arg: Sql,
+    dn: Sql,
+    dp: Sql,
+    dm: Sql,
+}
+
+impl Counters {
+    fn of(k: usize) -> Counters {
+        let name = |s: String| Sql::ident(&s);
+        Counters {
+            n: name(format!("__pgs_a{k}_n")),
+            s: name(format!("__pgs_a{k}_s")),
+            arg: name(format!("__pgs_arg{k}")),
+            dn: name(format!("__pgs_dn{k}")),
+            dp: name(format!("__pgs_dp{k}")),
+            dm: name(format!("__pgs_dm{k}")),
+        }
     }
 }

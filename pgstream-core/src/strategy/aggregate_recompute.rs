@@ -16,46 +16,18 @@ impl IncrementalRenderer<'_> {
     /// current sources, and the difference is applied. Cost: the changes plus the rows
     /// of the affected groups.
     pub(super) fn aggregate_recompute(&mut self) -> Statements {
-        let Shape::Aggregate {
-            groups,
-            aggs,
-            having,
-            ..
-        } = &self.block.shape
-        else {
+        let Shape::Aggregate { groups, having, .. } = &self.block.shape else {
             unreachable!()
         };
         let st = self.storage.clone();
-        let gnames: Vec<Sql> = (0..groups.len())
-            .map(|k| Sql::ident(&format!("__pgs_g{}", k)))
-            .collect();
+        let gnames = numbered_names("__pgs_g", groups.len());
         let groups_x: Vec<Sql> = groups.iter().map(|g| self.expr_over(g, "x")).collect();
-        let full = |e: &Expr| {
-            expr::render_with(e, &mut |m| match m {
-                Marker::Agg(k) => Some(self.expr_over(&aggs[k].call, "x")),
-                Marker::Grp(k) => Some(sql!("({})", groups_x[k])),
-                Marker::Col { leaf, col: c } => Some(sql!("x.{}", col(leaf, c))),
-            })
-        };
-        let vis: Vec<Sql> = self
-            .block
-            .items
-            .iter()
-            .map(|(n, e)| sql!("{} AS {}", full(e), Sql::ident(n)))
-            .collect();
-        let gsel: Vec<Sql> = groups_x
-            .iter()
-            .zip(&gnames)
-            .map(|(e, n)| sql!("{} AS {}", e, n))
-            .collect();
-        let group_by = if groups.is_empty() {
-            Sql::default()
-        } else {
-            sql!(" GROUP BY {}", groups_x.join_sql(", "))
-        };
+        let vis = self.grouped_items_over_x(&groups_x);
+        let gsel = aliased(&groups_x, &gnames);
+        let group_by_x = group_by(&groups_x);
         let having_sql = having
             .as_ref()
-            .map(|h| sql!(" HAVING {}", full(h)))
+            .map(|h| sql!(" HAVING {}", self.grouped_over_x(h, &groups_x)))
             .unwrap_or_default();
         let select_list = sql!(
             "{}{}{}, {} AS \"__pgs_row_id\"",
@@ -74,7 +46,7 @@ impl IncrementalRenderer<'_> {
                 .as_ref()
                 .map(|f| sql!(" WHERE {}", f))
                 .unwrap_or_default(),
-            group_by,
+            group_by_x,
             having_sql
         );
         // Differential: affected keys, then those groups recomputed.
@@ -109,7 +81,7 @@ impl IncrementalRenderer<'_> {
                 base,
                 by_in,
                 and_filter,
-                group_by,
+                group_by_x,
                 having_sql,
                 by_null
             )

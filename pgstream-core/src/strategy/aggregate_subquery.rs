@@ -60,11 +60,7 @@ impl IncrementalRenderer<'_> {
             } else {
                 sql!(" WHERE {}", conds.join_sql(" AND "))
             },
-            if a.groups.is_empty() {
-                Sql::default()
-            } else {
-                sql!(" GROUP BY {}", a.groups.join_sql(", "))
-            },
+            group_by(&a.groups),
             a.having
                 .as_ref()
                 .map(|h| sql!(" HAVING {}", h))
@@ -114,9 +110,7 @@ impl IncrementalRenderer<'_> {
             );
             return self.agg_delta_of(i, name, new_body, old_body);
         }
-        let kn: Vec<Sql> = (0..a.groups.len())
-            .map(|k| Sql::ident(&format!("__pgs_k{}", k)))
-            .collect();
+        let kn = numbered_names("__pgs_k", a.groups.len());
         let keys = format!("__pgs_sk{}", i);
         let touched = sql!(
             "SELECT DISTINCT {} FROM {} AS {}{}",
@@ -286,19 +280,9 @@ impl IncrementalRenderer<'_> {
         let found = self.agg_key_exprs(*i, on, other, q)?;
         // The other side's key values are taken in a scope of their own, so that an
         // alias inside the subquery cannot hide the other side's alias `q`.
-        let key_list = found
-            .iter()
-            .enumerate()
-            .map(|(k, x)| sql!("({}) AS \"__pgs_k{}\"", x, k))
-            .collect::<Vec<_>>()
-            .join_sql(", ");
-        let conds = a
-            .groups
-            .iter()
-            .enumerate()
-            .map(|(k, g)| sql!("({}) = \"__pgs_key\".\"__pgs_k{}\"", g, k))
-            .collect::<Vec<_>>()
-            .join_sql(" AND ");
+        let found: Vec<Sql> = found.iter().map(|x| sql!("({})", x)).collect();
+        let key_list = aliased(&found, &numbered_names("__pgs_k", found.len())).join_sql(", ");
+        let conds = keys_equal(&a.groups, "\"__pgs_key\"");
         let base = &self.compiled.sources[self.block.leaves[*i].source];
         Some(sql!("LATERAL (SELECT \"__pgs_s\".* FROM (SELECT {}) AS \"__pgs_key\" CROSS JOIN LATERAL ({}) AS \"__pgs_s\")", key_list, self.agg_sql(*i, &Sql::qualified(&base.name), Some(&conds))))
     }
@@ -387,12 +371,7 @@ impl IncrementalRenderer<'_> {
         };
         let found = self.agg_key_exprs(agg, on, &other.leaves(), "o")?;
         let other_delta = self.delta(other);
-        let same = found
-            .iter()
-            .enumerate()
-            .map(|(k, f)| sql!("({}) = \"__pgs_t\".\"__pgs_k{}\"", f, k))
-            .collect::<Vec<_>>()
-            .join_sql(" AND ");
+        let same = keys_equal(&found, "\"__pgs_t\"");
         self.agg_keys.push((
             agg,
             [self.new_rel(other), Sql::ident(&other_delta)]
@@ -417,4 +396,15 @@ fn relevant(a: &crate::ir::AggLeaf) -> Sql {
         .as_ref()
         .map(|f| sql!(" WHERE ({})", f))
         .unwrap_or_default()
+}
+
+/// `(e0) = q."__pgs_k0" AND (e1) = q."__pgs_k1" ...`: the expressions `exprs` equal
+/// the key columns of the relation `q`.
+fn keys_equal(exprs: &[Sql], q: &'static str) -> Sql {
+    exprs
+        .iter()
+        .zip(numbered_names("__pgs_k", exprs.len()))
+        .map(|(e, k)| sql!("({}) = {}.{}", e, q, k))
+        .collect::<Vec<_>>()
+        .join_sql(" AND ")
 }

@@ -55,42 +55,30 @@ impl IncrementalRenderer<'_> {
         }
         // An aggregate subquery joined on its group keys is read for the keys of the
         // other side's delta only.
-        let left_delta_term = match self.agg_lookup(right, on, &left_leaves, "l") {
-            Some(lookup) => sql!(
-                "SELECT {0}, l.{1} AS {1} FROM {2} AS l JOIN {3} AS r ON {4}",
-                select,
-                W,
-                left_delta,
-                lookup,
-                on_lr
-            ),
-            None => sql!(
-                "SELECT {0}, l.{1} AS {1} FROM {2} AS l JOIN {3} AS r ON {4}",
-                select,
-                W,
-                left_delta,
-                right_new,
-                on_lr
-            ),
+        let right_for_left = self
+            .agg_lookup(right, on, &left_leaves, "l")
+            .unwrap_or_else(|| right_new.clone());
+        let left_delta_term = sql!(
+            "SELECT {0}, l.{1} AS {1} FROM {2} AS l JOIN {3} AS r ON {4}",
+            select,
+            W,
+            left_delta,
+            right_for_left,
+            on_lr
+        );
+        // A lookup reads the delta's rows: the delta comes first (LATERAL).
+        let (first, second) = match self.agg_lookup(left, on, &right_leaves, "r") {
+            Some(lookup) => (sql!("{} AS r", right_delta), sql!("{} AS l", lookup)),
+            None => (sql!("{} AS l", left_new), sql!("{} AS r", right_delta)),
         };
-        let right_delta_term = match self.agg_lookup(left, on, &right_leaves, "r") {
-            Some(lookup) => sql!(
-                "SELECT {0}, r.{1} AS {1} FROM {2} AS r JOIN {3} AS l ON {4}",
-                select,
-                W,
-                right_delta,
-                lookup,
-                on_lr
-            ),
-            None => sql!(
-                "SELECT {0}, r.{1} AS {1} FROM {2} AS l JOIN {3} AS r ON {4}",
-                select,
-                W,
-                left_new,
-                right_delta,
-                on_lr
-            ),
-        };
+        let right_delta_term = sql!(
+            "SELECT {0}, r.{1} AS {1} FROM {2} JOIN {3} ON {4}",
+            select,
+            W,
+            first,
+            second,
+            on_lr
+        );
         let mut terms = vec![
             left_delta_term,
             right_delta_term,

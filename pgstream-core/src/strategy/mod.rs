@@ -374,6 +374,38 @@ impl IncrementalRenderer<'_> {
         }
     }
 
+    /// The block's output names, quoted.
+    fn output_names(&self) -> Vec<Sql> {
+        self.block
+            .items
+            .iter()
+            .map(|(n, _)| Sql::ident(n))
+            .collect()
+    }
+
+    /// An expression of an aggregate block over the relation `x` as PostgreSQL
+    /// evaluates it: its aggregate calls as written, its group keys `groups_x`.
+    fn grouped_over_x(&self, e: &Expr, groups_x: &[Sql]) -> Sql {
+        let Shape::Aggregate { aggs, .. } = &self.block.shape else {
+            unreachable!("an aggregate block")
+        };
+        expr::render_with(e, &mut |m| match m {
+            Marker::Agg(k) => Some(self.expr_over(&aggs[k].call, "x")),
+            Marker::Grp(k) => Some(sql!("({})", groups_x[k])),
+            Marker::Col { leaf, col: c } => Some(sql!("x.{}", col(leaf, c))),
+        })
+    }
+
+    /// The items of an aggregate block over the relation `x` (see
+    /// [`Self::grouped_over_x`]), named.
+    fn grouped_items_over_x(&self, groups_x: &[Sql]) -> Vec<Sql> {
+        self.block
+            .items
+            .iter()
+            .map(|(n, e)| sql!("{} AS {}", self.grouped_over_x(e, groups_x), Sql::ident(n)))
+            .collect()
+    }
+
     fn cols_of(&self, leaves: &[usize]) -> Vec<(usize, usize)> {
         leaves
             .iter()
@@ -526,7 +558,7 @@ impl IncrementalRenderer<'_> {
         } else {
             sql!("({})", exprs.join_sql(", "))
         };
-        let k_cols: Vec<Sql> = names.iter().map(|g| sql!("k.{}", g)).collect();
+        let k_cols = qualified_by("k", names);
         let all_set = names
             .iter()
             .map(|g| sql!("k.{} IS NOT NULL", g))
@@ -623,6 +655,49 @@ struct Side<'s> {
     new: &'s Sql,
     /// Its delta (a CTE name, quoted).
     delta: &'s Sql,
+}
+
+/// `"<prefix>0"`, `"<prefix>1"`, ...: the names of `n` hidden columns.
+fn numbered_names(prefix: &str, n: usize) -> Vec<Sql> {
+    (0..n)
+        .map(|k| Sql::ident(&format!("{prefix}{k}")))
+        .collect()
+}
+
+/// ` GROUP BY exprs`, or nothing when there is none (an aggregate over the whole
+/// input).
+fn group_by(exprs: &[Sql]) -> Sql {
+    if exprs.is_empty() {
+        Sql::default()
+    } else {
+        sql!(" GROUP BY {}", exprs.join_sql(", "))
+    }
+}
+
+/// `expr AS name` for each expression and its name.
+fn aliased(exprs: &[Sql], names: &[Sql]) -> Vec<Sql> {
+    exprs
+        .iter()
+        .zip(names)
+        .map(|(e, n)| sql!("{} AS {}", e, n))
+        .collect()
+}
+
+/// Each column qualified by the relation `q`: `q.c`.
+fn qualified_by(q: &'static str, cols: &[Sql]) -> Vec<Sql> {
+    cols.iter().map(|c| sql!("{}.{}", q, c)).collect()
+}
+
+/// The stored row `st` is the row `q` of the change: its row id is `row_id` and,
+/// NULL-safely, its columns `keys` are `q`'s.
+fn same_row(row_id: &Sql, q: &'static str, keys: &[Sql]) -> Sql {
+    std::iter::once(sql!("st.\"__pgs_row_id\" = {}", row_id))
+        .chain(
+            keys.iter()
+                .map(|k| sql!("st.{0} IS NOT DISTINCT FROM {1}.{0}", k, q)),
+        )
+        .collect::<Vec<_>>()
+        .join_sql(" AND ")
 }
 
 /// Types that have `=` but no equality GROUP BY can use (or none at all).

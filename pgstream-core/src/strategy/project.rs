@@ -24,22 +24,9 @@ impl IncrementalRenderer<'_> {
     /// Bag maintenance from the current rows and the delta (see `project_bag`).
     pub(super) fn bag(&mut self, new_vis: &Sql, delta_vis: &Sql) -> Statements {
         let st = self.storage.clone();
-        let names: Vec<Sql> = self
-            .block
-            .items
-            .iter()
-            .map(|(n, _)| Sql::ident(n))
-            .collect();
-        let text_of = |q: &'static str| {
-            sql!(
-                "ROW({})::text",
-                names
-                    .iter()
-                    .map(|n| sql!("{}.{}", q, n))
-                    .collect::<Vec<_>>()
-                    .join_sql(", ")
-            )
-        };
+        let names = self.output_names();
+        let text_of =
+            |q: &'static str| sql!("ROW({})::text", qualified_by(q, &names).join_sql(", "));
         let new_rows = sql!("SELECT q2.*, {} AS \"__pgs_row_id\" FROM (SELECT q.*, row_number() OVER (PARTITION BY {}) AS \"__pgs_n\" FROM ({}) AS q) AS q2", row_hash(&text_of("q2"), &Sql::fixed("0")), text_of("q"), new_vis);
         let cols = names.join_sql(", ");
         let (net_sel, net_by) = self.net_grouping(&names);
@@ -57,7 +44,7 @@ impl IncrementalRenderer<'_> {
             sql!("\"__pgs_src\" AS MATERIALIZED (SELECT s0.*, (SELECT count(*) FROM {} AS st WHERE {}) AS \"__pgs_c\" FROM (SELECT n.*, {} AS \"__pgs_rid\" FROM \"__pgs_net\" AS n) AS s0)", st, same_value("s0"), row_hash(&Sql::fixed("n.\"__pgs_t\""), &Sql::fixed("0"))),
             sql!("\"__pgs_adv\" AS ({})", frontier_advance(self.ctx)),
             sql!("\"__pgs_del\" AS (DELETE FROM {0} AS st USING \"__pgs_src\" AS s WHERE s.{1} < 0 AND {2} AND st.\"__pgs_n\" > s.\"__pgs_c\" + s.{1} RETURNING 1)", st, W, same_value("s")),
-            sql!("\"__pgs_ins\" AS (INSERT INTO {0} ({1}, \"__pgs_n\", \"__pgs_row_id\") SELECT {2}, s.\"__pgs_c\" + g.i, s.\"__pgs_rid\" FROM \"__pgs_src\" AS s CROSS JOIN LATERAL pg_catalog.generate_series(1, s.{3}::bigint) AS g(i) WHERE s.{3} > 0 RETURNING 1)", st, cols, names.iter().map(|n| sql!("s.{}", n)).collect::<Vec<_>>().join_sql(", "), W),
+            sql!("\"__pgs_ins\" AS (INSERT INTO {0} ({1}, \"__pgs_n\", \"__pgs_row_id\") SELECT {2}, s.\"__pgs_c\" + g.i, s.\"__pgs_rid\" FROM \"__pgs_src\" AS s CROSS JOIN LATERAL pg_catalog.generate_series(1, s.{3}::bigint) AS g(i) WHERE s.{3} > 0 RETURNING 1)", st, cols, qualified_by("s", &names).join_sql(", "), W),
         ];
         let diff = self.finish(
             body,
@@ -81,16 +68,9 @@ impl IncrementalRenderer<'_> {
             return self.project_bag();
         }
         let st = self.storage.clone();
-        let names: Vec<Sql> = self
-            .block
-            .items
-            .iter()
-            .map(|(n, _)| Sql::ident(n))
-            .collect();
+        let names = self.output_names();
         let keys_x = self.key_exprs("x");
-        let knames: Vec<Sql> = (0..keys_x.len())
-            .map(|k| Sql::ident(&format!("__pgs_k{}", k)))
-            .collect();
+        let knames = numbered_names("__pgs_k", keys_x.len());
         let hidden: Vec<String> = (0..keys_x.len())
             .map(|k| format!("__pgs_k{}", k))
             .chain([contract::ROW_ID.to_string()])
@@ -102,11 +82,7 @@ impl IncrementalRenderer<'_> {
             .iter()
             .map(|(n, e)| sql!("{} AS {}", self.expr_over(e, "x"), Sql::ident(n)))
             .collect();
-        let key_sel: Vec<Sql> = keys_x
-            .iter()
-            .zip(&knames)
-            .map(|(e, n)| sql!("{} AS {}", e, n))
-            .collect();
+        let key_sel = aliased(&keys_x, &knames);
         let new_rows = sql!(
             "SELECT {}, {}, {} AS \"__pgs_row_id\" FROM {} AS x{}",
             vis_x.join_sql(", "),
@@ -119,16 +95,8 @@ impl IncrementalRenderer<'_> {
         let root = self.delta(&self.block.tree);
         let all_cols: Vec<Sql> = names.iter().chain(&knames).cloned().collect();
         let (net_sel, net_by) = self.net_grouping(&all_cols);
-        let kn_s: Vec<Sql> = knames.iter().map(|k| sql!("s.{}", k)).collect();
-        let matchp: Vec<Sql> =
-            std::iter::once(Sql::fixed("st.\"__pgs_row_id\" = s.\"__pgs_row_id\""))
-                .chain(
-                    knames
-                        .iter()
-                        .map(|k| sql!("st.{0} IS NOT DISTINCT FROM s.{0}", k)),
-                )
-                .collect();
-        let matchp = matchp.join_sql(" AND ");
+        let kn_s = qualified_by("s", &knames);
+        let matchp = same_row(&Sql::fixed("s.\"__pgs_row_id\""), "s", &knames);
         let body = vec![
             sql!("\"__pgs_delta\" AS (SELECT {}, {}, x.{} FROM {} AS x{})", vis_x.join_sql(", "), key_sel.join_sql(", "), W, Sql::ident(&root), self.where_clause("x")),
             sql!("\"__pgs_net\" AS (SELECT {0}, sum({1}) AS {1} FROM \"__pgs_delta\" GROUP BY {2} HAVING sum({1}) <> 0)", net_sel, W, net_by),
@@ -136,7 +104,7 @@ impl IncrementalRenderer<'_> {
             sql!("\"__pgs_adv\" AS ({})", frontier_advance(self.ctx)),
             sql!("\"__pgs_del\" AS (DELETE FROM {} AS st USING \"__pgs_src\" AS s WHERE s.{} < 0 AND {} RETURNING 1)", st, W, matchp),
             sql!("\"__pgs_upd\" AS (UPDATE {} AS st SET {} FROM \"__pgs_src\" AS s WHERE s.{} > 0 AND {} RETURNING 1)", st, names.iter().map(|n| sql!("{0} = s.{0}", n)).collect::<Vec<_>>().join_sql(", "), W, matchp),
-            sql!("\"__pgs_ins\" AS (INSERT INTO {0} ({1}, \"__pgs_row_id\") SELECT {2}, s.\"__pgs_row_id\" FROM \"__pgs_src\" AS s WHERE s.{3} > 0 AND NOT EXISTS (SELECT 1 FROM {0} AS st WHERE {4}) RETURNING 1)", st, all_cols.join_sql(", "), all_cols.iter().map(|c| sql!("s.{}", c)).collect::<Vec<_>>().join_sql(", "), W, matchp),
+            sql!("\"__pgs_ins\" AS (INSERT INTO {0} ({1}, \"__pgs_row_id\") SELECT {2}, s.\"__pgs_row_id\" FROM \"__pgs_src\" AS s WHERE s.{3} > 0 AND NOT EXISTS (SELECT 1 FROM {0} AS st WHERE {4}) RETURNING 1)", st, all_cols.join_sql(", "), qualified_by("s", &all_cols).join_sql(", "), W, matchp),
         ];
         let diff = self.finish(
             body,

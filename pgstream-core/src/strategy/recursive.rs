@@ -11,6 +11,7 @@
 //! they are appended to the storage table. When a window holds a delete or update,
 //! the refresh recomputes and applies the difference (`recompute`).
 
+use super::qualified_by;
 use crate::analyze::recursive::{Factor, SemiNaive, Version};
 use crate::catalog::Table;
 use crate::contract;
@@ -44,13 +45,7 @@ impl SemiNaive {
         let mut seed = Vec::new();
         // Δbase: factor i reads its delta, those before it their old state.
         for i in 0..base_f.len() {
-            let versions: Vec<Version> = (0..base_f.len())
-                .map(|j| match j.cmp(&i) {
-                    std::cmp::Ordering::Less => Version::Old,
-                    std::cmp::Ordering::Equal => Version::Delta,
-                    std::cmp::Ordering::Greater => Version::New,
-                })
-                .collect();
+            let versions: Vec<Version> = (0..base_f.len()).map(|j| version(j, i)).collect();
             seed.push(self.term(&self.base, base_f, &versions, inp));
         }
         // The step over the stored result: r old, then the sources in order.
@@ -68,11 +63,7 @@ impl SemiNaive {
                     Factor::Cte { .. } => Version::Old,
                     Factor::Source { .. } => {
                         let pos = sources_in_step.iter().position(|&x| x == j).unwrap_or(0);
-                        match pos.cmp(&k) {
-                            std::cmp::Ordering::Less => Version::Old,
-                            std::cmp::Ordering::Equal => Version::Delta,
-                            std::cmp::Ordering::Greater => Version::New,
-                        }
+                        version(pos, k)
                     }
                 })
                 .collect();
@@ -101,27 +92,16 @@ impl SemiNaive {
             .map(|(&j, o)| sql!("d.{} AS {}", Sql::ident(&self.cte_cols[j]), o))
             .collect::<Vec<_>>()
             .join_sql(", ");
-        let q_cols = outs
-            .iter()
-            .map(|o| sql!("q.{}", o))
-            .collect::<Vec<_>>()
-            .join_sql(", ");
+        let q_cols = qualified_by("q", &outs).join_sql(", ");
         let st = inp.storage;
         let n = "\"__pgs_n\"";
         // Copies already stored of a row: numbered 1..c; probe c + 1 until absent.
         let text_k = sql!("ROW({}, p.k + 1)::text", q_cols);
         let stored = sql!("(WITH RECURSIVE p(k) AS (SELECT 0::bigint UNION ALL SELECT p.k + 1 FROM p WHERE EXISTS \
              (SELECT 1 FROM {0} AS s WHERE s.\"__pgs_row_id\" = {1} AND s.{2} = p.k + 1 AND ROW({3}, s.{2})::text = {4})) \
-             SELECT max(p.k) FROM p)", st, (inp.row_hash)(&text_k, &Sql::fixed("p.k + 1")), n, outs.iter()
-                .map(|o| sql!("s.{}", o))
-                .collect::<Vec<_>>()
-                .join_sql(", "), text_k);
+             SELECT max(p.k) FROM p)", st, (inp.row_hash)(&text_k, &Sql::fixed("p.k + 1")), n, qualified_by("s", &outs).join_sql(", "), text_k);
         let numbered = sql!("SELECT q.*, {} + row_number() OVER (PARTITION BY ROW({})::text) AS {} FROM \"__pgs_new\" AS q", stored, q_cols, n);
-        let x_cols = outs
-            .iter()
-            .map(|o| sql!("x.{}", o))
-            .collect::<Vec<_>>()
-            .join_sql(", ");
+        let x_cols = qualified_by("x", &outs).join_sql(", ");
         sql!(
             "WITH RECURSIVE {0} ({1}) AS ({2}\nUNION ALL {3}),\n\
              \"__pgs_adv\" AS ({4}),\n\
@@ -173,6 +153,16 @@ impl SemiNaive {
             .collect::<Vec<_>>()
             .join_sql(", ");
         sql!("SELECT {} FROM {} AS s", items, inp.storage)
+    }
+}
+
+/// In the `k`-th term of a product's delta, the version of its `j`-th factor: the
+/// old state before the delta, the delta, the new state after it.
+fn version(j: usize, k: usize) -> Version {
+    match j.cmp(&k) {
+        std::cmp::Ordering::Less => Version::Old,
+        std::cmp::Ordering::Equal => Version::Delta,
+        std::cmp::Ordering::Greater => Version::New,
     }
 }
 

@@ -23,7 +23,7 @@ impl IncrementalRenderer<'_> {
             news.push(n);
             deltas.push(d);
         }
-        let names: Vec<Sql> = b.items.iter().map(|(n, _)| Sql::ident(n)).collect();
+        let names = self.output_names();
         let cols = names.join_sql(", ");
         let st = self.storage.clone();
         match (op, all) {
@@ -33,51 +33,32 @@ impl IncrementalRenderer<'_> {
                 self.bag(&new_vis, &delta_vis)
             }
             (SetOpKind::Union, false) => {
-                let u_names: Vec<Sql> = names.iter().map(|n| sql!("u.{}", n)).collect();
+                let u_names = qualified_by("u", &names);
                 let new_rows = sql!("SELECT {0}, count(*) AS \"__pgs_count\", {1} AS \"__pgs_row_id\" FROM ({2}) AS u GROUP BY {0}", cols, row_id_of(&u_names), news.join_sql(" UNION ALL "));
-                let a_names: Vec<Sql> = names.iter().map(|n| sql!("a.{}", n)).collect();
-                let matchp: Vec<Sql> =
-                    std::iter::once(Sql::fixed("st.\"__pgs_row_id\" = s.\"__pgs_row_id\""))
-                        .chain(
-                            names
-                                .iter()
-                                .map(|n| sql!("st.{0} IS NOT DISTINCT FROM s.{0}", n)),
-                        )
-                        .collect();
-                let matchp = matchp.join_sql(" AND ");
-                let st_a: Vec<Sql> =
-                    std::iter::once(sql!("st.\"__pgs_row_id\" = {}", row_id_of(&a_names)))
-                        .chain(
-                            names
-                                .iter()
-                                .map(|n| sql!("st.{0} IS NOT DISTINCT FROM a.{0}", n)),
-                        )
-                        .collect();
+                let a_names = qualified_by("a", &names);
+                let matchp = same_row(&Sql::fixed("s.\"__pgs_row_id\""), "s", &names);
+                let st_a = same_row(&row_id_of(&a_names), "a", &names);
                 let body = vec![
                     sql!("\"__pgs_delta\" AS ({})", deltas.join_sql(" UNION ALL ")),
                     sql!("\"__pgs_agg\" AS (SELECT {0}, sum({1})::bigint AS \"__pgs_dcount\" FROM \"__pgs_delta\" GROUP BY {0})", cols, W),
-                    sql!("\"__pgs_src\" AS MATERIALIZED (SELECT {}, {} AS \"__pgs_row_id\", (st.\"__pgs_row_id\" IS NOT NULL) AS \"__pgs_exists\", COALESCE(st.\"__pgs_count\", 0) + a.\"__pgs_dcount\" AS \"__pgs_count\" FROM \"__pgs_agg\" AS a LEFT JOIN {} AS st ON {})", a_names.join_sql(", "), row_id_of(&a_names), st, st_a.join_sql(" AND ")),
+                    sql!("\"__pgs_src\" AS MATERIALIZED (SELECT {}, {} AS \"__pgs_row_id\", (st.\"__pgs_row_id\" IS NOT NULL) AS \"__pgs_exists\", COALESCE(st.\"__pgs_count\", 0) + a.\"__pgs_dcount\" AS \"__pgs_count\" FROM \"__pgs_agg\" AS a LEFT JOIN {} AS st ON {})", a_names.join_sql(", "), row_id_of(&a_names), st, st_a),
                     sql!("\"__pgs_adv\" AS ({})", frontier_advance(self.ctx)),
                     sql!("\"__pgs_del\" AS (DELETE FROM {} AS st USING \"__pgs_src\" AS s WHERE s.\"__pgs_exists\" AND s.\"__pgs_count\" = 0 AND {} RETURNING 1)", st, matchp),
                     sql!("\"__pgs_upd\" AS (UPDATE {} AS st SET \"__pgs_count\" = s.\"__pgs_count\" FROM \"__pgs_src\" AS s WHERE s.\"__pgs_exists\" AND s.\"__pgs_count\" <> 0 AND st.\"__pgs_count\" <> s.\"__pgs_count\" AND {} RETURNING 1)", st, matchp),
-                    sql!("\"__pgs_ins\" AS (INSERT INTO {} ({}, \"__pgs_count\", \"__pgs_row_id\") SELECT {}, s.\"__pgs_count\", s.\"__pgs_row_id\" FROM \"__pgs_src\" AS s WHERE NOT s.\"__pgs_exists\" AND s.\"__pgs_count\" > 0 RETURNING 1)", st, cols, names.iter().map(|n| sql!("s.{}", n)).collect::<Vec<_>>().join_sql(", ")),
+                    sql!("\"__pgs_ins\" AS (INSERT INTO {} ({}, \"__pgs_count\", \"__pgs_row_id\") SELECT {}, s.\"__pgs_count\", s.\"__pgs_row_id\" FROM \"__pgs_src\" AS s WHERE NOT s.\"__pgs_exists\" AND s.\"__pgs_count\" > 0 RETURNING 1)", st, cols, qualified_by("s", &names).join_sql(", ")),
                 ];
                 // rows changed: only visible changes count (a multiplicity update is bookkeeping)
                 let diff = self.finish(
                     body,
                     &Sql::fixed("SELECT (SELECT count(*) FROM \"__pgs_del\") + (SELECT count(*) FROM \"__pgs_ins\") + 0 * (SELECT count(*) FROM \"__pgs_upd\") AS \"rows_changed\""),
                 );
-                self.maintained(
-                    &st,
-                    &new_rows,
-                    diff,
-                    vec!["__pgs_count".into(), contract::ROW_ID.into()],
-                )
+                let hidden = vec!["__pgs_count".into(), contract::ROW_ID.into()];
+                self.maintained(&st, &new_rows, diff, hidden)
             }
             (kind, all) => {
                 let sql_op = sql!("{}{}", kind.sql(), if *all { " ALL" } else { "" });
                 let new_rows = numbered(&sql!("({}) {} ({})", news[0], sql_op, news[1]));
-                let b_names: Vec<Sql> = names.iter().map(|n| sql!("b.{}", n)).collect();
+                let b_names = qualified_by("b", &names);
                 let (by_in, by_null) = Self::key_predicates(&b_names, &names);
                 let restrict = |n: &Sql| {
                     sql!("SELECT b.* FROM ({0}) AS b WHERE {1} UNION ALL SELECT b.* FROM ({0}) AS b WHERE {2}", n, by_in, by_null)

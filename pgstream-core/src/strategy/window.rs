@@ -20,9 +20,7 @@ impl IncrementalRenderer<'_> {
             unreachable!()
         };
         let st = self.storage.clone();
-        let pnames: Vec<Sql> = (0..partition.len())
-            .map(|k| Sql::ident(&format!("__pgs_p{}", k)))
-            .collect();
+        let pnames = numbered_names("__pgs_p", partition.len());
         let part_x: Vec<Sql> = partition.iter().map(|p| self.expr_over(p, "x")).collect();
         let mut sel: Vec<Sql> = self
             .block
