@@ -168,18 +168,36 @@ impl Sql {
         self.0.into_owned()
     }
 
-    /// Used by [`sql!`] only: the text its template formatted. The template is a
-    /// static string with `{}` placeholders only (checked at compile time by
-    /// [`template_is_positional`]) and every argument is an `&Sql`.
-    #[doc(hidden)]
-    pub fn from_template(text: String) -> Sql {
-        Sql(text.into())
-    }
-
-    /// Used by [`sql!`] only: checks that an argument is an [`SqlArg`].
-    #[doc(hidden)]
-    pub fn arg<A: SqlArg + ?Sized>(a: &A) -> &A {
-        a
+    /// The static template `template` with its placeholders replaced by `args`:
+    /// `{}` takes the next argument, `{n}` the `n`-th; `{{` and `}}` are braces.
+    /// [`sql!`] calls it after checking the template against its arguments at
+    /// compile time ([`template_fits`]); there is no other way from text to `Sql`.
+    pub fn format(template: &'static str, args: &[&dyn SqlArg]) -> Sql {
+        use fmt::Write;
+        let mut out = String::with_capacity(template.len() + 16 * args.len());
+        let mut next = 0;
+        let mut rest = template;
+        while let Some(at) = rest.find(['{', '}']) {
+            out.push_str(&rest[..at]);
+            let tail = &rest[at..];
+            if tail.starts_with("{{") || tail.starts_with("}}") {
+                out.push_str(&tail[..1]);
+                rest = &tail[2..];
+                continue;
+            }
+            let close = tail.find('}').expect("sql!: a checked template");
+            let k = match &tail[1..close] {
+                "" => {
+                    next += 1;
+                    next - 1
+                }
+                n => n.parse::<usize>().expect("sql!: a checked template"),
+            };
+            write!(out, "{}", args[k]).expect("writing to a String");
+            rest = &tail[close + 1..];
+        }
+        out.push_str(rest);
+        Sql(out.into())
     }
 }
 
@@ -219,29 +237,18 @@ impl JoinSql for [Sql] {
     }
 }
 
-/// Whether a `format!` template has only positional placeholders, `{}` or `{0}`
-/// (and `{{`, `}}`): no named or inline argument, which `format!` would take from the
-/// scope whatever its type, and no format spec. [`sql!`] asserts it at compile time.
-#[doc(hidden)]
-pub const fn template_is_positional(t: &str) -> bool {
+/// Whether the template of [`sql!`] fits its `n` arguments as a `format!` template
+/// would: only positional placeholders, `{}` (the next argument) or `{0}` (the
+/// first), and `{{`, `}}` for braces; no named or inline argument (`format!` would
+/// take it from the scope, whatever its type) and no format spec; every argument
+/// used and none missing. Evaluated at compile time by [`sql!`].
+pub const fn template_fits(t: &str, n: usize) -> bool {
     let b = t.as_bytes();
-    let mut i = 0;
+    let (mut i, mut next, mut used) = (0, 0, 0u128);
+    if n > 128 {
+        return false;
+    }
     while i < b.len() {
-        if b[i] == b'{' {
-            if i + 1 < b.len() && b[i + 1] == b'{' {
-                i += 2;
-                continue;
-            }
-            let mut j = i + 1;
-            while j < b.len() && b[j].is_ascii_digit() {
-                j += 1;
-            }
-            if j < b.len() && b[j] == b'}' {
-                i = j + 1;
-                continue;
-            }
-            return false;
-        }
         if b[i] == b'}' {
             if i + 1 < b.len() && b[i + 1] == b'}' {
                 i += 2;
@@ -249,24 +256,50 @@ pub const fn template_is_positional(t: &str) -> bool {
             }
             return false;
         }
-        i += 1;
+        if b[i] != b'{' {
+            i += 1;
+            continue;
+        }
+        if i + 1 < b.len() && b[i + 1] == b'{' {
+            i += 2;
+            continue;
+        }
+        let (mut j, mut k) = (i + 1, 0);
+        while j < b.len() && b[j].is_ascii_digit() {
+            k = k * 10 + (b[j] - b'0') as usize;
+            j += 1;
+        }
+        if j >= b.len() || b[j] != b'}' {
+            return false;
+        }
+        if j == i + 1 {
+            k = next;
+            next += 1;
+        }
+        if k >= n {
+            return false;
+        }
+        used |= 1 << k;
+        i = j + 1;
     }
-    true
+    n == 0 || used == u128::MAX >> (128 - n)
 }
 
 /// A fragment from a static template whose placeholders (`{}`, `{0}`) take `Sql`
-/// arguments (or `&'static str`s, see [`SqlArg`]): `sql!("{} AS {}", e,
-/// Sql::ident(name))`. Named or inline placeholders (`{x}`) do not compile, nor does
-/// an argument that is a `String` or a borrowed `&str`.
+/// arguments (or integers or `&'static str`s, see [`SqlArg`]): `sql!("{} AS {}", e,
+/// Sql::ident(name))`. A named or inline placeholder (`{x}`), a format spec, an
+/// argument too many or too few, or an argument that is a `String` or a borrowed
+/// `&str` does not compile.
 macro_rules! sql {
     ($tpl:literal $(, $arg:expr)* $(,)?) => {{
         const _: () = assert!(
-            $crate::sql::fragment::template_is_positional($tpl),
-            "sql! templates take positional placeholders only"
+            $crate::sql::fragment::template_fits($tpl, 0 $(+ { let _ = stringify!($arg); 1 })*),
+            "sql!: positional placeholders only, one argument each"
         );
-        $crate::sql::fragment::Sql::from_template(format!(
-            $tpl $(, $crate::sql::fragment::Sql::arg(&$arg))*
-        ))
+        $crate::sql::fragment::Sql::format(
+            $tpl,
+            &[$(&$arg as &dyn $crate::sql::fragment::SqlArg),*],
+        )
     }};
 }
 pub(crate) use sql;
@@ -324,14 +357,19 @@ mod tests {
     }
 
     #[test]
-    fn templates_take_positional_placeholders_only() {
-        assert!(template_is_positional("{} AND {}"));
-        assert!(template_is_positional("'{{1}}'"));
-        assert!(!template_is_positional("{name}"));
-        assert!(!template_is_positional("{:?}"));
-        assert!(template_is_positional("{0} = {1} OR {0}"));
-        assert!(!template_is_positional("{0:?}"));
-        assert!(!template_is_positional("}"));
+    fn templates_take_positional_placeholders_one_per_argument() {
+        assert!(template_fits("{} AND {}", 2));
+        assert!(template_fits("'{{1}}'", 0));
+        assert!(template_fits("{0} = {1} OR {0}", 2));
+        assert!(!template_fits("{name}", 1));
+        assert!(!template_fits("{:?}", 1));
+        assert!(!template_fits("{0:?}", 1));
+        assert!(!template_fits("}", 0));
+        // Every argument used, none missing.
+        assert!(!template_fits("{} AND {}", 1));
+        assert!(!template_fits("{} AND {}", 3));
+        assert!(!template_fits("{0} = {2}", 3));
+        assert!(template_fits("{2}{1}{0}", 3));
     }
 
     #[test]
