@@ -1,16 +1,20 @@
 //! A typed SQL fragment: [`Sql`] is text the compiler emits, built only from quoted
 //! identifiers and literals ([`Sql::ident`], [`Sql::qualified`], [`Sql::literal`]),
 //! SQL the code itself writes (`&'static str`: [`Sql::fixed`], the templates of
-//! [`sql!`]), numbers, rendered AST nodes ([`Sql::expr`], [`Sql::query`]) and other
-//! fragments ([`Sql::join`], [`Sql::push`], [`sql!`]). No `String` becomes `Sql`, so a
-//! name cannot reach the generated SQL unquoted, and an identifier and an expression
-//! cannot be mixed up by accident: a function that takes or returns SQL says so in its
-//! type.
+//! [`sql!`]), numbers ([`Sql::number`]), type names as the catalog spells them
+//! ([`Sql::type_name`]), printed AST nodes ([`Sql::expr`], [`Sql::query`],
+//! [`Sql::ast`]) and other fragments ([`Sql::join`], [`JoinSql`], [`sql!`], which
+//! checks its template against its arguments at compile time and substitutes them
+//! with [`Sql::format`]). No `String` becomes `Sql`, so a name cannot reach the
+//! generated SQL unquoted, and an identifier and an expression cannot be mixed up by
+//! accident: a function that takes or returns SQL says so in its type.
 //!
 //! Expressions: [`Sql::expr_replacing`] renders an AST expression with some of its
 //! nodes replaced by fragments (how a bound expression's column markers become the
 //! columns of the relation a statement reads); the AST node that carries a fragment
-//! exists only inside this module.
+//! exists only inside this module. The AST is trusted as sqlparser prints it: a
+//! parsed identifier prints as the query wrote it; one built by hand without a quote
+//! style prints its text as is (only `marker::shown` builds such, for explain).
 
 use crate::spec::QualifiedName;
 use sqlparser::ast::{Expr, Ident, OrderByOptions, Query, Select, VisitMut, VisitorMut};
@@ -79,14 +83,21 @@ impl Sql {
 
     /// A type as the catalog spells it (`format_type`'s output, or sqlparser's
     /// rendering of a DDL type: `numeric(10,2)`, `timestamp with time zone`,
-    /// `"my type"[]`). Text with any other character (a `;`, a `'`, a comment) is
-    /// not a type name: it is quoted as one identifier, so that it cannot end the
-    /// statement.
+    /// `"my type"[]`). Outside its double-quoted names a type has only letters,
+    /// digits, spaces and `_ , . ( ) [ ]`; text with anything else there (a `;`, a
+    /// `'`, a comment) or an unclosed quote is not a type name: it is quoted as one
+    /// identifier, so that it cannot end the statement.
     pub fn type_name(text: &str) -> Sql {
+        let mut quoted = false;
         let plain = text.chars().all(|c| {
-            c.is_alphanumeric() || matches!(c, '_' | ' ' | ',' | '.' | '(' | ')' | '[' | ']' | '"')
+            if c == '"' {
+                quoted = !quoted;
+            }
+            quoted
+                || c.is_alphanumeric()
+                || matches!(c, '"' | '_' | ' ' | ',' | '.' | '(' | ')' | '[' | ']')
         });
-        if plain && text.matches('"').count().is_multiple_of(2) {
+        if plain && !quoted {
             Sql(text.to_string().into())
         } else {
             Sql::ident(text)
@@ -336,6 +347,11 @@ mod tests {
             "numeric(10,2)[]"
         );
         assert_eq!(Sql::type_name("int; DROP").to_string(), r#""int; DROP""#);
+        assert_eq!(
+            Sql::type_name(r#"s."a-b; c"[]"#).to_string(),
+            r#"s."a-b; c"[]"#
+        );
+        assert_eq!(Sql::type_name(r#"x"; DROP"#).to_string(), r#""x""; DROP""#);
         assert_eq!(Sql::number(-1i64).to_string(), "-1");
     }
 
