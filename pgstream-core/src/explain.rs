@@ -2,6 +2,7 @@
 //! node, followed by the SQL it renders to.
 
 use crate::ir::{Block, Body, Compiled, JoinKind, Shape, Strategy, Tree};
+use crate::sql::fragment::Sql;
 
 impl Compiled {
     /// One line saying how the stream table is maintained (the root's strategy, as in
@@ -96,10 +97,10 @@ impl Compiled {
         match &self.body {
             Body::Incremental(b) => {
                 if let Some(top) = &self.top_k {
-                    let stage = format!(
+                    let stage = crate::sql::fragment::sql!(
                         "{}.{}",
-                        crate::sql::ident::quote_ident(crate::contract::CATALOG_SCHEMA),
-                        crate::sql::ident::quote_ident(&crate::contract::stage_table(0))
+                        Sql::ident(crate::contract::CATALOG_SCHEMA),
+                        Sql::ident(&crate::contract::stage_table(0))
                     );
                     out.push_str(&format!(
                         "  TopK {}                   strategy: the first rows of the stage table {stage}, recomputed from its state after each refresh (an index on the ORDER BY columns), difference applied\n",
@@ -158,7 +159,7 @@ fn explain_block(b: &Block, out: &mut String) {
             let group = if group_texts.is_empty() {
                 "(global: exactly one row)".to_string()
             } else {
-                group_texts.join(", ")
+                Sql::join(group_texts.iter().cloned(), ", ").to_string()
             };
             let having = having.as_ref().map(|_| " HAVING ...").unwrap_or("");
             let strategy = if *recompute {

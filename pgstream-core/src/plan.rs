@@ -7,6 +7,7 @@ use crate::catalog::{Catalog, Table};
 use crate::error::{Diagnostic, Error, Result};
 use crate::ir::{Block, Body, Compiled, OutputColumn, Strategy};
 use crate::spec::{Mode, StreamTableSpec};
+use crate::sql::fragment::Sql;
 use crate::sql::ident::ident_value;
 use crate::sql::limits;
 use crate::sql::parse::span_range;
@@ -147,7 +148,7 @@ pub(crate) fn compile(
                     },
                 },
                 Body::Recompute {
-                    query_sql: query.to_string(),
+                    query_sql: Sql::query(&query),
                     seminaive,
                 },
                 columns,
@@ -164,7 +165,7 @@ pub(crate) fn compile(
                     reason: "ORDER BY ... LIMIT: the top rows are recomputed".into(),
                 },
                 Body::Recompute {
-                    query_sql: query.to_string(),
+                    query_sql: Sql::query(&query),
                     seminaive: None,
                 },
                 columns,
@@ -182,7 +183,7 @@ pub(crate) fn compile(
                     reason: nested.unwrap_or_default(),
                 },
                 Body::Recompute {
-                    query_sql: query.to_string(),
+                    query_sql: Sql::query(&query),
                     seminaive: None,
                 },
                 columns,
@@ -197,7 +198,7 @@ pub(crate) fn compile(
             (
                 Strategy::Full,
                 Body::Recompute {
-                    query_sql: query.to_string(),
+                    query_sql: Sql::query(&query),
                     seminaive: None,
                 },
                 columns,
@@ -308,7 +309,7 @@ fn top_k_over_aggregate(
             },
             _ => return None,
         };
-        order.push((column, o.options.to_string()));
+        order.push((column, Sql::ast(&o.options)));
     }
     crate::pushdown::push_down(&mut block);
     let text = format!(

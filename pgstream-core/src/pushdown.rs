@@ -35,6 +35,7 @@
 
 use crate::ir::marker::{self as expr, Marker};
 use crate::ir::{Block, JoinKind, Leaf, Shape, Tree};
+use crate::sql::fragment::Sql;
 use crate::sql::walk::{function_name, AGGREGATES, VOLATILE};
 use sqlparser::ast::{BinaryOperator, Expr, Value, Visit, Visitor};
 use std::ops::ControlFlow;
@@ -69,14 +70,8 @@ pub(crate) fn push_down(b: &mut Block) {
 /// The AND-ed parts of an expression, parentheses around conjunctions dropped.
 pub(crate) fn conjuncts(e: &Expr) -> Vec<Expr> {
     match e {
-        Expr::BinaryOp {
-            left,
-            op: BinaryOperator::And,
-            right,
-        } => {
-            let mut v = conjuncts(left);
-            v.extend(conjuncts(right));
-            v
+        Expr::BinaryOp { left, op, right } if *op == BinaryOperator::And => {
+            [conjuncts(left), conjuncts(right)].concat()
         }
         Expr::Nested(inner) => match inner.as_ref() {
             Expr::BinaryOp {
@@ -157,22 +152,8 @@ fn within(e: &Expr, leaves: &[usize]) -> bool {
 }
 
 /// A bound expression as text for explain: each column as `alias.column`.
-pub(crate) fn text(e: &Expr, leaves: &[Leaf]) -> String {
-    expr::render_with(e, &mut |m| match m {
-        Marker::Col { leaf, col } => {
-            let l = &leaves[leaf];
-            Some(expr::raw(format!(
-                "{}.{}",
-                l.alias,
-                l.table
-                    .columns
-                    .get(col)
-                    .map(|c| c.name.as_str())
-                    .unwrap_or("?")
-            )))
-        }
-        _ => None,
-    })
+pub(crate) fn text(e: &Expr, leaves: &[Leaf]) -> Sql {
+    expr::shown(e, leaves)
 }
 
 /// `t` under the filter `preds` (itself when there is none).
@@ -304,16 +285,10 @@ fn sink(t: Tree, preds: Vec<Expr>, leaves: &[Leaf]) -> Tree {
 /// Flatten a region of inner joins and filters into its inputs (the subtrees that
 /// are neither) and its conditions.
 fn flatten(t: Tree, items: &mut Vec<Tree>, conds: &mut Vec<Expr>, stuck: &mut Vec<Expr>) {
-    match t {
+    let cond = match t {
         Tree::Filter { input, pred, .. } => {
             flatten(*input, items, conds, stuck);
-            for c in conjuncts(&pred) {
-                if pushable(&c) {
-                    conds.push(c);
-                } else {
-                    stuck.push(c);
-                }
-            }
+            pred
         }
         Tree::Join {
             kind: JoinKind::Inner,
@@ -324,16 +299,13 @@ fn flatten(t: Tree, items: &mut Vec<Tree>, conds: &mut Vec<Expr>, stuck: &mut Ve
         } => {
             flatten(*left, items, conds, stuck);
             flatten(*right, items, conds, stuck);
-            for c in conjuncts(&on) {
-                if pushable(&c) {
-                    conds.push(c);
-                } else {
-                    stuck.push(c);
-                }
-            }
+            on
         }
-        other => items.push(other),
-    }
+        other => return items.push(other),
+    };
+    let (pushable, not): (Vec<Expr>, Vec<Expr>) = conjuncts(&cond).into_iter().partition(pushable);
+    conds.extend(pushable);
+    stuck.extend(not);
 }
 
 /// A region of inner joins and filters, rebuilt left-deep with each condition at the
@@ -490,21 +462,23 @@ mod tests {
             Tree::Leaf(_) => {}
             Tree::Filter { input, .. } => unlinked_joins(input, all, out),
             Tree::Lateral { input, .. } => unlinked_joins(input, all, out),
-            Tree::Join {
-                kind,
-                left,
-                right,
-                on,
-                on_text,
-            } => {
-                let (left_leaves, right_leaves) = (left.leaves(), right.leaves());
-                let links = all.iter().any(|c| {
-                    let ls = leaves_of(c);
-                    ls.iter().any(|l| left_leaves.contains(l))
-                        && ls.iter().any(|l| right_leaves.contains(l))
-                });
-                if *kind == JoinKind::Inner && conjuncts(on).is_empty() && links {
-                    out.push(on_text.clone());
+            Tree::Join { left, right, .. } => {
+                if let Tree::Join {
+                    kind: JoinKind::Inner,
+                    on,
+                    on_text,
+                    ..
+                } = t
+                {
+                    let (left_leaves, right_leaves) = (left.leaves(), right.leaves());
+                    let links = all.iter().any(|c| {
+                        let ls = leaves_of(c);
+                        ls.iter().any(|l| left_leaves.contains(l))
+                            && ls.iter().any(|l| right_leaves.contains(l))
+                    });
+                    if conjuncts(on).is_empty() && links {
+                        out.push(on_text.to_string());
+                    }
                 }
                 unlinked_joins(left, all, out);
                 unlinked_joins(right, all, out);
@@ -575,15 +549,12 @@ mod tests {
                             Tree::Filter { input, .. } => any_trivial(input),
                             Tree::Lateral { input, .. } => any_trivial(input),
                             Tree::Join {
-                                kind,
-                                left,
-                                right,
+                                kind: JoinKind::Inner,
                                 on,
                                 ..
-                            } => {
-                                (*kind == JoinKind::Inner && conjuncts(on).is_empty())
-                                    || any_trivial(left)
-                                    || any_trivial(right)
+                            } if conjuncts(on).is_empty() => true,
+                            Tree::Join { left, right, .. } => {
+                                any_trivial(left) || any_trivial(right)
                             }
                         }
                     }
@@ -612,6 +583,16 @@ mod tests {
 
     fn tree_of(c: &Compiled) -> &Block {
         blocks(c)[0]
+    }
+
+    /// The sides and the condition of the join at the top of `c`'s tree.
+    fn top_join(c: &Compiled) -> (&Tree, &Tree, &Expr) {
+        match &tree_of(c).tree {
+            Tree::Join {
+                left, right, on, ..
+            } => (left, right, on),
+            _ => panic!("{}", c.explain()),
+        }
     }
 
     #[test]
@@ -688,7 +669,7 @@ mod tests {
         let Tree::Filter { input, text, .. } = &b.tree else {
             panic!("{}", c.explain())
         };
-        assert_eq!(text, "c.name IS NULL");
+        assert_eq!(text.as_str(), "c.name IS NULL");
         let Tree::Join {
             kind, left, right, ..
         } = input.as_ref()
@@ -701,18 +682,9 @@ mod tests {
         // An ON condition over the nullable side alone filters that side.
         let q = "SELECT b.id FROM b LEFT JOIN c ON c.id = b.c_id AND c.name <> 'x' AND b.w > 1";
         let c = compile(q, SCHEMA);
-        let Tree::Join {
-            left, right, on, ..
-        } = &tree_of(&c).tree
-        else {
-            panic!("{}", c.explain())
-        };
-        assert!(matches!(left.as_ref(), Tree::Leaf(_)), "{}", c.explain());
-        assert!(
-            matches!(right.as_ref(), Tree::Filter { .. }),
-            "{}",
-            c.explain()
-        );
+        let (left, right, on) = top_join(&c);
+        assert!(matches!(left, Tree::Leaf(_)), "{}", c.explain());
+        assert!(matches!(right, Tree::Filter { .. }), "{}", c.explain());
         assert_eq!(conjuncts(on).len(), 2, "{}", c.explain());
     }
 
@@ -741,14 +713,9 @@ mod tests {
     fn an_unlinked_input_joins_last() {
         let q = "SELECT a.id, b.id AS bid FROM c, a, b WHERE a.id = b.a_id";
         let c = compile(q, SCHEMA);
-        let Tree::Join {
-            left, right, on, ..
-        } = &tree_of(&c).tree
-        else {
-            panic!("{}", c.explain())
-        };
+        let (left, right, on) = top_join(&c);
         assert!(conjuncts(on).is_empty(), "{}", c.explain());
-        assert!(matches!(right.as_ref(), Tree::Leaf(0)), "{}", c.explain());
-        assert!(matches!(left.as_ref(), Tree::Join { on, .. } if !conjuncts(on).is_empty()));
+        assert!(matches!(right, Tree::Leaf(0)), "{}", c.explain());
+        assert!(matches!(left, Tree::Join { on, .. } if !conjuncts(on).is_empty()));
     }
 }

@@ -201,7 +201,7 @@ impl Binder<'_> {
             return Ok(None);
         }
         // The output types, for NULL padding and the types of expressions over them.
-        let item_sql: Vec<String> = items.iter().map(|(_, e)| e.to_string()).collect();
+        let item_sql: Vec<Sql> = items.iter().map(|(_, e)| Sql::expr(e)).collect();
         // The leaf's own query as an AST (the items under their names, the table by its
         // qualified name under the inner alias, grouped by the key expressions), typed
         // by the walker without printing and parsing it again.
@@ -282,9 +282,9 @@ impl Binder<'_> {
             agg: Some(AggLeaf {
                 alias: inner_alias,
                 items: item_sql,
-                filter: sel.selection.as_ref().map(|w| w.to_string()),
-                groups: group_exprs.iter().map(|g| g.to_string()).collect(),
-                having: sel.having.as_ref().map(|h| h.to_string()),
+                filter: sel.selection.as_ref().map(Sql::expr),
+                groups: group_exprs.iter().map(|g| Sql::expr(g)).collect(),
+                having: sel.having.as_ref().map(Sql::expr),
                 key_cols,
                 text: q.to_string(),
                 used,

@@ -60,7 +60,7 @@ impl Binder<'_> {
                             left: Box::new(tree),
                             right: Box::new(right),
                             on,
-                            on_text: c.to_string(),
+                            on_text: Sql::expr(c),
                         };
                     }
                     None => rest.push(c.clone()),
@@ -116,9 +116,9 @@ impl Binder<'_> {
             };
             let (on, on_text) = match constraint {
                 None | Some(JoinConstraint::None) => {
-                    (Expr::Value(Value::Boolean(true).into()), "TRUE".to_string())
+                    (Expr::Value(Value::Boolean(true).into()), Sql::fixed("TRUE"))
                 }
-                Some(JoinConstraint::On(e)) => (self.bind_expr(e, false)?, e.to_string()),
+                Some(JoinConstraint::On(e)) => (self.bind_expr(e, false)?, Sql::expr(e)),
                 Some(JoinConstraint::Using(cols)) => {
                     let names: Vec<String> = cols
                         .iter()
@@ -147,7 +147,7 @@ impl Binder<'_> {
                         .filter(|n| right_names.contains(n))
                         .collect();
                     if names.is_empty() {
-                        (Expr::Value(Value::Boolean(true).into()), "TRUE".to_string())
+                        (Expr::Value(Value::Boolean(true).into()), Sql::fixed("TRUE"))
                     } else {
                         self.using_join(start, mid, &names, kind, &j.relation)?
                     }
@@ -200,7 +200,7 @@ impl Binder<'_> {
         names: &[String],
         kind: JoinKind,
         f: &TableFactor,
-    ) -> Result<(Expr, String)> {
+    ) -> Result<(Expr, Sql)> {
         let frame = self.frames.last().cloned().unwrap_or_default();
         let mut conds = Vec::new();
         let mut items = Vec::new();
@@ -248,7 +248,11 @@ impl Binder<'_> {
                 right: Box::new(b),
             })
             .expect("USING names a column");
-        Ok((on, format!("USING ({})", names.join(", "))))
+        // For explain, the names as the query wrote them (unquoted).
+        let shown = names
+            .iter()
+            .map(|n| Sql::expr(&Expr::Identifier(Ident::new(n))));
+        Ok((on, sql!("USING ({})", Sql::join(shown, ", "))))
     }
 
     pub(super) fn bind_factor(&mut self, f: &TableFactor) -> Result<Tree> {

@@ -10,7 +10,6 @@ use crate::analyze::srf::{self, Refusal};
 use crate::catalog::Column;
 use crate::ir::{FuncCall, FuncLeaf, FUNCTION_SOURCE};
 use crate::spec::QualifiedName;
-use crate::sql::ident::quote_ident;
 
 impl Binder<'_> {
     /// Bind the function FROM item `f` as a leaf; when its arguments name other
@@ -35,19 +34,18 @@ impl Binder<'_> {
                 .collect::<Result<Vec<_>>>()?;
             types.push(arg_types(self.query, self.catalog, &c.args, rels.clone()));
             calls.push(FuncCall {
-                name: format!("pg_catalog.{}", quote_ident(&c.name)),
+                name: sql!("pg_catalog.{}", Sql::ident(&c.name)),
                 args,
                 coldefs: None,
             });
         }
         let cols = srf::columns(&item, &types).map_err(refusal)?;
         if let Some(defs) = item.coldefs() {
-            calls[0].coldefs = Some(
+            calls[0].coldefs = Some(Sql::join(
                 defs.iter()
-                    .map(|(n, t)| format!("{} {t}", quote_ident(n)))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            );
+                    .map(|(n, t)| sql!("{} {}", Sql::ident(n), Sql::type_name(t))),
+                ", ",
+            ));
         }
         for (k, (n, _)) in cols.iter().enumerate() {
             if cols[..k].iter().any(|(m, _)| m == n) {
@@ -115,7 +113,7 @@ impl Binder<'_> {
         func: usize,
         kind: JoinKind,
         on: Expr,
-        on_text: String,
+        on_text: Sql,
         f: &TableFactor,
     ) -> Result<Tree> {
         let reads: Vec<usize> = self.leaves[func]

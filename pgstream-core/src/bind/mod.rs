@@ -17,8 +17,9 @@ mod window_names;
 
 use crate::catalog::{nearest, Catalog, Table};
 use crate::error::{Diagnostic, Error, Result};
-use crate::ir::marker::{self, as_marker, column_markers, marker, Marker};
+use crate::ir::marker::{self, as_marker, column_markers, marker, shown, Marker};
 use crate::ir::{AggCall, AggFunc, AggLeaf, Block, JoinKind, Leaf, SetOpKind, Shape, Tree};
+use crate::sql::fragment::{sql, Sql};
 use crate::sql::ident::{ident_value, qualified};
 use crate::sql::parse::{expr_range, span_range};
 use crate::sql::walk::{
@@ -195,14 +196,5 @@ fn conjuncts(e: &Expr) -> Vec<&Expr> {
 
 /// A bound expression rendered back to `alias.column` form, for explain.
 pub(crate) fn display(e: &Expr, leaves: &[Leaf]) -> String {
-    marker::render_with(e, &mut |m| match m {
-        Marker::Col { leaf, col } => {
-            let l = &leaves[leaf];
-            Some(marker::raw(format!(
-                "{}.{}",
-                l.alias, l.table.columns[col].name
-            )))
-        }
-        _ => None,
-    })
+    marker::shown(e, leaves).into_string()
 }

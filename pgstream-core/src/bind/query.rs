@@ -273,7 +273,7 @@ impl Binder<'_> {
                 if o.with_fill.is_some() {
                     return Err(unsupported(self.query, "ORDER BY ... WITH FILL", None));
                 }
-                order.push((resolve(self, &o.expr)?, o.options.to_string()));
+                order.push((resolve(self, &o.expr)?, Sql::ast(&o.options)));
             }
         }
         Ok(Block {

@@ -228,7 +228,7 @@ impl Binder<'_> {
             return Ok(Block {
                 leaves: self.leaves.clone(),
                 tree,
-                filter_text: s.selection.as_ref().map(|e| e.to_string()),
+                filter_text: s.selection.as_ref().map(Sql::expr),
                 filter,
                 items: items.into_iter().map(|(n, b, _)| (n, b)).collect(),
                 shape,
@@ -282,7 +282,7 @@ impl Binder<'_> {
             }
             if !groups.contains(&bound) {
                 groups.push(bound);
-                group_texts.push(g.to_string());
+                group_texts.push(Sql::expr(g));
             }
         }
         // rewrite items over group slots and aggregate slots
@@ -315,7 +315,7 @@ impl Binder<'_> {
         Ok(Block {
             leaves: self.leaves.clone(),
             tree,
-            filter_text: s.selection.as_ref().map(|e| e.to_string()),
+            filter_text: s.selection.as_ref().map(Sql::expr),
             filter,
             items: out_items,
             shape: Shape::Aggregate {
@@ -333,7 +333,7 @@ impl Binder<'_> {
         bound: &Expr,
         orig: &Expr,
         groups: &mut Vec<Expr>,
-        group_texts: &mut Vec<String>,
+        group_texts: &mut Vec<Sql>,
         aggs: &mut Vec<AggCall>,
     ) -> Result<Expr> {
         struct Rw<'b> {
@@ -431,8 +431,8 @@ impl Binder<'_> {
             }
             let m = marker(Marker::Col { leaf, col });
             if !groups.contains(&m) {
+                group_texts.push(shown(&m, &self.leaves));
                 groups.push(m);
-                group_texts.push(format!("{}.{}", l.alias, l.table.columns[col].name));
             }
         }
         self.rewrite_aggregate_item(bound, orig, groups, group_texts, aggs)

@@ -288,7 +288,7 @@ impl Binder<'_> {
             let tree = self.bind_from(&sel.from)?;
             let (mut tree, rest) = self.where_joins(tree, sel.selection.as_ref())?;
             if let Some(w) = rest {
-                let text = w.to_string();
+                let text = Sql::expr(&w);
                 let pred = self.bind_expr(&w, false)?;
                 tree = Tree::Filter {
                     input: Box::new(tree),

@@ -2,8 +2,9 @@
 //! replaces every column reference with a marker naming (leaf, column); rendering
 //! replaces markers with the qualified column of whatever relation a delta term reads.
 
-use sqlparser::ast::{Expr, Ident, VisitMut, VisitorMut};
-use sqlparser::tokenizer::Span;
+use super::Leaf;
+use crate::sql::fragment::Sql;
+use sqlparser::ast::{Expr, Ident, Visit, VisitMut, Visitor, VisitorMut};
 use std::ops::ControlFlow;
 
 const REF: &str = "\u{1}ref";
@@ -46,46 +47,45 @@ pub(crate) fn as_marker(e: &Expr) -> Option<Marker> {
     }
 }
 
-/// Raw SQL text placed into an expression tree (printed verbatim).
-pub(crate) fn raw(sql: impl Into<String>) -> Expr {
-    Expr::Identifier(Ident {
-        value: sql.into(),
-        quote_style: None,
-        span: Span::empty(),
-    })
+/// Render an expression, replacing each marker by the fragment `f` returns for it.
+pub(crate) fn render_with(e: &Expr, f: &mut dyn FnMut(Marker) -> Option<Sql>) -> Sql {
+    Sql::expr_replacing(e, &mut |x| as_marker(x).and_then(&mut *f))
 }
 
-struct Subst<'a>(&'a mut dyn FnMut(Marker) -> Option<Expr>);
-
-impl VisitorMut for Subst<'_> {
-    type Break = ();
-    fn pre_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
-        if let Some(m) = as_marker(expr) {
-            if let Some(new) = (self.0)(m) {
-                *expr = new;
+/// A bound expression as a person reads it, for explain and messages: each column
+/// marker as `alias.column`, unquoted like the query's own text (`?` for a column the
+/// leaf does not have). Not SQL to run: the names are not quoted.
+pub(crate) fn shown(e: &Expr, leaves: &[Leaf]) -> Sql {
+    struct Names<'a>(&'a [Leaf]);
+    impl VisitorMut for Names<'_> {
+        type Break = ();
+        fn pre_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
+            if let Some(Marker::Col { leaf, col }) = as_marker(e) {
+                let l = &self.0[leaf];
+                let name = l.table.columns.get(col).map_or("?", |c| c.name.as_str());
+                *e = Expr::CompoundIdentifier(vec![Ident::new(&l.alias), Ident::new(name)]);
             }
+            ControlFlow::Continue(())
         }
-        ControlFlow::Continue(())
     }
-}
-
-/// Render an expression, replacing each marker by what `f` returns for it.
-pub(crate) fn render_with(e: &Expr, f: &mut dyn FnMut(Marker) -> Option<Expr>) -> String {
     let mut e = e.clone();
-    let _ = e.visit(&mut Subst(f));
-    e.to_string()
+    let _ = VisitMut::visit(&mut e, &mut Names(leaves));
+    Sql::expr(&e)
 }
 
 /// All column markers in an expression.
 pub(crate) fn column_markers(e: &Expr) -> Vec<(usize, usize)> {
-    let mut out = Vec::new();
-    let mut e = e.clone();
-    let mut f = |m: Marker| {
-        if let Marker::Col { leaf, col } = m {
-            out.push((leaf, col));
+    struct Cols(Vec<(usize, usize)>);
+    impl Visitor for Cols {
+        type Break = ();
+        fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
+            if let Some(Marker::Col { leaf, col }) = as_marker(e) {
+                self.0.push((leaf, col));
+            }
+            ControlFlow::Continue(())
         }
-        None
-    };
-    let _ = e.visit(&mut Subst(&mut f));
-    out
+    }
+    let mut cols = Cols(Vec::new());
+    let _ = e.visit(&mut cols);
+    cols.0
 }

@@ -9,6 +9,7 @@ pub(crate) mod marker;
 pub use crate::analyze::OutputColumn;
 use crate::catalog::Table;
 use crate::spec::{QualifiedName, StreamTableSpec};
+use crate::sql::fragment::Sql;
 use marker as expr;
 use sqlparser::ast::Expr;
 
@@ -50,12 +51,12 @@ pub(crate) struct FuncLeaf {
 #[derive(Debug, Clone)]
 pub(crate) struct FuncCall {
     /// The function, schema-qualified and quoted (`pg_catalog."unnest"`).
-    pub name: String,
+    pub name: Sql,
     /// The bound arguments (markers of the leaves to the left of it).
     pub args: Vec<Expr>,
     /// The column definition list of a function returning `record`
     /// (`"a" integer, "b" text`).
-    pub coldefs: Option<String>,
+    pub coldefs: Option<Sql>,
 }
 
 impl FuncLeaf {
@@ -76,10 +77,11 @@ pub(crate) struct AggLeaf {
     /// The alias of the table inside the subquery.
     pub alias: String,
     /// The output expressions, in order (their names are the leaf table's columns).
-    pub items: Vec<String>,
-    pub filter: Option<String>,
-    pub groups: Vec<String>,
-    pub having: Option<String>,
+    pub items: Vec<Sql>,
+    /// Its WHERE, GROUP BY and HAVING.
+    pub filter: Option<Sql>,
+    pub groups: Vec<Sql>,
+    pub having: Option<Sql>,
     /// The output columns that are the group keys (one per GROUP BY expression).
     pub key_cols: Vec<usize>,
     /// The subquery as written, for explain.
@@ -123,14 +125,17 @@ pub(crate) enum Tree {
     Filter {
         input: Box<Tree>,
         pred: Expr,
-        text: String,
+        /// `pred` as explain shows it (`marker::shown`).
+        text: Sql,
     },
     Join {
         kind: JoinKind,
         left: Box<Tree>,
         right: Box<Tree>,
         on: Expr,
-        on_text: String,
+        /// The condition as explain shows it: the query's own text, or
+        /// `marker::shown` of `on` once pushdown changed it.
+        on_text: Sql,
     },
     /// A set-returning function (leaf `func`) applied to each row of `input`
     /// (`FROM o, jsonb_array_elements(o.items)`, `CROSS JOIN LATERAL`, `LEFT JOIN
@@ -140,7 +145,9 @@ pub(crate) enum Tree {
         input: Box<Tree>,
         func: usize,
         on: Expr,
-        on_text: String,
+        /// The condition as explain shows it: the query's own text, or
+        /// `marker::shown` of `on` once pushdown changed it.
+        on_text: Sql,
     },
 }
 
@@ -156,16 +163,8 @@ impl Tree {
                 left,
                 ..
             } => left.out_leaves(),
-            Tree::Join { left, right, .. } => {
-                let mut v = left.out_leaves();
-                v.extend(right.out_leaves());
-                v
-            }
-            Tree::Lateral { input, func, .. } => {
-                let mut v = input.out_leaves();
-                v.push(*func);
-                v
-            }
+            Tree::Join { left, right, .. } => [left.out_leaves(), right.out_leaves()].concat(),
+            Tree::Lateral { input, func, .. } => [input.out_leaves(), vec![*func]].concat(),
         }
     }
 
@@ -196,16 +195,8 @@ impl Tree {
         match self {
             Tree::Leaf(i) => vec![*i],
             Tree::Filter { input, .. } => input.leaves(),
-            Tree::Join { left, right, .. } => {
-                let mut v = left.leaves();
-                v.extend(right.leaves());
-                v
-            }
-            Tree::Lateral { input, func, .. } => {
-                let mut v = input.leaves();
-                v.push(*func);
-                v
-            }
+            Tree::Join { left, right, .. } => [left.leaves(), right.leaves()].concat(),
+            Tree::Lateral { input, func, .. } => [input.leaves(), vec![*func]].concat(),
         }
     }
 }
@@ -246,7 +237,7 @@ pub(crate) enum Shape {
         /// `SELECT DISTINCT ON (partition) ... ORDER BY ...`: one row per partition,
         /// the first in this order (bound expressions, each with its `ASC`/`DESC`
         /// and `NULLS` options as SQL text). The items hold no window function then.
-        distinct_on: Option<Vec<(Expr, String)>>,
+        distinct_on: Option<Vec<(Expr, Sql)>>,
     },
     /// UNION [ALL], INTERSECT [ALL], EXCEPT [ALL] of projection blocks (the block's
     /// own tree, filter and items are those of the first branch).
@@ -257,7 +248,8 @@ pub(crate) enum Shape {
     },
     Aggregate {
         groups: Vec<Expr>,
-        group_texts: Vec<String>,
+        /// The group keys as explain shows them.
+        group_texts: Vec<Sql>,
         aggs: Vec<AggCall>,
         /// HAVING, over group and aggregate markers.
         having: Option<Expr>,
@@ -291,7 +283,8 @@ pub(crate) struct Block {
     pub leaves: Vec<Leaf>,
     pub tree: Tree,
     pub filter: Option<Expr>,
-    pub filter_text: Option<String>,
+    /// The WHERE as explain shows it (the query's own text, or `marker::shown`).
+    pub filter_text: Option<Sql>,
     /// Output columns: name and bound expression (markers for aggregates/groups in
     /// an aggregate block).
     pub items: Vec<(String, Expr)>,
@@ -321,7 +314,7 @@ pub enum Strategy {
 pub(crate) struct TopK {
     /// The `ORDER BY` items: an output column (index into the block's items) and
     /// its options as SQL (` DESC NULLS LAST`, or empty).
-    pub order: Vec<(usize, String)>,
+    pub order: Vec<(usize, Sql)>,
     /// The `LIMIT` count.
     pub limit: u64,
     /// `ORDER BY ... LIMIT n` as written, for explain.
@@ -336,7 +329,7 @@ pub(crate) enum Body {
     Incremental(Block),
     /// The user's query with every table reference schema-qualified and quoted.
     Recompute {
-        query_sql: String,
+        query_sql: Sql,
         /// A recursive query that insert-only windows extend semi-naively.
         seminaive: Option<crate::analyze::recursive::SemiNaive>,
     },

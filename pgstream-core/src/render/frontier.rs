@@ -19,22 +19,25 @@ use crate::ir::RenderContext;
 /// together by `_advance_unaffected` share one snapshot, so a row that one lagging
 /// consumer of 10,000 has not seen is tested against a few hundred frontiers, not
 /// 10,000 (875 ms → 8 ms for 500 rows and 10,000 frontiers, one lagging).
-pub(crate) fn trim_sql(oid: u32) -> String {
-    format!(
-        "    PERFORM 1 FROM {cat}.\"pgs_sources\" AS s WHERE s.\"source_oid\" = {oid} FOR SHARE;
+pub(crate) fn trim_sql(oid: u32) -> Sql {
+    // {0} the catalog schema, {1} the source's oid, {2} the frontiers table, {3} the
+    // change buffers' schema, {4} the buffer, {5} its xid column, {6} its change id.
+    sql!(
+        "    PERFORM 1 FROM {0}.\"pgs_sources\" AS s WHERE s.\"source_oid\" = {1} FOR SHARE;
     WITH d AS MATERIALIZED (SELECT DISTINCT ON (f.\"frontier\"::text, f.\"own_xid\", f.\"own_change\") \
-f.\"frontier\", f.\"own_xid\", f.\"own_change\" FROM {cat}.{fr} AS f WHERE f.\"source_oid\" = {oid}) \
-DELETE FROM {chg}.{buf} AS b WHERE b.{xid} < (SELECT min(pg_catalog.pg_snapshot_xmin(f.\"frontier\")) \
-FROM {cat}.{fr} AS f WHERE f.\"source_oid\" = {oid} HAVING bool_and(f.\"frontier\" IS NOT NULL)) \
+f.\"frontier\", f.\"own_xid\", f.\"own_change\" FROM {0}.{2} AS f WHERE f.\"source_oid\" = {1}) \
+DELETE FROM {3}.{4} AS b WHERE b.{5} < (SELECT min(pg_catalog.pg_snapshot_xmin(f.\"frontier\")) \
+FROM {0}.{2} AS f WHERE f.\"source_oid\" = {1} HAVING bool_and(f.\"frontier\" IS NOT NULL)) \
 OR NOT EXISTS (SELECT 1 FROM d \
-WHERE d.\"frontier\" IS NULL OR NOT pg_catalog.pg_visible_in_snapshot(b.{xid}, d.\"frontier\") \
-OR (b.{xid} = d.\"own_xid\" AND b.{cid} > COALESCE(d.\"own_change\", -1)));",
-        cat = qi(contract::CATALOG_SCHEMA),
-        chg = qi(contract::CHANGES_SCHEMA),
-        buf = qi(&contract::buffer_table(oid)),
-        fr = qi(contract::FRONTIERS_TABLE),
-        xid = qi(contract::XID),
-        cid = qi(contract::CHANGE_ID),
+WHERE d.\"frontier\" IS NULL OR NOT pg_catalog.pg_visible_in_snapshot(b.{5}, d.\"frontier\") \
+OR (b.{5} = d.\"own_xid\" AND b.{6} > COALESCE(d.\"own_change\", -1)));",
+        Sql::ident(contract::CATALOG_SCHEMA),
+        Sql::number(oid),
+        Sql::ident(contract::FRONTIERS_TABLE),
+        Sql::ident(contract::CHANGES_SCHEMA),
+        Sql::ident(&contract::buffer_table(oid)),
+        Sql::ident(contract::XID),
+        Sql::ident(contract::CHANGE_ID),
     )
 }
 
@@ -46,27 +49,25 @@ OR (b.{xid} = d.\"own_xid\" AND b.{cid} > COALESCE(d.\"own_change\", -1)));",
 /// A refresh whose transaction had no xid when it started has no such rows: the
 /// caller then sets `pgstream.no_own_rows` to `on`, and the scans of the buffers for
 /// them are skipped (their subqueries are init plans, run only when reached).
-pub(crate) fn frontier_advance(ctx: &RenderContext) -> String {
-    let own = "pg_catalog.pg_current_xact_id_if_assigned()";
-    let per_source: Vec<String> = ctx
-        .sources
-        .iter()
-        .map(|b| {
-            format!(
-                "WHEN {} THEN (SELECT max(c.{}) FROM {}.{} AS c WHERE c.{} = {own})",
-                b.oid,
-                qi(contract::CHANGE_ID),
-                qi(contract::CHANGES_SCHEMA),
-                qi(&contract::buffer_table(b.oid)),
-                qi(contract::XID)
-            )
-        })
-        .collect();
-    format!(
-        "UPDATE {}.{} AS f SET \"frontier\" = pg_catalog.pg_current_snapshot(), \"own_xid\" = {own}, \"own_change\" = CASE WHEN pg_catalog.current_setting('pgstream.no_own_rows', true) = 'on' THEN NULL ELSE CASE f.\"source_oid\" {} END END WHERE f.\"st_id\" = {} RETURNING 1",
-        qi(contract::CATALOG_SCHEMA),
-        qi(contract::FRONTIERS_TABLE),
-        per_source.join(" "),
-        ctx.st_id
+pub(crate) fn frontier_advance(ctx: &RenderContext) -> Sql {
+    let own = Sql::fixed("pg_catalog.pg_current_xact_id_if_assigned()");
+    let per_source = ctx.sources.iter().map(|b| {
+        sql!(
+            "WHEN {} THEN (SELECT max(c.{}) FROM {}.{} AS c WHERE c.{} = {})",
+            Sql::number(b.oid),
+            Sql::ident(contract::CHANGE_ID),
+            Sql::ident(contract::CHANGES_SCHEMA),
+            Sql::ident(&contract::buffer_table(b.oid)),
+            Sql::ident(contract::XID),
+            own
+        )
+    });
+    sql!(
+        "UPDATE {}.{} AS f SET \"frontier\" = pg_catalog.pg_current_snapshot(), \"own_xid\" = {}, \"own_change\" = CASE WHEN pg_catalog.current_setting('pgstream.no_own_rows', true) = 'on' THEN NULL ELSE CASE f.\"source_oid\" {} END END WHERE f.\"st_id\" = {} RETURNING 1",
+        Sql::ident(contract::CATALOG_SCHEMA),
+        Sql::ident(contract::FRONTIERS_TABLE),
+        own,
+        Sql::join(per_source, " "),
+        Sql::number(ctx.st_id)
     )
 }

@@ -16,33 +16,35 @@ pub(crate) mod frontier;
 pub(crate) mod function;
 pub(crate) mod window;
 
-pub(crate) use crate::sql::ident::{quote_ident as qi, quote_qualified};
+pub(crate) use crate::sql::fragment::{sql, JoinSql, Sql};
 
-pub(crate) const W: &str = "\"__pgs_w\"";
+/// The weight column of a delta.
+pub(crate) const W: Sql = Sql::fixed("\"__pgs_w\"");
 
-pub(crate) fn col(leaf: usize, col: usize) -> String {
-    qi(&format!("__pgs_c{leaf}_{col}"))
+/// The uniform name of column `col` of leaf `leaf`: `"__pgs_c<leaf>_<col>"`.
+pub(crate) fn col(leaf: usize, col: usize) -> Sql {
+    Sql::ident(&format!("__pgs_c{leaf}_{col}"))
 }
 
 /// The select item of a source column under the uniform name `alias`: `q.column` when
 /// the query reads it (it is in `needed`), else [`UNREAD`], so that the statement
 /// does not name a column the query does not use.
 pub(crate) fn unread_null(
-    q: &str,
+    q: &Sql,
     c: &crate::catalog::Column,
     needed: &[String],
-    alias: String,
-) -> String {
+    alias: Sql,
+) -> Sql {
     if needed.contains(&c.name) {
-        format!("{q}.{} AS {alias}", qi(&c.name))
+        sql!("{}.{} AS {}", q, Sql::ident(&c.name), alias)
     } else {
-        format!("{UNREAD} AS {alias}")
+        sql!("{} AS {}", UNREAD, alias)
     }
 }
 
 /// What stands for a column the query does not read: its type is not named either,
 /// so that nothing depends on it.
-pub(crate) const UNREAD: &str = "NULL::pg_catalog.text";
+pub(crate) const UNREAD: Sql = Sql::fixed("NULL::pg_catalog.text");
 
 /// Test only: make row ids collide (see [`crate::testing`]).
 pub(crate) static WEAK_ROW_HASH: std::sync::atomic::AtomicBool =
@@ -51,27 +53,32 @@ pub(crate) static WEAK_ROW_HASH: std::sync::atomic::AtomicBool =
 /// The hash a row id is made of: `hashtextextended(text, seed)`, or, when the test
 /// switch is on, the same reduced to three values, so that different rows share ids
 /// and the key and content checks that follow every id match must keep them apart.
-pub(crate) fn row_hash(text: &str, seed: &str) -> String {
+pub(crate) fn row_hash(text: &Sql, seed: &Sql) -> Sql {
     if WEAK_ROW_HASH.load(std::sync::atomic::Ordering::Relaxed) {
-        format!("(pg_catalog.hashtextextended({text}, {seed}) % 3)")
+        sql!("(pg_catalog.hashtextextended({}, {}) % 3)", text, seed)
     } else {
-        format!("pg_catalog.hashtextextended({text}, {seed})")
+        sql!("pg_catalog.hashtextextended({}, {})", text, seed)
     }
 }
 
 /// Rows of `inner` numbered among equal rows (`__pgs_n`), with a row id from the
 /// whole row's text and that number: the identity of rows that have no key.
-pub(crate) fn numbered(inner: &str) -> String {
-    format!(
-        "SELECT q2.*, {} AS \"__pgs_row_id\" FROM (SELECT q.*, row_number() OVER (PARTITION BY ROW(q.*)::text) AS \"__pgs_n\" FROM ({inner}) AS q) AS q2",
-        row_hash("ROW(q2.*)::text", "q2.\"__pgs_n\"")
+pub(crate) fn numbered(inner: &Sql) -> Sql {
+    sql!(
+        "SELECT q2.*, {} AS \"__pgs_row_id\" FROM (SELECT q.*, row_number() OVER (PARTITION BY ROW(q.*)::text) AS \"__pgs_n\" FROM ({}) AS q) AS q2",
+        row_hash(&Sql::fixed("ROW(q2.*)::text"), &Sql::fixed("q2.\"__pgs_n\"")),
+        inner
     )
 }
 
-pub(crate) fn row_id_of(exprs: &[String]) -> String {
+/// The row id of a row with the key expressions `exprs` (`0` when there are none).
+pub(crate) fn row_id_of(exprs: &[Sql]) -> Sql {
     if exprs.is_empty() {
-        "0::bigint".to_string()
+        Sql::fixed("0::bigint")
     } else {
-        row_hash(&format!("ROW({})::text", exprs.join(", ")), "0")
+        row_hash(
+            &sql!("ROW({})::text", Sql::join(exprs.iter().cloned(), ", ")),
+            &Sql::fixed("0"),
+        )
     }
 }

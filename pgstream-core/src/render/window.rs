@@ -38,15 +38,15 @@ pub(crate) fn window_sql(
     source: usize,
     table: Option<&Table>,
     buffer_columns: &[String],
-) -> String {
-    let raw = window_rows_sql(ctx, source);
+) -> Sql {
+    let rows = window_rows_sql(ctx, source);
     let Some(table) = table.filter(|t| !t.primary_key.is_empty()) else {
-        return raw;
+        return rows;
     };
-    let mut image: Vec<String> = table
+    let mut image: Vec<Sql> = table
         .primary_key
         .iter()
-        .map(|k| format!("w.{}", qi(k)))
+        .map(|k| sql!("w.{}", Sql::ident(k)))
         .collect();
     image.extend(
         table
@@ -55,17 +55,19 @@ pub(crate) fn window_sql(
             .filter(|c| buffer_columns.contains(&c.name) && !table.primary_key.contains(&c.name))
             .map(|c| {
                 if exact_equality(&c.sql_type) {
-                    format!("w.{}", qi(&c.name))
+                    sql!("w.{}", Sql::ident(&c.name))
                 } else {
-                    format!("(w.{}::text COLLATE \"C\")", qi(&c.name))
+                    sql!("(w.{}::text COLLATE \"C\")", Sql::ident(&c.name))
                 }
             }),
     );
-    let image = image.join(", ");
-    format!(
-        "SELECT n.* FROM (SELECT w.*, (row_number() OVER (PARTITION BY {image}, w.{W}) = 1 \
-         AND w.{W} = sum(w.{W}) OVER (PARTITION BY {image})) AS \"__pgs_keep\" FROM ({raw}) AS w) AS n \
-         WHERE n.\"__pgs_keep\""
+    sql!(
+        "SELECT n.* FROM (SELECT w.*, (row_number() OVER (PARTITION BY {0}, w.{1}) = 1 \
+         AND w.{1} = sum(w.{1}) OVER (PARTITION BY {0})) AS \"__pgs_keep\" FROM ({2}) AS w) AS n \
+         WHERE n.\"__pgs_keep\"",
+        Sql::join(image, ", "),
+        W,
+        rows
     )
 }
 
@@ -98,20 +100,21 @@ pub(crate) fn exact_equality(sql_type: &str) -> bool {
 
 /// Every buffer row of one source in this refresh's window (see [`window_sql`]),
 /// before the reduction to the net effect.
-pub(crate) fn window_rows_sql(ctx: &RenderContext, source: usize) -> String {
+pub(crate) fn window_rows_sql(ctx: &RenderContext, source: usize) -> Sql {
     let oid = ctx.sources[source].oid;
-    format!(
-        "SELECT b.* FROM {}.{} AS b, (SELECT f.\"frontier\", f.\"own_xid\", f.\"own_change\" FROM {}.{} AS f WHERE f.\"st_id\" = {} AND f.\"source_oid\" = {}) AS f \
-         WHERE b.{xid} >= pg_catalog.pg_snapshot_xmin(f.\"frontier\") \
-         AND CASE WHEN b.{xid} = f.\"own_xid\" THEN b.{cid} > COALESCE(f.\"own_change\", -1) \
-         ELSE NOT pg_catalog.pg_visible_in_snapshot(b.{xid}, f.\"frontier\") END",
-        qi(contract::CHANGES_SCHEMA),
-        qi(&contract::buffer_table(oid)),
-        qi(contract::CATALOG_SCHEMA),
-        qi(contract::FRONTIERS_TABLE),
-        ctx.st_id,
-        oid,
-        xid = qi(contract::XID),
-        cid = qi(contract::CHANGE_ID),
+    // {6} the buffer's xid column, {7} its change id.
+    sql!(
+        "SELECT b.* FROM {0}.{1} AS b, (SELECT f.\"frontier\", f.\"own_xid\", f.\"own_change\" FROM {2}.{3} AS f WHERE f.\"st_id\" = {4} AND f.\"source_oid\" = {5}) AS f \
+         WHERE b.{6} >= pg_catalog.pg_snapshot_xmin(f.\"frontier\") \
+         AND CASE WHEN b.{6} = f.\"own_xid\" THEN b.{7} > COALESCE(f.\"own_change\", -1) \
+         ELSE NOT pg_catalog.pg_visible_in_snapshot(b.{6}, f.\"frontier\") END",
+        Sql::ident(contract::CHANGES_SCHEMA),
+        Sql::ident(&contract::buffer_table(oid)),
+        Sql::ident(contract::CATALOG_SCHEMA),
+        Sql::ident(contract::FRONTIERS_TABLE),
+        Sql::number(ctx.st_id),
+        Sql::number(oid),
+        Sql::ident(contract::XID),
+        Sql::ident(contract::CHANGE_ID),
     )
 }

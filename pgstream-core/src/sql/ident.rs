@@ -1,22 +1,24 @@
-//! Identifiers: quoting (the only way user-provided names and text reach generated
-//! SQL), the value of a parsed identifier and qualified names.
+//! Identifiers: quoting as text (the public API's and the change filters'; it is
+//! [`Sql`]'s, the only way user-provided names and text reach generated SQL), the
+//! value of a parsed identifier and qualified names.
 
 use crate::spec::QualifiedName;
+use crate::sql::fragment::Sql;
 use sqlparser::ast::ObjectName;
 
 /// Quote an identifier for PostgreSQL: always double-quoted, embedded quotes doubled.
 pub fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
+    Sql::ident(name).into_string()
 }
 
 /// Quote `schema.name`.
 pub fn quote_qualified(name: &QualifiedName) -> String {
-    format!("{}.{}", quote_ident(&name.schema), quote_ident(&name.name))
+    Sql::qualified(name).into_string()
 }
 
 /// Quote a string literal (standard-conforming strings; backslashes are literal).
 pub fn quote_literal(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "''"))
+    Sql::literal(text).into_string()
 }
 
 /// The name of `name` split into schema (default `public`) and table.

@@ -219,17 +219,6 @@ pub(crate) fn unnest(e: &Expr) -> &Expr {
     }
 }
 
-/// ` GROUP BY g1, g2` of `groups`, or nothing when there is none (an aggregate over
-/// the whole table).
-pub(crate) fn group_by_clause(groups: impl Iterator<Item = String>) -> String {
-    let g: Vec<String> = groups.collect();
-    if g.is_empty() {
-        String::new()
-    } else {
-        format!(" GROUP BY {}", g.join(", "))
-    }
-}
-
 /// `AS name` for a relation, without column aliases.
 pub(crate) fn table_alias(name: sqlparser::ast::Ident) -> sqlparser::ast::TableAlias {
     sqlparser::ast::TableAlias {

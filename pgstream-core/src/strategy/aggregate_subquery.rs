@@ -36,34 +36,34 @@ impl IncrementalRenderer<'_> {
     /// grouping, its outputs named `__pgs_c<i>_<j>`. A group is all the rows with its
     /// key values, so restricting the rows by the key values yields exactly the
     /// groups with those values.
-    pub(super) fn agg_sql(&self, i: usize, from: &str, cond: Option<&str>) -> String {
+    pub(super) fn agg_sql(&self, i: usize, from: &Sql, cond: Option<&Sql>) -> Sql {
         let a = self.block.leaves[i].agg.as_ref().expect("aggregate leaf");
-        let items: Vec<String> = a
+        let items: Vec<Sql> = a
             .items
             .iter()
             .enumerate()
-            .map(|(j, e)| format!("{e} AS {}", col(i, j)))
+            .map(|(j, e)| sql!("{} AS {}", e, col(i, j)))
             .collect();
-        let conds: Vec<String> = a
+        let conds: Vec<Sql> = a
             .filter
             .iter()
-            .map(|f| f.as_str())
             .chain(cond)
-            .map(|c| format!("({c})"))
+            .map(|c| sql!("({})", c))
             .collect();
-        format!(
-            "SELECT {} FROM {from} AS {}{}{}{}",
-            items.join(", "),
-            qi(&a.alias),
+        sql!(
+            "SELECT {} FROM {} AS {}{}{}{}",
+            items.join_sql(", "),
+            from,
+            Sql::ident(&a.alias),
             if conds.is_empty() {
-                String::new()
+                Sql::default()
             } else {
-                format!(" WHERE {}", conds.join(" AND "))
+                sql!(" WHERE {}", conds.join_sql(" AND "))
             },
-            crate::sql::walk::group_by_clause(a.groups.iter().cloned()),
+            group_by(&a.groups),
             a.having
                 .as_ref()
-                .map(|h| format!(" HAVING {h}"))
+                .map(|h| sql!(" HAVING {}", h))
                 .unwrap_or_default()
         )
     }
@@ -73,7 +73,7 @@ impl IncrementalRenderer<'_> {
     /// new state (+1) and its old state (−1, the new state less the window's new
     /// images plus its old images); groups whose row did not change cancel.
     pub(super) fn agg_delta(&mut self, i: usize) -> String {
-        let name = format!("__pgs_d{i}");
+        let name = format!("__pgs_d{}", i);
         if self.ctes.iter().any(|(n, _)| *n == name) {
             return name;
         }
@@ -81,15 +81,16 @@ impl IncrementalRenderer<'_> {
         let a = l.agg.as_ref().expect("aggregate leaf");
         let base = &self.compiled.sources[l.source];
         let win = self.window_cte(l.source, base);
-        let alias = qi(&a.alias);
-        let qual = quote_qualified(&base.name);
+        let alias = Sql::ident(&a.alias);
+        let qual = Sql::qualified(&base.name);
         if a.groups.is_empty() {
             // One group over the whole table: recomputed over the new and the old
             // state when the window holds a row of the table, else no change (the
             // condition is a one-time filter: the table is not read).
-            let changed = format!(
-                "EXISTS (SELECT 1 FROM {} AS {alias}{})",
-                qi(&win),
+            let changed = sql!(
+                "EXISTS (SELECT 1 FROM {} AS {}{})",
+                Sql::ident(&win),
+                alias,
                 relevant(a)
             );
             // The new value once, for this delta and for the terms that read the
@@ -97,29 +98,30 @@ impl IncrementalRenderer<'_> {
             let value = scalar_value(i);
             self.ctes
                 .push((value.clone(), self.agg_sql(i, &qual, None)));
-            let new_body = format!(
-                "SELECT * FROM {} AS \"__pgs_g\" WHERE {changed}",
-                qi(&value)
+            let new_body = sql!(
+                "SELECT * FROM {} AS \"__pgs_g\" WHERE {}",
+                Sql::ident(&value),
+                changed
             );
-            let old_body = format!(
-                "SELECT * FROM ({}) AS \"__pgs_g\" WHERE {changed}",
-                self.agg_sql(i, &self.old_state(i, &win, "TRUE"), None)
+            let old_body = sql!(
+                "SELECT * FROM ({}) AS \"__pgs_g\" WHERE {}",
+                self.agg_sql(i, &self.old_state(i, &win, &Sql::fixed("TRUE")), None),
+                changed
             );
             return self.agg_delta_of(i, name, new_body, old_body);
         }
-        let kn: Vec<String> = (0..a.groups.len())
-            .map(|k| qi(&format!("__pgs_k{k}")))
-            .collect();
-        let keys = format!("__pgs_sk{i}");
-        let touched = format!(
-            "SELECT DISTINCT {} FROM {} AS {alias}{}",
+        let kn = numbered_names("__pgs_k", a.groups.len());
+        let keys = format!("__pgs_sk{}", i);
+        let touched = sql!(
+            "SELECT DISTINCT {} FROM {} AS {}{}",
             a.groups
                 .iter()
                 .zip(&kn)
-                .map(|(g, n)| format!("({g}) AS {n}"))
+                .map(|(g, n)| sql!("({}) AS {}", g, n))
                 .collect::<Vec<_>>()
-                .join(", "),
-            qi(&win),
+                .join_sql(", "),
+            Sql::ident(&win),
+            alias,
             relevant(a)
         );
         // Only the keys the other side of the join carries, when it restricts them
@@ -130,50 +132,52 @@ impl IncrementalRenderer<'_> {
         let touched = match self.agg_keys.iter().find(|(leaf, _)| *leaf == i) {
             Some((_, probes)) => probes
                 .iter()
-                .map(|p| format!("SELECT \"__pgs_t\".* FROM ({touched}) AS \"__pgs_t\" WHERE {p}"))
+                .map(|p| {
+                    sql!(
+                        "SELECT \"__pgs_t\".* FROM ({}) AS \"__pgs_t\" WHERE {}",
+                        touched,
+                        p
+                    )
+                })
                 .collect::<Vec<_>>()
-                .join(" UNION "),
+                .join_sql(" UNION "),
             None => touched,
         };
         self.ctes.push((keys.clone(), touched));
         // The groups with those keys: by `IN` when no key is NULL (an index serves
         // it), NULL-safely otherwise. The keys' alias is reserved, so an alias inside
         // the subquery cannot hide it.
-        let gs: Vec<String> = a.groups.iter().map(|g| format!("({g})")).collect();
-        let kk = |n: &String| format!("\"__pgs_kk\".{n}");
-        let by_in = format!(
+        let gs: Vec<Sql> = a.groups.iter().map(|g| sql!("({})", g)).collect();
+        let kk = |n: &Sql| sql!("\"__pgs_kk\".{}", n);
+        let by_in = sql!(
             "({}) IN (SELECT {} FROM {} AS \"__pgs_kk\" WHERE {})",
-            gs.join(", "),
-            kn.iter().map(kk).collect::<Vec<_>>().join(", "),
-            qi(&keys),
+            gs.join_sql(", "),
+            kn.iter().map(kk).collect::<Vec<_>>().join_sql(", "),
+            Sql::ident(&keys),
             kn.iter()
-                .map(|n| format!("{} IS NOT NULL", kk(n)))
+                .map(|n| sql!("{} IS NOT NULL", kk(n)))
                 .collect::<Vec<_>>()
-                .join(" AND ")
+                .join_sql(" AND ")
         );
         let any_null = kn
             .iter()
-            .map(|n| format!("{} IS NULL", kk(n)))
+            .map(|n| sql!("{} IS NULL", kk(n)))
             .collect::<Vec<_>>()
-            .join(" OR ");
-        let by_null = format!(
-            "(SELECT EXISTS (SELECT 1 FROM {k} AS \"__pgs_kk\" WHERE {any_null})) AND EXISTS (SELECT 1 FROM {k} AS \"__pgs_kk\" WHERE ({any_null}) AND {})",
-            kn.iter()
+            .join_sql(" OR ");
+        let by_null = sql!("(SELECT EXISTS (SELECT 1 FROM {0} AS \"__pgs_kk\" WHERE {1})) AND EXISTS (SELECT 1 FROM {0} AS \"__pgs_kk\" WHERE ({1}) AND {2})", Sql::ident(&keys), any_null, kn.iter()
                 .zip(&gs)
-                .map(|(n, g)| format!("{} IS NOT DISTINCT FROM {g}", kk(n)))
+                .map(|(n, g)| sql!("{} IS NOT DISTINCT FROM {}", kk(n), g))
                 .collect::<Vec<_>>()
-                .join(" AND "),
-            k = qi(&keys)
-        );
-        let new_body = format!(
+                .join_sql(" AND "));
+        let new_body = sql!(
             "({}) UNION ALL ({})",
             self.agg_sql(i, &qual, Some(&by_in)),
             self.agg_sql(i, &qual, Some(&by_null))
         );
-        let old_body = format!(
+        let old_body = sql!(
             "({}) UNION ALL ({})",
-            self.agg_sql(i, &self.old_state(i, &win, &format!("({by_in})")), None),
-            self.agg_sql(i, &self.old_state(i, &win, &format!("({by_null})")), None)
+            self.agg_sql(i, &self.old_state(i, &win, &sql!("({})", by_in)), None),
+            self.agg_sql(i, &self.old_state(i, &win, &sql!("({})", by_null)), None)
         );
         self.agg_delta_of(i, name, new_body, old_body)
     }
@@ -181,24 +185,14 @@ impl IncrementalRenderer<'_> {
     /// The delta CTE `name` of aggregate leaf `i` from its rows over the new state
     /// (`new_body`) and the old state (`old_body`): the rows of one that the other
     /// lacks, +1 and −1.
-    fn agg_delta_of(
-        &mut self,
-        i: usize,
-        name: String,
-        new_body: String,
-        old_body: String,
-    ) -> String {
-        let (sn, so) = (format!("__pgs_sn{i}"), format!("__pgs_so{i}"));
+    fn agg_delta_of(&mut self, i: usize, name: String, new_body: Sql, old_body: Sql) -> String {
+        let (sn, so) = (format!("__pgs_sn{}", i), format!("__pgs_so{}", i));
         self.ctes.push((sn.clone(), new_body));
         self.ctes.push((so.clone(), old_body));
         self.ctes.push((
             name.clone(),
-            format!(
-                "SELECT n.*, 1::smallint AS {W} FROM {sn} AS n WHERE NOT EXISTS (SELECT 1 FROM {so} AS o WHERE o::text = n::text) \
-                 UNION ALL SELECT o.*, (-1)::smallint AS {W} FROM {so} AS o WHERE NOT EXISTS (SELECT 1 FROM {sn} AS n WHERE n::text = o::text)",
-                sn = qi(&sn),
-                so = qi(&so)
-            ),
+            sql!("SELECT n.*, 1::smallint AS {0} FROM {1} AS n WHERE NOT EXISTS (SELECT 1 FROM {2} AS o WHERE o::text = n::text) \
+                 UNION ALL SELECT o.*, (-1)::smallint AS {0} FROM {2} AS o WHERE NOT EXISTS (SELECT 1 FROM {1} AS n WHERE n::text = o::text)", W, Sql::ident(&sn), Sql::ident(&so)),
         ));
         name
     }
@@ -206,43 +200,55 @@ impl IncrementalRenderer<'_> {
     /// The old state of aggregate leaf `i`'s table (the columns its subquery reads),
     /// from its new state and the window `win`, its rows restricted by `cond` in
     /// each part (a restriction above the UNION would not reach the table's index).
-    fn old_state(&self, i: usize, win: &str, cond: &str) -> String {
+    fn old_state(&self, i: usize, win: &str, cond: &Sql) -> Sql {
         let l = &self.block.leaves[i];
         let a = l.agg.as_ref().expect("aggregate leaf");
         let base = &self.compiled.sources[l.source];
-        let alias = qi(&a.alias);
-        let qual = quote_qualified(&base.name);
+        let alias = Sql::ident(&a.alias);
+        let qual = Sql::qualified(&base.name);
         let t = a
             .used
             .iter()
             .filter_map(|&c| base.columns.get(c))
-            .map(|c| format!("{alias}.{}", qi(&c.name)))
+            .map(|c| sql!("{}.{}", alias, Sql::ident(&c.name)))
             .collect::<Vec<_>>()
-            .join(", ");
-        let w = qi(win);
+            .join_sql(", ");
+        let w = Sql::ident(win);
         if base.primary_key.is_empty() {
-            format!(
-                "(SELECT {t} FROM {qual} AS {alias} WHERE {cond} \
-                 UNION ALL SELECT {t} FROM {w} AS {alias} WHERE {alias}.{W} < 0 AND {cond} \
-                 EXCEPT ALL SELECT {t} FROM {w} AS {alias} WHERE {alias}.{W} > 0 AND {cond})"
+            sql!(
+                "(SELECT {0} FROM {1} AS {2} WHERE {3} \
+                 UNION ALL SELECT {0} FROM {4} AS {2} WHERE {2}.{5} < 0 AND {3} \
+                 EXCEPT ALL SELECT {0} FROM {4} AS {2} WHERE {2}.{5} > 0 AND {3})",
+                t,
+                qual,
+                alias,
+                cond,
+                w,
+                W
             )
         } else {
             // The rows without a new image, by `NOT IN` over the primary key (never
             // NULL): a hashed subplan, where `NOT EXISTS` was planned as a nested loop
             // over the window for every row (its size is underestimated).
-            let key = |q: &str| {
+            let key = |q: &Sql| {
                 base.primary_key
                     .iter()
-                    .map(|k| format!("{q}.{}", qi(k)))
+                    .map(|k| sql!("{}.{}", q, Sql::ident(k)))
                     .collect::<Vec<_>>()
-                    .join(", ")
+                    .join_sql(", ")
             };
-            format!(
-                "(SELECT {t} FROM {qual} AS {alias} WHERE {cond} AND ({}) NOT IN \
-                 (SELECT {} FROM {w} AS \"__pgs_b\" WHERE \"__pgs_b\".{W} > 0) \
-                 UNION ALL SELECT {t} FROM {w} AS {alias} WHERE {alias}.{W} < 0 AND {cond})",
+            sql!(
+                "(SELECT {0} FROM {1} AS {2} WHERE {3} AND ({4}) NOT IN \
+                 (SELECT {5} FROM {6} AS \"__pgs_b\" WHERE \"__pgs_b\".{7} > 0) \
+                 UNION ALL SELECT {0} FROM {6} AS {2} WHERE {2}.{7} < 0 AND {3})",
+                t,
+                qual,
+                alias,
+                cond,
                 key(&alias),
-                key("\"__pgs_b\"")
+                key(&Sql::fixed("\"__pgs_b\"")),
+                w,
+                W
             )
         }
     }
@@ -250,12 +256,12 @@ impl IncrementalRenderer<'_> {
     /// The current row of the one-row leaf `i` (an aggregate without GROUP BY) as a
     /// relation: the CTE its delta computed, when it did (for the terms of the same
     /// statement only).
-    pub(super) fn scalar_new_rel(&self, i: usize) -> Option<String> {
+    pub(super) fn scalar_new_rel(&self, i: usize) -> Option<Sql> {
         let value = scalar_value(i);
         self.ctes
             .iter()
             .any(|(n, _)| *n == value)
-            .then(|| format!("(SELECT * FROM {})", qi(&value)))
+            .then(|| sql!("(SELECT * FROM {})", Sql::ident(&value)))
     }
 
     /// When `t` is an aggregate subquery leaf and `on` compares each of its group key
@@ -267,37 +273,30 @@ impl IncrementalRenderer<'_> {
         t: &Tree,
         on: &Expr,
         other: &[usize],
-        q: &str,
-    ) -> Option<String> {
+        q: &'static str,
+    ) -> Option<Sql> {
         let Tree::Leaf(i) = t else { return None };
         let a = self.block.leaves[*i].agg.as_ref()?;
         let found = self.agg_key_exprs(*i, on, other, q)?;
         // The other side's key values are taken in a scope of their own, so that an
         // alias inside the subquery cannot hide the other side's alias `q`.
-        let key_list = found
-            .iter()
-            .enumerate()
-            .map(|(k, x)| format!("({x}) AS \"__pgs_k{k}\""))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let conds = a
-            .groups
-            .iter()
-            .enumerate()
-            .map(|(k, g)| format!("({g}) = \"__pgs_key\".\"__pgs_k{k}\""))
-            .collect::<Vec<_>>()
-            .join(" AND ");
+        let found: Vec<Sql> = found.iter().map(|x| sql!("({})", x)).collect();
+        let key_list = aliased(&found, &numbered_names("__pgs_k", found.len())).join_sql(", ");
+        let conds = keys_equal(&a.groups, "\"__pgs_key\"");
         let base = &self.compiled.sources[self.block.leaves[*i].source];
-        Some(format!(
-            "LATERAL (SELECT \"__pgs_s\".* FROM (SELECT {key_list}) AS \"__pgs_key\" CROSS JOIN LATERAL ({}) AS \"__pgs_s\")",
-            self.agg_sql(*i, &quote_qualified(&base.name), Some(&conds))
-        ))
+        Some(sql!("LATERAL (SELECT \"__pgs_s\".* FROM (SELECT {}) AS \"__pgs_key\" CROSS JOIN LATERAL ({}) AS \"__pgs_s\")", key_list, self.agg_sql(*i, &Sql::qualified(&base.name), Some(&conds))))
     }
 
     /// For each group key of the aggregate subquery leaf `i`, the expression over the
     /// leaves `other` (rendered over the relation `q`) that `on` compares it with by
     /// equality; `None` unless every key has one.
-    fn agg_key_exprs(&self, i: usize, on: &Expr, other: &[usize], q: &str) -> Option<Vec<String>> {
+    fn agg_key_exprs(
+        &self,
+        i: usize,
+        on: &Expr,
+        other: &[usize],
+        q: &'static str,
+    ) -> Option<Vec<Sql>> {
         let a = self.block.leaves[i].agg.as_ref()?;
         if a.key_cols.is_empty() {
             // one row keyed by nothing: no key to look up or restrict by
@@ -305,7 +304,7 @@ impl IncrementalRenderer<'_> {
         }
         let mut parts = Vec::new();
         conjuncts(on, &mut parts);
-        let mut found: Vec<Option<String>> = vec![None; a.key_cols.len()];
+        let mut found: Vec<Option<Sql>> = vec![None; a.key_cols.len()];
         for e in parts {
             let Expr::BinaryOp {
                 left,
@@ -372,17 +371,12 @@ impl IncrementalRenderer<'_> {
         };
         let found = self.agg_key_exprs(agg, on, &other.leaves(), "o")?;
         let other_delta = self.delta(other);
-        let same = found
-            .iter()
-            .enumerate()
-            .map(|(k, f)| format!("({f}) = \"__pgs_t\".\"__pgs_k{k}\""))
-            .collect::<Vec<_>>()
-            .join(" AND ");
+        let same = keys_equal(&found, "\"__pgs_t\"");
         self.agg_keys.push((
             agg,
-            [self.new_rel(other), qi(&other_delta)]
+            [self.new_rel(other), Sql::ident(&other_delta)]
                 .iter()
-                .map(|rel| format!("EXISTS (SELECT 1 FROM {rel} AS o WHERE {same})"))
+                .map(|rel| sql!("EXISTS (SELECT 1 FROM {} AS o WHERE {})", rel, same))
                 .collect(),
         ));
         Some((other_delta, agg_is_left))
@@ -392,14 +386,25 @@ impl IncrementalRenderer<'_> {
 /// The CTE that holds the new row of the one-row leaf `i` (materialized: its name
 /// starts with `__pgs_s`).
 fn scalar_value(i: usize) -> String {
-    format!("__pgs_sv{i}")
+    format!("__pgs_sv{}", i)
 }
 
 /// ` WHERE (filter)` of an aggregate leaf's subquery, for its window rows: an image
 /// that the filter rejects is in no group, before or after, so it changes none.
-fn relevant(a: &crate::ir::AggLeaf) -> String {
+fn relevant(a: &crate::ir::AggLeaf) -> Sql {
     a.filter
         .as_ref()
-        .map(|f| format!(" WHERE ({f})"))
+        .map(|f| sql!(" WHERE ({})", f))
         .unwrap_or_default()
+}
+
+/// `(e0) = q."__pgs_k0" AND (e1) = q."__pgs_k1" ...`: the expressions `exprs` equal
+/// the key columns of the relation `q`.
+fn keys_equal(exprs: &[Sql], q: &'static str) -> Sql {
+    exprs
+        .iter()
+        .zip(numbered_names("__pgs_k", exprs.len()))
+        .map(|(e, k)| sql!("({}) = {}.{}", e, q, k))
+        .collect::<Vec<_>>()
+        .join_sql(" AND ")
 }

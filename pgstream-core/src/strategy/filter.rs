@@ -3,7 +3,7 @@
 
 use super::IncrementalRenderer;
 use crate::ir::Tree;
-use crate::render::qi;
+use crate::render::{sql, Sql};
 use sqlparser::ast::Expr;
 
 impl IncrementalRenderer<'_> {
@@ -11,9 +11,9 @@ impl IncrementalRenderer<'_> {
     pub(super) fn filter_delta(&mut self, input: &Tree, pred: &Expr) -> String {
         let d = self.delta(input);
         let name = format!("__pgs_dn{}", self.ctes.len());
-        let body = format!(
+        let body = sql!(
             "SELECT l.* FROM {} AS l WHERE {}",
-            qi(&d),
+            Sql::ident(&d),
             self.expr_over(pred, "l")
         );
         self.ctes.push((name.clone(), body));

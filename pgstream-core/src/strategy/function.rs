@@ -22,51 +22,52 @@
 
 use super::IncrementalRenderer;
 use crate::ir::{JoinKind, Tree};
-use crate::render::{col, qi, W};
+use crate::render::{col, sql, JoinSql, Sql, W};
 use sqlparser::ast::Expr;
 
 impl IncrementalRenderer<'_> {
     /// The rows of function leaf `i`, its arguments read from the relation `q`
     /// (unused for a constant function), under the uniform column names: a
     /// subquery (to be read through `LATERAL` when it names `q`).
-    pub(super) fn function_rel(&self, i: usize, q: &str) -> String {
+    pub(super) fn function_rel(&self, i: usize, q: &'static str) -> Sql {
         let l = &self.block.leaves[i];
         let f = l.func.as_ref().expect("a function leaf");
-        let calls: Vec<String> = f
+        let calls: Vec<Sql> = f
             .calls
             .iter()
             .map(|c| {
-                let args: Vec<String> = c.args.iter().map(|a| self.expr_over(a, q)).collect();
+                let args: Vec<Sql> = c.args.iter().map(|a| self.expr_over(a, q)).collect();
                 let defs = c
                     .coldefs
-                    .as_deref()
-                    .map(|d| format!(" AS ({d})"))
+                    .as_ref()
+                    .map(|d| sql!(" AS ({})", d))
                     .unwrap_or_default();
-                format!("{}({}){defs}", c.name, args.join(", "))
+                sql!("{}({}){}", c.name, args.join_sql(", "), defs)
             })
             .collect();
         let n = l.table.columns.len();
-        let names: Vec<String> = (0..n).map(|k| qi(&format!("c{k}"))).collect();
-        let sel: Vec<String> = names
+        let names: Vec<Sql> = (0..n).map(|k| Sql::ident(&format!("c{}", k))).collect();
+        let sel: Vec<Sql> = names
             .iter()
             .enumerate()
-            .map(|(k, c)| format!("f.{c} AS {}", col(i, k)))
+            .map(|(k, c)| sql!("f.{} AS {}", c, col(i, k)))
             .collect();
-        format!(
+        sql!(
             "(SELECT {} FROM ROWS FROM ({}) WITH ORDINALITY AS f({}))",
-            sel.join(", "),
-            calls.join(", "),
-            names.join(", ")
+            sel.join_sql(", "),
+            calls.join_sql(", "),
+            names.join_sql(", ")
         )
     }
 
     /// The delta of a constant function leaf: no rows (typed by the function's).
     pub(super) fn function_delta(&mut self, i: usize) -> String {
-        let name = format!("__pgs_d{i}");
+        let name = format!("__pgs_d{}", i);
         self.ctes.push((
             name.clone(),
-            format!(
-                "SELECT r.*, 0::smallint AS {W} FROM {} AS r WHERE false",
+            sql!(
+                "SELECT r.*, 0::smallint AS {} FROM {} AS r WHERE false",
+                W,
                 self.function_rel(i, "r")
             ),
         ));
@@ -81,9 +82,9 @@ impl IncrementalRenderer<'_> {
         input: &Tree,
         func: usize,
         on: &Expr,
-    ) -> String {
+    ) -> Sql {
         let ll = input.leaves();
-        format!(
+        sql!(
             "(SELECT {} FROM {} AS l {} LATERAL {} AS r ON {})",
             self.select_list(t, &ll, "l", "r"),
             self.new_rel(input),
@@ -105,10 +106,11 @@ impl IncrementalRenderer<'_> {
     ) -> String {
         let d = self.delta(input);
         let ll = input.leaves();
-        let body = format!(
-            "SELECT {}, l.{W} AS {W} FROM {} AS l {} LATERAL {} AS r ON {}",
+        let body = sql!(
+            "SELECT {0}, l.{1} AS {1} FROM {2} AS l {3} LATERAL {4} AS r ON {5}",
             self.select_list(t, &ll, "l", "r"),
-            qi(&d),
+            W,
+            Sql::ident(&d),
             kind.sql(),
             self.function_rel(func, "l"),
             self.on(on, &ll, &[func])

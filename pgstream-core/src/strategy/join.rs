@@ -13,7 +13,7 @@
 
 use super::{IncrementalRenderer, Side};
 use crate::ir::{JoinKind, Tree};
-use crate::render::{qi, W};
+use crate::render::{sql, JoinSql, Sql, W};
 use sqlparser::ast::Expr;
 
 impl IncrementalRenderer<'_> {
@@ -36,7 +36,7 @@ impl IncrementalRenderer<'_> {
         let (left_new, right_new) = (self.new_rel(left), self.new_rel(right));
         let select = self.select_list(t, &left_leaves, "l", "r");
         let on_lr = self.on(on, &left_leaves, &right_leaves);
-        let (left_delta, right_delta) = (qi(&left_delta), qi(&right_delta));
+        let (left_delta, right_delta) = (Sql::ident(&left_delta), Sql::ident(&right_delta));
         let (left_out, right_out) = (left.out_leaves(), right.out_leaves());
         let left_side = Side {
             leaves: &left_leaves,
@@ -55,26 +55,41 @@ impl IncrementalRenderer<'_> {
         }
         // An aggregate subquery joined on its group keys is read for the keys of the
         // other side's delta only.
-        let left_delta_term = match self.agg_lookup(right, on, &left_leaves, "l") {
-            Some(lookup) => format!(
-                "SELECT {select}, l.{W} AS {W} FROM {left_delta} AS l JOIN {lookup} AS r ON {on_lr}"
-            ),
-            None => format!(
-                "SELECT {select}, l.{W} AS {W} FROM {left_delta} AS l JOIN {right_new} AS r ON {on_lr}"
-            ),
+        let right_for_left = self
+            .agg_lookup(right, on, &left_leaves, "l")
+            .unwrap_or_else(|| right_new.clone());
+        let left_delta_term = sql!(
+            "SELECT {0}, l.{1} AS {1} FROM {2} AS l JOIN {3} AS r ON {4}",
+            select,
+            W,
+            left_delta,
+            right_for_left,
+            on_lr
+        );
+        // A lookup reads the delta's rows: the delta comes first (LATERAL).
+        let (first, second) = match self.agg_lookup(left, on, &right_leaves, "r") {
+            Some(lookup) => (sql!("{} AS r", right_delta), sql!("{} AS l", lookup)),
+            None => (sql!("{} AS l", left_new), sql!("{} AS r", right_delta)),
         };
-        let right_delta_term = match self.agg_lookup(left, on, &right_leaves, "r") {
-            Some(lookup) => format!(
-                "SELECT {select}, r.{W} AS {W} FROM {right_delta} AS r JOIN {lookup} AS l ON {on_lr}"
-            ),
-            None => format!(
-                "SELECT {select}, r.{W} AS {W} FROM {left_new} AS l JOIN {right_delta} AS r ON {on_lr}"
-            ),
-        };
+        let right_delta_term = sql!(
+            "SELECT {0}, r.{1} AS {1} FROM {2} JOIN {3} ON {4}",
+            select,
+            W,
+            first,
+            second,
+            on_lr
+        );
         let mut terms = vec![
             left_delta_term,
             right_delta_term,
-            format!("SELECT {select}, -(l.{W} * r.{W}) AS {W} FROM {left_delta} AS l JOIN {right_delta} AS r ON {on_lr}"),
+            sql!(
+                "SELECT {0}, -(l.{1} * r.{1}) AS {1} FROM {2} AS l JOIN {3} AS r ON {4}",
+                select,
+                W,
+                left_delta,
+                right_delta,
+                on_lr
+            ),
         ];
         if matches!(kind, JoinKind::Left | JoinKind::Full) {
             terms.extend(self.dangling(t, on, left_side, right_side, true, false));
@@ -83,7 +98,8 @@ impl IncrementalRenderer<'_> {
             terms.extend(self.dangling(t, on, right_side, left_side, false, false));
         }
         let name = format!("__pgs_dn{}", self.ctes.len());
-        self.ctes.push((name.clone(), terms.join("\nUNION ALL ")));
+        self.ctes
+            .push((name.clone(), terms.join_sql("\nUNION ALL ")));
         name
     }
 }

@@ -29,7 +29,7 @@ mod window;
 use crate::catalog::Table;
 use crate::contract;
 
-use crate::ir::marker::{self as expr, raw, Marker};
+use crate::ir::marker::{self as expr, Marker};
 use crate::ir::{
     AggFunc, Artifacts, Block, Body, Compiled, JoinKind, RenderContext, SetOpKind, Shape,
     SourceBinding, Strategy, TopK, Tree,
@@ -39,23 +39,32 @@ use crate::render::frontier::frontier_advance;
 use crate::render::function::refresh_function;
 use crate::render::window::{window_rows_sql, window_sql};
 use crate::render::{
-    col, numbered, qi, quote_qualified, row_hash, row_id_of, unread_null, UNREAD, W,
+    col, numbered, row_hash, row_id_of, sql, unread_null, JoinSql, Sql, UNREAD, W,
 };
 use crate::sql::walk::{conjuncts, unnest};
 use recompute::recompute_artifacts;
 use sqlparser::ast::{BinaryOperator, Expr};
 
+/// What a strategy renders, as fragments: [`render`] hands it out as [`Artifacts`]
+/// (whose fields document each statement).
+struct Statements {
+    storage_ddl: Vec<Sql>,
+    full_refresh: Sql,
+    differential_refresh: Option<Sql>,
+    hidden_columns: Vec<String>,
+}
+
 pub(crate) fn render(c: &Compiled, ctx: &RenderContext) -> Artifacts {
-    let st = quote_qualified(&c.spec.name);
+    let st = Sql::qualified(&c.spec.name);
     let mut a = match &c.body {
         Body::Incremental(block) => {
             // Under a top-k, the block is maintained in its stage table.
             let (storage, top_storage) = match &c.top_k {
                 Some(_) => (
-                    format!(
+                    sql!(
                         "{}.{}",
-                        qi(contract::CATALOG_SCHEMA),
-                        qi(&contract::stage_table(ctx.st_id))
+                        Sql::ident(contract::CATALOG_SCHEMA),
+                        Sql::ident(&contract::stage_table(ctx.st_id))
                     ),
                     Some(st.clone()),
                 ),
@@ -79,15 +88,15 @@ pub(crate) fn render(c: &Compiled, ctx: &RenderContext) -> Artifacts {
     // table, so that `sqlx::query_as!` over it infers the field types the attribute
     // checks (`i64`, not `Option<i64>`), and a wrong inference fails loudly at the
     // refresh instead of as a decoding error in the application.
-    let not_null: Vec<String> = c
+    let not_null: Vec<Sql> = c
         .columns
         .iter()
         .filter(|col| col.nullable == Some(false))
-        .map(|col| format!("ALTER COLUMN {} SET NOT NULL", qi(&col.name)))
+        .map(|col| sql!("ALTER COLUMN {} SET NOT NULL", Sql::ident(&col.name)))
         .collect();
     if !not_null.is_empty() {
         a.storage_ddl
-            .insert(1, format!("ALTER TABLE {st} {}", not_null.join(", ")));
+            .insert(1, sql!("ALTER TABLE {} {}", st, not_null.join_sql(", ")));
     }
     if let Body::Recompute {
         seminaive: Some(sn),
@@ -97,7 +106,7 @@ pub(crate) fn render(c: &Compiled, ctx: &RenderContext) -> Artifacts {
         // The semi-naive step joins the stored result on these columns.
         for col in &sn.lookup_columns {
             a.storage_ddl
-                .push(format!("CREATE INDEX ON {st} ({})", qi(col)));
+                .push(sql!("CREATE INDEX ON {} ({})", st, Sql::ident(col)));
         }
     }
     let insert_only = match &c.body {
@@ -121,11 +130,17 @@ pub(crate) fn render(c: &Compiled, ctx: &RenderContext) -> Artifacts {
         }
         _ => None,
     };
-    a.refresh_function = a
+    let refresh_function = a
         .differential_refresh
-        .as_deref()
-        .map(|d| refresh_function(ctx, d, insert_only.as_deref()));
-    a
+        .as_ref()
+        .map(|d| refresh_function(ctx, d, insert_only.as_ref()));
+    Artifacts {
+        storage_ddl: a.storage_ddl.into_iter().map(Sql::into_string).collect(),
+        full_refresh: a.full_refresh.into_string(),
+        differential_refresh: a.differential_refresh.map(Sql::into_string),
+        hidden_columns: a.hidden_columns,
+        refresh_function: refresh_function.map(Sql::into_string),
+    }
 }
 
 /// Renderer of a block maintained by delta rules.
@@ -137,17 +152,17 @@ struct IncrementalRenderer<'a> {
     /// The object ids of the database.
     ctx: &'a RenderContext,
     /// The CTEs of the differential refresh so far, in order: `(name, body)`.
-    ctes: Vec<(String, String)>,
+    ctes: Vec<(String, Sql)>,
     /// Aggregate subquery leaves whose delta recomputes only the groups of some keys:
     /// `(leaf, conditions)`, a key is kept when one of the conditions (over the keys
     /// `"__pgs_t"."__pgs_k<j>"`) holds (`restrict_agg_keys`).
-    agg_keys: Vec<(usize, Vec<String>)>,
+    agg_keys: Vec<(usize, Vec<Sql>)>,
     /// The storage table, quoted and qualified (under a top-k, the stage table).
-    storage: String,
+    storage: Sql,
     /// A top-level `ORDER BY ... LIMIT` kept over the block's stage (`top_k`).
     top: Option<&'a TopK>,
     /// The storage table of the top-k (quoted and qualified), when there is one.
-    top_storage: Option<String>,
+    top_storage: Option<Sql>,
 }
 
 impl IncrementalRenderer<'_> {
@@ -155,21 +170,21 @@ impl IncrementalRenderer<'_> {
     /// names. Only the columns the query reads are named: a column it does not read
     /// may be dropped, renamed or retyped without breaking anything (the buffer holds
     /// the columns some consumer reads; this one reads `buffer_columns`).
-    fn leaf_columns(&self, i: usize, alias: &str) -> Vec<String> {
+    fn leaf_columns(&self, i: usize, alias: &'static str) -> Vec<Sql> {
         let l = &self.block.leaves[i];
         let needed = self.compiled.buffer_columns(l.source);
         l.table
             .columns
             .iter()
             .enumerate()
-            .map(|(j, c)| unread_null(alias, c, &needed, col(i, j)))
+            .map(|(j, c)| unread_null(&Sql::fixed(alias), c, &needed, col(i, j)))
             .collect()
     }
 
     /// The CTE with the window of source `source` (whose table is `table`), created
     /// once per statement.
     fn window_cte(&mut self, source: usize, table: &Table) -> String {
-        let win = format!("__pgs_win{source}");
+        let win = format!("__pgs_win{}", source);
         if !self.ctes.iter().any(|(n, _)| *n == win) {
             self.ctes.push((
                 win.clone(),
@@ -193,17 +208,17 @@ impl IncrementalRenderer<'_> {
     }
 
     /// A subquery with the current contents of a subtree.
-    fn new_rel(&self, t: &Tree) -> String {
+    fn new_rel(&self, t: &Tree) -> Sql {
         match t {
             Tree::Filter { input, pred, .. } => {
-                let sel: Vec<String> = self
+                let sel: Vec<Sql> = self
                     .cols(t)
                     .into_iter()
-                    .map(|(l, c)| format!("l.{}", col(l, c)))
+                    .map(|(l, c)| sql!("l.{}", col(l, c)))
                     .collect();
-                format!(
+                sql!(
                     "(SELECT {} FROM {} AS l WHERE {})",
-                    sel.join(", "),
+                    sel.join_sql(", "),
                     self.new_rel(input),
                     self.expr_over(pred, "l")
                 )
@@ -218,14 +233,14 @@ impl IncrementalRenderer<'_> {
             } => self.lateral_rel(t, *kind, input, *func, on),
             Tree::Leaf(i) if self.block.leaves[*i].agg.is_some() => {
                 let base = &self.compiled.sources[self.block.leaves[*i].source];
-                format!("({})", self.agg_sql(*i, &quote_qualified(&base.name), None))
+                sql!("({})", self.agg_sql(*i, &Sql::qualified(&base.name), None))
             }
             Tree::Leaf(i) => {
                 let l = &self.block.leaves[*i];
-                format!(
+                sql!(
                     "(SELECT {} FROM {} AS t)",
-                    self.leaf_columns(*i, "t").join(", "),
-                    quote_qualified(&l.table.name)
+                    self.leaf_columns(*i, "t").join_sql(", "),
+                    Sql::qualified(&l.table.name)
                 )
             }
             Tree::Join {
@@ -238,16 +253,18 @@ impl IncrementalRenderer<'_> {
                 let (ll, rl) = (left.leaves(), right.leaves());
                 let sel = self.select_list(t, &ll, "l", "r");
                 if matches!(kind, JoinKind::Semi | JoinKind::Anti) {
-                    return format!(
-                        "(SELECT {sel} FROM {} AS l WHERE {}EXISTS (SELECT 1 FROM {} AS r WHERE {}))",
+                    return sql!(
+                        "(SELECT {} FROM {} AS l WHERE {}EXISTS (SELECT 1 FROM {} AS r WHERE {}))",
+                        sel,
                         self.new_rel(left),
                         if *kind == JoinKind::Anti { "NOT " } else { "" },
                         self.new_rel(right),
                         self.on(on, &ll, &rl)
                     );
                 }
-                format!(
-                    "(SELECT {sel} FROM {} AS l {} {} AS r ON {})",
+                sql!(
+                    "(SELECT {} FROM {} AS l {} {} AS r ON {})",
+                    sel,
                     self.new_rel(left),
                     kind.sql(),
                     self.new_rel(right),
@@ -257,27 +274,33 @@ impl IncrementalRenderer<'_> {
         }
     }
 
-    fn select_list(&self, t: &Tree, left_leaves: &[usize], lq: &str, rq: &str) -> String {
+    fn select_list(
+        &self,
+        t: &Tree,
+        left_leaves: &[usize],
+        lq: &'static str,
+        rq: &'static str,
+    ) -> Sql {
         self.cols(t)
             .into_iter()
             .map(|(l, c)| {
-                format!(
+                sql!(
                     "{}.{}",
                     if left_leaves.contains(&l) { lq } else { rq },
                     col(l, c)
                 )
             })
             .collect::<Vec<_>>()
-            .join(", ")
+            .join_sql(", ")
     }
 
-    fn padded_list(&self, t: &Tree, keep: &[usize], q: &str) -> String {
+    fn padded_list(&self, t: &Tree, keep: &[usize], q: &'static str) -> Sql {
         self.cols(t)
             .into_iter()
             .map(|(l, c)| {
                 let leaf = &self.block.leaves[l];
                 if keep.contains(&l) {
-                    format!("{q}.{}", col(l, c))
+                    sql!("{}.{}", q, col(l, c))
                 } else if leaf.agg.is_none()
                     && leaf.func.is_none()
                     && !self
@@ -285,25 +308,25 @@ impl IncrementalRenderer<'_> {
                         .buffer_columns(leaf.source)
                         .contains(&leaf.table.columns[c].name)
                 {
-                    format!("{UNREAD} AS {}", col(l, c))
+                    sql!("{} AS {}", UNREAD, col(l, c))
                 } else if leaf.table.columns[c].sql_type.is_empty() {
                     // A function's column of a type not inferred.
-                    format!("NULL AS {}", col(l, c))
+                    sql!("NULL AS {}", col(l, c))
                 } else {
-                    format!(
+                    sql!(
                         "NULL::{} AS {}",
-                        self.block.leaves[l].table.columns[c].sql_type,
+                        Sql::type_name(&self.block.leaves[l].table.columns[c].sql_type),
                         col(l, c)
                     )
                 }
             })
             .collect::<Vec<_>>()
-            .join(", ")
+            .join_sql(", ")
     }
 
-    fn on(&self, on: &Expr, left_leaves: &[usize], _right: &[usize]) -> String {
+    fn on(&self, on: &Expr, left_leaves: &[usize], _right: &[usize]) -> Sql {
         expr::render_with(on, &mut |m| match m {
-            Marker::Col { leaf, col: c } => Some(raw(format!(
+            Marker::Col { leaf, col: c } => Some(sql!(
                 "{}.{}",
                 if left_leaves.contains(&leaf) {
                     "l"
@@ -311,7 +334,7 @@ impl IncrementalRenderer<'_> {
                     "r"
                 },
                 col(leaf, c)
-            ))),
+            )),
             _ => None,
         })
     }
@@ -351,6 +374,38 @@ impl IncrementalRenderer<'_> {
         }
     }
 
+    /// The block's output names, quoted.
+    fn output_names(&self) -> Vec<Sql> {
+        self.block
+            .items
+            .iter()
+            .map(|(n, _)| Sql::ident(n))
+            .collect()
+    }
+
+    /// An expression of an aggregate block over the relation `x` as PostgreSQL
+    /// evaluates it: its aggregate calls as written, its group keys `groups_x`.
+    fn grouped_over_x(&self, e: &Expr, groups_x: &[Sql]) -> Sql {
+        let Shape::Aggregate { aggs, .. } = &self.block.shape else {
+            unreachable!("an aggregate block")
+        };
+        expr::render_with(e, &mut |m| match m {
+            Marker::Agg(k) => Some(self.expr_over(&aggs[k].call, "x")),
+            Marker::Grp(k) => Some(sql!("({})", groups_x[k])),
+            Marker::Col { leaf, col: c } => Some(sql!("x.{}", col(leaf, c))),
+        })
+    }
+
+    /// The items of an aggregate block over the relation `x` (see
+    /// [`Self::grouped_over_x`]), named.
+    fn grouped_items_over_x(&self, groups_x: &[Sql]) -> Vec<Sql> {
+        self.block
+            .items
+            .iter()
+            .map(|(n, e)| sql!("{} AS {}", self.grouped_over_x(e, groups_x), Sql::ident(n)))
+            .collect()
+    }
+
     fn cols_of(&self, leaves: &[usize]) -> Vec<(usize, usize)> {
         leaves
             .iter()
@@ -360,22 +415,22 @@ impl IncrementalRenderer<'_> {
 
     /// The SQL of a bound expression over the relation `alias` (whose columns have
     /// the uniform names `__pgs_c<leaf>_<col>`).
-    fn expr_over(&self, e: &Expr, alias: &str) -> String {
+    fn expr_over(&self, e: &Expr, alias: &'static str) -> Sql {
         expr::render_with(e, &mut |m| match m {
-            Marker::Col { leaf, col: c } => Some(raw(format!("{alias}.{}", col(leaf, c)))),
+            Marker::Col { leaf, col: c } => Some(sql!("{}.{}", alias, col(leaf, c))),
             _ => None,
         })
     }
 
-    fn where_clause(&self, q: &str) -> String {
+    fn where_clause(&self, q: &'static str) -> Sql {
         self.block
             .filter
             .as_ref()
-            .map(|f| format!(" WHERE {}", self.expr_over(f, q)))
+            .map(|f| sql!(" WHERE {}", self.expr_over(f, q)))
             .unwrap_or_default()
     }
 
-    fn artifacts(mut self) -> Artifacts {
+    fn artifacts(mut self) -> Statements {
         match &self.block.shape {
             Shape::Project => self.project(),
             Shape::Window { .. } => self.window(),
@@ -404,25 +459,25 @@ impl IncrementalRenderer<'_> {
     /// The select list and the GROUP BY list of the net change per row over the
     /// columns `cols` (quoted; the outputs first): a column grouped by its text
     /// ([`Self::by_text`]) takes the value of any row of its group (they print alike).
-    fn net_grouping(&self, cols: &[String]) -> (String, String) {
-        let (sel, by): (Vec<String>, Vec<String>) = cols
+    fn net_grouping(&self, cols: &[Sql]) -> (Sql, Sql) {
+        let (sel, by): (Vec<Sql>, Vec<Sql>) = cols
             .iter()
             .enumerate()
             .map(|(i, c)| {
                 if self.by_text(i) {
                     (
-                        format!("(pg_catalog.array_agg({c}))[1] AS {c}"),
-                        format!("{c}::pg_catalog.text"),
+                        sql!("(pg_catalog.array_agg({0}))[1] AS {0}", c),
+                        sql!("{}::pg_catalog.text", c),
                     )
                 } else {
                     (c.clone(), c.clone())
                 }
             })
             .unzip();
-        (sel.join(", "), by.join(", "))
+        (sel.join_sql(", "), by.join_sql(", "))
     }
 
-    fn key_exprs(&self, q: &str) -> Vec<String> {
+    fn key_exprs(&self, q: &'static str) -> Vec<Sql> {
         let mut keys = Vec::new();
         // In leaf order, not join order: pushdown may reorder the joins.
         let mut out = self.block.tree.out_leaves();
@@ -431,58 +486,62 @@ impl IncrementalRenderer<'_> {
             let l = &self.block.leaves[i];
             for k in &l.table.primary_key {
                 let c = l.table.column_index(k).expect("primary key column");
-                keys.push(format!("{q}.{}", col(i, c)));
+                keys.push(sql!("{}.{}", q, col(i, c)));
             }
         }
         keys
     }
 
-    fn finish(&self, body_ctes: Vec<String>, tail: &str) -> String {
-        let mut all: Vec<String> = self
+    fn finish(&self, body_ctes: Vec<Sql>, tail: &Sql) -> Sql {
+        let mut all: Vec<Sql> = self
             .ctes
             .iter()
             .map(|(n, b)| {
-                format!(
-                    "{} AS {}({b})",
-                    qi(n),
+                sql!(
+                    "{} AS {}({})",
+                    Sql::ident(n),
                     if n.starts_with("__pgs_win") || n.starts_with("__pgs_s") {
                         "MATERIALIZED "
                     } else {
                         ""
-                    }
+                    },
+                    b
                 )
             })
             .collect();
         all.extend(body_ctes);
-        format!("WITH {}\n{tail}", all.join(",\n"))
+        sql!("WITH {}\n{}", all.join_sql(",\n"), tail)
     }
 
     /// The current rows (visible columns) and the delta (visible columns and weight)
     /// of a projection block whose tree delta is the CTE `root`.
     /// The output columns are named `names` (a set operation's branches all take the
     /// first branch's names).
-    fn branch_selects(&self, b: &Block, root: &str, names: &[String]) -> (String, String) {
-        let vis_x: Vec<String> = b
+    fn branch_selects(&self, b: &Block, root: &str, names: &[String]) -> (Sql, Sql) {
+        let vis_x: Vec<Sql> = b
             .items
             .iter()
             .zip(names)
-            .map(|((_, e), n)| format!("{} AS {}", self.expr_over(e, "x"), qi(n)))
+            .map(|((_, e), n)| sql!("{} AS {}", self.expr_over(e, "x"), Sql::ident(n)))
             .collect();
         let w = b
             .filter
             .as_ref()
-            .map(|f| format!(" WHERE {}", self.expr_over(f, "x")))
+            .map(|f| sql!(" WHERE {}", self.expr_over(f, "x")))
             .unwrap_or_default();
         (
-            format!(
-                "SELECT {} FROM {} AS x{w}",
-                vis_x.join(", "),
-                self.new_rel(&b.tree)
+            sql!(
+                "SELECT {} FROM {} AS x{}",
+                vis_x.join_sql(", "),
+                self.new_rel(&b.tree),
+                w
             ),
-            format!(
-                "SELECT {}, x.{W} FROM {} AS x{w}",
-                vis_x.join(", "),
-                qi(root)
+            sql!(
+                "SELECT {}, x.{} FROM {} AS x{}",
+                vis_x.join_sql(", "),
+                W,
+                Sql::ident(root),
+                w
             ),
         )
     }
@@ -491,49 +550,47 @@ impl IncrementalRenderer<'_> {
     /// in `__pgs_keys`) the changes touched: keys without NULLs by `IN` (which can
     /// use indexes), keys with a NULL by a NULL-safe match, skipped unless such a key
     /// exists.
-    fn key_predicates(exprs: &[String], names: &[String]) -> (String, String) {
+    fn key_predicates(exprs: &[Sql], names: &[Sql]) -> (Sql, Sql) {
         // Each key expression in parentheses: `a IS NULL` must not bind to what follows.
-        let exprs: Vec<String> = exprs.iter().map(|e| format!("({e})")).collect();
+        let exprs: Vec<Sql> = exprs.iter().map(|e| sql!("({})", e)).collect();
         let tuple = if exprs.len() == 1 {
             exprs[0].clone()
         } else {
-            format!("({})", exprs.join(", "))
+            sql!("({})", exprs.join_sql(", "))
         };
-        let k_cols: Vec<String> = names.iter().map(|g| format!("k.{g}")).collect();
+        let k_cols = qualified_by("k", names);
         let all_set = names
             .iter()
-            .map(|g| format!("k.{g} IS NOT NULL"))
+            .map(|g| sql!("k.{} IS NOT NULL", g))
             .collect::<Vec<_>>()
-            .join(" AND ");
+            .join_sql(" AND ");
         let any_null = names
             .iter()
-            .map(|g| format!("k.{g} IS NULL"))
+            .map(|g| sql!("k.{} IS NULL", g))
             .collect::<Vec<_>>()
-            .join(" OR ");
+            .join_sql(" OR ");
         let nd = exprs
             .iter()
             .zip(names)
-            .map(|(e, g)| format!("k.{g} IS NOT DISTINCT FROM {e}"))
+            .map(|(e, g)| sql!("k.{} IS NOT DISTINCT FROM {}", g, e))
             .collect::<Vec<_>>()
-            .join(" AND ");
+            .join_sql(" AND ");
         (
-            format!("{tuple} IN (SELECT {} FROM \"__pgs_keys\" AS k WHERE {all_set})", k_cols.join(", ")),
-            format!(
-                "(SELECT EXISTS (SELECT 1 FROM \"__pgs_keys\" AS k WHERE {any_null})) AND EXISTS (SELECT 1 FROM \"__pgs_keys\" AS k WHERE ({any_null}) AND {nd})"
-            ),
+            sql!("{} IN (SELECT {} FROM \"__pgs_keys\" AS k WHERE {})", tuple, k_cols.join_sql(", "), all_set),
+            sql!("(SELECT EXISTS (SELECT 1 FROM \"__pgs_keys\" AS k WHERE {0})) AND EXISTS (SELECT 1 FROM \"__pgs_keys\" AS k WHERE ({0}) AND {1})", any_null, nd),
         )
     }
 
     /// `EXISTS` over `__pgs_keys`: the stored row's keys (columns `names` of `st`)
     /// are among those the changes touched.
-    fn touched_keys(names: &[String]) -> String {
-        format!(
+    fn touched_keys(names: &[Sql]) -> Sql {
+        sql!(
             "EXISTS (SELECT 1 FROM \"__pgs_keys\" AS k WHERE {})",
             names
                 .iter()
-                .map(|g| format!("st.{g} IS NOT DISTINCT FROM k.{g}"))
+                .map(|g| sql!("st.{0} IS NOT DISTINCT FROM k.{0}", g))
                 .collect::<Vec<_>>()
-                .join(" AND ")
+                .join_sql(" AND ")
         )
     }
 
@@ -542,17 +599,16 @@ impl IncrementalRenderer<'_> {
     /// differential refresh is the strategy's own statement.
     fn maintained(
         &self,
-        st: &str,
-        new_rows: &str,
-        diff: String,
+        st: &Sql,
+        new_rows: &Sql,
+        diff: Sql,
         hidden_columns: Vec<String>,
-    ) -> Artifacts {
-        let stage = Artifacts {
+    ) -> Statements {
+        let stage = Statements {
             storage_ddl: storage_ddl(st, new_rows),
             full_refresh: diff_statement(st, self.ctx, &[], new_rows, None),
             differential_refresh: Some(diff),
             hidden_columns,
-            refresh_function: None,
         };
         self.top_artifacts(stage, new_rows)
     }
@@ -561,30 +617,28 @@ impl IncrementalRenderer<'_> {
     /// touch, recompute the rows of those keys (`fresh`, with the storage table's
     /// columns), delete the stored rows of those keys (`in_keys`, over `st`) that are
     /// not among them, insert the missing ones.
-    fn recompute_keys(&mut self, keys: &str, fresh: &str, in_keys: &str, st: &str) -> String {
+    fn recompute_keys(&mut self, keys: &Sql, fresh: &Sql, in_keys: &Sql, st: &Sql) -> Sql {
         let same = "n.\"__pgs_row_id\" = st.\"__pgs_row_id\" AND n::text = st::text";
         let mut body = vec![
-            format!("\"__pgs_keys\" AS MATERIALIZED ({keys})"),
-            format!("\"__pgs_fresh\" AS MATERIALIZED ({fresh})"),
-            format!("\"__pgs_adv\" AS ({})", frontier_advance(self.ctx)),
-            format!(
-                "\"__pgs_del\" AS (DELETE FROM {st} AS st WHERE {in_keys} AND NOT EXISTS (SELECT 1 FROM \"__pgs_fresh\" AS n WHERE {same}) RETURNING 1)"
-            ),
-            format!(
-                "\"__pgs_ins\" AS (INSERT INTO {st} SELECT n.* FROM \"__pgs_fresh\" AS n WHERE NOT EXISTS (SELECT 1 FROM {st} AS st WHERE {same}) RETURNING 1)"
-            ),
+            sql!("\"__pgs_keys\" AS MATERIALIZED ({})", keys),
+            sql!("\"__pgs_fresh\" AS MATERIALIZED ({})", fresh),
+            sql!("\"__pgs_adv\" AS ({})", frontier_advance(self.ctx)),
+            sql!("\"__pgs_del\" AS (DELETE FROM {} AS st WHERE {} AND NOT EXISTS (SELECT 1 FROM \"__pgs_fresh\" AS n WHERE {}) RETURNING 1)", st, in_keys, same),
+            sql!("\"__pgs_ins\" AS (INSERT INTO {0} SELECT n.* FROM \"__pgs_fresh\" AS n WHERE NOT EXISTS (SELECT 1 FROM {0} AS st WHERE {1}) RETURNING 1)", st, same),
         ];
         // Under a top-k: the stage after this refresh is its rows of other keys and
         // the recomputed ones.
-        let after = format!(
-            "SELECT {} FROM {st} AS st WHERE NOT ({in_keys}) UNION ALL SELECT {} FROM \"__pgs_fresh\" AS n",
+        let after = sql!(
+            "SELECT {} FROM {} AS st WHERE NOT ({}) UNION ALL SELECT {} FROM \"__pgs_fresh\" AS n",
             self.stage_columns("st"),
+            st,
+            in_keys,
             self.stage_columns("n")
         );
         let tail = self.top_tail(
             &mut body,
             &after,
-            "SELECT (SELECT count(*) FROM \"__pgs_del\") + (SELECT count(*) FROM \"__pgs_ins\") AS \"rows_changed\"",
+            &Sql::fixed("SELECT (SELECT count(*) FROM \"__pgs_del\") + (SELECT count(*) FROM \"__pgs_ins\") AS \"rows_changed\""),
         );
         self.finish(body, &tail)
     }
@@ -598,9 +652,52 @@ struct Side<'s> {
     /// The leaves whose columns it outputs.
     out: &'s [usize],
     /// Its current contents (a subquery).
-    new: &'s str,
+    new: &'s Sql,
     /// Its delta (a CTE name, quoted).
-    delta: &'s str,
+    delta: &'s Sql,
+}
+
+/// `"<prefix>0"`, `"<prefix>1"`, ...: the names of `n` hidden columns.
+fn numbered_names(prefix: &str, n: usize) -> Vec<Sql> {
+    (0..n)
+        .map(|k| Sql::ident(&format!("{prefix}{k}")))
+        .collect()
+}
+
+/// ` GROUP BY exprs`, or nothing when there is none (an aggregate over the whole
+/// input).
+fn group_by(exprs: &[Sql]) -> Sql {
+    if exprs.is_empty() {
+        Sql::default()
+    } else {
+        sql!(" GROUP BY {}", exprs.join_sql(", "))
+    }
+}
+
+/// `expr AS name` for each expression and its name.
+fn aliased(exprs: &[Sql], names: &[Sql]) -> Vec<Sql> {
+    exprs
+        .iter()
+        .zip(names)
+        .map(|(e, n)| sql!("{} AS {}", e, n))
+        .collect()
+}
+
+/// Each column qualified by the relation `q`: `q.c`.
+fn qualified_by(q: &'static str, cols: &[Sql]) -> Vec<Sql> {
+    cols.iter().map(|c| sql!("{}.{}", q, c)).collect()
+}
+
+/// The stored row `st` is the row `q` of the change: its row id is `row_id` and,
+/// NULL-safely, its columns `keys` are `q`'s.
+fn same_row(row_id: &Sql, q: &'static str, keys: &[Sql]) -> Sql {
+    std::iter::once(sql!("st.\"__pgs_row_id\" = {}", row_id))
+        .chain(
+            keys.iter()
+                .map(|k| sql!("st.{0} IS NOT DISTINCT FROM {1}.{0}", k, q)),
+        )
+        .collect::<Vec<_>>()
+        .join_sql(" AND ")
 }
 
 /// Types that have `=` but no equality GROUP BY can use (or none at all).

@@ -35,7 +35,7 @@ impl IncrementalRenderer<'_> {
         o: Side<'_>,
         p_is_left: bool,
         negate: bool,
-    ) -> Vec<String> {
+    ) -> Vec<Sql> {
         let (p_alias, o_alias) = if p_is_left { ("l", "r") } else { ("r", "l") };
         let on_lr = if p_is_left {
             self.on(on, p.leaves, o.leaves)
@@ -51,65 +51,65 @@ impl IncrementalRenderer<'_> {
         // subquery alone: not under a filter).
         let lookup = match o.leaves {
             [i] if self.block.leaves[*i].agg.is_some()
-                && other_new == self.new_rel(&Tree::Leaf(*i)) =>
+                && *other_new == self.new_rel(&Tree::Leaf(*i)) =>
             {
                 self.agg_lookup(&Tree::Leaf(*i), on, p.leaves, p_alias)
             }
             _ => None,
         };
-        let other_new = lookup.as_deref().unwrap_or(other_new);
-        let pcols: Vec<String> = self
+        let other_new = lookup.as_ref().unwrap_or(other_new);
+        let pcols: Vec<Sql> = self
             .cols_of(p.out)
             .into_iter()
             .map(|(l, c)| col(l, c))
             .collect();
-        let pcols_list = pcols.join(", ");
-        let unmatched = format!("SELECT {padded}, {sign}{p_alias}.{W} AS {W} FROM {preserved_delta} AS {p_alias} WHERE NOT EXISTS (SELECT 1 FROM {other_new} AS {o_alias} WHERE {on_lr})");
-        let capped_count = |d: &str| {
-            format!(
-                "CROSS JOIN LATERAL (SELECT count(*) AS n FROM (SELECT 1 FROM {other_new} AS {o_alias} WHERE {on_lr} LIMIT GREATEST({d}, 0)::bigint + 1) AS m) AS c"
+        let pcols_list = pcols.join_sql(", ");
+        let unmatched = sql!("SELECT {0}, {1}{2}.{3} AS {3} FROM {4} AS {2} WHERE NOT EXISTS (SELECT 1 FROM {5} AS {6} WHERE {7})", padded, sign, p_alias, W, preserved_delta, other_new, o_alias, on_lr);
+        let capped_count = |d: &'static str| {
+            sql!("CROSS JOIN LATERAL (SELECT count(*) AS n FROM (SELECT 1 FROM {} AS {} WHERE {} LIMIT GREATEST({}, 0)::bigint + 1) AS m) AS c", other_new, o_alias, on_lr, d)
+        };
+        let flip = |d: &'static str| {
+            sql!(
+                "{0}{1}.{2} * ((c.n = 0)::int - (c.n - {3} = 0)::int) AS {2}",
+                sign,
+                p_alias,
+                W,
+                d
             )
         };
-        let flip = |d: &str| {
-            format!("{sign}{p_alias}.{W} * ((c.n = 0)::int - (c.n - {d} = 0)::int) AS {W}")
-        };
-        let changed = |d: &str| format!("(c.n = 0) <> (c.n - {d} = 0)");
+        let changed = |d: &'static str| sql!("(c.n = 0) <> (c.n - {} = 0)", d);
         if let Some(keyed) = self.keyed_condition(on, p.leaves, o.leaves) {
             // ΔO summed per key; P_old = P_new − ΔP as two terms, so that each joins
             // the (small) keyed sums through the indexes of its own relation.
-            let keys: Vec<String> = keyed.keys.iter().map(|&(l, c)| col(l, c)).collect();
+            let keys: Vec<Sql> = keyed.keys.iter().map(|&(l, c)| col(l, c)).collect();
             let key_list = keys
                 .iter()
-                .map(|k| format!("{o_alias}.{k}"))
+                .map(|k| sql!("{}.{}", o_alias, k))
                 .collect::<Vec<_>>()
-                .join(", ");
+                .join_sql(", ");
             let filter = if keyed.o_only.is_empty() {
-                String::new()
+                Sql::default()
             } else {
-                let conds: Vec<String> = keyed
+                let conds: Vec<Sql> = keyed
                     .o_only
                     .iter()
                     .map(|e| self.expr_over(e, o_alias))
                     .collect();
-                format!(" WHERE {}", conds.join(" AND "))
+                sql!(" WHERE {}", conds.join_sql(" AND "))
             };
             // With conditions over both sides beyond the keys, the keys only select
             // the rows of P_old (an index lookup) and the matching ΔO weights are
             // summed per row.
             let (dg, per_row, d) = if keyed.mixed.is_empty() {
                 (
-                    format!(
-                        "(SELECT {key_list}, COALESCE(sum({o_alias}.{W}), 0) AS \"__pgs_dn\" FROM {other_delta} AS {o_alias}{filter} GROUP BY {key_list}) AS dg"
-                    ),
-                    String::new(),
+                    sql!("(SELECT {0}, COALESCE(sum({1}.{2}), 0) AS \"__pgs_dn\" FROM {3} AS {1}{4} GROUP BY {0}) AS dg", key_list, o_alias, W, other_delta, filter),
+                    Sql::default(),
                     "dg.\"__pgs_dn\"",
                 )
             } else {
                 (
-                    format!("(SELECT DISTINCT {key_list} FROM {other_delta} AS {o_alias}{filter}) AS dg"),
-                    format!(
-                        " CROSS JOIN LATERAL (SELECT COALESCE(sum({o_alias}.{W}), 0) AS n FROM {other_delta} AS {o_alias} WHERE {on_lr}) AS d"
-                    ),
+                    sql!("(SELECT DISTINCT {} FROM {} AS {}{}) AS dg", key_list, other_delta, o_alias, filter),
+                    sql!(" CROSS JOIN LATERAL (SELECT COALESCE(sum({0}.{1}), 0) AS n FROM {2} AS {0} WHERE {3}) AS d", o_alias, W, other_delta, on_lr),
                     "d.n",
                 )
             };
@@ -118,7 +118,7 @@ impl IncrementalRenderer<'_> {
                 .iter()
                 .map(|e| {
                     expr::render_with(e, &mut |m| match m {
-                        Marker::Col { leaf, col: c } => Some(raw(format!(
+                        Marker::Col { leaf, col: c } => Some(sql!(
                             "{}.{}",
                             if o.leaves.contains(&leaf) {
                                 "dg"
@@ -126,16 +126,22 @@ impl IncrementalRenderer<'_> {
                                 p_alias
                             },
                             col(leaf, c)
-                        ))),
+                        )),
                         _ => None,
                     })
                 })
                 .collect::<Vec<_>>()
-                .join(" AND ");
-            let term = |rel: &str| {
-                format!(
-                    "SELECT {padded}, {} FROM {dg} JOIN {rel} AS {p_alias} ON {join_on}{per_row} {} WHERE {}",
+                .join_sql(" AND ");
+            let term = |rel: &Sql| {
+                sql!(
+                    "SELECT {}, {} FROM {} JOIN {} AS {} ON {}{} {} WHERE {}",
+                    padded,
                     flip(d),
+                    dg,
+                    rel,
+                    p_alias,
+                    join_on,
+                    per_row,
                     capped_count(d),
                     changed(d)
                 )
@@ -143,34 +149,44 @@ impl IncrementalRenderer<'_> {
             // ΔP's rows without a match, probed row by row (the key finds the
             // matches through an index), like the counts above: a NOT EXISTS lets
             // the planner hash the whole other side when it overestimates ΔP.
-            let unmatched = format!(
-                "SELECT {padded}, {sign}{p_alias}.{W} AS {W} FROM {preserved_delta} AS {p_alias} {} WHERE c.n = 0",
+            let unmatched = sql!(
+                "SELECT {0}, {1}{2}.{3} AS {3} FROM {4} AS {2} {5} WHERE c.n = 0",
+                padded,
+                sign,
+                p_alias,
+                W,
+                preserved_delta,
                 capped_count("0")
             );
             return vec![
                 unmatched,
-                term(&format!(
-                    "(SELECT {pcols_list}, 1 AS {W} FROM {preserved_new} AS p0)"
+                term(&sql!(
+                    "(SELECT {}, 1 AS {} FROM {} AS p0)",
+                    pcols_list,
+                    W,
+                    preserved_new
                 )),
-                term(&format!(
-                    "(SELECT {pcols_list}, -{W} AS {W} FROM {preserved_delta})"
+                term(&sql!(
+                    "(SELECT {0}, -{1} AS {1} FROM {2})",
+                    pcols_list,
+                    W,
+                    preserved_delta
                 )),
             ];
         }
-        let p_old = format!(
-            "(SELECT {pcols_list}, 1 AS {W} FROM {preserved_new} AS p0 UNION ALL SELECT {pcols_list}, -{W} FROM {preserved_delta})"
+        let p_old = sql!(
+            "(SELECT {0}, 1 AS {1} FROM {2} AS p0 UNION ALL SELECT {0}, -{1} FROM {3})",
+            pcols_list,
+            W,
+            preserved_new,
+            preserved_delta
         );
         vec![
             unmatched,
-            format!(
-                "SELECT {padded}, {} FROM {p_old} AS {p_alias} \
-                 CROSS JOIN LATERAL (SELECT COALESCE(sum({o_alias}.{W}), 0) AS n FROM {other_delta} AS {o_alias} WHERE {on_lr}) AS d \
-                 {} \
-                 WHERE EXISTS (SELECT 1 FROM {other_delta} AS {o_alias} WHERE {on_lr}) AND {}",
-                flip("d.n"),
-                capped_count("d.n"),
-                changed("d.n")
-            ),
+            sql!("SELECT {0}, {1} FROM {2} AS {3} \
+                 CROSS JOIN LATERAL (SELECT COALESCE(sum({4}.{5}), 0) AS n FROM {6} AS {4} WHERE {7}) AS d \
+                 {8} \
+                 WHERE EXISTS (SELECT 1 FROM {6} AS {4} WHERE {7}) AND {9}", padded, flip("d.n"), p_old, p_alias, o_alias, W, other_delta, on_lr, capped_count("d.n"), changed("d.n")),
         ]
     }
 

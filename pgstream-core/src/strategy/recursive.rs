@@ -11,10 +11,11 @@
 //! they are appended to the storage table. When a window holds a delete or update,
 //! the refresh recomputes and applies the difference (`recompute`).
 
+use super::qualified_by;
 use crate::analyze::recursive::{Factor, SemiNaive, Version};
 use crate::catalog::Table;
 use crate::contract;
-use crate::render::qi;
+use crate::render::{sql, JoinSql, Sql};
 use crate::sql::parse;
 use sqlparser::ast::{Ident, ObjectName, ObjectNamePart, Query, Select, TableFactor};
 
@@ -23,15 +24,15 @@ use sqlparser::ast::{Ident, ObjectName, ObjectNamePart, Query, Select, TableFact
 pub(crate) struct Inputs<'a> {
     pub sources: &'a [Table],
     /// Per source: `SELECT b.* FROM <buffer> ... WHERE <window>` (every image).
-    pub windows: Vec<String>,
+    pub windows: Vec<Sql>,
     /// The storage table, quoted and qualified.
-    pub storage: &'a str,
+    pub storage: &'a Sql,
     /// The output column names, in order.
     pub outputs: &'a [String],
     /// Renders a row id from a row text and a number (the renderer's hash).
-    pub row_hash: &'a dyn Fn(&str, &str) -> String,
+    pub row_hash: &'a dyn Fn(&Sql, &Sql) -> Sql,
     /// The frontier advance of the stream table (a data-modifying statement).
-    pub advance: String,
+    pub advance: Sql,
 }
 
 const DELTA: &str = "__pgs_d";
@@ -39,18 +40,12 @@ const DELTA: &str = "__pgs_d";
 impl SemiNaive {
     /// The insert-only refresh: one statement that appends the new rows, advances
     /// the frontiers and returns the number of rows inserted.
-    pub(crate) fn render(&self, inp: &Inputs<'_>) -> String {
+    pub(crate) fn render(&self, inp: &Inputs<'_>) -> Sql {
         let (base_f, step_f) = (&self.base_factors, &self.step_factors);
         let mut seed = Vec::new();
         // Δbase: factor i reads its delta, those before it their old state.
         for i in 0..base_f.len() {
-            let versions: Vec<Version> = (0..base_f.len())
-                .map(|j| match j.cmp(&i) {
-                    std::cmp::Ordering::Less => Version::Old,
-                    std::cmp::Ordering::Equal => Version::Delta,
-                    std::cmp::Ordering::Greater => Version::New,
-                })
-                .collect();
+            let versions: Vec<Version> = (0..base_f.len()).map(|j| version(j, i)).collect();
             seed.push(self.term(&self.base, base_f, &versions, inp));
         }
         // The step over the stored result: r old, then the sources in order.
@@ -68,11 +63,7 @@ impl SemiNaive {
                     Factor::Cte { .. } => Version::Old,
                     Factor::Source { .. } => {
                         let pos = sources_in_step.iter().position(|&x| x == j).unwrap_or(0);
-                        match pos.cmp(&k) {
-                            std::cmp::Ordering::Less => Version::Old,
-                            std::cmp::Ordering::Equal => Version::Delta,
-                            std::cmp::Ordering::Greater => Version::New,
-                        }
+                        version(pos, k)
                     }
                 })
                 .collect();
@@ -90,61 +81,51 @@ impl SemiNaive {
         let cols = self
             .cte_cols
             .iter()
-            .map(|c| qi(c))
+            .map(|c| Sql::ident(c))
             .collect::<Vec<_>>()
-            .join(", ");
-        let outs: Vec<String> = inp.outputs.iter().map(|c| qi(c)).collect();
+            .join_sql(", ");
+        let outs: Vec<Sql> = inp.outputs.iter().map(|c| Sql::ident(c)).collect();
         let new_items = self
             .perm
             .iter()
             .zip(&outs)
-            .map(|(&j, o)| format!("d.{} AS {o}", qi(&self.cte_cols[j])))
+            .map(|(&j, o)| sql!("d.{} AS {}", Sql::ident(&self.cte_cols[j]), o))
             .collect::<Vec<_>>()
-            .join(", ");
-        let q_cols = outs
-            .iter()
-            .map(|o| format!("q.{o}"))
-            .collect::<Vec<_>>()
-            .join(", ");
+            .join_sql(", ");
+        let q_cols = qualified_by("q", &outs).join_sql(", ");
         let st = inp.storage;
         let n = "\"__pgs_n\"";
         // Copies already stored of a row: numbered 1..c; probe c + 1 until absent.
-        let text_k = format!("ROW({q_cols}, p.k + 1)::text");
-        let stored = format!(
-            "(WITH RECURSIVE p(k) AS (SELECT 0::bigint UNION ALL SELECT p.k + 1 FROM p WHERE EXISTS \
-             (SELECT 1 FROM {st} AS s WHERE s.\"__pgs_row_id\" = {} AND s.{n} = p.k + 1 AND ROW({}, s.{n})::text = {text_k})) \
-             SELECT max(p.k) FROM p)",
-            (inp.row_hash)(&text_k, "p.k + 1"),
-            outs.iter()
-                .map(|o| format!("s.{o}"))
-                .collect::<Vec<_>>()
-                .join(", "),
-        );
-        let numbered = format!(
-            "SELECT q.*, {stored} + row_number() OVER (PARTITION BY ROW({q_cols})::text) AS {n} FROM \"__pgs_new\" AS q"
-        );
-        let x_cols = outs
-            .iter()
-            .map(|o| format!("x.{o}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        format!(
-            "WITH RECURSIVE {d} ({cols}) AS ({seed}\nUNION ALL {recursive}),\n\
-             \"__pgs_adv\" AS ({adv}),\n\
-             \"__pgs_new\" AS MATERIALIZED (SELECT {new_items} FROM {d} AS d),\n\
-             \"__pgs_ins\" AS (INSERT INTO {st} ({out_list}, {n}, \"__pgs_row_id\") \
-             SELECT {x_cols}, x.{n}, {id} FROM ({numbered}) AS x RETURNING 1)\n\
+        let text_k = sql!("ROW({}, p.k + 1)::text", q_cols);
+        let stored = sql!("(WITH RECURSIVE p(k) AS (SELECT 0::bigint UNION ALL SELECT p.k + 1 FROM p WHERE EXISTS \
+             (SELECT 1 FROM {0} AS s WHERE s.\"__pgs_row_id\" = {1} AND s.{2} = p.k + 1 AND ROW({3}, s.{2})::text = {4})) \
+             SELECT max(p.k) FROM p)", st, (inp.row_hash)(&text_k, &Sql::fixed("p.k + 1")), n, qualified_by("s", &outs).join_sql(", "), text_k);
+        let numbered = sql!("SELECT q.*, {} + row_number() OVER (PARTITION BY ROW({})::text) AS {} FROM \"__pgs_new\" AS q", stored, q_cols, n);
+        let x_cols = qualified_by("x", &outs).join_sql(", ");
+        sql!(
+            "WITH RECURSIVE {0} ({1}) AS ({2}\nUNION ALL {3}),\n\
+             \"__pgs_adv\" AS ({4}),\n\
+             \"__pgs_new\" AS MATERIALIZED (SELECT {5} FROM {0} AS d),\n\
+             \"__pgs_ins\" AS (INSERT INTO {6} ({7}, {8}, \"__pgs_row_id\") \
+             SELECT {9}, x.{8}, {10} FROM ({11}) AS x RETURNING 1)\n\
              SELECT count(*) AS \"rows_changed\" FROM \"__pgs_ins\"",
-            d = qi(DELTA),
-            seed = seed.join("\nUNION ALL "),
-            adv = inp.advance,
-            out_list = outs.join(", "),
-            id = (inp.row_hash)(&format!("ROW({x_cols}, x.{n})::text"), &format!("x.{n}")),
+            Sql::ident(DELTA),
+            cols,
+            seed.join_sql("\nUNION ALL "),
+            recursive,
+            inp.advance,
+            new_items,
+            st,
+            outs.join_sql(", "),
+            n,
+            x_cols,
+            (inp.row_hash)(&sql!("ROW({}, x.{})::text", x_cols, n), &sql!("x.{}", n)),
+            numbered
         )
     }
 
     /// One term: the Select with each factor replaced by the chosen state.
-    fn term(&self, s: &Select, fs: &[Factor], versions: &[Version], inp: &Inputs<'_>) -> String {
+    fn term(&self, s: &Select, fs: &[Factor], versions: &[Version], inp: &Inputs<'_>) -> Sql {
         let mut s = s.clone();
         let mut k = 0;
         for twj in &mut s.from {
@@ -155,29 +136,45 @@ impl SemiNaive {
                 k += 1;
             }
         }
-        s.to_string()
+        Sql::select(&s)
     }
 
     /// The stored result as the CTE's columns.
-    fn old_result(&self, inp: &Inputs<'_>) -> String {
+    fn old_result(&self, inp: &Inputs<'_>) -> Sql {
         let items = (0..self.cte_cols.len())
             .map(|j| {
                 let i = self.perm.iter().position(|&p| p == j).expect("permutation");
-                format!("s.{} AS {}", qi(&inp.outputs[i]), qi(&self.cte_cols[j]))
+                sql!(
+                    "s.{} AS {}",
+                    Sql::ident(&inp.outputs[i]),
+                    Sql::ident(&self.cte_cols[j])
+                )
             })
             .collect::<Vec<_>>()
-            .join(", ");
-        format!("SELECT {items} FROM {} AS s", inp.storage)
+            .join_sql(", ");
+        sql!("SELECT {} FROM {} AS s", items, inp.storage)
+    }
+}
+
+/// In the `k`-th term of a product's delta, the version of its `j`-th factor: the
+/// old state before the delta, the delta, the new state after it.
+fn version(j: usize, k: usize) -> Version {
+    match j.cmp(&k) {
+        std::cmp::Ordering::Less => Version::Old,
+        std::cmp::Ordering::Equal => Version::Delta,
+        std::cmp::Ordering::Greater => Version::New,
     }
 }
 
 /// The inserted rows of a source's window, with the columns the query reads (see
 /// [`SemiNaive::read_columns`]).
-fn inserted(t: &Table, window: &str, sn: &SemiNaive) -> String {
+fn inserted(t: &Table, window: &Sql, sn: &SemiNaive) -> Sql {
     let cols = sn.read_list(t, "w");
-    format!(
-        "SELECT {cols} FROM ({window}) AS w WHERE w.{} > 0",
-        qi(contract::WEIGHT)
+    sql!(
+        "SELECT {} FROM ({}) AS w WHERE w.{} > 0",
+        cols,
+        window,
+        Sql::ident(contract::WEIGHT)
     )
 }
 
@@ -212,32 +209,41 @@ fn replace(rel: &mut TableFactor, f: &Factor, v: Version, sn: &SemiNaive, inp: &
         ),
         (Factor::Source { index, alias }, Version::Old) => {
             let t = &inp.sources[*index];
-            let table = format!("{}.{}", qi(&t.name.schema), qi(&t.name.name));
+            let table = sql!(
+                "{}.{}",
+                Sql::ident(&t.name.schema),
+                Sql::ident(&t.name.name)
+            );
             let ins = inserted(t, &inp.windows[*index], sn);
             let sql = if t.primary_key.is_empty() {
                 // Without a key a row is its values; the inserted rows are among the
                 // table's, so removing them commutes with keeping only the columns
                 // read.
-                format!(
-                    "SELECT {} FROM {table} AS o EXCEPT ALL {ins}",
-                    sn.read_list(t, "o")
+                sql!(
+                    "SELECT {} FROM {} AS o EXCEPT ALL {}",
+                    sn.read_list(t, "o"),
+                    table,
+                    ins
                 )
             } else {
                 let on = t
                     .primary_key
                     .iter()
-                    .map(|k| format!("i.{k} = o.{k}", k = qi(k)))
+                    .map(|k| sql!("i.{0} = o.{0}", Sql::ident(k)))
                     .collect::<Vec<_>>()
-                    .join(" AND ");
-                format!(
-                    "SELECT {} FROM {table} AS o WHERE NOT EXISTS (SELECT 1 FROM ({ins}) AS i WHERE {on})",
-                    sn.read_list(t, "o")
+                    .join_sql(" AND ");
+                sql!(
+                    "SELECT {} FROM {} AS o WHERE NOT EXISTS (SELECT 1 FROM ({}) AS i WHERE {})",
+                    sn.read_list(t, "o"),
+                    table,
+                    ins,
+                    on
                 )
             };
             (sql, alias)
         }
     };
-    let sub: Query = parse::query_fragment(&sql).expect("pgstream renders valid SQL");
+    let sub: Query = parse::query_fragment(sql.as_str()).expect("pgstream renders valid SQL");
     *rel = TableFactor::Derived {
         lateral: false,
         subquery: Box::new(sub),
@@ -251,11 +257,11 @@ fn replace(rel: &mut TableFactor, f: &Factor, v: Version, sn: &SemiNaive, inp: &
 
 impl SemiNaive {
     /// [`SemiNaive::read_columns`] of `t`, each as `q.column`, comma-separated.
-    fn read_list(&self, t: &Table, q: &str) -> String {
+    fn read_list(&self, t: &Table, q: &'static str) -> Sql {
         self.read_columns(t)
             .iter()
-            .map(|c| format!("{q}.{}", qi(c)))
+            .map(|c| sql!("{}.{}", q, Sql::ident(c)))
             .collect::<Vec<_>>()
-            .join(", ")
+            .join_sql(", ")
     }
 }

@@ -19,9 +19,10 @@
 //! then see a few rows. When `s` did not change, the second term is empty without
 //! reading `L` (a one-time filter on `Δs`).
 
-use super::{col, qi, IncrementalRenderer, W};
-use crate::ir::marker::{self as expr, raw, Marker};
+use super::{col, IncrementalRenderer, W};
+use crate::ir::marker::{self as expr, Marker};
 use crate::ir::{block_markers, Tree};
+use crate::render::{sql, JoinSql, Sql};
 use sqlparser::ast::Expr;
 
 impl IncrementalRenderer<'_> {
@@ -50,8 +51,8 @@ impl IncrementalRenderer<'_> {
         i: usize,
         on: &Expr,
     ) -> String {
-        let left_delta = qi(&self.delta(left));
-        let right_delta = qi(&self.delta(right));
+        let left_delta = Sql::ident(&self.delta(left));
+        let right_delta = Sql::ident(&self.delta(right));
         let left_leaves = left.leaves();
         let left_new = self.new_rel(left);
         // the leaf's new row as its delta computed it (a CTE), not computed again
@@ -60,42 +61,39 @@ impl IncrementalRenderer<'_> {
             .unwrap_or_else(|| self.new_rel(right));
         let select = self.select_list(t, &left_leaves, "l", "r");
         // `on` over the left row `l` and the leaf's row `alias`.
-        let over = |alias: &str| {
+        let over = |alias: &'static str| {
             expr::render_with(on, &mut |m| match m {
-                Marker::Col { leaf, col: c } => Some(raw(format!(
+                Marker::Col { leaf, col: c } => Some(sql!(
                     "{}.{}",
                     if leaf == i { alias } else { "l" },
                     col(leaf, c)
-                ))),
+                )),
                 _ => None,
             })
         };
-        let moved = format!(
+        let moved = sql!(
             "((CASE WHEN {} THEN 1 ELSE 0 END) - (CASE WHEN {} THEN 1 ELSE 0 END))",
             over("r"),
             over("\"__pgs_o\"")
         );
         // The new row (`r`) and the old one, each or NULLs when missing; no row at
         // all when the leaf did not change.
-        let pair = format!(
-            "(SELECT 1 WHERE EXISTS (SELECT 1 FROM {right_delta})) AS \"__pgs_z\" \
-             LEFT JOIN (SELECT * FROM {right_delta} WHERE {W} > 0) AS r ON TRUE \
-             LEFT JOIN (SELECT * FROM {right_delta} WHERE {W} < 0) AS \"__pgs_o\" ON TRUE"
+        let pair = sql!(
+            "(SELECT 1 WHERE EXISTS (SELECT 1 FROM {0})) AS \"__pgs_z\" \
+             LEFT JOIN (SELECT * FROM {0} WHERE {1} > 0) AS r ON TRUE \
+             LEFT JOIN (SELECT * FROM {0} WHERE {1} < 0) AS \"__pgs_o\" ON TRUE",
+            right_delta,
+            W
         );
         let on_lr = over("r");
         let terms = [
-            format!(
-                "SELECT {select}, l.{W} AS {W} FROM {left_delta} AS l JOIN {right_new} AS r ON {on_lr}"
-            ),
-            format!(
-                "SELECT {select}, ({moved})::smallint AS {W} FROM {pair} CROSS JOIN {left_new} AS l WHERE {moved} <> 0"
-            ),
-            format!(
-                "SELECT {select}, (-(l.{W} * {moved}))::smallint AS {W} FROM {pair} CROSS JOIN {left_delta} AS l WHERE {moved} <> 0"
-            ),
+            sql!("SELECT {0}, l.{1} AS {1} FROM {2} AS l JOIN {3} AS r ON {4}", select, W, left_delta, right_new, on_lr),
+            sql!("SELECT {0}, ({1})::smallint AS {2} FROM {3} CROSS JOIN {4} AS l WHERE {1} <> 0", select, moved, W, pair, left_new),
+            sql!("SELECT {0}, (-(l.{1} * {2}))::smallint AS {1} FROM {3} CROSS JOIN {4} AS l WHERE {2} <> 0", select, W, moved, pair, left_delta),
         ];
         let name = format!("__pgs_dn{}", self.ctes.len());
-        self.ctes.push((name.clone(), terms.join("\nUNION ALL ")));
+        self.ctes
+            .push((name.clone(), terms.join_sql("\nUNION ALL ")));
         name
     }
 }

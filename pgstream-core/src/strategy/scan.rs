@@ -4,7 +4,7 @@
 //! exactly `R_new − R_old` as a Z-set. Columns the query does not read stay NULL.
 
 use super::IncrementalRenderer;
-use crate::render::{qi, W};
+use crate::render::{sql, JoinSql, Sql, W};
 
 impl IncrementalRenderer<'_> {
     /// The delta of leaf `i`: the window of its source, under the uniform column
@@ -13,10 +13,15 @@ impl IncrementalRenderer<'_> {
         let l = &self.block.leaves[i];
         let win = self.window_cte(l.source, &l.table);
         let cols = self.leaf_columns(i, "b");
-        let name = format!("__pgs_d{i}");
+        let name = format!("__pgs_d{}", i);
         self.ctes.push((
             name.clone(),
-            format!("SELECT {}, b.{W} FROM {} AS b", cols.join(", "), qi(&win)),
+            sql!(
+                "SELECT {}, b.{} FROM {} AS b",
+                cols.join_sql(", "),
+                W,
+                Sql::ident(&win)
+            ),
         ));
         name
     }

@@ -9,7 +9,7 @@
 
 use super::{IncrementalRenderer, Side};
 use crate::ir::{JoinKind, Tree};
-use crate::render::W;
+use crate::render::{sql, JoinSql, Sql, W};
 use sqlparser::ast::Expr;
 
 impl IncrementalRenderer<'_> {
@@ -20,7 +20,7 @@ impl IncrementalRenderer<'_> {
         t: &Tree,
         kind: JoinKind,
         on: &Expr,
-        select: &str,
+        select: &Sql,
         left: Side<'_>,
         right: Side<'_>,
     ) -> String {
@@ -28,14 +28,17 @@ impl IncrementalRenderer<'_> {
         let semi = kind == JoinKind::Semi;
         let mut terms = Vec::new();
         if semi {
-            terms.push(format!(
-                "SELECT {select}, l.{W} AS {W} FROM {} AS l",
+            terms.push(sql!(
+                "SELECT {0}, l.{1} AS {1} FROM {2} AS l",
+                select,
+                W,
                 left.delta
             ));
         }
         terms.extend(self.dangling(t, on, left, right, true, semi));
         let name = format!("__pgs_dn{}", self.ctes.len());
-        self.ctes.push((name.clone(), terms.join("\nUNION ALL ")));
+        self.ctes
+            .push((name.clone(), terms.join_sql("\nUNION ALL ")));
         name
     }
 }

@@ -9,7 +9,7 @@ impl IncrementalRenderer<'_> {
     /// Set operations. UNION ALL is a bag of the branches' rows; UNION keeps each
     /// distinct row with its multiplicity in `__pgs_count`; INTERSECT and EXCEPT
     /// [ALL] recompute just the rows whose values the changes touch.
-    pub(super) fn setop(&mut self) -> Artifacts {
+    pub(super) fn setop(&mut self) -> Statements {
         let b = self.block;
         let Shape::SetOp { op, all, branches } = &b.shape else {
             unreachable!()
@@ -23,85 +23,56 @@ impl IncrementalRenderer<'_> {
             news.push(n);
             deltas.push(d);
         }
-        let names: Vec<String> = b.items.iter().map(|(n, _)| qi(n)).collect();
-        let cols = names.join(", ");
+        let names = self.output_names();
+        let cols = names.join_sql(", ");
         let st = self.storage.clone();
         match (op, all) {
             (SetOpKind::Union, true) => {
-                let new_vis = news.join(" UNION ALL ");
-                let delta_vis = deltas.join(" UNION ALL ");
+                let new_vis = news.join_sql(" UNION ALL ");
+                let delta_vis = deltas.join_sql(" UNION ALL ");
                 self.bag(&new_vis, &delta_vis)
             }
             (SetOpKind::Union, false) => {
-                let u_names: Vec<String> = names.iter().map(|n| format!("u.{n}")).collect();
-                let new_rows = format!(
-                    "SELECT {cols}, count(*) AS \"__pgs_count\", {} AS \"__pgs_row_id\" FROM ({}) AS u GROUP BY {cols}",
-                    row_id_of(&u_names),
-                    news.join(" UNION ALL ")
-                );
-                let a_names: Vec<String> = names.iter().map(|n| format!("a.{n}")).collect();
-                let matchp: Vec<String> =
-                    std::iter::once("st.\"__pgs_row_id\" = s.\"__pgs_row_id\"".to_string())
-                        .chain(
-                            names
-                                .iter()
-                                .map(|n| format!("st.{n} IS NOT DISTINCT FROM s.{n}")),
-                        )
-                        .collect();
-                let matchp = matchp.join(" AND ");
-                let st_a: Vec<String> =
-                    std::iter::once(format!("st.\"__pgs_row_id\" = {}", row_id_of(&a_names)))
-                        .chain(
-                            names
-                                .iter()
-                                .map(|n| format!("st.{n} IS NOT DISTINCT FROM a.{n}")),
-                        )
-                        .collect();
+                let u_names = qualified_by("u", &names);
+                let new_rows = sql!("SELECT {0}, count(*) AS \"__pgs_count\", {1} AS \"__pgs_row_id\" FROM ({2}) AS u GROUP BY {0}", cols, row_id_of(&u_names), news.join_sql(" UNION ALL "));
+                let a_names = qualified_by("a", &names);
+                let matchp = same_row(&Sql::fixed("s.\"__pgs_row_id\""), "s", &names);
+                let st_a = same_row(&row_id_of(&a_names), "a", &names);
                 let body = vec![
-                    format!("\"__pgs_delta\" AS ({})", deltas.join(" UNION ALL ")),
-                    format!("\"__pgs_agg\" AS (SELECT {cols}, sum({W})::bigint AS \"__pgs_dcount\" FROM \"__pgs_delta\" GROUP BY {cols})"),
-                    format!(
-                        "\"__pgs_src\" AS MATERIALIZED (SELECT {}, {} AS \"__pgs_row_id\", (st.\"__pgs_row_id\" IS NOT NULL) AS \"__pgs_exists\", COALESCE(st.\"__pgs_count\", 0) + a.\"__pgs_dcount\" AS \"__pgs_count\" FROM \"__pgs_agg\" AS a LEFT JOIN {st} AS st ON {})",
-                        a_names.join(", "),
-                        row_id_of(&a_names),
-                        st_a.join(" AND ")
-                    ),
-                    format!("\"__pgs_adv\" AS ({})", frontier_advance(self.ctx)),
-                    format!("\"__pgs_del\" AS (DELETE FROM {st} AS st USING \"__pgs_src\" AS s WHERE s.\"__pgs_exists\" AND s.\"__pgs_count\" = 0 AND {matchp} RETURNING 1)"),
-                    format!("\"__pgs_upd\" AS (UPDATE {st} AS st SET \"__pgs_count\" = s.\"__pgs_count\" FROM \"__pgs_src\" AS s WHERE s.\"__pgs_exists\" AND s.\"__pgs_count\" <> 0 AND st.\"__pgs_count\" <> s.\"__pgs_count\" AND {matchp} RETURNING 1)"),
-                    format!(
-                        "\"__pgs_ins\" AS (INSERT INTO {st} ({cols}, \"__pgs_count\", \"__pgs_row_id\") SELECT {}, s.\"__pgs_count\", s.\"__pgs_row_id\" FROM \"__pgs_src\" AS s WHERE NOT s.\"__pgs_exists\" AND s.\"__pgs_count\" > 0 RETURNING 1)",
-                        names.iter().map(|n| format!("s.{n}")).collect::<Vec<_>>().join(", ")
-                    ),
+                    sql!("\"__pgs_delta\" AS ({})", deltas.join_sql(" UNION ALL ")),
+                    sql!("\"__pgs_agg\" AS (SELECT {0}, sum({1})::bigint AS \"__pgs_dcount\" FROM \"__pgs_delta\" GROUP BY {0})", cols, W),
+                    sql!("\"__pgs_src\" AS MATERIALIZED (SELECT {}, {} AS \"__pgs_row_id\", (st.\"__pgs_row_id\" IS NOT NULL) AS \"__pgs_exists\", COALESCE(st.\"__pgs_count\", 0) + a.\"__pgs_dcount\" AS \"__pgs_count\" FROM \"__pgs_agg\" AS a LEFT JOIN {} AS st ON {})", a_names.join_sql(", "), row_id_of(&a_names), st, st_a),
+                    sql!("\"__pgs_adv\" AS ({})", frontier_advance(self.ctx)),
+                    sql!("\"__pgs_del\" AS (DELETE FROM {} AS st USING \"__pgs_src\" AS s WHERE s.\"__pgs_exists\" AND s.\"__pgs_count\" = 0 AND {} RETURNING 1)", st, matchp),
+                    sql!("\"__pgs_upd\" AS (UPDATE {} AS st SET \"__pgs_count\" = s.\"__pgs_count\" FROM \"__pgs_src\" AS s WHERE s.\"__pgs_exists\" AND s.\"__pgs_count\" <> 0 AND st.\"__pgs_count\" <> s.\"__pgs_count\" AND {} RETURNING 1)", st, matchp),
+                    sql!("\"__pgs_ins\" AS (INSERT INTO {} ({}, \"__pgs_count\", \"__pgs_row_id\") SELECT {}, s.\"__pgs_count\", s.\"__pgs_row_id\" FROM \"__pgs_src\" AS s WHERE NOT s.\"__pgs_exists\" AND s.\"__pgs_count\" > 0 RETURNING 1)", st, cols, qualified_by("s", &names).join_sql(", ")),
                 ];
                 // rows changed: only visible changes count (a multiplicity update is bookkeeping)
                 let diff = self.finish(
                     body,
-                    "SELECT (SELECT count(*) FROM \"__pgs_del\") + (SELECT count(*) FROM \"__pgs_ins\") + 0 * (SELECT count(*) FROM \"__pgs_upd\") AS \"rows_changed\"",
+                    &Sql::fixed("SELECT (SELECT count(*) FROM \"__pgs_del\") + (SELECT count(*) FROM \"__pgs_ins\") + 0 * (SELECT count(*) FROM \"__pgs_upd\") AS \"rows_changed\""),
                 );
-                self.maintained(
-                    &st,
-                    &new_rows,
-                    diff,
-                    vec!["__pgs_count".into(), contract::ROW_ID.into()],
-                )
+                let hidden = vec!["__pgs_count".into(), contract::ROW_ID.into()];
+                self.maintained(&st, &new_rows, diff, hidden)
             }
             (kind, all) => {
-                let sql_op = format!("{}{}", kind.sql(), if *all { " ALL" } else { "" });
-                let new_rows = numbered(&format!("({}) {sql_op} ({})", news[0], news[1]));
-                let b_names: Vec<String> = names.iter().map(|n| format!("b.{n}")).collect();
+                let sql_op = sql!("{}{}", kind.sql(), if *all { " ALL" } else { "" });
+                let new_rows = numbered(&sql!("({}) {} ({})", news[0], sql_op, news[1]));
+                let b_names = qualified_by("b", &names);
                 let (by_in, by_null) = Self::key_predicates(&b_names, &names);
-                let restrict = |n: &str| {
-                    format!("SELECT b.* FROM ({n}) AS b WHERE {by_in} UNION ALL SELECT b.* FROM ({n}) AS b WHERE {by_null}")
+                let restrict = |n: &Sql| {
+                    sql!("SELECT b.* FROM ({0}) AS b WHERE {1} UNION ALL SELECT b.* FROM ({0}) AS b WHERE {2}", n, by_in, by_null)
                 };
-                let fresh = numbered(&format!(
-                    "({}) {sql_op} ({})",
+                let fresh = numbered(&sql!(
+                    "({}) {} ({})",
                     restrict(&news[0]),
+                    sql_op,
                     restrict(&news[1])
                 ));
-                let keys = format!(
-                    "SELECT DISTINCT {cols} FROM ({}) AS d",
-                    deltas.join(" UNION ALL ")
+                let keys = sql!(
+                    "SELECT DISTINCT {} FROM ({}) AS d",
+                    cols,
+                    deltas.join_sql(" UNION ALL ")
                 );
                 let in_keys = Self::touched_keys(&names);
                 let diff = self.recompute_keys(&keys, &fresh, &in_keys, &st);

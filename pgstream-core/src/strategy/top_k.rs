@@ -25,23 +25,24 @@ impl IncrementalRenderer<'_> {
     /// The first `n` rows of `rows` (a relation with the output columns, among
     /// others) in the `ORDER BY` order, numbered among equal rows, with the top
     /// storage table's columns.
-    fn top_rows(&self, rows: &str) -> String {
+    fn top_rows(&self, rows: &Sql) -> Sql {
         let top = self.top.expect("a top-k");
-        let vis: Vec<String> = self
+        let vis: Vec<Sql> = self
             .block
             .items
             .iter()
-            .map(|(n, _)| format!("a.{}", qi(n)))
+            .map(|(n, _)| sql!("a.{}", Sql::ident(n)))
             .collect();
-        let order: Vec<String> = top
+        let order: Vec<Sql> = top
             .order
             .iter()
-            .map(|(i, opts)| format!("a.{}{opts}", qi(&self.block.items[*i].0)))
+            .map(|(i, opts)| sql!("a.{}{}", Sql::ident(&self.block.items[*i].0), opts))
             .collect();
-        numbered(&format!(
-            "SELECT {} FROM ({rows}) AS a ORDER BY {} LIMIT {}",
-            vis.join(", "),
-            order.join(", "),
+        numbered(&sql!(
+            "SELECT {} FROM ({}) AS a ORDER BY {} LIMIT {}",
+            vis.join_sql(", "),
+            rows,
+            order.join_sql(", "),
             top.limit
         ))
     }
@@ -50,22 +51,22 @@ impl IncrementalRenderer<'_> {
     /// (the stage's rows after this refresh, visible columns) gives the new first
     /// rows, applied to the top storage table; the statement returns how many rows
     /// of the top storage table changed. Without a top-k, `tail` as it is.
-    pub(super) fn top_tail(&self, body: &mut Vec<String>, after: &str, tail: &str) -> String {
+    pub(super) fn top_tail(&self, body: &mut Vec<Sql>, after: &Sql, tail: &Sql) -> Sql {
         let Some(top_st) = &self.top_storage else {
-            return tail.to_string();
+            return tail.clone();
         };
         body.extend(apply_ctes(top_st, "top_", &self.top_rows(after), None));
-        "SELECT (SELECT count(*) FROM \"__pgs_top_del\") + (SELECT count(*) FROM \"__pgs_top_ins\") AS \"rows_changed\"".to_string()
+        Sql::fixed("SELECT (SELECT count(*) FROM \"__pgs_top_del\") + (SELECT count(*) FROM \"__pgs_top_ins\") AS \"rows_changed\"")
     }
 
     /// The visible output columns of the stage table as a select list over `q`.
-    pub(super) fn stage_columns(&self, q: &str) -> String {
+    pub(super) fn stage_columns(&self, q: &'static str) -> Sql {
         self.block
             .items
             .iter()
-            .map(|(n, _)| format!("{q}.{}", qi(n)))
+            .map(|(n, _)| sql!("{}.{}", q, Sql::ident(n)))
             .collect::<Vec<_>>()
-            .join(", ")
+            .join_sql(", ")
     }
 
     /// The artifacts when a top-k sits on the stage (`stage` holds the stage's):
@@ -73,7 +74,7 @@ impl IncrementalRenderer<'_> {
     /// runtime's `NOT NULL` columns apply to it), then the stage with an index on the
     /// `ORDER BY` columns; the full refresh recomputes the stage and takes the top
     /// rows from its new rows, in one statement.
-    pub(super) fn top_artifacts(&self, stage: Artifacts, new_rows: &str) -> Artifacts {
+    pub(super) fn top_artifacts(&self, stage: Statements, new_rows: &Sql) -> Statements {
         let (Some(top), Some(top_st)) = (self.top, &self.top_storage) else {
             return stage;
         };
@@ -88,33 +89,30 @@ impl IncrementalRenderer<'_> {
                 .is_some_and(|_| !self.by_text(*i))
         });
         if indexable {
-            ddl.push(format!(
-                "CREATE INDEX ON {stage_st} ({})",
+            ddl.push(sql!(
+                "CREATE INDEX ON {} ({})",
+                stage_st,
                 top.order
                     .iter()
-                    .map(|(i, opts)| format!("{}{opts}", qi(&self.block.items[*i].0)))
+                    .map(|(i, opts)| sql!("{}{}", Sql::ident(&self.block.items[*i].0), opts))
                     .collect::<Vec<_>>()
-                    .join(", ")
+                    .join_sql(", ")
             ));
         }
-        let mut ctes = vec![format!("\"__pgs_adv\" AS ({})", frontier_advance(self.ctx))];
+        let mut ctes = vec![sql!("\"__pgs_adv\" AS ({})", frontier_advance(self.ctx))];
         ctes.extend(apply_ctes(stage_st, "", new_rows, None));
         ctes.extend(apply_ctes(
             top_st,
             "top_",
-            &self.top_rows("SELECT * FROM \"__pgs_new\""),
+            &self.top_rows(&Sql::fixed("SELECT * FROM \"__pgs_new\"")),
             None,
         ));
-        let full = format!(
-            "WITH {}\nSELECT (SELECT count(*) FROM \"__pgs_top_del\") + (SELECT count(*) FROM \"__pgs_top_ins\") AS \"rows_changed\"",
-            ctes.join(",\n")
-        );
-        Artifacts {
+        let full = sql!("WITH {}\nSELECT (SELECT count(*) FROM \"__pgs_top_del\") + (SELECT count(*) FROM \"__pgs_top_ins\") AS \"rows_changed\"", ctes.join_sql(",\n"));
+        Statements {
             storage_ddl: ddl,
             full_refresh: full,
             differential_refresh: stage.differential_refresh,
             hidden_columns: vec!["__pgs_n".into(), contract::ROW_ID.into()],
-            refresh_function: None,
         }
     }
 }

@@ -11,7 +11,7 @@ impl IncrementalRenderer<'_> {
     /// WHERE applies before the windows, so restricting the input to those
     /// partitions is exact) and the difference is applied. Rows are identified by
     /// their content and an ordinal among equal rows.
-    pub(super) fn window(&mut self) -> Artifacts {
+    pub(super) fn window(&mut self) -> Statements {
         let Shape::Window {
             partition,
             distinct_on,
@@ -20,81 +20,82 @@ impl IncrementalRenderer<'_> {
             unreachable!()
         };
         let st = self.storage.clone();
-        let pnames: Vec<String> = (0..partition.len())
-            .map(|k| qi(&format!("__pgs_p{k}")))
-            .collect();
-        let part_x: Vec<String> = partition.iter().map(|p| self.expr_over(p, "x")).collect();
-        let mut sel: Vec<String> = self
+        let pnames = numbered_names("__pgs_p", partition.len());
+        let part_x: Vec<Sql> = partition.iter().map(|p| self.expr_over(p, "x")).collect();
+        let mut sel: Vec<Sql> = self
             .block
             .items
             .iter()
-            .map(|(n, e)| format!("{} AS {}", self.expr_over(e, "x"), qi(n)))
+            .map(|(n, e)| sql!("{} AS {}", self.expr_over(e, "x"), Sql::ident(n)))
             .collect();
         sel.extend(
             part_x
                 .iter()
                 .zip(&pnames)
-                .map(|(e, n)| format!("{e} AS {n}")),
+                .map(|(e, n)| sql!("{} AS {}", e, n)),
         );
         let base = self.new_rel(&self.block.tree);
         let filter = self.block.filter.as_ref().map(|f| self.expr_over(f, "x"));
         // DISTINCT ON: each (restricted) recomputation keeps the first row per key.
-        let order_by: Option<String> = distinct_on.as_ref().map(|order| {
+        let order_by: Option<Sql> = distinct_on.as_ref().map(|order| {
             if order.is_empty() {
-                String::new()
+                Sql::default()
             } else {
-                format!(
+                sql!(
                     " ORDER BY {}",
                     order
                         .iter()
-                        .map(|(e, opts)| format!("{}{opts}", self.expr_over(e, "x")))
+                        .map(|(e, opts)| sql!("{}{}", self.expr_over(e, "x"), opts))
                         .collect::<Vec<_>>()
-                        .join(", ")
+                        .join_sql(", ")
                 )
             }
         });
-        let inner = |extra: Option<&str>| {
-            let mut conds: Vec<String> = filter.iter().map(|f| format!("({f})")).collect();
-            conds.extend(extra.map(|e| e.to_string()));
+        let inner = |extra: Option<&Sql>| {
+            let mut conds: Vec<Sql> = filter.iter().map(|f| sql!("({})", f)).collect();
+            conds.extend(extra.cloned());
             let w = if conds.is_empty() {
-                String::new()
+                Sql::default()
             } else {
-                format!(" WHERE {}", conds.join(" AND "))
+                sql!(" WHERE {}", conds.join_sql(" AND "))
             };
             match &order_by {
-                None => format!("SELECT {} FROM {base} AS x{w}", sel.join(", ")),
-                Some(order) => format!(
-                    "(SELECT DISTINCT ON ({}) {} FROM {base} AS x{w}{order})",
-                    part_x.join(", "),
-                    sel.join(", ")
+                None => sql!("SELECT {} FROM {} AS x{}", sel.join_sql(", "), base, w),
+                Some(order) => sql!(
+                    "(SELECT DISTINCT ON ({}) {} FROM {} AS x{}{})",
+                    part_x.join_sql(", "),
+                    sel.join_sql(", "),
+                    base,
+                    w,
+                    order
                 ),
             }
         };
         let new_rows = numbered(&inner(None));
         let root = self.delta(&self.block.tree);
-        let keys = format!(
+        let keys = sql!(
             "SELECT DISTINCT {} FROM {} AS x{}",
             if part_x.is_empty() {
-                "1 AS \"__pgs_any\"".to_string()
+                Sql::fixed("1 AS \"__pgs_any\"")
             } else {
                 part_x
                     .iter()
                     .zip(&pnames)
-                    .map(|(e, n)| format!("{e} AS {n}"))
+                    .map(|(e, n)| sql!("{} AS {}", e, n))
                     .collect::<Vec<_>>()
-                    .join(", ")
+                    .join_sql(", ")
             },
-            qi(&root),
+            Sql::ident(&root),
             self.where_clause("x")
         );
         let (fresh, in_keys) = if partition.is_empty() {
             (
-                format!("SELECT f.* FROM ({new_rows}) AS f WHERE (SELECT EXISTS (SELECT 1 FROM \"__pgs_keys\"))"),
-                "EXISTS (SELECT 1 FROM \"__pgs_keys\")".to_string(),
+                sql!("SELECT f.* FROM ({}) AS f WHERE (SELECT EXISTS (SELECT 1 FROM \"__pgs_keys\"))", new_rows),
+                Sql::fixed("EXISTS (SELECT 1 FROM \"__pgs_keys\")"),
             )
         } else {
             let (by_in, by_null) = Self::key_predicates(&part_x, &pnames);
-            let restricted = format!(
+            let restricted = sql!(
                 "{} UNION ALL {}",
                 inner(Some(&by_in)),
                 inner(Some(&by_null))
@@ -104,7 +105,7 @@ impl IncrementalRenderer<'_> {
         let diff = self.recompute_keys(&keys, &fresh, &in_keys, &st);
         let hidden = pnames
             .iter()
-            .map(|c| c.trim_matches('"').to_string())
+            .map(|c| c.as_str().trim_matches('"').to_string())
             .chain(["__pgs_n".to_string(), contract::ROW_ID.to_string()])
             .collect();
         self.maintained(&st, &new_rows, diff, hidden)
