@@ -113,6 +113,16 @@ impl fmt::Debug for Error {
 }
 
 impl Error {
+    /// [`Error::Compile`] of the stream table `name`: the compiler's error `e` on its
+    /// defining query `query`, rendered with the query quoted.
+    pub(crate) fn compile(name: &str, query: &str, e: pgstream_core::Error) -> Self {
+        Error::Compile {
+            name: name.to_string(),
+            rendered: e.render(query),
+            source: Box::new(e),
+        }
+    }
+
     /// A database error at a step, about a stream table (or none).
     pub(crate) fn db(subject: Option<&str>, step: &'static str, source: sqlx::Error) -> Self {
         Error::Database {

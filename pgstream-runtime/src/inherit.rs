@@ -37,6 +37,9 @@ type GroupResult = std::result::Result<Option<Vec<(i64, Instant)>>, (usize, sqlx
 /// How long a group waits for the `SHARE` locks on the tables its members read.
 pub(crate) const LOCK_TIMEOUT: &str = "500ms";
 
+/// Sets `lock_timeout` to `$1` until the end of the transaction.
+const SET_LOCK_TIMEOUT: &str = "SELECT pg_catalog.set_config('lock_timeout', $1, true)";
+
 /// What refreshing a job of the scheduler came to.
 #[derive(Debug)]
 pub(crate) enum GroupOutcome {
@@ -95,9 +98,7 @@ pub(crate) async fn refresh_group(
                     .fetch_one(&mut *tx)
                     .await
                     .map_err(|e| (0, e))?;
-            sqlx::query("SELECT pg_catalog.set_config('lock_timeout', $1, true)")
-                .bind(LOCK_TIMEOUT)
-                .execute(&mut *tx)
+            crate::pin::execute(&mut tx, SET_LOCK_TIMEOUT, LOCK_TIMEOUT)
                 .await
                 .map_err(|e| (0, e))?;
             if !names.is_empty() {
@@ -108,9 +109,7 @@ pub(crate) async fn refresh_group(
                 .await
                 .map_err(|e| (0, e))?;
             }
-            sqlx::query("SELECT pg_catalog.set_config('lock_timeout', $1, true)")
-                .bind(previous)
-                .execute(&mut *tx)
+            crate::pin::execute(&mut tx, SET_LOCK_TIMEOUT, previous)
                 .await
                 .map_err(|e| (0, e))?;
         }

@@ -121,9 +121,7 @@ pub async fn install(pool: &PgPool) -> Result<()> {
         .execute(&mut *tx)
         .await
         .step(None, STEP)?;
-    sqlx::query("SELECT pg_advisory_xact_lock($1, 0)")
-        .bind(LOCK_CLASS)
-        .execute(&mut *tx)
+    crate::pin::execute(&mut tx, "SELECT pg_advisory_xact_lock($1, 0)", LOCK_CLASS)
         .await
         .step(None, STEP)?;
     crate::pin::script(&mut tx, BOOTSTRAP)
@@ -172,9 +170,8 @@ pub async fn install(pool: &PgPool) -> Result<()> {
             .execute(&mut *tx)
             .await
             .step(None, STEP)?;
-        sqlx::query("INSERT INTO pgstream.pgs_meta (schema_version) VALUES ($1)")
-            .bind(SCHEMA_VERSION)
-            .execute(&mut *tx)
+        let record = "INSERT INTO pgstream.pgs_meta (schema_version) VALUES ($1)";
+        crate::pin::execute(&mut tx, record, SCHEMA_VERSION)
             .await
             .step(None, STEP)?;
     }
@@ -239,14 +236,16 @@ fn hash_function_body(hash: &str) -> String {
     format!("SELECT '{hash}'::text")
 }
 
-/// Install the function scripts, rebuild the capture functions of the sources (their
-/// text comes from `pgstream._build_capture`), and record the hash.
+/// Install the function scripts and pin their `search_path` ([`pin_search_path`]),
+/// rebuild the capture functions of the sources (their text comes from
+/// `pgstream._build_capture`), and record the hash.
 async fn install_functions(tx: &mut sqlx::PgConnection, hash: &str) -> Result<()> {
     for script in function_scripts() {
         crate::pin::script(&mut *tx, script)
             .await
             .step(None, STEP)?;
     }
+    pin_search_path(&mut *tx).await?;
     sqlx::query("SELECT pgstream._build_capture(s.source_oid) FROM pgstream.pgs_sources s")
         .execute(&mut *tx)
         .await
@@ -275,9 +274,74 @@ async fn install_functions(tx: &mut sqlx::PgConnection, hash: &str) -> Result<()
     Ok(())
 }
 
+/// The start of every function definition in the scripts, followed by the function's
+/// name and its arguments.
+const FUNCTION_HEAD: &str = "CREATE OR REPLACE FUNCTION pgstream.";
+
+/// The names of the functions the scripts define (each in the schema `pgstream`).
+fn script_function_names() -> Vec<&'static str> {
+    FUNCTION_SCRIPTS
+        .iter()
+        .flat_map(|(_, script)| script.lines())
+        .filter_map(|line| line.strip_prefix(FUNCTION_HEAD))
+        .filter_map(|rest| rest.split_once('(').map(|(name, _)| name))
+        .collect()
+}
+
+/// Pins `search_path` to [`crate::pin::SEARCH_PATH`] on every function the scripts
+/// define: the scripts write no `SET search_path` clause of their own (one place for
+/// all of them), and `CREATE OR REPLACE` leaves a function without one, so this runs
+/// after every installation of the scripts, in its transaction (no other session
+/// sees a function unpinned). An overload of one of their names left by an older
+/// release gets it too, unless it has a `search_path` already.
+async fn pin_search_path(tx: &mut sqlx::PgConnection) -> Result<()> {
+    let statements: Option<String> = sqlx::query_scalar(
+        "SELECT pg_catalog.string_agg(pg_catalog.format('ALTER FUNCTION %s SET search_path = %s;',
+                                                        p.oid::pg_catalog.regprocedure, $2), ' ')
+           FROM pg_catalog.pg_proc p
+          WHERE p.pronamespace = 'pgstream'::pg_catalog.regnamespace AND p.proname = ANY ($1)
+            AND NOT EXISTS (SELECT 1 FROM pg_catalog.unnest(p.proconfig) c
+                             WHERE c LIKE 'search_path=%')",
+    )
+    .bind(script_function_names())
+    .bind(crate::pin::SEARCH_PATH)
+    .fetch_one(&mut *tx)
+    .await
+    .step(None, STEP)?;
+    if let Some(statements) = statements {
+        crate::pin::script(&mut *tx, &statements)
+            .await
+            .step(None, STEP)?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{function_scripts, FUNCTION_SCRIPTS, RUNTIME_LOCK_CLASS, SCRIPT_CONSTANTS};
+    use super::{
+        function_scripts, script_function_names, FUNCTION_HEAD, FUNCTION_SCRIPTS,
+        RUNTIME_LOCK_CLASS, SCRIPT_CONSTANTS,
+    };
+
+    /// Every function the scripts define is named by [`script_function_names`], and so
+    /// gets its `search_path` pinned.
+    #[test]
+    fn script_functions_are_all_found() {
+        let defined: usize = FUNCTION_SCRIPTS
+            .iter()
+            .map(|(_, script)| script.matches("CREATE OR REPLACE FUNCTION").count())
+            .sum();
+        let names = script_function_names();
+        // One definition is written by `_build_capture` (in `pgstream_changes`, with
+        // its own `search_path`), not by the scripts.
+        assert_eq!(names.len(), defined - 1, "{FUNCTION_HEAD}");
+        for name in names {
+            assert!(
+                !name.is_empty() && name.bytes().all(|b| b == b'_' || b.is_ascii_alphanumeric()),
+                "{name:?}"
+            );
+        }
+    }
 
     /// Every `{{NAME}}` of the function scripts is a known constant, and is substituted.
     #[test]

@@ -242,8 +242,9 @@ async fn sleep_until(at: Option<Instant>) {
 async fn readers(pool: &PgPool, sources: &[i64], all: bool) -> Result<Vec<(i64, String, bool)>> {
     use crate::error::Step;
     const STEP: &str = "on commit: reading the catalog";
+    // Read-only: the transaction (search_path pinned) is rolled back when dropped.
     let mut tx = crate::pin::begin(pool).await.step(None, STEP)?;
-    let rows: Vec<(i64, String, bool)> = sqlx::query_as(
+    sqlx::query_as(
         "WITH RECURSIVE r (id, depth) AS (
              SELECT f.st_id, 0 FROM pgstream.pgs_frontiers f
               WHERE f.source_oid = ANY ($1::int8[]::oid[])
@@ -267,9 +268,7 @@ async fn readers(pool: &PgPool, sources: &[i64], all: bool) -> Result<Vec<(i64, 
     .bind(all)
     .fetch_all(&mut *tx)
     .await
-    .step(None, STEP)?;
-    tx.rollback().await.step(None, STEP)?;
-    Ok(rows)
+    .step(None, STEP)
 }
 
 /// Hold a connection that listens on [`CHANGES_CHANNEL`] and forward what it hears;

@@ -12,7 +12,7 @@
 //! explicitly: left out, it would be searched first for relations and types.
 //! (Functions and operators are never looked up in `pg_temp`.)
 
-use sqlx::{Connection, PgConnection, PgPool, Postgres, Transaction};
+use sqlx::{Connection, Encode, PgConnection, PgPool, Postgres, Transaction, Type};
 
 /// The value of `search_path` for every statement pgstream runs.
 pub(crate) const SEARCH_PATH: &str = "pg_catalog, pg_temp";
@@ -73,4 +73,18 @@ pub(crate) async fn begin_on(
 /// axum handler (`tests/tests/runtime_send.rs`).
 pub(crate) async fn script(conn: &mut PgConnection, sql: &str) -> Result<(), sqlx::Error> {
     sqlx::Executor::execute(conn, sql).await.map(|_| ())
+}
+
+/// Runs the statement `sql` with its one parameter `$1` bound to `value` on `conn`, for
+/// its effect (a function call, a `set_config`): what most of pgstream's calls of its
+/// SQL functions are.
+pub(crate) async fn execute<'q, T>(
+    conn: &mut PgConnection,
+    sql: &'q str,
+    value: T,
+) -> Result<(), sqlx::Error>
+where
+    T: 'q + Encode<'q, Postgres> + Type<Postgres> + Send,
+{
+    sqlx::query(sql).bind(value).execute(conn).await.map(|_| ())
 }

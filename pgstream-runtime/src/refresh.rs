@@ -4,7 +4,7 @@
 
 use crate::drop::is_not_found;
 use crate::error::{describe, Error, Result};
-use sqlx::PgPool;
+use sqlx::{Encode, PgPool, Postgres, Type};
 use std::time::{Duration, Instant};
 use tracing::Instrument;
 
@@ -26,17 +26,7 @@ pub async fn refresh(pool: &PgPool, name: &str) -> Result<RefreshOutcome> {
     let span = refresh_span(name);
     async {
         let start = Instant::now();
-        let r: Result<Option<i64>, sqlx::Error> = async {
-            let mut tx = crate::pin::begin(pool).await?;
-            let n = sqlx::query_scalar("SELECT pgstream.refresh_stream_table($1)")
-                .bind(name)
-                .fetch_one(&mut *tx)
-                .await?;
-            tx.commit().await?;
-            Ok(n)
-        }
-        .await;
-        match r {
+        match call_refresh(pool, "SELECT pgstream.refresh_stream_table($1)", name).await {
             Ok(n) => Ok(finish(name, n.unwrap_or(0), start)),
             Err(e) if is_not_found(&e) => Err(Error::NotFound(name.to_string())),
             Err(e) => {
@@ -61,17 +51,8 @@ pub(crate) async fn try_refresh_by_id(
     let span = refresh_span(name);
     async {
         let start = Instant::now();
-        let n: Option<i64> = async {
-            let mut tx = crate::pin::begin(pool).await?;
-            let n = sqlx::query_scalar("SELECT pgstream.refresh_stream_table_by_id($1, false)")
-                .bind(id)
-                .fetch_one(&mut *tx)
-                .await?;
-            tx.commit().await?;
-            Ok(n)
-        }
-        .await
-        .map_err(|e| {
+        let by_id = "SELECT pgstream.refresh_stream_table_by_id($1, false)";
+        let n = call_refresh(pool, by_id, id).await.map_err(|e| {
             let err = Error::db(Some(name), "refreshing", e);
             crate::metrics::failed(name, &err);
             err
@@ -80,6 +61,26 @@ pub(crate) async fn try_refresh_by_id(
     }
     .instrument(span)
     .await
+}
+
+/// Runs `sql`, a call of `pgstream.refresh_stream_table` or its by-id form with the
+/// stream table as `$1`, in a transaction of its own: the rows changed, or `None`
+/// when the call returned NULL.
+async fn call_refresh<'q, T>(
+    pool: &PgPool,
+    sql: &'q str,
+    stream_table: T,
+) -> Result<Option<i64>, sqlx::Error>
+where
+    T: 'q + Encode<'q, Postgres> + Type<Postgres> + Send,
+{
+    let mut tx = crate::pin::begin(pool).await?;
+    let n = sqlx::query_scalar(sql)
+        .bind(stream_table)
+        .fetch_one(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(n)
 }
 
 fn refresh_span(name: &str) -> tracing::Span {

@@ -35,7 +35,8 @@ use pgstream_core::{
     compile, quote_ident, quote_qualified, QualifiedName, RenderContext, SourceBinding,
     StreamTableSpec,
 };
-use sqlx::{PgConnection, PgPool};
+use sqlx::postgres::PgArguments;
+use sqlx::{Arguments, PgConnection, PgPool};
 
 /// What [`replace_in`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,21 +92,32 @@ pub(crate) async fn replace_checked(
 /// Whether `spec`'s query and mode are a definition its stream table had before a
 /// replacement (see the module's documentation).
 pub(crate) async fn is_superseded(conn: &mut PgConnection, spec: &StreamTableSpec) -> Result<bool> {
-    sqlx::query_scalar(
+    const STEP: &str = "reading the replaced definitions";
+    let subject = Some(display_name(&spec.name));
+    let key = definition_key(&spec.name, spec.mode.as_str(), &spec.query);
+    sqlx::query_scalar_with(
         "SELECT EXISTS (SELECT 1 FROM pgstream.pgs_superseded x
                          WHERE x.schema_name = $1 AND x.table_name = $2 AND x.mode = $3
                            AND x.query_md5 = pg_catalog.md5($4))",
+        key.step(subject.as_deref(), STEP)?,
     )
-    .bind(&spec.name.schema)
-    .bind(&spec.name.name)
-    .bind(spec.mode.as_str())
-    .bind(&spec.query)
     .fetch_one(&mut *conn)
     .await
-    .step(
-        Some(&display_name(&spec.name)),
-        "reading the replaced definitions",
-    )
+    .step(subject.as_deref(), STEP)
+}
+
+/// `$1` to `$4` of the statements on `pgstream.pgs_superseded`: the stream table's
+/// schema and name, a mode and a defining query (the key, with the query's md5).
+fn definition_key(
+    name: &QualifiedName,
+    mode: &str,
+    query: &str,
+) -> std::result::Result<PgArguments, sqlx::Error> {
+    let mut key = PgArguments::default();
+    for value in [name.schema.as_str(), name.name.as_str(), mode, query] {
+        key.add(value).map_err(sqlx::Error::Encode)?;
+    }
+    Ok(key)
 }
 
 /// Replace inside `conn`'s transaction (search_path pinned by the caller). Without
@@ -175,11 +187,7 @@ pub(crate) async fn replace_in(
     // The new query must compile under the final name (which also refuses a query
     // reading the stream table itself) before anything is built.
     let catalog = load_catalog(conn).await?;
-    compile(spec, &catalog).map_err(|e| Error::Compile {
-        name: name.to_string(),
-        rendered: e.render(&spec.query),
-        source: Box::new(e),
-    })?;
+    compile(spec, &catalog).map_err(|e| Error::compile(name, &spec.query, e))?;
 
     // 1. The new stream table beside the old one, under a name of its own, complete:
     // capture, catalog rows, storage, initial population. Readers of the old storage
@@ -244,11 +252,7 @@ pub(crate) async fn replace_in(
     // 3. The stored statements name the storage table: render them again for the
     // final name (same id, same sources), and the refresh function with them.
     let catalog = load_catalog(conn).await?;
-    let compiled = compile(spec, &catalog).map_err(|e| Error::Compile {
-        name: name.to_string(),
-        rendered: e.render(&spec.query),
-        source: Box::new(e),
-    })?;
+    let compiled = compile(spec, &catalog).map_err(|e| Error::compile(name, &spec.query, e))?;
     let mut sources = Vec::with_capacity(compiled.sources.len());
     for source in &compiled.sources {
         sources.push(SourceBinding {
@@ -282,39 +286,30 @@ pub(crate) async fn replace_in(
         )
         .await
         .step(subject, "creating the refresh function")?;
-        crate::pin::script(&mut *conn, function)
-            .await
-            .step(subject, "creating the refresh function")?;
-        sqlx::query("SELECT pgstream._pin_function_settings($1)")
-            .bind(new.id)
-            .execute(&mut *conn)
-            .await
-            .step(subject, "creating the refresh function")?;
+        crate::create::create_refresh_function(conn, function, new.id, subject).await?;
     }
 
-    sqlx::query(
+    // The old definition is superseded, the new one no longer is.
+    const RECORDING: &str = "recording the replaced definition";
+    let old_key = definition_key(&spec.name, &stored.mode, &stored.query);
+    sqlx::query_with(
         "INSERT INTO pgstream.pgs_superseded (schema_name, table_name, mode, query_md5, query)
          VALUES ($1, $2, $3, pg_catalog.md5($4), $4)
          ON CONFLICT (schema_name, table_name, mode, query_md5) DO UPDATE SET replaced_at = now()",
+        old_key.step(subject, RECORDING)?,
     )
-    .bind(&spec.name.schema)
-    .bind(&spec.name.name)
-    .bind(&stored.mode)
-    .bind(&stored.query)
     .execute(&mut *conn)
     .await
-    .step(subject, "recording the replaced definition")?;
-    sqlx::query(
+    .step(subject, RECORDING)?;
+    let new_key = definition_key(&spec.name, spec.mode.as_str(), &spec.query);
+    sqlx::query_with(
         "DELETE FROM pgstream.pgs_superseded
           WHERE schema_name = $1 AND table_name = $2 AND mode = $3 AND query_md5 = pg_catalog.md5($4)",
+        new_key.step(subject, RECORDING)?,
     )
-    .bind(&spec.name.schema)
-    .bind(&spec.name.name)
-    .bind(spec.mode.as_str())
-    .bind(&spec.query)
     .execute(&mut *conn)
     .await
-    .step(subject, "recording the replaced definition")?;
+    .step(subject, RECORDING)?;
     if let Some(requester) = &requested_by {
         crate::requests::record_requester(conn, &spec.name, requester, subject).await?;
     }

@@ -223,14 +223,14 @@ async fn grant_select(
     name: &QualifiedName,
     requester: &str,
 ) -> Result<()> {
+    const STEP: &str = "granting SELECT to the requesting role";
+    let subject = display_name(name);
+    let subject = Some(subject.as_str());
     let same: bool = sqlx::query_scalar("SELECT $1 = current_user::text")
         .bind(requester)
         .fetch_one(&mut *conn)
         .await
-        .step(
-            Some(&display_name(name)),
-            "granting SELECT to the requesting role",
-        )?;
+        .step(subject, STEP)?;
     if same {
         return Ok(());
     }
@@ -243,10 +243,7 @@ async fn grant_select(
         ),
     )
     .await
-    .step(
-        Some(&display_name(name)),
-        "granting SELECT to the requesting role",
-    )?;
+    .step(subject, STEP)?;
     Ok(())
 }
 
@@ -261,11 +258,7 @@ async fn check_privileges(
 ) -> Result<()> {
     let name = display_name(&spec.name);
     let catalog = load_catalog(conn).await?;
-    let compiled = compile(spec, &catalog).map_err(|e| Error::Compile {
-        name: name.clone(),
-        rendered: e.render(&spec.query),
-        source: Box::new(e),
-    })?;
+    let compiled = compile(spec, &catalog).map_err(|e| Error::compile(&name, &spec.query, e))?;
     // Every refresh runs the query as the runtime's role (often a superuser): a
     // function or operator outside pg_catalog that the requesting role wrote would run
     // with those privileges. Only a superuser (or the runtime's own role) may ask for one.

@@ -185,6 +185,32 @@ async fn install_and_upgrade_resolve_only_pg_catalog() {
     assert_not_pwned(&db, "status after the upgrade").await;
 }
 
+/// Every function in the schema `pgstream` (the installed scripts' and the generated
+/// refresh functions) and in `pgstream_changes` (the capture functions) runs with
+/// `search_path = pg_catalog, pg_temp`: the scripts' headers leave it to the
+/// installer, which sets it on all of theirs.
+#[tokio::test]
+async fn every_function_pins_search_path() {
+    let db = test_db().await;
+    db.exec(SOURCES).await;
+    create_stream_tables(&RuntimeHandle::new(db.pool.clone())).await;
+    let unpinned: Vec<String> = sqlx::query_scalar(
+        "SELECT p.oid::regprocedure::text FROM pg_proc p
+          WHERE p.pronamespace IN ('pgstream'::regnamespace, 'pgstream_changes'::regnamespace)
+            AND NOT coalesce(p.proconfig, '{}') @> ARRAY['search_path=pg_catalog, pg_temp']",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    assert!(unpinned.is_empty(), "{unpinned:?}");
+    let pinned = count(
+        &db,
+        "SELECT count(*) FROM pg_proc p WHERE p.pronamespace = 'pgstream'::regnamespace",
+    )
+    .await;
+    assert!(pinned > 60, "{pinned}");
+}
+
 /// The SQL functions called from a superuser's session with the default search_path
 /// (as from psql or pg_cron): refresh, status, the statistics view, resume, drop.
 #[tokio::test]

@@ -90,9 +90,7 @@ pub(super) async fn install_capture(
                 .step(subject, "extending the change buffer")?;
         }
     }
-    sqlx::query("SELECT pgstream._build_capture($1)")
-        .bind(Oid(oid))
-        .execute(&mut *conn)
+    crate::pin::execute(&mut *conn, "SELECT pgstream._build_capture($1)", Oid(oid))
         .await
         .step(subject, "creating the capture trigger function")?;
 
@@ -102,17 +100,18 @@ pub(super) async fn install_capture(
             .fetch_all(&mut *conn)
             .await
             .step(subject, STEP)?;
-    for (trigger, ddl) in trigger_ddl(source, oid) {
-        if !existing.iter().any(|t| t == trigger) {
-            crate::pin::script(&mut *conn, &ddl)
-                .await
-                .step(subject, "creating the capture triggers")?;
-        }
+    let missing: Vec<String> = trigger_ddl(source, oid)
+        .into_iter()
+        .filter(|(trigger, _)| !existing.iter().any(|t| t == trigger))
+        .map(|(_, ddl)| ddl)
+        .collect();
+    if !missing.is_empty() {
+        crate::pin::script(&mut *conn, &missing.join(";\n"))
+            .await
+            .step(subject, "creating the capture triggers")?;
     }
     // A partitioned source: the same triggers on every member of its tree.
-    sqlx::query("SELECT pgstream._sync_partitions($1)")
-        .bind(Oid(oid))
-        .execute(&mut *conn)
+    crate::pin::execute(&mut *conn, "SELECT pgstream._sync_partitions($1)", Oid(oid))
         .await
         .step(subject, "creating the capture triggers of the partitions")?;
     Ok(())

@@ -247,11 +247,7 @@ pub(super) async fn reject_volatile_functions(
             ))
             .with_help("use FULL mode (mode = \"full\"), or mark the function IMMUTABLE or STABLE if it is"),
         );
-        return Err(Error::Compile {
-            name: name.to_string(),
-            rendered: err.render(&spec.query),
-            source: Box::new(err),
-        });
+        return Err(Error::compile(name, &spec.query, err));
     }
     Ok(())
 }

@@ -207,14 +207,7 @@ pub(crate) async fn create_in(
     }
 
     if let Some(function) = &artifacts.refresh_function {
-        crate::pin::script(&mut *conn, function)
-            .await
-            .step(subject, "creating the refresh function")?;
-        sqlx::query("SELECT pgstream._pin_function_settings($1)")
-            .bind(id)
-            .execute(&mut *conn)
-            .await
-            .step(subject, "creating the refresh function")?;
+        create_refresh_function(conn, function, id, subject).await?;
     }
 
     // Only refreshes may write to the storage table (PRIOR_ART #21).
@@ -281,6 +274,23 @@ pub(crate) fn check_columns(name: &str, expected: &[&str], found: &[&str]) -> Re
         expected: expected.iter().map(|s| s.to_string()).collect(),
         found: found.iter().map(|s| s.to_string()).collect(),
     })
+}
+
+/// Creates the generated refresh function of stream table `id` (its `CREATE
+/// FUNCTION`, `function`) and attaches the stream table's recorded settings to it.
+pub(crate) async fn create_refresh_function(
+    conn: &mut PgConnection,
+    function: &str,
+    id: i64,
+    subject: Option<&str>,
+) -> Result<()> {
+    const STEP: &str = "creating the refresh function";
+    crate::pin::script(&mut *conn, function)
+        .await
+        .step(subject, STEP)?;
+    crate::pin::execute(conn, "SELECT pgstream._pin_function_settings($1)", id)
+        .await
+        .step(subject, STEP)
 }
 
 /// The transaction a creation or replacement runs in: the same `search_path` as

@@ -1,7 +1,9 @@
 -- pgstream SQL functions, the first of the scripts of sql/functions/, which install.rs
 -- installs in a fixed order (FUNCTION_SCRIPTS) and recreates (CREATE OR REPLACE)
 -- whenever their text differs from the installed one.
--- Every function pins search_path and quotes identifiers with format('%I').
+-- Every function runs with search_path = pg_catalog, pg_temp: install.rs pins it on
+-- all of them after the scripts (pin_search_path), so no header repeats it. Every
+-- function quotes identifiers with format('%I').
 -- A name in double braces is a constant of install.rs, substituted at installation:
 -- the numbers are written once, in Rust.
 -- Advisory locks use the two-key form: ({{STREAM_TABLE_LOCK_CLASS}}, stream table id
@@ -12,18 +14,13 @@
 
 -- Display name of a stream table: `name` in public, `schema.name` elsewhere.
 CREATE OR REPLACE FUNCTION pgstream._display_name(schema_name text, table_name text)
-RETURNS text LANGUAGE sql IMMUTABLE
-SET search_path = pg_catalog, pg_temp
-AS $fn$
+RETURNS text LANGUAGE sql IMMUTABLE AS $fn$
     SELECT CASE WHEN schema_name = 'public' THEN table_name
                 ELSE schema_name || '.' || table_name END
 $fn$;
 
 -- Resolve `name` or `schema.name` (taken literally; a bare name is in public).
-CREATE OR REPLACE FUNCTION pgstream._resolve(name text)
-RETURNS bigint LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $fn$
+CREATE OR REPLACE FUNCTION pgstream._resolve(name text) RETURNS bigint LANGUAGE plpgsql STABLE AS $fn$
 DECLARE
     s text;
     t text;
@@ -48,18 +45,14 @@ BEGIN
                   HINT = 'SELECT name FROM pgstream.pgs_status() lists the stream tables';
     END IF;
     RETURN st_id;
-END
-$fn$;
+END $fn$;
 
 -- Delete the buffer rows of one source that every consumer's frontier already
 -- covers. Rows of a consumer's last refresh transaction (own_xid) after the change id
 -- it consumed are kept whatever the snapshot says (a snapshot may count its own
 -- transaction as seen). A consumer whose frontier is NULL (never refreshed) keeps every row: it
 -- has not yet stated what it has seen, so nothing may be discarded on its behalf.
-CREATE OR REPLACE FUNCTION pgstream._trim_buffer(src oid)
-RETURNS bigint LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $fn$
+CREATE OR REPLACE FUNCTION pgstream._trim_buffer(src oid) RETURNS bigint LANGUAGE plpgsql AS $fn$
 DECLARE
     n bigint;
 BEGIN
@@ -86,8 +79,7 @@ BEGIN
         USING src;
     GET DIAGNOSTICS n = ROW_COUNT;
     RETURN n;
-END
-$fn$;
+END $fn$;
 
 -- The advisory lock of a stream table: the two-key form ({{STREAM_TABLE_LOCK_CLASS}},
 -- id mod 2^31) (see the head of this file; the scheduler's _advance_unaffected tries
@@ -95,15 +87,12 @@ $fn$;
 -- drops, subscriptions and the IMMEDIATE writers of one stream table. With
 -- wait = false, returns false at once when another session holds it.
 CREATE OR REPLACE FUNCTION pgstream._lock_stream_table(st_id bigint, wait boolean DEFAULT true)
-RETURNS boolean LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $fn$
+RETURNS boolean LANGUAGE plpgsql AS $fn$
 BEGIN
     IF wait THEN
         PERFORM pg_advisory_xact_lock({{STREAM_TABLE_LOCK_CLASS}}, (st_id % 2147483648)::integer);
         RETURN true;
     END IF;
     RETURN pg_try_advisory_xact_lock({{STREAM_TABLE_LOCK_CLASS}}, (st_id % 2147483648)::integer);
-END
-$fn$;
+END $fn$;
 

@@ -12,10 +12,7 @@
 -- stream tables that read a changed column find the drift at their next refresh).
 -- The check is one query of pg_attribute per statement (about 13 us, measured in a
 -- loop); with the event trigger there is no check.
-CREATE OR REPLACE FUNCTION pgstream._build_capture(src oid)
-RETURNS void LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $fn$
+CREATE OR REPLACE FUNCTION pgstream._build_capture(src oid) RETURNS void LANGUAGE plpgsql AS $fn$
 DECLARE
     buf text := format('%I.%I', 'pgstream_changes', 'changes_' || src);
     seq text;
@@ -118,8 +115,7 @@ $b$, buf, cols, seq, guard, src, notify);
     EXECUTE format('CREATE OR REPLACE FUNCTION %I.%I() RETURNS trigger LANGUAGE plpgsql '
                    'SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS %L',
                    'pgstream_changes', 'capture_' || src, body);
-END
-$fn$;
+END $fn$;
 
 -- Refresh on commit: the capture function of a source notifies only while a stream
 -- table with the schedule `on commit` reads it (see _build_capture). These row
@@ -128,10 +124,7 @@ $fn$;
 -- a pgs_frontiers row of an on-commit stream table inserted or deleted (its st row
 -- still exists in drop_stream_table, which deletes the frontiers first), or a
 -- schedule changed to or from `on commit`.
-CREATE OR REPLACE FUNCTION pgstream._on_commit_sync()
-RETURNS trigger LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $fn$
+CREATE OR REPLACE FUNCTION pgstream._on_commit_sync() RETURNS trigger LANGUAGE plpgsql AS $fn$
 DECLARE
     src oid;
 BEGIN
@@ -153,15 +146,14 @@ BEGIN
         END LOOP;
     END IF;
     RETURN NULL;
-END
-$fn$;
+END $fn$;
 
-CREATE OR REPLACE TRIGGER "__pgs_on_commit_frontiers" AFTER INSERT OR DELETE ON pgstream.pgs_frontiers
-    FOR EACH ROW EXECUTE FUNCTION pgstream._on_commit_sync();
 CREATE OR REPLACE TRIGGER "__pgs_on_commit_schedule" AFTER UPDATE OF schedule ON pgstream.pgs_stream_tables
     FOR EACH ROW WHEN ((OLD.schedule = 'on commit') IS DISTINCT FROM (NEW.schedule = 'on commit')
                        OR (OLD.schedule = 'inherit') IS DISTINCT FROM (NEW.schedule = 'inherit'))
     EXECUTE FUNCTION pgstream._on_commit_sync();
+CREATE OR REPLACE TRIGGER "__pgs_on_commit_frontiers" AFTER INSERT OR DELETE ON pgstream.pgs_frontiers
+    FOR EACH ROW EXECUTE FUNCTION pgstream._on_commit_sync();
 
 -- The channel a stream table's refreshes notify besides pgstream_refreshed:
 -- `pgstream_refreshed:` and its display name (`name` in public, `schema.name`
@@ -170,15 +162,12 @@ CREATE OR REPLACE TRIGGER "__pgs_on_commit_schedule" AFTER UPDATE OF schedule ON
 -- PL/pgSQL, not SQL: a SQL function with SET clauses is not inlined, and was parsed
 -- and planned at every call (every refresh that changed rows).
 CREATE OR REPLACE FUNCTION pgstream._refreshed_channel(schema_name text, table_name text)
-RETURNS text LANGUAGE plpgsql IMMUTABLE
-SET search_path = pg_catalog, pg_temp
-AS $fn$
+RETURNS text LANGUAGE plpgsql IMMUTABLE AS $fn$
 DECLARE
     c text := 'pgstream_refreshed:' || pgstream._display_name(schema_name, table_name);
 BEGIN
     RETURN CASE WHEN octet_length(c) <= 63 THEN c END;
-END
-$fn$;
+END $fn$;
 
 -- The LISTEN channel of one stream table (`name` or `schema.name`): after each refresh
 -- that changed rows, it is notified with the JSON payload
@@ -186,10 +175,7 @@ $fn$;
 -- name is too long for a channel of its own (then listen on pgstream_refreshed, which
 -- carries the same payload for every stream table). LISTEN needs the channel quoted:
 -- LISTEN "pgstream_refreshed:department_stats".
-CREATE OR REPLACE FUNCTION pgstream.refreshed_channel(name text)
-RETURNS text LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $fn$
+CREATE OR REPLACE FUNCTION pgstream.refreshed_channel(name text) RETURNS text LANGUAGE sql STABLE AS $fn$
     SELECT pgstream._refreshed_channel(s.schema_name, s.table_name)
       FROM pgstream.pgs_stream_tables s WHERE s.id = pgstream._resolve(name)
 $fn$;
@@ -199,10 +185,7 @@ $fn$;
 -- columns or views drifted in the ERROR state, in the DDL's own transaction. SECURITY DEFINER: the capture functions belong to
 -- pgstream's owner, not to the table's.
 CREATE OR REPLACE FUNCTION pgstream._on_ddl()
-RETURNS event_trigger LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-SET quote_all_identifiers = off
-AS $fn$
+RETURNS event_trigger LANGUAGE plpgsql SECURITY DEFINER SET quote_all_identifiers = off AS $fn$
 DECLARE
     src oid;
     st record;
@@ -249,8 +232,7 @@ BEGIN
         SELECT y.drift INTO msg FROM pgstream._sync_sources(st.st_id) y;
         PERFORM pgstream._set_error(st.st_id, msg);
     END LOOP;
-END
-$fn$;
+END $fn$;
 
 -- Event triggers need a superuser: without one, drift (and a change of a
 -- partitioned source's tree) is found at the next refresh, and the capture functions
@@ -279,16 +261,12 @@ $do$;
 
 -- Statement trigger for TRUNCATE on a source: every stream table reading it needs a
 -- full refresh (TRUNCATE fires no row-level capture).
-CREATE OR REPLACE FUNCTION pgstream._on_truncate()
-RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $fn$
+CREATE OR REPLACE FUNCTION pgstream._on_truncate() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS $fn$
 BEGIN
     -- A member of a partitioned source names the source in its argument.
     UPDATE pgstream.pgs_stream_tables s SET needs_full = true
      WHERE EXISTS (SELECT 1 FROM pgstream.pgs_frontiers f
                     WHERE f.st_id = s.id AND f.source_oid = coalesce(TG_ARGV[0]::oid, TG_RELID));
     RETURN NULL;
-END
-$fn$;
+END $fn$;
 

@@ -4,10 +4,7 @@
 -- schema, dropped, or replaced by another relation of that name. Frontiers without a
 -- recorded name (written by an older release) are checked for existence only.
 -- PL/pgSQL, not SQL: its plan is kept by the session (it runs at every refresh).
-CREATE OR REPLACE FUNCTION pgstream._drift_sources(st_id bigint)
-RETURNS text LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $fn$
+CREATE OR REPLACE FUNCTION pgstream._drift_sources(st_id bigint) RETURNS text LANGUAGE plpgsql STABLE AS $fn$
 BEGIN
     RETURN (
     SELECT CASE
@@ -43,8 +40,7 @@ BEGIN
             OR c.relname IS DISTINCT FROM coalesce(f.source_name, c.relname))
      ORDER BY f.source_oid
      LIMIT 1);
-END
-$fn$;
+END $fn$;
 
 -- Schema drift of one stream table: NULL when every source column its query uses
 -- (pgs_stream_tables.source_columns, recorded at creation) still exists with the same
@@ -53,10 +49,7 @@ $fn$;
 -- column, or the view. quote_all_identifiers is pinned: pg_get_viewdef's text (the
 -- recorded definition) depends on it.
 CREATE OR REPLACE FUNCTION pgstream._drift(st_id bigint)
-RETURNS text LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
-SET quote_all_identifiers = off
-AS $fn$
+RETURNS text LANGUAGE plpgsql STABLE SET quote_all_identifiers = off AS $fn$
 DECLARE
     msg text;
 BEGIN
@@ -151,8 +144,7 @@ BEGIN
          ORDER BY (c.oid IS NULL OR c.relkind <> 'v' OR c.nspname <> v.schema_name
                    OR c.relname <> v.view_name) DESC, v.ord
          LIMIT 1);
-END
-$fn$;
+END $fn$;
 
 -- Citus (distributed PostgreSQL): NULL unless `rel` is a Citus table (a row of
 -- pg_dist_partition: distributed, single-shard, reference or Citus local), else the
@@ -160,10 +152,7 @@ $fn$;
 -- whose writes fire the shards' triggers, not the table's, so nothing would be
 -- captured (docs/SCALING.md, step 0). NULL at once where Citus is not installed (the
 -- catalog table is read through EXECUTE: it does not exist there).
-CREATE OR REPLACE FUNCTION pgstream._citus_refusal(rel oid)
-RETURNS text LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $fn$
+CREATE OR REPLACE FUNCTION pgstream._citus_refusal(rel oid) RETURNS text LANGUAGE plpgsql STABLE AS $fn$
 DECLARE
     kind text;
 BEGIN
@@ -185,8 +174,7 @@ BEGIN
                   'whose writes pgstream cannot capture, so no stream table can be maintained '
                   'over it (see docs/SCALING.md). Read a local table',
                   rel::regclass, kind);
-END
-$fn$;
+END $fn$;
 
 -- A capture trigger fired on a relation that is neither its source nor a member of
 -- the source's partition tree. Normally a detached partition whose triggers the next
@@ -194,10 +182,7 @@ $fn$;
 -- the table is distributed: the writes then fire here, on the shards, and would be
 -- lost silently; the stream tables that read the source go to the ERROR state, in
 -- the writer's transaction, which never fails because of this.
-CREATE OR REPLACE FUNCTION pgstream._capture_stray(src oid)
-RETURNS void LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $fn$
+CREATE OR REPLACE FUNCTION pgstream._capture_stray(src oid) RETURNS void LANGUAGE plpgsql AS $fn$
 DECLARE
     msg text;
 BEGIN
@@ -212,14 +197,10 @@ BEGIN
 EXCEPTION WHEN OTHERS THEN
     -- Capture never fails a write; the next refresh's drift check says the same.
     RETURN;
-END
-$fn$;
+END $fn$;
 
 -- The hint of a drift error (_drift's message): how to recover.
-CREATE OR REPLACE FUNCTION pgstream._drift_hint(msg text)
-RETURNS text LANGUAGE sql IMMUTABLE
-SET search_path = pg_catalog, pg_temp
-AS $fn$
+CREATE OR REPLACE FUNCTION pgstream._drift_hint(msg text) RETURNS text LANGUAGE sql IMMUTABLE AS $fn$
     SELECT CASE
              WHEN msg LIKE '% is a Citus % table: %' THEN
                  'Drop the stream table (pgstream.drop_stream_table), or make the source a local '
@@ -239,10 +220,7 @@ $fn$;
 -- Put a stream table in the ERROR state with `reason` (a drift message) as its
 -- status_reason; nothing when `reason` is NULL or the stream table is in the ERROR
 -- state already (its first reason stays).
-CREATE OR REPLACE FUNCTION pgstream._set_error(st_id bigint, reason text)
-RETURNS void LANGUAGE sql
-SET search_path = pg_catalog, pg_temp
-AS $fn$
+CREATE OR REPLACE FUNCTION pgstream._set_error(st_id bigint, reason text) RETURNS void LANGUAGE sql AS $fn$
     UPDATE pgstream.pgs_stream_tables s SET status = 'ERROR', status_reason = _set_error.reason
      WHERE s.id = _set_error.st_id AND _set_error.reason IS NOT NULL
        AND s.status IS DISTINCT FROM 'ERROR'

@@ -3,9 +3,7 @@
 -- this one are dropped first with cascade = true; without it their names are in the
 -- error.
 CREATE OR REPLACE FUNCTION pgstream.drop_stream_table(name text, cascade boolean DEFAULT false)
-RETURNS void LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $fn$
+RETURNS void LANGUAGE plpgsql AS $fn$
 DECLARE
     sid bigint;
     st pgstream.pgs_stream_tables;
@@ -85,15 +83,11 @@ BEGIN
             PERFORM pgstream._trim_buffer(src);
         END IF;
     END LOOP;
-END
-$fn$;
+END $fn$;
 
 -- Resume a SUSPENDED (or ERROR) stream table: the scheduler refreshes it again from
 -- its next tick. An ERROR caused by schema drift that is still there stays.
-CREATE OR REPLACE FUNCTION pgstream.resume_stream_table(name text)
-RETURNS void LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $fn$
+CREATE OR REPLACE FUNCTION pgstream.resume_stream_table(name text) RETURNS void LANGUAGE plpgsql AS $fn$
 DECLARE
     sid bigint;
     msg text;
@@ -118,16 +112,12 @@ BEGIN
        SET status = 'ACTIVE', status_reason = NULL, consecutive_failures = 0, next_retry_at = NULL,
            needs_full = s.needs_full OR s.status = 'ERROR'
      WHERE s.id = sid;
-END
-$fn$;
+END $fn$;
 
 -- Whether the stored refresh statements of a stream table still plan (EXPLAIN, which
 -- runs nothing): NULL when they do, else the error. Used by resume_stream_table
 -- (issue 11, item 4: a refresh that failed on the schema must be checked again).
-CREATE OR REPLACE FUNCTION pgstream._plan_check(st_id bigint)
-RETURNS text LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $fn$
+CREATE OR REPLACE FUNCTION pgstream._plan_check(st_id bigint) RETURNS text LANGUAGE plpgsql AS $fn$
 DECLARE
     stmt text;
     err text;
@@ -145,6 +135,5 @@ BEGIN
         END;
     END LOOP;
     RETURN NULL;
-END
-$fn$;
+END $fn$;
 

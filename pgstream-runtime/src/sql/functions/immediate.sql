@@ -48,22 +48,17 @@
 
 -- The triggers of one relation `rel` that captures for source `src`.
 CREATE OR REPLACE FUNCTION pgstream._create_immediate_triggers(rel oid, src oid)
-RETURNS void LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $fn$
+RETURNS void LANGUAGE plpgsql AS $fn$
 BEGIN
     EXECUTE format('CREATE TRIGGER __pgs_immediate_before BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON %s '
                    'FOR EACH STATEMENT EXECUTE FUNCTION pgstream._immediate_before(%L)', rel::regclass, src);
     EXECUTE format('CREATE TRIGGER __pgs_immediate_after AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON %s '
                    'FOR EACH STATEMENT EXECUTE FUNCTION pgstream._immediate_after(%L)', rel::regclass, src);
-END
-$fn$;
+END $fn$;
 
 -- The relations that carry the IMMEDIATE triggers of source `src`.
 CREATE OR REPLACE FUNCTION pgstream._immediate_relations(src oid)
-RETURNS SETOF oid LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $fn$
+RETURNS SETOF oid LANGUAGE sql STABLE AS $fn$
     SELECT t.tgrelid FROM pg_trigger t
      WHERE t.tgname = '__pgs_immediate_before'
        AND t.tgfoid = to_regprocedure('pgstream._immediate_before()')
@@ -89,9 +84,7 @@ $fn$;
 -- which makes such a writer fail with a serialization failure.
 DROP FUNCTION IF EXISTS pgstream._immediate_sync(oid);
 CREATE OR REPLACE FUNCTION pgstream._immediate_sync(src oid, added boolean DEFAULT false)
-RETURNS void LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $fn$
+RETURNS void LANGUAGE plpgsql AS $fn$
 DECLARE
     want oid[] := '{}';
     have oid[];
@@ -124,13 +117,9 @@ BEGIN
     IF added AND want <> '{}' THEN
         UPDATE pgstream.pgs_sources s SET members = s.members WHERE s.source_oid = src;
     END IF;
-END
-$fn$;
+END $fn$;
 
-CREATE OR REPLACE FUNCTION pgstream._immediate_catalog_sync()
-RETURNS trigger LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $fn$
+CREATE OR REPLACE FUNCTION pgstream._immediate_catalog_sync() RETURNS trigger LANGUAGE plpgsql AS $fn$
 DECLARE
     src oid;
 BEGIN
@@ -147,8 +136,7 @@ BEGIN
         END LOOP;
     END IF;
     RETURN NULL;
-END
-$fn$;
+END $fn$;
 
 CREATE OR REPLACE TRIGGER "__pgs_immediate_frontiers" AFTER INSERT OR DELETE ON pgstream.pgs_frontiers
     FOR EACH ROW EXECUTE FUNCTION pgstream._immediate_catalog_sync();
@@ -176,9 +164,7 @@ $do$;
 -- BEFORE each statement on a source (or member) of IMMEDIATE stream tables.
 -- SECURITY DEFINER: the writing role needs no rights on pgstream's catalog.
 CREATE OR REPLACE FUNCTION pgstream._immediate_before()
-RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $fn$
+RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS $fn$
 DECLARE
     sid bigint;
 BEGIN
@@ -200,15 +186,12 @@ BEGIN
         PERFORM pgstream._lock_stream_table(sid);
     END LOOP;
     RETURN NULL;
-END
-$fn$;
+END $fn$;
 
 -- AFTER each statement on a source (or member) of IMMEDIATE stream tables: see the
 -- head of this file.
 CREATE OR REPLACE FUNCTION pgstream._immediate_after()
-RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $fn$
+RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS $fn$
 DECLARE
     depth integer := coalesce(nullif(current_setting('pgstream.immediate_depth', true), ''), '0')::integer - 1;
     dirty text := coalesce(current_setting('pgstream.immediate_dirty', true), '');
@@ -225,8 +208,7 @@ BEGIN
     PERFORM set_config('pgstream.immediate_dirty', '', true);
     PERFORM pgstream._immediate_refresh(string_to_array(dirty, ',')::oid[]);
     RETURN NULL;
-END
-$fn$;
+END $fn$;
 
 -- Refresh, in the calling transaction, every IMMEDIATE stream table that reads one of
 -- the sources `srcs`, upstream first (ids grow downstream: a stream table reads only
@@ -236,10 +218,7 @@ $fn$;
 -- stream table in the ERROR state here, with a warning (pgstream._refresh). A refresh
 -- that writes a storage table read by another IMMEDIATE stream table fires that
 -- table's triggers in turn.
-CREATE OR REPLACE FUNCTION pgstream._immediate_refresh(srcs oid[])
-RETURNS void LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $fn$
+CREATE OR REPLACE FUNCTION pgstream._immediate_refresh(srcs oid[]) RETURNS void LANGUAGE plpgsql AS $fn$
 DECLARE
     sid bigint;
 BEGIN
@@ -249,5 +228,4 @@ BEGIN
                 ORDER BY s.id LOOP
         PERFORM pgstream._refresh(sid, true, true);
     END LOOP;
-END
-$fn$;
+END $fn$;

@@ -9,9 +9,7 @@
 CREATE OR REPLACE FUNCTION pgstream._effective_schedule(st_id bigint, OUT schedule text,
                                                         OUT schedule_interval interval,
                                                         OUT reader text)
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $fn$
+LANGUAGE sql STABLE AS $fn$
     WITH RECURSIVE st AS (
         SELECT s.id, s.schedule, s.schedule_interval,
                pgstream._display_name(s.schema_name, s.table_name) AS name,
@@ -35,10 +33,7 @@ $fn$;
 -- through stream tables with the schedule `inherit` (whose refreshes the on-commit
 -- listener then runs before the reader's): capture of `src` notifies
 -- (_build_capture).
-CREATE OR REPLACE FUNCTION pgstream._read_on_commit(src oid)
-RETURNS boolean LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $fn$
+CREATE OR REPLACE FUNCTION pgstream._read_on_commit(src oid) RETURNS boolean LANGUAGE sql STABLE AS $fn$
     WITH RECURSIVE r (id, depth) AS (
         SELECT f.st_id, 0 FROM pgstream.pgs_frontiers f WHERE f.source_oid = src
         UNION ALL
@@ -55,9 +50,7 @@ $fn$;
 -- `inherit` stream table, those of its sources, recursively: whether they notify
 -- depends on the on-commit readers above them (_read_on_commit).
 CREATE OR REPLACE FUNCTION pgstream._on_commit_resync(src oid, depth integer DEFAULT 0)
-RETURNS void LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $fn$
+RETURNS void LANGUAGE plpgsql AS $fn$
 DECLARE
     up oid;
 BEGIN
@@ -72,6 +65,5 @@ BEGIN
                  AND to_regclass(format('%I.%I', p.schema_name, p.table_name))::oid = src LOOP
         PERFORM pgstream._on_commit_resync(up, depth + 1);
     END LOOP;
-END
-$fn$;
+END $fn$;
 

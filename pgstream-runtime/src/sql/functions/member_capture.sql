@@ -3,9 +3,7 @@
 -- triggers; each writes into the buffer of `src`. Same DDL as create/capture.rs's
 -- trigger_ddl, for the members that the runtime cannot know in advance.
 CREATE OR REPLACE FUNCTION pgstream._create_capture_triggers(rel oid, src oid)
-RETURNS void LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $fn$
+RETURNS void LANGUAGE plpgsql AS $fn$
 DECLARE
     fn text := format('%I.%I()', 'pgstream_changes', 'capture_' || src);
 BEGIN
@@ -17,13 +15,9 @@ BEGIN
                    'FOR EACH STATEMENT EXECUTE FUNCTION %s', rel::regclass, fn);
     EXECUTE format('CREATE TRIGGER __pgs_capture_trunc AFTER TRUNCATE ON %s '
                    'FOR EACH STATEMENT EXECUTE FUNCTION pgstream._on_truncate(%L)', rel::regclass, src);
-END
-$fn$;
+END $fn$;
 
-CREATE OR REPLACE FUNCTION pgstream._drop_capture_triggers(rel oid)
-RETURNS void LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $fn$
+CREATE OR REPLACE FUNCTION pgstream._drop_capture_triggers(rel oid) RETURNS void LANGUAGE plpgsql AS $fn$
 DECLARE
     trig text;
 BEGIN
@@ -31,8 +25,7 @@ BEGIN
                                 '__pgs_capture_del', '__pgs_capture_trunc'] LOOP
         EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', trig, rel::regclass);
     END LOOP;
-END
-$fn$;
+END $fn$;
 
 -- Partitioned source: statement triggers fire only on the relation a statement
 -- names (DML routed through the parent fires the parent's, whose transition tables
@@ -45,10 +38,7 @@ $fn$;
 -- refresh (exact: it recomputes). Called at creation, by the DDL event trigger, and
 -- at every refresh of a reader (without the event trigger, the refresh finds the
 -- change). Returns whether anything changed.
-CREATE OR REPLACE FUNCTION pgstream._sync_partitions(src oid)
-RETURNS boolean LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $fn$
+CREATE OR REPLACE FUNCTION pgstream._sync_partitions(src oid) RETURNS boolean LANGUAGE plpgsql AS $fn$
 DECLARE
     live oid[];
     recorded oid[];
@@ -85,8 +75,7 @@ BEGIN
      WHERE NOT s.needs_full
        AND EXISTS (SELECT 1 FROM pgstream.pgs_frontiers f WHERE f.st_id = s.id AND f.source_oid = src);
     RETURN true;
-END
-$fn$;
+END $fn$;
 
 -- Before a differential refresh: the partitioned sources' trees synced (see
 -- _sync_partitions; `changed` when one changed: the refresh is then a full one),
@@ -94,9 +83,7 @@ $fn$;
 -- inheritance child: rows written through another relation of its hierarchy are
 -- not captured (such a source is refused at creation).
 CREATE OR REPLACE FUNCTION pgstream._sync_sources(st_id bigint, OUT drift text, OUT changed boolean)
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $fn$
+LANGUAGE plpgsql AS $fn$
 DECLARE
     r record;
 BEGIN
@@ -119,14 +106,10 @@ BEGIN
             RETURN;
         END IF;
     END LOOP;
-END
-$fn$;
+END $fn$;
 
 -- Remove the change capture of a source: triggers, trigger function, buffer.
-CREATE OR REPLACE FUNCTION pgstream._drop_capture(src oid)
-RETURNS void LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $fn$
+CREATE OR REPLACE FUNCTION pgstream._drop_capture(src oid) RETURNS void LANGUAGE plpgsql AS $fn$
 DECLARE
     rel oid;
 BEGIN
@@ -142,6 +125,5 @@ BEGIN
     EXECUTE format('DROP FUNCTION IF EXISTS %I.%I()', 'pgstream_changes', 'capture_' || src);
     EXECUTE format('DROP TABLE IF EXISTS %I.%I', 'pgstream_changes', 'changes_' || src);
     DELETE FROM pgstream.pgs_sources s WHERE s.source_oid = src;
-END
-$fn$;
+END $fn$;
 

@@ -13,9 +13,7 @@
 -- synced.
 CREATE OR REPLACE FUNCTION pgstream._check_sources(st_id bigint, mode text,
                                                    OUT drift text, OUT changed boolean)
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $fn$
+LANGUAGE plpgsql AS $fn$
 DECLARE
     rels text;
 BEGIN
@@ -32,14 +30,11 @@ BEGIN
     IF drift IS NULL AND mode <> 'FULL' THEN
         SELECT y.drift, y.changed INTO drift, changed FROM pgstream._sync_sources(st_id) y;
     END IF;
-END
-$fn$;
+END $fn$;
 
 -- The full (full = true) or the differential refresh statement of a stream table.
 CREATE OR REPLACE FUNCTION pgstream._stored_refresh_sql(st_id bigint, "full" boolean)
-RETURNS text LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $fn$
+RETURNS text LANGUAGE sql STABLE AS $fn$
     SELECT CASE WHEN "full" THEN s.full_refresh_sql ELSE s.differential_refresh_sql END
       FROM pgstream.pgs_stream_tables s WHERE s.id = st_id
 $fn$;
@@ -56,9 +51,7 @@ CREATE OR REPLACE FUNCTION pgstream._apply_refresh(st_id bigint, display_name te
                                                    refresh_function text, cap bigint,
                                                    OUT n bigint, OUT how text, OUT win bigint,
                                                    OUT trimmed boolean)
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $fn$
+LANGUAGE plpgsql AS $fn$
 DECLARE
     res record;
     msg text;
@@ -110,8 +103,7 @@ EXCEPTION WHEN OTHERS THEN
     ELSE
         RAISE EXCEPTION USING ERRCODE = state, MESSAGE = msg, DETAIL = det, HINT = hnt;
     END IF;
-END
-$fn$;
+END $fn$;
 
 -- After a refresh applied its changes (how, n rows changed, win rows in the windows,
 -- trimmed: the generated function trimmed the buffers): the buffers trimmed, unless
@@ -123,9 +115,7 @@ $fn$;
 CREATE OR REPLACE FUNCTION pgstream._finish_refresh(st_id bigint, schema_name text, table_name text,
                                                     how text, n bigint, win bigint, trimmed boolean,
                                                     t0 timestamptz)
-RETURNS void LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $fn$
+RETURNS void LANGUAGE plpgsql AS $fn$
 DECLARE
     src oid;
     ms double precision;
@@ -181,19 +171,15 @@ BEGIN
             PERFORM pg_notify(chan, msg);
         END IF;
     END IF;
-END
-$fn$;
+END $fn$;
 
 -- Refresh one stream table by id. With wait = false, returns NULL at once when
 -- another session is refreshing it (the scheduler's mode).
 CREATE OR REPLACE FUNCTION pgstream.refresh_stream_table_by_id(st_id bigint, wait boolean DEFAULT true)
-RETURNS bigint LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $fn$
+RETURNS bigint LANGUAGE plpgsql AS $fn$
 BEGIN
     RETURN pgstream._refresh(st_id, wait, false);
-END
-$fn$;
+END $fn$;
 
 -- The refresh of one stream table (refresh_stream_table_by_id, and the IMMEDIATE
 -- writers' _immediate_refresh with `immediate`), in its steps:
@@ -211,10 +197,7 @@ $fn$;
 -- recursive ones) cross jit_above_cost while they run in milliseconds, and compiling
 -- them took seconds.
 CREATE OR REPLACE FUNCTION pgstream._refresh(st_id bigint, wait boolean, immediate boolean)
-RETURNS bigint LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-SET jit = off
-AS $fn$
+RETURNS bigint LANGUAGE plpgsql SET jit = off AS $fn$
 DECLARE
     st record;
     chk record;
@@ -314,8 +297,7 @@ BEGIN
         PERFORM pgstream._pin_settings(saved);
     END IF;
     RETURN res.n;
-END
-$fn$;
+END $fn$;
 
 -- The settings that change what a query computes, as a jsonb object (name: value):
 -- the session's current values, or with reset the values a new session gets
@@ -328,9 +310,7 @@ $fn$;
 -- array input. lc_collate and lc_ctype are fixed per database; search_path is pinned
 -- by every function.
 CREATE OR REPLACE FUNCTION pgstream._result_settings(reset boolean DEFAULT false)
-RETURNS jsonb LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $fn$
+RETURNS jsonb LANGUAGE sql STABLE AS $fn$
     SELECT jsonb_object_agg(s.name, CASE WHEN reset THEN s.reset_val ELSE current_setting(s.name) END)
       FROM pg_settings s
      WHERE lower(s.name) IN ('timezone', 'datestyle', 'intervalstyle', 'extra_float_digits',
@@ -343,10 +323,7 @@ $fn$;
 -- Set each setting of `settings` (name: value) for the rest of the transaction
 -- where it differs; returns the previous values of those it changed, which a second
 -- call restores.
-CREATE OR REPLACE FUNCTION pgstream._pin_settings(settings jsonb)
-RETURNS jsonb LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $fn$
+CREATE OR REPLACE FUNCTION pgstream._pin_settings(settings jsonb) RETURNS jsonb LANGUAGE plpgsql AS $fn$
 DECLARE
     k text;
     v text;
@@ -361,15 +338,11 @@ BEGIN
         END IF;
     END LOOP;
     RETURN saved;
-END
-$fn$;
+END $fn$;
 
 -- Attach the recorded settings to the generated refresh function of a stream table
 -- (SET clauses), so that it computes with them when called on its own too.
-CREATE OR REPLACE FUNCTION pgstream._pin_function_settings(st_id bigint)
-RETURNS void LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $fn$
+CREATE OR REPLACE FUNCTION pgstream._pin_function_settings(st_id bigint) RETURNS void LANGUAGE plpgsql AS $fn$
 DECLARE
     fn text;
     k text;
@@ -392,17 +365,13 @@ BEGIN
             RETURN;
         END;
     END LOOP;
-END
-$fn$;
+END $fn$;
 
 -- Refresh a stream table (`name` or `schema.name`); returns the number of rows
 -- changed. With wait = false, returns NULL when another session is refreshing it.
 CREATE OR REPLACE FUNCTION pgstream.refresh_stream_table(name text, wait boolean DEFAULT true)
-RETURNS bigint LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $fn$
+RETURNS bigint LANGUAGE plpgsql AS $fn$
 BEGIN
     RETURN pgstream._refresh(pgstream._resolve(name), wait, false);
-END
-$fn$;
+END $fn$;
 

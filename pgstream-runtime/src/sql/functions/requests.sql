@@ -7,10 +7,7 @@
 -- Whether a pgstream runtime (an application, or `pgstream run`) is running on this
 -- database: each holds a shared advisory lock (class {{RUNTIME_LOCK_CLASS}}, key 0) on its
 -- listening connection.
-CREATE OR REPLACE FUNCTION pgstream._runtime_running()
-RETURNS boolean LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $fn$
+CREATE OR REPLACE FUNCTION pgstream._runtime_running() RETURNS boolean LANGUAGE sql STABLE AS $fn$
     SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_locks l
                     WHERE l.locktype = 'advisory' AND l.granted
                       AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d
@@ -20,10 +17,7 @@ $fn$;
 
 -- Row trigger on pgs_requests: a request is made by the role that inserts it, and
 -- starts pending. Not SECURITY DEFINER: current_user is the inserting role.
-CREATE OR REPLACE FUNCTION pgstream._request_defaults()
-RETURNS trigger LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $fn$
+CREATE OR REPLACE FUNCTION pgstream._request_defaults() RETURNS trigger LANGUAGE plpgsql AS $fn$
 BEGIN
     NEW.requested_by := current_user;
     NEW.requested_at := now();
@@ -33,8 +27,7 @@ BEGIN
     NEW.processed_at := NULL;
     NEW.processed_by := NULL;
     RETURN NEW;
-END
-$fn$;
+END $fn$;
 
 CREATE OR REPLACE TRIGGER "__pgs_request_defaults" BEFORE INSERT ON pgstream.pgs_requests
     FOR EACH ROW EXECUTE FUNCTION pgstream._request_defaults();
@@ -42,9 +35,7 @@ CREATE OR REPLACE TRIGGER "__pgs_request_defaults" BEFORE INSERT ON pgstream.pgs
 -- Record a request and wake the runtimes. Returns the request's id.
 CREATE OR REPLACE FUNCTION pgstream._request(kind text, name text, query text,
                                              schedule text, refresh_mode text)
-RETURNS bigint LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $fn$
+RETURNS bigint LANGUAGE plpgsql AS $fn$
 DECLARE
     req bigint;
 BEGIN
@@ -72,8 +63,7 @@ BEGIN
             USING HINT = 'Start the application, or run `pgstream run` (or `pgstream run --once`).';
     END IF;
     RETURN req;
-END
-$fn$;
+END $fn$;
 
 -- Create a stream table from SQL: a running runtime compiles the query against the
 -- live schema and creates it after this transaction commits, exactly as `pgstream
@@ -83,31 +73,25 @@ $fn$;
 CREATE OR REPLACE FUNCTION pgstream.create_stream_table(name text, query text,
                                                         schedule text DEFAULT '1m',
                                                         refresh_mode text DEFAULT 'DIFFERENTIAL')
-RETURNS void LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $fn$
+RETURNS void LANGUAGE plpgsql AS $fn$
 BEGIN
     PERFORM pgstream._request('create', name, query, coalesce(schedule, '1m'),
                               coalesce(refresh_mode, 'DIFFERENTIAL'));
-END
-$fn$;
+END $fn$;
 
 -- Change the schedule and/or the refresh mode of a stream table (NULL: unchanged),
 -- through a running runtime like create_stream_table. A mode change rebuilds the
 -- stream table with the new mode in one transaction.
 CREATE OR REPLACE FUNCTION pgstream.alter_stream_table(name text, schedule text DEFAULT NULL,
                                                        refresh_mode text DEFAULT NULL)
-RETURNS void LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $fn$
+RETURNS void LANGUAGE plpgsql AS $fn$
 BEGIN
     IF schedule IS NULL AND refresh_mode IS NULL THEN
         RAISE EXCEPTION 'pgstream: alter_stream_table(%) changes nothing: give schedule => or refresh_mode =>', name
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     PERFORM pgstream._request('alter', name, NULL, schedule, refresh_mode);
-END
-$fn$;
+END $fn$;
 
 -- Replace the defining query (and, when given, the schedule and refresh mode; NULL:
 -- unchanged) of a stream table, through a running runtime like create_stream_table:
@@ -120,22 +104,17 @@ $fn$;
 CREATE OR REPLACE FUNCTION pgstream.replace_stream_table(name text, query text,
                                                          schedule text DEFAULT NULL,
                                                          refresh_mode text DEFAULT NULL)
-RETURNS void LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $fn$
+RETURNS void LANGUAGE plpgsql AS $fn$
 BEGIN
     PERFORM pgstream._request('replace', name, query, schedule, refresh_mode);
-END
-$fn$;
+END $fn$;
 
 -- Wait until the last request for stream table `name` is carried out: returns when
 -- it is (the stream table is created and populated, or altered); raises the
 -- runtime's error (SQLSTATE PGS02, with the compiler's diagnostic) when it failed;
 -- raises after `timeout`, saying whether any runtime is running.
 CREATE OR REPLACE FUNCTION pgstream.wait_for_stream_table(name text, timeout interval DEFAULT '30 seconds')
-RETURNS void LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $fn$
+RETURNS void LANGUAGE plpgsql AS $fn$
 DECLARE
     deadline timestamptz := clock_timestamp() + coalesce(timeout, interval '30 seconds');
     r record;
@@ -181,8 +160,7 @@ BEGIN
         END IF;
         PERFORM pg_sleep(0.02);
     END LOOP;
-END
-$fn$;
+END $fn$;
 
 -- The requests and their outcome, newest first.
 CREATE OR REPLACE VIEW pgstream.pgs_request_status AS
@@ -197,10 +175,7 @@ GRANT SELECT ON pgstream.pgs_request_status TO PUBLIC;
 
 -- Statement trigger on every storage table: direct writes would make the stored rows
 -- diverge from what the deltas assume, so only a refresh may write.
-CREATE OR REPLACE FUNCTION pgstream._guard_storage()
-RETURNS trigger LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $fn$
+CREATE OR REPLACE FUNCTION pgstream._guard_storage() RETURNS trigger LANGUAGE plpgsql AS $fn$
 BEGIN
     IF coalesce(current_setting('pgstream.refreshing', true), '') <> 'on' THEN
         RAISE EXCEPTION 'cannot % stream table %.%: it is maintained by pgstream', TG_OP, TG_TABLE_SCHEMA, TG_TABLE_NAME
@@ -208,15 +183,12 @@ BEGIN
                   HINT = 'Write to its source tables and refresh it, or drop it with pgstream.drop_stream_table.';
     END IF;
     RETURN NULL;
-END
-$fn$;
+END $fn$;
 
 -- Set the fraction of the sources' rows from which a differential refresh runs as a
 -- full refresh instead (NULL: never). See pgs_stream_tables.full_refresh_ratio.
 CREATE OR REPLACE FUNCTION pgstream.set_full_refresh_ratio(name text, ratio double precision)
-RETURNS void LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $fn$
+RETURNS void LANGUAGE plpgsql AS $fn$
 BEGIN
     -- NaN and Infinity compare greater than 0 in PostgreSQL: excluded by name.
     IF ratio IS NOT NULL AND (NOT (ratio > 0) OR ratio IN ('NaN', 'Infinity')) THEN
@@ -225,6 +197,5 @@ BEGIN
     END IF;
     UPDATE pgstream.pgs_stream_tables s SET full_refresh_ratio = ratio
      WHERE s.id = pgstream._resolve(name);
-END
-$fn$;
+END $fn$;
 

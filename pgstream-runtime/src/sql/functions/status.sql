@@ -2,10 +2,7 @@
 -- (`SELECT EXISTS`), whatever the number of stream tables. The scheduler does not
 -- call the refresh of a DIFFERENTIAL stream table none of whose sources is among them
 -- (it would find empty windows and do nothing); see scheduler.rs.
-CREATE OR REPLACE FUNCTION pgstream._busy_sources()
-RETURNS oid[] LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $fn$
+CREATE OR REPLACE FUNCTION pgstream._busy_sources() RETURNS oid[] LANGUAGE plpgsql STABLE AS $fn$
 DECLARE
     src oid;
     busy oid[] := '{}';
@@ -22,8 +19,7 @@ BEGIN
         END IF;
     END LOOP;
     RETURN busy;
-END
-$fn$;
+END $fn$;
 
 -- Advance, without a refresh, the frontiers of the DIFFERENTIAL stream tables whose
 -- windows hold only changes that cannot alter them, and return their ids (the
@@ -42,10 +38,7 @@ $fn$;
 -- taken without waiting (one being refreshed is left alone); a refresh that committed
 -- after the snapshot and before the lock makes the UPDATE fail with a serialization
 -- failure (nothing is advanced then; the caller carries on as without this).
-CREATE OR REPLACE FUNCTION pgstream._advance_unaffected()
-RETURNS bigint[] LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $fn$
+CREATE OR REPLACE FUNCTION pgstream._advance_unaffected() RETURNS bigint[] LANGUAGE plpgsql AS $fn$
 DECLARE
     busy oid[];
     src oid;
@@ -107,14 +100,11 @@ BEGIN
       FROM unnest(locked) u (id)
      WHERE f.st_id = u.id;
     RETURN locked;
-END
-$fn$;
+END $fn$;
 
 -- Number of buffered changes of one stream table that its frontiers do not cover.
 CREATE OR REPLACE FUNCTION pgstream._pending_changes(st_id bigint)
-RETURNS bigint LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $fn$
+RETURNS bigint LANGUAGE plpgsql STABLE AS $fn$
 DECLARE
     f record;
     n bigint;
@@ -132,17 +122,14 @@ BEGIN
         total := total + n;
     END LOOP;
     RETURN total;
-END
-$fn$;
+END $fn$;
 
 -- Buffered changes not covered by each frontier, for every stream table that reads a
 -- source whose buffer holds rows: one statement per such source (the buffers of the
 -- others are empty, so their consumers have nothing pending), not one per stream
 -- table and source: pgs_status() over 10,000 idle stream tables reads no buffer.
 CREATE OR REPLACE FUNCTION pgstream._pending_by_stream_table()
-RETURNS TABLE (st_id bigint, n bigint) LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $fn$
+RETURNS TABLE (st_id bigint, n bigint) LANGUAGE plpgsql STABLE AS $fn$
 #variable_conflict use_column
 DECLARE
     src oid;
@@ -156,8 +143,7 @@ BEGIN
             'pgstream_changes', 'changes_' || src)
             USING src;
     END LOOP;
-END
-$fn$;
+END $fn$;
 
 -- One row per stream table. `stale`: it must be refreshed to honour its schedule:
 -- a TRUNCATE of a source is pending, or changes are pending and the last refresh is
@@ -167,22 +153,7 @@ $fn$;
 -- fire time certainly passed without a refresh; for unevenly spaced schedules
 -- (`0 9 * * MON-FRI`) it is an approximation that can lag behind a missed fire time.
 CREATE OR REPLACE FUNCTION pgstream.pgs_status()
-RETURNS TABLE (
-    name             text,
-    schedule         text,
-    refresh_mode     text,
-    status           text,
-    last_refresh_at  timestamptz,
-    stale            boolean,
-    pending_changes  bigint,
-    needs_full       boolean,
-    created_at       timestamptz,
-    id               bigint,
-    strategy         text,
-    effective_schedule text
-) LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $fn$
+RETURNS TABLE (     name             text,     schedule         text,     refresh_mode     text,     status           text,     last_refresh_at  timestamptz,     stale            boolean,     pending_changes  bigint,     needs_full       boolean,     created_at       timestamptz,     id               bigint,     strategy         text,     effective_schedule text ) LANGUAGE plpgsql STABLE AS $fn$
 #variable_conflict use_column
 BEGIN
     -- An inheriting stream table is stale by its effective schedule (its most
@@ -219,8 +190,7 @@ BEGIN
       LEFT JOIN LATERAL (SELECT x.* FROM pgstream._effective_schedule(s.id) x
                           WHERE s.schedule = 'inherit' OFFSET 0) e ON true
      ORDER BY s.schema_name, s.table_name;
-END
-$fn$;
+END $fn$;
 
 CREATE OR REPLACE VIEW pgstream.pg_stat_stream_tables AS
 SELECT pgstream._display_name(s.schema_name, s.table_name) AS name,

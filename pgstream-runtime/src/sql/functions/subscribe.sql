@@ -12,10 +12,7 @@
 -- (a hidden counter) is not logged. Security definer: the refreshing role needs no
 -- rights on the feed tables. Transition tables are read with EXECUTE: one function
 -- serves storage tables of different row types.
-CREATE OR REPLACE FUNCTION pgstream._feed_capture()
-RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $fn$
+CREATE OR REPLACE FUNCTION pgstream._feed_capture() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS $fn$
 DECLARE
     sid bigint := TG_ARGV[0]::bigint;
     hidden text[];
@@ -95,16 +92,12 @@ BEGIN
            frontiers = EXCLUDED.frontiers;
     PERFORM pgstream._trim_feed(sid);
     RETURN NULL;
-END
-$fn$;
+END $fn$;
 
 -- Delete the versions of a feed that every subscriber has consumed, and those older
 -- than the feed's retention (a subscriber behind them has lagged: trimmed_to says so).
 -- Returns the versions deleted up to (trimmed_to).
-CREATE OR REPLACE FUNCTION pgstream._trim_feed(sid bigint)
-RETURNS bigint LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $fn$
+CREATE OR REPLACE FUNCTION pgstream._trim_feed(sid bigint) RETURNS bigint LANGUAGE plpgsql AS $fn$
 DECLARE
     f record;
     upto bigint;
@@ -127,20 +120,15 @@ BEGIN
         RETURN upto;
     END IF;
     RETURN f.trimmed_to;
-END
-$fn$;
+END $fn$;
 
 -- A feed deleted (unsubscribe, or its stream table dropped: the catalog row's
 -- deletion cascades): its log rows go too (they have no foreign key).
-CREATE OR REPLACE FUNCTION pgstream._feed_deleted()
-RETURNS trigger LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $fn$
+CREATE OR REPLACE FUNCTION pgstream._feed_deleted() RETURNS trigger LANGUAGE plpgsql AS $fn$
 BEGIN
     DELETE FROM pgstream.pgs_feed_log l WHERE l.st_id = OLD.st_id;
     RETURN NULL;
-END
-$fn$;
+END $fn$;
 
 CREATE OR REPLACE TRIGGER "__pgs_feed_deleted" AFTER DELETE ON pgstream.pgs_feeds
     FOR EACH ROW EXECUTE FUNCTION pgstream._feed_deleted();
@@ -155,9 +143,7 @@ CREATE OR REPLACE TRIGGER "__pgs_feed_deleted" AFTER DELETE ON pgstream.pgs_feed
 CREATE OR REPLACE FUNCTION pgstream.subscribe(name text, subscriber text,
                                               after bigint DEFAULT NULL,
                                               retention interval DEFAULT NULL)
-RETURNS bigint LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $fn$
+RETURNS bigint LANGUAGE plpgsql AS $fn$
 DECLARE
     sid bigint;
     st record;
@@ -207,15 +193,12 @@ BEGIN
     ON CONFLICT ON CONSTRAINT pgs_subscribers_pkey DO UPDATE SET position = coalesce(subscribe.after, s.position)
     RETURNING s.position INTO pos;
     RETURN pos;
-END
-$fn$;
+END $fn$;
 
 -- Remove a subscriber (false when there was none); with the last one the feed goes
 -- (its triggers and rows): nothing is logged while nobody subscribes.
 CREATE OR REPLACE FUNCTION pgstream.unsubscribe(name text, subscriber text)
-RETURNS boolean LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $fn$
+RETURNS boolean LANGUAGE plpgsql AS $fn$
 DECLARE
     sid bigint;
     st record;
@@ -236,8 +219,7 @@ BEGIN
         DELETE FROM pgstream.pgs_feeds x WHERE x.st_id = sid;
     END IF;
     RETURN found_one;
-END
-$fn$;
+END $fn$;
 
 -- The subscribers of every stream table: the version each has consumed, the feed's
 -- latest, how many versions it is behind, and whether versions it has not read were
