@@ -107,12 +107,7 @@ fn pushable(e: &Expr) -> bool {
         type Break = ();
         fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
             let bad = match e {
-                Expr::Subquery(_)
-                | Expr::Exists { .. }
-                | Expr::In {
-                    target: sqlparser::ast::InTarget::Subquery(_),
-                    ..
-                } => true,
+                e if crate::sql::walk::is_subquery(e) => true,
                 Expr::Function(f) => {
                     let name = function_name(f);
                     f.over.is_some()

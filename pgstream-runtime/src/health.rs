@@ -71,13 +71,13 @@ pub struct Health {
     /// Whether the runtime runs a scheduler (see
     /// [`RuntimeBuilder::scheduler`](crate::RuntimeBuilder::scheduler)).
     pub scheduler: bool,
+    /// Whether the scheduler completed a pass recently: within three ticks (and at
+    /// least 10 s). Always `false` without a scheduler.
+    pub ticking: bool,
     /// When the last scheduler pass (or [`Runtime::run_once`](crate::Runtime::run_once))
     /// completed: it read the catalog and refreshed what was due (failures of single
     /// stream tables do not count against it; see `failing`). `None` before the first.
     pub last_tick: Option<SystemTime>,
-    /// Whether the scheduler completed a pass recently: within three ticks (and at
-    /// least 10 s). Always `false` without a scheduler.
-    pub ticking: bool,
     /// Whether the database answered the health check.
     pub database_reachable: bool,
     /// The error of the health check's query, when the database did not answer.

@@ -63,6 +63,6 @@ pub use requests::{process_requests, CHANNEL as REQUESTS_CHANNEL};
 pub use runtime::{spec, Runtime, RuntimeHandle};
 pub use status::{status, StreamTableStatus};
 pub use subscribe::{
-    subscribe_to, unsubscribe, Change, ChangeBatch, SourceFrontier, SubscribeOptions, Subscription,
-    SubscriptionEvent, POLL_EVERY as SUBSCRIPTION_POLL_EVERY,
+    subscribe_to, unsubscribe, Change, ChangeBatch, SourceFrontier, SubscribeOptions,
+    SubscribedRow, Subscription, SubscriptionEvent, POLL_EVERY as SUBSCRIPTION_POLL_EVERY,
 };

@@ -5,8 +5,8 @@ use crate::error::{Error, Result};
 use crate::health::{Health, RuntimeState};
 use crate::refresh::{FailurePolicy, RefreshOutcome};
 use crate::status::StreamTableStatus;
-use crate::subscribe::{SubscribeOptions, Subscription};
-use pgstream_core::{Mode, QualifiedName, Schedule, StreamTable, StreamTableSpec};
+use crate::subscribe::{SubscribeOptions, SubscribedRow, Subscription};
+use pgstream_core::{Mode, QualifiedName, Schedule, StreamTableSpec};
 use sqlx::PgPool;
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,6 +31,19 @@ pub struct Runtime {
     policy: FailurePolicy,
     cancel: CancellationToken,
     tracker: TaskTracker,
+}
+
+/// `Runtime`'s methods that act through its [`RuntimeHandle`]: each is the handle's
+/// method of the same name, documented there.
+macro_rules! pass_through {
+    ($($name:ident($($arg:ident: $ty:ty),*) -> $ret:ty;)*) => {
+        $(
+            #[doc = concat!("See [`RuntimeHandle::", stringify!($name), "`].")]
+            pub async fn $name(&self, $($arg: $ty),*) -> $ret {
+                self.handle.$name($($arg),*).await
+            }
+        )*
+    };
 }
 
 impl Runtime {
@@ -97,55 +110,16 @@ impl Runtime {
         &self.handle.pool
     }
 
-    /// See [`RuntimeHandle::refresh`].
-    pub async fn refresh(&self, name: &str) -> Result<RefreshOutcome> {
-        self.handle.refresh(name).await
-    }
-
-    /// See [`RuntimeHandle::status`].
-    pub async fn status(&self) -> Result<Vec<StreamTableStatus>> {
-        self.handle.status().await
-    }
-
-    /// See [`RuntimeHandle::create_stream_table`].
-    pub async fn create_stream_table(
-        &self,
-        name: &str,
-        sql: &str,
-        schedule: &str,
-        mode: Mode,
-    ) -> Result<()> {
-        self.handle
-            .create_stream_table(name, sql, schedule, mode)
-            .await
-    }
-
-    /// See [`RuntimeHandle::replace_stream_table`].
-    pub async fn replace_stream_table(
-        &self,
-        name: &str,
-        sql: &str,
-        schedule: &str,
-        mode: Mode,
-    ) -> Result<bool> {
-        self.handle
-            .replace_stream_table(name, sql, schedule, mode)
-            .await
-    }
-
-    /// See [`RuntimeHandle::drop_stream_table`].
-    pub async fn drop_stream_table(&self, name: &str) -> Result<()> {
-        self.handle.drop_stream_table(name).await
-    }
-
-    /// See [`RuntimeHandle::drop_stream_table_cascade`].
-    pub async fn drop_stream_table_cascade(&self, name: &str) -> Result<()> {
-        self.handle.drop_stream_table_cascade(name).await
-    }
-
-    /// See [`RuntimeHandle::resume`].
-    pub async fn resume(&self, name: &str) -> Result<()> {
-        self.handle.resume(name).await
+    pass_through! {
+        refresh(name: &str) -> Result<RefreshOutcome>;
+        status() -> Result<Vec<StreamTableStatus>>;
+        create_stream_table(name: &str, sql: &str, schedule: &str, mode: Mode) -> Result<()>;
+        replace_stream_table(name: &str, sql: &str, schedule: &str, mode: Mode) -> Result<bool>;
+        drop_stream_table(name: &str) -> Result<()>;
+        drop_stream_table_cascade(name: &str) -> Result<()>;
+        resume(name: &str) -> Result<()>;
+        unsubscribe(name: &str, subscriber: &str) -> Result<bool>;
+        health() -> Health;
     }
 
     /// One pass of the work the background tasks do, in the caller's task: carry out
@@ -166,33 +140,17 @@ impl Runtime {
     }
 
     /// See [`RuntimeHandle::subscribe`].
-    pub async fn subscribe<T>(&self, subscriber: &str) -> Result<Subscription<T>>
-    where
-        T: StreamTable + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin + 'static,
-    {
+    pub async fn subscribe<T: SubscribedRow>(&self, subscriber: &str) -> Result<Subscription<T>> {
         self.handle.subscribe::<T>(subscriber).await
     }
 
     /// See [`RuntimeHandle::subscribe_with`].
-    pub async fn subscribe_with<T>(
+    pub async fn subscribe_with<T: SubscribedRow>(
         &self,
         subscriber: &str,
         options: SubscribeOptions,
-    ) -> Result<Subscription<T>>
-    where
-        T: StreamTable + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin + 'static,
-    {
+    ) -> Result<Subscription<T>> {
         self.handle.subscribe_with::<T>(subscriber, options).await
-    }
-
-    /// See [`RuntimeHandle::unsubscribe`].
-    pub async fn unsubscribe(&self, name: &str, subscriber: &str) -> Result<bool> {
-        self.handle.unsubscribe(name, subscriber).await
-    }
-
-    /// See [`RuntimeHandle::health`].
-    pub async fn health(&self) -> Health {
-        self.handle.health().await
     }
 
     /// Stop the scheduler and wait until it has stopped; a refresh in progress
@@ -342,24 +300,18 @@ impl RuntimeHandle {
     /// }
     /// # Ok(()) }
     /// ```
-    pub async fn subscribe<T>(&self, subscriber: &str) -> Result<Subscription<T>>
-    where
-        T: StreamTable + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin + 'static,
-    {
+    pub async fn subscribe<T: SubscribedRow>(&self, subscriber: &str) -> Result<Subscription<T>> {
         self.subscribe_with::<T>(subscriber, SubscribeOptions::default())
             .await
     }
 
     /// [`subscribe`](Self::subscribe) with options: resume after a version the
     /// application stored, or set how long unconsumed changes are kept.
-    pub async fn subscribe_with<T>(
+    pub async fn subscribe_with<T: SubscribedRow>(
         &self,
         subscriber: &str,
         options: SubscribeOptions,
-    ) -> Result<Subscription<T>>
-    where
-        T: StreamTable + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin + 'static,
-    {
+    ) -> Result<Subscription<T>> {
         let name = crate::catalog::display_name(&QualifiedName::new(T::DEF.schema, T::DEF.name));
         crate::subscribe::subscribe_to(&self.pool, &name, subscriber, options).await
     }

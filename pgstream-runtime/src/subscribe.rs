@@ -172,6 +172,19 @@ struct Stepped<T> {
     ended: bool,
 }
 
+/// A stream table's row type that a [`Subscription`] can decode: a
+/// `#[stream_table]` struct (every type that is [`StreamTable`] and reads from a row
+/// is one).
+pub trait SubscribedRow:
+    crate::StreamTable + for<'r> FromRow<'r, PgRow> + Send + Unpin + 'static
+{
+}
+
+impl<T> SubscribedRow for T where
+    T: crate::StreamTable + for<'r> FromRow<'r, PgRow> + Send + Unpin + 'static
+{
+}
+
 /// A subscription to the changes of a stream table: a [`Stream`] of
 /// [`SubscriptionEvent`]s (also [`Subscription::recv`]). Created by
 /// [`RuntimeHandle::subscribe`](crate::RuntimeHandle::subscribe).

@@ -93,16 +93,8 @@ impl Binder<'_> {
         impl sqlparser::ast::Visitor for Plain {
             type Break = ();
             fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
-                let bad = match e {
-                    Expr::Subquery(_)
-                    | Expr::Exists { .. }
-                    | Expr::In {
-                        target: sqlparser::ast::InTarget::Subquery(_),
-                        ..
-                    } => true,
-                    Expr::Function(f) => f.over.is_some(),
-                    _ => false,
-                };
+                let bad = crate::sql::walk::is_subquery(e)
+                    || matches!(e, Expr::Function(f) if f.over.is_some());
                 if bad {
                     self.0 = false;
                     return ControlFlow::Break(());
@@ -535,13 +527,9 @@ fn correlation_sides(e: &Expr, alias: &str, cols: &[String]) -> Option<(bool, bo
                         self.3 = true
                     }
                 }
-                Expr::CompoundIdentifier(_)
-                | Expr::Subquery(_)
-                | Expr::Exists { .. }
-                | Expr::In {
-                    target: sqlparser::ast::InTarget::Subquery(_),
-                    ..
-                } => {
+                e if matches!(e, Expr::CompoundIdentifier(_))
+                    || crate::sql::walk::is_subquery(e) =>
+                {
                     self.4 = false;
                     return ControlFlow::Break(());
                 }

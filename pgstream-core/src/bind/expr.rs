@@ -30,12 +30,7 @@ impl Binder<'_> {
                             Err(err) => return fail(self, err),
                         }
                     }
-                    Expr::Subquery(_)
-                    | Expr::Exists { .. }
-                    | Expr::In {
-                        target: sqlparser::ast::InTarget::Subquery(_),
-                        ..
-                    } => {
+                    e if crate::sql::walk::is_subquery(e) => {
                         return fail(self, unsupported(q, "subqueries in expressions", Some(&*e)));
                     }
                     Expr::Function(f) => {

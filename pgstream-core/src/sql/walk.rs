@@ -306,3 +306,16 @@ pub(crate) fn and_all(parts: impl IntoIterator<Item = Expr>) -> Option<Expr> {
         .into_iter()
         .reduce(|a, b| binary(a, BinaryOperator::And, b))
 }
+
+/// Whether `e` itself is a subquery: scalar, `EXISTS` or `IN (SELECT ...)`.
+pub(crate) fn is_subquery(e: &Expr) -> bool {
+    matches!(
+        e,
+        Expr::Subquery(_)
+            | Expr::Exists { .. }
+            | Expr::In {
+                target: sqlparser::ast::InTarget::Subquery(_),
+                ..
+            }
+    )
+}

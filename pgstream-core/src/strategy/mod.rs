@@ -712,15 +712,7 @@ fn has_subquery(e: &Expr) -> bool {
     impl sqlparser::ast::Visitor for Finder {
         type Break = ();
         fn pre_visit_expr(&mut self, e: &Expr) -> std::ops::ControlFlow<()> {
-            if matches!(
-                e,
-                Expr::Subquery(_)
-                    | Expr::Exists { .. }
-                    | Expr::In {
-                        target: sqlparser::ast::InTarget::Subquery(_),
-                        ..
-                    }
-            ) {
+            if crate::sql::walk::is_subquery(e) {
                 self.0 = true;
                 return std::ops::ControlFlow::Break(());
             }
