@@ -17,7 +17,10 @@
 //! style prints its text as is (only `marker::shown` builds such, for explain).
 
 use crate::spec::QualifiedName;
-use sqlparser::ast::{Expr, Ident, OrderByOptions, Query, Select, VisitMut, VisitorMut};
+use sqlparser::ast::{
+    Expr, Ident, ObjectName, ObjectNamePart, OrderByOptions, Query, Select, TableFactor, VisitMut,
+    VisitorMut,
+};
 use sqlparser::tokenizer::Span;
 use std::borrow::Cow;
 use std::fmt;
@@ -155,6 +158,28 @@ impl Sql {
             quote_style: None,
             span: Span::empty(),
         })
+    }
+
+    /// The fragment, a query, as the relation `(query) AS "alias"` of a FROM clause,
+    /// printed verbatim without being parsed again.
+    pub(crate) fn into_derived_table(self, alias: &str) -> TableFactor {
+        TableFactor::Table {
+            name: ObjectName(vec![ObjectNamePart::Identifier(Ident {
+                value: format!("({})", self.0),
+                quote_style: None,
+                span: Span::empty(),
+            })]),
+            alias: Some(crate::sql::walk::table_alias(Ident::with_quote('"', alias))),
+            args: None,
+            with_hints: vec![],
+            version: None,
+            with_ordinality: false,
+            partitions: vec![],
+            json_path: None,
+            sample: None,
+            index_directives: vec![],
+            inheritance: None,
+        }
     }
 
     /// The fragments in order with `sep` between them (empty for none).

@@ -132,14 +132,6 @@ pub(crate) fn last_query(text: &str) -> Option<Query> {
     }
 }
 
-/// Parse a query the compiler itself wrote.
-pub(crate) fn query_fragment(sql: &str) -> std::result::Result<Query, ParserError> {
-    Parser::new(&PostgreSqlDialect {})
-        .try_with_sql(sql)
-        .and_then(|mut p| p.parse_query())
-        .map(|q| *q)
-}
-
 /// Convert sqlparser's line/column span into a byte range of `text`.
 pub(crate) fn span_range(text: &str, span: Span) -> Option<Range<usize>> {
     if span == Span::empty() || span.start.line == 0 {

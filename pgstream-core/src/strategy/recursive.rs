@@ -16,8 +16,7 @@ use crate::analyze::recursive::{Factor, SemiNaive, Version};
 use crate::catalog::Table;
 use crate::contract;
 use crate::render::{sql, JoinSql, Sql};
-use crate::sql::parse;
-use sqlparser::ast::{Ident, ObjectName, ObjectNamePart, Query, Select, TableFactor};
+use sqlparser::ast::{Ident, ObjectName, ObjectNamePart, Select, TableFactor};
 
 /// What the renderer supplies: per source, SQL for its window's inserted rows
 /// (columns named as the table's), and the storage table.
@@ -243,16 +242,7 @@ fn replace(rel: &mut TableFactor, f: &Factor, v: Version, sn: &SemiNaive, inp: &
             (sql, alias)
         }
     };
-    let sub: Query = parse::query_fragment(sql.as_str()).expect("pgstream renders valid SQL");
-    *rel = TableFactor::Derived {
-        lateral: false,
-        subquery: Box::new(sub),
-        alias: Some(crate::sql::walk::table_alias(Ident::with_quote(
-            '"',
-            alias.clone(),
-        ))),
-        sample: None,
-    };
+    *rel = sql.into_derived_table(alias);
 }
 
 impl SemiNaive {
