@@ -27,7 +27,7 @@
 
 use crate::ir::marker::{as_marker, Marker};
 use crate::ir::{Block, Body, Compiled, Leaf, Shape, Tree};
-use crate::sql::ident::quote_ident;
+use crate::sql::fragment::{sql, Sql};
 use sqlparser::ast::{BinaryOperator, Expr, UnaryOperator, Value};
 use std::collections::HashMap;
 
@@ -36,6 +36,8 @@ pub const BUFFER_ALIAS: &str = "b";
 /// The frontier row's alias in a [`ChangeFilter`] template; its `change_args` column
 /// holds the arguments.
 pub const FRONTIER_ALIAS: &str = "f";
+const BUFFER: Sql = Sql::fixed(BUFFER_ALIAS);
+const FRONTIER: Sql = Sql::fixed(FRONTIER_ALIAS);
 
 /// A condition on a buffered change (its image's columns, as `b."column"`) that every
 /// change able to alter the stream table satisfies.
@@ -59,7 +61,7 @@ impl Compiled {
             blocks.extend(branches.iter());
         }
         let mut r = Renderer::default();
-        let mut disjuncts: Vec<String> = Vec::new();
+        let mut disjuncts: Vec<Sql> = Vec::new();
         for block in blocks {
             let mut chains = HashMap::new();
             leaf_chains(&block.tree, &mut Vec::new(), &mut chains);
@@ -71,7 +73,7 @@ impl Compiled {
                     return None;
                 }
                 let preds = chains.get(&i)?;
-                let accepted: Vec<String> = preds
+                let accepted: Vec<Sql> = preds
                     .iter()
                     .flat_map(crate::pushdown::conjuncts)
                     .filter_map(|c| r.conjunct(&c, i, leaf))
@@ -79,7 +81,7 @@ impl Compiled {
                 if accepted.is_empty() {
                     return None;
                 }
-                let d = accepted.join(" AND ");
+                let d = Sql::join(accepted, " AND ");
                 if !disjuncts.contains(&d) {
                     disjuncts.push(d);
                 }
@@ -91,14 +93,10 @@ impl Compiled {
         let template = if disjuncts.len() == 1 {
             disjuncts.remove(0)
         } else {
-            disjuncts
-                .iter()
-                .map(|d| format!("({d})"))
-                .collect::<Vec<_>>()
-                .join(" OR ")
+            Sql::join(disjuncts.into_iter().map(|d| sql!("({})", d)), " OR ")
         };
         Some(ChangeFilter {
-            template,
+            template: template.into_string(),
             args: r.args,
         })
     }
@@ -155,7 +153,7 @@ struct Renderer {
 
 impl Renderer {
     /// One conjunct over leaf `i`, or `None` when it is not usable.
-    fn conjunct(&mut self, e: &Expr, i: usize, leaf: &Leaf) -> Option<String> {
+    fn conjunct(&mut self, e: &Expr, i: usize, leaf: &Leaf) -> Option<Sql> {
         let saved = self.args.len();
         let out = self.expr(e, i, leaf);
         if out.is_none() {
@@ -176,7 +174,7 @@ impl Renderer {
     }
 
     /// A literal as an argument cast to `sql_type`.
-    fn arg(&mut self, e: &Expr, sql_type: &str) -> Option<String> {
+    fn arg(&mut self, e: &Expr, sql_type: &str) -> Option<Sql> {
         let text = match strip(e) {
             Expr::Value(v) => match &v.value {
                 Value::Number(n, _) => n.clone(),
@@ -196,25 +194,26 @@ impl Renderer {
             _ => return None,
         };
         self.args.push(text);
-        Some(format!(
-            "({}.\"change_args\"[{}])::{sql_type}",
-            FRONTIER_ALIAS,
-            self.args.len()
+        Some(sql!(
+            "({}.\"change_args\"[{}])::{}",
+            FRONTIER,
+            self.args.len(),
+            Sql::type_name(sql_type)
         ))
     }
 
-    fn expr(&mut self, e: &Expr, i: usize, leaf: &Leaf) -> Option<String> {
+    fn expr(&mut self, e: &Expr, i: usize, leaf: &Leaf) -> Option<Sql> {
         use BinaryOperator as B;
         if let Some((name, _)) = Self::column(e, i, leaf) {
-            return Some(format!("{BUFFER_ALIAS}.{}", quote_ident(name)));
+            return Some(buffer_column(name));
         }
         Some(match e {
-            Expr::Nested(x) => format!("({})", self.expr(x, i, leaf)?),
+            Expr::Nested(x) => sql!("({})", self.expr(x, i, leaf)?),
             Expr::Value(v) => match &v.value {
                 Value::Number(..)
                 | Value::SingleQuotedString(_)
                 | Value::Boolean(_)
-                | Value::Null => v.to_string(),
+                | Value::Null => Sql::ast(v),
                 _ => return None,
             },
             Expr::BinaryOp { left, op, right } => {
@@ -223,12 +222,12 @@ impl Renderer {
                     // column op literal, literal op column: the literal is an argument.
                     if let Some((name, ty)) = Self::column(left, i, leaf) {
                         if let Some(a) = self.arg(right, ty) {
-                            return Some(format!("{BUFFER_ALIAS}.{} {op} {a}", quote_ident(name)));
+                            return Some(sql!("{} {} {}", buffer_column(name), Sql::ast(op), a));
                         }
                     }
                     if let Some((name, ty)) = Self::column(right, i, leaf) {
                         if let Some(a) = self.arg(left, ty) {
-                            return Some(format!("{a} {op} {BUFFER_ALIAS}.{}", quote_ident(name)));
+                            return Some(sql!("{} {} {}", a, Sql::ast(op), buffer_column(name)));
                         }
                     }
                 }
@@ -240,19 +239,20 @@ impl Renderer {
                 if !allowed {
                     return None;
                 }
-                format!(
-                    "({} {op} {})",
+                sql!(
+                    "({} {} {})",
                     self.expr(left, i, leaf)?,
+                    Sql::ast(op),
                     self.expr(right, i, leaf)?
                 )
             }
             Expr::UnaryOp { op, expr } => match op {
-                UnaryOperator::Not => format!("(NOT {})", self.expr(expr, i, leaf)?),
-                UnaryOperator::Minus => format!("(- {})", self.expr(expr, i, leaf)?),
+                UnaryOperator::Not => sql!("(NOT {})", self.expr(expr, i, leaf)?),
+                UnaryOperator::Minus => sql!("(- {})", self.expr(expr, i, leaf)?),
                 _ => return None,
             },
-            Expr::IsNull(x) => format!("({} IS NULL)", self.expr(x, i, leaf)?),
-            Expr::IsNotNull(x) => format!("({} IS NOT NULL)", self.expr(x, i, leaf)?),
+            Expr::IsNull(x) => sql!("({} IS NULL)", self.expr(x, i, leaf)?),
+            Expr::IsNotNull(x) => sql!("({} IS NOT NULL)", self.expr(x, i, leaf)?),
             Expr::In {
                 expr: x,
                 target: sqlparser::ast::InTarget::List(list),
@@ -264,11 +264,11 @@ impl Renderer {
                     .iter()
                     .map(|l| self.arg(l, ty))
                     .collect::<Option<Vec<_>>>()?;
-                format!(
-                    "({BUFFER_ALIAS}.{} {}IN ({}))",
-                    quote_ident(name),
-                    if *negated { "NOT " } else { "" },
-                    items.join(", ")
+                sql!(
+                    "({} {}IN ({}))",
+                    buffer_column(name),
+                    not(*negated),
+                    Sql::join(items, ", ")
                 )
             }
             Expr::Between {
@@ -279,10 +279,12 @@ impl Renderer {
             } => {
                 let (name, ty) = Self::column(x, i, leaf)?;
                 let (lo, hi) = (self.arg(low, ty)?, self.arg(high, ty)?);
-                format!(
-                    "({BUFFER_ALIAS}.{} {}BETWEEN {lo} AND {hi})",
-                    quote_ident(name),
-                    if *negated { "NOT " } else { "" }
+                sql!(
+                    "({} {}BETWEEN {} AND {})",
+                    buffer_column(name),
+                    not(*negated),
+                    lo,
+                    hi
                 )
             }
             Expr::Like {
@@ -306,14 +308,24 @@ impl Renderer {
                 } else {
                     "LIKE"
                 };
-                format!(
-                    "({BUFFER_ALIAS}.{} {}{op} {p})",
-                    quote_ident(name),
-                    if *negated { "NOT " } else { "" }
-                )
+                sql!("({} {}{} {})", buffer_column(name), not(*negated), op, p)
             }
             _ => return None,
         })
+    }
+}
+
+/// `b."column"`: a column of the buffered change.
+fn buffer_column(name: &str) -> Sql {
+    sql!("{}.{}", BUFFER, Sql::ident(name))
+}
+
+/// `NOT ` when `negated`.
+fn not(negated: bool) -> &'static str {
+    if negated {
+        "NOT "
+    } else {
+        ""
     }
 }
 

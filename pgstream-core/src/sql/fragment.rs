@@ -18,8 +18,8 @@
 
 use crate::spec::QualifiedName;
 use sqlparser::ast::{
-    Expr, Ident, ObjectName, ObjectNamePart, OrderByOptions, Query, Select, TableFactor, VisitMut,
-    VisitorMut,
+    BinaryOperator, Expr, Ident, ObjectName, ObjectNamePart, OrderByOptions, Query, Select,
+    TableFactor, ValueWithSpan, VisitMut, VisitorMut,
 };
 use sqlparser::tokenizer::Span;
 use std::borrow::Cow;
@@ -40,7 +40,14 @@ macro_rules! ast_nodes {
         impl Ast for $t {}
     )*};
 }
-ast_nodes!(Expr, Query, Select, OrderByOptions);
+ast_nodes!(
+    Expr,
+    Query,
+    Select,
+    OrderByOptions,
+    ValueWithSpan,
+    BinaryOperator
+);
 
 /// Integer types a fragment can be made of ([`Sql::number`], or as an argument of
 /// [`sql!`]).
