@@ -43,55 +43,12 @@ pub enum LogFormat {
 #[derive(Subcommand)]
 pub enum Command {
     /// Create a stream table (installs pgstream's catalog when missing).
-    Create {
-        /// Name of the stream table (`name` or `schema.name`).
-        name: String,
-        /// The defining query.
-        #[arg(
-            long,
-            required_unless_present = "query_file",
-            conflicts_with = "query_file"
-        )]
-        query: Option<String>,
-        /// A file holding the defining query.
-        #[arg(long)]
-        query_file: Option<PathBuf>,
-        /// When the scheduler refreshes it: a staleness bound (`30s`, `5m`, `1h`), a
-        /// cron expression, UTC (`"*/5 * * * *"`, `"0 3 * * MON-FRI"`, `@daily`; six
-        /// fields with seconds first also work), `"on commit"` (at once after each
-        /// commit that changes a source), or `inherit` (just before the stream tables
-        /// that read it, as often as the most demanding of them).
-        #[arg(long, default_value = "1m")]
-        schedule: String,
-        /// `differential` (incremental, on the schedule), `full` or `immediate` (maintained
-        /// inside each writing transaction; the schedule is not used).
-        #[arg(long, default_value = "differential")]
-        mode: String,
-    },
+    Create(CreateArgs),
     /// Replace the defining query of a stream table: the new storage table is built,
     /// populated and swapped for the old one in one transaction (readers see the old
     /// rows or the new ones, never an empty table); its name and the grants on it are
     /// kept.
-    Replace {
-        /// Name of the stream table.
-        name: String,
-        /// The new defining query.
-        #[arg(
-            long,
-            required_unless_present = "query_file",
-            conflicts_with = "query_file"
-        )]
-        query: Option<String>,
-        /// A file holding the new defining query.
-        #[arg(long)]
-        query_file: Option<PathBuf>,
-        /// A new schedule (default: unchanged).
-        #[arg(long)]
-        schedule: Option<String>,
-        /// A new mode, `differential`, `full` or `immediate` (default: unchanged).
-        #[arg(long)]
-        mode: Option<String>,
-    },
+    Replace(ReplaceArgs),
     /// Refresh a stream table now.
     Refresh {
         /// Name of the stream table.
@@ -157,4 +114,55 @@ pub enum Command {
         #[arg(long)]
         mode: Option<String>,
     },
+}
+
+/// The arguments of `create`.
+#[derive(clap::Args)]
+pub struct CreateArgs {
+    /// Name of the stream table (`name` or `schema.name`).
+    pub name: String,
+    /// The defining query.
+    #[arg(
+        long,
+        required_unless_present = "query_file",
+        conflicts_with = "query_file"
+    )]
+    pub query: Option<String>,
+    /// A file holding the defining query.
+    #[arg(long)]
+    pub query_file: Option<PathBuf>,
+    /// When the scheduler refreshes it: a staleness bound (`30s`, `5m`, `1h`), a
+    /// cron expression, UTC (`"*/5 * * * *"`, `"0 3 * * MON-FRI"`, `@daily`; six
+    /// fields with seconds first also work), `"on commit"` (at once after each
+    /// commit that changes a source), or `inherit` (just before the stream tables
+    /// that read it, as often as the most demanding of them).
+    #[arg(long, default_value = "1m")]
+    pub schedule: String,
+    /// `differential` (incremental, on the schedule), `full` or `immediate` (maintained
+    /// inside each writing transaction; the schedule is not used).
+    #[arg(long, default_value = "differential")]
+    pub mode: String,
+}
+
+/// The arguments of `replace`.
+#[derive(clap::Args)]
+pub struct ReplaceArgs {
+    /// Name of the stream table.
+    pub name: String,
+    /// The new defining query.
+    #[arg(
+        long,
+        required_unless_present = "query_file",
+        conflicts_with = "query_file"
+    )]
+    pub query: Option<String>,
+    /// A file holding the new defining query.
+    #[arg(long)]
+    pub query_file: Option<PathBuf>,
+    /// A new schedule (default: unchanged).
+    #[arg(long)]
+    pub schedule: Option<String>,
+    /// A new mode, `differential`, `full` or `immediate` (default: unchanged).
+    #[arg(long)]
+    pub mode: Option<String>,
 }

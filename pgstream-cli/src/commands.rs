@@ -8,7 +8,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::types::chrono::Utc;
 use sqlx::PgPool;
 
-use crate::args::{Cli, Command};
+use crate::args::{Cli, Command, CreateArgs, ReplaceArgs};
 use crate::status_json::status_json;
 use crate::{explain, status_table};
 
@@ -61,65 +61,8 @@ pub async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             })
             .await
         }
-        Command::Create {
-            name,
-            query,
-            query_file,
-            schedule,
-            mode,
-        } => {
-            let query = query_text(query, query_file)?;
-            // Arguments first: a bad name, mode or schedule changes nothing.
-            let mode: Mode = mode.parse()?;
-            let spec = pgstream::spec(&name, &query, &schedule, mode)?;
-            let pool = connect(cli.database_url).await?;
-            pgstream::install(&pool).await?;
-            pgstream::create_stream_table(&pool, &spec).await?;
-            let when = if spec.schedule.is_cron() {
-                format!("cron `{}`", spec.schedule)
-            } else if spec.schedule.is_on_commit() {
-                "on commit".to_string()
-            } else if spec.schedule.is_inherit() {
-                "schedule inherited from its readers".to_string()
-            } else {
-                format!("every {}", spec.schedule)
-            };
-            println!("created stream table {name} ({mode}, {when})");
-            Ok(())
-        }
-        Command::Replace {
-            name,
-            query,
-            query_file,
-            schedule,
-            mode,
-        } => {
-            let query = query_text(query, query_file)?;
-            let mode: Option<Mode> = mode.map(|m| m.parse()).transpose()?;
-            let qname = pgstream::QualifiedName::parse(&name).map_err(pgstream::Error::Invalid)?;
-            let pool = connect(cli.database_url).await?;
-            // Unchanged schedule and mode unless given.
-            let shown = pgstream::display_name(&qname);
-            let current = pgstream::status(&pool)
-                .await?
-                .into_iter()
-                .find(|s| s.name == shown)
-                .ok_or_else(|| pgstream::Error::NotFound(shown.clone()))?;
-            let mode = match mode {
-                Some(m) => m,
-                None => current.refresh_mode.parse()?,
-            };
-            let schedule = schedule.unwrap_or(current.schedule);
-            let spec = pgstream::spec(&name, &query, &schedule, mode)?;
-            if pgstream::replace_stream_table(&pool, &spec).await? {
-                println!("replaced the definition of stream table {shown} ({mode})");
-            } else {
-                println!(
-                    "stream table {shown} already has this query and mode (schedule {schedule})"
-                );
-            }
-            Ok(())
-        }
+        Command::Create(args) => create(args, cli.database_url).await,
+        Command::Replace(args) => replace(args, cli.database_url).await,
         Command::Refresh { name } => {
             let pool = connect(cli.database_url).await?;
             let out = pgstream::refresh(&pool, &name).await?;
@@ -181,6 +124,62 @@ pub async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             Ok(())
         }
     }
+}
+
+/// `create`: checks the arguments, installs the catalog when missing, creates the
+/// stream table.
+async fn create(
+    args: CreateArgs,
+    database_url: Option<String>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let query = query_text(args.query, args.query_file)?;
+    // Arguments first: a bad name, mode or schedule changes nothing.
+    let mode: Mode = args.mode.parse()?;
+    let spec = pgstream::spec(&args.name, &query, &args.schedule, mode)?;
+    let pool = connect(database_url).await?;
+    pgstream::install(&pool).await?;
+    pgstream::create_stream_table(&pool, &spec).await?;
+    let when = if spec.schedule.is_cron() {
+        format!("cron `{}`", spec.schedule)
+    } else if spec.schedule.is_on_commit() {
+        "on commit".to_string()
+    } else if spec.schedule.is_inherit() {
+        "schedule inherited from its readers".to_string()
+    } else {
+        format!("every {}", spec.schedule)
+    };
+    println!("created stream table {} ({mode}, {when})", args.name);
+    Ok(())
+}
+
+/// `replace`: the new query, with the stream table's schedule and mode unless given.
+async fn replace(
+    args: ReplaceArgs,
+    database_url: Option<String>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let query = query_text(args.query, args.query_file)?;
+    let mode: Option<Mode> = args.mode.map(|m| m.parse()).transpose()?;
+    let qname = pgstream::QualifiedName::parse(&args.name).map_err(pgstream::Error::Invalid)?;
+    let pool = connect(database_url).await?;
+    // Unchanged schedule and mode unless given.
+    let shown = pgstream::display_name(&qname);
+    let current = pgstream::status(&pool)
+        .await?
+        .into_iter()
+        .find(|s| s.name == shown)
+        .ok_or_else(|| pgstream::Error::NotFound(shown.clone()))?;
+    let mode = match mode {
+        Some(m) => m,
+        None => current.refresh_mode.parse()?,
+    };
+    let schedule = args.schedule.unwrap_or(current.schedule);
+    let spec = pgstream::spec(&args.name, &query, &schedule, mode)?;
+    if pgstream::replace_stream_table(&pool, &spec).await? {
+        println!("replaced the definition of stream table {shown} ({mode})");
+    } else {
+        println!("stream table {shown} already has this query and mode (schedule {schedule})");
+    }
+    Ok(())
 }
 
 /// Waits for Ctrl-C or, on Unix, SIGTERM.
