@@ -242,44 +242,7 @@ async fn show(pool: &PgPool, sql: &str) -> Result<(), sqlx::Error> {
                 .collect()
         })
         .collect();
-    let mut widths: Vec<usize> = names.iter().map(|n| n.chars().count()).collect();
-    for row in &cells {
-        for (i, c) in row.iter().enumerate() {
-            widths[i] = widths[i].max(c.chars().count());
-        }
-    }
-    let header: Vec<String> = names
-        .iter()
-        .enumerate()
-        .map(|(i, n)| format!("{n:^w$}", w = widths[i]))
-        .collect();
-    println!(" {}", header.join(" | ").trim_end());
-    println!(
-        "{}",
-        widths
-            .iter()
-            .map(|w| "-".repeat(w + 2))
-            .collect::<Vec<_>>()
-            .join("+")
-    );
-    for row in &cells {
-        let line: Vec<String> = row
-            .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                if numeric[i] {
-                    format!("{c:>w$}", w = widths[i])
-                } else {
-                    format!("{c:<w$}", w = widths[i])
-                }
-            })
-            .collect();
-        println!(" {}", line.join(" | ").trim_end());
-    }
-    println!(
-        "({} row{})\n",
-        cells.len(),
-        if cells.len() == 1 { "" } else { "s" }
-    );
+    let header: Vec<&str> = names.iter().map(String::as_str).collect();
+    println!("{}", pgstream::psql::aligned(&header, &cells, &numeric));
     Ok(())
 }

@@ -37,6 +37,7 @@ mod install;
 pub mod metrics;
 mod oncommit;
 mod pin;
+pub mod psql;
 mod refresh;
 mod replace;
 mod requests;
