@@ -170,23 +170,12 @@ impl Sql {
     /// The fragment, a query, as the relation `(query) AS "alias"` of a FROM clause,
     /// printed verbatim without being parsed again.
     pub(crate) fn into_derived_table(self, alias: &str) -> TableFactor {
-        TableFactor::Table {
-            name: ObjectName(vec![ObjectNamePart::Identifier(Ident {
-                value: format!("({})", self.0),
-                quote_style: None,
-                span: Span::empty(),
-            })]),
-            alias: Some(crate::sql::walk::table_alias(Ident::with_quote('"', alias))),
-            args: None,
-            with_hints: vec![],
-            version: None,
-            with_ordinality: false,
-            partitions: vec![],
-            json_path: None,
-            sample: None,
-            index_directives: vec![],
-            inheritance: None,
-        }
+        let name = Ident {
+            value: format!("({})", self.0),
+            quote_style: None,
+            span: Span::empty(),
+        };
+        crate::sql::walk::table_factor(ObjectName(vec![ObjectNamePart::Identifier(name)]), alias)
     }
 
     /// The fragments in order with `sep` between them (empty for none).

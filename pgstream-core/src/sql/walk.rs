@@ -319,3 +319,23 @@ pub(crate) fn is_subquery(e: &Expr) -> bool {
             }
     )
 }
+
+/// The relation `name AS "alias"` of a FROM clause.
+pub(crate) fn table_factor(
+    name: sqlparser::ast::ObjectName,
+    alias: &str,
+) -> sqlparser::ast::TableFactor {
+    sqlparser::ast::TableFactor::Table {
+        name,
+        alias: Some(table_alias(sqlparser::ast::Ident::with_quote('"', alias))),
+        args: None,
+        with_hints: vec![],
+        version: None,
+        with_ordinality: false,
+        partitions: vec![],
+        json_path: None,
+        sample: None,
+        index_directives: vec![],
+        inheritance: None,
+    }
+}

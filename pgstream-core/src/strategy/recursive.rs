@@ -180,24 +180,10 @@ fn inserted(t: &Table, window: &Sql, sn: &SemiNaive) -> Sql {
 fn replace(rel: &mut TableFactor, f: &Factor, v: Version, sn: &SemiNaive, inp: &Inputs<'_>) {
     let (sql, alias) = match (f, v) {
         (Factor::Cte { alias }, Version::Delta) => {
-            *rel = TableFactor::Table {
-                name: ObjectName(vec![ObjectNamePart::Identifier(Ident::with_quote(
-                    '"', DELTA,
-                ))]),
-                alias: Some(crate::sql::walk::table_alias(Ident::with_quote(
-                    '"',
-                    alias.clone(),
-                ))),
-                args: None,
-                with_hints: vec![],
-                version: None,
-                with_ordinality: false,
-                partitions: vec![],
-                json_path: None,
-                sample: None,
-                index_directives: vec![],
-                inheritance: None,
-            };
+            let delta = ObjectName(vec![ObjectNamePart::Identifier(Ident::with_quote(
+                '"', DELTA,
+            ))]);
+            *rel = crate::sql::walk::table_factor(delta, alias);
             return;
         }
         (Factor::Cte { alias }, _) => (sn.old_result(inp), alias),
