@@ -16,6 +16,7 @@ pub mod compare;
 pub mod db;
 pub mod freshness;
 pub mod oracle;
+pub mod table_t;
 pub mod tpch;
 pub mod tutorial;
 

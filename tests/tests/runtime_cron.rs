@@ -6,18 +6,9 @@ use std::time::{Duration, Instant};
 
 use pgstream_runtime::{Error, Mode, Runtime, RuntimeHandle};
 use pgstream_tests::compare::scalar_i64;
-use pgstream_tests::{test_db, TestDb};
+use pgstream_tests::table_t::{setup_t, Q};
+use pgstream_tests::test_db;
 use sqlx::PgPool;
-
-async fn setup_t(db: &TestDb) {
-    db.exec(
-        "CREATE TABLE t (id int PRIMARY KEY, name text NOT NULL, x int NOT NULL);
-         INSERT INTO t SELECT g, 'n' || g, g % 4 FROM generate_series(1, 20) g;",
-    )
-    .await;
-}
-
-const Q: &str = "SELECT id, name FROM t WHERE x > 1";
 
 /// Scheduled refreshes of a stream table so far (the initial one does not count).
 async fn refresh_count(pool: &PgPool, name: &str) -> i64 {
