@@ -164,6 +164,24 @@ impl RuntimeBuilder {
         self
     }
 
+    /// How many stream tables the scheduler advances in one transaction when their
+    /// sources changed only in rows their change filters reject (another tenant's
+    /// rows, for `WHERE tenant_id = 3`). Default: 1,000. Each one's refresh lock takes
+    /// a slot of the server's shared lock table until the commit
+    /// (`max_locks_per_transaction` slots per connection, 64 by default), so one
+    /// transaction over every tenant would fail with "out of shared memory" once
+    /// there are several thousand; smaller batches cost one more transaction each.
+    ///
+    /// # Panics
+    ///
+    /// Panics if `n` is zero.
+    #[track_caller]
+    pub fn advance_batch(mut self, n: u32) -> Self {
+        assert!(n > 0, "pgstream: advance_batch must be at least 1");
+        self.policy.advance_batch = n;
+        self
+    }
+
     /// The exponential backoff between retries of a failing stream table: the first
     /// retry after `base`, then 2·base, 4·base, ... at most `max`. Default: 1 s and
     /// 5 min. (Until the retry time, the stream table is not refreshed by the

@@ -119,7 +119,14 @@ pub(crate) struct FailurePolicy {
     /// How many refreshes a scheduler pass runs at once (not about failures; it
     /// travels with the policy to the scheduler).
     pub parallel: usize,
+    /// How many stream tables with filtered-out changes the scheduler advances in
+    /// one transaction (also travelling with the policy).
+    pub advance_batch: u32,
 }
+
+/// Default of [`RuntimeBuilder::advance_batch`](crate::RuntimeBuilder::advance_batch):
+/// well below the shared lock table of a default server (64 slots per connection).
+pub(crate) const DEFAULT_ADVANCE_BATCH: u32 = 1000;
 
 impl Default for FailurePolicy {
     fn default() -> Self {
@@ -128,6 +135,7 @@ impl Default for FailurePolicy {
             backoff_base: Duration::from_secs(1),
             backoff_max: Duration::from_secs(300),
             parallel: 1,
+            advance_batch: DEFAULT_ADVANCE_BATCH,
         }
     }
 }

@@ -61,12 +61,18 @@ fn queries(n: i64) -> Vec<(String, String, &'static str)> {
     ]
 }
 
+/// How many stream tables a pass advances in one transaction here: the 24 stream
+/// tables of `setup` take five batches, so a candidate lost between batches would be
+/// refreshed instead of advanced and fail the first test's exact list.
+const ADVANCE_BATCH: u32 = 5;
+
 /// A database with the schema and a runtime without its scheduler (passes by hand).
 async fn start() -> (TestDb, Runtime) {
     let db = test_db().await;
     db.exec(SCHEMA).await;
     let rt = Runtime::builder(db.pool.clone())
         .scheduler(false)
+        .advance_batch(ADVANCE_BATCH)
         .start()
         .await
         .unwrap();
@@ -277,5 +283,92 @@ async fn a_change_no_filter_passes_is_trimmed() {
     pass(&db, &rt).await;
     let (name, query, cols) = &queries(1)[0];
     assert_eq!(difference(&db.pool, query, name, cols).await, 0);
+    rt.shutdown().await;
+}
+
+/// `_advance_unaffected(after, batch)` takes the refresh locks of `batch` candidates
+/// at most in one transaction (each holds a slot of the server's shared lock table
+/// to the commit: thousands of tenants in one transaction ran out of it), returns
+/// the last id it looked at, and the calls from there cover every candidate once.
+#[tokio::test]
+async fn advancing_takes_a_bounded_number_of_locks_per_transaction() {
+    let (db, rt) = setup().await;
+    pass(&db, &rt).await;
+    // An order of tenant 2 (order 1): agg_2, join_2, pair_1 and pair_2 are affected.
+    db.exec("UPDATE orders SET amount = amount + 1 WHERE id = 1")
+        .await;
+    let affected: Vec<i64> = sqlx::query_scalar(
+        "SELECT id FROM pgstream.pgs_stream_tables
+          WHERE table_name IN ('agg_2', 'join_2', 'pair_1', 'pair_2') ORDER BY id",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(affected.len(), 4);
+    // Candidates: the readers of `orders` (every stream table here has a filter).
+    let candidates: Vec<i64> =
+        sqlx::query_scalar("SELECT id FROM pgstream.pgs_stream_tables ORDER BY id")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+    let mut after = 0_i64;
+    let mut seen: Vec<i64> = Vec::new();
+    let mut advanced = Vec::new();
+    loop {
+        let mut tx = db.pool.begin().await.unwrap();
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        let (ids, last): (Vec<i64>, Option<i64>) =
+            sqlx::query_as("SELECT advanced, last_id FROM pgstream._advance_unaffected($1, 3)")
+                .bind(after)
+                .fetch_one(&mut *tx)
+                .await
+                .unwrap();
+        let locks: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_catalog.pg_locks
+              WHERE locktype = 'advisory' AND pid = pg_catalog.pg_backend_pid()",
+        )
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+        assert!(locks <= 3, "{locks} advisory locks held in one batch of 3");
+        tx.commit().await.unwrap();
+        let Some(last) = last else { break };
+        assert!(last > after, "no progress after {after}");
+        seen.extend(candidates.iter().filter(|&&c| c > after && c <= last));
+        advanced.extend(ids);
+        after = last;
+    }
+    assert_eq!(seen, candidates, "every candidate looked at once");
+    advanced.sort();
+    let expected: Vec<i64> = candidates
+        .iter()
+        .copied()
+        .filter(|c| !affected.contains(c))
+        .collect();
+    assert_eq!(advanced, expected, "the unaffected ones, and only they");
+    // The affected ones still have the change pending; a pass refreshes exactly them.
+    let before = refresh_counts(&db).await;
+    pass(&db, &rt).await;
+    let mut got = refreshed_since(&db, &before).await;
+    got.sort();
+    assert_eq!(got, ["agg_2", "join_2", "pair_1", "pair_2"]);
+    assert_all_exact(&db, "after advancing in batches").await;
+    // A batch size below one is an error, not a loop that never ends.
+    let mut tx = db.pool.begin().await.unwrap();
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let err = sqlx::query("SELECT * FROM pgstream._advance_unaffected(0, 0)")
+        .execute(&mut *tx)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("batch must be at least 1"),
+        "{err}"
+    );
     rt.shutdown().await;
 }

@@ -301,7 +301,7 @@ async fn run_pass(
     // (another tenant's rows): their frontiers are advanced without a refresh. Between
     // the catalog transactions: a runtime's pool may have one connection to spare.
     let advanced: HashSet<i64> = if idle_skip && !busy.is_empty() {
-        advance_unaffected(pool, &busy).await
+        advance_unaffected(pool, &busy, policy.advance_batch).await
     } else {
         HashSet::new()
     };
@@ -619,48 +619,64 @@ async fn run_pass(
 }
 
 /// Advance the frontiers of the stream tables whose windows hold only changes that
-/// fail their change filters (`pgstream._advance_unaffected`, in a REPEATABLE READ
-/// transaction of its own) and return their ids. On any error (a serialization
-/// failure when a refresh committed meanwhile) nothing is advanced and the pass
-/// refreshes them as it would without filters.
+/// fail their change filters (`pgstream._advance_unaffected`) and return their ids.
+/// The candidates are taken `batch` at a time, in id order, each batch in a
+/// REPEATABLE READ transaction of its own (each candidate's refresh lock takes a slot
+/// of the server's shared lock table until the commit). A batch in which a refresh
+/// committed meanwhile advances nothing (the function catches the serialization
+/// failure) and the next batches go on; on any other error the rest is left: the
+/// pass refreshes those stream tables as it would without filters.
 ///
 /// When some were advanced, the `busy` sources' buffers are trimmed after the
-/// commit: a refresh trims only what every consumer has seen when it commits, so
+/// commits: a refresh trims only what every consumer has seen when it commits, so
 /// the rows of the last changes could otherwise stay after every consumer has moved
 /// past them, keeping the source busy, and every later tick would advance all its
 /// consumers again (a write per stream table per tick with nothing changing).
-async fn advance_unaffected(pool: &PgPool, busy: &HashSet<i64>) -> HashSet<i64> {
-    let run = async {
+async fn advance_unaffected(pool: &PgPool, busy: &HashSet<i64>, batch: u32) -> HashSet<i64> {
+    let batch = i32::try_from(batch).unwrap_or(i32::MAX).max(1);
+    let one_batch = |after: i64| async move {
         let mut tx = crate::pin::begin_repeatable_read(pool).await?;
-        let ids: Vec<i64> = sqlx::query_scalar("SELECT pgstream._advance_unaffected()")
-            .fetch_one(&mut *tx)
-            .await?;
+        let (ids, last): (Vec<i64>, Option<i64>) =
+            sqlx::query_as("SELECT advanced, last_id FROM pgstream._advance_unaffected($1, $2)")
+                .bind(after)
+                .bind(batch)
+                .fetch_one(&mut *tx)
+                .await?;
         tx.commit().await?;
-        Ok::<_, sqlx::Error>(ids)
+        Ok::<_, sqlx::Error>((ids, last))
     };
-    let trim = async {
-        let sources: Vec<i64> = busy.iter().copied().collect();
-        let mut tx = crate::pin::begin(pool).await?;
-        sqlx::query("SELECT pgstream._trim_buffer(s::oid) FROM unnest($1::int8[]) s")
-            .bind(&sources)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await
-    };
-    match run.await {
-        Ok(ids) => {
-            if !ids.is_empty() {
-                if let Err(e) = trim.await {
-                    tracing::debug!(error = %e, "pgstream scheduler: buffers not trimmed after advancing");
+    let mut advanced = HashSet::new();
+    let mut after = 0;
+    loop {
+        match one_batch(after).await {
+            Ok((ids, last)) => {
+                advanced.extend(ids);
+                match last {
+                    Some(last) => after = last,
+                    None => break,
                 }
             }
-            ids.into_iter().collect()
-        }
-        Err(e) => {
-            tracing::debug!(error = %e, "pgstream scheduler: stream tables with filtered changes not advanced this pass");
-            HashSet::new()
+            Err(e) => {
+                tracing::debug!(error = %e, after, "pgstream scheduler: stream tables with filtered changes not advanced this pass");
+                break;
+            }
         }
     }
+    if !advanced.is_empty() {
+        let trim = async {
+            let sources: Vec<i64> = busy.iter().copied().collect();
+            let mut tx = crate::pin::begin(pool).await?;
+            sqlx::query("SELECT pgstream._trim_buffer(s::oid) FROM unnest($1::int8[]) s")
+                .bind(&sources)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await
+        };
+        if let Err(e) = trim.await {
+            tracing::debug!(error = %e, "pgstream scheduler: buffers not trimmed after advancing");
+        }
+    }
+    advanced
 }
 
 #[cfg(test)]

@@ -37,29 +37,45 @@ END $fn$;
 -- between can be neither skipped nor missed. Each stream table's refresh lock is
 -- taken without waiting (one being refreshed is left alone); a refresh that committed
 -- after the snapshot and before the lock makes the UPDATE fail with a serialization
--- failure (nothing is advanced then; the caller carries on as without this).
-CREATE OR REPLACE FUNCTION pgstream._advance_unaffected() RETURNS bigint[] LANGUAGE plpgsql AS $fn$
+-- failure, caught: the batch advances nothing (its stream tables are refreshed).
+--
+-- One call looks at `batch` candidates at most, those with an id above `after`, in id
+-- order, and returns the ones it advanced and the last id it looked at (NULL when
+-- there was none): the caller calls again, in a new transaction, from there. An
+-- advisory lock held to the end of the transaction takes a slot of the shared lock
+-- table (max_locks_per_transaction x max_connections, about 6,400 with the default
+-- settings), so one transaction over 10,000 tenants would fail with "out of shared
+-- memory" and advance nothing.
+CREATE OR REPLACE FUNCTION pgstream._advance_unaffected(
+    after bigint, batch integer, OUT advanced bigint[], OUT last_id bigint)
+LANGUAGE plpgsql AS $fn$
 DECLARE
     busy oid[];
     src oid;
     tmpl text;
     ids bigint[];
     affected bigint[] := '{}';
+    candidates bigint[];
     locked bigint[];
 BEGIN
+    advanced := '{}';
     IF current_setting('transaction_isolation') = 'read committed' THEN
         RAISE EXCEPTION 'pgstream._advance_unaffected must run in a REPEATABLE READ transaction'
             USING ERRCODE = 'invalid_transaction_state';
     END IF;
+    IF batch IS NULL OR batch < 1 THEN
+        RAISE EXCEPTION 'pgstream._advance_unaffected: batch must be at least 1, not %', batch
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
     busy := pgstream._busy_sources();
     IF cardinality(busy) = 0 THEN
-        RETURN '{}';
+        RETURN;
     END IF;
-    -- (OFFSET 0: the locks are tried only for the candidates.)
-    SELECT coalesce(array_agg(c.id), '{}') INTO locked
+    SELECT array_agg(c.id ORDER BY c.id) INTO candidates
       FROM (SELECT s.id
               FROM pgstream.pgs_stream_tables s
               JOIN (SELECT f.st_id FROM pgstream.pgs_frontiers f
+                     WHERE f.st_id > coalesce(after, 0)
                      GROUP BY f.st_id
                     HAVING bool_or(f.source_oid = ANY (busy))
                        AND NOT bool_or(f.frontier IS NULL
@@ -67,10 +83,19 @@ BEGIN
                 ON g.st_id = s.id
              WHERE s.status = 'ACTIVE' AND s.mode = 'DIFFERENTIAL' AND NOT s.needs_full
                AND s.last_refresh_at IS NOT NULL AND s.refresh_function IS NOT NULL
-            OFFSET 0) c
+               AND s.id > coalesce(after, 0)
+             ORDER BY s.id
+             LIMIT batch) c;
+    IF candidates IS NULL THEN
+        RETURN;
+    END IF;
+    last_id := candidates[cardinality(candidates)];
+    -- The locks are tried for this batch's candidates only.
+    SELECT coalesce(array_agg(c.id), '{}') INTO locked
+      FROM unnest(candidates) c (id)
      WHERE pg_try_advisory_xact_lock({{STREAM_TABLE_LOCK_CLASS}}, (c.id % 2147483648)::integer);
     IF cardinality(locked) = 0 THEN
-        RETURN '{}';
+        RETURN;
     END IF;
     -- The locked stream tables with a change in a window that passes their filter
     -- (a window is taken wide here: every change not visible in the frontier, and
@@ -93,14 +118,26 @@ BEGIN
     -- The others: the frontiers a refresh that found nothing to do would leave.
     -- (Set operations and joins on unnest: a test `= ANY (array)` per row would be
     -- quadratic in the number of stream tables.)
-    SELECT coalesce(array_agg(u.id), '{}') INTO locked
+    SELECT coalesce(array_agg(u.id), '{}') INTO advanced
       FROM (SELECT unnest(locked) EXCEPT SELECT unnest(affected)) u (id);
-    UPDATE pgstream.pgs_frontiers f
-       SET frontier = pg_catalog.pg_current_snapshot(), own_xid = NULL, own_change = NULL
-      FROM unnest(locked) u (id)
-     WHERE f.st_id = u.id;
-    RETURN locked;
+    BEGIN
+        UPDATE pgstream.pgs_frontiers f
+           SET frontier = pg_catalog.pg_current_snapshot(), own_xid = NULL, own_change = NULL
+          FROM unnest(advanced) u (id)
+         WHERE f.st_id = u.id;
+    EXCEPTION WHEN serialization_failure THEN
+        -- A refresh of one of them committed after this snapshot: this batch
+        -- advances nothing (the pass refreshes them), the caller goes on after it.
+        advanced := '{}';
+    END;
 END $fn$;
+
+-- The release before batches called this form from its scheduler: a runtime of that
+-- release still running beside this one during an upgrade keeps working (over every
+-- candidate in one transaction, as it did).
+CREATE OR REPLACE FUNCTION pgstream._advance_unaffected() RETURNS bigint[] LANGUAGE sql AS $fn$
+    SELECT a.advanced FROM pgstream._advance_unaffected(0, 2147483647) a
+$fn$;
 
 -- Number of buffered changes of one stream table that its frontiers do not cover.
 CREATE OR REPLACE FUNCTION pgstream._pending_changes(st_id bigint)
