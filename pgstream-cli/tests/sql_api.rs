@@ -417,6 +417,16 @@ async fn a_failing_query_reaches_sql_with_the_compilers_message() {
             .unwrap();
     assert_eq!(state, "failed");
     assert!(message.contains("nmae"), "{message}");
+    // A misspelt table: the request compiles against the relations the query names,
+    // and again against the whole schema to suggest the nearest name.
+    sql(p, "SELECT pgstream.create_stream_table('bad_table', 'SELECT id FROM departmnts', '30s', 'DIFFERENTIAL')").await;
+    let e = sql_err(p, "SELECT pgstream.wait_for_stream_table('bad_table')").await;
+    assert_eq!(code_of(&e), "PGS02");
+    assert!(
+        e.to_string().contains("unknown table `departmnts`")
+            && e.to_string().contains("departments"),
+        "{e}"
+    );
     // Nothing was created.
     let n: i64 = sqlx::query_scalar("SELECT count(*) FROM pgstream.pgs_stream_tables")
         .fetch_one(p)

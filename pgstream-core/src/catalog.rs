@@ -73,6 +73,21 @@ impl Catalog {
         Self::default()
     }
 
+    /// A catalog of `tables` and `views` in one pass: what adding them one by one
+    /// gives (a later item replaces an earlier one of the same name), in time linear
+    /// in their number. The runtime reads a live database this way: adding each of
+    /// 10,000 tables with [`Catalog::add_table`], which replaces by name, compared
+    /// every name with every other.
+    pub fn from_parts(
+        tables: impl IntoIterator<Item = Table>,
+        views: impl IntoIterator<Item = View>,
+    ) -> Self {
+        Catalog {
+            tables: last_of_each_name(tables, |t| &t.name),
+            views: last_of_each_name(views, |v| &v.name),
+        }
+    }
+
     /// Add or replace a table.
     pub fn add_table(&mut self, table: Table) {
         upsert(&mut self.tables, table, |t| &t.name);
@@ -115,6 +130,25 @@ impl Catalog {
     pub fn add_view(&mut self, view: View) {
         upsert(&mut self.views, view, |v| &v.name);
     }
+}
+
+/// `items` without those a later one of the same name replaces, in the order
+/// [`upsert`] would leave them (each where its last occurrence was added).
+fn last_of_each_name<T>(
+    items: impl IntoIterator<Item = T>,
+    name: impl Fn(&T) -> &QualifiedName,
+) -> Vec<T> {
+    let items: Vec<T> = items.into_iter().collect();
+    let mut last = std::collections::HashMap::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        last.insert(name(item).clone(), i);
+    }
+    items
+        .into_iter()
+        .enumerate()
+        .filter(|(i, item)| last.get(name(item)) == Some(i))
+        .map(|(_, item)| item)
+        .collect()
 }
 
 /// Put `item` in `items` in place of the one of the same name.
@@ -186,4 +220,40 @@ fn edit_distance(a: &str, b: &str) -> usize {
         prev = cur;
     }
     prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(name: &str, column: &str) -> Table {
+        Table {
+            name: QualifiedName::new("public", name),
+            columns: vec![Column {
+                name: column.into(),
+                sql_type: "integer".into(),
+                nullable: true,
+            }],
+            primary_key: vec![],
+            oid: None,
+        }
+    }
+
+    #[test]
+    fn from_parts_is_adding_one_by_one() {
+        let tables = vec![
+            table("a", "x"),
+            table("b", "y"),
+            table("a", "z"),
+            table("c", "w"),
+        ];
+        let mut one_by_one = Catalog::new();
+        for t in tables.clone() {
+            one_by_one.add_table(t);
+        }
+        let at_once = Catalog::from_parts(tables, vec![]);
+        assert_eq!(at_once, one_by_one);
+        assert_eq!(at_once.tables().len(), 3);
+        assert_eq!(at_once.lookup(None, "a").unwrap().columns[0].name, "z");
+    }
 }

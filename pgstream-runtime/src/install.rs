@@ -16,7 +16,7 @@ use crate::error::{Error, Result, Step};
 use sqlx::PgPool;
 
 /// The version of the catalog schema this runtime installs.
-pub const SCHEMA_VERSION: i32 = 9;
+pub const SCHEMA_VERSION: i32 = 10;
 
 /// First key of every pgstream advisory lock (`'pgst'`); the second key is the
 /// stream table id, or 0 for installation.
@@ -60,6 +60,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (7, include_str!("sql/schema_v7.sql")),
     (8, include_str!("sql/schema_v8.sql")),
     (9, include_str!("sql/schema_v9.sql")),
+    (10, include_str!("sql/schema_v10.sql")),
 ];
 
 /// The SQL functions, views and catalog triggers, one script per concern, in the

@@ -28,12 +28,11 @@
 //! earlier definition, which removes it from the list. Dropping a stream table
 //! forgets its history.
 
-use crate::catalog::{display_name, load_catalog, stored_definition};
+use crate::catalog::{compile_live, display_name, stored_definition};
 use crate::error::{Error, Result, Step};
 use pgstream_core::contract;
 use pgstream_core::{
-    compile, quote_ident, quote_qualified, QualifiedName, RenderContext, SourceBinding,
-    StreamTableSpec,
+    quote_ident, quote_qualified, QualifiedName, RenderContext, SourceBinding, StreamTableSpec,
 };
 use sqlx::postgres::PgArguments;
 use sqlx::{Arguments, PgConnection, PgPool};
@@ -186,8 +185,10 @@ pub(crate) async fn replace_in(
 
     // The new query must compile under the final name (which also refuses a query
     // reading the stream table itself) before anything is built.
-    let catalog = load_catalog(conn).await?;
-    compile(spec, &catalog).map_err(|e| Error::compile(name, &spec.query, e))?;
+    compile_live(conn, spec)
+        .await?
+        .1
+        .map_err(|e| Error::compile(name, &spec.query, e))?;
 
     // 1. The new stream table beside the old one, under a name of its own, complete:
     // capture, catalog rows, storage, initial population. Readers of the old storage
@@ -251,8 +252,8 @@ pub(crate) async fn replace_in(
 
     // 3. The stored statements name the storage table: render them again for the
     // final name (same id, same sources), and the refresh function with them.
-    let catalog = load_catalog(conn).await?;
-    let compiled = compile(spec, &catalog).map_err(|e| Error::compile(name, &spec.query, e))?;
+    let (_, compiled) = compile_live(conn, spec).await?;
+    let compiled = compiled.map_err(|e| Error::compile(name, &spec.query, e))?;
     let mut sources = Vec::with_capacity(compiled.sources.len());
     for source in &compiled.sources {
         sources.push(SourceBinding {

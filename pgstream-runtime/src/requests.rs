@@ -21,11 +21,11 @@
 //!   an owner could attach triggers, rules or index expressions that every refresh,
 //!   run by the runtime's (often superuser) role, would execute (docs/SECURITY.md).
 
-use crate::catalog::{display_name, load_catalog, stored_definition, StoredDefinition};
+use crate::catalog::{compile_live, display_name, stored_definition, StoredDefinition};
 use crate::create::create_in;
 use crate::error::{Error, Result, Step};
 use crate::refresh::is_transient;
-use pgstream_core::{compile, quote_qualified, Mode, QualifiedName, StreamTableSpec};
+use pgstream_core::{quote_qualified, Mode, QualifiedName, StreamTableSpec};
 use sqlx::{Connection, PgConnection, PgPool};
 
 /// The channel `pgstream.create_stream_table` and `alter_stream_table` notify.
@@ -257,8 +257,10 @@ async fn check_privileges(
     requester: &str,
 ) -> Result<()> {
     let name = display_name(&spec.name);
-    let catalog = load_catalog(conn).await?;
-    let compiled = compile(spec, &catalog).map_err(|e| Error::compile(&name, &spec.query, e))?;
+    // Only the relations the query can read: creation number 10,000 does not load the
+    // other 9,999 stream tables' storage.
+    let (_, compiled) = compile_live(conn, spec).await?;
+    let compiled = compiled.map_err(|e| Error::compile(&name, &spec.query, e))?;
     // Every refresh runs the query as the runtime's role (often a superuser): a
     // function or operator outside pg_catalog that the requesting role wrote would run
     // with those privileges. Only a superuser (or the runtime's own role) may ask for one.

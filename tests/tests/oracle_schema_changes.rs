@@ -63,9 +63,12 @@ async fn run(name: &'static str, query: &str, tables: &[(&str, &str, &[&str])], 
     .await
     .unwrap();
     assert_eq!(status, "ACTIVE");
-    assert!(diff > 0, "{name}: no differential refresh");
-    assert!(adaptive > 0, "{name}: no adaptive full refresh");
-    assert!(full > adaptive, "{name}: no full refresh after a TRUNCATE");
+    // (A run cut short by PGS_ORACLE_MAX_BATCHES may not reach these cases.)
+    if !oracle.is_shortened() {
+        assert!(diff > 0, "{name}: no differential refresh");
+        assert!(adaptive > 0, "{name}: no adaptive full refresh");
+        assert!(full > adaptive, "{name}: no full refresh after a TRUNCATE");
+    }
 }
 
 #[tokio::test]

@@ -19,13 +19,11 @@ use checks::{
 pub(crate) use record::{backfill_source_columns, backfill_views};
 use record::{store_source_columns, store_views, used_columns};
 
-use crate::catalog::{display_name, load_catalog, load_catalog_for, stored_definition};
+use crate::catalog::{compile_live, display_name, stored_definition};
 use crate::error::{Error, Result, Step};
 use crate::install::{install, CREATE_LOCK_CLASS};
 use pgstream_core::contract::{self};
-use pgstream_core::{
-    compile, quote_ident, quote_qualified, RenderContext, SourceBinding, StreamTableSpec,
-};
+use pgstream_core::{quote_ident, quote_qualified, RenderContext, SourceBinding, StreamTableSpec};
 use sqlx::postgres::types::Oid;
 use sqlx::{PgConnection, PgPool};
 
@@ -92,26 +90,20 @@ pub(crate) async fn create_in(
 
     // The relations the query names; the whole catalog only to explain an error
     // (its suggestions, "did you mean ...", look at every table).
-    let mut catalog = load_catalog_for(conn, &spec.query).await?;
-    let compiled = match compile(spec, &catalog) {
-        Ok(c) => c,
-        Err(_) => {
-            catalog = load_catalog(conn).await?;
-            compile(spec, &catalog).map_err(|e| {
-                let mut rendered = e.render(&spec.query);
-                if expected.is_some() && rendered.contains("unknown table") {
-                    // A registered struct: its query was checked against the crate's
-                    // migrations at compile time, so they have not been applied here.
-                    rendered.push_str(MIGRATIONS_NOT_APPLIED);
-                }
-                Error::Compile {
-                    name: name.to_string(),
-                    rendered,
-                    source: Box::new(e),
-                }
-            })?
+    let (catalog, compiled) = compile_live(conn, spec).await?;
+    let compiled = compiled.map_err(|e| {
+        let mut rendered = e.render(&spec.query);
+        if expected.is_some() && rendered.contains("unknown table") {
+            // A registered struct: its query was checked against the crate's
+            // migrations at compile time, so they have not been applied here.
+            rendered.push_str(MIGRATIONS_NOT_APPLIED);
         }
-    };
+        Error::Compile {
+            name: name.to_string(),
+            rendered,
+            source: Box::new(e),
+        }
+    })?;
     reject_volatile_functions(conn, spec, name, &compiled).await?;
     if let Some(expected) = expected {
         let found: Vec<&str> = compiled.columns.iter().map(|c| c.name.as_str()).collect();

@@ -372,6 +372,17 @@ impl Oracle {
         self.seed.unwrap_or_else(rand::random)
     }
 
+    /// Whether `PGS_ORACLE_MAX_BATCHES` cut this run below the batches it was built
+    /// with: a test's assertions that the run *reached* a case (an adaptive switch,
+    /// a TRUNCATE) hold only for the full count.
+    pub fn is_shortened(&self) -> bool {
+        self.effective_batches()
+            < std::env::var("PGS_ORACLE_BATCHES")
+                .ok()
+                .and_then(|s| s.trim().parse::<usize>().ok())
+                .unwrap_or(self.batches)
+    }
+
     /// `PGS_ORACLE_BATCHES` replaces the builder's count; `PGS_ORACLE_MAX_BATCHES`
     /// caps it (CI's second pass, on another PostgreSQL version, runs each oracle
     /// case briefly: the random rounds test pgstream, not the server).

@@ -90,9 +90,11 @@ DECLARE
     have oid[];
     rel oid;
 BEGIN
-    IF EXISTS (SELECT 1 FROM pgstream.pgs_frontiers f
-                 JOIN pgstream.pgs_stream_tables s ON s.id = f.st_id
-                WHERE f.source_oid = src AND s.mode = 'IMMEDIATE')
+    -- From the IMMEDIATE stream tables (schema v10's partial index), not from the
+    -- consumers of src: a source may have thousands of those.
+    IF EXISTS (SELECT 1 FROM pgstream.pgs_stream_tables s
+                 JOIN pgstream.pgs_frontiers f ON f.st_id = s.id AND f.source_oid = src
+                WHERE s.mode = 'IMMEDIATE')
        AND EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = src) THEN
         want := ARRAY(SELECT src UNION
                       SELECT t.tgrelid FROM pg_trigger t

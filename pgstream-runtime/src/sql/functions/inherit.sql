@@ -33,8 +33,12 @@ $fn$;
 -- through stream tables with the schedule `inherit` (whose refreshes the on-commit
 -- listener then runs before the reader's): capture of `src` notifies
 -- (_build_capture).
+-- Without any `on commit` stream table (the common case, found in the partial index
+-- of schema v10) the consumers of `src` are not read: a source with thousands of
+-- them would otherwise cost every creation over it a walk over all.
 CREATE OR REPLACE FUNCTION pgstream._read_on_commit(src oid) RETURNS boolean LANGUAGE sql STABLE AS $fn$
-    WITH RECURSIVE r (id, depth) AS (
+    SELECT EXISTS (SELECT 1 FROM pgstream.pgs_stream_tables s WHERE s.schedule = 'on commit')
+       AND (WITH RECURSIVE r (id, depth) AS (
         SELECT f.st_id, 0 FROM pgstream.pgs_frontiers f WHERE f.source_oid = src
         UNION ALL
         SELECT f.st_id, r.depth + 1
@@ -43,7 +47,7 @@ CREATE OR REPLACE FUNCTION pgstream._read_on_commit(src oid) RETURNS boolean LAN
             ON f.source_oid = to_regclass(format('%I.%I', p.schema_name, p.table_name))::oid
          WHERE r.depth < 64)
     SELECT EXISTS (SELECT 1 FROM r JOIN pgstream.pgs_stream_tables s ON s.id = r.id
-                    WHERE s.schedule = 'on commit')
+                    WHERE s.schedule = 'on commit'))
 $fn$;
 
 -- Rebuild the capture function of `src` and, when `src` is the storage table of an
