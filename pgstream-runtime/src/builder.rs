@@ -248,6 +248,7 @@ impl RuntimeBuilder {
         }
         crate::create::backfill_source_columns(&self.pool).await?;
         crate::create::backfill_views(&self.pool).await?;
+        crate::create::upgrade_guards(&self.pool).await?;
         check_field_types(&self.pool, &registrations, true).await?;
         check_drift(&self.pool).await?;
         // Requests from SQL made while no runtime was running.

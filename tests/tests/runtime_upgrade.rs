@@ -339,3 +339,89 @@ async fn version_8_catalog_upgrades_and_stores_schedule_kinds() {
     .await;
     rt.shutdown().await;
 }
+
+/// How many copies of the storage guard function the session of `conn` has compiled
+/// (PL/pgSQL compiles a trigger function once per table it fires on).
+async fn guard_copies(conn: &mut sqlx::PgConnection) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM pg_catalog.pg_backend_memory_contexts
+          WHERE name = 'PL/pgSQL function' AND ident = 'pgstream._guard_storage()'",
+    )
+    .fetch_one(conn)
+    .await
+    .unwrap()
+}
+
+/// Storage guards of releases before catalog version 10 have no condition, so every
+/// refresh called the guard function, and a session that refreshed (or created)
+/// 10,000 stream tables held 10,000 compiled copies whose plans every invalidation
+/// walked. Start-up gives them the condition; a refresh then never calls the
+/// function, and writes outside refreshes are still refused.
+#[tokio::test]
+async fn guards_of_earlier_releases_get_their_condition_and_refreshes_skip_them() {
+    let db = test_db().await;
+    db.exec("CREATE TABLE g (id int PRIMARY KEY, v int); INSERT INTO g VALUES (1, 1);")
+        .await;
+    let rt = Runtime::builder(db.pool.clone())
+        .scheduler(false)
+        .start()
+        .await
+        .unwrap();
+    rt.create_stream_table("g_st", "SELECT id, v FROM g", "1m", Mode::Differential)
+        .await
+        .unwrap();
+    rt.shutdown().await;
+    // The guard as earlier releases created it.
+    db.exec(
+        "DROP TRIGGER \"__pgs_guard\" ON g_st;
+         CREATE TRIGGER \"__pgs_guard\" BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON g_st
+             FOR EACH STATEMENT EXECUTE FUNCTION pgstream._guard_storage();",
+    )
+    .await;
+    let has_condition = "SELECT (tgqual IS NOT NULL)::int::int8 FROM pg_catalog.pg_trigger
+                          WHERE tgname = '__pgs_guard' AND tgrelid = 'g_st'::regclass";
+    assert_eq!(scalar_i64(&db.pool, has_condition).await, 0);
+    let refresh = |v: i64| {
+        let pool = db.pool.clone();
+        async move {
+            let mut conn = pool.acquire().await.unwrap().detach();
+            sqlx::query("UPDATE g SET v = $1")
+                .bind(v)
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            sqlx::query("SELECT pgstream.refresh_stream_table('g_st')")
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            guard_copies(&mut conn).await
+        }
+    };
+    // The measure sees the old guard's copy.
+    assert_eq!(refresh(2).await, 1);
+
+    let rt = Runtime::builder(db.pool.clone())
+        .scheduler(false)
+        .start()
+        .await
+        .unwrap();
+    assert_eq!(scalar_i64(&db.pool, has_condition).await, 1);
+    assert_eq!(refresh(3).await, 0, "a refresh called the guard function");
+    assert_eq!(
+        scalar_i64(&db.pool, "SELECT v::int8 FROM g_st WHERE id = 1").await,
+        3
+    );
+    for write in [
+        "INSERT INTO g_st (id, v) VALUES (9, 9)",
+        "UPDATE g_st SET v = 0",
+        "DELETE FROM g_st",
+        "TRUNCATE g_st",
+    ] {
+        let e = sqlx::query(write).execute(&db.pool).await.unwrap_err();
+        assert!(
+            e.to_string().contains("maintained by pgstream"),
+            "{write}: {e}"
+        );
+    }
+    rt.shutdown().await;
+}

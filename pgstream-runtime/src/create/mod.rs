@@ -9,6 +9,7 @@
 
 mod capture;
 mod checks;
+mod guard;
 mod record;
 
 use capture::install_capture;
@@ -16,6 +17,8 @@ pub(crate) use checks::source_oid;
 use checks::{
     check_cycle, check_hierarchy, check_not_citus, check_not_foreign, reject_volatile_functions,
 };
+pub(crate) use guard::upgrade_guards;
+use guard::{GUARD_TRIGGER_ACTION, GUARD_TRIGGER_TAIL};
 pub(crate) use record::{backfill_source_columns, backfill_views};
 use record::{store_source_columns, store_views, used_columns};
 
@@ -206,10 +209,7 @@ pub(crate) async fn create_in(
     let storage = quote_qualified(&spec.name);
     crate::pin::script(
         &mut *conn,
-        &format!(
-        "CREATE TRIGGER \"__pgs_guard\" BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON {storage} \
-         FOR EACH STATEMENT EXECUTE FUNCTION pgstream._guard_storage()"
-    ),
+        &format!("CREATE TRIGGER \"__pgs_guard\" {GUARD_TRIGGER_TAIL} ON {storage} {GUARD_TRIGGER_ACTION}"),
     )
     .await
     .step(subject, "creating the storage guard trigger")?;

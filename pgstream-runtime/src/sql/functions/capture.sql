@@ -190,6 +190,7 @@ DECLARE
     src oid;
     st record;
     msg text;
+    rels oid[];
 BEGIN
     -- Views that stream tables read (few, and DDL is rare): any of the commands this
     -- trigger fires on may redefine, rename or drop one, directly or not (DROP ...
@@ -217,18 +218,22 @@ BEGIN
     -- tables that became inheritance children of a source (or a source that became
     -- one): capture triggers on the new members and a full refresh of the readers,
     -- or the ERROR state (see _sync_sources).
-    -- (The relation, its partition root and its inheritance parents, each joined
-    -- with the frontiers by equality: an OR in the join condition made every DDL
-    -- command scan all the frontiers, and creating stream table 10,000 runs several.)
+    -- (The relation, its partition root and its inheritance parents, collected
+    -- first and then looked up in the frontiers' source index: joined in one
+    -- statement, the planner took the commands for a thousand rows, as for any
+    -- set-returning function, and hashed all the frontiers: 1.7 ms per creation at
+    -- 10,000 stream tables, which runs this trigger for each CREATE.)
+    rels := ARRAY(SELECT DISTINCT r.rel
+                    FROM pg_event_trigger_ddl_commands() c
+                   CROSS JOIN LATERAL (SELECT c.objid AS rel
+                                       UNION SELECT pg_partition_root(c.objid)
+                                       UNION SELECT i.inhparent FROM pg_inherits i
+                                              WHERE i.inhrelid = c.objid) r
+                   WHERE c.classid = 'pg_class'::regclass AND r.rel IS NOT NULL);
     FOR st IN SELECT DISTINCT f.st_id
-                FROM pg_event_trigger_ddl_commands() c
-               CROSS JOIN LATERAL (SELECT c.objid AS rel
-                                   UNION SELECT pg_partition_root(c.objid)
-                                   UNION SELECT i.inhparent FROM pg_inherits i
-                                          WHERE i.inhrelid = c.objid) r
-                JOIN pgstream.pgs_frontiers f ON f.source_oid = r.rel
+                FROM pgstream.pgs_frontiers f
                 JOIN pgstream.pgs_stream_tables s ON s.id = f.st_id AND s.mode <> 'FULL'
-               WHERE c.classid = 'pg_class'::regclass LOOP
+               WHERE f.source_oid = ANY (rels) LOOP
         SELECT y.drift INTO msg FROM pgstream._sync_sources(st.st_id) y;
         PERFORM pgstream._set_error(st.st_id, msg);
     END LOOP;
