@@ -425,3 +425,22 @@ async fn guards_of_earlier_releases_get_their_condition_and_refreshes_skip_them(
     }
     rt.shutdown().await;
 }
+
+/// The catalog rows keep their SQL out of line (schema v10): a scan of the stream
+/// tables' catalog reads 512 bytes or less of each row, not its 3 KB of SQL.
+#[tokio::test]
+async fn catalog_rows_keep_their_sql_out_of_line() {
+    let db = test_db().await;
+    pgstream_runtime::install(&db.pool).await.unwrap();
+    let options: Vec<String> = sqlx::query_scalar(
+        "SELECT coalesce(reloptions, '{}')::text[] FROM pg_catalog.pg_class
+          WHERE oid = 'pgstream.pgs_stream_tables'::regclass",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert!(
+        options.contains(&"toast_tuple_target=512".to_string()),
+        "{options:?}"
+    );
+}
