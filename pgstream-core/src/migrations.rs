@@ -490,22 +490,13 @@ mod tests {
     use super::*;
     use crate::catalog::nearest;
 
-    const TUTORIAL: &str = r#"
-        -- Department hierarchy (self-referencing tree)
-        CREATE TABLE departments (
-            id         SERIAL PRIMARY KEY,
-            name       TEXT NOT NULL,
-            parent_id  INT REFERENCES departments(id)
-        );
-        CREATE TABLE employees (
-            id            SERIAL PRIMARY KEY,
-            name          TEXT NOT NULL,
-            department_id INT NOT NULL REFERENCES departments(id),
-            salary        NUMERIC(10,2) NOT NULL
-        );
-        CREATE INDEX ON employees (department_id);
-        CREATE FUNCTION f() RETURNS int AS $$ SELECT 1; $$ LANGUAGE sql;
-    "#;
+    /// The tutorial's migration (the workspace's copy that the end-to-end tests apply),
+    /// an index, and a statement the catalog skips.
+    const TUTORIAL: &str = concat!(
+        include_str!("../../tests/migrations/0001_tutorial.sql"),
+        "\nCREATE INDEX ON employees (department_id);\n",
+        "CREATE FUNCTION f() RETURNS int AS $$ SELECT 1; $$ LANGUAGE sql;\n",
+    );
 
     #[test]
     fn tutorial_schema() {
