@@ -69,19 +69,32 @@ pub(crate) async fn load_catalog_for(conn: &mut PgConnection, query: &str) -> Re
     Ok(catalog)
 }
 
-/// The condition that restricts a catalog read to the relations named `$1`: a
-/// statement of its own, not `($1 IS NULL OR c.relname = ANY ($1))`, whose generic
-/// plan (the one a pooled connection's prepared statement settles on after five
-/// executions) cannot use `pg_class_relname_nsp_index` and reads all of `pg_class`:
-/// every creation then paid for every stream table already created (20 ms per read at
-/// 5,000 stream tables).
-fn restricted_to_names(sql: &str, names: Option<&[String]>) -> String {
+/// Runs the catalog read `template`, restricted to the relations named `names` when
+/// given: its `{names}` becomes `AND c.relname = ANY ($1::name[])`, or nothing. A
+/// statement of its own for each case, not `($1 IS NULL OR c.relname = ANY ($1))`,
+/// whose generic plan (the one a pooled connection's prepared statement settles on
+/// after five executions) cannot use `pg_class_relname_nsp_index` and reads all of
+/// `pg_class`: every creation then paid for every stream table already created (20 ms
+/// per read at 5,000 stream tables).
+async fn fetch_restricted<R>(
+    conn: &mut PgConnection,
+    template: &str,
+    names: Option<&[String]>,
+) -> std::result::Result<Vec<R>, sqlx::Error>
+where
+    R: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
+{
     let filter = if names.is_some() {
         "AND c.relname = ANY ($1::name[])"
     } else {
         ""
     };
-    sql.replace("{names}", filter)
+    let sql = template.replace("{names}", filter);
+    let mut query = sqlx::query_as::<_, R>(&sql);
+    if let Some(names) = names {
+        query = query.bind(names);
+    }
+    query.fetch_all(conn).await
 }
 
 /// Compile `spec` against the live schema: against the relations its query can
@@ -107,7 +120,8 @@ pub(crate) async fn compile_live(
 }
 
 async fn load_catalog_pinned(conn: &mut PgConnection, names: Option<&[String]>) -> Result<Catalog> {
-    let sql = restricted_to_names(
+    let rows: Vec<TableRow> = fetch_restricted(
+        &mut *conn,
         "SELECT c.oid::int8, n.nspname::text, c.relname::text,
                 array_agg(a.attname::text ORDER BY a.attnum),
                 array_agg(format_type(a.atttypid, a.atttypmod) ORDER BY a.attnum),
@@ -129,15 +143,9 @@ async fn load_catalog_pinned(conn: &mut PgConnection, names: Option<&[String]>) 
           GROUP BY c.oid, n.nspname, c.relname
           ORDER BY n.nspname, c.relname",
         names,
-    );
-    let mut query = sqlx::query_as::<_, TableRow>(&sql);
-    if let Some(names) = names {
-        query = query.bind(names);
-    }
-    let rows: Vec<TableRow> = query
-        .fetch_all(&mut *conn)
-        .await
-        .step(None, "reading the database schema")?;
+    )
+    .await
+    .step(None, "reading the database schema")?;
 
     let tables = rows
         .into_iter()
@@ -174,7 +182,8 @@ async fn load_views(conn: &mut PgConnection, names: Option<&[String]>) -> Result
     .execute(&mut *tx)
     .await
     .step(None, step)?;
-    let sql = restricted_to_names(
+    let rows: Vec<ViewRow> = fetch_restricted(
+        &mut tx,
         "SELECT n.nspname::text, c.relname::text, c.relkind::text,
                 CASE WHEN c.relkind = 'v' THEN pg_catalog.pg_get_viewdef(c.oid) END,
                 coalesce((SELECT array_agg(a.attname::text ORDER BY a.attnum)
@@ -190,12 +199,9 @@ async fn load_views(conn: &mut PgConnection, names: Option<&[String]>) -> Result
             {names}
           ORDER BY n.nspname, c.relname",
         names,
-    );
-    let mut query = sqlx::query_as::<_, ViewRow>(&sql);
-    if let Some(names) = names {
-        query = query.bind(names);
-    }
-    let rows: Vec<ViewRow> = query.fetch_all(&mut *tx).await.step(None, step)?;
+    )
+    .await
+    .step(None, step)?;
     tx.rollback().await.step(None, step)?;
     Ok(rows
         .into_iter()
