@@ -376,24 +376,20 @@ impl Oracle {
     /// with: a test's assertions that the run *reached* a case (an adaptive switch,
     /// a TRUNCATE) hold only for the full count.
     pub fn is_shortened(&self) -> bool {
-        self.effective_batches()
-            < std::env::var("PGS_ORACLE_BATCHES")
-                .ok()
-                .and_then(|s| s.trim().parse::<usize>().ok())
-                .unwrap_or(self.batches)
+        self.effective_batches() < self.requested_batches()
+    }
+
+    /// The batches this run was built with, or `PGS_ORACLE_BATCHES`.
+    fn requested_batches(&self) -> usize {
+        crate::bench_doc::env_or("PGS_ORACLE_BATCHES", self.batches)
     }
 
     /// `PGS_ORACLE_BATCHES` replaces the builder's count; `PGS_ORACLE_MAX_BATCHES`
     /// caps it (CI's second pass, on another PostgreSQL version, runs each oracle
     /// case briefly: the random rounds test pgstream, not the server).
     fn effective_batches(&self) -> usize {
-        let var = |name: &str| {
-            std::env::var(name)
-                .ok()
-                .and_then(|s| s.trim().parse::<usize>().ok())
-        };
-        let n = var("PGS_ORACLE_BATCHES").unwrap_or(self.batches);
-        var("PGS_ORACLE_MAX_BATCHES").map_or(n, |cap| n.min(cap.max(1)))
+        let n = self.requested_batches();
+        n.min(crate::bench_doc::env_or("PGS_ORACLE_MAX_BATCHES", usize::MAX).max(1))
     }
 
     /// Creates the tables (those given with DDL) and inserts the initial rows
