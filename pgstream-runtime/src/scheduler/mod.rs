@@ -633,7 +633,7 @@ async fn run_pass(
 /// past them, keeping the source busy, and every later tick would advance all its
 /// consumers again (a write per stream table per tick with nothing changing).
 async fn advance_unaffected(pool: &PgPool, busy: &HashSet<i64>, batch: u32) -> HashSet<i64> {
-    let batch = i32::try_from(batch).unwrap_or(i32::MAX).max(1);
+    let batch = i32::try_from(batch).unwrap_or(i32::MAX);
     let one_batch = |after: i64| async move {
         let mut tx = crate::pin::begin_repeatable_read(pool).await?;
         let (ids, last): (Vec<i64>, Option<i64>) =
