@@ -89,3 +89,96 @@ pub(crate) fn column_markers(e: &Expr) -> Vec<(usize, usize)> {
     let _ = e.visit(&mut cols);
     cols.0
 }
+
+/// Whether `e` reads only columns of leaf `leaf` and cannot raise an error whatever
+/// values they hold: comparisons, `BETWEEN`, `IN` lists, `LIKE`, `IS [NOT] NULL` and
+/// the like over the columns and constants, combined with `AND`, `OR` and `NOT`
+/// (constants may be computed: `DATE '1994-01-01' + INTERVAL '1' YEAR`). Such a
+/// predicate may run on row images that never coexist in one state of the table (a
+/// window's images before they are netted) without failing where the query would not.
+pub(crate) fn total_over_leaf(e: &Expr, leaf: usize) -> bool {
+    use sqlparser::ast::{BinaryOperator as B, UnaryOperator as U};
+    let total = |x: &Expr| total_over_leaf(x, leaf);
+    match e {
+        Expr::Nested(x) => total(x),
+        Expr::UnaryOp { op: U::Not, expr } => total(expr),
+        Expr::BinaryOp { left, op, right } => match op {
+            B::And | B::Or => total(left) && total(right),
+            B::Eq | B::NotEq | B::Lt | B::LtEq | B::Gt | B::GtEq => {
+                operand(left, leaf) && operand(right, leaf)
+            }
+            _ => false,
+        },
+        Expr::Between {
+            expr, low, high, ..
+        } => operand(expr, leaf) && operand(low, leaf) && operand(high, leaf),
+        Expr::In {
+            expr,
+            target: sqlparser::ast::InTarget::List(list),
+            ..
+        } => operand(expr, leaf) && list.iter().all(|x| operand(x, leaf)),
+        Expr::IsNull(x)
+        | Expr::IsNotNull(x)
+        | Expr::IsTrue(x)
+        | Expr::IsFalse(x)
+        | Expr::IsNotTrue(x)
+        | Expr::IsNotFalse(x)
+        | Expr::IsUnknown(x)
+        | Expr::IsNotUnknown(x) => operand(x, leaf),
+        Expr::IsDistinctFrom(a, b) | Expr::IsNotDistinctFrom(a, b) => {
+            operand(a, leaf) && operand(b, leaf)
+        }
+        Expr::Like {
+            expr,
+            pattern,
+            escape_char: None,
+            any: false,
+            ..
+        }
+        | Expr::ILike {
+            expr,
+            pattern,
+            escape_char: None,
+            any: false,
+            ..
+        } => operand(expr, leaf) && constant(pattern),
+        _ => false,
+    }
+}
+
+/// A column of `leaf` as it is, or a constant: what a comparison may read without
+/// failing.
+fn operand(e: &Expr, leaf: usize) -> bool {
+    match as_marker(e) {
+        Some(Marker::Col { leaf: l, .. }) => l == leaf,
+        Some(_) => false,
+        None => match e {
+            Expr::Nested(x) => operand(x, leaf),
+            _ => constant(e),
+        },
+    }
+}
+
+/// An expression of literals alone (with arithmetic, casts and intervals over them):
+/// the same value, or the same error, for every row.
+fn constant(e: &Expr) -> bool {
+    use sqlparser::ast::{BinaryOperator as B, UnaryOperator as U};
+    match e {
+        Expr::Value(_) | Expr::TypedString { .. } => true,
+        Expr::Interval(i) => constant(&i.value),
+        Expr::Nested(x) => constant(x),
+        Expr::UnaryOp {
+            op: U::Minus | U::Plus,
+            expr,
+        } => constant(expr),
+        Expr::BinaryOp { left, op, right } => {
+            matches!(
+                op,
+                B::Plus | B::Minus | B::Multiply | B::Divide | B::StringConcat
+            ) && constant(left)
+                && constant(right)
+        }
+        Expr::Cast { expr, .. } => constant(expr),
+        _ => false,
+    }
+}

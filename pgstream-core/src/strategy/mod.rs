@@ -45,6 +45,20 @@ use crate::sql::walk::{conjuncts, unnest};
 use recompute::recompute_artifacts;
 use sqlparser::ast::{BinaryOperator, Expr};
 
+/// The predicate of the filter right above leaf `i` in `t`, if there is one.
+fn filter_over_leaf(t: &Tree, i: usize) -> Option<&Expr> {
+    match t {
+        Tree::Filter { input, pred, .. } if matches!(**input, Tree::Leaf(l) if l == i) => {
+            Some(pred)
+        }
+        Tree::Filter { input, .. } | Tree::Lateral { input, .. } => filter_over_leaf(input, i),
+        Tree::Join { left, right, .. } => {
+            filter_over_leaf(left, i).or_else(|| filter_over_leaf(right, i))
+        }
+        Tree::Leaf(_) => None,
+    }
+}
+
 /// What a strategy renders, as fragments: [`render`] hands it out as [`Artifacts`]
 /// (whose fields document each statement).
 struct Statements {
@@ -186,6 +200,7 @@ impl IncrementalRenderer<'_> {
     fn window_cte(&mut self, source: usize, table: &Table) -> String {
         let win = format!("__pgs_win{}", source);
         if !self.ctes.iter().any(|(n, _)| *n == win) {
+            let prefilter = self.window_prefilter(source);
             self.ctes.push((
                 win.clone(),
                 window_sql(
@@ -193,10 +208,43 @@ impl IncrementalRenderer<'_> {
                     source,
                     Some(table),
                     &self.compiled.buffer_columns(source),
+                    prefilter.as_ref(),
                 ),
             ));
         }
         win
+    }
+
+    /// The filter the only reader of source `source` applies to its rows first
+    /// (`WHERE` conjuncts that pushdown put right above the leaf), over the buffer
+    /// row `w`, when the window may apply it before netting (`window_sql`): one plain
+    /// leaf reads the source, and the filter reads nothing else and cannot fail
+    /// (`marker::total_over_leaf`). A set operation's branches share windows: none.
+    fn window_prefilter(&self, source: usize) -> Option<Sql> {
+        if matches!(self.block.shape, Shape::SetOp { .. }) {
+            return None;
+        }
+        let mut readers = self
+            .block
+            .leaves
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| l.source == source);
+        let (i, leaf) = readers.next()?;
+        if readers.next().is_some() || leaf.agg.is_some() || leaf.func.is_some() {
+            return None;
+        }
+        let pred = filter_over_leaf(&self.block.tree, i)?;
+        if !expr::total_over_leaf(pred, i) {
+            return None;
+        }
+        let columns = &leaf.table.columns;
+        Some(expr::render_with(pred, &mut |m| match m {
+            Marker::Col { leaf: l, col: c } if l == i => {
+                Some(sql!("w.{}", Sql::ident(&columns.get(c)?.name)))
+            }
+            _ => None,
+        }))
     }
 
     /// Columns of a subtree: (leaf, col) pairs in order.

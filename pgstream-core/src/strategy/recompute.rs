@@ -33,7 +33,12 @@ pub(crate) fn recompute_artifacts(
     let differential = match c.strategy {
         Strategy::RecomputeDiff { .. } => {
             let wins: Vec<(String, Sql)> = (0..c.sources.len())
-                .map(|s| (format!("__pgs_win{}", s), window_sql(ctx, s, None, &[])))
+                .map(|s| {
+                    (
+                        format!("__pgs_win{}", s),
+                        window_sql(ctx, s, None, &[], None),
+                    )
+                })
                 .collect();
             let gate = sql!(
                 "(SELECT {})",

@@ -63,18 +63,22 @@ BEGIN
     IF NOT FOUND OR to_regclass(format('%I.%I', 'pgstream_changes', 'changes_' || src)) IS NULL THEN
         RETURN 0;
     END IF;
-    -- First the rows below the xmin of every frontier (one aggregate; see trim_sql
-    -- in pgstream-core's render/frontier.rs), then the exact test for the others,
-    -- against the distinct frontiers only (consumers advanced together share one).
+    -- Only rows below the xmax of every frontier (NULL when one is NULL: nothing);
+    -- of those, the rows below the xmin of every frontier (one aggregate; see
+    -- trim_sql in pgstream-core's render/frontier.rs), then the exact test for the
+    -- others, against the distinct frontiers only (consumers advanced together
+    -- share one).
     EXECUTE format(
         'WITH d AS MATERIALIZED (SELECT DISTINCT ON (f.frontier::text, f.own_xid, f.own_change)'
         '  f.frontier, f.own_xid, f.own_change FROM pgstream.pgs_frontiers f WHERE f.source_oid = $1)'
-        ' DELETE FROM %I.%I b WHERE b.__pgs_xid < (SELECT min(pg_catalog.pg_snapshot_xmin(f.frontier))'
+        ' DELETE FROM %I.%I b WHERE b.__pgs_xid < (SELECT min(pg_catalog.pg_snapshot_xmax(f.frontier))'
         '  FROM pgstream.pgs_frontiers f WHERE f.source_oid = $1 HAVING bool_and(f.frontier IS NOT NULL))'
+        ' AND (b.__pgs_xid < (SELECT min(pg_catalog.pg_snapshot_xmin(f.frontier))'
+        '  FROM pgstream.pgs_frontiers f WHERE f.source_oid = $1)'
         ' OR NOT EXISTS ('
         '  SELECT 1 FROM d'
-        '   WHERE d.frontier IS NULL OR NOT pg_catalog.pg_visible_in_snapshot(b.__pgs_xid, d.frontier)'
-        '      OR (b.__pgs_xid = d.own_xid AND b.__pgs_change_id > COALESCE(d.own_change, -1)))',
+        '   WHERE NOT pg_catalog.pg_visible_in_snapshot(b.__pgs_xid, d.frontier)'
+        '      OR (b.__pgs_xid = d.own_xid AND b.__pgs_change_id > COALESCE(d.own_change, -1))))',
         'pgstream_changes', 'changes_' || src)
         USING src;
     GET DIAGNOSTICS n = ROW_COUNT;
