@@ -140,3 +140,49 @@ fn tpch_q21_semi_and_anti_joins_are_keyed() {
     assert!(!d.contains("AS l WHERE NOT EXISTS"), "{d}");
     assert!(d.contains("AS dg JOIN"), "{d}");
 }
+
+/// The window of a source is restricted before its images are netted by what its
+/// leaf's rows must pass: Q6's conditions on lineitem (2 % of a round's changes pass
+/// them), and Q19's disjunction of three conjunctions over part and lineitem, whose
+/// lineitem parts (quantities, modes, instructions) restrict lineitem's window and
+/// whose part parts (brands, containers, sizes) restrict part's. Q5 reads lineitem
+/// with no condition of its own: its window is not restricted, but orders' is (the
+/// order dates).
+#[test]
+fn tpch_windows_are_restricted_by_the_conditions_of_their_leaf() {
+    let windows = |n: usize| -> Vec<String> {
+        let d = differential(n);
+        (0..8)
+            .filter_map(|s| d.contains(&format!("\"__pgs_win{s}\" AS ")).then_some(s))
+            .map(|s| cte(&d, &format!("__pgs_win{s}")).to_string())
+            .collect()
+    };
+    let q6 = windows(6);
+    assert!(
+        q6[0].contains("AS w WHERE w.\"l_shipdate\" >= DATE '1994-01-01'")
+            && q6[0].contains("w.\"l_quantity\" < 24"),
+        "{}",
+        q6[0]
+    );
+    let q19 = windows(19);
+    let lineitem = q19.iter().find(|w| w.contains("l_orderkey")).unwrap();
+    assert!(
+        lineitem.contains("w.\"l_shipinstruct\" = 'DELIVER IN PERSON'")
+            && lineitem.contains(" OR ")
+            && !lineitem.contains("p_brand"),
+        "{lineitem}"
+    );
+    let part = q19.iter().find(|w| w.contains("p_partkey")).unwrap();
+    assert!(
+        part.contains("(w.\"p_brand\" = 'Brand#12')") && !part.contains("l_shipmode"),
+        "{part}"
+    );
+    let q5 = windows(5);
+    let lineitem = q5.iter().find(|w| w.contains("l_orderkey")).unwrap();
+    assert!(!lineitem.contains("AS w WHERE w."), "{lineitem}");
+    let orders = q5.iter().find(|w| w.contains("o_orderdate")).unwrap();
+    assert!(
+        orders.contains("AS w WHERE w.\"o_orderdate\" >= DATE"),
+        "{orders}"
+    );
+}
