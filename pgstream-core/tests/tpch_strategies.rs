@@ -153,7 +153,7 @@ fn tpch_windows_are_restricted_by_the_conditions_of_their_leaf() {
     let windows = |n: usize| -> Vec<String> {
         let d = differential(n);
         (0..8)
-            .filter_map(|s| d.contains(&format!("\"__pgs_win{s}\" AS ")).then_some(s))
+            .filter(|s| d.contains(&format!("\"__pgs_win{s}\" AS ")))
             .map(|s| cte(&d, &format!("__pgs_win{s}")).to_string())
             .collect()
     };
