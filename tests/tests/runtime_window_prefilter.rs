@@ -25,7 +25,9 @@ async fn a_filtered_window_nets_like_the_query() {
     let db = test_db().await;
     db.exec(
         "CREATE TABLE pf (id int PRIMARY KEY, g int, v numeric, note text);
-         INSERT INTO pf SELECT i, i % 3, i, 'n' || i FROM generate_series(1, 20) i;",
+         INSERT INTO pf SELECT i, i % 3, i, 'n' || i FROM generate_series(1, 20) i;
+         CREATE TABLE pj (id int PRIMARY KEY, pf_id int, w int);
+         INSERT INTO pj SELECT i, i % 25, i FROM generate_series(1, 30) i;",
     )
     .await;
     let h = RuntimeHandle::new(db.pool.clone());
@@ -39,6 +41,28 @@ async fn a_filtered_window_nets_like_the_query() {
             "pf_sum",
             "SELECT g, count(*) AS n, sum(v) AS s FROM pf WHERE v >= 10 OR g = 0 GROUP BY g",
             "g, n, s",
+        ),
+        // A condition on the preserved side of an outer join, in its ON: rows that
+        // fail it stay (padded), so it restricts no window.
+        (
+            "pf_left",
+            "SELECT pf.id, pf.v, pj.w FROM pf LEFT JOIN pj ON pj.pf_id = pf.id AND pf.v > 8",
+            "id, v, w",
+        ),
+        // An anti join: the rows of pf that fail the subquery's condition on pf are
+        // exactly the ones it keeps.
+        (
+            "pf_anti",
+            "SELECT id, v FROM pf WHERE NOT EXISTS \
+             (SELECT 1 FROM pj WHERE pj.pf_id = pf.id AND pf.v > 8 AND pj.w > 3)",
+            "id, v",
+        ),
+        // A semi join and an inner join: their conditions restrict both windows.
+        (
+            "pf_semi",
+            "SELECT pf.id, pf.g FROM pf, pj WHERE pj.pf_id = pf.id AND (pf.v > 8 OR pj.w < 5) \
+             AND EXISTS (SELECT 1 FROM pj p2 WHERE p2.pf_id = pf.id AND p2.w > 10 AND pf.g <> 1)",
+            "id, g",
         ),
     ];
     for (name, query, _) in streams {
@@ -60,7 +84,8 @@ async fn a_filtered_window_nets_like_the_query() {
          UPDATE pf SET note = 'changed' WHERE id = 13;
          UPDATE pf SET v = 99 WHERE id = 14; UPDATE pf SET v = 14 WHERE id = 14",
         // Everything out of range, then a TRUNCATE and a refill.
-        "UPDATE pf SET v = v + 1000",
+        "UPDATE pf SET v = v + 1000; UPDATE pj SET w = w + 3 WHERE id % 4 = 0;
+         UPDATE pj SET pf_id = pf_id + 1 WHERE id % 5 = 0",
         "TRUNCATE pf; INSERT INTO pf SELECT i, i % 2, i, 'r' FROM generate_series(1, 16) i",
     ];
     for (k, batch) in batches.iter().enumerate() {
