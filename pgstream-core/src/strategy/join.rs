@@ -51,7 +51,7 @@ impl IncrementalRenderer<'_> {
             delta: &right_delta,
         };
         if matches!(kind, JoinKind::Semi | JoinKind::Anti) {
-            return self.semi_join_delta(t, kind, on, &select, left_side, right_side);
+            return self.semi_join_delta(t, kind, on, left_side, right_side);
         }
         // An aggregate subquery joined on its group keys is read for the keys of the
         // other side's delta only.

@@ -27,6 +27,13 @@ impl IncrementalRenderer<'_> {
     /// foreign-key join), ΔO is summed per join key first and joined to the rows of
     /// `P_old` with that key (an index lookup), instead of summing ΔO for every row of
     /// `P_old`.
+    ///
+    /// With `negate` (the semi join, `Δ(P ⋉ O) = ΔP − Δ(P ▷ O)`), the terms are
+    /// those of `ΔP − Δ(P ▷ O)`: the first is `ΔP ⋉ O_new` (the rows of ΔP with a
+    /// match, their weights kept) instead of ΔP and its unmatched rows negated, which
+    /// would cancel only when consolidated, after every operator above had read both
+    /// (TPC-H Q20: the changed partsupps of parts not named `forest%` went twice
+    /// through the aggregate lookups above the semi join); the others are negated.
     pub(super) fn dangling(
         &self,
         t: &Tree,
@@ -64,7 +71,13 @@ impl IncrementalRenderer<'_> {
             .map(|(l, c)| col(l, c))
             .collect();
         let pcols_list = pcols.join_sql(", ");
-        let unmatched = sql!("SELECT {0}, {1}{2}.{3} AS {3} FROM {4} AS {2} WHERE NOT EXISTS (SELECT 1 FROM {5} AS {6} WHERE {7})", padded, sign, p_alias, W, preserved_delta, other_new, o_alias, on_lr);
+        // ΔP's unmatched rows, or with `negate` its matched ones (see above).
+        let (first_sign, not, probe) = if negate {
+            ("", "", "c.n > 0")
+        } else {
+            (sign, "NOT ", "c.n = 0")
+        };
+        let unmatched = sql!("SELECT {0}, {1}{2}.{3} AS {3} FROM {4} AS {2} WHERE {8}EXISTS (SELECT 1 FROM {5} AS {6} WHERE {7})", padded, first_sign, p_alias, W, preserved_delta, other_new, o_alias, on_lr, Sql::fixed(not));
         let capped_count = |d: &'static str| {
             sql!("CROSS JOIN LATERAL (SELECT count(*) AS n FROM (SELECT 1 FROM {} AS {} WHERE {} LIMIT GREATEST({}, 0)::bigint + 1) AS m) AS c", other_new, o_alias, on_lr, d)
         };
@@ -150,13 +163,14 @@ impl IncrementalRenderer<'_> {
             // matches through an index), like the counts above: a NOT EXISTS lets
             // the planner hash the whole other side when it overestimates ΔP.
             let unmatched = sql!(
-                "SELECT {0}, {1}{2}.{3} AS {3} FROM {4} AS {2} {5} WHERE c.n = 0",
+                "SELECT {0}, {1}{2}.{3} AS {3} FROM {4} AS {2} {5} WHERE {6}",
                 padded,
-                sign,
+                first_sign,
                 p_alias,
                 W,
                 preserved_delta,
-                capped_count("0")
+                capped_count("0"),
+                Sql::fixed(probe)
             );
             return vec![
                 unmatched,

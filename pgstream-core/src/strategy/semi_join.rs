@@ -6,36 +6,29 @@
 //! ```text
 //! Δ(L ▷ R) = dangling rule of L against R        Δ(L ⋉ R) = ΔL − Δ(L ▷ R)
 //! ```
+//!
+//! where `ΔL − (ΔL ▷ R_new)`, the part of the semi join's delta that `ΔL` makes, is
+//! rendered as `ΔL ⋉ R_new`: the changed rows without a match never leave it.
 
 use super::{IncrementalRenderer, Side};
 use crate::ir::{JoinKind, Tree};
-use crate::render::{sql, JoinSql, Sql, W};
+use crate::render::JoinSql;
 use sqlparser::ast::Expr;
 
 impl IncrementalRenderer<'_> {
-    /// The delta of the semi or anti join `t`; `select` is its select list over
-    /// `l`/`r`.
+    /// The delta of the semi or anti join `t`.
     pub(super) fn semi_join_delta(
         &mut self,
         t: &Tree,
         kind: JoinKind,
         on: &Expr,
-        select: &Sql,
         left: Side<'_>,
         right: Side<'_>,
     ) -> String {
-        // Anti: the dangling rows of the left side. Semi: ΔL − Δ(anti).
+        // Anti: the dangling rows of the left side. Semi: ΔL − Δ(anti), whose ΔL
+        // part is the rows of ΔL with a match (`dangling` with `negate`).
         let semi = kind == JoinKind::Semi;
-        let mut terms = Vec::new();
-        if semi {
-            terms.push(sql!(
-                "SELECT {0}, l.{1} AS {1} FROM {2} AS l",
-                select,
-                W,
-                left.delta
-            ));
-        }
-        terms.extend(self.dangling(t, on, left, right, true, semi));
+        let terms = self.dangling(t, on, left, right, true, semi);
         let name = format!("__pgs_dn{}", self.ctes.len());
         self.ctes
             .push((name.clone(), terms.join_sql("\nUNION ALL ")));
