@@ -22,7 +22,11 @@
 //!   conjunct of a semi or anti join over its subquery alone filters the subquery,
 //!   and one of a semi join over its left side alone filters the left side;
 //! - conjuncts with a subquery, a volatile function, an aggregate, or no column at
-//!   all stay where they are (the top of their inner-join region).
+//!   all stay where they are (the top of their inner-join region);
+//! - a semi or anti join (`EXISTS`, `IN`) over a LEFT JOIN whose condition does not
+//!   read the LEFT JOIN's right side goes below it ([`filters_before_outer_joins`]),
+//!   so that it restricts the rows a correlated scalar aggregate is read and
+//!   recomputed for.
 //!
 //! A set-returning function applied to each row of its input (`Tree::Lateral`)
 //! takes the conditions over its input alone into the input; the others stay above
@@ -48,6 +52,8 @@ pub(crate) fn push_down(b: &mut Block) {
             push_down(br);
         }
     }
+    let tree = std::mem::replace(&mut b.tree, Tree::Leaf(0));
+    b.tree = filters_before_outer_joins(tree);
     let out = b.tree.out_leaves();
     let mut keep = Vec::new();
     let mut preds = Vec::new();
@@ -65,6 +71,83 @@ pub(crate) fn push_down(b: &mut Block) {
     b.tree = sink(tree, preds, &b.leaves);
     b.filter = and(keep);
     b.filter_text = b.filter.as_ref().map(|f| text(f, &b.leaves));
+}
+
+/// A semi or anti join over a LEFT JOIN whose condition does not read the LEFT
+/// JOIN's right side moves below it: `(A ⟕ G) ⋉ P = (A ⋉ P) ⟕ G` (and with ▷),
+/// since whether a row of `A ⟕ G` has a match in `P` depends on its `A` part
+/// alone, and each row of `A` yields the same rows of `A ⟕ G` either way. The
+/// binder puts the `EXISTS` / `IN` joins of a `WHERE` above its `FROM`, where a
+/// correlated scalar aggregate is a LEFT JOIN (`bind::where_scalar`); below it,
+/// they restrict the rows the aggregate is read for, and the groups its changes
+/// recompute (`restrict_agg_keys` reads the new state and delta of the LEFT JOIN's
+/// left side): TPC-H Q20's `ps_availqty > (SELECT 0.5 * sum(l_quantity) ...)`
+/// is recomputed for the changed lineitems of `forest` parts only.
+fn filters_before_outer_joins(t: Tree) -> Tree {
+    match t {
+        Tree::Leaf(_) => t,
+        Tree::Filter { input, pred, text } => Tree::Filter {
+            input: Box::new(filters_before_outer_joins(*input)),
+            pred,
+            text,
+        },
+        Tree::Lateral {
+            kind,
+            input,
+            func,
+            on,
+            on_text,
+        } => Tree::Lateral {
+            kind,
+            input: Box::new(filters_before_outer_joins(*input)),
+            func,
+            on,
+            on_text,
+        },
+        Tree::Join {
+            kind,
+            left,
+            right,
+            on,
+            on_text,
+        } => {
+            let left = filters_before_outer_joins(*left);
+            let right = filters_before_outer_joins(*right);
+            match left {
+                Tree::Join {
+                    kind: JoinKind::Left,
+                    left: a,
+                    right: g,
+                    on: g_on,
+                    on_text: g_on_text,
+                } if matches!(kind, JoinKind::Semi | JoinKind::Anti)
+                    && !g.leaves().iter().any(|l| leaves_of(&on).contains(l)) =>
+                {
+                    let below = filters_before_outer_joins(Tree::Join {
+                        kind,
+                        left: a,
+                        right: Box::new(right),
+                        on,
+                        on_text,
+                    });
+                    Tree::Join {
+                        kind: JoinKind::Left,
+                        left: Box::new(below),
+                        right: g,
+                        on: g_on,
+                        on_text: g_on_text,
+                    }
+                }
+                left => Tree::Join {
+                    kind,
+                    left: Box::new(left),
+                    right: Box::new(right),
+                    on,
+                    on_text,
+                },
+            }
+        }
+    }
 }
 
 /// The AND-ed parts of an expression, parentheses around conjunctions dropped.

@@ -90,3 +90,37 @@ membership!(
      WHERE EXISTS (SELECT 1 FROM employees e WHERE e.department_id = d.id \
                      AND EXISTS (SELECT 1 FROM departments p WHERE p.parent_id = d.id))"
 );
+// The semi and anti joins of a WHERE go below the LEFT JOINs their condition does
+// not read (`pushdown::filters_before_outer_joins`): a correlated scalar aggregate
+// beside NOT EXISTS...
+membership!(
+    not_exists_beside_correlated_aggregate,
+    Org,
+    1506,
+    "incremental",
+    "SELECT e.id, e.salary FROM employees e \
+     WHERE NOT EXISTS (SELECT 1 FROM departments p WHERE p.parent_id = e.department_id) \
+       AND e.salary >= (SELECT avg(x.salary) FROM employees x WHERE x.department_id = e.department_id)"
+);
+// ... a written LEFT JOIN with EXISTS over its left side (moved below it) and NOT
+// EXISTS over its right side (stays above: it reads the padded columns) ...
+membership!(
+    exists_over_left_join_sides,
+    OrgProjects,
+    1507,
+    "incremental",
+    "SELECT d.id, e.id AS eid FROM departments d LEFT JOIN employees e ON e.department_id = d.id \
+     WHERE EXISTS (SELECT 1 FROM projects p WHERE p.department_id = d.id AND p.budget > 3) \
+       AND NOT EXISTS (SELECT 1 FROM projects q WHERE q.department_id = e.id)"
+);
+// ... and EXISTS reading an aggregate subquery's value (stays above its LEFT JOIN).
+membership!(
+    exists_reading_aggregate_value,
+    Org,
+    1508,
+    "incremental",
+    "SELECT e.id, t.s FROM employees e \
+     LEFT JOIN (SELECT department_id, sum(salary) AS s FROM employees GROUP BY department_id) t \
+       ON t.department_id = e.department_id \
+     WHERE EXISTS (SELECT 1 FROM departments d WHERE d.parent_id = e.department_id AND d.id < t.s)"
+);
