@@ -256,7 +256,14 @@ async fn measure(
                 .await?;
             r.rmv_ms.push(ms_since(t));
         }
-        log(format!("round {round} done"));
+        log(format!(
+            "round {round} done: DIFF ms {}",
+            results
+                .iter()
+                .map(|r| format!("Q{} {:.1}", r.n, r.diff_ms.last().copied().unwrap_or(0.0)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
     }
     for ((n, q), r) in queries.iter().zip(results.iter_mut()) {
         let name = format!("q{n:02}");
