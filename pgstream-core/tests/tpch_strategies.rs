@@ -94,6 +94,17 @@ fn differential(n: usize) -> String {
         .unwrap()
 }
 
+/// The body of the first CTE of touched keys of an aggregate leaf (`__pgs_sk<i>`).
+fn touched_keys(d: &str) -> &str {
+    let keys = d
+        .split("\"__pgs_sk")
+        .nth(1)
+        .map(|s| format!("__pgs_sk{s}"))
+        .expect("an aggregate leaf");
+    let name = &keys[..keys.find('"').unwrap()];
+    cte(d, name)
+}
+
 /// The body of CTE `name` in a refresh statement.
 fn cte<'a>(sql: &'a str, name: &str) -> &'a str {
     let start = sql
@@ -110,13 +121,7 @@ fn cte<'a>(sql: &'a str, name: &str) -> &'a str {
 #[test]
 fn tpch_q17_recomputes_the_groups_of_the_joined_parts_only() {
     let d = differential(17);
-    let keys = d
-        .split("\"__pgs_sk")
-        .nth(1)
-        .map(|s| format!("\"__pgs_sk{s}"))
-        .expect("an aggregate leaf");
-    let name = &keys[1..keys[1..].find('"').unwrap() + 1];
-    let body = cte(&d, name);
+    let body = touched_keys(&d);
     assert_eq!(
         body.matches("WHERE EXISTS (SELECT 1 FROM ").count(),
         2,
@@ -197,13 +202,7 @@ fn tpch_windows_are_restricted_by_the_conditions_of_their_leaf() {
 #[test]
 fn tpch_q20_recomputes_the_groups_of_forest_parts_only() {
     let d = differential(20);
-    let keys = d
-        .split("\"__pgs_sk")
-        .nth(1)
-        .map(|s| format!("\"__pgs_sk{s}"))
-        .expect("an aggregate leaf");
-    let name = &keys[1..keys[1..].find('"').unwrap() + 1];
-    let body = cte(&d, name);
+    let body = touched_keys(&d);
     assert!(body.contains("'forest%'"), "{body}");
     assert!(!d.contains("AS l UNION ALL"), "{d}");
 }
