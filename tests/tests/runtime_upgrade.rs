@@ -384,7 +384,12 @@ async fn guards_of_earlier_releases_get_their_condition_and_refreshes_skip_them(
     let refresh = |v: i64| {
         let pool = db.pool.clone();
         async move {
-            let mut conn = pool.acquire().await.unwrap().detach();
+            // A new session: one of the pool's may have compiled the guard before
+            // (under CI's load the pool handed one to this measure).
+            let mut conn =
+                <sqlx::PgConnection as sqlx::Connection>::connect_with(&pool.connect_options())
+                    .await
+                    .unwrap();
             sqlx::query("UPDATE g SET v = $1")
                 .bind(v)
                 .execute(&mut conn)
