@@ -110,43 +110,45 @@ fn filters_before_outer_joins(t: Tree) -> Tree {
             right,
             on,
             on_text,
-        } => {
-            let left = filters_before_outer_joins(*left);
-            let right = filters_before_outer_joins(*right);
-            match left {
-                Tree::Join {
-                    kind: JoinKind::Left,
-                    left: a,
-                    right: g,
-                    on: g_on,
-                    on_text: g_on_text,
-                } if matches!(kind, JoinKind::Semi | JoinKind::Anti)
-                    && !g.leaves().iter().any(|l| leaves_of(&on).contains(l)) =>
-                {
-                    let below = filters_before_outer_joins(Tree::Join {
-                        kind,
-                        left: a,
-                        right: Box::new(right),
-                        on,
-                        on_text,
-                    });
-                    Tree::Join {
-                        kind: JoinKind::Left,
-                        left: Box::new(below),
-                        right: g,
-                        on: g_on,
-                        on_text: g_on_text,
-                    }
-                }
-                left => Tree::Join {
-                    kind,
-                    left: Box::new(left),
-                    right: Box::new(right),
-                    on,
-                    on_text,
-                },
+        } => semi_below_left_joins(
+            kind,
+            filters_before_outer_joins(*left),
+            filters_before_outer_joins(*right),
+            on,
+            on_text,
+        ),
+    }
+}
+
+/// The join `left kind right ON on`, its inputs already rewritten: a semi or anti
+/// join goes below each LEFT JOIN at the top of `left` whose right side its
+/// condition does not read (see [`filters_before_outer_joins`]).
+fn semi_below_left_joins(kind: JoinKind, left: Tree, right: Tree, on: Expr, on_text: Sql) -> Tree {
+    match left {
+        Tree::Join {
+            kind: JoinKind::Left,
+            left: a,
+            right: g,
+            on: g_on,
+            on_text: g_on_text,
+        } if matches!(kind, JoinKind::Semi | JoinKind::Anti)
+            && !g.leaves().iter().any(|l| leaves_of(&on).contains(l)) =>
+        {
+            Tree::Join {
+                kind: JoinKind::Left,
+                left: Box::new(semi_below_left_joins(kind, *a, right, on, on_text)),
+                right: g,
+                on: g_on,
+                on_text: g_on_text,
             }
         }
+        left => Tree::Join {
+            kind,
+            left: Box::new(left),
+            right: Box::new(right),
+            on,
+            on_text,
+        },
     }
 }
 

@@ -77,7 +77,7 @@ impl IncrementalRenderer<'_> {
         } else {
             (sign, "NOT ", "c.n = 0")
         };
-        let unmatched = sql!("SELECT {0}, {1}{2}.{3} AS {3} FROM {4} AS {2} WHERE {8}EXISTS (SELECT 1 FROM {5} AS {6} WHERE {7})", padded, first_sign, p_alias, W, preserved_delta, other_new, o_alias, on_lr, Sql::fixed(not));
+        let first = sql!("SELECT {0}, {1}{2}.{3} AS {3} FROM {4} AS {2} WHERE {8}EXISTS (SELECT 1 FROM {5} AS {6} WHERE {7})", padded, first_sign, p_alias, W, preserved_delta, other_new, o_alias, on_lr, Sql::fixed(not));
         let capped_count = |d: &'static str| {
             sql!("CROSS JOIN LATERAL (SELECT count(*) AS n FROM (SELECT 1 FROM {} AS {} WHERE {} LIMIT GREATEST({}, 0)::bigint + 1) AS m) AS c", other_new, o_alias, on_lr, d)
         };
@@ -162,7 +162,7 @@ impl IncrementalRenderer<'_> {
             // ΔP's rows without a match, probed row by row (the key finds the
             // matches through an index), like the counts above: a NOT EXISTS lets
             // the planner hash the whole other side when it overestimates ΔP.
-            let unmatched = sql!(
+            let first = sql!(
                 "SELECT {0}, {1}{2}.{3} AS {3} FROM {4} AS {2} {5} WHERE {6}",
                 padded,
                 first_sign,
@@ -173,7 +173,7 @@ impl IncrementalRenderer<'_> {
                 Sql::fixed(probe)
             );
             return vec![
-                unmatched,
+                first,
                 term(&sql!(
                     "(SELECT {}, 1 AS {} FROM {} AS p0)",
                     pcols_list,
@@ -201,7 +201,7 @@ impl IncrementalRenderer<'_> {
             preserved_delta
         );
         vec![
-            unmatched,
+            first,
             sql!("SELECT {0}, {1} FROM {2} AS {3} \
                  CROSS JOIN LATERAL (SELECT COALESCE(sum({4}.{5}), 0) AS n FROM {6} AS {4} WHERE {7}) AS d \
                  {8} \
