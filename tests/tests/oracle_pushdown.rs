@@ -3,7 +3,10 @@
 //! conditions in WHERE (some in an order that needs the joins rebuilt), one-table
 //! conditions, conditions in inner-join ON clauses, in inlined subqueries and
 //! `EXISTS` subqueries, and WHERE conditions over the nullable side of outer joins,
-//! which must stay above the join.
+//! which must stay above the join. The `key_link_*` cases restrict a source's
+//! window by the restriction of the leaf whose primary key its rows reference
+//! (`strategy/prefilter.rs`): both sides change in one batch, keys move in and out
+//! of the restriction, rows are deleted and re-inserted, keys are NULL.
 
 mod common;
 use common::Tables;
@@ -78,3 +81,67 @@ oracle!(cte_comma_join, D, OrgProjects, 110,
 oracle!(anti_join_with_conditions, D, OrgProjects, 111,
     "SELECT d.id FROM departments d, projects p WHERE p.department_id = d.id AND p.budget > 0 AND NOT EXISTS \
      (SELECT 1 FROM employees e WHERE e.department_id = d.id AND e.salary > 20)");
+/// A key-link case: the OrgProjects tables, with `projects.budget` drawn among the
+/// employees' ids (the cases join it to `employees.id`, so that employees are
+/// referenced by their key and their changes fan out).
+async fn key_link(name: &str, seed: u64, query: &str) {
+    let db = pgstream_tests::test_db().await;
+    let o = common::oracle_for(name, query, OrgProjects, seed).domain(
+        "projects",
+        "budget",
+        pgstream_tests::oracle::Domain::Ints(0, 18),
+    );
+    common::run_oracle(&db, &o, name, query, D, &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_link_to_a_filtered_dimension() {
+    key_link(
+        "key_link_to_a_filtered_dimension",
+        112,
+        "SELECT e.id, e.salary, p.id AS pid, d.name FROM employees e, projects p, departments d \
+         WHERE p.budget = e.id AND e.department_id = d.id AND d.parent_id IN (1, 2, 3)",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_link_two_hops() {
+    key_link("key_link_two_hops", 113,
+        "SELECT e.id, p.id AS pid, d.id AS did FROM employees e, projects p, departments d, departments up \
+         WHERE p.budget = e.id AND e.department_id = d.id AND d.parent_id = up.id AND up.parent_id < 4").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_link_under_an_aggregate() {
+    key_link(
+        "key_link_under_an_aggregate",
+        114,
+        "SELECT d.parent_id, count(*) AS n, sum(e.salary) AS s FROM projects p JOIN employees e \
+         ON e.id = p.budget JOIN departments d ON d.id = e.department_id WHERE d.parent_id > 5 \
+         GROUP BY d.parent_id",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_link_into_an_exists_subquery() {
+    key_link(
+        "key_link_into_an_exists_subquery",
+        115,
+        "SELECT e.id, p.id AS pid FROM employees e, projects p WHERE p.budget = e.id AND EXISTS \
+         (SELECT 1 FROM departments d WHERE d.id = e.department_id AND d.parent_id < 5)",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_link_not_through_an_outer_join() {
+    key_link(
+        "key_link_not_through_an_outer_join",
+        116,
+        "SELECT e.id, d.name, p.id AS pid FROM employees e JOIN projects p ON p.budget = e.id \
+         LEFT JOIN departments d ON d.id = e.department_id AND d.parent_id > 3",
+    )
+    .await;
+}

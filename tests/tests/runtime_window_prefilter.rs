@@ -116,3 +116,79 @@ async fn a_filter_that_could_fail_is_not_applied_to_images_that_cancel() {
     db.exec("UPDATE pd SET d = 2 WHERE id = 3").await;
     check(&db, &h, "pd_rows", query, "id, d", "d = 0 in the window").await;
 }
+
+/// A key link: the window of a fact table is restricted to the rows whose dimension
+/// (by its primary key), and that dimension's own dimension, pass the query's
+/// conditions, in the current state or in the window. Each batch changes both
+/// sides together: a dimension moves into the filtered region while its facts
+/// change, a dimension is deleted and re-inserted under another region, its primary
+/// key changes, facts point to a key that exists only inside the window, keys are
+/// NULL, and the dimension is truncated and refilled.
+#[tokio::test]
+async fn a_window_restricted_by_its_dimensions_nets_like_the_query() {
+    let db = test_db().await;
+    db.exec(
+        "CREATE TABLE kr (id int PRIMARY KEY, name text NOT NULL);
+         INSERT INTO kr VALUES (1, 'east'), (2, 'west'), (3, 'north');
+         CREATE TABLE kd (id int PRIMARY KEY, region int, label text);
+         INSERT INTO kd SELECT i, 1 + i % 3, 'd' || i FROM generate_series(1, 9) i;
+         CREATE TABLE kf (id int PRIMARY KEY, dim int, amount int);
+         INSERT INTO kf SELECT i, 1 + i % 10, i FROM generate_series(1, 40) i;",
+    )
+    .await;
+    let h = RuntimeHandle::new(db.pool.clone());
+    let streams = [
+        (
+            "kl_rows",
+            "SELECT f.id, f.amount, d.label FROM kf f, kd d, kr r \
+             WHERE f.dim = d.id AND d.region = r.id AND r.name = 'east'",
+            "id, amount, label",
+        ),
+        (
+            "kl_sum",
+            "SELECT d.region, count(*) AS n, sum(f.amount) AS s FROM kf f JOIN kd d ON d.id = f.dim \
+             WHERE d.region IN (1, 3) GROUP BY d.region",
+            "region, n, s",
+        ),
+    ];
+    for (name, query, _) in streams {
+        h.create_stream_table(name, query, "1h", Mode::Differential)
+            .await
+            .unwrap();
+    }
+    let batches = [
+        // A dimension moves into the filtered region while its facts change; another
+        // moves out; a fact moves to a dimension outside and back.
+        "UPDATE kd SET region = 1 WHERE id = 2; UPDATE kf SET amount = amount + 1 WHERE dim = 2;
+         UPDATE kd SET region = 2 WHERE id = 3; UPDATE kf SET amount = 0 WHERE dim = 3;
+         UPDATE kf SET dim = 5 WHERE id = 1; UPDATE kf SET dim = 3 WHERE id = 1",
+        // A dimension deleted with its facts changed, re-inserted under another
+        // region; a fact pointing to a dimension that exists only in this window.
+        "UPDATE kf SET amount = 7 WHERE dim = 6; DELETE FROM kd WHERE id = 6;
+         INSERT INTO kd VALUES (6, 3, 'd6b');
+         INSERT INTO kd VALUES (20, 1, 'tmp'); INSERT INTO kf VALUES (100, 20, 5);
+         UPDATE kf SET dim = 7 WHERE id = 100; DELETE FROM kd WHERE id = 20",
+        // A dimension's primary key changes; a region's name changes, and the
+        // dimensions of the region that was `east` change with it (their old
+        // images pass only by the region's old image), one of them moving to the
+        // region that is `east` now; NULL keys.
+        "UPDATE kd SET id = 30 WHERE id = 4; UPDATE kf SET dim = 30 WHERE dim = 4;
+         UPDATE kr SET name = 'east' WHERE id = 2; UPDATE kr SET name = 'gone' WHERE id = 1;
+         UPDATE kf SET dim = NULL WHERE id = 2; UPDATE kd SET region = NULL WHERE id = 5;
+         UPDATE kd SET label = label || '+' WHERE region = 1; UPDATE kd SET region = 2 WHERE id = 9",
+        // The region table emptied and refilled in one window, facts changed in it.
+        "TRUNCATE kr; UPDATE kf SET amount = amount * 2 WHERE id % 3 = 0;
+         INSERT INTO kr VALUES (1, 'east'), (2, 'west'), (3, 'east')",
+        // The dimension emptied and refilled, facts inserted for it meanwhile.
+        "TRUNCATE kd; INSERT INTO kf VALUES (200, 1, 1), (201, 2, 2);
+         INSERT INTO kd SELECT i, 1 + i % 2, 'e' || i FROM generate_series(1, 9) i",
+    ];
+    for (k, batch) in batches.iter().enumerate() {
+        for stmt in batch.split(';') {
+            db.exec(stmt).await;
+        }
+        for (name, query, cols) in streams {
+            check(&db, &h, name, query, cols, &format!("batch {k}")).await;
+        }
+    }
+}

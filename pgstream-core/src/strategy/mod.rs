@@ -16,6 +16,7 @@ mod filter;
 mod function;
 mod join;
 mod outer_join;
+mod prefilter;
 mod project;
 mod recompute;
 pub(crate) mod recursive;
@@ -44,58 +45,6 @@ use crate::render::{
 use crate::sql::walk::{conjuncts, unnest};
 use recompute::recompute_artifacts;
 use sqlparser::ast::{BinaryOperator, Expr};
-
-/// The conditions every row derived from leaf `i` passes on its way up `t`: of the
-/// filters and the inner and semi joins from the leaf up to the first other operator
-/// (an outer join keeps rows that fail its condition, an anti join keeps exactly
-/// those). Returns whether the leaf reaches the root of `t` that way (then the
-/// block's `WHERE` holds for its rows too); `false` also when `i` is not in `t`.
-fn path_conditions<'t>(t: &'t Tree, i: usize, out: &mut Vec<&'t Expr>) -> bool {
-    fn walk<'t>(t: &'t Tree, i: usize, out: &mut Vec<&'t Expr>) -> Option<bool> {
-        match t {
-            Tree::Leaf(l) => (*l == i).then_some(true),
-            Tree::Filter { input, pred, .. } => {
-                let up = walk(input, i, out)?;
-                if up {
-                    out.push(pred);
-                }
-                Some(up)
-            }
-            Tree::Lateral { input, .. } => walk(input, i, out).map(|_| false),
-            Tree::Join {
-                kind,
-                left,
-                right,
-                on,
-                ..
-            } => {
-                let up = walk(left, i, out).or_else(|| walk(right, i, out))?;
-                let passes = matches!(kind, JoinKind::Inner | JoinKind::Semi);
-                if up && passes {
-                    out.push(on);
-                }
-                Some(up && passes)
-            }
-        }
-    }
-    walk(t, i, out).unwrap_or(false)
-}
-
-/// The OR-ed parts of a condition, with the parentheses dropped.
-fn disjuncts<'e>(e: &'e Expr, out: &mut Vec<&'e Expr>) {
-    match e {
-        Expr::BinaryOp {
-            left,
-            op: BinaryOperator::Or,
-            right,
-        } => {
-            disjuncts(left, out);
-            disjuncts(right, out);
-        }
-        Expr::Nested(inner) => disjuncts(inner, out),
-        other => out.push(other),
-    }
-}
 
 /// What a strategy renders, as fragments: [`render`] hands it out as [`Artifacts`]
 /// (whose fields document each statement).
@@ -251,77 +200,6 @@ impl IncrementalRenderer<'_> {
             ));
         }
         win
-    }
-
-    /// The restriction the only reader of source `source` puts on its rows, over the
-    /// buffer row `w`, for the window to apply before netting (`window_sql`): one
-    /// plain leaf reads the source, and of the conditions every row derived from it
-    /// must pass (`path_conditions`), the conjuncts that read only its columns and
-    /// cannot fail (`marker::total_over_leaf`), and of a disjunction of conjunctions
-    /// the disjunction of their parts over the leaf, when each has one (TPC-H Q19's
-    /// `(p = l AND brand AND l_quantity ...) OR (...)` restricts lineitem's window to
-    /// the quantities, modes and instructions of the three branches; PostgreSQL
-    /// derives the same restriction for a scan of the table). A set operation's
-    /// branches share windows: none.
-    fn window_prefilter(&self, source: usize) -> Option<Sql> {
-        if matches!(self.block.shape, Shape::SetOp { .. }) {
-            return None;
-        }
-        let mut readers = self
-            .block
-            .leaves
-            .iter()
-            .enumerate()
-            .filter(|(_, l)| l.source == source);
-        let (i, leaf) = readers.next()?;
-        if readers.next().is_some() || leaf.agg.is_some() || leaf.func.is_some() {
-            return None;
-        }
-        let mut conditions = Vec::new();
-        if path_conditions(&self.block.tree, i, &mut conditions) {
-            conditions.extend(self.block.filter.as_ref());
-        }
-        let mut parts = Vec::new();
-        for c in conditions {
-            conjuncts(c, &mut parts);
-        }
-        let columns = &leaf.table.columns;
-        let over_leaf = |e: &Expr| {
-            expr::render_with(e, &mut |m| match m {
-                Marker::Col { leaf: l, col: c } if l == i => {
-                    Some(sql!("w.{}", Sql::ident(&columns.get(c)?.name)))
-                }
-                _ => None,
-            })
-        };
-        let restrictions: Vec<Sql> = parts
-            .into_iter()
-            .filter_map(|p| {
-                if expr::total_over_leaf(p, i) {
-                    return Some(over_leaf(p));
-                }
-                let mut branches = Vec::new();
-                disjuncts(p, &mut branches);
-                if branches.len() < 2 {
-                    return None;
-                }
-                let implied: Option<Vec<Sql>> = branches
-                    .into_iter()
-                    .map(|b| {
-                        let mut cs = Vec::new();
-                        conjuncts(b, &mut cs);
-                        let own: Vec<Sql> = cs
-                            .into_iter()
-                            .filter(|c| expr::total_over_leaf(c, i))
-                            .map(|c| sql!("({})", over_leaf(c)))
-                            .collect();
-                        (!own.is_empty()).then(|| sql!("({})", own.join_sql(" AND ")))
-                    })
-                    .collect();
-                implied.map(|v| sql!("({})", v.join_sql(" OR ")))
-            })
-            .collect();
-        (!restrictions.is_empty()).then(|| restrictions.join_sql(" AND "))
     }
 
     /// Columns of a subtree: (leaf, col) pairs in order.
