@@ -77,6 +77,7 @@ pub(crate) fn render(c: &Compiled, ctx: &RenderContext) -> Artifacts {
                 ctx,
                 ctes: Vec::new(),
                 agg_keys: Vec::new(),
+                in_delta: false,
                 storage,
                 top: c.top_k.as_ref(),
                 top_storage,
@@ -158,6 +159,10 @@ struct IncrementalRenderer<'a> {
     /// `(leaf, conditions)`, a key is kept when one of the conditions (over the keys
     /// `"__pgs_t"."__pgs_k<j>"`) holds (`restrict_agg_keys`).
     agg_keys: Vec<(usize, Vec<Sql>)>,
+    /// Whether a delta rule is being rendered (`delta`): its terms are part of the
+    /// differential statement and may read the CTEs made so far; the full refresh
+    /// and the shapes' statements may not.
+    in_delta: bool,
     /// The storage table, quoted and qualified (under a top-k, the stage table).
     storage: Sql,
     /// A top-level `ORDER BY ... LIMIT` kept over the block's stage (`top_k`).
@@ -235,6 +240,11 @@ impl IncrementalRenderer<'_> {
                 ..
             } => self.lateral_rel(t, *kind, input, *func, on),
             Tree::Leaf(i) if self.block.leaves[*i].agg.is_some() => {
+                // A one-row leaf's value, once computed for its delta, is read again
+                // (TPC-H Q22 scanned customer for its average twice).
+                if let Some(value) = self.scalar_new_rel(*i).filter(|_| self.in_delta) {
+                    return value;
+                }
                 let base = &self.compiled.sources[self.block.leaves[*i].source];
                 sql!("({})", self.agg_sql(*i, &Sql::qualified(&base.name), None))
             }
@@ -345,6 +355,14 @@ impl IncrementalRenderer<'_> {
     /// The name of a CTE holding the delta of a subtree (creating it): one rule per
     /// operator (`filter`, `scan`, `aggregate_subquery`, `join`).
     fn delta(&mut self, t: &Tree) -> String {
+        let outer = std::mem::replace(&mut self.in_delta, true);
+        let name = self.operator_delta(t);
+        self.in_delta = outer;
+        name
+    }
+
+    /// [`Self::delta`] by the rule of `t`'s operator.
+    fn operator_delta(&mut self, t: &Tree) -> String {
         match t {
             Tree::Filter { input, pred, .. } => self.filter_delta(input, pred),
             Tree::Leaf(i) if self.block.leaves[*i].agg.is_some() => self.agg_delta(*i),
