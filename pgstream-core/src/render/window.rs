@@ -54,6 +54,15 @@ pub(crate) fn window_sql(
     let Some(table) = table.filter(|t| !t.primary_key.is_empty()) else {
         return rows;
     };
+    netted(table, buffer_columns, &rows, "__pgs_keep")
+}
+
+/// The buffer rows `rows` (of `table`, which has a primary key) reduced to their net
+/// effect per image of the primary key and the columns `columns` (see
+/// [`window_sql`]): at most one old and one new image per key, none when they are
+/// equal in those columns. `keep` names the column of the test (kept in the result),
+/// which `rows` must not have.
+pub(crate) fn netted(table: &Table, columns: &[String], rows: &Sql, keep: &'static str) -> Sql {
     let mut image: Vec<Sql> = table
         .primary_key
         .iter()
@@ -63,7 +72,7 @@ pub(crate) fn window_sql(
         table
             .columns
             .iter()
-            .filter(|c| buffer_columns.contains(&c.name) && !table.primary_key.contains(&c.name))
+            .filter(|c| columns.contains(&c.name) && !table.primary_key.contains(&c.name))
             .map(|c| {
                 if exact_equality(&c.sql_type) {
                     sql!("w.{}", Sql::ident(&c.name))
@@ -74,11 +83,12 @@ pub(crate) fn window_sql(
     );
     sql!(
         "SELECT n.* FROM (SELECT w.*, (row_number() OVER (PARTITION BY {0}, w.{1}) = 1 \
-         AND w.{1} = sum(w.{1}) OVER (PARTITION BY {0})) AS \"__pgs_keep\" FROM ({2}) AS w) AS n \
-         WHERE n.\"__pgs_keep\"",
+         AND w.{1} = sum(w.{1}) OVER (PARTITION BY {0})) AS {3} FROM ({2}) AS w) AS n \
+         WHERE n.{3}",
         Sql::join(image, ", "),
         W,
-        rows
+        rows.clone(),
+        Sql::ident(keep)
     )
 }
 

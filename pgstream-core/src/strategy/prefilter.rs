@@ -154,7 +154,7 @@ impl IncrementalRenderer<'_> {
     /// The restriction of leaf `i`'s rows (a plain leaf), over its row `q`, as
     /// conjuncts: its own conditions, then its key links to restricted leaves not on
     /// `path` (the leaves the restriction came through), at most [`MAX_HOPS`] deep.
-    fn leaf_restrictions(&self, i: usize, q: &Sql, path: &mut Vec<usize>) -> Vec<Sql> {
+    pub(super) fn leaf_restrictions(&self, i: usize, q: &Sql, path: &mut Vec<usize>) -> Vec<Sql> {
         let conditions = self.must_pass(i);
         let mut restrictions = self.own_restrictions(i, q, &conditions);
         if path.len() > MAX_HOPS {
