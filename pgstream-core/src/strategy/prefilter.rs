@@ -28,6 +28,15 @@
 //!   refresh joined the nation's customers, orders, lineitems and suppliers before
 //!   `region` discarded them.
 //!
+//! A link costs a probe per image, and saves work only where the image would
+//! otherwise fan out before the restricting join discards it: it is taken from a
+//! leaf that another leaf references by its whole primary key (a dimension; not
+//! lineitem) to a leaf joined above the join that brings the leaf in (that join's
+//! delta term reads the leaf's delta and the other side in one `FROM`, where the
+//! planner applies the restriction itself). Measured on TPC-H at scale factor 0.1,
+//! links from every leaf made Q3, Q4 and Q10 2× slower (1,800 lineitem images, each
+//! probing its order); with this rule they are unchanged and Q5 and Q7 faster.
+//!
 //! Images equal in the columns the restriction reads pass or fail it together (the
 //! other relations it reads are the same for all of them), so netting the images
 //! that pass is netting all of them and keeping those that pass.
@@ -92,6 +101,37 @@ fn entry_condition(t: &Tree, i: usize) -> Option<&Expr> {
         }
     }
     walk(t, i).flatten()
+}
+
+/// A column of a leaf: `(leaf, column)`.
+type Column = (usize, usize);
+
+/// The conjuncts `a = b` of `conditions` between two columns: the condition each is
+/// part of and its two columns `(leaf, column)`, once in each order.
+fn column_equalities<'e>(conditions: &[&'e Expr]) -> Vec<(&'e Expr, Column, Column)> {
+    let column = |e: &Expr| match expr::as_marker(unnest(e)) {
+        Some(Marker::Col { leaf, col }) => Some((leaf, col)),
+        _ => None,
+    };
+    let mut out = Vec::new();
+    for &c in conditions {
+        let mut parts = Vec::new();
+        conjuncts(c, &mut parts);
+        for p in parts {
+            if let Expr::BinaryOp {
+                left,
+                op: BinaryOperator::Eq,
+                right,
+            } = unnest(p)
+            {
+                if let (Some(a), Some(b)) = (column(left), column(right)) {
+                    out.push((c, a, b));
+                    out.push((c, b, a));
+                }
+            }
+        }
+    }
+    out
 }
 
 /// The OR-ed parts of a condition, with the parentheses dropped.
@@ -160,7 +200,9 @@ impl IncrementalRenderer<'_> {
         if path.len() > MAX_HOPS {
             return restrictions;
         }
-        // From the window's leaf, only the links that save work (`worth_linking`).
+        // From the window's leaf, only the links that save work: the leaf is referenced
+        // by its key (its changes fan out) and the linked leaf is joined above the join
+        // that brings it in (`entry_condition`).
         let entry = (path.len() == 1).then(|| entry_condition(&self.block.tree, i));
         if entry.is_some() && !self.referenced_by_key(i, &conditions) {
             return restrictions;
@@ -213,24 +255,9 @@ impl IncrementalRenderer<'_> {
 
     /// Whether `on` has the conjunct `a = b` (either way round) of the two columns.
     fn equates(&self, on: &Expr, a: (usize, usize), b: (usize, usize)) -> bool {
-        let mut parts = Vec::new();
-        conjuncts(on, &mut parts);
-        parts.into_iter().any(|p| {
-            let Expr::BinaryOp {
-                left,
-                op: BinaryOperator::Eq,
-                right,
-            } = unnest(p)
-            else {
-                return false;
-            };
-            let m = |e: &Expr| match expr::as_marker(unnest(e)) {
-                Some(Marker::Col { leaf, col }) => Some((leaf, col)),
-                _ => None,
-            };
-            let (l, r) = (m(left), m(right));
-            (l == Some(a) && r == Some(b)) || (l == Some(b) && r == Some(a))
-        })
+        column_equalities(&[on])
+            .into_iter()
+            .any(|(_, x, y)| x == a && y == b)
     }
 
     /// Whether some other leaf's rows reference leaf `i`'s rows by its whole primary
@@ -239,31 +266,11 @@ impl IncrementalRenderer<'_> {
     fn referenced_by_key(&self, i: usize, conditions: &[&Expr]) -> bool {
         let t = &self.block.leaves[i].table;
         let mut by: Vec<(usize, Vec<usize>)> = Vec::new();
-        for c in conditions {
-            let mut parts = Vec::new();
-            conjuncts(c, &mut parts);
-            for p in parts {
-                let Expr::BinaryOp {
-                    left,
-                    op: BinaryOperator::Eq,
-                    right,
-                } = unnest(p)
-                else {
-                    continue;
-                };
-                for (a, b) in [(left, right), (right, left)] {
-                    if let (
-                        Some(Marker::Col { leaf, col }),
-                        Some(Marker::Col { leaf: other, .. }),
-                    ) = (expr::as_marker(unnest(a)), expr::as_marker(unnest(b)))
-                    {
-                        if leaf == i && other != i {
-                            match by.iter_mut().find(|(o, _)| *o == other) {
-                                Some((_, cols)) => cols.push(col),
-                                None => by.push((other, vec![col])),
-                            }
-                        }
-                    }
+        for (_, (leaf, col), (other, _)) in column_equalities(conditions) {
+            if leaf == i && other != i {
+                match by.iter_mut().find(|(o, _)| *o == other) {
+                    Some((_, cols)) => cols.push(col),
+                    None => by.push((other, vec![col])),
                 }
             }
         }
@@ -282,41 +289,20 @@ impl IncrementalRenderer<'_> {
     /// pairs of columns `(x, k)` (all the equalities with `y`, the key's among them).
     fn key_links(&self, i: usize, conditions: &[&Expr]) -> Vec<(usize, Vec<(usize, usize)>)> {
         let mut links: Vec<(usize, Vec<(usize, usize)>)> = Vec::new();
-        for c in conditions {
-            let mut parts = Vec::new();
-            conjuncts(c, &mut parts);
-            for p in parts {
-                let Expr::BinaryOp {
-                    left,
-                    op: BinaryOperator::Eq,
-                    right,
-                } = unnest(p)
-                else {
-                    continue;
-                };
-                for (a, b) in [(left, right), (right, left)] {
-                    let (
-                        Some(Marker::Col { leaf: la, col: x }),
-                        Some(Marker::Col { leaf: y, col: k }),
-                    ) = (expr::as_marker(unnest(a)), expr::as_marker(unnest(b)))
-                    else {
-                        continue;
-                    };
-                    let yl = &self.block.leaves[y];
-                    if la != i
-                        || y == i
-                        || yl.agg.is_some()
-                        || yl.func.is_some()
-                        || !self.must_pass(y).iter().any(|d| std::ptr::eq(*d, *c))
-                    {
-                        continue;
-                    }
-                    match links.iter_mut().find(|(l, _)| *l == y) {
-                        Some((_, pairs)) if !pairs.contains(&(x, k)) => pairs.push((x, k)),
-                        Some(_) => {}
-                        None => links.push((y, vec![(x, k)])),
-                    }
-                }
+        for (c, (la, x), (y, k)) in column_equalities(conditions) {
+            let yl = &self.block.leaves[y];
+            if la != i
+                || y == i
+                || yl.agg.is_some()
+                || yl.func.is_some()
+                || !self.must_pass(y).iter().any(|d| std::ptr::eq(*d, c))
+            {
+                continue;
+            }
+            match links.iter_mut().find(|(l, _)| *l == y) {
+                Some((_, pairs)) if !pairs.contains(&(x, k)) => pairs.push((x, k)),
+                Some(_) => {}
+                None => links.push((y, vec![(x, k)])),
             }
         }
         links.retain(|(y, pairs)| {
