@@ -119,3 +119,33 @@ scalar!(
     "SELECT e.id, e.salary FROM employees e \
      WHERE e.salary > (SELECT avg(salary) FROM employees)"
 );
+// One-row leaves whose old value is undone from the new sums and the window's
+// (`AggLeaf::inverse`: count, sum and avg of integers and of `numeric(p, s)`): counts
+// reaching zero (NULL sums and averages), NULL arguments, a table without a key
+// (the window is not netted), the values themselves in the result (their digits).
+scalar!(
+    inverse_avg_of_a_numeric_column,
+    D,
+    Org,
+    1409,
+    "SELECT e.id, e.salary FROM employees e \
+     WHERE e.salary > (SELECT avg(salary) FROM employees WHERE department_id < 6)"
+);
+scalar!(
+    inverse_sum_and_count_of_an_unkeyed_table,
+    D,
+    Events,
+    1410,
+    "SELECT kind, amount FROM events \
+     WHERE amount * 6 >= (SELECT sum(amount) FROM events WHERE kind IS NOT NULL) \
+     AND amount < (SELECT count(*) FROM events)"
+);
+scalar!(
+    inverse_values_in_the_result,
+    D,
+    Org,
+    1411,
+    "SELECT x.n, x.paid, x.total, x.mean, x.ids FROM \
+     (SELECT count(*) AS n, count(salary) AS paid, sum(salary) AS total, avg(salary) AS mean, \
+      avg(id) AS ids FROM employees WHERE department_id > 2) AS x"
+);

@@ -280,6 +280,14 @@ impl Binder<'_> {
                 key_cols,
                 text: q.to_string(),
                 used,
+                inverse: if groups.is_empty() && sel.having.is_none() {
+                    items
+                        .iter()
+                        .map(|(_, e)| inverse(e, &table))
+                        .collect::<Option<Vec<_>>>()
+                } else {
+                    None
+                },
             }),
             func: None,
         });
@@ -474,6 +482,49 @@ impl Binder<'_> {
             keys.into_iter().map(|(_, o)| o).collect(),
             items.into_iter().map(|(n, _, c)| (n, c)).collect(),
         ))
+    }
+}
+
+/// The inverse of the item `e` of a one-row aggregate over `table` ([`AggLeaf::inverse`]):
+/// `count(*)`, or `count`, `sum`, `avg` (no `DISTINCT`, `FILTER`, `ORDER BY` or
+/// `OVER`) of a column of an integer type or of `numeric(p, s)` (every value of one
+/// scale: the old sum computed as the new sum less the window's has the scale the
+/// sum of the old rows has, so `avg`'s division gives the same digits).
+fn inverse(e: &Expr, table: &Table) -> Option<crate::ir::Inverse> {
+    use crate::ir::Inverse;
+    use sqlparser::ast::{FunctionArg, FunctionArgExpr, FunctionArguments};
+    let Expr::Function(f) = e else { return None };
+    if f.over.is_some() || f.filter.is_some() || !f.within_group.is_empty() {
+        return None;
+    }
+    let FunctionArguments::List(l) = &f.args else {
+        return None;
+    };
+    if l.duplicate_treatment.is_some() || !l.clauses.is_empty() || l.args.len() != 1 {
+        return None;
+    }
+    let name = function_name(f);
+    let arg = match &l.args[0] {
+        FunctionArg::Unnamed(FunctionArgExpr::Wildcard) if name == "count" => {
+            return Some(Inverse::Count(None))
+        }
+        FunctionArg::Unnamed(FunctionArgExpr::Expr(x)) => x,
+        _ => return None,
+    };
+    let column = match arg {
+        Expr::Identifier(i) => ident_value(i),
+        Expr::CompoundIdentifier(ids) if ids.len() == 2 => ident_value(&ids[1]),
+        _ => return None,
+    };
+    let ty = &table.columns.get(table.column_index(&column)?)?.sql_type;
+    let exact = matches!(ty.as_str(), "smallint" | "integer" | "bigint")
+        || (ty.starts_with("numeric(") && ty.contains(','));
+    let x = Sql::expr(arg);
+    match name.as_str() {
+        "count" => Some(Inverse::Count(Some(x))),
+        "sum" if exact => Some(Inverse::Sum(x)),
+        "avg" if exact => Some(Inverse::Avg(x)),
+        _ => None,
     }
 }
 

@@ -88,6 +88,23 @@ pub(crate) struct AggLeaf {
     pub text: String,
     /// The columns of the table it reads (indices, the primary key included).
     pub used: Vec<usize>,
+    /// Without `GROUP BY` and `HAVING`, when every item is `count(*)`, or `count`,
+    /// `sum` or `avg` of a column whose sums are exact and of one scale (an integer,
+    /// or `numeric(p, s)`), each item's inverse: its old value follows from its new
+    /// one and the window's images (`aggregate_subquery`), without reading the old
+    /// state.
+    pub inverse: Option<Vec<Inverse>>,
+}
+
+/// How an item of a one-row aggregate leaf ([`AggLeaf::inverse`]) is undone.
+#[derive(Debug, Clone)]
+pub(crate) enum Inverse {
+    /// `count(*)`, or `count(x)` with its argument.
+    Count(Option<Sql>),
+    /// `sum(x)`.
+    Sum(Sql),
+    /// `avg(x)`: its sum over its count, both as numeric.
+    Avg(Sql),
 }
 
 /// Kinds of join.

@@ -29,6 +29,7 @@
 //! changed (`L_new ⋈ Δs`); otherwise the other side's delta reads its one row.
 
 use super::*;
+use crate::ir::Inverse;
 
 impl IncrementalRenderer<'_> {
     /// The aggregate subquery of leaf `i` over `from` (a relation with its table's
@@ -96,16 +97,25 @@ impl IncrementalRenderer<'_> {
             // The new value once, for this delta and for the terms that read the
             // leaf's current row (`new_rel`).
             let value = scalar_value(i);
-            self.ctes
-                .push((value.clone(), self.agg_sql(i, &qual, None)));
+            let old_body = match &a.inverse {
+                Some(inverse) => {
+                    let (value_body, old) = self.inverted(i, inverse, &win);
+                    self.ctes.push((value.clone(), value_body));
+                    sql!("{} WHERE {}", old, changed)
+                }
+                None => {
+                    self.ctes
+                        .push((value.clone(), self.agg_sql(i, &qual, None)));
+                    sql!(
+                        "SELECT * FROM ({}) AS \"__pgs_g\" WHERE {}",
+                        self.agg_sql(i, &self.old_state(i, &win, &Sql::fixed("TRUE")), None),
+                        changed
+                    )
+                }
+            };
             let new_body = sql!(
                 "SELECT * FROM {} AS \"__pgs_g\" WHERE {}",
                 Sql::ident(&value),
-                changed
-            );
-            let old_body = sql!(
-                "SELECT * FROM ({}) AS \"__pgs_g\" WHERE {}",
-                self.agg_sql(i, &self.old_state(i, &win, &Sql::fixed("TRUE")), None),
                 changed
             );
             return self.agg_delta_of(i, name, new_body, old_body);
@@ -180,6 +190,106 @@ impl IncrementalRenderer<'_> {
             self.agg_sql(i, &self.old_state(i, &win, &sql!("({})", by_null)), None)
         );
         self.agg_delta_of(i, name, new_body, old_body)
+    }
+
+    /// The one-row leaf `i` whose items `inverse` undoes: the body of its new value's
+    /// CTE (read from a CTE that also keeps each item's sum and count, in the same
+    /// scan of the table) and a query of its old value from those and the sums of
+    /// the window `win`'s images that pass the subquery's `WHERE`:
+    ///
+    /// ```text
+    /// count_old = count_new − Σ w          sum_old = sum_new − Σ x·w   (NULL when count_old = 0)
+    /// avg_old   = sum_old::numeric / count_old::numeric
+    /// ```
+    ///
+    /// (`Σ` over the window's images, `w` = ±1, `x` not NULL; `avg` divides as
+    /// PostgreSQL's does). Q22's old average then reads no customer.
+    fn inverted(&mut self, i: usize, inverse: &[Inverse], win: &str) -> (Sql, Sql) {
+        let l = &self.block.leaves[i];
+        let a = l.agg.as_ref().expect("aggregate leaf");
+        let base = &self.compiled.sources[l.source];
+        let alias = Sql::ident(&a.alias);
+        let part = |k: &str, j: usize| Sql::ident(&format!("__pgs_{k}{j}"));
+        let (mut sums, mut deltas, mut olds) = (Vec::new(), Vec::new(), Vec::new());
+        for (j, inv) in inverse.iter().enumerate() {
+            let (n, s) = (part("n", j), part("s", j));
+            let old_n = sql!("(p.{} - COALESCE(d.{}, 0))", n, n);
+            match inv {
+                Inverse::Count(x) => {
+                    sums.push(match x {
+                        Some(x) => sql!("count({}) AS {}", x, n),
+                        None => sql!("count(*) AS {}", n),
+                    });
+                    deltas.push(match x {
+                        Some(x) => sql!("sum({}) FILTER (WHERE ({}) IS NOT NULL) AS {}", W, x, n),
+                        None => sql!("sum({}) AS {}", W, n),
+                    });
+                    olds.push(sql!("{}::bigint AS {}", old_n, col(i, j)));
+                }
+                Inverse::Sum(x) | Inverse::Avg(x) => {
+                    sums.push(sql!("count({0}) AS {1}, sum({0}) AS {2}", x, n, s));
+                    deltas.push(sql!(
+                        "sum({0}) FILTER (WHERE ({1}) IS NOT NULL) AS {2}, sum(({1}) * {0}) AS {3}",
+                        W,
+                        x,
+                        n,
+                        s
+                    ));
+                    let old_s = sql!("(COALESCE(p.{}, 0) - COALESCE(d.{}, 0))", s, s);
+                    olds.push(match inv {
+                        Inverse::Avg(_) => sql!(
+                            "CASE WHEN {0} = 0 THEN NULL ELSE {1}::numeric / {0}::numeric END AS {2}",
+                            old_n,
+                            old_s,
+                            col(i, j)
+                        ),
+                        _ => sql!(
+                            "CASE WHEN {} = 0 THEN NULL ELSE {} END AS {}",
+                            old_n,
+                            old_s,
+                            col(i, j)
+                        ),
+                    });
+                }
+            }
+        }
+        let filter = relevant(a);
+        let items: Vec<Sql> = a
+            .items
+            .iter()
+            .enumerate()
+            .map(|(j, e)| sql!("{} AS {}", e, col(i, j)))
+            .collect();
+        let parts = format!("__pgs_sp{}", i);
+        self.ctes.push((
+            parts.clone(),
+            sql!(
+                "SELECT {}, {} FROM {} AS {}{}",
+                items.join_sql(", "),
+                sums.join_sql(", "),
+                Sql::qualified(&base.name),
+                alias,
+                filter
+            ),
+        ));
+        let value = sql!(
+            "SELECT {} FROM {}",
+            (0..a.items.len())
+                .map(|j| col(i, j))
+                .collect::<Vec<_>>()
+                .join_sql(", "),
+            Sql::ident(&parts)
+        );
+        let old = sql!(
+            "SELECT {} FROM {} AS p CROSS JOIN (SELECT {} FROM {} AS {}{}) AS d",
+            olds.join_sql(", "),
+            Sql::ident(&parts),
+            deltas.join_sql(", "),
+            Sql::ident(win),
+            alias,
+            filter
+        );
+        (value, old)
     }
 
     /// The delta CTE `name` of aggregate leaf `i` from its rows over the new state
