@@ -196,7 +196,7 @@ fn tpch_windows_are_restricted_by_the_conditions_of_their_leaf() {
         .find(|w| w.contains("PARTITION BY w.\"s_suppkey\""))
         .unwrap();
     assert!(
-        supplier.contains("AS w WHERE (w.\"s_nationkey\") IN (SELECT \"__pgs_y1\".\"n_nationkey\" FROM \"public\".\"nation\" AS \"__pgs_y1\" WHERE (\"__pgs_y1\".\"n_regionkey\") IN (SELECT \"__pgs_y2\".\"r_regionkey\" FROM \"public\".\"region\" AS \"__pgs_y2\" WHERE \"__pgs_y2\".\"r_name\" = 'ASIA'"),
+        supplier.contains("AS w WHERE (EXISTS (SELECT 1 FROM \"public\".\"nation\" AS \"__pgs_y1\" WHERE \"__pgs_y1\".\"n_nationkey\" = w.\"s_nationkey\" AND (EXISTS (SELECT 1 FROM \"public\".\"region\" AS \"__pgs_y2\" WHERE \"__pgs_y2\".\"r_regionkey\" = \"__pgs_y1\".\"n_regionkey\" AND \"__pgs_y2\".\"r_name\" = 'ASIA'"),
         "{supplier}"
     );
     let nation = q5
@@ -204,7 +204,7 @@ fn tpch_windows_are_restricted_by_the_conditions_of_their_leaf() {
         .find(|w| w.contains("PARTITION BY w.\"n_nationkey\""))
         .unwrap();
     assert!(
-        nation.contains("AS w WHERE (w.\"n_regionkey\") IN (SELECT \"__pgs_y1\".\"r_regionkey\""),
+        nation.contains("AS w WHERE (EXISTS (SELECT 1 FROM \"public\".\"region\" AS \"__pgs_y1\" WHERE \"__pgs_y1\".\"r_regionkey\" = w.\"n_regionkey\""),
         "{nation}"
     );
     let orders = q5.iter().find(|w| w.contains("o_orderdate")).unwrap();
