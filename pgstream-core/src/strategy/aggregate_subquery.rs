@@ -39,12 +39,7 @@ impl IncrementalRenderer<'_> {
     /// groups with those values.
     pub(super) fn agg_sql(&self, i: usize, from: &Sql, cond: Option<&Sql>) -> Sql {
         let a = self.block.leaves[i].agg.as_ref().expect("aggregate leaf");
-        let items: Vec<Sql> = a
-            .items
-            .iter()
-            .enumerate()
-            .map(|(j, e)| sql!("{} AS {}", e, col(i, j)))
-            .collect();
+        let items = named_items(i, a);
         let conds: Vec<Sql> = a
             .filter
             .iter()
@@ -254,12 +249,7 @@ impl IncrementalRenderer<'_> {
             }
         }
         let filter = relevant(a);
-        let items: Vec<Sql> = a
-            .items
-            .iter()
-            .enumerate()
-            .map(|(j, e)| sql!("{} AS {}", e, col(i, j)))
-            .collect();
+        let items = named_items(i, a);
         let parts = format!("__pgs_sp{}", i);
         self.ctes.push((
             parts.clone(),
@@ -497,6 +487,15 @@ impl IncrementalRenderer<'_> {
 /// starts with `__pgs_s`).
 fn scalar_value(i: usize) -> String {
     format!("__pgs_sv{}", i)
+}
+
+/// The items of aggregate leaf `i`'s subquery `a`, named `__pgs_c<i>_<j>`.
+fn named_items(i: usize, a: &crate::ir::AggLeaf) -> Vec<Sql> {
+    a.items
+        .iter()
+        .enumerate()
+        .map(|(j, e)| sql!("{} AS {}", e, col(i, j)))
+        .collect()
 }
 
 /// ` WHERE (filter)` of an aggregate leaf's subquery, for its window rows: an image
