@@ -28,6 +28,19 @@ pub mod testing {
         crate::render::WEAK_ROW_HASH.store(on, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// `query` compiled as the DIFFERENTIAL stream table `public.st` over the tables
+    /// (and views) of `ddl`; panics with the rendered error.
+    pub fn compile_differential(query: &str, ddl: &str) -> crate::Compiled {
+        let spec = crate::StreamTableSpec {
+            name: crate::QualifiedName::new("public", "st"),
+            query: query.to_string(),
+            schedule: crate::Schedule::default(),
+            mode: crate::Mode::Differential,
+        };
+        crate::compile(&spec, &crate::Catalog::from_ddl(ddl).unwrap())
+            .unwrap_or_else(|e| panic!("{}\n{query}", e.render(query)))
+    }
+
     /// The TPC-H schema with its primary keys, and the view `revenue0` of query 15.
     pub const TPCH_SCHEMA: &str = include_str!("../tests/tpch/schema.sql");
 

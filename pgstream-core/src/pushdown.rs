@@ -490,22 +490,11 @@ fn region(t: Tree, preds: Vec<Expr>, leaves: &[Leaf]) -> Tree {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::Catalog;
     use crate::ir::{Body, Compiled, Strategy};
-    use crate::spec::{Mode, QualifiedName, Schedule, StreamTableSpec};
 
     use crate::testing::{tpch_queries as tpch, TPCH_SCHEMA};
 
-    fn compile(q: &str, ddl: &str) -> Compiled {
-        let spec = StreamTableSpec {
-            name: QualifiedName::new("public", "st"),
-            query: q.to_string(),
-            schedule: Schedule::default(),
-            mode: Mode::Differential,
-        };
-        crate::compile(&spec, &Catalog::from_ddl(ddl).unwrap())
-            .unwrap_or_else(|e| panic!("{}\n{q}", e.render(q)))
-    }
+    use crate::testing::compile_differential as compile;
 
     /// Every conjunct of the block: its filter, and the filters and join conditions
     /// of its tree.

@@ -338,22 +338,13 @@ fn strip(e: &Expr) -> &Expr {
 
 #[cfg(test)]
 mod tests {
-    use crate::catalog::Catalog;
-    use crate::spec::{Mode, QualifiedName, Schedule, StreamTableSpec};
 
     const DDL: &str = "CREATE TABLE tenants (id integer PRIMARY KEY, plan text NOT NULL);
         CREATE TABLE orders (id bigint PRIMARY KEY, tenant_id integer NOT NULL, status text NOT NULL,
                              amount numeric(12,2) NOT NULL);";
 
     fn filter(sql: &str, source: usize) -> Option<(String, Vec<String>)> {
-        let spec = StreamTableSpec {
-            name: QualifiedName::new("public", "st"),
-            query: sql.to_string(),
-            schedule: Schedule::default(),
-            mode: Mode::Differential,
-        };
-        let c = crate::compile(&spec, &Catalog::from_ddl(DDL).unwrap())
-            .unwrap_or_else(|e| panic!("{}\n{sql}", e.render(sql)));
+        let c = crate::testing::compile_differential(sql, DDL);
         c.change_filter(source).map(|f| (f.template, f.args))
     }
 

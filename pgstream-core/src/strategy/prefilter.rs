@@ -376,8 +376,6 @@ impl IncrementalRenderer<'_> {
 
 #[cfg(test)]
 mod tests {
-    use crate::catalog::Catalog;
-    use crate::spec::{Mode, QualifiedName, Schedule, StreamTableSpec};
 
     const ORG: &str = "CREATE TABLE departments (id int PRIMARY KEY, name text NOT NULL, parent_id int);
         CREATE TABLE employees (id int PRIMARY KEY, name text, department_id int, salary numeric(10,2));
@@ -386,14 +384,7 @@ mod tests {
     /// The window CTE of the source `table` (by its position in the query's sources)
     /// in the differential refresh of `q`.
     fn window_of(q: &str, table: &str) -> String {
-        let spec = StreamTableSpec {
-            name: QualifiedName::new("public", "st"),
-            query: q.to_string(),
-            schedule: Schedule::default(),
-            mode: Mode::Differential,
-        };
-        let c = crate::compile(&spec, &Catalog::from_ddl(ORG).unwrap())
-            .unwrap_or_else(|e| panic!("{}\n{q}", e.render(q)));
+        let c = crate::testing::compile_differential(q, ORG);
         let s = c
             .sources
             .iter()
