@@ -164,6 +164,15 @@ impl IncrementalRenderer<'_> {
     /// restricted leaves (the module doc). A set operation's branches share windows:
     /// none.
     pub(super) fn window_prefilter(&self, source: usize) -> Option<Sql> {
+        let i = self.window_reader(source)?;
+        let restrictions = self.leaf_restrictions(i, &Sql::fixed("w"), &mut vec![i]);
+        (!restrictions.is_empty()).then(|| restrictions.join_sql(" AND "))
+    }
+
+    /// The leaf whose restriction the window of `source` applies: the one plain leaf
+    /// that reads it, outside set operations. Any other plain reader's delta applies
+    /// its restriction itself (`scan_delta`).
+    pub(super) fn window_reader(&self, source: usize) -> Option<usize> {
         if matches!(self.block.shape, Shape::SetOp { .. }) {
             return None;
         }
@@ -174,11 +183,7 @@ impl IncrementalRenderer<'_> {
             .enumerate()
             .filter(|(_, l)| l.source == source);
         let (i, leaf) = readers.next()?;
-        if readers.next().is_some() || leaf.agg.is_some() || leaf.func.is_some() {
-            return None;
-        }
-        let restrictions = self.leaf_restrictions(i, &Sql::fixed("w"), &mut vec![i]);
-        (!restrictions.is_empty()).then(|| restrictions.join_sql(" AND "))
+        (readers.next().is_none() && leaf.agg.is_none() && leaf.func.is_none()).then_some(i)
     }
 
     /// The conditions every row derived from leaf `i` passes on its way to the

@@ -26,21 +26,20 @@ impl IncrementalRenderer<'_> {
         let cols = self.leaf_columns(i, "b");
         let mut rows = Sql::ident(&win);
         let mut restriction = Vec::new();
-        let shared = self
-            .block
-            .leaves
-            .iter()
-            .filter(|x| x.source == l.source)
-            .count()
-            > 1;
-        if shared && !matches!(self.block.shape, Shape::SetOp { .. }) {
+        // A set operation's branches share the windows (and `self.block` is the
+        // first branch's): as they are.
+        if !matches!(self.block.shape, Shape::SetOp { .. }) {
+            // Netted over columns other leaves read (none when `i` reads the source
+            // alone): again over its own.
             let read = self.columns_read(i);
             let netted_over = self.compiled.buffer_columns(l.source);
             if !l.table.primary_key.is_empty() && netted_over.iter().any(|c| !read.contains(c)) {
                 let all = sql!("SELECT * FROM {}", Sql::ident(&win));
                 rows = sql!("({})", netted(&l.table, &read, &all, "__pgs_keep_leaf"));
             }
-            restriction = self.leaf_restrictions(i, &Sql::fixed("b"), &mut vec![i]);
+            if self.window_reader(l.source) != Some(i) {
+                restriction = self.leaf_restrictions(i, &Sql::fixed("b"), &mut vec![i]);
+            }
         }
         let name = format!("__pgs_d{}", i);
         self.ctes.push((
