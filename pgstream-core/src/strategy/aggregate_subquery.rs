@@ -38,8 +38,20 @@ impl IncrementalRenderer<'_> {
     /// key values, so restricting the rows by the key values yields exactly the
     /// groups with those values.
     pub(super) fn agg_sql(&self, i: usize, from: &Sql, cond: Option<&Sql>) -> Sql {
+        self.agg_sql_with(i, from, cond, &[])
+    }
+
+    /// [`Self::agg_sql`] with the aggregates `extra` computed beside its items, in the
+    /// same scan.
+    fn agg_sql_with(&self, i: usize, from: &Sql, cond: Option<&Sql>, extra: &[Sql]) -> Sql {
         let a = self.block.leaves[i].agg.as_ref().expect("aggregate leaf");
-        let items = named_items(i, a);
+        let items: Vec<Sql> = a
+            .items
+            .iter()
+            .enumerate()
+            .map(|(j, e)| sql!("{} AS {}", e, col(i, j)))
+            .chain(extra.iter().cloned())
+            .collect();
         let conds: Vec<Sql> = a
             .filter
             .iter()
@@ -248,20 +260,9 @@ impl IncrementalRenderer<'_> {
                 }
             }
         }
-        let filter = relevant(a);
-        let items = named_items(i, a);
         let parts = format!("__pgs_sp{}", i);
-        self.ctes.push((
-            parts.clone(),
-            sql!(
-                "SELECT {}, {} FROM {} AS {}{}",
-                items.join_sql(", "),
-                sums.join_sql(", "),
-                Sql::qualified(&base.name),
-                alias,
-                filter
-            ),
-        ));
+        let sums = self.agg_sql_with(i, &Sql::qualified(&base.name), None, &sums);
+        self.ctes.push((parts.clone(), sums));
         let value = sql!(
             "SELECT {} FROM {}",
             (0..a.items.len())
@@ -277,7 +278,7 @@ impl IncrementalRenderer<'_> {
             deltas.join_sql(", "),
             Sql::ident(win),
             alias,
-            filter
+            relevant(a)
         );
         (value, old)
     }
@@ -487,15 +488,6 @@ impl IncrementalRenderer<'_> {
 /// starts with `__pgs_s`).
 fn scalar_value(i: usize) -> String {
     format!("__pgs_sv{}", i)
-}
-
-/// The items of aggregate leaf `i`'s subquery `a`, named `__pgs_c<i>_<j>`.
-fn named_items(i: usize, a: &crate::ir::AggLeaf) -> Vec<Sql> {
-    a.items
-        .iter()
-        .enumerate()
-        .map(|(j, e)| sql!("{} AS {}", e, col(i, j)))
-        .collect()
 }
 
 /// ` WHERE (filter)` of an aggregate leaf's subquery, for its window rows: an image
