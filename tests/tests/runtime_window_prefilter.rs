@@ -20,6 +20,24 @@ async fn check(db: &TestDb, h: &RuntimeHandle, name: &str, query: &str, cols: &s
     );
 }
 
+/// Runs each batch (one window: its statements, then one refresh of each stream
+/// table `(name, query, columns)`), checking every stream table after it.
+async fn run_batches(
+    db: &TestDb,
+    h: &RuntimeHandle,
+    streams: &[(&str, &str, &str)],
+    batches: &[&str],
+) {
+    for (k, batch) in batches.iter().enumerate() {
+        for stmt in batch.split(';') {
+            db.exec(stmt).await;
+        }
+        for (name, query, cols) in streams {
+            check(db, h, name, query, cols, &format!("batch {k}")).await;
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_filtered_window_nets_like_the_query() {
     let db = test_db().await;
@@ -88,14 +106,7 @@ async fn a_filtered_window_nets_like_the_query() {
          UPDATE pj SET pf_id = pf_id + 1 WHERE id % 5 = 0",
         "TRUNCATE pf; INSERT INTO pf SELECT i, i % 2, i, 'r' FROM generate_series(1, 16) i",
     ];
-    for (k, batch) in batches.iter().enumerate() {
-        for stmt in batch.split(';') {
-            db.exec(stmt).await;
-        }
-        for (name, query, cols) in streams {
-            check(&db, &h, name, query, cols, &format!("batch {k}")).await;
-        }
-    }
+    run_batches(&db, &h, &streams, &batches).await;
 }
 
 #[tokio::test]
@@ -183,12 +194,5 @@ async fn a_window_restricted_by_its_dimensions_nets_like_the_query() {
         "TRUNCATE kd; INSERT INTO kf VALUES (200, 1, 1), (201, 2, 2);
          INSERT INTO kd SELECT i, 1 + i % 2, 'e' || i FROM generate_series(1, 9) i",
     ];
-    for (k, batch) in batches.iter().enumerate() {
-        for stmt in batch.split(';') {
-            db.exec(stmt).await;
-        }
-        for (name, query, cols) in streams {
-            check(&db, &h, name, query, cols, &format!("batch {k}")).await;
-        }
-    }
+    run_batches(&db, &h, &streams, &batches).await;
 }
