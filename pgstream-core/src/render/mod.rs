@@ -26,26 +26,6 @@ pub(crate) fn col(leaf: usize, col: usize) -> Sql {
     Sql::ident(&format!("__pgs_c{leaf}_{col}"))
 }
 
-/// The select item of a source column under the uniform name `alias`: `q.column` when
-/// the query reads it (it is in `needed`), else [`UNREAD`], so that the statement
-/// does not name a column the query does not use.
-pub(crate) fn unread_null(
-    q: &Sql,
-    c: &crate::catalog::Column,
-    needed: &[String],
-    alias: Sql,
-) -> Sql {
-    if needed.contains(&c.name) {
-        sql!("{}.{} AS {}", q, Sql::ident(&c.name), alias)
-    } else {
-        sql!("{} AS {}", UNREAD, alias)
-    }
-}
-
-/// What stands for a column the query does not read: its type is not named either,
-/// so that nothing depends on it.
-pub(crate) const UNREAD: Sql = Sql::fixed("NULL::pg_catalog.text");
-
 /// Test only: make row ids collide (see [`crate::testing`]).
 pub(crate) static WEAK_ROW_HASH: std::sync::atomic::AtomicBool =
     std::sync::atomic::AtomicBool::new(false);

@@ -39,9 +39,7 @@ use crate::render::apply::{diff_statement, storage_ddl};
 use crate::render::frontier::frontier_advance;
 use crate::render::function::refresh_function;
 use crate::render::window::{window_rows_sql, window_sql};
-use crate::render::{
-    col, numbered, row_hash, row_id_of, sql, unread_null, JoinSql, Sql, UNREAD, W,
-};
+use crate::render::{col, numbered, row_hash, row_id_of, sql, JoinSql, Sql, W};
 use crate::sql::walk::{conjuncts, unnest};
 use recompute::recompute_artifacts;
 use sqlparser::ast::{BinaryOperator, Expr};
@@ -81,6 +79,7 @@ pub(crate) fn render(c: &Compiled, ctx: &RenderContext) -> Artifacts {
                 storage,
                 top: c.top_k.as_ref(),
                 top_storage,
+                carried: carried_columns(c, block),
             }
             .artifacts()
         }
@@ -169,6 +168,29 @@ struct IncrementalRenderer<'a> {
     top: Option<&'a TopK>,
     /// The storage table of the top-k (quoted and qualified), when there is one.
     top_storage: Option<Sql>,
+    /// Per leaf and column, whether the delta terms carry it ([`carried_columns`]).
+    carried: Vec<Vec<bool>>,
+}
+
+/// Per leaf of `block` and column of its table, whether the relations of the delta
+/// rules carry it: every column of an aggregate subquery or a function leaf, and of
+/// a source the columns the query reads (`Compiled::buffer_columns`, its primary key
+/// among them). A column the query does not read is named nowhere: not carried as a
+/// NULL either, which made TPC-H Q8's statement twice as long (every join level
+/// listed every column of the leaves below it) and its planning slower.
+fn carried_columns(c: &Compiled, block: &Block) -> Vec<Vec<bool>> {
+    block
+        .leaves
+        .iter()
+        .map(|l| {
+            let read = (l.agg.is_none() && l.func.is_none()).then(|| c.buffer_columns(l.source));
+            l.table
+                .columns
+                .iter()
+                .map(|col| read.as_ref().is_none_or(|r| r.contains(&col.name)))
+                .collect()
+        })
+        .collect()
 }
 
 impl IncrementalRenderer<'_> {
@@ -178,12 +200,12 @@ impl IncrementalRenderer<'_> {
     /// the columns some consumer reads; this one reads `buffer_columns`).
     fn leaf_columns(&self, i: usize, alias: &'static str) -> Vec<Sql> {
         let l = &self.block.leaves[i];
-        let needed = self.compiled.buffer_columns(l.source);
         l.table
             .columns
             .iter()
             .enumerate()
-            .map(|(j, c)| unread_null(&Sql::fixed(alias), c, &needed, col(i, j)))
+            .filter(|(j, _)| self.carried[i][*j])
+            .map(|(j, c)| sql!("{}.{} AS {}", alias, Sql::ident(&c.name), col(i, j)))
             .collect()
     }
 
@@ -209,10 +231,7 @@ impl IncrementalRenderer<'_> {
 
     /// Columns of a subtree: (leaf, col) pairs in order.
     fn cols(&self, t: &Tree) -> Vec<(usize, usize)> {
-        t.out_leaves()
-            .into_iter()
-            .flat_map(|l| (0..self.block.leaves[l].table.columns.len()).map(move |c| (l, c)))
-            .collect()
+        self.cols_of(&t.out_leaves())
     }
 
     /// A subquery with the current contents of a subtree.
@@ -314,14 +333,6 @@ impl IncrementalRenderer<'_> {
                 let leaf = &self.block.leaves[l];
                 if keep.contains(&l) {
                     sql!("{}.{}", q, col(l, c))
-                } else if leaf.agg.is_none()
-                    && leaf.func.is_none()
-                    && !self
-                        .compiled
-                        .buffer_columns(leaf.source)
-                        .contains(&leaf.table.columns[c].name)
-                {
-                    sql!("{} AS {}", UNREAD, col(l, c))
                 } else if leaf.table.columns[c].sql_type.is_empty() {
                     // A function's column of a type not inferred.
                     sql!("NULL AS {}", col(l, c))
@@ -427,10 +438,16 @@ impl IncrementalRenderer<'_> {
             .collect()
     }
 
+    /// The carried columns of `leaves` ([`carried_columns`]): (leaf, col) pairs in
+    /// order.
     fn cols_of(&self, leaves: &[usize]) -> Vec<(usize, usize)> {
         leaves
             .iter()
-            .flat_map(|&l| (0..self.block.leaves[l].table.columns.len()).map(move |c| (l, c)))
+            .flat_map(|&l| {
+                (0..self.carried[l].len())
+                    .filter(move |&c| self.carried[l][c])
+                    .map(move |c| (l, c))
+            })
             .collect()
     }
 
