@@ -1,7 +1,7 @@
 //! Explain: the operator tree of a compiled stream table with the strategy of each
 //! node, followed by the SQL it renders to.
 
-use crate::ir::{Block, Body, Compiled, JoinKind, Shape, Strategy, Tree};
+use crate::ir::{Block, Body, Compiled, JoinKind, OverStage, Shape, Strategy, Tree};
 use crate::sql::fragment::Sql;
 
 impl Compiled {
@@ -24,17 +24,23 @@ impl Compiled {
     }
 
     fn root_summary(&self) -> String {
-        if let (Some(top), Body::Incremental(b)) = (&self.top_k, &self.body) {
+        if let (Some(over), Body::Incremental(b)) = (&self.over_stage, &self.body) {
             let stage = match &b.shape {
                 Shape::Aggregate {
                     recompute: true, ..
                 } => "recompute the groups the changes touch",
                 _ => "per-group counters",
             };
-            return format!(
-                "incremental: {} read from a stage table that holds every group, maintained by delta rules ({stage})",
-                top.text
-            );
+            return match over {
+                OverStage::TopK(top) => format!(
+                    "incremental: {} read from a stage table that holds every group, maintained by delta rules ({stage})",
+                    top.text
+                ),
+                OverStage::Query(outer) => format!(
+                    "incremental below: the aggregate relation `{}` is kept in a stage table by delta rules ({stage}); the query around it is recomputed over the stage's rows and the difference applied",
+                    outer.text
+                ),
+            };
         }
         match (&self.body, &self.strategy) {
             (_, Strategy::Full) => {
@@ -96,16 +102,21 @@ impl Compiled {
         out.push_str("operator tree:\n");
         match &self.body {
             Body::Incremental(b) => {
-                if let Some(top) = &self.top_k {
+                if let Some(over) = &self.over_stage {
                     let stage = crate::sql::fragment::sql!(
                         "{}.{}",
                         Sql::ident(crate::contract::CATALOG_SCHEMA),
                         Sql::ident(&crate::contract::stage_table(0))
                     );
-                    out.push_str(&format!(
-                        "  TopK {}                   strategy: the first rows of the stage table {stage}, recomputed from its state after each refresh (an index on the ORDER BY columns), difference applied\n",
-                        top.text
-                    ));
+                    out.push_str(&match over {
+                        OverStage::TopK(top) => format!(
+                            "  TopK {}                   strategy: the first rows of the stage table {stage}, recomputed from its state after each refresh (an index on the ORDER BY columns), difference applied\n",
+                            top.text
+                        ),
+                        OverStage::Query(_) => format!(
+                            "  Query around the stage        strategy: the query over the rows of the stage table {stage} after each refresh (and the current rows of its other relations), recomputed, difference applied\n"
+                        ),
+                    });
                     out.push_str("  stage:\n");
                 }
                 explain_block(b, &mut out)

@@ -5,7 +5,7 @@ use crate::analyze::names::query_names;
 use crate::bind::Binder;
 use crate::catalog::{Catalog, Table};
 use crate::error::{Diagnostic, Error, Result};
-use crate::ir::{Block, Body, Compiled, OutputColumn, Strategy};
+use crate::ir::{Block, Body, Compiled, OutputColumn, OverStage, Strategy};
 use crate::spec::{Mode, StreamTableSpec};
 use crate::sql::fragment::Sql;
 use crate::sql::ident::ident_value;
@@ -18,6 +18,8 @@ use sqlparser::ast::{
 };
 use std::collections::HashSet;
 use std::ops::ControlFlow;
+
+mod outer;
 
 /// Bind `query` (the parsed `spec.query`) and choose the strategy.
 pub(crate) fn compile(
@@ -92,14 +94,37 @@ pub(crate) fn compile(
     // `ORDER BY ... LIMIT n` over an aggregate the delta rules maintain: the
     // aggregate is kept whole in a stage table and the stream table holds its
     // first rows.
-    let mut top_k = None;
+    let mut over_stage = None;
     let bound = match bound {
         Err(Error::Unsupported(d))
             if spec.mode.compiled_as() == Mode::Differential && is_top_k(&query) =>
         {
             match top_k_over_aggregate(text, &query, catalog, &sources) {
                 Some((block, top, srcs)) => {
-                    top_k = Some(top);
+                    over_stage = Some(OverStage::TopK(top));
+                    bind_sources = srcs;
+                    Ok(block)
+                }
+                None => Err(Error::Unsupported(d)),
+            }
+        }
+        other => other,
+    };
+    // An aggregate relation (a subquery in FROM, a CTE or a view with GROUP BY) that
+    // the delta rules maintain, read by a query that has none: the relation is kept
+    // in the stage table and the query around it recomputed over the stage.
+    let mut outer_columns = None;
+    let bound = match bound {
+        Err(Error::Unsupported(d))
+            if spec.mode.compiled_as() == Mode::Differential && !is_recursive =>
+        {
+            // What a recomputation could not reproduce stays rejected.
+            nested_recompute_reason(text, &query)?;
+            match outer::outer_over_aggregate(text, &query, catalog, &sources, &ctes) {
+                Some((block, outer, srcs)) => {
+                    reject_volatile(text, &query)?;
+                    outer_columns = Some(output_columns(text, &query, catalog)?);
+                    over_stage = Some(OverStage::Query(outer));
                     bind_sources = srcs;
                     Ok(block)
                 }
@@ -120,15 +145,17 @@ pub(crate) fn compile(
 
     let (strategy, body, columns) = match (spec.mode.compiled_as(), bound) {
         (Mode::Differential, Ok(block)) => {
-            let columns = block
-                .items
-                .iter()
-                .map(|(n, _)| OutputColumn {
-                    name: n.clone(),
-                    sql_type: None,
-                    nullable: None,
-                })
-                .collect();
+            let columns = outer_columns.unwrap_or_else(|| {
+                block
+                    .items
+                    .iter()
+                    .map(|(n, _)| OutputColumn {
+                        name: n.clone(),
+                        sql_type: None,
+                        nullable: None,
+                    })
+                    .collect()
+            });
             // binding may order sources differently; keep the binder's order
             sources = bind_sources;
             (Strategy::Incremental, Body::Incremental(block), columns)
@@ -244,7 +271,7 @@ pub(crate) fn compile(
         expanded_query: spec.query.clone(),
         views: Vec::new(),
         body,
-        top_k,
+        over_stage,
     })
 }
 

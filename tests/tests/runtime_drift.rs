@@ -449,3 +449,39 @@ async fn start_up_records_missing_views() {
         Some(&*redefined("public.w", "sw"))
     );
 }
+
+/// A query around an aggregate relation kept in a stage reads its other relations
+/// whole: a column only that query reads is used (dropping it is drift), one it does
+/// not read is not.
+#[tokio::test]
+async fn a_column_only_the_query_around_a_stage_reads_is_drift() {
+    let db = test_db().await;
+    db.exec(
+        "CREATE TABLE u (id int PRIMARY KEY, g int NOT NULL, v int NOT NULL);
+         CREATE TABLE w (id int PRIMARY KEY, name text NOT NULL, extra text);
+         INSERT INTO u SELECT i, i % 5, i FROM generate_series(1, 40) i;
+         INSERT INTO w SELECT i, 'w' || i, NULL FROM generate_series(0, 4) i;",
+    )
+    .await;
+    let q = "WITH s AS (SELECT g, sum(v) AS total FROM u GROUP BY g) \
+             SELECT w.id, w.name, s.total FROM w JOIN s ON s.g = w.id \
+             WHERE s.total = (SELECT max(total) FROM s)";
+    let h = RuntimeHandle::new(db.pool.clone());
+    h.create_stream_table("top_w", q, "1h", Mode::Differential)
+        .await
+        .unwrap();
+    let s = status_of(&db.pool, "top_w").await;
+    assert!(
+        s.strategy
+            .as_deref()
+            .is_some_and(|x| x.starts_with("incremental below")),
+        "{s:?}"
+    );
+    db.exec("ALTER TABLE w DROP COLUMN extra").await;
+    assert_eq!(status_of(&db.pool, "top_w").await.status, "ACTIVE");
+    db.exec("UPDATE u SET v = v + 100 WHERE id = 3").await;
+    h.refresh("top_w").await.unwrap();
+    assert_eq!(difference(&db.pool, q, "top_w", "id, name, total").await, 0);
+    db.exec("ALTER TABLE w DROP COLUMN name").await;
+    assert_error(&db, &h, "top_w", "source column public.w.name was dropped").await;
+}

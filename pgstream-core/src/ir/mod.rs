@@ -338,6 +338,37 @@ pub(crate) struct TopK {
     pub text: String,
 }
 
+/// What a stream table over a stage holds (see [`Compiled::over_stage`]).
+#[derive(Debug, Clone)]
+pub(crate) enum OverStage {
+    /// The first `n` rows of the stage.
+    TopK(TopK),
+    /// The query around the stage.
+    Query(OuterQuery),
+}
+
+/// The query around an aggregate relation it reads (a subquery in FROM, a CTE or a
+/// view with `GROUP BY`: TPC-H Q13's counts per customer, Q15's revenue per
+/// supplier), when the query as a whole has no delta rule. The relation is the
+/// block, kept in the stage table by its delta rules; the stream table holds the
+/// query evaluated over the stage's state after the refresh (and the current rows of
+/// the other relations it reads), recomputed on every refresh with changes, and
+/// only the difference applied. Its cost is that of the query over the stage's rows
+/// (one per group), not over the relation's sources.
+#[derive(Debug, Clone)]
+pub(crate) struct OuterQuery {
+    /// The query, its tables qualified, where every occurrence of the relation's
+    /// body reads the visible columns of the CTE [`OuterQuery::STAGE`].
+    pub sql: Sql,
+    /// The relation as written, for explain.
+    pub text: String,
+}
+
+impl OuterQuery {
+    /// The name of the CTE the outer query reads the stage's rows from.
+    pub const STAGE: &'static str = "__pgs_stage";
+}
+
 /// What the renderer works from.
 #[derive(Debug, Clone)]
 #[allow(clippy::large_enum_variant)]
@@ -376,12 +407,21 @@ pub struct Compiled {
     /// they were then, so a later redefinition is drift (`pgstream._drift`).
     pub views: Vec<QualifiedName>,
     pub(crate) body: Body,
-    /// A top-level `ORDER BY ... LIMIT` over an incrementally maintained aggregate
-    /// (`Body::Incremental`), kept over a stage table.
-    pub(crate) top_k: Option<TopK>,
+    /// What the stream table holds when the block (`Body::Incremental`) is kept in a
+    /// stage table: the first rows of a top-level `ORDER BY ... LIMIT`, or the query
+    /// around an aggregate relation.
+    pub(crate) over_stage: Option<OverStage>,
 }
 
 impl Compiled {
+    /// Whether the refresh reads columns of the sources that the delta rules do not
+    /// read (`buffer_columns` does not name them): the query around a stage reads
+    /// its other relations whole ([`OuterQuery`]). The columns a stream table uses
+    /// are then found by the general probe, not from the buffer columns.
+    pub fn reads_beyond_buffers(&self) -> bool {
+        matches!(self.over_stage, Some(OverStage::Query(_)))
+    }
+
     /// The columns of source `source` (an index into [`Compiled::sources`]) that the
     /// differential refresh reads from its change buffer, in the table's column order:
     /// every column the query uses, and the primary key (the net effect per key is

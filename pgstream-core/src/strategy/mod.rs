@@ -32,8 +32,8 @@ use crate::contract;
 
 use crate::ir::marker::{self as expr, Marker};
 use crate::ir::{
-    AggFunc, Artifacts, Block, Body, Compiled, JoinKind, RenderContext, SetOpKind, Shape,
-    SourceBinding, Strategy, TopK, Tree,
+    AggFunc, Artifacts, Block, Body, Compiled, JoinKind, OverStage, RenderContext, SetOpKind,
+    Shape, SourceBinding, Strategy, Tree,
 };
 use crate::render::apply::{diff_statement, storage_ddl};
 use crate::render::frontier::frontier_advance;
@@ -58,7 +58,7 @@ pub(crate) fn render(c: &Compiled, ctx: &RenderContext) -> Artifacts {
     let mut a = match &c.body {
         Body::Incremental(block) => {
             // Under a top-k, the block is maintained in its stage table.
-            let (storage, top_storage) = match &c.top_k {
+            let (storage, top_storage) = match &c.over_stage {
                 Some(_) => (
                     sql!(
                         "{}.{}",
@@ -77,7 +77,7 @@ pub(crate) fn render(c: &Compiled, ctx: &RenderContext) -> Artifacts {
                 agg_keys: Vec::new(),
                 in_delta: false,
                 storage,
-                top: c.top_k.as_ref(),
+                top: c.over_stage.as_ref(),
                 top_storage,
                 carried: carried_columns(c, block),
             }
@@ -164,8 +164,9 @@ struct IncrementalRenderer<'a> {
     in_delta: bool,
     /// The storage table, quoted and qualified (under a top-k, the stage table).
     storage: Sql,
-    /// A top-level `ORDER BY ... LIMIT` kept over the block's stage (`top_k`).
-    top: Option<&'a TopK>,
+    /// What the stream table holds over the block's stage (`top_k`): a top-level
+    /// `ORDER BY ... LIMIT`, or the query around the block.
+    top: Option<&'a OverStage>,
     /// The storage table of the top-k (quoted and qualified), when there is one.
     top_storage: Option<Sql>,
     /// Per leaf and column, whether the delta terms carry it ([`carried_columns`]).

@@ -19,14 +19,26 @@
 //! the query.
 
 use super::*;
+use crate::ir::OuterQuery;
 use crate::render::apply::apply_ctes;
 
 impl IncrementalRenderer<'_> {
-    /// The first `n` rows of `rows` (a relation with the output columns, among
-    /// others) in the `ORDER BY` order, numbered among equal rows, with the top
-    /// storage table's columns.
+    /// What the stream table holds over the stage whose rows are `rows` (a relation
+    /// with the stage's visible columns, among others), numbered among equal rows,
+    /// with the storage table's columns: the first `n` rows in the `ORDER BY` order,
+    /// or the outer query evaluated over them.
     fn top_rows(&self, rows: &Sql) -> Sql {
-        let top = self.top.expect("a top-k");
+        let top = match self.top.expect("a stage") {
+            OverStage::TopK(top) => top,
+            OverStage::Query(outer) => {
+                return numbered(&sql!(
+                    "WITH {} AS MATERIALIZED ({}) SELECT q.* FROM ({}) AS q",
+                    Sql::ident(OuterQuery::STAGE),
+                    rows,
+                    outer.sql
+                ))
+            }
+        };
         let vis: Vec<Sql> = self
             .block
             .items
@@ -75,20 +87,26 @@ impl IncrementalRenderer<'_> {
     /// `ORDER BY` columns; the full refresh recomputes the stage and takes the top
     /// rows from its new rows, in one statement.
     pub(super) fn top_artifacts(&self, stage: Statements, new_rows: &Sql) -> Statements {
-        let (Some(top), Some(top_st)) = (self.top, &self.top_storage) else {
+        let (Some(over), Some(top_st)) = (self.top, &self.top_storage) else {
             return stage;
         };
         let stage_st = &self.storage;
         let mut ddl = storage_ddl(top_st, &self.top_rows(new_rows));
         ddl.extend(stage.storage_ddl);
-        let indexable = top.order.iter().all(|(i, _)| {
-            self.compiled
-                .columns
-                .get(*i)
-                .and_then(|c| c.sql_type.as_deref())
-                .is_some_and(|_| !self.by_text(*i))
+        let top = match over {
+            OverStage::TopK(top) => Some(top),
+            OverStage::Query(_) => None,
+        };
+        let indexable = top.is_some_and(|top| {
+            top.order.iter().all(|(i, _)| {
+                self.compiled
+                    .columns
+                    .get(*i)
+                    .and_then(|c| c.sql_type.as_deref())
+                    .is_some_and(|_| !self.by_text(*i))
+            })
         });
-        if indexable {
+        if let (true, Some(top)) = (indexable, top) {
             ddl.push(sql!(
                 "CREATE INDEX ON {} ({})",
                 stage_st,

@@ -240,7 +240,8 @@ async fn stored_specs(
 
 /// The `(source table, column)` pairs the defining query uses. Maintained
 /// incrementally: the buffer columns of each source (the columns the query reads and
-/// the primary key). Otherwise the query may be bound only partly by the compiler: a
+/// the primary key), unless a query around a stage reads relations whole
+/// (`Compiled::reads_beyond_buffers`). Otherwise the query may be bound only partly by the compiler: a
 /// column is used when the query no longer compiles, or compiles to other output
 /// columns, once that column is removed from the catalog, or when its name occurs in
 /// the query (with the views it reads expanded) as a word (conservative: a false
@@ -251,7 +252,7 @@ pub(super) fn used_columns(
     compiled: &Compiled,
 ) -> Vec<(QualifiedName, String)> {
     // the words of the views' bodies too
-    if compiled.strategy == Strategy::Incremental {
+    if compiled.strategy == Strategy::Incremental && !compiled.reads_beyond_buffers() {
         // The delta statements read exactly the buffer columns (what the query uses,
         // and the primary key the window consolidates on): no need to recompile the
         // query once per column to find them (TPC-H Q1: 16 compilations).
