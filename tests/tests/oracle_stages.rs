@@ -1,6 +1,6 @@
 //! The equivalence oracle over queries kept over a *stage*: a block below the top of
 //! the query maintained incrementally in a table of its own, which the top reads
-//! (`pgstream-core/src/strategy/top_k.rs`). Each case runs 200 batches of random
+//! (`pgstream-core/src/strategy/stage.rs`). Each case runs 200 batches of random
 //! INSERT/UPDATE/DELETE (NULLs, duplicates, key changes, TRUNCATE), refreshes and
 //! compares the stream table with the query run afresh; then it checks that the
 //! stream table was maintained through its stage (`pgs_status().strategy`), so that
@@ -10,7 +10,8 @@
 //! the stream table the first `n`; each `ORDER BY` ends with the group keys, so the
 //! first `n` rows are determined), and correlated scalar aggregates in `WHERE` and
 //! as arithmetic in the select list (the stage is an aggregate leaf grouped by the
-//! correlation keys, `LEFT JOIN`ed on them).
+//! correlation keys, `LEFT JOIN`ed on them), and queries around an aggregate relation
+//! (the relation is the stage, the query around it recomputed over the stage's rows).
 //!
 //! `PGS_ORACLE_BATCHES` overrides the number of batches, `PGS_ORACLE_SEED` the seed.
 

@@ -26,6 +26,10 @@ pub(crate) fn col(leaf: usize, col: usize) -> Sql {
     Sql::ident(&format!("__pgs_c{leaf}_{col}"))
 }
 
+/// What stands for a column where the query reads none of its table's (a relation
+/// needs one): its type is not named either, so that nothing depends on it.
+pub(crate) const UNREAD: Sql = Sql::fixed("NULL::pg_catalog.text");
+
 /// Test only: make row ids collide (see [`crate::testing`]).
 pub(crate) static WEAK_ROW_HASH: std::sync::atomic::AtomicBool =
     std::sync::atomic::AtomicBool::new(false);

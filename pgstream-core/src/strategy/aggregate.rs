@@ -201,8 +201,22 @@ impl IncrementalRenderer<'_> {
             body.push(sql!("\"__pgs_ins\" AS (INSERT INTO {} ({}, \"__pgs_row_id\") SELECT {}, s.\"__pgs_row_id\" FROM \"__pgs_src\" AS s WHERE NOT s.\"__pgs_exists\" AND s.\"__pgs_count\" > 0 RETURNING 1)", st, stored.join_sql(", "), qualified_by("s", &stored).join_sql(", ")));
             // Under a top-k: the stage after this refresh is its rows of the groups
             // the changes did not touch and the new rows of those they did.
-            let after = sql!("SELECT {} FROM {} AS st WHERE st.ctid <> ALL (ARRAY(SELECT t.\"__pgs_ctid\" FROM \"__pgs_src\" AS t WHERE t.\"__pgs_exists\")) \
-                 UNION ALL SELECT {} FROM \"__pgs_src\" AS s WHERE s.\"__pgs_count\" > 0", self.stage_columns("st"), st, self.stage_columns("s"));
+            // (A top-k reads the first rows through the index on its order, each
+            // tested against the touched ctids; the query around a stage reads every
+            // row: a hash anti join, where `<> ALL (ARRAY(...))` is O(stage × touched).)
+            let untouched = if self.around_stage() {
+                Sql::fixed("NOT EXISTS (SELECT 1 FROM \"__pgs_src\" AS t WHERE t.\"__pgs_exists\" AND t.\"__pgs_ctid\" = st.ctid)")
+            } else {
+                Sql::fixed("st.ctid <> ALL (ARRAY(SELECT t.\"__pgs_ctid\" FROM \"__pgs_src\" AS t WHERE t.\"__pgs_exists\"))")
+            };
+            let after = sql!(
+                "SELECT {} FROM {} AS st WHERE {} \
+                 UNION ALL SELECT {} FROM \"__pgs_src\" AS s WHERE s.\"__pgs_count\" > 0",
+                self.stage_columns("st"),
+                st,
+                untouched,
+                self.stage_columns("s")
+            );
             self.top_tail(
                 &mut body,
                 &after,

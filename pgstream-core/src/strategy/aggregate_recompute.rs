@@ -91,7 +91,22 @@ impl IncrementalRenderer<'_> {
         } else {
             Self::touched_keys(&gnames)
         };
-        let diff = self.recompute_keys(&keys, &fresh, &in_keys, &st);
+        // Under the query around a stage, every row of the stage is read: its rows of
+        // other keys by a hash anti join on the row id (the keys' `IS NOT DISTINCT
+        // FROM` alone is a nested loop, O(stage × keys)).
+        let untouched = (self.around_stage() && !groups.is_empty()).then(|| {
+            let k_gs: Vec<Sql> = gnames.iter().map(|g| sql!("k.{}", g)).collect();
+            sql!(
+                "NOT EXISTS (SELECT 1 FROM \"__pgs_keys\" AS k WHERE {} = st.\"__pgs_row_id\" AND {})",
+                row_id_of(&k_gs),
+                gnames
+                    .iter()
+                    .map(|g| sql!("st.{0} IS NOT DISTINCT FROM k.{0}", g))
+                    .collect::<Vec<_>>()
+                    .join_sql(" AND ")
+            )
+        });
+        let diff = self.recompute_keys(&keys, &fresh, &in_keys, untouched.as_ref(), &st);
         let hidden = gnames
             .iter()
             .map(|c| c.as_str().trim_matches('"').to_string())

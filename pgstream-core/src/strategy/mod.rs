@@ -24,7 +24,7 @@ mod scalar_join;
 mod scan;
 mod semi_join;
 mod set_operation;
-mod top_k;
+mod stage;
 mod window;
 
 use crate::catalog::Table;
@@ -39,7 +39,7 @@ use crate::render::apply::{diff_statement, storage_ddl};
 use crate::render::frontier::frontier_advance;
 use crate::render::function::refresh_function;
 use crate::render::window::{window_rows_sql, window_sql};
-use crate::render::{col, numbered, row_hash, row_id_of, sql, JoinSql, Sql, W};
+use crate::render::{col, numbered, row_hash, row_id_of, sql, JoinSql, Sql, UNREAD, W};
 use crate::sql::walk::{conjuncts, unnest};
 use recompute::recompute_artifacts;
 use sqlparser::ast::{BinaryOperator, Expr};
@@ -69,6 +69,7 @@ pub(crate) fn render(c: &Compiled, ctx: &RenderContext) -> Artifacts {
                 ),
                 None => (st.clone(), None),
             };
+            let (carried, placeholder) = carried_columns(c, block);
             IncrementalRenderer {
                 compiled: c,
                 block,
@@ -79,7 +80,8 @@ pub(crate) fn render(c: &Compiled, ctx: &RenderContext) -> Artifacts {
                 storage,
                 top: c.over_stage.as_ref(),
                 top_storage,
-                carried: carried_columns(c, block),
+                carried,
+                placeholder,
             }
             .artifacts()
         }
@@ -164,13 +166,17 @@ struct IncrementalRenderer<'a> {
     in_delta: bool,
     /// The storage table, quoted and qualified (under a top-k, the stage table).
     storage: Sql,
-    /// What the stream table holds over the block's stage (`top_k`): a top-level
+    /// What the stream table holds over the block's stage (`stage`): a top-level
     /// `ORDER BY ... LIMIT`, or the query around the block.
     top: Option<&'a OverStage>,
     /// The storage table of the top-k (quoted and qualified), when there is one.
     top_storage: Option<Sql>,
     /// Per leaf and column, whether the delta terms carry it ([`carried_columns`]).
     carried: Vec<Vec<bool>>,
+    /// Per leaf, whether its first column is carried as a NULL placeholder: the
+    /// query reads none of its columns (`count(*)` over a table without a primary
+    /// key), and a relation needs a column.
+    placeholder: Vec<bool>,
 }
 
 /// Per leaf of `block` and column of its table, whether the relations of the delta
@@ -179,19 +185,28 @@ struct IncrementalRenderer<'a> {
 /// among them). A column the query does not read is named nowhere: not carried as a
 /// NULL either, which made TPC-H Q8's statement twice as long (every join level
 /// listed every column of the leaves below it) and its planning slower.
-fn carried_columns(c: &Compiled, block: &Block) -> Vec<Vec<bool>> {
+/// A leaf none of whose columns is read (`count(*)` over a table without a primary
+/// key) carries its first as a NULL placeholder (the second result): a relation needs
+/// a column.
+fn carried_columns(c: &Compiled, block: &Block) -> (Vec<Vec<bool>>, Vec<bool>) {
     block
         .leaves
         .iter()
         .map(|l| {
             let read = (l.agg.is_none() && l.func.is_none()).then(|| c.buffer_columns(l.source));
-            l.table
+            let mut carried: Vec<bool> = l
+                .table
                 .columns
                 .iter()
                 .map(|col| read.as_ref().is_none_or(|r| r.contains(&col.name)))
-                .collect()
+                .collect();
+            let placeholder = !carried.contains(&true);
+            if let (true, Some(first)) = (placeholder, carried.first_mut()) {
+                *first = true;
+            }
+            (carried, placeholder)
         })
-        .collect()
+        .unzip()
 }
 
 impl IncrementalRenderer<'_> {
@@ -206,7 +221,13 @@ impl IncrementalRenderer<'_> {
             .iter()
             .enumerate()
             .filter(|(j, _)| self.carried[i][*j])
-            .map(|(j, c)| sql!("{}.{} AS {}", alias, Sql::ident(&c.name), col(i, j)))
+            .map(|(j, c)| {
+                if self.placeholder[i] {
+                    sql!("{} AS {}", UNREAD, col(i, j))
+                } else {
+                    sql!("{}.{} AS {}", alias, Sql::ident(&c.name), col(i, j))
+                }
+            })
             .collect()
     }
 
@@ -334,6 +355,8 @@ impl IncrementalRenderer<'_> {
                 let leaf = &self.block.leaves[l];
                 if keep.contains(&l) {
                     sql!("{}.{}", q, col(l, c))
+                } else if self.placeholder[l] {
+                    sql!("{} AS {}", UNREAD, col(l, c))
                 } else if leaf.table.columns[c].sql_type.is_empty() {
                     // A function's column of a type not inferred.
                     sql!("NULL AS {}", col(l, c))
@@ -655,8 +678,16 @@ impl IncrementalRenderer<'_> {
     /// The statement shared by the recompute strategies: collect the keys the changes
     /// touch, recompute the rows of those keys (`fresh`, with the storage table's
     /// columns), delete the stored rows of those keys (`in_keys`, over `st`) that are
-    /// not among them, insert the missing ones.
-    fn recompute_keys(&mut self, keys: &Sql, fresh: &Sql, in_keys: &Sql, st: &Sql) -> Sql {
+    /// not among them, insert the missing ones. Under a stage, `untouched` (over `st`)
+    /// keeps the stage's rows of other keys, when it is not `NOT (in_keys)`.
+    fn recompute_keys(
+        &mut self,
+        keys: &Sql,
+        fresh: &Sql,
+        in_keys: &Sql,
+        untouched: Option<&Sql>,
+        st: &Sql,
+    ) -> Sql {
         let same = "n.\"__pgs_row_id\" = st.\"__pgs_row_id\" AND n::text = st::text";
         let mut body = vec![
             sql!("\"__pgs_keys\" AS MATERIALIZED ({})", keys),
@@ -667,11 +698,14 @@ impl IncrementalRenderer<'_> {
         ];
         // Under a top-k: the stage after this refresh is its rows of other keys and
         // the recomputed ones.
+        let untouched = untouched
+            .cloned()
+            .unwrap_or_else(|| sql!("NOT ({})", in_keys));
         let after = sql!(
-            "SELECT {} FROM {} AS st WHERE NOT ({}) UNION ALL SELECT {} FROM \"__pgs_fresh\" AS n",
+            "SELECT {} FROM {} AS st WHERE {} UNION ALL SELECT {} FROM \"__pgs_fresh\" AS n",
             self.stage_columns("st"),
             st,
-            in_keys,
+            untouched,
             self.stage_columns("n")
         );
         let tail = self.top_tail(

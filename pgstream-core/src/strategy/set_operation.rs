@@ -75,7 +75,7 @@ impl IncrementalRenderer<'_> {
                     deltas.join_sql(" UNION ALL ")
                 );
                 let in_keys = Self::touched_keys(&names);
-                let diff = self.recompute_keys(&keys, &fresh, &in_keys, &st);
+                let diff = self.recompute_keys(&keys, &fresh, &in_keys, None, &st);
                 self.maintained(
                     &st,
                     &new_rows,

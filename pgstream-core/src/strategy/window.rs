@@ -102,7 +102,7 @@ impl IncrementalRenderer<'_> {
             );
             (numbered(&restricted), Self::touched_keys(&pnames))
         };
-        let diff = self.recompute_keys(&keys, &fresh, &in_keys, &st);
+        let diff = self.recompute_keys(&keys, &fresh, &in_keys, None, &st);
         let hidden = pnames
             .iter()
             .map(|c| c.as_str().trim_matches('"').to_string())

@@ -1,3 +1,6 @@
+//! What a stream table holds over a *stage*: a block kept in a table of its own
+//! (`contract::stage_table`) by its delta rules, which the stream table reads.
+//!
 //! `ORDER BY ... LIMIT n` at the top of an aggregate query, over a stage. The
 //! aggregate block without its order and count is the *stage*: a table of its own
 //! (`contract::stage_table`), holding every group, kept by the aggregate's delta rules
@@ -17,6 +20,14 @@
 //! computes anyway). With an index on the stage's `ORDER BY` columns the first `n`
 //! rows are read from the index: the cost is the aggregate's delta plus `O(n)`, not
 //! the query.
+//!
+//! The query around an aggregate relation (`ir::OuterQuery`, `plan/outer.rs`) is the
+//! same with another top: the query, whose occurrences of the relation read the CTE
+//! `__pgs_stage`, evaluated with that CTE bound to `stage'`:
+//!
+//! ```text
+//! result' = Q(stage', other relations' current rows)
+//! ```
 
 use super::*;
 use crate::ir::OuterQuery;
@@ -69,6 +80,12 @@ impl IncrementalRenderer<'_> {
         };
         body.extend(apply_ctes(top_st, "top_", &self.top_rows(after), None));
         Sql::fixed("SELECT (SELECT count(*) FROM \"__pgs_top_del\") + (SELECT count(*) FROM \"__pgs_top_ins\") AS \"rows_changed\"")
+    }
+
+    /// Whether the stream table holds the query around the block's stage (which reads
+    /// every row of the stage, where a top-k reads its first rows).
+    pub(super) fn around_stage(&self) -> bool {
+        matches!(self.top, Some(OverStage::Query(_)))
     }
 
     /// The visible output columns of the stage table as a select list over `q`.
