@@ -307,15 +307,7 @@ fn top_k_over_aggregate(
     let mut inner = query.clone();
     inner.order_by = None;
     limits::clear_limit(&mut inner);
-    let mut srcs = sources.to_vec();
-    let mut block = {
-        let mut binder = Binder::new(text, catalog, &mut srcs);
-        binder.bind_query(&inner).ok()?
-    };
-    match &block.shape {
-        crate::ir::Shape::Aggregate { groups, .. } if !groups.is_empty() => {}
-        _ => return None,
-    }
+    let (block, srcs) = bind_grouped_aggregate(text, catalog, sources, &inner)?;
     let mut order = Vec::new();
     for o in items {
         if o.with_fill.is_some() {
@@ -338,7 +330,6 @@ fn top_k_over_aggregate(
         };
         order.push((column, Sql::ast(&o.options)));
     }
-    crate::pushdown::push_down(&mut block);
     let text = format!(
         "ORDER BY {} LIMIT {limit}",
         items
@@ -348,6 +339,28 @@ fn top_k_over_aggregate(
             .join(", ")
     );
     Some((block, crate::ir::TopK { order, limit, text }, srcs))
+}
+
+/// `q` bound as a block the delta rules maintain as an aggregate with `GROUP BY`
+/// (its conditions pushed down), with the sources in the binder's order; `None` when
+/// it is not one. What a stage holds.
+fn bind_grouped_aggregate(
+    text: &str,
+    catalog: &Catalog,
+    sources: &[Table],
+    q: &Query,
+) -> Option<(Block, Vec<Table>)> {
+    let mut srcs = sources.to_vec();
+    let mut block = {
+        let mut binder = Binder::new(text, catalog, &mut srcs);
+        binder.bind_query(q).ok()?
+    };
+    match &block.shape {
+        crate::ir::Shape::Aggregate { groups, .. } if !groups.is_empty() => {}
+        _ => return None,
+    }
+    crate::pushdown::push_down(&mut block);
+    Some((block, srcs))
 }
 
 /// `... ORDER BY ... LIMIT n [OFFSET m]` at the top of the query: deterministic

@@ -91,10 +91,20 @@ oracle!(
 oracle!(aggregate_over_keyless_source, D, Events, 18,
     "SELECT kind, count(*) AS n, sum(amount) AS s, avg(amount) AS a, count(amount) AS na FROM events GROUP BY kind");
 // No column of the keyless source read: its leaf carries a placeholder column.
-oracle!(count_reading_no_column_of_a_keyless_source, D, Events, 1801,
-    "SELECT count(*) AS n FROM events");
-oracle!(count_per_row_reading_no_column_of_a_keyless_source, D, Events, 1802,
-    "SELECT e.kind, count(*) AS n FROM events e, events x WHERE e.amount > 5 GROUP BY e.kind");
+oracle!(
+    count_reading_no_column_of_a_keyless_source,
+    D,
+    Events,
+    1801,
+    "SELECT count(*) AS n FROM events"
+);
+oracle!(
+    count_per_row_reading_no_column_of_a_keyless_source,
+    D,
+    Events,
+    1802,
+    "SELECT e.kind, count(*) AS n FROM events e, events x WHERE e.amount > 5 GROUP BY e.kind"
+);
 oracle!(
     float_aggregates,
     D,

@@ -57,15 +57,7 @@ pub(super) fn outer_over_aggregate(
     if reads_cte {
         return None;
     }
-    let mut srcs = sources.to_vec();
-    let mut block = {
-        let mut binder = Binder::new(text, catalog, &mut srcs);
-        binder.bind_query(&body).ok()?
-    };
-    match &block.shape {
-        crate::ir::Shape::Aggregate { groups, .. } if !groups.is_empty() => {}
-        _ => return None,
-    }
+    let (block, srcs) = bind_grouped_aggregate(text, catalog, sources, &body)?;
     let names: Vec<String> = block.items.iter().map(|(n, _)| n.clone()).collect();
     if names
         .iter()
@@ -74,7 +66,6 @@ pub(super) fn outer_over_aggregate(
     {
         return None;
     }
-    crate::pushdown::push_down(&mut block);
     let read = crate::sql::parse::defining_query(&format!(
         "SELECT {} FROM {}",
         names
