@@ -14,6 +14,16 @@ pub async fn scalar_i64(pool: &PgPool, sql: &str) -> i64 {
         .unwrap_or_else(|e| panic!("{sql}: {e}"))
 }
 
+/// The number of stage tables (`pgstream._stage_<id>`) in the database.
+pub async fn stage_tables(pool: &PgPool) -> i64 {
+    scalar_i64(
+        pool,
+        "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname = 'pgstream' AND c.relkind = 'r' AND c.relname LIKE '\\_stage\\_%'",
+    )
+    .await
+}
+
 /// The single `boolean` that `sql` returns; panics with the SQL on error.
 pub async fn scalar_bool(pool: &PgPool, sql: &str) -> bool {
     sqlx::query_scalar::<_, bool>(sql)

@@ -18,6 +18,7 @@
 mod common;
 use common::Tables;
 use pgstream_core::Mode;
+use pgstream_tests::compare::stage_tables;
 use pgstream_tests::test_db;
 
 use Mode::Differential as D;
@@ -62,20 +63,11 @@ async fn staged_as(
         strategy.starts_with(prefix) && strategy.contains("stage table"),
         "{name}: {strategy}"
     );
-    let stage = |pool| async move {
-        sqlx::query_scalar::<_, i64>(
-            "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-             WHERE n.nspname = 'pgstream' AND c.relkind = 'r' AND c.relname LIKE '\\_stage\\_%'",
-        )
-        .fetch_one(pool)
-        .await
-        .unwrap()
-    };
-    assert_eq!(stage(&db.pool).await, 1, "{name}: the stage table");
+    assert_eq!(stage_tables(&db.pool).await, 1, "{name}: the stage table");
     db.exec(&format!("SELECT pgstream.drop_stream_table('{name}')"))
         .await;
     assert_eq!(
-        stage(&db.pool).await,
+        stage_tables(&db.pool).await,
         0,
         "{name}: dropped with the stream table"
     );

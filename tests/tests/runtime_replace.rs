@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pgstream_runtime::{Error, Mode, Runtime, RuntimeHandle, StreamTableSpec};
+use pgstream_tests::compare::stage_tables;
 use pgstream_tests::test_db;
 use sqlx::PgPool;
 
@@ -364,17 +365,6 @@ async fn column_grants_are_kept() {
     assert!(err.to_string().contains("permission denied"), "{err}");
 }
 
-/// Stage tables in the catalog schema.
-async fn stages(pool: &PgPool) -> i64 {
-    sqlx::query_scalar(
-        "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-         WHERE n.nspname = 'pgstream' AND c.relkind = 'r' AND c.relname LIKE '\\_stage\\_%'",
-    )
-    .fetch_one(pool)
-    .await
-    .unwrap()
-}
-
 /// A query around an aggregate relation (kept in a stage table) replaced by a plain
 /// aggregate and back: the stream table equals each query, the stage exists while a
 /// version needs it, and none is left behind.
@@ -393,7 +383,7 @@ async fn replace_to_and_from_a_query_around_a_stage() {
     h.create_stream_table("st", around, "1h", Mode::Differential)
         .await
         .unwrap();
-    assert_eq!(stages(&db.pool).await, 1);
+    assert_eq!(stage_tables(&db.pool).await, 1);
     db.exec("UPDATE u SET v = v + 3 WHERE id % 4 = 0; DELETE FROM u WHERE id = 7")
         .await;
     h.refresh("st").await.unwrap();
@@ -403,18 +393,22 @@ async fn replace_to_and_from_a_query_around_a_stage() {
         .replace_stream_table("st", plain, "1h", Mode::Differential)
         .await
         .unwrap());
-    assert_eq!(stages(&db.pool).await, 0, "the old version's stage dropped");
+    assert_eq!(
+        stage_tables(&db.pool).await,
+        0,
+        "the old version's stage dropped"
+    );
     assert_eq!(db.difference(plain, "total, k", "st").await, 0);
 
     assert!(h
         .replace_stream_table("st", around, "1h", Mode::Differential)
         .await
         .unwrap());
-    assert_eq!(stages(&db.pool).await, 1);
+    assert_eq!(stage_tables(&db.pool).await, 1);
     db.exec("INSERT INTO u VALUES (100, 2, 50); UPDATE u SET g = 4 WHERE id = 3")
         .await;
     h.refresh("st").await.unwrap();
     assert_eq!(db.difference(around, "total, k", "st").await, 0);
     h.drop_stream_table("st").await.unwrap();
-    assert_eq!(stages(&db.pool).await, 0);
+    assert_eq!(stage_tables(&db.pool).await, 0);
 }
