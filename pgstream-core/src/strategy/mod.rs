@@ -38,7 +38,7 @@ use crate::ir::{
 use crate::render::apply::{diff_statement, storage_ddl};
 use crate::render::frontier::frontier_advance;
 use crate::render::function::refresh_function;
-use crate::render::window::{window_rows_sql, window_sql};
+use crate::render::window::{exact_equality, window_rows_sql, window_sql};
 use crate::render::{col, numbered, row_hash, row_id_of, sql, JoinSql, Sql, UNREAD, W};
 use crate::sql::walk::{conjuncts, unnest};
 use recompute::recompute_artifacts;
@@ -521,18 +521,33 @@ impl IncrementalRenderer<'_> {
     /// The select list and the GROUP BY list of the net change per row over the
     /// columns `cols` (quoted; the outputs first): a column grouped by its text
     /// ([`Self::by_text`]) takes the value of any row of its group (they print alike).
+    /// An output column whose equality is not identity is grouped by its value and
+    /// its text, so an update that equality does not see (`7.1` to `7.10`, `0` to
+    /// `-0`, `bob` to `Bob` under a case-insensitive collation) is a change.
     fn net_grouping(&self, cols: &[Sql]) -> (Sql, Sql) {
         let (sel, by): (Vec<Sql>, Vec<Sql>) = cols
             .iter()
             .enumerate()
             .map(|(i, c)| {
+                let exact = i < self.compiled.columns.len()
+                    && self.compiled.columns[i]
+                        .sql_type
+                        .as_deref()
+                        .is_some_and(exact_equality);
                 if self.by_text(i) {
                     (
                         sql!("(pg_catalog.array_agg({0}))[1] AS {0}", c),
                         sql!("{}::pg_catalog.text", c),
                     )
-                } else {
+                } else if exact || i >= self.compiled.columns.len() {
+                    // The keys of the leaves (after the outputs): equal keys are
+                    // one row, whatever they print.
                     (c.clone(), c.clone())
+                } else {
+                    (
+                        c.clone(),
+                        sql!("{0}, ({0}::pg_catalog.text COLLATE \"C\")", c),
+                    )
                 }
             })
             .unzip();

@@ -54,13 +54,14 @@ pub(super) async fn install_capture(
 
     let buffer = buffer_table(oid);
     let buffer_q = format!("{}.{}", quote_ident(CHANGES_SCHEMA), quote_ident(&buffer));
+    let collations = collations(&mut *conn, oid).await.step(subject, STEP)?;
     let has_buffer: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
         .bind(&buffer_q)
         .fetch_one(&mut *conn)
         .await
         .step(subject, STEP)?;
     if !has_buffer {
-        for ddl in buffer_ddl(source, oid, needed) {
+        for ddl in buffer_ddl(source, oid, needed, &collations) {
             crate::pin::script(&mut *conn, &ddl)
                 .await
                 .step(subject, "creating the change buffer")?;
@@ -83,7 +84,7 @@ pub(super) async fn install_capture(
         {
             let ddl = sea_query::Table::alter()
                 .table((Alias::new(CHANGES_SCHEMA), Alias::new(&buffer)))
-                .add_column(ColumnDef::new(Alias::new(&c.name)).custom(Alias::new(&c.sql_type)))
+                .add_column(buffer_column(c, &collations))
                 .to_string(PostgresQueryBuilder);
             crate::pin::script(&mut *conn, &ddl)
                 .await
@@ -117,11 +118,49 @@ pub(super) async fn install_capture(
     Ok(())
 }
 
+/// The columns of source `oid` whose collation is not their type's default, with
+/// that collation (quoted by the server): a buffer column has the same, so the
+/// delta compares the changed rows as the query compares the table's (a column under
+/// a case-insensitive collation, `'Bob' = 'bob'`).
+async fn collations(
+    conn: &mut PgConnection,
+    oid: u32,
+) -> std::result::Result<Vec<(String, String)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT a.attname::text, pg_catalog.format('%I.%I', n.nspname, co.collname)
+           FROM pg_catalog.pg_attribute a
+           JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+           JOIN pg_catalog.pg_collation co ON co.oid = a.attcollation
+           JOIN pg_catalog.pg_namespace n ON n.oid = co.collnamespace
+          WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped
+            AND a.attcollation <> t.typcollation",
+    )
+    .bind(Oid(oid))
+    .fetch_all(conn)
+    .await
+}
+
+/// A buffer column for the source's column `c`: its type (`format_type`'s text) and
+/// its collation when it has one of its own (`collations`, server-quoted).
+fn buffer_column(c: &pgstream_core::Column, collations: &[(String, String)]) -> ColumnDef {
+    let mut def = ColumnDef::new(Alias::new(&c.name));
+    def.custom(Alias::new(&c.sql_type));
+    if let Some((_, coll)) = collations.iter().find(|(n, _)| *n == c.name) {
+        def.extra(format!("COLLATE {coll}"));
+    }
+    def
+}
+
 /// The change buffer of a source with the columns `needed` (in the table's order)
 /// and its autovacuum settings, built with sea-query. sea-query has no `GENERATED ALWAYS AS IDENTITY` nor `xid8`: the
 /// identity goes through `ColumnDef::extra` and the types through `custom` (the type
 /// text is PostgreSQL's own `format_type`, not user input).
-pub(crate) fn buffer_ddl(source: &Table, oid: u32, needed: &[String]) -> Vec<String> {
+pub(crate) fn buffer_ddl(
+    source: &Table,
+    oid: u32,
+    needed: &[String],
+    collations: &[(String, String)],
+) -> Vec<String> {
     let buffer = buffer_table(oid);
     let mut create = sea_query::Table::create();
     create
@@ -144,7 +183,7 @@ pub(crate) fn buffer_ddl(source: &Table, oid: u32, needed: &[String]) -> Vec<Str
                 .not_null(),
         );
     for c in source.columns.iter().filter(|c| needed.contains(&c.name)) {
-        create.col(ColumnDef::new(Alias::new(&c.name)).custom(Alias::new(&c.sql_type)));
+        create.col(buffer_column(c, collations));
     }
     // No index: maintaining a b-tree on the xid cost ~35% of a bulk write (measured,
     // docs/BENCHMARKS.md), while a trimmed buffer holds little more than the next
