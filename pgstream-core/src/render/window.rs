@@ -3,7 +3,7 @@
 //! image −1, new image +1; an update that changes nothing cancels).
 
 use super::*;
-use crate::catalog::Table;
+use crate::catalog::{Column, Table};
 use crate::contract;
 use crate::ir::RenderContext;
 
@@ -60,63 +60,166 @@ pub(crate) fn window_sql(
 /// The buffer rows `rows` (of `table`, which has a primary key) reduced to their net
 /// effect per image of the primary key and the columns `columns` (see
 /// [`window_sql`]): at most one old and one new image per key, none when they are
-/// equal in those columns. `keep` names the column of the test (kept in the result),
-/// which `rows` must not have.
+/// equal in those columns. The result has the image's columns and the weight, no
+/// other column of the buffer.
+///
+/// Grouped by the image (a hash aggregate: `sum` of the weights, the images whose
+/// sum is not zero), with the net weight as the row's weight. A column whose
+/// equality is not identity ([`exact_equality`]) is grouped by its value and its text
+/// under the "C" collation, so the members of a group print alike and the column
+/// itself is the group's value, under its own collation. A column of a type outside
+/// both lists ([`exact_equality`], [`groupable`]: json, geometric and user types,
+/// which may have no equality GROUP BY can use) falls back to a window form: each
+/// row numbered within its image and the first one kept when its weight is the
+/// image's sum; `keep` names that form's test column (kept in its result), which
+/// `rows` must not have. The grouped form took 1.6–2.7 ms where the window form took
+/// 4.5–5.3 ms for TPC-H's 3,550 lineitem images of a round (scale factor 0.1): the
+/// window form sorts the images and runs two window aggregates.
 pub(crate) fn netted(table: &Table, columns: &[String], rows: &Sql, keep: &'static str) -> Sql {
-    let mut image: Vec<Sql> = table
-        .primary_key
+    let image = image_columns(table, columns);
+    if image
         .iter()
-        .map(|k| sql!("w.{}", Sql::ident(k)))
-        .collect();
-    image.extend(
-        table
-            .columns
-            .iter()
-            .filter(|c| columns.contains(&c.name) && !table.primary_key.contains(&c.name))
-            .map(|c| {
-                if exact_equality(&c.sql_type) {
-                    sql!("w.{}", Sql::ident(&c.name))
-                } else {
-                    sql!("(w.{}::text COLLATE \"C\")", Sql::ident(&c.name))
-                }
-            }),
-    );
+        .all(|c| exact_equality(&c.sql_type) || groupable(&c.sql_type))
+    {
+        let by = image.iter().map(|c| {
+            if exact_equality(&c.sql_type) {
+                value(c)
+            } else {
+                sql!("{}, {}", value(c), text(c))
+            }
+        });
+        return sql!(
+            "SELECT {}, sum(w.{1})::smallint AS {1} FROM ({2}) AS w GROUP BY {3} \
+             HAVING sum(w.{1}) <> 0",
+            Sql::join(image.iter().map(|c| value(c)), ", "),
+            W,
+            rows.clone(),
+            Sql::join(by, ", ")
+        );
+    }
+    netted_rows(table, columns, rows, keep)
+}
+
+/// [`netted`] in its window form, which keeps each kept row whole: every column of
+/// `rows`, those outside the image too (a leaf that reads fewer columns than its
+/// window holds nets the window again over its own, and carries the others).
+pub(crate) fn netted_rows(
+    table: &Table,
+    columns: &[String],
+    rows: &Sql,
+    keep: &'static str,
+) -> Sql {
+    let image = image_columns(table, columns);
+    let compared = image.iter().map(|c| {
+        if exact_equality(&c.sql_type) {
+            value(c)
+        } else {
+            text(c)
+        }
+    });
     sql!(
         "SELECT n.* FROM (SELECT w.*, (row_number() OVER (PARTITION BY {0}, w.{1}) = 1 \
          AND w.{1} = sum(w.{1}) OVER (PARTITION BY {0})) AS {3} FROM ({2}) AS w) AS n \
          WHERE n.{3}",
-        Sql::join(image, ", "),
+        Sql::join(compared, ", "),
         W,
         rows.clone(),
         Sql::ident(keep)
     )
 }
 
+/// The image of a netting: the primary key, then the columns `columns` (table order).
+fn image_columns<'t>(table: &'t Table, columns: &[String]) -> Vec<&'t Column> {
+    table
+        .primary_key
+        .iter()
+        .filter_map(|k| table.columns.iter().find(|c| c.name == *k))
+        .chain(
+            table
+                .columns
+                .iter()
+                .filter(|c| columns.contains(&c.name) && !table.primary_key.contains(&c.name)),
+        )
+        .collect()
+}
+
+/// A column of the buffer row `w`.
+fn value(c: &Column) -> Sql {
+    sql!("w.{}", Sql::ident(&c.name))
+}
+
+/// A column of the buffer row `w` as its text, compared byte for byte.
+fn text(c: &Column) -> Sql {
+    sql!("(w.{}::text COLLATE \"C\")", Sql::ident(&c.name))
+}
+
+/// Whether values of type `sql_type` (not [`exact_equality`]) can be grouped by
+/// their equality: built-in types with hash or btree equality, and arrays of them.
+pub(crate) fn groupable(sql_type: &str) -> bool {
+    let element = sql_type.strip_suffix("[]").unwrap_or(sql_type);
+    if element != sql_type && exact_equality(element) {
+        return true;
+    }
+    let base = element.split('(').next().unwrap_or(element).trim();
+    matches!(
+        base,
+        "text"
+            | "character varying"
+            | "varchar"
+            | "character"
+            | "bpchar"
+            | "\"char\""
+            | "name"
+            | "numeric"
+            | "real"
+            | "double precision"
+            | "interval"
+            | "time without time zone"
+            | "time with time zone"
+            | "jsonb"
+            | "inet"
+            | "cidr"
+            | "macaddr"
+            | "money"
+    )
+}
+
 /// Whether two values of type `sql_type` (as `format_type` prints it) that are
 /// equal by the type's default equality are the same value: integers, booleans,
-/// dates, timestamps, uuids, bytea. Not numeric (`1.0 = 1.00`), floats (`-0 = 0`),
+/// dates, timestamps, uuids, bytea, and numeric with a scale (`numeric(15,2)`: every
+/// value has that scale). Not numeric without one (`1.0 = 1.00`), floats (`-0 = 0`),
 /// text (a nondeterministic collation), nor types without equality.
 pub(crate) fn exact_equality(sql_type: &str) -> bool {
-    matches!(
-        sql_type,
-        "smallint"
-            | "integer"
-            | "bigint"
-            | "int"
-            | "int2"
-            | "int4"
-            | "int8"
-            | "boolean"
-            | "bool"
-            | "date"
-            | "uuid"
-            | "oid"
-            | "bytea"
-            | "timestamp without time zone"
-            | "timestamp with time zone"
-            | "timestamp"
-            | "timestamptz"
-    )
+    numeric_with_scale(sql_type)
+        || matches!(
+            sql_type,
+            "smallint"
+                | "integer"
+                | "bigint"
+                | "int"
+                | "int2"
+                | "int4"
+                | "int8"
+                | "boolean"
+                | "bool"
+                | "date"
+                | "uuid"
+                | "oid"
+                | "bytea"
+                | "timestamp without time zone"
+                | "timestamp with time zone"
+                | "timestamp"
+                | "timestamptz"
+        )
+}
+
+/// `numeric(p,s)`: PostgreSQL stores each value of the column with scale `s`, so two
+/// equal values print the same. (`numeric(p)` is `numeric(p,0)`.)
+fn numeric_with_scale(sql_type: &str) -> bool {
+    sql_type
+        .strip_prefix("numeric(")
+        .and_then(|r| r.strip_suffix(')'))
+        .is_some_and(|args| args.split(',').all(|a| a.trim().parse::<u32>().is_ok()))
 }
 
 /// Every buffer row of one source in this refresh's window (see [`window_sql`]),

@@ -14,7 +14,7 @@
 
 use super::IncrementalRenderer;
 use crate::ir::{block_markers, Shape};
-use crate::render::window::netted;
+use crate::render::window::netted_rows;
 use crate::render::{sql, JoinSql, Sql, W};
 
 impl IncrementalRenderer<'_> {
@@ -35,7 +35,10 @@ impl IncrementalRenderer<'_> {
             let netted_over = self.compiled.buffer_columns(l.source);
             if !l.table.primary_key.is_empty() && netted_over.iter().any(|c| !read.contains(c)) {
                 let all = sql!("SELECT * FROM {}", Sql::ident(&win));
-                rows = sql!("({})", netted(&l.table, &read, &all, "__pgs_keep_leaf"));
+                rows = sql!(
+                    "({})",
+                    netted_rows(&l.table, &read, &all, "__pgs_keep_leaf")
+                );
             }
             if self.window_reader(l.source) != Some(i) {
                 restriction = self.leaf_restrictions(i, &Sql::fixed("b"), &mut vec![i]);
