@@ -19,6 +19,7 @@ use sqlparser::ast::{
 use std::collections::HashSet;
 use std::ops::ControlFlow;
 
+mod having;
 mod outer;
 
 /// Bind `query` (the parsed `spec.query`) and choose the strategy.
@@ -120,7 +121,14 @@ pub(crate) fn compile(
         {
             // What a recomputation could not reproduce stays rejected.
             nested_recompute_reason(text, &query)?;
-            match outer::outer_over_aggregate(text, &query, catalog, &sources, &ctes) {
+            // A `HAVING` with a subquery: the aggregate without it is the relation.
+            let around = outer::outer_over_aggregate(text, &query, catalog, &sources, &ctes)
+                .or_else(|| {
+                    let q = having::having_outside(&query)?;
+                    crate::analyze::typecheck::check(text, &q, catalog).ok()?;
+                    outer::outer_over_aggregate(text, &q, catalog, &sources, &ctes)
+                });
+            match around {
                 Some((block, outer, srcs)) => {
                     reject_volatile(text, &query)?;
                     outer_columns = Some(output_columns(text, &query, catalog)?);

@@ -9,11 +9,12 @@ use pgstream_core::testing::{tpch_queries as queries, TPCH_SCHEMA as SCHEMA};
 
 /// The queries maintained by delta rules, with no whole-query recompute.
 const INCREMENTAL: &[usize] = &[
-    1, 3, 4, 5, 6, 7, 8, 9, 10, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22,
+    1, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22,
 ];
 /// Of those, the ones that read an aggregate relation (Q13's subquery, Q15's view
-/// read twice) kept in a stage table, the query around it recomputed over the stage.
-const AROUND_STAGE: &[usize] = &[13, 15];
+/// read twice, Q11's aggregate without its `HAVING`) kept in a stage table, the
+/// query around it recomputed over the stage.
+const AROUND_STAGE: &[usize] = &[11, 13, 15];
 /// Of those, the ones with an uncorrelated scalar aggregate, kept as a one-row leaf.
 const SCALAR: &[usize] = &[22];
 /// Of those, the `ORDER BY ... LIMIT` ones, kept over a stage table.

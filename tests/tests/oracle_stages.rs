@@ -280,3 +280,61 @@ around!(
      (SELECT d.id, count(e.id) AS n FROM departments d LEFT JOIN employees e \
       ON e.department_id = d.id GROUP BY d.id) AS c GROUP BY n"
 );
+
+// `HAVING` with a subquery (TPC-H Q11's shape): the aggregate without it is the
+// stage, the condition is evaluated around it. Q11: the groups whose sum exceeds a
+// fraction of the total over the same join.
+around!(
+    having_over_a_scalar_of_the_same_join,
+    D,
+    Org,
+    1328,
+    "SELECT e.department_id, sum(e.salary) AS total FROM employees e, departments d \
+     WHERE e.department_id = d.id AND d.parent_id < 6 GROUP BY e.department_id \
+     HAVING sum(e.salary) > (SELECT sum(e2.salary) * 0.2 FROM employees e2, departments d2 \
+     WHERE e2.department_id = d2.id AND d2.parent_id < 6) ORDER BY total DESC"
+);
+// An aggregate the query does not output, a group key and an EXISTS in the condition;
+// MIN/MAX in the stage (group recompute).
+around!(
+    having_with_a_hidden_aggregate_a_key_and_exists,
+    D,
+    OrgProjects,
+    1329,
+    "SELECT department_id, count(*) AS n FROM employees GROUP BY department_id \
+     HAVING max(salary) > (SELECT avg(salary) FROM employees) AND department_id <> 3 \
+     OR EXISTS (SELECT 1 FROM projects p WHERE p.budget > 5 AND p.department_id = 7)"
+);
+// A subquery correlated to the group's key by an unqualified name (departments have
+// no `department_id`): around the stage it reads the stage's column of that name,
+// which is the group's key.
+around!(
+    having_correlated_by_an_output_column,
+    D,
+    Org,
+    1330,
+    "SELECT department_id, count(*) AS n FROM employees GROUP BY department_id \
+     HAVING count(*) > (SELECT count(*) FROM departments d WHERE d.parent_id = department_id)"
+);
+around!(
+    having_over_a_scalar_immediate,
+    Mode::Immediate,
+    Org,
+    1331,
+    "SELECT department_id, sum(salary) AS total, count(*) AS n FROM employees \
+     GROUP BY department_id HAVING sum(salary) >= (SELECT avg(salary) * 2 FROM employees)"
+);
+
+/// A subquery correlated to a table inside the aggregate (`e.department_id`) no
+/// longer resolves around it: the query is recomputed whole, and stays exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn having_correlated_to_a_table_is_recomputed() {
+    let name = "having_correlated_to_a_table_is_recomputed";
+    let query = "SELECT e.department_id, count(*) AS n FROM employees e GROUP BY e.department_id \
+         HAVING count(*) > (SELECT count(*) FROM projects p WHERE p.department_id = e.department_id)";
+    let db = test_db().await;
+    let o = common::oracle_for(name, query, OrgProjects, 1332);
+    common::run_oracle(&db, &o, name, query, D, &[]).await;
+    let strategy = common::strategy(&db, name).await;
+    assert!(strategy.starts_with("recompute"), "{name}: {strategy}");
+}

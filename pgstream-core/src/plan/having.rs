@@ -1,0 +1,310 @@
+//! `HAVING` with a subquery (TPC-H Q11: the parts whose value exceeds a fraction of
+//! the total, `HAVING sum(...) > (SELECT sum(...) * 0.0001 FROM ...)`): no delta rule
+//! filters groups by a value computed over other rows, so the query as a whole had
+//! none and was recomputed. Written as the same aggregate without `HAVING`, in FROM,
+//! and the condition over its rows around it, the aggregate is a relation the stage
+//! can keep (`outer::outer_over_aggregate`), and only the condition is evaluated
+//! again on each refresh, over the stage's rows.
+//!
+//! `SELECT k, sum(v) AS s FROM t GROUP BY k HAVING sum(v) > (SELECT ...)` becomes
+//! `SELECT h.k, h.s FROM (SELECT k, sum(v) AS s, sum(v) AS __pgs_h0 FROM t GROUP BY k)
+//! AS h WHERE h.__pgs_h0 > (SELECT ...)`: each aggregate call and each column the
+//! condition reads outside its subqueries (a grouping column) becomes a column of the
+//! relation. The subqueries are left as they are: a correlated one reads the group's
+//! columns, which the relation has under the same names when they are output
+//! columns; the rewritten query is type-checked, and a reference that no longer
+//! resolves keeps the query whole (recomputed, as before).
+
+use super::*;
+use crate::sql::walk::{is_aggregate, output_name};
+use sqlparser::ast::{GroupByExpr, VisitMut, VisitorMut};
+
+/// The alias of the aggregate relation in the rewritten query.
+const RELATION: &str = "__pgs_having";
+
+/// `query` with its `HAVING` outside its aggregate, when the `HAVING` holds a
+/// subquery and the query is a plain `SELECT ... GROUP BY` (no `DISTINCT`, window
+/// function, `LIMIT` or `OFFSET`; named output columns; an `ORDER BY` of output
+/// names, else dropped: a stream table's rows have no order).
+pub(super) fn having_outside(query: &Query) -> Option<Query> {
+    let SetExpr::Select(sel) = query.body.as_ref() else {
+        return None;
+    };
+    let having = sel.having.as_ref()?;
+    if !has_subquery(having)
+        || sel.distinct.is_some()
+        || !matches!(&sel.group_by, GroupByExpr::Expressions(g, m) if !g.is_empty() && m.is_empty())
+        || limits::limits_rows(query)
+        || !sel.named_window.is_empty()
+        || sel.qualify.is_some()
+    {
+        return None;
+    }
+    let mut names = Vec::new();
+    for item in &sel.projection {
+        let (e, name) = match item {
+            SelectItem::UnnamedExpr(e) => (e, output_name(e)),
+            SelectItem::ExprWithAlias { expr, alias } => (expr, ident_value(alias)),
+            _ => return None,
+        };
+        if has_window(e) || name.starts_with("__pgs") || names.contains(&name) {
+            return None;
+        }
+        names.push(name);
+    }
+    let order = match &query.order_by {
+        None => String::new(),
+        Some(o) => match &o.kind {
+            sqlparser::ast::OrderByKind::Expressions(es)
+                if es.iter().all(
+                    |e| matches!(&e.expr, Expr::Identifier(i) if names.contains(&ident_value(i))),
+                ) =>
+            {
+                format!(" {o}")
+            }
+            _ => String::new(),
+        },
+    };
+    if !self_contained_subqueries(having) {
+        return None;
+    }
+    let mut condition = having.clone();
+    let mut lift = Lift {
+        depth: 0,
+        lifted: Vec::new(),
+        outputs: sel
+            .projection
+            .iter()
+            .zip(&names)
+            .filter_map(|(item, n)| match item {
+                SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => {
+                    Some((e.to_string(), n.clone()))
+                }
+                _ => None,
+            })
+            .collect(),
+    };
+    let _ = VisitMut::visit(&mut condition, &mut lift);
+    let mut inner = sel.as_ref().clone();
+    inner.having = None;
+    for (i, e) in lift.lifted.iter().enumerate() {
+        inner.projection.push(SelectItem::ExprWithAlias {
+            expr: e.clone(),
+            alias: Ident::with_quote('"', hidden(i)),
+        });
+    }
+    let relation = Sql::ident(RELATION).into_string();
+    let outer = format!(
+        "SELECT {} FROM ({}) AS {} WHERE {}{}",
+        names
+            .iter()
+            .map(|n| format!("{}.{}", relation, Sql::ident(n).into_string()))
+            .collect::<Vec<_>>()
+            .join(", "),
+        inner,
+        relation,
+        condition,
+        order
+    );
+    let mut rewritten = crate::sql::parse::defining_query(&outer).ok()?;
+    rewritten.with = query.with.clone();
+    Some(*rewritten)
+}
+
+/// The name of the relation's `i`th column for the condition.
+fn hidden(i: usize) -> String {
+    format!("__pgs_h{i}")
+}
+
+/// Replaces, outside subqueries, each aggregate call and each column reference of
+/// the condition by a column of the relation: the output column with the same text
+/// (Q11's `sum(ps_supplycost * ps_availqty)` is its `value`), else a new one
+/// (collected, each text once).
+struct Lift {
+    depth: usize,
+    lifted: Vec<Expr>,
+    /// The text of each output expression, with the output column's name.
+    outputs: Vec<(String, String)>,
+}
+
+impl VisitorMut for Lift {
+    type Break = ();
+    fn pre_visit_query(&mut self, _: &mut Query) -> ControlFlow<()> {
+        self.depth += 1;
+        ControlFlow::Continue(())
+    }
+    fn post_visit_query(&mut self, _: &mut Query) -> ControlFlow<()> {
+        self.depth -= 1;
+        ControlFlow::Continue(())
+    }
+    fn pre_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
+        if self.depth > 0 {
+            return ControlFlow::Continue(());
+        }
+        let lift = match e {
+            Expr::Function(f) => is_aggregate(f),
+            Expr::Identifier(_) => true,
+            Expr::CompoundIdentifier(parts) => {
+                parts.first().map(ident_value).as_deref() != Some(RELATION)
+            }
+            _ => false,
+        };
+        if lift {
+            let text = e.to_string();
+            let column = match self.outputs.iter().find(|(t, _)| *t == text) {
+                Some((_, name)) => name.clone(),
+                None => match self.lifted.iter().position(|l| l.to_string() == text) {
+                    Some(i) => hidden(i),
+                    None => {
+                        self.lifted.push(e.clone());
+                        hidden(self.lifted.len() - 1)
+                    }
+                },
+            };
+            *e = Expr::CompoundIdentifier(vec![
+                Ident::with_quote('"', RELATION),
+                Ident::with_quote('"', column),
+            ]);
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// Whether each subquery of the condition qualifies its columns only by the relations
+/// it reads itself: a column qualified by a table of the aggregate (`e.salary`) would
+/// not resolve around it. (An unqualified column that the subquery's tables lack is
+/// the group's: a grouping column, which the relation has under its output name.)
+fn self_contained_subqueries(condition: &Expr) -> bool {
+    #[derive(Default)]
+    struct Names {
+        defined: HashSet<String>,
+        qualifiers: HashSet<String>,
+        depth: usize,
+    }
+    impl Visitor for Names {
+        type Break = ();
+        fn pre_visit_query(&mut self, _: &Query) -> ControlFlow<()> {
+            self.depth += 1;
+            ControlFlow::Continue(())
+        }
+        fn post_visit_query(&mut self, _: &Query) -> ControlFlow<()> {
+            self.depth -= 1;
+            ControlFlow::Continue(())
+        }
+        fn pre_visit_table_factor(&mut self, f: &TableFactor) -> ControlFlow<()> {
+            let (name, alias) = match f {
+                TableFactor::Table { name, alias, .. } => (
+                    name.0.last().and_then(|p| p.as_ident()).map(ident_value),
+                    alias.as_ref(),
+                ),
+                TableFactor::Derived { alias, .. } | TableFactor::Function { alias, .. } => {
+                    (None, alias.as_ref())
+                }
+                TableFactor::UNNEST { alias, .. } => (None, alias.as_ref()),
+                _ => (None, None),
+            };
+            match alias {
+                Some(a) => {
+                    self.defined.insert(ident_value(&a.name));
+                }
+                None => {
+                    if let Some(n) = name {
+                        self.defined.insert(n);
+                    }
+                }
+            }
+            ControlFlow::Continue(())
+        }
+        fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
+            if let (Expr::CompoundIdentifier(parts), true) = (e, self.depth > 0) {
+                if parts.len() >= 2 {
+                    self.qualifiers.insert(ident_value(&parts[parts.len() - 2]));
+                }
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut names = Names::default();
+    let _ = condition.visit(&mut names);
+    names.qualifiers.is_subset(&names.defined)
+}
+
+/// Whether an expression holds a subquery.
+fn has_subquery(e: &Expr) -> bool {
+    struct Find;
+    impl Visitor for Find {
+        type Break = ();
+        fn pre_visit_query(&mut self, _: &Query) -> ControlFlow<()> {
+            ControlFlow::Break(())
+        }
+    }
+    e.visit(&mut Find).is_break()
+}
+
+/// Whether an expression calls a window function.
+fn has_window(e: &Expr) -> bool {
+    struct Find;
+    impl Visitor for Find {
+        type Break = ();
+        fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
+            match e {
+                Expr::Function(f) if f.over.is_some() => ControlFlow::Break(()),
+                _ => ControlFlow::Continue(()),
+            }
+        }
+    }
+    e.visit(&mut Find).is_break()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rewrite(q: &str) -> Option<String> {
+        let query = crate::sql::parse::defining_query(q).unwrap();
+        having_outside(&query).map(|r| r.to_string())
+    }
+
+    #[test]
+    fn aggregates_and_grouping_columns_of_the_condition_become_columns() {
+        assert_eq!(
+            rewrite(
+                "SELECT k, sum(v) AS s FROM t GROUP BY k \
+                 HAVING sum(v) > (SELECT avg(v) FROM t) AND k <> 3 AND count(*) > 1 \
+                 AND max(v) IS NULL ORDER BY s DESC"
+            )
+            .unwrap(),
+            "SELECT \"__pgs_having\".\"k\", \"__pgs_having\".\"s\" FROM (SELECT k, sum(v) AS s, \
+             count(*) AS \"__pgs_h0\", max(v) AS \"__pgs_h1\" FROM t GROUP BY k) AS \"__pgs_having\" \
+             WHERE \"__pgs_having\".\"s\" > (SELECT avg(v) FROM t) AND \"__pgs_having\".\"k\" <> 3 \
+             AND \"__pgs_having\".\"__pgs_h0\" > 1 AND \"__pgs_having\".\"__pgs_h1\" IS NULL \
+             ORDER BY s DESC"
+        );
+    }
+
+    #[test]
+    fn kept_whole_without_a_subquery_or_with_what_the_rewrite_cannot_keep() {
+        for q in [
+            "SELECT k, sum(v) AS s FROM t GROUP BY k HAVING sum(v) > 3",
+            "SELECT k, sum(v) AS s FROM t GROUP BY k HAVING sum(v) > (SELECT 1) LIMIT 3",
+            "SELECT DISTINCT k, sum(v) AS s FROM t GROUP BY k HAVING sum(v) > (SELECT 1)",
+            "SELECT * FROM t GROUP BY k HAVING sum(v) > (SELECT 1)",
+            "SELECT k, rank() OVER (ORDER BY sum(v)) AS r FROM t GROUP BY k \
+             HAVING sum(v) > (SELECT 1)",
+            "SELECT t.k, count(*) AS n FROM t GROUP BY t.k \
+             HAVING count(*) > (SELECT count(*) FROM u WHERE u.k = t.k)",
+            "SELECT sum(v) AS s FROM t HAVING sum(v) > (SELECT 1)",
+        ] {
+            assert_eq!(rewrite(q), None, "{q}");
+        }
+    }
+
+    #[test]
+    fn an_order_by_of_other_expressions_is_dropped() {
+        let r = rewrite(
+            "SELECT k, sum(v) AS s FROM t GROUP BY k HAVING sum(v) > (SELECT 1) ORDER BY sum(v)",
+        )
+        .unwrap();
+        assert!(!r.contains("ORDER BY"), "{r}");
+    }
+}
