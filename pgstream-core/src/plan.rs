@@ -124,7 +124,7 @@ pub(crate) fn compile(
             // A `HAVING` with a subquery: the aggregate without it is the relation.
             let around = outer::outer_over_aggregate(text, &query, catalog, &sources, &ctes)
                 .or_else(|| {
-                    let q = having::having_outside(&query)?;
+                    let q = having::having_outside(text, &query, catalog)?;
                     crate::analyze::typecheck::check(text, &q, catalog).ok()?;
                     outer::outer_over_aggregate(text, &q, catalog, &sources, &ctes)
                 });

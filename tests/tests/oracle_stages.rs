@@ -338,3 +338,26 @@ async fn having_correlated_to_a_table_is_recomputed() {
     let strategy = common::strategy(&db, name).await;
     assert!(strategy.starts_with("recompute"), "{name}: {strategy}");
 }
+// The subquery over the aggregate's own rows, written as TPC-H Q11 writes it (the
+// same FROM and WHERE): decomposed over the stage's groups, not evaluated over the
+// sources. Sums of numeric, counts (0 over no rows), minimums and maximums.
+around!(
+    having_over_its_own_total,
+    D,
+    Org,
+    1333,
+    "SELECT e.department_id, sum(e.salary) AS total FROM employees e, departments d \
+     WHERE e.department_id = d.id AND d.parent_id < 6 GROUP BY e.department_id \
+     HAVING sum(e.salary) > (SELECT sum(e.salary) * 0.2 FROM employees e, departments d \
+     WHERE e.department_id = d.id AND d.parent_id < 6) ORDER BY total DESC"
+);
+around!(
+    having_over_its_own_count_min_and_max,
+    D,
+    Org,
+    1334,
+    "SELECT department_id, count(*) AS n, min(salary) AS lo FROM employees \
+     GROUP BY department_id HAVING count(*) * 4 >= (SELECT count(*) FROM employees) \
+     OR min(salary) = (SELECT min(salary) FROM employees) \
+     OR max(salary) >= (SELECT max(salary) - 10 FROM employees)"
+);

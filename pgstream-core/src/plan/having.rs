@@ -17,7 +17,9 @@
 
 use super::*;
 use crate::sql::walk::{is_aggregate, output_name};
-use sqlparser::ast::{GroupByExpr, VisitMut, VisitorMut};
+use sqlparser::ast::{
+    FunctionArguments, GroupByExpr, Select, TableWithJoins, VisitMut, VisitorMut,
+};
 
 /// The alias of the aggregate relation in the rewritten query.
 const RELATION: &str = "__pgs_having";
@@ -26,7 +28,7 @@ const RELATION: &str = "__pgs_having";
 /// subquery and the query is a plain `SELECT ... GROUP BY` (no `DISTINCT`, window
 /// function, `LIMIT` or `OFFSET`; named output columns; an `ORDER BY` of output
 /// names, else dropped: a stream table's rows have no order).
-pub(super) fn having_outside(query: &Query) -> Option<Query> {
+pub(super) fn having_outside(text: &str, query: &Query, catalog: &Catalog) -> Option<Query> {
     let SetExpr::Select(sel) = query.body.as_ref() else {
         return None;
     };
@@ -68,31 +70,50 @@ pub(super) fn having_outside(query: &Query) -> Option<Query> {
     if !self_contained_subqueries(having) {
         return None;
     }
-    let mut condition = having.clone();
-    let mut lift = Lift {
-        depth: 0,
-        lifted: Vec::new(),
-        outputs: sel
-            .projection
-            .iter()
-            .zip(&names)
-            .filter_map(|(item, n)| match item {
-                SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => {
-                    Some((e.to_string(), n.clone()))
-                }
-                _ => None,
-            })
-            .collect(),
-    };
-    let _ = VisitMut::visit(&mut condition, &mut lift);
-    let mut inner = sel.as_ref().clone();
-    inner.having = None;
-    for (i, e) in lift.lifted.iter().enumerate() {
-        inner.projection.push(SelectItem::ExprWithAlias {
-            expr: e.clone(),
-            alias: Ident::with_quote('"', hidden(i)),
-        });
-    }
+    let outputs: Vec<(String, String)> = sel
+        .projection
+        .iter()
+        .zip(&names)
+        .filter_map(|(item, n)| match item {
+            SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => {
+                Some((e.to_string(), n.clone()))
+            }
+            _ => None,
+        })
+        .collect();
+    // With the scalar subqueries over the aggregate's own rows decomposed, unless a
+    // `sum` so decomposed is not exact (floats: a sum of sums rounds otherwise).
+    let (condition, inner) = [true, false].into_iter().find_map(|decompose| {
+        let mut condition = having.clone();
+        let mut lift = Lift {
+            depth: 0,
+            lifted: Vec::new(),
+            outputs: outputs.clone(),
+            own: decompose.then_some((&sel.from, &sel.selection)),
+            summed: Vec::new(),
+        };
+        let _ = VisitMut::visit(&mut condition, &mut lift);
+        let mut inner = sel.as_ref().clone();
+        inner.having = None;
+        for (i, e) in lift.lifted.iter().enumerate() {
+            inner.projection.push(SelectItem::ExprWithAlias {
+                expr: e.clone(),
+                alias: Ident::with_quote('"', hidden(i)),
+            });
+        }
+        if !lift.summed.is_empty() && !exact_sums(text, &inner, catalog, &lift.summed) {
+            return None;
+        }
+        Some((condition, inner))
+    })?;
+    let condition = condition.to_string().replace(
+        &format!(
+            "{} AS {}",
+            Sql::ident(SELF).into_string(),
+            Sql::ident(RELATION).into_string()
+        ),
+        &format!("({}) AS {}", inner, Sql::ident(RELATION).into_string()),
+    );
     let relation = Sql::ident(RELATION).into_string();
     let outer = format!(
         "SELECT {} FROM ({}) AS {} WHERE {}{}",
@@ -111,6 +132,43 @@ pub(super) fn having_outside(query: &Query) -> Option<Query> {
     Some(*rewritten)
 }
 
+/// Whether two `FROM` lists print the same.
+fn same_text(a: &[TableWithJoins], b: &[TableWithJoins]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_string() == y.to_string())
+}
+
+/// An expression from its text (generated here).
+fn parse_expression(text: &str) -> Option<Expr> {
+    let q = crate::sql::parse::defining_query(&format!("SELECT {text}")).ok()?;
+    match *q.body {
+        SetExpr::Select(s) => match s.projection.into_iter().next()? {
+            SelectItem::UnnamedExpr(e) => Some(e),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Whether the relation's `columns` that a decomposed subquery sums are of integer
+/// or numeric type (`inner` the relation): a sum of their sums is exact.
+fn exact_sums(text: &str, inner: &Select, catalog: &Catalog, columns: &[String]) -> bool {
+    let Ok(q) = crate::sql::parse::defining_query(&inner.to_string()) else {
+        return false;
+    };
+    let Ok(mut out) = output_columns(text, &q, catalog) else {
+        return false;
+    };
+    crate::analyze::infer::annotate(text, &q, catalog, &mut out);
+    columns.iter().all(|c| {
+        out.iter().any(|o| {
+            o.name == *c
+                && o.sql_type.as_deref().is_some_and(|t| {
+                    matches!(t, "smallint" | "integer" | "bigint") || t.starts_with("numeric")
+                })
+        })
+    })
+}
+
 /// The name of the relation's `i`th column for the condition.
 fn hidden(i: usize) -> String {
     format!("__pgs_h{i}")
@@ -120,14 +178,159 @@ fn hidden(i: usize) -> String {
 /// the condition by a column of the relation: the output column with the same text
 /// (Q11's `sum(ps_supplycost * ps_availqty)` is its `value`), else a new one
 /// (collected, each text once).
-struct Lift {
+struct Lift<'a> {
     depth: usize,
     lifted: Vec<Expr>,
     /// The text of each output expression, with the output column's name.
     outputs: Vec<(String, String)>,
+    /// The aggregate's `FROM` and `WHERE`, when scalar subqueries over the same rows
+    /// are decomposed over its groups ([`Lift::decomposed`]).
+    own: Option<(&'a Vec<TableWithJoins>, &'a Option<Expr>)>,
+    /// The relation's columns summed by a decomposed subquery.
+    summed: Vec<String>,
 }
 
-impl VisitorMut for Lift {
+/// The placeholder the relation's body replaces in a decomposed subquery.
+const SELF: &str = "__pgs_having_self";
+
+impl Lift<'_> {
+    /// The relation's column for `e` (an aggregate call or a column of the group): the
+    /// output column with the same text, else a new one.
+    fn column(&mut self, e: &Expr) -> String {
+        let text = e.to_string();
+        match self.outputs.iter().find(|(t, _)| *t == text) {
+            Some((_, name)) => name.clone(),
+            None => match self.lifted.iter().position(|l| l.to_string() == text) {
+                Some(i) => hidden(i),
+                None => {
+                    self.lifted.push(e.clone());
+                    hidden(self.lifted.len() - 1)
+                }
+            },
+        }
+    }
+
+    /// A scalar subquery over the aggregate's own rows (the same `FROM` and `WHERE`,
+    /// no `GROUP BY`: TPC-H Q11's total) whose aggregates are `sum`, `count`, `min`
+    /// or `max` (plain: no `DISTINCT`, `FILTER` or order), as the same aggregates over
+    /// the relation's groups: a sum of the groups' sums, counts (0 over none), the
+    /// least of their minimums, the greatest of their maximums. The relation is read
+    /// twice around the stage, so the subquery is not evaluated over the sources.
+    fn decomposed(&mut self, q: &Query) -> Option<Expr> {
+        let (from, selection) = self.own?;
+        let SetExpr::Select(s) = q.body.as_ref() else {
+            return None;
+        };
+        if q.with.is_some()
+            || q.order_by.is_some()
+            || limits::limits_rows(q)
+            || s.distinct.is_some()
+            || s.having.is_some()
+            || !matches!(&s.group_by, GroupByExpr::Expressions(g, m) if g.is_empty() && m.is_empty())
+            || !same_text(&s.from, from)
+            || s.selection.as_ref().map(ToString::to_string)
+                != selection.as_ref().map(ToString::to_string)
+            || s.projection.len() != 1
+        {
+            return None;
+        }
+        let mut item = match &s.projection[0] {
+            SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => e.clone(),
+            _ => return None,
+        };
+        struct Over<'l, 'a> {
+            lift: &'l mut Lift<'a>,
+            ok: bool,
+            summed: Vec<String>,
+        }
+        impl VisitorMut for Over<'_, '_> {
+            type Break = ();
+            fn pre_visit_query(&mut self, _: &mut Query) -> ControlFlow<()> {
+                self.ok = false;
+                ControlFlow::Break(())
+            }
+            fn pre_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
+                let relation = Sql::ident(RELATION).into_string();
+                match e {
+                    // One this visitor wrote, over the relation.
+                    Expr::Function(_) if e.to_string().contains(&format!("{relation}.")) => {
+                        ControlFlow::Continue(())
+                    }
+                    Expr::Function(f) if is_aggregate(f) => {
+                        let name = crate::sql::walk::function_name(f);
+                        let plain = f.filter.is_none()
+                            && f.within_group.is_empty()
+                            && matches!(&f.args, FunctionArguments::List(l)
+                                if l.duplicate_treatment.is_none() && l.clauses.is_empty());
+                        let outer = match name.as_str() {
+                            "sum" | "count" => "sum",
+                            "min" | "max" => name.as_str(),
+                            _ => "",
+                        };
+                        if !plain || outer.is_empty() {
+                            self.ok = false;
+                            return ControlFlow::Break(());
+                        }
+                        let column = self.lift.column(e);
+                        let read = format!(
+                            "{}({}.{})",
+                            outer,
+                            Sql::ident(RELATION).into_string(),
+                            Sql::ident(&column).into_string()
+                        );
+                        if name == "sum" {
+                            self.summed.push(column);
+                        }
+                        let text = if name == "count" {
+                            format!("COALESCE({read}, 0)")
+                        } else {
+                            read
+                        };
+                        *e = match parse_expression(&text) {
+                            Some(x) => x,
+                            None => {
+                                self.ok = false;
+                                return ControlFlow::Break(());
+                            }
+                        };
+                        ControlFlow::Continue(())
+                    }
+                    Expr::Identifier(_) | Expr::CompoundIdentifier(_) => {
+                        // A column outside an aggregate: not one row per relation.
+                        if !e.to_string().starts_with(&relation) {
+                            self.ok = false;
+                            return ControlFlow::Break(());
+                        }
+                        ControlFlow::Continue(())
+                    }
+                    _ => ControlFlow::Continue(()),
+                }
+            }
+        }
+        let lifted = self.lifted.len();
+        let mut over = Over {
+            lift: self,
+            ok: true,
+            summed: Vec::new(),
+        };
+        let _ = VisitMut::visit(&mut item, &mut over);
+        let (ok, summed) = (over.ok, over.summed);
+        if !ok {
+            self.lifted.truncate(lifted);
+            return None;
+        }
+        self.summed.extend(summed);
+        let sql = format!(
+            "(SELECT {} FROM {} AS {})",
+            item,
+            Sql::ident(SELF).into_string(),
+            Sql::ident(RELATION).into_string()
+        );
+        parse_expression(&sql)
+    }
+}
+
+impl VisitorMut for Lift<'_> {
     type Break = ();
     fn pre_visit_query(&mut self, _: &mut Query) -> ControlFlow<()> {
         self.depth += 1;
@@ -141,6 +344,14 @@ impl VisitorMut for Lift {
         if self.depth > 0 {
             return ControlFlow::Continue(());
         }
+        if let Expr::Subquery(q) = e {
+            if let Some(d) = self.decomposed(q) {
+                // Its aggregates read the relation: inside it (a query) nothing is
+                // lifted again.
+                *e = d;
+                return ControlFlow::Continue(());
+            }
+        }
         let lift = match e {
             Expr::Function(f) => is_aggregate(f),
             Expr::Identifier(_) => true,
@@ -150,17 +361,7 @@ impl VisitorMut for Lift {
             _ => false,
         };
         if lift {
-            let text = e.to_string();
-            let column = match self.outputs.iter().find(|(t, _)| *t == text) {
-                Some((_, name)) => name.clone(),
-                None => match self.lifted.iter().position(|l| l.to_string() == text) {
-                    Some(i) => hidden(i),
-                    None => {
-                        self.lifted.push(e.clone());
-                        hidden(self.lifted.len() - 1)
-                    }
-                },
-            };
+            let column = self.column(e);
             *e = Expr::CompoundIdentifier(vec![
                 Ident::with_quote('"', RELATION),
                 Ident::with_quote('"', column),
@@ -261,8 +462,45 @@ mod tests {
     use super::*;
 
     fn rewrite(q: &str) -> Option<String> {
+        let catalog = Catalog::from_ddl(
+            "CREATE TABLE t (k int, v int, f float8); CREATE TABLE u (k int, x numeric)",
+        )
+        .unwrap();
         let query = crate::sql::parse::defining_query(q).unwrap();
-        having_outside(&query).map(|r| r.to_string())
+        having_outside(q, &query, &catalog).map(|r| r.to_string())
+    }
+
+    #[test]
+    fn a_scalar_over_the_same_rows_is_decomposed_over_the_groups() {
+        let r = rewrite(
+            "SELECT u.k, sum(u.x * t.v) AS value FROM t, u WHERE t.k = u.k GROUP BY u.k \
+             HAVING sum(u.x * t.v) > (SELECT sum(u.x * t.v) * 0.1 + count(*) + max(t.v) \
+             FROM t, u WHERE t.k = u.k)",
+        )
+        .unwrap();
+        assert!(
+            r.contains(
+                "WHERE \"__pgs_having\".\"value\" > (SELECT sum(\"__pgs_having\".\"value\") * 0.1 \
+                 + COALESCE(sum(\"__pgs_having\".\"__pgs_h0\"), 0) + max(\"__pgs_having\".\"__pgs_h1\") \
+                 FROM (SELECT u.k, sum(u.x * t.v) AS value, count(*) AS \"__pgs_h0\", max(t.v) AS \"__pgs_h1\" \
+                 FROM t, u WHERE t.k = u.k GROUP BY u.k) AS \"__pgs_having\")"
+            ),
+            "{r}"
+        );
+        // Not over other rows, nor a sum of floats, nor avg.
+        for q in [
+            "SELECT u.k, sum(u.x) AS s FROM t, u WHERE t.k = u.k GROUP BY u.k \
+             HAVING sum(u.x) > (SELECT sum(u.x) FROM t, u WHERE t.k > u.k)",
+            "SELECT k, sum(f) AS s FROM t GROUP BY k HAVING sum(f) > (SELECT sum(f) FROM t)",
+            "SELECT k, avg(v) AS s FROM t GROUP BY k HAVING avg(v) > (SELECT avg(v) FROM t)",
+        ] {
+            let r = rewrite(q).unwrap();
+            assert!(
+                !r.contains("__pgs_having_self") && r.contains("FROM t"),
+                "{r}"
+            );
+            assert_eq!(r.matches("GROUP BY").count(), 1, "{r}");
+        }
     }
 
     #[test]
