@@ -283,7 +283,9 @@ around!(
 
 // `HAVING` with a subquery (TPC-H Q11's shape): the aggregate without it is the
 // stage, the condition is evaluated around it. Q11: the groups whose sum exceeds a
-// fraction of the total over the same join.
+// fraction of the total over the same join; here the subquery's aliases differ from
+// the aggregate's, so it is not the same text and is evaluated over the sources
+// (`having_over_its_own_total` below is the decomposed twin).
 around!(
     having_over_a_scalar_of_the_same_join,
     D,
@@ -338,6 +340,7 @@ async fn having_correlated_to_a_table_is_recomputed() {
     let strategy = common::strategy(&db, name).await;
     assert!(strategy.starts_with("recompute"), "{name}: {strategy}");
 }
+
 // The subquery over the aggregate's own rows, written as TPC-H Q11 writes it (the
 // same FROM and WHERE): decomposed over the stage's groups, not evaluated over the
 // sources. Sums of numeric, counts (0 over no rows), minimums and maximums.

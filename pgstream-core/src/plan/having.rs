@@ -26,8 +26,8 @@ const RELATION: &str = "__pgs_having";
 
 /// `query` with its `HAVING` outside its aggregate, when the `HAVING` holds a
 /// subquery and the query is a plain `SELECT ... GROUP BY` (no `DISTINCT`, window
-/// function, `LIMIT` or `OFFSET`; named output columns; an `ORDER BY` of output
-/// names, else dropped: a stream table's rows have no order).
+/// function, `LIMIT` or `OFFSET`; named output columns). Its `ORDER BY` is dropped:
+/// without a count it only sorts (a stream table's rows have no order).
 pub(super) fn having_outside(text: &str, query: &Query, catalog: &Catalog) -> Option<Query> {
     let SetExpr::Select(sel) = query.body.as_ref() else {
         return None;
@@ -54,19 +54,6 @@ pub(super) fn having_outside(text: &str, query: &Query, catalog: &Catalog) -> Op
         }
         names.push(name);
     }
-    let order = match &query.order_by {
-        None => String::new(),
-        Some(o) => match &o.kind {
-            sqlparser::ast::OrderByKind::Expressions(es)
-                if es.iter().all(
-                    |e| matches!(&e.expr, Expr::Identifier(i) if names.contains(&ident_value(i))),
-                ) =>
-            {
-                format!(" {o}")
-            }
-            _ => String::new(),
-        },
-    };
     if !self_contained_subqueries(having) {
         return None;
     }
@@ -116,7 +103,7 @@ pub(super) fn having_outside(text: &str, query: &Query, catalog: &Catalog) -> Op
     );
     let relation = Sql::ident(RELATION).into_string();
     let outer = format!(
-        "SELECT {} FROM ({}) AS {} WHERE {}{}",
+        "SELECT {} FROM ({}) AS {} WHERE {}",
         names
             .iter()
             .map(|n| format!("{}.{}", relation, Sql::ident(n).into_string()))
@@ -125,7 +112,6 @@ pub(super) fn having_outside(text: &str, query: &Query, catalog: &Catalog) -> Op
         inner,
         relation,
         condition,
-        order
     );
     let mut rewritten = crate::sql::parse::defining_query(&outer).ok()?;
     rewritten.with = query.with.clone();
@@ -515,8 +501,7 @@ mod tests {
             "SELECT \"__pgs_having\".\"k\", \"__pgs_having\".\"s\" FROM (SELECT k, sum(v) AS s, \
              count(*) AS \"__pgs_h0\", max(v) AS \"__pgs_h1\" FROM t GROUP BY k) AS \"__pgs_having\" \
              WHERE \"__pgs_having\".\"s\" > (SELECT avg(v) FROM t) AND \"__pgs_having\".\"k\" <> 3 \
-             AND \"__pgs_having\".\"__pgs_h0\" > 1 AND \"__pgs_having\".\"__pgs_h1\" IS NULL \
-             ORDER BY s DESC"
+             AND \"__pgs_having\".\"__pgs_h0\" > 1 AND \"__pgs_having\".\"__pgs_h1\" IS NULL"
         );
     }
 
@@ -538,7 +523,7 @@ mod tests {
     }
 
     #[test]
-    fn an_order_by_of_other_expressions_is_dropped() {
+    fn an_order_by_is_dropped() {
         let r = rewrite(
             "SELECT k, sum(v) AS s FROM t GROUP BY k HAVING sum(v) > (SELECT 1) ORDER BY sum(v)",
         )

@@ -77,6 +77,10 @@ pub(super) fn outer_over_aggregate(
     ))
     .ok()?;
     let mut outer = query.clone();
+    // A stream table's rows have no order: an `ORDER BY` without a count only sorts.
+    if !limits::limits_rows(&outer) && outer.fetch.is_none() {
+        outer.order_by = None;
+    }
     let mut replace = Replace {
         relation: &relation,
         read: &read,
