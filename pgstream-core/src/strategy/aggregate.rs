@@ -231,7 +231,7 @@ impl IncrementalRenderer<'_> {
             .chain([contract::ROW_ID.to_string()])
             .collect();
         let _ = self.compiled;
-        self.maintained(&st, &new_rows, diff, hidden)
+        self.maintained(&st, &NewRows::Keyed(new_rows), diff, hidden)
     }
 }
 

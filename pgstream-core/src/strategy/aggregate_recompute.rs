@@ -112,6 +112,6 @@ impl IncrementalRenderer<'_> {
             .map(|c| c.as_str().trim_matches('"').to_string())
             .chain([contract::ROW_ID.to_string()])
             .collect();
-        self.maintained(&st, &new_rows, diff, hidden)
+        self.maintained(&st, &NewRows::Keyed(new_rows), diff, hidden)
     }
 }

@@ -35,7 +35,7 @@ use crate::ir::{
     AggFunc, Artifacts, Block, Body, Compiled, JoinKind, OverStage, RenderContext, SetOpKind,
     Shape, SourceBinding, Strategy, Tree,
 };
-use crate::render::apply::{diff_statement, storage_ddl};
+use crate::render::apply::{diff_statement, storage_ddl, Copies, NewRows};
 use crate::render::frontier::frontier_advance;
 use crate::render::function::refresh_function;
 use crate::render::window::{exact_equality, window_rows_sql, window_sql};
@@ -677,12 +677,12 @@ impl IncrementalRenderer<'_> {
     fn maintained(
         &self,
         st: &Sql,
-        new_rows: &Sql,
+        new_rows: &NewRows,
         diff: Sql,
         hidden_columns: Vec<String>,
     ) -> Statements {
         let stage = Statements {
-            storage_ddl: storage_ddl(st, new_rows),
+            storage_ddl: storage_ddl(st, new_rows.rows()),
             full_refresh: diff_statement(st, self.ctx, &[], new_rows, None),
             differential_refresh: Some(diff),
             hidden_columns,

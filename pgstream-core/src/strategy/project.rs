@@ -52,7 +52,7 @@ impl IncrementalRenderer<'_> {
         );
         self.maintained(
             &st,
-            &new_rows,
+            &NewRows::Copies(Copies::shared_id(new_rows, new_vis.clone(), names.len())),
             diff,
             vec!["__pgs_n".into(), contract::ROW_ID.into()],
         )
@@ -110,6 +110,6 @@ impl IncrementalRenderer<'_> {
             body,
             &Sql::fixed("SELECT (SELECT count(*) FROM \"__pgs_del\") + (SELECT count(*) FROM \"__pgs_upd\") + (SELECT count(*) FROM \"__pgs_ins\") AS \"rows_changed\""),
         );
-        self.maintained(&st, &new_rows, diff, hidden)
+        self.maintained(&st, &NewRows::Keyed(new_rows), diff, hidden)
     }
 }

@@ -28,7 +28,7 @@ pub(crate) fn recompute_artifacts(
         names.join_sql(", ")
     );
     // Duplicate rows are told apart by their ordinal among equal rows.
-    let new_rows = numbered(&query_sql);
+    let new_rows = NewRows::Copies(Copies::numbered(query_sql, names.len()));
     let full = diff_statement(st, ctx, &[], &new_rows, None);
     let differential = match c.strategy {
         Strategy::RecomputeDiff { .. } => {
@@ -52,7 +52,7 @@ pub(crate) fn recompute_artifacts(
         _ => None,
     };
     Statements {
-        storage_ddl: storage_ddl(st, &new_rows),
+        storage_ddl: storage_ddl(st, new_rows.rows()),
         full_refresh: full,
         differential_refresh: differential,
         hidden_columns: vec!["__pgs_n".into(), contract::ROW_ID.into()],

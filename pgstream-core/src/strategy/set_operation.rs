@@ -53,11 +53,14 @@ impl IncrementalRenderer<'_> {
                     &Sql::fixed("SELECT (SELECT count(*) FROM \"__pgs_del\") + (SELECT count(*) FROM \"__pgs_ins\") + 0 * (SELECT count(*) FROM \"__pgs_upd\") AS \"rows_changed\""),
                 );
                 let hidden = vec!["__pgs_count".into(), contract::ROW_ID.into()];
-                self.maintained(&st, &new_rows, diff, hidden)
+                self.maintained(&st, &NewRows::Keyed(new_rows), diff, hidden)
             }
             (kind, all) => {
                 let sql_op = sql!("{}{}", kind.sql(), if *all { " ALL" } else { "" });
-                let new_rows = numbered(&sql!("({}) {} ({})", news[0], sql_op, news[1]));
+                let new_rows = NewRows::Copies(Copies::numbered(
+                    sql!("({}) {} ({})", news[0], sql_op, news[1]),
+                    names.len(),
+                ));
                 let b_names = qualified_by("b", &names);
                 let (by_in, by_null) = Self::key_predicates(&b_names, &names);
                 let restrict = |n: &Sql| {

@@ -31,22 +31,25 @@
 
 use super::*;
 use crate::ir::OuterQuery;
-use crate::render::apply::apply_ctes;
+use crate::render::apply::{apply_ctes, Copies, NewRows};
 
 impl IncrementalRenderer<'_> {
     /// What the stream table holds over the stage whose rows are `rows` (a relation
-    /// with the stage's visible columns, among others), numbered among equal rows,
-    /// with the storage table's columns: the first `n` rows in the `ORDER BY` order,
-    /// or the outer query evaluated over them.
-    fn top_rows(&self, rows: &Sql) -> Sql {
+    /// with the stage's visible columns, among others), copies numbered among equal
+    /// rows: the first `n` rows in the `ORDER BY` order, or the outer query evaluated
+    /// over them.
+    fn top_rows(&self, rows: &Sql) -> NewRows {
         let top = match self.top.expect("a stage") {
             OverStage::TopK(top) => top,
             OverStage::Query(outer) => {
-                return numbered(&sql!(
-                    "WITH {} AS MATERIALIZED ({}) SELECT q.* FROM ({}) AS q",
-                    Sql::ident(OuterQuery::STAGE),
-                    rows,
-                    outer.sql
+                return NewRows::Copies(Copies::numbered(
+                    sql!(
+                        "WITH {} AS MATERIALIZED ({}) SELECT q.* FROM ({}) AS q",
+                        Sql::ident(OuterQuery::STAGE),
+                        rows,
+                        outer.sql
+                    ),
+                    self.compiled.columns.len(),
                 ))
             }
         };
@@ -61,12 +64,16 @@ impl IncrementalRenderer<'_> {
             .iter()
             .map(|(i, opts)| sql!("a.{}{}", Sql::ident(&self.block.items[*i].0), opts))
             .collect();
-        numbered(&sql!(
-            "SELECT {} FROM ({}) AS a ORDER BY {} LIMIT {}",
-            vis.join_sql(", "),
-            rows,
-            order.join_sql(", "),
-            top.limit
+        let width = vis.len();
+        NewRows::Copies(Copies::numbered(
+            sql!(
+                "SELECT {} FROM ({}) AS a ORDER BY {} LIMIT {}",
+                vis.join_sql(", "),
+                rows,
+                order.join_sql(", "),
+                top.limit
+            ),
+            width,
         ))
     }
 
@@ -103,12 +110,15 @@ impl IncrementalRenderer<'_> {
     /// runtime's `NOT NULL` columns apply to it), then the stage with an index on the
     /// `ORDER BY` columns; the full refresh recomputes the stage and takes the top
     /// rows from its new rows, in one statement.
-    pub(super) fn top_artifacts(&self, stage: Statements, new_rows: &Sql) -> Statements {
+    pub(super) fn top_artifacts(&self, stage: Statements, new_rows: &NewRows) -> Statements {
         let (Some(over), Some(top_st)) = (self.top, &self.top_storage) else {
             return stage;
         };
+        // A stage holds an aggregate's rows, keyed: the full refresh below reads the
+        // CTE `__pgs_new` that applying keyed rows leaves.
+        debug_assert!(matches!(new_rows, NewRows::Keyed(_)));
         let stage_st = &self.storage;
-        let mut ddl = storage_ddl(top_st, &self.top_rows(new_rows));
+        let mut ddl = storage_ddl(top_st, self.top_rows(new_rows.rows()).rows());
         ddl.extend(stage.storage_ddl);
         let top = match over {
             OverStage::TopK(top) => Some(top),

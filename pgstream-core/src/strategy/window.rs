@@ -71,7 +71,7 @@ impl IncrementalRenderer<'_> {
                 ),
             }
         };
-        let new_rows = numbered(&inner(None));
+        let new_rows = NewRows::Copies(Copies::numbered(inner(None), sel.len()));
         let root = self.delta(&self.block.tree);
         let keys = sql!(
             "SELECT DISTINCT {} FROM {} AS x{}",
@@ -90,7 +90,7 @@ impl IncrementalRenderer<'_> {
         );
         let (fresh, in_keys) = if partition.is_empty() {
             (
-                sql!("SELECT f.* FROM ({}) AS f WHERE (SELECT EXISTS (SELECT 1 FROM \"__pgs_keys\"))", new_rows),
+                sql!("SELECT f.* FROM ({}) AS f WHERE (SELECT EXISTS (SELECT 1 FROM \"__pgs_keys\"))", new_rows.rows()),
                 Sql::fixed("EXISTS (SELECT 1 FROM \"__pgs_keys\")"),
             )
         } else {
