@@ -65,7 +65,7 @@ impl Oracle {
             .await
             .map_err(|e| format!("comparison query failed: {e}\n{count_sql}"))?;
         if missing_count == 0 && extra_count == 0 {
-            return Ok(None);
+            return self.copies_numbered(conn).await;
         }
         let mut sample = Vec::new();
         for sql in [missing_sql, extra_sql] {
@@ -85,6 +85,55 @@ impl Oracle {
             missing,
             extra_count,
             extra,
+        }))
+    }
+
+    /// When the stream table stores a bag (a column `__pgs_n`, the copy's number
+    /// among equal rows): whether the copies of each row are numbered 1..c, which the
+    /// refresh statements rely on (they delete the copies numbered above the new count
+    /// and append after the stored ones). Equal rows are those with equal text over
+    /// every column but `__pgs_n` and `__pgs_row_id` (hidden key columns included, as
+    /// the statements number them). `None` when they are, or when it stores no bag.
+    async fn copies_numbered(
+        &self,
+        conn: &mut PgConnection,
+    ) -> Result<Option<FailureKind>, String> {
+        let table = if self.stream_table.contains('.') {
+            self.stream_table.clone()
+        } else {
+            quote_ident(&self.stream_table)
+        };
+        let columns: Vec<String> = sqlx::query_scalar(
+            "SELECT a.attname::text FROM pg_attribute a \
+             WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped \
+             ORDER BY a.attnum",
+        )
+        .bind(&table)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(|e| format!("cannot read columns of {table}: {e}"))?;
+        if !columns.iter().any(|c| c == "__pgs_n") {
+            return Ok(None);
+        }
+        let row = columns
+            .iter()
+            .filter(|c| *c != "__pgs_n" && *c != "__pgs_row_id")
+            .map(|c| quote_ident(c))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "SELECT g.t FROM (SELECT ROW({row})::text COLLATE \"C\" AS t, \"__pgs_n\" AS n FROM {table}) AS g \
+             GROUP BY g.t HAVING min(g.n) <> 1 OR max(g.n) <> count(*) OR count(DISTINCT g.n) <> count(*) \
+             ORDER BY 1 LIMIT 5"
+        );
+        let bad: Vec<String> = sqlx::query_scalar(&sql)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(|e| format!("numbering check failed: {e}\n{sql}"))?;
+        Ok((!bad.is_empty()).then(|| {
+            FailureKind::Other(format!(
+                "the stored copies of these rows are not numbered 1..c (__pgs_n): {bad:?}"
+            ))
         }))
     }
 
