@@ -14,8 +14,8 @@
 //!   appended, numbered after the stored ones. Stored copies are always numbered
 //!   1..c (every writer of such a table, this one, the bag's delta rule, the
 //!   recursive CTE's appends, keeps them so). Nothing is sorted but the inserted
-//!   rows: where keyed rows number the whole result by a sort of its text and
-//!   compare it with the stored rows by two anti joins.
+//!   rows (numbering the whole result took a sort of its text, and comparing it as
+//!   keyed rows two anti joins).
 
 use super::*;
 use crate::ir::RenderContext;
@@ -190,12 +190,7 @@ fn apply_copies(st: &Sql, prefix: &str, copies: &Copies, gate: Option<&Sql>) -> 
     let n = |s: &str| Sql::ident(&format!("__pgs_{prefix}{s}"));
     let (new, old, cnt, del, ins) = (n("new"), n("old"), n("cnt"), n("del"), n("ins"));
     let vs = copies.positional();
-    let of = |q: &'static str| {
-        vs.iter()
-            .map(|v| sql!("{}.{}", q, v))
-            .collect::<Vec<_>>()
-            .join_sql(", ")
-    };
+    let of = |q: &'static str| qualified_by(q, &vs).join_sql(", ");
     let row_id = if copies.shared_id {
         row_hash(&sql!("ROW({})::text", of("x")), &Sql::fixed("0"))
     } else {

@@ -55,6 +55,11 @@ pub(crate) fn numbered(inner: &Sql) -> Sql {
     )
 }
 
+/// Each column qualified by the relation `q`: `q.c`.
+pub(crate) fn qualified_by(q: &'static str, cols: &[Sql]) -> Vec<Sql> {
+    cols.iter().map(|c| sql!("{}.{}", q, c)).collect()
+}
+
 /// The row id of a row with the key expressions `exprs` (`0` when there are none).
 pub(crate) fn row_id_of(exprs: &[Sql]) -> Sql {
     if exprs.is_empty() {

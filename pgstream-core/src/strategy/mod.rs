@@ -39,7 +39,9 @@ use crate::render::apply::{diff_statement, storage_ddl, Copies, NewRows};
 use crate::render::frontier::frontier_advance;
 use crate::render::function::refresh_function;
 use crate::render::window::{exact_equality, window_rows_sql, window_sql};
-use crate::render::{col, numbered, row_hash, row_id_of, sql, JoinSql, Sql, UNREAD, W};
+use crate::render::{
+    col, numbered, qualified_by, row_hash, row_id_of, sql, JoinSql, Sql, UNREAD, W,
+};
 use crate::sql::walk::{conjuncts, unnest};
 use recompute::recompute_artifacts;
 use sqlparser::ast::{BinaryOperator, Expr};
@@ -769,11 +771,6 @@ fn aliased(exprs: &[Sql], names: &[Sql]) -> Vec<Sql> {
         .zip(names)
         .map(|(e, n)| sql!("{} AS {}", e, n))
         .collect()
-}
-
-/// Each column qualified by the relation `q`: `q.c`.
-fn qualified_by(q: &'static str, cols: &[Sql]) -> Vec<Sql> {
-    cols.iter().map(|c| sql!("{}.{}", q, c)).collect()
 }
 
 /// The stored row `st` is the row `q` of the change: its row id is `row_id` and,

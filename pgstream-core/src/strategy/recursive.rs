@@ -11,10 +11,10 @@
 //! they are appended to the storage table. When a window holds a delete or update,
 //! the refresh recomputes and applies the difference (`recompute`).
 
-use super::qualified_by;
 use crate::analyze::recursive::{Factor, SemiNaive, Version};
 use crate::catalog::Table;
 use crate::contract;
+use crate::render::qualified_by;
 use crate::render::{sql, JoinSql, Sql};
 use sqlparser::ast::{Ident, ObjectName, ObjectNamePart, Select, TableFactor};
 

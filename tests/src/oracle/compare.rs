@@ -5,6 +5,13 @@ use sqlx::{PgConnection, PgPool, Row};
 
 use super::{quote_ident, FailureKind, Oracle};
 
+/// The columns of the relation `$1` (a `regclass` text), in order, with their type
+/// names.
+const COLUMNS_SQL: &str = "SELECT a.attname::text, t.typname::text FROM pg_attribute a \
+     JOIN pg_type t ON t.oid = a.atttypid \
+     WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped \
+     ORDER BY a.attnum";
+
 impl Oracle {
     /// `None` if equal, else the mismatch.
     pub(super) async fn compare(
@@ -49,11 +56,7 @@ impl Oracle {
                 .map(|(c, float)| wrap(quote_ident(c), *float))
                 .collect::<Vec<_>>()
                 .join(", "),
-            if self.stream_table.contains('.') {
-                self.stream_table.clone()
-            } else {
-                quote_ident(&self.stream_table)
-            }
+            self.table_sql()
         );
         let missing_sql = format!("({q_side}) EXCEPT ALL ({s_side})");
         let extra_sql = format!("({s_side}) EXCEPT ALL ({q_side})");
@@ -98,20 +101,15 @@ impl Oracle {
         &self,
         conn: &mut PgConnection,
     ) -> Result<Option<FailureKind>, String> {
-        let table = if self.stream_table.contains('.') {
-            self.stream_table.clone()
-        } else {
-            quote_ident(&self.stream_table)
-        };
-        let columns: Vec<String> = sqlx::query_scalar(
-            "SELECT a.attname::text FROM pg_attribute a \
-             WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped \
-             ORDER BY a.attnum",
-        )
-        .bind(&table)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(|e| format!("cannot read columns of {table}: {e}"))?;
+        let table = self.table_sql();
+        let columns: Vec<String> = sqlx::query_as::<_, (String, String)>(COLUMNS_SQL)
+            .bind(&table)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(|e| format!("cannot read columns of {table}: {e}"))?
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect();
         if !columns.iter().any(|c| c == "__pgs_n") {
             return Ok(None);
         }
@@ -137,21 +135,25 @@ impl Oracle {
         }))
     }
 
+    /// The stream table as SQL: quoted, unless the name is already qualified.
+    fn table_sql(&self) -> String {
+        if self.stream_table.contains('.') {
+            self.stream_table.clone()
+        } else {
+            quote_ident(&self.stream_table)
+        }
+    }
+
     /// Visible columns of the stream table and whether each is floating-point.
     pub(super) async fn stream_columns(
         &self,
         pool: &PgPool,
     ) -> Result<Vec<(String, bool)>, String> {
-        let rows = sqlx::query(
-            "SELECT a.attname::text, t.typname::text FROM pg_attribute a \
-             JOIN pg_type t ON t.oid = a.atttypid \
-             WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped \
-             ORDER BY a.attnum",
-        )
-        .bind(&self.stream_table)
-        .fetch_all(pool)
-        .await
-        .map_err(|e| format!("cannot read columns of {}: {e}", self.stream_table))?;
+        let rows = sqlx::query(COLUMNS_SQL)
+            .bind(&self.stream_table)
+            .fetch_all(pool)
+            .await
+            .map_err(|e| format!("cannot read columns of {}: {e}", self.stream_table))?;
         let all: Vec<(String, bool)> = rows
             .iter()
             .map(|r| {
