@@ -29,7 +29,7 @@ pub struct Headcounts {
     pub top: Option<Decimal>,
 }
 
-fn main() {
+pub fn check() {
     assert_eq!(
         DepartmentTotals::DEF.columns,
         ["id", "name", "total", "headcount"]

@@ -22,7 +22,7 @@ struct Nightly {
     id: i32,
 }
 
-fn main() {
+pub fn check() {
     assert_eq!(EveryFiveMinutes::DEF.schedule, "*/5 * * * *");
     assert_eq!(OfficeHours::DEF.schedule, "0 30 9-17/2 * jan-jun MON,WED,FRI");
     assert_eq!(Nightly::DEF.schedule, "@daily");

@@ -36,7 +36,7 @@ async fn start(pool: sqlx::PgPool) -> pgstream::Result<pgstream::Runtime> {
         .await
 }
 
-fn main() {
+pub fn check() {
     assert_from_row::<DepartmentStats>();
     let def = DepartmentStats::DEF;
     assert_eq!(def.schema, "public");

@@ -26,7 +26,7 @@ pub struct DepartmentTree {
     pub depth: i32,
 }
 
-fn main() {
+pub fn check() {
     assert_eq!(DepartmentTree::DEF.name, "department_tree");
     assert_eq!(
         DepartmentTree::DEF.columns,

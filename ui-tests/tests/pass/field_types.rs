@@ -46,7 +46,7 @@ pub struct SensorStats {
     pub mean: Option<f64>,
 }
 
-fn main() {
+pub fn check() {
     assert_eq!(Reading::DEF.columns.len(), 14);
     assert_eq!(SensorStats::DEF.name, "sensor_stats");
 }

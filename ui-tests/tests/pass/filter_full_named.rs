@@ -16,7 +16,7 @@ pub struct WellPaid {
 
 fn assert_from_row<T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>>() {}
 
-fn main() {
+pub fn check() {
     assert_from_row::<WellPaid>();
     assert_eq!(WellPaid::DEF.schema, "reporting");
     assert_eq!(WellPaid::DEF.name, "well_paid");

@@ -11,7 +11,7 @@ struct Headcount {
     headcount: i64,
 }
 
-fn main() {
+pub fn check() {
     assert_eq!(Headcount::DEF.mode, pgstream::Mode::Immediate);
     assert_eq!(Headcount::DEF.mode.to_string(), "IMMEDIATE");
     let _ = |row: Headcount| (row.department_id, row.headcount);

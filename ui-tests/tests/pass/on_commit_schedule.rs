@@ -12,7 +12,7 @@ struct Shouted {
     id: i32,
 }
 
-fn main() {
+pub fn check() {
     let schedule: pgstream::Schedule = Live::DEF.schedule.parse().unwrap();
     assert!(schedule.is_on_commit());
     assert_eq!(schedule.to_string(), "on commit");

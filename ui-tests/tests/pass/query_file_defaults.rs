@@ -9,7 +9,7 @@ struct HighEarners {
     salary: rust_decimal::Decimal,
 }
 
-fn main() {
+pub fn check() {
     let def = HighEarners::DEF;
     assert_eq!(def.name, "high_earners");
     assert_eq!(def.schedule, "1m");

@@ -13,7 +13,7 @@ pub struct BigOrder {
     pub total: rust_decimal::Decimal,
 }
 
-fn main() {
+pub fn check() {
     assert_eq!(BigOrder::DEF.name, "big_orders");
     assert_eq!(BigOrder::DEF.columns, ["id", "customer", "total"]);
 }

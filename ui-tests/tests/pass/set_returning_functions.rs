@@ -37,7 +37,7 @@ pub struct ReadingUnits {
     pub n: i64,
 }
 
-fn main() {
+pub fn check() {
     assert_eq!(ReadingTags::DEF.columns, ["id", "tag", "n"]);
     assert_eq!(ReadingAttrs::DEF.columns, ["id", "key", "value", "g"]);
     assert_eq!(ReadingUnits::DEF.columns, ["id", "unit", "n"]);

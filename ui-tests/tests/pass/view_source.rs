@@ -25,7 +25,7 @@ pub struct StaffPerDepartment {
     pub payroll: Decimal,
 }
 
-fn main() {
+pub fn check() {
     assert_eq!(
         SeniorStaff::DEF.columns,
         ["staff_id", "staff_name", "department", "department_id"]
