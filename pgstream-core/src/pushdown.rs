@@ -152,15 +152,21 @@ fn semi_below_left_joins(kind: JoinKind, left: Tree, right: Tree, on: Expr, on_t
     }
 }
 
-/// The AND-ed parts of an expression, parentheses around conjunctions dropped.
+/// The AND-ed parts of an expression, parentheses around conjunctions dropped, and
+/// the conjuncts common to every branch of a disjunction taken out of it
+/// ([`factor_or`]).
 pub(crate) fn conjuncts(e: &Expr) -> Vec<Expr> {
     match e {
         Expr::BinaryOp { left, op, right } if *op == BinaryOperator::And => {
             [conjuncts(left), conjuncts(right)].concat()
         }
+        Expr::BinaryOp {
+            op: BinaryOperator::Or,
+            ..
+        } => factor_or(e),
         Expr::Nested(inner) => match inner.as_ref() {
             Expr::BinaryOp {
-                op: BinaryOperator::And,
+                op: BinaryOperator::And | BinaryOperator::Or,
                 ..
             }
             | Expr::Nested(_) => conjuncts(inner),
@@ -169,6 +175,80 @@ pub(crate) fn conjuncts(e: &Expr) -> Vec<Expr> {
         Expr::Value(v) if v.value == Value::Boolean(true) => Vec::new(),
         other => vec![other.clone()],
     }
+}
+
+/// The OR-ed parts of an expression, parentheses around disjunctions dropped.
+fn disjuncts(e: &Expr) -> Vec<&Expr> {
+    match e {
+        Expr::BinaryOp { left, op, right } if *op == BinaryOperator::Or => {
+            [disjuncts(left), disjuncts(right)].concat()
+        }
+        Expr::Nested(inner)
+            if matches!(
+                inner.as_ref(),
+                Expr::BinaryOp {
+                    op: BinaryOperator::Or,
+                    ..
+                } | Expr::Nested(_)
+            ) =>
+        {
+            disjuncts(inner)
+        }
+        other => vec![other],
+    }
+}
+
+/// A disjunction as conjuncts: `(A AND B) OR (A AND C)` is `A AND (B OR C)`, and
+/// `A OR (A AND C)` is `A`. Both laws hold in SQL's three-valued logic (Kleene's
+/// AND and OR distribute over each other and absorb), so the result filters the
+/// same rows. The query writer's form (TPC-H Q19 repeats `p_partkey = l_partkey`
+/// in each of three branches) gives PostgreSQL no join key: it does not factor a
+/// join condition out of an OR, so a delta term joining part's changes with
+/// lineitem scanned the whole table. Factored, the equality is a conjunct like any
+/// other: it becomes the join's key, and a condition common to the branches over
+/// one table filters that table. Only conjuncts that may move ([`pushable`]: no
+/// subquery, no volatile call, which the branches would evaluate separately) are
+/// taken out; the disjunction is returned whole when no branch has one in common.
+fn factor_or(e: &Expr) -> Vec<Expr> {
+    let branches: Vec<Vec<Expr>> = disjuncts(e).into_iter().map(conjuncts).collect();
+    let key = |c: &Expr| c.to_string();
+    let mut common: Vec<Expr> = Vec::new();
+    if let Some((first, rest)) = branches.split_first() {
+        for c in first {
+            let k = key(c);
+            if pushable(c)
+                && !common.iter().any(|d| key(d) == k)
+                && rest.iter().all(|b| b.iter().any(|d| key(d) == k))
+            {
+                common.push(c.clone());
+            }
+        }
+    }
+    if common.is_empty() || branches.len() < 2 {
+        // Parenthesized: the conjunct may be AND-ed with others, and the AST prints
+        // operators without parentheses of its own.
+        return vec![Expr::Nested(Box::new(e.clone()))];
+    }
+    let taken: Vec<String> = common.iter().map(key).collect();
+    let mut rests = Vec::new();
+    for b in branches {
+        let rest: Vec<Expr> = b.into_iter().filter(|c| !taken.contains(&key(c))).collect();
+        match and(rest) {
+            // A branch that was only common conjuncts holds whenever they do.
+            None => return common,
+            Some(r) => rests.push(Expr::Nested(Box::new(r))),
+        }
+    }
+    let or = rests
+        .into_iter()
+        .reduce(|a, b| Expr::BinaryOp {
+            left: Box::new(a),
+            op: BinaryOperator::Or,
+            right: Box::new(b),
+        })
+        .expect("two branches or more");
+    common.push(Expr::Nested(Box::new(or)));
+    common
 }
 
 /// The conjunction of `parts` (`None` when empty).
@@ -312,8 +392,11 @@ fn sink(t: Tree, preds: Vec<Expr>, leaves: &[Leaf]) -> Tree {
                 }
             }
             let mut stay = Vec::new();
-            let mut changed = false;
-            for c in conjuncts(&on) {
+            let parts = conjuncts(&on);
+            // Rebuilt when a disjunction's shared conjuncts came out of it (its key
+            // is then a conjunct of its own for the keyed paths of the renderer).
+            let mut changed = and(parts.clone()).map(|p| p.to_string()) != Some(on.to_string());
+            for c in parts {
                 // An ON condition over the side whose rows are only looked up (the
                 // nullable side, the subquery) restricts that side; over the left
                 // side of a semi join it restricts the left side.
@@ -776,6 +859,105 @@ mod tests {
         assert!(!pushable(&with_col("random()")));
         assert!(!pushable(&with_col("max(1)")));
         assert!(!pushable(&parse("1 > 2")));
+    }
+
+    #[test]
+    fn or_branches_give_their_shared_conjuncts() {
+        // TPC-H Q19's shape: the equality in every branch becomes the join's key
+        // and a shared one-table condition filters its table.
+        let q = "SELECT a.id FROM a, b WHERE (a.id = b.a_id AND b.w > 1 AND a.v = 1) \
+                 OR (a.id = b.a_id AND b.w > 1 AND a.v = 2 AND b.c_id = 3)";
+        let c = compile(q, SCHEMA);
+        assert!(tree_of(&c).filter.is_none());
+        let (left, right, on) = top_join(&c);
+        let parts: Vec<String> = conjuncts(on)
+            .iter()
+            .map(|p| text(p, &tree_of(&c).leaves).to_string())
+            .collect();
+        assert_eq!(parts[0], "a.id = b.a_id", "{}", c.explain());
+        assert_eq!(parts.len(), 2, "{}", c.explain());
+        assert_eq!(parts[1], "((a.v = 1) OR (a.v = 2 AND b.c_id = 3))");
+        assert!(matches!(left, Tree::Leaf(0)), "{}", c.explain());
+        assert!(
+            matches!(right, Tree::Filter { input, .. } if matches!(input.as_ref(), Tree::Leaf(1)))
+        );
+
+        // Absorption: a branch of shared conjuncts only is the whole condition.
+        let c = compile("SELECT a.id FROM a, b WHERE (a.id = b.a_id AND a.v = 1) OR (a.id = b.a_id AND a.v = 1 AND b.w = 2)", SCHEMA);
+        let (_, _, on) = top_join(&c);
+        assert_eq!(conjuncts(on).len(), 1, "{}", c.explain());
+
+        // Nothing shared (the equality written the other way round): the OR stays
+        // whole.
+        {
+            let q = "SELECT a.id FROM a, b WHERE (a.id = b.a_id AND a.v = 1) OR (b.a_id = a.id AND a.v = 2)";
+            let c = compile(q, SCHEMA);
+            let mut ors = 0;
+            fn count_ors(t: &Tree, n: &mut usize) {
+                match t {
+                    Tree::Leaf(_) => {}
+                    Tree::Filter { input, pred, .. } => {
+                        *n += conjuncts(pred)
+                            .iter()
+                            .filter(|p| p.to_string().contains(" OR "))
+                            .count();
+                        count_ors(input, n)
+                    }
+                    Tree::Lateral { input, .. } => count_ors(input, n),
+                    Tree::Join {
+                        left, right, on, ..
+                    } => {
+                        *n += conjuncts(on)
+                            .iter()
+                            .filter(|p| p.to_string().contains(" OR "))
+                            .count();
+                        count_ors(left, n);
+                        count_ors(right, n)
+                    }
+                }
+            }
+            count_ors(&tree_of(&c).tree, &mut ors);
+            if let Some(f) = &tree_of(&c).filter {
+                ors += conjuncts(f)
+                    .iter()
+                    .filter(|p| p.to_string().contains(" OR "))
+                    .count();
+            }
+            assert_eq!(ors, 1, "{q}: {}", c.explain());
+        }
+
+        // A volatile call shared by the branches is evaluated in each: not taken out.
+        let parse = |sql: &str| {
+            sqlparser::parser::Parser::new(&sqlparser::dialect::PostgreSqlDialect {})
+                .try_with_sql(sql)
+                .unwrap()
+                .parse_expr()
+                .unwrap()
+        };
+        let col = |sql: &str| Expr::BinaryOp {
+            left: Box::new(expr::marker(Marker::Col { leaf: 0, col: 0 })),
+            op: BinaryOperator::Gt,
+            right: Box::new(parse(sql)),
+        };
+        let branch = |a: Expr, b: Expr| {
+            Expr::Nested(Box::new(Expr::BinaryOp {
+                left: Box::new(a),
+                op: BinaryOperator::And,
+                right: Box::new(b),
+            }))
+        };
+        let or = |a: Expr, b: Expr| Expr::BinaryOp {
+            left: Box::new(a),
+            op: BinaryOperator::Or,
+            right: Box::new(b),
+        };
+        let volatile = or(
+            branch(col("random()"), col("1")),
+            branch(col("random()"), col("2")),
+        );
+        assert_eq!(factor_or(&volatile).len(), 1);
+        let stable = or(branch(col("3"), col("1")), branch(col("3"), col("2")));
+        assert_eq!(factor_or(&stable).len(), 2);
     }
 
     #[test]

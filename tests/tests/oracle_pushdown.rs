@@ -145,3 +145,35 @@ async fn key_link_not_through_an_outer_join() {
     )
     .await;
 }
+
+// Disjunctions whose branches share conjuncts (`pushdown::factor_or`): the shared
+// equality becomes the join's key, a shared one-table condition filters its table,
+// and a branch that is only shared conjuncts absorbs the others. NULLs in the
+// shared and the residual parts (salary, parent_id) exercise three-valued logic.
+oracle!(
+    or_branches_share_a_join_key,
+    D,
+    OrgProjects,
+    117,
+    "SELECT e.id, p.id AS pid, e.salary FROM employees e, projects p \
+     WHERE (p.department_id = e.department_id AND p.budget > 1 AND e.salary > 20) \
+        OR (p.department_id = e.department_id AND p.budget > 1 AND e.salary < 10) \
+        OR (p.department_id = e.department_id AND p.budget > 1 AND p.budget = e.id % 7)"
+);
+oracle!(
+    or_branches_share_a_key_under_an_aggregate,
+    D,
+    OrgProjects,
+    118,
+    "SELECT d.name, count(*) AS n, sum(e.salary) AS s FROM employees e, departments d \
+     WHERE (d.id = e.department_id AND d.parent_id IN (1, 2) AND e.salary BETWEEN 1 AND 20) \
+        OR (d.id = e.department_id AND d.parent_id IS NULL AND e.salary > 30) \
+        OR (d.id = e.department_id AND d.parent_id > 4 AND e.name < 'm') GROUP BY d.name"
+);
+oracle!(or_absorbed_by_a_shared_branch, D, Org, 119,
+    "SELECT e.id, e.salary, d.parent_id FROM employees e JOIN departments d ON d.id = e.department_id \
+     WHERE (d.parent_id > 2 AND e.salary > 5) OR (d.parent_id > 2 AND e.salary > 5 AND e.name > 'k') \
+        OR (e.salary > 5 AND d.parent_id > 2 AND d.name IS NULL)");
+oracle!(or_in_a_left_join_on, D, Org, 120,
+    "SELECT d.id, e.id AS eid, e.salary FROM departments d LEFT JOIN employees e \
+     ON (e.department_id = d.id AND e.salary > 20) OR (e.department_id = d.id AND d.parent_id IS NULL)");

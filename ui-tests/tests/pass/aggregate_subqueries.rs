@@ -4,12 +4,10 @@
 use pgstream::StreamTable;
 use rust_decimal::Decimal;
 
-#[pgstream::stream_table(
-    query = "SELECT d.id, d.name, t.total, t.headcount
+#[pgstream::stream_table(query = "SELECT d.id, d.name, t.total, t.headcount
              FROM departments d
              JOIN (SELECT department_id, sum(salary) AS total, count(*) AS headcount
-                   FROM employees GROUP BY department_id) t ON t.department_id = d.id"
-)]
+                   FROM employees GROUP BY department_id) t ON t.department_id = d.id")]
 pub struct DepartmentTotals {
     pub id: i32,
     pub name: String,
@@ -17,12 +15,10 @@ pub struct DepartmentTotals {
     pub headcount: i64,
 }
 
-#[pgstream::stream_table(
-    query = "SELECT d.id,
+#[pgstream::stream_table(query = "SELECT d.id,
                     (SELECT count(*) FROM employees e WHERE e.department_id = d.id) AS headcount,
                     (SELECT max(e.salary) FROM employees e WHERE e.department_id = d.id) AS top
-             FROM departments d"
-)]
+             FROM departments d")]
 pub struct Headcounts {
     pub id: i32,
     pub headcount: i64,

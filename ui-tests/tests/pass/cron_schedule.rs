@@ -24,7 +24,10 @@ struct Nightly {
 
 pub fn check() {
     assert_eq!(EveryFiveMinutes::DEF.schedule, "*/5 * * * *");
-    assert_eq!(OfficeHours::DEF.schedule, "0 30 9-17/2 * jan-jun MON,WED,FRI");
+    assert_eq!(
+        OfficeHours::DEF.schedule,
+        "0 30 9-17/2 * jan-jun MON,WED,FRI"
+    );
     assert_eq!(Nightly::DEF.schedule, "@daily");
     let schedule: pgstream::Schedule = EveryFiveMinutes::DEF.schedule.parse().unwrap();
     assert!(schedule.is_cron());
