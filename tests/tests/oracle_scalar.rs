@@ -149,3 +149,33 @@ scalar!(
      (SELECT count(*) AS n, count(salary) AS paid, sum(salary) AS total, avg(salary) AS mean, \
       avg(id) AS ids FROM employees WHERE department_id > 2) AS x"
 );
+
+// The flips restricted to the range between the old and the new value
+// (`strategy/scalar_join.rs`, `flip_range`): equality and inequality with the value,
+// an expression on the left's side, text compared under the column's collation, and
+// a value that becomes NULL when its set empties.
+scalar!(
+    flip_range_equality_and_expressions,
+    D,
+    Org,
+    1412,
+    "SELECT e.id, e.salary FROM employees e \
+     WHERE e.salary = (SELECT max(salary) FROM employees WHERE department_id < 4) \
+        AND e.id % 3 <> 1"
+);
+scalar!(
+    flip_range_not_equal,
+    D,
+    Org,
+    1413,
+    "SELECT e.id, e.salary FROM employees e \
+     WHERE e.salary + e.id <> (SELECT min(salary) + 3 FROM employees WHERE salary > 20)"
+);
+scalar!(
+    flip_range_text,
+    D,
+    Org,
+    1414,
+    "SELECT e.id, e.name FROM employees e JOIN departments d ON d.id = e.department_id \
+     WHERE d.name <= (SELECT max(name) FROM employees WHERE salary BETWEEN 10 AND 14)"
+);

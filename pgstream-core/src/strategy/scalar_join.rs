@@ -18,6 +18,19 @@
 //! between the old and the new average, not the whole of `L` twice; the joins above
 //! then see a few rows. When `s` did not change, the second term is empty without
 //! reading `L` (a one-time filter on `Δs`).
+//!
+//! When the leaf's column appears in one conjunct of `c` only, as a side of a
+//! comparison (`=`, `<>`, `<`, `<=`, `>`, `>=`) whose other side `x` reads `L`
+//! alone, a row can flip only if `x` lies between the old and the new value: the
+//! comparison with both values (same outcome on either side of that range, or at
+//! neither value for `=` and `<>`) is then the same, and so is `c`. The second term
+//! says so as a restriction of `L`, `x BETWEEN (SELECT min(v) FROM Δs) AND (SELECT
+//! max(v) FROM Δs)`, which PostgreSQL evaluates before the rest of `L`'s conditions
+//! (TPC-H Q22's `substring(c_phone ...)` of every customer) and which an index on
+//! `x` turns into a range scan. It holds only when both values exist and are not
+//! NULL (a missing or NULL value makes `c` not true for every row, so all rows true
+//! under the other value flip): the term is split in two, each behind a one-time
+//! filter on `Δs`'s count of values.
 
 use super::{col, IncrementalRenderer, W};
 use crate::ir::marker::{self as expr, Marker};
@@ -86,9 +99,36 @@ impl IncrementalRenderer<'_> {
             W
         );
         let on_lr = over("r");
+        let flips = sql!(
+            "SELECT {0}, ({1})::smallint AS {2} FROM {3} CROSS JOIN {4} AS l WHERE {1} <> 0",
+            select,
+            moved,
+            W,
+            pair,
+            left_new
+        );
+        let flips = match flip_range(on, i) {
+            None => flips,
+            Some((x, c)) => {
+                let x = expr::render_with(x, &mut |m| match m {
+                    Marker::Col { leaf, col: c } => Some(sql!("l.{}", col(leaf, c))),
+                    _ => None,
+                });
+                let v = col(i, c);
+                sql!(
+                    "{0} AND (SELECT count({1}) FROM {2}) = 2 \
+                     AND ({3}) BETWEEN (SELECT min({1}) FROM {2}) AND (SELECT max({1}) FROM {2})\n\
+                     UNION ALL {0} AND (SELECT count(*) = 1 OR count(*) > count({1}) FROM {2})",
+                    flips,
+                    v,
+                    right_delta,
+                    x
+                )
+            }
+        };
         let terms = [
             sql!("SELECT {0}, l.{1} AS {1} FROM {2} AS l JOIN {3} AS r ON {4}", select, W, left_delta, right_new, on_lr),
-            sql!("SELECT {0}, ({1})::smallint AS {2} FROM {3} CROSS JOIN {4} AS l WHERE {1} <> 0", select, moved, W, pair, left_new),
+            flips,
             sql!("SELECT {0}, (-(l.{1} * {2}))::smallint AS {1} FROM {3} CROSS JOIN {4} AS l WHERE {2} <> 0", select, W, moved, pair, left_delta),
         ];
         let name = format!("__pgs_dn{}", self.ctes.len());
@@ -96,4 +136,39 @@ impl IncrementalRenderer<'_> {
             .push((name.clone(), terms.join_sql("\nUNION ALL ")));
         name
     }
+}
+
+/// The side `x` over the left input and the column of leaf `i` when exactly one
+/// conjunct of `on` reads the leaf, and it compares `x` with the leaf's bare column
+/// (`=`, `<>`, `<`, `<=`, `>`, `>=`, either way round): the rows whose condition
+/// differs between two values of the column have `x` between them.
+fn flip_range(on: &Expr, i: usize) -> Option<(&Expr, usize)> {
+    use sqlparser::ast::BinaryOperator as Op;
+    let mut parts = Vec::new();
+    crate::sql::walk::conjuncts(on, &mut parts);
+    let reads = |e: &Expr| expr::column_markers(e).iter().any(|(l, _)| *l == i);
+    let mut with_leaf = parts.into_iter().filter(|p| reads(p));
+    let part = with_leaf.next()?;
+    if with_leaf.next().is_some() {
+        return None;
+    }
+    let Expr::BinaryOp { left, op, right } = crate::sql::walk::unnest(part) else {
+        return None;
+    };
+    if !matches!(
+        op,
+        Op::Eq | Op::NotEq | Op::Lt | Op::LtEq | Op::Gt | Op::GtEq
+    ) {
+        return None;
+    }
+    let bare = |e: &Expr| match expr::as_marker(crate::sql::walk::unnest(e)) {
+        Some(Marker::Col { leaf, col }) if leaf == i => Some(col),
+        _ => None,
+    };
+    let (x, c) = match (bare(left), bare(right)) {
+        (Some(c), None) => (right.as_ref(), c),
+        (None, Some(c)) => (left.as_ref(), c),
+        _ => return None,
+    };
+    (!reads(x) && !expr::column_markers(x).is_empty()).then_some((x, c))
 }
