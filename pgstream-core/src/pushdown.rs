@@ -840,20 +840,25 @@ mod tests {
         assert_eq!(conjuncts(on).len(), 2, "{}", c.explain());
     }
 
-    #[test]
-    fn subqueries_and_volatile_calls_stay_in_place() {
-        let parse = |sql: &str| {
-            sqlparser::parser::Parser::new(&sqlparser::dialect::PostgreSqlDialect {})
-                .try_with_sql(sql)
-                .unwrap()
-                .parse_expr()
-                .unwrap()
-        };
-        let with_col = |sql: &str| Expr::BinaryOp {
+    fn parse(sql: &str) -> Expr {
+        sqlparser::parser::Parser::new(&sqlparser::dialect::PostgreSqlDialect {})
+            .try_with_sql(sql)
+            .unwrap()
+            .parse_expr()
+            .unwrap()
+    }
+
+    /// `ref.0.0 > <sql>`: a column of leaf 0 compared with the expression `sql`.
+    fn with_col(sql: &str) -> Expr {
+        Expr::BinaryOp {
             left: Box::new(expr::marker(Marker::Col { leaf: 0, col: 0 })),
             op: BinaryOperator::Gt,
             right: Box::new(parse(sql)),
-        };
+        }
+    }
+
+    #[test]
+    fn subqueries_and_volatile_calls_stay_in_place() {
         assert!(pushable(&with_col("1 + 2")));
         assert!(!pushable(&with_col("(SELECT 1)")));
         assert!(!pushable(&with_col("random()")));
@@ -927,18 +932,7 @@ mod tests {
         }
 
         // A volatile call shared by the branches is evaluated in each: not taken out.
-        let parse = |sql: &str| {
-            sqlparser::parser::Parser::new(&sqlparser::dialect::PostgreSqlDialect {})
-                .try_with_sql(sql)
-                .unwrap()
-                .parse_expr()
-                .unwrap()
-        };
-        let col = |sql: &str| Expr::BinaryOp {
-            left: Box::new(expr::marker(Marker::Col { leaf: 0, col: 0 })),
-            op: BinaryOperator::Gt,
-            right: Box::new(parse(sql)),
-        };
+        let col = with_col;
         let branch = |a: Expr, b: Expr| {
             Expr::Nested(Box::new(Expr::BinaryOp {
                 left: Box::new(a),
