@@ -179,3 +179,20 @@ scalar!(
     "SELECT e.id, e.name FROM employees e JOIN departments d ON d.id = e.department_id \
      WHERE d.name <= (SELECT max(name) FROM employees WHERE salary BETWEEN 10 AND 14)"
 );
+// Booleans, which have no `min` or `max`: the range's bounds are LEAST and GREATEST.
+scalar!(
+    flip_range_boolean,
+    D,
+    Org,
+    1415,
+    "SELECT e.id, e.salary FROM employees e \
+     WHERE (e.salary > 10) >= (SELECT bool_or(salary > 30) FROM employees WHERE department_id < 3)"
+);
+scalar!(
+    flip_range_boolean_equality,
+    D,
+    Org,
+    1416,
+    "SELECT e.id, e.salary FROM employees e \
+     WHERE (e.salary > 10) = (SELECT bool_and(salary < 40) FROM employees WHERE department_id > 2)"
+);

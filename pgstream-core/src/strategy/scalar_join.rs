@@ -24,8 +24,9 @@
 //! alone, a row can flip only if `x` lies between the old and the new value: the
 //! comparison with both values (same outcome on either side of that range, or at
 //! neither value for `=` and `<>`) is then the same, and so is `c`. The second term
-//! says so as a restriction of `L`, `x BETWEEN (SELECT min(v) FROM Δs) AND (SELECT
-//! max(v) FROM Δs)`, which PostgreSQL evaluates before the rest of `L`'s conditions
+//! says so as a restriction of `L`, `x BETWEEN LEAST(old, new) AND GREATEST(old,
+//! new)` (`x = ANY (ARRAY[old, new])` for `=` and `<>`) with the values read from `Δs` by
+//! init plans, which PostgreSQL evaluates before the rest of `L`'s conditions
 //! (TPC-H Q22's `substring(c_phone ...)` of every customer) and which an index on
 //! `x` turns into a range scan. It holds only when both values exist and are not
 //! NULL (a missing or NULL value makes `c` not true for every row, so all rows true
@@ -109,20 +110,39 @@ impl IncrementalRenderer<'_> {
         );
         let flips = match flip_range(on, i) {
             None => flips,
-            Some((x, c)) => {
+            Some((x, c, equality)) => {
                 let x = expr::render_with(x, &mut |m| match m {
                     Marker::Col { leaf, col: c } => Some(sql!("l.{}", col(leaf, c))),
                     _ => None,
                 });
                 let v = col(i, c);
+                // `=` and `<>` need the type's equality only; the bounds of a range
+                // its ordering (LEAST/GREATEST: `min` and `max` do not exist for
+                // every ordered type, boolean and uuid among them).
+                let range = if equality {
+                    sql!(
+                        "({0}) = ANY (ARRAY(SELECT {1} FROM {2}))",
+                        x,
+                        v,
+                        right_delta
+                    )
+                } else {
+                    let new = sql!("(SELECT {} FROM {} WHERE {} > 0)", v, right_delta, W);
+                    let old = sql!("(SELECT {} FROM {} WHERE {} < 0)", v, right_delta, W);
+                    sql!(
+                        "({0}) BETWEEN LEAST({1}, {2}) AND GREATEST({1}, {2})",
+                        x,
+                        new,
+                        old
+                    )
+                };
                 sql!(
-                    "{0} AND (SELECT count({1}) FROM {2}) = 2 \
-                     AND ({3}) BETWEEN (SELECT min({1}) FROM {2}) AND (SELECT max({1}) FROM {2})\n\
+                    "{0} AND (SELECT count({1}) FROM {2}) = 2 AND {3}\n\
                      UNION ALL {0} AND (SELECT count(*) = 1 OR count(*) > count({1}) FROM {2})",
                     flips,
                     v,
                     right_delta,
-                    x
+                    range
                 )
             }
         };
@@ -141,8 +161,9 @@ impl IncrementalRenderer<'_> {
 /// The side `x` over the left input and the column of leaf `i` when exactly one
 /// conjunct of `on` reads the leaf, and it compares `x` with the leaf's bare column
 /// (`=`, `<>`, `<`, `<=`, `>`, `>=`, either way round): the rows whose condition
-/// differs between two values of the column have `x` between them.
-fn flip_range(on: &Expr, i: usize) -> Option<(&Expr, usize)> {
+/// differs between two values of the column have `x` between them, and for `=` and
+/// `<>` (the third item) equal to one of them.
+fn flip_range(on: &Expr, i: usize) -> Option<(&Expr, usize, bool)> {
     use sqlparser::ast::BinaryOperator as Op;
     let mut parts = Vec::new();
     crate::sql::walk::conjuncts(on, &mut parts);
@@ -170,5 +191,6 @@ fn flip_range(on: &Expr, i: usize) -> Option<(&Expr, usize)> {
         (None, Some(c)) => (left.as_ref(), c),
         _ => return None,
     };
-    (!reads(x) && !expr::column_markers(x).is_empty()).then_some((x, c))
+    let equality = matches!(op, Op::Eq | Op::NotEq);
+    (!reads(x) && !expr::column_markers(x).is_empty()).then_some((x, c, equality))
 }
