@@ -897,37 +897,10 @@ mod tests {
         {
             let q = "SELECT a.id FROM a, b WHERE (a.id = b.a_id AND a.v = 1) OR (b.a_id = a.id AND a.v = 2)";
             let c = compile(q, SCHEMA);
-            let mut ors = 0;
-            fn count_ors(t: &Tree, n: &mut usize) {
-                match t {
-                    Tree::Leaf(_) => {}
-                    Tree::Filter { input, pred, .. } => {
-                        *n += conjuncts(pred)
-                            .iter()
-                            .filter(|p| p.to_string().contains(" OR "))
-                            .count();
-                        count_ors(input, n)
-                    }
-                    Tree::Lateral { input, .. } => count_ors(input, n),
-                    Tree::Join {
-                        left, right, on, ..
-                    } => {
-                        *n += conjuncts(on)
-                            .iter()
-                            .filter(|p| p.to_string().contains(" OR "))
-                            .count();
-                        count_ors(left, n);
-                        count_ors(right, n)
-                    }
-                }
-            }
-            count_ors(&tree_of(&c).tree, &mut ors);
-            if let Some(f) = &tree_of(&c).filter {
-                ors += conjuncts(f)
-                    .iter()
-                    .filter(|p| p.to_string().contains(" OR "))
-                    .count();
-            }
+            let ors = all_conjuncts(tree_of(&c))
+                .iter()
+                .filter(|p| p.to_string().contains(" OR "))
+                .count();
             assert_eq!(ors, 1, "{q}: {}", c.explain());
         }
 

@@ -25,8 +25,8 @@
 //! comparison with both values (same outcome on either side of that range, or at
 //! neither value for `=` and `<>`) is then the same, and so is `c`. The second term
 //! says so as a restriction of `L`, `x BETWEEN LEAST(old, new) AND GREATEST(old,
-//! new)` (`x = ANY (ARRAY[old, new])` for `=` and `<>`) with the values read from `Δs` by
-//! init plans, which PostgreSQL evaluates before the rest of `L`'s conditions
+//! new)` (`x = ANY (ARRAY[old, new])` for `=` and `<>`) with the values read from
+//! `Δs` by init plans, which PostgreSQL evaluates before the rest of `L`'s conditions
 //! (TPC-H Q22's `substring(c_phone ...)` of every customer) and which an index on
 //! `x` turns into a range scan. It holds only when both values exist and are not
 //! NULL (a missing or NULL value makes `c` not true for every row, so all rows true
