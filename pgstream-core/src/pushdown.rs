@@ -768,7 +768,7 @@ mod tests {
         CREATE TABLE employees (id int PRIMARY KEY, name text, department_id int, salary numeric(10,2));
         CREATE TABLE projects (id int PRIMARY KEY, department_id int NOT NULL, budget int);";
 
-    /// The queries of tests/tests/oracle_pushdown.rs: maintained by delta rules, no
+    /// The queries of tests/tests/e2e/oracle_pushdown.rs: maintained by delta rules, no
     /// join without its condition.
     #[test]
     fn oracle_pushdown_queries_are_incremental() {

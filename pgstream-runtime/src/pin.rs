@@ -70,7 +70,7 @@ pub(crate) async fn begin_on(
 /// `Send` inside an async fn that borrows (higher-ranked lifetimes), which made the
 /// futures of `Runtime::start`, `create_stream_table` and `process_requests` not
 /// `Send`, so that an application could not `tokio::spawn` them or call them from an
-/// axum handler (`tests/tests/runtime_send.rs`).
+/// axum handler (`tests/tests/e2e/runtime_send.rs`).
 pub(crate) async fn script(conn: &mut PgConnection, sql: &str) -> Result<(), sqlx::Error> {
     sqlx::Executor::execute(conn, sql).await.map(|_| ())
 }

@@ -406,7 +406,7 @@ mod tests {
         rest[..rest.find("),\n\"").unwrap_or(rest.len())].to_string()
     }
 
-    /// The queries of the `key_link_*` oracle cases (`tests/tests/oracle_pushdown.rs`):
+    /// The queries of the `key_link_*` oracle cases (`tests/tests/e2e/oracle_pushdown.rs`):
     /// the employees' window is restricted by their department's restriction where
     /// employees are referenced by their key (their changes fan out to projects) and
     /// the department is joined above that; not through a LEFT JOIN; not where the

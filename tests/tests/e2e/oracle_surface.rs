@@ -13,7 +13,7 @@
 //! `PGS_ORACLE_BATCHES` overrides the number of batches, `PGS_ORACLE_SEED` the seed;
 //! `PGS_ORACLE_MODE=immediate` runs every case as IMMEDIATE.
 
-mod common;
+use crate::common;
 use common::Tables;
 use pgstream_core::Mode;
 

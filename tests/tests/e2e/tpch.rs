@@ -4,8 +4,8 @@
 //! queries under rounds of RF1 (new orders and their lineitems), RF2 (deleted
 //! orders) and updates to every table.
 //!
-//! `tpch_refresh_times` (ignored; `cargo test -p pgstream-tests --test tpch --
-//! --ignored --nocapture`, scale factor from `PGS_TPCH_SF`) prints each query's
+//! `tpch_refresh_times` (ignored; `cargo test -p pgstream-tests --test e2e
+//! tpch::tpch_refresh_times -- --ignored --nocapture`, scale factor from `PGS_TPCH_SF`) prints each query's
 //! refresh time beside `REFRESH MATERIALIZED VIEW` of the same query.
 
 use pgstream_runtime::{Mode, RuntimeHandle};

@@ -10,7 +10,7 @@
 //! serialization failures and deadlocks; the stream table is compared with the query
 //! inside every transaction and at the end.
 
-mod common;
+use crate::common;
 use common::{Tables, DEPARTMENTS, EMPLOYEES};
 use pgstream_core::Mode;
 use pgstream_tests::oracle::{Domain, Oracle};

@@ -1,7 +1,7 @@
 //! The oracle over `JOIN ... USING` (inner, left, right and full, whose merged
 //! column is `COALESCE` of both sides), `NATURAL JOIN` and column aliases on tables.
 
-mod common;
+use crate::common;
 use common::Tables;
 use pgstream_core::Mode;
 

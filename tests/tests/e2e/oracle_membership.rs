@@ -12,7 +12,7 @@
 //!
 //! `PGS_ORACLE_BATCHES` overrides the number of batches, `PGS_ORACLE_SEED` the seed.
 
-mod common;
+use crate::common;
 use common::Tables;
 use pgstream_core::Mode;
 use pgstream_tests::test_db;

@@ -9,6 +9,7 @@ use pgstream_tests::test_db;
 use rust_decimal::Decimal;
 
 #[pgstream::stream_table(query = "SELECT id, name, salary FROM employees", mode = "full")]
+#[allow(dead_code)] // the check reads the fields' types, never their values
 pub struct Salaries {
     pub id: i32,
     pub name: String,
@@ -19,6 +20,7 @@ pub struct Salaries {
     query = "SELECT id, public.badge(id) AS badge FROM employees",
     mode = "full"
 )]
+#[allow(dead_code)] // as above
 pub struct Badges {
     pub id: i32,
     pub badge: Option<i32>,
@@ -27,7 +29,7 @@ pub struct Badges {
 /// The tutorial's tables as the migrations define them, except what `changes` alters.
 async fn database(changes: &str) -> pgstream_tests::TestDb {
     let db = test_db().await;
-    db.exec(include_str!("../migrations/0001_tutorial.sql"))
+    db.exec(include_str!("../../migrations/0001_tutorial.sql"))
         .await;
     db.exec(changes).await;
     db

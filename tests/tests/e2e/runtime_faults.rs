@@ -360,7 +360,11 @@ async fn killed_runtime_process_loses_nothing() {
         .args([
             "--ignored",
             "--exact",
-            "child_runtime_process",
+            // The test's name in this binary: its module path without the crate's.
+            &format!(
+                "{}::child_runtime_process",
+                module_path!().split_once("::").unwrap().1
+            ),
             "--nocapture",
         ])
         .env("PGS_CHILD_URL", &db.url)

@@ -4,7 +4,7 @@
 //! strategy: keyed rows, aggregate counters, group recompute, bags, windows, set
 //! operations, aggregate subqueries, recompute-and-diff and FULL mode.
 
-mod common;
+use crate::common;
 use common::Tables::*;
 use pgstream_core::Mode::{Differential as D, Full as F};
 

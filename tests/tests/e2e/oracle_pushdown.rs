@@ -8,7 +8,7 @@
 //! (`strategy/prefilter.rs`): both sides change in one batch, keys move in and out
 //! of the restriction, rows are deleted and re-inserted, keys are NULL.
 
-mod common;
+use crate::common;
 use common::Tables;
 use pgstream_core::Mode;
 

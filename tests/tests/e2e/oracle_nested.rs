@@ -4,7 +4,7 @@
 //! partitioned source (two levels) with DML addressed to the partitions directly.
 //! 200 batches each, over a scan, an aggregate and a join.
 
-mod common;
+use crate::common;
 
 use pgstream_core::Mode;
 use pgstream_tests::oracle::{Domain, Oracle};

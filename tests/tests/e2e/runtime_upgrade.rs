@@ -57,8 +57,10 @@ async fn version_1_catalog_upgrades() {
          INSERT INTO pgstream.pgs_meta VALUES (1);",
     )
     .await;
-    db.exec(include_str!("../../pgstream-runtime/src/sql/schema_v1.sql"))
-        .await;
+    db.exec(include_str!(
+        "../../../pgstream-runtime/src/sql/schema_v1.sql"
+    ))
+    .await;
     db.exec(V1_FUNCTIONS).await;
     // status does not install: it reads a version-1 catalog as it is.
     assert!(pgstream_runtime::status(&db.pool).await.unwrap().is_empty());

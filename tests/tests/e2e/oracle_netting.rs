@@ -5,7 +5,7 @@
 //! without a scale (`3` and `3.00` are equal, print differently), floats (`0` and
 //! `-0`), jsonb (`{"a":1}` and `{"a": 1}` are one value), and an array column.
 
-mod common;
+use crate::common;
 use common::{oracle_for, run_oracle, Tables};
 use pgstream_core::Mode;
 use pgstream_tests::oracle::Domain;

@@ -8,7 +8,7 @@
 //! NULL; the JSON documents are arrays and objects of every such kind. 200 batches
 //! each (`PGS_ORACLE_MODE=immediate` runs them in IMMEDIATE mode).
 
-mod common;
+use crate::common;
 use common::run_oracle;
 use pgstream_core::Mode;
 use pgstream_tests::oracle::{Domain, Oracle};
