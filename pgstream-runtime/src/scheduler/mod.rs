@@ -45,7 +45,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 mod plan;
-use plan::{job_dependencies, plan_jobs, DueRow};
+use plan::{job_dependencies, left_for_later, plan_jobs, DueRow};
 
 /// The longest wait between attempts to reach an unreachable database.
 const MAX_RECONNECT_BACKOFF: Duration = Duration::from_secs(30);
@@ -395,11 +395,21 @@ async fn run_pass(
     // from has finished (so its window sees their new rows and the busy set knows
     // whether they changed). Starting in (depth, id) order.
     let mut upstream: Vec<Vec<usize>> = job_dependencies(&rows, &jobs);
-    let mut started = vec![false; jobs.len()];
     let mut done = vec![false; jobs.len()];
     // Jobs left for a later pass: a member is still being refreshed by an earlier
-    // pass, or they read from such a job.
-    let mut blocked = vec![false; jobs.len()];
+    // pass, they read from such a job, or they are inheriting stream tables refreshed
+    // for such jobs only (see `left_for_later`). Decided here from the stream tables
+    // in flight now, and again below for each job as it would start (a refresh of an
+    // earlier pass may end meanwhile: what it leaves then waits for the next pass).
+    let mut blocked = {
+        let set = slots.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        left_for_later(&rows, &jobs, &upstream, |id| set.contains(&id))
+    };
+    for (i, _) in blocked.iter().enumerate().filter(|(_, &b)| b) {
+        tracing::debug!(stream_table = %rows[jobs[i].members[0]].name,
+            "it, a stream table it reads, or every reader it is refreshed for is still being refreshed by an earlier pass, left for a later one");
+    }
+    let mut started = blocked.clone();
     // This pass's jobs running, with when each started.
     let mut running: HashMap<usize, tokio::time::Instant> = HashMap::new();
     let (sender, mut results) =

@@ -189,6 +189,48 @@ pub(super) fn job_dependencies(rows: &[DueRow], jobs: &[Job]) -> Vec<Vec<usize>>
         .collect()
 }
 
+/// The jobs a pass leaves for a later one, given which stream tables an earlier
+/// pass is still refreshing (`in_flight`, by id): a job with such a member, a job
+/// that reads from a job left (its window would miss that job's new rows), and a group
+/// of inheriting stream tables whose readers in this pass are all left (it is
+/// refreshed for its readers only: refreshing it now would refresh it more often than
+/// them).
+pub(super) fn left_for_later(
+    rows: &[DueRow],
+    jobs: &[Job],
+    upstream: &[Vec<usize>],
+    in_flight: impl Fn(i64) -> bool,
+) -> Vec<bool> {
+    let mut left: Vec<bool> = jobs
+        .iter()
+        .map(|j| j.members.iter().any(|&m| in_flight(rows[m].id)))
+        .collect();
+    let inheriting: Vec<bool> = jobs
+        .iter()
+        .map(|j| j.members.iter().all(|&m| rows[m].follows_readers))
+        .collect();
+    let mut changed = true;
+    while changed {
+        changed = false;
+        for i in 0..jobs.len() {
+            if left[i] {
+                continue;
+            }
+            let reads_left = upstream[i].iter().any(|&j| left[j]);
+            let mut readers = (0..jobs.len())
+                .filter(|&k| upstream[k].contains(&i))
+                .peekable();
+            let readers_all_left =
+                inheriting[i] && readers.peek().is_some() && readers.all(|k| left[k]);
+            if reads_left || readers_all_left {
+                left[i] = true;
+                changed = true;
+            }
+        }
+    }
+    left
+}
+
 /// Whether a row the query returned is due: cron rows are decided here (`since` is
 /// the last refresh, or the creation, and `now` the database's clock, both in seconds
 /// since the epoch); every other row the query returned is due.
@@ -214,7 +256,70 @@ fn instant(secs: f64) -> SystemTime {
 
 #[cfg(test)]
 mod tests {
-    use super::is_due;
+    use super::*;
+
+    fn row(id: i64, storage: i64, sources: &[i64], follows_readers: bool) -> DueRow {
+        DueRow {
+            id,
+            name: format!("st{id}"),
+            schedule: if follows_readers { "inherit" } else { "1s" }.into(),
+            since: 0.0,
+            now: 0.0,
+            storage: Some(storage),
+            quiet_skips: true,
+            sources: sources.to_vec(),
+            due: !follows_readers,
+            follows_readers,
+        }
+    }
+
+    /// A chain a -> b -> c with a and b inheriting, and d reading a: while c is
+    /// refreshed by an earlier pass, a and b are left too (they are refreshed for c),
+    /// unless another reader in the pass (d) needs them.
+    #[test]
+    fn inheriting_groups_wait_for_their_readers_in_flight() {
+        let chain = [
+            row(1, 101, &[500], true),
+            row(2, 102, &[101], true),
+            row(3, 103, &[102], false),
+        ];
+        let jobs = plan_jobs(&chain, None);
+        let up = job_dependencies(&chain, &jobs);
+        assert_eq!(jobs.len(), 2, "{jobs:?}");
+        assert_eq!(
+            left_for_later(&chain, &jobs, &up, |id| id == 3),
+            vec![true, true]
+        );
+        assert_eq!(
+            left_for_later(&chain, &jobs, &up, |_| false),
+            vec![false, false]
+        );
+        // The group in flight: its reader waits too.
+        assert_eq!(
+            left_for_later(&chain, &jobs, &up, |id| id == 1),
+            vec![true, true]
+        );
+
+        let shared = [
+            row(1, 101, &[500], true),
+            row(2, 102, &[101], true),
+            row(3, 103, &[102], false),
+            row(4, 104, &[101], false),
+        ];
+        let jobs = plan_jobs(&shared, None);
+        let up = job_dependencies(&shared, &jobs);
+        let left = left_for_later(&shared, &jobs, &up, |id| id == 3);
+        let of = |id: i64| {
+            jobs.iter()
+                .position(|j| j.members.iter().any(|&m| shared[m].id == id))
+                .unwrap()
+        };
+        assert!(left[of(3)]);
+        assert!(
+            !left[of(1)] && !left[of(2)] && !left[of(4)],
+            "{jobs:?} {left:?}"
+        );
+    }
 
     #[test]
     fn cron_rows_are_due_after_a_fire_time() {
