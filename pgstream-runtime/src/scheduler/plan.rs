@@ -205,6 +205,17 @@ pub(super) fn left_for_later(
         .iter()
         .map(|j| j.members.iter().any(|&m| in_flight(rows[m].id)))
         .collect();
+    // Nothing in flight (the usual pass): nothing is left. Every pass calls this, so it
+    // stays linear in the jobs and their edges below (thousands of due stream tables).
+    if !left.contains(&true) {
+        return left;
+    }
+    let mut readers: Vec<Vec<usize>> = vec![Vec::new(); jobs.len()];
+    for (k, up) in upstream.iter().enumerate() {
+        for &j in up {
+            readers[j].push(k);
+        }
+    }
     let inheriting: Vec<bool> = jobs
         .iter()
         .map(|j| j.members.iter().all(|&m| rows[m].follows_readers))
@@ -217,11 +228,8 @@ pub(super) fn left_for_later(
                 continue;
             }
             let reads_left = upstream[i].iter().any(|&j| left[j]);
-            let mut readers = (0..jobs.len())
-                .filter(|&k| upstream[k].contains(&i))
-                .peekable();
             let readers_all_left =
-                inheriting[i] && readers.peek().is_some() && readers.all(|k| left[k]);
+                inheriting[i] && !readers[i].is_empty() && readers[i].iter().all(|&k| left[k]);
             if reads_left || readers_all_left {
                 left[i] = true;
                 changed = true;

@@ -26,27 +26,26 @@ async fn wait_for(pool: &PgPool, sql: &str, want: i64, limit: Duration) -> bool 
     }
 }
 
-async fn refresh_count(db: &TestDb, name: &str) -> i64 {
+/// `count` (an expression over the columns of `pgstream.pg_stat_stream_tables`) for
+/// stream table `name`, 0 before its first refresh.
+async fn stat_count(db: &TestDb, name: &str, count: &str) -> i64 {
     scalar_i64(
         &db.pool,
         &format!(
-            "SELECT coalesce(max(refresh_count), 0)::int8 FROM pgstream.pg_stat_stream_tables WHERE name = '{name}'"
+            "SELECT coalesce(max({count}), 0)::int8 FROM pgstream.pg_stat_stream_tables WHERE name = '{name}'"
         ),
     )
     .await
 }
 
+async fn refresh_count(db: &TestDb, name: &str) -> i64 {
+    stat_count(db, name, "refresh_count").await
+}
+
 /// Refreshes of `name` that found changes to apply (the refresh count without the
 /// refreshes whose windows were empty).
 async fn working_refresh_count(db: &TestDb, name: &str) -> i64 {
-    scalar_i64(
-        &db.pool,
-        &format!(
-            "SELECT coalesce(max(refresh_count - no_change_count), 0)::int8
-               FROM pgstream.pg_stat_stream_tables WHERE name = '{name}'"
-        ),
-    )
-    .await
+    stat_count(db, name, "refresh_count - no_change_count").await
 }
 
 async fn effective(db: &TestDb, name: &str) -> String {
