@@ -398,18 +398,20 @@ async fn run_pass(
     let mut done = vec![false; jobs.len()];
     // Jobs left for a later pass: a member is still being refreshed by an earlier
     // pass, they read from such a job, or they are inheriting stream tables refreshed
-    // for such jobs only (see `left_for_later`). Decided here from the stream tables
-    // in flight now, and again below for each job as it would start (a refresh of an
-    // earlier pass may end meanwhile: what it leaves then waits for the next pass).
-    let mut blocked = {
+    // for such jobs only (see `left_for_later`). Decided once, from the stream tables
+    // in flight now: during the pass that set only loses the earlier passes' refreshes
+    // as they end (what they left then waits for the next pass) and gains this pass's
+    // jobs as they start (each stream table is in one job), so no job left unstarted
+    // here can come to have a member in flight.
+    // They count as started: the loop below never starts them.
+    let mut started = {
         let set = slots.in_flight.lock().unwrap_or_else(|e| e.into_inner());
         left_for_later(&rows, &jobs, &upstream, |id| set.contains(&id))
     };
-    for (i, _) in blocked.iter().enumerate().filter(|(_, &b)| b) {
+    for (i, _) in started.iter().enumerate().filter(|(_, &b)| b) {
         tracing::debug!(stream_table = %rows[jobs[i].members[0]].name,
             "it, a stream table it reads, or every reader it is refreshed for is still being refreshed by an earlier pass, left for a later one");
     }
-    let mut started = blocked.clone();
     // This pass's jobs running, with when each started.
     let mut running: HashMap<usize, tokio::time::Instant> = HashMap::new();
     let (sender, mut results) =
@@ -431,18 +433,6 @@ async fn run_pass(
             wants_slot = false;
             for (i, job) in jobs.iter().enumerate() {
                 if started[i] {
-                    continue;
-                }
-                let in_flight = {
-                    let set = slots.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-                    job.members.iter().any(|&m| set.contains(&rows[m].id))
-                };
-                if in_flight || upstream[i].iter().any(|&j| blocked[j]) {
-                    tracing::debug!(stream_table = %rows[job.members[0]].name,
-                        "it or a stream table it reads is still being refreshed by an earlier pass, left for a later one");
-                    started[i] = true;
-                    blocked[i] = true;
-                    progressed = true;
                     continue;
                 }
                 if !upstream[i].iter().all(|&j| done[j]) {
