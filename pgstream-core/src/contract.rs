@@ -57,3 +57,14 @@ pub fn refresh_function(st_id: i64) -> String {
 pub fn stage_table(st_id: i64) -> String {
     format!("_stage_{st_id}")
 }
+
+/// The name (in [`CATALOG_SCHEMA`]) of the state table of a stream table's one-row
+/// aggregate (an uncorrelated `count`, `sum` or `avg` subquery, leaf `leaf` of the
+/// compiled query), `_scalar_<id>_<leaf>`: one row, the running counts and sums its
+/// value follows from, so that a refresh reads the changes instead of the table.
+/// Created with the storage table (`Artifacts::storage_ddl`), stored by its full
+/// refresh, updated by every differential refresh in the same statement, dropped with
+/// the stream table (`pgstream.drop_stream_table`).
+pub fn scalar_state_table(st_id: i64, leaf: usize) -> String {
+    format!("_scalar_{st_id}_{leaf}")
+}

@@ -295,6 +295,11 @@ fn explain_block(b: &Block, out: &mut String) {
                         format!("Scan {} AS {}", l.table.name, l.alias),
                         "change buffer window (Z-set: -old, +new)".into(),
                     )),
+                    Some(a) if a.groups.is_empty() && a.inverse.is_some() => lines.push((
+                        depth,
+                        format!("ScalarAggregate ({}) AS {}", a.text, l.alias),
+                        "delta: its counts and sums kept in a state table, moved by the changes' (the table is not read); the rows joined to it are re-evaluated only when its value changed".into(),
+                    )),
                     Some(a) if a.groups.is_empty() => lines.push((
                         depth,
                         format!("ScalarAggregate ({}) AS {}", a.text, l.alias),

@@ -199,42 +199,46 @@ impl IncrementalRenderer<'_> {
         self.agg_delta_of(i, name, new_body, old_body)
     }
 
-    /// The one-row leaf `i` whose items `inverse` undoes: the body of its new value's
-    /// CTE (read from a CTE that also keeps each item's sum and count, in the same
-    /// scan of the table) and a query of its old value from those and the sums of
-    /// the window `win`'s images that pass the subquery's `WHERE`:
+    /// The one-row leaf `i` whose items `inverse` undoes, kept as running counts and
+    /// sums in its state table (`contract::scalar_state_table`, one row, written by
+    /// every refresh in the same statement): the body of its new value's CTE and a
+    /// query of its old value. The new parts are the stored ones plus the sums of the
+    /// window `win`'s images that pass the subquery's `WHERE`; the old value follows
+    /// from the new one and those sums:
     ///
     /// ```text
-    /// count_old = count_new − Σ w          sum_old = sum_new − Σ x·w   (NULL when count_old = 0)
-    /// avg_old   = sum_old::numeric / count_old::numeric
+    /// count_new = count_stored + Σ w        sum_new = sum_stored + Σ x·w   (NULL when count_new = 0)
+    /// count_old = count_new − Σ w           sum_old = sum_new − Σ x·w
+    /// avg       = sum::numeric / count::numeric
     /// ```
     ///
     /// (`Σ` over the window's images, `w` = ±1, `x` not NULL; `avg` divides as
-    /// PostgreSQL's does). Q22's old average then reads no customer.
+    /// PostgreSQL's does). Q22's average then reads no customer: the refresh costs
+    /// the window, not the table. When the state table holds no row (it always does
+    /// after the full refresh that populates the stream table), the parts are
+    /// computed from the table instead, and stored.
     fn inverted(&mut self, i: usize, inverse: &[Inverse], win: &str) -> (Sql, Sql) {
         let l = &self.block.leaves[i];
         let a = l.agg.as_ref().expect("aggregate leaf");
-        let base = &self.compiled.sources[l.source];
         let alias = Sql::ident(&a.alias);
         let part = |k: &str, j: usize| Sql::ident(&format!("__pgs_{k}{j}"));
-        let (mut sums, mut deltas, mut olds) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut deltas, mut olds, mut news, mut adds) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for (j, inv) in inverse.iter().enumerate() {
             let (n, s) = (part("n", j), part("s", j));
             let old_n = sql!("(p.{} - COALESCE(d.{}, 0))", n, n);
+            let new_n = sql!("(st.{} + COALESCE(d.{}, 0))", n, n);
+            adds.push(sql!("{}::bigint AS {}", new_n, n));
             match inv {
                 Inverse::Count(x) => {
-                    sums.push(match x {
-                        Some(x) => sql!("count({}) AS {}", x, n),
-                        None => sql!("count(*) AS {}", n),
-                    });
                     deltas.push(match x {
                         Some(x) => sql!("sum({}) FILTER (WHERE ({}) IS NOT NULL) AS {}", W, x, n),
                         None => sql!("sum({}) AS {}", W, n),
                     });
                     olds.push(sql!("{}::bigint AS {}", old_n, col(i, j)));
+                    news.push(sql!("p.{} AS {}", n, col(i, j)));
                 }
                 Inverse::Sum(x) | Inverse::Avg(x) => {
-                    sums.push(sql!("count({0}) AS {1}, sum({0}) AS {2}", x, n, s));
                     deltas.push(sql!(
                         "sum({0}) FILTER (WHERE ({1}) IS NOT NULL) AS {2}, sum(({1}) * {0}) AS {3}",
                         W,
@@ -242,27 +246,66 @@ impl IncrementalRenderer<'_> {
                         n,
                         s
                     ));
+                    adds.push(sql!(
+                        "CASE WHEN {0} = 0 THEN NULL ELSE COALESCE(st.{1}, 0) + COALESCE(d.{1}, 0) END AS {1}",
+                        new_n,
+                        s
+                    ));
                     let old_s = sql!("(COALESCE(p.{}, 0) - COALESCE(d.{}, 0))", s, s);
-                    olds.push(match inv {
-                        Inverse::Avg(_) => sql!(
-                            "CASE WHEN {0} = 0 THEN NULL ELSE {1}::numeric / {0}::numeric END AS {2}",
-                            old_n,
-                            old_s,
-                            col(i, j)
+                    let (o, v) = match inv {
+                        Inverse::Avg(_) => (
+                            sql!("CASE WHEN {0} = 0 THEN NULL ELSE {1}::numeric / {0}::numeric END", old_n, old_s),
+                            sql!("CASE WHEN p.{0} = 0 THEN NULL ELSE p.{1}::numeric / p.{0}::numeric END", n, s),
                         ),
-                        _ => sql!(
-                            "CASE WHEN {} = 0 THEN NULL ELSE {} END AS {}",
-                            old_n,
-                            old_s,
-                            col(i, j)
+                        _ => (
+                            sql!("CASE WHEN {} = 0 THEN NULL ELSE {} END", old_n, old_s),
+                            sql!("p.{}", s),
                         ),
-                    });
+                    };
+                    olds.push(sql!("{} AS {}", o, col(i, j)));
+                    news.push(sql!("{} AS {}", v, col(i, j)));
                 }
             }
         }
+        let state = self.scalar_state(i);
         let parts = format!("__pgs_sp{}", i);
-        let sums = self.agg_sql_with(i, &Sql::qualified(&base.name), None, &sums);
-        self.ctes.push((parts.clone(), sums));
+        let window_sums = sql!(
+            "(SELECT {} FROM {} AS {}{}) AS d",
+            deltas.join_sql(", "),
+            Sql::ident(win),
+            alias,
+            relevant(a)
+        );
+        let scanned = self.scalar_parts_sql(i, &inverse_parts(inverse), Some(&sql!("(SELECT NOT EXISTS (SELECT 1 FROM {}))", state)));
+        self.ctes.push((
+            parts.clone(),
+            sql!(
+                "SELECT {}, p.* FROM (SELECT {} FROM {} AS st CROSS JOIN {} UNION ALL {}) AS p",
+                news.join_sql(", "),
+                adds.join_sql(", "),
+                state,
+                window_sums,
+                scanned
+            ),
+        ));
+        // The state after this refresh, in the same statement (its snapshot: the
+        // update and the insert read the state as it was before it).
+        let cols = inverse_parts(inverse)
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect::<Vec<_>>()
+            .join_sql(", ");
+        let parts_name = Sql::ident(&parts);
+        let writes = [
+            ("pu", sql!("UPDATE {0} SET ({1}) = (SELECT {1} FROM {2}) RETURNING 1", state, cols, parts_name)),
+            ("pi", sql!("INSERT INTO {0} ({1}) SELECT {1} FROM {2} WHERE NOT EXISTS (SELECT 1 FROM {0}) RETURNING 1", state, cols, parts_name)),
+        ];
+        for (k, body) in writes {
+            self.ctes.push((format!("__pgs_{k}{i}"), body));
+        }
+        if !self.states.contains(&i) {
+            self.states.push(i);
+        }
         let value = sql!(
             "SELECT {} FROM {}",
             (0..a.items.len())
@@ -272,15 +315,79 @@ impl IncrementalRenderer<'_> {
             Sql::ident(&parts)
         );
         let old = sql!(
-            "SELECT {} FROM {} AS p CROSS JOIN (SELECT {} FROM {} AS {}{}) AS d",
+            "SELECT {} FROM {} AS p CROSS JOIN {}",
             olds.join_sql(", "),
             Sql::ident(&parts),
-            deltas.join_sql(", "),
-            Sql::ident(win),
-            alias,
-            relevant(a)
+            window_sums
         );
         (value, old)
+    }
+
+    /// The state table of the one-row leaf `i`, quoted and qualified.
+    fn scalar_state(&self, i: usize) -> Sql {
+        sql!(
+            "{}.{}",
+            Sql::ident(contract::CATALOG_SCHEMA),
+            Sql::ident(&contract::scalar_state_table(self.ctx.st_id, i))
+        )
+    }
+
+    /// `SELECT <parts> FROM <table> AS <alias> WHERE <filter> [AND cond HAVING cond]`:
+    /// the counts and sums `parts` (`(name, aggregate)`) of the one-row leaf `i` over
+    /// its table; no row when `cond` does not hold.
+    fn scalar_parts_sql(&self, i: usize, parts: &[(Sql, Sql)], cond: Option<&Sql>) -> Sql {
+        let l = &self.block.leaves[i];
+        let a = l.agg.as_ref().expect("aggregate leaf");
+        let base = &self.compiled.sources[l.source];
+        let conds: Vec<Sql> = a
+            .filter
+            .iter()
+            .map(|c| sql!("({})", c))
+            .chain(cond.cloned())
+            .collect();
+        // An aggregate without GROUP BY has its one row even when WHERE passes no
+        // row: `cond` is also its HAVING (and in WHERE, the table is not read when
+        // it does not hold).
+        sql!(
+            "SELECT {} FROM {} AS {}{}{}",
+            parts
+                .iter()
+                .map(|(n, e)| sql!("{} AS {}", e, n))
+                .collect::<Vec<_>>()
+                .join_sql(", "),
+            Sql::qualified(&base.name),
+            Sql::ident(&a.alias),
+            if conds.is_empty() {
+                Sql::default()
+            } else {
+                sql!(" WHERE {}", conds.join_sql(" AND "))
+            },
+            cond.map(|c| sql!(" HAVING {}", c)).unwrap_or_default()
+        )
+    }
+
+    /// The state tables of the one-row leaves kept by running sums ([`Self::inverted`]):
+    /// their creation (storage DDL, in the order given), and the CTEs of a full refresh
+    /// that store their parts computed from the tables, in the full refresh's
+    /// snapshot.
+    pub(super) fn scalar_states(&self) -> (Vec<Sql>, Vec<(String, Sql)>) {
+        let (mut ddl, mut resets) = (Vec::new(), Vec::new());
+        for &i in &self.states {
+            let a = self.block.leaves[i].agg.as_ref().expect("aggregate leaf");
+            let parts = inverse_parts(a.inverse.as_deref().expect("an inverse"));
+            let state = self.scalar_state(i);
+            let scan = self.scalar_parts_sql(i, &parts, None);
+            ddl.push(sql!("CREATE TABLE {} AS {} WITH NO DATA", state, scan));
+            resets.push((
+                format!("__pgs_rd{}", i),
+                sql!("DELETE FROM {} RETURNING 1", state),
+            ));
+            resets.push((
+                format!("__pgs_ri{}", i),
+                sql!("INSERT INTO {} {} RETURNING 1", state, scan),
+            ));
+        }
+        (ddl, resets)
     }
 
     /// The delta CTE `name` of aggregate leaf `i` from its rows over the new state
@@ -486,6 +593,25 @@ impl IncrementalRenderer<'_> {
 
 /// The CTE that holds the new row of the one-row leaf `i` (materialized: its name
 /// starts with `__pgs_s`).
+/// The columns of a one-row leaf's state (`__pgs_n<j>`, and `__pgs_s<j>` for a sum or
+/// an average) with the aggregate that computes each over its table: per item, the
+/// count of its rows (or of its argument's non-NULL values) and the sum.
+fn inverse_parts(inverse: &[Inverse]) -> Vec<(Sql, Sql)> {
+    let part = |k: &str, j: usize| Sql::ident(&format!("__pgs_{k}{j}"));
+    let mut out = Vec::new();
+    for (j, inv) in inverse.iter().enumerate() {
+        match inv {
+            Inverse::Count(None) => out.push((part("n", j), Sql::fixed("count(*)"))),
+            Inverse::Count(Some(x)) => out.push((part("n", j), sql!("count({})", x))),
+            Inverse::Sum(x) | Inverse::Avg(x) => {
+                out.push((part("n", j), sql!("count({})", x)));
+                out.push((part("s", j), sql!("sum({})", x)));
+            }
+        }
+    }
+    out
+}
+
 fn scalar_value(i: usize) -> String {
     format!("__pgs_sv{}", i)
 }

@@ -84,6 +84,7 @@ pub(crate) fn render(c: &Compiled, ctx: &RenderContext) -> Artifacts {
                 top_storage,
                 carried,
                 placeholder,
+                states: Vec::new(),
             }
             .artifacts()
         }
@@ -179,6 +180,9 @@ struct IncrementalRenderer<'a> {
     /// query reads none of its columns (`count(*)` over a table without a primary
     /// key), and a relation needs a column.
     placeholder: Vec<bool>,
+    /// The one-row leaves whose parts the differential refresh keeps in a state
+    /// table (`aggregate_subquery::inverted`), in the order they were rendered.
+    states: Vec<usize>,
 }
 
 /// Per leaf of `block` and column of its table, whether the relations of the delta
@@ -683,9 +687,12 @@ impl IncrementalRenderer<'_> {
         diff: Sql,
         hidden_columns: Vec<String>,
     ) -> Statements {
+        let (state_ddl, state_resets) = self.scalar_states();
+        let mut ddl = storage_ddl(st, new_rows.rows());
+        ddl.extend(state_ddl);
         let stage = Statements {
-            storage_ddl: storage_ddl(st, new_rows.rows()),
-            full_refresh: diff_statement(st, self.ctx, &[], new_rows, None),
+            storage_ddl: ddl,
+            full_refresh: diff_statement(st, self.ctx, &state_resets, new_rows, None),
             differential_refresh: Some(diff),
             hidden_columns,
         };

@@ -144,7 +144,13 @@ impl IncrementalRenderer<'_> {
                     .join_sql(", ")
             ));
         }
-        let mut ctes = vec![sql!("\"__pgs_adv\" AS ({})", frontier_advance(self.ctx))];
+        // The one-row leaves' states, as the stage's full refresh stores them.
+        let (_, resets) = self.scalar_states();
+        let mut ctes: Vec<Sql> = resets
+            .iter()
+            .map(|(n, b)| sql!("{} AS MATERIALIZED ({})", Sql::ident(n), b))
+            .collect();
+        ctes.push(sql!("\"__pgs_adv\" AS ({})", frontier_advance(self.ctx)));
         ctes.extend(apply_ctes(stage_st, "", new_rows, None));
         ctes.extend(apply_ctes(
             top_st,

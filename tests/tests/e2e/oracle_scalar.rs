@@ -196,3 +196,112 @@ scalar!(
     "SELECT e.id, e.salary FROM employees e \
      WHERE (e.salary > 10) = (SELECT bool_and(salary < 40) FROM employees WHERE department_id > 2)"
 );
+
+/// The state tables of one-row `count`, `sum` and `avg` leaves (their running counts
+/// and sums, `contract::scalar_state_table`): created and stored with the stream
+/// table, moved to the table's counts and sums by each differential refresh, stored
+/// again when their row is gone and by the full refresh after a TRUNCATE, and gone
+/// with a replaced or dropped definition.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn running_sums_follow_the_table_and_go_with_the_stream_table() {
+    use pgstream_runtime::RuntimeHandle;
+    let db = test_db().await;
+    db.exec(
+        "CREATE TABLE m (id int PRIMARY KEY, g int, v numeric(10,2));
+         INSERT INTO m SELECT i, i % 4, CASE WHEN i % 5 = 0 THEN NULL ELSE i * 1.25 END
+           FROM generate_series(1, 40) i;",
+    )
+    .await;
+    let q = "SELECT id, v FROM m WHERE v > (SELECT avg(v) FROM m WHERE g <> 1) \
+             AND g < (SELECT count(*) FROM m WHERE v < 20)";
+    // Each state table's row against its aggregate's parts over the table, by the
+    // columns it has (`__pgs_s0`: the average's sum beside its count).
+    let states_match = |pool: sqlx::PgPool| async move {
+        let tables: Vec<(String, bool)> = sqlx::query_as(
+            "SELECT c.relname::text, EXISTS (SELECT 1 FROM pg_attribute a \
+                     WHERE a.attrelid = c.oid AND a.attname = '__pgs_s0') \
+               FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+              WHERE n.nspname = 'pgstream' AND c.relname LIKE '\\_scalar\\_%' ORDER BY 1",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        let mut ok = Vec::new();
+        for (t, avg) in &tables {
+            let check = if *avg {
+                format!(
+                    "SELECT (SELECT count(*) = 1 FROM pgstream.\"{t}\") AND \
+                     (SELECT (__pgs_n0, __pgs_s0) FROM pgstream.\"{t}\") IS NOT DISTINCT FROM \
+                     (SELECT (count(v), sum(v)) FROM m WHERE g <> 1)"
+                )
+            } else {
+                format!(
+                    "SELECT (SELECT count(*) = 1 FROM pgstream.\"{t}\") AND \
+                     (SELECT __pgs_n0 FROM pgstream.\"{t}\") = (SELECT count(*) FROM m WHERE v < 20)"
+                )
+            };
+            ok.push(pgstream_tests::compare::scalar_bool(&pool, &check).await);
+        }
+        (tables.len(), ok)
+    };
+    let h = RuntimeHandle::new(db.pool.clone());
+    h.create_stream_table("st", q, "1h", D).await.unwrap();
+    assert_eq!(states_match(db.pool.clone()).await, (2, vec![true, true]));
+
+    db.exec(
+        "UPDATE m SET v = v + 30 WHERE id % 3 = 0; DELETE FROM m WHERE id IN (2, 7);
+         INSERT INTO m VALUES (41, 0, NULL), (42, 2, 3.5); UPDATE m SET g = 1 WHERE id = 4;",
+    )
+    .await;
+    h.refresh("st").await.unwrap();
+    assert_eq!(db.difference(q, "id, v", "st").await, 0);
+    assert_eq!(states_match(db.pool.clone()).await, (2, vec![true, true]));
+
+    // A state row lost: the next refresh computes the parts from the table.
+    let names: Vec<String> = sqlx::query_scalar(
+        "SELECT relname::text FROM pg_class WHERE relname LIKE '\\_scalar\\_%'",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    for t in &names {
+        db.exec(&format!("DELETE FROM pgstream.\"{t}\"")).await;
+    }
+    db.exec("UPDATE m SET v = NULL WHERE id = 11; INSERT INTO m VALUES (43, 3, 19)")
+        .await;
+    h.refresh("st").await.unwrap();
+    assert_eq!(db.difference(q, "id, v", "st").await, 0);
+    assert_eq!(states_match(db.pool.clone()).await, (2, vec![true, true]));
+
+    // TRUNCATE: the full refresh stores the parts again.
+    db.exec(
+        "TRUNCATE m; INSERT INTO m SELECT i, i % 3, i * 2.5 FROM generate_series(1, 12) i;",
+    )
+    .await;
+    h.refresh("st").await.unwrap();
+    assert_eq!(db.difference(q, "id, v", "st").await, 0);
+    assert_eq!(states_match(db.pool.clone()).await, (2, vec![true, true]));
+    db.exec("UPDATE m SET v = v * 3 WHERE id < 5").await;
+    h.refresh("st").await.unwrap();
+    assert_eq!(db.difference(q, "id, v", "st").await, 0);
+    assert_eq!(states_match(db.pool.clone()).await, (2, vec![true, true]));
+
+    let plain = "SELECT id, v FROM m WHERE v > 10";
+    assert!(h.replace_stream_table("st", plain, "1h", D).await.unwrap());
+    assert_eq!(states_match(db.pool.clone()).await.0, 0, "replaced: no state left");
+    assert!(h.replace_stream_table("st", q, "1h", D).await.unwrap());
+    assert_eq!(states_match(db.pool.clone()).await, (2, vec![true, true]));
+    h.drop_stream_table("st").await.unwrap();
+    assert_eq!(states_match(db.pool.clone()).await.0, 0, "dropped: no state left");
+}
+// Under a stage (a top-k over the aggregate): the stage's full refresh stores the
+// average's running sums too.
+scalar!(
+    running_sums_under_a_stage,
+    D,
+    Org,
+    1417,
+    "SELECT department_id, count(*) AS n FROM employees \
+     WHERE salary > (SELECT avg(salary) FROM employees WHERE department_id <> 2) \
+     GROUP BY department_id ORDER BY n DESC, department_id LIMIT 3"
+);

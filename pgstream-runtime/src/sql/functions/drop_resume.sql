@@ -12,6 +12,7 @@ DECLARE
     dep text;
     srcs oid[];
     src oid;
+    state_table name;
 BEGIN
     sid := pgstream._resolve(name);
     -- Wait for a refresh in progress.
@@ -74,6 +75,15 @@ BEGIN
     IF pg_catalog.to_regclass(format('pgstream.%I', '_stage_' || st.id)) IS NOT NULL THEN
         EXECUTE format('DROP TABLE pgstream.%I', '_stage_' || st.id);
     END IF;
+    -- The state tables of its one-row aggregates (running counts and sums), written
+    -- only by this stream table's refreshes.
+    FOR state_table IN
+        SELECT c.relname FROM pg_catalog.pg_class c
+         WHERE c.relnamespace = 'pgstream'::regnamespace AND c.relkind = 'r'
+           AND c.relname ~ ('^_scalar_' || st.id || '_[0-9]+$')
+    LOOP
+        EXECUTE format('DROP TABLE pgstream.%I', state_table);
+    END LOOP;
 
     FOREACH src IN ARRAY coalesce(srcs, '{}') LOOP
         PERFORM 1 FROM pgstream.pgs_sources s WHERE s.source_oid = src FOR UPDATE;
