@@ -48,6 +48,8 @@ pub(crate) enum GroupOutcome {
     /// A member was being refreshed elsewhere, or the locks were not obtained in
     /// time: nothing was refreshed.
     Busy,
+    /// A group's windows held no rows (the scheduler's probe): nothing to refresh.
+    Idle,
     /// Member `member` (an index into the members) failed; nothing was refreshed.
     Failed {
         /// Which member failed.

@@ -19,7 +19,12 @@
 //! join of each busy buffer with the frontiers per filter template, in a REPEATABLE
 //! READ transaction) and is not refreshed either, so the busy cost follows what
 //! changed, not the number of stream tables over a shared source; the busy buffers are
-//! then trimmed. When no buffer holds a row and no stream table must be refreshed
+//! then trimmed. A group of inheriting stream tables, refreshed for its readers, whose
+//! sources are busy is first asked whether its windows may hold rows at all
+//! (`pgstream._windows_hold_rows`: a buffer row at or after a frontier's xmin): a
+//! source's buffer holding rows that another, slower consumer has not read made the
+//! group refresh with empty windows at every tick its readers were due (a reader whose
+//! own buffer is empty is skipped, so it stays due). When no buffer holds a row and no stream table must be refreshed
 //! regardless (not DIFFERENTIAL, a full refresh pending, never refreshed, a frontier not
 //! set), the tick ends after one scan of the catalog tables. Up to `parallel` refreshes
 //! run at once (builder: `parallel_refreshes`, default 1), shared by the passes; a stream
@@ -489,6 +494,15 @@ async fn run_pass(
                 };
                 running.insert(i, tokio::time::Instant::now());
                 let (pool, policy, lock) = (pool.clone(), *policy, job.lock.clone());
+                // A group of inheriting stream tables, refreshed for its readers: when
+                // its sources are busy only with rows another consumer has not read, it
+                // has nothing to apply (see `pgstream._windows_hold_rows`).
+                let probe = idle_skip
+                    && only.is_none()
+                    && job
+                        .members
+                        .iter()
+                        .all(|&m| rows[m].follows_readers && rows[m].quiet_skips);
                 let reply = Reply {
                     sender: sender.clone(),
                     job: i,
@@ -497,6 +511,13 @@ async fn run_pass(
                 // Failures are recorded here, not by the pass: the pass may have
                 // ended (detached) before this ends.
                 slots.tasks.spawn(async move {
+                    if probe && !windows_hold_rows(&pool, &in_flight.ids).await {
+                        tracing::trace!(stream_table = %members[0].1, "no changes in the windows of its group, not refreshed");
+                        drop(in_flight);
+                        drop(permit);
+                        reply.send(crate::inherit::GroupOutcome::Idle);
+                        return;
+                    }
                     let outcome = match &members[..] {
                         [(id, name)] => {
                             crate::inherit::single(try_refresh_by_id(&pool, *id, name).await)
@@ -580,6 +601,7 @@ async fn run_pass(
                     }
                 }
             }
+            crate::inherit::GroupOutcome::Idle => {}
             crate::inherit::GroupOutcome::Busy => {
                 if only.is_some() && only_outcome.is_none() {
                     only_outcome = Some(Only::Busy);
@@ -616,6 +638,17 @@ async fn run_pass(
         Some(o) => o,
         None => Only::Skipped,
     }))
+}
+
+/// Whether the windows of the stream tables `ids` may hold rows
+/// (`pgstream._windows_hold_rows`). An error counts as rows: the refresh then finds
+/// out, and reports what failed.
+async fn windows_hold_rows(pool: &PgPool, ids: &[i64]) -> bool {
+    sqlx::query_scalar::<_, bool>("SELECT pgstream._windows_hold_rows($1)")
+        .bind(ids)
+        .fetch_one(pool)
+        .await
+        .unwrap_or(true)
 }
 
 /// Advance the frontiers of the stream tables whose windows hold only changes that

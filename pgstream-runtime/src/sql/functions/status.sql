@@ -21,6 +21,37 @@ BEGIN
     RETURN busy;
 END $fn$;
 
+-- Whether the windows of the stream tables `ids` may hold rows: some buffer row of
+-- one of their sources lies at or after the xmin of its frontier there (a superset
+-- of every window: rows before it were visible to the frontier's snapshot, so they
+-- are in no window; a row after it may have been, which at worst refreshes for
+-- nothing). A frontier not set, or a source without a buffer, counts as rows. The
+-- scheduler asks it before refreshing a group of inheriting stream tables for their
+-- readers: a source's buffer holding rows that another consumer has not read yet
+-- refreshed the group, with empty windows, at every tick its readers were due.
+CREATE OR REPLACE FUNCTION pgstream._windows_hold_rows(ids bigint[]) RETURNS boolean
+LANGUAGE plpgsql STABLE AS $fn$
+DECLARE
+    f record;
+    hit boolean;
+BEGIN
+    FOR f IN SELECT fr.source_oid, fr.frontier FROM pgstream.pgs_frontiers fr
+              WHERE fr.st_id = ANY (ids) ORDER BY fr.source_oid LOOP
+        IF f.frontier IS NULL
+           OR to_regclass(format('%I.%I', 'pgstream_changes', 'changes_' || f.source_oid)) IS NULL THEN
+            RETURN true;
+        END IF;
+        EXECUTE format('SELECT EXISTS (SELECT 1 FROM %I.%I b
+                         WHERE b.__pgs_xid >= pg_catalog.pg_snapshot_xmin($1))',
+                       'pgstream_changes', 'changes_' || f.source_oid)
+           INTO hit USING f.frontier;
+        IF hit THEN
+            RETURN true;
+        END IF;
+    END LOOP;
+    RETURN false;
+END $fn$;
+
 -- Advance, without a refresh, the frontiers of the DIFFERENTIAL stream tables whose
 -- windows hold only changes that cannot alter them, and return their ids (the
 -- scheduler then leaves them out of its pass). A change cannot alter a stream table
