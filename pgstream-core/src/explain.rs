@@ -15,8 +15,20 @@ impl Compiled {
                     || matches!(&b.shape, Shape::SetOp { branches, .. }
                         if branches.iter().any(|br| br.leaves.iter().any(|l| l.agg.is_some()))) =>
             {
+                // A one-row leaf kept by running sums (`AggLeaf::inverse`) reads no
+                // table: said after the general rule.
+                let sums = b
+                    .leaves
+                    .iter()
+                    .filter_map(|l| l.agg.as_ref())
+                    .any(|a| a.groups.is_empty() && a.inverse.is_some());
                 format!(
-                    "{base}; each aggregate subquery (in FROM, a correlated scalar aggregate LEFT JOINed on its correlation keys, or an uncorrelated one CROSS JOINed as its one row) recomputes the groups the changes of its table touch (old and new state) and is read by group key"
+                    "{base}; each aggregate subquery (in FROM, a correlated scalar aggregate LEFT JOINed on its correlation keys, or an uncorrelated one CROSS JOINed as its one row) recomputes the groups the changes of its table touch (old and new state) and is read by group key{}",
+                    if sums {
+                        "; a one-row count, sum or avg keeps its counts and sums in a state table and reads only the changes"
+                    } else {
+                        ""
+                    }
                 )
             }
             _ => base,

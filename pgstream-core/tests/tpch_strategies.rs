@@ -300,14 +300,24 @@ fn tpch_q22_keeps_the_average_as_running_sums() {
     );
     // The subquery's scan of customer: only the fallback (the flip terms read
     // customer as `t`, restricted to the range between the two averages).
-    assert_eq!(d.matches("\"public\".\"customer\" AS \"customer\"").count(), 1, "{d}");
+    assert_eq!(
+        d.matches("\"public\".\"customer\" AS \"customer\"").count(),
+        1,
+        "{d}"
+    );
     let old = cte(&d, "__pgs_so1");
     assert!(
         old.contains("::numeric / ") && !old.contains("\"public\".\"customer\""),
         "{old}"
     );
-    assert!(cte(&d, "__pgs_pu1").contains(&format!("AS (UPDATE {state} SET")), "{d}");
-    assert!(cte(&d, "__pgs_pi1").contains(&format!("AS (INSERT INTO {state}")), "{d}");
+    assert!(
+        cte(&d, "__pgs_pu1").contains(&format!("AS (UPDATE {state} SET")),
+        "{d}"
+    );
+    assert!(
+        cte(&d, "__pgs_pi1").contains(&format!("AS (INSERT INTO {state}")),
+        "{d}"
+    );
     let a = artifacts(22);
     assert!(
         a.storage_ddl
@@ -317,8 +327,11 @@ fn tpch_q22_keeps_the_average_as_running_sums() {
         a.storage_ddl
     );
     assert!(
-        a.full_refresh.contains(&format!("\"__pgs_rd1\" AS MATERIALIZED (DELETE FROM {state}"))
-            && a.full_refresh.contains(&format!("\"__pgs_ri1\" AS MATERIALIZED (INSERT INTO {state} SELECT")),
+        a.full_refresh.contains(&format!(
+            "\"__pgs_rd1\" AS MATERIALIZED (DELETE FROM {state}"
+        )) && a.full_refresh.contains(&format!(
+            "\"__pgs_ri1\" AS MATERIALIZED (INSERT INTO {state} SELECT"
+        )),
         "{}",
         a.full_refresh
     );

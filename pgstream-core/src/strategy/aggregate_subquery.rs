@@ -276,7 +276,11 @@ impl IncrementalRenderer<'_> {
             alias,
             relevant(a)
         );
-        let scanned = self.scalar_parts_sql(i, &inverse_parts(inverse), Some(&sql!("(SELECT NOT EXISTS (SELECT 1 FROM {}))", state)));
+        let scanned = self.scalar_parts_sql(
+            i,
+            &inverse_parts(inverse),
+            Some(&sql!("(SELECT NOT EXISTS (SELECT 1 FROM {}))", state)),
+        );
         self.ctes.push((
             parts.clone(),
             sql!(

@@ -1,43 +1,44 @@
-//! The scheduler: every tick, refresh each active stream table that is due,
-//! upstream stream tables before the ones that read them (topological order). With a
-//! duration schedule, a stream table is due when its last refresh is older than the
-//! duration (or a TRUNCATE of a source is pending); the SQL query decides. With a cron
-//! schedule, it is due when a fire time lies after its last refresh (or, if it was
-//! never refreshed, after its creation) and at or before the database's `now()`; the
-//! query returns every active cron row and [`Schedule::is_due`] decides here (`plan.rs`). An
-//! `on commit` stream table is refreshed by the on-commit listener (`oncommit.rs`);
-//! here it counts as a duration schedule of [`Schedule::ON_COMMIT_FALLBACK`] (its
-//! `schedule_interval`), a safety net for a lost notification. A due
-//! DIFFERENTIAL stream table none of whose sources' change buffers holds rows is not
-//! refreshed at all (its refresh would find empty windows; `pgs_status` computes
-//! staleness from pending changes, so it stays fresh): an idle tick costs one probe
-//! per source (`pgstream._busy_sources`) instead of a refresh per stream table. A
-//! stream table refreshed in the pass with rows changed makes its readers, later in
-//! the pass, busy. A stream table whose windows hold only changes that fail its change
-//! filters (`WHERE tenant_id = 3` and a change of tenant 7; see pgstream-core's
-//! `relevance.rs`) has its frontiers advanced by `pgstream._advance_unaffected` (one
-//! join of each busy buffer with the frontiers per filter template, in a REPEATABLE
-//! READ transaction) and is not refreshed either, so the busy cost follows what
-//! changed, not the number of stream tables over a shared source; the busy buffers are
-//! then trimmed. A group of inheriting stream tables, refreshed for its readers, whose
-//! sources are busy is first asked whether its windows may hold rows at all
-//! (`pgstream._windows_hold_rows`: a buffer row at or after a frontier's xmin): a
-//! source's buffer holding rows that another, slower consumer has not read made the
-//! group refresh with empty windows at every tick its readers were due (a reader whose
-//! own buffer is empty is skipped, so it stays due). When no buffer holds a row and no stream table must be refreshed
-//! regardless (not DIFFERENTIAL, a full refresh pending, never refreshed, a frontier not
-//! set), the tick ends after one scan of the catalog tables. Up to `parallel` refreshes
-//! run at once (builder: `parallel_refreshes`, default 1), shared by the passes; a stream
-//! table starts once every due stream table it reads has finished, so a slow one delays
-//! only its readers within the pass, and once it has run for a tick with nothing else
-//! left to start, the pass ends without it (it goes on, holding its slot) and later
-//! passes refresh the others, leaving out it and its readers until it ends. Without the DDL event trigger every due stream table is refreshed,
-//! since the refresh is then what finds drift and new partitions. A stream table being refreshed elsewhere (another replica, a
-//! manual call) is skipped, not waited for. A failed refresh is recorded and retried
-//! with exponential backoff; after `max_failures` failures in a row the stream table
-//! is SUSPENDED (`pgstream.resume_stream_table`). When the database cannot be reached,
-//! the scheduler waits with exponential backoff (up to 30 s) and carries on; the pool
-//! opens new connections once the server is back.
+//! The scheduler: every tick, refresh each active stream table that is due, upstream
+//! stream tables before the ones that read them (topological order). With a duration
+//! schedule, a stream table is due when its last refresh is older than the duration (or
+//! a TRUNCATE of a source is pending); the SQL query decides. With a cron schedule, it
+//! is due when a fire time lies after its last refresh (or, if it was never refreshed,
+//! after its creation) and at or before the database's `now()`; the query returns every
+//! active cron row and [`Schedule::is_due`] decides here (`plan.rs`). An `on commit`
+//! stream table is refreshed by the on-commit listener (`oncommit.rs`); here it counts
+//! as a duration schedule of [`Schedule::ON_COMMIT_FALLBACK`] (its
+//! `schedule_interval`), a safety net for a lost notification. A due DIFFERENTIAL
+//! stream table none of whose sources' change buffers holds rows is not refreshed at
+//! all (its refresh would find empty windows; `pgs_status` computes staleness from
+//! pending changes, so it stays fresh): an idle tick costs one probe per source
+//! (`pgstream._busy_sources`) instead of a refresh per stream table. A stream table
+//! refreshed in the pass with rows changed makes its readers, later in the pass, busy.
+//! A stream table whose windows hold only changes that fail its change filters (`WHERE
+//! tenant_id = 3` and a change of tenant 7; see pgstream-core's `relevance.rs`) has its
+//! frontiers advanced by `pgstream._advance_unaffected` (one join of each busy buffer
+//! with the frontiers per filter template, in a REPEATABLE READ transaction) and is not
+//! refreshed either, so the busy cost follows what changed, not the number of stream
+//! tables over a shared source; the busy buffers are then trimmed. A group of
+//! inheriting stream tables, refreshed for its readers, whose sources are busy is first
+//! asked whether its windows may hold rows at all (`pgstream._windows_hold_rows`: a
+//! buffer row at or after a frontier's xmin): a source's buffer holding rows that
+//! another, slower consumer has not read made the group refresh with empty windows at
+//! every tick its readers were due (a reader whose own buffer is empty is skipped, so
+//! it stays due). When no buffer holds a row and no stream table must be refreshed
+//! regardless (not DIFFERENTIAL, a full refresh pending, never refreshed, a frontier
+//! not set), the tick ends after one scan of the catalog tables. Up to `parallel`
+//! refreshes run at once (builder: `parallel_refreshes`, default 1), shared by the
+//! passes; a stream table starts once every due stream table it reads has finished, so
+//! a slow one delays only its readers within the pass, and once it has run for a tick
+//! with nothing else left to start, the pass ends without it (it goes on, holding its
+//! slot) and later passes refresh the others, leaving out it and its readers until it
+//! ends. Without the DDL event trigger every due stream table is refreshed, since the
+//! refresh is then what finds drift and new partitions. A stream table being refreshed
+//! elsewhere (another replica, a manual call) is skipped, not waited for. A failed
+//! refresh is recorded and retried with exponential backoff; after `max_failures`
+//! failures in a row the stream table is SUSPENDED (`pgstream.resume_stream_table`).
+//! When the database cannot be reached, the scheduler waits with exponential backoff
+//! (up to 30 s) and carries on; the pool opens new connections once the server is back.
 //!
 //! [`Schedule::is_due`]: pgstream_core::Schedule::is_due
 //! [`Schedule::ON_COMMIT_FALLBACK`]: pgstream_core::Schedule::ON_COMMIT_FALLBACK

@@ -247,6 +247,11 @@ async fn running_sums_follow_the_table_and_go_with_the_stream_table() {
     let h = RuntimeHandle::new(db.pool.clone());
     h.create_stream_table("st", q, "1h", D).await.unwrap();
     assert_eq!(states_match(db.pool.clone()).await, (2, vec![true, true]));
+    let strategy = common::strategy(&db, "st").await;
+    assert!(
+        strategy.contains("a one-row count, sum or avg keeps its counts and sums in a state table"),
+        "{strategy}"
+    );
 
     db.exec(
         "UPDATE m SET v = v + 30 WHERE id % 3 = 0; DELETE FROM m WHERE id IN (2, 7);
@@ -258,12 +263,11 @@ async fn running_sums_follow_the_table_and_go_with_the_stream_table() {
     assert_eq!(states_match(db.pool.clone()).await, (2, vec![true, true]));
 
     // A state row lost: the next refresh computes the parts from the table.
-    let names: Vec<String> = sqlx::query_scalar(
-        "SELECT relname::text FROM pg_class WHERE relname LIKE '\\_scalar\\_%'",
-    )
-    .fetch_all(&db.pool)
-    .await
-    .unwrap();
+    let names: Vec<String> =
+        sqlx::query_scalar("SELECT relname::text FROM pg_class WHERE relname LIKE '\\_scalar\\_%'")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
     for t in &names {
         db.exec(&format!("DELETE FROM pgstream.\"{t}\"")).await;
     }
@@ -274,10 +278,8 @@ async fn running_sums_follow_the_table_and_go_with_the_stream_table() {
     assert_eq!(states_match(db.pool.clone()).await, (2, vec![true, true]));
 
     // TRUNCATE: the full refresh stores the parts again.
-    db.exec(
-        "TRUNCATE m; INSERT INTO m SELECT i, i % 3, i * 2.5 FROM generate_series(1, 12) i;",
-    )
-    .await;
+    db.exec("TRUNCATE m; INSERT INTO m SELECT i, i % 3, i * 2.5 FROM generate_series(1, 12) i;")
+        .await;
     h.refresh("st").await.unwrap();
     assert_eq!(db.difference(q, "id, v", "st").await, 0);
     assert_eq!(states_match(db.pool.clone()).await, (2, vec![true, true]));
@@ -288,11 +290,19 @@ async fn running_sums_follow_the_table_and_go_with_the_stream_table() {
 
     let plain = "SELECT id, v FROM m WHERE v > 10";
     assert!(h.replace_stream_table("st", plain, "1h", D).await.unwrap());
-    assert_eq!(states_match(db.pool.clone()).await.0, 0, "replaced: no state left");
+    assert_eq!(
+        states_match(db.pool.clone()).await.0,
+        0,
+        "replaced: no state left"
+    );
     assert!(h.replace_stream_table("st", q, "1h", D).await.unwrap());
     assert_eq!(states_match(db.pool.clone()).await, (2, vec![true, true]));
     h.drop_stream_table("st").await.unwrap();
-    assert_eq!(states_match(db.pool.clone()).await.0, 0, "dropped: no state left");
+    assert_eq!(
+        states_match(db.pool.clone()).await.0,
+        0,
+        "dropped: no state left"
+    );
 }
 // Under a stage (a top-k over the aggregate): the stage's full refresh stores the
 // average's running sums too.
