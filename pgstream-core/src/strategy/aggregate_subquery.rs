@@ -212,7 +212,8 @@ impl IncrementalRenderer<'_> {
     /// avg       = sum::numeric / count::numeric
     /// ```
     ///
-    /// (`Σ` over the window's images, `w` = ±1, `x` not NULL; `avg` divides as
+    /// (`Σ` over the window's images, `w` = ±1, `x` not NULL, `Σ x·w` computed as the
+    /// sum of the added values less the sum of the removed ones; `avg` divides as
     /// PostgreSQL's does). Q22's average then reads no customer: the refresh costs
     /// the window, not the table. When the state table holds no row (it always does
     /// after the full refresh that populates the stream table), the parts are
@@ -239,8 +240,13 @@ impl IncrementalRenderer<'_> {
                     news.push(sql!("p.{} AS {}", n, col(i, j)));
                 }
                 Inverse::Sum(x) | Inverse::Avg(x) => {
+                    // The values the window adds less those it takes away, not
+                    // `sum(x * w)`: `-2147483648 * -1` does not fit an integer (the
+                    // refresh that deleted such a row failed). A window's weights
+                    // are ±1: keyed images telescope, keyless ones are not netted.
                     deltas.push(sql!(
-                        "sum({0}) FILTER (WHERE ({1}) IS NOT NULL) AS {2}, sum(({1}) * {0}) AS {3}",
+                        "sum({0}) FILTER (WHERE ({1}) IS NOT NULL) AS {2}, \
+                         COALESCE(sum({1}) FILTER (WHERE {0} > 0), 0) - COALESCE(sum({1}) FILTER (WHERE {0} < 0), 0) AS {3}",
                         W,
                         x,
                         n,

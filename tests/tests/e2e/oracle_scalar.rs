@@ -315,3 +315,27 @@ scalar!(
      WHERE salary > (SELECT avg(salary) FROM employees WHERE department_id <> 2) \
      GROUP BY department_id ORDER BY n DESC, department_id LIMIT 3"
 );
+
+/// An integer column that holds its type's extremes, in a table without a key: the
+/// running sums take the window's added values less its removed ones (the weighted
+/// sum `x * w` of a deleted -2147483648 overflowed, and every refresh after it failed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn running_sums_at_the_integer_limits() {
+    use pgstream_tests::oracle::Domain;
+    let name = "running_sums_at_the_integer_limits";
+    let query = "SELECT kind, amount FROM events \
+                 WHERE amount <= (SELECT avg(amount) FROM events WHERE kind IS NOT NULL) \
+                 AND amount < (SELECT sum(amount) FROM events)";
+    let db = test_db().await;
+    let o = common::oracle_for(name, query, Events, 1418).domain(
+        "events",
+        "amount",
+        Domain::literals(&["-2147483648", "2147483647", "-2147483647", "0", "3", "NULL"]),
+    );
+    common::run_oracle(&db, &o, name, query, D, &[]).await;
+    let strategy = common::strategy(&db, name).await;
+    assert!(
+        strategy.contains("keeps its counts and sums in a state table"),
+        "{strategy}"
+    );
+}
