@@ -339,3 +339,52 @@ async fn running_sums_at_the_integer_limits() {
         "{strategy}"
     );
 }
+
+/// IMMEDIATE mode refreshes inside each writing statement, so the running sums are
+/// written there too: a statement rolled back to a savepoint takes its refresh's
+/// state with it, and the sums stay those of the rows that remain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn running_sums_roll_back_with_a_savepoint() {
+    use pgstream_runtime::RuntimeHandle;
+    let db = test_db().await;
+    db.exec(
+        "CREATE TABLE m (id int PRIMARY KEY, v numeric(10,2));
+         INSERT INTO m SELECT i, i * 1.5 FROM generate_series(1, 20) i;",
+    )
+    .await;
+    let q = "SELECT id, v FROM m WHERE v > (SELECT avg(v) FROM m)";
+    let h = RuntimeHandle::new(db.pool.clone());
+    h.create_stream_table("st", q, "1h", Mode::Immediate)
+        .await
+        .unwrap();
+    let state: String =
+        sqlx::query_scalar("SELECT relname::text FROM pg_class WHERE relname LIKE '\\_scalar\\_%'")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    let mut tx = db.pool.begin().await.unwrap();
+    for sql in [
+        "INSERT INTO m VALUES (21, 100)",
+        "SAVEPOINT s",
+        "UPDATE m SET v = v + 1000 WHERE id <= 10",
+        "DELETE FROM m WHERE id > 15",
+        "ROLLBACK TO SAVEPOINT s",
+        "UPDATE m SET v = NULL WHERE id = 3",
+        "SAVEPOINT t",
+        "INSERT INTO m VALUES (22, 5000)",
+        "RELEASE SAVEPOINT t",
+    ] {
+        sqlx::query(sql).execute(&mut *tx).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+    assert_eq!(db.difference(q, "id, v", "st").await, 0);
+    let same = pgstream_tests::compare::scalar_bool(
+        &db.pool,
+        &format!(
+            "SELECT (SELECT (__pgs_n0, __pgs_s0) FROM pgstream.\"{state}\") \
+                    = (SELECT (count(v), sum(v)) FROM m)"
+        ),
+    )
+    .await;
+    assert!(same, "the state row is not the table's count and sum");
+}
