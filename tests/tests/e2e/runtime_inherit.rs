@@ -156,8 +156,9 @@ async fn a_chain_follows_its_last_reader_and_status_shows_it() {
     let before = (refresh_count(&db, "a").await, refresh_count(&db, "b").await);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let after = (refresh_count(&db, "a").await, refresh_count(&db, "b").await);
-    assert_eq!(
-        before, after,
+    // (At most one: a pass that started before `before` was read may still end.)
+    assert!(
+        after.0 <= before.0 + 1 && after.1 <= before.1 + 1,
         "refreshes of a and b with nothing changed: {before:?} then {after:?}"
     );
 

@@ -21,30 +21,35 @@ BEGIN
     RETURN busy;
 END $fn$;
 
--- Whether the windows of the stream tables `ids` may hold rows: some buffer row of
--- one of their sources lies at or after the xmin of its frontier there (a superset
--- of every window: rows before it were visible to the frontier's snapshot, so they
--- are in no window; a row after it may have been, which at worst refreshes for
--- nothing). A frontier not set, or a source without a buffer, counts as rows. The
--- scheduler asks it before refreshing a group of inheriting stream tables for their
--- readers: a source's buffer holding rows that another consumer has not read yet
--- refreshed the group, with empty windows, at every tick its readers were due.
+-- Whether the windows of the stream tables `ids` hold rows: some buffer row of one of
+-- their sources that the frontier there has not seen (the window's own test: at or
+-- after the snapshot's xmin and not visible in it, or a row of the frontier's own
+-- transaction after the change it consumed). A frontier not set, or a source without
+-- a buffer, counts as rows. The scheduler asks it before refreshing a group of
+-- inheriting stream tables for their readers: a source's buffer holding rows that
+-- another consumer has not read yet refreshed the group, with empty windows, at every
+-- tick its readers were due. (The xmin test alone is not enough: any transaction
+-- running in the cluster when the frontier was taken holds its xmin back, and the
+-- rows written since, all seen, passed it.)
 CREATE OR REPLACE FUNCTION pgstream._windows_hold_rows(ids bigint[]) RETURNS boolean
 LANGUAGE plpgsql STABLE AS $fn$
 DECLARE
     f record;
     hit boolean;
 BEGIN
-    FOR f IN SELECT fr.source_oid, fr.frontier FROM pgstream.pgs_frontiers fr
+    FOR f IN SELECT fr.source_oid, fr.frontier, fr.own_xid, fr.own_change
+               FROM pgstream.pgs_frontiers fr
               WHERE fr.st_id = ANY (ids) ORDER BY fr.source_oid LOOP
         IF f.frontier IS NULL
            OR to_regclass(format('%I.%I', 'pgstream_changes', 'changes_' || f.source_oid)) IS NULL THEN
             RETURN true;
         END IF;
         EXECUTE format('SELECT EXISTS (SELECT 1 FROM %I.%I b
-                         WHERE b.__pgs_xid >= pg_catalog.pg_snapshot_xmin($1))',
+                         WHERE b.__pgs_xid >= pg_catalog.pg_snapshot_xmin($1)
+                           AND CASE WHEN b.__pgs_xid = $2 THEN b.__pgs_change_id > COALESCE($3, -1)
+                                    ELSE NOT pg_catalog.pg_visible_in_snapshot(b.__pgs_xid, $1) END)',
                        'pgstream_changes', 'changes_' || f.source_oid)
-           INTO hit USING f.frontier;
+           INTO hit USING f.frontier, f.own_xid, f.own_change;
         IF hit THEN
             RETURN true;
         END IF;
