@@ -20,8 +20,8 @@
 //! refreshed either, so the busy cost follows what changed, not the number of stream
 //! tables over a shared source; the busy buffers are then trimmed. A group of
 //! inheriting stream tables, refreshed for its readers, whose sources are busy is first
-//! asked whether its windows may hold rows at all (`pgstream._windows_hold_rows`: a
-//! buffer row at or after a frontier's xmin): a source's buffer holding rows that
+//! asked whether its windows hold rows at all (`pgstream._windows_hold_rows`, the
+//! window's own test on the buffers): a source's buffer holding rows that
 //! another, slower consumer has not read made the group refresh with empty windows at
 //! every tick its readers were due (a reader whose own buffer is empty is skipped, so
 //! it stays due). When no buffer holds a row and no stream table must be refreshed
