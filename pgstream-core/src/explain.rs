@@ -21,7 +21,7 @@ impl Compiled {
                     .leaves
                     .iter()
                     .filter_map(|l| l.agg.as_ref())
-                    .any(|a| a.groups.is_empty() && a.inverse.is_some());
+                    .any(|a| a.inverse.is_some());
                 format!(
                     "{base}; each aggregate subquery (in FROM, a correlated scalar aggregate LEFT JOINed on its correlation keys, or an uncorrelated one CROSS JOINed as its one row) recomputes the groups the changes of its table touch (old and new state) and is read by group key{}",
                     if sums {
@@ -307,7 +307,8 @@ fn explain_block(b: &Block, out: &mut String) {
                         format!("Scan {} AS {}", l.table.name, l.alias),
                         "change buffer window (Z-set: -old, +new)".into(),
                     )),
-                    Some(a) if a.groups.is_empty() && a.inverse.is_some() => lines.push((
+                    // An inverse exists only without GROUP BY (`AggLeaf::inverse`).
+                    Some(a) if a.inverse.is_some() => lines.push((
                         depth,
                         format!("ScalarAggregate ({}) AS {}", a.text, l.alias),
                         "delta: its counts and sums kept in a state table, moved by the changes' (the table is not read); the rows joined to it are re-evaluated only when its value changed".into(),

@@ -95,16 +95,24 @@ pub(crate) fn diff_statement(
     new_rows: &NewRows,
     gate: Option<&Sql>,
 ) -> Sql {
-    let mut ctes: Vec<Sql> = leading_ctes
-        .iter()
-        .map(|(n, b)| sql!("{} AS MATERIALIZED ({})", Sql::ident(n), b))
-        .collect();
-    ctes.push(sql!("\"__pgs_adv\" AS ({})", frontier_advance(ctx)));
+    let mut ctes = head_ctes(leading_ctes, ctx);
     ctes.extend(apply_ctes(st, "", new_rows, gate));
     sql!(
         "WITH {}\nSELECT (SELECT count(*) FROM \"__pgs_del\") + (SELECT count(*) FROM \"__pgs_ins\") AS \"rows_changed\"",
         Sql::join(ctes, ",\n")
     )
+}
+
+/// The first CTEs of a statement that applies new rows: `leading` (`(name, body)`,
+/// materialized: windows, or the writes of one-row leaves' states), then the advance
+/// of the frontiers (`__pgs_adv`).
+pub(crate) fn head_ctes(leading: &[(String, Sql)], ctx: &RenderContext) -> Vec<Sql> {
+    let mut ctes: Vec<Sql> = leading
+        .iter()
+        .map(|(n, b)| sql!("{} AS MATERIALIZED ({})", Sql::ident(n), b))
+        .collect();
+    ctes.push(sql!("\"__pgs_adv\" AS ({})", frontier_advance(ctx)));
+    ctes
 }
 
 /// The storage table `st`, created from `new_rows` (the rows with its columns), and

@@ -222,11 +222,10 @@ impl IncrementalRenderer<'_> {
         let l = &self.block.leaves[i];
         let a = l.agg.as_ref().expect("aggregate leaf");
         let alias = Sql::ident(&a.alias);
-        let part = |k: &str, j: usize| Sql::ident(&format!("__pgs_{k}{j}"));
         let (mut deltas, mut olds, mut news, mut adds) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for (j, inv) in inverse.iter().enumerate() {
-            let (n, s) = (part("n", j), part("s", j));
+            let (n, s) = (part_name("n", j), part_name("s", j));
             let old_n = sql!("(p.{} - COALESCE(d.{}, 0))", n, n);
             let new_n = sql!("(st.{} + COALESCE(d.{}, 0))", n, n);
             adds.push(sql!("{}::bigint AS {}", new_n, n));
@@ -274,6 +273,7 @@ impl IncrementalRenderer<'_> {
             }
         }
         let state = self.scalar_state(i);
+        let state_parts = inverse_parts(inverse);
         let parts = format!("__pgs_sp{}", i);
         let window_sums = sql!(
             "(SELECT {} FROM {} AS {}{}) AS d",
@@ -284,7 +284,7 @@ impl IncrementalRenderer<'_> {
         );
         let scanned = self.scalar_parts_sql(
             i,
-            &inverse_parts(inverse),
+            &state_parts,
             Some(&sql!("(SELECT NOT EXISTS (SELECT 1 FROM {}))", state)),
         );
         self.ctes.push((
@@ -300,7 +300,7 @@ impl IncrementalRenderer<'_> {
         ));
         // The state after this refresh, in the same statement (its snapshot: the
         // update and the insert read the state as it was before it).
-        let cols = inverse_parts(inverse)
+        let cols = state_parts
             .into_iter()
             .map(|(n, _)| n)
             .collect::<Vec<_>>()
@@ -607,19 +607,24 @@ impl IncrementalRenderer<'_> {
 /// an average) with the aggregate that computes each over its table: per item, the
 /// count of its rows (or of its argument's non-NULL values) and the sum.
 fn inverse_parts(inverse: &[Inverse]) -> Vec<(Sql, Sql)> {
-    let part = |k: &str, j: usize| Sql::ident(&format!("__pgs_{k}{j}"));
     let mut out = Vec::new();
     for (j, inv) in inverse.iter().enumerate() {
         match inv {
-            Inverse::Count(None) => out.push((part("n", j), Sql::fixed("count(*)"))),
-            Inverse::Count(Some(x)) => out.push((part("n", j), sql!("count({})", x))),
+            Inverse::Count(None) => out.push((part_name("n", j), Sql::fixed("count(*)"))),
+            Inverse::Count(Some(x)) => out.push((part_name("n", j), sql!("count({})", x))),
             Inverse::Sum(x) | Inverse::Avg(x) => {
-                out.push((part("n", j), sql!("count({})", x)));
-                out.push((part("s", j), sql!("sum({})", x)));
+                out.push((part_name("n", j), sql!("count({})", x)));
+                out.push((part_name("s", j), sql!("sum({})", x)));
             }
         }
     }
     out
+}
+
+/// `"__pgs_<kind><j>"`: the count (`n`) or the sum (`s`) of item `j` of a one-row
+/// leaf, in its state table and in the CTEs that read and write it.
+fn part_name(kind: &str, j: usize) -> Sql {
+    Sql::ident(&format!("__pgs_{kind}{j}"))
 }
 
 fn scalar_value(i: usize) -> String {

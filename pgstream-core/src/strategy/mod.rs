@@ -696,7 +696,7 @@ impl IncrementalRenderer<'_> {
             differential_refresh: Some(diff),
             hidden_columns,
         };
-        self.top_artifacts(stage, new_rows)
+        self.top_artifacts(stage, new_rows, &state_resets)
     }
 
     /// The statement shared by the recompute strategies: collect the keys the changes

@@ -31,7 +31,7 @@
 
 use super::*;
 use crate::ir::OuterQuery;
-use crate::render::apply::{apply_ctes, Copies, NewRows};
+use crate::render::apply::{apply_ctes, head_ctes, Copies, NewRows};
 
 impl IncrementalRenderer<'_> {
     /// What the stream table holds over the stage whose rows are `rows` (a relation
@@ -110,7 +110,14 @@ impl IncrementalRenderer<'_> {
     /// runtime's `NOT NULL` columns apply to it), then the stage with an index on the
     /// `ORDER BY` columns; the full refresh recomputes the stage and takes the top
     /// rows from its new rows, in one statement.
-    pub(super) fn top_artifacts(&self, stage: Statements, new_rows: &NewRows) -> Statements {
+    /// `resets` are the leading CTEs of the stage's full refresh (the one-row leaves'
+    /// states, `scalar_states`), which this full refresh runs too.
+    pub(super) fn top_artifacts(
+        &self,
+        stage: Statements,
+        new_rows: &NewRows,
+        resets: &[(String, Sql)],
+    ) -> Statements {
         let (Some(over), Some(top_st)) = (self.top, &self.top_storage) else {
             return stage;
         };
@@ -144,13 +151,7 @@ impl IncrementalRenderer<'_> {
                     .join_sql(", ")
             ));
         }
-        // The one-row leaves' states, as the stage's full refresh stores them.
-        let (_, resets) = self.scalar_states();
-        let mut ctes: Vec<Sql> = resets
-            .iter()
-            .map(|(n, b)| sql!("{} AS MATERIALIZED ({})", Sql::ident(n), b))
-            .collect();
-        ctes.push(sql!("\"__pgs_adv\" AS ({})", frontier_advance(self.ctx)));
+        let mut ctes = head_ctes(resets, self.ctx);
         ctes.extend(apply_ctes(stage_st, "", new_rows, None));
         ctes.extend(apply_ctes(
             top_st,
