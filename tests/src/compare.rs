@@ -24,6 +24,19 @@ pub async fn stage_tables(pool: &PgPool) -> i64 {
     .await
 }
 
+/// The names of the state tables of one-row aggregates (`pgstream._scalar_<id>_<leaf>`)
+/// in the database, in order.
+pub async fn scalar_state_tables(pool: &PgPool) -> Vec<String> {
+    sqlx::query_scalar(
+        "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname = 'pgstream' AND c.relkind = 'r' AND c.relname LIKE '\\_scalar\\_%' \
+         ORDER BY 1",
+    )
+    .fetch_all(pool)
+    .await
+    .expect("listing the state tables")
+}
+
 /// The single `boolean` that `sql` returns; panics with the SQL on error.
 pub async fn scalar_bool(pool: &PgPool, sql: &str) -> bool {
     sqlx::query_scalar::<_, bool>(sql)

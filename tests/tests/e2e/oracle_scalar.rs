@@ -263,12 +263,7 @@ async fn running_sums_follow_the_table_and_go_with_the_stream_table() {
     assert_eq!(states_match(db.pool.clone()).await, (2, vec![true, true]));
 
     // A state row lost: the next refresh computes the parts from the table.
-    let names: Vec<String> =
-        sqlx::query_scalar("SELECT relname::text FROM pg_class WHERE relname LIKE '\\_scalar\\_%'")
-            .fetch_all(&db.pool)
-            .await
-            .unwrap();
-    for t in &names {
+    for t in &pgstream_tests::compare::scalar_state_tables(&db.pool).await {
         db.exec(&format!("DELETE FROM pgstream.\"{t}\"")).await;
     }
     db.exec("UPDATE m SET v = NULL WHERE id = 11; INSERT INTO m VALUES (43, 3, 19)")
@@ -357,11 +352,9 @@ async fn running_sums_roll_back_with_a_savepoint() {
     h.create_stream_table("st", q, "1h", Mode::Immediate)
         .await
         .unwrap();
-    let state: String =
-        sqlx::query_scalar("SELECT relname::text FROM pg_class WHERE relname LIKE '\\_scalar\\_%'")
-            .fetch_one(&db.pool)
-            .await
-            .unwrap();
+    let [state] = &pgstream_tests::compare::scalar_state_tables(&db.pool).await[..] else {
+        panic!("one state table expected");
+    };
     let mut tx = db.pool.begin().await.unwrap();
     for sql in [
         "INSERT INTO m VALUES (21, 100)",
