@@ -247,6 +247,16 @@ async fn run_pass(
     slots: &Slots,
     detach_after: Option<Duration>,
 ) -> Result<Option<Only>> {
+    // The stream tables an earlier pass is refreshing, taken before the catalog is
+    // read: one whose refresh ends while this pass reads would otherwise be seen not
+    // in flight, with its row as it was before that refresh (its failure not counted
+    // and no retry wait set, or its last refresh not moved), and be refreshed again
+    // at once. Such a stream table is left for the next pass, which reads its row anew.
+    let in_flight_before: HashSet<i64> = slots
+        .in_flight
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
     let mut tx = crate::pin::begin(pool)
         .await
         .step(None, "scheduler: reading the catalog")?;
@@ -403,16 +413,19 @@ async fn run_pass(
     let mut upstream: Vec<Vec<usize>> = job_dependencies(&rows, &jobs);
     let mut done = vec![false; jobs.len()];
     // Jobs left for a later pass: a member is still being refreshed by an earlier
-    // pass, they read from such a job, or they are inheriting stream tables refreshed
-    // for such jobs only (see `left_for_later`). Decided once, from the stream tables
-    // in flight now: during the pass that set only loses the earlier passes' refreshes
-    // as they end (what they left then waits for the next pass) and gains this pass's
-    // jobs as they start (each stream table is in one job), so no job left unstarted
-    // here can come to have a member in flight.
+    // pass, or was when this pass began to read the catalog (its row may predate that
+    // refresh's end), they read from such a job, or they are inheriting stream tables
+    // refreshed for such jobs only (see `left_for_later`). Decided once: during the
+    // pass the set in flight only loses the earlier passes' refreshes as they end
+    // (what they left then waits for the next pass) and gains this pass's jobs as they
+    // start (each stream table is in one job), so no job left unstarted here can come
+    // to have a member in flight.
     // They count as started: the loop below never starts them.
     let mut started = {
         let set = slots.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-        left_for_later(&rows, &jobs, &upstream, |id| set.contains(&id))
+        left_for_later(&rows, &jobs, &upstream, |id| {
+            set.contains(&id) || in_flight_before.contains(&id)
+        })
     };
     for (i, _) in started.iter().enumerate().filter(|(_, &b)| b) {
         tracing::debug!(stream_table = %rows[jobs[i].members[0]].name,

@@ -194,9 +194,11 @@ async fn failing_refresh_backs_off_is_suspended_and_resumed() {
     );
     // Backoff: 100, 200, 400 ms between retries, nominally 700 ms from the first
     // failure to the fourth; without it, a retry every 100 ms schedule (300 ms). The
-    // failures are seen by polling, late when the machine is loaded, and a CI run with
-    // 8 test threads saw 480 ms (cause not found: the seen times were 10, 90, 287,
-    // 557 and 570 ms). 450 ms still tells the two apart.
+    // failures are seen by polling, late when the machine is loaded. A CI run with 8
+    // test threads once saw 480 ms (failures at 10, 90, 287, 557 and 570 ms: the
+    // fourth 13 ms after the third), a pass that read the catalog while the third
+    // refresh was recording its failure and then found it no longer in flight; a pass
+    // now leaves what was in flight when it began to read. 450 ms tells the two apart.
     let first = seen_failures.iter().find(|(n, _)| *n == 1).unwrap().1;
     let fourth = seen_failures.iter().find(|(n, _)| *n == 4).unwrap().1;
     assert!(
