@@ -37,15 +37,16 @@ impl Compiled {
 
     fn root_summary(&self) -> String {
         if let (Some(over), Body::Incremental(b)) = (&self.over_stage, &self.body) {
-            let stage = match &b.shape {
+            let (holds, stage) = match &b.shape {
                 Shape::Aggregate {
                     recompute: true, ..
-                } => "recompute the groups the changes touch",
-                _ => "per-group counters",
+                } => ("every group", "recompute the groups the changes touch"),
+                Shape::Aggregate { .. } => ("every group", "per-group counters"),
+                _ => ("every row", "the net change per row key"),
             };
             return match over {
                 OverStage::TopK(top) => format!(
-                    "incremental: {} read from a stage table that holds every group, maintained by delta rules ({stage})",
+                    "incremental: {} read from a stage table that holds {holds}, maintained by delta rules ({stage})",
                     top.text
                 ),
                 OverStage::Query(outer) => format!(

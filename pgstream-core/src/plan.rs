@@ -92,15 +92,15 @@ pub(crate) fn compile(
         b
     });
     let is_recursive = query.with.as_ref().map(|w| w.recursive).unwrap_or(false);
-    // `ORDER BY ... LIMIT n` over an aggregate the delta rules maintain: the
-    // aggregate is kept whole in a stage table and the stream table holds its
-    // first rows.
+    // `ORDER BY ... LIMIT n` over an aggregate or a keyed projection the delta rules
+    // maintain: the block is kept whole in a stage table and the stream table holds
+    // its first rows.
     let mut over_stage = None;
     let bound = match bound {
         Err(Error::Unsupported(d))
             if spec.mode.compiled_as() == Mode::Differential && is_top_k(&query) =>
         {
-            match top_k_over_aggregate(text, &query, catalog, &sources) {
+            match top_k_over_stage(text, &query, catalog, &sources) {
                 Some((block, top, srcs)) => {
                     over_stage = Some(OverStage::TopK(top));
                     bind_sources = srcs;
@@ -284,11 +284,12 @@ pub(crate) fn compile(
 }
 
 /// A top-level `ORDER BY ... LIMIT n` over a block the delta rules maintain as an
-/// aggregate with `GROUP BY`: the block bound without its `ORDER BY` and `LIMIT`,
+/// aggregate with `GROUP BY` or as a projection whose rows are identified by their
+/// leaves' keys (`Block::keyed_rows`): the block bound without its `ORDER BY` and `LIMIT`,
 /// and the order and count, when every `ORDER BY` item names an output column (by
 /// name or position) and `n` is a number. `None` otherwise (the query is then
 /// recomputed, as before).
-fn top_k_over_aggregate(
+fn top_k_over_stage(
     text: &str,
     query: &Query,
     catalog: &Catalog,
@@ -315,14 +316,14 @@ fn top_k_over_aggregate(
     let mut inner = query.clone();
     inner.order_by = None;
     limits::clear_limit(&mut inner);
-    let (block, srcs) = bind_grouped_aggregate(text, catalog, sources, &inner)?;
+    let (block, srcs) = bind_stage_block(text, catalog, sources, &inner, true)?;
     let mut order = Vec::new();
     for o in items {
         if o.with_fill.is_some() {
             return None;
         }
         let column = match &o.expr {
-            Expr::Identifier(id) => {
+            Expr::Identifier(id) if block.items.iter().any(|(n, _)| *n == ident_value(id)) => {
                 let name = ident_value(id);
                 block.items.iter().position(|(n, _)| *n == name)?
             }
@@ -334,7 +335,9 @@ fn top_k_over_aggregate(
                     .filter(|&i| i < block.items.len())?,
                 _ => return None,
             },
-            _ => return None,
+            // An expression of the select list, as written there (`ORDER BY o.placed_at`
+            // for the item `o.placed_at`): the same value over the same row.
+            e => written_item(&inner, e).filter(|&i| i < block.items.len())?,
         };
         order.push((column, Sql::ast(&o.options)));
     }
@@ -349,14 +352,49 @@ fn top_k_over_aggregate(
     Some((block, crate::ir::TopK { order, limit, text }, srcs))
 }
 
+/// The position of the select-list item of `q` written as `e` (its expression, with
+/// or without an alias), when `q` is one `SELECT` without `*` (whose positions are
+/// then the output columns').
+fn written_item(q: &Query, e: &Expr) -> Option<usize> {
+    let SetExpr::Select(sel) = q.body.as_ref() else {
+        return None;
+    };
+    let text = e.to_string();
+    let mut found = None;
+    for (i, item) in sel.projection.iter().enumerate() {
+        match item {
+            SelectItem::UnnamedExpr(x) | SelectItem::ExprWithAlias { expr: x, .. } => {
+                if found.is_none() && x.to_string() == text {
+                    found = Some(i);
+                }
+            }
+            _ => return None,
+        }
+    }
+    found
+}
+
 /// `q` bound as a block the delta rules maintain as an aggregate with `GROUP BY`
 /// (its conditions pushed down), with the sources in the binder's order; `None` when
-/// it is not one. What a stage holds.
+/// it is not one. What a stage under a query around it holds.
 fn bind_grouped_aggregate(
     text: &str,
     catalog: &Catalog,
     sources: &[Table],
     q: &Query,
+) -> Option<(Block, Vec<Table>)> {
+    bind_stage_block(text, catalog, sources, q, false)
+}
+
+/// [`bind_grouped_aggregate`], and with `rows` also a projection whose rows are
+/// identified by their leaves' keys (`Block::keyed_rows`; a bag's copies have no key
+/// the stage's changes could be matched by). What a stage under a top-k holds.
+fn bind_stage_block(
+    text: &str,
+    catalog: &Catalog,
+    sources: &[Table],
+    q: &Query,
+    rows: bool,
 ) -> Option<(Block, Vec<Table>)> {
     let mut srcs = sources.to_vec();
     let mut block = {
@@ -365,6 +403,7 @@ fn bind_grouped_aggregate(
     };
     match &block.shape {
         crate::ir::Shape::Aggregate { groups, .. } if !groups.is_empty() => {}
+        crate::ir::Shape::Project if rows && block.keyed_rows() => {}
         _ => return None,
     }
     crate::pushdown::push_down(&mut block);

@@ -308,6 +308,22 @@ pub(crate) struct Block {
     pub shape: Shape,
 }
 
+impl Block {
+    /// Whether the rows of a projection are identified by the primary keys of its
+    /// leaves (`strategy::project`): every leaf whose columns it outputs has a primary
+    /// key or is an aggregate leaf (a one-row one is keyed by nothing), and one has a
+    /// key at least. Otherwise its result is a bag (`project_bag`).
+    pub(crate) fn keyed_rows(&self) -> bool {
+        let out = self.tree.out_leaves();
+        out.iter().all(|&i| {
+            let l = &self.leaves[i];
+            !l.table.primary_key.is_empty() || l.agg.is_some()
+        }) && out
+            .iter()
+            .any(|&i| !self.leaves[i].table.primary_key.is_empty())
+    }
+}
+
 /// How the stream table as a whole is maintained.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Strategy {
@@ -322,8 +338,9 @@ pub enum Strategy {
     Full,
 }
 
-/// `ORDER BY ... LIMIT n` at the top of an aggregate query, maintained over a stage:
-/// the aggregate block without its `ORDER BY` and `LIMIT` is kept in a stage table
+/// `ORDER BY ... LIMIT n` at the top of an aggregate query, or of a projection with
+/// keyed rows (`Block::keyed_rows`), maintained over a stage: the block without its
+/// `ORDER BY` and `LIMIT` is kept in a stage table
 /// (`contract::stage_table`) by its own delta rules, and the stream table holds the
 /// first `n` rows of the stage in that order, recomputed from the stage's state
 /// after each refresh (an index on the stage's `ORDER BY` columns reads `n` rows).

@@ -59,12 +59,7 @@ impl IncrementalRenderer<'_> {
     }
 
     pub(super) fn project(&mut self) -> Statements {
-        if self.block.tree.out_leaves().iter().any(|&i| {
-            // an aggregate leaf without GROUP BY has at most one row: keyed by nothing
-            let l = &self.block.leaves[i];
-            l.table.primary_key.is_empty() && l.agg.is_none()
-        }) || self.key_exprs("x").is_empty()
-        {
+        if !self.block.keyed_rows() {
             return self.project_bag();
         }
         let st = self.storage.clone();
@@ -106,10 +101,23 @@ impl IncrementalRenderer<'_> {
             sql!("\"__pgs_upd\" AS (UPDATE {} AS st SET {} FROM \"__pgs_src\" AS s WHERE s.{} > 0 AND {} RETURNING 1)", st, names.iter().map(|n| sql!("{0} = s.{0}", n)).collect::<Vec<_>>().join_sql(", "), W, matchp),
             sql!("\"__pgs_ins\" AS (INSERT INTO {0} ({1}, \"__pgs_row_id\") SELECT {2}, s.\"__pgs_row_id\" FROM \"__pgs_src\" AS s WHERE s.{3} > 0 AND NOT EXISTS (SELECT 1 FROM {0} AS st WHERE {4}) RETURNING 1)", st, all_cols.join_sql(", "), qualified_by("s", &all_cols).join_sql(", "), W, matchp),
         ];
-        let diff = self.finish(
-            body,
+        // Under a top-k: the stage after this refresh is its rows the changes did not
+        // touch and the new rows of those they did.
+        let mut body = body;
+        let after = sql!(
+            "SELECT {} FROM {} AS st WHERE NOT EXISTS (SELECT 1 FROM \"__pgs_src\" AS s WHERE {}) UNION ALL SELECT {} FROM \"__pgs_src\" AS s WHERE s.{} > 0",
+            self.stage_columns("st"),
+            st,
+            matchp,
+            self.stage_columns("s"),
+            W
+        );
+        let tail = self.top_tail(
+            &mut body,
+            &after,
             &Sql::fixed("SELECT (SELECT count(*) FROM \"__pgs_del\") + (SELECT count(*) FROM \"__pgs_upd\") + (SELECT count(*) FROM \"__pgs_ins\") AS \"rows_changed\""),
         );
+        let diff = self.finish(body, &tail);
         self.maintained(&st, &NewRows::Keyed(new_rows), diff, hidden)
     }
 }

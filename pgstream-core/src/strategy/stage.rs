@@ -4,7 +4,9 @@
 //! `ORDER BY ... LIMIT n` at the top of an aggregate query, over a stage. The
 //! aggregate block without its order and count is the *stage*: a table of its own
 //! (`contract::stage_table`), holding every group, kept by the aggregate's delta rules
-//! (`aggregate`, `aggregate_recompute`) as if it were the stream table. The stream
+//! (`aggregate`, `aggregate_recompute`) as if it were the stream table. The same for
+//! a projection whose rows are identified by their leaves' keys (`project`: the
+//! stage holds every row; a change touches the rows of its keys). The stream
 //! table holds the first `n` rows of the stage, numbered among equal rows like a
 //! recomputed result (`__pgs_n`), and each refresh recomputes them from the stage's
 //! state after the refresh and applies only the difference:

@@ -8,7 +8,8 @@
 //!
 //! This file: `ORDER BY ... LIMIT n` over an aggregate (the stage holds every group,
 //! the stream table the first `n`; each `ORDER BY` ends with the group keys, so the
-//! first `n` rows are determined), and correlated scalar aggregates in `WHERE` and
+//! first `n` rows are determined) and over a projection with keyed rows (the stage
+//! holds every row; each `ORDER BY` ends with a key), and correlated scalar aggregates in `WHERE` and
 //! as arithmetic in the select list (the stage is an aggregate leaf grouped by the
 //! correlation keys, `LEFT JOIN`ed on them), and queries around an aggregate relation
 //! (the relation is the stage, the query around it recomputed over the stage's rows).
@@ -176,6 +177,27 @@ staged!(
     "SELECT department_id, sum(salary) AS total, count(*) AS n FROM employees \
      GROUP BY department_id ORDER BY total DESC NULLS LAST, department_id LIMIT 3"
 );
+
+// A projection under the top-k: the stage holds every row, identified by its
+// leaves' keys; `ORDER BY` items by name, position or as written in the select list.
+staged!(
+    top_k_over_rows,
+    D,
+    Org,
+    1321,
+    "SELECT id, salary, department_id FROM employees ORDER BY salary DESC NULLS LAST, id LIMIT 3"
+);
+staged!(
+    top_k_over_joined_rows,
+    D,
+    Org,
+    1322,
+    "SELECT e.id, e.salary, d.name FROM employees e JOIN departments d ON d.id = e.department_id \
+     WHERE e.salary > 10 ORDER BY d.name NULLS FIRST, 2 DESC NULLS LAST, e.id LIMIT 4"
+);
+staged!(top_k_over_left_joined_rows_immediate, Mode::Immediate, Org, 1323,
+    "SELECT e.id AS eid, e.salary, d.name AS dept FROM employees e LEFT JOIN departments d ON d.id = e.department_id \
+     ORDER BY e.salary NULLS FIRST, d.name, eid LIMIT 3");
 
 // Correlated scalar aggregates in WHERE (TPC-H Q17) and arithmetic over a correlated
 // aggregate in the select list.
