@@ -209,17 +209,20 @@ impl IncrementalRenderer<'_> {
             } else {
                 Sql::fixed("st.ctid <> ALL (ARRAY(SELECT t.\"__pgs_ctid\" FROM \"__pgs_src\" AS t WHERE t.\"__pgs_exists\"))")
             };
-            let after = sql!(
-                "SELECT {} FROM {} AS st WHERE {} \
-                 UNION ALL SELECT {} FROM \"__pgs_src\" AS s WHERE s.\"__pgs_count\" > 0",
+            let kept = sql!(
+                "SELECT {} FROM {} AS st WHERE {}",
                 self.stage_columns("st"),
                 st,
-                untouched,
+                untouched
+            );
+            let new = sql!(
+                "SELECT {} FROM \"__pgs_src\" AS s WHERE s.\"__pgs_count\" > 0",
                 self.stage_columns("s")
             );
             self.top_tail(
                 &mut body,
-                &after,
+                &kept,
+                &new,
                 &Sql::fixed("SELECT (SELECT count(*) FROM \"__pgs_del\") + (SELECT count(*) FROM \"__pgs_upd\") + (SELECT count(*) FROM \"__pgs_ins\") AS \"rows_changed\""),
             )
         };

@@ -725,16 +725,20 @@ impl IncrementalRenderer<'_> {
         let untouched = untouched
             .cloned()
             .unwrap_or_else(|| sql!("NOT ({})", in_keys));
-        let after = sql!(
-            "SELECT {} FROM {} AS st WHERE {} UNION ALL SELECT {} FROM \"__pgs_fresh\" AS n",
+        let kept = sql!(
+            "SELECT {} FROM {} AS st WHERE {}",
             self.stage_columns("st"),
             st,
-            untouched,
+            untouched
+        );
+        let new = sql!(
+            "SELECT {} FROM \"__pgs_fresh\" AS n",
             self.stage_columns("n")
         );
         let tail = self.top_tail(
             &mut body,
-            &after,
+            &kept,
+            &new,
             &Sql::fixed("SELECT (SELECT count(*) FROM \"__pgs_del\") + (SELECT count(*) FROM \"__pgs_ins\") AS \"rows_changed\""),
         );
         self.finish(body, &tail)

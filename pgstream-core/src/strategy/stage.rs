@@ -79,15 +79,36 @@ impl IncrementalRenderer<'_> {
         ))
     }
 
-    /// The differential refresh's end when a top-k sits on the stage: `after`
-    /// (the stage's rows after this refresh, visible columns) gives the new first
-    /// rows, applied to the top storage table; the statement returns how many rows
-    /// of the top storage table changed. Without a top-k, `tail` as it is.
-    pub(super) fn top_tail(&self, body: &mut Vec<Sql>, after: &Sql, tail: &Sql) -> Sql {
+    /// The differential refresh's end when a top-k sits on the stage: the stage's
+    /// rows after this refresh, visible columns, are `kept` (a `SELECT` over the stage
+    /// as `st`: its rows the changes did not touch) and `new` (the new rows of those
+    /// they did); they give the new first rows, applied to the top storage table; the
+    /// statement returns how many rows of the top storage table changed. Without a
+    /// top-k, `tail` as it is.
+    ///
+    /// Under a top-k the kept rows are limited to the first `n` on their own, so that
+    /// they are read through the index on the order: the planner sorted the whole
+    /// stage when the limit was only above the `UNION ALL` (1,000,000 rows for a top
+    /// 50 over a projection, 300 ms).
+    pub(super) fn top_tail(&self, body: &mut Vec<Sql>, kept: &Sql, new: &Sql, tail: &Sql) -> Sql {
         let Some(top_st) = &self.top_storage else {
             return tail.clone();
         };
-        body.extend(apply_ctes(top_st, "top_", &self.top_rows(after), None));
+        let after = match self.top.expect("a stage") {
+            OverStage::TopK(top) => sql!(
+                "({} ORDER BY {} LIMIT {}) UNION ALL ({})",
+                kept,
+                top.order
+                    .iter()
+                    .map(|(i, opts)| sql!("st.{}{}", Sql::ident(&self.block.items[*i].0), opts))
+                    .collect::<Vec<_>>()
+                    .join_sql(", "),
+                top.limit,
+                new
+            ),
+            OverStage::Query(_) => sql!("{} UNION ALL {}", kept, new),
+        };
+        body.extend(apply_ctes(top_st, "top_", &self.top_rows(&after), None));
         Sql::fixed("SELECT (SELECT count(*) FROM \"__pgs_top_del\") + (SELECT count(*) FROM \"__pgs_top_ins\") AS \"rows_changed\"")
     }
 
