@@ -66,7 +66,7 @@ impl Compiled {
             let mut chains = HashMap::new();
             leaf_chains(&block.tree, &mut Vec::new(), &mut chains);
             for (i, leaf) in block.leaves.iter().enumerate() {
-                if leaf.source != source {
+                if !leaf.reads(source) {
                     continue;
                 }
                 if leaf.agg.is_some() {

@@ -325,7 +325,13 @@ fn one_row(q: &Query) -> bool {
         })
     });
     let no_from = s.from.is_empty();
-    no_from || aggregate_only || by_row_id || s.to_string().contains("\"pgs_frontiers\" AS f")
+    // A frontier row (its own FROM reads the catalog of frontiers by stream table and
+    // source; not a window, whose FROM reads it through a subquery).
+    let frontier = s.from.iter().any(|t| {
+        matches!(&t.relation, TableFactor::Table { name, .. }
+            if name.to_string().ends_with("\"pgs_frontiers\""))
+    });
+    no_from || aggregate_only || by_row_id || frontier
 }
 
 /// The column names a FROM item exposes, when the SELECT can tell: a derived

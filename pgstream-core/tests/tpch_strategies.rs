@@ -9,7 +9,7 @@ use pgstream_core::testing::{tpch_queries as queries, TPCH_SCHEMA as SCHEMA};
 
 /// The queries maintained by delta rules, with no whole-query recompute.
 const INCREMENTAL: &[usize] = &[
-    1, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22,
+    1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22,
 ];
 /// Of those, the ones that read an aggregate relation (Q13's subquery, Q15's view
 /// read twice, Q11's aggregate without its `HAVING`) kept in a stage table, the
@@ -17,8 +17,9 @@ const INCREMENTAL: &[usize] = &[
 const AROUND_STAGE: &[usize] = &[11, 13, 15];
 /// Of those, the ones with an uncorrelated scalar aggregate, kept as a one-row leaf.
 const SCALAR: &[usize] = &[22];
-/// Of those, the `ORDER BY ... LIMIT` ones, kept over a stage table.
-const TOP_K: &[usize] = &[3, 10, 18, 21];
+/// Of those, the `ORDER BY ... LIMIT` ones, kept over a stage table (Q2's holds the
+/// rows of a join, the others' the groups of an aggregate).
+const TOP_K: &[usize] = &[2, 3, 10, 18, 21];
 
 #[test]
 fn tpch_queries_with_a_rule_are_not_recomputed() {

@@ -63,30 +63,38 @@ impl Binder<'_> {
             || sel.top.is_some()
             || sel.qualify.is_some()
             || !sel.named_window.is_empty()
-            || sel.from.len() != 1
-            || !sel.from[0].joins.is_empty()
+            || sel.from.is_empty()
+            || sel.from.iter().any(|t| !t.joins.is_empty())
+            // Over several tables, grouped: the groups the changes touch are found
+            // through the join (an aggregate of the whole join is not kept this way).
+            || (sel.from.len() > 1 && groups.is_empty())
         {
             return Ok(None);
         }
-        let TableFactor::Table {
-            name,
-            alias: t_alias,
-            args: None,
-            ..
-        } = &sel.from[0].relation
-        else {
-            return Ok(None);
-        };
-        if t_alias.as_ref().is_some_and(|a| !a.columns.is_empty()) {
-            return Ok(None);
-        }
-        if let [part] = name.0.as_slice() {
-            if part
-                .as_ident()
-                .is_some_and(|i| self.cte(&ident_value(i)).is_some())
-            {
+        // The tables, comma-separated: plain tables, not CTEs, without column aliases.
+        let mut from_tables = Vec::new();
+        for t in &sel.from {
+            let TableFactor::Table {
+                name,
+                alias: t_alias,
+                args: None,
+                ..
+            } = &t.relation
+            else {
+                return Ok(None);
+            };
+            if t_alias.as_ref().is_some_and(|a| !a.columns.is_empty()) {
                 return Ok(None);
             }
+            if let [part] = name.0.as_slice() {
+                if part
+                    .as_ident()
+                    .is_some_and(|i| self.cte(&ident_value(i)).is_some())
+                {
+                    return Ok(None);
+                }
+            }
+            from_tables.push((name, t_alias));
         }
         // No subqueries or window functions inside.
         struct Plain(bool);
@@ -136,28 +144,34 @@ impl Binder<'_> {
                 group_exprs.push(items[pos].1);
             }
         }
-        // Bind the parts against the table alone, for their errors (unknown columns,
+        // Bind the parts against the tables alone, for their errors (unknown columns,
         // volatile functions, misplaced aggregates); the markers are not kept.
-        let source = self.table(name)?;
-        let table = self.sources[source].clone();
-        let inner_alias = t_alias
-            .as_ref()
-            .map(|a| ident_value(&a.name))
-            .unwrap_or_else(|| table.name.name.clone());
         let mark = self.leaves.len();
-        self.leaves.push(Leaf {
-            source,
-            alias: inner_alias.clone(),
-            table: table.clone(),
-            agg: None,
-            func: None,
-        });
-        self.frames.push(vec![Entry::Leaf(mark)]);
-        let mut used: Vec<usize> = table
-            .primary_key
-            .iter()
-            .filter_map(|k| table.column_index(k))
-            .collect();
+        // Per table: its source, its alias inside the subquery, the columns read.
+        let mut inner: Vec<(usize, String, Vec<usize>)> = Vec::new();
+        for (name, t_alias) in &from_tables {
+            let source = self.table(name)?;
+            let table = self.sources[source].clone();
+            let inner_alias = t_alias
+                .as_ref()
+                .map(|a| ident_value(&a.name))
+                .unwrap_or_else(|| table.name.name.clone());
+            let used: Vec<usize> = table
+                .primary_key
+                .iter()
+                .filter_map(|k| table.column_index(k))
+                .collect();
+            self.leaves.push(Leaf {
+                source,
+                alias: inner_alias.clone(),
+                table,
+                agg: None,
+                func: None,
+            });
+            inner.push((source, inner_alias, used));
+        }
+        self.frames
+            .push((mark..self.leaves.len()).map(Entry::Leaf).collect());
         let checked = (|| {
             let mut bound = Vec::new();
             for (_, e) in &items {
@@ -166,28 +180,57 @@ impl Binder<'_> {
             if let Some(w) = &sel.selection {
                 bound.push(self.bind_expr(w, false)?);
             }
+            let mut groups = Vec::new();
             for g in &group_exprs {
-                bound.push(self.bind_expr(g, false)?);
+                groups.push(self.bind_expr(g, false)?);
             }
             if let Some(h) = &sel.having {
                 bound.push(self.bind_expr(h, true)?);
             }
-            Ok::<Vec<Expr>, Error>(bound)
+            Ok::<(Vec<Expr>, Vec<Expr>), Error>((bound, groups))
         })();
         self.frames.pop();
         self.leaves.truncate(mark);
-        for e in &checked? {
+        let (bound, bound_groups) = checked?;
+        for e in bound.iter().chain(&bound_groups) {
             for (l, c) in column_markers(e) {
-                if l != mark {
+                let Some((_, _, used)) = l.checked_sub(mark).and_then(|k| inner.get_mut(k)) else {
                     // a name of an enclosing query: not a plain subquery in FROM
                     return Ok(None);
-                }
+                };
                 if !used.contains(&c) {
                     used.push(c);
                 }
             }
         }
-        used.sort_unstable();
+        for (_, _, used) in &mut inner {
+            used.sort_unstable();
+        }
+        // Over several tables the group keys are all over one, which comes first.
+        if inner.len() > 1 {
+            let mut over: Vec<usize> = bound_groups
+                .iter()
+                .flat_map(column_markers)
+                .map(|(l, _)| l - mark)
+                .collect();
+            over.sort_unstable();
+            over.dedup();
+            let [first] = over[..] else {
+                return Ok(None);
+            };
+            let t = inner.remove(first);
+            inner.insert(0, t);
+        }
+        let mut inner = inner.into_iter();
+        let (source, inner_alias, used) = inner.next().expect("a table");
+        let joined: Vec<crate::ir::JoinedTable> = inner
+            .map(|(source, alias, used)| crate::ir::JoinedTable {
+                source,
+                alias,
+                used,
+            })
+            .collect();
+        let table = self.sources[source].clone();
         let mut names: Vec<String> = items.iter().map(|(n, _)| n.clone()).collect();
         if col_names.len() > names.len() {
             return Ok(None);
@@ -207,16 +250,28 @@ impl Binder<'_> {
                 alias: Ident::with_quote('"', n.clone()),
             })
             .collect();
-        if let TableFactor::Table { name, alias, .. } = &mut leaf_sel.from[0].relation {
-            *name = sqlparser::ast::ObjectName::from(vec![
-                Ident::with_quote('"', table.name.schema.clone()),
-                Ident::with_quote('"', table.name.name.clone()),
-            ]);
-            *alias = Some(crate::sql::walk::table_alias(Ident::with_quote(
-                '"',
-                inner_alias.clone(),
-            )));
+        // Each table by its qualified name under its alias (the first is the one the
+        // group keys are over, wherever the query wrote it).
+        let mut renamed = Vec::new();
+        for (s, a) in std::iter::once((source, &inner_alias))
+            .chain(joined.iter().map(|j| (j.source, &j.alias)))
+        {
+            let t = &self.sources[s];
+            // A plain table's item (the first's), renamed.
+            let mut item = leaf_sel.from[0].clone();
+            if let TableFactor::Table { name, alias, .. } = &mut item.relation {
+                *name = sqlparser::ast::ObjectName::from(vec![
+                    Ident::with_quote('"', t.name.schema.clone()),
+                    Ident::with_quote('"', t.name.name.clone()),
+                ]);
+                *alias = Some(crate::sql::walk::table_alias(Ident::with_quote(
+                    '"',
+                    a.clone(),
+                )));
+            }
+            renamed.push(item);
         }
+        leaf_sel.from = renamed;
         leaf_sel.group_by = GroupByExpr::Expressions(
             group_exprs.iter().map(|g| (*g).clone()).collect(),
             Vec::new(),
@@ -280,6 +335,7 @@ impl Binder<'_> {
                 key_cols,
                 text: q.to_string(),
                 used,
+                joined,
                 inverse: if groups.is_empty() && sel.having.is_none() {
                     items
                         .iter()
@@ -298,7 +354,8 @@ impl Binder<'_> {
         Ok(Some(Tree::Leaf(idx)))
     }
 
-    /// A correlated aggregate over one table: `SELECT agg1(x) [AS a1], ... FROM t
+    /// A correlated aggregate over one table, or several comma-separated (their
+    /// conditions in the `WHERE`): `SELECT agg1(x) [AS a1], ... FROM t
     /// WHERE t.k = o.k AND p(t)` (each item one aggregate call, or `+ - * /` over
     /// calls and constants with a call that is not a count, so that the item is NULL
     /// over no rows as the joined value of a missing group is; no GROUP BY,
@@ -325,38 +382,43 @@ impl Binder<'_> {
             || inner.distinct.is_some()
             || inner.having.is_some()
             || !matches!(&inner.group_by, GroupByExpr::Expressions(g, _) if g.is_empty())
-            || inner.from.len() != 1
-            || !inner.from[0].joins.is_empty()
+            || inner.from.is_empty()
+            || inner.from.iter().any(|t| !t.joins.is_empty())
             || !inner.named_window.is_empty()
         {
             return None;
         }
-        let TableFactor::Table {
-            name: tname,
-            alias: talias,
-            args: None,
-            ..
-        } = &inner.from[0].relation
-        else {
-            return None;
-        };
-        if talias.as_ref().is_some_and(|a| !a.columns.is_empty())
-            || tname.0.len() == 1
-                && tname.0[0]
-                    .as_ident()
-                    .is_some_and(|i| self.cte(&ident_value(i)).is_some())
-        {
-            return None;
+        // The inner tables (comma-separated, their conditions in the WHERE), each
+        // with its alias and its columns: the names that resolve inside.
+        let mut scope: Vec<(String, Vec<String>)> = Vec::new();
+        for t in &inner.from {
+            let TableFactor::Table {
+                name: tname,
+                alias: talias,
+                args: None,
+                ..
+            } = &t.relation
+            else {
+                return None;
+            };
+            if talias.as_ref().is_some_and(|a| !a.columns.is_empty())
+                || tname.0.len() == 1
+                    && tname.0[0]
+                        .as_ident()
+                        .is_some_and(|i| self.cte(&ident_value(i)).is_some())
+            {
+                return None;
+            }
+            let q = qualified(tname);
+            let table = self
+                .catalog
+                .lookup((tname.0.len() > 1).then_some(q.schema.as_str()), &q.name)?;
+            let ia = talias
+                .as_ref()
+                .map(|a| ident_value(&a.name))
+                .unwrap_or_else(|| table.name.name.clone());
+            scope.push((ia, table.columns.iter().map(|c| c.name.clone()).collect()));
         }
-        let q = qualified(tname);
-        let table = self
-            .catalog
-            .lookup((tname.0.len() > 1).then_some(q.schema.as_str()), &q.name)?;
-        let ia = talias
-            .as_ref()
-            .map(|a| ident_value(&a.name))
-            .unwrap_or_else(|| table.name.name.clone());
-        let cols: Vec<String> = table.columns.iter().map(|c| c.name.clone()).collect();
         // The items: aggregate calls over the inner table only.
         let mut items: Vec<(String, Expr, bool)> = Vec::new();
         for (k, item) in inner.projection.iter().enumerate() {
@@ -406,7 +468,7 @@ impl Binder<'_> {
                     FunctionArguments::Subquery(_) => return None,
                 }
                 for x in parts {
-                    if correlation_sides(x, &ia, &cols)?.1 {
+                    if correlation_sides(x, &scope)?.1 {
                         return None;
                     }
                 }
@@ -428,7 +490,7 @@ impl Binder<'_> {
         let mut keys: Vec<(Expr, Expr)> = Vec::new(); // (inner, outer)
         let mut filters: Vec<Expr> = Vec::new();
         for c in inner.selection.as_ref().map(conjuncts).unwrap_or_default() {
-            match correlation_sides(c, &ia, &cols)? {
+            match correlation_sides(c, &scope)? {
                 (_, false) => filters.push(c.clone()),
                 (true, true) => {
                     let Expr::BinaryOp {
@@ -439,8 +501,8 @@ impl Binder<'_> {
                     else {
                         return None;
                     };
-                    let l = correlation_sides(left, &ia, &cols)?;
-                    let r = correlation_sides(right, &ia, &cols)?;
+                    let l = correlation_sides(left, &scope)?;
+                    let r = correlation_sides(right, &scope)?;
                     match (l, r) {
                         ((true, false), (false, true)) => {
                             keys.push(((**left).clone(), (**right).clone()))
@@ -553,35 +615,38 @@ fn strict_over_aggregates<'e>(e: &'e Expr, calls: &mut Vec<&'e sqlparser::ast::F
     }
 }
 
-/// Which sides a condition of a correlated subquery names: (its own table, the
-/// enclosing query), with `alias` and `cols` the subquery's table. An unqualified
-/// name is the table's when it has that column (as PostgreSQL resolves it). `None`
+/// Which sides a condition of a correlated subquery names: (its own tables, the
+/// enclosing query), with `scope` the subquery's tables (alias, columns). An
+/// unqualified name is a table's when one has that column (as PostgreSQL resolves
+/// it: the innermost scope first). `None`
 /// for what a rewrite cannot place: a subquery, a window function, an aggregate, a
 /// volatile function, a name with more than two parts.
-fn correlation_sides(e: &Expr, alias: &str, cols: &[String]) -> Option<(bool, bool)> {
-    struct V<'a>(&'a str, &'a [String], bool, bool, bool);
+fn correlation_sides(e: &Expr, scope: &[(String, Vec<String>)]) -> Option<(bool, bool)> {
+    struct V<'a>(&'a [(String, Vec<String>)], bool, bool, bool);
     impl sqlparser::ast::Visitor for V<'_> {
         type Break = ();
         fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
             match e {
                 Expr::Identifier(i) => {
-                    if self.1.contains(&ident_value(i)) {
-                        self.2 = true
+                    let name = ident_value(i);
+                    if self.0.iter().any(|(_, cols)| cols.contains(&name)) {
+                        self.1 = true
                     } else {
-                        self.3 = true
+                        self.2 = true
                     }
                 }
                 Expr::CompoundIdentifier(ids) if ids.len() == 2 => {
-                    if ident_value(&ids[0]) == self.0 {
-                        self.2 = true
+                    let alias = ident_value(&ids[0]);
+                    if self.0.iter().any(|(a, _)| *a == alias) {
+                        self.1 = true
                     } else {
-                        self.3 = true
+                        self.2 = true
                     }
                 }
                 e if matches!(e, Expr::CompoundIdentifier(_))
                     || crate::sql::walk::is_subquery(e) =>
                 {
-                    self.4 = false;
+                    self.3 = false;
                     return ControlFlow::Break(());
                 }
                 Expr::Function(f)
@@ -589,7 +654,7 @@ fn correlation_sides(e: &Expr, alias: &str, cols: &[String]) -> Option<(bool, bo
                         || is_aggregate(f)
                         || VOLATILE.contains(&function_name(f).as_str()) =>
                 {
-                    self.4 = false;
+                    self.3 = false;
                     return ControlFlow::Break(());
                 }
                 _ => {}
@@ -597,7 +662,7 @@ fn correlation_sides(e: &Expr, alias: &str, cols: &[String]) -> Option<(bool, bo
             ControlFlow::Continue(())
         }
     }
-    let mut v = V(alias, cols, false, false, true);
+    let mut v = V(scope, false, false, true);
     let _ = sqlparser::ast::Visit::visit(e, &mut v);
-    v.4.then_some((v.2, v.3))
+    v.3.then_some((v.1, v.2))
 }

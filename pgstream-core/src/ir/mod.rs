@@ -34,6 +34,18 @@ pub(crate) struct Leaf {
     pub func: Option<FuncLeaf>,
 }
 
+impl Leaf {
+    /// Whether the leaf reads source `source`: its own, or a table its aggregate
+    /// subquery joins ([`AggLeaf::joined`]).
+    pub fn reads(&self, source: usize) -> bool {
+        self.source == source
+            || self
+                .agg
+                .as_ref()
+                .is_some_and(|a| a.joined.iter().any(|j| j.source == source))
+    }
+}
+
 /// The `source` of a function leaf: it reads no source table.
 pub(crate) const FUNCTION_SOURCE: usize = usize::MAX;
 
@@ -71,7 +83,8 @@ impl FuncLeaf {
 
 /// An aggregate subquery over one table, kept as a leaf: `SELECT items FROM source
 /// AS alias [WHERE filter] GROUP BY groups [HAVING having]`, all as SQL text over the
-/// table's columns.
+/// table's columns; or over several, `FROM source AS alias, joined...` with the
+/// group keys over the first.
 #[derive(Debug, Clone)]
 pub(crate) struct AggLeaf {
     /// The alias of the table inside the subquery.
@@ -94,6 +107,24 @@ pub(crate) struct AggLeaf {
     /// one and the window's images (`aggregate_subquery`), without reading the old
     /// state.
     pub inverse: Option<Vec<Inverse>>,
+    /// The tables the subquery joins beside its first (`FROM partsupp, supplier,
+    /// nation WHERE ...`, the conditions in its `WHERE`), whose group keys are all
+    /// over the first (the leaf's `source`). Each is read in the leaf's new and old
+    /// state; its window's images touch the groups of the rows they join. Empty for
+    /// an aggregate over one table.
+    pub joined: Vec<JoinedTable>,
+}
+
+/// A table an aggregate leaf's subquery joins beside its first ([`AggLeaf::joined`]).
+#[derive(Debug, Clone)]
+pub(crate) struct JoinedTable {
+    /// Index into `Compiled::sources`.
+    pub source: usize,
+    /// Its alias inside the subquery.
+    pub alias: String,
+    /// The columns of the table the subquery reads (indices, the primary key
+    /// included).
+    pub used: Vec<usize>,
 }
 
 /// How an item of a one-row aggregate leaf ([`AggLeaf::inverse`]) is undone.
@@ -474,8 +505,15 @@ impl Compiled {
             }
             for br in branches {
                 for l in &br.leaves {
-                    if let (Some(a), true) = (&l.agg, l.source == source) {
-                        for &c in &a.used {
+                    let Some(a) = &l.agg else { continue };
+                    let reads = (l.source == source).then_some(&a.used).into_iter().chain(
+                        a.joined
+                            .iter()
+                            .filter(|j| j.source == source)
+                            .map(|j| &j.used),
+                    );
+                    for cols in reads {
+                        for &c in cols {
                             if let Some(u) = used.get_mut(c) {
                                 *u = true;
                             }

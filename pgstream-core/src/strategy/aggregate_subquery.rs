@@ -44,7 +44,29 @@ impl IncrementalRenderer<'_> {
     /// [`Self::agg_sql`] with the aggregates `extra` computed beside its items, in the
     /// same scan.
     fn agg_sql_with(&self, i: usize, from: &Sql, cond: Option<&Sql>, extra: &[Sql]) -> Sql {
+        self.agg_sql_over(i, from, None, cond, extra)
+    }
+
+    /// [`Self::agg_sql_with`] with the relations `joined` (one per table the subquery
+    /// joins beside its first, [`crate::ir::AggLeaf::joined`]) in place of those
+    /// tables; `None`: the tables themselves (their new state).
+    fn agg_sql_over(
+        &self,
+        i: usize,
+        from: &Sql,
+        joined: Option<&[Sql]>,
+        cond: Option<&Sql>,
+        extra: &[Sql],
+    ) -> Sql {
         let a = self.block.leaves[i].agg.as_ref().expect("aggregate leaf");
+        let mut from = sql!("{} AS {}", from, Sql::ident(&a.alias));
+        for (k, j) in a.joined.iter().enumerate() {
+            let rel = match joined {
+                Some(rels) => rels[k].clone(),
+                None => Sql::qualified(&self.compiled.sources[j.source].name),
+            };
+            from = sql!("{}, {} AS {}", from, rel, Sql::ident(&j.alias));
+        }
         let items: Vec<Sql> = a
             .items
             .iter()
@@ -59,10 +81,9 @@ impl IncrementalRenderer<'_> {
             .map(|c| sql!("({})", c))
             .collect();
         sql!(
-            "SELECT {} FROM {} AS {}{}{}{}",
+            "SELECT {} FROM {}{}{}{}",
             items.join_sql(", "),
             from,
-            Sql::ident(&a.alias),
             if conds.is_empty() {
                 Sql::default()
             } else {
@@ -129,18 +150,24 @@ impl IncrementalRenderer<'_> {
         }
         let kn = numbered_names("__pgs_k", a.groups.len());
         let keys = format!("__pgs_sk{}", i);
-        let touched = sql!(
-            "SELECT DISTINCT {} FROM {} AS {}{}",
-            a.groups
-                .iter()
-                .zip(&kn)
-                .map(|(g, n)| sql!("({}) AS {}", g, n))
-                .collect::<Vec<_>>()
-                .join_sql(", "),
-            Sql::ident(&win),
-            alias,
-            relevant(a)
-        );
+        let key_items = a
+            .groups
+            .iter()
+            .zip(&kn)
+            .map(|(g, n)| sql!("({}) AS {}", g, n))
+            .collect::<Vec<_>>()
+            .join_sql(", ");
+        let touched = if a.joined.is_empty() {
+            sql!(
+                "SELECT DISTINCT {} FROM {} AS {}{}",
+                key_items,
+                Sql::ident(&win),
+                alias,
+                relevant(a)
+            )
+        } else {
+            self.joined_touched_keys(i, &key_items, &win)
+        };
         // Only the keys the other side of the join carries, when it restricts them
         // (`restrict_agg_keys`).
         // One semi join per relation (the other side's new state, its delta), not one
@@ -191,12 +218,97 @@ impl IncrementalRenderer<'_> {
             self.agg_sql(i, &qual, Some(&by_in)),
             self.agg_sql(i, &qual, Some(&by_null))
         );
-        let old_body = sql!(
-            "({}) UNION ALL ({})",
-            self.agg_sql(i, &self.old_state(i, &win, &sql!("({})", by_in)), None),
-            self.agg_sql(i, &self.old_state(i, &win, &sql!("({})", by_null)), None)
-        );
+        // The joined tables in their old state too (unrestricted: the first table's
+        // rows, restricted to the touched keys, are joined to them).
+        let mut joined_old: Vec<Sql> = Vec::new();
+        for j in &a.joined {
+            let base = &self.compiled.sources[j.source];
+            let w = self.window_cte(j.source, base);
+            joined_old.push(old_state_of(
+                base,
+                &Sql::ident(&j.alias),
+                &j.used,
+                &Sql::ident(&w),
+                &Sql::fixed("TRUE"),
+            ));
+        }
+        let old_of = |cond: &Sql| {
+            self.agg_sql_over(
+                i,
+                &self.old_state(i, &win, &sql!("({})", cond)),
+                Some(&joined_old),
+                None,
+                &[],
+            )
+        };
+        let old_body = sql!("({}) UNION ALL ({})", old_of(&by_in), old_of(&by_null));
         self.agg_delta_of(i, name, new_body, old_body)
+    }
+
+    /// The group keys (`key_items`, over the tables' aliases) of an aggregate leaf
+    /// `i` over several tables that the changes touch: for each table, its window's
+    /// images (the first's is `win`) joined with every other table's rows in either
+    /// state (its current rows and its window's images: `T_old ⊆ T_new ∪ images`),
+    /// under the subquery's `WHERE`. A group whose rows changed has a changed row of
+    /// some table among them, joined with rows of the others in one state, so its key
+    /// is found; a key found that way whose rows did not change costs a recompute
+    /// whose old and new rows cancel.
+    fn joined_touched_keys(&mut self, i: usize, key_items: &Sql, win: &str) -> Sql {
+        let l = &self.block.leaves[i];
+        let a = l.agg.as_ref().expect("aggregate leaf").clone();
+        let first = (l.source, a.alias.clone(), a.used.clone());
+        let tables: Vec<(usize, String, Vec<usize>)> = std::iter::once(first)
+            .chain(
+                a.joined
+                    .iter()
+                    .map(|j| (j.source, j.alias.clone(), j.used.clone())),
+            )
+            .collect();
+        let wins: Vec<String> = tables
+            .iter()
+            .enumerate()
+            .map(|(k, (s, _, _))| {
+                if k == 0 {
+                    win.to_string()
+                } else {
+                    let base = self.compiled.sources[*s].clone();
+                    self.window_cte(*s, &base)
+                }
+            })
+            .collect();
+        let either = |k: usize| {
+            let (s, _, used) = &tables[k];
+            let base = &self.compiled.sources[*s];
+            let cols = used
+                .iter()
+                .filter_map(|&c| base.columns.get(c))
+                .map(|c| Sql::ident(&c.name))
+                .collect::<Vec<_>>()
+                .join_sql(", ");
+            sql!(
+                "(SELECT {0} FROM {1} UNION ALL SELECT {0} FROM {2})",
+                cols,
+                Sql::qualified(&base.name),
+                Sql::ident(&wins[k])
+            )
+        };
+        (0..tables.len())
+            .map(|k| {
+                let from = (0..tables.len())
+                    .map(|m| {
+                        let rel = if m == k {
+                            Sql::ident(&wins[m])
+                        } else {
+                            either(m)
+                        };
+                        sql!("{} AS {}", rel, Sql::ident(&tables[m].1))
+                    })
+                    .collect::<Vec<_>>()
+                    .join_sql(", ");
+                sql!("SELECT {} FROM {}{}", key_items, from, relevant(&a))
+            })
+            .collect::<Vec<_>>()
+            .join_sql(" UNION ")
     }
 
     /// The one-row leaf `i` whose items `inverse` undoes, kept as running counts and
@@ -422,53 +534,7 @@ impl IncrementalRenderer<'_> {
         let l = &self.block.leaves[i];
         let a = l.agg.as_ref().expect("aggregate leaf");
         let base = &self.compiled.sources[l.source];
-        let alias = Sql::ident(&a.alias);
-        let qual = Sql::qualified(&base.name);
-        let t = a
-            .used
-            .iter()
-            .filter_map(|&c| base.columns.get(c))
-            .map(|c| sql!("{}.{}", alias, Sql::ident(&c.name)))
-            .collect::<Vec<_>>()
-            .join_sql(", ");
-        let w = Sql::ident(win);
-        if base.primary_key.is_empty() {
-            sql!(
-                "(SELECT {0} FROM {1} AS {2} WHERE {3} \
-                 UNION ALL SELECT {0} FROM {4} AS {2} WHERE {2}.{5} < 0 AND {3} \
-                 EXCEPT ALL SELECT {0} FROM {4} AS {2} WHERE {2}.{5} > 0 AND {3})",
-                t,
-                qual,
-                alias,
-                cond,
-                w,
-                W
-            )
-        } else {
-            // The rows without a new image, by `NOT IN` over the primary key (never
-            // NULL): a hashed subplan, where `NOT EXISTS` was planned as a nested loop
-            // over the window for every row (its size is underestimated).
-            let key = |q: &Sql| {
-                base.primary_key
-                    .iter()
-                    .map(|k| sql!("{}.{}", q, Sql::ident(k)))
-                    .collect::<Vec<_>>()
-                    .join_sql(", ")
-            };
-            sql!(
-                "(SELECT {0} FROM {1} AS {2} WHERE {3} AND ({4}) NOT IN \
-                 (SELECT {5} FROM {6} AS \"__pgs_b\" WHERE \"__pgs_b\".{7} > 0) \
-                 UNION ALL SELECT {0} FROM {6} AS {2} WHERE {2}.{7} < 0 AND {3})",
-                t,
-                qual,
-                alias,
-                cond,
-                key(&alias),
-                key(&Sql::fixed("\"__pgs_b\"")),
-                w,
-                W
-            )
-        }
+        old_state_of(base, &Sql::ident(&a.alias), &a.used, &Sql::ident(win), cond)
     }
 
     /// The current row of the one-row leaf `i` (an aggregate without GROUP BY) as a
@@ -598,6 +664,56 @@ impl IncrementalRenderer<'_> {
                 .collect(),
         ));
         Some((other_delta, agg_is_left))
+    }
+}
+
+/// The old state of table `base` read as `alias` (its columns `used`), from its new
+/// state and its window `w`, its rows restricted by `cond` in each part (a
+/// restriction above the UNION would not reach the table's index).
+fn old_state_of(base: &Table, alias: &Sql, used: &[usize], w: &Sql, cond: &Sql) -> Sql {
+    let qual = Sql::qualified(&base.name);
+    let t = used
+        .iter()
+        .filter_map(|&c| base.columns.get(c))
+        .map(|c| sql!("{}.{}", alias, Sql::ident(&c.name)))
+        .collect::<Vec<_>>()
+        .join_sql(", ");
+    if base.primary_key.is_empty() {
+        sql!(
+            "(SELECT {0} FROM {1} AS {2} WHERE {3} \
+             UNION ALL SELECT {0} FROM {4} AS {2} WHERE {2}.{5} < 0 AND {3} \
+             EXCEPT ALL SELECT {0} FROM {4} AS {2} WHERE {2}.{5} > 0 AND {3})",
+            t,
+            qual,
+            alias,
+            cond,
+            w,
+            W
+        )
+    } else {
+        // The rows without a new image, by `NOT IN` over the primary key (never
+        // NULL): a hashed subplan, where `NOT EXISTS` was planned as a nested loop
+        // over the window for every row (its size is underestimated).
+        let key = |q: &Sql| {
+            base.primary_key
+                .iter()
+                .map(|k| sql!("{}.{}", q, Sql::ident(k)))
+                .collect::<Vec<_>>()
+                .join_sql(", ")
+        };
+        sql!(
+            "(SELECT {0} FROM {1} AS {2} WHERE {3} AND ({4}) NOT IN \
+             (SELECT {5} FROM {6} AS \"__pgs_b\" WHERE \"__pgs_b\".{7} > 0) \
+             UNION ALL SELECT {0} FROM {6} AS {2} WHERE {2}.{7} < 0 AND {3})",
+            t,
+            qual,
+            alias,
+            cond,
+            key(alias),
+            key(&Sql::fixed("\"__pgs_b\"")),
+            w,
+            W
+        )
     }
 }
 

@@ -181,7 +181,7 @@ impl IncrementalRenderer<'_> {
             .leaves
             .iter()
             .enumerate()
-            .filter(|(_, l)| l.source == source);
+            .filter(|(_, l)| l.reads(source));
         let (i, leaf) = readers.next()?;
         (readers.next().is_none() && leaf.agg.is_none() && leaf.func.is_none()).then_some(i)
     }
