@@ -245,14 +245,16 @@ joined!(where_scalar_over_a_join, 1344,
                        WHERE y.id = x.department_id AND y.parent_id IS NOT NULL \
                          AND x.department_id = e.department_id)");
 // Three tables, a count (duplicates through the projects: each employee counts once
-// per project of its department) and a min; the far table filtered.
-joined_in!(where_scalars_over_three_tables, OrgProjects, D, 1345,
-    "SELECT d.id, d.name FROM departments d \
-     WHERE (SELECT count(*) FROM employees x, departments y, projects p \
-            WHERE y.id = x.department_id AND p.department_id = y.id AND p.budget > 20 \
-              AND x.department_id = d.id) > 2 \
-       AND d.id <> (SELECT min(x.salary) FROM employees x, projects p \
-                    WHERE p.department_id = x.department_id AND x.department_id = d.parent_id)");
+// per project of its department) and a min, in the select list; the far table
+// filtered.
+joined_in!(select_scalars_over_three_tables, OrgProjects, D, 1345,
+    "SELECT d.id, d.name, \
+       (SELECT count(*) FROM employees x, departments y, projects p \
+         WHERE y.id = x.department_id AND p.department_id = y.id AND p.budget > 20 \
+           AND x.department_id = d.id) AS n, \
+       (SELECT min(x.salary) FROM employees x, projects p \
+         WHERE p.department_id = x.department_id AND x.department_id = d.parent_id) AS m \
+     FROM departments d");
 // An aggregate over a join in FROM, joined on its group key.
 joined!(aggregate_of_a_join_in_from, 1346,
     "SELECT d.name, s.total, s.n FROM departments d JOIN \
