@@ -22,8 +22,19 @@ impl Compiled {
                     .iter()
                     .filter_map(|l| l.agg.as_ref())
                     .any(|a| a.inverse.is_some());
+                // An aggregate over a join finds the groups through it.
+                let joined = b
+                    .leaves
+                    .iter()
+                    .filter_map(|l| l.agg.as_ref())
+                    .any(|a| !a.joined.is_empty());
                 format!(
-                    "{base}; each aggregate subquery (in FROM, a correlated scalar aggregate LEFT JOINed on its correlation keys, or an uncorrelated one CROSS JOINed as its one row) recomputes the groups the changes of its table touch (old and new state) and is read by group key{}",
+                    "{base}; each aggregate subquery (in FROM, a correlated scalar aggregate LEFT JOINed on its correlation keys, or an uncorrelated one CROSS JOINed as its one row) recomputes the groups the changes of its table touch (old and new state) and is read by group key{}{}",
+                    if joined {
+                        "; one over several tables, the groups the changes of any of them touch, found through its join"
+                    } else {
+                        ""
+                    },
                     if sums {
                         "; a one-row count, sum or avg keeps its counts and sums in a state table and reads only the changes"
                     } else {
@@ -322,7 +333,11 @@ fn explain_block(b: &Block, out: &mut String) {
                     Some(a) => lines.push((
                         depth,
                         format!("AggregateSubquery ({}) AS {}", a.text, l.alias),
-                        "delta: the groups the changes touch, recomputed over the new (+1) and old (-1) state; joined to other deltas by its group keys".into(),
+                        if a.joined.is_empty() {
+                            "delta: the groups the changes touch, recomputed over the new (+1) and old (-1) state; joined to other deltas by its group keys".into()
+                        } else {
+                            "delta: the groups the changes of any of its tables touch (each table's changes joined with the other tables' rows), recomputed over the new (+1) and old (-1) state; joined to other deltas by its group keys".into()
+                        },
                     )),
                 }
             }

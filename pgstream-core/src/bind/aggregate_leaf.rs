@@ -1,6 +1,7 @@
 //! Aggregate subqueries kept as one relation (a leaf): `(SELECT g, agg(x) FROM t
 //! GROUP BY g) AS s` in FROM, and a correlated scalar aggregate LEFT JOINed on its
-//! correlation keys (`strategy::aggregate_subquery` maintains them).
+//! correlation keys (`strategy::aggregate_subquery` maintains them); over one table,
+//! or several comma-separated ones whose group keys are over one of them.
 
 use super::*;
 use crate::sql::limits;
@@ -8,8 +9,11 @@ use crate::sql::limits;
 impl Binder<'_> {
     /// `(SELECT g, agg(x) FROM t [WHERE ...] GROUP BY g [HAVING ...]) AS alias` (or
     /// `SELECT DISTINCT g FROM t ...`): an aggregate over one table whose every GROUP
-    /// BY expression is an output column becomes one leaf, identified by its group keys (see [`AggLeaf`]). `None` when
-    /// the subquery is not of that form (the caller then tries to inline it).
+    /// BY expression is an output column becomes one leaf, identified by its group
+    /// keys (see [`AggLeaf`]). Over several comma-separated tables (`FROM t, u WHERE
+    /// ...`) too, with `GROUP BY` expressions all over one of them, which becomes the
+    /// leaf's first table ([`AggLeaf::joined`] the others). `None` when the subquery
+    /// is not of that form (the caller then tries to inline it).
     pub(super) fn aggregate_leaf(
         &mut self,
         q: &Query,

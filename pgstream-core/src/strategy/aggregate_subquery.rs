@@ -1,4 +1,4 @@
-//! An aggregate subquery over one table used as a relation (`(SELECT g, agg(x) FROM
+//! An aggregate subquery used as a relation (`(SELECT g, agg(x) FROM
 //! t GROUP BY g) AS s` in FROM, or a correlated scalar aggregate LEFT JOINed on its
 //! correlation keys): a leaf whose delta recomputes the groups the changes of `t`
 //! touch, over `t`'s new state (+1) and its old state (−1); groups whose row did not
@@ -15,6 +15,17 @@
 //! inner join, the non-preserved side of an outer, semi or anti join), its delta
 //! recomputes only the touched keys some row of the other side (new state or delta)
 //! carries (`restrict_agg_keys`).
+//!
+//! Over several tables (`FROM t, u, v WHERE ...`, the group keys over `t`; TPC-H
+//! Q2's `min(ps_supplycost)` over partsupp, supplier, nation and region) the keys
+//! are those the changes of any table reach through the join, each table's window
+//! joined with the others' rows in either state (`joined_touched_keys`), and the old
+//! state is every table's:
+//!
+//! ```text
+//! Δs = γ(σ_keys(T_new ⋈ U_new ⋈ V_new)) − γ(σ_keys(T_old ⋈ U_old ⋈ V_old))
+//! keys = π_g(ΔT ⋈ (U ∪ ΔU) ⋈ (V ∪ ΔV)) ∪ π_g((T ∪ ΔT) ⋈ ΔU ⋈ (V ∪ ΔV)) ∪ ...
+//! ```
 //!
 //! Without `GROUP BY` (an uncorrelated scalar aggregate, `c_acctbal > (SELECT
 //! avg(c_acctbal) FROM customer WHERE ...)`, which `bind::where_scalar` joins as a
@@ -166,7 +177,11 @@ impl IncrementalRenderer<'_> {
                 relevant(a)
             )
         } else {
-            self.joined_touched_keys(i, &key_items, &win)
+            // Computed once (a materialized CTE), read by each restriction below.
+            let raw = format!("__pgs_st{}", i);
+            let body = self.joined_touched_keys(i, &key_items, &win);
+            self.ctes.push((raw.clone(), body));
+            sql!("SELECT * FROM {}", Sql::ident(&raw))
         };
         // Only the keys the other side of the join carries, when it restricts them
         // (`restrict_agg_keys`).

@@ -239,51 +239,95 @@ joined!(select_scalar_arithmetic, 1315,
 // Aggregates over several tables (TPC-H Q2's `min(ps_supplycost)` over partsupp,
 // supplier, nation and region): a change of any of the tables touches the groups of
 // the rows it joins. The group keys are over the first table (here `x`).
-joined!(where_scalar_over_a_join, 1344,
+joined!(
+    where_scalar_over_a_join,
+    1344,
     "SELECT e.id, e.salary FROM employees e \
      WHERE e.salary = (SELECT max(x.salary) FROM employees x, departments y \
                        WHERE y.id = x.department_id AND y.parent_id IS NOT NULL \
-                         AND x.department_id = e.department_id)");
+                         AND x.department_id = e.department_id)"
+);
 // Three tables, a count (duplicates through the projects: each employee counts once
 // per project of its department) and a min, in the select list; the far table
 // filtered.
-joined_in!(select_scalars_over_three_tables, OrgProjects, D, 1345,
+joined_in!(
+    select_scalars_over_three_tables,
+    OrgProjects,
+    D,
+    1345,
     "SELECT d.id, d.name, \
        (SELECT count(*) FROM employees x, departments y, projects p \
          WHERE y.id = x.department_id AND p.department_id = y.id AND p.budget > 20 \
            AND x.department_id = d.id) AS n, \
        (SELECT min(x.salary) FROM employees x, projects p \
          WHERE p.department_id = x.department_id AND x.department_id = d.parent_id) AS m \
-     FROM departments d");
+     FROM departments d"
+);
 // An aggregate over a join in FROM, joined on its group key.
-joined!(aggregate_of_a_join_in_from, 1346,
+joined!(
+    aggregate_of_a_join_in_from,
+    1346,
     "SELECT d.name, s.total, s.n FROM departments d JOIN \
        (SELECT x.department_id, sum(x.salary) AS total, count(*) AS n \
           FROM employees x, departments y WHERE y.id = x.department_id AND y.parent_id > 2 \
-         GROUP BY x.department_id) s ON s.department_id = d.id");
+         GROUP BY x.department_id) s ON s.department_id = d.id"
+);
 // TPC-H Q2's shape: the rows whose value is the minimum of their group over a join,
 // their top rows over a stage; and in IMMEDIATE mode.
-staged!(top_k_of_rows_at_the_minimum_over_a_join, D, OrgProjects, 1347,
+staged!(
+    top_k_of_rows_at_the_minimum_over_a_join,
+    D,
+    OrgProjects,
+    1347,
     "SELECT e.id, e.salary, d.name FROM employees e, departments d \
      WHERE d.id = e.department_id \
        AND e.salary = (SELECT min(x.salary) FROM employees x, projects p \
                        WHERE p.department_id = x.department_id AND p.budget > 10 \
                          AND x.department_id = d.id) \
-     ORDER BY e.salary DESC, d.name, e.id LIMIT 4");
+     ORDER BY e.salary DESC, d.name, e.id LIMIT 4"
+);
+// Grouped membership bodies over a join (`IN`, `NOT IN`): the grouped body is an
+// aggregate leaf on the semi or anti join's right side.
+joined_in!(
+    in_grouped_over_a_join,
+    OrgProjects,
+    D,
+    1350,
+    "SELECT d.id, d.name FROM departments d \
+     WHERE d.id IN (SELECT e.department_id FROM employees e, projects p \
+                     WHERE p.department_id = e.department_id AND p.budget > 10 \
+                     GROUP BY e.department_id HAVING count(*) > 2)"
+);
+joined!(
+    not_in_grouped_over_a_join,
+    1351,
+    "SELECT e.id, e.salary FROM employees e \
+     WHERE e.salary NOT IN (SELECT max(x.salary) FROM employees x, departments y \
+                             WHERE y.id = x.department_id AND y.parent_id > 1 \
+                             GROUP BY x.department_id)"
+);
 // A joined table the query reads outside the aggregate too, with a condition there
 // (`d.parent_id > 5`) that the aggregate's rows need not pass: the window of
 // departments is not restricted by it, nor are its changes filtered.
-joined!(where_scalar_over_a_join_read_outside_too, 1349,
+joined!(
+    where_scalar_over_a_join_read_outside_too,
+    1349,
     "SELECT e.id, e.salary, d.name FROM employees e, departments d \
      WHERE d.id = e.department_id AND d.parent_id > 5 \
        AND e.salary >= (SELECT max(x.salary) FROM employees x, departments y \
                         WHERE y.id = x.department_id AND y.parent_id IS NOT NULL \
-                          AND x.department_id = d.parent_id)");
-joined_in!(where_scalar_over_a_join_immediate, Org, Mode::Immediate, 1348,
+                          AND x.department_id = d.parent_id)"
+);
+joined_in!(
+    where_scalar_over_a_join_immediate,
+    Org,
+    Mode::Immediate,
+    1348,
     "SELECT e.id, e.salary FROM employees e \
      WHERE e.salary = (SELECT max(x.salary) FROM employees x, departments y \
                        WHERE y.id = x.department_id AND y.parent_id IS NOT NULL \
-                         AND x.department_id = e.department_id)");
+                         AND x.department_id = e.department_id)"
+);
 
 // The query around an aggregate relation it reads (TPC-H Q13, Q15): the relation is
 // the stage, the query around it recomputed over the stage's rows after each refresh.
