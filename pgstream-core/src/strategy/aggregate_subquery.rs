@@ -228,9 +228,48 @@ impl IncrementalRenderer<'_> {
                 .map(|(n, g)| sql!("{} IS NOT DISTINCT FROM {}", kk(n), g))
                 .collect::<Vec<_>>()
                 .join_sql(" AND "));
+        if a.joined.is_empty() {
+            let new_body = sql!(
+                "({}) UNION ALL ({})",
+                self.agg_sql(i, &qual, Some(&by_in)),
+                self.agg_sql(i, &qual, Some(&by_null))
+            );
+            let old_body = sql!(
+                "({}) UNION ALL ({})",
+                self.agg_sql(i, &self.old_state(i, &win, &sql!("({})", by_in)), None),
+                self.agg_sql(i, &self.old_state(i, &win, &sql!("({})", by_null)), None)
+            );
+            return self.agg_delta_of(i, name, new_body, old_body);
+        }
+        // Over several tables, each group whose key has no NULL is computed for its
+        // key (`LATERAL`): its rows are found from the key by the first table's index
+        // and the joins, where a restriction by `IN` let the planner join the tables
+        // whole and keep the keys' groups at the end (TPC-H Q2: every European
+        // supplier's parts for one part's minimum).
+        let all_set = kn
+            .iter()
+            .map(|n| sql!("{} IS NOT NULL", kk(n)))
+            .collect::<Vec<_>>()
+            .join_sql(" AND ");
+        let per_key = sql!(
+            "{}",
+            gs.iter()
+                .zip(&kn)
+                .map(|(g, n)| sql!("{} = {}", g, kk(n)))
+                .collect::<Vec<_>>()
+                .join_sql(" AND ")
+        );
+        let lateral = |body: Sql| {
+            sql!(
+                "SELECT \"__pgs_s\".* FROM {} AS \"__pgs_kk\" CROSS JOIN LATERAL ({}) AS \"__pgs_s\" WHERE {}",
+                Sql::ident(&keys),
+                body,
+                all_set
+            )
+        };
         let new_body = sql!(
             "({}) UNION ALL ({})",
-            self.agg_sql(i, &qual, Some(&by_in)),
+            lateral(self.agg_sql(i, &qual, Some(&per_key))),
             self.agg_sql(i, &qual, Some(&by_null))
         );
         // The joined tables in their old state too (unrestricted: the first table's
@@ -256,18 +295,24 @@ impl IncrementalRenderer<'_> {
                 &[],
             )
         };
-        let old_body = sql!("({}) UNION ALL ({})", old_of(&by_in), old_of(&by_null));
+        let old_body = sql!(
+            "({}) UNION ALL ({})",
+            lateral(old_of(&per_key)),
+            old_of(&by_null)
+        );
         self.agg_delta_of(i, name, new_body, old_body)
     }
 
     /// The group keys (`key_items`, over the tables' aliases) of an aggregate leaf
     /// `i` over several tables that the changes touch: for each table, its window's
-    /// images (the first's is `win`) joined with every other table's rows in either
-    /// state (its current rows and its window's images: `T_old ⊆ T_new ∪ images`),
-    /// under the subquery's `WHERE`. A group whose rows changed has a changed row of
-    /// some table among them, joined with rows of the others in one state, so its key
-    /// is found; a key found that way whose rows did not change costs a recompute
-    /// whose old and new rows cancel.
+    /// images (the first's is `win`) joined with the tables before it in their
+    /// current state and the tables after it in either state (current rows and window
+    /// images: `T_old ⊆ T_new ∪ images`), under the subquery's `WHERE`. A group whose
+    /// rows changed has a changed row of some table among them; in the term of the
+    /// first such table the rows of the tables before it are unchanged (current) and
+    /// those after it in one state or the other, so its key is found. A key found
+    /// that way whose rows did not change costs a recompute whose old and new rows
+    /// cancel.
     fn joined_touched_keys(&mut self, i: usize, key_items: &Sql, win: &str) -> Sql {
         let l = &self.block.leaves[i];
         let a = l.agg.as_ref().expect("aggregate leaf").clone();
@@ -307,12 +352,20 @@ impl IncrementalRenderer<'_> {
                 Sql::ident(&wins[k])
             )
         };
+        // The term of table `k` reads the tables before it in their current state
+        // only: a group whose rows changed is found by the term of the first table
+        // whose row changed, where the tables before it hold their unchanged rows. A
+        // plain table there is read through its indexes from the window's rows (an
+        // either state is a `UNION ALL` with a window, which the planner scanned
+        // whole: TPC-H Q2's partsupp for a changed supplier).
         (0..tables.len())
             .map(|k| {
                 let from = (0..tables.len())
                     .map(|m| {
                         let rel = if m == k {
                             Sql::ident(&wins[m])
+                        } else if m < k {
+                            Sql::qualified(&self.compiled.sources[tables[m].0].name)
                         } else {
                             either(m)
                         };
