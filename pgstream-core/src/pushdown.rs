@@ -53,7 +53,7 @@ pub(crate) fn push_down(b: &mut Block) {
         }
     }
     let tree = std::mem::replace(&mut b.tree, Tree::Leaf(0));
-    b.tree = filters_before_outer_joins(tree);
+    b.tree = filters_before_outer_joins(tree, &b.leaves);
     let out = b.tree.out_leaves();
     let mut keep = Vec::new();
     let mut preds = Vec::new();
@@ -83,11 +83,11 @@ pub(crate) fn push_down(b: &mut Block) {
 /// recompute (`restrict_agg_keys` reads the new state and delta of the LEFT JOIN's
 /// left side): TPC-H Q20's `ps_availqty > (SELECT 0.5 * sum(l_quantity) ...)`
 /// is recomputed for the changed lineitems of `forest` parts only.
-fn filters_before_outer_joins(t: Tree) -> Tree {
+fn filters_before_outer_joins(t: Tree, leaves: &[Leaf]) -> Tree {
     match t {
         Tree::Leaf(_) => t,
         Tree::Filter { input, pred, text } => Tree::Filter {
-            input: Box::new(filters_before_outer_joins(*input)),
+            input: Box::new(filters_before_outer_joins(*input, leaves)),
             pred,
             text,
         },
@@ -99,7 +99,7 @@ fn filters_before_outer_joins(t: Tree) -> Tree {
             on_text,
         } => Tree::Lateral {
             kind,
-            input: Box::new(filters_before_outer_joins(*input)),
+            input: Box::new(filters_before_outer_joins(*input, leaves)),
             func,
             on,
             on_text,
@@ -112,31 +112,43 @@ fn filters_before_outer_joins(t: Tree) -> Tree {
             on_text,
         } => semi_below_left_joins(
             kind,
-            filters_before_outer_joins(*left),
-            filters_before_outer_joins(*right),
+            filters_before_outer_joins(*left, leaves),
+            filters_before_outer_joins(*right, leaves),
             on,
             on_text,
+            leaves,
         ),
     }
 }
 
 /// The join `left kind right ON on`, its inputs already rewritten: a semi or anti
 /// join goes below each LEFT JOIN at the top of `left` whose right side its
-/// condition does not read (see [`filters_before_outer_joins`]).
-fn semi_below_left_joins(kind: JoinKind, left: Tree, right: Tree, on: Expr, on_text: Sql) -> Tree {
+/// condition does not read (see [`filters_before_outer_joins`]), and below an inner
+/// join with an aggregate leaf (`(A ⋈ G) ⋉ P = (A ⋉ P) ⋈ G` likewise: a correlated
+/// scalar aggregate compared in `WHERE` is joined inner, `bind::where_scalar`).
+fn semi_below_left_joins(
+    kind: JoinKind,
+    left: Tree,
+    right: Tree,
+    on: Expr,
+    on_text: Sql,
+    leaves: &[Leaf],
+) -> Tree {
     match left {
         Tree::Join {
-            kind: JoinKind::Left,
+            kind: g_kind,
             left: a,
             right: g,
             on: g_on,
             on_text: g_on_text,
         } if matches!(kind, JoinKind::Semi | JoinKind::Anti)
+            && (g_kind == JoinKind::Left
+                || (g_kind == JoinKind::Inner && is_agg_leaf(&g, leaves)))
             && !g.leaves().iter().any(|l| leaves_of(&on).contains(l)) =>
         {
             Tree::Join {
-                kind: JoinKind::Left,
-                left: Box::new(semi_below_left_joins(kind, *a, right, on, on_text)),
+                kind: g_kind,
+                left: Box::new(semi_below_left_joins(kind, *a, right, on, on_text, leaves)),
                 right: g,
                 on: g_on,
                 on_text: g_on_text,
