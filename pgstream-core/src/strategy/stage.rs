@@ -61,22 +61,35 @@ impl IncrementalRenderer<'_> {
             .iter()
             .map(|(n, _)| sql!("a.{}", Sql::ident(n)))
             .collect();
-        let order: Vec<Sql> = top
-            .order
-            .iter()
-            .map(|(i, opts)| sql!("a.{}{}", Sql::ident(&self.block.items[*i].0), opts))
-            .collect();
+        let order = self.order_list(top, "a.");
         let width = vis.len();
         NewRows::Copies(Copies::numbered(
             sql!(
                 "SELECT {} FROM ({}) AS a ORDER BY {} LIMIT {}",
                 vis.join_sql(", "),
                 rows,
-                order.join_sql(", "),
+                order,
                 top.limit
             ),
             width,
         ))
+    }
+
+    /// The top-k's `ORDER BY` list over the stage's columns, each qualified by
+    /// `prefix` (`"a."`, or nothing for the index), with its options.
+    fn order_list(&self, top: &crate::ir::TopK, prefix: &'static str) -> Sql {
+        top.order
+            .iter()
+            .map(|(i, opts)| {
+                sql!(
+                    "{}{}{}",
+                    Sql::fixed(prefix),
+                    Sql::ident(&self.block.items[*i].0),
+                    opts
+                )
+            })
+            .collect::<Vec<_>>()
+            .join_sql(", ")
     }
 
     /// The differential refresh's end when a top-k sits on the stage: the stage's
@@ -98,11 +111,7 @@ impl IncrementalRenderer<'_> {
             OverStage::TopK(top) => sql!(
                 "({} ORDER BY {} LIMIT {}) UNION ALL ({})",
                 kept,
-                top.order
-                    .iter()
-                    .map(|(i, opts)| sql!("st.{}{}", Sql::ident(&self.block.items[*i].0), opts))
-                    .collect::<Vec<_>>()
-                    .join_sql(", "),
+                self.order_list(top, "st."),
                 top.limit,
                 new
             ),
@@ -167,11 +176,7 @@ impl IncrementalRenderer<'_> {
             ddl.push(sql!(
                 "CREATE INDEX ON {} ({})",
                 stage_st,
-                top.order
-                    .iter()
-                    .map(|(i, opts)| sql!("{}{}", Sql::ident(&self.block.items[*i].0), opts))
-                    .collect::<Vec<_>>()
-                    .join_sql(", ")
+                self.order_list(top, "")
             ));
         }
         let mut ctes = head_ctes(resets, self.ctx);

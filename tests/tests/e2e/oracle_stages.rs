@@ -236,17 +236,16 @@ joined!(select_scalar_arithmetic, 1315,
     "SELECT d.id, (SELECT max(e.salary) + 1 FROM employees e WHERE e.department_id = d.id) AS m, \
      (SELECT -(sum(e.salary) / count(*)) FROM employees e WHERE e.department_id = d.id) AS a FROM departments d");
 
+/// A correlated `max` over employees and departments, compared in `WHERE`.
+const WHERE_SCALAR_OVER_A_JOIN: &str = "SELECT e.id, e.salary FROM employees e \
+     WHERE e.salary = (SELECT max(x.salary) FROM employees x, departments y \
+                       WHERE y.id = x.department_id AND y.parent_id IS NOT NULL \
+                         AND x.department_id = e.department_id)";
+
 // Aggregates over several tables (TPC-H Q2's `min(ps_supplycost)` over partsupp,
 // supplier, nation and region): a change of any of the tables touches the groups of
 // the rows it joins. The group keys are over the first table (here `x`).
-joined!(
-    where_scalar_over_a_join,
-    1344,
-    "SELECT e.id, e.salary FROM employees e \
-     WHERE e.salary = (SELECT max(x.salary) FROM employees x, departments y \
-                       WHERE y.id = x.department_id AND y.parent_id IS NOT NULL \
-                         AND x.department_id = e.department_id)"
-);
+joined!(where_scalar_over_a_join, 1344, WHERE_SCALAR_OVER_A_JOIN);
 // Three tables, a count (duplicates through the projects: each employee counts once
 // per project of its department) and a min, in the select list; the far table
 // filtered.
@@ -323,10 +322,7 @@ joined_in!(
     Org,
     Mode::Immediate,
     1348,
-    "SELECT e.id, e.salary FROM employees e \
-     WHERE e.salary = (SELECT max(x.salary) FROM employees x, departments y \
-                       WHERE y.id = x.department_id AND y.parent_id IS NOT NULL \
-                         AND x.department_id = e.department_id)"
+    WHERE_SCALAR_OVER_A_JOIN
 );
 
 // The query around an aggregate relation it reads (TPC-H Q13, Q15): the relation is
