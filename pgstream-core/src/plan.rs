@@ -92,6 +92,24 @@ pub(crate) fn compile(
         b
     });
     let is_recursive = query.with.as_ref().map(|w| w.recursive).unwrap_or(false);
+    // Window functions over an aggregate of several tables: their partitions are
+    // recomputed from the aggregate's rows, which as a leaf are computed from its
+    // tables each time; the aggregate kept in a stage (below) serves them from its
+    // table instead, as before such aggregates were leaves.
+    let bound = match bound {
+        Ok(b)
+            if spec.mode.compiled_as() == Mode::Differential
+                && matches!(b.shape, crate::ir::Shape::Window { .. })
+                && b.leaves
+                    .iter()
+                    .any(|l| l.agg.as_ref().is_some_and(|a| !a.joined.is_empty())) =>
+        {
+            Err(Error::Unsupported(Diagnostic::new(
+                "window functions over an aggregate of several tables",
+            )))
+        }
+        other => other,
+    };
     // `ORDER BY ... LIMIT n` over an aggregate or a keyed projection the delta rules
     // maintain: the block is kept whole in a stage table and the stream table holds
     // its first rows.

@@ -317,6 +317,43 @@ fn intersect_all_with_other_table() {
 }
 
 #[test]
+fn aggregates_over_inner_joins_are_aggregate_leaves() {
+    // `JOIN ... ON` inside the subquery is read as comma-separated tables and a
+    // `WHERE`; the group keys over one table.
+    for q in [
+        "SELECT d.id, (SELECT max(e.salary) FROM employees e JOIN departments x ON x.id = e.department_id \
+         WHERE e.department_id = d.id) AS m FROM departments d",
+        "SELECT d.id FROM departments d WHERE d.id IN (SELECT e.department_id FROM employees e \
+         INNER JOIN departments x ON x.id = e.department_id GROUP BY e.department_id HAVING count(*) > 1)",
+        "SELECT d.id, s.n FROM departments d JOIN (SELECT e.department_id, count(*) AS n FROM employees e, \
+         departments x WHERE x.id = e.department_id GROUP BY e.department_id) s ON s.department_id = d.id",
+    ] {
+        let c = diff(q).unwrap_or_else(|e| panic!("{}", e.render(q)));
+        assert_eq!(c.strategy, Strategy::Incremental, "{q}");
+        assert!(
+            c.strategy_summary()
+                .contains("one over several tables, the groups the changes of any of them touch"),
+            "{q}: {}",
+            c.strategy_summary()
+        );
+    }
+    // Not a leaf: a LEFT JOIN inside, group keys over two tables.
+    for q in [
+        "SELECT d.id, (SELECT max(e.salary) FROM employees e LEFT JOIN departments x ON x.id = e.department_id \
+         WHERE e.department_id = d.id) AS m FROM departments d",
+        "SELECT d.id, s.n FROM departments d JOIN (SELECT e.department_id, x.parent_id, count(*) AS n FROM employees e, \
+         departments x WHERE x.id = e.department_id GROUP BY e.department_id, x.parent_id) s ON s.department_id = d.id",
+    ] {
+        let c = diff(q).unwrap_or_else(|e| panic!("{}", e.render(q)));
+        assert!(
+            !c.strategy_summary().contains("one over several tables"),
+            "{q}: {}",
+            c.strategy_summary()
+        );
+    }
+}
+
+#[test]
 fn top_k_over_keyed_rows_reads_a_stage() {
     // Rows identified by their leaves' keys: the block is kept in a stage table, the
     // stream table holds its first rows; `ORDER BY` items by name, by position or as
@@ -383,7 +420,7 @@ fn aggregates_below_the_top_and_scalar_subqueries_are_recomputed() {
             "GROUP BY or an aggregate in a subquery",
         ),
         (
-            "SELECT x.name FROM (SELECT DISTINCT d.name FROM departments d JOIN employees e ON e.department_id = d.id) AS x",
+            "SELECT x.name FROM (SELECT DISTINCT d.name, e.name AS ename FROM departments d JOIN employees e ON e.department_id = d.id) AS x",
             "DISTINCT in a subquery",
         ),
         (

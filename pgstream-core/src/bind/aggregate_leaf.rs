@@ -21,6 +21,8 @@ impl Binder<'_> {
         col_names: &[String],
         f: &TableFactor,
     ) -> Result<Option<Tree>> {
+        let flat = inner_joins_as_conditions(q);
+        let q = flat.as_ref().unwrap_or(q);
         let SetExpr::Select(sel) = q.body.as_ref() else {
             return Ok(None);
         };
@@ -378,6 +380,8 @@ impl Binder<'_> {
         names: Option<&[String]>,
     ) -> Option<(Query, Vec<Expr>, Vec<AggItem>)> {
         use sqlparser::ast::{BinaryOperator, FunctionArg, FunctionArgExpr, FunctionArguments};
+        let flat = inner_joins_as_conditions(sub);
+        let sub = flat.as_ref().unwrap_or(sub);
         let SetExpr::Select(inner) = sub.body.as_ref() else {
             return None;
         };
@@ -616,6 +620,82 @@ fn strict_over_aggregates<'e>(e: &'e Expr, calls: &mut Vec<&'e sqlparser::ast::F
             right,
         } => strict_over_aggregates(left, calls) && strict_over_aggregates(right, calls),
         _ => false,
+    }
+}
+
+/// `q` with the inner joins of its `FROM` written as comma-separated tables and their
+/// `ON` conditions AND-ed into its `WHERE` (`FROM t JOIN u ON c` is `FROM t, u WHERE
+/// c`: the same rows), so that an aggregate over them is read like one written with
+/// commas. `None` when its `FROM` has no join, or one that is not inner (`LEFT`,
+/// `USING`, `NATURAL`, ...).
+fn inner_joins_as_conditions(q: &Query) -> Option<Query> {
+    use sqlparser::ast::{BinaryOperator, JoinConstraint as C, JoinOperator as J};
+    let SetExpr::Select(sel) = q.body.as_ref() else {
+        return None;
+    };
+    if sel.from.iter().all(|t| t.joins.is_empty()) {
+        return None;
+    }
+    let mut from = Vec::new();
+    let mut conds: Vec<Expr> = sel.selection.iter().cloned().collect();
+    for t in &sel.from {
+        from.push(TableWithJoins {
+            relation: t.relation.clone(),
+            joins: Vec::new(),
+        });
+        for j in &t.joins {
+            match &j.join_operator {
+                J::Join(C::On(e)) | J::Inner(C::On(e)) => and_parts(e, &mut conds),
+                J::CrossJoin(C::None) => {}
+                _ => return None,
+            }
+            from.push(TableWithJoins {
+                relation: j.relation.clone(),
+                joins: Vec::new(),
+            });
+        }
+    }
+    let mut flat = (**sel).clone();
+    flat.from = from;
+    flat.selection = conds.into_iter().reduce(|a, b| Expr::BinaryOp {
+        left: Box::new(a),
+        op: BinaryOperator::And,
+        right: Box::new(b),
+    });
+    let mut out = q.clone();
+    out.body = Box::new(SetExpr::Select(Box::new(flat)));
+    Some(out)
+}
+
+/// The AND-ed parts of `e`, an `OR` in parentheses (AND-ed with other parts, it must
+/// not bind to them when printed).
+fn and_parts(e: &Expr, out: &mut Vec<Expr>) {
+    use sqlparser::ast::BinaryOperator;
+    match e {
+        Expr::BinaryOp {
+            left,
+            op: BinaryOperator::And,
+            right,
+        } => {
+            and_parts(left, out);
+            and_parts(right, out);
+        }
+        Expr::Nested(inner)
+            if matches!(
+                inner.as_ref(),
+                Expr::BinaryOp {
+                    op: BinaryOperator::And,
+                    ..
+                }
+            ) =>
+        {
+            and_parts(inner, out)
+        }
+        Expr::BinaryOp {
+            op: BinaryOperator::Or,
+            ..
+        } => out.push(Expr::Nested(Box::new(e.clone()))),
+        _ => out.push(e.clone()),
     }
 }
 

@@ -285,6 +285,23 @@ staged!(
                          AND x.department_id = d.id) \
      ORDER BY e.salary DESC, d.name, e.id LIMIT 4"
 );
+// The same with `JOIN ... ON` inside the subquery (its conditions read as the
+// subquery's `WHERE`), an `OR` among them.
+joined!(
+    select_scalar_over_an_inner_join,
+    1352,
+    "SELECT d.id, (SELECT max(e.salary) FROM employees e JOIN departments x \
+                   ON x.id = e.department_id AND (x.parent_id > 2 OR x.parent_id IS NULL) \
+                   WHERE e.department_id = d.id) AS m FROM departments d"
+);
+joined!(
+    aggregate_of_an_inner_join_in_from,
+    1353,
+    "SELECT d.name, s.total FROM departments d JOIN \
+       (SELECT x.department_id, sum(x.salary) AS total FROM employees x \
+          JOIN departments y ON y.id = x.department_id WHERE y.parent_id > 2 \
+         GROUP BY x.department_id) s ON s.department_id = d.id"
+);
 // Grouped membership bodies over a join (`IN`, `NOT IN`): the grouped body is an
 // aggregate leaf on the semi or anti join's right side.
 joined_in!(
@@ -385,11 +402,13 @@ around!(
            JOIN departments d ON d.id = e.department_id \
            GROUP BY e.department_id HAVING count(*) > 1) s"
 );
-// A keyless source (duplicate rows), counts of counts over a self join.
-around!(
+// A keyless source (duplicate rows), counts of counts over a self join: the inner
+// aggregate (over two tables, grouped by a column of the first) is an aggregate leaf,
+// the outer one kept by counters over its delta.
+joined_in!(
     counts_of_counts_over_a_keyless_source,
-    D,
     Events,
+    D,
     1326,
     "SELECT n, count(*) AS kinds FROM (SELECT a.kind, count(*) AS n FROM events a \
      JOIN events b ON b.kind = a.kind AND b.amount > a.amount GROUP BY a.kind) s \
