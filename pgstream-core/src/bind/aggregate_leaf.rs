@@ -667,36 +667,18 @@ fn inner_joins_as_conditions(q: &Query) -> Option<Query> {
     Some(out)
 }
 
-/// The AND-ed parts of `e`, an `OR` in parentheses (AND-ed with other parts, it must
-/// not bind to them when printed).
+/// The AND-ed parts of `e` (`walk::conjuncts`), an `OR` in parentheses again (AND-ed
+/// with other parts, it must not bind to them when printed).
 fn and_parts(e: &Expr, out: &mut Vec<Expr>) {
-    use sqlparser::ast::BinaryOperator;
-    match e {
+    let mut parts = Vec::new();
+    crate::sql::walk::conjuncts(e, &mut parts);
+    out.extend(parts.into_iter().map(|p| match p {
         Expr::BinaryOp {
-            left,
-            op: BinaryOperator::And,
-            right,
-        } => {
-            and_parts(left, out);
-            and_parts(right, out);
-        }
-        Expr::Nested(inner)
-            if matches!(
-                inner.as_ref(),
-                Expr::BinaryOp {
-                    op: BinaryOperator::And,
-                    ..
-                }
-            ) =>
-        {
-            and_parts(inner, out)
-        }
-        Expr::BinaryOp {
-            op: BinaryOperator::Or,
+            op: sqlparser::ast::BinaryOperator::Or,
             ..
-        } => out.push(Expr::Nested(Box::new(e.clone()))),
-        _ => out.push(e.clone()),
-    }
+        } => Expr::Nested(Box::new(p.clone())),
+        _ => p.clone(),
+    }));
 }
 
 /// Which sides a condition of a correlated subquery names: (its own tables, the
