@@ -208,15 +208,17 @@ impl IncrementalRenderer<'_> {
         // the subquery cannot hide it.
         let gs: Vec<Sql> = a.groups.iter().map(|g| sql!("({})", g)).collect();
         let kk = |n: &Sql| sql!("\"__pgs_kk\".{}", n);
+        let all_set = kn
+            .iter()
+            .map(|n| sql!("{} IS NOT NULL", kk(n)))
+            .collect::<Vec<_>>()
+            .join_sql(" AND ");
         let by_in = sql!(
             "({}) IN (SELECT {} FROM {} AS \"__pgs_kk\" WHERE {})",
             gs.join_sql(", "),
             kn.iter().map(kk).collect::<Vec<_>>().join_sql(", "),
             Sql::ident(&keys),
-            kn.iter()
-                .map(|n| sql!("{} IS NOT NULL", kk(n)))
-                .collect::<Vec<_>>()
-                .join_sql(" AND ")
+            all_set
         );
         let any_null = kn
             .iter()
@@ -246,19 +248,7 @@ impl IncrementalRenderer<'_> {
         // and the joins, where a restriction by `IN` let the planner join the tables
         // whole and keep the keys' groups at the end (TPC-H Q2: every European
         // supplier's parts for one part's minimum).
-        let all_set = kn
-            .iter()
-            .map(|n| sql!("{} IS NOT NULL", kk(n)))
-            .collect::<Vec<_>>()
-            .join_sql(" AND ");
-        let per_key = sql!(
-            "{}",
-            gs.iter()
-                .zip(&kn)
-                .map(|(g, n)| sql!("{} = {}", g, kk(n)))
-                .collect::<Vec<_>>()
-                .join_sql(" AND ")
-        );
+        let per_key = keys_equal(&a.groups, "\"__pgs_kk\"");
         let lateral = |body: Sql| {
             sql!(
                 "SELECT \"__pgs_s\".* FROM {} AS \"__pgs_kk\" CROSS JOIN LATERAL ({}) AS \"__pgs_s\" WHERE {}",
